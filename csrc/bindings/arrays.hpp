@@ -1,0 +1,83 @@
+// Array checks for the bindings: the exact dtype (never a converting copy), C order, the
+// write flag for outputs, no overlap between outputs and inputs. Messages name the kernel,
+// the argument and the shapes.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "../common.hpp"
+
+namespace fastmlp { namespace bind {
+
+namespace py = pybind11;
+
+inline std::string shape_of(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+inline std::string strides_of(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.strides(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+[[noreturn]] inline void fail_value(const std::string& kernel, const std::string& msg) {
+    throw py::value_error(kernel + ": " + msg);
+}
+
+template <class T> const char* dtype_name() { return sizeof(T) == 4 ? "float32" : "float64"; }
+
+// Checks dtype T, C order and ndim of a; returns its data.
+template <class T>
+const T* input(const py::array& a, const char* kernel, const char* name, int ndim) {
+    if (!py::array_t<T>::check_(a))
+        throw py::type_error(std::string(kernel) + ": " + name + " has dtype " +
+                             std::string(py::str(a.dtype())) + ", expected " + dtype_name<T>());
+    if (a.ndim() != ndim)
+        fail_value(kernel, std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_of(a));
+    if (!(a.flags() & py::array::c_style))
+        fail_value(kernel, std::string(name) + " must be C-contiguous (got strides " + strides_of(a) + ")");
+    return static_cast<const T*>(a.data());
+}
+
+template <class T>
+T* output(py::array& a, const char* kernel, const char* name, int ndim) {
+    input<T>(a, kernel, name, ndim);
+    if (!a.writeable()) fail_value(kernel, std::string(name) + " is read-only");
+    return static_cast<T*>(a.mutable_data());
+}
+
+inline bool overlaps(const py::array& a, const py::array& b) {
+    const char* a0 = static_cast<const char*>(a.data());
+    const char* b0 = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+inline void no_overlap(const char* kernel, const py::array& out, const char* out_name,
+                       const py::array& in, const char* in_name) {
+    if (overlaps(out, in)) fail_value(kernel, std::string(out_name) + " overlaps " + in_name);
+}
+
+inline void same_shape(const char* kernel, const py::array& a, const char* an,
+                       const py::array& b, const char* bn) {
+    bool same = a.ndim() == b.ndim();
+    for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == b.shape(i);
+    if (!same)
+        fail_value(kernel, std::string("shape mismatch: ") + an + " is " + shape_of(a) + ", " + bn +
+                               " is " + shape_of(b) + " (they must be equal)");
+}
+
+// Calls f(T{}) with T the float type of `a`'s dtype; TypeError for any other dtype.
+template <class F>
+auto with_dtype(const py::array& a, const char* kernel, const char* name, F f) {
+    if (py::array_t<float>::check_(a)) return f(float{});
+    if (py::array_t<double>::check_(a)) return f(double{});
+    throw py::type_error(std::string(kernel) + ": " + name + " has dtype " +
+                         std::string(py::str(a.dtype())) + ", expected float32 or float64");
+}
+
+}}  // namespace fastmlp::bind

@@ -1,0 +1,242 @@
+// fastmlp._core: the only pybind11 code. Each binding checks and views its arrays
+// (arrays.hpp), releases the GIL and calls the dispatched kernel (ops.hpp). No math, no
+// defaults beyond the Python signature, no allocation policy.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "../cpu_features.hpp"
+#include "../dispatch.hpp"
+#include "../ops.hpp"
+#include "../parallel.hpp"
+#include "arrays.hpp"
+
+namespace py = pybind11;
+using namespace fastmlp;
+using namespace fastmlp::bind;
+
+namespace {
+
+template <class E, std::size_t N>
+E parse_name(const char* kernel, const char* what, const std::string& name,
+             const char* const (&names)[N]) {
+    for (std::size_t i = 0; i < N; ++i)
+        if (name == names[i]) return E(i);
+    std::string valid;
+    for (std::size_t i = 0; i < N; ++i) valid += (i ? ", " : "") + std::string(names[i]);
+    fail_value(kernel, "unknown " + std::string(what) + " '" + name + "' (expected one of " + valid + ")");
+}
+
+constexpr const char* kActivations[] = {"linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu"};
+constexpr const char* kLosses[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse"};
+constexpr const char* kMathFns[] = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid"};
+
+Activation activation_of(const char* kernel, const std::string& s) {
+    return parse_name<Activation>(kernel, "activation", s, kActivations);
+}
+Loss loss_of(const char* kernel, const std::string& s) { return parse_name<Loss>(kernel, "loss", s, kLosses); }
+
+void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
+    const char* k = "gemm";
+    with_dtype(a, k, "a", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pa = input<T>(a, k, "a", 2);
+        const T* pb = input<T>(b, k, "b", 2);
+        T* pc = output<T>(c, k, "c", 2);
+        no_overlap(k, c, "c", a, "a");
+        no_overlap(k, c, "c", b, "b");
+        const fastmlp::index m = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+        const fastmlp::index kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
+        if (ka != kb || c.shape(0) != m || c.shape(1) != n)
+            fail_value(k, "shape mismatch: a" + std::string(ta ? ".T" : "") + " is (" + std::to_string(m) + ", " +
+                              std::to_string(ka) + "), b" + (tb ? ".T" : "") + " is (" + std::to_string(kb) +
+                              ", " + std::to_string(n) + "), c is " + shape_of(c) + " (expected (" +
+                              std::to_string(m) + ", " + std::to_string(n) + ") with equal inner sizes)");
+        py::gil_scoped_release nogil;
+        gemm<T>(ta, tb, m, n, ka, T(alpha), pa, a.shape(1), pb, b.shape(1), T(beta), pc, n);
+    });
+}
+
+void bias_act_binding(py::array z, py::array bias, py::array a, const std::string& act, double param) {
+    const char* k = "bias_act_forward";
+    const Activation f = activation_of(k, act);
+    with_dtype(z, k, "z", [&](auto tag) {
+        using T = decltype(tag);
+        T* pz = output<T>(z, k, "z", 2);
+        const T* pb = input<T>(bias, k, "bias", 1);
+        T* pa = output<T>(a, k, "a", 2);
+        same_shape(k, z, "z", a, "a");
+        if (bias.shape(0) != z.shape(1))
+            fail_value(k, "shape mismatch: bias is " + shape_of(bias) + ", z is " + shape_of(z) +
+                              " (bias must have z.shape[1] elements)");
+        no_overlap(k, z, "z", bias, "bias");
+        no_overlap(k, a, "a", bias, "bias");
+        if (pa != pz && overlaps(a, z)) fail_value(k, "a overlaps z");
+        if (pa == pz && f != Activation::linear) fail_value(k, "a may be z only for the linear activation");
+        py::gil_scoped_release nogil;
+        bias_act_forward<T>(pb, pz, pa, z.shape(0), z.shape(1), f, T(param));
+    });
+}
+
+void act_backward_binding(py::array z, py::array a, py::array da, py::array dz, const std::string& act,
+                          double param) {
+    const char* k = "act_backward";
+    const Activation f = activation_of(k, act);
+    with_dtype(z, k, "z", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "z", 2);
+        const T* pa = input<T>(a, k, "a", 2);
+        const T* pda = input<T>(da, k, "da", 2);
+        T* pdz = output<T>(dz, k, "dz", 2);
+        same_shape(k, z, "z", a, "a");
+        same_shape(k, z, "z", da, "da");
+        same_shape(k, z, "z", dz, "dz");
+        no_overlap(k, dz, "dz", z, "z");
+        no_overlap(k, dz, "dz", a, "a");
+        if (pdz != pda && overlaps(dz, da)) fail_value(k, "dz overlaps da");
+        py::gil_scoped_release nogil;
+        act_backward<T>(pz, pa, pda, pdz, z.size(), f, T(param));
+    });
+}
+
+void col_sum_binding(py::array x, py::array out) {
+    const char* k = "col_sum";
+    with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = input<T>(x, k, "x", 2);
+        T* po = output<T>(out, k, "out", 1);
+        if (out.shape(0) != x.shape(1))
+            fail_value(k, "shape mismatch: x is " + shape_of(x) + ", out is " + shape_of(out) +
+                              " (out must have x.shape[1] elements)");
+        no_overlap(k, out, "out", x, "x");
+        py::gil_scoped_release nogil;
+        col_sum<T>(px, x.shape(0), x.shape(1), po);
+    });
+}
+
+double loss_binding(const std::string& name, py::array z, py::array y, py::object grad, double scale) {
+    const char* k = "loss";
+    const Loss kind = loss_of(k, name);
+    return with_dtype(z, k, "logits", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "logits", 2);
+        const T* py_ = input<T>(y, k, "y", 2);
+        same_shape(k, z, "logits", y, "y");
+        T* pg = nullptr;
+        py::array g;
+        if (!grad.is_none()) {
+            if (!py::isinstance<py::array>(grad))
+                throw py::type_error("loss: grad must be a numpy array or None");
+            g = grad.cast<py::array>();
+            pg = output<T>(g, k, "grad", 2);
+            same_shape(k, z, "logits", g, "grad");
+            if (pg != pz) no_overlap(k, g, "grad", z, "logits");
+            no_overlap(k, g, "grad", y, "y");
+        }
+        py::gil_scoped_release nogil;
+        return loss<T>(kind, pz, py_, pg, z.shape(0), z.shape(1), T(scale));
+    });
+}
+
+void output_binding(const std::string& name, py::array z, py::array out) {
+    const char* k = "output";
+    const Loss kind = loss_of(k, name);
+    with_dtype(z, k, "logits", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "logits", 2);
+        T* po = output<T>(out, k, "out", 2);
+        same_shape(k, z, "logits", out, "out");
+        no_overlap(k, out, "out", z, "logits");
+        py::gil_scoped_release nogil;
+        output<T>(kind, pz, po, z.shape(0), z.shape(1));
+    });
+}
+
+void sgd_binding(py::array p, py::array g, double lr) {
+    const char* k = "sgd_update";
+    with_dtype(p, k, "param", [&](auto tag) {
+        using T = decltype(tag);
+        T* pp = output<T>(p, k, "param", 1);
+        const T* pg = input<T>(g, k, "grad", 1);
+        same_shape(k, p, "param", g, "grad");
+        no_overlap(k, p, "param", g, "grad");
+        py::gil_scoped_release nogil;
+        sgd_update<T>(pp, pg, p.size(), T(lr));
+    });
+}
+
+void math_binding(const std::string& name, py::array x, py::array out) {
+    const char* k = "math";
+    const MathFn fn = parse_name<MathFn>(k, "function", name, kMathFns);
+    with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = input<T>(x, k, "x", 1);
+        T* po = output<T>(out, k, "out", 1);
+        same_shape(k, x, "x", out, "out");
+        if (po != px) no_overlap(k, out, "out", x, "x");
+        py::gil_scoped_release nogil;
+        math<T>(fn, px, po, x.size());
+    });
+}
+
+std::vector<std::string> isa_list(bool (*pred)(Isa)) {
+    std::vector<std::string> out;
+    for (int i = 0; i < kIsaCount; ++i)
+        if (pred(Isa(i))) out.push_back(isa_name(Isa(i)));
+    return out;
+}
+
+std::string set_isa_binding(const std::string& name) {
+    Isa isa = best_isa();
+    if (name != "auto" && !parse_isa(name.c_str(), isa))
+        throw py::value_error("set_isa: unknown ISA '" + name + "' (expected generic, avx2, avx512 or auto)");
+    try {
+        select_isa(isa);
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(std::string("set_isa: ") + e.what());
+    }
+    return isa_name(active_isa());
+}
+
+py::dict backend_info() {
+    py::dict d;
+    d["version"] = FASTMLP_VERSION;
+    d["compiled_isas"] = isa_list(&isa_compiled);
+    d["supported_isas"] = isa_list(&cpu_supports);
+    d["usable_isas"] = isa_list(&isa_usable);
+    d["isa"] = isa_name(active_isa());
+    d["threads"] = num_threads();
+    d["openmp"] = openmp_enabled();
+    d["serial_after_fork"] = serial_after_fork();
+    return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "fastmlp's C++ kernels; use them through fastmlp.backends.native";
+    init_dispatch();
+    using py::arg;
+    m.def("gemm", &gemm_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
+          arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0);
+    m.def("bias_act_forward", &bias_act_binding, arg("z").noconvert(), arg("bias").noconvert(),
+          arg("a").noconvert(), arg("activation"), arg("param"));
+    m.def("act_backward", &act_backward_binding, arg("z").noconvert(), arg("a").noconvert(),
+          arg("da").noconvert(), arg("dz").noconvert(), arg("activation"), arg("param"));
+    m.def("col_sum", &col_sum_binding, arg("x").noconvert(), arg("out").noconvert());
+    m.def("loss", &loss_binding, arg("name"), arg("logits").noconvert(), arg("y").noconvert(), arg("grad"),
+          arg("scale"));
+    m.def("output", &output_binding, arg("name"), arg("logits").noconvert(), arg("out").noconvert());
+    m.def("sgd_update", &sgd_binding, arg("param").noconvert(), arg("grad").noconvert(), arg("lr"));
+    m.def("math", &math_binding, arg("name"), arg("x").noconvert(), arg("out").noconvert());
+    m.def("set_isa", &set_isa_binding, arg("name"));
+    m.def("backend_info", &backend_info);
+    m.def("set_num_threads", &set_num_threads, arg("n"));
+    m.def("get_num_threads", &num_threads);
+    m.def("push_threads", &push_threads, arg("n"));
+    m.def("pop_threads", &pop_threads, arg("previous"));
+    m.def("last_team_size", &last_team_size);
+}

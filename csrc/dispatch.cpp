@@ -1,0 +1,66 @@
+#include "dispatch.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "cpu_features.hpp"
+
+namespace fastmlp {
+namespace {
+
+Kernels g_tables[kIsaCount];
+bool g_compiled[kIsaCount];
+std::atomic<int> g_active{0};
+
+template <Isa isa>
+void fill_table() {
+    register_gemm<isa>(g_tables[int(isa)]);
+    register_elementwise<isa>(g_tables[int(isa)]);
+    g_compiled[int(isa)] = true;
+}
+
+}  // namespace
+
+void init_dispatch() {
+    fill_table<Isa::generic>();
+#if defined(FASTMLP_HAVE_AVX2)
+    fill_table<Isa::avx2>();
+#endif
+#if defined(FASTMLP_HAVE_AVX512)
+    fill_table<Isa::avx512>();
+#endif
+    Isa chosen = best_isa();
+    const char* env = std::getenv("FASTMLP_ISA");
+    if (env && *env && std::string(env) != "auto") {
+        Isa wanted;
+        if (!parse_isa(env, wanted))
+            std::fprintf(stderr, "fastmlp: ignoring FASTMLP_ISA=%s (expected generic, avx2, avx512 or auto)\n", env);
+        else if (int(wanted) < int(chosen))
+            chosen = wanted;  // capped at what the CPU has
+    }
+    g_active = int(chosen);
+}
+
+const Kernels& kernels() { return g_tables[g_active.load(std::memory_order_relaxed)]; }
+Isa active_isa() { return Isa(g_active.load()); }
+bool isa_compiled(Isa isa) { return g_compiled[int(isa)]; }
+bool isa_usable(Isa isa) { return isa_compiled(isa) && cpu_supports(isa); }
+
+Isa best_isa() {
+    for (int i = kIsaCount - 1; i > 0; --i)
+        if (isa_usable(Isa(i))) return Isa(i);
+    return Isa::generic;
+}
+
+void select_isa(Isa isa) {
+    if (!isa_compiled(isa))
+        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) + "' was not compiled into this build");
+    if (!cpu_supports(isa))
+        throw std::invalid_argument(std::string("this CPU does not support ISA '") + isa_name(isa) + "'");
+    g_active = int(isa);
+}
+
+}  // namespace fastmlp

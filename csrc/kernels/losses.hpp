@@ -1,0 +1,117 @@
+// Losses from logits, one row (sample) at a time; k = cols outputs.
+//
+//   softmax cross-entropy  lse = max + log(sum_j exp(z_j - max))
+//                          loss = sum_j y_j (lse - z_j)
+//                          grad = scale * (p_j sum_j y_j - y_j),  p = softmax(z)
+//   binary cross-entropy   loss = mean_j [max(z, 0) - z y + log1p(exp(-|z|))]
+//                          grad = scale / k * (sigmoid(z) - y)
+//   mse                    loss = mean_j (z - y)^2,   grad = scale * 2/k * (z - y)
+//
+// Every sum over j uses Sum16, so all ISAs agree bit for bit; rows' losses are added in
+// ascending order in double. The outputs (softmax rows, sigmoid) share this code.
+// Scalar reference: the NumPy backend (python/fastmlp/backends/numpy.py).
+#pragma once
+#include "reductions.hpp"
+
+namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
+
+template <class T> inline Vec<T> part(const T* p, index j, index w, T fill = T(0)) {
+    return load_part<T>(p + j, w, fill);
+}
+
+// max_j z_j and sum_j exp(z_j - max) of one row.
+template <class T> struct SoftmaxRow { T max, sum_exp; };
+
+template <class T>
+inline SoftmaxRow<T> softmax_row(const T* z, index k) {
+    T m = z[0];
+    for (index j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;  // a NaN propagates through exp below
+    const Vec<T> vm = splat<T>(m);
+    return {m, sum16<T>(k, [&](index j, index w) { return exp<T>(part(z, j, w) - vm); })};
+}
+
+template <class T>
+inline void softmax_out_row(const T* z, T* p, index k) {
+    const SoftmaxRow<T> r = softmax_row(z, k);
+    const Vec<T> vm = splat<T>(r.max), vs = splat<T>(r.sum_exp);
+    for_lanes<T>(k, [&](index j, index w) { store_part<T>(p + j, exp<T>(part(z, j, w) - vm) / vs, w); });
+}
+
+template <class T>
+T softmax_xent_row(const T* z, const T* y, T* grad, index k, T scale) {
+    const SoftmaxRow<T> r = softmax_row(z, k);
+    const Vec<T> lse = splat<T>(r.max) + log<T>(splat<T>(r.sum_exp));
+    const T loss = sum16<T>(k, [&](index j, index w) { return part(y, j, w) * (lse - part(z, j, w)); });
+    if (grad) {
+        const T ysum = sum16<T>(k, [&](index j, index w) { return part(y, j, w); });
+        const Vec<T> vm = splat<T>(r.max), vs = splat<T>(r.sum_exp);
+        const Vec<T> c1 = splat<T>(scale * ysum), c2 = splat<T>(scale);
+        for_lanes<T>(k, [&](index j, index w) {
+            const Vec<T> p = exp<T>(part(z, j, w) - vm) / vs;
+            store_part<T>(grad + j, p * c1 - part(y, j, w) * c2, w);
+        });
+    }
+    return loss;
+}
+
+template <class T>
+T bce_row(const T* z, const T* y, T* grad, index k, T scale) {
+    const Vec<T> zero{};
+    const T sum = sum16<T>(k, [&](index j, index w) {
+        const Vec<T> v = part(z, j, w);
+        return (select<T>(v > zero, v, zero) - v * part(y, j, w)) + log1p<T>(exp<T>(-abs<T>(v)));
+    });
+    if (grad) {
+        const Vec<T> c = splat<T>(scale / T(k));
+        for_lanes<T>(k, [&](index j, index w) {
+            store_part<T>(grad + j, c * (sigmoid<T>(part(z, j, w)) - part(y, j, w)), w);
+        });
+    }
+    return sum / T(k);
+}
+
+template <class T>
+T mse_row(const T* z, const T* y, T* grad, index k, T scale) {
+    const T sum = sum16<T>(k, [&](index j, index w) {
+        const Vec<T> d = part(z, j, w) - part(y, j, w);
+        return d * d;
+    });
+    if (grad) {
+        const Vec<T> c = splat<T>(scale * T(2) / T(k));
+        for_lanes<T>(k, [&](index j, index w) { store_part<T>(grad + j, c * (part(z, j, w) - part(y, j, w)), w); });
+    }
+    return sum / T(k);
+}
+
+template <class T>
+double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k, T scale) {
+    double total = 0;
+    for (index i = 0; i < rows; ++i) {
+        const T* zi = z + i * k;
+        const T* yi = y + i * k;
+        T* gi = grad ? grad + i * k : nullptr;
+        switch (loss) {
+            case Loss::softmax_cross_entropy: total += softmax_xent_row(zi, yi, gi, k, scale); break;
+            case Loss::binary_cross_entropy: total += bce_row(zi, yi, gi, k, scale); break;
+            case Loss::mse: total += mse_row(zi, yi, gi, k, scale); break;
+        }
+    }
+    return total;
+}
+
+template <class T>
+void output_rows(Loss loss, const T* z, T* out, index rows, index k) {
+    switch (loss) {
+        case Loss::softmax_cross_entropy:
+            for (index i = 0; i < rows; ++i) softmax_out_row(z + i * k, out + i * k, k);
+            return;
+        case Loss::binary_cross_entropy:
+            map_lanes<T>(z, out, rows * k, T(0), [](Vec<T> v) { return sigmoid<T>(v); });
+            return;
+        case Loss::mse:
+            map_lanes<T>(z, out, rows * k, T(0), [](Vec<T> v) { return v; });
+            return;
+    }
+}
+
+}}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -1,0 +1,75 @@
+// Reductions with a fixed order, identical on every ISA and thread count.
+//
+// Sum16 keeps 16 partial sums, lane l holding the elements whose index is l mod 16, in
+// ascending order (16/W vectors on a W-lane ISA), and combines them by halving:
+// l += l + 8, then + 4, + 2, + 1. col_sum adds rows in ascending order per column.
+#pragma once
+#include "../simd/vec.hpp"
+
+namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
+
+template <class T>
+struct Sum16 {
+    static constexpr index W = lanes<T>;
+    static constexpr index NV = W >= 16 ? 1 : 16 / W;
+    static_assert(W <= 16, "Sum16 assumes at most 16 lanes");
+    Vec<T> acc[NV] = {};
+
+    // Add the W elements that start at element offset i (a multiple of W).
+    void add(index i, Vec<T> v) { acc[(i / W) % NV] += v; }
+
+    T total() const {
+        T l[16];
+        for (index v = 0; v < NV; ++v) store<T>(l + v * W, acc[v]);
+        for (index h = 8; h >= 1; h /= 2)
+            for (index j = 0; j < h; ++j) l[j] += l[j + h];
+        return l[0];
+    }
+};
+
+// Lanes [0, w) set, the rest clear.
+template <class T> inline Mask<T> first_lanes(index w) {
+    Mask<T> lane;
+    for (index l = 0; l < lanes<T>; ++l) lane[l] = l;
+    return lane < (Mask<T>{} + int(w));
+}
+
+// Visit [0, n) W lanes at a time: f(j, w) handles elements j .. j + w - 1, w <= W.
+template <class T, class F>
+inline void for_lanes(index n, F f) {
+    for (index j = 0; j < n; j += lanes<T>) f(j, n - j < lanes<T> ? n - j : lanes<T>);
+}
+
+// sum over [0, n) of the vectors f(j, w), in the Sum16 order; lanes >= w are dropped.
+template <class T, class F>
+inline T sum16(index n, F f) {
+    Sum16<T> s;
+    for_lanes<T>(n, [&](index j, index w) {
+        const Vec<T> v = f(j, w);
+        s.add(j, w == lanes<T> ? v : select<T>(first_lanes<T>(w), v, Vec<T>{}));
+    });
+    return s.total();
+}
+
+template <class T>
+void col_sum(const T* x, index ld, index rows, index cols, T* out) {
+    constexpr index W = lanes<T>;
+    index j = 0;
+    for (; j + 4 * W <= cols; j += 4 * W) {
+        Vec<T> a0{}, a1{}, a2{}, a3{};
+        for (index i = 0; i < rows; ++i) {
+            const T* r = x + i * ld + j;
+            a0 += load<T>(r); a1 += load<T>(r + W); a2 += load<T>(r + 2 * W); a3 += load<T>(r + 3 * W);
+        }
+        store<T>(out + j, a0); store<T>(out + j + W, a1);
+        store<T>(out + j + 2 * W, a2); store<T>(out + j + 3 * W, a3);
+    }
+    for (; j < cols; j += W) {
+        const index w = cols - j < W ? cols - j : W;
+        Vec<T> a{};
+        for (index i = 0; i < rows; ++i) a += load_part<T>(x + i * ld + j, w, T(0));
+        store_part<T>(out + j, a, w);
+    }
+}
+
+}}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

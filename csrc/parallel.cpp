@@ -1,0 +1,68 @@
+#include "parallel.hpp"
+
+#include <pthread.h>
+
+#include <atomic>
+
+namespace fastmlp {
+namespace {
+
+std::atomic<int> g_threads{0};
+thread_local int tl_threads = 0;
+std::atomic<bool> g_pool_started{false}, g_serial_after_fork{false};
+std::atomic<int> g_last_team{1};
+
+void on_fork_child() {
+    if (g_pool_started) g_serial_after_fork = true;
+}
+struct AtFork {
+    AtFork() { pthread_atfork(nullptr, nullptr, &on_fork_child); }
+} g_atfork;
+
+}  // namespace
+
+int num_threads() {
+    if (g_serial_after_fork) return 1;
+    int n = tl_threads > 0 ? tl_threads : g_threads.load();
+#if defined(_OPENMP)
+    if (n <= 0) n = omp_get_max_threads();
+#else
+    n = 1;
+#endif
+    if (n > 1) g_pool_started = true;
+    return n < 1 ? 1 : n;
+}
+
+void set_num_threads(int n) { g_threads = n > 0 ? n : 0; }
+
+int push_threads(int n) {
+    const int previous = tl_threads;
+    tl_threads = n > 0 ? n : 0;
+    return previous;
+}
+
+void pop_threads(int previous) { tl_threads = previous; }
+bool serial_after_fork() { return g_serial_after_fork; }
+
+bool openmp_enabled() {
+#if defined(_OPENMP)
+    return true;
+#else
+    return false;
+#endif
+}
+
+int last_team_size() { return g_last_team; }
+void note_team_size(int n) { g_last_team = n; }
+
+int threads_for(index work, index grain) {
+    const int n = num_threads();
+    const index useful = work / (grain > 0 ? grain : 1);
+    if (useful < 2) {
+        note_team_size(1);
+        return 1;
+    }
+    return useful < n ? int(useful) : n;
+}
+
+}  // namespace fastmlp

@@ -1,0 +1,52 @@
+// Thread policy and parallel_for (baseline code only; the GEMM driver runs its own regions
+// with the count given here).
+//
+// Threads for the next call, highest priority first: `with fastmlp.threads(n)` in the
+// calling thread (push_threads), fastmlp.set_num_threads(n), then OpenMP's own value
+// (OMP_NUM_THREADS, or threadpoolctl's limit in the calling thread). After a fork() in a
+// process whose OpenMP pool had started, everything runs on one thread: libgomp's pool
+// does not exist in the child and its first parallel region would hang (BUILD-NOTES §2).
+#pragma once
+#include "common.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace fastmlp {
+
+int num_threads();
+void set_num_threads(int n);     // n <= 0: back to OpenMP's default
+int push_threads(int n);         // returns the previous thread-local override
+void pop_threads(int previous);
+bool serial_after_fork();
+bool openmp_enabled();
+int last_team_size();            // threads that ran the latest parallel region (tests)
+void note_team_size(int n);
+
+// Threads worth using for `work` units when each thread should get at least `grain`.
+int threads_for(index work, index grain);
+
+// f(begin, end) over [0, n) split into contiguous static chunks, one per thread. The split
+// changes with the thread count, so f must produce results that do not depend on it.
+template <class F>
+void parallel_for(index n, int threads, F f) {
+    if (threads <= 1 || n <= 1) {
+        f(index(0), n);
+        return;
+    }
+    #pragma omp parallel num_threads(threads)
+    {
+        int t = 0, nt = 1;
+#if defined(_OPENMP)
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+        if (t == 0) note_team_size(nt);
+#endif
+        const index begin = n * t / nt, end = n * (t + 1) / nt;
+        if (begin < end) f(begin, end);
+    }
+}
+
+}  // namespace fastmlp
+

@@ -1,0 +1,78 @@
+// The vector wrapper every kernel is written against, once. The unit's ISA (a define set
+// by CMake) picks the width and the fused multiply-add; the operations themselves are
+// GCC/Clang vector extensions, which the compiler lowers to that ISA's instructions.
+// This header and vec_<isa>.hpp hold the only architecture conditionals in the core.
+//
+//   Vec<T>    W lanes of T;  Mask<T> the matching integer lanes (all ones = true)
+//   load/store(p)            W elements, unaligned
+//   load_part/store_part     the first n < W elements (a loop tail); lanes >= n = fill
+//   select(m, a, b)          m ? a : b per lane (no NaN is ever dropped: no max/min)
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "../common.hpp"
+
+#if defined(FASTMLP_ISA_AVX512)
+#include "vec_avx512.hpp"
+#elif defined(FASTMLP_ISA_AVX2)
+#include "vec_avx2.hpp"
+#else
+#include "vec_generic.hpp"
+#endif
+
+namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
+
+template <class T> struct VecTypes;
+template <> struct VecTypes<float> {
+    typedef float vec __attribute__((vector_size(kVecBytes)));
+    typedef std::int32_t mask __attribute__((vector_size(kVecBytes)));
+};
+template <> struct VecTypes<double> {
+    typedef double vec __attribute__((vector_size(kVecBytes)));
+    typedef std::int64_t mask __attribute__((vector_size(kVecBytes)));
+};
+
+template <class T> using Vec = typename VecTypes<T>::vec;
+template <class T> using Mask = typename VecTypes<T>::mask;
+template <class T> constexpr index lanes = kVecBytes / sizeof(T);
+
+template <class T> inline Vec<T> splat(T x) {  // not Vec{} + x: 0 + -0 is +0
+    Vec<T> v;
+    for (index l = 0; l < lanes<T>; ++l) v[l] = x;
+    return v;
+}
+template <class T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
+template <class T> inline void store(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
+
+template <class T> inline Vec<T> load_part(const T* p, index n, T fill) {
+    Vec<T> v = splat<T>(fill);
+    std::memcpy(&v, p, sizeof(T) * n);
+    return v;
+}
+template <class T> inline void store_part(T* p, Vec<T> v, index n) { std::memcpy(p, &v, sizeof(T) * n); }
+
+template <class T> inline Vec<T> select(Mask<T> m, Vec<T> a, Vec<T> b) { return m ? a : b; }
+template <class M> inline M select_mask(M m, M a, M b) { return m ? a : b; }
+template <class T> inline Mask<T> bits(Vec<T> v) { return (Mask<T>)v; }
+template <class T> inline Vec<T> from_bits(Mask<T> m) { return (Vec<T>)m; }
+template <class T> inline Vec<T> abs(Vec<T> v) {
+    return from_bits<T>(bits<T>(v) & ~bits<T>(splat<T>(T(-0.0))));
+}
+// Magnitude of `mag` with the sign bit of `sgn`.
+template <class T> inline Vec<T> copysign(Vec<T> mag, Vec<T> sgn) {
+    const Mask<T> sign = bits<T>(splat<T>(T(-0.0)));
+    return from_bits<T>((bits<T>(mag) & ~sign) | (bits<T>(sgn) & sign));
+}
+
+// Apply f to x[0, n) -> y, W lanes at a time; the tail goes through load_part with
+// `fill` in the unused lanes. y may equal x.
+template <class T, class F>
+inline void map_lanes(const T* x, T* y, index n, T fill, F f) {
+    constexpr index W = lanes<T>;
+    index i = 0;
+    for (; i + W <= n; i += W) store<T>(y + i, f(load<T>(x + i)));
+    if (i < n) store_part<T>(y + i, f(load_part<T>(x + i, n - i, fill)), n - i);
+}
+
+}}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -1,0 +1,7 @@
+// Baseline vector width: 16 bytes (SSE2 on x86-64, NEON on aarch64; both are the
+// architecture's baseline), no FMA: fma(a, b, c) is a separate multiply and add.
+#pragma once
+namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
+constexpr int kVecBytes = 16;
+template <class V> inline V fma(V a, V b, V c) { return a * b + c; }
+}}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
