@@ -18,6 +18,18 @@ constexpr int kIsaCount = 3;
 enum class Activation : int { linear, sigmoid, tanh, relu, leaky_relu, elu };
 enum class Loss : int { softmax_cross_entropy, binary_cross_entropy, mse };
 enum class MathFn : int { exp, expm1, log, log1p, tanh, sigmoid };
+enum class Optimizer : int { sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw };
+
+// One optimizer step's constants in the kernel's dtype, each combination computed in
+// double first (ops.hpp). b1 doubles as Momentum/Nesterov's mu, b2 as RMSProp's rho.
+template <class T>
+struct OptimizerStep {
+    Optimizer kind;
+    T lr, grad_scale, eps;
+    T b1, one_minus_b1, one_plus_b1, b2, one_minus_b2;
+    T bc1, bc2;  // Adam's bias corrections 1 - b1^t, 1 - b2^t
+    T lr_wd;     // AdamW's lr * weight_decay
+};
 
 // Function pointers of one ISA for one dtype. Entries marked "chunk" are serial and
 // work on the slice they are given; the baseline code (ops.hpp) splits work over
@@ -43,8 +55,11 @@ struct KernelTable {
                    T scale);
     // chunk over rows: softmax rows, sigmoid or identity.
     void (*output)(Loss loss, const T* logits, T* out, index rows, index cols);
-    // chunk over elements: p -= lr * g.
-    void (*sgd_update)(T* p, const T* g, index n, T lr);
+    // chunk over elements: one fused optimizer step (optimizers.hpp); m, v may be null
+    // when the optimizer keeps no such state.
+    void (*optimizer_update)(const OptimizerStep<T>& step, T* p, const T* g, T* m, T* v, index n);
+    // chunk over elements: sum of g^2 in the Sum16 order.
+    T (*sum_squares)(const T* g, index n);
     // chunk over elements: y = f(x), the polynomial transcendentals (tested for ulps).
     void (*math)(MathFn fn, const T* x, T* y, index n);
 };

@@ -2,6 +2,7 @@
 // threads (fixed partitions, so results never depend on the thread count), call the
 // serial chunks. Baseline code, compiled once.
 #pragma once
+#include <cmath>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -78,10 +79,51 @@ void output(Loss kind, const T* z, T* out, index rows, index cols) {
     });
 }
 
+// An optimizer step as the caller states it, in double.
+struct OptimizerHyper {
+    Optimizer kind;
+    double lr, grad_scale, b1, b2, eps, weight_decay;
+    long long step;  // t, counted from 1 (Adam's bias correction)
+};
+
 template <class T>
-void sgd_update(T* p, const T* g, index n, T lr) {
-    const auto f = kernels().get<T>().sgd_update;
-    parallel_for(n, threads_for(n, kElementGrain), [&](index i0, index i1) { f(p + i0, g + i0, i1 - i0, lr); });
+OptimizerStep<T> step_constants(const OptimizerHyper& h) {
+    const double t = double(h.step);
+    return OptimizerStep<T>{h.kind, T(h.lr), T(h.grad_scale), T(h.eps),
+                            T(h.b1), T(1 - h.b1), T(1 + h.b1), T(h.b2), T(1 - h.b2),
+                            T(1 - std::pow(h.b1, t)), T(1 - std::pow(h.b2, t)),
+                            T(h.lr * h.weight_decay)};
+}
+
+template <class T>
+void optimizer_update(const OptimizerHyper& h, T* p, const T* g, T* m, T* v, index n) {
+    const auto f = kernels().get<T>().optimizer_update;
+    const OptimizerStep<T> s = step_constants<T>(h);
+    parallel_for(n, threads_for(n, kElementGrain), [&](index i0, index i1) {
+        f(s, p + i0, g + i0, m ? m + i0 : nullptr, v ? v + i0 : nullptr, i1 - i0);
+    });
+}
+
+// Elements per partial sum of squares; fixed so the sum's order is fixed.
+constexpr index kNormBlock = 16 * 1024;
+
+// sum of g^2: Sum16 within fixed blocks, blocks added in ascending order in double.
+template <class T>
+double sum_squares(const T* g, index n) {
+    const auto f = kernels().get<T>().sum_squares;
+    const index blocks = (n + kNormBlock - 1) / kNormBlock;
+    thread_local std::vector<double> partial;  // grows once, reused
+    if (index(partial.size()) < blocks) partial.resize(blocks);
+    double* p = partial.data();
+    parallel_for(blocks, threads_for(n, kElementGrain), [&](index b0, index b1) {
+        for (index b = b0; b < b1; ++b) {
+            const index i0 = b * kNormBlock;
+            p[b] = f(g + i0, (i0 + kNormBlock < n ? i0 + kNormBlock : n) - i0);
+        }
+    });
+    double total = 0;
+    for (index b = 0; b < blocks; ++b) total += p[b];
+    return total;
 }
 
 template <class T>

@@ -155,16 +155,56 @@ void output_binding(const std::string& name, py::array z, py::array out) {
     });
 }
 
-void sgd_binding(py::array p, py::array g, double lr) {
-    const char* k = "sgd_update";
+constexpr const char* kOptimizers[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"};
+
+// The state arrays this optimizer keeps: m (first moment / velocity), v (second moment).
+bool needs_m(Optimizer o) { return o == Optimizer::momentum || o == Optimizer::nesterov || o >= Optimizer::adam; }
+bool needs_v(Optimizer o) { return o >= Optimizer::adagrad; }
+
+template <class T>
+T* state_array(const py::object& obj, bool needed, const py::array& param, const char* name) {
+    const char* k = "optimizer_update";
+    if (!needed) return nullptr;
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(k) + ": " + name + " must be a numpy array for this optimizer");
+    py::array a = obj.cast<py::array>();
+    T* p = output<T>(a, k, name, 1);
+    same_shape(k, param, "param", a, name);
+    no_overlap(k, a, name, param, "param");
+    return p;
+}
+
+void optimizer_binding(const std::string& name, py::array p, py::array g, py::object m, py::object v,
+                       double lr, double grad_scale, double b1, double b2, double eps, double weight_decay,
+                       long long step) {
+    const char* k = "optimizer_update";
+    const Optimizer kind = parse_name<Optimizer>(k, "optimizer", name, kOptimizers);
+    if (step < 1) fail_value(k, "step must be >= 1, got " + std::to_string(step));
     with_dtype(p, k, "param", [&](auto tag) {
         using T = decltype(tag);
         T* pp = output<T>(p, k, "param", 1);
         const T* pg = input<T>(g, k, "grad", 1);
         same_shape(k, p, "param", g, "grad");
         no_overlap(k, p, "param", g, "grad");
+        T* pm = state_array<T>(m, needs_m(kind), p, "m");
+        T* pv = state_array<T>(v, needs_v(kind), p, "v");
+        if (pm && pv && pm == pv) fail_value(k, "m and v must be different arrays");
+        const OptimizerHyper h{kind, lr, grad_scale, b1, b2, eps, weight_decay, step};
         py::gil_scoped_release nogil;
-        sgd_update<T>(pp, pg, p.size(), T(lr));
+        optimizer_update<T>(h, pp, pg, pm, pv, p.size());
+    });
+}
+
+void sgd_binding(py::array p, py::array g, double lr) {
+    optimizer_binding("sgd", p, g, py::none(), py::none(), lr, 1.0, 0.0, 0.0, 0.0, 0.0, 1);
+}
+
+double sum_squares_binding(py::array x) {
+    return with_dtype(x, "sum_squares", "x", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = input<T>(x, "sum_squares", "x", 1);
+        py::gil_scoped_release nogil;
+        return sum_squares<T>(px, x.size());
     });
 }
 
@@ -230,7 +270,11 @@ PYBIND11_MODULE(_core, m) {
     m.def("loss", &loss_binding, arg("name"), arg("logits").noconvert(), arg("y").noconvert(), arg("grad"),
           arg("scale"));
     m.def("output", &output_binding, arg("name"), arg("logits").noconvert(), arg("out").noconvert());
+    m.def("optimizer_update", &optimizer_binding, arg("name"), arg("param").noconvert(), arg("grad").noconvert(),
+          arg("m"), arg("v"), arg("lr"), arg("grad_scale") = 1.0, arg("b1") = 0.0, arg("b2") = 0.0,
+          arg("eps") = 0.0, arg("weight_decay") = 0.0, arg("step") = 1);
     m.def("sgd_update", &sgd_binding, arg("param").noconvert(), arg("grad").noconvert(), arg("lr"));
+    m.def("sum_squares", &sum_squares_binding, arg("x").noconvert());
     m.def("math", &math_binding, arg("name"), arg("x").noconvert(), arg("out").noconvert());
     m.def("set_isa", &set_isa_binding, arg("name"));
     m.def("backend_info", &backend_info);

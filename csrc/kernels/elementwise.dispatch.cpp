@@ -27,7 +27,8 @@ void fill(KernelTable<T>& t) {
     t.col_sum = &col_sum<T>;
     t.loss = &loss_rows<T>;
     t.output = &output_rows<T>;
-    t.sgd_update = &sgd_update<T>;
+    t.optimizer_update = &optimizer_update<T>;
+    t.sum_squares = &sum_squares<T>;
     t.math = &math_map<T>;
 }
 

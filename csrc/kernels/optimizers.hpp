@@ -1,17 +1,82 @@
-// Optimizer updates, in place over a flat parameter buffer.
-//   sgd   p -= lr * g
+// Optimizer updates, one fused pass in place over flat buffers (parameters p, gradient g,
+// state m and v), and the squared gradient norm that serves clipping and the check that
+// the gradient is finite before anything is updated. Formulas: DESIGN.md §4. The exact
+// evaluation order, which the NumPy backend mirrors (hyperparameter combinations such as
+// 1 - b1 or lr * weight_decay are computed in double by the caller, trap 10):
+//
+//   g  = grad_scale * g                                        (global-norm clipping)
+//   sgd       p = p - lr * g
+//   momentum  m = mu * m - lr * g;                 p = p + m
+//   nesterov  m' = mu * m - lr * g;                p = p + (-mu * m + one_plus_mu * m'); m = m'
+//   adagrad   v = v + g * g;                       p = p - (lr * g) / (sqrt(v) + eps)
+//   rmsprop   v = b2 * v + one_minus_b2 * (g * g); p = p - (lr * g) / (sqrt(v) + eps)
+//   adam      m = b1 * m + one_minus_b1 * g;  v = b2 * v + one_minus_b2 * (g * g)
+//             p = p - lr * (m / bc1) / (sqrt(v / bc2) + eps),  bc = 1 - b^t
+//   adamw     p = p - lr_wd * p, then the adam step (lr_wd = lr * weight_decay)
 #pragma once
-#include "../simd/vec.hpp"
+#include "reductions.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
 template <class T>
-void sgd_update(T* p, const T* g, index n, T lr) {
-    constexpr index W = lanes<T>;
-    const Vec<T> vlr = splat<T>(lr);
-    index i = 0;
-    for (; i + W <= n; i += W) store<T>(p + i, load<T>(p + i) - vlr * load<T>(g + i));
-    if (i < n) store_part<T>(p + i, load_part<T>(p + i, n - i, T(0)) - vlr * load_part<T>(g + i, n - i, T(0)), n - i);
+inline void optimizer_lanes(const OptimizerStep<T>& s, T* p, const T* g, T* m, T* v, index j, index w) {
+    const Vec<T> lr = splat<T>(s.lr), eps = splat<T>(s.eps);
+    const Vec<T> gv = splat<T>(s.grad_scale) * load_part<T>(g + j, w, T(0));
+    Vec<T> pv = load_part<T>(p + j, w, T(0));
+    switch (s.kind) {
+        case Optimizer::sgd:
+            pv = pv - lr * gv;
+            break;
+        case Optimizer::momentum: {
+            const Vec<T> mv = splat<T>(s.b1) * load_part<T>(m + j, w, T(0)) - lr * gv;
+            pv = pv + mv;
+            store_part<T>(m + j, mv, w);
+            break;
+        }
+        case Optimizer::nesterov: {
+            const Vec<T> prev = load_part<T>(m + j, w, T(0));
+            const Vec<T> mv = splat<T>(s.b1) * prev - lr * gv;
+            pv = pv + (-splat<T>(s.b1) * prev + splat<T>(s.one_plus_b1) * mv);
+            store_part<T>(m + j, mv, w);
+            break;
+        }
+        case Optimizer::adagrad:
+        case Optimizer::rmsprop: {
+            const Vec<T> old = load_part<T>(v + j, w, T(0));
+            const Vec<T> vv = s.kind == Optimizer::adagrad
+                                  ? old + gv * gv
+                                  : splat<T>(s.b2) * old + splat<T>(s.one_minus_b2) * (gv * gv);
+            pv = pv - (lr * gv) / (sqrt(vv) + eps);
+            store_part<T>(v + j, vv, w);
+            break;
+        }
+        case Optimizer::adam:
+        case Optimizer::adamw: {
+            if (s.kind == Optimizer::adamw) pv = pv - splat<T>(s.lr_wd) * pv;
+            const Vec<T> mv = splat<T>(s.b1) * load_part<T>(m + j, w, T(0)) + splat<T>(s.one_minus_b1) * gv;
+            const Vec<T> vv = splat<T>(s.b2) * load_part<T>(v + j, w, T(0)) + splat<T>(s.one_minus_b2) * (gv * gv);
+            pv = pv - lr * (mv / splat<T>(s.bc1)) / (sqrt(vv / splat<T>(s.bc2)) + eps);
+            store_part<T>(m + j, mv, w);
+            store_part<T>(v + j, vv, w);
+            break;
+        }
+    }
+    store_part<T>(p + j, pv, w);
+}
+
+// chunk: one update pass over [0, n).
+template <class T>
+void optimizer_update(const OptimizerStep<T>& s, T* p, const T* g, T* m, T* v, index n) {
+    for_lanes<T>(n, [&](index j, index w) { optimizer_lanes(s, p, g, m, v, j, w); });
+}
+
+// chunk: sum of g^2 over [0, n) in the Sum16 order (inf or NaN when g is not finite).
+template <class T>
+T sum_squares(const T* g, index n) {
+    return sum16<T>(n, [&](index j, index w) {
+        const Vec<T> x = load_part<T>(g + j, w, T(0));
+        return x * x;
+    });
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

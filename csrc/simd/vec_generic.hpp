@@ -4,4 +4,11 @@
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 constexpr int kVecBytes = 16;
 template <class V> inline V fma(V a, V b, V c) { return a * b + c; }
+template <class V> inline V sqrt(V a) {  // IEEE sqrt per lane (-fno-math-errno: no errno call)
+    for (unsigned l = 0; l < sizeof(V) / sizeof(a[0]); ++l) {
+        if constexpr (sizeof(a[0]) == 4) a[l] = __builtin_sqrtf(a[l]);
+        else a[l] = __builtin_sqrt(a[l]);
+    }
+    return a;
+}
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
