@@ -58,11 +58,9 @@ void note_team_size(int n) { g_last_team = n; }
 int threads_for(index work, index grain) {
     const int n = num_threads();
     const index useful = work / (grain > 0 ? grain : 1);
-    if (useful < 2) {
-        note_team_size(1);
-        return 1;
-    }
-    return useful < n ? int(useful) : n;
+    const int threads = useful < 2 ? 1 : (useful < n ? int(useful) : n);
+    if (threads == 1) note_team_size(1);
+    return threads;
 }
 
 }  // namespace fastmlp

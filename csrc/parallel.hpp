@@ -32,6 +32,7 @@ int threads_for(index work, index grain);
 template <class F>
 void parallel_for(index n, int threads, F f) {
     if (threads <= 1 || n <= 1) {
+        note_team_size(1);
         f(index(0), n);
         return;
     }

@@ -125,6 +125,7 @@ double loss_binding(const std::string& name, py::array z, py::array y, py::objec
         const T* pz = input<T>(z, k, "logits", 2);
         const T* py_ = input<T>(y, k, "y", 2);
         same_shape(k, z, "logits", y, "y");
+        if (z.shape(1) == 0) fail_value(k, "logits must have at least one column, got shape " + shape_of(z));
         T* pg = nullptr;
         py::array g;
         if (!grad.is_none()) {
@@ -149,6 +150,7 @@ void output_binding(const std::string& name, py::array z, py::array out) {
         const T* pz = input<T>(z, k, "logits", 2);
         T* po = output<T>(out, k, "out", 2);
         same_shape(k, z, "logits", out, "out");
+        if (z.shape(1) == 0) fail_value(k, "logits must have at least one column, got shape " + shape_of(z));
         no_overlap(k, out, "out", z, "logits");
         py::gil_scoped_release nogil;
         output<T>(kind, pz, po, z.shape(0), z.shape(1));

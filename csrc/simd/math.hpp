@@ -99,6 +99,7 @@ template <class T> inline Vec<T> expm1(Vec<T> x) {
     Vec<T> y = select<T>(n > C::mant_bits + 1, far, near);
     y = select<T>(x > splat<T>(C::exp_max), splat<T>(__builtin_huge_val()), y);
     y = select<T>(x < splat<T>(C::exp_min), splat<T>(-1), y);
+    y = select<T>(x == splat<T>(0), x, y);  // expm1(-0) = -0 (the reduction yields +0)
     return select<T>(x == x, y, x);
 }
 

@@ -1,0 +1,4 @@
+"""``python -m fastmlp ...``: the command line of :mod:`fastmlp.cli`."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Checks of public arguments. Every message names the argument, what was expected and
+what was given, so a mistake can be fixed from the message alone.
+
+Type mistakes raise TypeError, wrong values or shapes raise ValueError.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+def check_int(value, name: str, *, minimum: int = 1) -> int:
+    """An integer (not a bool) >= minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r} "
+                        f"of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_positive_float(value, name: str) -> float:
+    """A finite real number > 0 (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive finite number; got {value!r} "
+                        f"of type {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return float(value)
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices: Iterable[str]) -> str:
+    """One of the names in ``choices``."""
+    choices = list(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {choices}; got {value!r}")
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {choices}")
+    return value
+
+
+def check_dtype(value) -> np.dtype:
+    """"float32" or "float64" given as a name, a NumPy type or a dtype."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in DTYPES or isinstance(value, bool):
+        raise ValueError(f"dtype must be one of {list(DTYPES)}; got {value!r}")
+    return dtype
+
+
+def check_seed(seed) -> Optional[int]:
+    if seed is None:
+        return None
+    return check_int(seed, "seed", minimum=0)
+
+
+def first_index(mask: np.ndarray):
+    """Index of the first True entry, as an int (1-D) or a tuple of ints."""
+    index = tuple(int(i) for i in np.argwhere(mask)[0])
+    return index[0] if len(index) == 1 else index
+
+
+def _real_array(data, name: str) -> np.ndarray:
+    """``data`` (array or nested lists) as a real array, bool taken as 0/1."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    return array.astype(np.int8) if array.dtype.kind == "b" else array
+
+
+def check_finite(array: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = first_index(bad)
+        raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
+
+
+def to_dtype(array: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    """``array`` as finite C-contiguous ``dtype`` (copied only if needed); a value beyond
+    the dtype's range (1e39 as float32) is an error, not an inf."""
+    with np.errstate(over="ignore"):
+        converted = np.ascontiguousarray(array, dtype=dtype)
+    bad = ~np.isfinite(converted)
+    if bad.any():
+        index = first_index(bad)
+        if np.isfinite(array[index]):
+            raise ValueError(f"{name} holds {array[index]} at index {index}, beyond the range "
+                             f"of {dtype}")
+        raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
+    return converted
+
+
+def as_samples(data, name: str, ndims: Sequence[int]) -> np.ndarray:
+    """``data`` as a real array of samples (rows): ndim in ``ndims``, at least one sample,
+    finite. The dtype is not changed (targets are checked before conversion)."""
+    array = _real_array(data, name)
+    if array.ndim not in ndims:
+        shapes = " or ".join({1: "(n_samples,)", 2: "(n_samples, n_columns)"}[d] for d in ndims)
+        raise ValueError(f"{name} must have shape {shapes}; got an array of shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape}); at least one sample is needed")
+    check_finite(array, name)
+    return array
+
+
+def as_features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
+    """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted once."""
+    array = as_samples(X, name, (2,))
+    if array.shape[1] != n_features:
+        raise ValueError(f"{name} has {array.shape[1]} features per sample (shape "
+                         f"{array.shape}); the model expects input_dim={n_features}")
+    return to_dtype(array, name, dtype)
+
+
+def as_shaped(data, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """``data`` as a finite C-contiguous array of exactly ``shape`` and ``dtype``."""
+    array = _real_array(data, name)
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {array.shape}")
+    return to_dtype(array, name, dtype)
+
+
+def check_lengths(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
+    if len(x) != len(y):
+        raise ValueError(f"{x_name} and {y_name} must have the same number of samples; "
+                         f"got {len(x)} and {len(y)}")

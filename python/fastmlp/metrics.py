@@ -1,0 +1,86 @@
+"""Metrics from running totals over batches (DESIGN.md §3): one pass, no second one.
+
+Accuracy counts samples whose prediction is right (for multilabel binary
+cross-entropy: all k labels right, as scikit-learn's accuracy_score). R^2 per output j
+is 1 - SSE_j / SST_j with SST_j = sum (y - mean y)^2 from running sums of y and y^2,
+finished at the end and averaged uniformly over outputs; an output whose target is
+constant scores 1.0 when predicted exactly, else 0.0 (scikit-learn's convention).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+
+class Accuracy:
+    """Running fraction of samples predicted right by ``count_correct(logits, targets)``."""
+
+    name = "accuracy"
+
+    def __init__(self, count_correct: Callable[[np.ndarray, np.ndarray], int]):
+        self._count_correct = count_correct
+        self._correct = 0
+        self._n = 0
+
+    def add(self, logits: np.ndarray, targets: np.ndarray) -> None:
+        self._correct += self._count_correct(logits, targets)
+        self._n += len(logits)
+
+    def value(self) -> float:
+        return self._correct / self._n
+
+
+class R2:
+    """Running R^2 (coefficient of determination), averaged uniformly over outputs.
+
+    Sums are kept in float64 of y - c, with c the first batch's mean, so SST
+    = sum (y-c)^2 - (sum (y-c))^2 / n does not cancel catastrophically and is exactly 0
+    for a constant target.
+    """
+
+    name = "r2"
+
+    def __init__(self):
+        self._n = 0
+        self._shift: Optional[np.ndarray] = None
+        self._sse = self._sum = self._sum_sq = 0.0
+
+    def add(self, predictions: np.ndarray, targets: np.ndarray) -> None:
+        y = targets.astype(np.float64)
+        if self._shift is None:
+            self._shift = y.mean(axis=0)
+        centered = y - self._shift
+        error = predictions - y
+        self._n += len(y)
+        self._sse = self._sse + (error * error).sum(axis=0)
+        self._sum = self._sum + centered.sum(axis=0)
+        self._sum_sq = self._sum_sq + (centered * centered).sum(axis=0)
+
+    def value(self) -> float:
+        sst = np.maximum(self._sum_sq - self._sum * self._sum / self._n, 0.0)
+        constant = sst == 0
+        ratio = self._sse / np.where(constant, 1.0, sst)
+        scores = np.where(constant, np.where(self._sse == 0, 1.0, 0.0), 1.0 - ratio)
+        return float(scores.mean())
+
+
+class PassTotals:
+    """Mean data loss and the metric of one pass over data, from running batch totals.
+
+    ``add`` takes each batch's logits, dense targets and summed row losses; ``result``
+    gives ``{"data_loss": sum of losses / n, <metric>: ...}``, i.e. batch-weighted means.
+    """
+
+    def __init__(self, metric):
+        self._metric = metric
+        self._loss_sum = 0.0
+        self._n = 0
+
+    def add(self, logits: np.ndarray, targets: np.ndarray, loss_sum: float) -> None:
+        self._loss_sum += loss_sum
+        self._n += len(logits)
+        self._metric.add(logits, targets)
+
+    def result(self) -> dict:
+        return {"data_loss": self._loss_sum / self._n, self._metric.name: self._metric.value()}

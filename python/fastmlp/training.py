@@ -1,0 +1,188 @@
+"""The fit loop: epochs, batching, shuffling, validation, per-epoch history."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ._validation import check_bool, check_int, check_positive_float
+from .metrics import PassTotals
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """Training produced a non-finite loss. Raised before that step's update, so the
+    model keeps the last finite weights."""
+
+
+class SGD:
+    """Plain stochastic gradient descent: ``p -= learning_rate * g`` (default rate 0.01)."""
+
+    default_learning_rate = 0.01
+
+    def __init__(self, learning_rate: float = default_learning_rate):
+        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
+
+    def __repr__(self) -> str:
+        return f"SGD(learning_rate={self.learning_rate:g})"
+
+    def step(self, backend, params: np.ndarray, grads: np.ndarray) -> None:
+        backend.sgd_update(params, grads, self.learning_rate)
+
+
+class History:
+    """What fit recorded: ``history`` maps each key to a list with one value per epoch.
+
+    Keys: "loss" (data loss + penalty), "data_loss", "penalty", the metric ("accuracy"
+    or "r2"), "val_loss" and "val_<metric>" with validation data, and "lr" (the rate at
+    the epoch's last step).
+    """
+
+    def __init__(self, keys: List[str]):
+        self.history: Dict[str, List[float]] = {key: [] for key in keys}
+
+    def append(self, values: Dict[str, float]) -> None:
+        for key, series in self.history.items():
+            series.append(float(values[key]))
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history["loss"])
+
+    def __repr__(self) -> str:
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
+        return f"History(epochs={self.epochs}{', ' if last else ''}{last})"
+
+
+class _Progress:
+    """verbose=1: one line per epoch on stdout (loss, metric, validation, samples/s), plus
+    a tqdm bar over the epoch's batches when tqdm is installed and stderr is a terminal."""
+
+    def __init__(self, verbose: int, epochs: int, n_batches: int):
+        self.enabled = verbose > 0
+        self.epochs = epochs
+        self.n_batches = n_batches
+        self._tqdm = _tqdm_on_terminal() if self.enabled else None
+        self._bar = None
+
+    def start_epoch(self, epoch: int) -> None:
+        if self._tqdm is not None:
+            self._bar = self._tqdm(total=self.n_batches, desc=f"epoch {epoch}/{self.epochs}",
+                                   leave=False, file=sys.stderr)
+
+    def step(self) -> None:
+        if self._bar is not None:
+            self._bar.update()
+
+    def end_epoch(self, epoch: int, record: Dict[str, float], samples_per_s: float) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self.enabled:
+            values = "  ".join(f"{key} {value:.4f}" for key, value in record.items()
+                               if key not in ("data_loss", "penalty", "lr"))
+            print(f"epoch {epoch}/{self.epochs}  {values}  {samples_per_s:,.0f} samples/s",
+                  flush=True)
+
+
+def _tqdm_on_terminal():
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _optimizer(model, learning_rate: Optional[float]) -> SGD:
+    """The model's kept optimizer (a new SGD the first time); a given learning_rate
+    replaces its rate from now on, None keeps it."""
+    if model._optimizer is None:
+        model._optimizer = SGD()
+    if learning_rate is not None:
+        model._optimizer.learning_rate = learning_rate
+    return model._optimizer
+
+
+def _validation_arrays(model, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val); got "
+                        f"{type(validation_data).__name__}")
+    return model._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
+
+
+def _train_epoch(model, X, Y, batch: int, optimizer: SGD, shuffle: bool, epoch: int,
+                 progress: _Progress) -> Dict[str, float]:
+    """One pass over (X, Y) in batches of ``batch`` rows (gathered into the model's
+    training cache); returns the running-total data loss and metric."""
+    n = len(X)
+    n_batches = progress.n_batches
+    order = model._shuffle_rng.permutation(n) if shuffle else np.arange(n)
+    cache = model._train_cache
+    totals = PassTotals(model._loss.metric())
+    for step, start in enumerate(range(0, n, batch), 1):
+        rows = order[start:start + batch]
+        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
+        yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]), Y.dtype))
+        loss_sum, logits = model._loss_and_grad(xb, yb)
+        if not math.isfinite(loss_sum):
+            rate = optimizer.learning_rate
+            raise DivergenceError(
+                f"training diverged at epoch {epoch}, step {step} of {n_batches}: the mean "
+                f"loss became {loss_sum / len(rows)} with learning rate {rate:g}; lower the "
+                f"learning rate (e.g. {rate / 10:g}). The weights are those before this step.")
+        totals.add(logits, yb, loss_sum)
+        optimizer.step(model.backend, model._params, model._grads)
+        progress.step()
+    return totals.result()
+
+
+def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
+        learning_rate: Optional[float] = None, shuffle: bool = True,
+        validation_data=None, verbose: int = 0) -> History:
+    """Train ``model`` on (X, y) from its current weights with gradient descent.
+
+    batch_size=None is batch gradient descent (the whole set per step), 1 is stochastic,
+    anything else mini-batch (a batch larger than the data is the whole set). Each step
+    computes the mean loss over the batch and its gradient and applies the model's
+    optimizer, kept across fits (plain SGD, ``p -= lr * g``; lr 0.01 at first, a given
+    ``learning_rate`` replaces it from then on). Shuffling draws from a generator seeded
+    by ``model.seed`` and kept on the model, so successive fits continue its stream.
+    Training metrics are running totals over the epoch's batches, computed from each
+    batch's outputs before its update. A non-finite loss raises DivergenceError before
+    the update. ``verbose=1`` prints a line per epoch. Returns a :class:`History`.
+    """
+    epochs = check_int(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size")
+    if learning_rate is not None:
+        learning_rate = check_positive_float(learning_rate, "learning_rate")
+    shuffle = check_bool(shuffle, "shuffle")
+    verbose = check_int(verbose, "verbose", minimum=0)
+    X, Y = model._prepare(X, y)
+    validation = _validation_arrays(model, validation_data)
+    optimizer = _optimizer(model, learning_rate)
+
+    batch = len(X) if batch_size is None else min(batch_size, len(X))
+    metric = model._loss.metric_name
+    val_keys = [] if validation is None else ["val_loss", f"val_{metric}"]
+    history = History(["loss", "data_loss", "penalty", metric, *val_keys, "lr"])
+    progress = _Progress(verbose, epochs, math.ceil(len(X) / batch))
+
+    # A diverging model overflows; the loss check reports it, not NumPy's warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(1, epochs + 1):
+            progress.start_epoch(epoch)
+            started = time.perf_counter()
+            record = _train_epoch(model, X, Y, batch, optimizer, shuffle, epoch, progress)
+            samples_per_s = len(X) / (time.perf_counter() - started)
+            record.update(penalty=0.0, loss=record["data_loss"], lr=optimizer.learning_rate)
+            if validation is not None:
+                record.update({f"val_{k}": v for k, v in model._evaluate(*validation).items()})
+            history.append(record)
+            progress.end_epoch(epoch, {k: record[k] for k in history.history}, samples_per_s)
+    return history

@@ -1,0 +1,86 @@
+"""Both backends: thread-safe inference, and native against the NumPy oracle (those tests
+skip only while fastmlp.backends.native cannot be imported)."""
+import threading
+
+import numpy as np
+import pytest
+
+from fastmlp import Dense, Sequential
+from fastmlp.backends.base import LOSSES
+from helpers import assert_close, make_data
+
+MIXES = [("relu", "relu", "relu"), ("tanh", "elu", "sigmoid"), ("leaky_relu", "linear", "tanh")]
+
+
+def model(backend, loss="softmax_cross_entropy", dtype="float64", mix=MIXES[0], input_dim=4,
+          seed=0):
+    layers = [Dense(units, act) for units, act in zip((16, 12, 8), mix)] + [Dense(3)]
+    return Sequential(layers, input_dim=input_dim, loss=loss, backend=backend, dtype=dtype,
+                      seed=seed)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_predict_from_four_threads_equals_serial(backend_name, method):
+    m = model(backend_name, dtype="float32", input_dim=32)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(3000, 32)) for _ in range(4)]
+    call = getattr(m, method)
+    serial = [call(X, batch_size=256) for X in inputs]
+    results = [None] * 4
+    start = threading.Barrier(4)
+
+    def worker(i):
+        start.wait()
+        results[i] = [call(inputs[i], batch_size=256) for _ in range(3)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(4):
+        for result in results[i]:
+            np.testing.assert_array_equal(result, serial[i])
+
+
+def test_inference_does_not_touch_the_training_caches(backend_name):
+    X, y = make_data("softmax_cross_entropy", n=20)
+    m = model(backend_name)
+    m.fit(X, y, epochs=1, batch_size=None, shuffle=False)
+    cached = [layer._cache.get("z", (20, layer.units), m.dtype).copy() for layer in m.layers]
+    m.predict(X[:7])
+    for layer, before in zip(m.layers, cached):
+        np.testing.assert_array_equal(layer._cache.get("z", (20, layer.units), m.dtype), before)
+
+
+def pair(native, **kwargs):
+    """A NumPy and a native model from one seed: identical initial parameters."""
+    a, b = model("numpy", **kwargs), model(native, **kwargs)
+    np.testing.assert_array_equal(a._params, b._params)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mix", MIXES, ids="-".join)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_one_sgd_step_agrees(native, loss, mix, dtype):
+    X, y = make_data(loss, n=64)
+    oracle, core = pair(native, loss=loss, mix=mix, dtype=dtype)
+    for m in (oracle, core):
+        m.fit(X, y, epochs=1, batch_size=None, shuffle=False, learning_rate=0.1)
+    assert_close(core._grads, oracle._grads, "backend_one_step", dtype)
+    assert_close(core._params, oracle._params, "backend_one_step", dtype)
+
+
+@pytest.mark.parametrize("mix", MIXES, ids="-".join)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_five_epochs_agree(native, loss, mix):
+    X, y = make_data(loss, n=100)
+    oracle, core = pair(native, loss=loss, mix=mix, dtype="float64")
+    histories = [m.fit(X, y, epochs=5, batch_size=16, learning_rate=0.05) for m in (oracle, core)]
+    assert_close(core._params, oracle._params, "backend_five_epochs", "float64")
+    assert_close(histories[1].history["loss"], histories[0].history["loss"],
+                 "backend_five_epochs", "float64")
+    assert_close(core.predict_proba(X) if loss != "mse" else core.predict(X),
+                 oracle.predict_proba(X) if loss != "mse" else oracle.predict(X),
+                 "backend_five_epochs", "float64")

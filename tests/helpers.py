@@ -1,0 +1,76 @@
+"""Comparison helpers shared by the test suites; tolerances come from tolerances.py."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from tolerances import TOLERANCES
+
+
+def _as_float64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def relative_error(actual, expected) -> float:
+    """||actual - expected|| / ||expected|| (Frobenius norms of the flattened arrays).
+
+    Refuses (AssertionError) a zero reference, mismatched shapes and non-finite values:
+    none of them has a meaningful relative error.
+    """
+    actual, expected = _as_float64(actual), _as_float64(expected)
+    assert actual.shape == expected.shape, f"shapes differ: {actual.shape} vs {expected.shape}"
+    assert np.isfinite(actual).all() and np.isfinite(expected).all(), "non-finite values"
+    scale = np.linalg.norm(expected)
+    assert scale > 0, "the expected array is all zeros: a relative error is meaningless"
+    return float(np.linalg.norm(actual - expected) / scale)
+
+
+def assert_close(actual, expected, kind: str, dtype: str) -> None:
+    """Relative error of ``actual`` against ``expected`` within TOLERANCES[kind][dtype]."""
+    tolerance = TOLERANCES[kind][str(np.dtype(dtype))]
+    error = relative_error(actual, expected)
+    assert error <= tolerance, f"relative error {error:.3g} > {tolerance:g} ({kind}, {dtype})"
+
+
+def gradient_difference(numeric, analytic) -> float:
+    """DESIGN.md §4's check: ||g_num - g|| / (||g_num|| + ||g||); both zero is refused."""
+    numeric, analytic = _as_float64(numeric), _as_float64(analytic)
+    scale = np.linalg.norm(numeric) + np.linalg.norm(analytic)
+    assert scale > 0, "both gradients are all zeros: nothing was checked"
+    return float(np.linalg.norm(numeric - analytic) / scale)
+
+
+def assert_gradient_close(numeric, analytic) -> None:
+    tolerance = TOLERANCES["finite_difference"]["float64"]
+    difference = gradient_difference(numeric, analytic)
+    assert difference <= tolerance, f"gradient difference {difference:.3g} > {tolerance:g}"
+
+
+def numeric_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Centered differences (f(x + eps e_i) - f(x - eps e_i)) / (2 eps) for every entry of
+    ``x``, which is perturbed in place and restored; f reads x."""
+    grad = np.empty(x.shape)
+    flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)
+    assert np.shares_memory(flat_x, x), "x must be contiguous so it can be perturbed in place"
+    for i in range(flat_x.size):
+        saved = flat_x[i]
+        flat_x[i] = saved + eps
+        upper = f()
+        flat_x[i] = saved - eps
+        lower = f()
+        flat_x[i] = saved
+        flat_grad[i] = (upper - lower) / (2 * eps)
+    return grad
+
+
+def make_data(loss: str, n: int = 60, n_features: int = 4, k: int = 3, seed: int = 0):
+    """A small learnable problem for ``loss``: (X, y) with y's natural shape."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features))
+    scores = X @ rng.normal(size=(n_features, k))
+    if loss == "softmax_cross_entropy":
+        return X, scores.argmax(axis=1)
+    if loss == "binary_cross_entropy":
+        return X, (scores > 0).astype(int)
+    return X, scores

@@ -1,0 +1,276 @@
+"""A small high-precision oracle for the kernel tests, written from the textbook
+definitions and independently of the C++ (which uses its own polynomials, DESIGN.md §2).
+
+Everything here computes in float64 or np.longdouble (x87 80-bit on x86-64: 64-bit
+significand, so a float64 result is known to ~2^-11 of its ulp) and returns that wide
+value; the tests round to the dtype under test or measure the error against it.
+The oracle itself is checked against finite differences and hand-worked numbers in
+tests/kernels/test_losses.py and test_elementwise.py (DESIGN.md §5.8, §6).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LD = np.longdouble
+# True when np.longdouble carries more bits than float64 (x87 extended or binary128);
+# without it the float64 ulp measurements have no reference and are skipped.
+LONGDOUBLE_IS_WIDE = np.finfo(LD).nmant >= 63
+
+MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid")
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu")
+LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
+# The parameter each activation takes in the tests (DESIGN.md §4 defaults).
+PARAM = {"linear": 0.0, "sigmoid": 0.0, "tanh": 0.0, "relu": 0.0, "leaky_relu": 0.01, "elu": 1.0}
+
+
+# --------------------------------------------------------------------------------------
+# Transcendentals, in long double
+# --------------------------------------------------------------------------------------
+
+def _sigmoid_wide(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) without overflow: e^x / (1 + e^x) for x < 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def math_ref(name: str, x: np.ndarray) -> np.ndarray:
+    """f(x) in np.longdouble for f in MATH_FUNCTIONS (inputs converted exactly)."""
+    x = np.asarray(x).astype(LD)
+    with np.errstate(all="ignore"):
+        if name == "exp":
+            return np.exp(x)
+        if name == "expm1":
+            return np.expm1(x)
+        if name == "log":
+            return np.log(x)
+        if name == "log1p":
+            return np.log1p(x)
+        if name == "tanh":
+            return np.tanh(x)
+        if name == "sigmoid":
+            return _sigmoid_wide(x)
+    raise ValueError(name)
+
+
+def _work_type(ref: np.ndarray, dtype) -> type:
+    """float64 suffices to measure float32 errors against a float64 reference (and is
+    much faster); everything else is measured in long double."""
+    if np.dtype(dtype) == np.float32 and np.asarray(ref).dtype == np.float64:
+        return np.float64
+    return LD
+
+
+def ulp_of(ref: np.ndarray, dtype) -> np.ndarray:
+    """The spacing of `dtype` numbers in the binade of the exact value `ref`, with the
+    subnormal spacing as the floor; ulp(0) = smallest subnormal. Measuring with the exact
+    value's binade (not the rounded one) avoids the factor-2 jump at powers of 2."""
+    fi = np.finfo(dtype)
+    work = _work_type(ref, dtype)
+    ref = np.abs(np.asarray(ref).astype(work))
+    _, e = np.frexp(np.where(np.isfinite(ref) & (ref > 0), ref, work(1)))  # ref = m 2^e, m in [.5, 1)
+    e = np.maximum(e.astype(np.int64) - 1, fi.minexp)                       # floor(log2 ref)
+    return np.ldexp(np.ones_like(ref), (e - fi.nmant).astype(np.int32))
+
+
+def ulp_error(got: np.ndarray, ref: np.ndarray, dtype) -> np.ndarray:
+    """|got - ref| in ulps of `dtype`, per element; ref is long double (or float64 for a
+    float32 dtype). Special cases: both NaN -> 0; ref rounds to +-inf in dtype -> 0 if got
+    is that inf, else inf; got infinite or NaN while the rounded ref is finite -> inf."""
+    work = _work_type(ref, dtype)
+    got = np.asarray(got)
+    ref = np.asarray(ref).astype(work)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = ref.astype(dtype)
+        err = np.abs(got.astype(work) - ref) / ulp_of(ref, dtype)
+    err = np.where(np.isfinite(got) & np.isfinite(rounded), err, work(np.inf))
+    same_special = (np.isnan(got) & np.isnan(ref)) | (np.isinf(rounded) & (got == rounded))
+    return np.where(same_special, work(0), err)
+
+
+# --------------------------------------------------------------------------------------
+# Activations and their derivatives, in float64 (or wider if given wider)
+# --------------------------------------------------------------------------------------
+
+def act(name: str, z: np.ndarray, param: float) -> np.ndarray:
+    """a = act(z): the definitions of DESIGN.md §4, in the precision of z (>= float64)."""
+    z = np.asarray(z)
+    if z.dtype != LD:
+        z = z.astype(np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        if name == "linear":
+            return z.copy()
+        if name == "sigmoid":
+            return _sigmoid_wide(z)
+        if name == "tanh":
+            return np.tanh(z)
+        if name == "relu":
+            return np.where(z > 0, z, 0 * z)          # NaN * 0 keeps NaN
+        if name == "leaky_relu":
+            return np.where(z > 0, z, param * z)
+        if name == "elu":
+            return np.where(z > 0, z, param * np.expm1(np.minimum(z, 0)))
+    raise ValueError(name)
+
+
+def act_grad(name: str, z: np.ndarray, param: float) -> np.ndarray:
+    """act'(z) from z alone, left branch at the kink z == 0 (DESIGN.md §4)."""
+    z = np.asarray(z)
+    if z.dtype != LD:
+        z = z.astype(np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        if name == "linear":
+            return np.ones_like(z)
+        if name == "sigmoid":
+            s = _sigmoid_wide(z)
+            return s * (1 - s)
+        if name == "tanh":
+            return 1 / np.cosh(z) ** 2
+        if name == "relu":
+            return np.where(z > 0, 1.0, 0.0)
+        if name == "leaky_relu":
+            return np.where(z > 0, 1.0, param)
+        if name == "elu":
+            return np.where(z > 0, 1.0, param * np.exp(np.minimum(z, 0)))
+    raise ValueError(name)
+
+
+def act_grad_given(name: str, z: np.ndarray, a: np.ndarray, param: float) -> np.ndarray:
+    """act'(z) as the backward contract states it (base.py): sigmoid and tanh from the
+    given a = act(z) (a(1 - a), 1 - a^2), the others from z; float64 or long double."""
+    a = np.asarray(a)
+    if a.dtype != LD:
+        a = a.astype(np.float64)
+    if name == "sigmoid":
+        return a * (1 - a)
+    if name == "tanh":
+        return 1 - a * a
+    return act_grad(name, z, param)
+
+
+# --------------------------------------------------------------------------------------
+# Losses and outputs, long double (row losses summed; grad = scale * d sum / d logits)
+# --------------------------------------------------------------------------------------
+
+def _lse(z: np.ndarray) -> np.ndarray:
+    m = z.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z).astype(LD)
+    with np.errstate(invalid="ignore"):
+        return np.exp(z - _lse(z))
+
+
+def softmax_error_scale(z: np.ndarray) -> np.ndarray:
+    """The natural error scale of p = e^(z - max) / sum in the dtype: the rounding of
+    z - max is amplified by |z - max|, so p (1 + |z - max|)."""
+    z = np.asarray(z).astype(LD)
+    with np.errstate(invalid="ignore"):
+        return softmax(z) * (1 + np.abs(z - z.max(axis=1, keepdims=True)))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return _sigmoid_wide(np.asarray(z).astype(LD))
+
+
+def loss(name: str, z: np.ndarray, y: np.ndarray, scale: float = 1.0):
+    """(total loss, grad = scale * d total / d z, value error scale, grad error scale),
+    computed in long double; the total is returned as a Python float.
+
+    The error scales are the magnitudes of the terms the kernel rounds, so
+    k * eps * scale bounds an accurate implementation's error (used by the tests)."""
+    z = np.asarray(z).astype(LD)
+    y = np.asarray(y).astype(LD)
+    scale = LD(scale)
+    k = z.shape[1]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if name == "softmax_cross_entropy":
+            lse = _lse(z)
+            terms = y * (lse - z)
+            p = np.exp(z - lse)
+            ysum = y.sum(axis=1, keepdims=True)
+            grad = scale * (p * ysum - y)
+            value_scale = np.abs(y) * (np.abs(lse) + np.abs(z) + 1)
+            # p = e^(z - max): the rounding of z - max is amplified by |z - max|
+            grad_scale = abs(scale) * (p * np.abs(ysum) * (1 + np.abs(z - z.max(axis=1, keepdims=True)))
+                                       + np.abs(y))
+        elif name == "binary_cross_entropy":
+            terms = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))) / k
+            grad = scale / k * (sigmoid(z) - y)
+            value_scale = (np.abs(z) * (1 + np.abs(y)) + 1) / k
+            grad_scale = abs(scale) / k * (sigmoid(z) + np.abs(y))
+        elif name == "mse":
+            terms = (z - y) ** 2 / k
+            grad = scale * 2 / k * (z - y)
+            value_scale = (np.abs(z) + np.abs(y)) ** 2 / k
+            grad_scale = abs(scale) * 2 / k * (np.abs(z) + np.abs(y))
+        else:
+            raise ValueError(name)
+    return float(terms.sum()), grad, value_scale, grad_scale
+
+
+def output(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "softmax_cross_entropy":
+        return softmax(z)
+    if name == "binary_cross_entropy":
+        return sigmoid(z)
+    if name == "mse":
+        return np.asarray(z).astype(LD)
+    raise ValueError(name)
+
+
+# --------------------------------------------------------------------------------------
+# Comparisons
+# --------------------------------------------------------------------------------------
+
+def eps_error(got, ref, scale, dtype) -> np.ndarray:
+    """|got - ref| / (eps(dtype) * scale) per element: the error in units of the dtype's
+    machine epsilon relative to `scale`, the magnitude of the terms the computation rounds
+    (for a plain value, |ref|). The smallest subnormal is added to the denominator so an
+    exactly-zero scale still demands got == ref up to underflow. NaN matches NaN only;
+    infinities must match exactly."""
+    fi = np.finfo(dtype)
+    got = np.asarray(got).astype(LD)
+    ref = np.asarray(ref).astype(LD)
+    scale = np.abs(np.broadcast_to(np.asarray(scale).astype(LD), ref.shape))
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(got - ref) / (LD(fi.eps) * scale + LD(fi.smallest_subnormal))
+    special = ~np.isfinite(got) | ~np.isfinite(ref)
+    same = (np.isnan(got) & np.isnan(ref)) | (got == ref)
+    return np.where(special, np.where(same, LD(0), LD(np.inf)), err)
+
+
+def assert_within_eps(got, ref, scale, dtype, k: float, what: str = "") -> None:
+    """max eps_error <= k, with the worst element named in the message."""
+    err = eps_error(got, ref, scale, dtype)
+    if err.size == 0:
+        return
+    i = int(np.argmax(err))
+    worst = float(err.ravel()[i])
+    if not worst <= k:
+        g = np.asarray(got).ravel()[i]
+        r = np.asarray(ref).ravel()[i]
+        raise AssertionError(f"{what}: error {worst:.3g} eps > {k} eps at flat index {i}: "
+                             f"got {g!r}, expected {r!r}")
+
+
+def assert_same_bits(results: dict) -> None:
+    """Every value in {label: array, or tuple of arrays/floats} equals the first one bit
+    for bit: equal values with equal sign bits (so -0.0 != +0.0), NaN matching NaN."""
+    names = list(results)
+    first = results[names[0]]
+    for name in names[1:]:
+        other = results[name]
+        pairs = zip(first, other) if isinstance(first, tuple) else [(first, other)]
+        for x, y in pairs:
+            x, y = np.asarray(x), np.asarray(y)
+            assert x.dtype == y.dtype and x.shape == y.shape, (name, x.dtype, y.dtype, x.shape, y.shape)
+            same = ((x == y) & (np.signbit(x) == np.signbit(y))) | (np.isnan(x) & np.isnan(y))
+            if not same.all():
+                bad = np.flatnonzero(~same.ravel())[:5]
+                raise AssertionError(
+                    f"{names[0]} and {name} differ at flat indices {bad.tolist()}: "
+                    f"{x.ravel()[bad].tolist()} vs {y.ravel()[bad].tolist()}")

@@ -1,0 +1,55 @@
+"""The oracle's GEMM, column sums and SGD step against hand-worked numbers, and its
+enforcement of the protocol's dtype/layout contract."""
+import numpy as np
+import pytest
+
+from fastmlp.backends import NumPyBackend
+
+backend = NumPyBackend()
+A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])     # (3, 2)
+B = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]])      # (2, 3)
+AB = np.array([[5.0, 2.0, -1.0], [11.0, 4.0, -3.0], [17.0, 6.0, -5.0]])   # A @ B by hand
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True),
+                                              (True, True)])
+def test_gemm_transposes(trans_a, trans_b):
+    a = np.ascontiguousarray(A.T) if trans_a else A
+    b = np.ascontiguousarray(B.T) if trans_b else B
+    c = np.full((3, 3), np.nan)                              # beta == 0: c is never read
+    backend.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_array_equal(c, AB)
+
+
+def test_gemm_alpha_and_beta():
+    c = np.ones((3, 3))
+    backend.gemm(A, B, c, alpha=2.0, beta=-1.0)
+    np.testing.assert_array_equal(c, 2.0 * AB - 1.0)
+    c = np.full((3, 3), np.nan)
+    backend.gemm(A, B, c, alpha=0.5)
+    np.testing.assert_array_equal(c, 0.5 * AB)
+
+
+def test_col_sum_and_sgd_update():
+    out = np.empty(2)
+    backend.col_sum(A, out)
+    np.testing.assert_array_equal(out, [9.0, 12.0])
+    param = np.array([1.0, 2.0, 3.0])
+    backend.sgd_update(param, np.array([10.0, -10.0, 0.0]), 0.5)
+    np.testing.assert_array_equal(param, [-4.0, 7.0, 3.0])
+
+
+def test_mixed_dtypes_are_refused():
+    c = np.empty((3, 3), np.float32)
+    with pytest.raises(TypeError, match="one dtype"):
+        backend.gemm(A, B, c)
+
+
+def test_non_contiguous_arrays_are_refused():
+    with pytest.raises(TypeError, match="C-contiguous"):
+        backend.col_sum(A.T, np.empty(3))
+
+
+def test_integer_arrays_are_refused():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        backend.sgd_update(np.zeros(3, np.int64), np.zeros(3, np.int64), 0.1)
