@@ -31,6 +31,17 @@ struct OptimizerStep {
     T lr_wd;     // AdamW's lr * weight_decay
 };
 
+// One dropout call's constants (dropout.hpp): the mask of flat element i is a pure
+// function of (seed, layer, step, i); keep iff (h >> 40) >= threshold, where threshold =
+// ceil(rate * 2^24), so that u = (h >> 40) * 2^-24 >= rate exactly; kept units are
+// multiplied by scale = T(1 / (1 - rate)) (computed in double).
+template <class T>
+struct DropoutParams {
+    std::uint64_t seed, layer, step;
+    std::uint64_t threshold;
+    T scale;
+};
+
 // Function pointers of one ISA for one dtype. Entries marked "chunk" are serial and
 // work on the slice they are given; the baseline code (ops.hpp) splits work over
 // threads. The GEMM driver runs its own OpenMP regions on `threads` threads.
@@ -50,9 +61,10 @@ struct KernelTable {
     // chunk over columns: out[j] = sum_i x[i, j] (i ascending), x with leading dim ld.
     void (*col_sum)(const T* x, index ld, index rows, index cols, T* out);
     // chunk over rows: returns sum of the rows' losses (ascending, in double); writes
-    // grad = scale * d loss / d logits unless grad is null.
+    // grad = scale * d loss / d logits unless grad is null. With row weights w (null:
+    // unweighted) it returns sum_i w_i loss_i and row i's grad uses scale * w_i.
     double (*loss)(Loss loss, const T* logits, const T* y, T* grad, index rows, index cols,
-                   T scale);
+                   T scale, const T* weights);
     // chunk over rows: softmax rows, sigmoid or identity.
     void (*output)(Loss loss, const T* logits, T* out, index rows, index cols);
     // chunk over elements: one fused optimizer step (optimizers.hpp); m, v may be null
@@ -62,6 +74,34 @@ struct KernelTable {
     T (*sum_squares)(const T* g, index n);
     // chunk over elements: y = f(x), the polynomial transcendentals (tested for ulps).
     void (*math)(MathFn fn, const T* x, T* y, index n);
+
+    // Layers (dropout.hpp, maxout.hpp, batchnorm.hpp, regularization.hpp).
+    // chunk over elements [offset, offset + n) of the flat output: the counter-based mask
+    // and y = x * mask (y may be x). x, y, mask point at element `offset`.
+    void (*dropout_forward)(const DropoutParams<T>& p, const T* x, T* y, T* mask,
+                            index offset, index n);
+    // chunk over elements: out = a * b (out may be a or b).
+    void (*mul)(const T* a, const T* b, T* out, index n);
+    // chunk over rows: a[i, u] = max_p z[i, u*pieces + p], argmax = the lowest winning p
+    // (the first NaN piece for a NaN).
+    void (*maxout_forward)(const T* z, T* a, std::int32_t* argmax, index rows, index units,
+                           index pieces);
+    // chunk over rows: dz[i, u*pieces + p] = p == argmax[i, u] ? da[i, u] : 0.
+    void (*maxout_backward)(const T* da, const std::int32_t* argmax, T* dz, index rows,
+                            index units, index pieces);
+    // chunk over columns (all rows, leading dimension ld): batch statistics and the
+    // normalized outputs of a training step.
+    void (*batchnorm_train)(const T* x, const T* gamma, const T* beta, T* y, T* xhat,
+                            T* mean, T* inv_std, index ld, index rows, index cols, T eps);
+    // chunk over rows and columns (leading dimension ld): y from running statistics.
+    void (*batchnorm_infer)(const T* x, const T* gamma, const T* beta, const T* mean,
+                            const T* var, T* y, index ld, index rows, index cols, T eps);
+    // chunk over columns (all rows): dgamma, dbeta and dx.
+    void (*batchnorm_backward)(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
+                               T* dx, T* dgamma, T* dbeta, index ld, index rows, index cols);
+    // chunk over elements: dw += the penalty's gradient; sums[0] = sum |w|,
+    // sums[1] = sum w^2, each in the Sum16 order.
+    void (*regularize)(const T* w, T* dw, index n, T l1, T l2, T* sums);
 };
 
 struct Kernels {

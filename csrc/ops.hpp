@@ -51,8 +51,10 @@ void col_sum(const T* x, index rows, index cols, T* out) {
     });
 }
 
+// weights: (rows,) row weights or null (unweighted).
 template <class T>
-double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, T scale) {
+double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, T scale,
+            const T* weights = nullptr) {
     const auto f = kernels().get<T>().loss;
     const index blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
     thread_local std::vector<double> partial;  // grows once, reused
@@ -63,7 +65,7 @@ double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, 
             const index r0 = b * kLossBlockRows;
             const index r1 = r0 + kLossBlockRows < rows ? r0 + kLossBlockRows : rows;
             p[b] = f(kind, z + r0 * cols, y + r0 * cols, grad ? grad + r0 * cols : nullptr,
-                     r1 - r0, cols, scale);
+                     r1 - r0, cols, scale, weights ? weights + r0 : nullptr);
         }
     });
     double total = 0;
@@ -130,6 +132,115 @@ template <class T>
 void math(MathFn fn, const T* x, T* y, index n) {
     const auto f = kernels().get<T>().math;
     parallel_for(n, threads_for(n * 8, kElementGrain), [&](index i0, index i1) { f(fn, x + i0, y + i0, i1 - i0); });
+}
+
+// ---- Layers: dropout, maxout, batch normalization, weight penalties ----
+
+// Inverted dropout over n flat elements (dropout.hpp); 0 <= rate < 1 (checked by the
+// binding). The mask of element i depends only on (seed, layer, step, i).
+template <class T>
+void dropout_forward(const T* x, T* y, T* mask, index n, double rate, std::uint64_t seed,
+                     std::uint64_t layer, std::uint64_t step) {
+    const auto f = kernels().get<T>().dropout_forward;
+    // keep iff (h >> 40) * 2^-24 >= rate  <=>  (h >> 40) >= ceil(rate * 2^24): exact in double
+    const DropoutParams<T> p{seed, layer, step, std::uint64_t(std::ceil(rate * 16777216.0)),
+                             T(1.0 / (1.0 - rate))};
+    parallel_for(n, threads_for(n * 4, kElementGrain), [&](index i0, index i1) {
+        f(p, x + i0, y + i0, mask + i0, i0, i1 - i0);
+    });
+}
+
+template <class T>
+void mul(const T* a, const T* b, T* out, index n) {
+    const auto f = kernels().get<T>().mul;
+    parallel_for(n, threads_for(n, kElementGrain), [&](index i0, index i1) {
+        f(a + i0, b + i0, out + i0, i1 - i0);
+    });
+}
+
+template <class T>
+void maxout_forward(const T* z, T* a, std::int32_t* argmax, index rows, index units, index pieces) {
+    const auto f = kernels().get<T>().maxout_forward;
+    parallel_for(rows, threads_for(rows * units * pieces, kElementGrain), [&](index r0, index r1) {
+        f(z + r0 * units * pieces, a + r0 * units, argmax + r0 * units, r1 - r0, units, pieces);
+    });
+}
+
+template <class T>
+void maxout_backward(const T* da, const std::int32_t* argmax, T* dz, index rows, index units,
+                     index pieces) {
+    const auto f = kernels().get<T>().maxout_backward;
+    parallel_for(rows, threads_for(rows * units * pieces, kElementGrain), [&](index r0, index r1) {
+        f(da + r0 * units, argmax + r0 * units, dz + r0 * units * pieces, r1 - r0, units, pieces);
+    });
+}
+
+// Columns per batch-norm work item: each column is reduced whole (rows ascending), so
+// any split of the columns gives the same bits.
+constexpr index kBatchnormBlockCols = 64;
+
+template <class T>
+void batchnorm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* xhat, T* mean,
+                             T* inv_std, index rows, index cols, T eps) {
+    const auto f = kernels().get<T>().batchnorm_train;
+    const index blocks = (cols + kBatchnormBlockCols - 1) / kBatchnormBlockCols;
+    parallel_for(blocks, threads_for(rows * cols * 4, kElementGrain), [&](index b0, index b1) {
+        const index c0 = b0 * kBatchnormBlockCols;
+        const index c1 = b1 * kBatchnormBlockCols < cols ? b1 * kBatchnormBlockCols : cols;
+        f(x + c0, gamma + c0, beta + c0, y + c0, xhat + c0, mean + c0, inv_std + c0, cols, rows,
+          c1 - c0, eps);
+    });
+}
+
+template <class T>
+void batchnorm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var,
+                             T* y, index rows, index cols, T eps) {
+    const auto f = kernels().get<T>().batchnorm_infer;
+    parallel_for(rows, threads_for(rows * cols * 2, kElementGrain), [&](index r0, index r1) {
+        f(x + r0 * cols, gamma, beta, mean, var, y + r0 * cols, cols, r1 - r0, cols, eps);
+    });
+}
+
+template <class T>
+void batchnorm_backward(const T* dy, const T* xhat, const T* gamma, const T* inv_std, T* dx,
+                        T* dgamma, T* dbeta, index rows, index cols) {
+    const auto f = kernels().get<T>().batchnorm_backward;
+    const index blocks = (cols + kBatchnormBlockCols - 1) / kBatchnormBlockCols;
+    parallel_for(blocks, threads_for(rows * cols * 3, kElementGrain), [&](index b0, index b1) {
+        const index c0 = b0 * kBatchnormBlockCols;
+        const index c1 = b1 * kBatchnormBlockCols < cols ? b1 * kBatchnormBlockCols : cols;
+        f(dy + c0, xhat + c0, gamma + c0, inv_std + c0, dx + c0, dgamma + c0, dbeta + c0, cols,
+          rows, c1 - c0);
+    });
+}
+
+// dw += l1 sign(w) + l2 w (only the nonzero terms, regularization.hpp); returns
+// l1 * sum|w| + (l2 / 2) * sum w^2, each sum Sum16 within blocks of kNormBlock elements and
+// the blocks added in ascending order in double; a term is added only if its coefficient
+// is nonzero.
+template <class T>
+double regularize(const T* w, T* dw, index n, double l1, double l2) {
+    const auto f = kernels().get<T>().regularize;
+    const index blocks = (n + kNormBlock - 1) / kNormBlock;
+    thread_local std::vector<T> partial;  // 2 per block: sum |w|, sum w^2; grows once
+    if (index(partial.size()) < 2 * blocks) partial.resize(2 * blocks);
+    T* p = partial.data();
+    const T t1 = T(l1), t2 = T(l2);
+    parallel_for(blocks, threads_for(n, kElementGrain), [&](index b0, index b1) {
+        for (index b = b0; b < b1; ++b) {
+            const index i0 = b * kNormBlock;
+            f(w + i0, dw + i0, (i0 + kNormBlock < n ? i0 + kNormBlock : n) - i0, t1, t2, p + 2 * b);
+        }
+    });
+    double abs_sum = 0, sq_sum = 0;
+    for (index b = 0; b < blocks; ++b) {
+        abs_sum += double(p[2 * b]);
+        sq_sum += double(p[2 * b + 1]);
+    }
+    double penalty = 0;
+    if (l1 != 0) penalty += l1 * abs_sum;
+    if (l2 != 0) penalty += (l2 / 2) * sq_sum;
+    return penalty;
 }
 
 }  // namespace fastmlp

@@ -21,4 +21,21 @@ TOLERANCES = {
     # identical state, and after five epochs of training.
     "backend_one_step": {"float32": 1e-6, "float64": 1e-12},
     "backend_five_epochs": {"float64": 1e-9},
+    # Two algebraically equal forms of one iteration run side by side for 50 steps
+    # (Nesterov's rewritten update vs the notes' look-ahead form): roundings differ at
+    # every step and accumulate, damped by the contraction of the iteration.
+    "equivalent_forms": {"float64": 1e-12},
+    # Layer kernels (tests/kernels/test_layers_kernels.py) against long double, measured
+    # maxima in the comments. Batch normalization's outputs and gradients, each array:
+    # rows summed in ascending order in the dtype (up to 257 rows), columns offset by up
+    # to 17 standard deviations, so the mean's rounding (~eps * offset / sd) dominates.
+    "batchnorm": {"float32": 1e-5, "float64": 2e-14},                # 3.1e-6 / 4.7e-15
+    # Weighted losses vs the long-double loss row by row (value and gradient).
+    "weighted_loss": {"float32": 1e-6, "float64": 2e-15},            # 1.9e-7 / 4.0e-16
+    # One sum of row losses in double in two orders (a row of weight 2 vs the row given
+    # twice): at most ~rows * 2^-53 relative (71 rows).
+    "reordered_double_sum": {"float32": 1e-14, "float64": 1e-14},    # 0 / 1.2e-16
+    # l1 sum|w| + l2/2 sum w^2: Sum16 in the dtype within blocks of 16384, blocks in
+    # double.
+    "regularize_penalty": {"float32": 1e-6, "float64": 2e-15},       # 8.7e-8 / 2.2e-16
 }

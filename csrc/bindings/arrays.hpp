@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <type_traits>
 
 #include "../common.hpp"
 
@@ -29,7 +30,10 @@ inline std::string strides_of(const py::array& a) {
     throw py::value_error(kernel + ": " + msg);
 }
 
-template <class T> const char* dtype_name() { return sizeof(T) == 4 ? "float32" : "float64"; }
+template <class T> const char* dtype_name() {
+    if (std::is_integral<T>::value) return sizeof(T) == 4 ? "int32" : "int64";
+    return sizeof(T) == 4 ? "float32" : "float64";
+}
 
 // Checks dtype T, C order and ndim of a; returns its data.
 template <class T>

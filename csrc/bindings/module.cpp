@@ -117,7 +117,8 @@ void col_sum_binding(py::array x, py::array out) {
     });
 }
 
-double loss_binding(const std::string& name, py::array z, py::array y, py::object grad, double scale) {
+double loss_binding(const std::string& name, py::array z, py::array y, py::object grad, double scale,
+                    py::object weights) {
     const char* k = "loss";
     const Loss kind = loss_of(k, name);
     return with_dtype(z, k, "logits", [&](auto tag) {
@@ -137,8 +138,20 @@ double loss_binding(const std::string& name, py::array z, py::array y, py::objec
             if (pg != pz) no_overlap(k, g, "grad", z, "logits");
             no_overlap(k, g, "grad", y, "y");
         }
+        const T* pw = nullptr;
+        py::array w;
+        if (!weights.is_none()) {
+            if (!py::isinstance<py::array>(weights))
+                throw py::type_error("loss: weights must be a numpy array or None");
+            w = weights.cast<py::array>();
+            pw = input<T>(w, k, "weights", 1);
+            if (w.shape(0) != z.shape(0))
+                fail_value(k, "shape mismatch: logits is " + shape_of(z) + ", weights is " + shape_of(w) +
+                                  " (weights must have logits.shape[0] elements)");
+            if (pg) no_overlap(k, g, "grad", w, "weights");
+        }
         py::gil_scoped_release nogil;
-        return loss<T>(kind, pz, py_, pg, z.shape(0), z.shape(1), T(scale));
+        return loss<T>(kind, pz, py_, pg, z.shape(0), z.shape(1), T(scale), pw);
     });
 }
 
@@ -224,6 +237,225 @@ void math_binding(const std::string& name, py::array x, py::array out) {
     });
 }
 
+// ---- Layers: dropout, maxout, batch normalization, weight penalties ----
+
+// A Python int (or an object with __index__, not a bool) in [0, 2**64).
+std::uint64_t uint64_arg(const char* kernel, const char* name, const py::object& v) {
+    PyObject* o = v.ptr();
+    if (PyBool_Check(o) || PyFloat_Check(o) || !PyIndex_Check(o))
+        throw py::type_error(std::string(kernel) + ": " + name + " must be an int, got " +
+                             std::string(py::str(py::type::of(v).attr("__name__"))));
+    py::int_ i = py::reinterpret_steal<py::int_>(PyNumber_Index(o));
+    if (!i) throw py::error_already_set();
+    const unsigned long long r = PyLong_AsUnsignedLongLong(i.ptr());
+    if (r == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+        PyErr_Clear();
+        fail_value(kernel, std::string(name) + " must satisfy 0 <= " + name + " < 2**64, got " +
+                               std::string(py::repr(i)));
+    }
+    return std::uint64_t(r);
+}
+
+// out may be exactly `in` (same data and shape) but must not partly overlap it.
+void same_or_disjoint(const char* k, const py::array& out, const char* on, const py::array& in, const char* in_name) {
+    if (out.data() != in.data()) no_overlap(k, out, on, in, in_name);
+}
+
+// Every output disjoint from every other array given (inputs and outputs).
+void all_disjoint(const char* k, std::initializer_list<std::pair<const py::array*, const char*>> outputs,
+                  std::initializer_list<std::pair<const py::array*, const char*>> inputs) {
+    for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+        for (auto p = o + 1; p != outputs.end(); ++p) no_overlap(k, *o->first, o->second, *p->first, p->second);
+        for (const auto& in : inputs) no_overlap(k, *o->first, o->second, *in.first, in.second);
+    }
+}
+
+// a is 1-D with x.shape[1] elements (a per-feature vector of x).
+void feature_vector(const char* k, const py::array& a, const char* an, const py::array& x, const char* xn) {
+    if (a.shape(0) != x.shape(1))
+        fail_value(k, std::string("shape mismatch: ") + xn + " is " + shape_of(x) + ", " + an + " is " +
+                          shape_of(a) + " (" + an + " must have " + xn + ".shape[1] elements)");
+}
+
+void dropout_binding(py::array x, py::array y, py::array mask, double rate, py::object seed, py::object layer,
+                     py::object step) {
+    const char* k = "dropout_forward";
+    const std::uint64_t s = uint64_arg(k, "seed", seed), l = uint64_arg(k, "layer", layer),
+                        t = uint64_arg(k, "step", step);
+    if (!(rate >= 0.0 && rate < 1.0)) fail_value(k, "rate must satisfy 0 <= rate < 1, got " + std::to_string(rate));
+    with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const int nd = int(x.ndim());
+        const T* px = input<T>(x, k, "x", nd);
+        T* py_ = output<T>(y, k, "y", nd);
+        T* pm = output<T>(mask, k, "mask", nd);
+        same_shape(k, x, "x", y, "y");
+        same_shape(k, x, "x", mask, "mask");
+        same_or_disjoint(k, y, "y", x, "x");
+        no_overlap(k, mask, "mask", x, "x");
+        no_overlap(k, mask, "mask", y, "y");
+        py::gil_scoped_release nogil;
+        dropout_forward<T>(px, py_, pm, x.size(), rate, s, l, t);
+    });
+}
+
+void mul_binding(py::array a, py::array b, py::array out) {
+    const char* k = "mul";
+    with_dtype(a, k, "a", [&](auto tag) {
+        using T = decltype(tag);
+        const int nd = int(a.ndim());
+        const T* pa = input<T>(a, k, "a", nd);
+        const T* pb = input<T>(b, k, "b", nd);
+        T* po = output<T>(out, k, "out", nd);
+        same_shape(k, a, "a", b, "b");
+        same_shape(k, a, "a", out, "out");
+        same_or_disjoint(k, out, "out", a, "a");
+        same_or_disjoint(k, out, "out", b, "b");
+        py::gil_scoped_release nogil;
+        mul<T>(pa, pb, po, a.size());
+    });
+}
+
+// The pieces per unit of z (m, units * pieces) for a (m, units).
+fastmlp::index maxout_pieces(const char* k, const py::array& z, const char* zn, const py::array& a, const char* an) {
+    const fastmlp::index units = a.shape(1), width = z.shape(1);
+    if (z.shape(0) != a.shape(0) || (units == 0 ? width != 0 : (width == 0 || width % units != 0)))
+        fail_value(k, std::string("shape mismatch: ") + zn + " is " + shape_of(z) + ", " + an + " is " + shape_of(a) +
+                          " (expected equal rows and " + zn + ".shape[1] = pieces * " + an +
+                          ".shape[1] with pieces >= 1)");
+    const fastmlp::index pieces = units == 0 ? 1 : width / units;
+    if (pieces > 0x7fffffff) fail_value(k, "more than 2**31 - 1 pieces per unit");
+    return pieces;
+}
+
+void maxout_forward_binding(py::array z, py::array a, py::array argmax) {
+    const char* k = "maxout_forward";
+    with_dtype(z, k, "z", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "z", 2);
+        T* pa = output<T>(a, k, "a", 2);
+        std::int32_t* pi = output<std::int32_t>(argmax, k, "argmax", 2);
+        same_shape(k, a, "a", argmax, "argmax");
+        const fastmlp::index pieces = maxout_pieces(k, z, "z", a, "a");
+        all_disjoint(k, {{&a, "a"}, {&argmax, "argmax"}}, {{&z, "z"}});
+        py::gil_scoped_release nogil;
+        maxout_forward<T>(pz, pa, pi, a.shape(0), a.shape(1), pieces);
+    });
+}
+
+void maxout_backward_binding(py::array da, py::array argmax, py::array dz) {
+    const char* k = "maxout_backward";
+    with_dtype(da, k, "da", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pda = input<T>(da, k, "da", 2);
+        const std::int32_t* pi = input<std::int32_t>(argmax, k, "argmax", 2);
+        T* pdz = output<T>(dz, k, "dz", 2);
+        same_shape(k, da, "da", argmax, "argmax");
+        const fastmlp::index pieces = maxout_pieces(k, dz, "dz", da, "da");
+        all_disjoint(k, {{&dz, "dz"}}, {{&da, "da"}, {&argmax, "argmax"}});
+        for (py::ssize_t i = 0; i < argmax.size(); ++i)  // dz is written at argmax: check it
+            if (pi[i] < 0 || pi[i] >= pieces)
+                fail_value(k, "argmax holds " + std::to_string(pi[i]) + " at flat index " + std::to_string(i) +
+                                  ", expected 0 <= argmax < pieces = " + std::to_string(pieces));
+        py::gil_scoped_release nogil;
+        maxout_backward<T>(pda, pi, pdz, da.shape(0), da.shape(1), pieces);
+    });
+}
+
+void at_least_one_row(const char* k, const py::array& x, const char* xn) {
+    if (x.shape(0) < 1)
+        fail_value(k, std::string(xn) + " must have at least one row (batch statistics of an empty batch are "
+                                        "undefined), got shape " + shape_of(x));
+}
+
+void batchnorm_train_binding(py::array x, py::array gamma, py::array beta, py::array y, py::array xhat,
+                             py::array mean, py::array inv_std, double eps) {
+    const char* k = "batchnorm_forward_train";
+    with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = input<T>(x, k, "x", 2);
+        const T* pg = input<T>(gamma, k, "gamma", 1);
+        const T* pb = input<T>(beta, k, "beta", 1);
+        T* py_ = output<T>(y, k, "y", 2);
+        T* pxh = output<T>(xhat, k, "xhat", 2);
+        T* pm = output<T>(mean, k, "mean", 1);
+        T* ps = output<T>(inv_std, k, "inv_std", 1);
+        same_shape(k, x, "x", y, "y");
+        same_shape(k, x, "x", xhat, "xhat");
+        feature_vector(k, gamma, "gamma", x, "x");
+        feature_vector(k, beta, "beta", x, "x");
+        feature_vector(k, mean, "mean", x, "x");
+        feature_vector(k, inv_std, "inv_std", x, "x");
+        at_least_one_row(k, x, "x");
+        all_disjoint(k, {{&y, "y"}, {&xhat, "xhat"}, {&mean, "mean"}, {&inv_std, "inv_std"}},
+                     {{&x, "x"}, {&gamma, "gamma"}, {&beta, "beta"}});
+        py::gil_scoped_release nogil;
+        batchnorm_forward_train<T>(px, pg, pb, py_, pxh, pm, ps, x.shape(0), x.shape(1), T(eps));
+    });
+}
+
+void batchnorm_infer_binding(py::array x, py::array gamma, py::array beta, py::array mean, py::array var,
+                             double eps, py::array y) {
+    const char* k = "batchnorm_forward_infer";
+    with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = input<T>(x, k, "x", 2);
+        const T* pg = input<T>(gamma, k, "gamma", 1);
+        const T* pb = input<T>(beta, k, "beta", 1);
+        const T* pm = input<T>(mean, k, "mean", 1);
+        const T* pv = input<T>(var, k, "var", 1);
+        T* py_ = output<T>(y, k, "y", 2);
+        same_shape(k, x, "x", y, "y");
+        feature_vector(k, gamma, "gamma", x, "x");
+        feature_vector(k, beta, "beta", x, "x");
+        feature_vector(k, mean, "mean", x, "x");
+        feature_vector(k, var, "var", x, "x");
+        same_or_disjoint(k, y, "y", x, "x");
+        all_disjoint(k, {{&y, "y"}}, {{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "mean"}, {&var, "var"}});
+        py::gil_scoped_release nogil;
+        batchnorm_forward_infer<T>(px, pg, pb, pm, pv, py_, x.shape(0), x.shape(1), T(eps));
+    });
+}
+
+void batchnorm_backward_binding(py::array dy, py::array xhat, py::array gamma, py::array inv_std, py::array dx,
+                                py::array dgamma, py::array dbeta) {
+    const char* k = "batchnorm_backward";
+    with_dtype(dy, k, "dy", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pdy = input<T>(dy, k, "dy", 2);
+        const T* pxh = input<T>(xhat, k, "xhat", 2);
+        const T* pg = input<T>(gamma, k, "gamma", 1);
+        const T* ps = input<T>(inv_std, k, "inv_std", 1);
+        T* pdx = output<T>(dx, k, "dx", 2);
+        T* pdg = output<T>(dgamma, k, "dgamma", 1);
+        T* pdb = output<T>(dbeta, k, "dbeta", 1);
+        same_shape(k, dy, "dy", xhat, "xhat");
+        same_shape(k, dy, "dy", dx, "dx");
+        feature_vector(k, gamma, "gamma", dy, "dy");
+        feature_vector(k, inv_std, "inv_std", dy, "dy");
+        feature_vector(k, dgamma, "dgamma", dy, "dy");
+        feature_vector(k, dbeta, "dbeta", dy, "dy");
+        at_least_one_row(k, dy, "dy");
+        all_disjoint(k, {{&dx, "dx"}, {&dgamma, "dgamma"}, {&dbeta, "dbeta"}},
+                     {{&dy, "dy"}, {&xhat, "xhat"}, {&gamma, "gamma"}, {&inv_std, "inv_std"}});
+        py::gil_scoped_release nogil;
+        batchnorm_backward<T>(pdy, pxh, pg, ps, pdx, pdg, pdb, dy.shape(0), dy.shape(1));
+    });
+}
+
+double regularize_binding(py::array w, py::array dw, double l1, double l2) {
+    const char* k = "regularize";
+    return with_dtype(w, k, "w", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pw = input<T>(w, k, "w", 1);
+        T* pdw = output<T>(dw, k, "dw", 1);
+        same_shape(k, w, "w", dw, "dw");
+        no_overlap(k, dw, "dw", w, "w");
+        py::gil_scoped_release nogil;
+        return regularize<T>(pw, pdw, w.size(), l1, l2);
+    });
+}
+
 std::vector<std::string> isa_list(bool (*pred)(Isa)) {
     std::vector<std::string> out;
     for (int i = 0; i < kIsaCount; ++i)
@@ -270,7 +502,7 @@ PYBIND11_MODULE(_core, m) {
           arg("da").noconvert(), arg("dz").noconvert(), arg("activation"), arg("param"));
     m.def("col_sum", &col_sum_binding, arg("x").noconvert(), arg("out").noconvert());
     m.def("loss", &loss_binding, arg("name"), arg("logits").noconvert(), arg("y").noconvert(), arg("grad"),
-          arg("scale"));
+          arg("scale"), arg("weights") = py::none());
     m.def("output", &output_binding, arg("name"), arg("logits").noconvert(), arg("out").noconvert());
     m.def("optimizer_update", &optimizer_binding, arg("name"), arg("param").noconvert(), arg("grad").noconvert(),
           arg("m"), arg("v"), arg("lr"), arg("grad_scale") = 1.0, arg("b1") = 0.0, arg("b2") = 0.0,
@@ -278,6 +510,23 @@ PYBIND11_MODULE(_core, m) {
     m.def("sgd_update", &sgd_binding, arg("param").noconvert(), arg("grad").noconvert(), arg("lr"));
     m.def("sum_squares", &sum_squares_binding, arg("x").noconvert());
     m.def("math", &math_binding, arg("name"), arg("x").noconvert(), arg("out").noconvert());
+    m.def("dropout_forward", &dropout_binding, arg("x").noconvert(), arg("y").noconvert(),
+          arg("mask").noconvert(), arg("rate"), arg("seed"), arg("layer"), arg("step"));
+    m.def("mul", &mul_binding, arg("a").noconvert(), arg("b").noconvert(), arg("out").noconvert());
+    m.def("maxout_forward", &maxout_forward_binding, arg("z").noconvert(), arg("a").noconvert(),
+          arg("argmax").noconvert());
+    m.def("maxout_backward", &maxout_backward_binding, arg("da").noconvert(), arg("argmax").noconvert(),
+          arg("dz").noconvert());
+    m.def("batchnorm_forward_train", &batchnorm_train_binding, arg("x").noconvert(), arg("gamma").noconvert(),
+          arg("beta").noconvert(), arg("y").noconvert(), arg("xhat").noconvert(), arg("mean").noconvert(),
+          arg("inv_std").noconvert(), arg("eps"));
+    m.def("batchnorm_forward_infer", &batchnorm_infer_binding, arg("x").noconvert(), arg("gamma").noconvert(),
+          arg("beta").noconvert(), arg("mean").noconvert(), arg("var").noconvert(), arg("eps"),
+          arg("y").noconvert());
+    m.def("batchnorm_backward", &batchnorm_backward_binding, arg("dy").noconvert(), arg("xhat").noconvert(),
+          arg("gamma").noconvert(), arg("inv_std").noconvert(), arg("dx").noconvert(), arg("dgamma").noconvert(),
+          arg("dbeta").noconvert());
+    m.def("regularize", &regularize_binding, arg("w").noconvert(), arg("dw").noconvert(), arg("l1"), arg("l2"));
     m.def("set_isa", &set_isa_binding, arg("name"));
     m.def("backend_info", &backend_info);
     m.def("set_num_threads", &set_num_threads, arg("n"));

@@ -2,8 +2,12 @@
 // FASTMLP_ISA_NS and the -march level). Exports only register_elementwise<isa>.
 #include "../common.hpp"
 #include "activations.hpp"
+#include "batchnorm.hpp"
+#include "dropout.hpp"
 #include "losses.hpp"
+#include "maxout.hpp"
 #include "optimizers.hpp"
+#include "regularization.hpp"
 
 namespace fastmlp {
 namespace FASTMLP_ISA_NS { namespace {
@@ -30,6 +34,14 @@ void fill(KernelTable<T>& t) {
     t.optimizer_update = &optimizer_update<T>;
     t.sum_squares = &sum_squares<T>;
     t.math = &math_map<T>;
+    t.dropout_forward = &dropout_forward<T>;
+    t.mul = &mul<T>;
+    t.maxout_forward = &maxout_forward<T>;
+    t.maxout_backward = &maxout_backward<T>;
+    t.batchnorm_train = &batchnorm_train<T>;
+    t.batchnorm_infer = &batchnorm_infer<T>;
+    t.batchnorm_backward = &batchnorm_backward<T>;
+    t.regularize = &regularize<T>;
 }
 
 }}  // namespace FASTMLP_ISA_NS::(anonymous)

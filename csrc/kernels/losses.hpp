@@ -6,6 +6,7 @@
 //   binary cross-entropy   loss = mean_j [max(z, 0) - z y + log1p(exp(-|z|))]
 //                          grad = scale / k * (sigmoid(z) - y)
 //   mse                    loss = mean_j (z - y)^2,   grad = scale * 2/k * (z - y)
+//   row weights w_i        total = sum_i w_i loss_i,  row i's grad with scale * w_i
 //
 // Every sum over j uses Sum16, so all ISAs agree bit for bit; rows' losses are added in
 // ascending order in double. The outputs (softmax rows, sigmoid) share this code.
@@ -83,18 +84,26 @@ T mse_row(const T* z, const T* y, T* grad, index k, T scale) {
     return sum / T(k);
 }
 
+// Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)
+// (exact) and its gradient is taken with scale_i = scale * w_i (one rounding in T), so
+// w_i = 1 reproduces the unweighted result bit for bit and w_i = 2 gives exactly twice
+// the gradient row.
 template <class T>
-double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k, T scale) {
+double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k, T scale,
+                 const T* w) {
     double total = 0;
     for (index i = 0; i < rows; ++i) {
         const T* zi = z + i * k;
         const T* yi = y + i * k;
         T* gi = grad ? grad + i * k : nullptr;
+        const T s = w ? scale * w[i] : scale;
+        T row = 0;
         switch (loss) {
-            case Loss::softmax_cross_entropy: total += softmax_xent_row(zi, yi, gi, k, scale); break;
-            case Loss::binary_cross_entropy: total += bce_row(zi, yi, gi, k, scale); break;
-            case Loss::mse: total += mse_row(zi, yi, gi, k, scale); break;
+            case Loss::softmax_cross_entropy: row = softmax_xent_row(zi, yi, gi, k, s); break;
+            case Loss::binary_cross_entropy: row = bce_row(zi, yi, gi, k, s); break;
+            case Loss::mse: row = mse_row(zi, yi, gi, k, s); break;
         }
+        total += w ? double(w[i]) * double(row) : double(row);
     }
     return total;
 }

@@ -7,8 +7,10 @@ template <class V> inline V fma(V a, V b, V c) {
     if constexpr (sizeof(a[0]) == 4) return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
     else return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
 }
+// The all-lanes masked form: the same vsqrt, but with a defined pass-through operand, so
+// GCC 12 does not warn about _mm512_sqrt_ps's _mm512_undefined_ps() (trap 14).
 template <class V> inline V sqrt(V a) {
-    if constexpr (sizeof(a[0]) == 4) return (V)_mm512_sqrt_ps((__m512)a);
-    else return (V)_mm512_sqrt_pd((__m512d)a);
+    if constexpr (sizeof(a[0]) == 4) return (V)_mm512_mask_sqrt_ps((__m512)a, (__mmask16)-1, (__m512)a);
+    else return (V)_mm512_mask_sqrt_pd((__m512d)a, (__mmask8)-1, (__m512d)a);
 }
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -34,6 +34,16 @@ def check_positive_float(value, name: str) -> float:
     return float(value)
 
 
+def check_nonnegative_float(value, name: str) -> float:
+    """A finite real number >= 0 (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number >= 0; got {value!r} "
+                        f"of type {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
 def check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r}")

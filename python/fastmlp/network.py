@@ -72,6 +72,7 @@ class Sequential:
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self._loss = get_loss(self.loss)
         self._optimizer = None
+        self.stop_training = False  # a callback sets it to end fit after the epoch
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -134,12 +135,22 @@ class Sequential:
 
     # ---------------------------------------------------------------- training
     def fit(self, X, y, *, epochs: int, batch_size: Optional[int] = 32,
-            learning_rate: Optional[float] = None, shuffle: bool = True,
-            validation_data=None, verbose: int = 0) -> History:
-        """Train from the current weights; see :func:`fastmlp.training.fit`."""
+            learning_rate=None, optimizer=None, shuffle: bool = True,
+            validation_data=None, callbacks=None, verbose: int = 0) -> History:
+        """Train from the current weights; see :func:`fastmlp.training.fit`.
+
+        ``optimizer`` (an instance or a name) is kept on the model and reused by later
+        fits; ``learning_rate`` (a number or a schedule) goes with a name or replaces the
+        kept optimizer's rate (not allowed with an instance)."""
         return fit(self, X, y, epochs=epochs, batch_size=batch_size,
-                   learning_rate=learning_rate, shuffle=shuffle,
-                   validation_data=validation_data, verbose=verbose)
+                   learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
+                   validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+
+    @property
+    def optimizer(self):
+        """The optimizer kept from the latest fit (None before the first), with its
+        state: ``model.optimizer.state_dict()`` saves it."""
+        return self._optimizer
 
     def _prepare(self, X, y, x_name: str = "X", y_name: str = "y"):
         """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),

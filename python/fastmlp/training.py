@@ -8,28 +8,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ._validation import check_bool, check_int, check_positive_float
+from ._validation import check_bool, check_int
+from .callbacks import check_callbacks
+from .errors import DivergenceError
 from .metrics import PassTotals
-
-
-class DivergenceError(FloatingPointError, ValueError):
-    """Training produced a non-finite loss. Raised before that step's update, so the
-    model keeps the last finite weights."""
-
-
-class SGD:
-    """Plain stochastic gradient descent: ``p -= learning_rate * g`` (default rate 0.01)."""
-
-    default_learning_rate = 0.01
-
-    def __init__(self, learning_rate: float = default_learning_rate):
-        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
-
-    def __repr__(self) -> str:
-        return f"SGD(learning_rate={self.learning_rate:g})"
-
-    def step(self, backend, params: np.ndarray, grads: np.ndarray) -> None:
-        backend.sgd_update(params, grads, self.learning_rate)
+from .optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
 
 
 class History:
@@ -96,11 +79,15 @@ def _tqdm_on_terminal():
     return tqdm
 
 
-def _optimizer(model, learning_rate: Optional[float]) -> SGD:
-    """The model's kept optimizer (a new SGD the first time); a given learning_rate
-    replaces its rate from now on, None keeps it."""
+def _optimizer(model, optimizer, learning_rate) -> Optimizer:
+    """The optimizer this fit uses, not yet stored on the model (DESIGN.md §3): a given
+    one (a name: a new instance at ``learning_rate`` or its default rate; an instance:
+    as is, ValueError with learning_rate); else the model's kept one (a new SGD the first
+    time), whose rate a given learning_rate replaces (its state and counters are kept)."""
+    if optimizer is not None:
+        return get_optimizer(optimizer, learning_rate)
     if model._optimizer is None:
-        model._optimizer = SGD()
+        return SGD() if learning_rate is None else SGD(learning_rate)
     if learning_rate is not None:
         model._optimizer.learning_rate = learning_rate
     return model._optimizer
@@ -115,7 +102,7 @@ def _validation_arrays(model, validation_data):
     return model._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
 
 
-def _train_epoch(model, X, Y, batch: int, optimizer: SGD, shuffle: bool, epoch: int,
+def _train_epoch(model, X, Y, batch: int, optimizer: Optimizer, shuffle: bool, epoch: int,
                  progress: _Progress) -> Dict[str, float]:
     """One pass over (X, Y) in batches of ``batch`` rows (gathered into the model's
     training cache); returns the running-total data loss and metric."""
@@ -130,42 +117,62 @@ def _train_epoch(model, X, Y, batch: int, optimizer: SGD, shuffle: bool, epoch: 
         yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]), Y.dtype))
         loss_sum, logits = model._loss_and_grad(xb, yb)
         if not math.isfinite(loss_sum):
-            rate = optimizer.learning_rate
+            rate = optimizer.current_learning_rate
             raise DivergenceError(
                 f"training diverged at epoch {epoch}, step {step} of {n_batches}: the mean "
                 f"loss became {loss_sum / len(rows)} with learning rate {rate:g}; lower the "
                 f"learning rate (e.g. {rate / 10:g}). The weights are those before this step.")
         totals.add(logits, yb, loss_sum)
-        optimizer.step(model.backend, model._params, model._grads)
+        try:
+            optimizer.step(model.backend, model._params, model._grads, samples=len(rows))
+        except DivergenceError as exc:     # a non-finite gradient: nothing was updated
+            raise DivergenceError(f"training diverged at epoch {epoch}, step {step} of "
+                                  f"{n_batches}: {exc}") from None
         progress.step()
     return totals.result()
 
 
 def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
-        learning_rate: Optional[float] = None, shuffle: bool = True,
-        validation_data=None, verbose: int = 0) -> History:
+        learning_rate=None, optimizer=None, shuffle: bool = True,
+        validation_data=None, callbacks=None, verbose: int = 0) -> History:
     """Train ``model`` on (X, y) from its current weights with gradient descent.
 
     batch_size=None is batch gradient descent (the whole set per step), 1 is stochastic,
     anything else mini-batch (a batch larger than the data is the whole set). Each step
-    computes the mean loss over the batch and its gradient and applies the model's
-    optimizer, kept across fits (plain SGD, ``p -= lr * g``; lr 0.01 at first, a given
-    ``learning_rate`` replaces it from then on). Shuffling draws from a generator seeded
-    by ``model.seed`` and kept on the model, so successive fits continue its stream.
+    computes the mean loss over the batch and its gradient and applies the optimizer.
+
+    ``optimizer`` is an instance or a name (:func:`fastmlp.optimizers.get_optimizer`);
+    it is kept on the model with its state and reused by later fits unless a new one is
+    given (DESIGN.md §3). The first fit without one uses SGD. ``learning_rate`` (a
+    number or a schedule) goes with a name (None: that optimizer's default rate) or
+    replaces the kept optimizer's rate; together with an instance it is a ValueError.
+    The optimizer counts the steps and epochs of its schedule across fits.
+
+    Shuffling draws from a generator seeded by ``model.seed`` and kept on the model, so
+    successive fits continue its stream.
     Training metrics are running totals over the epoch's batches, computed from each
     batch's outputs before its update. A non-finite loss raises DivergenceError before
-    the update. ``verbose=1`` prints a line per epoch. Returns a :class:`History`.
+    the update, as does a non-finite gradient (the optimizer's check). ``verbose=1``
+    prints a line per epoch. Returns a :class:`History`; its "lr" is the rate of the
+    epoch's last step.
+
+    ``callbacks`` is a list of :class:`fastmlp.callbacks.Callback` run between epochs
+    (after the epoch's history values are recorded); one of them setting
+    ``model.stop_training = True`` ends training after that epoch.
     """
     epochs = check_int(epochs, "epochs")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if learning_rate is not None:
-        learning_rate = check_positive_float(learning_rate, "learning_rate")
+        learning_rate = check_learning_rate(learning_rate)
     shuffle = check_bool(shuffle, "shuffle")
     verbose = check_int(verbose, "verbose", minimum=0)
+    callbacks = check_callbacks(callbacks)
     X, Y = model._prepare(X, y)
     validation = _validation_arrays(model, validation_data)
-    optimizer = _optimizer(model, learning_rate)
+    optimizer = _optimizer(model, optimizer, learning_rate)
+    optimizer.check_params(model._params)
+    model._optimizer = optimizer
 
     batch = len(X) if batch_size is None else min(batch_size, len(X))
     metric = model._loss.metric_name
@@ -173,16 +180,31 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     history = History(["loss", "data_loss", "penalty", metric, *val_keys, "lr"])
     progress = _Progress(verbose, epochs, math.ceil(len(X) / batch))
 
+    model.stop_training = False
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
     # A diverging model overflows; the loss check reports it, not NumPy's warnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(1, epochs + 1):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
             progress.start_epoch(epoch)
             started = time.perf_counter()
             record = _train_epoch(model, X, Y, batch, optimizer, shuffle, epoch, progress)
             samples_per_s = len(X) / (time.perf_counter() - started)
-            record.update(penalty=0.0, loss=record["data_loss"], lr=optimizer.learning_rate)
+            record.update(penalty=0.0, loss=record["data_loss"],
+                          lr=optimizer.last_learning_rate)
+            optimizer.end_epoch()
             if validation is not None:
                 record.update({f"val_{k}": v for k, v in model._evaluate(*validation).items()})
-            history.append(record)
-            progress.end_epoch(epoch, {k: record[k] for k in history.history}, samples_per_s)
+            logs = {k: record[k] for k in history.history}
+            history.append(logs)
+            progress.end_epoch(epoch, logs, samples_per_s)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, dict(logs))
+            if model.stop_training:
+                break
+    for callback in callbacks:
+        callback.on_train_end()
     return history

@@ -36,7 +36,7 @@ def test_ordinary_training_raises_no_floating_point_flags(loss, mix, dtype):
     X, y = make_data(loss, n=20, k=3, seed=9)
     with np.errstate(all="raise"):
         loss_sum, _ = model._loss_and_grad(*model._prepare(X, y))
-        model.backend.sgd_update(model._params, model._grads, 0.1)
+        fastmlp.Adam().step(model.backend, model._params, model._grads)
         model.evaluate(X, y)
         (model.predict if loss == "mse" else model.predict_proba)(X)
     assert np.isfinite(loss_sum)

@@ -35,7 +35,7 @@ def test_col_sum_and_sgd_update():
     backend.col_sum(A, out)
     np.testing.assert_array_equal(out, [9.0, 12.0])
     param = np.array([1.0, 2.0, 3.0])
-    backend.sgd_update(param, np.array([10.0, -10.0, 0.0]), 0.5)
+    backend.optimizer_update("sgd", param, np.array([10.0, -10.0, 0.0]), None, None, lr=0.5)
     np.testing.assert_array_equal(param, [-4.0, 7.0, 3.0])
 
 
@@ -52,4 +52,5 @@ def test_non_contiguous_arrays_are_refused():
 
 def test_integer_arrays_are_refused():
     with pytest.raises(TypeError, match="float32 or float64"):
-        backend.sgd_update(np.zeros(3, np.int64), np.zeros(3, np.int64), 0.1)
+        backend.optimizer_update("sgd", np.zeros(3, np.int64), np.zeros(3, np.int64), None,
+                                 None, lr=0.1)

@@ -25,6 +25,7 @@ import numpy as np
 
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu")
 LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
 
 @runtime_checkable
@@ -57,7 +58,8 @@ class Backend(Protocol):
         """``out[j] = sum_i x[i, j]`` (the bias gradient), summed in a fixed order."""
 
     def loss(self, name: str, logits: np.ndarray, y: np.ndarray,
-             grad: Optional[np.ndarray], scale: float) -> float:
+             grad: Optional[np.ndarray], scale: float, *,
+             weights: Optional[np.ndarray] = None) -> float:
         """Return ``sum_i loss_i`` (a Python float) over the rows of ``logits``.
 
         Row losses, with k outputs:
@@ -66,10 +68,139 @@ class Backend(Protocol):
           mse                    ``mean_j (z_ij - y_ij)^2``
         If ``grad`` is not None, writes ``grad = scale * d(sum_i loss_i)/d logits``
         (the training loop passes scale = 1/m, so grad is the gradient of the mean).
+
+        ``weights`` (m,) of the dtype, optional: returns ``sum_i w_i * loss_i`` and writes
+        grad row i as ``scale * w_i * d loss_i / d logits`` (pass scale = 1/sum(w) for a
+        weighted mean). Weights of 1 give the unweighted result bit for bit; a weight of
+        2 on a row gives exactly twice that row's gradient (like the row twice).
+        weights=None is the unweighted loss.
         """
 
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
         """The loss's output function: softmax rows, elementwise sigmoid, or identity."""
 
-    def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        """``param -= lr * grad`` in place (flat, equal-length arrays)."""
+    # ---- Layers: dropout, maxout, batch normalization, weight penalties ----
+
+    def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
+                        seed: int, layer: int, step: int) -> None:
+        """Inverted dropout (DESIGN.md §4) with a counter-based mask, the same bits on
+        every backend, ISA and thread count. ``x``, ``y``, ``mask`` have one shape (the
+        layer's (m, n) output); ``y`` may be ``x``. ``0 <= rate < 1``; seed, layer and
+        step are ints in [0, 2**64) (TypeError for a non-int, ValueError out of range).
+        With uint64 wraparound arithmetic::
+
+            splitmix64(x): z = x + 0x9E3779B97F4A7C15
+                           z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+                           z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+                           return z ^ (z >> 31)
+            key = splitmix64(splitmix64(splitmix64(seed) ^ layer) ^ step)
+            h_i = splitmix64(key ^ i)       i = flat row-major index of the element
+            u_i = (h_i >> 40) * 2**-24;     keep iff u_i >= rate
+
+        ``mask[i] = scale if keep else 0`` with ``scale = 1 / (1 - rate)`` computed in
+        double and rounded to the dtype; ``y = x * mask`` (NaN in x stays NaN).
+        """
+
+    def mul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """``out = a * b`` elementwise, one shape (dropout's backward: dx = dy * mask);
+        ``out`` may be ``a`` or ``b``."""
+
+    def maxout_forward(self, z: np.ndarray, a: np.ndarray, argmax: np.ndarray) -> None:
+        """Maxout over k pieces (DESIGN.md §4). ``z`` is (m, units * k) with the piece
+        index fastest (``z.reshape(m, units, k)``); ``a`` is (m, units) and ``argmax``
+        (m, units) int32. ``a[i, u] = z[i, u, p]`` and ``argmax[i, u] = p`` for p the
+        lowest piece attaining the maximum (ties, -0 vs +0 included, go to the lowest
+        index), or the first NaN piece if any is NaN (so a = NaN): ``np.argmax``.
+        """
+
+    def maxout_backward(self, da: np.ndarray, argmax: np.ndarray, dz: np.ndarray) -> None:
+        """``dz[i, u*k + p] = da[i, u] if p == argmax[i, u] else 0``; ``da`` (m, units),
+        ``argmax`` (m, units) int32 with values in [0, k) (ValueError otherwise),
+        ``dz`` (m, units * k)."""
+
+    def batchnorm_forward_train(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                                y: np.ndarray, xhat: np.ndarray, mean: np.ndarray,
+                                inv_std: np.ndarray, eps: float) -> None:
+        """Batch normalization of ``x`` (m, n), m >= 1, per column, with batch statistics.
+        In the dtype, with ``m`` and ``eps`` rounded to it, in this order::
+
+            mean_j    = (sum_i x_ij) / m              (rows added in ascending order)
+            var_j     = (sum_i (x_ij - mean_j)**2) / m  (biased; ascending order)
+            inv_std_j = 1 / sqrt(var_j + eps)
+            xhat_ij   = (x_ij - mean_j) * inv_std_j
+            y_ij      = gamma_j * xhat_ij + beta_j
+
+        Writes y, xhat (m, n) and mean, inv_std (n,); no output may overlap another
+        array. The sums' order makes every backend, ISA and thread count agree bit for
+        bit. (The running averages are the layer's business.)
+        """
+
+    def batchnorm_forward_infer(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                                mean: np.ndarray, var: np.ndarray, eps: float,
+                                y: np.ndarray) -> None:
+        """Batch normalization with given (running) statistics, in the dtype, in this
+        order: ``inv_j = 1 / sqrt(var_j + eps)``;
+        ``y_ij = gamma_j * ((x_ij - mean_j) * inv_j) + beta_j``. With the batch's own
+        mean and var this is exactly the training forward's y. ``y`` may be ``x``.
+        """
+
+    def batchnorm_backward(self, dy: np.ndarray, xhat: np.ndarray, gamma: np.ndarray,
+                           inv_std: np.ndarray, dx: np.ndarray, dgamma: np.ndarray,
+                           dbeta: np.ndarray) -> None:
+        """Gradients of batchnorm_forward_train, from its xhat and inv_std; m >= 1 rows.
+        In the dtype, sums over rows in ascending order, in this order::
+
+            dbeta_j  = sum_i dy_ij
+            dgamma_j = sum_i dy_ij * xhat_ij
+            c_j      = (gamma_j * inv_std_j) / m
+            dx_ij    = c_j * ((m * dy_ij - dbeta_j) - xhat_ij * dgamma_j)
+
+        Outputs overlap no other array.
+        """
+
+    def regularize(self, w: np.ndarray, dw: np.ndarray, l1: float, l2: float) -> float:
+        """Add the L1/L2 penalty's gradient to ``dw`` and return the penalty (DESIGN.md
+        §4; the caller folds lambda/n into l1 and l2). ``w``, ``dw`` are flat (1-D),
+        equal-length, non-overlapping. With ``sign(0) = 0`` (np.sign) and l1, l2 rounded
+        to the dtype, only the terms whose rounded coefficient is nonzero are applied::
+
+            both      dw = dw + (l1 * sign(w) + l2 * w)
+            only l1   dw = dw + l1 * sign(w)
+            only l2   dw = dw + l2 * w
+
+        Returns ``l1 * sum|w| + (l2 / 2) * sum w**2`` in double, each term only if its
+        coefficient is nonzero, each sum in sum_squares' fixed order (Sum16 within
+        blocks of 16384 elements in the dtype, blocks added in ascending order in double).
+        """
+
+    def optimizer_update(self, name: str, param: np.ndarray, grad: np.ndarray,
+                         m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
+                         grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
+                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
+        """One optimizer step in place over flat, equal-length arrays (DESIGN.md §4).
+
+        ``name`` is one of OPTIMIZERS. ``m`` (velocity or first moment) is used by
+        momentum, nesterov, adam and adamw; ``v`` (second moment, squared-gradient sum)
+        by adagrad, rmsprop, adam and adamw; pass None for an unused one. ``b1`` is mu
+        for momentum/nesterov and beta1 for adam; ``b2`` is rho for rmsprop and beta2 for
+        adam; ``step`` is t >= 1 (Adam's bias correction). In this order, in the dtype:
+
+        ``g = grad_scale * grad`` (clipping), then
+          sgd       ``p = p - lr*g``
+          momentum  ``m = b1*m - lr*g;  p = p + m``
+          nesterov  ``m' = b1*m - lr*g;  p = p + (-b1*m + (1+b1)*m');  m = m'``
+          adagrad   ``v = v + g*g;  p = p - (lr*g) / (sqrt(v) + eps)``
+          rmsprop   ``v = b2*v + (1-b2)*(g*g);  p = p - (lr*g) / (sqrt(v) + eps)``
+          adam      ``m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*(g*g);``
+                    ``p = p - lr*(m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``
+          adamw     ``p = p - (lr*weight_decay)*p``, then the adam step.
+        The combinations 1-b1, 1+b1, 1-b2, 1-b^t and lr*weight_decay are computed in
+        double and then rounded to the dtype (csrc/kernels/optimizers.hpp).
+        """
+
+    def sum_squares(self, x: np.ndarray) -> float:
+        """``sum_i x_i^2`` of a flat array as a Python float, in a fixed order: blocks of
+        16384 elements, each summed in the dtype with 16 partial sums (element i into
+        partial i mod 16, ascending; partials combined by halving, p[j] += p[j + h] for
+        h = 8, 4, 2, 1), the block sums added in ascending order in double. inf or NaN
+        when x is not finite (or its squares overflow the dtype)."""

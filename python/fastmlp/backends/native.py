@@ -35,14 +35,53 @@ class NativeBackend:
         _core.col_sum(x, out)
 
     def loss(self, name: str, logits: np.ndarray, y: np.ndarray,
-             grad: Optional[np.ndarray], scale: float) -> float:
-        return _core.loss(name, logits, y, grad, scale)
+             grad: Optional[np.ndarray], scale: float, *,
+             weights: Optional[np.ndarray] = None) -> float:
+        return _core.loss(name, logits, y, grad, scale, weights)
 
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
         _core.output(name, logits, out)
 
-    def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        _core.sgd_update(param, grad, lr)
+    def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
+                        seed: int, layer: int, step: int) -> None:
+        _core.dropout_forward(x, y, mask, rate, seed, layer, step)
+
+    def mul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        _core.mul(a, b, out)
+
+    def maxout_forward(self, z: np.ndarray, a: np.ndarray, argmax: np.ndarray) -> None:
+        _core.maxout_forward(z, a, argmax)
+
+    def maxout_backward(self, da: np.ndarray, argmax: np.ndarray, dz: np.ndarray) -> None:
+        _core.maxout_backward(da, argmax, dz)
+
+    def batchnorm_forward_train(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                                y: np.ndarray, xhat: np.ndarray, mean: np.ndarray,
+                                inv_std: np.ndarray, eps: float) -> None:
+        _core.batchnorm_forward_train(x, gamma, beta, y, xhat, mean, inv_std, eps)
+
+    def batchnorm_forward_infer(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                                mean: np.ndarray, var: np.ndarray, eps: float,
+                                y: np.ndarray) -> None:
+        _core.batchnorm_forward_infer(x, gamma, beta, mean, var, eps, y)
+
+    def batchnorm_backward(self, dy: np.ndarray, xhat: np.ndarray, gamma: np.ndarray,
+                           inv_std: np.ndarray, dx: np.ndarray, dgamma: np.ndarray,
+                           dbeta: np.ndarray) -> None:
+        _core.batchnorm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta)
+
+    def regularize(self, w: np.ndarray, dw: np.ndarray, l1: float, l2: float) -> float:
+        return _core.regularize(w, dw, l1, l2)
+
+    def optimizer_update(self, name: str, param: np.ndarray, grad: np.ndarray,
+                         m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
+                         grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
+                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
+        _core.optimizer_update(name, param, grad, m, v, lr, grad_scale, b1, b2, eps,
+                               weight_decay, step)
+
+    def sum_squares(self, x: np.ndarray) -> float:
+        return _core.sum_squares(x)
 
 
 def backend_info() -> dict:

@@ -8,6 +8,7 @@ correct IEEE result here, so each method ignores it even under ``np.seterr(all="
 """
 from __future__ import annotations
 
+import operator
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -76,33 +77,45 @@ _BACKWARD: Dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, f
 }
 
 
-def _softmax_cross_entropy(z, y, grad, scale):
+# Row weights w (m,) or None: the elementwise loss terms of row i are multiplied by w_i
+# before the (unchanged) sum, and the gradient's coefficient becomes coef * w_i in the
+# dtype, so w = 1 reproduces the unweighted result bit for bit.
+def _weighted_terms(terms, w):
+    return terms if w is None else terms * w[:, None]
+
+
+def _row_coef(coef, w):
+    return coef if w is None else (coef * w)[:, None]
+
+
+def _softmax_cross_entropy(z, y, grad, scale, w=None):
     """Row loss -sum_j y_j log_softmax(z)_j; d/dz = softmax(z) * sum_j y_j - y."""
     log_p = _log_softmax(z)
     if grad is not None:
         np.multiply(np.exp(log_p), y.sum(axis=1, keepdims=True), out=grad)
         grad -= y
-        grad *= scale
-    return -(y * log_p).sum()
+        grad *= _row_coef(scale, w)
+    return -_weighted_terms(y * log_p, w).sum()
 
 
-def _binary_cross_entropy(z, y, grad, scale):
+def _binary_cross_entropy(z, y, grad, scale, w=None):
     """Row loss mean_j [max(z,0) - z y + log1p(e^-|z|)]; d/dz = (sigmoid(z) - y) / k."""
     k = z.shape[1]
     if grad is not None:
         _sigmoid(z, grad)
         grad -= y
-        grad *= scale / k
-    return (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).sum() / k
+        grad *= _row_coef(scale / k, w)
+    terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    return _weighted_terms(terms, w).sum() / k
 
 
-def _mse(z, y, grad, scale):
+def _mse(z, y, grad, scale, w=None):
     """Row loss mean_j (z_j - y_j)^2; d/dz = 2 (z - y) / k."""
     k = z.shape[1]
     diff = z - y
     if grad is not None:
-        np.multiply(diff, 2 * scale / k, out=grad)
-    return (diff * diff).sum() / k
+        np.multiply(diff, _row_coef(2 * scale / k, w), out=grad)
+    return _weighted_terms(diff * diff, w).sum() / k
 
 
 _LOSSES = {
@@ -123,6 +136,90 @@ def _lookup(table: dict, name: str, kind: str):
         return table[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(table)}") from None
+
+
+# ------------------------------------------------------------------------------------
+# Layer helpers: argument checks, the dropout hash, row sums in the kernels' order
+# ------------------------------------------------------------------------------------
+
+def _same_shapes(kernel: str, **arrays: np.ndarray) -> None:
+    (first, a), *rest = arrays.items()
+    for name, b in rest:
+        if b.shape != a.shape:
+            raise ValueError(f"{kernel}: shape mismatch: {first} is {a.shape}, {name} is "
+                             f"{b.shape} (they must be equal)")
+
+
+def _uint64(kernel: str, name: str, value) -> int:
+    """An int (not a bool, not a float) in [0, 2**64)."""
+    if isinstance(value, (bool, np.bool_, float, np.floating)) or \
+            not hasattr(type(value), "__index__"):
+        raise TypeError(f"{kernel}: {name} must be an int, got {type(value).__name__}")
+    value = operator.index(value)
+    if not 0 <= value < 2 ** 64:
+        raise ValueError(f"{kernel}: {name} must satisfy 0 <= {name} < 2**64, got {value}")
+    return value
+
+
+_U64 = np.uint64
+
+
+def _splitmix64(x):
+    """splitmix64 on np.uint64 scalars or arrays; the wraparound is intended."""
+    with np.errstate(over="ignore"):
+        z = x + _U64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+        return z ^ (z >> _U64(31))
+
+
+def _dropout_keep(n: int, rate: float, seed: int, layer: int, step: int) -> np.ndarray:
+    """keep_i = u_i >= rate for the flat indices i < n (base.py, dropout_forward)."""
+    key = _splitmix64(_splitmix64(_splitmix64(_U64(seed)) ^ _U64(layer)) ^ _U64(step))
+    h = _splitmix64(key ^ np.arange(n, dtype=_U64))
+    u = (h >> _U64(40)).astype(np.float64) * 2.0 ** -24      # exact: 24-bit integers
+    return u >= rate
+
+
+def _maxout_pieces(kernel: str, z: np.ndarray, a: np.ndarray, argmax: np.ndarray):
+    """(units, pieces) for z (m, units * pieces), a and argmax (m, units) int32."""
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32:
+        raise TypeError(f"{kernel}: argmax must be an int32 numpy array, got "
+                        f"{getattr(argmax, 'dtype', type(argmax).__name__)}")
+    if z.ndim != 2 or a.ndim != 2 or argmax.shape != a.shape or z.shape[0] != a.shape[0] \
+            or (z.shape[1] % a.shape[1] != 0 or z.shape[1] == 0 if a.shape[1] else z.shape[1]):
+        raise ValueError(f"{kernel}: shape mismatch: {z.shape} and {a.shape} (argmax "
+                         f"{argmax.shape}): expected (m, units * pieces) and (m, units)")
+    units = a.shape[1]
+    return units, (z.shape[1] // units if units else 1)
+
+
+def _batchnorm_shapes(kernel, x, x_name, same, per_feature, need_rows=False):
+    if x.ndim != 2 or any(a.shape != x.shape for a in same) or \
+            any(v.shape != x.shape[1:] for v in per_feature):
+        raise ValueError(f"{kernel}: shape mismatch: {x_name} is {x.shape}; the (m, n) "
+                         f"arrays are {[a.shape for a in same]}, the (n,) ones "
+                         f"{[v.shape for v in per_feature]}")
+    if need_rows and x.shape[0] < 1:
+        raise ValueError(f"{kernel}: {x_name} must have at least one row, got shape {x.shape}")
+
+
+def _sum_rows(x: np.ndarray) -> np.ndarray:
+    """sum_i x[i, :]: per column, an accumulator starting at +0 adds the rows in ascending
+    order, in the dtype (csrc/kernels/batchnorm.hpp)."""
+    total = np.zeros(x.shape[1], x.dtype)
+    for row in x:
+        total += row
+    return total
+
+
+def _fixed_order_sum(values: np.ndarray) -> float:
+    """sum_squares' order for any flat values: Sum16 per block of NORM_BLOCK elements in
+    the dtype, the blocks added in ascending order in double."""
+    total = 0.0
+    for start in range(0, values.size, NORM_BLOCK):
+        total += float(_sum16(values[start:start + NORM_BLOCK]))
+    return total
 
 
 class NumPyBackend:
@@ -169,10 +266,16 @@ class NumPyBackend:
 
     @_underflow_ok
     def loss(self, name: str, logits: np.ndarray, y: np.ndarray,
-             grad: Optional[np.ndarray], scale: float) -> float:
-        """Sum of the row losses; ``grad = scale * d(sum)/d logits`` when grad is given."""
-        _check_arrays(logits, y, *(() if grad is None else (grad,)))
-        return float(_lookup(_LOSSES, name, "loss")(logits, y, grad, scale))
+             grad: Optional[np.ndarray], scale: float, *,
+             weights: Optional[np.ndarray] = None) -> float:
+        """Sum of the (weighted) row losses; ``grad = scale * d(sum)/d logits`` (row i
+        with ``scale * w_i``) when grad is given."""
+        _check_arrays(logits, y, *(() if grad is None else (grad,)),
+                      *(() if weights is None else (weights,)))
+        if weights is not None and weights.shape != logits.shape[:1]:
+            raise ValueError(f"loss: shape mismatch: logits is {logits.shape}, weights is "
+                             f"{weights.shape} (weights must have logits.shape[0] elements)")
+        return float(_lookup(_LOSSES, name, "loss")(logits, y, grad, scale, weights))
 
     @_underflow_ok
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
@@ -180,8 +283,214 @@ class NumPyBackend:
         _check_arrays(logits, out)
         _lookup(_OUTPUTS, name, "loss")(logits, out)
 
+    # ---- Layers: dropout, maxout, batch normalization, weight penalties ----
+
     @_underflow_ok
-    def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        """``param -= lr * grad``."""
-        _check_arrays(param, grad)
-        param -= lr * grad
+    def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
+                        seed: int, layer: int, step: int) -> None:
+        """``mask = keep ? T(1 / (1 - rate)) : 0`` from the counter hash; ``y = x * mask``."""
+        _check_arrays(x, y, mask)
+        _same_shapes("dropout_forward", x=x, y=y, mask=mask)
+        seed, layer, step = (_uint64("dropout_forward", n, v)
+                             for n, v in (("seed", seed), ("layer", layer), ("step", step)))
+        if not 0 <= rate < 1:
+            raise ValueError(f"dropout_forward: rate must satisfy 0 <= rate < 1, got {rate}")
+        keep = _dropout_keep(x.size, rate, seed, layer, step).reshape(x.shape)
+        scale = x.dtype.type(1.0 / (1.0 - rate))        # computed in double, then rounded
+        np.copyto(mask, np.where(keep, scale, x.dtype.type(0)))
+        np.multiply(x, mask, out=y)
+
+    @_underflow_ok
+    def mul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """``out = a * b``."""
+        _check_arrays(a, b, out)
+        _same_shapes("mul", a=a, b=b, out=out)
+        np.multiply(a, b, out=out)
+
+    def maxout_forward(self, z: np.ndarray, a: np.ndarray, argmax: np.ndarray) -> None:
+        """``argmax = np.argmax`` over the pieces (lowest index; first NaN); ``a`` its value."""
+        _check_arrays(z, a)
+        units, k = _maxout_pieces("maxout_forward", z, a, argmax)
+        pieces = z.reshape(z.shape[0], units, k)
+        argmax[...] = np.argmax(pieces, axis=2)
+        a[...] = np.take_along_axis(pieces, argmax[..., None].astype(np.intp), axis=2)[..., 0]
+
+    def maxout_backward(self, da: np.ndarray, argmax: np.ndarray, dz: np.ndarray) -> None:
+        """``dz`` is ``da`` at each unit's winning piece and 0 elsewhere."""
+        _check_arrays(da, dz)
+        units, k = _maxout_pieces("maxout_backward", dz, da, argmax)
+        if argmax.size and not ((argmax >= 0) & (argmax < k)).all():
+            raise ValueError(f"maxout_backward: argmax holds values outside [0, {k}) "
+                             f"(pieces = {k})")
+        pieces = dz.reshape(dz.shape[0], units, k)
+        pieces[...] = 0
+        np.put_along_axis(pieces, argmax[..., None].astype(np.intp), da[..., None], axis=2)
+
+    @_underflow_ok
+    def batchnorm_forward_train(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                                y: np.ndarray, xhat: np.ndarray, mean: np.ndarray,
+                                inv_std: np.ndarray, eps: float) -> None:
+        """Batch statistics (two passes, rows in ascending order), xhat and y (base.py)."""
+        _check_arrays(x, gamma, beta, y, xhat, mean, inv_std)
+        _batchnorm_shapes("batchnorm_forward_train", x, "x", (y, xhat),
+                          (gamma, beta, mean, inv_std), need_rows=True)
+        T = x.dtype.type
+        m = T(x.shape[0])
+        mean[...] = _sum_rows(x) / m
+        centered = x - mean
+        var = _sum_rows(centered * centered) / m
+        inv_std[...] = T(1) / np.sqrt(var + T(eps))
+        np.multiply(centered, inv_std, out=xhat)
+        np.add(gamma * xhat, beta, out=y)
+
+    @_underflow_ok
+    def batchnorm_forward_infer(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                                mean: np.ndarray, var: np.ndarray, eps: float,
+                                y: np.ndarray) -> None:
+        """``y = gamma * ((x - mean) * (1 / sqrt(var + eps))) + beta``."""
+        _check_arrays(x, gamma, beta, mean, var, y)
+        _batchnorm_shapes("batchnorm_forward_infer", x, "x", (y,), (gamma, beta, mean, var))
+        T = x.dtype.type
+        inv = T(1) / np.sqrt(var + T(eps))
+        np.add(gamma * ((x - mean) * inv), beta, out=y)
+
+    @_underflow_ok
+    def batchnorm_backward(self, dy: np.ndarray, xhat: np.ndarray, gamma: np.ndarray,
+                           inv_std: np.ndarray, dx: np.ndarray, dgamma: np.ndarray,
+                           dbeta: np.ndarray) -> None:
+        """dbeta, dgamma (rows in ascending order), then dx (base.py)."""
+        _check_arrays(dy, xhat, gamma, inv_std, dx, dgamma, dbeta)
+        _batchnorm_shapes("batchnorm_backward", dy, "dy", (xhat, dx),
+                          (gamma, inv_std, dgamma, dbeta), need_rows=True)
+        m = dy.dtype.type(dy.shape[0])
+        dbeta[...] = _sum_rows(dy)
+        dgamma[...] = _sum_rows(dy * xhat)
+        c = (gamma * inv_std) / m
+        np.multiply(c, (m * dy - dbeta) - xhat * dgamma, out=dx)
+
+    @_underflow_ok
+    def regularize(self, w: np.ndarray, dw: np.ndarray, l1: float, l2: float) -> float:
+        """``dw += l1 sign(w) + l2 w`` (nonzero terms only); the penalty in sum_squares' order."""
+        _check_arrays(w, dw)
+        if w.ndim != 1 or dw.shape != w.shape:
+            raise ValueError(f"regularize: w and dw must be 1-D of one length, got w "
+                             f"{w.shape}, dw {dw.shape}")
+        T = w.dtype.type
+        t1, t2 = T(l1), T(l2)
+        if t1 != 0 and t2 != 0:
+            dw += t1 * np.sign(w) + t2 * w
+        elif t1 != 0:
+            dw += t1 * np.sign(w)
+        elif t2 != 0:
+            dw += t2 * w
+        penalty = 0.0
+        with np.errstate(over="ignore"):           # |w| or w^2 beyond the dtype: inf, as native
+            if l1 != 0:
+                penalty += l1 * _fixed_order_sum(np.abs(w))
+            if l2 != 0:
+                penalty += (l2 / 2) * _fixed_order_sum(w * w)
+        return penalty
+
+    @_underflow_ok
+    def optimizer_update(self, name: str, param: np.ndarray, grad: np.ndarray,
+                         m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
+                         grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
+                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
+        """One step of optimizer ``name``, in the kernel's evaluation order (base.py)."""
+        update = _lookup(_UPDATES, name, "optimizer")
+        used_m, used_v = _STATE[name]
+        _check_arrays(param, grad, *((m,) if used_m else ()), *((v,) if used_v else ()))
+        if any(x.shape != param.shape or x.ndim != 1 for x in (grad, m, v) if x is not None):
+            raise ValueError("optimizer_update: param, grad and the state arrays must be 1-D "
+                             "of one length")
+        if step < 1:
+            raise ValueError(f"optimizer_update: step must be >= 1, got {step}")
+        c = _StepConstants(param.dtype.type, lr, b1, b2, eps, weight_decay, step)
+        update(param, c.g(grad_scale, grad), m, v, c)
+
+    def sum_squares(self, x: np.ndarray) -> float:
+        """``sum x^2``: 16 partial sums in the dtype per block of 16384, blocks in double."""
+        _check_arrays(x)
+        if x.ndim != 1:
+            raise ValueError(f"sum_squares: x must be 1-D, got shape {x.shape}")
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            return _fixed_order_sum(x * x)
+
+
+# ------------------------------------------------------------------------------------
+# Optimizer steps and the fixed-order sum of squares, mirroring
+# csrc/kernels/optimizers.hpp and reductions.hpp operation for operation: every product
+# and sum below is one rounding in the dtype, in the kernel's order.
+# ------------------------------------------------------------------------------------
+
+NORM_BLOCK = 16 * 1024   # elements per partial sum of squares (csrc/ops.hpp kNormBlock)
+
+
+def _sum16(values: np.ndarray):
+    """Sum16 (csrc/kernels/reductions.hpp): partial k adds the elements i = k mod 16 in
+    ascending order, in the dtype; the 16 partials are combined by halving."""
+    padded = np.zeros(-(-values.size // 16) * 16, values.dtype)
+    padded[:values.size] = values
+    partial = np.add.accumulate(padded.reshape(-1, 16), axis=0)[-1]   # sequential per lane
+    for h in (8, 4, 2, 1):
+        partial = partial[:h] + partial[h:2 * h]
+    return partial[0]
+
+
+class _StepConstants:
+    """The step's scalars in the dtype T; combinations computed in double first, then
+    rounded once (csrc/ops.hpp step_constants)."""
+
+    def __init__(self, T, lr, b1, b2, eps, weight_decay, step):
+        self.T = T
+        self.lr, self.eps, self.b1, self.b2 = T(lr), T(eps), T(b1), T(b2)
+        self.one_minus_b1, self.one_plus_b1, self.one_minus_b2 = T(1 - b1), T(1 + b1), T(1 - b2)
+        self.bc1, self.bc2 = T(1 - b1 ** float(step)), T(1 - b2 ** float(step))
+        self.lr_wd = T(lr * weight_decay)
+
+    def g(self, grad_scale, grad):
+        return self.T(grad_scale) * grad
+
+
+def _sgd(p, g, m, v, c):
+    p -= c.lr * g
+
+
+def _momentum(p, g, m, v, c):
+    np.subtract(c.b1 * m, c.lr * g, out=m)
+    p += m
+
+
+def _nesterov(p, g, m, v, c):
+    new = c.b1 * m - c.lr * g
+    p += -c.b1 * m + c.one_plus_b1 * new
+    m[...] = new
+
+
+def _adagrad(p, g, m, v, c):
+    v += g * g
+    p -= (c.lr * g) / (np.sqrt(v) + c.eps)
+
+
+def _rmsprop(p, g, m, v, c):
+    np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
+    p -= (c.lr * g) / (np.sqrt(v) + c.eps)
+
+
+def _adam(p, g, m, v, c):
+    np.add(c.b1 * m, c.one_minus_b1 * g, out=m)
+    np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
+    p -= c.lr * (m / c.bc1) / (np.sqrt(v / c.bc2) + c.eps)
+
+
+def _adamw(p, g, m, v, c):
+    p -= c.lr_wd * p                      # decoupled weight decay, before the Adam step
+    _adam(p, g, m, v, c)
+
+
+_UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad,
+            "rmsprop": _rmsprop, "adam": _adam, "adamw": _adamw}
+# (uses m, uses v) per optimizer
+_STATE = {"sgd": (False, False), "momentum": (True, False), "nesterov": (True, False),
+          "adagrad": (False, True), "rmsprop": (False, True), "adam": (True, True),
+          "adamw": (True, True)}
