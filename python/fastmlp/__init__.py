@@ -9,10 +9,12 @@ from __future__ import annotations
 from importlib import metadata
 
 from .backends import Backend, NumPyBackend, get_backend
-from .layers import Dense
+from .layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from .network import ModelSummary, Sequential
 from .runtime import backend_info, get_num_threads, set_isa, set_num_threads, threads
-from . import callbacks, optimizers, schedules
+from . import activations, callbacks, optimizers, regularizers, schedules
+from .gradcheck import GradientCheckReport, gradient_check
+from .regularizers import L1, L1L2, L2
 from .errors import DivergenceError
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from .training import History
@@ -22,7 +24,9 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "Dense", "callbacks", "DivergenceError", "History",
-           "ModelSummary", "Momentum", "Nesterov", "NumPyBackend", "RMSProp", "SGD",
-           "Sequential", "backend_info", "get_backend", "get_num_threads", "optimizers",
-           "schedules", "set_isa", "set_num_threads", "threads"]
+__all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Dense", "DivergenceError",
+           "Dropout", "GradientCheckReport", "History", "L1", "L1L2", "L2", "Layer", "Maxout",
+           "ModelSummary", "Momentum", "Nesterov", "Normalization", "NumPyBackend", "RMSProp",
+           "SGD", "Sequential", "activations", "backend_info", "callbacks", "get_backend",
+           "get_num_threads", "gradient_check", "optimizers", "regularizers", "schedules",
+           "set_isa", "set_num_threads", "threads"]

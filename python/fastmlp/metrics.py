@@ -70,17 +70,22 @@ class PassTotals:
 
     ``add`` takes each batch's logits, dense targets and summed row losses; ``result``
     gives ``{"data_loss": sum of losses / n, <metric>: ...}``, i.e. batch-weighted means.
+    With sample weights, ``add`` gets the weighted sum ``sum_i w_i loss_i`` and the
+    batch's ``sum_i w_i``, and data_loss is the weighted mean ``sum w_i loss_i / sum w_i``;
+    the metric stays unweighted (every sample counts once).
     """
 
     def __init__(self, metric):
         self._metric = metric
         self._loss_sum = 0.0
-        self._n = 0
+        self._weight = 0.0
 
-    def add(self, logits: np.ndarray, targets: np.ndarray, loss_sum: float) -> None:
+    def add(self, logits: np.ndarray, targets: np.ndarray, loss_sum: float,
+            weight_sum: Optional[float] = None) -> None:
         self._loss_sum += loss_sum
-        self._n += len(logits)
+        self._weight += len(logits) if weight_sum is None else weight_sum
         self._metric.add(logits, targets)
 
     def result(self) -> dict:
-        return {"data_loss": self._loss_sum / self._n, self._metric.name: self._metric.value()}
+        loss = self._loss_sum / self._weight if self._weight > 0 else 0.0
+        return {"data_loss": loss, self._metric.name: self._metric.value()}

@@ -1,4 +1,4 @@
-"""Sequential: a stack of Dense layers whose parameters share one flat buffer."""
+"""Sequential: a stack of layers whose parameters share one flat buffer."""
 from __future__ import annotations
 
 import math
@@ -8,12 +8,13 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
-                          check_lengths, check_seed)
+                          check_lengths, check_sample_weight, check_seed)
 from .backends import get_backend
 from .backends.base import LOSSES
-from .layers import Dense, Workspace
+from .layers import Layer, Normalization, Workspace
 from .losses import get_loss
 from .metrics import PassTotals
+from .regularizers import check_regularizer
 from .training import History, fit
 
 INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=None
@@ -36,40 +37,56 @@ class ModelSummary:
     loss: str
     dtype: str
     backend: str
+    state_values: int = 0   # non-trainable state (BatchNorm running averages, ...)
 
     def __str__(self) -> str:
-        header = f"{'layer':<22}{'output shape':<16}{'params':>10}"
+        width = max([22] + [len(_label(s)) + 2 for s in self.layers])
+        header = f"{'layer':<{width}}{'output shape':<16}{'params':>10}"
         rule = "-" * len(header)
-        rows = [f"{f'{s.name} ({s.activation})':<22}{str(s.output_shape):<16}{s.params:>10,}"
+        rows = [f"{_label(s):<{width}}{str(s.output_shape):<16}{s.params:>10,}"
                 for s in self.layers]
+        state = [f"non-trainable state: {self.state_values:,}"] if self.state_values else []
         return "\n".join([header, rule, *rows, rule,
-                          f"total params: {self.total_params:,}",
+                          f"total params: {self.total_params:,}", *state,
                           f"loss: {self.loss}, dtype: {self.dtype}, backend: {self.backend}"])
 
     __repr__ = __str__
 
 
+def _label(s: LayerSummary) -> str:
+    return f"{s.name} ({s.activation})" if s.activation else s.name
+
+
 class Sequential:
-    """A feed-forward network of Dense layers trained on one loss.
+    """A feed-forward network of layers trained on one loss.
 
     ``Sequential(layers, *, input_dim, loss="softmax_cross_entropy", backend="native",
-    dtype="float32", seed=None)``. The last layer outputs logits; the loss applies the
-    softmax or sigmoid itself (DESIGN.md §3). All parameters live in one contiguous array
-    of ``dtype`` (each layer's W and b are views into it), so one optimizer step updates
-    the whole model. ``seed=None`` draws a seed from the OS, recorded in ``model.seed``.
+    dtype="float32", seed=None, regularizer=None)``. ``layers`` are
+    :class:`fastmlp.layers.Layer` instances (Dense, Maxout, Dropout, BatchNorm,
+    Normalization or your own). The last layer with an activation outputs logits; the
+    loss applies the softmax or sigmoid itself (DESIGN.md §3). All parameters live in one
+    contiguous array of ``dtype`` (each layer's arrays are views into it), so one
+    optimizer step updates the whole model. ``seed=None`` draws a seed from the OS,
+    recorded in ``model.seed``. ``regularizer`` (:mod:`fastmlp.regularizers`) penalizes
+    the weights of every layer that has weights and no regularizer of its own.
     Public methods convert X and y to the model's dtype once (lists are accepted).
+
+    ``training_step`` counts the training steps (batches) of every fit so far; Dropout's
+    masks depend on it, so two fits of one epoch equal one fit of two.
     """
 
-    def __init__(self, layers: Sequence[Dense], *, input_dim: int,
+    def __init__(self, layers: Sequence[Layer], *, input_dim: int,
                  loss: str = "softmax_cross_entropy", backend="native",
-                 dtype="float32", seed: Optional[int] = None):
+                 dtype="float32", seed: Optional[int] = None, regularizer=None):
         self.input_dim = check_int(input_dim, "input_dim")
         self.loss = check_choice(loss, "loss", LOSSES)
         self.dtype = check_dtype(dtype)
         self.layers = _check_layers(layers, self.loss)
+        self.regularizer = check_regularizer(regularizer)
         seed = check_seed(seed)
         self.backend = get_backend(backend)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self._step = 0
         self._loss = get_loss(self.loss)
         self._optimizer = None
         self.stop_training = False  # a callback sets it to end fit after the epoch
@@ -77,17 +94,28 @@ class Sequential:
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
         self._params, self._grads = self._build(np.random.default_rng(init_seeds))
+        if self.loss == "softmax_cross_entropy" and self.n_outputs < 2:
+            raise ValueError("softmax_cross_entropy needs an output layer of at least 2 units; "
+                             "for two classes use 2 units, or 1 unit with binary_cross_entropy")
 
     def _build(self, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        """Allocate the flat parameter and gradient buffers and initialize each layer's
-        slice; layer i's input dimension is layer i-1's units."""
-        dims = [self.input_dim] + [layer.units for layer in self.layers]
-        sizes = [layer.n_params(n_in) for layer, n_in in zip(self.layers, dims)]
+        """Build every layer (layer i's input width is layer i-1's output width), allocate
+        the flat parameter and gradient buffers, bind each layer's slice, initialize."""
+        dim, sizes = self.input_dim, []
+        for i, layer in enumerate(self.layers):
+            out = layer.build(dim)
+            if not isinstance(out, (int, np.integer)) or out < 1:
+                raise ValueError(f"layers[{i}].build({dim}) must return the output width, "
+                                 f"an int >= 1; got {out!r}")
+            dim = layer.output_dim = int(out)
+            sizes.append(check_int(layer.count_params(), f"layers[{i}].count_params()",
+                                   minimum=0))
         params = np.zeros(sum(sizes), self.dtype)
         grads = np.zeros_like(params)
         offsets = np.cumsum([0] + sizes)
-        for layer, n_in, start, stop in zip(self.layers, dims, offsets, offsets[1:]):
-            layer.bind(n_in, params[start:stop], grads[start:stop])
+        for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
+            layer.index, layer.seed = i, self.seed % 2 ** 64
+            layer.bind(params[start:stop], grads[start:stop])
             layer.initialize(rng)
         return params, grads
 
@@ -98,7 +126,12 @@ class Sequential:
 
     @property
     def n_outputs(self) -> int:
-        return self.layers[-1].units
+        return self.layers[-1].output_dim
+
+    @property
+    def training_step(self) -> int:
+        """Training steps taken by every fit so far (Dropout's mask counter)."""
+        return self._step
 
     @property
     def n_params(self) -> int:
@@ -106,37 +139,51 @@ class Sequential:
 
     # ----------------------------------------------------------------- weights
     def get_weights(self) -> List[np.ndarray]:
-        """Copies of the parameters: ``[W1, b1, W2, b2, ...]``."""
-        return [array.copy() for array in self._views()]
+        """Copies of every layer's parameters then its state, layer by layer in order:
+        ``[W1, b1, W2, b2, ...]`` for Dense-only models; Maxout gives W (units, k, n_in),
+        b (units, k); BatchNorm gamma, beta, running_mean, running_var; Normalization
+        mean, std; Dropout nothing."""
+        return [np.array(array, copy=True) for array in self._views()]
 
     def set_weights(self, weights: Sequence) -> None:
-        """Copy ``[W1, b1, W2, b2, ...]`` in (converted to the model's dtype), after
-        checking the count, every shape and finiteness; nothing changes on error."""
+        """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
+        after checking the count, every shape and finiteness; nothing changes on error."""
         views = self._views()
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
         if len(weights) != len(views):
             raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
                              f"{len(self.layers)} layers; got {len(weights)}")
-        arrays = [as_shaped(w, f"weights[{i}]", view.shape, self.dtype)
+        arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
                   for i, (w, view) in enumerate(zip(weights, views))]
-        for view, array in zip(views, arrays):
-            np.copyto(view, array)
+        position = 0
+        for layer in self.layers:
+            n_params, n_state = len(layer.parameters()), len(layer.get_state())
+            for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
+                np.copyto(view, array)
+            position += n_params
+            if n_state:
+                layer.set_state(arrays[position:position + n_state])
+            position += n_state
 
     def _views(self) -> List[np.ndarray]:
-        return [view for layer in self.layers for view in (layer.W, layer.b)]
+        return [view for layer in self.layers
+                for view in (*layer.parameters(), *layer.get_state())]
 
     def summary(self) -> ModelSummary:
         """Layers, output shapes and parameter counts (``print(model.summary())``)."""
-        rows = tuple(LayerSummary(f"dense_{i}", layer.activation, (None, layer.units),
-                                  layer.n_params(layer.input_dim))
+        rows = tuple(LayerSummary(f"{layer.kind}_{i}", layer.describe(),
+                                  (None, layer.output_dim), layer.count_params())
                      for i, layer in enumerate(self.layers))
-        return ModelSummary(rows, self.n_params, self.loss, self.dtype.name, self.backend.name)
+        state = sum(int(np.size(s)) for layer in self.layers for s in layer.get_state())
+        return ModelSummary(rows, self.n_params, self.loss, self.dtype.name, self.backend.name,
+                            state)
 
     # ---------------------------------------------------------------- training
     def fit(self, X, y, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True,
-            validation_data=None, callbacks=None, verbose: int = 0) -> History:
+            validation_data=None, callbacks=None, verbose: int = 0,
+            sample_weight=None, class_weight=None) -> History:
         """Train from the current weights; see :func:`fastmlp.training.fit`.
 
         ``optimizer`` (an instance or a name) is kept on the model and reused by later
@@ -144,7 +191,8 @@ class Sequential:
         kept optimizer's rate (not allowed with an instance)."""
         return fit(self, X, y, epochs=epochs, batch_size=batch_size,
                    learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
-                   validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+                   validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+                   sample_weight=sample_weight, class_weight=class_weight)
 
     @property
     def optimizer(self):
@@ -160,18 +208,67 @@ class Sequential:
         check_lengths(X, Y, x_name, y_name)
         return X, Y
 
-    def _loss_and_grad(self, X: np.ndarray, Y: np.ndarray) -> Tuple[float, np.ndarray]:
-        """Forward through the training caches, the summed loss, and (if it is finite)
-        the gradient of the mean loss into ``_grads``. Returns (loss sum, logits)."""
-        logits = X
+    def _forward_train(self, X: np.ndarray) -> np.ndarray:
+        """Training-mode forward through every layer's own cache, at the current step."""
+        out = X
         for layer in self.layers:
-            logits = layer.forward_train(self.backend, logits)
+            layer.step = self._step
+            out = layer.forward(self.backend, out, layer._cache, True)
+        return out
+
+    def _loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
+                       weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+        """Forward through the training caches, the summed loss, and (if it is finite)
+        the gradient of the mean loss into ``_grads``. Returns (loss sum, logits).
+
+        With ``weights`` (m,) the loss sum is ``sum_i w_i loss_i`` and the gradient that of
+        the weighted mean ``sum_i w_i loss_i / sum_i w_i`` (zero if every weight is 0)."""
+        logits = self._forward_train(X)
         grad = self._train_cache.get("grad", logits.shape, self.dtype)
-        loss_sum = self.backend.loss(self.loss, logits, Y, grad, 1.0 / len(X))
+        if weights is None:
+            loss_sum = self.backend.loss(self.loss, logits, Y, grad, 1.0 / len(X))
+        else:
+            total = float(weights.sum(dtype=np.float64))
+            loss_sum = self.backend.loss(self.loss, logits, Y, grad,
+                                         1.0 / total if total > 0 else 0.0, weights=weights)
         if math.isfinite(loss_sum):
             for i in reversed(range(len(self.layers))):
                 grad = self.layers[i].backward(self.backend, grad, need_dx=i > 0)
         return loss_sum, logits
+
+    def _regularizer_of(self, layer):
+        return layer.regularizer if layer.regularizer is not None else self.regularizer
+
+    def _penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
+        """The weight penalty at the current weights; with add_gradient its gradient is
+        added to ``_grads`` (call after the backward pass). n_samples is the training
+        set's size, batch_size the step's (for scale="batch")."""
+        penalty = 0.0
+        for layer in self.layers:
+            regularizer = self._regularizer_of(layer)
+            if regularizer is None:
+                continue
+            pairs = layer.penalized()
+            if not add_gradient:
+                pairs = [(w, np.zeros_like(dw)) for w, dw in pairs]
+            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size)
+        return penalty
+
+    def _adapt(self, X: np.ndarray) -> None:
+        """Adapt every Normalization layer not adapted yet to the data as it reaches it."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Normalization) and not layer.adapted:
+                inputs = X
+                if i:
+                    workspaces = [Workspace() for _ in range(i)]
+                    chunks = []
+                    for start in range(0, len(X), INFERENCE_BATCH):
+                        out = X[start:start + INFERENCE_BATCH]
+                        for before, ws in zip(self.layers[:i], workspaces):
+                            out = before.forward(self.backend, out, ws, False)
+                        chunks.append(out.copy())
+                    inputs = np.concatenate(chunks)
+                layer.adapt(inputs)
 
     # --------------------------------------------------------------- inference
     def _logits(self, X: np.ndarray, batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
@@ -183,7 +280,7 @@ class Sequential:
         for start in range(0, len(X), step):
             out = X[start:start + step]
             for layer, workspace in zip(self.layers, workspaces):
-                out = layer.forward(self.backend, out, workspace)
+                out = layer.forward(self.backend, out, workspace, False)
             yield start, out
 
     def _collect(self, X, batch_size: Optional[int], transform) -> np.ndarray:
@@ -211,41 +308,59 @@ class Sequential:
         self.backend.output(self.loss, logits, proba)
         return proba
 
-    def evaluate(self, X, y, *, batch_size: Optional[int] = None) -> dict:
-        """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y)."""
-        return self._evaluate(*self._prepare(X, y), batch_size)
+    def evaluate(self, X, y, *, batch_size: Optional[int] = None, sample_weight=None) -> dict:
+        """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y). The loss is the
+        data loss (no penalty). With ``sample_weight`` (n,) the loss is the weighted mean
+        ``sum w_i loss_i / sum w_i``; the metric stays unweighted."""
+        X, Y = self._prepare(X, y)
+        weights = None if sample_weight is None else check_sample_weight(
+            sample_weight, len(X), self.dtype)
+        return self._evaluate(X, Y, batch_size, weights)
 
-    def _evaluate(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None) -> dict:
+    def _evaluate(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
+                  weights: Optional[np.ndarray] = None) -> dict:
         totals = PassTotals(self._loss.metric())
         for start, logits in self._logits(X, batch_size):
-            targets = Y[start:start + len(logits)]
-            totals.add(logits, targets, self.backend.loss(self.loss, logits, targets, None, 1.0))
+            stop = start + len(logits)
+            targets = Y[start:stop]
+            if weights is None:
+                totals.add(logits, targets,
+                           self.backend.loss(self.loss, logits, targets, None, 1.0))
+            else:
+                w = weights[start:stop]
+                totals.add(logits, targets,
+                           self.backend.loss(self.loss, logits, targets, None, 1.0, weights=w),
+                           float(w.sum(dtype=np.float64)))
         result = totals.result()
         return {"loss": result.pop("data_loss"), **result}
 
     def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
-        """Accuracy (classification) or R^2 (mse), as scikit-learn's score."""
+        """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
 
 
-def _check_layers(layers, loss: str) -> Tuple[Dense, ...]:
-    """A non-empty sequence of fresh Dense layers whose last one fits ``loss``."""
+def _check_layers(layers, loss: str) -> Tuple[Layer, ...]:
+    """A non-empty sequence of fresh layers whose last one with an activation outputs
+    logits for ``loss``."""
     if not isinstance(layers, (list, tuple)):
-        raise TypeError(f"layers must be a list of Dense layers; got {type(layers).__name__}")
+        raise TypeError(f"layers must be a list of layers (fastmlp.layers.Layer); got "
+                        f"{type(layers).__name__}")
     if not layers:
-        raise ValueError("layers must hold at least one Dense layer; got an empty list")
+        raise ValueError("layers must hold at least one layer; got an empty list")
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Dense):
-            raise TypeError(f"layers[{i}] must be a Dense layer; got {type(layer).__name__}")
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers[{i}] must be a layer (fastmlp.layers.Layer, e.g. Dense); "
+                            f"got {type(layer).__name__}")
+        if not hasattr(layer, "_cache"):
+            raise TypeError(f"layers[{i}] ({type(layer).__name__}) was not initialized as a "
+                            "Layer: call super().__init__() in its __init__")
         if layer.input_dim is not None or any(layer is other for other in layers[:i]):
             raise ValueError(f"layers[{i}] already belongs to a model (or appears twice); "
-                             "create a new Dense for every place in every model")
-    last = layers[-1]
-    if last.activation == "sigmoid" and loss != "mse":
+                             "create a new layer for every place in every model")
+    last = next((layer for layer in reversed(layers) if layer.activation is not None), None)
+    if last is not None and last.activation == "sigmoid" and loss != "mse":
         raise ValueError(f"the last layer's activation is 'sigmoid' but {loss} applies the "
                          "sigmoid/softmax itself to the logits: the last layer must output "
                          "logits, so leave its activation as None ('linear')")
-    if loss == "softmax_cross_entropy" and last.units < 2:
-        raise ValueError("softmax_cross_entropy needs an output layer of at least 2 units; "
-                         "for two classes use 2 units, or 1 unit with binary_cross_entropy")
     return tuple(layers)
+

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_int, check_nonnegative_float, check_sample_weight
 from .callbacks import check_callbacks
 from .errors import DivergenceError
 from .metrics import PassTotals
@@ -102,39 +102,96 @@ def _validation_arrays(model, validation_data):
     return model._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
 
 
-def _train_epoch(model, X, Y, batch: int, optimizer: Optimizer, shuffle: bool, epoch: int,
+def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:
+    """Per-sample weights (float64) from ``class_weight``: a dict {label: weight} (labels
+    missing from it weigh 1) or "balanced": n_samples / (n_classes * bincount(y)) over the
+    classes present in y, as scikit-learn's compute_class_weight."""
+    loss = model.loss
+    if loss == "mse":
+        raise ValueError("class_weight needs a classification loss; this model's loss is "
+                         "'mse': use sample_weight")
+    if loss == "binary_cross_entropy" and Y.shape[1] != 1:
+        raise ValueError("class_weight needs one label per sample; with binary_cross_entropy "
+                         f"over {Y.shape[1]} outputs (multilabel) use sample_weight")
+    n_classes = Y.shape[1] if loss == "softmax_cross_entropy" else 2
+    labels = Y.argmax(axis=1) if loss == "softmax_cross_entropy" else (Y[:, 0] > 0.5)
+    labels = labels.astype(np.intp)
+    counts = np.bincount(labels, minlength=n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict {{label: weight}} or 'balanced'; "
+                             f"got {class_weight!r}")
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = len(labels) / (np.count_nonzero(present) * counts[present])
+        return per_class[labels]
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{label: weight}} or 'balanced'; got "
+                        f"{type(class_weight).__name__}")
+    per_class = np.ones(n_classes)
+    for label, weight in class_weight.items():
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
+                or not 0 <= label < n_classes:
+            raise ValueError(f"class_weight has key {label!r}; labels must be integers in "
+                             f"0..{n_classes - 1}")
+        per_class[label] = check_nonnegative_float(weight, f"class_weight[{label!r}]")
+    return per_class[labels]
+
+
+def sample_weights(model, X: np.ndarray, Y: np.ndarray, sample_weight,
+                   class_weight) -> Optional[np.ndarray]:
+    """The per-sample weights fit uses (None when neither is given): sample_weight times
+    the weight of each sample's class, in the model's dtype."""
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(len(X))
+    if sample_weight is not None:
+        weights = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
+    if class_weight is not None:
+        weights = weights * _class_weights(model, Y, class_weight)
+    return check_sample_weight(weights, len(X), model.dtype)
+
+
+def _train_epoch(model, X, Y, W, batch: int, optimizer: Optimizer, shuffle: bool, epoch: int,
                  progress: _Progress) -> Dict[str, float]:
-    """One pass over (X, Y) in batches of ``batch`` rows (gathered into the model's
-    training cache); returns the running-total data loss and metric."""
+    """One pass over (X, Y) (sample weights W or None) in batches of ``batch`` rows
+    (gathered into the model's training cache); returns the running-total data loss,
+    penalty and metric."""
     n = len(X)
     n_batches = progress.n_batches
     order = model._shuffle_rng.permutation(n) if shuffle else np.arange(n)
     cache = model._train_cache
     totals = PassTotals(model._loss.metric())
+    penalty_total = 0.0
     for step, start in enumerate(range(0, n, batch), 1):
         rows = order[start:start + batch]
         xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
         yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]), Y.dtype))
-        loss_sum, logits = model._loss_and_grad(xb, yb)
+        wb = None if W is None else np.take(W, rows, out=cache.get("w", (len(rows),), W.dtype))
+        loss_sum, logits = model._loss_and_grad(xb, yb, wb)
         if not math.isfinite(loss_sum):
             rate = optimizer.current_learning_rate
             raise DivergenceError(
                 f"training diverged at epoch {epoch}, step {step} of {n_batches}: the mean "
                 f"loss became {loss_sum / len(rows)} with learning rate {rate:g}; lower the "
                 f"learning rate (e.g. {rate / 10:g}). The weights are those before this step.")
-        totals.add(logits, yb, loss_sum)
+        penalty = model._penalty(n, len(rows))
+        penalty_total += penalty * len(rows)
+        totals.add(logits, yb, loss_sum, None if wb is None else float(wb.sum(dtype=np.float64)))
         try:
             optimizer.step(model.backend, model._params, model._grads, samples=len(rows))
         except DivergenceError as exc:     # a non-finite gradient: nothing was updated
             raise DivergenceError(f"training diverged at epoch {epoch}, step {step} of "
                                   f"{n_batches}: {exc}") from None
+        model._step += 1
         progress.step()
-    return totals.result()
+    return {**totals.result(), "penalty": penalty_total / n}
 
 
 def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
         learning_rate=None, optimizer=None, shuffle: bool = True,
-        validation_data=None, callbacks=None, verbose: int = 0) -> History:
+        validation_data=None, callbacks=None, verbose: int = 0,
+        sample_weight=None, class_weight=None) -> History:
     """Train ``model`` on (X, y) from its current weights with gradient descent.
 
     batch_size=None is batch gradient descent (the whole set per step), 1 is stochastic,
@@ -159,6 +216,17 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     ``callbacks`` is a list of :class:`fastmlp.callbacks.Callback` run between epochs
     (after the epoch's history values are recorded); one of them setting
     ``model.stop_training = True`` ends training after that epoch.
+
+    ``sample_weight`` (n,) weighs each sample's loss; ``class_weight`` (classification
+    only) is a dict {label: weight} or "balanced" (n_samples / (n_classes * bincount(y)),
+    as scikit-learn); both multiply. Each step then minimizes the batch's weighted mean
+    ``sum w_i loss_i / sum w_i``, and "data_loss" is the epoch's weighted mean; the metric
+    stays unweighted. Weights must be finite, >= 0 and not all zero.
+
+    The model's regularizers add their penalty after each backward pass (n = len(X));
+    "penalty" is its batch-weighted mean over the epoch and "loss" = data_loss + penalty.
+    Normalization layers never adapted are adapted to X first. Every step advances
+    ``model.training_step`` (Dropout's counter), across fits.
     """
     epochs = check_int(epochs, "epochs")
     if batch_size is not None:
@@ -169,6 +237,7 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     verbose = check_int(verbose, "verbose", minimum=0)
     callbacks = check_callbacks(callbacks)
     X, Y = model._prepare(X, y)
+    W = sample_weights(model, X, Y, sample_weight, class_weight)
     validation = _validation_arrays(model, validation_data)
     optimizer = _optimizer(model, optimizer, learning_rate)
     optimizer.check_params(model._params)
@@ -180,6 +249,7 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     history = History(["loss", "data_loss", "penalty", metric, *val_keys, "lr"])
     progress = _Progress(verbose, epochs, math.ceil(len(X) / batch))
 
+    model._adapt(X)
     model.stop_training = False
     for callback in callbacks:
         callback.set_model(model)
@@ -191,9 +261,9 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
                 callback.on_epoch_begin(epoch)
             progress.start_epoch(epoch)
             started = time.perf_counter()
-            record = _train_epoch(model, X, Y, batch, optimizer, shuffle, epoch, progress)
+            record = _train_epoch(model, X, Y, W, batch, optimizer, shuffle, epoch, progress)
             samples_per_s = len(X) / (time.perf_counter() - started)
-            record.update(penalty=0.0, loss=record["data_loss"],
+            record.update(loss=record["data_loss"] + record["penalty"],
                           lr=optimizer.last_learning_rate)
             optimizer.end_epoch()
             if validation is not None:

@@ -1,0 +1,95 @@
+"""fastmlp.gradient_check: passes every built-in layer, activation, loss and regularizer
+("ok") and flags a layer with a wrong derivative ("bug")."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Layer, Maxout, Normalization,
+                     Sequential, gradient_check)
+from fastmlp.activations import ELU, LeakyReLU
+from fastmlp.backends.base import ACTIVATIONS, LOSSES
+from helpers import make_data
+
+
+class WrongCube(Layer):
+    """y = x**3 with the derivative 2 x**2 instead of 3 x**2 (test-only bug)."""
+
+    def forward(self, backend, x, workspace, training):
+        if training:
+            self._x = x
+        return x ** 3
+
+    def backward(self, backend, dy, need_dx):
+        return dy * 2 * self._x ** 2 if need_dx else None
+
+
+def check(layers, loss="softmax_cross_entropy", backend="numpy", seed=0, **kwargs):
+    model = Sequential(layers, input_dim=4, loss=loss, backend=backend, seed=seed, **kwargs)
+    rng = np.random.default_rng(seed)
+    # nonzero biases, so gradients flow through every activation's curved part
+    model.set_weights([w + rng.normal(scale=0.3, size=w.shape) if i % 2 else w
+                       for i, w in enumerate(model.get_weights())])
+    X, y = make_data(loss, n=7, k=3, seed=seed + 1)
+    return gradient_check(model, X, y)
+
+
+def test_a_wrong_derivative_is_a_bug():
+    report = check([Dense(5, "tanh"), WrongCube(), Dense(3)])
+    assert report.verdict == "bug" and report.overall > 1e-3
+    assert report.per_param["dense_0.W"] > 1e-3                 # below the bad layer
+    assert report.per_param["dense_2.W"] <= 1e-7                # above it: right
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS + (LeakyReLU(0.3), ELU(0.7)))
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_activation_and_loss_passes(loss, activation):
+    report = check([Dense(6, activation), Dense(5, "tanh"), Dense(3)], loss=loss)
+    assert report.verdict == "ok", str(report)
+
+
+@pytest.mark.parametrize("regularizer", [L1(0.5), L2(2.0), L1L2(l1=0.3, l2=1.0),
+                                         L2(0.5, scale="batch")], ids=repr)
+def test_regularized_models_pass(regularizer):
+    report = check([Dense(6, "tanh"), Dense(3, regularizer=L2(1.0))], regularizer=regularizer)
+    assert report.verdict == "ok", str(report)
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [Dense(6, "relu"), BatchNorm(), Dense(3)],
+    lambda: [Dense(6, "tanh"), Dropout(0.4), Dense(3)],
+    lambda: [Maxout(5, pieces=3), Dense(3)],
+    lambda: [Normalization(), Dense(6, "elu"), BatchNorm(momentum=0.5), Dropout(0.2),
+             Maxout(4, pieces=2), Dense(3)],
+], ids=["batchnorm", "dropout", "maxout", "all"])
+def test_every_built_in_layer_passes(layers):
+    report = check(layers())
+    assert report.verdict == "ok", str(report)
+
+
+def test_dropout_check_uses_one_mask_and_the_model_is_untouched():
+    X, y = make_data("softmax_cross_entropy", n=7, k=3)
+    model = Sequential([Dense(6, "tanh"), Dropout(0.5), BatchNorm(), Dense(3)], input_dim=4,
+                       backend="numpy", seed=0)
+    model.fit(X, y, epochs=2, batch_size=3)
+    before = model.get_weights()
+    step = model.training_step
+    report = gradient_check(model, X, y)
+    assert report.verdict == "ok", str(report)
+    assert model.training_step == step and model._params.dtype == np.float32
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_report_is_frozen_and_readable():
+    report = check([Dense(4, "tanh"), Dense(3)])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.verdict = "bug"
+    assert list(report.per_param) == ["dense_0.W", "dense_0.b", "dense_1.W", "dense_1.b"]
+    text = str(report)
+    assert text.startswith("gradient check") and "dense_1.b" in text and ": ok" in text
+    assert fastmlp.gradcheck.verdict(1e-7) == "ok"
+    assert fastmlp.gradcheck.verdict(1e-3) == "suspect"
+    assert fastmlp.gradcheck.verdict(1.1e-3) == "bug"
+    assert fastmlp.gradcheck.verdict(float("nan")) == "bug"
