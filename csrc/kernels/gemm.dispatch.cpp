@@ -1,34 +1,16 @@
-// GEMM dispatch unit, compiled once per ISA. (Placeholder driver: a plain loop with the
-// reduction over k in ascending order per output element; replaced by the packed one.)
+// GEMM dispatch unit, compiled once per ISA (CMake sets FASTMLP_ISA_NS and the -march
+// level). Exports only register_gemm<isa>; the driver, the packing and the microkernel
+// (gemm.hpp, gemm_microkernel.hpp) live in this unit's anonymous namespace. The tile is
+// GemmTile<T>: avx512 12x32 float / 12x16 double, avx2 6x16 / 6x8, generic 4x8 / 4x4.
 #include "../common.hpp"
-#include "../simd/vec.hpp"
+#include "gemm.hpp"
 
 namespace fastmlp {
-namespace FASTMLP_ISA_NS { namespace {
-
-template <class T>
-void gemm(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
-          const T* b, index ldb, T beta, T* c, index ldc, int threads) {
-    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (index i = 0; i < m; ++i) {
-        for (index j = 0; j < n; ++j) {
-            T acc = 0;
-            for (index p = 0; p < k; ++p) {
-                const T x = ta ? a[p * lda + i] : a[i * lda + p];
-                const T y = tb ? b[j * ldb + p] : b[p * ldb + j];
-                acc += x * y;
-            }
-            c[i * ldc + j] = beta == T(0) ? alpha * acc : alpha * acc + beta * c[i * ldc + j];
-        }
-    }
-}
-
-}}  // namespace FASTMLP_ISA_NS::(anonymous)
 
 template <>
 void register_gemm<Isa::FASTMLP_ISA_NS>(Kernels& k) {
-    k.f32.gemm = &FASTMLP_ISA_NS::gemm<float>;
-    k.f64.gemm = &FASTMLP_ISA_NS::gemm<double>;
+    k.f32.gemm = &FASTMLP_ISA_NS::gemm_packed<float>;
+    k.f64.gemm = &FASTMLP_ISA_NS::gemm_packed<double>;
 }
 
 }  // namespace fastmlp

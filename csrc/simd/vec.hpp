@@ -7,6 +7,7 @@
 //   load/store(p)            W elements, unaligned
 //   load_part/store_part     the first n < W elements (a loop tail); lanes >= n = fill
 //   select(m, a, b)          m ? a : b per lane (no NaN is ever dropped: no max/min)
+//   zip_lo/zip_hi(a, b)      a0 b0 a1 b1 ... from the low or the high halves of a and b
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -37,11 +38,9 @@ template <class T> using Vec = typename VecTypes<T>::vec;
 template <class T> using Mask = typename VecTypes<T>::mask;
 template <class T> constexpr index lanes = kVecBytes / sizeof(T);
 
-template <class T> inline Vec<T> splat(T x) {  // not Vec{} + x: 0 + -0 is +0
-    Vec<T> v;
-    for (index l = 0; l < lanes<T>; ++l) v[l] = x;
-    return v;
-}
+// x in every lane. x - 0 keeps -0 and NaN (Vec{} + x would turn -0 into +0) and compiles
+// to one broadcast; a lane-by-lane loop became several masked broadcasts in unrolled code.
+template <class T> inline Vec<T> splat(T x) { return x - Vec<T>{}; }
 template <class T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
 template <class T> inline void store(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
 
@@ -54,6 +53,21 @@ template <class T> inline void store_part(T* p, Vec<T> v, index n) { std::memcpy
 
 template <class T> inline Vec<T> select(Mask<T> m, Vec<T> a, Vec<T> b) { return m ? a : b; }
 template <class M> inline M select_mask(M m, M a, M b) { return m ? a : b; }
+// Interleave the low halves of a and b (a0 b0 a1 b1 ...): zip_lo; the high halves: zip_hi.
+// log2(W) rounds of zips transpose W vectors (the GEMM packing). __builtin_shufflevector
+// (GCC >= 12, Clang) takes the lane indices as constants, generated here from a pack.
+template <int... L> struct LaneSeq {};
+template <int N, int... L> struct MakeLanes : MakeLanes<N - 1, N - 1, L...> {};
+template <int... L> struct MakeLanes<0, L...> { using type = LaneSeq<L...>; };
+template <int Half, class V, int... L> inline V zip_lanes(V a, V b, LaneSeq<L...>) {
+    return __builtin_shufflevector(a, b, ((L % 2) * int(sizeof...(L)) + Half + L / 2)...);
+}
+template <class T> inline Vec<T> zip_lo(Vec<T> a, Vec<T> b) {
+    return zip_lanes<0>(a, b, typename MakeLanes<int(lanes<T>)>::type{});
+}
+template <class T> inline Vec<T> zip_hi(Vec<T> a, Vec<T> b) {
+    return zip_lanes<int(lanes<T>) / 2>(a, b, typename MakeLanes<int(lanes<T>)>::type{});
+}
 template <class T> inline Mask<T> bits(Vec<T> v) { return (Mask<T>)v; }
 template <class T> inline Vec<T> from_bits(Mask<T> m) { return (Vec<T>)m; }
 template <class T> inline Vec<T> abs(Vec<T> v) {

@@ -1,0 +1,114 @@
+// The GEMM microkernel: one MR x NR tile of C from one packed micro-panel of A and one of B,
+// written once against the vector wrapper (Vec<T>, load, splat, fma) and compiled per ISA.
+// The contract, the packed layouts and the diagram are in gemm.hpp.
+//
+// Register budget (Vec = one vector register; NR = NV * lanes<T>):
+//
+//   ISA       vector regs  tile (float)  tile (double)  accumulators  + B row  + A bcast
+//   avx512        32        12 x 32        12 x 16        24            2        1   = 27
+//   avx2          16         6 x 16         6 x  8        12            2        1   = 15
+//   generic       16         4 x  8         4 x  4         8            2        1   = 11
+//                                                       (generic has no FMA: fma() is a
+//                                                        multiply and an add, so it also
+//                                                        needs a temporary per product)
+//
+// MR is chosen from the register count (kVecBytes: 64 -> 32 registers, else 16) and NV = 2
+// everywhere, so one tile is NV vector loads of B and MR broadcasts of A per k, feeding
+// MR * NV independent FMA chains: enough to hide the FMA latency on every ISA. The driver
+// also instantiates NV = 1 for a last panel of at most one vector of columns (n = 10, say):
+// the same per-element arithmetic, half the wasted lanes.
+#pragma once
+#include "../simd/vec.hpp"
+
+namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
+
+template <class T>
+struct GemmTile {
+    static constexpr int NV = 2;                                  // vectors per row of the tile
+    static constexpr int MR = kVecBytes >= 64 ? 12 : kVecBytes >= 32 ? 6 : 4;
+    static constexpr index W = lanes<T>;
+    static constexpr index NR = NV * W;
+};
+
+// How a finished accumulator meets C. Used for vectors and scalars alike with the same
+// operations in the same order, so interior and edge elements round identically
+// (-ffp-contract=off: nothing here is fused).
+enum class Epilogue : int {
+    overwrite,    // first K block, beta == 0:  C = alpha * acc        (C is never read)
+    scale_add,    // first K block, beta != 0:  C = alpha * acc + beta * C
+    accumulate,   // later K blocks:            C = C + alpha * acc
+};
+
+template <class V, class S>
+inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
+    switch (e) {
+        case Epilogue::overwrite: return alpha * acc;
+        case Epilogue::scale_add: return alpha * acc + beta * c_old;
+        default: return c_old + alpha * acc;
+    }
+}
+
+// C[0:mr, 0:nr] <- epilogue(alpha * sum_p a[r][p] * b[p][j]), p ascending from 0 to kc - 1.
+//
+//   a: packed A micro-panel, MR rows of kc values with the fixed row stride AS
+//      (a[r * AS + p] = A(r, p), so each broadcast is one load at a constant offset)
+//   b: packed B micro-panel, kc x NR (b[p * NR + j] = B(p, j)), columns >= nr zero-padded
+//   c: row-major with leading dimension ldc; only the mr x nr corner is read or written
+//
+// Each accumulator starts at +0 and takes fma(A(r, p), B(p, j), acc) for p ascending: the
+// only arithmetic, identical for every element of the tile, whether the tile is full or an
+// edge. A full tile is finished straight into C; an edge tile (mr < MR or nr < NR) is
+// spilled to a local buffer and finished element by element with the same epilogue.
+template <class T, int MR, int NV, index AS>
+inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restrict b, T alpha,
+                             T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr) {
+    constexpr index W = lanes<T>;
+    constexpr index NR = NV * W;
+    Vec<T> acc[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = splat<T>(T(0));
+
+#pragma GCC unroll 4
+    for (index p = 0; p < kc; ++p) {
+        Vec<T> bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W);
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r) {
+            const Vec<T> av = a[r * AS] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
+        }
+        a += 1;
+        b += NR;
+    }
+
+    if (mr == MR && nr == NR) {
+        const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta);
+        const Vec<T> zero = splat<T>(T(0));
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+                T* cp = c + r * ldc + v * W;
+                const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
+                store<T>(cp, apply_epilogue(e, acc[r][v], old, va, vb));
+            }
+        return;
+    }
+    alignas(64) T tile[MR * NR];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) store<T>(tile + r * NR + v * W, acc[r][v]);
+    for (index r = 0; r < mr; ++r)
+        for (index j = 0; j < nr; ++j) {
+            T* cp = c + r * ldc + j;
+            const T old = e == Epilogue::overwrite ? T(0) : *cp;
+            *cp = apply_epilogue(e, tile[r * NR + j], old, alpha, beta);
+        }
+}
+
+}}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
