@@ -151,7 +151,72 @@ def _check_rate(rate) -> float:
     return rate
 
 
-class Dense(Layer):
+class _Affine(Layer):
+    """What Dense and Maxout share: ``Z = X @ W2.T + b2`` over ``rows`` output columns,
+    W2 (rows, n_in) and b2 (rows,) being 2-D/1-D views of the layer's W and b.
+
+    Backward from dZ: ``dW2 = dZ^T X``, ``db2 = sum_i dZ_i`` and, if needed,
+    ``dX = dZ W2``. Subclasses set ``self.rows`` in build and shape W, b in ``_shape``.
+    """
+
+    rows = 0
+
+    def count_params(self) -> int:
+        """rows * (input_dim + 1): the weights and the biases."""
+        return self.rows * (self.input_dim + 1)
+
+    def bind(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """W, b from ``params`` (weights first, row-major, then biases); dW, db likewise."""
+        self.dtype = params.dtype
+        n_weights = self.rows * self.input_dim
+        self.W2 = params[:n_weights].reshape(self.rows, self.input_dim)
+        self.dW2 = grads[:n_weights].reshape(self.rows, self.input_dim)
+        self.b2, self.db2 = params[n_weights:], grads[n_weights:]
+        self.W, self.dW = self.W2.reshape(self._w_shape()), self.dW2.reshape(self._w_shape())
+        b_shape = self._w_shape()[:-1]
+        self.b, self.db = self.b2.reshape(b_shape), self.db2.reshape(b_shape)
+
+    def _w_shape(self) -> Tuple[int, ...]:
+        return (self.rows, self.input_dim)
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        initializers.initialize(self.init, self.W2, rng)
+        self.b.fill(0)
+
+    def _product(self, backend: Backend, x: np.ndarray, workspace: Workspace,
+                 training: bool) -> np.ndarray:
+        """``Z = X W2^T`` into the workspace (the bias is the subclass's to add)."""
+        z = workspace.get("z", (len(x), self.rows), x.dtype)
+        backend.gemm(x, self.W2, z, trans_b=True)
+        if training:
+            self._x, self._ws = x, workspace
+        return z
+
+    def _backward_linear(self, backend: Backend, dz: np.ndarray,
+                         need_dx: bool) -> Optional[np.ndarray]:
+        x = self._x
+        backend.gemm(dz, x, self.dW2, trans_a=True)
+        backend.col_sum(dz, self.db2)
+        if not need_dx:
+            return None
+        dx = self._ws.get("dx", x.shape, x.dtype)
+        backend.gemm(dz, self.W2, dx)
+        return dx
+
+    def parameters(self):
+        return [self.W, self.b]
+
+    def gradients(self):
+        return [self.dW, self.db]
+
+    def parameter_names(self):
+        return ["W", "b"]
+
+    def penalized(self):
+        return [(self.W2.reshape(-1), self.dW2.reshape(-1))]
+
+
+class Dense(_Affine):
     """Fully-connected layer ``A = act(X @ W.T + b)`` with W (units, n_in), b (units,).
 
     ``activation`` is one of linear (the default, for None), sigmoid, tanh, relu,
@@ -184,68 +249,28 @@ class Dense(Layer):
         return f"Dense({self.units}, activation={act!r}, init={self.init!r}{extra})"
 
     def build(self, input_dim: int) -> int:
-        self.input_dim, self.output_dim = input_dim, self.units
+        self.input_dim, self.output_dim, self.rows = input_dim, self.units, self.units
         return self.units
-
-    def count_params(self) -> int:
-        """units * (input_dim + 1): the weights and the biases."""
-        return self.units * (self.input_dim + 1)
-
-    def bind(self, params: np.ndarray, grads: np.ndarray) -> None:
-        """W, b from ``params`` (weights first, row-major, then biases); dW, db likewise."""
-        self.dtype = params.dtype
-        n_weights = self.units * self.input_dim
-        self.W = params[:n_weights].reshape(self.units, self.input_dim)
-        self.b = params[n_weights:]
-        self.dW = grads[:n_weights].reshape(self.units, self.input_dim)
-        self.db = grads[n_weights:]
-
-    def initialize(self, rng: np.random.Generator) -> None:
-        initializers.initialize(self.init, self.W, rng)
-        self.b.fill(0)
 
     def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
                 training: bool = False) -> np.ndarray:
         """``Z = X W^T + b`` and ``A = act(Z)`` in the workspace's arrays; returns A
         (which is Z for a linear layer)."""
-        z = workspace.get("z", (len(x), self.units), x.dtype)
-        backend.gemm(x, self.W, z, trans_b=True)
+        z = self._product(backend, x, workspace, training)
         a = z if self.activation == "linear" else workspace.get("a", z.shape, z.dtype)
         backend.bias_act_forward(z, self.b, a, self.activation, self.param)
-        if training:
-            self._x, self._ws = x, workspace
         return a
 
     def backward(self, backend: Backend, da: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
-        """``dZ = dA * act'(Z)``, ``dW = dZ^T X``, ``db = sum_i dZ_i`` and, if needed,
-        ``dX = dZ W`` (returned)."""
-        x, cache = self._x, self._ws
-        if self.activation == "linear":
-            dz = da
-        else:
-            z = cache.get("z", da.shape, da.dtype)
-            a = cache.get("a", da.shape, da.dtype)
+        """``dZ = dA * act'(Z)``, then the affine backward (dW, db and, if needed, dX)."""
+        dz = da
+        if self.activation != "linear":
+            cache = self._ws
             dz = cache.get("dz", da.shape, da.dtype)
-            backend.act_backward(z, a, da, dz, self.activation, self.param)
-        backend.gemm(dz, x, self.dW, trans_a=True)
-        backend.col_sum(dz, self.db)
-        if not need_dx:
-            return None
-        dx = cache.get("dx", x.shape, x.dtype)
-        backend.gemm(dz, self.W, dx)
-        return dx
-
-    def parameters(self):
-        return [self.W, self.b]
-
-    def gradients(self):
-        return [self.dW, self.db]
-
-    def parameter_names(self):
-        return ["W", "b"]
-
-    def penalized(self):
-        return [(self.W.reshape(-1), self.dW.reshape(-1))]
+            backend.act_backward(cache.get("z", da.shape, da.dtype),
+                                 cache.get("a", da.shape, da.dtype), da, dz,
+                                 self.activation, self.param)
+        return self._backward_linear(backend, dz, need_dx)
 
     def describe(self) -> str:
         if self.param != activations.param(self.activation):
@@ -294,7 +319,7 @@ class Dropout(Layer):
         return f"rate {self.rate:g}"
 
 
-class Maxout(Layer):
+class Maxout(_Affine):
     """Maxout (Goodfellow et al. 2013; DESIGN.md §4): ``units`` outputs, each the max
     over ``pieces`` linear pieces ``z[:, u, p] = X @ W[u, p].T + b[u, p]``.
 
@@ -323,59 +348,24 @@ class Maxout(Layer):
 
     def build(self, input_dim):
         self.input_dim, self.output_dim = input_dim, self.units
+        self.rows = self.units * self.pieces
         return self.units
 
-    def count_params(self):
-        return self.units * self.pieces * (self.input_dim + 1)
-
-    def bind(self, params, grads):
-        self.dtype = params.dtype
-        n_weights = self.units * self.pieces * self.input_dim
-        shape = (self.units, self.pieces, self.input_dim)
-        self.W, self.dW = params[:n_weights].reshape(shape), grads[:n_weights].reshape(shape)
-        self.b = params[n_weights:].reshape(self.units, self.pieces)
-        self.db = grads[n_weights:].reshape(self.units, self.pieces)
-
-    def initialize(self, rng):
-        initializers.initialize(self.init, self.W.reshape(-1, self.input_dim), rng)
-        self.b.fill(0)
+    def _w_shape(self):
+        return (self.units, self.pieces, self.input_dim)
 
     def forward(self, backend, x, workspace, training=False):
-        rows = self.units * self.pieces
-        z = workspace.get("z", (len(x), rows), x.dtype)
-        backend.gemm(x, self.W.reshape(rows, self.input_dim), z, trans_b=True)
-        backend.bias_act_forward(z, self.b.reshape(rows), z, "linear", 0.0)
+        z = self._product(backend, x, workspace, training)
+        backend.bias_act_forward(z, self.b2, z, "linear", 0.0)
         a = workspace.get("a", (len(x), self.units), x.dtype)
         argmax = workspace.get("argmax", (len(x), self.units), np.int32)
         backend.maxout_forward(z, a, argmax)
-        if training:
-            self._x, self._ws = x, workspace
         return a
 
     def backward(self, backend, da, need_dx):
-        x, cache = self._x, self._ws
-        rows = self.units * self.pieces
-        dz = cache.get("dz", (len(x), rows), x.dtype)
-        backend.maxout_backward(da, cache.get("argmax", da.shape, np.int32), dz)
-        backend.gemm(dz, x, self.dW.reshape(rows, self.input_dim), trans_a=True)
-        backend.col_sum(dz, self.db.reshape(rows))
-        if not need_dx:
-            return None
-        dx = cache.get("dx", x.shape, x.dtype)
-        backend.gemm(dz, self.W.reshape(rows, self.input_dim), dx)
-        return dx
-
-    def parameters(self):
-        return [self.W, self.b]
-
-    def gradients(self):
-        return [self.dW, self.db]
-
-    def parameter_names(self):
-        return ["W", "b"]
-
-    def penalized(self):
-        return [(self.W.reshape(-1), self.dW.reshape(-1))]
+        dz = self._ws.get("dz", (len(da), self.rows), da.dtype)
+        backend.maxout_backward(da, self._ws.get("argmax", da.shape, np.int32), dz)
+        return self._backward_linear(backend, dz, need_dx)
 
     def describe(self) -> str:
         return f"{self.pieces} pieces"
