@@ -81,6 +81,13 @@ void output(Loss kind, const T* z, T* out, index rows, index cols) {
     });
 }
 
+// The state arrays an optimizer keeps: m (velocity or first moment), v (second moment or
+// squared-gradient sum).
+inline bool uses_m(Optimizer o) {
+    return o == Optimizer::momentum || o == Optimizer::nesterov || o >= Optimizer::adam;
+}
+inline bool uses_v(Optimizer o) { return o >= Optimizer::adagrad; }
+
 // An optimizer step as the caller states it, in double.
 struct OptimizerHyper {
     Optimizer kind;

@@ -13,31 +13,16 @@
 #include "../ops.hpp"
 #include "../parallel.hpp"
 #include "arrays.hpp"
+#include "names.hpp"
 
 namespace py = pybind11;
+
+namespace fastmlp { namespace bind { void register_train(py::module_& m); } }  // train_bindings.cpp
+
 using namespace fastmlp;
 using namespace fastmlp::bind;
 
 namespace {
-
-template <class E, std::size_t N>
-E parse_name(const char* kernel, const char* what, const std::string& name,
-             const char* const (&names)[N]) {
-    for (std::size_t i = 0; i < N; ++i)
-        if (name == names[i]) return E(i);
-    std::string valid;
-    for (std::size_t i = 0; i < N; ++i) valid += (i ? ", " : "") + std::string(names[i]);
-    fail_value(kernel, "unknown " + std::string(what) + " '" + name + "' (expected one of " + valid + ")");
-}
-
-constexpr const char* kActivations[] = {"linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu"};
-constexpr const char* kLosses[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse"};
-constexpr const char* kMathFns[] = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid"};
-
-Activation activation_of(const char* kernel, const std::string& s) {
-    return parse_name<Activation>(kernel, "activation", s, kActivations);
-}
-Loss loss_of(const char* kernel, const std::string& s) { return parse_name<Loss>(kernel, "loss", s, kLosses); }
 
 void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
     const char* k = "gemm";
@@ -170,12 +155,6 @@ void output_binding(const std::string& name, py::array z, py::array out) {
     });
 }
 
-constexpr const char* kOptimizers[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"};
-
-// The state arrays this optimizer keeps: m (first moment / velocity), v (second moment).
-bool needs_m(Optimizer o) { return o == Optimizer::momentum || o == Optimizer::nesterov || o >= Optimizer::adam; }
-bool needs_v(Optimizer o) { return o >= Optimizer::adagrad; }
-
 template <class T>
 T* state_array(const py::object& obj, bool needed, const py::array& param, const char* name) {
     const char* k = "optimizer_update";
@@ -193,7 +172,7 @@ void optimizer_binding(const std::string& name, py::array p, py::array g, py::ob
                        double lr, double grad_scale, double b1, double b2, double eps, double weight_decay,
                        long long step) {
     const char* k = "optimizer_update";
-    const Optimizer kind = parse_name<Optimizer>(k, "optimizer", name, kOptimizers);
+    const Optimizer kind = optimizer_of(k, name);
     if (step < 1) fail_value(k, "step must be >= 1, got " + std::to_string(step));
     with_dtype(p, k, "param", [&](auto tag) {
         using T = decltype(tag);
@@ -201,8 +180,8 @@ void optimizer_binding(const std::string& name, py::array p, py::array g, py::ob
         const T* pg = input<T>(g, k, "grad", 1);
         same_shape(k, p, "param", g, "grad");
         no_overlap(k, p, "param", g, "grad");
-        T* pm = state_array<T>(m, needs_m(kind), p, "m");
-        T* pv = state_array<T>(v, needs_v(kind), p, "v");
+        T* pm = state_array<T>(m, uses_m(kind), p, "m");
+        T* pv = state_array<T>(v, uses_v(kind), p, "v");
         if (pm && pv && pm == pv) fail_value(k, "m and v must be different arrays");
         const OptimizerHyper h{kind, lr, grad_scale, b1, b2, eps, weight_decay, step};
         py::gil_scoped_release nogil;
@@ -534,4 +513,5 @@ PYBIND11_MODULE(_core, m) {
     m.def("push_threads", &push_threads, arg("n"));
     m.def("pop_threads", &pop_threads, arg("previous"));
     m.def("last_team_size", &last_team_size);
+    register_train(m);
 }

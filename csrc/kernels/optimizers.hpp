@@ -18,63 +18,77 @@
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
+// The step's constants as vectors, splat once per call: splat is a lane loop, and inside
+// the chunk loop the compiler would redo it for every chunk (s may alias p as far as it
+// knows, so it reloads the scalars too).
 template <class T>
-inline void optimizer_lanes(const OptimizerStep<T>& s, T* p, const T* g, T* m, T* v, index j, index w) {
-    const Vec<T> lr = splat<T>(s.lr), eps = splat<T>(s.eps);
-    const Vec<T> gv = splat<T>(s.grad_scale) * load_part<T>(g + j, w, T(0));
-    Vec<T> pv = load_part<T>(p + j, w, T(0));
+struct StepVecs {
+    explicit StepVecs(const OptimizerStep<T>& s)
+        : kind(s.kind), lr(splat<T>(s.lr)), eps(splat<T>(s.eps)), grad_scale(splat<T>(s.grad_scale)),
+          b1(splat<T>(s.b1)), one_minus_b1(splat<T>(s.one_minus_b1)), one_plus_b1(splat<T>(s.one_plus_b1)),
+          b2(splat<T>(s.b2)), one_minus_b2(splat<T>(s.one_minus_b2)), bc1(splat<T>(s.bc1)),
+          bc2(splat<T>(s.bc2)), lr_wd(splat<T>(s.lr_wd)) {}
+    Optimizer kind;
+    Vec<T> lr, eps, grad_scale, b1, one_minus_b1, one_plus_b1, b2, one_minus_b2, bc1, bc2, lr_wd;
+};
+
+template <class T>
+inline void optimizer_lanes(const StepVecs<T>& s, T* p, const T* g, T* m, T* v, index j, index w) {
+    const Vec<T> lr = s.lr, eps = s.eps;
+    const Vec<T> gv = s.grad_scale * load_lanes<T>(g + j, w, T(0));
+    Vec<T> pv = load_lanes<T>(p + j, w, T(0));
     switch (s.kind) {
         case Optimizer::sgd:
             pv = pv - lr * gv;
             break;
         case Optimizer::momentum: {
-            const Vec<T> mv = splat<T>(s.b1) * load_part<T>(m + j, w, T(0)) - lr * gv;
+            const Vec<T> mv = s.b1 * load_lanes<T>(m + j, w, T(0)) - lr * gv;
             pv = pv + mv;
-            store_part<T>(m + j, mv, w);
+            store_lanes<T>(m + j, mv, w);
             break;
         }
         case Optimizer::nesterov: {
-            const Vec<T> prev = load_part<T>(m + j, w, T(0));
-            const Vec<T> mv = splat<T>(s.b1) * prev - lr * gv;
-            pv = pv + (-splat<T>(s.b1) * prev + splat<T>(s.one_plus_b1) * mv);
-            store_part<T>(m + j, mv, w);
+            const Vec<T> prev = load_lanes<T>(m + j, w, T(0));
+            const Vec<T> mv = s.b1 * prev - lr * gv;
+            pv = pv + (-s.b1 * prev + s.one_plus_b1 * mv);
+            store_lanes<T>(m + j, mv, w);
             break;
         }
         case Optimizer::adagrad:
         case Optimizer::rmsprop: {
-            const Vec<T> old = load_part<T>(v + j, w, T(0));
-            const Vec<T> vv = s.kind == Optimizer::adagrad
-                                  ? old + gv * gv
-                                  : splat<T>(s.b2) * old + splat<T>(s.one_minus_b2) * (gv * gv);
+            const Vec<T> old = load_lanes<T>(v + j, w, T(0));
+            const Vec<T> vv = s.kind == Optimizer::adagrad ? old + gv * gv
+                                                           : s.b2 * old + s.one_minus_b2 * (gv * gv);
             pv = pv - (lr * gv) / (sqrt(vv) + eps);
-            store_part<T>(v + j, vv, w);
+            store_lanes<T>(v + j, vv, w);
             break;
         }
         case Optimizer::adam:
         case Optimizer::adamw: {
-            if (s.kind == Optimizer::adamw) pv = pv - splat<T>(s.lr_wd) * pv;
-            const Vec<T> mv = splat<T>(s.b1) * load_part<T>(m + j, w, T(0)) + splat<T>(s.one_minus_b1) * gv;
-            const Vec<T> vv = splat<T>(s.b2) * load_part<T>(v + j, w, T(0)) + splat<T>(s.one_minus_b2) * (gv * gv);
-            pv = pv - lr * (mv / splat<T>(s.bc1)) / (sqrt(vv / splat<T>(s.bc2)) + eps);
-            store_part<T>(m + j, mv, w);
-            store_part<T>(v + j, vv, w);
+            if (s.kind == Optimizer::adamw) pv = pv - s.lr_wd * pv;
+            const Vec<T> mv = s.b1 * load_lanes<T>(m + j, w, T(0)) + s.one_minus_b1 * gv;
+            const Vec<T> vv = s.b2 * load_lanes<T>(v + j, w, T(0)) + s.one_minus_b2 * (gv * gv);
+            pv = pv - lr * (mv / s.bc1) / (sqrt(vv / s.bc2) + eps);
+            store_lanes<T>(m + j, mv, w);
+            store_lanes<T>(v + j, vv, w);
             break;
         }
     }
-    store_part<T>(p + j, pv, w);
+    store_lanes<T>(p + j, pv, w);
 }
 
 // chunk: one update pass over [0, n).
 template <class T>
 void optimizer_update(const OptimizerStep<T>& s, T* p, const T* g, T* m, T* v, index n) {
-    for_lanes<T>(n, [&](index j, index w) { optimizer_lanes(s, p, g, m, v, j, w); });
+    const StepVecs<T> c(s);
+    for_lanes<T>(n, [&](index j, index w) { optimizer_lanes(c, p, g, m, v, j, w); });
 }
 
 // chunk: sum of g^2 over [0, n) in the Sum16 order (inf or NaN when g is not finite).
 template <class T>
 T sum_squares(const T* g, index n) {
     return sum16<T>(n, [&](index j, index w) {
-        const Vec<T> x = load_part<T>(g + j, w, T(0));
+        const Vec<T> x = load_lanes<T>(g + j, w, T(0));
         return x * x;
     });
 }

@@ -27,6 +27,15 @@ struct Sum16 {
     }
 };
 
+// The chunk of w <= W lanes at p (for_lanes): a plain vector load or store when the chunk
+// is full, load_part/store_part for a tail; the same values either way.
+template <class T> inline Vec<T> load_lanes(const T* p, index w, T fill) {
+    return w == lanes<T> ? load<T>(p) : load_part<T>(p, w, fill);
+}
+template <class T> inline void store_lanes(T* p, Vec<T> v, index w) {
+    if (w == lanes<T>) store<T>(p, v); else store_part<T>(p, v, w);
+}
+
 // Lanes [0, w) set, the rest clear.
 template <class T> inline Mask<T> first_lanes(index w) {
     Mask<T> lane;
@@ -35,9 +44,13 @@ template <class T> inline Mask<T> first_lanes(index w) {
 }
 
 // Visit [0, n) W lanes at a time: f(j, w) handles elements j .. j + w - 1, w <= W.
+// Full vectors get the constant W, so that once f is inlined its load_part/store_part
+// become plain vector loads and stores instead of variable-length copies.
 template <class T, class F>
 inline void for_lanes(index n, F f) {
-    for (index j = 0; j < n; j += lanes<T>) f(j, n - j < lanes<T> ? n - j : lanes<T>);
+    index j = 0;
+    for (; j + lanes<T> <= n; j += lanes<T>) f(j, lanes<T>);
+    if (j < n) f(j, n - j);
 }
 
 // sum over [0, n) of the vectors f(j, w), in the Sum16 order; lanes >= w are dropped.

@@ -58,11 +58,24 @@ class R2:
         self._sum_sq = self._sum_sq + (centered * centered).sum(axis=0)
 
     def value(self) -> float:
-        sst = np.maximum(self._sum_sq - self._sum * self._sum / self._n, 0.0)
-        constant = sst == 0
-        ratio = self._sse / np.where(constant, 1.0, sst)
-        scores = np.where(constant, np.where(self._sse == 0, 1.0, 0.0), 1.0 - ratio)
-        return float(scores.mean())
+        return r2_from_sums(self._n, self._sse, self._sum, self._sum_sq)
+
+
+def r2_from_sums(n: int, sse, total, total_sq) -> float:
+    """R^2 averaged uniformly over outputs from running sums over n samples, per output:
+    ``sse`` = sum (y_hat - y)^2, ``total`` = sum (y - c), ``total_sq`` = sum (y - c)^2 for
+    any shift c (float64 arrays)."""
+    sst = np.maximum(total_sq - total * total / n, 0.0)
+    constant = sst == 0
+    ratio = sse / np.where(constant, 1.0, sst)
+    scores = np.where(constant, np.where(sse == 0, 1.0, 0.0), 1.0 - ratio)
+    return float(scores.mean())
+
+
+def weight_total(weights: np.ndarray) -> float:
+    """The sum of a batch's row weights in double, rows added in ascending order (the
+    order the fused training path uses too, so both give the same loss scale 1/sum)."""
+    return float(np.add.accumulate(weights, dtype=np.float64)[-1]) if len(weights) else 0.0
 
 
 class PassTotals:

@@ -13,7 +13,7 @@ from .backends import get_backend
 from .backends.base import LOSSES
 from .layers import Layer, Normalization, Workspace
 from .losses import get_loss
-from .metrics import PassTotals
+from .metrics import PassTotals, weight_total
 from .regularizers import check_regularizer
 from .training import History, fit
 
@@ -222,13 +222,14 @@ class Sequential:
         the gradient of the mean loss into ``_grads``. Returns (loss sum, logits).
 
         With ``weights`` (m,) the loss sum is ``sum_i w_i loss_i`` and the gradient that of
-        the weighted mean ``sum_i w_i loss_i / sum_i w_i`` (zero if every weight is 0)."""
+        the weighted mean ``sum_i w_i loss_i / sum_i w_i`` (zero if every weight is 0),
+        the weights summed in ascending order in double (:func:`.metrics.weight_total`)."""
         logits = self._forward_train(X)
         grad = self._train_cache.get("grad", logits.shape, self.dtype)
         if weights is None:
             loss_sum = self.backend.loss(self.loss, logits, Y, grad, 1.0 / len(X))
         else:
-            total = float(weights.sum(dtype=np.float64))
+            total = weight_total(weights)
             loss_sum = self.backend.loss(self.loss, logits, Y, grad,
                                          1.0 / total if total > 0 else 0.0, weights=weights)
         if math.isfinite(loss_sum):

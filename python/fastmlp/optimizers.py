@@ -139,11 +139,7 @@ class Optimizer:
         lr = self.current_learning_rate
         norm2 = backend.sum_squares(grads)
         if not math.isfinite(norm2):
-            raise DivergenceError(
-                f"the gradient is not finite (its squared norm is {norm2}) at optimizer "
-                f"step {self.iterations + 1} with learning rate {lr:g}; lower the learning "
-                f"rate or clip the gradient (clipnorm=). The parameters and the "
-                f"optimizer's state are unchanged.")
+            raise self.non_finite_gradient(norm2, lr)
         m, v = self._state_for(params)
         grad_scale = 1.0
         if self.clipnorm is not None:
@@ -153,9 +149,39 @@ class Optimizer:
         backend.optimizer_update(self.name, params, grads, m, v, lr=lr,
                                  grad_scale=grad_scale, step=self.iterations + 1,
                                  **self._kernel_arguments())
-        self.iterations += 1
-        self.samples += samples
-        self.last_learning_rate = lr
+        self.advance(1, samples, lr)
+
+    def non_finite_gradient(self, norm2: float, lr: float) -> DivergenceError:
+        """The error of a step whose gradient is not finite (squared norm ``norm2``),
+        taken as the next step at rate ``lr``."""
+        return DivergenceError(
+            f"the gradient is not finite (its squared norm is {norm2}) at optimizer "
+            f"step {self.iterations + 1} with learning rate {lr:g}; lower the learning "
+            f"rate or clip the gradient (clipnorm=). The parameters and the "
+            f"optimizer's state are unchanged.")
+
+    def advance(self, steps: int, samples: int, last_rate: float) -> None:
+        """Count ``steps`` updates over ``samples`` samples, the last one at ``last_rate``
+        (step does this; the fused training path counts the steps it ran)."""
+        if steps > 0:
+            self.iterations += steps
+            self.samples += samples
+            self.last_learning_rate = last_rate
+
+    def step_rates(self, samples_per_step: np.ndarray) -> np.ndarray:
+        """The rates (float64) of the next ``len(samples_per_step)`` steps, step i taking
+        ``samples_per_step[i]`` samples, as :attr:`current_learning_rate` would give them
+        step by step within the current epoch (the counters are not changed)."""
+        rate = self.learning_rate
+        out = np.empty(len(samples_per_step), np.float64)
+        if not isinstance(rate, Schedule) or rate.per == "epoch":
+            out.fill(self.current_learning_rate)
+            return out
+        counter = self.samples if rate.counts == "samples" else self.iterations
+        for i, samples in enumerate(samples_per_step):
+            out[i] = rate(counter) * self.scale
+            counter += int(samples) if rate.counts == "samples" else 1
+        return out
 
     def end_epoch(self) -> None:
         """Count a completed epoch (per-epoch schedules move on); called by fit."""

@@ -1,4 +1,7 @@
-"""The fit loop: epochs, batching, shuffling, validation, per-epoch history."""
+"""The fit loop: epochs, batching, shuffling, validation, per-epoch history.
+
+Each epoch runs on the fused path (fused.py) when the model and backend allow it, else on
+the per-op loop here, which stays the reference: both make the same kernel calls."""
 from __future__ import annotations
 
 import math
@@ -10,8 +13,9 @@ import numpy as np
 
 from ._validation import check_bool, check_int, check_nonnegative_float, check_sample_weight
 from .callbacks import check_callbacks
-from .errors import DivergenceError
-from .metrics import PassTotals
+from .errors import DivergenceError, diverged_at, diverged_loss
+from .fused import FusedEpochs
+from .metrics import PassTotals, weight_total
 from .optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
 
 
@@ -55,9 +59,13 @@ class _Progress:
             self._bar = self._tqdm(total=self.n_batches, desc=f"epoch {epoch}/{self.epochs}",
                                    leave=False, file=sys.stderr)
 
-    def step(self) -> None:
+    @property
+    def has_bar(self) -> bool:
+        return self._bar is not None
+
+    def step(self, steps: int = 1) -> None:
         if self._bar is not None:
-            self._bar.update()
+            self._bar.update(steps)
 
     def end_epoch(self, epoch: int, record: Dict[str, float], samples_per_s: float) -> None:
         if self._bar is not None:
@@ -152,14 +160,31 @@ def sample_weights(model, X: np.ndarray, Y: np.ndarray, sample_weight,
     return check_sample_weight(weights, len(X), model.dtype)
 
 
+# fit takes the fused path (fused.py) whenever the model, optimizer and backend allow it;
+# tests set this to False to run the per-op loop, the reference, on the native backend.
+_FUSED = True
+
+
 def _train_epoch(model, X, Y, W, batch: int, optimizer: Optimizer, shuffle: bool, epoch: int,
-                 progress: _Progress) -> Dict[str, float]:
-    """One pass over (X, Y) (sample weights W or None) in batches of ``batch`` rows
-    (gathered into the model's training cache); returns the running-total data loss,
-    penalty and metric."""
+                 progress: _Progress, fused: Optional[FusedEpochs]) -> Dict[str, float]:
+    """One pass over (X, Y) (sample weights W or None) in batches of ``batch`` rows;
+    returns the running-total data loss, penalty and metric. On the fused path one
+    backend call runs the whole epoch (a call per 1% of it while a progress bar shows)."""
     n = len(X)
     n_batches = progress.n_batches
     order = model._shuffle_rng.permutation(n) if shuffle else np.arange(n)
+    if fused is not None and fused.applies():
+        per_call = max(1, n_batches // 100) if progress.has_bar else n_batches
+        return fused.train_epoch(X, Y, W, order, epoch, per_call, progress.step)
+    return _train_epoch_per_op(model, X, Y, W, batch, optimizer, epoch, progress, order)
+
+
+def _train_epoch_per_op(model, X, Y, W, batch: int, optimizer: Optimizer, epoch: int,
+                        progress: _Progress, order: np.ndarray) -> Dict[str, float]:
+    """The per-op loop: each step's batch gathered into the model's training cache, then
+    one backend call per kernel through the layers, the loss and the optimizer."""
+    n = len(X)
+    n_batches = progress.n_batches
     cache = model._train_cache
     totals = PassTotals(model._loss.metric())
     penalty_total = 0.0
@@ -170,19 +195,15 @@ def _train_epoch(model, X, Y, W, batch: int, optimizer: Optimizer, shuffle: bool
         wb = None if W is None else np.take(W, rows, out=cache.get("w", (len(rows),), W.dtype))
         loss_sum, logits = model._loss_and_grad(xb, yb, wb)
         if not math.isfinite(loss_sum):
-            rate = optimizer.current_learning_rate
-            raise DivergenceError(
-                f"training diverged at epoch {epoch}, step {step} of {n_batches}: the mean "
-                f"loss became {loss_sum / len(rows)} with learning rate {rate:g}; lower the "
-                f"learning rate (e.g. {rate / 10:g}). The weights are those before this step.")
+            raise diverged_loss(epoch, step, n_batches, loss_sum / len(rows),
+                                optimizer.current_learning_rate)
         penalty = model._penalty(n, len(rows))
         penalty_total += penalty * len(rows)
-        totals.add(logits, yb, loss_sum, None if wb is None else float(wb.sum(dtype=np.float64)))
+        totals.add(logits, yb, loss_sum, None if wb is None else weight_total(wb))
         try:
             optimizer.step(model.backend, model._params, model._grads, samples=len(rows))
         except DivergenceError as exc:     # a non-finite gradient: nothing was updated
-            raise DivergenceError(f"training diverged at epoch {epoch}, step {step} of "
-                                  f"{n_batches}: {exc}") from None
+            raise diverged_at(epoch, step, n_batches, exc) from None
         model._step += 1
         progress.step()
     return {**totals.result(), "penalty": penalty_total / n}
@@ -227,6 +248,10 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     "penalty" is its batch-weighted mean over the epoch and "loss" = data_loss + penalty.
     Normalization layers never adapted are adapted to X first. Every step advances
     ``model.training_step`` (Dropout's counter), across fits.
+
+    Models of built-in Dense and Dropout layers on the native backend train on the fused
+    path (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit);
+    every other model on the per-op loop below.
     """
     epochs = check_int(epochs, "epochs")
     if batch_size is not None:
@@ -250,6 +275,7 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     progress = _Progress(verbose, epochs, math.ceil(len(X) / batch))
 
     model._adapt(X)
+    fused = FusedEpochs.create(model, optimizer, batch) if _FUSED else None
     model.stop_training = False
     for callback in callbacks:
         callback.set_model(model)
@@ -261,7 +287,8 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
                 callback.on_epoch_begin(epoch)
             progress.start_epoch(epoch)
             started = time.perf_counter()
-            record = _train_epoch(model, X, Y, W, batch, optimizer, shuffle, epoch, progress)
+            record = _train_epoch(model, X, Y, W, batch, optimizer, shuffle, epoch, progress,
+                                  fused)
             samples_per_s = len(X) / (time.perf_counter() - started)
             record.update(loss=record["data_loss"] + record["penalty"],
                           lr=optimizer.last_learning_rate)

@@ -29,3 +29,11 @@ def native():
         pytest.skip(f"fastmlp.backends.native failed to import: {error}")
     return "native"
 
+
+
+@pytest.fixture
+def per_op(monkeypatch):
+    """fit runs the per-op loop (the reference) even where the fused path applies: for
+    tests that inspect what that loop leaves on the layers (e.g. Dropout's last mask)."""
+    import fastmlp.training
+    monkeypatch.setattr(fastmlp.training, "_FUSED", False)

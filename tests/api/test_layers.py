@@ -70,7 +70,7 @@ def test_dropout_drops_the_rate_and_scales_the_rest():
     np.testing.assert_array_equal(y, X * mask)
 
 
-def test_dropout_masks_and_training_agree_across_backends(native):
+def test_dropout_masks_and_training_agree_across_backends(native, per_op):
     X, y = make_data("softmax_cross_entropy", n=40, n_features=200)
     a, b = dropout_model("numpy", dtype="float64"), dropout_model(native, dtype="float64")
     for m in (a, b):
@@ -91,7 +91,7 @@ def test_dropout_is_the_identity_at_inference():
     np.testing.assert_array_equal(m.predict_proba(X), plain.predict_proba(X))
 
 
-def test_the_step_counter_carries_across_fits(backend_name):
+def test_the_step_counter_carries_across_fits(backend_name, per_op):
     X, y = make_data("softmax_cross_entropy", n=30, n_features=200)
     a, b = dropout_model(backend_name), dropout_model(backend_name)
     a.fit(X, y, epochs=1, batch_size=8)

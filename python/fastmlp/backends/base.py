@@ -204,3 +204,60 @@ class Backend(Protocol):
         partial i mod 16, ascending; partials combined by halving, p[j] += p[j + h] for
         h = 8, 4, 2, 1), the block sums added in ascending order in double. inf or NaN
         when x is not finite (or its squares overflow the dtype)."""
+
+
+# ---- Optional capability: the fused training path ----
+
+@runtime_checkable
+class FusedTrainer(Protocol):
+    """A trainer bound to one model's flat buffers (see :meth:`FusedTraining.fused_trainer`).
+
+    ``run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals)`` runs steps
+    ``[step_begin, step_end)`` of one epoch without returning to Python: step s gathers
+    the rows ``order[s*b : min(n, (s+1)*b)]`` of X (n, n_in), Y (n, k) and W (n,) (row
+    weights, or None), with b the batch size, and does exactly what the per-op loop does
+    for that step (forward, loss, backward, penalty, finite-gradient check, clipping and
+    the optimizer update), with ``lrs[s - step_begin]`` (float64) as its rate, ``t0 + s -
+    step_begin`` as its optimizer step number t and ``model_step + s - step_begin`` as
+    the model's training-step counter (Dropout's masks). ``order`` is int64 with values
+    in [0, n). The completed steps are added to ``totals`` (from :meth:`new_totals`):
+    ``steps``, ``loss_sum`` (sum of the batches' summed, weighted, row losses),
+    ``weight_sum`` (rows, or the sums of the row weights), ``penalty_sum`` (sum of
+    penalty * rows), accuracy's ``correct`` and ``count``, r2's per-output ``sse``,
+    ``sum`` and ``sum_sq`` of y minus the first batch's mean. A step whose loss or
+    gradient is not finite ends the run before its update and is reported in
+    ``diverged_step`` (its index in the epoch; -1 if none), ``diverged`` ("loss",
+    "gradient" or None), ``diverged_value`` (the loss sum or the squared gradient norm)
+    and ``diverged_rows``. Returns ``totals``. The GIL is released while it runs.
+    """
+
+    batch_size: int
+
+    def steps_per_epoch(self, n: int) -> int: ...
+
+    def new_totals(self): ...
+
+    def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
+            step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
+            totals): ...
+
+
+@runtime_checkable
+class FusedTraining(Protocol):
+    """A backend that can run whole ranges of training steps in one call (the native
+    backend; the NumPy backend does not, and the training loop checks for the method).
+
+    ``fused_trainer(*, params, grads, m, v, layers, loss, optimizer, batch_size, b1, b2,
+    eps, weight_decay, clipnorm)`` creates a :class:`FusedTrainer` holding workspaces for
+    ``batch_size`` rows, bound to the model's flat ``params`` and ``grads`` and to the
+    optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
+    checked once and kept alive. ``layers`` lists the model's layers as dicts:
+    ``{"kind": "dense", "inputs", "units", "activation", "param", "W", "b", "dW", "db",
+    "l1", "l2", "scale"}`` (W, b, dW, db: the layer's views into params and grads; l1, l2
+    the regularizer's lambdas, 0 for none, scale "samples" or "batch") or ``{"kind":
+    "dropout", "width", "rate", "seed", "index"}``. The optimizer is a name from
+    OPTIMIZERS with the keyword arguments of :meth:`Backend.optimizer_update`, and
+    ``clipnorm`` None or the global-norm bound.
+    """
+
+    def fused_trainer(self, **description) -> FusedTrainer: ...

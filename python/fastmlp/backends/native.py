@@ -84,6 +84,37 @@ class NativeBackend:
         return _core.sum_squares(x)
 
 
+    def fused_trainer(self, *, params: np.ndarray, grads: np.ndarray,
+                      m: Optional[np.ndarray], v: Optional[np.ndarray], layers: list,
+                      loss: str, optimizer: str, batch_size: int, b1: float = 0.0,
+                      b2: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0,
+                      clipnorm: Optional[float] = None) -> "FusedTrainer":
+        """The fused training path (:class:`.base.FusedTraining`): a C++ trainer bound to
+        these buffers, with workspaces for ``batch_size`` rows."""
+        return FusedTrainer(_core.Trainer(params, grads, m, v, layers, loss, optimizer,
+                                          batch_size, b1, b2, eps, weight_decay, clipnorm))
+
+
+class FusedTrainer:
+    """:class:`.base.FusedTrainer` over ``_core.Trainer`` (csrc/train/trainer.hpp)."""
+
+    def __init__(self, core):
+        self._core = core
+        self.batch_size = core.batch_size
+
+    def steps_per_epoch(self, n: int) -> int:
+        return self._core.steps_per_epoch(n)
+
+    def new_totals(self):
+        return _core.TrainTotals(self._core.outputs)
+
+    def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
+            step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
+            totals):
+        self._core.run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals)
+        return totals
+
+
 def backend_info() -> dict:
     return dict(_core.backend_info())
 

@@ -1,0 +1,279 @@
+// fastmlp._core.Trainer and TrainTotals: the fused training path's binding (train/trainer.hpp).
+// Checks and views the arrays once at creation (the model's flat parameter and gradient
+// buffers, the optimizer's state, each layer's views into them) and the epoch's arrays at
+// every run, then releases the GIL for the whole step range. No math here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "../ops.hpp"
+#include "../train/trainer.hpp"
+#include "arrays.hpp"
+#include "names.hpp"
+
+namespace py = pybind11;
+
+namespace fastmlp { namespace bind {
+
+void register_train(py::module_& m);
+
+namespace {
+
+using train::Buffers;
+using train::Divergence;
+using train::EpochData;
+using train::LayerKind;
+using train::LayerSpec;
+using train::Totals;
+using train::TrainerSpec;
+
+constexpr const char* kK = "Trainer";
+
+// The element offset of `view` inside `base` (both of dtype T); ValueError unless `view`
+// is a C-contiguous array of `shape` lying wholly inside `base`.
+template <class T>
+index offset_in(const py::array& base, const py::object& obj, const std::string& name,
+                std::initializer_list<py::ssize_t> shape) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(kK) + ": " + name + " must be a numpy array");
+    py::array view = obj.cast<py::array>();
+    const T* p = input<T>(view, kK, name.c_str(), int(shape.size()));
+    py::ssize_t i = 0;
+    for (py::ssize_t extent : shape)
+        if (view.shape(i++) != extent)
+            fail_value(kK, name + " has shape " + shape_of(view) + ", which does not match the layer's widths");
+    const T* b = static_cast<const T*>(base.data());
+    if (view.size() > 0 && (p < b || p + view.size() > b + base.size()))
+        fail_value(kK, name + " is not a view into the flat buffer it belongs to");
+    return index(p - b);
+}
+
+double number(const py::dict& d, const char* key) { return d[key].cast<double>(); }
+index integer(const py::dict& d, const char* key) { return d[key].cast<index>(); }
+
+// One layer description (a dict, python/fastmlp/fused.py) as a LayerSpec.
+template <class T>
+LayerSpec layer_spec(const py::handle& item, std::size_t i, const py::array& params, const py::array& grads) {
+    const std::string name = "layers[" + std::to_string(i) + "]";
+    if (!py::isinstance<py::dict>(item)) throw py::type_error(std::string(kK) + ": " + name + " must be a dict");
+    const py::dict d = py::reinterpret_borrow<py::dict>(item);
+    LayerSpec l;
+    const std::string kind = d["kind"].cast<std::string>();
+    if (kind == "dense") {
+        l.kind = LayerKind::dense;
+        l.inputs = integer(d, "inputs");
+        l.outputs = integer(d, "units");
+        l.activation = activation_of(kK, d["activation"].cast<std::string>());
+        l.param = number(d, "param");
+        l.l1 = number(d, "l1");
+        l.l2 = number(d, "l2");
+        const std::string scale = d["scale"].cast<std::string>();
+        if (scale != "samples" && scale != "batch")
+            fail_value(kK, name + "'s regularizer scale must be 'samples' or 'batch', got '" + scale + "'");
+        l.per_batch = scale == "batch";
+        if (l.inputs < 1 || l.outputs < 1) fail_value(kK, name + " must have widths >= 1");
+        l.weights_offset = offset_in<T>(params, d["W"], name + "['W']", {l.outputs, l.inputs});
+        l.bias_offset = offset_in<T>(params, d["b"], name + "['b']", {l.outputs});
+        if (offset_in<T>(grads, d["dW"], name + "['dW']", {l.outputs, l.inputs}) != l.weights_offset ||
+            offset_in<T>(grads, d["db"], name + "['db']", {l.outputs}) != l.bias_offset)
+            fail_value(kK, name + "'s gradients must sit at its parameters' offsets");
+    } else if (kind == "dropout") {
+        l.kind = LayerKind::dropout;
+        l.inputs = l.outputs = integer(d, "width");
+        l.rate = number(d, "rate");
+        l.seed = d["seed"].cast<std::uint64_t>();
+        l.layer_index = d["index"].cast<std::uint64_t>();
+    } else {
+        fail_value(kK, name + " has kind '" + kind + "'; the fused path runs 'dense' and 'dropout' layers");
+    }
+    return l;
+}
+
+// The flat buffers and, per dtype, the trainer bound to them. The arrays are kept alive
+// here; run() may not be entered twice at once (the workspaces are the trainer's).
+class PyTrainer {
+public:
+    PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::list layers,
+              const std::string& loss, const std::string& optimizer, index batch, double b1, double b2,
+              double eps, double weight_decay, py::object clipnorm)
+        : params_(std::move(params)), grads_(std::move(grads)) {
+        with_dtype(params_, kK, "params", [&](auto tag) {
+            using T = decltype(tag);
+            TrainerSpec spec;
+            spec.loss = loss_of(kK, loss);
+            spec.optimizer.kind = optimizer_of(kK, optimizer);
+            spec.optimizer.b1 = b1;
+            spec.optimizer.b2 = b2;
+            spec.optimizer.eps = eps;
+            spec.optimizer.weight_decay = weight_decay;
+            if (!clipnorm.is_none()) {
+                spec.optimizer.clipnorm = clipnorm.cast<double>();
+                if (!(spec.optimizer.clipnorm > 0)) fail_value(kK, "clipnorm must be > 0 or None");
+            }
+            if (batch < 1) fail_value(kK, "batch_size must be >= 1, got " + std::to_string(batch));
+            spec.batch = batch;
+            Buffers<T> buf;
+            buf.params = output<T>(params_, kK, "params", 1);
+            buf.grads = output<T>(grads_, kK, "grads", 1);
+            same_shape(kK, params_, "params", grads_, "grads");
+            no_overlap(kK, params_, "params", grads_, "grads");
+            spec.params = params_.size();
+            buf.m = state<T>(m, uses_m(spec.optimizer.kind), m_, "m");
+            buf.v = state<T>(v, uses_v(spec.optimizer.kind), v_, "v");
+            if (buf.m && buf.v) no_overlap(kK, m_, "m", v_, "v");
+            std::size_t i = 0;
+            for (const py::handle item : layers) spec.layers.push_back(layer_spec<T>(item, i++, params_, grads_));
+            try {
+                auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), buf);
+                if constexpr (sizeof(T) == sizeof(float)) f32_ = std::move(trainer); else f64_ = std::move(trainer);
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(e.what());
+            }
+            outputs_ = f32_ ? f32_->spec().layers.back().outputs : f64_->spec().layers.back().outputs;
+            features_ = f32_ ? f32_->spec().layers.front().inputs : f64_->spec().layers.front().inputs;
+            batch_ = batch;
+        });
+    }
+
+    index batch_size() const { return batch_; }
+    index outputs() const { return outputs_; }
+    index steps_per_epoch(index n) const { return n < 1 ? 0 : (n + batch_ - 1) / batch_; }
+
+    void run(py::array x, py::array y, py::object w, py::array order, index step_begin, index step_end,
+             py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals) {
+        if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals);
+        else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals);
+    }
+
+private:
+    template <class T>
+    T* state(const py::object& obj, bool needed, py::array& keep, const char* name) {
+        if (!needed) return nullptr;
+        if (!py::isinstance<py::array>(obj))
+            throw py::type_error(std::string(kK) + ": " + name + " must be a numpy array for this optimizer");
+        keep = obj.cast<py::array>();
+        T* p = output<T>(keep, kK, name, 1);
+        same_shape(kK, params_, "params", keep, name);
+        no_overlap(kK, keep, name, params_, "params");
+        no_overlap(kK, keep, name, grads_, "grads");
+        return p;
+    }
+
+    // Every buffer the run writes is disjoint from `in`.
+    void written_disjoint(const py::array& in, const char* name) const {
+        no_overlap(kK, params_, "params", in, name);
+        no_overlap(kK, grads_, "grads", in, name);
+        if (m_) no_overlap(kK, m_, "m", in, name);
+        if (v_) no_overlap(kK, v_, "v", in, name);
+    }
+
+    template <class T>
+    void run_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj, py::array& order,
+                index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
+                Totals& totals) {
+        const char* k = "Trainer.run";
+        EpochData<T> d;
+        d.x = input<T>(x, k, "X", 2);
+        d.y = input<T>(y, k, "Y", 2);
+        d.n = x.shape(0);
+        if (d.n < 1) fail_value(k, "X must have at least one row");
+        if (x.shape(1) != features_ || y.shape(0) != d.n || y.shape(1) != outputs_)
+            fail_value(k, "shape mismatch: X is " + shape_of(x) + ", Y is " + shape_of(y) + " (expected (n, " +
+                              std::to_string(features_) + ") and (n, " + std::to_string(outputs_) + "))");
+        py::array w;
+        if (!wobj.is_none()) {
+            if (!py::isinstance<py::array>(wobj)) throw py::type_error("Trainer.run: W must be a numpy array or None");
+            w = wobj.cast<py::array>();
+            d.w = input<T>(w, k, "W", 1);
+            if (w.shape(0) != d.n)
+                fail_value(k, "shape mismatch: X is " + shape_of(x) + ", W is " + shape_of(w) + " (expected (n,))");
+            written_disjoint(w, "W");
+        }
+        d.order = input<std::int64_t>(order, k, "order", 1);
+        if (order.shape(0) != d.n)
+            fail_value(k, "order has shape " + shape_of(order) + ", expected (" + std::to_string(d.n) + ",)");
+        for (index i = 0; i < d.n; ++i)
+            if (d.order[i] < 0 || d.order[i] >= d.n)
+                fail_value(k, "order holds " + std::to_string(d.order[i]) + " at index " + std::to_string(i) +
+                                  ", expected 0 <= order < " + std::to_string(d.n));
+        const index steps = steps_per_epoch(d.n);
+        if (step_begin < 0 || step_begin > step_end || step_end > steps)
+            fail_value(k, "the step range [" + std::to_string(step_begin) + ", " + std::to_string(step_end) +
+                              ") must lie within the epoch's " + std::to_string(steps) + " steps");
+        const double* rates = input<double>(lrs, k, "lrs", 1);
+        if (lrs.shape(0) != step_end - step_begin)
+            fail_value(k, "lrs has shape " + shape_of(lrs) + ", expected one rate per step (" +
+                              std::to_string(step_end - step_begin) + ",)");
+        if (t0 < 1) fail_value(k, "t0 must be >= 1, got " + std::to_string(t0));
+        if (totals.outputs != outputs_)
+            fail_value(k, "totals are for " + std::to_string(totals.outputs) + " outputs, the model has " +
+                              std::to_string(outputs_));
+        written_disjoint(x, "X");
+        written_disjoint(y, "Y");
+        written_disjoint(order, "order");
+        written_disjoint(lrs, "lrs");
+        bool expected = false;
+        if (!busy_.compare_exchange_strong(expected, true))
+            throw py::value_error("Trainer.run: this trainer is already running in another thread");
+        struct Release {
+            std::atomic<bool>& flag;
+            ~Release() { flag = false; }
+        } release{busy_};
+        py::gil_scoped_release nogil;
+        trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals);
+    }
+
+    py::array params_, grads_, m_, v_;
+    std::unique_ptr<train::Trainer<float>> f32_;
+    std::unique_ptr<train::Trainer<double>> f64_;
+    index batch_ = 0, outputs_ = 0, features_ = 0;
+    std::atomic<bool> busy_{false};
+};
+
+py::array_t<double> vector_copy(const std::vector<double>& v) { return py::array_t<double>(v.size(), v.data()); }
+
+}  // namespace
+
+void register_train(py::module_& m) {
+    using py::arg;
+    py::class_<Totals>(m, "TrainTotals",
+                       "Running totals of a fused training run's completed steps (train/trainer.hpp)")
+        .def(py::init<index>(), arg("outputs"))
+        .def("reset", &Totals::reset)
+        .def_readonly("outputs", &Totals::outputs)
+        .def_readonly("steps", &Totals::steps)
+        .def_readonly("loss_sum", &Totals::loss_sum)
+        .def_readonly("weight_sum", &Totals::weight_sum)
+        .def_readonly("penalty_sum", &Totals::penalty_sum)
+        .def_readonly("correct", &Totals::correct)
+        .def_readonly("count", &Totals::count)
+        .def_property_readonly("sse", [](const Totals& t) { return vector_copy(t.sse); })
+        .def_property_readonly("sum", [](const Totals& t) { return vector_copy(t.sum); })
+        .def_property_readonly("sum_sq", [](const Totals& t) { return vector_copy(t.sum_sq); })
+        .def_readonly("diverged_step", &Totals::diverged_step)
+        .def_property_readonly("diverged", [](const Totals& t) -> py::object {
+            if (t.diverged == Divergence::loss) return py::str("loss");
+            if (t.diverged == Divergence::gradient) return py::str("gradient");
+            return py::none();
+        })
+        .def_readonly("diverged_value", &Totals::diverged_value)
+        .def_readonly("diverged_rows", &Totals::diverged_rows);
+
+    py::class_<PyTrainer>(m, "Trainer", "The fused training path over a model's flat buffers (train/trainer.hpp)")
+        .def(py::init<py::array, py::array, py::object, py::object, py::list, const std::string&,
+                      const std::string&, index, double, double, double, double, py::object>(),
+             arg("params").noconvert(), arg("grads").noconvert(), arg("m"), arg("v"), arg("layers"), arg("loss"),
+             arg("optimizer"), arg("batch_size"), arg("b1") = 0.0, arg("b2") = 0.0, arg("eps") = 0.0,
+             arg("weight_decay") = 0.0, arg("clipnorm") = py::none())
+        .def_property_readonly("batch_size", &PyTrainer::batch_size)
+        .def_property_readonly("outputs", &PyTrainer::outputs)
+        .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))
+        .def("run", &PyTrainer::run, arg("X").noconvert(), arg("Y").noconvert(), arg("W"),
+             arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
+             arg("model_step"), arg("totals"));
+}
+
+}}  // namespace fastmlp::bind

@@ -1,0 +1,175 @@
+// The fused training path: one call runs a range of mini-batch steps of an epoch (gather
+// the batch rows, forward, loss, backward, weight penalty, gradient check, optimizer
+// update), over workspaces allocated once when the trainer is created.
+//
+// It drives the existing kernels through ops.hpp and holds no math of its own: every step
+// makes the same calls, in the same order, with the same arguments as the Python per-op
+// loop (python/fastmlp/training.py, network.py, layers.py, optimizers.py), so both paths
+// give the same parameters bit for bit. Per step, with m the step's rows:
+//
+//   forward   Dense:   gemm NT  z = x W^T;  bias_act_forward (a = z when linear)
+//             Dropout: dropout_forward at the model's step counter
+//   loss      scale 1/m, or 1/sum(w) (0 if the sum is 0) with row weights, the weight sum
+//             taken in ascending row order in double
+//             a non-finite loss sum stops the run before the backward pass
+//   backward  Dense:   act_backward (dz = da when linear); gemm TN dW = dz^T x;
+//                      col_sum db; gemm NN dx = dz W (not for the first layer)
+//             Dropout: mul dx = dy * mask (not for the first layer)
+//   penalty   per Dense layer in order, coefficients lambda / n (or / m for scale
+//             "batch"): regularize when either coefficient is nonzero
+//   update    sum_squares of the whole gradient; a non-finite sum stops the run before
+//             the update; global-norm clipping; one optimizer_update over all parameters
+//
+// Parameters, gradients and the optimizer state are flat buffers owned by the caller
+// (the model's and the optimizer's numpy arrays); nothing is allocated after creation.
+// Baseline code, compiled once; the kernels are dispatched per ISA inside ops.hpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../common.hpp"
+
+namespace fastmlp { namespace train {
+
+enum class LayerKind : int { dense, dropout };
+
+// One layer of the model, as the per-op path would run it.
+struct LayerSpec {
+    LayerKind kind = LayerKind::dense;
+    index inputs = 0, outputs = 0;           // widths; equal for dropout
+    // Dense: activation and its parameter, W (outputs, inputs) and b (outputs,) as
+    // offsets into the flat parameter buffer (the gradients at the same offsets), and the
+    // regularizer's lambdas (both 0: none), divided per step by the training set's size
+    // or, with per_batch, by the step's rows.
+    Activation activation = Activation::linear;
+    double param = 0;
+    index weights_offset = 0, bias_offset = 0;
+    double l1 = 0, l2 = 0;
+    bool per_batch = false;
+    // Dropout: the rate, the model's seed (mod 2^64) and the layer's index in the model.
+    double rate = 0;
+    std::uint64_t seed = 0, layer_index = 0;
+};
+
+// The optimizer's constants (ops.hpp OptimizerHyper without the per-step lr and t).
+struct OptimizerSpec {
+    Optimizer kind = Optimizer::sgd;
+    double b1 = 0, b2 = 0, eps = 0, weight_decay = 0;
+    double clipnorm = 0;                     // <= 0: no clipping
+};
+
+struct TrainerSpec {
+    std::vector<LayerSpec> layers;
+    Loss loss = Loss::softmax_cross_entropy;
+    OptimizerSpec optimizer;
+    index batch = 0;                          // rows per step (the last step may have fewer)
+    index params = 0;                         // length of the flat buffers
+};
+
+// The caller's flat buffers: parameters, gradients and the optimizer state (m and v may
+// be null when the optimizer keeps no such state).
+template <class T>
+struct Buffers {
+    T* params = nullptr;
+    T* grads = nullptr;
+    T* m = nullptr;
+    T* v = nullptr;
+};
+
+// One epoch's training data and the order its rows are visited in.
+template <class T>
+struct EpochData {
+    const T* x = nullptr;                     // (n, inputs of the first layer)
+    const T* y = nullptr;                     // (n, outputs of the last layer), dense targets
+    const T* w = nullptr;                     // (n,) row weights, or null
+    const std::int64_t* order = nullptr;      // (n,) row indices in [0, n)
+    index n = 0;
+};
+
+enum class Divergence : int { none = 0, loss = 1, gradient = 2 };
+
+// Running totals of the steps that completed, in the per-op path's definitions
+// (python/fastmlp/metrics.py): the batch losses and penalties summed in step order in
+// double, the weight behind the losses (rows, or the row weights' sums), the metric's
+// sums. For r2, per output j in double: sse_j = sum (z - y)^2, sum_j = sum (y - c_j),
+// sum_sq_j = sum (y - c_j)^2 with c the mean of the first batch added (each batch summed
+// over its rows in ascending order, then added to the total).
+struct Totals {
+    explicit Totals(index outputs = 0);
+    void reset();
+
+    index outputs;
+    long long steps = 0;                      // steps completed (updates applied)
+    double loss_sum = 0, weight_sum = 0, penalty_sum = 0;
+    long long correct = 0, count = 0;         // accuracy (classification losses)
+    bool has_shift = false;
+    std::vector<double> shift, sse, sum, sum_sq;   // r2 (mse), one entry per output
+    // Set when a step stopped the run before its update: its index in the epoch, what
+    // was not finite, that value (the loss sum or the squared gradient norm) and its rows.
+    long long diverged_step = -1;
+    Divergence diverged = Divergence::none;
+    double diverged_value = 0;
+    index diverged_rows = 0;
+};
+
+// A buffer of T aligned to 64 bytes, allocated once.
+template <class T>
+class Workspace {
+public:
+    Workspace() = default;
+    explicit Workspace(index n);
+    ~Workspace();
+    Workspace(Workspace&& other) noexcept;
+    Workspace& operator=(Workspace&& other) noexcept;
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    T* data() const { return data_; }
+
+private:
+    T* data_ = nullptr;
+};
+
+template <class T>
+class Trainer {
+public:
+    // Checks the spec (widths chain, offsets inside the buffers, batch >= 1, the state
+    // the optimizer needs); throws std::invalid_argument naming the problem.
+    Trainer(TrainerSpec spec, Buffers<T> buffers);
+
+    const TrainerSpec& spec() const { return spec_; }
+    index steps_per_epoch(index n) const { return (n + spec_.batch - 1) / spec_.batch; }
+
+    // Steps [step_begin, step_end) of an epoch over `data` (step s covers the rows
+    // order[s * batch, min(n, (s + 1) * batch))). lrs[s - step_begin] is step s's rate,
+    // t0 the optimizer step number (from 1) of step_begin, model_step0 the model's
+    // training-step counter at step_begin (Dropout's masks). Adds the completed steps to
+    // `totals`; a divergence ends the run early and is recorded there. The caller has
+    // checked the arguments (shapes, index ranges, step range).
+    void run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs,
+             long long t0, std::uint64_t model_step0, Totals& totals);
+
+private:
+    struct LayerWork {
+        Workspace<T> out, act, dz, dx, mask;  // the ones the layer needs
+        const T* input = nullptr;             // this step's input (set by the forward)
+        T* output = nullptr;                  // this step's output
+    };
+
+    void gather(const EpochData<T>& data, index start, index rows);
+    const T* forward(index rows, std::uint64_t model_step);
+    void backward(index rows);
+    double penalty(index rows, index n);
+    void add_metrics(const T* logits, index rows, Totals& totals) const;
+
+    TrainerSpec spec_;
+    Buffers<T> buf_;
+    index features_ = 0, outputs_ = 0;
+    Workspace<T> x_, y_, w_, grad_;
+    std::vector<LayerWork> work_;
+    mutable std::vector<double> scratch_;     // 3 * outputs: one batch's r2 sums
+};
+
+extern template class Trainer<float>;
+extern template class Trainer<double>;
+
+}}  // namespace fastmlp::train

@@ -1,0 +1,167 @@
+"""The fused training path: fit's steps in one backend call per epoch.
+
+For a model whose layers are all built-in :class:`~fastmlp.layers.Dense` or
+:class:`~fastmlp.layers.Dropout` layers, with a built-in optimizer and regularizers, on a
+backend that offers ``fused_trainer`` (the native one, :class:`.backends.base.FusedTraining`),
+fit hands each epoch to one GIL-released C++ call: the gather of the shuffled batch rows,
+forward, loss, backward, penalty, finite checks and the optimizer update of every step
+run over workspaces allocated once per fit, on the model's flat parameter and gradient
+buffers and the optimizer's flat state. It makes the same kernel calls in the same order
+with the same arguments as the per-op loop (training.py), so the parameters are the same
+bit for bit; the per-op loop remains the reference and the path for every other model
+(Maxout, BatchNorm, Normalization, custom layers, NumPy backend).
+
+Python keeps what is not per-step work: the shuffled order, the rate of every step
+(:meth:`Optimizer.step_rates`, so schedules and ReduceLROnPlateau's scale apply as on the
+per-op path), the counters, callbacks and validation between epochs, and the History
+values, finished from the run's totals with the per-op path's formulas.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from .errors import diverged_at, diverged_loss
+from .layers import Dense, Dropout
+from .metrics import r2_from_sums
+from .optimizers import OPTIMIZERS, Optimizer
+from .regularizers import L1, L1L2, L2, Regularizer
+
+_REGULARIZERS = (Regularizer, L1, L2, L1L2)
+
+
+def _regularization(regularizer) -> Optional[dict]:
+    if regularizer is None:
+        return {"l1": 0.0, "l2": 0.0, "scale": "samples"}
+    if type(regularizer) not in _REGULARIZERS:       # a subclass may compute its own way
+        return None
+    return {"l1": regularizer.l1, "l2": regularizer.l2, "scale": regularizer.scale}
+
+
+def describe_layers(model) -> Optional[List[dict]]:
+    """The model's layers as ``fused_trainer`` takes them, or None when one of them (or
+    its regularizer) runs only on the per-op path."""
+    layers = []
+    for layer in model.layers:
+        if type(layer) is Dense:
+            penalty = _regularization(model._regularizer_of(layer))
+            if penalty is None:
+                return None
+            layers.append({"kind": "dense", "inputs": layer.input_dim, "units": layer.units,
+                           "activation": layer.activation, "param": layer.param,
+                           "W": layer.W, "b": layer.b, "dW": layer.dW, "db": layer.db,
+                           **penalty})
+        elif type(layer) is Dropout:
+            layers.append({"kind": "dropout", "width": layer.input_dim, "rate": layer.rate,
+                           "seed": layer.seed, "index": layer.index})
+        else:
+            return None
+    return layers
+
+
+def _key(layers: List[dict], optimizer: Optimizer) -> tuple:
+    """What a trainer was built from, arrays by identity (the layers' views never change)."""
+    scalars = tuple(tuple((k, v) for k, v in layer.items() if not isinstance(v, np.ndarray))
+                    for layer in layers)
+    return (scalars, type(optimizer), tuple(sorted(optimizer._kernel_arguments().items())),
+            optimizer.clipnorm, id(optimizer.m), id(optimizer.v))
+
+
+class FusedEpochs:
+    """fit's epochs on the fused path for one fit: :meth:`create` returns None when the
+    model, optimizer or backend cannot take it (fit then runs the per-op loop)."""
+
+    def __init__(self, model, optimizer: Optimizer, batch: int, factory):
+        self.model, self.optimizer, self.batch = model, optimizer, batch
+        self._factory = factory
+        self._trainer = None
+        self._key = None
+
+    @classmethod
+    def create(cls, model, optimizer: Optimizer, batch: int) -> Optional["FusedEpochs"]:
+        factory = getattr(model.backend, "fused_trainer", None)
+        if factory is None or type(optimizer) not in OPTIMIZERS.values() \
+                or describe_layers(model) is None:
+            return None
+        return cls(model, optimizer, batch, factory)
+
+    def applies(self) -> bool:
+        """Whether the model can still take the fused path (a callback may have given a
+        layer a regularizer only the per-op path runs)."""
+        return describe_layers(self.model) is not None
+
+    def _current(self, layers: List[dict]):
+        """The trainer for the current configuration: built at the first use and again
+        only if something changed between epochs (a callback replacing a regularizer or
+        the optimizer's state arrays)."""
+        key = _key(layers, self.optimizer)
+        if self._trainer is None or key != self._key:
+            opt = self.optimizer
+            self._trainer = self._factory(
+                params=self.model._params, grads=self.model._grads, m=opt.m, v=opt.v,
+                layers=layers, loss=self.model.loss, optimizer=opt.name, batch_size=self.batch,
+                clipnorm=opt.clipnorm, **opt._kernel_arguments())
+            self._key = key
+        return self._trainer
+
+    def train_epoch(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
+                    order: np.ndarray, epoch: int, steps_per_call: int,
+                    on_steps: Callable[[int], None]) -> Dict[str, float]:
+        """One epoch in calls of ``steps_per_call`` steps (``on_steps(k)`` after each);
+        returns the record the per-op loop's _train_epoch returns."""
+        n = len(X)
+        n_batches = -(-n // self.batch)
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        totals = None
+        for begin in range(0, n_batches, steps_per_call):
+            end = min(n_batches, begin + steps_per_call)
+            totals = self.run_steps(X, Y, W, order, begin, end, epoch, totals)
+            on_steps(end - begin)
+        record = {"data_loss": totals.loss_sum / totals.weight_sum
+                  if totals.weight_sum > 0 else 0.0,
+                  "penalty": totals.penalty_sum / n}
+        if self.model._loss.metric_name == "r2":
+            record["r2"] = r2_from_sums(totals.count, totals.sse, totals.sum, totals.sum_sq)
+        else:
+            record["accuracy"] = totals.correct / totals.count
+        return record
+
+    def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None):
+        """Steps [begin, end) of the epoch visiting rows in ``order``; adds them to
+        ``totals`` (new ones if None) and returns it. Advances the optimizer's and the
+        model's counters by the steps taken; raises DivergenceError (the weights and the
+        optimizer's state are those before the failing step) as the per-op loop does."""
+        model, opt = self.model, self.optimizer
+        layers = describe_layers(model)
+        if layers is None:
+            raise ValueError("the model has a layer or regularizer the fused path does not "
+                             "run; fit uses the per-op loop for it")
+        unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
+        opt._state_for(model._params)
+        trainer = self._current(layers)
+        if totals is None:
+            totals = trainer.new_totals()
+        n = len(X)
+        sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
+        lrs = opt.step_rates(sizes)
+        before = totals.steps
+        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step, totals)
+        done = totals.steps - before
+        opt.advance(done, int(sizes[:done].sum()), float(lrs[done - 1]) if done else 0.0)
+        model._step += done
+        if done:                                   # as the per-op forward leaves it
+            for layer in model.layers:
+                layer.step = model._step - 1
+        if opt.iterations == 0:                    # no step ever: no state, as step() leaves it
+            for name in unallocated:
+                setattr(opt, name, None)
+        if totals.diverged is not None:
+            step, n_batches = totals.diverged_step + 1, -(-n // self.batch)
+            rate = float(lrs[done])
+            if totals.diverged == "loss":
+                raise diverged_loss(epoch, step, n_batches,
+                                    totals.diverged_value / totals.diverged_rows, rate)
+            raise diverged_at(epoch, step, n_batches,
+                              opt.non_finite_gradient(totals.diverged_value, rate))
+        return totals
