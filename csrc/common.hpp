@@ -52,6 +52,12 @@ struct KernelTable {
     void (*gemm)(bool trans_a, bool trans_b, index m, index n, index k, T alpha,
                  const T* a, index lda, const T* b, index ldb, T beta, T* c, index ldc,
                  int threads);
+    // z = op(A) @ op(B) + bias (row broadcast), out = act(z): alpha = 1, beta = 0 (z and
+    // out never read), the bias and activation applied in the epilogue of each tile's last
+    // K block; bit-identical to gemm then bias_act_forward. out may be z only for linear.
+    void (*gemm_bias_act)(bool trans_a, bool trans_b, index m, index n, index k, const T* a,
+                          index lda, const T* b, index ldb, const T* bias, T* z, index ldz,
+                          T* out, index ldo, Activation act, T param, int threads);
     // chunk over rows: z[i, :] += bias; a[i, :] = act(z[i, :]).
     void (*bias_act_forward)(const T* bias, T* z, T* a, index rows, index cols,
                              Activation act, T param);

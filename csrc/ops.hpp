@@ -24,6 +24,17 @@ void gemm(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, inde
     kernels().get<T>().gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
 }
 
+// z = op(A) @ op(B) + bias, out = act(z) in one pass (the Dense forward); the same
+// threads as gemm and bit-identical to gemm then bias_act_forward.
+template <class T>
+void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, index lda,
+                   const T* b, index ldb, const T* bias, T* z, index ldz, T* out, index ldo,
+                   Activation act, T param) {
+    const int threads = threads_for(m * n * k, kGemmGrain);
+    kernels().get<T>().gemm_bias_act(ta, tb, m, n, k, a, lda, b, ldb, bias, z, ldz, out, ldo,
+                                     act, param, threads);
+}
+
 template <class T>
 void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activation act, T param) {
     const auto f = kernels().get<T>().bias_act_forward;

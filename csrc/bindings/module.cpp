@@ -45,6 +45,41 @@ void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, doubl
     });
 }
 
+void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z, py::array out, bool ta,
+                           bool tb, const std::string& act, double param) {
+    const char* k = "gemm_bias_act";
+    const Activation f = activation_of(k, act);
+    with_dtype(a, k, "a", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pa = input<T>(a, k, "a", 2);
+        const T* pb = input<T>(b, k, "b", 2);
+        const T* pbias = input<T>(bias, k, "bias", 1);
+        T* pz = output<T>(z, k, "z", 2);
+        T* po = output<T>(out, k, "out", 2);
+        const fastmlp::index m = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+        const fastmlp::index kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
+        if (ka != kb || z.shape(0) != m || z.shape(1) != n)
+            fail_value(k, "shape mismatch: a" + std::string(ta ? ".T" : "") + " is (" + std::to_string(m) + ", " +
+                              std::to_string(ka) + "), b" + (tb ? ".T" : "") + " is (" + std::to_string(kb) +
+                              ", " + std::to_string(n) + "), z is " + shape_of(z) + " (expected (" +
+                              std::to_string(m) + ", " + std::to_string(n) + ") with equal inner sizes)");
+        same_shape(k, z, "z", out, "out");
+        if (bias.shape(0) != n)
+            fail_value(k, "shape mismatch: bias is " + shape_of(bias) + ", z is " + shape_of(z) +
+                              " (bias must have z.shape[1] elements)");
+        no_overlap(k, z, "z", a, "a");
+        no_overlap(k, z, "z", b, "b");
+        no_overlap(k, z, "z", bias, "bias");
+        no_overlap(k, out, "out", a, "a");
+        no_overlap(k, out, "out", b, "b");
+        no_overlap(k, out, "out", bias, "bias");
+        if (po != pz && overlaps(out, z)) fail_value(k, "out overlaps z");
+        if (po == pz && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
+        py::gil_scoped_release nogil;
+        gemm_bias_act<T>(ta, tb, m, n, ka, pa, a.shape(1), pb, b.shape(1), pbias, pz, n, po, n, f, T(param));
+    });
+}
+
 void bias_act_binding(py::array z, py::array bias, py::array a, const std::string& act, double param) {
     const char* k = "bias_act_forward";
     const Activation f = activation_of(k, act);
@@ -475,6 +510,11 @@ PYBIND11_MODULE(_core, m) {
     using py::arg;
     m.def("gemm", &gemm_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
           arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0);
+    m.def("gemm_bias_act", &gemm_bias_act_binding, arg("a").noconvert(), arg("b").noconvert(),
+          arg("bias").noconvert(), arg("z").noconvert(), arg("out").noconvert(), arg("trans_a") = false,
+          arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
+          "z = op(a) @ op(b) + bias (row broadcast), out = act(z), in one pass; bit-identical to gemm "
+          "then bias_act_forward. z and out are never read; out may be z only for 'linear'.");
     m.def("bias_act_forward", &bias_act_binding, arg("z").noconvert(), arg("bias").noconvert(),
           arg("a").noconvert(), arg("activation"), arg("param"));
     m.def("act_backward", &act_backward_binding, arg("z").noconvert(), arg("a").noconvert(),

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "../ops.hpp"
+#include "../train/predictor.hpp"
 #include "../train/trainer.hpp"
 #include "arrays.hpp"
 #include "names.hpp"
@@ -233,6 +234,97 @@ private:
     std::atomic<bool> busy_{false};
 };
 
+// fastmlp._core.Predictor: the fused inference path (train/predictor.hpp) over a model's
+// flat parameter buffer, which it keeps alive. Immutable after creation, per-call scratch:
+// run() may be entered from several threads at once.
+class PyPredictor {
+public:
+    PyPredictor(py::array params, py::list layers, const std::string& loss) : params_(std::move(params)) {
+        constexpr const char* k = "Predictor";
+        with_dtype(params_, k, "params", [&](auto tag) {
+            using T = decltype(tag);
+            const T* p = input<T>(params_, k, "params", 1);
+            std::vector<train::DenseSpec> specs;
+            std::size_t i = 0;
+            for (const py::handle item : layers) {
+                const std::string name = "layers[" + std::to_string(i++) + "]";
+                if (!py::isinstance<py::dict>(item)) throw py::type_error(std::string(k) + ": " + name + " must be a dict");
+                const py::dict d = py::reinterpret_borrow<py::dict>(item);
+                train::DenseSpec l;
+                l.inputs = integer(d, "inputs");
+                l.outputs = integer(d, "units");
+                l.activation = activation_of(k, d["activation"].cast<std::string>());
+                l.param = number(d, "param");
+                if (l.inputs < 1 || l.outputs < 1) fail_value(k, name + " must have widths >= 1");
+                l.weights_offset = offset_in<T>(params_, d["W"], name + "['W']", {l.outputs, l.inputs});
+                l.bias_offset = offset_in<T>(params_, d["b"], name + "['b']", {l.outputs});
+                specs.push_back(l);
+            }
+            try {
+                auto pred = std::make_unique<train::Predictor<T>>(std::move(specs), loss_of(k, loss), p,
+                                                                  index(params_.size()));
+                features_ = pred->features();
+                outputs_ = pred->outputs();
+                if constexpr (sizeof(T) == sizeof(float)) f32_ = std::move(pred); else f64_ = std::move(pred);
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(e.what());
+            }
+        });
+        loss_ = loss_of(k, loss);
+    }
+
+    index features() const { return features_; }
+    index outputs() const { return outputs_; }
+
+    // mode 0: logits (n, k); 1: probabilities (n, k); 2: predict's labels (int64 (n,) for
+    // softmax cross-entropy, int64 (n, k) for binary cross-entropy, values (n, k) for mse).
+    py::array run(const py::array& x, int mode, index chunk) const {
+        if (f32_) return run_as<float>(*f32_, x, mode, chunk);
+        return run_as<double>(*f64_, x, mode, chunk);
+    }
+
+private:
+    template <class T>
+    py::array run_as(const train::Predictor<T>& pred, const py::array& x, int mode, index chunk) const {
+        const char* k = "Predictor.run";
+        const T* px = input<T>(x, k, "X", 2);
+        if (x.shape(1) != features_)
+            fail_value(k, "X has shape " + shape_of(x) + ", expected (n, " + std::to_string(features_) + ")");
+        if (mode < 0 || mode > 2) fail_value(k, "mode must be 0 (logits), 1 (proba) or 2 (labels)");
+        if (chunk < 1) fail_value(k, "chunk must be >= 1, got " + std::to_string(chunk));
+        if (mode == 1 && loss_ == Loss::mse) fail_value(k, "probabilities need a classification loss");
+        const index n = x.shape(0);
+        const auto m = train::PredictMode(mode);
+        T* out_t = nullptr;
+        std::int64_t* out_i = nullptr;
+        py::array out;
+        if (m == train::PredictMode::labels && loss_ == Loss::softmax_cross_entropy) {
+            py::array_t<std::int64_t> o(n);
+            out_i = o.mutable_data();
+            out = o;
+        } else if (m == train::PredictMode::labels && loss_ == Loss::binary_cross_entropy) {
+            py::array_t<std::int64_t> o({n, outputs_});
+            out_i = o.mutable_data();
+            out = o;
+        } else {
+            py::array_t<T> o({n, outputs_});
+            out_t = o.mutable_data();
+            out = o;
+        }
+        {
+            py::gil_scoped_release nogil;
+            pred.run(px, n, chunk, m, out_t, out_i);
+        }
+        return out;
+    }
+
+    py::array params_;
+    std::unique_ptr<train::Predictor<float>> f32_;
+    std::unique_ptr<train::Predictor<double>> f64_;
+    Loss loss_ = Loss::softmax_cross_entropy;
+    index features_ = 0, outputs_ = 0;
+};
+
 py::array_t<double> vector_copy(const std::vector<double>& v) { return py::array_t<double>(v.size(), v.data()); }
 
 }  // namespace
@@ -274,6 +366,14 @@ void register_train(py::module_& m) {
         .def("run", &PyTrainer::run, arg("X").noconvert(), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
              arg("model_step"), arg("totals"));
+
+    py::class_<PyPredictor>(m, "Predictor",
+                            "The fused inference path over a model's flat parameters (train/predictor.hpp)")
+        .def(py::init<py::array, py::list, const std::string&>(), arg("params").noconvert(), arg("layers"),
+             arg("loss"))
+        .def_property_readonly("features", &PyPredictor::features)
+        .def_property_readonly("outputs", &PyPredictor::outputs)
+        .def("run", &PyPredictor::run, arg("X").noconvert(), arg("mode"), arg("chunk"));
 }
 
 }}  // namespace fastmlp::bind

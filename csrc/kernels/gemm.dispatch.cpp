@@ -3,6 +3,7 @@
 // (gemm.hpp, gemm_microkernel.hpp) live in this unit's anonymous namespace. The tile is
 // GemmTile<T>: avx512 12x32 float / 12x16 double, avx2 6x16 / 6x8, generic 4x8 / 4x4.
 #include "../common.hpp"
+#include "activations.hpp"  // activate<T>: the fused bias + activation epilogue
 #include "gemm.hpp"
 
 namespace fastmlp {
@@ -11,6 +12,8 @@ template <>
 void register_gemm<Isa::FASTMLP_ISA_NS>(Kernels& k) {
     k.f32.gemm = &FASTMLP_ISA_NS::gemm_packed<float>;
     k.f64.gemm = &FASTMLP_ISA_NS::gemm_packed<double>;
+    k.f32.gemm_bias_act = &FASTMLP_ISA_NS::gemm_bias_act<float>;
+    k.f64.gemm_bias_act = &FASTMLP_ISA_NS::gemm_bias_act<double>;
 }
 
 }  // namespace fastmlp

@@ -291,6 +291,7 @@ struct GemmJob {
     index ldc;
     KBlocks kb;
     index mc, nc;
+    BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
     int grid_m, grid_n;        // the team as a grid_m x grid_n grid of rectangles of C
     char* ws;                  // per thread: an A block (a_bytes), then a B panel
     std::size_t a_bytes, slot_bytes;
@@ -302,7 +303,7 @@ struct GemmJob {
 // block: dX of a small layer), they go along the rows instead, writing C row by row.
 template <class T>
 inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index kc, Epilogue e,
-                          index ic, index mcur, index j0, index cols) {
+                          bool last, index ic, index mcur, index j0, index cols) {
     constexpr int MR = GemmTile<T>::MR, NV = GemmTile<T>::NV;
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     auto tile = [&](index ir, index jr) {
@@ -310,10 +311,16 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index
         const T* a = ap + ir * AS;
         const T* b = bp + (jr / NR) * NR * kc;
         T* c = job.c + (ic + ir) * job.ldc + j0 + jr;
+        BiasAct<T> ba;
+        if (last && job.fused.bias) {  // the fused epilogue, on the last K block only
+            ba = job.fused;
+            ba.bias += j0 + jr;
+            if (ba.out) ba.out += (ic + ir) * ba.ldo + j0 + jr;
+        }
         if (nr <= W)  // the narrow last panel (pack_b_panel)
-            gemm_microkernel<T, MR, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr);
+            gemm_microkernel<T, MR, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         else
-            gemm_microkernel<T, MR, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr);
+            gemm_microkernel<T, MR, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
     };
     if (kc * round_up(cols, NR) * index(sizeof(T)) <= kL1Bytes / 2) {
         for (index ir = 0; ir < mcur; ir += MR)
@@ -337,8 +344,8 @@ void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, T*
             for (index ic = r0; ic < r1; ic += job.mc) {
                 const index mcur = imin(job.mc, r1 - ic);
                 pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
-                compute_block(job, apack, bpack, kc, epilogue_for(blk, job.beta), ic, mcur, jc,
-                              ncur);
+                compute_block(job, apack, bpack, kc, epilogue_for(blk, job.beta),
+                              blk + 1 == job.kb.count, ic, mcur, jc, ncur);
             }
         }
     }
@@ -379,23 +386,36 @@ inline void choose_grid(index m, index n, index mr, index nr, int nt, int& gm, i
     gn = nt / gm;
 }
 
+// The driver for gemm and gemm_bias_act: `fused.bias` set means the bias + activation
+// epilogue (fused.out at row 0, column 0; null when out is c and the activation linear).
 template <class T>
-void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
-                 const T* b, index ldb, T beta, T* c, index ldc, int threads) {
+void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
+              const T* b, index ldb, T beta, T* c, index ldc, int threads,
+              const BiasAct<T>& fused) {
     constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
     if (m <= 0 || n <= 0) return;
+    // The small cases: the plain product, then bias_act_forward row by row (the same
+    // arithmetic as the epilogue: both add in T and use activate<T>).
+    auto finish_small = [&] {
+        if (!fused.bias) return;
+        for (index i = 0; i < m; ++i)
+            bias_act_forward<T>(fused.bias, c + i * ldc, fused.out ? fused.out + i * fused.ldo : c + i * ldc,
+                                1, n, fused.act, fused.param);
+    };
     if (k <= 0) {
         note_team_size(1);
-        return scale_c(m, n, beta, c, ldc);
+        scale_c(m, n, beta, c, ldc);
+        return finish_small();
     }
     if (m * n * k <= kTinyWork) {
         note_team_size(1);
-        return gemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return finish_small();
     }
     if (threads < 1) threads = 1;
 
     GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0,
-                   1, 1, nullptr, 0, 0};
+                   fused, 1, 1, nullptr, 0, 0};
     choose_grid(m, n, MR, NR, threads, job.grid_m, job.grid_n);
     const index kc_max = job.kb.size(0);
     job.mc = imin(kMC, round_up((m + job.grid_m - 1) / job.grid_m, MR));
@@ -420,6 +440,29 @@ void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* 
         if (tid == 0) note_team_size(nt);
         for (int rect = tid; rect < threads; rect += nt) gemm_grid_rect(job, rect, tid);
     }
+}
+
+template <class T>
+void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
+                 const T* b, index ldb, T beta, T* c, index ldc, int threads) {
+    gemm_run<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, BiasAct<T>{});
+}
+
+// z = op(A) @ op(B) + bias (row broadcast), out = act(z); alpha = 1, beta = 0 (z and out
+// are never read before written). Bit-identical to gemm then bias_act_forward on the same
+// ISA: the epilogue of each tile's last K block adds the bias in T and applies activate<T>
+// while the tile is in registers. out may be z only for the linear activation.
+template <class T>
+void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, index lda,
+                   const T* b, index ldb, const T* bias, T* z, index ldz, T* out, index ldo,
+                   Activation act, T param, int threads) {
+    BiasAct<T> fused;
+    fused.bias = bias;
+    fused.out = out == z ? nullptr : out;
+    fused.ldo = ldo;
+    fused.act = act;
+    fused.param = param;
+    gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), z, ldz, threads, fused);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

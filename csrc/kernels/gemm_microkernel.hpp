@@ -19,6 +19,7 @@
 // the same per-element arithmetic, half the wasted lanes.
 #pragma once
 #include "../simd/vec.hpp"
+#include "activations.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
@@ -37,6 +38,20 @@ enum class Epilogue : int {
     overwrite,    // first K block, beta == 0:  C = alpha * acc        (C is never read)
     scale_add,    // first K block, beta != 0:  C = alpha * acc + beta * C
     accumulate,   // later K blocks:            C = C + alpha * acc
+};
+
+// The fused bias + activation epilogue (gemm_bias_act), set on the tiles of the last K
+// block only: after C is finished, z = C + bias[j] (one rounding in T, as bias_act_forward
+// does it), C = z, out = act(z) (activate<T>, the same vector function bias_act_forward
+// uses). bias == nullptr: a plain GEMM tile. out == nullptr: only z is written (the linear
+// activation with out == z). bias and out point at the tile's first column / element.
+template <class T>
+struct BiasAct {
+    const T* bias = nullptr;
+    T* out = nullptr;
+    index ldo = 0;
+    Activation act = Activation::linear;
+    T param = T(0);
 };
 
 template <class V, class S>
@@ -61,7 +76,8 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 // spilled to a local buffer and finished element by element with the same epilogue.
 template <class T, int MR, int NV, index AS>
 inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restrict b, T alpha,
-                             T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr) {
+                             T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
+                             const BiasAct<T>& ba = BiasAct<T>{}) {
     constexpr index W = lanes<T>;
     constexpr index NR = NV * W;
     Vec<T> acc[MR][NV];
@@ -88,6 +104,28 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
     if (mr == MR && nr == NR) {
         const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta);
         const Vec<T> zero = splat<T>(T(0));
+        if (ba.bias) {
+            Vec<T> bias[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) bias[v] = load<T>(ba.bias + v * W);
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) {
+                    T* cp = c + r * ldc + v * W;
+                    const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
+                    acc[r][v] = apply_epilogue(e, acc[r][v], old, va, vb) + bias[v];
+                    store<T>(cp, acc[r][v]);
+                }
+            if (ba.out) {
+#pragma GCC unroll 32
+                for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; ++v)
+                        store<T>(ba.out + r * ba.ldo + v * W, activate<T>(ba.act, acc[r][v], ba.param));
+            }
+            return;
+        }
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -107,7 +145,18 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
         for (index j = 0; j < nr; ++j) {
             T* cp = c + r * ldc + j;
             const T old = e == Epilogue::overwrite ? T(0) : *cp;
-            *cp = apply_epilogue(e, tile[r * NR + j], old, alpha, beta);
+            T z = apply_epilogue(e, tile[r * NR + j], old, alpha, beta);
+            if (ba.bias) z = z + ba.bias[j];
+            *cp = tile[r * NR + j] = z;
+        }
+    if (!ba.out) return;
+    // The activation, a vector at a time from the tile (lanes are independent, so the
+    // lanes past nr, never stored, do not matter).
+    for (index r = 0; r < mr; ++r)
+        for (index j = 0; j < nr; j += W) {
+            const Vec<T> av = activate<T>(ba.act, load<T>(tile + r * NR + j), ba.param);
+            if (nr - j >= W) store<T>(ba.out + r * ba.ldo + j, av);
+            else store_part<T>(ba.out + r * ba.ldo + j, av, nr - j);
         }
 }
 

@@ -153,10 +153,11 @@ const T* Trainer<T>::forward(index rows, std::uint64_t model_step) {
         if (l.kind == LayerKind::dense) {
             T* z = w.out.data();
             const T* W = buf_.params + l.weights_offset;
-            gemm<T>(false, true, rows, l.outputs, l.inputs, T(1.0), in, l.inputs, W, l.inputs, T(0.0), z,
-                    l.outputs);
             T* a = l.activation == Activation::linear ? z : w.act.data();
-            bias_act_forward<T>(buf_.params + l.bias_offset, z, a, rows, l.outputs, l.activation, T(l.param));
+            // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
+            gemm_bias_act<T>(false, true, rows, l.outputs, l.inputs, in, l.inputs, W, l.inputs,
+                             buf_.params + l.bias_offset, z, l.outputs, a, l.outputs, l.activation,
+                             T(l.param));
             w.output = a;
         } else {
             dropout_forward<T>(in, w.out.data(), w.mask.data(), rows * l.outputs, l.rate, l.seed, l.layer_index,

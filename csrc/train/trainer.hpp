@@ -7,7 +7,7 @@
 // loop (python/fastmlp/training.py, network.py, layers.py, optimizers.py), so both paths
 // give the same parameters bit for bit. Per step, with m the step's rows:
 //
-//   forward   Dense:   gemm NT  z = x W^T;  bias_act_forward (a = z when linear)
+//   forward   Dense:   gemm_bias_act  z = x W^T + b, a = act(z) (a = z when linear)
 //             Dropout: dropout_forward at the model's step counter
 //   loss      scale 1/m, or 1/sum(w) (0 if the sum is 0) with row weights, the weight sum
 //             taken in ascending row order in double

@@ -60,6 +60,51 @@ def describe_layers(model) -> Optional[List[dict]]:
     return layers
 
 
+def describe_inference(model) -> Optional[List[dict]]:
+    """The model's Dense layers as ``fused_predictor`` takes them (Dropout is the identity
+    at inference and is left out), or None when a layer runs only on the per-op path
+    (Maxout, BatchNorm, Normalization, custom layers or subclasses)."""
+    layers = []
+    for layer in model.layers:
+        if type(layer) is Dense:
+            layers.append({"inputs": layer.input_dim, "units": layer.units,
+                           "activation": layer.activation, "param": layer.param,
+                           "W": layer.W2, "b": layer.b2})
+        elif type(layer) is not Dropout:
+            return None
+    return layers or None
+
+
+def inference_key(model) -> tuple:
+    """What a predictor is built from: the backend and every layer's type and activation
+    (the parameter views never change; the weights are read at every call)."""
+    return (id(model.backend), id(model._params)) + tuple(
+        (type(layer), getattr(layer, "activation", None), getattr(layer, "param", None))
+        for layer in model.layers)
+
+
+def predictor(model):
+    """The model's fused predictor, built at the first use and kept on the model (rebuilt
+    only if a layer's activation or the backend changed), or None when the backend or a
+    layer needs the per-op forward. A predictor is immutable, so concurrent predict calls
+    may share it."""
+    factory = getattr(model.backend, "fused_predictor", None)
+    if factory is None:
+        return None
+    key = inference_key(model)
+    cached = model.__dict__.get("_fused_predictor")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    layers, built = describe_inference(model), None
+    if layers is not None:
+        try:
+            built = factory(params=model._params, layers=layers, loss=model.loss)
+        except ValueError:   # e.g. an unpickled model whose layers no longer view _params
+            built = None
+    model._fused_predictor = (key, built)
+    return built
+
+
 def _key(layers: List[dict], optimizer: Optimizer) -> tuple:
     """What a trainer was built from, arrays by identity (the layers' views never change)."""
     scalars = tuple(tuple((k, v) for k, v in layer.items() if not isinstance(v, np.ndarray))

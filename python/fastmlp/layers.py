@@ -183,14 +183,17 @@ class _Affine(Layer):
         initializers.initialize(self.init, self.W2, rng)
         self.b.fill(0)
 
-    def _product(self, backend: Backend, x: np.ndarray, workspace: Workspace,
-                 training: bool) -> np.ndarray:
-        """``Z = X W2^T`` into the workspace (the bias is the subclass's to add)."""
+    def _affine(self, backend: Backend, x: np.ndarray, workspace: Workspace, training: bool,
+                activation: str = "linear", param: float = 0.0) -> np.ndarray:
+        """``Z = X W2^T + b2`` and ``A = act(Z)`` in the workspace's arrays, in one pass
+        (the bias and activation in the GEMM's epilogue on the native backend); returns A
+        (which is Z for the linear activation)."""
         z = workspace.get("z", (len(x), self.rows), x.dtype)
-        backend.gemm(x, self.W2, z, trans_b=True)
+        a = z if activation == "linear" else workspace.get("a", z.shape, z.dtype)
+        backend.gemm_bias_act(x, self.W2, self.b2, z, a, activation, param)
         if training:
             self._x, self._ws = x, workspace
-        return z
+        return a
 
     def _backward_linear(self, backend: Backend, dz: np.ndarray,
                          need_dx: bool) -> Optional[np.ndarray]:
@@ -256,10 +259,7 @@ class Dense(_Affine):
                 training: bool = False) -> np.ndarray:
         """``Z = X W^T + b`` and ``A = act(Z)`` in the workspace's arrays; returns A
         (which is Z for a linear layer)."""
-        z = self._product(backend, x, workspace, training)
-        a = z if self.activation == "linear" else workspace.get("a", z.shape, z.dtype)
-        backend.bias_act_forward(z, self.b, a, self.activation, self.param)
-        return a
+        return self._affine(backend, x, workspace, training, self.activation, self.param)
 
     def backward(self, backend: Backend, da: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
         """``dZ = dA * act'(Z)``, then the affine backward (dW, db and, if needed, dX)."""
@@ -355,8 +355,7 @@ class Maxout(_Affine):
         return (self.units, self.pieces, self.input_dim)
 
     def forward(self, backend, x, workspace, training=False):
-        z = self._product(backend, x, workspace, training)
-        backend.bias_act_forward(z, self.b2, z, "linear", 0.0)
+        z = self._affine(backend, x, workspace, training)
         a = workspace.get("a", (len(x), self.units), x.dtype)
         argmax = workspace.get("argmax", (len(x), self.units), np.int32)
         backend.maxout_forward(z, a, argmax)

@@ -15,6 +15,7 @@ from .layers import Layer, Normalization, Workspace
 from .losses import get_loss
 from .metrics import PassTotals, weight_total
 from .regularizers import check_regularizer
+from . import fused as _fused, training as _training
 from .training import History, fit
 
 INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=None
@@ -118,6 +119,11 @@ class Sequential:
             layer.bind(params[start:stop], grads[start:stop])
             layer.initialize(rng)
         return params, grads
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
+        return state
 
     def __repr__(self) -> str:
         return (f"Sequential({list(self.layers)}, input_dim={self.input_dim}, "
@@ -284,16 +290,43 @@ class Sequential:
                 out = layer.forward(self.backend, out, workspace, False)
             yield start, out
 
-    def _collect(self, X, batch_size: Optional[int], transform) -> np.ndarray:
-        """``transform(logits)`` over all chunks; single-column results come back 1-D."""
+    def _predictor(self):
+        """The fused inference path (:func:`fastmlp.fused.predictor`) or None: Dense and
+        Dropout models on the native backend, unless the fused switch is off."""
+        return _fused.predictor(self) if _training._FUSED else None
+
+    def _chunk_logits(self, X: np.ndarray,
+                      batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
+        """(start row, logits) per chunk as :meth:`_logits`; on the fused path all logits
+        come from one C++ call and are handed out in the same chunks."""
+        fused = self._predictor()
+        if fused is None:
+            yield from self._logits(X, batch_size)
+            return
+        step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+        logits = fused.run(X, 0, step)
+        for start in range(0, len(X), step):
+            yield start, logits[start:start + step]
+
+    def _collect(self, X, batch_size: Optional[int], transform, mode: int) -> np.ndarray:
+        """``transform(logits)`` over all chunks; single-column results come back 1-D.
+
+        On the fused path one GIL-released C++ call computes every chunk and the result
+        (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
         X = as_features(X, "X", self.input_dim, self.dtype)
-        result = np.concatenate([transform(logits) for _, logits in self._logits(X, batch_size)])
+        fused = self._predictor()
+        if fused is not None:
+            step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+            result = fused.run(X, mode, step)
+        else:
+            result = np.concatenate([transform(logits)
+                                     for _, logits in self._logits(X, batch_size)])
         return result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
 
     def predict(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
         """Integer labels (n,) for softmax cross-entropy; 0/1 for binary cross-entropy;
         values for MSE. A single-output model returns shape (n,), otherwise (n, k)."""
-        return self._collect(X, batch_size, self._loss.predict)
+        return self._collect(X, batch_size, self._loss.predict, 2)
 
     def predict_proba(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
         """Class probabilities: softmax rows (n, k) for softmax cross-entropy; sigmoid
@@ -302,7 +335,7 @@ class Sequential:
         if not self._loss.classifier:
             raise ValueError(f"predict_proba needs a classification loss; this model's loss "
                              f"is {self.loss!r}: use predict")
-        return self._collect(X, batch_size, self._probabilities)
+        return self._collect(X, batch_size, self._probabilities, 1)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         proba = np.empty_like(logits)
@@ -321,7 +354,7 @@ class Sequential:
     def _evaluate(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
                   weights: Optional[np.ndarray] = None) -> dict:
         totals = PassTotals(self._loss.metric())
-        for start, logits in self._logits(X, batch_size):
+        for start, logits in self._chunk_logits(X, batch_size):
             stop = start + len(logits)
             targets = Y[start:stop]
             if weights is None:

@@ -70,3 +70,27 @@ def test_fork_after_training_does_not_hang(native):
     serial, predictions = queue.get(timeout=5)
     assert serial is True
     assert len(predictions) == 5
+
+
+_SPIN_PROBE = ("import json, os, fastmlp; fastmlp.Sequential([fastmlp.Dense(2)], input_dim=2); "
+               "print(json.dumps([os.environ.get('GOMP_SPINCOUNT'), "
+               "fastmlp.backend_info()['omp_spin']]))")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, [native_backend.OMP_SPIN, native_backend.OMP_SPIN]),   # unset: a bounded spin
+    ({"GOMP_SPINCOUNT": "5"}, ["5", "user"]),                   # the user's value wins
+    ({"OMP_WAIT_POLICY": "active"}, [None, "user"]),            # and so does their policy
+])
+def test_bounded_omp_spin_in_fresh_process(env, expected):
+    """Importing the native backend in a fresh process sets GOMP_SPINCOUNT before libgomp
+    loads when the user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, and leaves the
+    environment alone when they did."""
+    import json
+    import os
+    import subprocess
+    import sys
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", _SPIN_PROBE], env={**base, **env},
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected

@@ -39,6 +39,16 @@ class Backend(Protocol):
         With beta == 0, ``c`` is never read (it may hold NaN).
         """
 
+    def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
+                      a: np.ndarray, activation: str, param: float) -> None:
+        """The Dense forward: ``z = x @ w.T + bias`` (bias added to every row), then
+        ``a = act(z)``; ``x`` is ``(m, n_in)``, ``w`` is ``(n_out, n_in)``.
+
+        Exactly ``gemm(x, w, z, trans_b=True)`` then ``bias_act_forward(z, bias, a, ...)``
+        (the native backend fuses them into the GEMM's epilogue, bit for bit the same).
+        ``z`` and ``a`` are never read; ``a`` may be ``z`` only when activation is "linear".
+        """
+
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: str, param: float) -> None:
         """``z[i, :] += bias`` for every row, then ``a = act(z)``.

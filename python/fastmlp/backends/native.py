@@ -7,11 +7,47 @@ threads of :mod:`fastmlp.runtime`. The semantics are those of :class:`.base.Back
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
 
-from .. import _core
+# OpenMP spin-wait (README "Threads and SIMD", BUILD-NOTES §2). After a parallel region
+# libgomp's idle workers spin before they sleep (300000 spins by default); NumPy's OpenBLAS
+# pool does the same, so code alternating the two had each pool's spinning threads steal
+# the cores from the other: a loop alternating 192x192 products ran 35-63x slower than its
+# two halves. A bounded spin keeps our small kernels as fast (workers still wake hot
+# within a region's gap) and ends the fight. libgomp reads GOMP_SPINCOUNT once, when it is
+# loaded, so it is set here, before ``_core`` (and so libgomp) loads, and only when the
+# user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT: a user's own setting always wins.
+# If libgomp was already loaded by another library, it has read its environment and
+# nothing is changed. Child processes inherit the variable. backend_info()["omp_spin"]
+# says which case applies: the spin count set here, "user" or "unknown".
+OMP_SPIN = "1000"
+
+
+def _libgomp_loaded() -> Optional[bool]:
+    """Whether libgomp is mapped into this process already (None: cannot tell)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return "libgomp" in maps.read()
+    except OSError:
+        return None
+
+
+def _bound_omp_spin() -> str:
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return "user"
+    loaded = _libgomp_loaded()
+    if loaded is None or loaded:
+        return "unknown"
+    os.environ["GOMP_SPINCOUNT"] = OMP_SPIN
+    return OMP_SPIN
+
+
+_OMP_SPIN_IN_EFFECT = _bound_omp_spin()
+
+from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load)
 
 
 class NativeBackend:
@@ -22,6 +58,10 @@ class NativeBackend:
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
              trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
         _core.gemm(a, b, c, trans_a, trans_b, alpha, beta)
+
+    def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
+                      a: np.ndarray, activation: str, param: float) -> None:
+        _core.gemm_bias_act(x, w, bias, z, a, False, True, activation, param)
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: str, param: float) -> None:
@@ -94,6 +134,14 @@ class NativeBackend:
         return FusedTrainer(_core.Trainer(params, grads, m, v, layers, loss, optimizer,
                                           batch_size, b1, b2, eps, weight_decay, clipnorm))
 
+    def fused_predictor(self, *, params: np.ndarray, layers: list, loss: str):
+        """The fused inference path: a C++ predictor over the Dense ``layers`` (dicts with
+        inputs, units, activation, param and the W, b views into ``params``). Its
+        ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
+        labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
+        with per-call scratch (safe from several threads at once)."""
+        return _core.Predictor(params, layers, loss)
+
 
 class FusedTrainer:
     """:class:`.base.FusedTrainer` over ``_core.Trainer`` (csrc/train/trainer.hpp)."""
@@ -116,7 +164,9 @@ class FusedTrainer:
 
 
 def backend_info() -> dict:
-    return dict(_core.backend_info())
+    info = dict(_core.backend_info())
+    info["omp_spin"] = _OMP_SPIN_IN_EFFECT
+    return info
 
 
 def set_isa(name: str) -> str:

@@ -242,6 +242,12 @@ class NumPyBackend:
             c *= beta
             c += alpha * (op_a @ op_b)
 
+    def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
+                      a: np.ndarray, activation: str, param: float) -> None:
+        """``z = x @ w.T + bias``, ``a = act(z)``: gemm then bias_act_forward."""
+        self.gemm(x, w, z, trans_b=True)
+        self.bias_act_forward(z, bias, a, activation, param)
+
     @_underflow_ok
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: str, param: float) -> None:

@@ -1,0 +1,62 @@
+// The fused inference path: predict / predict_proba / evaluate's forward in one call over
+// all rows, for models of Dense layers (Dropout is the identity at inference and is left
+// out of the spec by the caller).
+//
+// It drives the kernels through ops.hpp and holds no math of its own: per chunk of rows,
+// per Dense layer, the per-op inference forward's calls (layers.py Dense.forward with
+// training=False) with the same arguments:
+//
+//   gemm NT  z = x W^T;  bias_act_forward (a = z when linear)
+//
+// then, for predict_proba, ops.hpp output() (softmax / sigmoid rows) and, for predict, the
+// labels (the first maximum of each row with NaN counting as the maximum, as np.argmax;
+// z > 0 for binary cross-entropy; the logits for mse). GEMM's K order does not depend on
+// the row count and every other step is row-wise, so a row's result does not depend on
+// the chunk or the batch it comes in, bit for bit, and equals the per-op path's.
+//
+// Thread safety: a Predictor is immutable after construction and reads the parameters
+// only; the scratch is per call (thread_local grow-only buffers up to kKeepScratch bytes
+// per thread, larger ones allocated for the call and freed), so several threads may run
+// one Predictor at once. Writing the weights during a call is the caller's race.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../common.hpp"
+
+namespace fastmlp { namespace train {
+
+struct DenseSpec {
+    index inputs = 0, outputs = 0;
+    Activation activation = Activation::linear;
+    double param = 0;
+    index weights_offset = 0, bias_offset = 0;   // into the flat parameter buffer
+};
+
+enum class PredictMode : int { logits = 0, proba = 1, labels = 2 };
+
+template <class T>
+class Predictor {
+public:
+    // Checks the chain of widths and the offsets (std::invalid_argument naming the problem).
+    Predictor(std::vector<DenseSpec> layers, Loss loss, const T* params, index n_params);
+
+    index features() const { return layers_.front().inputs; }
+    index outputs() const { return layers_.back().outputs; }
+
+    // x (n, features) row-major; chunk >= 1 rows per pass. out: logits and proba (n, k)
+    // of T (out_t); labels (n,) int64 for softmax cross-entropy, (n, k) int64 for binary
+    // cross-entropy (out_i), or (n, k) of T for mse (out_t).
+    void run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const;
+
+private:
+    std::vector<DenseSpec> layers_;
+    Loss loss_;
+    const T* params_;
+    index widest_ = 0;
+};
+
+extern template class Predictor<float>;
+extern template class Predictor<double>;
+
+}}  // namespace fastmlp::train

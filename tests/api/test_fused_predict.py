@@ -1,0 +1,180 @@
+"""The fused inference path (fastmlp/fused.py predictor, csrc/train/predictor.hpp): for
+Dense/Dropout models on the native backend, predict, predict_proba and evaluate run the
+forward, the output function and the labels in one GIL-released C++ call. Results equal
+the per-op native forward bit for bit; a row's result does not depend on the batch it
+comes in; concurrent calls from several threads equal serial ones; every other model
+falls back to the per-op path."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import fused, training
+from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout
+from fastmlp.network import Sequential
+
+LOSSES = {"softmax_cross_entropy": 5, "binary_cross_entropy": 3, "mse": 2}
+
+
+@pytest.fixture(autouse=True)
+def _native(native):
+    pass
+
+
+def _model(loss, dtype="float32", features=20, hidden=(48, "relu"), dropout=True):
+    layers = [Dense(hidden[0], hidden[1])]
+    if dropout:
+        layers.append(Dropout(0.3))
+    layers += [Dense(24, "tanh"), Dense(LOSSES[loss])]
+    return Sequential(layers, input_dim=features, loss=loss, dtype=dtype, seed=3)
+
+
+def _data(n, features=20, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, features))
+
+
+def _targets(loss, n, seed=1):
+    rng = np.random.default_rng(seed)
+    if loss == "softmax_cross_entropy":
+        return rng.integers(0, LOSSES[loss], n)
+    if loss == "binary_cross_entropy":
+        return rng.integers(0, 2, (n, LOSSES[loss]))
+    return rng.standard_normal((n, LOSSES[loss]))
+
+
+def _per_op(monkeypatch, fn):
+    with monkeypatch.context() as m:
+        m.setattr(training, "_FUSED", False)
+        return fn()
+
+
+def _assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), key
+        return
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+def test_fused_path_is_taken():
+    model = _model("softmax_cross_entropy")
+    assert model._predictor() is not None
+    assert isinstance(model._predictor(), fastmlp._core.Predictor)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("batch_size", [None, 1, 7, 64])
+def test_equals_per_op(monkeypatch, loss, dtype, batch_size):
+    model = _model(loss, dtype, hidden=(300, "elu"))  # 300 x 20 x 300: above GEMM's grain
+    X, y = _data(301), _targets(loss, 301)
+    model.fit(X, y, epochs=1, batch_size=32)
+    calls = [lambda: model.predict(X, batch_size=batch_size),
+             lambda: model.evaluate(X, y, batch_size=batch_size),
+             lambda: model.evaluate(X, y, batch_size=batch_size, sample_weight=np.arange(301) + 1.0)]
+    if loss != "mse":
+        calls.append(lambda: model.predict_proba(X, batch_size=batch_size))
+    for call in calls:
+        _assert_same(call(), _per_op(monkeypatch, call))
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_single_output_and_nan(monkeypatch, loss):
+    k = 2 if loss == "softmax_cross_entropy" else 1
+    model = Sequential([Dense(6, "relu"), Dense(k)], input_dim=3, loss=loss, seed=0)
+    X = _data(9, 3)
+    for call in ([lambda: model.predict(X)] +
+                 ([lambda: model.predict_proba(X)] if loss != "mse" else [])):
+        _assert_same(call(), _per_op(monkeypatch, call))
+    # NaN weights (predict checks X, not the weights): argmax/threshold as NumPy's
+    model.layers[-1].W[0, 0] = np.nan
+    model.layers[-1].b[-1] = np.inf
+    for call in ([lambda: model.predict(X)] +
+                 ([lambda: model.predict_proba(X)] if loss != "mse" else [])):
+        _assert_same(call(), _per_op(monkeypatch, call))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_independent_of_batch(dtype):
+    model = _model("softmax_cross_entropy", dtype, features=300, hidden=(257, "relu"))
+    X = _data(1024, 300, seed=5)
+    full = model.predict_proba(X)
+    rows = [0, 1, 6, 7, 32, 500, 1023]
+    for r in rows:
+        np.testing.assert_array_equal(model.predict_proba(X[r:r + 1]), full[r:r + 1])
+    for size in (7, 33):
+        for start in range(0, 1024, size * 9):
+            np.testing.assert_array_equal(model.predict_proba(X[start:start + size]),
+                                          full[start:start + size])
+        np.testing.assert_array_equal(model.predict_proba(X, batch_size=size), full)
+    np.testing.assert_array_equal(model.predict(X), full.argmax(axis=1))
+
+
+def test_threads_predict_at_once():
+    model = _model("softmax_cross_entropy", features=100, hidden=(200, "relu"))
+    inputs = [_data(n, 100, seed=s) for s, n in enumerate((1, 7, 300, 1024))]
+    serial = [(model.predict(X), model.predict_proba(X, batch_size=33)) for X in inputs]
+    results = {}
+    barrier = threading.Barrier(4)
+
+    def work(i):
+        barrier.wait()
+        out = []
+        for _ in range(20):
+            out.append((model.predict(inputs[i]), model.predict_proba(inputs[i], batch_size=33)))
+        results[i] = out
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        for labels, proba in results[i]:
+            np.testing.assert_array_equal(labels, serial[i][0])
+            np.testing.assert_array_equal(proba, serial[i][1])
+
+
+class Scale(Layer):
+    kind = "scale"
+
+    def build(self, input_dim):
+        self.input_dim = self.output_dim = input_dim
+        return input_dim
+
+    def forward(self, backend, x, workspace, training=False):
+        return x * 2
+
+
+class MyDense(Dense):
+    pass
+
+
+@pytest.mark.parametrize("extra", [lambda: BatchNorm(), lambda: Maxout(4, 2), lambda: Scale(),
+                                   lambda: MyDense(4)])
+def test_fallback(monkeypatch, extra):
+    model = Sequential([Dense(4, "relu"), extra(), Dense(3)], input_dim=5, seed=0)
+    assert model._predictor() is None
+    X = _data(10, 5)
+    _assert_same(model.predict_proba(X), _per_op(monkeypatch, lambda: model.predict_proba(X)))
+    numpy_model = Sequential([Dense(4), Dense(3)], input_dim=5, backend="numpy", seed=0)
+    assert numpy_model._predictor() is None
+
+
+def test_weights_changed_and_pickle(monkeypatch):
+    import pickle
+    model = _model("softmax_cross_entropy")
+    X = _data(20)
+    before = model.predict_proba(X)
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    after = model.predict_proba(X)
+    assert not np.array_equal(before, after)
+    _assert_same(after, _per_op(monkeypatch, lambda: model.predict_proba(X)))
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict_proba(X), after)
+    assert fused.predictor(clone) is not model._predictor()
+    model.layers[0].activation = "tanh"          # a changed activation rebuilds the predictor
+    _assert_same(model.predict_proba(X), _per_op(monkeypatch, lambda: model.predict_proba(X)))
