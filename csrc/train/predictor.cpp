@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "../ops.hpp"
+#include "rows.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -50,17 +51,6 @@ void* scratch(std::size_t bytes, std::unique_ptr<void, AlignedFree>& owned) {
         s.bytes = bytes;
     }
     return s.data;
-}
-
-// np.argmax of one row: the first maximum, a NaN counting as the maximum (the first one).
-template <class T>
-index argmax_row(const T* z, index k) {
-    index best = 0;
-    for (index j = 1; j < k; ++j) {
-        if (z[best] != z[best]) break;
-        if (z[j] > z[best] || z[j] != z[j]) best = j;
-    }
-    return best;
 }
 
 }  // namespace

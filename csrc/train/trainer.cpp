@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "../ops.hpp"
+#include "rows.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -17,17 +18,6 @@ namespace {
 constexpr std::size_t kAlign = 64;
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument("Trainer: " + msg); }
-
-// np.argmax of one row: the first maximum, a NaN counting as the maximum (the first one).
-template <class T>
-index argmax_row(const T* z, index k) {
-    index best = 0;
-    for (index j = 1; j < k; ++j) {
-        if (z[best] != z[best]) break;
-        if (z[j] > z[best] || z[j] != z[j]) best = j;
-    }
-    return best;
-}
 
 }  // namespace
 
