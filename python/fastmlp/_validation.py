@@ -24,24 +24,24 @@ def check_int(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def _check_finite_real(value, name: str, expected: str, accept) -> float:
+    """A finite real number (not a bool) for which ``accept(value)`` holds."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {value!r} "
+                        f"of type {type(value).__name__}")
+    if not (math.isfinite(value) and accept(value)):
+        raise ValueError(f"{name} must be {expected}; got {value!r}")
+    return float(value)
+
+
 def check_positive_float(value, name: str) -> float:
     """A finite real number > 0 (not a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive finite number; got {value!r} "
-                        f"of type {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return float(value)
+    return _check_finite_real(value, name, "a positive finite number", lambda v: v > 0)
 
 
 def check_nonnegative_float(value, name: str) -> float:
     """A finite real number >= 0 (not a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number >= 0; got {value!r} "
-                        f"of type {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return float(value)
+    return _check_finite_real(value, name, "a finite number >= 0", lambda v: v >= 0)
 
 
 def check_bool(value, name: str) -> bool:

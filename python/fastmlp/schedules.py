@@ -104,36 +104,32 @@ class StepDecay(_PeriodicSchedule):
         return {**config, "factor": self.factor}
 
 
-class ExponentialDecay(_PeriodicSchedule):
-    """``lr0 * exp(-k * s)`` with ``s = t / every`` (``floor(t / every)`` with
-    staircase); ``k >= 0``."""
+class _RateKSchedule(_PeriodicSchedule):
+    """A periodic schedule with a decay rate ``k >= 0`` (exponential, inverse time)."""
 
     def __init__(self, initial_learning_rate: float, k: float, *, every: int = 1,
                  staircase: bool = False, per: str = "epoch"):
         super().__init__(initial_learning_rate, every=every, staircase=staircase, per=per)
         self.k = check_nonnegative_float(k, "k")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "k": self.k}
+
+
+class ExponentialDecay(_RateKSchedule):
+    """``lr0 * exp(-k * s)`` with ``s = t / every`` (``floor(t / every)`` with
+    staircase); ``k >= 0``."""
 
     def __call__(self, t: int) -> float:
         return self.initial_learning_rate * math.exp(-self.k * self._s(t))
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "k": self.k}
 
-
-class InverseTimeDecay(_PeriodicSchedule):
+class InverseTimeDecay(_RateKSchedule):
     """``lr0 / (1 + k * s)`` with ``s = t / every`` (``floor(t / every)`` with
     staircase); ``k >= 0``."""
 
-    def __init__(self, initial_learning_rate: float, k: float, *, every: int = 1,
-                 staircase: bool = False, per: str = "epoch"):
-        super().__init__(initial_learning_rate, every=every, staircase=staircase, per=per)
-        self.k = check_nonnegative_float(k, "k")
-
     def __call__(self, t: int) -> float:
         return self.initial_learning_rate / (1 + self.k * self._s(t))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "k": self.k}
 
 
 class PowerDecay(Schedule):
