@@ -18,15 +18,17 @@ from .regularizers import L1, L1L2, L2
 from .errors import DivergenceError
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from .training import History
+from .interop.torch import from_torch
 
 try:
     __version__ = metadata.version("fastmlp")
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Dense", "DivergenceError",
-           "Dropout", "GradientCheckReport", "History", "L1", "L1L2", "L2", "Layer", "Maxout",
-           "ModelSummary", "Momentum", "Nesterov", "Normalization", "NumPyBackend", "RMSProp",
-           "SGD", "Sequential", "activations", "backend_info", "callbacks", "get_backend",
-           "get_num_threads", "gradient_check", "optimizers", "regularizers", "schedules",
-           "set_isa", "set_num_threads", "threads"]
+__all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Dense",
+           "DivergenceError", "Dropout", "GradientCheckReport", "History", "L1", "L1L2",
+           "L2", "Layer", "Maxout", "ModelSummary", "Momentum", "Nesterov",
+           "Normalization", "NumPyBackend", "RMSProp", "SGD", "Sequential",
+           "activations", "backend_info", "callbacks", "from_torch", "get_backend",
+           "get_num_threads", "gradient_check", "optimizers", "regularizers",
+           "schedules", "set_isa", "set_num_threads", "threads"]

@@ -372,6 +372,23 @@ class Sequential:
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
 
+    def save(self, path) -> None:
+        """Write the model to ``path`` in fastmlp's model file format (no pickle; the
+        write is atomic). Read it back with :func:`fastmlp.load`."""
+        from .modelfile import save_model
+        save_model(self, path)
+
+    def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
+        """Export the inference graph (logits to probabilities) to an ONNX file; needs the
+        ``onnx`` extra."""
+        from .interop.onnx import export_onnx
+        export_onnx(self, path, opset=opset)
+
+    def to_torch(self):
+        """A ``torch.nn.Sequential`` with this model's weights; needs PyTorch."""
+        from .interop.torch import to_torch
+        return to_torch(self)
+
 
 def _check_layers(layers, loss: str) -> Tuple[Layer, ...]:
     """A non-empty sequence of fresh layers whose last one with an activation outputs
