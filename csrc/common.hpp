@@ -58,6 +58,14 @@ struct KernelTable {
     void (*gemm_bias_act)(bool trans_a, bool trans_b, index m, index n, index k, const T* a,
                           index lda, const T* b, index ldb, const T* bias, T* z, index ldz,
                           T* out, index ldo, Activation act, T param, int threads);
+    // Pre-packed weights (gemm.hpp): packed_b_size(n, k) elements hold op(B) (k x n) as
+    // pack_b lays it out for this ISA; gemm_bias_act_packed is gemm_bias_act with A
+    // untransposed and that B, the same bits. The layout differs between ISAs.
+    index (*packed_b_size)(index n, index k);
+    void (*pack_b)(bool trans_b, index n, index k, const T* b, index ldb, T* packed);
+    void (*gemm_bias_act_packed)(index m, index n, index k, const T* a, index lda,
+                                 const T* packed_b, const T* bias, T* z, index ldz, T* out,
+                                 index ldo, Activation act, T param, int threads);
     // chunk over rows: z[i, :] += bias; a[i, :] = act(z[i, :]).
     void (*bias_act_forward)(const T* bias, T* z, T* a, index rows, index cols,
                              Activation act, T param);

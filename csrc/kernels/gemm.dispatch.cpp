@@ -14,6 +14,12 @@ void register_gemm<Isa::FASTMLP_ISA_NS>(Kernels& k) {
     k.f64.gemm = &FASTMLP_ISA_NS::gemm_packed<double>;
     k.f32.gemm_bias_act = &FASTMLP_ISA_NS::gemm_bias_act<float>;
     k.f64.gemm_bias_act = &FASTMLP_ISA_NS::gemm_bias_act<double>;
+    k.f32.packed_b_size = &FASTMLP_ISA_NS::packed_b_size<float>;
+    k.f64.packed_b_size = &FASTMLP_ISA_NS::packed_b_size<double>;
+    k.f32.pack_b = &FASTMLP_ISA_NS::pack_b<float>;
+    k.f64.pack_b = &FASTMLP_ISA_NS::pack_b<double>;
+    k.f32.gemm_bias_act_packed = &FASTMLP_ISA_NS::gemm_bias_act_packed<float>;
+    k.f64.gemm_bias_act_packed = &FASTMLP_ISA_NS::gemm_bias_act_packed<double>;
 }
 
 }  // namespace fastmlp

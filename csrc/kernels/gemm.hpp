@@ -74,6 +74,20 @@
 //   panel of at most lanes<T> columns runs the one-vector instance (NV = 1) of the same
 //   template: the same arithmetic per element, half the wasted lanes.
 //
+// Pre-packed B (pack_b, gemm_bias_act_packed): a weight matrix used again and again (the
+//   inference forward pass) is packed once, for every K block and every NR panel, and the
+//   driver reads its micro-panels in place instead of packing op(B) per call:
+//
+//       K block 0: panel 0 (kc0 x NR), panel 1, ..., panel ceil(n / NR) - 1
+//       K block 1: ...                        (a narrow last panel fills kc x lanes of its slot)
+//
+//   Rectangles start at multiples of NR, so every thread finds its panels at fixed offsets.
+//   The arithmetic is the packed driver's, so the results are the same bits.
+//
+// Short tiles: a tile row of at most MRS rows (a handful of samples at inference) runs the
+//   MRS-row instance of the microkernel, the same per-element arithmetic without computing
+//   MR - MRS rows of zero padding.
+//
 // Buffers: one thread_local workspace per calling thread, 64-byte aligned, grown when a
 // larger product comes and reused afterwards (no allocation per call in the steady state;
 // BUILD-NOTES trap 11), freed at thread exit. It holds an A block and a B panel per team
@@ -268,6 +282,19 @@ struct Workspace {
 
 thread_local Workspace tl_workspace;
 
+// Elements of pack_b's output for op(B) of k x n: every K block's panels, NR columns each.
+template <class T>
+index packed_b_size(index n, index k) {
+    return k * round_up(n, GemmTile<T>::NR);
+}
+
+// Where the K block starting at row p0 begins in pack_b's output: the earlier blocks hold
+// p0 rows of round_up(n, NR) columns.
+template <class T>
+index packed_block_offset(index n, index p0) {
+    return p0 * round_up(n, GemmTile<T>::NR);
+}
+
 // ---- the driver ------------------------------------------------------------------------
 
 // C = beta * C (zeros when beta == 0): the k == 0 case.
@@ -292,6 +319,7 @@ struct GemmJob {
     KBlocks kb;
     index mc, nc;
     BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
+    const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
     int grid_m, grid_n;        // the team as a grid_m x grid_n grid of rectangles of C
     char* ws;                  // per thread: an A block (a_bytes), then a B panel
     std::size_t a_bytes, slot_bytes;
@@ -304,7 +332,7 @@ struct GemmJob {
 template <class T>
 inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index kc, Epilogue e,
                           bool last, index ic, index mcur, index j0, index cols) {
-    constexpr int MR = GemmTile<T>::MR, NV = GemmTile<T>::NV;
+    constexpr int MR = GemmTile<T>::MR, MRS = GemmTile<T>::MRS, NV = GemmTile<T>::NV;
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     auto tile = [&](index ir, index jr) {
         const index mr = imin(MR, mcur - ir), nr = imin(NR, cols - jr);
@@ -317,10 +345,16 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index
             ba.bias += j0 + jr;
             if (ba.out) ba.out += (ic + ir) * ba.ldo + j0 + jr;
         }
-        if (nr <= W)  // the narrow last panel (pack_b_panel)
+        if (mr <= MRS) {  // a short tile row (a few samples): skip the zero rows
+            if (nr <= W)
+                gemm_microkernel<T, MRS, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            else
+                gemm_microkernel<T, MRS, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        } else if (nr <= W) {  // the narrow last panel (pack_b_panel)
             gemm_microkernel<T, MR, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
-        else
+        } else {
             gemm_microkernel<T, MR, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        }
     };
     if (kc * round_up(cols, NR) * index(sizeof(T)) <= kL1Bytes / 2) {
         for (index ir = 0; ir < mcur; ir += MR)
@@ -339,12 +373,17 @@ void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, T*
         const index ncur = imin(job.nc, c1 - jc);
         for (index blk = 0; blk < job.kb.count; ++blk) {
             const index p0 = job.kb.start(blk), kc = job.kb.size(blk);
-            for (index jp = 0; jp * NR < ncur; ++jp)
-                pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
+            const T* panels = bpack;
+            if (job.packed_b) {
+                panels = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
+            } else {
+                for (index jp = 0; jp * NR < ncur; ++jp)
+                    pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
+            }
             for (index ic = r0; ic < r1; ic += job.mc) {
                 const index mcur = imin(job.mc, r1 - ic);
                 pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
-                compute_block(job, apack, bpack, kc, epilogue_for(blk, job.beta),
+                compute_block(job, apack, panels, kc, epilogue_for(blk, job.beta),
                               blk + 1 == job.kb.count, ic, mcur, jc, ncur);
             }
         }
@@ -391,7 +430,7 @@ inline void choose_grid(index m, index n, index mr, index nr, int nt, int& gm, i
 template <class T>
 void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
               const T* b, index ldb, T beta, T* c, index ldc, int threads,
-              const BiasAct<T>& fused) {
+              const BiasAct<T>& fused, const T* packed_b = nullptr) {
     constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
     if (m <= 0 || n <= 0) return;
     // The small cases: the plain product, then bias_act_forward row by row (the same
@@ -407,7 +446,7 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
         scale_c(m, n, beta, c, ldc);
         return finish_small();
     }
-    if (m * n * k <= kTinyWork) {
+    if (m * n * k <= kTinyWork && !packed_b) {
         note_team_size(1);
         gemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return finish_small();
@@ -415,13 +454,14 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
     if (threads < 1) threads = 1;
 
     GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0,
-                   fused, 1, 1, nullptr, 0, 0};
+                   fused, packed_b, 1, 1, nullptr, 0, 0};
     choose_grid(m, n, MR, NR, threads, job.grid_m, job.grid_n);
     const index kc_max = job.kb.size(0);
     job.mc = imin(kMC, round_up((m + job.grid_m - 1) / job.grid_m, MR));
     job.nc = imin(kNC<T>, round_up((n + job.grid_n - 1) / job.grid_n, NR));
     job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
-    job.slot_bytes = job.a_bytes + std::size_t(round_up(kc_max * job.nc * index(sizeof(T)), 64));
+    const index b_panel = packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
+    job.slot_bytes = job.a_bytes + std::size_t(b_panel);
     job.ws = tl_workspace.reserve(job.slot_bytes * std::size_t(threads));
 
     if (threads == 1) {
@@ -463,6 +503,36 @@ void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, inde
     fused.act = act;
     fused.param = param;
     gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), z, ldz, threads, fused);
+}
+
+// ---- pre-packed B -----------------------------------------------------------------------
+
+// packed <- op(B) (k x n) in the layout above (packed_b_size(n, k) elements): the packing
+// the driver would do per call, done once.
+template <class T>
+void pack_b(bool tb, index n, index k, const T* b, index ldb, T* packed) {
+    constexpr index NR = GemmTile<T>::NR;
+    const KBlocks kb(k);
+    for (index blk = 0; blk < kb.count; ++blk) {
+        const index p0 = kb.start(blk), kc = kb.size(blk);
+        T* block = packed + packed_block_offset<T>(n, p0);
+        for (index jp = 0; jp * NR < n; ++jp) pack_b_panel(tb, b, ldb, p0, kc, 0, n, jp, block + jp * NR * kc);
+    }
+}
+
+// gemm_bias_act with A untransposed and B pre-packed by pack_b: the same bits as
+// gemm_bias_act(false, tb, ...) on the unpacked B.
+template <class T>
+void gemm_bias_act_packed(index m, index n, index k, const T* a, index lda, const T* packed_b,
+                          const T* bias, T* z, index ldz, T* out, index ldo, Activation act, T param,
+                          int threads) {
+    BiasAct<T> fused;
+    fused.bias = bias;
+    fused.out = out == z ? nullptr : out;
+    fused.ldo = ldo;
+    fused.act = act;
+    fused.param = param;
+    gemm_run<T>(false, false, m, n, k, T(1), a, lda, nullptr, 0, T(0), z, ldz, threads, fused, packed_b);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

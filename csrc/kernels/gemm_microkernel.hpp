@@ -27,6 +27,7 @@ template <class T>
 struct GemmTile {
     static constexpr int NV = 2;                                  // vectors per row of the tile
     static constexpr int MR = kVecBytes >= 64 ? 12 : kVecBytes >= 32 ? 6 : 4;
+    static constexpr int MRS = MR >= 12 ? 4 : 2;                   // short tile rows (gemm.hpp)
     static constexpr index W = lanes<T>;
     static constexpr index NR = NV * W;
 };

@@ -53,24 +53,44 @@ void* scratch(std::size_t bytes, std::unique_ptr<void, AlignedFree>& owned) {
     return s.data;
 }
 
+// Checks one layer against the previous one and the parameter buffer.
+void check_spec(const DenseSpec& l, const DenseSpec* previous, std::size_t i, index n_params) {
+    const std::string name = "layers[" + std::to_string(i) + "]";
+    if (l.inputs < 1 || l.outputs < 1) fail(name + " must have widths >= 1");
+    if (previous && l.inputs != previous->outputs)
+        fail(name + " takes " + std::to_string(l.inputs) + " inputs but the previous Dense layer gives " +
+             std::to_string(previous->outputs));
+    if (l.weights_offset < 0 || l.weights_offset + l.inputs * l.outputs > n_params || l.bias_offset < 0 ||
+        l.bias_offset + l.outputs > n_params)
+        fail(name + "'s weights or biases lie outside the " + std::to_string(n_params) + " parameters");
+}
+
+// W (outputs x inputs) packed as op(B) = W^T for `table`'s ISA, and b copied.
+template <class T>
+PackedDense<T> pack_layer(const KernelTable<T>& table, const DenseSpec& l, const T* params) {
+    PackedDense<T> packed;
+    packed.spec = l;
+    const std::size_t count = std::size_t(table.packed_b_size(l.outputs, l.inputs));
+    packed.packed_weights.reset(static_cast<T*>(::operator new(sizeof(T) * count, std::align_val_t(kAlign))),
+                                [](T* p) { ::operator delete(p, std::align_val_t(kAlign)); });
+    table.pack_b(true, l.outputs, l.inputs, params + l.weights_offset, l.inputs, packed.packed_weights.get());
+    packed.bias.assign(params + l.bias_offset, params + l.bias_offset + l.outputs);
+    return packed;
+}
+
 }  // namespace
 
 template <class T>
 Predictor<T>::Predictor(std::vector<DenseSpec> layers, Loss loss, const T* params, index n_params)
-    : layers_(std::move(layers)), loss_(loss), params_(params) {
-    if (layers_.empty()) fail("the model has no Dense layers");
-    if (!params_) fail("params is required");
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-        const DenseSpec& l = layers_[i];
-        const std::string name = "layers[" + std::to_string(i) + "]";
-        if (l.inputs < 1 || l.outputs < 1) fail(name + " must have widths >= 1");
-        if (i > 0 && l.inputs != layers_[i - 1].outputs)
-            fail(name + " takes " + std::to_string(l.inputs) + " inputs but the previous Dense layer gives " +
-                 std::to_string(layers_[i - 1].outputs));
-        if (l.weights_offset < 0 || l.weights_offset + l.inputs * l.outputs > n_params || l.bias_offset < 0 ||
-            l.bias_offset + l.outputs > n_params)
-            fail(name + "'s weights or biases lie outside the " + std::to_string(n_params) + " parameters");
-        if (l.outputs > widest_) widest_ = l.outputs;
+    : loss_(loss) {
+    if (layers.empty()) fail("the model has no Dense layers");
+    if (!params) fail("params is required");
+    const KernelTable<T>& table = kernels().get<T>();
+    gemm_bias_act_packed_ = table.gemm_bias_act_packed;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        check_spec(layers[i], i ? &layers[i - 1] : nullptr, i, n_params);
+        layers_.push_back(pack_layer(table, layers[i], params));
+        if (layers[i].outputs > widest_) widest_ = layers[i].outputs;
     }
 }
 
@@ -90,16 +110,17 @@ void Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* ou
         const index rows = start + chunk < n ? chunk : n - start;
         const T* in = x + start * features();
         int cur = -1;                                  // the buffer holding `in`, or none
-        for (const DenseSpec& l : layers_) {
+        for (const PackedDense<T>& layer : layers_) {
+            const DenseSpec& l = layer.spec;
             const int zi = cur == 0 ? 1 : 0;               // a buffer other than the input's
             const int ai = (cur == 2 || zi == 2) ? (3 - cur - zi) : 2;  // neither of them
             T* z = buf[zi];
             const bool linear = l.activation == Activation::linear;
             T* a = linear ? z : buf[ai];
             // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
-            gemm_bias_act<T>(false, true, rows, l.outputs, l.inputs, in, l.inputs, params_ + l.weights_offset,
-                             l.inputs, params_ + l.bias_offset, z, l.outputs, a, l.outputs, l.activation,
-                             T(l.param));
+            gemm_bias_act_packed_(rows, l.outputs, l.inputs, in, l.inputs, layer.packed_weights.get(),
+                                  layer.bias.data(), z, l.outputs, a, l.outputs, l.activation, T(l.param),
+                                  threads_for(rows * l.outputs * l.inputs, kGemmGrain));
             in = a;
             cur = linear ? zi : ai;
         }

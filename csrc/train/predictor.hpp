@@ -2,11 +2,16 @@
 // all rows, for models of Dense layers (Dropout is the identity at inference and is left
 // out of the spec by the caller).
 //
-// It drives the kernels through ops.hpp and holds no math of its own: per chunk of rows,
-// per Dense layer, the per-op inference forward's calls (layers.py Dense.forward with
-// training=False) with the same arguments:
+// It drives the kernels and holds no math of its own: per chunk of rows, per Dense layer,
+// the per-op inference forward's call (layers.py Dense.forward with training=False):
 //
-//   gemm NT  z = x W^T;  bias_act_forward (a = z when linear)
+//   gemm_bias_act NT  z = x W^T + b, a = act(z)   (a = z when linear)
+//
+// except that W^T comes pre-packed: the constructor snapshots every layer's weights,
+// packed once for the active ISA (gemm.hpp, "Pre-packed B"), and its biases, so a call
+// packs nothing (one row on 784-256-128-10 would otherwise spend most of its time
+// packing). The packed product is the same bits as the unpacked one. A Predictor is a
+// snapshot: the caller builds a new one when the weights or the ISA change.
 //
 // then, for predict_proba, ops.hpp output() (softmax / sigmoid rows) and, for predict, the
 // labels (the first maximum of each row with NaN counting as the maximum, as np.argmax;
@@ -14,12 +19,12 @@
 // the row count and every other step is row-wise, so a row's result does not depend on
 // the chunk or the batch it comes in, bit for bit, and equals the per-op path's.
 //
-// Thread safety: a Predictor is immutable after construction and reads the parameters
-// only; the scratch is per call (thread_local grow-only buffers up to kKeepScratch bytes
+// Thread safety: a Predictor is immutable after construction; the scratch is per call (thread_local grow-only buffers up to kKeepScratch bytes
 // per thread, larger ones allocated for the call and freed), so several threads may run
-// one Predictor at once. Writing the weights during a call is the caller's race.
+// one Predictor at once.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "../common.hpp"
@@ -33,16 +38,25 @@ struct DenseSpec {
     index weights_offset = 0, bias_offset = 0;   // into the flat parameter buffer
 };
 
+// One Dense layer as the predictor keeps it: W^T packed for the ISA it was built on, and b.
+template <class T>
+struct PackedDense {
+    DenseSpec spec;
+    std::shared_ptr<T> packed_weights;   // 64-byte aligned, packed_b_size(outputs, inputs)
+    std::vector<T> bias;
+};
+
 enum class PredictMode : int { logits = 0, proba = 1, labels = 2 };
 
 template <class T>
 class Predictor {
 public:
-    // Checks the chain of widths and the offsets (std::invalid_argument naming the problem).
+    // Checks the chain of widths and the offsets (std::invalid_argument naming the problem),
+    // then packs the weights and copies the biases out of params.
     Predictor(std::vector<DenseSpec> layers, Loss loss, const T* params, index n_params);
 
-    index features() const { return layers_.front().inputs; }
-    index outputs() const { return layers_.back().outputs; }
+    index features() const { return layers_.front().spec.inputs; }
+    index outputs() const { return layers_.back().spec.outputs; }
 
     // x (n, features) row-major; chunk >= 1 rows per pass. out: logits and proba (n, k)
     // of T (out_t); labels (n,) int64 for softmax cross-entropy, (n, k) int64 for binary
@@ -50,9 +64,10 @@ public:
     void run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const;
 
 private:
-    std::vector<DenseSpec> layers_;
+    std::vector<PackedDense<T>> layers_;
     Loss loss_;
-    const T* params_;
+    // The ISA's kernel the weights were packed for (set_isa may switch the table later).
+    decltype(KernelTable<T>::gemm_bias_act_packed) gemm_bias_act_packed_;
     index widest_ = 0;
 };
 

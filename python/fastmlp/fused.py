@@ -18,6 +18,7 @@ values, finished from the run's totals with the per-op path's formulas.
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -76,16 +77,21 @@ def describe_inference(model) -> Optional[List[dict]]:
 
 
 def inference_key(model) -> tuple:
-    """What a predictor is built from: the backend and every layer's type and activation
-    (the parameter views never change; the weights are read at every call)."""
-    return (id(model.backend), id(model._params)) + tuple(
+    """What a predictor is built from: the backend, the selected ISA (the weights are
+    packed for it), the weights' version (the predictor keeps a packed snapshot; the
+    parameter views are read-only between the library's writes, each of which bumps the
+    version: Sequential._writing_params) and every layer's type and activation."""
+    isa = sys.modules.get("fastmlp.backends.native")
+    return (id(model.backend), getattr(isa, "isa_generation", 0), id(model._params),
+            model._weights_version) + tuple(
         (type(layer), getattr(layer, "activation", None), getattr(layer, "param", None))
         for layer in model.layers)
 
 
 def predictor(model):
     """The model's fused predictor, built at the first use and kept on the model (rebuilt
-    only if a layer's activation or the backend changed), or None when the backend or a
+    when :func:`inference_key` changes: new weights, ISA, activation or backend), or None
+    when the backend or a
     layer needs the per-op forward. A predictor is immutable, so concurrent predict calls
     may share it."""
     factory = getattr(model.backend, "fused_predictor", None)
@@ -184,14 +190,16 @@ class FusedEpochs:
                              "run; fit uses the per-op loop for it")
         unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
         opt._state_for(model._params)
-        trainer = self._current(layers)
-        if totals is None:
-            totals = trainer.new_totals()
         n = len(X)
         sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
         lrs = opt.step_rates(sizes)
-        before = totals.steps
-        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step, totals)
+        with model._writing_params():        # the trainer binds the parameters for writing
+            trainer = self._current(layers)
+            if totals is None:
+                totals = trainer.new_totals()
+            before = totals.steps
+            trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step,
+                        totals)
         done = totals.steps - before
         opt.advance(done, int(sizes[:done].sum()), float(lrs[done - 1]) if done else 0.0)
         model._step += done

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -74,6 +75,10 @@ class Sequential:
 
     ``training_step`` counts the training steps (batches) of every fit so far; Dropout's
     masks depend on it, so two fits of one epoch equal one fit of two.
+
+    The parameter views (``layer.W``, ``layer.b``, ...) are read-only: fit, set_weights
+    and load change the weights, so that the fused predictor, which keeps a packed copy,
+    always sees every change (``weights_version`` counts them).
     """
 
     def __init__(self, layers: Sequence[Layer], *, input_dim: int,
@@ -95,6 +100,9 @@ class Sequential:
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
         self._params, self._grads = self._build(np.random.default_rng(init_seeds))
+        self._weights_version = 0
+        self._writers = 0              # open _writing_params blocks
+        self._set_params_writeable(False)
         if self.loss == "softmax_cross_entropy" and self.n_outputs < 2:
             raise ValueError("softmax_cross_entropy needs an output layer of at least 2 units; "
                              "for two classes use 2 units, or 1 unit with binary_cross_entropy")
@@ -124,6 +132,55 @@ class Sequential:
         state = self.__dict__.copy()
         state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling gives every array its own memory: bind the layers to the flat
+        buffers again (keeping their state), so they are views, as in a built model."""
+        self.__dict__.update(state)
+        self._writers = 0
+        offset = 0
+        for layer in self.layers:
+            size, kept = layer.count_params(), layer.get_state()
+            layer.bind(self._params[offset:offset + size], self._grads[offset:offset + size])
+            if kept:
+                layer.set_state(kept)
+            offset += size
+        self._set_params_writeable(False)
+
+    # ----------------------------------------------------------- weight writes
+    @property
+    def weights_version(self) -> int:
+        """How many times the library has written the weights (each fit epoch,
+        set_weights, ...); a cache of anything computed from them keys on it."""
+        return self._weights_version
+
+    def _param_arrays(self) -> List[np.ndarray]:
+        """The flat parameter buffer, then every array attribute of a layer that views it."""
+        views = [value for layer in self.layers for value in vars(layer).values()
+                 if isinstance(value, np.ndarray) and value.base is not None
+                 and np.may_share_memory(value, self._params)]
+        return [self._params, *views]
+
+    def _set_params_writeable(self, writeable: bool) -> None:
+        arrays = self._param_arrays()          # the buffer first: a view can only be made
+        for array in arrays if writeable else reversed(arrays):   # writeable after it
+            array.flags.writeable = writeable
+
+    @contextmanager
+    def _writing_params(self):
+        """The library's only way to write the weights: the views are writeable inside,
+        read-only again afterwards, and the weights' version goes up (reentrant: the
+        outermost block decides)."""
+        if self._writers == 0:
+            self._set_params_writeable(True)
+        self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0:
+                self._set_params_writeable(False)
+                self._weights_version += 1
 
     def __repr__(self) -> str:
         return (f"Sequential({list(self.layers)}, input_dim={self.input_dim}, "
@@ -163,14 +220,15 @@ class Sequential:
         arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
                   for i, (w, view) in enumerate(zip(weights, views))]
         position = 0
-        for layer in self.layers:
-            n_params, n_state = len(layer.parameters()), len(layer.get_state())
-            for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
-                np.copyto(view, array)
-            position += n_params
-            if n_state:
-                layer.set_state(arrays[position:position + n_state])
-            position += n_state
+        with self._writing_params():
+            for layer in self.layers:
+                n_params, n_state = len(layer.parameters()), len(layer.get_state())
+                for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
+                    np.copyto(view, array)
+                position += n_params
+                if n_state:
+                    layer.set_state(arrays[position:position + n_state])
+                position += n_state
 
     def _views(self) -> List[np.ndarray]:
         return [view for layer in self.layers

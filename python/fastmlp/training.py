@@ -176,7 +176,8 @@ def _train_epoch(model, X, Y, W, batch: int, optimizer: Optimizer, shuffle: bool
     if fused is not None and fused.applies():
         per_call = max(1, n_batches // 100) if progress.has_bar else n_batches
         return fused.train_epoch(X, Y, W, order, epoch, per_call, progress.step)
-    return _train_epoch_per_op(model, X, Y, W, batch, optimizer, epoch, progress, order)
+    with model._writing_params():
+        return _train_epoch_per_op(model, X, Y, W, batch, optimizer, epoch, progress, order)
 
 
 def _train_epoch_per_op(model, X, Y, W, batch: int, optimizer: Optimizer, epoch: int,

@@ -258,7 +258,7 @@ def test_resuming_inside_an_epoch_equals_the_uninterrupted_epoch(split, dtype):
     checkpoint = first.get_weights(), opt1.state_dict(), first.training_step
 
     second, opt2 = fresh(), Adam()
-    second._params[:] = 0
+    second.set_weights([np.zeros_like(w) for w in checkpoint[0]])
     second.set_weights(checkpoint[0])
     opt2.load_state_dict(checkpoint[1])
     second._step = checkpoint[2]
@@ -426,9 +426,10 @@ def test_two_models_train_concurrently_with_the_gil_released():
 # The binding's checks
 # --------------------------------------------------------------------------------------
 def _trainer(m):
-    return m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
-                                   layers=describe_layers(m), loss=m.loss, optimizer="sgd",
-                                   batch_size=BATCH)
+    with m._writing_params():
+        return m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
+                                       layers=describe_layers(m), loss=m.loss,
+                                       optimizer="sgd", batch_size=BATCH)
 
 
 def test_trainer_run_checks_its_arguments():
@@ -464,26 +465,27 @@ def test_trainer_run_checks_its_arguments():
 
 def test_trainer_creation_checks_the_buffers_and_layers():
     m = model()
-    layers = describe_layers(m)
-    create = m.backend.fused_trainer
-    base = dict(params=m._params, grads=m._grads, m=None, v=None, layers=layers,
-                loss=m.loss, optimizer="sgd", batch_size=BATCH)
-    with pytest.raises(TypeError, match="m must be a numpy array for this optimizer"):
-        create(**{**base, "optimizer": "adam"})
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        create(**{**base, "batch_size": 0})
-    readonly = m._params.copy()
-    readonly.flags.writeable = False
-    with pytest.raises(ValueError, match="params is read-only"):
-        create(**{**base, "params": readonly})
-    other = model()
-    with pytest.raises(ValueError, match=r"layers\[0\]\['W'\] is not a view into the flat "
-                                         r"buffer"):
-        create(**{**base, "layers": [dict(layers[0], W=other.layers[0].W)] + layers[1:]})
-    with pytest.raises(ValueError, match=r"layers\[1\] takes 5 inputs but layers\[0\] gives 7"):
-        create(**{**base, "layers": [layers[0], layers[2]]})
-    with pytest.raises(ValueError, match="unknown activation 'swish'"):
-        create(**{**base, "layers": [dict(layers[0], activation="swish")] + layers[1:]})
-    with pytest.raises(ValueError, match="has kind 'maxout'"):
-        create(**{**base, "layers": [dict(layers[0], kind="maxout")] + layers[1:]})
-    assert create(**base).steps_per_epoch(N) == math.ceil(N / BATCH)
+    with m._writing_params():         # the trainer binds the parameters for writing
+        layers = describe_layers(m)
+        create = m.backend.fused_trainer
+        base = dict(params=m._params, grads=m._grads, m=None, v=None, layers=layers,
+                    loss=m.loss, optimizer="sgd", batch_size=BATCH)
+        with pytest.raises(TypeError, match="m must be a numpy array for this optimizer"):
+            create(**{**base, "optimizer": "adam"})
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            create(**{**base, "batch_size": 0})
+        readonly = m._params.copy()
+        readonly.flags.writeable = False
+        with pytest.raises(ValueError, match="params is read-only"):
+            create(**{**base, "params": readonly})
+        other = model()
+        with pytest.raises(ValueError, match=r"layers\[0\]\['W'\] is not a view into the flat "
+                                             r"buffer"):
+            create(**{**base, "layers": [dict(layers[0], W=other.layers[0].W)] + layers[1:]})
+        with pytest.raises(ValueError, match=r"layers\[1\] takes 5 inputs but layers\[0\] gives 7"):
+            create(**{**base, "layers": [layers[0], layers[2]]})
+        with pytest.raises(ValueError, match="unknown activation 'swish'"):
+            create(**{**base, "layers": [dict(layers[0], activation="swish")] + layers[1:]})
+        with pytest.raises(ValueError, match="has kind 'maxout'"):
+            create(**{**base, "layers": [dict(layers[0], kind="maxout")] + layers[1:]})
+        assert create(**base).steps_per_epoch(N) == math.ceil(N / BATCH)

@@ -90,8 +90,9 @@ def test_single_output_and_nan(monkeypatch, loss):
                  ([lambda: model.predict_proba(X)] if loss != "mse" else [])):
         _assert_same(call(), _per_op(monkeypatch, call))
     # NaN weights (predict checks X, not the weights): argmax/threshold as NumPy's
-    model.layers[-1].W[0, 0] = np.nan
-    model.layers[-1].b[-1] = np.inf
+    with model._writing_params():      # set_weights refuses non-finite weights
+        model.layers[-1].W[0, 0] = np.nan
+        model.layers[-1].b[-1] = np.inf
     for call in ([lambda: model.predict(X)] +
                  ([lambda: model.predict_proba(X)] if loss != "mse" else [])):
         _assert_same(call(), _per_op(monkeypatch, call))
@@ -178,3 +179,22 @@ def test_weights_changed_and_pickle(monkeypatch):
     assert fused.predictor(clone) is not model._predictor()
     model.layers[0].activation = "tanh"          # a changed activation rebuilds the predictor
     _assert_same(model.predict_proba(X), _per_op(monkeypatch, lambda: model.predict_proba(X)))
+
+
+def test_a_predictor_is_rebuilt_for_another_isa(monkeypatch):
+    """The predictor packs the weights for the ISA selected when it is built: after
+    fastmlp.set_isa it is rebuilt, so predict gives that ISA's per-op bits."""
+    model = _model("softmax_cross_entropy", hidden=(300, "relu"))
+    X = _data(50)
+    usable = fastmlp.backend_info()["usable_isas"]
+    logits = {}
+    try:
+        model.predict_proba(X)                      # a predictor for the default ISA
+        for name in usable:
+            fastmlp.set_isa(name)
+            logits[name] = model.predict_proba(X)
+            _assert_same(logits[name], _per_op(monkeypatch, lambda: model.predict_proba(X)))
+    finally:
+        fastmlp.set_isa("auto")
+    if "generic" in usable and len(usable) > 1:     # no FMA on generic: other bits
+        assert not np.array_equal(logits["generic"], logits[usable[-1]])

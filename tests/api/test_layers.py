@@ -115,7 +115,7 @@ def test_maxout_forward_and_backward_match_the_literal_formula():
     m = Sequential([Maxout(4, pieces=3)], input_dim=5, loss="mse", backend="numpy",
                    dtype="float64", seed=2)
     layer = m.layers[0]
-    layer.b[...] = rng.normal(size=(4, 3))
+    m.set_weights([layer.W, rng.normal(size=(4, 3))])
     X, Y = rng.normal(size=(9, 5)), rng.normal(size=(9, 4))
     z = np.einsum("mi,upi->mup", X, layer.W) + layer.b             # (m, units, pieces)
     a = z.max(axis=2)

@@ -141,8 +141,46 @@ def test_parameters_live_in_one_flat_buffer():
             np.testing.assert_array_equal(view.ravel(), m._params[offset:offset + view.size])
             offset += view.size
     assert offset == m._params.size == m.n_params
-    m._params[0] = 42.0
+    with m._writing_params():
+        m._params[0] = 42.0
     assert m.layers[0].W[0, 0] == 42.0
+
+
+def test_parameter_views_are_read_only_and_writes_bump_the_version():
+    m = model()
+    X, y = make_data("softmax_cross_entropy", n=20, n_features=m.input_dim)
+    for layer in m.layers:
+        for view in layer.parameters():
+            with pytest.raises(ValueError, match="read-only"):
+                view[...] = 0
+    with pytest.raises(ValueError, match="read-only"):
+        m._params[0] = 0
+    version = m.weights_version
+    m.set_weights(m.get_weights())
+    m.fit(X, y, epochs=2, batch_size=8)
+    assert m.weights_version >= version + 3        # set_weights and at least one per epoch
+    assert not m._params.flags.writeable and not m.layers[0].W.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        m.layers[0].W[0, 0] = 0
+
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+def test_predictions_follow_every_weight_change(backend):
+    """The fused predictor keeps packed weights: fit and set_weights must reach it."""
+    def model(seed=0):
+        return Sequential([Dense(8, "tanh"), Dense(6, "relu"), Dense(3)], input_dim=4,
+                          backend=backend, seed=seed)
+    m = model()
+    X, y = make_data("softmax_cross_entropy", n=40, n_features=m.input_dim)
+    before = m.predict_proba(X)
+    m.fit(X, y, epochs=1, batch_size=8, learning_rate=0.5)
+    after_fit = m.predict_proba(X)
+    assert not np.array_equal(before, after_fit)
+    fresh = model(seed=7)
+    fresh.set_weights(m.get_weights())
+    np.testing.assert_array_equal(fresh.predict_proba(X), after_fit)
+    m.set_weights([np.zeros_like(w) for w in m.get_weights()])
+    np.testing.assert_array_equal(m.predict_proba(X), np.full_like(after_fit, 1 / m.n_outputs))
 
 
 def test_get_set_weights_round_trip():

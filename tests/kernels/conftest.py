@@ -1,7 +1,8 @@
 """Fixtures of the kernel tests: every ISA level, both dtypes, thread control.
 
-The ISA is switched here and nowhere else in tests/kernels (one place to change when the
-public ``fastmlp.set_isa`` lands, DESIGN.md §5.6). A level the CPU or the build lacks is
+The ISA is switched here and nowhere else in tests/kernels, through the public
+``fastmlp.set_isa`` (DESIGN.md §5.6), which also retires predictors packed for another
+level. A level the CPU or the build lacks is
 skipped with its name in the reason, so ``pytest -ra`` lists every path that did not run.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable, Iterator, List
 import numpy as np
 import pytest
 
+import fastmlp
 from fastmlp import _core
 
 ISA_LEVELS = ("generic", "avx2", "avx512")
@@ -23,7 +25,7 @@ def usable_isas() -> List[str]:
 
 def set_isa(name: str) -> str:
     """Switch the kernel table in process; returns the active level."""
-    return _core.set_isa(name)
+    return fastmlp.set_isa(name)
 
 
 def active_isa() -> str:

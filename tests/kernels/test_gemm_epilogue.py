@@ -239,3 +239,32 @@ def test_unknown_activation_is_value_error():
     with pytest.raises(ValueError, match="softplus"):
         _core.gemm_bias_act(_f32(2, 3), _f32(3, 4), _f32(4), _f32(2, 4), _f32(2, 4),
                             activation="softplus")
+
+
+# ---------------------------------------------------------------- pre-packed weights
+def packed_forward(x, w, bias, act, param, chunk):
+    """One Dense layer through _core.Predictor, which packs W^T once (pack_b) and runs
+    gemm_bias_act_packed per chunk of rows: act(x @ w.T + bias)."""
+    params = np.concatenate([w.ravel(), bias])
+    layer = {"inputs": w.shape[1], "units": w.shape[0], "activation": act, "param": param,
+             "W": params[:w.size].reshape(w.shape), "b": params[w.size:]}
+    return _core.Predictor(params, [layer], "mse").run(x, 0, chunk)
+
+
+@pytest.mark.parametrize("act,param", [("linear", 0.0), ("relu", 0.0), ("elu", 0.5)],
+                         ids=["linear", "relu", "elu-0.5"])
+def test_prepacked_weights_give_the_unpacked_bits(isa, dtype, act, param):
+    """The predictor's packed W^T (packed once for the active ISA) gives the bits of
+    gemm_bias_act NT on the same operands, for every row count and chunk (the short
+    tile rows included), and K split into one, two or three blocks."""
+    rng = np.random.default_rng(11)
+    for m, n, k in itertools.product((1, 2, 4, 5, 13, 33), (1, 7, 17, 33, 257), (1, 7, 257, 600)):
+        x, w, bias = operands(rng, m, n, k, False, True, dtype)
+        want = fused(x, w, bias, False, True, act, param)[1]
+        for chunk in sorted({1, 5, m}):
+            got = packed_forward(x, w, bias, act, param, chunk)
+            oracle.assert_same_bits({f"packed {m}x{n}x{k} chunk {chunk}": got,
+                                     "gemm_bias_act": want})
+    empty = packed_forward(np.zeros((0, 9), dtype), *operands(rng, 1, 3, 9, False, True, dtype)[1:],
+                           act, param, 4)
+    assert empty.shape == (0, 3)

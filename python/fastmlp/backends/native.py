@@ -136,7 +136,9 @@ class NativeBackend:
 
     def fused_predictor(self, *, params: np.ndarray, layers: list, loss: str):
         """The fused inference path: a C++ predictor over the Dense ``layers`` (dicts with
-        inputs, units, activation, param and the W, b views into ``params``). Its
+        inputs, units, activation, param and the W, b views into ``params``), holding a
+        snapshot of their weights packed for the selected ISA (rebuild it when either
+        changes: :func:`fastmlp.fused.inference_key`). Its
         ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
         labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
         with per-call scratch (safe from several threads at once)."""
@@ -169,10 +171,18 @@ def backend_info() -> dict:
     return info
 
 
+# How many times set_isa ran: fused predictors hold weights packed for one ISA, so their
+# cache key includes it (fused.inference_key).
+isa_generation = 0
+
+
 def set_isa(name: str) -> str:
+    global isa_generation
     if not isinstance(name, str):
         raise TypeError(f"set_isa: name must be a str, got {type(name).__name__}")
-    return _core.set_isa(name)
+    selected = _core.set_isa(name)
+    isa_generation += 1
+    return selected
 
 
 def _thread_count(n) -> int:
