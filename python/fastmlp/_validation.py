@@ -116,22 +116,29 @@ def to_dtype(array: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
     return converted
 
 
-def as_samples(data, name: str, ndims: Sequence[int]) -> np.ndarray:
-    """``data`` as a real array of samples (rows): ndim in ``ndims``, at least one sample,
-    finite. The dtype is not changed (targets are checked before conversion)."""
+def _samples_array(data, name: str, ndims: Sequence[int]) -> np.ndarray:
+    """``data`` as a real array of samples (rows): ndim in ``ndims``, at least one sample."""
     array = _real_array(data, name)
     if array.ndim not in ndims:
         shapes = " or ".join({1: "(n_samples,)", 2: "(n_samples, n_columns)"}[d] for d in ndims)
         raise ValueError(f"{name} must have shape {shapes}; got an array of shape {array.shape}")
     if array.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {array.shape}); at least one sample is needed")
+    return array
+
+
+def as_samples(data, name: str, ndims: Sequence[int]) -> np.ndarray:
+    """``data`` as a finite real array of samples (rows): ndim in ``ndims``, at least one
+    sample. The dtype is not changed (targets are checked before conversion)."""
+    array = _samples_array(data, name, ndims)
     check_finite(array, name)
     return array
 
 
 def as_features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
-    """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted once."""
-    array = as_samples(X, name, (2,))
+    """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted
+    once and checked once (after the conversion, which also catches overflow)."""
+    array = _samples_array(X, name, (2,))
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features per sample (shape "
                          f"{array.shape}); the model expects input_dim={n_features}")

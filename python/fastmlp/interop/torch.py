@@ -132,7 +132,8 @@ def _loaded(torch, module, **arrays):
     (same dtype, so the same bits); returns the module."""
     with torch.no_grad():
         for name, array in arrays.items():
-            getattr(module, name).copy_(torch.from_numpy(array))
+            # the model's weights are read-only views: hand torch its own copy
+            getattr(module, name).copy_(torch.from_numpy(np.array(array, copy=True)))
     return module
 
 
