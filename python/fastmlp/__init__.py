@@ -19,6 +19,7 @@ from .errors import DivergenceError
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from .training import History
 from .interop.torch import from_torch
+from .modelfile import ModelFileError, load
 
 try:
     __version__ = metadata.version("fastmlp")
@@ -27,8 +28,8 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 
 __all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Dense",
            "DivergenceError", "Dropout", "GradientCheckReport", "History", "L1", "L1L2",
-           "L2", "Layer", "Maxout", "ModelSummary", "Momentum", "Nesterov",
+           "L2", "Layer", "Maxout", "ModelFileError", "ModelSummary", "Momentum", "Nesterov",
            "Normalization", "NumPyBackend", "RMSProp", "SGD", "Sequential",
            "activations", "backend_info", "callbacks", "from_torch", "get_backend",
-           "get_num_threads", "gradient_check", "optimizers", "regularizers",
+           "get_num_threads", "gradient_check", "load", "optimizers", "regularizers",
            "schedules", "set_isa", "set_num_threads", "threads"]

@@ -29,17 +29,23 @@ the model calls it:
     Lists of the views (same order, same shapes); ``parameter_names()`` names them.
 ``get_state()`` / ``set_state(arrays)``
     Non-trainable state (BatchNorm's running averages, Normalization's statistics) as
-    a list of arrays; empty by default.
+    a list of arrays; empty by default. The built-in layers name them in
+    ``state_names`` and give their shapes, known after ``build``, by ``state_shapes()``.
 ``penalized()``
     [(W, dW), ...] flat views that a weight regularizer applies to (weights, never
     biases); empty by default. ``regularizer`` overrides the model's for this layer.
+
+The built-in layers also have ``get_config()``: their constructor's arguments, so
+``type(layer)(**layer.get_config())`` is a fresh copy (an activation object and a
+regularizer are given as the objects). ``LAYERS`` maps their class names to the classes
+(the model file, :mod:`fastmlp.modelfile`, saves only these).
 
 The model sets ``index`` (the layer's position), ``seed`` (model.seed mod 2**64) and,
 before every training forward, ``step`` (the model's training-step counter).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -48,7 +54,8 @@ from ._validation import as_features, as_shaped, check_int, check_nonnegative_fl
 from .backends.base import Backend
 from .regularizers import check_regularizer
 
-__all__ = ["BatchNorm", "Dense", "Dropout", "Layer", "Maxout", "Normalization", "Workspace"]
+__all__ = ["BatchNorm", "Dense", "Dropout", "LAYERS", "Layer", "Maxout", "Normalization",
+           "Workspace"]
 
 
 class Workspace:
@@ -76,6 +83,9 @@ class Layer:
     #: the output activation, for the loss contract check (None: not applicable)
     activation: Optional[str] = None
     regularizer = None
+    #: names of the arrays get_state() returns (the built-in layers' state: one value per
+    #: input feature each)
+    state_names: Tuple[str, ...] = ()
 
     def __init__(self):
         self.input_dim: Optional[int] = None
@@ -124,6 +134,11 @@ class Layer:
     def get_state(self) -> List[np.ndarray]:
         return []
 
+    def state_shapes(self) -> List[Tuple[int, ...]]:
+        """The shapes of get_state()'s arrays, known after build (before bind): one
+        (input_dim,) vector per name in ``state_names``."""
+        return [(self.input_dim,)] * len(self.state_names)
+
     def set_state(self, state: Sequence[np.ndarray]) -> None:
         if len(state):
             raise ValueError(f"{type(self).__name__} keeps no state; got {len(state)} arrays")
@@ -135,7 +150,9 @@ class Layer:
         """What summary() shows in parentheses after the layer's name."""
         return ""
 
-    def _check_state(self, state, shapes, names) -> List[np.ndarray]:
+    def _check_state(self, state) -> List[np.ndarray]:
+        """``state`` as arrays of ``state_shapes()`` in the layer's dtype, finite."""
+        shapes, names = self.state_shapes(), self.state_names
         if not isinstance(state, (list, tuple)) or len(state) != len(shapes):
             raise ValueError(f"{type(self).__name__} state must be a list of {len(shapes)} "
                              f"arrays {list(names)}; got {state!r:.80}")
@@ -246,10 +263,17 @@ class Dense(_Affine):
         self._ws: Optional[Workspace] = None
 
     def __repr__(self) -> str:
-        act = self._activation_arg if isinstance(self._activation_arg, activations.Activation) \
-            else self.activation
+        act = self.get_config()["activation"]
         extra = "" if self.regularizer is None else f", regularizer={self.regularizer!r}"
         return f"Dense({self.units}, activation={act!r}, init={self.init!r}{extra})"
+
+    def get_config(self) -> dict:
+        """units, activation (its name, or the Activation object it was given), init (the
+        resolved name), regularizer."""
+        act = self._activation_arg if isinstance(self._activation_arg, activations.Activation) \
+            else self.activation
+        return {"units": self.units, "activation": act, "init": self.init,
+                "regularizer": self.regularizer}
 
     def build(self, input_dim: int) -> int:
         self.input_dim, self.output_dim, self.rows = input_dim, self.units, self.units
@@ -299,6 +323,9 @@ class Dropout(Layer):
     def __repr__(self) -> str:
         return f"Dropout({self.rate!r})"
 
+    def get_config(self) -> dict:
+        return {"rate": self.rate}
+
     def forward(self, backend, x, workspace, training=False):
         if not training:
             return x
@@ -346,6 +373,10 @@ class Maxout(_Affine):
         extra = "" if self.regularizer is None else f", regularizer={self.regularizer!r}"
         return f"Maxout({self.units}, pieces={self.pieces}, init={self.init!r}{extra})"
 
+    def get_config(self) -> dict:
+        return {"units": self.units, "pieces": self.pieces, "init": self.init,
+                "regularizer": self.regularizer}
+
     def build(self, input_dim):
         self.input_dim, self.output_dim = input_dim, self.units
         self.rows = self.units * self.pieces
@@ -385,6 +416,7 @@ class BatchNorm(Layer):
     """
 
     kind = "batch_norm"
+    state_names = ("running_mean", "running_var")
 
     def __init__(self, momentum: float = 0.99, eps: float = 1e-3):
         super().__init__()
@@ -399,6 +431,9 @@ class BatchNorm(Layer):
 
     def __repr__(self) -> str:
         return f"BatchNorm(momentum={self.momentum!r}, eps={self.eps!r})"
+
+    def get_config(self) -> dict:
+        return {"momentum": self.momentum, "eps": self.eps}
 
     def count_params(self):
         return 2 * self.input_dim
@@ -460,8 +495,7 @@ class BatchNorm(Layer):
         return [self.running_mean, self.running_var]
 
     def set_state(self, state):
-        mean, var = self._check_state(state, [(self.input_dim,)] * 2,
-                                      ["running_mean", "running_var"])
+        mean, var = self._check_state(state)
         if (var < 0).any():
             raise ValueError("running_var must be >= 0")
         self.running_mean[...], self.running_var[...] = mean, var
@@ -482,6 +516,7 @@ class Normalization(Layer):
     """
 
     kind = "normalization"
+    state_names = ("mean", "std")
 
     def __init__(self):
         super().__init__()
@@ -490,6 +525,9 @@ class Normalization(Layer):
 
     def __repr__(self) -> str:
         return "Normalization()"
+
+    def get_config(self) -> dict:
+        return {}
 
     def bind(self, params, grads):
         self.dtype = params.dtype
@@ -527,10 +565,16 @@ class Normalization(Layer):
         return [self.mean, self.std]
 
     def set_state(self, state):
-        mean, std = self._check_state(state, [(self.input_dim,)] * 2, ["mean", "std"])
+        mean, std = self._check_state(state)
         if (std <= 0).any():
             raise ValueError("std must be > 0")
         self.mean[...], self.std[...] = mean, std
         self._var[...] = std * std
         self._inv[...] = 1 / np.sqrt(self._var)   # the forward's own factor
         self.adapted = True
+
+
+#: the built-in layers by class name (what the model file saves and loads)
+LAYERS: Dict[str, Type[Layer]] = {cls.__name__: cls
+                                  for cls in (Dense, Dropout, Maxout, BatchNorm,
+                                              Normalization)}

@@ -26,13 +26,11 @@ Needs the ``onnx`` package (``pip install 'fastmlp[onnx]'``), imported only on e
 """
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from .._files import check_path, write_atomically
 from .._validation import check_int
 from ..layers import BatchNorm, Dense, Dropout, Maxout, Normalization
 
@@ -75,13 +73,6 @@ def _import_onnx():
         raise ImportError("ONNX export needs the onnx package: pip install 'fastmlp[onnx]' "
                           "(or pip install onnx; onnxruntime runs the exported file)") from exc
     return onnx
-
-
-def _check_path(path) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike (e.g. pathlib.Path); got "
-                        f"{type(path).__name__}")
-    return Path(path)
 
 
 def _check_opset(opset, onnx) -> int:
@@ -264,22 +255,6 @@ def _version() -> str:
     return __version__
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-    """Write to a fresh file next to ``path`` (created with the umask's permissions), then
-    os.replace it onto ``path``: readers see the old file or the whole new one."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(model, path, *, opset: Optional[int] = None) -> None:
     """Write ``model``'s inference graph (module docstring) to ``path`` as ONNX, atomically.
 
@@ -288,5 +263,6 @@ def export_onnx(model, path, *, opset: Optional[int] = None) -> None:
     ``onnx.checker.check_model(full_check=True)`` before anything is written. TypeError
     for a path that is not a str or os.PathLike or a model that is not a Sequential;
     ValueError for a layer without an ONNX form (naming it) or an opset out of range."""
-    path = _check_path(path)
-    _write_atomically(build_onnx_model(model, opset=opset).SerializeToString(), path)
+    path = check_path(path)
+    data = build_onnx_model(model, opset=opset).SerializeToString()
+    write_atomically(path, lambda file: file.write(data))
