@@ -250,9 +250,9 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     Normalization layers never adapted are adapted to X first. Every step advances
     ``model.training_step`` (Dropout's counter), across fits.
 
-    Models of the built-in layers on the native backend train on the fused path
-    (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit); models
-    with custom layers, optimizers or regularizers on the per-op loop below.
+    Models of built-in Dense and Dropout layers on the native backend train on the fused
+    path (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit);
+    every other model on the per-op loop below.
     """
     epochs = check_int(epochs, "epochs")
     if batch_size is not None:
