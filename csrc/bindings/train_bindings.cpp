@@ -29,6 +29,7 @@ using train::Divergence;
 using train::EpochData;
 using train::LayerKind;
 using train::LayerSpec;
+using train::LayerState;
 using train::Totals;
 using train::TrainerSpec;
 
@@ -37,58 +38,131 @@ constexpr const char* kK = "Trainer";
 // The element offset of `view` inside `base` (both of dtype T); ValueError unless `view`
 // is a C-contiguous array of `shape` lying wholly inside `base`.
 template <class T>
-index offset_in(const py::array& base, const py::object& obj, const std::string& name,
+index offset_in(const char* who, const py::array& base, const py::object& obj, const std::string& name,
                 std::initializer_list<py::ssize_t> shape) {
-    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(kK) + ": " + name + " must be a numpy array");
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(who) + ": " + name + " must be a numpy array");
     py::array view = obj.cast<py::array>();
-    const T* p = input<T>(view, kK, name.c_str(), int(shape.size()));
+    const T* p = input<T>(view, who, name.c_str(), int(shape.size()));
     py::ssize_t i = 0;
     for (py::ssize_t extent : shape)
         if (view.shape(i++) != extent)
-            fail_value(kK, name + " has shape " + shape_of(view) + ", which does not match the layer's widths");
+            fail_value(who, name + " has shape " + shape_of(view) + ", which does not match the layer's widths");
     const T* b = static_cast<const T*>(base.data());
     if (view.size() > 0 && (p < b || p + view.size() > b + base.size()))
-        fail_value(kK, name + " is not a view into the flat buffer it belongs to");
+        fail_value(who, name + " is not a view into the flat buffer it belongs to");
     return index(p - b);
 }
 
 double number(const py::dict& d, const char* key) { return d[key].cast<double>(); }
 index integer(const py::dict& d, const char* key) { return d[key].cast<index>(); }
 
-// One layer description (a dict, python/fastmlp/fused.py) as a LayerSpec.
+// What one layer description (a dict, python/fastmlp/fused.py) refers to: the flat
+// parameter buffer, the gradient buffer (training only), and the state arrays it names,
+// kept alive in `keep`.
+struct LayerArrays {
+    const char* who;
+    const py::array& params;
+    const py::array* grads;     // null for inference
+    py::list& keep;
+};
+
+// A state array of the layer: (n,) of T, kept alive; disjoint from the flat buffers when
+// the trainer writes it.
 template <class T>
-LayerSpec layer_spec(const py::handle& item, std::size_t i, const py::array& params, const py::array& grads) {
+T* state_array(const LayerArrays& arrays, const py::dict& d, const char* key, index n, const std::string& name,
+               bool written) {
+    const std::string label = name + "['" + key + "']";
+    const py::object obj = d[key];
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(arrays.who) + ": " + label + " must be a numpy array");
+    py::array a = obj.cast<py::array>();
+    T* p = written ? output<T>(a, arrays.who, label.c_str(), 1) : const_cast<T*>(input<T>(a, arrays.who, label.c_str(), 1));
+    if (a.shape(0) != n)
+        fail_value(arrays.who, label + " has shape " + shape_of(a) + ", expected (" + std::to_string(n) + ",)");
+    if (written) {
+        no_overlap(arrays.who, a, label.c_str(), arrays.params, "params");
+        if (arrays.grads) no_overlap(arrays.who, a, label.c_str(), *arrays.grads, "grads");
+    }
+    arrays.keep.append(a);
+    return p;
+}
+
+// A layer's parameters (W/b, or gamma/beta) as offsets; the gradients must sit at the
+// same offsets when training.
+template <class T>
+void parameter_offsets(const LayerArrays& arrays, const py::dict& d, LayerSpec& l, const std::string& name,
+                       const char* w, const char* b, const char* dw, const char* db,
+                       std::initializer_list<py::ssize_t> w_shape, py::ssize_t b_size) {
+    l.weights_offset = offset_in<T>(arrays.who, arrays.params, d[w], name + "['" + w + "']", w_shape);
+    l.bias_offset = offset_in<T>(arrays.who, arrays.params, d[b], name + "['" + b + "']", {b_size});
+    if (!arrays.grads) return;
+    if (offset_in<T>(arrays.who, *arrays.grads, d[dw], name + "['" + dw + "']", w_shape) != l.weights_offset ||
+        offset_in<T>(arrays.who, *arrays.grads, d[db], name + "['" + db + "']", {b_size}) != l.bias_offset)
+        fail_value(arrays.who, name + "'s gradients must sit at its parameters' offsets");
+}
+
+// The regularizer's lambdas and scale (training only).
+void penalty(const LayerArrays& arrays, const py::dict& d, LayerSpec& l, const std::string& name) {
+    if (!arrays.grads) return;
+    l.l1 = number(d, "l1");
+    l.l2 = number(d, "l2");
+    const std::string scale = d["scale"].cast<std::string>();
+    if (scale != "samples" && scale != "batch")
+        fail_value(arrays.who, name + "'s regularizer scale must be 'samples' or 'batch', got '" + scale + "'");
+    l.per_batch = scale == "batch";
+}
+
+// One layer description as a LayerSpec and its state (the kinds of train/layers.hpp).
+template <class T>
+LayerSpec layer_spec(const LayerArrays& arrays, const py::handle& item, std::size_t i, LayerState<T>& state) {
     const std::string name = "layers[" + std::to_string(i) + "]";
-    if (!py::isinstance<py::dict>(item)) throw py::type_error(std::string(kK) + ": " + name + " must be a dict");
+    if (!py::isinstance<py::dict>(item)) throw py::type_error(std::string(arrays.who) + ": " + name + " must be a dict");
     const py::dict d = py::reinterpret_borrow<py::dict>(item);
     LayerSpec l;
     const std::string kind = d["kind"].cast<std::string>();
-    if (kind == "dense") {
-        l.kind = LayerKind::dense;
-        l.inputs = integer(d, "inputs");
-        l.outputs = integer(d, "units");
-        l.activation = activation_of(kK, d["activation"].cast<std::string>());
-        l.param = number(d, "param");
-        l.l1 = number(d, "l1");
-        l.l2 = number(d, "l2");
-        const std::string scale = d["scale"].cast<std::string>();
-        if (scale != "samples" && scale != "batch")
-            fail_value(kK, name + "'s regularizer scale must be 'samples' or 'batch', got '" + scale + "'");
-        l.per_batch = scale == "batch";
-        if (l.inputs < 1 || l.outputs < 1) fail_value(kK, name + " must have widths >= 1");
-        l.weights_offset = offset_in<T>(params, d["W"], name + "['W']", {l.outputs, l.inputs});
-        l.bias_offset = offset_in<T>(params, d["b"], name + "['b']", {l.outputs});
-        if (offset_in<T>(grads, d["dW"], name + "['dW']", {l.outputs, l.inputs}) != l.weights_offset ||
-            offset_in<T>(grads, d["db"], name + "['db']", {l.outputs}) != l.bias_offset)
-            fail_value(kK, name + "'s gradients must sit at its parameters' offsets");
+    auto widths = [&](const char* in, const char* out) {
+        l.inputs = integer(d, in);
+        l.outputs = integer(d, out);
+        if (l.inputs < 1 || l.outputs < 1) fail_value(arrays.who, name + " must have widths >= 1");
+    };
+    if (kind == "dense" || kind == "maxout") {
+        l.kind = kind == "dense" ? LayerKind::dense : LayerKind::maxout;
+        widths("inputs", "units");
+        if (l.kind == LayerKind::dense) {
+            l.activation = activation_of(arrays.who, d["activation"].cast<std::string>());
+            l.param = number(d, "param");
+        } else {
+            l.pieces = integer(d, "pieces");
+            if (l.pieces < 1) fail_value(arrays.who, name + " (maxout) needs pieces >= 1");
+        }
+        const py::ssize_t rows = affine_rows(l);
+        parameter_offsets<T>(arrays, d, l, name, "W", "b", "dW", "db", {rows, l.inputs}, rows);
+        penalty(arrays, d, l, name);
     } else if (kind == "dropout") {
         l.kind = LayerKind::dropout;
         l.inputs = l.outputs = integer(d, "width");
         l.rate = number(d, "rate");
         l.seed = d["seed"].cast<std::uint64_t>();
         l.layer_index = d["index"].cast<std::uint64_t>();
+    } else if (kind == "batchnorm") {
+        l.kind = LayerKind::batchnorm;
+        widths("width", "width");
+        l.momentum = number(d, "momentum");
+        l.eps = number(d, "eps");
+        parameter_offsets<T>(arrays, d, l, name, "gamma", "beta", "dgamma", "dbeta", {l.outputs}, l.outputs);
+        const bool training = arrays.grads != nullptr;
+        state.mean = state_array<T>(arrays, d, "running_mean", l.outputs, name, training);
+        state.var = state_array<T>(arrays, d, "running_var", l.outputs, name, training);
+    } else if (kind == "normalization") {
+        l.kind = LayerKind::normalization;
+        widths("width", "width");
+        state.mean = state_array<T>(arrays, d, "mean", l.outputs, name, false);
+        state.var = state_array<T>(arrays, d, "var", l.outputs, name, false);
+        state.inv = state_array<T>(arrays, d, "inv", l.outputs, name, false);
     } else {
-        fail_value(kK, name + " has kind '" + kind + "'; the fused path runs 'dense' and 'dropout' layers");
+        fail_value(arrays.who, name + " has kind '" + kind +
+                                   "'; the fused paths run 'dense', 'maxout', 'dropout', 'batchnorm' and "
+                                   "'normalization' layers");
     }
     return l;
 }
@@ -125,10 +199,14 @@ public:
             buf.m = state<T>(m, uses_m(spec.optimizer.kind), m_, "m");
             buf.v = state<T>(v, uses_v(spec.optimizer.kind), v_, "v");
             if (buf.m && buf.v) no_overlap(kK, m_, "m", v_, "v");
+            const LayerArrays arrays{kK, params_, &grads_, keep_};
             std::size_t i = 0;
-            for (const py::handle item : layers) spec.layers.push_back(layer_spec<T>(item, i++, params_, grads_));
+            for (const py::handle item : layers) {
+                buf.states.emplace_back();
+                spec.layers.push_back(layer_spec<T>(arrays, item, i++, buf.states.back()));
+            }
             try {
-                auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), buf);
+                auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), std::move(buf));
                 if constexpr (sizeof(T) == sizeof(float)) f32_ = std::move(trainer); else f64_ = std::move(trainer);
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(e.what());
@@ -228,6 +306,7 @@ private:
     }
 
     py::array params_, grads_, m_, v_;
+    py::list keep_;                           // the layers' state arrays
     std::unique_ptr<train::Trainer<float>> f32_;
     std::unique_ptr<train::Trainer<double>> f64_;
     index batch_ = 0, outputs_ = 0, features_ = 0;
@@ -244,24 +323,16 @@ public:
         with_dtype(params_, k, "params", [&](auto tag) {
             using T = decltype(tag);
             const T* p = input<T>(params_, k, "params", 1);
-            std::vector<train::DenseSpec> specs;
+            const LayerArrays arrays{k, params_, nullptr, keep_};
+            std::vector<LayerSpec> specs;
+            std::vector<LayerState<T>> states;
             std::size_t i = 0;
             for (const py::handle item : layers) {
-                const std::string name = "layers[" + std::to_string(i++) + "]";
-                if (!py::isinstance<py::dict>(item)) throw py::type_error(std::string(k) + ": " + name + " must be a dict");
-                const py::dict d = py::reinterpret_borrow<py::dict>(item);
-                train::DenseSpec l;
-                l.inputs = integer(d, "inputs");
-                l.outputs = integer(d, "units");
-                l.activation = activation_of(k, d["activation"].cast<std::string>());
-                l.param = number(d, "param");
-                if (l.inputs < 1 || l.outputs < 1) fail_value(k, name + " must have widths >= 1");
-                l.weights_offset = offset_in<T>(params_, d["W"], name + "['W']", {l.outputs, l.inputs});
-                l.bias_offset = offset_in<T>(params_, d["b"], name + "['b']", {l.outputs});
-                specs.push_back(l);
+                states.emplace_back();
+                specs.push_back(layer_spec<T>(arrays, item, i++, states.back()));
             }
             try {
-                auto pred = std::make_unique<train::Predictor<T>>(std::move(specs), loss_of(k, loss), p,
+                auto pred = std::make_unique<train::Predictor<T>>(specs, states, loss_of(k, loss), p,
                                                                   index(params_.size()));
                 features_ = pred->features();
                 outputs_ = pred->outputs();
@@ -319,6 +390,7 @@ private:
     }
 
     py::array params_;
+    py::list keep_;                           // the layers' state arrays
     std::unique_ptr<train::Predictor<float>> f32_;
     std::unique_ptr<train::Predictor<double>> f64_;
     Loss loss_ = Loss::softmax_cross_entropy;

@@ -1,6 +1,7 @@
 // The fused inference path (predictor.hpp): the per-op inference forward's calls.
 #include "predictor.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -53,45 +54,83 @@ void* scratch(std::size_t bytes, std::unique_ptr<void, AlignedFree>& owned) {
     return s.data;
 }
 
-// Checks one layer against the previous one and the parameter buffer.
-void check_spec(const DenseSpec& l, const DenseSpec* previous, std::size_t i, index n_params) {
-    const std::string name = "layers[" + std::to_string(i) + "]";
-    if (l.inputs < 1 || l.outputs < 1) fail(name + " must have widths >= 1");
-    if (previous && l.inputs != previous->outputs)
-        fail(name + " takes " + std::to_string(l.inputs) + " inputs but the previous Dense layer gives " +
-             std::to_string(previous->outputs));
-    if (l.weights_offset < 0 || l.weights_offset + l.inputs * l.outputs > n_params || l.bias_offset < 0 ||
-        l.bias_offset + l.outputs > n_params)
-        fail(name + "'s weights or biases lie outside the " + std::to_string(n_params) + " parameters");
+// W (rows x inputs) packed as op(B) = W^T for `table`'s ISA, and b copied.
+template <class T>
+InferenceLayer<T> pack_layer(const KernelTable<T>& table, const LayerSpec& l, const LayerState<T>& state,
+                             const T* params) {
+    InferenceLayer<T> layer;
+    layer.spec = l;
+    layer.state = state;
+    if (l.kind == LayerKind::normalization) {
+        layer.ones.assign(std::size_t(l.outputs), T(1));
+        layer.zeros.assign(std::size_t(l.outputs), T(0));
+    }
+    if (!has_weights(l)) return layer;
+    const index rows = affine_rows(l);
+    const std::size_t count = std::size_t(table.packed_b_size(rows, l.inputs));
+    layer.packed_weights.reset(static_cast<T*>(::operator new(sizeof(T) * count, std::align_val_t(kAlign))),
+                               [](T* p) { ::operator delete(p, std::align_val_t(kAlign)); });
+    table.pack_b(true, rows, l.inputs, params + l.weights_offset, l.inputs, layer.packed_weights.get());
+    layer.bias.assign(params + l.bias_offset, params + l.bias_offset + rows);
+    return layer;
 }
 
-// W (outputs x inputs) packed as op(B) = W^T for `table`'s ISA, and b copied.
-template <class T>
-PackedDense<T> pack_layer(const KernelTable<T>& table, const DenseSpec& l, const T* params) {
-    PackedDense<T> packed;
-    packed.spec = l;
-    const std::size_t count = std::size_t(table.packed_b_size(l.outputs, l.inputs));
-    packed.packed_weights.reset(static_cast<T*>(::operator new(sizeof(T) * count, std::align_val_t(kAlign))),
-                                [](T* p) { ::operator delete(p, std::align_val_t(kAlign)); });
-    table.pack_b(true, l.outputs, l.inputs, params + l.weights_offset, l.inputs, packed.packed_weights.get());
-    packed.bias.assign(params + l.bias_offset, params + l.bias_offset + l.outputs);
-    return packed;
+// A buffer other than the input's (cur) and `other`.
+int free_buffer(int cur, int other) {
+    for (int i = 0; i < 3; ++i)
+        if (i != cur && i != other) return i;
+    return -1;
 }
 
 }  // namespace
 
 template <class T>
-Predictor<T>::Predictor(std::vector<DenseSpec> layers, Loss loss, const T* params, index n_params)
-    : loss_(loss) {
-    if (layers.empty()) fail("the model has no Dense layers");
+Predictor<T>::Predictor(const std::vector<LayerSpec>& layers, const std::vector<LayerState<T>>& states, Loss loss,
+                        const T* params, index n_params)
+    : loss_(loss), params_(params) {
     if (!params) fail("params is required");
+    check_layers(layers, states, n_params, "Predictor");
     const KernelTable<T>& table = kernels().get<T>();
     gemm_bias_act_packed_ = table.gemm_bias_act_packed;
     for (std::size_t i = 0; i < layers.size(); ++i) {
-        check_spec(layers[i], i ? &layers[i - 1] : nullptr, i, n_params);
-        layers_.push_back(pack_layer(table, layers[i], params));
-        if (layers[i].outputs > widest_) widest_ = layers[i].outputs;
+        if (layers[i].kind == LayerKind::dropout) fail("Dropout is the identity at inference: leave it out");
+        layers_.push_back(pack_layer(table, layers[i], states[i], params));
+        widest_ = std::max({widest_, affine_rows(layers[i]), layers[i].outputs});
+        if (layers[i].kind == LayerKind::maxout) widest_maxout_ = std::max(widest_maxout_, layers[i].outputs);
     }
+}
+
+// One layer's inference forward of `rows` rows from `in` into the rotating buffers (cur:
+// the one holding `in`, or -1; updated to the one holding the result, which is returned).
+template <class T>
+const T* Predictor<T>::forward(const InferenceLayer<T>& layer, const T* in, index rows, T* const buf[3], int& cur,
+                               std::int32_t* argmax) const {
+    const LayerSpec& l = layer.spec;
+    const int zi = free_buffer(cur, -1);
+    T* z = buf[zi];
+    if (l.kind == LayerKind::batchnorm || l.kind == LayerKind::normalization) {
+        if (l.kind == LayerKind::batchnorm)
+            batchnorm_forward_infer<T>(in, params_ + l.weights_offset, params_ + l.bias_offset, layer.state.mean,
+                                       layer.state.var, z, rows, l.outputs, T(l.eps));
+        else
+            batchnorm_forward_infer<T>(in, layer.ones.data(), layer.zeros.data(), layer.state.mean,
+                                       layer.state.var, z, rows, l.outputs, T(0));
+        cur = zi;
+        return z;
+    }
+    const index R = affine_rows(l);
+    const Activation act = l.kind == LayerKind::dense ? l.activation : Activation::linear;
+    const int ai = act == Activation::linear ? zi : free_buffer(cur, zi);
+    // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
+    gemm_bias_act_packed_(rows, R, l.inputs, in, l.inputs, layer.packed_weights.get(), layer.bias.data(), z, R,
+                          buf[ai], R, act, T(l.param), threads_for(rows * R * l.inputs, kGemmGrain));
+    cur = ai;
+    if (l.kind == LayerKind::maxout) {
+        const int mi = free_buffer(zi, -1);
+        maxout_forward<T>(z, buf[mi], argmax, rows, l.outputs, l.pieces);
+        cur = mi;
+    }
+    return buf[cur];
 }
 
 template <class T>
@@ -99,31 +138,21 @@ void Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* ou
     if (n < 1) return;
     if (chunk < 1 || chunk > n) chunk = n;
     const index k = outputs();
-    // Three rotating buffers of chunk * widest: the layer's input, z, and a (when not linear).
+    // Three rotating buffers of chunk * widest (a layer's input, z, and a when not linear),
+    // then Maxout's argmax.
     const std::size_t per = std::size_t(chunk) * std::size_t(widest_);
     const std::size_t stride = (per * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+    const std::size_t argmax_bytes = std::size_t(chunk) * std::size_t(widest_maxout_) * sizeof(std::int32_t);
     std::unique_ptr<void, AlignedFree> owned;
-    char* base = static_cast<char*>(scratch(3 * stride, owned));
-    T* buf[3] = {reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + stride),
-                 reinterpret_cast<T*>(base + 2 * stride)};
+    char* base = static_cast<char*>(scratch(3 * stride + argmax_bytes, owned));
+    T* const buf[3] = {reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + stride),
+                       reinterpret_cast<T*>(base + 2 * stride)};
+    std::int32_t* argmax = reinterpret_cast<std::int32_t*>(base + 3 * stride);
     for (index start = 0; start < n; start += chunk) {
         const index rows = start + chunk < n ? chunk : n - start;
         const T* in = x + start * features();
         int cur = -1;                                  // the buffer holding `in`, or none
-        for (const PackedDense<T>& layer : layers_) {
-            const DenseSpec& l = layer.spec;
-            const int zi = cur == 0 ? 1 : 0;               // a buffer other than the input's
-            const int ai = (cur == 2 || zi == 2) ? (3 - cur - zi) : 2;  // neither of them
-            T* z = buf[zi];
-            const bool linear = l.activation == Activation::linear;
-            T* a = linear ? z : buf[ai];
-            // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
-            gemm_bias_act_packed_(rows, l.outputs, l.inputs, in, l.inputs, layer.packed_weights.get(),
-                                  layer.bias.data(), z, l.outputs, a, l.outputs, l.activation, T(l.param),
-                                  threads_for(rows * l.outputs * l.inputs, kGemmGrain));
-            in = a;
-            cur = linear ? zi : ai;
-        }
+        for (const InferenceLayer<T>& layer : layers_) in = forward(layer, in, rows, buf, cur, argmax);
         const T* z = in;                               // the chunk's logits (rows, k)
         switch (mode) {
             case PredictMode::logits:

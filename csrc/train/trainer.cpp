@@ -1,6 +1,7 @@
 // The fused training path (trainer.hpp): the per-op loop's calls, in its order.
 #include "trainer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -64,34 +65,15 @@ Workspace<T>& Workspace<T>::operator=(Workspace&& other) noexcept {
 // ---- Trainer ----
 
 template <class T>
-Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers) : spec_(std::move(spec)), buf_(buffers) {
+Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers) : spec_(std::move(spec)), buf_(std::move(buffers)) {
     const auto& layers = spec_.layers;
-    if (layers.empty()) fail("the model has no layers");
     if (spec_.batch < 1) fail("batch must be >= 1, got " + std::to_string(spec_.batch));
     if (!buf_.params || !buf_.grads) fail("params and grads are required");
     if (uses_m(spec_.optimizer.kind) && !buf_.m) fail("this optimizer needs its state m");
     if (uses_v(spec_.optimizer.kind) && !buf_.v) fail("this optimizer needs its state v");
     if (!uses_m(spec_.optimizer.kind)) buf_.m = nullptr;
     if (!uses_v(spec_.optimizer.kind)) buf_.v = nullptr;
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-        const LayerSpec& l = layers[i];
-        const std::string name = "layers[" + std::to_string(i) + "]";
-        if (l.inputs < 1 || l.outputs < 1) fail(name + " must have widths >= 1");
-        if (i > 0 && l.inputs != layers[i - 1].outputs)
-            fail(name + " takes " + std::to_string(l.inputs) + " inputs but layers[" + std::to_string(i - 1) +
-                 "] gives " + std::to_string(layers[i - 1].outputs));
-        if (l.kind == LayerKind::dense) {
-            const index nw = l.inputs * l.outputs;
-            if (l.weights_offset < 0 || l.weights_offset + nw > spec_.params || l.bias_offset < 0 ||
-                l.bias_offset + l.outputs > spec_.params)
-                fail(name + "'s weights or biases lie outside the " + std::to_string(spec_.params) +
-                     " parameters");
-            if (!(l.l1 >= 0 && l.l2 >= 0)) fail(name + "'s regularizer coefficients must be >= 0");
-        } else {
-            if (l.inputs != l.outputs) fail(name + " (dropout) must keep its width");
-            if (!(l.rate >= 0 && l.rate < 1)) fail(name + " (dropout) needs 0 <= rate < 1");
-        }
-    }
+    check_layers(layers, buf_.states, spec_.params, "Trainer");
     features_ = layers.front().inputs;
     outputs_ = layers.back().outputs;
     const index b = spec_.batch;
@@ -100,22 +82,68 @@ Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers) : spec_(std::move(spec
     w_ = Workspace<T>(b);
     grad_ = Workspace<T>(b * outputs_);
     work_.resize(layers.size());
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-        const LayerSpec& l = layers[i];
-        LayerWork& w = work_[i];
-        if (i > 0) w.dx = Workspace<T>(b * l.inputs);
-        if (l.kind == LayerKind::dense) {
-            w.out = Workspace<T>(b * l.outputs);
-            if (l.activation != Activation::linear) {
-                w.act = Workspace<T>(b * l.outputs);
-                w.dz = Workspace<T>(b * l.outputs);
-            }
-        } else {
-            w.out = Workspace<T>(b * l.outputs);
-            w.mask = Workspace<T>(b * l.outputs);
-        }
-    }
+    for (std::size_t i = 0; i < layers.size(); ++i) allocate(i);
     scratch_.assign(3 * std::size_t(outputs_), 0.0);
+}
+
+// The workspaces layer i needs for `batch` rows (the per-op layer's workspace arrays).
+template <class T>
+void Trainer<T>::allocate(std::size_t i) {
+    const LayerSpec& l = spec_.layers[i];
+    LayerWork& w = work_[i];
+    const index b = spec_.batch, n = l.outputs;
+    // dx for every layer but the first; batchnorm's kernel writes it there too.
+    if (i > 0 || l.kind == LayerKind::batchnorm) w.dx = Workspace<T>(b * l.inputs);
+    switch (l.kind) {
+        case LayerKind::dense:
+            w.out = Workspace<T>(b * n);
+            if (l.activation != Activation::linear) {
+                w.act = Workspace<T>(b * n);
+                w.dz = Workspace<T>(b * n);
+            }
+            break;
+        case LayerKind::maxout:
+            w.out = Workspace<T>(b * affine_rows(l));
+            w.act = Workspace<T>(b * n);
+            w.dz = Workspace<T>(b * affine_rows(l));
+            w.argmax.assign(std::size_t(b * n), 0);
+            break;
+        case LayerKind::dropout:
+            w.out = Workspace<T>(b * n);
+            w.mask = Workspace<T>(b * n);
+            break;
+        case LayerKind::batchnorm:
+            w.out = Workspace<T>(b * n);
+            w.xhat = Workspace<T>(b * n);
+            w.mean = Workspace<T>(n);
+            w.inv_std = Workspace<T>(n);
+            break;
+        case LayerKind::normalization:
+            w.out = Workspace<T>(b * n);
+            w.ones = Workspace<T>(n);
+            w.zeros = Workspace<T>(n);
+            for (index j = 0; j < n; ++j) {
+                w.ones.data()[j] = T(1);
+                w.zeros.data()[j] = T(0);
+            }
+            break;
+    }
+}
+
+// BatchNorm.forward's running averages (layers.py), in its NumPy arithmetic: the batch
+// variance var = max(1 / inv_std^2 - eps, 0) in double; running = momentum * running +
+// (1 - momentum) * batch, with momentum * running in double and (1 - momentum) * mean in
+// T (NumPy multiplies a Python float and a T array in T), the sum in double, stored in T.
+template <class T>
+void Trainer<T>::update_running_averages(const LayerSpec& l, const LayerState<T>& s, const LayerWork& w) {
+    const double m = l.momentum;
+    const T keep_new = T(1 - m);
+    for (index j = 0; j < l.outputs; ++j) {
+        const double inv = double(w.inv_std.data()[j]);
+        const double var = std::max(1.0 / (inv * inv) - l.eps, 0.0);
+        s.mean[j] = T(m * double(s.mean[j]) + double(keep_new * w.mean.data()[j]));
+        s.var[j] = T(m * double(s.var[j]) + (1 - m) * var);
+    }
 }
 
 template <class T>
@@ -140,19 +168,42 @@ const T* Trainer<T>::forward(index rows, std::uint64_t model_step) {
         const LayerSpec& l = spec_.layers[i];
         LayerWork& w = work_[i];
         w.input = in;
-        if (l.kind == LayerKind::dense) {
-            T* z = w.out.data();
-            const T* W = buf_.params + l.weights_offset;
-            T* a = l.activation == Activation::linear ? z : w.act.data();
-            // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
-            gemm_bias_act<T>(false, true, rows, l.outputs, l.inputs, in, l.inputs, W, l.inputs,
-                             buf_.params + l.bias_offset, z, l.outputs, a, l.outputs, l.activation,
-                             T(l.param));
-            w.output = a;
-        } else {
-            dropout_forward<T>(in, w.out.data(), w.mask.data(), rows * l.outputs, l.rate, l.seed, l.layer_index,
-                               model_step);
-            w.output = w.out.data();
+        const T* gamma = buf_.params + l.weights_offset;   // batchnorm
+        const T* beta = buf_.params + l.bias_offset;
+        const LayerState<T>& s = buf_.states[i];
+        switch (l.kind) {
+            case LayerKind::dense:
+            case LayerKind::maxout: {
+                const index R = affine_rows(l);
+                T* z = w.out.data();
+                const Activation act = l.kind == LayerKind::dense ? l.activation : Activation::linear;
+                T* a = act == Activation::linear ? z : w.act.data();
+                // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
+                gemm_bias_act<T>(false, true, rows, R, l.inputs, in, l.inputs, buf_.params + l.weights_offset,
+                                 l.inputs, buf_.params + l.bias_offset, z, R, a, R, act, T(l.param));
+                w.output = a;
+                if (l.kind == LayerKind::maxout) {
+                    maxout_forward<T>(z, w.act.data(), w.argmax.data(), rows, l.outputs, l.pieces);
+                    w.output = w.act.data();
+                }
+                break;
+            }
+            case LayerKind::dropout:
+                dropout_forward<T>(in, w.out.data(), w.mask.data(), rows * l.outputs, l.rate, l.seed,
+                                   l.layer_index, model_step);
+                w.output = w.out.data();
+                break;
+            case LayerKind::batchnorm:
+                batchnorm_forward_train<T>(in, gamma, beta, w.out.data(), w.xhat.data(), w.mean.data(),
+                                           w.inv_std.data(), rows, l.outputs, T(l.eps));
+                update_running_averages(l, s, w);
+                w.output = w.out.data();
+                break;
+            case LayerKind::normalization:
+                batchnorm_forward_infer<T>(in, w.ones.data(), w.zeros.data(), s.mean, s.var, w.out.data(), rows,
+                                           l.outputs, T(0));
+                w.output = w.out.data();
+                break;
         }
         in = w.output;
     }
@@ -166,22 +217,45 @@ void Trainer<T>::backward(index rows) {
     for (std::size_t i = spec_.layers.size(); i-- > 0;) {
         const LayerSpec& l = spec_.layers[i];
         LayerWork& w = work_[i];
-        if (l.kind == LayerKind::dense) {
-            const T* dz = d;
-            if (l.activation != Activation::linear) {
-                act_backward<T>(w.out.data(), w.act.data(), d, w.dz.data(), rows * l.outputs, l.activation,
-                                T(l.param));
-                dz = w.dz.data();
+        const index n = l.outputs;
+        switch (l.kind) {
+            case LayerKind::dense:
+            case LayerKind::maxout: {
+                const index R = affine_rows(l);
+                const T* dz = d;
+                if (l.kind == LayerKind::maxout) {
+                    maxout_backward<T>(d, w.argmax.data(), w.dz.data(), rows, n, l.pieces);
+                    dz = w.dz.data();
+                } else if (l.activation != Activation::linear) {
+                    act_backward<T>(w.out.data(), w.act.data(), d, w.dz.data(), rows * n, l.activation,
+                                    T(l.param));
+                    dz = w.dz.data();
+                }
+                gemm<T>(true, false, R, l.inputs, rows, T(1.0), dz, R, w.input, l.inputs, T(0.0),
+                        buf_.grads + l.weights_offset, l.inputs);
+                col_sum<T>(dz, rows, R, buf_.grads + l.bias_offset);
+                if (i == 0) return;
+                gemm<T>(false, false, rows, l.inputs, R, T(1.0), dz, R, buf_.params + l.weights_offset, l.inputs,
+                        T(0.0), w.dx.data(), l.inputs);
+                break;
             }
-            gemm<T>(true, false, l.outputs, l.inputs, rows, T(1.0), dz, l.outputs, w.input, l.inputs, T(0.0),
-                    buf_.grads + l.weights_offset, l.inputs);
-            col_sum<T>(dz, rows, l.outputs, buf_.grads + l.bias_offset);
-            if (i == 0) break;
-            gemm<T>(false, false, rows, l.inputs, l.outputs, T(1.0), dz, l.outputs, buf_.params + l.weights_offset,
-                    l.inputs, T(0.0), w.dx.data(), l.inputs);
-        } else {
-            if (i == 0) break;
-            mul<T>(d, w.mask.data(), w.dx.data(), rows * l.outputs);
+            case LayerKind::dropout:
+                if (i == 0) return;
+                mul<T>(d, w.mask.data(), w.dx.data(), rows * n);
+                break;
+            case LayerKind::batchnorm:
+                batchnorm_backward<T>(d, w.xhat.data(), buf_.params + l.weights_offset, w.inv_std.data(),
+                                      w.dx.data(), buf_.grads + l.weights_offset, buf_.grads + l.bias_offset,
+                                      rows, n);
+                break;
+            case LayerKind::normalization: {
+                if (i == 0) return;
+                const T* inv = buf_.states[i].inv;       // NumPy's dy * inv, one product each
+                T* dx = w.dx.data();
+                for (index r = 0; r < rows; ++r)
+                    for (index j = 0; j < n; ++j) dx[r * n + j] = d[r * n + j] * inv[j];
+                break;
+            }
         }
         d = w.dx.data();
     }
@@ -192,12 +266,12 @@ template <class T>
 double Trainer<T>::penalty(index rows, index n) {
     double total = 0.0;
     for (const LayerSpec& l : spec_.layers) {
-        if (l.kind != LayerKind::dense) continue;
+        if (!has_weights(l)) continue;
         const double d = double(l.per_batch ? rows : n);
         const double l1 = l.l1 / d, l2 = l.l2 / d;
         if (l1 == 0 && l2 == 0) continue;
         total += regularize<T>(buf_.params + l.weights_offset, buf_.grads + l.weights_offset,
-                               l.inputs * l.outputs, l1, l2);
+                               l.inputs * affine_rows(l), l1, l2);
     }
     return total;
 }

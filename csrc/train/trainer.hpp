@@ -8,14 +8,21 @@
 // give the same parameters bit for bit. Per step, with m the step's rows:
 //
 //   forward   Dense:   gemm_bias_act  z = x W^T + b, a = act(z) (a = z when linear)
+//             Maxout:  gemm_bias_act  z = x W^T + b (linear); maxout_forward a, argmax
 //             Dropout: dropout_forward at the model's step counter
+//             BatchNorm: batchnorm_forward_train y, xhat, mean, inv_std; the running
+//                      averages in double, as layers.py BatchNorm.forward computes them
+//             Normalization: batchnorm_forward_infer with gamma 1, beta 0, eps 0
 //   loss      scale 1/m, or 1/sum(w) (0 if the sum is 0) with row weights, the weight sum
 //             taken in ascending row order in double
 //             a non-finite loss sum stops the run before the backward pass
 //   backward  Dense:   act_backward (dz = da when linear); gemm TN dW = dz^T x;
 //                      col_sum db; gemm NN dx = dz W (not for the first layer)
+//             Maxout:  maxout_backward dz; then as Dense
 //             Dropout: mul dx = dy * mask (not for the first layer)
-//   penalty   per Dense layer in order, coefficients lambda / n (or / m for scale
+//             BatchNorm: batchnorm_backward dx, dgamma, dbeta
+//             Normalization: dx = dy * (1 / std) per column (not for the first layer)
+//   penalty   per Dense and Maxout layer in order, coefficients lambda / n (or / m for scale
 //             "batch"): regularize when either coefficient is nonzero
 //   update    sum_squares of the whole gradient; a non-finite sum stops the run before
 //             the update; global-norm clipping; one optimizer_update over all parameters
@@ -28,28 +35,9 @@
 #include <vector>
 
 #include "../common.hpp"
+#include "layers.hpp"
 
 namespace fastmlp { namespace train {
-
-enum class LayerKind : int { dense, dropout };
-
-// One layer of the model, as the per-op path would run it.
-struct LayerSpec {
-    LayerKind kind = LayerKind::dense;
-    index inputs = 0, outputs = 0;           // widths; equal for dropout
-    // Dense: activation and its parameter, W (outputs, inputs) and b (outputs,) as
-    // offsets into the flat parameter buffer (the gradients at the same offsets), and the
-    // regularizer's lambdas (both 0: none), divided per step by the training set's size
-    // or, with per_batch, by the step's rows.
-    Activation activation = Activation::linear;
-    double param = 0;
-    index weights_offset = 0, bias_offset = 0;
-    double l1 = 0, l2 = 0;
-    bool per_batch = false;
-    // Dropout: the rate, the model's seed (mod 2^64) and the layer's index in the model.
-    double rate = 0;
-    std::uint64_t seed = 0, layer_index = 0;
-};
 
 // The optimizer's constants (ops.hpp OptimizerHyper without the per-step lr and t).
 struct OptimizerSpec {
@@ -67,13 +55,14 @@ struct TrainerSpec {
 };
 
 // The caller's flat buffers: parameters, gradients and the optimizer state (m and v may
-// be null when the optimizer keeps no such state).
+// be null when the optimizer keeps no such state), and each layer's state arrays.
 template <class T>
 struct Buffers {
     T* params = nullptr;
     T* grads = nullptr;
     T* m = nullptr;
     T* v = nullptr;
+    std::vector<LayerState<T>> states;   // one per layer
 };
 
 // One epoch's training data and the order its rows are visited in.
@@ -150,10 +139,16 @@ public:
 
 private:
     struct LayerWork {
-        Workspace<T> out, act, dz, dx, mask;  // the ones the layer needs
+        // The ones the layer needs: out (z or y), act (a), dz, dx, mask (dropout), xhat,
+        // mean, inv_std (batchnorm), ones, zeros (normalization), argmax (maxout).
+        Workspace<T> out, act, dz, dx, mask, xhat, mean, inv_std, ones, zeros;
+        std::vector<std::int32_t> argmax;
         const T* input = nullptr;             // this step's input (set by the forward)
         T* output = nullptr;                  // this step's output
     };
+
+    void allocate(std::size_t i);
+    void update_running_averages(const LayerSpec& l, const LayerState<T>& s, const LayerWork& w);
 
     void gather(const EpochData<T>& data, index start, index rows);
     const T* forward(index rows, std::uint64_t model_step);

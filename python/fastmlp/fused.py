@@ -1,7 +1,7 @@
 """The fused training path: fit's steps in one backend call per epoch.
 
-For a model whose layers are all built-in :class:`~fastmlp.layers.Dense` or
-:class:`~fastmlp.layers.Dropout` layers, with a built-in optimizer and regularizers, on a
+For a model whose layers are all built-in (Dense, Maxout, Dropout, BatchNorm,
+Normalization; not subclasses), with a built-in optimizer and regularizers, on a
 backend that offers ``fused_trainer`` (the native one, :class:`.backends.base.FusedTraining`),
 fit hands each epoch to one GIL-released C++ call: the gather of the shuffled batch rows,
 forward, loss, backward, penalty, finite checks and the optimizer update of every step
@@ -9,7 +9,7 @@ run over workspaces allocated once per fit, on the model's flat parameter and gr
 buffers and the optimizer's flat state. It makes the same kernel calls in the same order
 with the same arguments as the per-op loop (training.py), so the parameters are the same
 bit for bit; the per-op loop remains the reference and the path for every other model
-(Maxout, BatchNorm, Normalization, custom layers, NumPy backend).
+(custom layers, optimizers or regularizers, the NumPy backend).
 
 Python keeps what is not per-step work: the shuffled order, the rate of every step
 (:meth:`Optimizer.step_rates`, so schedules and ReduceLROnPlateau's scale apply as on the
@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from .errors import diverged_at, diverged_loss
-from .layers import Dense, Dropout
+from .layers import BatchNorm, Dense, Dropout, Maxout, Normalization
 from .metrics import r2_from_sums
 from .optimizers import OPTIMIZERS, Optimizer
 from .regularizers import L1, L1L2, L2, Regularizer
@@ -40,40 +40,65 @@ def _regularization(regularizer) -> Optional[dict]:
     return {"l1": regularizer.l1, "l2": regularizer.l2, "scale": regularizer.scale}
 
 
+def _affine(layer, kind: str) -> dict:
+    """A Dense or Maxout layer's widths and parameter views (W and b as 2-D/1-D, (rows,
+    n_in) and (rows,), rows = units * pieces for Maxout)."""
+    described = {"kind": kind, "inputs": layer.input_dim, "units": layer.units,
+                 "W": layer.W2, "b": layer.b2, "dW": layer.dW2, "db": layer.db2}
+    if kind == "dense":
+        described.update(activation=layer.activation, param=layer.param)
+    else:
+        described["pieces"] = layer.pieces
+    return described
+
+
+def _describe(layer) -> Optional[dict]:
+    """One built-in layer as the fused paths take it (without a regularizer), or None for
+    a layer they do not run (a custom layer or a subclass of a built-in one)."""
+    kind = type(layer)
+    if kind is Dense:
+        return _affine(layer, "dense")
+    if kind is Maxout:
+        return _affine(layer, "maxout")
+    if kind is Dropout:
+        return {"kind": "dropout", "width": layer.input_dim, "rate": layer.rate,
+                "seed": layer.seed, "index": layer.index}
+    if kind is BatchNorm:
+        return {"kind": "batchnorm", "width": layer.input_dim, "momentum": layer.momentum,
+                "eps": layer.eps, "gamma": layer.gamma, "beta": layer.beta,
+                "dgamma": layer.dgamma, "dbeta": layer.dbeta,
+                "running_mean": layer.running_mean, "running_var": layer.running_var}
+    if kind is Normalization:
+        return {"kind": "normalization", "width": layer.input_dim, "mean": layer.mean,
+                "var": layer._var, "inv": layer._inv}
+    return None
+
+
 def describe_layers(model) -> Optional[List[dict]]:
     """The model's layers as ``fused_trainer`` takes them, or None when one of them (or
     its regularizer) runs only on the per-op path."""
     layers = []
     for layer in model.layers:
-        if type(layer) is Dense:
+        described = _describe(layer)
+        if described is None:
+            return None
+        if described["kind"] in ("dense", "maxout"):
             penalty = _regularization(model._regularizer_of(layer))
             if penalty is None:
                 return None
-            layers.append({"kind": "dense", "inputs": layer.input_dim, "units": layer.units,
-                           "activation": layer.activation, "param": layer.param,
-                           "W": layer.W, "b": layer.b, "dW": layer.dW, "db": layer.db,
-                           **penalty})
-        elif type(layer) is Dropout:
-            layers.append({"kind": "dropout", "width": layer.input_dim, "rate": layer.rate,
-                           "seed": layer.seed, "index": layer.index})
-        else:
-            return None
+            described.update(penalty)
+        layers.append(described)
     return layers
 
 
 def describe_inference(model) -> Optional[List[dict]]:
-    """The model's Dense layers as ``fused_predictor`` takes them (Dropout is the identity
-    at inference and is left out), or None when a layer runs only on the per-op path
-    (Maxout, BatchNorm, Normalization, custom layers or subclasses)."""
-    layers = []
-    for layer in model.layers:
-        if type(layer) is Dense:
-            layers.append({"inputs": layer.input_dim, "units": layer.units,
-                           "activation": layer.activation, "param": layer.param,
-                           "W": layer.W2, "b": layer.b2})
-        elif type(layer) is not Dropout:
-            return None
-    return layers or None
+    """The model's layers as ``fused_predictor`` takes them (Dropout is the identity at
+    inference and is left out), or None when a layer runs only on the per-op path (a
+    custom layer or a subclass of a built-in one)."""
+    layers = [_describe(layer) for layer in model.layers]
+    if any(described is None for described in layers):
+        return None
+    return [described for described in layers if described["kind"] != "dropout"] or None
 
 
 def inference_key(model) -> tuple:

@@ -349,8 +349,8 @@ class Sequential:
             yield start, out
 
     def _predictor(self):
-        """The fused inference path (:func:`fastmlp.fused.predictor`) or None: Dense and
-        Dropout models on the native backend, unless the fused switch is off."""
+        """The fused inference path (:func:`fastmlp.fused.predictor`) or None: models of
+        the built-in layers on the native backend, unless the fused switch is off."""
         return _fused.predictor(self) if _training._FUSED else None
 
     def _chunk_logits(self, X: np.ndarray,

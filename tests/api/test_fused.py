@@ -1,5 +1,5 @@
-"""The fused training path (fastmlp/fused.py, csrc/train/): for Dense/Dropout models on the
-native backend, fit runs each epoch in one C++ call. Its parameters, optimizer state and
+"""The fused training path (fastmlp/fused.py, csrc/train/): for models of the built-in
+layers on the native backend, fit runs each epoch in one C++ call. Its parameters, optimizer state and
 counters equal the per-op loop's (the reference, still used for every other model) bit
 for bit; its History has the same keys and values (r2 within summation-order rounding);
 a step range resumed from a checkpoint equals the uninterrupted epoch; divergence stops
@@ -107,6 +107,49 @@ def assert_same_history(h_ref, h, rtol=1e-12):
 # --------------------------------------------------------------------------------------
 # Bitwise equality with the per-op path
 # --------------------------------------------------------------------------------------
+# Models with every other built-in layer: (name, layers given the regularizer pair).
+LAYER_SETS = {
+    "maxout": lambda r: [Maxout(6, pieces=3, regularizer=r[0]), Dense(5, "tanh"), Dense(3)],
+    "batchnorm": lambda r: [Dense(7, "relu", regularizer=r[0]), BatchNorm(momentum=0.9),
+                            Dense(5, "elu"), BatchNorm(eps=1e-5), Dense(3)],
+    "normalization": lambda r: [Normalization(), Dense(7, "relu"), Dropout(0.25),
+                                Maxout(4, pieces=2, regularizer=r[1]), Dense(3)],
+    "everything": lambda r: [Normalization(), Maxout(8, pieces=2), BatchNorm(), Dropout(0.3),
+                             Dense(6, "sigmoid", regularizer=r[1]), BatchNorm(0.5), Dense(3)],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("weights", ["unweighted", "weighted"])
+@pytest.mark.parametrize("regularizer", ["none", "layers"])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+@pytest.mark.parametrize("layer_set", list(LAYER_SETS))
+def test_every_built_in_layer_fuses_bitwise(layer_set, name, loss, regularizer, weights, dtype,
+                                            fused_runs):
+    """Maxout, BatchNorm (its running averages too) and Normalization on the fused path:
+    the per-op loop's parameters, state, optimizer state and history, bit for bit."""
+    X, y = make_data(loss, n=N)
+    sw = sample_weight() if weights == "weighted" else None
+    model_reg, layer_regs = REGULARIZERS[regularizer]()
+
+    def make():
+        return Sequential(LAYER_SETS[layer_set](layer_regs or (None, None)), input_dim=4,
+                          loss=loss, dtype=dtype, seed=3, regularizer=model_reg)
+    ref, fused = make(), make()
+    kwargs = dict(epochs=2, batch_size=BATCH, optimizer=name, learning_rate=0.02,
+                  sample_weight=sw, validation_data=(X[:9], y[:9]))
+    h_ref = per_op_fit(ref, X, y, **kwargs)
+    h = fused.fit(X, y, **kwargs)
+    assert fused_runs, "the fused path did not run"
+    assert_same_training(ref, fused)
+    for a, b in zip(ref.get_weights(), fused.get_weights()):   # BatchNorm's running stats
+        np.testing.assert_array_equal(a, b)
+    assert_same_history(h_ref, h)
+    for method in ("predict", "predict_proba") if loss != "mse" else ("predict",):
+        np.testing.assert_array_equal(getattr(fused, method)(X), getattr(ref, method)(X))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("weights", ["unweighted", "weighted"])
 @pytest.mark.parametrize("regularizer", list(REGULARIZERS))
@@ -349,14 +392,16 @@ class MySGD(SGD):
     pass
 
 
+class MyMaxout(Maxout):
+    pass
+
+
 @pytest.mark.parametrize("make", [
-    lambda: Sequential([Dense(5, "relu"), BatchNorm(), Dense(3)], input_dim=4, seed=0),
-    lambda: Sequential([Maxout(5, pieces=2), Dense(3)], input_dim=4, seed=0),
-    lambda: Sequential([Normalization(), Dense(3)], input_dim=4, seed=0),
+    lambda: Sequential([MyMaxout(5, pieces=2), Dense(3)], input_dim=4, seed=0),
     lambda: Sequential([Dense(5, "relu"), Scale(), Dense(3)], input_dim=4, seed=0),
     lambda: Sequential([Dense(5, "relu", regularizer=MyL2(0.1)), Dense(3)], input_dim=4, seed=0),
     lambda: Sequential([Dense(5, "relu"), Dense(3)], input_dim=4, seed=0, backend="numpy"),
-], ids=["batchnorm", "maxout", "normalization", "custom-layer", "custom-regularizer", "numpy"])
+], ids=["subclassed-layer", "custom-layer", "custom-regularizer", "numpy"])
 def test_other_models_fall_back_to_the_per_op_loop(make, fused_runs):
     X, y = make_data("softmax_cross_entropy", n=N)
     m = make()
@@ -486,6 +531,8 @@ def test_trainer_creation_checks_the_buffers_and_layers():
             create(**{**base, "layers": [layers[0], layers[2]]})
         with pytest.raises(ValueError, match="unknown activation 'swish'"):
             create(**{**base, "layers": [dict(layers[0], activation="swish")] + layers[1:]})
-        with pytest.raises(ValueError, match="has kind 'maxout'"):
-            create(**{**base, "layers": [dict(layers[0], kind="maxout")] + layers[1:]})
+        with pytest.raises(ValueError, match="has kind 'conv'"):
+            create(**{**base, "layers": [dict(layers[0], kind="conv")] + layers[1:]})
+        with pytest.raises(ValueError, match=r"layers\[0\] \(maxout\) needs pieces >= 1"):
+            create(**{**base, "layers": [dict(layers[0], kind="maxout", pieces=0)] + layers[1:]})
         assert create(**base).steps_per_epoch(N) == math.ceil(N / BATCH)

@@ -1,5 +1,5 @@
 """The fused inference path (fastmlp/fused.py predictor, csrc/train/predictor.hpp): for
-Dense/Dropout models on the native backend, predict, predict_proba and evaluate run the
+models of the built-in layers on the native backend, predict, predict_proba and evaluate run the
 forward, the output function and the labels in one GIL-released C++ call. Results equal
 the per-op native forward bit for bit; a row's result does not depend on the batch it
 comes in; concurrent calls from several threads equal serial ones; every other model
@@ -11,7 +11,7 @@ import pytest
 
 import fastmlp
 from fastmlp import fused, training
-from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout
+from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from fastmlp.network import Sequential
 
 LOSSES = {"softmax_cross_entropy": 5, "binary_cross_entropy": 3, "mse": 2}
@@ -154,8 +154,56 @@ class MyDense(Dense):
     pass
 
 
-@pytest.mark.parametrize("extra", [lambda: BatchNorm(), lambda: Maxout(4, 2), lambda: Scale(),
-                                   lambda: MyDense(4)])
+class MyBatchNorm(BatchNorm):
+    pass
+
+
+def _normalizing_model(loss, dtype):
+    layers = [Normalization(), Maxout(40, pieces=3), BatchNorm(momentum=0.5), Dropout(0.2),
+              Dense(33, "elu"), BatchNorm(eps=1e-5), Dense(LOSSES[loss])]
+    return Sequential(layers, input_dim=20, loss=loss, dtype=dtype, seed=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("batch_size", [None, 1, 7])
+def test_every_built_in_layer_equals_per_op(monkeypatch, loss, dtype, batch_size):
+    """Maxout, BatchNorm (running statistics) and Normalization run fused at inference,
+    with the per-op forward's bits."""
+    model = _normalizing_model(loss, dtype)
+    X, y = _data(301), _targets(loss, 301)
+    model.fit(X, y, epochs=2, batch_size=32)        # adapts, moves the running statistics
+    assert isinstance(model._predictor(), fastmlp._core.Predictor)
+    calls = [lambda: model.predict(X, batch_size=batch_size),
+             lambda: model.evaluate(X, y, batch_size=batch_size)]
+    if loss != "mse":
+        calls.append(lambda: model.predict_proba(X, batch_size=batch_size))
+    for call in calls:
+        _assert_same(call(), _per_op(monkeypatch, call))
+    full = model.predict(X)
+    for r in (0, 1, 7, 300):
+        np.testing.assert_array_equal(model.predict(X[r:r + 1]), full[r:r + 1])
+
+
+def test_state_changes_reach_the_predictor(monkeypatch):
+    """The normalizers' statistics are read at every call: set_weights (BatchNorm) and
+    adapt (Normalization) after the predictor was built change the predictions."""
+    model = _normalizing_model("softmax_cross_entropy", "float32")
+    X = _data(50)
+    before = model.predict_proba(X)
+    weights = model.get_weights()
+    weights[6] = weights[6] + 0.5                   # the first BatchNorm's running mean
+    model.set_weights(weights)
+    moved = model.predict_proba(X)
+    assert not np.array_equal(before, moved)
+    _assert_same(moved, _per_op(monkeypatch, lambda: model.predict_proba(X)))
+    model.layers[0].adapt(_data(80, seed=9) * 3 + 1)
+    adapted = model.predict_proba(X)
+    assert not np.array_equal(moved, adapted)
+    _assert_same(adapted, _per_op(monkeypatch, lambda: model.predict_proba(X)))
+
+
+@pytest.mark.parametrize("extra", [lambda: MyBatchNorm(), lambda: Scale(), lambda: MyDense(4)])
 def test_fallback(monkeypatch, extra):
     model = Sequential([Dense(4, "relu"), extra(), Dense(3)], input_dim=5, seed=0)
     assert model._predictor() is None

@@ -246,7 +246,7 @@ def packed_forward(x, w, bias, act, param, chunk):
     """One Dense layer through _core.Predictor, which packs W^T once (pack_b) and runs
     gemm_bias_act_packed per chunk of rows: act(x @ w.T + bias)."""
     params = np.concatenate([w.ravel(), bias])
-    layer = {"inputs": w.shape[1], "units": w.shape[0], "activation": act, "param": param,
+    layer = {"kind": "dense", "inputs": w.shape[1], "units": w.shape[0], "activation": act, "param": param,
              "W": params[:w.size].reshape(w.shape), "b": params[w.size:]}
     return _core.Predictor(params, [layer], "mse").run(x, 0, chunk)
 
