@@ -38,6 +38,12 @@ class History:
     def epochs(self) -> int:
         return len(self.history["loss"])
 
+    def plot(self, path=None, **kwargs):
+        """Learning curves (loss, metric, learning rate per epoch) as a matplotlib Figure,
+        saved to ``path`` when given: :func:`fastmlp.plotting.plot_history`."""
+        from .plotting import plot_history
+        return plot_history(self, path, **kwargs)
+
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
         return f"History(epochs={self.epochs}{', ' if last else ''}{last})"
@@ -250,9 +256,11 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     Normalization layers never adapted are adapted to X first. Every step advances
     ``model.training_step`` (Dropout's counter), across fits.
 
-    Models of built-in Dense and Dropout layers on the native backend train on the fused
-    path (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit);
-    every other model on the per-op loop below.
+    Models of the built-in layers on the native backend train on the fused path
+    (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit); models
+    with custom layers, optimizers or regularizers on the per-op loop below.
+
+    The History is also kept as ``model.history`` (the model file saves it).
     """
     epochs = check_int(epochs, "epochs")
     if batch_size is not None:
@@ -305,4 +313,5 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
                 break
     for callback in callbacks:
         callback.on_train_end()
+    model.history = history
     return history
