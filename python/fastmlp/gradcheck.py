@@ -75,6 +75,7 @@ def _float64_copy(model):
             layer.set_state(state)
         layer._cache = Workspace()
         offset += size
+    clone.__dict__.pop("_param_views", None)     # the copy's layers view its own buffer
     return clone
 
 

@@ -96,6 +96,7 @@ class Sequential:
         self._loss = get_loss(self.loss)
         self._optimizer = None
         self.stop_training = False  # a callback sets it to end fit after the epoch
+        self.history: Optional[History] = None   # the last fit's, kept (and saved)
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -131,19 +132,23 @@ class Sequential:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
+        state.pop("_param_views", None)          # views; found again after unpickling
         return state
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling gives every array its own memory: bind the layers to the flat
-        buffers again (keeping their state), so they are views, as in a built model."""
+        buffers again (keeping their state), so they are views, as in a built model.
+        (copy.copy comes here too, with layers that still view the buffer: left alone.)"""
         self.__dict__.update(state)
         self._writers = 0
         offset = 0
         for layer in self.layers:
             size, kept = layer.count_params(), layer.get_state()
-            layer.bind(self._params[offset:offset + size], self._grads[offset:offset + size])
-            if kept:
-                layer.set_state(kept)
+            views = layer.parameters()
+            if views and not np.may_share_memory(views[0], self._params):
+                layer.bind(self._params[offset:offset + size], self._grads[offset:offset + size])
+                if kept:
+                    layer.set_state(kept)
             offset += size
         self._set_params_writeable(False)
 
@@ -155,11 +160,15 @@ class Sequential:
         return self._weights_version
 
     def _param_arrays(self) -> List[np.ndarray]:
-        """The flat parameter buffer, then every array attribute of a layer that views it."""
-        views = [value for layer in self.layers for value in vars(layer).values()
-                 if isinstance(value, np.ndarray) and value.base is not None
-                 and np.may_share_memory(value, self._params)]
-        return [self._params, *views]
+        """The flat parameter buffer, then every array attribute of a layer that views it
+        (found once: the layers bind their views when the model is built or unpickled)."""
+        arrays = self.__dict__.get("_param_views")
+        if arrays is None:
+            views = [value for layer in self.layers for value in vars(layer).values()
+                     if isinstance(value, np.ndarray) and value.base is not None
+                     and np.may_share_memory(value, self._params)]
+            arrays = self._param_views = [self._params, *views]
+        return arrays
 
     def _set_params_writeable(self, writeable: bool) -> None:
         arrays = self._param_arrays()          # the buffer first: a view can only be made
