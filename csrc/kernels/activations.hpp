@@ -33,8 +33,9 @@ inline Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T param) {
     switch (act) {
         case Activation::sigmoid: return a * (one - a);
         case Activation::tanh: return one - a * a;
-        case Activation::relu: return select<T>(z > zero, one, zero);
-        case Activation::leaky_relu: return select<T>(z > zero, one, splat<T>(param));
+        // NaN in z gives NaN (z == z is false only for NaN): the kink select would drop it.
+        case Activation::relu: return select<T>(z == z, select<T>(z > zero, one, zero), z);
+        case Activation::leaky_relu: return select<T>(z == z, select<T>(z > zero, one, splat<T>(param)), z);
         case Activation::elu: return select<T>(z > zero, one, a + splat<T>(param));
         case Activation::linear: break;
     }

@@ -1,9 +1,13 @@
 // Losses from logits, one row (sample) at a time; k = cols outputs.
 //
-//   softmax cross-entropy  lse = max + log(sum_j exp(z_j - max))
-//                          loss = sum_j y_j (lse - z_j)
-//                          grad = scale * (p_j sum_j y_j - y_j),  p = softmax(z)
-//   binary cross-entropy   loss = mean_j [max(z, 0) - z y + log1p(exp(-|z|))]
+//   softmax cross-entropy  d_j = z_j - max (0 where z_j == max, so a +inf logit gives 0,
+//                          not inf - inf), s = sum_j exp(d_j)
+//                          loss = sum_{j: y_j != 0} y_j (log s - d_j)
+//                          grad = scale * (p_j sum_j y_j - y_j),  p_j = exp(d_j) / s
+//   binary cross-entropy   loss = mean_j [l(z, y) + log1p(exp(-|z|))] with
+//                          l = max(z, 0) - z y, written max(z, 0) for y = 0 and
+//                          max(-z, 0) for y = 1 (the same bits for finite z; the limits
+//                          0 and +inf, not NaN, at infinite z)
 //                          grad = scale / k * (sigmoid(z) - y)
 //   mse                    loss = mean_j (z - y)^2,   grad = scale * 2/k * (z - y)
 //   row weights w_i        total = sum_i w_i loss_i,  row i's grad with scale * w_i
@@ -20,35 +24,45 @@ template <class T> inline Vec<T> part(const T* p, index j, index w, T fill = T(0
     return load_part<T>(p + j, w, fill);
 }
 
-// max_j z_j and sum_j exp(z_j - max) of one row.
+// max_j z_j and sum_j exp(d_j) of one row.
 template <class T> struct SoftmaxRow { T max, sum_exp; };
+
+// d = z - max, 0 where z == max (an infinite max: no inf - inf); NaN stays NaN.
+template <class T> inline Vec<T> shifted(Vec<T> z, Vec<T> vm) {
+    return select<T>(z == vm, Vec<T>{}, z - vm);
+}
 
 template <class T>
 inline SoftmaxRow<T> softmax_row(const T* z, index k) {
     T m = z[0];
     for (index j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;  // a NaN propagates through exp below
     const Vec<T> vm = splat<T>(m);
-    return {m, sum16<T>(k, [&](index j, index w) { return exp<T>(part(z, j, w) - vm); })};
+    return {m, sum16<T>(k, [&](index j, index w) { return exp<T>(shifted<T>(part(z, j, w), vm)); })};
 }
 
 template <class T>
 inline void softmax_out_row(const T* z, T* p, index k) {
     const SoftmaxRow<T> r = softmax_row(z, k);
     const Vec<T> vm = splat<T>(r.max), vs = splat<T>(r.sum_exp);
-    for_lanes<T>(k, [&](index j, index w) { store_part<T>(p + j, exp<T>(part(z, j, w) - vm) / vs, w); });
+    for_lanes<T>(k, [&](index j, index w) {
+        store_part<T>(p + j, exp<T>(shifted<T>(part(z, j, w), vm)) / vs, w);
+    });
 }
 
 template <class T>
 T softmax_xent_row(const T* z, const T* y, T* grad, index k, T scale) {
     const SoftmaxRow<T> r = softmax_row(z, k);
-    const Vec<T> lse = splat<T>(r.max) + log<T>(splat<T>(r.sum_exp));
-    const T loss = sum16<T>(k, [&](index j, index w) { return part(y, j, w) * (lse - part(z, j, w)); });
+    const Vec<T> vm = splat<T>(r.max), log_s = log<T>(splat<T>(r.sum_exp)), zero{};
+    const T loss = sum16<T>(k, [&](index j, index w) {
+        const Vec<T> yj = part(y, j, w);   // a zero target adds nothing, even at d = -inf
+        return select<T>(yj == zero, zero, yj * (log_s - shifted<T>(part(z, j, w), vm)));
+    });
     if (grad) {
         const T ysum = sum16<T>(k, [&](index j, index w) { return part(y, j, w); });
-        const Vec<T> vm = splat<T>(r.max), vs = splat<T>(r.sum_exp);
+        const Vec<T> vs = splat<T>(r.sum_exp);
         const Vec<T> c1 = splat<T>(scale * ysum), c2 = splat<T>(scale);
         for_lanes<T>(k, [&](index j, index w) {
-            const Vec<T> p = exp<T>(part(z, j, w) - vm) / vs;
+            const Vec<T> p = exp<T>(shifted<T>(part(z, j, w), vm)) / vs;
             store_part<T>(grad + j, p * c1 - part(y, j, w) * c2, w);
         });
     }
@@ -57,10 +71,12 @@ T softmax_xent_row(const T* z, const T* y, T* grad, index k, T scale) {
 
 template <class T>
 T bce_row(const T* z, const T* y, T* grad, index k, T scale) {
-    const Vec<T> zero{};
+    const Vec<T> zero{}, one = splat<T>(1);
     const T sum = sum16<T>(k, [&](index j, index w) {
-        const Vec<T> v = part(z, j, w);
-        return (select<T>(v > zero, v, zero) - v * part(y, j, w)) + log1p<T>(exp<T>(-abs<T>(v)));
+        const Vec<T> v = part(z, j, w), yv = part(y, j, w);
+        const Vec<T> pos = select<T>(v > zero, v, zero), neg = select<T>(-v > zero, -v, zero);
+        const Vec<T> l = select<T>(yv == zero, pos, select<T>(yv == one, neg, pos - v * yv));
+        return l + log1p<T>(exp<T>(-abs<T>(v)));
     });
     if (grad) {
         const Vec<T> c = splat<T>(scale / T(k));

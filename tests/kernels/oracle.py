@@ -231,16 +231,17 @@ def eps_error(got, ref, scale, dtype) -> np.ndarray:
     machine epsilon relative to `scale`, the magnitude of the terms the computation rounds
     (for a plain value, |ref|). The smallest subnormal is added to the denominator so an
     exactly-zero scale still demands got == ref up to underflow. NaN matches NaN only;
-    infinities must match exactly."""
+    infinities, and any value whose scale is not finite, must match exactly."""
     fi = np.finfo(dtype)
     got = np.asarray(got).astype(LD)
     ref = np.asarray(ref).astype(LD)
     scale = np.abs(np.broadcast_to(np.asarray(scale).astype(LD), ref.shape))
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(got - ref) / (LD(fi.eps) * scale + LD(fi.smallest_subnormal))
-    special = ~np.isfinite(got) | ~np.isfinite(ref)
+    special = ~np.isfinite(got) | ~np.isfinite(ref) | ~np.isfinite(scale)
     same = (np.isnan(got) & np.isnan(ref)) | (got == ref)
-    return np.where(special, np.where(same, LD(0), LD(np.inf)), err)
+    # an exact match is no error whatever the scale (an infinite one, next to an inf logit)
+    return np.where(special | same, np.where(same, LD(0), LD(np.inf)), err)
 
 
 def assert_within_eps(got, ref, scale, dtype, k: float, what: str = "") -> None:

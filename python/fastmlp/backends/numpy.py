@@ -36,16 +36,29 @@ def _sigmoid(z: np.ndarray, out: np.ndarray) -> None:
     np.divide(np.where(z >= 0, 1, e), 1 + e, out=out)
 
 
+def _shifted(z: np.ndarray) -> np.ndarray:
+    """d = z - max z row-wise, 0 where z_j is the max (so a +inf logit gives 0, not
+    inf - inf); NaN stays NaN."""
+    top = z.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return np.where(z == top, 0, z - top)
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
-    """log_softmax(z)_j = (z_j - max z) - log sum_l e^(z_l - max z), row-wise."""
-    shifted = z - z.max(axis=1, keepdims=True)
+    """log_softmax(z)_j = d_j - log sum_l e^(d_l), d = _shifted(z)."""
+    shifted = _shifted(z)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _softmax(z: np.ndarray, out: np.ndarray) -> None:
-    """softmax(z)_j = e^(z_j - max z) / sum_l e^(z_l - max z), row-wise."""
-    np.exp(z - z.max(axis=1, keepdims=True), out=out)
+    """softmax(z)_j = e^(d_j) / sum_l e^(d_l), d = _shifted(z)."""
+    np.exp(_shifted(z), out=out)
     out /= out.sum(axis=1, keepdims=True)
+
+
+def _kink_derivative(z: np.ndarray, left: float) -> np.ndarray:
+    """relu / leaky_relu's derivative: 1 for z > 0, ``left`` otherwise, NaN for NaN z."""
+    return np.where(z > 0, 1, np.where(np.isnan(z), z, left)).astype(z.dtype, copy=False)
 
 
 def _copy(z: np.ndarray, out: np.ndarray) -> None:
@@ -69,8 +82,8 @@ _BACKWARD: Dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, f
     "linear": lambda z, a, da, dz, p: np.copyto(dz, da),
     "sigmoid": lambda z, a, da, dz, p: np.multiply(da, a * (1 - a), out=dz),   # s' = s(1-s)
     "tanh": lambda z, a, da, dz, p: np.multiply(da, 1 - a * a, out=dz),        # tanh' = 1-t^2
-    "relu": lambda z, a, da, dz, p: np.multiply(da, z > 0, out=dz),  # NaN in da stays NaN
-    "leaky_relu": lambda z, a, da, dz, p: np.copyto(dz, np.where(z > 0, da, p * da)),
+    "relu": lambda z, a, da, dz, p: np.multiply(da, _kink_derivative(z, 0), out=dz),
+    "leaky_relu": lambda z, a, da, dz, p: np.multiply(da, _kink_derivative(z, p), out=dz),
     # elu'(z) = alpha * e^z for z <= 0
     "elu": lambda z, a, da, dz, p: np.copyto(
         dz, np.where(z > 0, da, da * (p * np.exp(np.minimum(z, 0))))),
@@ -89,23 +102,31 @@ def _row_coef(coef, w):
 
 
 def _softmax_cross_entropy(z, y, grad, scale, w=None):
-    """Row loss -sum_j y_j log_softmax(z)_j; d/dz = softmax(z) * sum_j y_j - y."""
+    """Row loss -sum_{j: y_j != 0} y_j log_softmax(z)_j (a zero target adds nothing, even
+    where log_softmax is -inf); d/dz = softmax(z) * sum_j y_j - y."""
     log_p = _log_softmax(z)
     if grad is not None:
         np.multiply(np.exp(log_p), y.sum(axis=1, keepdims=True), out=grad)
         grad -= y
         grad *= _row_coef(scale, w)
-    return -_weighted_terms(y * log_p, w).sum()
+    with np.errstate(invalid="ignore"):
+        terms = np.where(y == 0, 0, y * log_p)
+    return -_weighted_terms(terms, w).sum()
 
 
 def _binary_cross_entropy(z, y, grad, scale, w=None):
-    """Row loss mean_j [max(z,0) - z y + log1p(e^-|z|)]; d/dz = (sigmoid(z) - y) / k."""
+    """Row loss mean_j [max(z,0) - z y + log1p(e^-|z|)], the first part written max(z, 0)
+    for y = 0 and max(-z, 0) for y = 1 (limits, not NaN, at infinite z);
+    d/dz = (sigmoid(z) - y) / k."""
     k = z.shape[1]
     if grad is not None:
         _sigmoid(z, grad)
         grad -= y
         grad *= _row_coef(scale / k, w)
-    terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    with np.errstate(invalid="ignore"):
+        linear = np.where(y == 0, np.maximum(z, 0),
+                          np.where(y == 1, np.maximum(-z, 0), np.maximum(z, 0) - z * y))
+    terms = linear + np.log1p(np.exp(-np.abs(z)))
     return _weighted_terms(terms, w).sum() / k
 
 
