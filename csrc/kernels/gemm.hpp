@@ -493,16 +493,22 @@ void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* 
 // ISA: the epilogue of each tile's last K block adds the bias in T and applies activate<T>
 // while the tile is in registers. out may be z only for the linear activation.
 template <class T>
-void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, index lda,
-                   const T* b, index ldb, const T* bias, T* z, index ldz, T* out, index ldo,
-                   Activation act, T param, int threads) {
+BiasAct<T> bias_act_epilogue(const T* bias, const T* z, T* out, index ldo, Activation act, T param) {
     BiasAct<T> fused;
     fused.bias = bias;
     fused.out = out == z ? nullptr : out;
     fused.ldo = ldo;
     fused.act = act;
     fused.param = param;
-    gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), z, ldz, threads, fused);
+    return fused;
+}
+
+template <class T>
+void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, index lda,
+                   const T* b, index ldb, const T* bias, T* z, index ldz, T* out, index ldo,
+                   Activation act, T param, int threads) {
+    gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), z, ldz, threads,
+                bias_act_epilogue(bias, z, out, ldo, act, param));
 }
 
 // ---- pre-packed B -----------------------------------------------------------------------
@@ -526,13 +532,8 @@ template <class T>
 void gemm_bias_act_packed(index m, index n, index k, const T* a, index lda, const T* packed_b,
                           const T* bias, T* z, index ldz, T* out, index ldo, Activation act, T param,
                           int threads) {
-    BiasAct<T> fused;
-    fused.bias = bias;
-    fused.out = out == z ? nullptr : out;
-    fused.ldo = ldo;
-    fused.act = act;
-    fused.param = param;
-    gemm_run<T>(false, false, m, n, k, T(1), a, lda, nullptr, 0, T(0), z, ldz, threads, fused, packed_b);
+    gemm_run<T>(false, false, m, n, k, T(1), a, lda, nullptr, 0, T(0), z, ldz, threads,
+                bias_act_epilogue(bias, z, out, ldo, act, param), packed_b);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
