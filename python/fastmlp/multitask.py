@@ -29,7 +29,8 @@ from .errors import DivergenceError, diverged_at, diverged_loss
 from .layers import Layer, Normalization, Workspace
 from .losses import get_loss
 from .metrics import PassTotals
-from .network import INFERENCE_BATCH, LayerSummary, ModelSummary, Sequential, _check_layers
+from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, Sequential,
+                      _check_layers, build_chain)
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
 from .training import History, _optimizer, _Progress, _validation_arrays
@@ -37,7 +38,7 @@ from .training import History, _optimizer, _Progress, _validation_arrays
 Targets = Dict[str, np.ndarray]
 
 
-class MultiTask:
+class MultiTask(FlatParameters):
     """A shared trunk and several heads trained together on a weighted sum of losses.
 
     ``MultiTask(trunk, heads, losses, loss_weights=None, *, input_dim, backend="native",
@@ -83,26 +84,8 @@ class MultiTask:
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
-        self._params, self._grads = self._build(np.random.default_rng(init_seeds))
-        self._weights_version = 0
-        self._writers = 0              # open _writing_params blocks
-        self._set_params_writeable(False)
+        self._bind_flat(self._build(), np.random.default_rng(init_seeds))
         self._check_softmax_heads()
-
-    # The flat-buffer machinery is Sequential's: these read only self.layers (in the
-    # buffer's order), self._params, self._grads and the write counters.
-    weights_version = Sequential.weights_version
-    n_params = Sequential.n_params
-    training_step = Sequential.training_step
-    optimizer = Sequential.optimizer
-    _param_arrays = Sequential._param_arrays
-    _set_params_writeable = Sequential._set_params_writeable
-    _writing_params = Sequential._writing_params
-    _views = Sequential._views
-    _regularizer_of = Sequential._regularizer_of
-    _penalty = Sequential._penalty
-    __getstate__ = Sequential.__getstate__
-    __setstate__ = Sequential.__setstate__
 
     # ------------------------------------------------------------- structure
     @property
@@ -127,21 +110,13 @@ class MultiTask:
     def n_outputs(self) -> Dict[str, int]:
         return {name: layers[-1].output_dim for name, layers in self.heads.items()}
 
-    def _build(self, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        """Build the trunk from input_dim and every head from the trunk's output width,
-        allocate the flat parameter and gradient buffers, bind each layer's slice (in
-        ``self.layers`` order), initialize (the same order, one generator)."""
-        sizes = _build_chain(self.trunk, self.input_dim, "trunk")
+    def _build(self) -> List[int]:
+        """Build the trunk from input_dim and every head from the trunk's output width;
+        returns the parameter counts in ``self.layers`` order (the flat buffer's)."""
+        sizes = build_chain(self.trunk, self.input_dim, "trunk")
         for name, layers in self.heads.items():
-            sizes += _build_chain(layers, self.trunk_dim, f"heads[{name!r}]")
-        params = np.zeros(sum(sizes), self.dtype)
-        grads = np.zeros_like(params)
-        offsets = np.cumsum([0] + sizes)
-        for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
-            layer.index, layer.seed = i, self.seed % 2 ** 64
-            layer.bind(params[start:stop], grads[start:stop])
-            layer.initialize(rng)
-        return params, grads
+            sizes += build_chain(layers, self.trunk_dim, f"heads[{name!r}]")
+        return sizes
 
     def _check_softmax_heads(self) -> None:
         for name, units in self.n_outputs.items():
@@ -466,21 +441,6 @@ def _check_structure(trunk, heads: Mapping, losses: Dict[str, str]):
         spans[name] = slice(len(layers), len(layers) + len(head))
         layers += head
     return tuple(layers), spans
-
-
-def _build_chain(layers: Sequence[Layer], dim: int, where: str) -> List[int]:
-    """Build ``layers`` one after another from input width ``dim``; their parameter
-    counts."""
-    sizes = []
-    for i, layer in enumerate(layers):
-        out = layer.build(dim)
-        if not isinstance(out, (int, np.integer)) or out < 1:
-            raise ValueError(f"{where}[{i}].build({dim}) must return the output width, an "
-                             f"int >= 1; got {out!r}")
-        dim = layer.output_dim = int(out)
-        sizes.append(check_int(layer.count_params(), f"{where}[{i}].count_params()",
-                               minimum=0))
-    return sizes
 
 
 def _forward_train(layers: Sequence[Layer], x: np.ndarray, backend, step: int) -> np.ndarray:

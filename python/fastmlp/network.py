@@ -59,75 +59,42 @@ def _label(s: LayerSummary) -> str:
     return f"{s.name} ({s.activation})" if s.activation else s.name
 
 
-class Sequential:
-    """A feed-forward network of layers trained on one loss.
+def build_chain(layers: Sequence[Layer], dim: int, where: str) -> List[int]:
+    """Build ``layers`` one after another from input width ``dim`` (``where`` names them
+    in errors); returns their parameter counts."""
+    sizes = []
+    for i, layer in enumerate(layers):
+        out = layer.build(dim)
+        if not isinstance(out, (int, np.integer)) or out < 1:
+            raise ValueError(f"{where}[{i}].build({dim}) must return the output width, an "
+                             f"int >= 1; got {out!r}")
+        dim = layer.output_dim = int(out)
+        sizes.append(check_int(layer.count_params(), f"{where}[{i}].count_params()",
+                               minimum=0))
+    return sizes
 
-    ``Sequential(layers, *, input_dim, loss="softmax_cross_entropy", backend="native",
-    dtype="float32", seed=None, regularizer=None)``. ``layers`` are
-    :class:`fastmlp.layers.Layer` instances (Dense, Maxout, Dropout, BatchNorm,
-    Normalization or your own). The last layer with an activation outputs logits; the
-    loss applies the softmax or sigmoid itself (DESIGN.md §3). All parameters live in one
-    contiguous array of ``dtype`` (each layer's arrays are views into it), so one
-    optimizer step updates the whole model. ``seed=None`` draws a seed from the OS,
-    recorded in ``model.seed``. ``regularizer`` (:mod:`fastmlp.regularizers`) penalizes
-    the weights of every layer that has weights and no regularizer of its own.
-    Public methods convert X and y to the model's dtype once (lists are accepted).
 
-    ``training_step`` counts the training steps (batches) of every fit so far; Dropout's
-    masks depend on it, so two fits of one epoch equal one fit of two.
+class FlatParameters:
+    """What Sequential and MultiTask share: every layer's parameters live in one flat
+    buffer of the model's dtype (``self.layers`` in the buffer's order; each layer's
+    arrays are views into it), so one optimizer step updates them all; the views are
+    read-only between the library's writes (``_writing_params``), which the weights'
+    version counts."""
 
-    The parameter views (``layer.W``, ``layer.b``, ...) are read-only: fit, set_weights
-    and load change the weights, so that the fused predictor, which keeps a packed copy,
-    always sees every change (``weights_version`` counts them).
-    """
-
-    def __init__(self, layers: Sequence[Layer], *, input_dim: int,
-                 loss: str = "softmax_cross_entropy", backend="native",
-                 dtype="float32", seed: Optional[int] = None, regularizer=None):
-        self.input_dim = check_int(input_dim, "input_dim")
-        self.loss = check_choice(loss, "loss", LOSSES)
-        self.dtype = check_dtype(dtype)
-        self.layers = _check_layers(layers, self.loss)
-        self.regularizer = check_regularizer(regularizer)
-        seed = check_seed(seed)
-        self.backend = get_backend(backend)
-        self.seed = np.random.SeedSequence().entropy if seed is None else seed
-        self._step = 0
-        self._loss = get_loss(self.loss)
-        self._optimizer = None
-        self.stop_training = False  # a callback sets it to end fit after the epoch
-        self.history: Optional[History] = None   # the last fit's, kept (and saved)
-        self._train_cache = Workspace()
-        init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
-        self._shuffle_rng = np.random.default_rng(shuffle_seeds)
-        self._params, self._grads = self._build(np.random.default_rng(init_seeds))
+    def _bind_flat(self, sizes: List[int], rng: np.random.Generator) -> None:
+        """Allocate the flat parameter and gradient buffers for layers of ``sizes``
+        parameters, bind each layer's slice and initialize it (in order, from ``rng``),
+        then lock the views."""
+        self._params = np.zeros(sum(sizes), self.dtype)
+        self._grads = np.zeros_like(self._params)
+        offsets = np.cumsum([0] + list(sizes))
+        for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
+            layer.index, layer.seed = i, self.seed % 2 ** 64
+            layer.bind(self._params[start:stop], self._grads[start:stop])
+            layer.initialize(rng)
         self._weights_version = 0
         self._writers = 0              # open _writing_params blocks
         self._set_params_writeable(False)
-        if self.loss == "softmax_cross_entropy" and self.n_outputs < 2:
-            raise ValueError("softmax_cross_entropy needs an output layer of at least 2 units; "
-                             "for two classes use 2 units, or 1 unit with binary_cross_entropy")
-
-    def _build(self, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        """Build every layer (layer i's input width is layer i-1's output width), allocate
-        the flat parameter and gradient buffers, bind each layer's slice, initialize."""
-        dim, sizes = self.input_dim, []
-        for i, layer in enumerate(self.layers):
-            out = layer.build(dim)
-            if not isinstance(out, (int, np.integer)) or out < 1:
-                raise ValueError(f"layers[{i}].build({dim}) must return the output width, "
-                                 f"an int >= 1; got {out!r}")
-            dim = layer.output_dim = int(out)
-            sizes.append(check_int(layer.count_params(), f"layers[{i}].count_params()",
-                                   minimum=0))
-        params = np.zeros(sum(sizes), self.dtype)
-        grads = np.zeros_like(params)
-        offsets = np.cumsum([0] + sizes)
-        for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
-            layer.index, layer.seed = i, self.seed % 2 ** 64
-            layer.bind(params[start:stop], grads[start:stop])
-            layer.initialize(rng)
-        return params, grads
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -191,15 +158,6 @@ class Sequential:
                 self._set_params_writeable(False)
                 self._weights_version += 1
 
-    def __repr__(self) -> str:
-        return (f"Sequential({list(self.layers)}, input_dim={self.input_dim}, "
-                f"loss={self.loss!r}, backend={self.backend.name!r}, "
-                f"dtype={self.dtype.name!r}, seed={self.seed})")
-
-    @property
-    def n_outputs(self) -> int:
-        return self.layers[-1].output_dim
-
     @property
     def training_step(self) -> int:
         """Training steps taken by every fit so far (Dropout's mask counter)."""
@@ -208,6 +166,95 @@ class Sequential:
     @property
     def n_params(self) -> int:
         return self._params.size
+
+    @property
+    def optimizer(self):
+        """The optimizer kept from the latest fit (None before the first), with its
+        state: ``model.optimizer.state_dict()`` saves it."""
+        return self._optimizer
+
+    def _views(self) -> List[np.ndarray]:
+        return [view for layer in self.layers
+                for view in (*layer.parameters(), *layer.get_state())]
+
+    def _regularizer_of(self, layer):
+        return layer.regularizer if layer.regularizer is not None else self.regularizer
+
+    def _penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
+        """The weight penalty at the current weights; with add_gradient its gradient is
+        added to ``_grads`` (call after the backward pass). n_samples is the training
+        set's size, batch_size the step's (for scale="batch")."""
+        penalty = 0.0
+        for layer in self.layers:
+            regularizer = self._regularizer_of(layer)
+            if regularizer is None:
+                continue
+            pairs = layer.penalized()
+            if not add_gradient:
+                pairs = [(w, np.zeros_like(dw)) for w, dw in pairs]
+            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size)
+        return penalty
+
+
+class Sequential(FlatParameters):
+    """A feed-forward network of layers trained on one loss.
+
+    ``Sequential(layers, *, input_dim, loss="softmax_cross_entropy", backend="native",
+    dtype="float32", seed=None, regularizer=None)``. ``layers`` are
+    :class:`fastmlp.layers.Layer` instances (Dense, Maxout, Dropout, BatchNorm,
+    Normalization or your own). The last layer with an activation outputs logits; the
+    loss applies the softmax or sigmoid itself (DESIGN.md §3). All parameters live in one
+    contiguous array of ``dtype`` (each layer's arrays are views into it), so one
+    optimizer step updates the whole model. ``seed=None`` draws a seed from the OS,
+    recorded in ``model.seed``. ``regularizer`` (:mod:`fastmlp.regularizers`) penalizes
+    the weights of every layer that has weights and no regularizer of its own.
+    Public methods convert X and y to the model's dtype once (lists are accepted).
+
+    ``training_step`` counts the training steps (batches) of every fit so far; Dropout's
+    masks depend on it, so two fits of one epoch equal one fit of two.
+
+    The parameter views (``layer.W``, ``layer.b``, ...) are read-only: fit, set_weights
+    and load change the weights, so that the fused predictor, which keeps a packed copy,
+    always sees every change (``weights_version`` counts them).
+    """
+
+    def __init__(self, layers: Sequence[Layer], *, input_dim: int,
+                 loss: str = "softmax_cross_entropy", backend="native",
+                 dtype="float32", seed: Optional[int] = None, regularizer=None):
+        self.input_dim = check_int(input_dim, "input_dim")
+        self.loss = check_choice(loss, "loss", LOSSES)
+        self.dtype = check_dtype(dtype)
+        self.layers = _check_layers(layers, self.loss)
+        self.regularizer = check_regularizer(regularizer)
+        seed = check_seed(seed)
+        self.backend = get_backend(backend)
+        self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self._step = 0
+        self._loss = get_loss(self.loss)
+        self._optimizer = None
+        self.stop_training = False  # a callback sets it to end fit after the epoch
+        self.history: Optional[History] = None   # the last fit's, kept (and saved)
+        self._train_cache = Workspace()
+        init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
+        self._shuffle_rng = np.random.default_rng(shuffle_seeds)
+        self._bind_flat(self._build(), np.random.default_rng(init_seeds))
+        if self.loss == "softmax_cross_entropy" and self.n_outputs < 2:
+            raise ValueError("softmax_cross_entropy needs an output layer of at least 2 units; "
+                             "for two classes use 2 units, or 1 unit with binary_cross_entropy")
+
+    def _build(self) -> List[int]:
+        """Build every layer (layer i's input width is layer i-1's output width); returns
+        their parameter counts."""
+        return build_chain(self.layers, self.input_dim, "layers")
+
+    def __repr__(self) -> str:
+        return (f"Sequential({list(self.layers)}, input_dim={self.input_dim}, "
+                f"loss={self.loss!r}, backend={self.backend.name!r}, "
+                f"dtype={self.dtype.name!r}, seed={self.seed})")
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].output_dim
 
     # ----------------------------------------------------------------- weights
     def get_weights(self) -> List[np.ndarray]:
@@ -239,10 +286,6 @@ class Sequential:
                     layer.set_state(arrays[position:position + n_state])
                 position += n_state
 
-    def _views(self) -> List[np.ndarray]:
-        return [view for layer in self.layers
-                for view in (*layer.parameters(), *layer.get_state())]
-
     def summary(self) -> ModelSummary:
         """Layers, output shapes and parameter counts (``print(model.summary())``)."""
         rows = tuple(LayerSummary(f"{layer.kind}_{i}", layer.describe(),
@@ -266,12 +309,6 @@ class Sequential:
                    learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    sample_weight=sample_weight, class_weight=class_weight)
-
-    @property
-    def optimizer(self):
-        """The optimizer kept from the latest fit (None before the first), with its
-        state: ``model.optimizer.state_dict()`` saves it."""
-        return self._optimizer
 
     def _prepare(self, X, y, x_name: str = "X", y_name: str = "y"):
         """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),
@@ -309,24 +346,6 @@ class Sequential:
             for i in reversed(range(len(self.layers))):
                 grad = self.layers[i].backward(self.backend, grad, need_dx=i > 0)
         return loss_sum, logits
-
-    def _regularizer_of(self, layer):
-        return layer.regularizer if layer.regularizer is not None else self.regularizer
-
-    def _penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
-        """The weight penalty at the current weights; with add_gradient its gradient is
-        added to ``_grads`` (call after the backward pass). n_samples is the training
-        set's size, batch_size the step's (for scale="batch")."""
-        penalty = 0.0
-        for layer in self.layers:
-            regularizer = self._regularizer_of(layer)
-            if regularizer is None:
-                continue
-            pairs = layer.penalized()
-            if not add_gradient:
-                pairs = [(w, np.zeros_like(dw)) for w, dw in pairs]
-            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size)
-        return penalty
 
     def _adapt(self, X: np.ndarray) -> None:
         """Adapt every Normalization layer not adapted yet to the data as it reaches it."""
