@@ -61,10 +61,12 @@ def check_choice(value, name: str, choices: Iterable[str]) -> str:
 
 
 def check_dtype(value) -> np.dtype:
-    """"float32" or "float64" given as a name, a NumPy type or a dtype."""
+    """"float32" or "float64" given as a name, a NumPy type or a dtype. NumPy parses a
+    string with a comma as a structured dtype and raises SyntaxError (",") or ValueError
+    for a malformed one: every such name is a ValueError here too."""
     try:
         dtype = np.dtype(value)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):
         dtype = None
     if dtype is None or dtype.name not in DTYPES or isinstance(value, bool):
         raise ValueError(f"dtype must be one of {list(DTYPES)}; got {value!r}")
