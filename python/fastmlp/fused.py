@@ -19,13 +19,12 @@ values, finished from the run's totals with the per-op path's formulas.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
 from .errors import diverged_at, diverged_loss
 from .layers import BatchNorm, Dense, Dropout, Maxout, Normalization
-from .metrics import r2_from_sums
 from .optimizers import OPTIMIZERS, Optimizer
 from .regularizers import L1, L1L2, L2, Regularizer
 
@@ -180,28 +179,6 @@ class FusedEpochs:
                 clipnorm=opt.clipnorm, **opt._kernel_arguments())
             self._key = key
         return self._trainer
-
-    def train_epoch(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
-                    order: np.ndarray, epoch: int, steps_per_call: int,
-                    on_steps: Callable[[int], None]) -> Dict[str, float]:
-        """One epoch in calls of ``steps_per_call`` steps (``on_steps(k)`` after each);
-        returns the record the per-op loop's _train_epoch returns."""
-        n = len(X)
-        n_batches = -(-n // self.batch)
-        order = np.ascontiguousarray(order, dtype=np.int64)
-        totals = None
-        for begin in range(0, n_batches, steps_per_call):
-            end = min(n_batches, begin + steps_per_call)
-            totals = self.run_steps(X, Y, W, order, begin, end, epoch, totals)
-            on_steps(end - begin)
-        record = {"data_loss": totals.loss_sum / totals.weight_sum
-                  if totals.weight_sum > 0 else 0.0,
-                  "penalty": totals.penalty_sum / n}
-        if self.model._loss.metric_name == "r2":
-            record["r2"] = r2_from_sums(totals.count, totals.sse, totals.sum, totals.sum_sq)
-        else:
-            record["accuracy"] = totals.correct / totals.count
-        return record
 
     def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None):
         """Steps [begin, end) of the epoch visiting rows in ``order``; adds them to

@@ -30,6 +30,13 @@ class Accuracy:
     def value(self) -> float:
         return self._correct / self._n
 
+    def state(self) -> dict:
+        """The running sums (a checkpoint keeps them to finish a resumed epoch)."""
+        return {"count": self._n, "correct": self._correct}
+
+    def load(self, state: dict) -> None:
+        self._n, self._correct = state["count"], state["correct"]
+
 
 class R2:
     """Running R^2 (coefficient of determination), averaged uniformly over outputs.
@@ -59,6 +66,17 @@ class R2:
 
     def value(self) -> float:
         return r2_from_sums(self._n, self._sse, self._sum, self._sum_sq)
+
+    def state(self) -> dict:
+        """The running sums (a checkpoint keeps them to finish a resumed epoch)."""
+        return {"count": self._n, "shift": self._shift, "sse": self._sse, "sum": self._sum,
+                "sum_sq": self._sum_sq}
+
+    def load(self, state: dict) -> None:
+        self._n = state["count"]
+        self._shift, self._sse, self._sum, self._sum_sq = (
+            None if state[key] is None else np.array(state[key], np.float64)
+            for key in ("shift", "sse", "sum", "sum_sq"))
 
 
 def r2_from_sums(n: int, sse, total, total_sq) -> float:
@@ -102,3 +120,12 @@ class PassTotals:
     def result(self) -> dict:
         loss = self._loss_sum / self._weight if self._weight > 0 else 0.0
         return {"data_loss": loss, self._metric.name: self._metric.value()}
+
+    def state(self) -> dict:
+        """The running totals and the metric's sums, as plain values."""
+        return {"loss_sum": self._loss_sum, "weight_sum": self._weight,
+                **self._metric.state()}
+
+    def load(self, state: dict) -> None:
+        self._loss_sum, self._weight = state["loss_sum"], state["weight_sum"]
+        self._metric.load(state)

@@ -57,6 +57,20 @@ never of object dtype. ``header.json``, with every key required and no other all
           "scale": 1.0, "m": true, "v": true},
        "history": null or {"keys": ["loss", "data_loss", ...], "epochs": 2}}}
 
+A checkpoint file (:func:`save_checkpoint`, written by fit's checkpoints,
+:mod:`fastmlp.checkpoint`) has one more top-level key, ``"checkpoint"`` (the only
+optional key; readers older than it refuse such a file as having an unknown key)::
+
+    "checkpoint": {"data": {...},                 # plain JSON; an array is the tag
+                                                  # {"__array__": "checkpoint.0.npy"},
+                                                  # a non-finite float {"__float__": "nan"}
+                   "arrays": {"checkpoint.0.npy": {"dtype": "<f8", "shape": [3]}, ...}}
+
+with one member ``checkpoint.<i>.npy`` per declared array (named 0, 1, ... in order;
+``<f4``, ``<f8`` or ``<i8``; NaN allowed), each referenced exactly once by ``data``;
+keys starting with ``__`` are reserved for the tags. :func:`load` reads such a file as
+the model it holds; :func:`read_checkpoint` returns the data too.
+
 A layer's ``"config"`` is its constructor's arguments (``Layer.get_config()``); an
 activation is a name or a tagged ``LeakyReLU``/``ELU``; a regularizer a tagged ``L1``
 (``lam``, ``scale``), ``L2`` (``lam``, ``scale``), ``L1L2`` or ``Regularizer`` (``l1``,
@@ -64,9 +78,9 @@ activation is a name or a tagged ``LeakyReLU``/``ELU``; a regularizer a tagged `
 ``get_config()``. The optimizer entry is :meth:`Optimizer.state_dict` with the arrays
 replaced by whether they are stored.
 
-Not in the file: callbacks (they are given to fit, not kept on the model: save their
-``state_dict()`` yourself to resume an EarlyStopping/ReduceLROnPlateau run; the optimizer's
-``scale`` that ReduceLROnPlateau lowers *is* saved), training caches, the thread count and
+Not in a model file: callbacks (they are given to fit, not kept on the model: fit's
+checkpoints save their ``state_dict()``; the optimizer's ``scale`` that ReduceLROnPlateau
+lowers *is* in every model file), training caches, the thread count and
 the SIMD path. Only the built-in layers (:data:`fastmlp.layers.LAYERS`), activations,
 regularizers, schedules and optimizers, on the "native" or "numpy" backend, can be saved:
 anything else (a subclass included) is a TypeError naming it, at save time.
@@ -115,10 +129,11 @@ from .regularizers import L1, L1L2, L2, Regularizer
 from .schedules import SCHEDULES, Schedule
 from .training import History
 from ._files import check_path, write_atomically
+from .errors import ModelFileError
 from ._validation import DTYPES
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_HEADER_BYTES", "ModelFileError", "load",
-           "save_model"]
+           "read_checkpoint", "save_checkpoint", "save_model"]
 
 FORMAT = "fastmlp-model"
 FORMAT_VERSION = 1
@@ -136,10 +151,13 @@ _TOP_KEYS = ("format", "format_version", "fastmlp_version", "model", "training")
 _MODEL_KEYS = ("input_dim", "loss", "dtype", "backend", "seed", "regularizer", "layers")
 _TRAINING_KEYS = ("training_step", "stop_training", "shuffle_rng", "optimizer", "history")
 _HISTORY_KEYS = ("keys", "epochs")
-
-
-class ModelFileError(ValueError):
-    """A file that is not a valid fastmlp model file (malformed, truncated, hostile)."""
+CHECKPOINT = "checkpoint"            # the optional top-level key of a checkpoint file
+_CHECKPOINT_KEYS = ("data", "arrays")
+_CHECKPOINT_MEMBER = "checkpoint.{}.npy"
+_CHECKPOINT_DTYPES = ("<f4", "<f8", "<i8")
+_ARRAY_TAG, _FLOAT_TAG = "__array__", "__float__"
+_NON_FINITE = ("nan", "inf", "-inf")
+_MAX_DATA_DEPTH = 32
 
 
 # ------------------------------------------------------------ tagged objects
@@ -218,12 +236,12 @@ def _kind(value) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _object(value, where: str, keys) -> dict:
-    """A JSON object with exactly ``keys``."""
+def _object(value, where: str, keys, optional=()) -> dict:
+    """A JSON object with exactly ``keys``, and any of ``optional``."""
     if not isinstance(value, dict):
         raise ModelFileError(f"{where} must be a JSON object; got {_kind(value)}")
     missing = [k for k in keys if k not in value]
-    unknown = sorted(set(value) - set(keys))
+    unknown = sorted(set(value) - set(keys) - set(optional))
     if missing or unknown:
         raise ModelFileError(f"{where} must have the keys {list(keys)}; missing {missing}, "
                              f"unknown {unknown}")
@@ -274,38 +292,95 @@ def save_model(model: Sequential, path) -> None:
     path = check_path(path)
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastmlp.Sequential; got {type(model).__name__}")
-    header, arrays = _describe(model)
+    header, arrays = _describe(model, getattr(model, "history", None))
     write_atomically(path, lambda file: _write_archive(file, header, arrays))
 
 
-def _describe(model: Sequential) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """The header's JSON data and the array members of ``model``."""
+def check_saveable(model: Sequential) -> None:
+    """TypeError, naming it, for a part of ``model`` the format cannot hold."""
+    _describe(model, None)
+
+
+def save_checkpoint(model: Sequential, path: str, history: History, data: dict) -> None:
+    """Write a checkpoint file, atomically: the model file of ``model`` with ``history``
+    (the running fit's) as its History, plus the top-level ``"checkpoint"`` entry holding
+    ``data`` (plain data: dicts with str keys, lists, str, bool, int, float, None, and
+    float32/float64/int64 arrays, stored as members; see the module docstring).
+    TypeError for anything else, or a model part the format cannot hold."""
+    header, arrays = _describe(model, history)
+    extra: Dict[str, np.ndarray] = {}
+    encoded = _encode_data(data, extra, "checkpoint.data", 0)
+    header[CHECKPOINT] = {"data": encoded, "arrays": {
+        name: {"dtype": _little_endian(array.dtype).str, "shape": list(array.shape)}
+        for name, array in extra.items()}}
+    arrays.update(extra)
+    write_atomically(path, lambda file: _write_archive(file, header, arrays))
+
+
+def _encode_data(value, arrays: Dict[str, np.ndarray], where: str, depth: int):
+    """``value`` as JSON data: an array becomes ``{"__array__": "checkpoint.<i>.npy"}``
+    (added to ``arrays``), a non-finite float ``{"__float__": "nan" | "inf" | "-inf"}``,
+    tuples become lists, NumPy scalars Python ones."""
+    if depth > _MAX_DATA_DEPTH:
+        raise TypeError(f"{where}: nested deeper than {_MAX_DATA_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_, int, np.integer)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else {_FLOAT_TAG: repr(value)}
+    if isinstance(value, np.ndarray):
+        if _little_endian(value.dtype).str not in _CHECKPOINT_DTYPES:
+            raise TypeError(f"{where}: cannot save a {value.dtype} array; checkpoint arrays "
+                            f"are float32, float64 or int64")
+        name = _CHECKPOINT_MEMBER.format(len(arrays))
+        arrays[name] = value
+        return {_ARRAY_TAG: name}
+    if isinstance(value, (list, tuple)):
+        return [_encode_data(v, arrays, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or key.startswith("__"):
+                raise TypeError(f"{where}: keys must be str not starting with '__'; got "
+                                f"{key!r:.60}")
+        return {k: _encode_data(v, arrays, f"{where}.{k}", depth + 1) for k, v in value.items()}
+    raise TypeError(f"{where}: cannot save {value!r:.60} of type {type(value).__name__}")
+
+
+def _describe(model: Sequential, history) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """The header's JSON data and the array members of ``model`` with ``history``."""
     from . import __version__
-    if model.backend.name not in BACKENDS:
-        raise TypeError(f"cannot save a model on the backend {model.backend.name!r}: the "
-                        f"model file records one of {list(BACKENDS)}")
+    spec = architecture(model)
     arrays = {PARAMS: model._params}
-    layers = []
     for i, layer in enumerate(model.layers):
-        layers.append(_layer_entry(i, layer))
         arrays.update({f"layer{i}.{name}.npy": state
                        for name, state in zip(layer.state_names, layer.get_state())})
     optimizer, optimizer_arrays = _optimizer_entry(model.optimizer)
-    history, history_array = _history_entry(getattr(model, "history", None))
+    history, history_array = _history_entry(history)
     arrays.update(optimizer_arrays)
     if history_array is not None:
         arrays[HISTORY] = history_array
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastmlp_version": __version__,
-        "model": {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
-                  "backend": model.backend.name, "seed": int(model.seed),
-                  "regularizer": _encode(model.regularizer, "model.regularizer"),
-                  "layers": layers},
+        "model": spec,
         "training": {"training_step": model.training_step,
                      "stop_training": bool(model.stop_training),
                      "shuffle_rng": model._shuffle_rng.bit_generator.state,
                      "optimizer": optimizer, "history": history}}
     return header, arrays
+
+
+def architecture(model: Sequential) -> dict:
+    """The header's ``"model"`` entry of ``model``: what builds it again (TypeError for a
+    part the format cannot hold)."""
+    if model.backend.name not in BACKENDS:
+        raise TypeError(f"cannot save a model on the backend {model.backend.name!r}: the "
+                        f"model file records one of {list(BACKENDS)}")
+    return {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
+            "backend": model.backend.name, "seed": int(model.seed),
+            "regularizer": _encode(model.regularizer, "model.regularizer"),
+            "layers": [_layer_entry(i, layer) for i, layer in enumerate(model.layers)]}
 
 
 def _layer_entry(i: int, layer: Layer) -> dict:
@@ -382,6 +457,14 @@ def load(path, *, backend=None) -> Sequential:
     training exactly where it stopped. ``backend`` (a name or Backend) replaces the
     saved backend; None keeps it. ModelFileError (a ValueError) says what is wrong with
     a malformed file; FileNotFoundError / IsADirectoryError as ``open``."""
+    return read_checkpoint(path, backend=backend)[0]
+
+
+def read_checkpoint(path, *, backend=None) -> Tuple[Sequential, Optional[dict]]:
+    """(model, data) from a file :func:`save_checkpoint` wrote: the model as :func:`load`
+    gives it (``model.history`` the fit's History so far) and the checkpoint's data, with
+    its arrays (writeable copies) and non-finite floats back in place; data is None for
+    a plain model file. Errors as :func:`load`."""
     path = check_path(path)
     if backend is not None:
         backend = get_backend(backend)
@@ -395,7 +478,7 @@ def load(path, *, backend=None) -> Sequential:
                                  f"({type(exc).__name__}: {exc})") from exc
 
 
-def _read(file, backend) -> Sequential:
+def _read(file, backend) -> Tuple[Sequential, Optional[dict]]:
     size = os.fstat(file.fileno()).st_size
     magic = file.read(len(_ZIP_MAGIC))
     if magic != _ZIP_MAGIC:
@@ -412,7 +495,7 @@ def _read(file, backend) -> Sequential:
             _check_declared_size(members[name], expected)
         arrays = {name: _read_array(archive, members[name], expected)
                   for name, expected in plan.arrays.items()}
-    return plan.restore(arrays, backend)
+    return plan.restore(arrays, backend), plan.checkpoint_data(arrays)
 
 
 def _members(archive: zipfile.ZipFile, size: int) -> Dict[str, zipfile.ZipInfo]:
@@ -448,7 +531,7 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict:
         raise
     except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{HEADER} is not valid JSON: {exc}") from None
-    return _object(header, "header", _TOP_KEYS)
+    return _object(header, "header", _TOP_KEYS, optional=(CHECKPOINT,))
 
 
 def _no_constant(name: str):
@@ -547,8 +630,22 @@ class _Plan:
         _int(training["training_step"], "training.training_step")
         _bool(training["stop_training"], "training.stop_training")
         optimizer, optimizer_arrays = _check_optimizer(training["optimizer"], n_params, dtype)
-        return cls(header, {**arrays, **optimizer_arrays, **_check_history(training["history"])},
-                   optimizer)
+        return cls(header, {**arrays, **optimizer_arrays, **_check_history(training["history"]),
+                            **_check_checkpoint(header.get(CHECKPOINT))}, optimizer)
+
+    def checkpoint_data(self, arrays: Dict[str, np.ndarray]) -> Optional[dict]:
+        """The checkpoint entry's data with its arrays in place (None without one); each
+        declared array must be referenced exactly once."""
+        entry = self.header.get(CHECKPOINT)
+        if entry is None:
+            return None
+        declared = {name: arrays[name] for name in entry["arrays"]}
+        used: set = set()
+        data = _decode_data(entry["data"], declared, used, "checkpoint.data", 0)
+        if used != set(declared):
+            raise ModelFileError(f"checkpoint.arrays declares {sorted(set(declared) - used)} "
+                                 f"but checkpoint.data does not use them")
+        return data
 
     def restore(self, arrays: Dict[str, np.ndarray], backend) -> Sequential:
         """The model, with its weights, state, optimizer, counters and history."""
@@ -658,6 +755,58 @@ def _check_optimizer(entry, n_params: int,
     arrays = {OPTIMIZER_ARRAYS[k]: _Expected(dtype, (n_params,))
               for k in OPTIMIZER_ARRAYS if _bool(entry[k], f"{where}.{k}")}
     return optimizer, arrays
+
+
+def _check_checkpoint(entry) -> Dict[str, _Expected]:
+    """The arrays a checkpoint entry declares: ``checkpoint.0.npy``, ``checkpoint.1.npy``,
+    ... in order, each with a dtype of _CHECKPOINT_DTYPES and a shape (non-finite values
+    allowed: the data is a callback's or a running total's, not the model's)."""
+    if entry is None:
+        return {}
+    _object(entry, CHECKPOINT, _CHECKPOINT_KEYS)
+    declared = entry["arrays"]
+    if not isinstance(declared, dict):
+        raise ModelFileError(f"checkpoint.arrays must be a JSON object; got {_kind(declared)}")
+    expected = {}
+    for i, (name, spec) in enumerate(declared.items()):
+        where = f"checkpoint.arrays[{name!r:.40}]"
+        if name != _CHECKPOINT_MEMBER.format(i):
+            raise ModelFileError(f"{where}: the arrays must be named "
+                                 f"{_CHECKPOINT_MEMBER.format(0)!r}, "
+                                 f"{_CHECKPOINT_MEMBER.format(1)!r}, ... in order")
+        _object(spec, where, ("dtype", "shape"))
+        dtype = np.dtype(_choice(spec["dtype"], f"{where}.dtype", _CHECKPOINT_DTYPES))
+        shape = spec["shape"]
+        if not isinstance(shape, list) or len(shape) > 8:
+            raise ModelFileError(f"{where}.shape must be an array of at most 8 integers")
+        shape = tuple(_int(d, f"{where}.shape[{j}]") for j, d in enumerate(shape))
+        expected[name] = _Expected(dtype, shape, finite=False)
+    return expected
+
+
+def _decode_data(value, arrays: Dict[str, np.ndarray], used: set, where: str, depth: int):
+    """The inverse of :func:`_encode_data` (tags checked, each array used once)."""
+    if depth > _MAX_DATA_DEPTH:
+        raise ModelFileError(f"{where} is nested deeper than {_MAX_DATA_DEPTH} levels")
+    if isinstance(value, list):
+        return [_decode_data(v, arrays, used, f"{where}[{i}]", depth + 1)
+                for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    if _ARRAY_TAG in value:
+        name = _object(value, where, (_ARRAY_TAG,))[_ARRAY_TAG]
+        if not isinstance(name, str) or name not in arrays or name in used:
+            raise ModelFileError(f"{where} refers to the array {name!r:.60}, which is not "
+                                 f"declared in checkpoint.arrays or is used twice")
+        used.add(name)
+        return np.array(arrays[name])
+    if _FLOAT_TAG in value:
+        text = _object(value, where, (_FLOAT_TAG,))[_FLOAT_TAG]
+        return float(_choice(text, where, _NON_FINITE))
+    reserved = [key for key in value if key.startswith("__")]
+    if reserved:
+        raise ModelFileError(f"{where} has the reserved keys {reserved[:5]}")
+    return {k: _decode_data(v, arrays, used, f"{where}.{k}", depth + 1) for k, v in value.items()}
 
 
 def _check_history(entry) -> Dict[str, _Expected]:

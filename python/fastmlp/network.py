@@ -296,19 +296,16 @@ class Sequential(FlatParameters):
                             state)
 
     # ---------------------------------------------------------------- training
-    def fit(self, X, y, *, epochs: int, batch_size: Optional[int] = 32,
-            learning_rate=None, optimizer=None, shuffle: bool = True,
-            validation_data=None, callbacks=None, verbose: int = 0,
-            sample_weight=None, class_weight=None) -> History:
-        """Train from the current weights; see :func:`fastmlp.training.fit`.
+    def fit(self, X, y, *, epochs: int, **options) -> History:
+        """Train from the current weights: :func:`fastmlp.training.fit`, whose keyword
+        arguments ``options`` are (batch_size, learning_rate, optimizer, shuffle,
+        validation_data, callbacks, verbose, sample_weight, class_weight, checkpoint_dir,
+        checkpoint_every, checkpoint_every_steps, resume, keep_checkpoints).
 
         ``optimizer`` (an instance or a name) is kept on the model and reused by later
         fits; ``learning_rate`` (a number or a schedule) goes with a name or replaces the
         kept optimizer's rate (not allowed with an instance)."""
-        return fit(self, X, y, epochs=epochs, batch_size=batch_size,
-                   learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
-                   validation_data=validation_data, callbacks=callbacks, verbose=verbose,
-                   sample_weight=sample_weight, class_weight=class_weight)
+        return fit(self, X, y, epochs=epochs, **options)
 
     def _prepare(self, X, y, x_name: str = "X", y_name: str = "y"):
         """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),

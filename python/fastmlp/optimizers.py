@@ -158,7 +158,7 @@ class Optimizer:
             f"the gradient is not finite (its squared norm is {norm2}) at optimizer "
             f"step {self.iterations + 1} with learning rate {lr:g}; lower the learning "
             f"rate or clip the gradient (clipnorm=). The parameters and the "
-            f"optimizer's state are unchanged.")
+            f"optimizer's state are unchanged.", learning_rate=lr)
 
     def advance(self, steps: int, samples: int, last_rate: float) -> None:
         """Count ``steps`` updates over ``samples`` samples, the last one at ``last_rate``
