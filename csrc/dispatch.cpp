@@ -17,9 +17,13 @@ std::atomic<int> g_active{0};
 
 template <Isa isa>
 void fill_table() {
+    g_compiled[int(isa)] = true;
+    // register_* is compiled with its unit's -march, like the kernels (GCC stores the
+    // pointers with AVX moves): never call it on a CPU that lacks the level (found by
+    // the qemu Nehalem stage, .ci/qemu).
+    if (!cpu_supports(isa)) return;
     register_gemm<isa>(g_tables[int(isa)]);
     register_elementwise<isa>(g_tables[int(isa)]);
-    g_compiled[int(isa)] = true;
 }
 
 }  // namespace

@@ -17,6 +17,9 @@ import fastmlp
 from fastmlp import _core
 
 ISA_LEVELS = ("generic", "avx2", "avx512")
+# The level selected at import (FASTMLP_ISA or the CPU's best): what every test leaves
+# active again, so `FASTMLP_ISA=generic pytest tests/kernels` runs on generic throughout.
+SESSION_ISA = _core.backend_info()["isa"]
 
 
 def usable_isas() -> List[str]:
@@ -39,7 +42,7 @@ def using_isa(name: str) -> Iterator[str]:
         assert active_isa() == name, f"set_isa({name!r}) left {active_isa()!r} active"
         yield name
     finally:
-        set_isa("auto")
+        set_isa(SESSION_ISA)
 
 
 def reset_team_size() -> None:
@@ -79,7 +82,7 @@ def on_every_isa(f: Callable[[], object]) -> dict:
 
 @pytest.fixture(params=ISA_LEVELS)
 def isa(request) -> Iterator[str]:
-    """Each ISA level in turn, active for the test; "auto" restored afterwards."""
+    """Each ISA level in turn, active for the test; the session's level restored afterwards."""
     name = request.param
     info = _core.backend_info()
     if name not in info["usable_isas"]:
@@ -109,8 +112,8 @@ def nthreads() -> Callable[[int], "contextlib.AbstractContextManager[None]"]:
 
 @pytest.fixture(autouse=True)
 def _restore_runtime_state():
-    """Leave the ISA on auto and the global thread count at its default, whatever a
-    test did."""
+    """Leave the ISA on the session's level and the global thread count at its default,
+    whatever a test did."""
     yield
-    set_isa("auto")
+    set_isa(SESSION_ISA)
     _core.set_num_threads(0)
