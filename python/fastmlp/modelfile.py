@@ -25,7 +25,8 @@ member                     content
 =========================  ==============================================================
 
 Arrays are ``.npy`` files (format 1.0 or 2.0), little-endian ``<f4``/``<f8``, C order,
-never of object dtype. ``header.json``, with every key required and no other allowed::
+never of object dtype. ``header.json``, with every key required and no other allowed
+(but the two optional top-level keys below)::
 
     {"format": "fastmlp-model", "format_version": 1,
      "fastmlp_version": "0.1.0",                  # the writer's (informational)
@@ -57,9 +58,23 @@ never of object dtype. ``header.json``, with every key required and no other all
           "scale": 1.0, "m": true, "v": true},
        "history": null or {"keys": ["loss", "data_loss", ...], "epochs": 2}}}
 
+The optional top-level key ``"metadata"`` holds what the user keeps with the model
+(``model.metadata``, or ``save_model(..., metadata=...)``; the command line keeps the
+names of the target, the feature columns and the classes there): a JSON object::
+
+    "metadata": {"fastmlp.cli": {"target": "species", "labels": ["a", "b"], ...}}
+
+of plain JSON values (objects, arrays, strings, finite numbers, true/false, null), nested
+at most ``_MAX_DATA_DEPTH`` (32) levels below the object itself, within the header's
+size cap. It is written only when there is metadata, so a model without any gives the
+same bytes as before the key existed. It needs no new format version: a reader older
+than the key refuses a file that has it ("unknown ['metadata']", checked before the
+version), and none can misread it. A file without it loads with ``model.metadata`` None.
+
 A checkpoint file (:func:`save_checkpoint`, written by fit's checkpoints,
-:mod:`fastmlp.checkpoint`) has one more top-level key, ``"checkpoint"`` (the only
-optional key; readers older than it refuse such a file as having an unknown key)::
+:mod:`fastmlp.checkpoint`) has one more optional top-level key, ``"checkpoint"``
+(readers older than it refuse such a file as having an unknown key); like any model
+file, it keeps the model's metadata::
 
     "checkpoint": {"data": {...},                 # plain JSON; an array is the tag
                                                   # {"__array__": "checkpoint.0.npy"},
@@ -94,12 +109,14 @@ file's size, and raises :class:`ModelFileError` (a ValueError) saying what is wr
 ZIP magic; members unique, stored, unencrypted and inside the file, none missing and none
 extra; the header's size cap, JSON syntax (no NaN/Infinity, no duplicate keys, finite
 numbers), format name and version, every key (required and unknown), every type and
-value (by the constructors' own checks); the parameter count implied by the architecture
-against each member's declared size and ``.npy`` header (dtype, shape, order) *before*
-any array data is read; the CRC; finite parameters, state and optimizer arrays,
-``v >= 0``, BatchNorm ``running_var >= 0``, Normalization ``std > 0``. A missing file is
-FileNotFoundError and a directory IsADirectoryError, as for ``open``; a path that is not
-a str or ``os.PathLike`` is a TypeError.
+value (by the constructors' own checks), the metadata's type and depth; the parameter
+count implied by the architecture against each member's declared size and ``.npy``
+header (dtype, shape, order) *before* any array data is read; the CRC; finite
+parameters, state and optimizer arrays, ``v >= 0``, BatchNorm ``running_var >= 0``,
+Normalization ``std > 0``. A missing file is FileNotFoundError and a directory
+IsADirectoryError, as for ``open``; a path that is not a str or ``os.PathLike`` is a
+TypeError. Saving refuses, before it writes, a header that load would refuse as too
+big (ValueError).
 """
 from __future__ import annotations
 
@@ -152,6 +169,7 @@ _MODEL_KEYS = ("input_dim", "loss", "dtype", "backend", "seed", "regularizer", "
 _TRAINING_KEYS = ("training_step", "stop_training", "shuffle_rng", "optimizer", "history")
 _HISTORY_KEYS = ("keys", "epochs")
 CHECKPOINT = "checkpoint"            # the optional top-level key of a checkpoint file
+METADATA = "metadata"                # the optional top-level key of model.metadata
 _CHECKPOINT_KEYS = ("data", "arrays")
 _CHECKPOINT_MEMBER = "checkpoint.{}.npy"
 _CHECKPOINT_DTYPES = ("<f4", "<f8", "<i8")
@@ -285,20 +303,26 @@ def _little_endian(dtype) -> np.dtype:
 
 
 # -------------------------------------------------------------------- saving
-def save_model(model: Sequential, path) -> None:
+def save_model(model: Sequential, path, metadata: Optional[dict] = None) -> None:
     """Write ``model`` to ``path`` (str or os.PathLike) in the format of this module's
-    docstring, atomically. TypeError for a model part the format cannot hold (a custom
-    layer, optimizer, schedule, regularizer, activation or backend), naming it."""
+    docstring, atomically, with ``metadata`` (None: ``model.metadata``; a dict of plain
+    JSON values) as the header's ``"metadata"``, or without it when both are None.
+    TypeError for a model part the format cannot hold (a custom layer, optimizer,
+    schedule, regularizer, activation or backend), naming it, or for metadata that is not
+    plain JSON; ValueError for a non-finite number in it, nesting deeper than 32 levels or
+    a header above MAX_HEADER_BYTES."""
     path = check_path(path)
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastmlp.Sequential; got {type(model).__name__}")
-    header, arrays = _describe(model, getattr(model, "history", None))
-    write_atomically(path, lambda file: _write_archive(file, header, arrays))
+    metadata = model.metadata if metadata is None else metadata
+    header, arrays = _describe(model, getattr(model, "history", None), metadata)
+    _write(path, header, arrays)
 
 
 def check_saveable(model: Sequential) -> None:
-    """TypeError, naming it, for a part of ``model`` the format cannot hold."""
-    _describe(model, None)
+    """TypeError (or ValueError, for its metadata), naming it, for a part of ``model``
+    the format cannot hold."""
+    _describe(model, None, model.metadata)
 
 
 def save_checkpoint(model: Sequential, path: str, history: History, data: dict) -> None:
@@ -307,14 +331,14 @@ def save_checkpoint(model: Sequential, path: str, history: History, data: dict) 
     ``data`` (plain data: dicts with str keys, lists, str, bool, int, float, None, and
     float32/float64/int64 arrays, stored as members; see the module docstring).
     TypeError for anything else, or a model part the format cannot hold."""
-    header, arrays = _describe(model, history)
+    header, arrays = _describe(model, history, model.metadata)
     extra: Dict[str, np.ndarray] = {}
     encoded = _encode_data(data, extra, "checkpoint.data", 0)
     header[CHECKPOINT] = {"data": encoded, "arrays": {
         name: {"dtype": _little_endian(array.dtype).str, "shape": list(array.shape)}
         for name, array in extra.items()}}
     arrays.update(extra)
-    write_atomically(path, lambda file: _write_archive(file, header, arrays))
+    _write(path, header, arrays)
 
 
 def _encode_data(value, arrays: Dict[str, np.ndarray], where: str, depth: int):
@@ -348,8 +372,42 @@ def _encode_data(value, arrays: Dict[str, np.ndarray], where: str, depth: int):
     raise TypeError(f"{where}: cannot save {value!r:.60} of type {type(value).__name__}")
 
 
-def _describe(model: Sequential, history) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """The header's JSON data and the array members of ``model`` with ``history``."""
+def _check_metadata(metadata) -> None:
+    """TypeError unless ``metadata`` is a dict whose values, at any depth, are plain JSON
+    (dicts with str keys, lists, str, int, float, bool, None; a tuple or a NumPy scalar
+    is refused, so that load gives back exactly what was saved); ValueError for a
+    non-finite float or nesting deeper than _MAX_DATA_DEPTH levels."""
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict (a JSON object) of plain JSON values; "
+                        f"got {type(metadata).__name__}")
+    _check_plain(metadata, "metadata", 0)
+
+
+def _check_plain(value, where: str, depth: int) -> None:
+    """The checks of :func:`_check_metadata` on ``value``, found at ``where``."""
+    if depth > _MAX_DATA_DEPTH:
+        raise ValueError(f"{where:.200} is nested deeper than {_MAX_DATA_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where:.200} has the key {key!r:.60} of type "
+                                f"{type(key).__name__}; keys must be str")
+            _check_plain(item, f"{where}[{key!r:.60}]", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where:.200} is {value!r}; numbers must be finite")
+    elif value is not None and not isinstance(value, (str, int, float)):
+        raise TypeError(f"{where:.200} is {value!r:.60} of type {type(value).__name__}; "
+                        f"metadata holds only dicts, lists, str, int, float, bool and None "
+                        f"(a list for a tuple, int() or float() for a NumPy number)")
+
+
+def _describe(model: Sequential, history,
+              metadata: Optional[dict]) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """The header's JSON data and the array members of ``model`` with ``history`` and
+    ``metadata`` (no "metadata" key when it is None)."""
     from . import __version__
     spec = architecture(model)
     arrays = {PARAMS: model._params}
@@ -368,6 +426,9 @@ def _describe(model: Sequential, history) -> Tuple[dict, Dict[str, np.ndarray]]:
                      "stop_training": bool(model.stop_training),
                      "shuffle_rng": model._shuffle_rng.bit_generator.state,
                      "optimizer": optimizer, "history": history}}
+    if metadata is not None:
+        _check_metadata(metadata)
+        header[METADATA] = metadata
     return header, arrays
 
 
@@ -423,9 +484,20 @@ def _history_entry(history) -> Tuple[Optional[dict], Optional[np.ndarray]]:
     return {"keys": keys, "epochs": array.shape[1]}, array.T
 
 
-def _write_archive(file, header: dict, arrays: Dict[str, np.ndarray]) -> None:
-    """header.json, then every array as an .npy member; all stored uncompressed."""
+def _write(path: str, header: dict, arrays: Dict[str, np.ndarray]) -> None:
+    """The archive, atomically; ValueError first if header.json would exceed the cap
+    that load enforces (only metadata or checkpoint data can make it that big)."""
     text = json.dumps(header, indent=1, allow_nan=False).encode("utf-8")
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"the model file's {HEADER} would take {len(text)} bytes; load "
+                         f"accepts at most MAX_HEADER_BYTES = {MAX_HEADER_BYTES}: make the "
+                         f"metadata (or the checkpoint data) smaller")
+    write_atomically(path, lambda file: _write_archive(file, text, arrays))
+
+
+def _write_archive(file, text: bytes, arrays: Dict[str, np.ndarray]) -> None:
+    """header.json (``text``), then every array as an .npy member; all stored
+    uncompressed."""
     with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
         with archive.open(_member_info(HEADER), "w") as member:
             member.write(text)
@@ -531,7 +603,7 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict:
         raise
     except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{HEADER} is not valid JSON: {exc}") from None
-    return _object(header, "header", _TOP_KEYS, optional=(CHECKPOINT,))
+    return _object(header, "header", _TOP_KEYS, optional=(CHECKPOINT, METADATA))
 
 
 def _no_constant(name: str):
@@ -622,6 +694,8 @@ class _Plan:
     @classmethod
     def from_header(cls, header: dict) -> "_Plan":
         _check_format(header)
+        if METADATA in header:
+            _checked_call(_check_metadata, header[METADATA], where="header")
         model = _object(header["model"], "model", _MODEL_KEYS)
         training = _object(header["training"], "training", _TRAINING_KEYS)
         dtype = _little_endian(_choice(model["dtype"], "model.dtype", DTYPES))
@@ -670,6 +744,7 @@ class _Plan:
         model._optimizer = self._restored_optimizer(arrays)
         if training["history"] is not None:
             model.history = _history(training["history"]["keys"], arrays[HISTORY])
+        model.metadata = self.header.get(METADATA)
         return model
 
     def _restored_optimizer(self, arrays: Dict[str, np.ndarray]) -> Optional[Optimizer]:

@@ -234,6 +234,7 @@ class Sequential(FlatParameters):
         self._optimizer = None
         self.stop_training = False  # a callback sets it to end fit after the epoch
         self.history: Optional[History] = None   # the last fit's, kept (and saved)
+        self.metadata: Optional[dict] = None     # plain JSON data kept with it (and saved)
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -455,11 +456,13 @@ class Sequential(FlatParameters):
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
 
-    def save(self, path) -> None:
+    def save(self, path, *, metadata: Optional[dict] = None) -> None:
         """Write the model to ``path`` in fastmlp's model file format (no pickle; the
-        write is atomic). Read it back with :func:`fastmlp.load`."""
+        write is atomic). Read it back with :func:`fastmlp.load`. ``metadata``, a dict of
+        plain JSON values (None: ``self.metadata``), is stored in the file and comes back
+        as the loaded model's ``metadata``."""
         from .modelfile import save_model
-        save_model(self, path)
+        save_model(self, path, metadata=metadata)
 
     def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
         """Export the inference graph (logits to probabilities) to an ONNX file; needs the

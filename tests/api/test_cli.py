@@ -14,6 +14,7 @@ import pytest
 
 import fastmlp
 from fastmlp import cli
+from fastmlp.cli import demo as cli_demo, options, search as cli_search
 from fastmlp.data import train_dev_test_split
 from fastmlp.search import Choice, IntUniform, LogUniform, Uniform
 
@@ -94,7 +95,7 @@ def test_demo_with_an_unavailable_backend_fails_clearly(monkeypatch, capsys):
     def unavailable(name):
         raise ImportError(f"backend={name!r} is unavailable")
 
-    monkeypatch.setattr(cli, "get_backend", unavailable)
+    monkeypatch.setattr(cli_demo, "get_backend", unavailable)
     assert cli.main(["demo"]) == 1
     assert "backend='native' is unavailable" in capsys.readouterr().err
 
@@ -132,9 +133,9 @@ def test_every_command_has_help(command, options, capsys):
 
 
 def test_option_values_are_parsed():
-    assert cli._hidden("128,64") == (128, 64) and cli._hidden("") == ()
-    assert cli._dev_size("0.25") == 0.25 and cli._dev_size("30") == 30
-    assert cli._dev_size("0") == 0
+    assert options.hidden_widths("128,64") == (128, 64) and options.hidden_widths("") == ()
+    assert options.dev_size("0.25") == 0.25 and options.dev_size("30") == 30
+    assert options.dev_size("0") == 0
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -184,12 +185,14 @@ def test_usage_errors_found_after_parsing(trained, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ train
-def test_train_saves_the_model_and_its_meta(trained, capsys):
+def test_train_saves_the_model_with_its_metadata(trained, capsys):
     data, model_path = trained
-    meta = json.loads(Path(f"{model_path}.meta.json").read_text())
-    assert meta["labels"] == list(SPECIES) and meta["features"] == FEATURES
-    assert meta["target"] == "species" and meta["split"] == {"dev": 0.2, "seed": 0}
     model = fastmlp.load(model_path)
+    assert model.metadata == {"fastmlp.cli": {
+        "target": "species", "features": FEATURES, "labels": list(SPECIES),
+        "split": {"dev": 0.2, "seed": 0}}}
+    assert sorted(p.name for p in model_path.parent.iterdir()) == ["flowers.csv",
+                                                                  "flowers.fmlp"]
     assert model.loss == "softmax_cross_entropy" and model.n_outputs == 3
     assert [layer.kind for layer in model.layers] == ["normalization", "dense", "dense"]
     assert model.history.epochs == 30                       # the history is in the file
@@ -283,8 +286,7 @@ def test_regression_round_trip(tmp_path, capsys):
                           "--learning-rate", "0.01", "--output", model_path], capsys)
     assert status == 0 and "target 'price' (regression)" in out and ", mse," in out
     model = fastmlp.load(model_path)
-    assert model.loss == "mse" and json.loads(
-        Path(f"{model_path}.meta.json").read_text())["labels"] is None
+    assert model.loss == "mse" and model.metadata["fastmlp.cli"]["labels"] is None
     assert run(["predict", model_path, data, "--output", tmp_path / "p.csv"], capsys)[0] == 0
     header, rows = read_csv(tmp_path / "p.csv")
     assert header == ["price"]
@@ -303,8 +305,9 @@ def test_npz_data_with_integer_labels(tmp_path, capsys):
     model_path = tmp_path / "m.fmlp"
     assert run(["train", tmp_path / "d.npz", *keys, "--epochs", "2", "--output", model_path],
                capsys)[0] == 0
-    meta = json.loads(Path(f"{model_path}.meta.json").read_text())
+    meta = fastmlp.load(model_path).metadata["fastmlp.cli"]
     assert meta["labels"] == [3, 5, 7] and meta["features"] is None and meta["target"] == "kind"
+    assert all(type(label) is int for label in meta["labels"])
     status, out, _ = run(["predict", model_path, tmp_path / "d.npz", *keys, "--output", "-"],
                          capsys)
     expected = np.array([3, 5, 7])[fastmlp.load(model_path).predict(X)]
@@ -329,10 +332,16 @@ def test_binary_cross_entropy_probabilities(tmp_path, capsys):
     np.testing.assert_array_equal(np.array(rows, np.float32), np.column_stack([1 - p, p]))
 
 
-def test_a_model_saved_from_python_has_no_meta(tmp_path, capsys):
+@pytest.mark.parametrize("metadata", [None, {"owner": "me", "fastmlp": [1]}],
+                         ids=["none", "other keys"])
+def test_a_model_saved_from_python_works_without_the_cli_metadata(metadata, tmp_path,
+                                                                  capsys):
+    """As the README says: every column but --target is a feature, in file order, the
+    target holds the class numbers, predictions are class numbers, and diagnose splits
+    with --dev 0.2 --seed 0."""
     X, y = flowers(50)
     model = fastmlp.Sequential([fastmlp.Dense(3)], input_dim=4, seed=1)
-    model.save(tmp_path / "m.fmlp")
+    model.save(tmp_path / "m.fmlp", metadata=metadata)
     data = write_csv(tmp_path / "d.csv", FEATURES + ["label"],
                      [[*row, c] for row, c in zip(X, codes(y))])
     status, out, _ = run(["evaluate", tmp_path / "m.fmlp", data, "--target", "label",
@@ -341,6 +350,11 @@ def test_a_model_saved_from_python_has_no_meta(tmp_path, capsys):
     status, out, _ = run(["predict", tmp_path / "m.fmlp", data, "--target", "label",
                           "--output", "-"], capsys)
     assert status == 0 and out.split() == ["prediction", *map(str, model.predict(X))]
+    status, out, _ = run(["diagnose", tmp_path / "m.fmlp", data, "--target", "label"],
+                         capsys)
+    assert status == 0 and "train/dev: 40/10 samples (--dev 0.2 --seed 0)" in out
+    status, _, err = run(["evaluate", tmp_path / "m.fmlp", data], capsys)
+    assert status == 2 and "--target is required for the CSV file" in err
 
 
 # ------------------------------------------------------------------ diagnose
@@ -396,10 +410,10 @@ def test_space_files_json_and_toml(tmp_path):
     expected = {"learning_rate": LogUniform(1e-3, 1e-1), "hidden": Choice([[8], [16, 8]]),
                 "batch_size": IntUniform(16, 64), "dropout": Uniform(0.0, 0.3),
                 "optimizer": "adam"}
-    assert cli._read_space(str(tmp_path / "s.json")) == expected
-    assert cli._read_space(str(tmp_path / "s.toml")) == expected
+    assert cli_search.read_space(str(tmp_path / "s.json")) == expected
+    assert cli_search.read_space(str(tmp_path / "s.toml")) == expected
     (tmp_path / "c.json").write_text('{"hidden": [32, 16]}')      # a list constant
-    assert cli._read_space(str(tmp_path / "c.json")) == {"hidden": (32, 16)}
+    assert cli_search.read_space(str(tmp_path / "c.json")) == {"hidden": (32, 16)}
 
 
 def test_search_prints_the_trials_and_writes_the_best(trained, tmp_path, capsys):
@@ -520,18 +534,40 @@ def test_output_folder_must_exist_before_training(trained, tmp_path, capsys):
     assert f"cannot write {tmp_path / 'no' / 'm.fmlp'}: the folder" in err
 
 
-def test_a_meta_file_of_another_model_is_refused(trained, tmp_path, capsys):
+def test_the_metadata_stays_with_a_model_trained_further_in_python(trained, tmp_path,
+                                                                     capsys):
+    """What a sidecar file could not do: the model, loaded, trained on and saved again
+    elsewhere, still knows its target, its feature columns by name and its labels."""
+    data, model_path = trained
+    model = fastmlp.load(model_path)
+    X, y = flowers()
+    model.fit(X, codes(y), epochs=1)
+    model.save(tmp_path / "further.fmlp")
+    order = [3, 1, 0, 2]
+    shuffled = write_csv(tmp_path / "new.csv", [FEATURES[i] for i in order] + ["species"],
+                         [[*row[order], label] for row, label in zip(X, y)])
+    status, out, _ = run(["predict", tmp_path / "further.fmlp", shuffled, "--output", "-"],
+                         capsys)
+    assert status == 0 and out.split() == ["species", *SPECIES[model.predict(X)]]
+    status, out, _ = run(["evaluate", tmp_path / "further.fmlp", shuffled, "--json"], capsys)
+    assert status == 0 and json.loads(out) == {**model.evaluate(X, codes(y)), "samples": 150}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"target": 3}, "the model's metadata entry 'fastmlp.cli' is not what fastmlp train "
+                    "writes"),
+    ({"target": "species", "features": FEATURES, "labels": ["a", True], "split": {
+        "dev": 0.2, "seed": 0}}, "the model's metadata entry 'fastmlp.cli' is not"),
+    ({"target": "species", "features": FEATURES, "labels": ["a", "b"], "split": {
+        "dev": 0.2, "seed": 0}}, "the model's metadata lists 2 class labels, which does "
+                                 "not fit the model (softmax_cross_entropy, 3 outputs)")],
+    ids=["no split", "bool label", "too few labels"])
+def test_malformed_cli_metadata_is_a_data_error(entry, message, trained, tmp_path, capsys):
     data, model_path = trained
     copy = tmp_path / "m.fmlp"
-    fastmlp.load(model_path).save(copy)
-    Path(f"{copy}.meta.json").write_text(Path(f"{model_path}.meta.json").read_text())
-    assert run(["evaluate", copy, data], capsys)[0] == 0           # the same bytes
-    fastmlp.Sequential([fastmlp.Dense(3)], input_dim=4, seed=5).save(copy)
+    fastmlp.load(model_path).save(copy, metadata={"fastmlp.cli": entry})
     status, _, err = run(["evaluate", copy, data], capsys)
-    assert status == 1 and f"{copy}.meta.json belongs to another model file" in err
-    Path(f"{copy}.meta.json").write_text('{"format": "something else"}')
-    status, _, err = run(["evaluate", copy, data], capsys)
-    assert status == 1 and "is not a fastmlp-cli-meta version 1 file" in err
+    assert status == 1 and f"fastmlp evaluate: error: {copy}: {message}" in err
 
 
 @pytest.mark.parametrize("content, message", [

@@ -35,8 +35,10 @@ def test_a_session(tmp_path):
     write_flowers(tmp_path / "flowers.csv")
     out = succeeds("train", "flowers.csv", *TRAIN_FLOWERS, "--output", "flowers.fmlp",
                    "--verbose", cwd=tmp_path)
-    assert "epoch 30/30" in out and "saved flowers.fmlp (and flowers.fmlp.meta.json)" in out
+    assert "epoch 30/30" in out and out.endswith("\nsaved flowers.fmlp\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flowers.csv", "flowers.fmlp"]
     model = fastmlp.load(tmp_path / "flowers.fmlp")
+    assert model.metadata["fastmlp.cli"]["labels"] == list(SPECIES)
     X, y = flowers()
 
     scores = json.loads(succeeds("evaluate", "flowers.fmlp", "flowers.csv", "--json",

@@ -1,5 +1,7 @@
 """model.save / fastmlp.modelfile.load: bitwise round trips, exact resumes, atomic writes,
 what cannot be saved. Hostile files are in test_modelfile_hostile.py."""
+import json
+import math
 import os
 import pathlib
 import zipfile
@@ -12,7 +14,8 @@ from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Maxout, Normalizat
                      Sequential)
 from fastmlp.activations import ELU, LeakyReLU
 from fastmlp.optimizers import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp)
-from fastmlp.modelfile import load
+from fastmlp.modelfile import (MAX_HEADER_BYTES, ModelFileError, load, read_checkpoint,
+                               save_checkpoint)
 from fastmlp.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
 from fastmlp.training import History
 from helpers import make_data
@@ -88,6 +91,7 @@ def assert_same_model(loaded, original):
         assert getattr(loaded, "history", None) is None
     else:
         assert loaded.history.history == history.history
+    assert loaded.metadata == original.metadata
 
 
 # ----------------------------------------------------------------- round trips
@@ -406,3 +410,155 @@ def test_save_needs_a_model(tmp_path):
     model.history = {"loss": [1.0]}
     with pytest.raises(TypeError, match="model.history must be a fastmlp History"):
         model.save(tmp_path / "model.fmlp")
+
+
+# ----------------------------------------------------------------- metadata
+METADATA = {"fastmlp.cli": {"target": "species", "labels": ["a", "b", 3, 2.5]},
+            "note": "naïve ☃", "count": 7, "big": 2 ** 70, "ratio": -1.25e-300,
+            "flags": [True, False, None], "nested": {"empty": {}, "list": [[], [{}]]},
+            "float64": np.float64(0.5)}           # a float subclass: stored as 0.5
+
+
+def header_of(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("header.json"))
+
+
+def with_header(source, target, edit):
+    """A copy of the model file ``source`` with ``edit(header)`` applied to its JSON."""
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(members["header.json"])
+    edit(header)
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return target
+
+
+def nested(depth: int) -> dict:
+    """{"a": {"a": ... {}}}: ``depth`` levels below the outer dict."""
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_metadata_round_trips_exactly(tmp_path):
+    model = dropout_model("numpy")
+    assert model.metadata is None
+    model.metadata = METADATA
+    loaded = round_trip(model, tmp_path)
+    assert_same_model(loaded, model)
+    assert json.dumps(loaded.metadata) == json.dumps(METADATA)    # types and key order too
+    assert type(loaded.metadata["big"]) is int and type(loaded.metadata["ratio"]) is float
+    assert header_of(tmp_path / "model.fmlp")["metadata"] == METADATA
+
+
+def test_save_metadata_argument_overrides_the_models_without_changing_it(tmp_path):
+    model = dropout_model("numpy")
+    model.metadata = {"kept": 1}
+    model.save(tmp_path / "given.fmlp", metadata={"given": [1, 2]})
+    assert load(tmp_path / "given.fmlp").metadata == {"given": [1, 2]}
+    assert model.metadata == {"kept": 1}
+    modelfile.save_model(model, tmp_path / "default.fmlp")
+    assert load(tmp_path / "default.fmlp").metadata == {"kept": 1}
+    model.save(tmp_path / "empty.fmlp", metadata={})
+    assert load(tmp_path / "empty.fmlp").metadata == {}
+
+
+def test_a_model_without_metadata_is_written_as_before(tmp_path):
+    """No "metadata" key at all: exactly the keys of the format before it existed, so
+    such a file is what older fastmlp releases read, and loading it gives None."""
+    model = dropout_model("numpy")
+    model.save(tmp_path / "plain.fmlp")
+    header = header_of(tmp_path / "plain.fmlp")
+    assert list(header) == ["format", "format_version", "fastmlp_version", "model",
+                            "training"]
+    assert header["format_version"] == 1 and load(tmp_path / "plain.fmlp").metadata is None
+    model.save(tmp_path / "tagged.fmlp", metadata={"x": 1})
+    stripped = with_header(tmp_path / "tagged.fmlp", tmp_path / "stripped.fmlp",
+                           lambda h: h.pop("metadata"))
+    assert load(stripped).metadata is None
+    assert_same_model(load(stripped), model)
+
+
+@pytest.mark.parametrize("metadata, error, match", [
+    ([1, 2], TypeError, "metadata must be a dict .*; got list"),
+    ("text", TypeError, "metadata must be a dict .*; got str"),
+    ({"a": (1, 2)}, TypeError, r"metadata\['a'\] is \(1, 2\) of type tuple; .*a list for "
+                               r"a tuple"),
+    ({"a": [np.float32(1)]}, TypeError, r"metadata\['a'\]\[0\] is .* of type float32"),
+    ({"a": {"b": np.int64(3)}}, TypeError, r"metadata\['a'\]\['b'\] .* of type int64"),
+    ({"a": {1: "x"}}, TypeError, r"metadata\['a'\] has the key 1 of type int; keys must be "
+                                 r"str"),
+    ({"a": {"b": object()}}, TypeError, "of type object"),
+    ({"a": [1.0, math.nan]}, ValueError, r"metadata\['a'\]\[1\] is nan; numbers must be "
+                                         r"finite"),
+    ({"a": -math.inf}, ValueError, "is -inf; numbers must be finite"),
+    (nested(33), ValueError, "is nested deeper than 32 levels"),
+    ({"a": "x" * MAX_HEADER_BYTES}, ValueError, "header.json would take .* bytes; load "
+                                                "accepts at most"),
+], ids=["list", "str", "tuple", "numpy float32", "numpy int64", "int key", "object", "nan",
+        "-inf", "too deep", "too big"])
+def test_bad_metadata_is_refused_before_writing(metadata, error, match, tmp_path):
+    model = dropout_model("numpy")
+    model.save(tmp_path / "model.fmlp")
+    before = (tmp_path / "model.fmlp").read_bytes()
+    with pytest.raises(error, match=match):
+        model.save(tmp_path / "model.fmlp", metadata=metadata)
+    model.metadata = metadata
+    with pytest.raises(error, match=match):
+        model.save(tmp_path / "model.fmlp")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.fmlp"]
+    assert (tmp_path / "model.fmlp").read_bytes() == before
+
+
+def test_metadata_at_the_depth_limit_and_a_cycle(tmp_path):
+    model = dropout_model("numpy")
+    model.save(tmp_path / "deep.fmlp", metadata=nested(32))
+    assert load(tmp_path / "deep.fmlp").metadata == nested(32)
+    cycle: dict = {}
+    cycle["self"] = cycle
+    with pytest.raises(ValueError, match="nested deeper than 32 levels"):
+        model.save(tmp_path / "cycle.fmlp", metadata=cycle)
+
+
+@pytest.mark.parametrize("value, match", [
+    ([1, 2], "header: metadata must be a dict .*; got list"),
+    (None, "header: metadata must be a dict .*; got NoneType"),
+    ("text", "header: metadata must be a dict .*; got str"),
+    (nested(33), "header: metadata.* is nested deeper than 32 levels"),
+], ids=["array", "null", "string", "too deep"])
+def test_bad_metadata_in_a_file_is_refused(value, match, tmp_path):
+    dropout_model("numpy").save(tmp_path / "model.fmlp", metadata={"x": 1})
+    bad = with_header(tmp_path / "model.fmlp", tmp_path / "bad.fmlp",
+                      lambda h: h.update(metadata=value))
+    with pytest.raises(ModelFileError, match=match):
+        load(bad)
+
+
+def test_checkpoints_keep_the_models_metadata_and_their_data(tmp_path):
+    model = dropout_model("numpy")
+    history = History(["loss"])
+    save_checkpoint(model, tmp_path / "plain.fmlp", history, {"v": np.arange(3.0)})
+    assert "metadata" not in header_of(tmp_path / "plain.fmlp")
+    loaded, data = read_checkpoint(tmp_path / "plain.fmlp")
+    assert loaded.metadata is None and data["v"].tolist() == [0.0, 1.0, 2.0]
+    model.metadata = {"run": "a", "labels": [0, 1, 2]}
+    save_checkpoint(model, tmp_path / "tagged.fmlp", history,
+                    {"v": np.arange(3.0), "nan": math.nan})
+    loaded, data = read_checkpoint(tmp_path / "tagged.fmlp")
+    assert loaded.metadata == model.metadata
+    assert data["v"].tolist() == [0.0, 1.0, 2.0] and math.isnan(data["nan"])
+    assert load(tmp_path / "tagged.fmlp").metadata == model.metadata
+
+
+def test_a_fit_with_checkpoints_refuses_bad_metadata_before_training(tmp_path):
+    X, y = make_data("softmax_cross_entropy", n=16)
+    model = dropout_model("numpy")
+    model.metadata = {"when": np.datetime64("2024-01-01")}
+    with pytest.raises(TypeError, match=r"metadata\['when'\] .* of type datetime64"):
+        model.fit(X, y, epochs=1, checkpoint_dir=tmp_path / "checkpoints")
+    assert model.training_step == 0

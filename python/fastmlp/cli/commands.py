@@ -1,0 +1,186 @@
+"""The commands that train a model and use a saved one: train, evaluate, predict and
+diagnose (search is in :mod:`fastmlp.cli.search`, the demo in :mod:`fastmlp.cli.demo`).
+Each takes the parsed arguments and returns the exit status."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .._files import write_atomically
+from ..diagnosis import diagnose
+from ..layers import Dense, Dropout, Normalization
+from ..network import Sequential
+from .metadata import Meta, labels_of, load_model, model_data
+from .options import DataError, UsageError
+from .tabular import Data, encode_target, read_training_data, split
+
+
+# ------------------------------------------------------------ output files
+def check_output(path: str) -> None:
+    """Fail before the work if ``path`` cannot be written: its folder must exist."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if path != "-" and not os.path.isdir(folder):
+        raise DataError(f"cannot write {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"cannot write {path}: it is a folder")
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8), or to stdout for "-"."""
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def _scores_line(name: str, scores: Dict[str, float], n: int) -> str:
+    values = "  ".join(f"{key} {value:.4f}" for key, value in scores.items())
+    return f"{name:<6} {values}  ({n} samples)"
+
+
+# ------------------------------------------------------------ train
+def _build_model(args, input_dim: int, n_outputs: int, loss: str) -> Sequential:
+    """[Normalization] + Dense(width, activation) [+ Dropout(rate)] per --hidden width,
+    then Dense(outputs) (logits: the loss applies the softmax or sigmoid)."""
+    layers = [Normalization()] if args.normalize else []
+    for units in args.hidden:
+        layers.append(Dense(units, args.activation))
+        if args.dropout:
+            layers.append(Dropout(args.dropout))
+    layers.append(Dense(n_outputs))
+    return Sequential(layers, input_dim=input_dim, loss=loss, backend=args.backend,
+                      dtype=args.dtype, seed=args.seed)
+
+
+def describe_target(data: Data, labels: Optional[list]) -> str:
+    """The target's name and classes (or "regression"), for train's and search's lines."""
+    if labels is None:
+        return f"target {data.target_name!r} (regression)"
+    shown = ", ".join(map(str, labels[:10])) + (", ..." if len(labels) > 10 else "")
+    return f"target {data.target_name!r} ({len(labels)} classes: {shown})"
+
+
+def _print_plan(args, data: Data, labels: Optional[list], n_train: int, n_dev: int,
+                model: Sequential) -> None:
+    """train's first two lines: the data and its split, the model and its training."""
+    print(f"{data.path}: {len(data.X)} rows, {data.X.shape[1]} features, "
+          f"{describe_target(data, labels)}; train/dev {n_train}/{n_dev} (seed {args.seed})")
+    widths = "-".join(map(str, (model.input_dim, *args.hidden, model.n_outputs)))
+    dropout = f" + dropout {args.dropout:g}" if args.dropout else ""
+    print(f"model: {widths} {args.activation}{dropout}, {model.loss}, {args.optimizer}, "
+          f"{args.epochs} epochs, batch {args.batch_size}, {model.n_params:,} parameters",
+          flush=True)
+
+
+def train_command(args) -> int:
+    """Read the data, split off a dev set, train, report, save the model with what the
+    other commands need to know about the data in its metadata (:class:`Meta`)."""
+    check_output(args.output)
+    data, loss, labels = read_training_data(args)
+    train, dev = split(data.X, encode_target(data, labels), args.dev, args.seed,
+                       labels is not None)
+    n_outputs = len(labels) if loss == "softmax_cross_entropy" else 1
+    model = _build_model(args, data.X.shape[1], n_outputs, loss)
+    _print_plan(args, data, labels, len(train[0]), 0 if dev is None else len(dev[0]), model)
+    model.history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
+                              learning_rate=args.learning_rate, optimizer=args.optimizer,
+                              validation_data=dev, verbose=int(args.verbose))
+    for name, (X, y) in [("train", train)] + ([("dev", dev)] if dev is not None else []):
+        print(_scores_line(name, model.evaluate(X, y), len(X)))
+    model.metadata = Meta(data.target_name, data.features, labels, args.dev,
+                          args.seed).to_metadata()
+    model.save(args.output)
+    print(f"saved {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------ evaluate, predict
+def evaluate_command(args) -> int:
+    """Print the model's loss and metric on the data (one JSON object with --json)."""
+    model, meta = load_model(args)
+    data = model_data(args, model, meta)
+    scores = model.evaluate(data.X, encode_target(data, labels_of(meta)))
+    if args.json:
+        print(json.dumps({**scores, "samples": len(data.X)}))
+    else:
+        print(_scores_line("", scores, len(data.X)).strip())
+    return 0
+
+
+def _texts(values: np.ndarray) -> List[str]:
+    """Numbers as the shortest text that reads back as the same value in their dtype."""
+    return [str(value) for value in values]
+
+
+def _prediction_columns(model: Sequential, meta: Optional[Meta], X: np.ndarray,
+                        proba: bool) -> Tuple[List[str], List[List[str]]]:
+    """predict's output as CSV columns: the labels (or values), one column per output;
+    with ``proba`` one probability column per class ("proba_<label>")."""
+    labels = labels_of(meta)
+    name = meta.target if meta and meta.target else "prediction"
+    if proba:
+        p = model.predict_proba(X)
+        if p.ndim == 1:                      # one sigmoid output: P(class 0), P(class 1)
+            p = np.column_stack([1 - p, p])
+        names = labels if labels is not None and len(labels) == p.shape[1] \
+            else range(p.shape[1])
+        return [f"proba_{label}" for label in names], [_texts(column) for column in p.T]
+    predicted = model.predict(X)
+    if predicted.ndim == 2:
+        return [f"{name}_{j}" for j in range(predicted.shape[1])], \
+            [_texts(column) for column in predicted.T]
+    if labels is not None:
+        return [name], [[str(labels[i]) for i in predicted.astype(np.int64)]]
+    return [name], [_texts(predicted)]
+
+
+def predict_command(args) -> int:
+    """Write the predictions (labels, values or --proba probabilities) as a CSV file."""
+    check_output(args.output)
+    model, meta = load_model(args)
+    if args.proba and model.loss == "mse":
+        raise UsageError(f"--proba needs a classification model; {args.model} is a regression "
+                         "model (loss 'mse')")
+    data = model_data(args, model, meta, target_required=False)
+    header, columns = _prediction_columns(model, meta, data.X, args.proba)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(zip(*columns))
+    write_text(args.output, text.getvalue())
+    if args.output != "-":
+        print(f"wrote {len(data.X)} predictions to {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------ diagnose
+def diagnose_command(args) -> int:
+    """Errors on the train and dev parts, avoidable bias, variance and remedies."""
+    model, meta = load_model(args)
+    data = model_data(args, model, meta)
+    y = encode_target(data, labels_of(meta))
+    if args.dev_data is not None:
+        if args.dev is not None or args.seed is not None:
+            raise UsageError("give either --dev-data or --dev/--seed, not both")
+        dev_data = model_data(args, model, meta, path=args.dev_data)
+        train, dev = (data.X, y), (dev_data.X, encode_target(dev_data, labels_of(meta)))
+        how = f"dev set {args.dev_data}"
+    else:
+        size = args.dev if args.dev is not None else meta.dev if meta else 0.2
+        seed = args.seed if args.seed is not None else meta.seed if meta else 0
+        if size == 0:
+            raise UsageError("diagnose needs a dev set: --dev > 0, or --dev-data FILE")
+        train, dev = split(data.X, y, size, seed, model.loss != "mse")
+        how = f"--dev {size} --seed {seed}"
+    report = diagnose(model, train, dev, baseline_error=args.baseline_error,
+                      threshold=args.threshold)
+    print(f"train/dev: {len(train[0])}/{len(dev[0])} samples ({how})")
+    print(report)
+    return 0
+
