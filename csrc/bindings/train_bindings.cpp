@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <utility>
@@ -313,6 +314,19 @@ private:
     std::atomic<bool> busy_{false};
 };
 
+// X's elements are finite, else the ValueError (_validation.py's message) that names the
+// first element that is not: "X must be finite; it holds nan at index (i, j)". One pass
+// here costs a fraction of the NumPy check it replaces on the predict path.
+template <class T>
+void check_finite(const T* x, index rows, index cols) {
+    for (index i = 0; i < rows * cols; ++i) {
+        if (std::isfinite(x[i])) continue;
+        const char* value = std::isnan(x[i]) ? "nan" : x[i] > 0 ? "inf" : "-inf";
+        throw py::value_error(std::string("X must be finite; it holds ") + value + " at index (" +
+                              std::to_string(i / cols) + ", " + std::to_string(i % cols) + ")");
+    }
+}
+
 // fastmlp._core.Predictor: the fused inference path (train/predictor.hpp) over a model's
 // flat parameter buffer, which it keeps alive. Immutable after creation, per-call scratch:
 // run() may be entered from several threads at once.
@@ -365,6 +379,7 @@ private:
         if (chunk < 1) fail_value(k, "chunk must be >= 1, got " + std::to_string(chunk));
         if (mode == 1 && loss_ == Loss::mse) fail_value(k, "probabilities need a classification loss");
         const index n = x.shape(0);
+        check_finite(px, n, features_);
         const auto m = train::PredictMode(mode);
         T* out_t = nullptr;
         std::int64_t* out_i = nullptr;

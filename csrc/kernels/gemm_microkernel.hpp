@@ -28,6 +28,9 @@ struct GemmTile {
     static constexpr int NV = 2;                                  // vectors per row of the tile
     static constexpr int MR = kVecBytes >= 64 ? 12 : kVecBytes >= 32 ? 6 : 4;
     static constexpr int MRS = MR >= 12 ? 4 : 2;                   // short tile rows (gemm.hpp)
+    // One row across NPR panels at once (inference on one sample): NPR * NV accumulators,
+    // as many B vectors and a broadcast fit the registers (avx512 17 of 32, else 9 of 16).
+    static constexpr int NPR = kVecBytes >= 64 ? 4 : 2;
     static constexpr index W = lanes<T>;
     static constexpr index NR = NV * W;
 };
@@ -68,7 +71,9 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 //
 //   a: packed A micro-panel, MR rows of kc values with the fixed row stride AS
 //      (a[r * AS + p] = A(r, p), so each broadcast is one load at a constant offset)
-//   b: packed B micro-panel, kc x NR (b[p * NR + j] = B(p, j)), columns >= nr zero-padded
+//   b: packed B micro-panel, kc x NR (b[p * NR + j] = B(p, j)), columns >= nr zero-padded;
+//      with NV > GemmTile::NV the tile spans NV / GemmTile::NV adjacent full panels, panel
+//      q at b + q * panel_stride (the one-row path: more accumulators than one panel gives)
 //   c: row-major with leading dimension ldc; only the mr x nr corner is read or written
 //
 // Each accumulator starts at +0 and takes fma(A(r, p), B(p, j), acc) for p ascending: the
@@ -78,9 +83,10 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 template <class T, int MR, int NV, index AS>
 inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restrict b, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
-                             const BiasAct<T>& ba = BiasAct<T>{}) {
+                             const BiasAct<T>& ba = BiasAct<T>{}, index panel_stride = 0) {
     constexpr index W = lanes<T>;
-    constexpr index NR = NV * W;
+    constexpr index NR = NV * W;                       // the tile's columns
+    constexpr int NVP = NV < GemmTile<T>::NV ? NV : GemmTile<T>::NV;   // vectors per panel row
     Vec<T> acc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
@@ -90,16 +96,16 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
 #pragma GCC unroll 4
     for (index p = 0; p < kc; ++p) {
         Vec<T> bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + (v / NVP) * panel_stride + (v % NVP) * W);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) {
             const Vec<T> av = a[r * AS] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
         }
         a += 1;
-        b += NR;
+        b += NVP * W;
     }
 
     if (mr == MR && nr == NR) {

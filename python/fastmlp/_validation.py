@@ -103,11 +103,21 @@ def check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
 
 
-def to_dtype(array: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+def to_dtype(array: np.ndarray, name: str, dtype: np.dtype, *,
+             finite_checked_later: bool = False) -> np.ndarray:
     """``array`` as finite C-contiguous ``dtype`` (copied only if needed); a value beyond
-    the dtype's range (1e39 as float32) is an error, not an inf."""
-    with np.errstate(over="ignore"):
-        converted = np.ascontiguousarray(array, dtype=dtype)
+    the dtype's range (1e39 as float32) is an error, not an inf. ``finite_checked_later``:
+    the caller's next step (the fused predictor) checks finiteness with the same message,
+    so an array that needs no conversion is returned unchecked."""
+    if array.dtype == dtype and array.flags.c_contiguous:
+        if finite_checked_later:
+            return array
+        converted = array                      # nothing to convert (the common case)
+    else:
+        with np.errstate(over="ignore"):
+            converted = np.ascontiguousarray(array, dtype=dtype)
+    if np.isfinite(converted).all():           # one pass; the index only on failure
+        return converted
     bad = ~np.isfinite(converted)
     if bad.any():
         index = first_index(bad)
@@ -137,14 +147,16 @@ def as_samples(data, name: str, ndims: Sequence[int]) -> np.ndarray:
     return array
 
 
-def as_features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
+def as_features(X, name: str, n_features: int, dtype: np.dtype, *,
+                finite_checked_later: bool = False) -> np.ndarray:
     """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted
-    once and checked once (after the conversion, which also catches overflow)."""
+    once and checked once (after the conversion, which also catches overflow; see
+    to_dtype for ``finite_checked_later``)."""
     array = _samples_array(X, name, (2,))
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features per sample (shape "
                          f"{array.shape}); the model expects input_dim={n_features}")
-    return to_dtype(array, name, dtype)
+    return to_dtype(array, name, dtype, finite_checked_later=finite_checked_later)
 
 
 def as_shaped(data, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:

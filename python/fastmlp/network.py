@@ -397,8 +397,10 @@ class Sequential(FlatParameters):
 
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
-        X = as_features(X, "X", self.input_dim, self.dtype)
         fused = self._predictor()
+        # the fused predictor checks X's finiteness itself (the same ValueError), faster
+        X = as_features(X, "X", self.input_dim, self.dtype,
+                        finite_checked_later=fused is not None)
         if fused is not None:
             step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
             result = fused.run(X, mode, step)

@@ -246,3 +246,23 @@ def test_a_predictor_is_rebuilt_for_another_isa(monkeypatch):
         fastmlp.set_isa("auto")
     if "generic" in usable and len(usable) > 1:     # no FMA on generic: other bits
         assert not np.array_equal(logits["generic"], logits[usable[-1]])
+
+
+@pytest.mark.parametrize("value,text", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_the_predictor_refuses_non_finite_X_as_the_validation_does(monkeypatch, value, text):
+    """The fused path leaves X's finiteness check to the C++ predictor: the same
+    ValueError as the per-op path's NumPy check, at the first bad element."""
+    model = _model("softmax_cross_entropy")
+    X = _data(9).astype(np.float32)
+    X[2, 3] = value
+    X[5, 1] = value
+    message = rf"X must be finite; it holds {text} at index \(2, 3\)"
+    for call in (model.predict, model.predict_proba, lambda X: model.evaluate(X, np.zeros(9, int))):
+        with pytest.raises(ValueError, match=message):
+            call(X)
+        with pytest.raises(ValueError, match=message):
+            _per_op(monkeypatch, lambda: call(X))
+    big = _data(3)                                   # float64, converted: the Python check
+    big[1, 0] = 1e39
+    with pytest.raises(ValueError, match=r"X holds 1e\+39 at index \(1, 0\), beyond the range"):
+        model.predict(big)
