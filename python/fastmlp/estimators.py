@@ -74,6 +74,14 @@ ADAPTIVE_DIVISOR = 5.0
 AUTO_BATCH = 200             # batch_size="auto" is min(200, n_samples)
 
 
+def _validate_data(estimator, *args, **kwargs):
+    """scikit-learn's validate_data with NumPy's cast-overflow warning silenced: a value
+    beyond the dtype's range becomes inf, which validate_data then refuses with its
+    ValueError naming X (the warning would come first, and be the error under -W error)."""
+    with np.errstate(over="ignore"):
+        return validate_data(estimator, *args, **kwargs)
+
+
 def _initial_weights(rs: np.random.RandomState, layer_units: List[int], activation: str
                      ) -> List[np.ndarray]:
     """scikit-learn's initialization, drawn from ``rs`` in its order: per layer W then b,
@@ -379,7 +387,7 @@ class _BaseMLP(BaseEstimator):
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+        return _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
 
     def _score(self, X, y, sample_weight) -> float:
         """The early-stopping score on validated data: NaN for non-finite predictions,
@@ -464,7 +472,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental: bool, reset: bool):
         """X in the model's dtype, the binarized targets (n, k) and the labels (for
         stratification and the validation score); classes_ as scikit-learn sets them."""
-        X, y = validate_data(self, X, y, multi_output=True, dtype=self.dtype, order="C",
+        X, y = _validate_data(self, X, y, multi_output=True, dtype=self.dtype, order="C",
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -603,7 +611,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=self.dtype,
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=self.dtype,
                              order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)

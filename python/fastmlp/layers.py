@@ -541,7 +541,8 @@ class Normalization(Layer):
         if self.dtype is None:
             raise RuntimeError("adapt needs the layer to be part of a model first "
                                "(its input_dim and dtype come from the model)")
-        X = as_features(X, "X", self.input_dim, np.dtype(np.float64))
+        # in the model's dtype first: a value beyond its range is an error, as in fit
+        X = as_features(X, "X", self.input_dim, self.dtype).astype(np.float64)
         std = X.std(axis=0)
         self.set_state([X.mean(axis=0), np.where(std == 0, 1.0, std)])
         return self

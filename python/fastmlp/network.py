@@ -85,8 +85,13 @@ class FlatParameters:
         """Allocate the flat parameter and gradient buffers for layers of ``sizes``
         parameters, bind each layer's slice and initialize it (in order, from ``rng``),
         then lock the views."""
-        self._params = np.zeros(sum(sizes), self.dtype)
-        self._grads = np.zeros_like(self._params)
+        total = sum(sizes)
+        try:
+            self._params = np.zeros(total, self.dtype)
+            self._grads = np.zeros_like(self._params)
+        except (MemoryError, ValueError) as exc:     # NumPy: "maximum dimension exceeded"
+            raise ValueError(f"the model's {total:,} parameters (per layer: {sizes}) cannot be "
+                             f"allocated ({exc}); check input_dim and the layers' units") from None
         offsets = np.cumsum([0] + list(sizes))
         for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
             layer.index, layer.seed = i, self.seed % 2 ** 64
@@ -366,7 +371,7 @@ class Sequential(FlatParameters):
         """(start row, logits) per chunk, computed in per-call scratch (never the training
         caches), so concurrent calls from several threads are safe. The logits array is
         reused for the next chunk."""
-        step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+        step = _chunk_rows(batch_size, len(X))
         workspaces = [Workspace() for _ in self.layers]
         for start in range(0, len(X), step):
             out = X[start:start + step]
@@ -387,7 +392,7 @@ class Sequential(FlatParameters):
         if fused is None:
             yield from self._logits(X, batch_size)
             return
-        step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+        step = _chunk_rows(batch_size, len(X))
         logits = fused.run(X, 0, step)
         for start in range(0, len(X), step):
             yield start, logits[start:start + step]
@@ -402,7 +407,7 @@ class Sequential(FlatParameters):
         X = as_features(X, "X", self.input_dim, self.dtype,
                         finite_checked_later=fused is not None)
         if fused is not None:
-            step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+            step = _chunk_rows(batch_size, len(X))
             result = fused.run(X, mode, step)
         else:
             result = np.concatenate([transform(logits)
@@ -476,6 +481,13 @@ class Sequential(FlatParameters):
         """A ``torch.nn.Sequential`` with this model's weights; needs PyTorch."""
         from .interop.torch import to_torch
         return to_torch(self)
+
+
+def _chunk_rows(batch_size: Optional[int], n: int) -> int:
+    """Rows per inference chunk: batch_size (None: INFERENCE_BATCH), at most the n rows
+    (so any large batch size means one chunk)."""
+    step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+    return min(step, max(n, 1))
 
 
 def _check_layers(layers, loss: str) -> Tuple[Layer, ...]:

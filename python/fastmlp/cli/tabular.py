@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import zipfile
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -139,7 +140,8 @@ def _read_npz(path: str, x_key: str, y_key: str, target_required: bool) -> Data:
                 raise DataError(f"{path} has no array {missing[0]!r}; its arrays are {keys} "
                                 "(choose them with --x-key and --y-key)")
             arrays = [archive[key] for key in wanted]
-    except (ValueError, OSError, EOFError) as exc:   # not an NPZ file, or pickled objects
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:   # not an NPZ file,
+        # a damaged one, or pickled objects
         if isinstance(exc, FileNotFoundError):
             raise
         raise DataError(f"{path} is not a readable NPZ file of numeric arrays: {exc}") from None
