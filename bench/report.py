@@ -100,16 +100,21 @@ def _worker_info() -> dict:
 
 
 def _worker_gemm(bl, impl: str, spec: dict) -> dict:
-    rows = []
+    """Every product timed first, then every result checked: the checks' float64
+    numpy.matmul would otherwise leave OpenBLAS's threads spinning into the next timing
+    (the NumPy/OpenMP alternation README "Threads and SIMD" describes, not the GEMM)."""
+    timed = []
     for dtype in spec["dtypes"]:
         for case in bl.gemm_cases():
             run, error = bl.gemm_setup(impl, case, dtype)
             seconds, others = bl.time_calls(run, **spec["timing"])
-            err = error()
-            rows.append(dict(case=case.label, op=case.op, m=case.m, k=case.k, n=case.n,
-                             dtype=dtype, seconds=seconds, gflops=case.flops / seconds / 1e9,
-                             others=others, error=err,
-                             ok=err < bl.GEMM_TOLERANCE[dtype]))
+            timed.append((dtype, case, seconds, others, error))
+    rows = []
+    for dtype, case, seconds, others, error in timed:
+        err = error()
+        rows.append(dict(case=case.label, op=case.op, m=case.m, k=case.k, n=case.n,
+                         dtype=dtype, seconds=seconds, gflops=case.flops / seconds / 1e9,
+                         others=others, error=err, ok=err < bl.GEMM_TOLERANCE[dtype]))
     return {"gemm": rows}
 
 
