@@ -44,12 +44,19 @@ template <class T> inline Vec<T> splat(T x) { return x - Vec<T>{}; }
 template <class T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
 template <class T> inline void store(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
 
+#if defined(FASTMLP_MASKED_PARTS)
+template <class T> inline Vec<T> load_part(const T* p, index n, T fill) {
+    return masked_load<Vec<T>>(p, n, splat<T>(fill));
+}
+template <class T> inline void store_part(T* p, Vec<T> v, index n) { masked_store<Vec<T>>(p, v, n); }
+#else
 template <class T> inline Vec<T> load_part(const T* p, index n, T fill) {
     Vec<T> v = splat<T>(fill);
     std::memcpy(&v, p, sizeof(T) * n);
     return v;
 }
 template <class T> inline void store_part(T* p, Vec<T> v, index n) { std::memcpy(p, &v, sizeof(T) * n); }
+#endif
 
 template <class T> inline Vec<T> select(Mask<T> m, Vec<T> a, Vec<T> b) { return m ? a : b; }
 template <class M> inline M select_mask(M m, M a, M b) { return m ? a : b; }
