@@ -173,10 +173,11 @@ class FusedEpochs:
         key = _key(layers, self.optimizer)
         if self._trainer is None or key != self._key:
             opt = self.optimizer
-            self._trainer = self._factory(
-                params=self.model._params, grads=self.model._grads, m=opt.m, v=opt.v,
-                layers=layers, loss=self.model.loss, optimizer=opt.name, batch_size=self.batch,
-                clipnorm=opt.clipnorm, **opt._kernel_arguments())
+            with self.model._writing_params():   # the trainer binds them for writing
+                self._trainer = self._factory(
+                    params=self.model._params, grads=self.model._grads, m=opt.m, v=opt.v,
+                    layers=layers, loss=self.model.loss, optimizer=opt.name,
+                    batch_size=self.batch, clipnorm=opt.clipnorm, **opt._kernel_arguments())
             self._key = key
         return self._trainer
 
@@ -195,13 +196,12 @@ class FusedEpochs:
         n = len(X)
         sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
         lrs = opt.step_rates(sizes)
-        with model._writing_params():        # the trainer binds the parameters for writing
-            trainer = self._current(layers)
-            if totals is None:
-                totals = trainer.new_totals()
-            before = totals.steps
-            trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step,
-                        totals)
+        trainer = self._current(layers)
+        if totals is None:
+            totals = trainer.new_totals()
+        before = totals.steps
+        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step, totals)
+        model._weights_written()            # through the trainer's own binding
         done = totals.steps - before
         opt.advance(done, int(sizes[:done].sum()), float(lrs[done - 1]) if done else 0.0)
         model._step += done

@@ -147,6 +147,11 @@ class FlatParameters:
         for array in arrays if writeable else reversed(arrays):   # writeable after it
             array.flags.writeable = writeable
 
+    def _weights_written(self) -> None:
+        """A writer bound while the views were writeable (the fused trainer) has changed
+        the weights: count it, as the end of a _writing_params block does."""
+        self._weights_version += 1
+
     @contextmanager
     def _writing_params(self):
         """The library's only way to write the weights: the views are writeable inside,
