@@ -37,3 +37,29 @@ def per_op(monkeypatch):
     tests that inspect what that loop leaves on the layers (e.g. Dropout's last mask)."""
     import fastmlp.training
     monkeypatch.setattr(fastmlp.training, "_FUSED", False)
+
+
+# The training paths of the divergence and checkpoint tests.
+PATHS = ["numpy", "native-per-op", "native-fused"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    """The training path: the NumPy backend, or the native one on the per-op loop or the
+    fused path (whose C++ runs are counted, so a test cannot pass on the other path)."""
+    if request.param == "numpy":
+        return "numpy", None
+    request.getfixturevalue("native")
+    if request.param == "native-per-op":
+        from fastmlp import training
+        monkeypatch.setattr(training, "_FUSED", False)
+        return "native", None
+    from fastmlp.backends.native import FusedTrainer
+    runs, run = [], FusedTrainer.run
+
+    def counting(self, *args):
+        runs.append(args[4:6])
+        return run(self, *args)
+
+    monkeypatch.setattr(FusedTrainer, "run", counting)
+    return "native", runs

@@ -26,8 +26,6 @@ from fastmlp.optimizers import Adam
 from fastmlp.schedules import ExponentialDecay
 from helpers import make_data
 
-from .test_divergence import path  # noqa: F401  (the training-path fixture)
-
 N, BATCH, EPOCHS = 44, 8, 6          # 6 steps per epoch, the last of 4 rows
 SOAK = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "soak_checkpoints.py"
 

@@ -22,30 +22,6 @@ from fastmlp.optimizers import SGD
 from helpers import make_data
 
 N, BATCH = 40, 8              # 5 steps per epoch
-PATHS = ["numpy", "native-per-op", "native-fused"]
-
-
-@pytest.fixture(params=PATHS)
-def path(request, monkeypatch):
-    """The training path: the NumPy backend, or the native one on the per-op loop or the
-    fused path (whose C++ runs are counted, so a test cannot pass on the other path)."""
-    if request.param == "numpy":
-        return "numpy", None
-    request.getfixturevalue("native")
-    if request.param == "native-per-op":
-        monkeypatch.setattr(training, "_FUSED", False)
-        return "native", None
-    from fastmlp.backends.native import FusedTrainer
-    runs, run = [], FusedTrainer.run
-
-    def counting(self, *args):
-        runs.append(args[4:6])
-        return run(self, *args)
-
-    monkeypatch.setattr(FusedTrainer, "run", counting)
-    return "native", runs
-
-
 def build(backend, kind="dense", dtype="float32", outputs=3, seed=0):
     hidden = [Dense(8, "relu")] + ([BatchNorm()] if kind == "batchnorm" else [])
     return Sequential([*hidden, Dense(outputs)], input_dim=4, loss="mse", dtype=dtype,
