@@ -139,8 +139,12 @@ def test_option_values_are_parsed():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--epochs", "-1"], "argument --epochs: must be an integer >= 1; got '-1'"),
-    (["--epochs", "2.5"], "argument --epochs: must be an integer >= 1"),
+    (["--epochs", "-1"], "argument --epochs: must be an integer from 1 to 1,000,000; "
+                         "got '-1'"),
+    (["--epochs", "2.5"], "argument --epochs: must be an integer from 1 to 1,000,000"),
+    (["--epochs", "100000000000000000000"], "argument --epochs: must be an integer from 1 "
+                                            "to 1,000,000; got '100000000000000000000'"),
+    (["--epochs", "1000001"], "argument --epochs: must be an integer from 1 to 1,000,000"),
     (["--learning-rate", "0"], "argument --learning-rate: must be a number > 0; got '0'"),
     (["--learning-rate", "-0.001"], "argument --learning-rate: must be a number > 0"),
     (["--learning-rate", "nan"], "argument --learning-rate: must be a number > 0"),
@@ -491,7 +495,7 @@ DATA_ERRORS = [
     (["train", "{one_class}", "--target", "y"], "has a single class ['x']; classification "
                                                 "needs at least two"),
     (["train", "{data}", "--target", "species", "--loss", "mse"],
-     "{data}, line 2: target 'species' is 'versicolor', not a finite number"),
+     "{data}, line 2 (data row 1): target 'species' is 'versicolor', not a finite number"),
     (["train", "{data}", "--target", "species", "--loss", "binary_cross_entropy"],
      "binary_cross_entropy needs exactly two classes; target 'species' has 3"),
     (["train", "{data}", "--target", "species", "--dev", "500"],
@@ -505,7 +509,8 @@ DATA_ERRORS = [
     (["evaluate", "{model}", "{narrow}"], "{narrow} lacks the model's feature columns "
                                           "['leaf']; its columns are ['sepal', 'petal', "
                                           "'stem', 'species']"),
-    (["evaluate", "{model}", "{unseen}"], "{unseen}, line 2: target 'species' is 'rose', a "
+    (["evaluate", "{model}", "{unseen}"], "{unseen}, line 2 (data row 1): target 'species' "
+                                          "is 'rose', a "
                                           "class the model was not trained on; it knows "
                                           "['setosa', 'versicolor', 'virginica']"),
     (["predict", "{model}", "{text}", "--output", "-"], "column 'petal': 'n/a' is not a "

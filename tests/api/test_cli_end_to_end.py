@@ -66,7 +66,8 @@ def test_a_session(tmp_path):
     (["train", "absent.csv", "--target", "species", "--output", "m.fmlp"], 1,
      "fastmlp train: error: absent.csv: No such file or directory"),
     (["train", "flowers.csv", "--target", "species", "--epochs", "-3", "--output", "m.fmlp"],
-     2, "fastmlp train: error: argument --epochs: must be an integer >= 1; got '-3'"),
+     2, "fastmlp train: error: argument --epochs: must be an integer from 1 to 1,000,000; "
+     "got '-3'"),
     (["train", "flowers.csv", "--target", "kind", "--output", "m.fmlp"], 1,
      "fastmlp train: error: flowers.csv has no column 'kind'; its columns are ['sepal', "
      "'petal', 'stem', 'leaf', 'species']"),

@@ -16,8 +16,11 @@ from .._files import write_atomically
 from ..diagnosis import diagnose
 from ..layers import Dense, Dropout, Normalization
 from ..network import Sequential
+from ..regularizers import L1L2
+from .memory import available_memory_bytes, training_memory, unaffordable
 from .metadata import Meta, labels_of, load_model, model_data
-from .options import DataError, UsageError
+from .options import DataError, UsageError, shows_progress
+from .params import build_optimizer, resolve_hyperparameters
 from .tabular import Data, encode_target, read_training_data, split
 
 
@@ -54,8 +57,19 @@ def _build_model(args, input_dim: int, n_outputs: int, loss: str) -> Sequential:
         if args.dropout:
             layers.append(Dropout(args.dropout))
     layers.append(Dense(n_outputs))
+    regularizer = L1L2(l1=args.l1, l2=args.l2) if args.l1 or args.l2 else None
     return Sequential(layers, input_dim=input_dim, loss=loss, backend=args.backend,
-                      dtype=args.dtype, seed=args.seed)
+                      dtype=args.dtype, seed=args.seed, regularizer=regularizer)
+
+
+def check_memory(args, input_dim: int, n_outputs: int) -> None:
+    """UsageError before anything is allocated when the network of --hidden widths and a
+    --batch-size batch would not fit in the memory this machine has available."""
+    need = training_memory((input_dim, *args.hidden, n_outputs), batch_size=args.batch_size,
+                           itemsize=np.dtype(args.dtype).itemsize, optimizer=args.optimizer)
+    reason = unaffordable(need, available_memory_bytes())
+    if reason is not None:
+        raise UsageError(f"{reason}; choose a smaller --hidden (or --batch-size)")
 
 
 def describe_target(data: Data, labels: Optional[list]) -> str:
@@ -82,15 +96,18 @@ def train_command(args) -> int:
     """Read the data, split off a dev set, train, report, save the model with what the
     other commands need to know about the data in its metadata (:class:`Meta`)."""
     check_output(args.output)
+    resolve_hyperparameters(args)
+    optimizer = build_optimizer(args)
     data, loss, labels = read_training_data(args)
+    n_outputs = len(labels) if loss == "softmax_cross_entropy" else 1
+    check_memory(args, data.X.shape[1], n_outputs)
     train, dev = split(data.X, encode_target(data, labels), args.dev, args.seed,
                        labels is not None)
-    n_outputs = len(labels) if loss == "softmax_cross_entropy" else 1
     model = _build_model(args, data.X.shape[1], n_outputs, loss)
     _print_plan(args, data, labels, len(train[0]), 0 if dev is None else len(dev[0]), model)
     model.history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
-                              learning_rate=args.learning_rate, optimizer=args.optimizer,
-                              validation_data=dev, verbose=int(args.verbose))
+                              optimizer=optimizer, validation_data=dev,
+                              verbose=int(shows_progress(args)))
     for name, (X, y) in [("train", train)] + ([("dev", dev)] if dev is not None else []):
         print(_scores_line(name, model.evaluate(X, y), len(X)))
     model.metadata = Meta(data.target_name, data.features, labels, args.dev,

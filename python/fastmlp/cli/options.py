@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Tuple
+import sys
+from typing import Callable, Optional, Tuple
 
 
 class DataError(Exception):
@@ -15,17 +16,28 @@ class UsageError(Exception):
     """Options that do not go together (found after parsing): exit status 2."""
 
 
-def int_at_least(minimum: int):
-    """A parser of integers >= ``minimum``."""
+# The most epochs train, search and demo accept: a million epochs of one batch each is
+# already hours; a larger count is a typo. (The library's fit may define its own bound:
+# one constant for both is to be settled.)
+MAX_EPOCHS = 10**6
+
+
+def int_at_least(minimum: int, maximum: Optional[int] = None):
+    """A parser of integers >= ``minimum`` (and <= ``maximum`` when given)."""
+    expected = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}; got {text!r}")
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be an integer {expected}; got {text!r}")
         return value
     return parse
+
+
+epoch_count = int_at_least(1, MAX_EPOCHS)
 
 
 def float_where(accept: Callable[[float], bool], expected: str):
@@ -42,6 +54,7 @@ def float_where(accept: Callable[[float], bool], expected: str):
 
 
 positive_float = float_where(lambda v: v > 0, "a number > 0")
+nonnegative_float = float_where(lambda v: v >= 0, "a number >= 0")
 unit_interval = float_where(lambda v: 0 <= v <= 1, "a number in [0, 1]")
 dropout_rate = float_where(lambda v: 0 <= v < 1, "a number in [0, 1)")
 
@@ -66,3 +79,20 @@ def hidden_widths(text: str) -> Tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"must be layer widths >= 1 separated by commas, e.g. 128,64; got {text!r}")
     return widths
+
+
+def column_list(text: str) -> Tuple[str, ...]:
+    """--exclude: column names or 0-based indices separated by commas."""
+    columns = tuple(part.strip() for part in text.split(","))
+    if not all(columns):
+        raise argparse.ArgumentTypeError(
+            f"must be column names or indices separated by commas, e.g. id,name; got {text!r}")
+    return columns
+
+
+def shows_progress(args) -> bool:
+    """--verbose, --quiet, or by default whether stderr is a terminal (not a pipe, a
+    file or a CI log)."""
+    if args.verbose is not None:
+        return args.verbose
+    return sys.stderr.isatty()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from .. import __version__
 from ..backends import BACKENDS
 from ..backends.base import ACTIVATIONS, LOSSES, OPTIMIZERS
 from . import demo
 from .commands import diagnose_command, evaluate_command, predict_command, train_command
-from .options import (dev_size, dropout_rate, hidden_widths, int_at_least, positive_float,
+from .options import (MAX_EPOCHS, column_list, dev_size, dropout_rate, epoch_count,
+                      hidden_widths, int_at_least, nonnegative_float, positive_float,
                       unit_interval)
+from .params import TRAIN_DEFAULTS
 from .search import DISTRIBUTIONS, search_command
 from .tabular import AUTO_MAX_CLASSES
 
@@ -24,7 +27,21 @@ def _data_options() -> argparse.ArgumentParser:
                          help="the features' array in an NPZ file (default: X)")
     options.add_argument("--y-key", default="y", metavar="KEY",
                          help="the target's array in an NPZ file (default: y)")
+    options.add_argument("--exclude", type=column_list, default=(), metavar="COLUMNS",
+                         help="CSV columns that are not features, e.g. a text ID: names or "
+                              "0-based indices separated by commas (a model trained by "
+                              "train takes its own feature columns by name)")
     return options
+
+
+def _progress_options(command: argparse.ArgumentParser) -> None:
+    """--verbose / --quiet; by default progress shows when stderr is a terminal."""
+    chosen = command.add_mutually_exclusive_group()
+    chosen.add_argument("--verbose", action="store_true", default=None,
+                        help="print a line per epoch (by default: only when stderr is a "
+                             "terminal, not in pipes or CI)")
+    chosen.add_argument("--quiet", dest="verbose", action="store_false",
+                        help="no per-epoch lines, even on a terminal")
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -57,29 +74,44 @@ def _add_train(commands, data_options) -> None:
     train = commands.add_parser(
         "train", parents=[data_options], help="train a model on a CSV or NPZ file",
         description="Train a network (Normalization, then Dense layers) on DATA, report "
-                    "train and dev loss and metric, save the model.",
-        epilog="example: fastmlp train iris.csv --target species --hidden 64,32 "
-               "--epochs 50 --output iris.fmlp --verbose")
+                    "train and dev loss and metric, save the model. --params FILE takes "
+                    "the hyperparameters that `fastmlp search --output FILE` wrote; the "
+                    "options given on the command line override the file's values.",
+        epilog="example: fastmlp train examples/iris.csv --target species --hidden 64,32 "
+               "--epochs 50 --output iris.fmlp")
     train.add_argument("data", metavar="DATA", help="a CSV file with a header row, or an NPZ "
                        "file with arrays X and y")
     train.add_argument("--output", required=True, metavar="MODEL",
                        help="where to save the model (atomically), with the names of "
                             "the target, the feature columns and the classes in it")
-    train.add_argument("--hidden", type=hidden_widths, default=(128, 64), metavar="W1,W2,...",
-                       help="hidden layer widths (default: 128,64; '' for none)")
-    train.add_argument("--activation", choices=ACTIVATIONS, default="relu", metavar="NAME",
+    train.add_argument("--params", metavar="JSON",
+                       help="hyperparameters written by search --output (hidden or "
+                            "n_layers/units, activation, dropout, l1, l2, optimizer and its "
+                            "hyperparameters, learning_rate, batch_size, epochs, loss); "
+                            "options given here override them")
+    # The hyperparameters --params may set default to None here: TRAIN_DEFAULTS fills in
+    # what neither the command line nor the file gives.
+    train.add_argument("--hidden", type=hidden_widths, metavar="W1,W2,...",
+                       help="hidden layer widths (default: "
+                            f"{','.join(map(str, TRAIN_DEFAULTS['hidden']))}; '' for none)")
+    train.add_argument("--activation", choices=ACTIVATIONS, metavar="NAME",
                        help=f"hidden layers' activation: {', '.join(ACTIVATIONS)} "
-                            "(default: relu)")
-    train.add_argument("--dropout", type=dropout_rate, default=0.0, metavar="RATE",
+                            f"(default: {TRAIN_DEFAULTS['activation']})")
+    train.add_argument("--dropout", type=dropout_rate, metavar="RATE",
                        help="a Dropout layer of this rate after each hidden layer "
-                            "(default: 0, none)")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", metavar="NAME",
-                       help=f"{', '.join(OPTIMIZERS)} (default: adam)")
-    train.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",
+                            f"(default: {TRAIN_DEFAULTS['dropout']:g}, none)")
+    train.add_argument("--l1", type=nonnegative_float, metavar="RATE",
+                       help=f"L1 penalty on the weights (default: {TRAIN_DEFAULTS['l1']:g})")
+    train.add_argument("--l2", type=nonnegative_float, metavar="RATE",
+                       help=f"L2 penalty on the weights (default: {TRAIN_DEFAULTS['l2']:g})")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
+                       help=f"{', '.join(OPTIMIZERS)} (default: {TRAIN_DEFAULTS['optimizer']})")
+    train.add_argument("--learning-rate", type=positive_float, metavar="LR",
                        help="(default: the optimizer's, 1e-3 for adam)")
-    train.add_argument("--epochs", type=int_at_least(1), default=20, help="(default: 20)")
-    train.add_argument("--batch-size", type=int_at_least(1), default=32,
-                       help="(default: 32)")
+    train.add_argument("--epochs", type=epoch_count,
+                       help=f"(default: {TRAIN_DEFAULTS['epochs']}; at most {MAX_EPOCHS:,})")
+    train.add_argument("--batch-size", type=int_at_least(1),
+                       help=f"(default: {TRAIN_DEFAULTS['batch_size']})")
     train.add_argument("--backend", choices=BACKENDS, default="native",
                        help="(default: native)")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -87,9 +119,9 @@ def _add_train(commands, data_options) -> None:
     train.add_argument("--no-normalize", dest="normalize", action="store_false",
                        help="no Normalization layer (by default the first layer "
                             "standardizes each feature with the training data's mean and std)")
-    train.add_argument("--verbose", action="store_true", help="print a line per epoch")
+    _progress_options(train)
     _learning_options(train)
-    train.set_defaults(run=train_command)
+    train.set_defaults(run=train_command, loss=None)
 
 
 def _add_evaluate_predict(commands, data_options, model_options) -> None:
@@ -131,7 +163,7 @@ def _add_search(commands, data_options) -> None:
                         help="trials per round (default: 20)")
     search.add_argument("--rounds", type=int_at_least(1), default=2,
                         help="coarse-to-fine rounds (default: 2)")
-    search.add_argument("--epochs", type=int_at_least(1), default=5,
+    search.add_argument("--epochs", type=epoch_count, default=5,
                         help="epochs per trial (default: 5)")
     search.add_argument("--jobs", type=int_at_least(1), default=None, metavar="N",
                         help="local processes (default: one per CPU; 1: in this process)")
@@ -164,10 +196,14 @@ def _add_diagnose(commands, data_options, model_options) -> None:
 
 def _add_demo(commands) -> None:
     demo_parser = commands.add_parser(
-        "demo", help="train on the digits with each backend and report accuracy and speed")
+        "demo", help="train on the digits with each backend and report accuracy and speed",
+        description="Train a ReLU network on scikit-learn's bundled handwritten digits "
+                    "(8x8 images, 10 classes; no download) with each backend, printing a "
+                    "line per epoch, then the train, dev and test accuracy and the speed.",
+        epilog="example: fastmlp demo --backend native --epochs 5")
     demo_parser.add_argument("--backend", choices=("native", "numpy", "both"), default="both",
                              help="backend(s) to train with (default: both)")
-    demo_parser.add_argument("--epochs", type=int_at_least(1), default=demo.DEMO_EPOCHS,
+    demo_parser.add_argument("--epochs", type=epoch_count, default=demo.DEMO_EPOCHS,
                              help=f"training epochs (default: {demo.DEMO_EPOCHS})")
     demo_parser.add_argument("--seed", type=int_at_least(0), default=demo.DEMO_SEED,
                              help="seed of the split and the model (default: "
@@ -179,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastmlp", description="Train, evaluate, predict, search and diagnose fastmlp "
         "models on CSV or NPZ data; `fastmlp COMMAND --help` for each command.")
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_options, model_options = _data_options(), _model_options()
     _add_train(commands, data_options)

@@ -16,6 +16,11 @@ from .options import DataError, UsageError
 
 AUTO_MAX_CLASSES = 20        # --loss auto: whole numbers with at most this many values
 
+# Cells that mean "no value", as pandas.read_csv reads them by default.
+MISSING_VALUES = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
 
 # ------------------------------------------------------------ reading data
 @dataclass
@@ -32,8 +37,11 @@ class Data:
     lines: Optional[List[int]]
 
     def where(self, row: int) -> str:
-        """Where row ``row`` is in the file, for messages."""
-        return f"line {self.lines[row]}" if self.lines is not None else f"row {row}"
+        """Where row ``row`` is in the file, for messages: a CSV file's line (and data row,
+        counted from 1 after the header), an NPZ array's row index (from 0)."""
+        if self.lines is None:
+            return f"row {row} (counted from 0)"
+        return f"line {self.lines[row]} (data row {row + 1})"
 
 
 def _read_csv(path: str) -> Tuple[List[str], List[Tuple[str, ...]], List[int]]:
@@ -95,35 +103,58 @@ def _finite_numbers(cells) -> Tuple[np.ndarray, Optional[int]]:
     return values, int(np.argmax(bad)) if bad.any() else None
 
 
-def _numbers(cells: Sequence[str], name: str, path: str, lines: List[int]) -> np.ndarray:
-    """A CSV column as finite float64 numbers; DataError naming the first bad cell."""
+def _numbers(cells: Sequence[str], name: str, path: str, lines: List[int],
+             excludable: bool) -> np.ndarray:
+    """A CSV column as finite float64 numbers; DataError naming the first bad cell, or
+    the column when it holds no number at all (text: a name, an ID), suggesting
+    --exclude when the command chooses the feature columns itself (``excludable``)."""
     values, bad = _finite_numbers(cells)
-    if bad is not None:
-        raise DataError(f"{path}, line {lines[bad]}, column {name!r}: {cells[bad]!r} is not a "
-                        "finite number (feature columns must be numeric)")
-    return values
+    if bad is None:
+        return values
+    fix = f"; leave it out with --exclude {name}" if excludable else ""
+    if np.isnan(values).all():
+        raise DataError(f"{path}: column {name!r} holds text ({cells[bad]!r} on line "
+                        f"{lines[bad]}), not numbers; feature columns must be numeric{fix}")
+    raise DataError(f"{path}, line {lines[bad]}, column {name!r}: {cells[bad]!r} is not a "
+                    f"finite number (feature columns must be numeric){fix}")
 
 
-def _read_table(path: str, target: Optional[str], target_required: bool,
-                features: Optional[List[str]]) -> Data:
-    """A CSV file's features and target. ``features`` (the model's feature columns, by
-    name) selects and orders the feature columns; otherwise every column but the target
-    is one. A missing target column is an error only when ``target_required``."""
-    header, columns, lines = _read_csv(path)
-    index = None
-    if target is not None and (target_required or target in header):
-        index = _column(header, target, path)
+def _feature_columns(header: List[str], path: str, index: Optional[int],
+                     features: Optional[List[str]], exclude: Sequence[str]) -> List[int]:
+    """The feature columns' indices: ``features`` (the model's, by name) in their order,
+    else every column but the target and the ``exclude`` ones (names or indices)."""
+    excluded = {_column(header, spec, path) for spec in exclude}
+    if index is not None and index in excluded:
+        raise UsageError(f"--exclude names the target column {header[index]!r}")
     if features is not None:
         missing = [name for name in features if name not in header]
         if missing:
             raise DataError(f"{path} lacks the model's feature columns {missing}; its columns "
                             f"are {header}")
-        chosen = [header.index(name) for name in features]
-    else:
-        chosen = [i for i in range(len(header)) if i != index]
+        dropped = [header[i] for i in sorted(excluded) if header[i] in features]
+        if dropped:
+            raise UsageError(f"--exclude names {dropped}, feature columns of the model")
+        return [header.index(name) for name in features]
+    chosen = [i for i in range(len(header)) if i != index and i not in excluded]
     if not chosen:
-        raise DataError(f"{path} has no feature column besides the target {header[index]!r}")
-    X = np.column_stack([_numbers(columns[i], header[i], path, lines) for i in chosen])
+        raise DataError(f"{path} has no feature column besides the target and the excluded "
+                        "columns")
+    return chosen
+
+
+def _read_table(path: str, target: Optional[str], target_required: bool,
+                features: Optional[List[str]], exclude: Sequence[str]) -> Data:
+    """A CSV file's features and target. ``features`` (the model's feature columns, by
+    name) selects and orders the feature columns; otherwise every column but the target
+    and the ``exclude`` ones is one. A missing target column is an error only when
+    ``target_required``."""
+    header, columns, lines = _read_csv(path)
+    index = None
+    if target is not None and (target_required or target in header):
+        index = _column(header, target, path)
+    chosen = _feature_columns(header, path, index, features, exclude)
+    X = np.column_stack([_numbers(columns[i], header[i], path, lines, features is None)
+                         for i in chosen])
     y = None if index is None else np.array(columns[index])
     return Data(path, X, y, None if index is None else header[index],
                 [header[i] for i in chosen], lines)
@@ -165,14 +196,35 @@ def read_data(args, target: Optional[str], target_required: bool = True,
     """``path`` (default ``args.data``): NPZ if it ends in .npz, else CSV with a header."""
     path = args.data if path is None else path
     if path.lower().endswith(".npz"):
+        if args.exclude:
+            raise UsageError(f"--exclude picks CSV columns; {path} is an NPZ file (store "
+                             "only the feature columns in its X)")
         return _read_npz(path, args.x_key, args.y_key, target_required)
     if target is None and target_required:
         raise UsageError(f"--target is required for the CSV file {path}: name the column "
                          "to predict (or give its 0-based index)")
-    return _read_table(path, target, target_required, features)
+    return _read_table(path, target, target_required, features, args.exclude)
 
 
 # ------------------------------------------------------------ targets and labels
+def check_no_missing_target(data: Data) -> None:
+    """DataError naming the first row whose target is missing: an empty cell (or one
+    pandas reads as missing, such as NA) or a NaN. Every row used for training or
+    scoring needs its label or value."""
+    target = data.target
+    if target.dtype.kind == "f":
+        missing = np.isnan(target)
+    elif target.dtype.kind == "U":
+        missing = np.isin(np.char.strip(target), list(MISSING_VALUES))
+    else:
+        return
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise DataError(f"{data.path}, {data.where(row)}: the target {data.target_name!r} "
+                        f"is missing ({target[row].item()!r}); every row needs one: fill it "
+                        "in or drop the row")
+
+
 def _numeric_target(data: Data) -> np.ndarray:
     """The target as finite numbers; DataError naming the first cell that is not."""
     values, bad = _finite_numbers(data.target)
@@ -226,6 +278,7 @@ def read_training_data(args) -> Tuple[Data, str, Optional[list]]:
     """train's and search's data (DATA, --target), the loss (--loss, "auto" decided by
     :func:`choose_loss`) and the class labels (:func:`fit_labels`; None for mse)."""
     data = read_data(args, args.target)
+    check_no_missing_target(data)
     loss = choose_loss(data, args.loss)
     return data, loss, fit_labels(data, loss)
 
@@ -233,6 +286,7 @@ def read_training_data(args) -> Tuple[Data, str, Optional[list]]:
 def encode_target(data: Data, labels: Optional[list]) -> np.ndarray:
     """The target as the model takes it: class indices 0..k-1 into ``labels``, or the
     numbers themselves when there are no labels (mse, or a model saved without them)."""
+    check_no_missing_target(data)
     if labels is None:
         return _numeric_target(data)
     if any(isinstance(label, str) for label in labels):
