@@ -16,7 +16,7 @@ ARRAYS_PER_UNIT_IN_A_STEP = 3
 
 @dataclass(frozen=True)
 class TrainingMemory:
-    """The bytes a training run needs at least: the model (parameters, their gradients
+    """The bytes a training run needs: the model (parameters, their gradients
     and the optimizer's state arrays) and one training batch (each layer's arrays for
     ``batch_size`` rows)."""
 
@@ -36,7 +36,7 @@ def count_dense_params(widths: Sequence[int]) -> int:
 
 def training_memory(widths: Sequence[int], *, batch_size: int, itemsize: int,
                     optimizer: str) -> TrainingMemory:
-    """A lower bound on what training a Dense network of ``widths`` (input, hidden...,
+    """An estimate of what training a Dense network of ``widths`` (input, hidden...,
     output) needs, with numbers of ``itemsize`` bytes and the optimizer named
     ``optimizer`` (its state: none for sgd, one array for momentum, nesterov, adagrad and
     rmsprop, two for adam and adamw)."""
