@@ -326,7 +326,8 @@ def test_search_then_train_with_the_best_parameters(tmp_path, capsys):
                           "--epochs", "2", "--output", tmp_path / "m.fmlp"], capsys)
     assert status == 0
     widths = "-".join(map(str, (4, *best["hidden"], 3)))
-    assert (f"model: {widths} relu + dropout {best['dropout']:g}, softmax_cross_entropy, "
+    assert (f"model: {widths} relu + dropout {best['dropout']:g} + l2 0.001, "
+            "softmax_cross_entropy, "
             f"adam, 2 epochs, batch {best['batch_size']}") in out
     model = fastmlp.load(tmp_path / "m.fmlp")
     dense = [layer for layer in model.layers if layer.kind == "dense"]

@@ -86,8 +86,9 @@ def _print_plan(args, data: Data, labels: Optional[list], n_train: int, n_dev: i
     print(f"{data.path}: {len(data.X)} rows, {data.X.shape[1]} features, "
           f"{describe_target(data, labels)}; train/dev {n_train}/{n_dev} (seed {args.seed})")
     widths = "-".join(map(str, (model.input_dim, *args.hidden, model.n_outputs)))
-    dropout = f" + dropout {args.dropout:g}" if args.dropout else ""
-    print(f"model: {widths} {args.activation}{dropout}, {model.loss}, {args.optimizer}, "
+    extras = "".join(f" + {name} {value:g}" for name, value in
+                     (("dropout", args.dropout), ("l1", args.l1), ("l2", args.l2)) if value)
+    print(f"model: {widths} {args.activation}{extras}, {model.loss}, {args.optimizer}, "
           f"{args.epochs} epochs, batch {args.batch_size}, {model.n_params:,} parameters",
           flush=True)
 
