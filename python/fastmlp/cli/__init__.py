@@ -3,9 +3,11 @@ CSV or NPZ data, and ``fastmlp demo``, which trains a ReLU network on scikit-lea
 bundled handwritten digits (no download) with each backend and reports accuracy and speed.
 
 Exit status: 0 on success, 2 for a command line that is wrong (argparse's usage errors,
-bad option values), 1 for anything wrong with a file or its data (missing, malformed,
-unknown column, non-numeric cell, a model that does not fit the data). Errors are one
-line on stderr, never a traceback.
+bad option values, a network too large for the memory available), 1 for anything wrong
+with a file or its data (missing, malformed, unknown column, non-numeric cell, a missing
+label, a model that does not fit the data). Errors are one line on stderr, never a
+traceback. ``train`` prints a line per epoch when stderr is a terminal (``--verbose``,
+``--quiet`` to choose).
 
 ``train`` writes the model file (:mod:`fastmlp.modelfile`) with, in its metadata
 (:mod:`fastmlp.cli.metadata`), the target column's name, the feature columns' names, the
@@ -14,7 +16,9 @@ read it when it is there, so predictions come back as the original labels and co
 are matched by name.
 
 Modules: :mod:`~fastmlp.cli.options` (errors, option types), :mod:`~fastmlp.cli.tabular`
-(reading data, targets, labels, the split), :mod:`~fastmlp.cli.metadata`,
+(reading data, --exclude, targets, labels, the split), :mod:`~fastmlp.cli.metadata`,
+:mod:`~fastmlp.cli.params` (train's hyperparameters and --params),
+:mod:`~fastmlp.cli.memory` (whether a network fits in memory),
 :mod:`~fastmlp.cli.commands` (train, evaluate, predict, diagnose),
 :mod:`~fastmlp.cli.search`, :mod:`~fastmlp.cli.demo`, :mod:`~fastmlp.cli.parser`.
 """
