@@ -93,6 +93,11 @@ def _pandas_type(data, kind: str) -> bool:
     return pandas is not None and isinstance(data, getattr(pandas, kind))
 
 
+def is_pandas(data) -> bool:
+    """Whether ``data`` is a pandas DataFrame or Series."""
+    return _pandas_type(data, "DataFrame") or _pandas_type(data, "Series")
+
+
 def _is_numeric(dtype) -> bool:
     """A NumPy or pandas dtype of real numbers: bool, (nullable) integer, float."""
     return getattr(dtype, "kind", "O") in "biuf"
