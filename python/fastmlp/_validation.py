@@ -106,6 +106,7 @@ def _is_numeric(dtype) -> bool:
 def _where(pandas_object, row: int) -> str:
     """Row ``row`` (0-based position) for messages, with its index label if that differs."""
     label = pandas_object.index[row]
+    label = label.item() if isinstance(label, np.generic) else label
     return f"row {row}" if label == row else f"row {row} (index {label!r})"
 
 
