@@ -261,7 +261,8 @@ def as_labels(data, name: str) -> np.ndarray:
 
 def _object_labels(array: np.ndarray, name: str) -> np.ndarray:
     """An object array of labels (lists of str, pandas text) as strings or numbers."""
-    missing = np.frompyfunc(_missing_value, 1, 1)(array).astype(bool)
+    missing = np.array([_missing_value(value) for value in array.flat],
+                       bool).reshape(array.shape)
     if missing.any():
         index = first_index(missing)
         raise ValueError(f"{name} holds a missing label ({array[index]}) at index {index}; "
