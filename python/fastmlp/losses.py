@@ -46,7 +46,8 @@ def _identity(classes: np.ndarray, n_classes: int) -> bool:
 
 def _indices_in_range(y: np.ndarray, n_classes: int) -> bool:
     """Whether every label is a whole number in 0..n_classes-1 (then it is its index)."""
-    return y.dtype.kind in "biuf" and bool(np.all((y >= 0) & (y < n_classes) & (y == np.round(y))))
+    return y.dtype.kind in "biuf" and bool(
+        np.all((y >= 0) & (y < n_classes) & (y == np.round(y))))
 
 
 def class_indices(y: np.ndarray, name: str, n_classes: int, classes: Optional[np.ndarray],
