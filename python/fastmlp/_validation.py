@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -85,12 +86,95 @@ def first_index(mask: np.ndarray):
     return index[0] if len(index) == 1 else index
 
 
-def _real_array(data, name: str) -> np.ndarray:
-    """``data`` (array or nested lists) as a real array, bool taken as 0/1."""
+# ------------------------------------------------------------------ pandas
+# pandas is optional: an object is a DataFrame or Series only if pandas is already imported.
+def _pandas_type(data, kind: str) -> bool:
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, getattr(pandas, kind))
+
+
+def is_pandas(data) -> bool:
+    """Whether ``data`` is a pandas DataFrame or Series."""
+    return _pandas_type(data, "DataFrame") or _pandas_type(data, "Series")
+
+
+def _is_numeric(dtype) -> bool:
+    """A NumPy or pandas dtype of real numbers: bool, (nullable) integer, float."""
+    return getattr(dtype, "kind", "O") in "biuf"
+
+
+def _where(pandas_object, row: int) -> str:
+    """Row ``row`` (0-based position) for messages, with its index label if that differs."""
+    label = pandas_object.index[row]
+    label = label.item() if isinstance(label, np.generic) else label
+    return f"row {row}" if label == row else f"row {row} (index {label!r})"
+
+
+def _missing_value(value) -> bool:
+    """None, NaN, pd.NA, NaT: what pandas counts as missing."""
+    return (value is None or type(value).__name__ in ("NAType", "NaTType")
+            or (isinstance(value, numbers.Real) and value != value))
+
+
+def _frame_array(frame, name: str) -> np.ndarray:
+    """A DataFrame of bool, (nullable) integer and float columns as a float64 array.
+    Any other column (text, category, dates) is a TypeError naming every such column
+    and the fix; a missing value (NaN, pd.NA) or an infinity a ValueError naming its
+    column and row."""
+    other = {str(column): str(dtype) for column, dtype in frame.dtypes.items()
+             if not _is_numeric(dtype)}
+    if other:
+        columns = list(other)
+        raise TypeError(f"{name} must hold numbers; its columns {other} do not: drop them "
+                        f"({name}.drop(columns={columns})) or encode them as numbers, e.g. "
+                        f"pandas.get_dummies({name}, columns={columns}) or scikit-learn's "
+                        f"OrdinalEncoder")
+    array = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, column = first_index(bad)
+        value = frame.iloc[row, column]
+        fix = (f"; fill or drop the missing values first ({name}.fillna(...) or "
+               f"{name}.dropna())" if _missing_value(value) else "")
+        raise ValueError(f"{name} must be finite; column {str(frame.columns[column])!r} "
+                         f"holds {value} at {_where(frame, row)}{fix}")
+    return array
+
+
+def _series_array(series, name: str) -> np.ndarray:
+    """A Series as a NumPy array: a NumPy dtype as it is (NaN is found by the caller's
+    checks); a nullable one (Int64, boolean, Float64) as its NumPy dtype; any other
+    (text, category) as an object array of its values. A missing value (pd.NA, None) in
+    a Series without a NumPy dtype is a ValueError naming its row."""
+    if isinstance(series.dtype, np.dtype):
+        return series.to_numpy()
+    missing = series.isna().to_numpy()
+    if missing.any():
+        row = first_index(missing)
+        raise ValueError(f"{name} holds a missing value ({series.iloc[row]}) at "
+                         f"{_where(series, row)}; fill or drop it first")
+    if _is_numeric(series.dtype):
+        return series.to_numpy(dtype=series.dtype.numpy_dtype)
+    return series.to_numpy(dtype=object)
+
+
+def as_array(data, name: str) -> np.ndarray:
+    """``data`` as a NumPy array: a pandas DataFrame by :func:`_frame_array`, a Series by
+    :func:`_series_array`, anything else (arrays, nested lists) by ``np.asarray``."""
+    if _pandas_type(data, "DataFrame"):
+        return _frame_array(data, name)
+    if _pandas_type(data, "Series"):
+        return _series_array(data, name)
     try:
-        array = np.asarray(data)
+        return np.asarray(data)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+
+
+def _real_array(data, name: str) -> np.ndarray:
+    """``data`` (array, nested lists, DataFrame, Series) as a real array, bool taken as
+    0/1."""
+    array = as_array(data, name)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
     return array.astype(np.int8) if array.dtype.kind == "b" else array
@@ -130,7 +214,11 @@ def to_dtype(array: np.ndarray, name: str, dtype: np.dtype, *,
 
 def _samples_array(data, name: str, ndims: Sequence[int]) -> np.ndarray:
     """``data`` as a real array of samples (rows): ndim in ``ndims``, at least one sample."""
-    array = _real_array(data, name)
+    return _check_rows(_real_array(data, name), name, ndims)
+
+
+def _check_rows(array: np.ndarray, name: str, ndims: Sequence[int]) -> np.ndarray:
+    """``array`` if it is one of samples (rows): ndim in ``ndims``, at least one sample."""
     if array.ndim not in ndims:
         shapes = " or ".join({1: "(n_samples,)", 2: "(n_samples, n_columns)"}[d] for d in ndims)
         raise ValueError(f"{name} must have shape {shapes}; got an array of shape {array.shape}")
@@ -145,6 +233,47 @@ def as_samples(data, name: str, ndims: Sequence[int]) -> np.ndarray:
     array = _samples_array(data, name, ndims)
     check_finite(array, name)
     return array
+
+
+def as_labels(data, name: str) -> np.ndarray:
+    """``data`` as a 1-D or 2-D array of class labels, at least one sample: finite real
+    numbers (bool as 0/1) or strings (dtype ``<U``). A missing label (None, NaN, pd.NA,
+    an empty string) is a ValueError naming its index; labels of another type (bytes,
+    dates, numbers mixed with strings) a TypeError."""
+    array = as_array(data, name)
+    if array.dtype.kind == "U" and isinstance(data, (list, tuple)):
+        array = np.asarray(data, dtype=object)     # NumPy would turn numbers into text
+    if array.dtype.kind == "O":
+        array = _object_labels(array, name)
+    if array.dtype.kind in "biuf":
+        return as_samples(array, name, (1, 2))
+    if array.dtype.kind != "U":
+        raise TypeError(f"{name} must hold class labels, numbers or strings; got dtype "
+                        f"{array.dtype}")
+    _check_rows(array, name, (1, 2))
+    empty = np.char.str_len(np.char.strip(array)) == 0
+    if empty.any():
+        index = first_index(empty)
+        raise ValueError(f"{name} holds an empty label {str(array[index])!r} at index {index}; "
+                         "class labels must not be empty (a missing value?)")
+    return array
+
+
+def _object_labels(array: np.ndarray, name: str) -> np.ndarray:
+    """An object array of labels (lists of str, pandas text) as strings or numbers."""
+    missing = np.array([_missing_value(value) for value in array.flat],
+                       bool).reshape(array.shape)
+    if missing.any():
+        index = first_index(missing)
+        raise ValueError(f"{name} holds a missing label ({array[index]}) at index {index}; "
+                         "fill or drop it first")
+    if all(isinstance(value, str) for value in array.flat):
+        return array.astype(str)
+    if all(isinstance(value, numbers.Real) for value in array.flat):
+        return np.array(array.tolist())
+    kinds = sorted({type(value).__name__ for value in array.flat})
+    raise TypeError(f"{name} must hold class labels of one kind, all numbers or all "
+                    f"strings; got {kinds}")
 
 
 def as_features(X, name: str, n_features: int, dtype: np.dtype, *,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ._validation import check_bool, check_int, check_lengths, check_seed
+from ._validation import as_array, check_bool, check_int, check_seed, is_pandas
 
 DEFAULT_FRACTION = 0.2     # default dev and test share ...
 DEFAULT_CAP = 10_000       # ... but never more than this many samples each
@@ -28,9 +28,9 @@ DEFAULT_CAP = 10_000       # ... but never more than this many samples each
 class Split(NamedTuple):
     """``train``, ``dev`` and ``test``, each a pair ``(X, y)``; unpacks as a 3-tuple."""
 
-    train: Tuple[np.ndarray, np.ndarray]
-    dev: Tuple[np.ndarray, np.ndarray]
-    test: Tuple[np.ndarray, np.ndarray]
+    train: tuple
+    dev: tuple
+    test: tuple
 
 
 def _round_half_up(value: float) -> int:
@@ -143,15 +143,25 @@ def split_indices(n: int, dev=None, test=None, *, labels=None,
     return tuple(order[part_in_order == p] for p in range(3))
 
 
-def _as_rows(data, name: str) -> np.ndarray:
-    """``data`` as an array of samples (rows), not copied when it is one already."""
-    array = np.asarray(data)
-    if array.ndim == 0:
-        raise ValueError(f"{name} must be an array of samples (rows); got a scalar {data!r}")
-    if len(array) == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); at least one sample is "
+def _rows_taker(data, name: str) -> Tuple[int, Callable[[np.ndarray], object]]:
+    """(the number of samples (rows) in ``data``, a function of row indices giving those
+    rows as the type of ``data``): a pandas DataFrame or Series by position (``.iloc``,
+    index labels kept), a list or tuple as one of the same type, anything else as a NumPy
+    array (not copied when it is one already)."""
+    if is_pandas(data):
+        n, take = len(data), lambda rows: data.iloc[rows]
+    elif isinstance(data, (list, tuple)):
+        n, take = len(data), lambda rows: type(data)(data[i] for i in rows)
+    else:
+        array = np.asarray(data)
+        if array.ndim == 0:
+            raise ValueError(f"{name} must be an array of samples (rows); got a scalar "
+                             f"{data!r}")
+        n, take = len(array), array.__getitem__
+    if n == 0:
+        raise ValueError(f"{name} is empty (shape {np.shape(data)}); at least one sample is "
                          "needed")
-    return array
+    return n, take
 
 
 def train_dev_test_split(X, y, *, dev=None, test=None, stratify: bool = False,
@@ -163,18 +173,24 @@ def train_dev_test_split(X, y, *, dev=None, test=None, stratify: bool = False,
     or ``split.dev``. Sizes as :func:`split_sizes`: by default dev and test each get
     min(20 %, 10,000) samples; a float in (0, 1) is a fraction, an int a count.
 
-    X and y are any arrays with samples as rows and the same length (lists are converted);
-    their dtypes are kept, and each part is one copy of its rows (X itself is never
-    copied). ``stratify=True`` keeps each class's proportion of y in every part (y must be
-    1-D class labels; exact sizes by largest remainders, rule in
-    :func:`stratified_counts`). ``seed`` makes the shuffle reproducible (None: a different
-    split each call).
+    X and y are any collections of samples as rows with the same length, and each part
+    has the type it was given: a NumPy array stays an array (its dtype kept; each part is
+    one copy of its rows and X itself is never copied), a pandas DataFrame or Series stays
+    one (rows taken by position, index labels kept), a list stays a list and a tuple a
+    tuple; anything else array-like becomes an array. ``stratify=True`` keeps each
+    class's proportion of y in every part (y must be 1-D class labels; exact sizes by
+    largest remainders, rule in :func:`stratified_counts`). ``seed`` makes the shuffle
+    reproducible (None: a different split each call).
     """
-    X = _as_rows(X, "X")
-    y = _as_rows(y, "y")
-    check_lengths(X, y, "X", "y")
-    if check_bool(stratify, "stratify") and y.ndim != 1:
-        raise ValueError("stratify=True needs y as 1-D class labels, shape "
-                         f"({len(y)},); got shape {y.shape}")
-    indices = split_indices(len(X), dev, test, labels=y if stratify else None, seed=seed)
-    return Split(*((X[rows], y[rows]) for rows in indices))
+    n, take_X = _rows_taker(X, "X")
+    n_y, take_y = _rows_taker(y, "y")
+    if n != n_y:
+        raise ValueError(f"X and y must have the same number of samples; got {n} and {n_y}")
+    labels = None
+    if check_bool(stratify, "stratify"):
+        labels = as_array(y, "y")
+        if labels.ndim != 1:
+            raise ValueError("stratify=True needs y as 1-D class labels, shape "
+                             f"({n},); got shape {labels.shape}")
+    indices = split_indices(n, dev, test, labels=labels, seed=seed)
+    return Split(*((take_X(rows), take_y(rows)) for rows in indices))

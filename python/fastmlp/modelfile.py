@@ -71,6 +71,17 @@ same bytes as before the key existed. It needs no new format version: a reader o
 than the key refuses a file that has it ("unknown ['metadata']", checked before the
 version), and none can misread it. A file without it loads with ``model.metadata`` None.
 
+The optional ``"model"`` key ``"classes"`` holds a classifier's ``model.classes_``, the
+class of each output (what ``predict`` returns), as a JSON array of strings or of numbers
+(integers stay integers, floats floats)::
+
+    "model": {..., "classes": ["cat", "dog", "mouse"]}
+
+It is written only when the model has classes (a classifier after its first fit), so
+other models give the same bytes as before the key existed; like ``"metadata"`` it needs
+no new format version (an older reader refuses a file with it as having an unknown key).
+A file without it loads with ``model.classes_`` None, and its next fit sets them.
+
 A checkpoint file (:func:`save_checkpoint`, written by fit's checkpoints,
 :mod:`fastmlp.checkpoint`) has one more optional top-level key, ``"checkpoint"``
 (readers older than it refuse such a file as having an unknown key); like any model
@@ -170,6 +181,7 @@ _TRAINING_KEYS = ("training_step", "stop_training", "shuffle_rng", "optimizer", 
 _HISTORY_KEYS = ("keys", "epochs")
 CHECKPOINT = "checkpoint"            # the optional top-level key of a checkpoint file
 METADATA = "metadata"                # the optional top-level key of model.metadata
+CLASSES = "classes"                  # the optional "model" key of model.classes_
 _CHECKPOINT_KEYS = ("data", "arrays")
 _CHECKPOINT_MEMBER = "checkpoint.{}.npy"
 _CHECKPOINT_DTYPES = ("<f4", "<f8", "<i8")
@@ -410,6 +422,8 @@ def _describe(model: Sequential, history,
     ``metadata`` (no "metadata" key when it is None)."""
     from . import __version__
     spec = architecture(model)
+    if model.classes_ is not None:
+        spec[CLASSES] = model.classes_.tolist()
     arrays = {PARAMS: model._params}
     for i, layer in enumerate(model.layers):
         arrays.update({f"layer{i}.{name}.npy": state
@@ -696,7 +710,9 @@ class _Plan:
         _check_format(header)
         if METADATA in header:
             _checked_call(_check_metadata, header[METADATA], where="header")
-        model = _object(header["model"], "model", _MODEL_KEYS)
+        model = _object(header["model"], "model", _MODEL_KEYS, optional=(CLASSES,))
+        if CLASSES in model:
+            _check_classes(model[CLASSES])
         training = _object(header["training"], "training", _TRAINING_KEYS)
         dtype = _little_endian(_choice(model["dtype"], "model.dtype", DTYPES))
         arrays = _model_arrays(model, dtype)
@@ -745,6 +761,8 @@ class _Plan:
         if training["history"] is not None:
             model.history = _history(training["history"]["keys"], arrays[HISTORY])
         model.metadata = self.header.get(METADATA)
+        if CLASSES in spec:
+            _checked_call(setattr, model, "classes_", spec[CLASSES], where="model.classes")
         return model
 
     def _restored_optimizer(self, arrays: Dict[str, np.ndarray]) -> Optional[Optimizer]:
@@ -780,6 +798,16 @@ def _check_format(header: dict) -> None:
                                 if version > FORMAT_VERSION else ""))
     if not isinstance(header["fastmlp_version"], str) or len(header["fastmlp_version"]) > 100:
         raise ModelFileError("fastmlp_version must be a string of at most 100 characters")
+
+
+def _check_classes(classes) -> None:
+    """The JSON form of ``classes_``: a non-empty array of strings or of numbers (the
+    model checks their count and that each is there once)."""
+    if not isinstance(classes, list) or not classes or not (
+            all(isinstance(c, str) for c in classes)
+            or all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes)):
+        raise ModelFileError(f"model.classes must be a non-empty array of strings or of "
+                             f"numbers; got {classes!r:.100}")
 
 
 def _layers(entries) -> List[Layer]:

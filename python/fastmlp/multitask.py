@@ -51,8 +51,9 @@ class MultiTask(FlatParameters):
     Sequential, to every layer with weights and no regularizer of its own).
 
     Targets are dicts ``{head name: y}`` with y encoded as Sequential takes it for the
-    head's loss. ``predict`` returns ``{head: what Sequential.predict gives for its
-    loss}``; ``predict_proba`` the same for the classification heads.
+    head's loss (class labels of any kind; each head keeps its own, ``classes_[head]``).
+    ``predict`` returns ``{head: what Sequential.predict gives for its loss}``;
+    ``predict_proba`` the same for the classification heads.
 
     As in Sequential, the parameter views are read-only outside the library's writes
     (fit, set_weights), ``weights_version`` counts those writes, ``training_step`` the
@@ -77,6 +78,7 @@ class MultiTask(FlatParameters):
         self.backend = get_backend(backend)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self._loss_of = {name: get_loss(loss) for name, loss in self.losses.items()}
+        self._classes: Dict[str, Optional[np.ndarray]] = dict.fromkeys(names)
         self._check_history_keys()
         self._step = 0
         self._optimizer = None
@@ -88,6 +90,13 @@ class MultiTask(FlatParameters):
         self._check_softmax_heads()
 
     # ------------------------------------------------------------- structure
+    @property
+    def classes_(self) -> Dict[str, Optional[np.ndarray]]:
+        """``{head: its classes}``: for each classification head the labels its first fit
+        learned, as :attr:`fastmlp.Sequential.classes_` (None before the first fit and for
+        mse heads); ``predict`` returns them."""
+        return dict(self._classes)
+
     @property
     def head_names(self) -> Tuple[str, ...]:
         return tuple(self._spans)[1:]
@@ -176,17 +185,22 @@ class MultiTask(FlatParameters):
         Sequential.set_weights(self, weights)
 
     # ---------------------------------------------------------------- training
-    def _prepare(self, X, targets, x_name: str = "X",
-                 y_name: str = "targets") -> Tuple[np.ndarray, Targets]:
+    def _prepare(self, X, targets, x_name: str = "X", y_name: str = "targets", *,
+                 learn_classes: bool = True) -> Tuple[np.ndarray, Targets]:
         """X (n, input_dim) and the targets as ``{head: dense (n, k) array}``, each checked
-        for its head's loss and length and converted once to the model's dtype."""
+        for its head's loss and length and converted once to the model's dtype; each
+        head's labels map through its classes, learned from the targets where it has
+        none (kept when ``learn_classes``, as fit does)."""
         X = as_features(X, x_name, self.input_dim, self.dtype)
         targets = _matching(targets, y_name, self.head_names)
-        dense = {}
+        dense, classes = {}, {}
         for name, units in self.n_outputs.items():
             label = f"{y_name}[{name!r}]"
-            dense[name] = self._loss_of[name].targets(targets[name], label, units, self.dtype)
+            dense[name], classes[name] = self._loss_of[name].targets(
+                targets[name], label, units, self.dtype, self._classes[name])
             check_lengths(X, dense[name], x_name, label)
+        if learn_classes:
+            self._classes = classes
         return X, dense
 
     def _loss_and_grad(self, X: np.ndarray,
@@ -343,11 +357,14 @@ class MultiTask(FlatParameters):
                 for name, result in results.items()}
 
     def predict(self, X, *, batch_size: Optional[int] = None) -> Targets:
-        """``{head: predictions}``: integer labels (n,) for softmax cross-entropy heads,
-        0/1 for binary cross-entropy, values for MSE; (n,) for a single output, else
-        (n, k), as :meth:`fastmlp.Sequential.predict` gives them."""
-        return self._collect(X, batch_size, {name: loss.predict
-                                             for name, loss in self._loss_of.items()})
+        """``{head: predictions}``: class labels (n,) (values of the head's ``classes_``)
+        for softmax cross-entropy heads and single-output binary cross-entropy heads, 0/1
+        (n, k) for multilabel ones, values for MSE; (n,) for a single output, else (n, k),
+        as :meth:`fastmlp.Sequential.predict` gives them."""
+        indices = self._collect(X, batch_size, {name: loss.predict
+                                                for name, loss in self._loss_of.items()})
+        return {name: self._loss_of[name].labels(predicted, self._classes[name])
+                for name, predicted in indices.items()}
 
     def predict_proba(self, X, *, batch_size: Optional[int] = None) -> Targets:
         """``{head: probabilities}`` for the classification heads (softmax rows, or sigmoid
@@ -370,7 +387,7 @@ class MultiTask(FlatParameters):
     def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
         """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
         over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
-        return self._evaluate(*self._prepare(X, targets), batch_size)
+        return self._evaluate(*self._prepare(X, targets, learn_classes=False), batch_size)
 
     def _evaluate(self, X: np.ndarray, targets: Targets,
                   batch_size: Optional[int] = None) -> Dict[str, float]:

@@ -13,7 +13,7 @@ from ._validation import (as_features, as_shaped, check_choice, check_dtype, che
 from .backends import get_backend
 from .backends.base import LOSSES
 from .layers import Layer, Normalization, Workspace
-from .losses import get_loss
+from .losses import check_classes, get_loss
 from .metrics import PassTotals, weight_total
 from .regularizers import check_regularizer
 from . import fused as _fused, training as _training
@@ -218,7 +218,9 @@ class Sequential(FlatParameters):
     optimizer step updates the whole model. ``seed=None`` draws a seed from the OS,
     recorded in ``model.seed``. ``regularizer`` (:mod:`fastmlp.regularizers`) penalizes
     the weights of every layer that has weights and no regularizer of its own.
-    Public methods convert X and y to the model's dtype once (lists are accepted).
+    Public methods convert X and y to the model's dtype once (lists and pandas
+    DataFrames/Series of numeric columns are accepted). Classifiers take class labels of
+    any kind (numbers, strings) and keep them as :attr:`classes_`.
 
     ``training_step`` counts the training steps (batches) of every fit so far; Dropout's
     masks depend on it, so two fits of one epoch equal one fit of two.
@@ -245,6 +247,7 @@ class Sequential(FlatParameters):
         self.stop_training = False  # a callback sets it to end fit after the epoch
         self.history: Optional[History] = None   # the last fit's, kept (and saved)
         self.metadata: Optional[dict] = None     # plain JSON data kept with it (and saved)
+        self._classes: Optional[np.ndarray] = None    # classes_ (set by the first fit)
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -266,6 +269,28 @@ class Sequential(FlatParameters):
     @property
     def n_outputs(self) -> int:
         return self.layers[-1].output_dim
+
+    @property
+    def classes_(self) -> Optional[np.ndarray]:
+        """The class labels of a classifier's outputs, a NumPy array: ``predict`` returns
+        them and fit, evaluate and score take them as targets. The first fit sets them
+        from its labels (once they are checked): integer labels all in 0..k-1 give
+        ``np.arange(k)`` (each output is its index; so do one-hot and multilabel
+        targets); any other labels (strings, other numbers) ``np.unique(y)``, which must
+        hold exactly k classes (two for binary_cross_entropy with one output). Later
+        fits keep them, and a label outside them is a ValueError. None before the first
+        fit (predict then returns output indices) and for mse. Assign a list of the k
+        classes before fitting to name classes missing from the first fit's labels; the
+        model file saves them."""
+        return self._classes
+
+    @classes_.setter
+    def classes_(self, classes) -> None:
+        n_classes = self._loss.n_classes(self.n_outputs)
+        if classes is not None and n_classes is None:
+            raise ValueError(f"classes_ is for classification; this model's loss is "
+                             f"{self.loss!r}")
+        self._classes = None if classes is None else check_classes(classes, n_classes)
 
     # ----------------------------------------------------------------- weights
     def get_weights(self) -> List[np.ndarray]:
@@ -318,12 +343,17 @@ class Sequential(FlatParameters):
         kept optimizer's rate (not allowed with an instance)."""
         return fit(self, X, y, epochs=epochs, **options)
 
-    def _prepare(self, X, y, x_name: str = "X", y_name: str = "y"):
+    def _prepare(self, X, y, x_name: str = "X", y_name: str = "y", *,
+                 learn_classes: bool = True):
         """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),
-        both C-contiguous in the model's dtype."""
+        both C-contiguous in the model's dtype. Class labels map through ``classes_``;
+        a model without them learns them from y (kept when ``learn_classes``, as fit
+        does)."""
         X = as_features(X, x_name, self.input_dim, self.dtype)
-        Y = self._loss.targets(y, y_name, self.n_outputs, self.dtype)
+        Y, classes = self._loss.targets(y, y_name, self.n_outputs, self.dtype, self._classes)
         check_lengths(X, Y, x_name, y_name)
+        if learn_classes:
+            self._classes = classes
         return X, Y
 
     def _forward_train(self, X: np.ndarray) -> np.ndarray:
@@ -420,14 +450,18 @@ class Sequential(FlatParameters):
         return result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
 
     def predict(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
-        """Integer labels (n,) for softmax cross-entropy; 0/1 for binary cross-entropy;
-        values for MSE. A single-output model returns shape (n,), otherwise (n, k)."""
-        return self._collect(X, batch_size, self._loss.predict, 2)
+        """Class labels (n,), values of ``classes_``, for softmax cross-entropy and for
+        binary cross-entropy with one output; 0/1 (n, k) for binary cross-entropy with k
+        outputs; values for MSE. A single-output model returns shape (n,), otherwise
+        (n, k). Before the first fit (no ``classes_``) classes are output indices."""
+        return self._loss.labels(self._collect(X, batch_size, self._loss.predict, 2),
+                                 self._classes)
 
     def predict_proba(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
-        """Class probabilities: softmax rows (n, k) for softmax cross-entropy; sigmoid
-        outputs for binary cross-entropy, (n,) for a single output like predict, else (n, k).
-        Classification losses only (ValueError for mse)."""
+        """Class probabilities: softmax rows (n, k) for softmax cross-entropy, column j
+        for ``classes_[j]``; sigmoid outputs for binary cross-entropy, (n,) for a single
+        output (the probability of ``classes_[1]``), else (n, k). Classification losses
+        only (ValueError for mse)."""
         if not self._loss.classifier:
             raise ValueError(f"predict_proba needs a classification loss; this model's loss "
                              f"is {self.loss!r}: use predict")
@@ -439,10 +473,11 @@ class Sequential(FlatParameters):
         return proba
 
     def evaluate(self, X, y, *, batch_size: Optional[int] = None, sample_weight=None) -> dict:
-        """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y). The loss is the
+        """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y), y as fit takes
+        it (labels of ``classes_``; a label outside them is a ValueError). The loss is the
         data loss (no penalty). With ``sample_weight`` (n,) the loss is the weighted mean
         ``sum w_i loss_i / sum w_i``; the metric stays unweighted."""
-        X, Y = self._prepare(X, y)
+        X, Y = self._prepare(X, y, learn_classes=False)
         weights = None if sample_weight is None else check_sample_weight(
             sample_weight, len(X), self.dtype)
         return self._evaluate(X, Y, batch_size, weights)

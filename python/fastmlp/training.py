@@ -18,6 +18,7 @@ from .checkpoint import (Checkpoint, Checkpoints, Position, Snapshot, callback_s
                          check_compatible, load_callback_states, non_finite, restore)
 from .errors import DivergenceError, diverged_at, diverged_loss, diverged_update
 from .fused import FusedEpochs
+from .losses import class_position
 from .metrics import PassTotals, r2_from_sums, weight_total
 from .optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
 
@@ -120,9 +121,10 @@ def _validation_arrays(model, validation_data):
 
 
 def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:
-    """Per-sample weights (float64) from ``class_weight``: a dict {label: weight} (labels
-    missing from it weigh 1) or "balanced": n_samples / (n_classes * bincount(y)) over the
-    classes present in y, as scikit-learn's compute_class_weight."""
+    """Per-sample weights (float64) from ``class_weight``: a dict {label: weight} over
+    labels of ``model.classes_`` (labels missing from it weigh 1) or "balanced":
+    n_samples / (n_classes * bincount(y)) over the classes present in y, as
+    scikit-learn's compute_class_weight."""
     loss = model.loss
     if loss == "mse":
         raise ValueError("class_weight needs a classification loss; this model's loss is "
@@ -147,11 +149,11 @@ def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:
                         f"{type(class_weight).__name__}")
     per_class = np.ones(n_classes)
     for label, weight in class_weight.items():
-        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
-                or not 0 <= label < n_classes:
-            raise ValueError(f"class_weight has key {label!r}; labels must be integers in "
-                             f"0..{n_classes - 1}")
-        per_class[label] = check_nonnegative_float(weight, f"class_weight[{label!r}]")
+        index = class_position(model.classes_, label)
+        if index is None:
+            raise ValueError(f"class_weight has key {label!r}, not one of the model's "
+                             f"classes_ {model.classes_.tolist()[:20]}")
+        per_class[index] = check_nonnegative_float(weight, f"class_weight[{label!r}]")
     return per_class[labels]
 
 

@@ -102,7 +102,13 @@ def test_seed_reproduces_and_different_seeds_differ():
 def test_lists_and_multi_dimensional_inputs():
     split = train_dev_test_split([[i] for i in range(10)], list(range(10)), dev=2, test=0.3,
                                  seed=0)
-    assert [part[0].shape for part in split] == [(5, 1), (2, 1), (3, 1)]
+    assert [np.shape(part[0]) for part in split] == [(5, 1), (2, 1), (3, 1)]
+    for X_part, y_part in split:               # lists stay lists, pairs stay together
+        assert type(X_part) is list and type(y_part) is list
+        assert X_part == [[label] for label in y_part]
+    rows = train_dev_test_split(tuple(range(10)), np.arange(10), seed=0).train
+    assert type(rows[0]) is tuple and isinstance(rows[1], np.ndarray)
+    assert list(rows[0]) == rows[1].tolist()
     images = np.zeros((10, 4, 4))
     one_hot = np.eye(2)[np.arange(10) % 2]
     assert train_dev_test_split(images, one_hot, seed=0).test[0].shape == (2, 4, 4)
@@ -220,3 +226,23 @@ def test_two_million_broadcast_rows_and_stratified_labels():
     for (X_part, y_part), per_class in zip(split, (198_000, 1_000, 1_000)):
         assert np.bincount(y_part, minlength=10).tolist() == [per_class] * 10
         np.testing.assert_array_equal(X_part[:, 1] % 10, y_part)
+
+
+def test_pandas_parts_stay_pandas_with_their_index():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": np.arange(10.0), "b": pd.array(np.arange(10), dtype="Int64"),
+                          "name": [f"n{i}" for i in range(10)]},
+                         index=[f"r{i}" for i in range(10)])
+    labels = pd.Series(["x", "y"] * 5, index=frame.index, name="label")
+    split = train_dev_test_split(frame, labels, dev=2, test=2, stratify=True, seed=0)
+    assert [len(X_part) for X_part, _ in split] == [6, 2, 2]
+    for X_part, y_part in split:
+        assert isinstance(X_part, pd.DataFrame) and isinstance(y_part, pd.Series)
+        assert list(X_part.dtypes) == list(frame.dtypes) and y_part.name == "label"
+        assert list(X_part.index) == list(y_part.index)          # rows stay paired
+        pd.testing.assert_frame_equal(X_part, frame.loc[X_part.index])
+        assert (y_part.value_counts() == len(y_part) // 2).all()  # stratified
+    same = train_dev_test_split(frame.to_numpy(), labels.to_numpy(), dev=2, test=2,
+                                stratify=True, seed=0)
+    for (X_part, _), (array_part, _) in zip(split, same):   # the rows an array split takes
+        assert (X_part.to_numpy() == array_part).all()

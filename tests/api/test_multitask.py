@@ -264,7 +264,13 @@ def test_targets_are_checked():
     with pytest.raises(ValueError, match=r"X and targets\['reg'\] must have the same number "
                                          r"of samples; got 10 and 9"):
         model.fit(X, {**targets, "reg": targets["reg"][:9]}, epochs=1)
-    with pytest.raises(ValueError, match=r"targets\['cls'\] holds label 3"):
+    with pytest.raises(ValueError, match=r"targets\['cls'\] holds 1 class \[3\] but the model "
+                                         r"has 3"):
+        model.evaluate(X, {**targets, "cls": np.full(10, 3)})
+    model.fit(X, targets, epochs=1)
+    with pytest.raises(ValueError, match=r"targets\['cls'\] holds labels the model was not "
+                                         r"trained on: \[3\] \(the first at index 0\); its "
+                                         r"classes_ are \[0, 1, 2\]"):
         model.evaluate(X, {**targets, "cls": np.full(10, 3)})
     with pytest.raises(ValueError, match=r"validation_data\[1\] must have one entry per head"):
         model.fit(X, targets, epochs=1, validation_data=(X, {"cls": targets["cls"]}))

@@ -154,8 +154,9 @@ def test_evaluate_takes_sample_weights():
     (dict(sample_weight=[1, np.nan, 1, 1, 1, 1]), ValueError, r"sample_weight must be finite"),
     (dict(class_weight="auto"), ValueError, r"class_weight must be a dict .* or 'balanced'"),
     (dict(class_weight=[1, 2]), TypeError, r"class_weight must be a dict"),
-    (dict(class_weight={3: 1.0}), ValueError, r"class_weight has key 3; labels must be "
-                                              r"integers in 0..2"),
+    (dict(class_weight={3: 1.0}), ValueError, r"class_weight has key 3, not one of the "
+                                              r"model's classes_ \[0, 1, 2\]"),
+    (dict(class_weight={True: 1.0}), ValueError, r"class_weight has key True"),
     (dict(class_weight={0: -1.0}), ValueError, r"class_weight\[0\] must be a finite number >= 0"),
 ])
 def test_weights_are_validated(kwargs, error, match):

@@ -4,8 +4,11 @@ The graph takes ``X`` (N, input_dim) in the model's dtype (float32 or float64, N
 and returns what the model's own inference returns: ``probabilities`` (predict_proba:
 softmax rows for softmax cross-entropy, sigmoids for binary cross-entropy) or, for mse,
 ``predictions`` (predict's values). Like predict_proba and predict, a single-output model
-returns shape (N,), otherwise (N, k). Layer by layer, with the formulas of
-:mod:`fastmlp.layers`:
+returns shape (N,), otherwise (N, k). The graph works in class indices and does not hold
+the model's ``classes_``: probability column j is the class ``model.classes_[j]`` (one
+sigmoid output: the probability of ``classes_[1]``), so the argmax of a row is an output
+index; map it through ``model.classes_`` (saved in the model file) for the labels
+``predict`` returns. Layer by layer, with the formulas of :mod:`fastmlp.layers`:
 
 - Dense: ``Gemm(X, W, b, transB=1)`` (W is (n_out, n_in), as in ONNX) then the activation:
   Relu, Sigmoid, Tanh, LeakyRelu(slope), Elu(alpha), nothing for linear.

@@ -20,7 +20,12 @@ m = 1 - momentum.
 two agree at inference, and differ slightly if you keep training in the other framework.)
 
 The torch model outputs logits, as fastmlp's last layer does: apply ``softmax`` or
-``sigmoid`` yourself (fastmlp's loss does it inside). Its dtype is the model's.
+``sigmoid`` yourself (fastmlp's loss does it inside). Its dtype is the model's. It works
+in class indices and does not hold the model's ``classes_``: logit column j is the class
+``model.classes_[j]`` (one sigmoid output: logit > 0 is ``classes_[1]``), so
+``argmax(dim=1)`` gives output indices; map them through ``model.classes_`` for the labels
+``predict`` returns. A model made by ``from_torch`` has no ``classes_`` until its first
+fit (or until you assign them).
 
 Torch is imported only inside these functions: ``import fastmlp`` never imports it. The two
 module classes of ours are created on first use and are attributes of this module
