@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from ._validation import (as_samples, check_choice, check_int, check_lengths,
+from ._validation import (as_labels, as_samples, check_choice, check_int, check_lengths,
                           check_positive_float, check_seed)
 from .errors import DivergenceError
 from .layers import Dense, Dropout
@@ -213,18 +213,41 @@ OPTIMIZER_PARAMS = tuple(sorted({name for cls in OPTIMIZERS.values()
                                  for name in cls.hyperparameters}))
 
 
+def _text_classes(targets: Sequence[np.ndarray]) -> Optional[Tuple[str, ...]]:
+    """The sorted distinct labels when the label arrays (n,) hold text, else None."""
+    if all(t.ndim == 1 and t.dtype.kind == "U" for t in targets):
+        return tuple(str(label) for label in np.unique(np.concatenate(targets)))
+    return None
+
+
+def _n_classes(targets: Sequence[np.ndarray]) -> Optional[int]:
+    """Classes in the label arrays (n,): k for whole numbers in 0..k-1 (a class may be
+    missing from the data, as the models allow), the distinct values for text labels,
+    None for other numbers (regression targets)."""
+    text = _text_classes(targets)
+    if text is not None:
+        return len(text)
+    if all(t.dtype.kind in "biuf" and np.array_equal(t, np.floor(t)) and t.min() >= 0
+           for t in targets):
+        return int(max(t.max() for t in targets)) + 1
+    return None
+
+
 @dataclass(frozen=True)
 class MLPBuilder:
     """The default ``build``: a Dense network from a parameter dict (:meth:`__call__`).
 
     ``input_dim`` features; ``target_columns`` is 1 for targets of shape (n,), k for
     (n, k); ``n_classes`` is 1 + the largest label when the targets are integer labels
-    (n,), else None. :meth:`for_data` fills them in from the data.
+    (n,), the number of distinct labels for text labels (n,) (``text_classes``, given
+    to every model as its ``classes_``), else None. :meth:`for_data` fills them in from
+    the data.
     """
 
     input_dim: int
     target_columns: int
     n_classes: Optional[int] = None
+    text_classes: Optional[Tuple[str, ...]] = None   # text labels: the models' classes_
 
     # The parameters it reads and their defaults (``epochs`` defaults to random_search's).
     DEFAULTS = {"hidden": (64,), "activation": "relu", "dropout": 0.0, "l1": 0.0, "l2": 0.0,
@@ -237,10 +260,8 @@ class MLPBuilder:
     def for_data(cls, X: np.ndarray, *targets: np.ndarray) -> "MLPBuilder":
         """Dimensions from the features X (n, d) and the target arrays (train, dev, ...)."""
         first = targets[0]
-        labels = first.ndim == 1 and all(
-            np.array_equal(t, np.floor(t)) and t.min() >= 0 for t in targets)
-        n_classes = int(max(t.max() for t in targets)) + 1 if labels else None
-        return cls(X.shape[1], 1 if first.ndim == 1 else first.shape[1], n_classes)
+        return cls(X.shape[1], 1 if first.ndim == 1 else first.shape[1],
+                   _n_classes(targets) if first.ndim == 1 else None, _text_classes(targets))
 
     @classmethod
     def check_names(cls, names: Sequence[str]) -> None:
@@ -259,8 +280,8 @@ class MLPBuilder:
         targets' columns."""
         if loss == "softmax_cross_entropy" and self.target_columns == 1:
             if self.n_classes is None:
-                raise ValueError("softmax_cross_entropy needs integer labels 0..k-1 of shape "
-                                 "(n,) or one-hot targets (n, k)")
+                raise ValueError("softmax_cross_entropy needs class labels of shape (n,) "
+                                 "(whole numbers 0..k-1 or text) or one-hot targets (n, k)")
             return self.n_classes
         return self.target_columns
 
@@ -286,6 +307,8 @@ class MLPBuilder:
         regularizer = L1L2(l1=p["l1"], l2=p["l2"]) if p["l1"] or p["l2"] else None
         model = Sequential(layers, input_dim=self.input_dim, loss=p["loss"], seed=seed,
                            regularizer=regularizer)
+        if self.text_classes is not None and model.loss == "softmax_cross_entropy":
+            model.classes_ = list(self.text_classes)    # every class, also one train lacks
         fit_kwargs = {"batch_size": p["batch_size"], "optimizer": _optimizer(p)}
         if "epochs" in params:
             fit_kwargs["epochs"] = params["epochs"]
@@ -520,7 +543,7 @@ def _check_pair(pair, name: str) -> Tuple[np.ndarray, np.ndarray]:
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise TypeError(f"{name} must be a pair (X, y); got {type(pair).__name__}")
     X = as_samples(pair[0], f"{name}[0]", (2,))
-    y = as_samples(pair[1], f"{name}[1]", (1, 2))
+    y = as_labels(pair[1], f"{name}[1]")
     check_lengths(X, y, f"{name}[0]", f"{name}[1]")
     return X, y
 

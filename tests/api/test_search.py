@@ -210,7 +210,7 @@ def test_default_builder_sizes_outputs_from_the_targets():
     assert MLPBuilder.for_data(X, one_hot).n_outputs("softmax_cross_entropy") == 3
     regression = MLPBuilder.for_data(X, X[:, 0])
     assert regression.n_outputs("mse") == 1 and regression.n_classes is None
-    with pytest.raises(ValueError, match="softmax_cross_entropy needs integer labels"):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy needs class labels of shape \(n,\)"):
         regression.n_outputs("softmax_cross_entropy")
 
 
@@ -311,3 +311,17 @@ def test_bad_values_inside_a_trial_stop_the_search():
         search({"dropout": Uniform(1.0, 2.0)}, trials=1, rounds=1)
     with pytest.raises(TypeError, match="must return a Sequential or a pair"):
         search({"x": 1}, build=lambda params, seed: "model", trials=1, rounds=1)
+
+
+def test_text_labels_search_like_their_indices_and_give_models_every_class():
+    names = np.array(["ant", "bee", "cat"])
+    text_train, text_dev = (TRAIN[0], names[TRAIN[1]]), (DEV[0], names[DEV[1]])
+    builder = MLPBuilder.for_data(text_train[0], text_train[1], text_dev[1])
+    assert (builder.n_classes, builder.text_classes) == (3, ("ant", "bee", "cat"))
+    options = {"trials": 3, "rounds": 1, "epochs": 3, "executor": "serial"}
+    by_text = random_search(SGD_SPACE, text_train, text_dev, **options)
+    by_index = random_search(SGD_SPACE, TRAIN, DEV, **options)
+    assert [t.dev_error for t in by_text.trials] == [t.dev_error for t in by_index.trials]
+    model, _ = builder({}, seed=0)          # a class the training labels lack stays known
+    model.fit(TRAIN[0][:10], names[np.zeros(10, int)], epochs=1)
+    assert list(model.classes_) == ["ant", "bee", "cat"]
