@@ -33,7 +33,7 @@ from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummar
                       _check_layers, build_chain)
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
-from .training import History, _optimizer, _Progress, _validation_arrays
+from .training import History, check_epochs, _optimizer, _Progress, _validation_arrays
 
 Targets = Dict[str, np.ndarray]
 
@@ -480,7 +480,7 @@ def _infer_all(layers: Sequence[Layer], X: np.ndarray, backend) -> np.ndarray:
 
 def _fit_arguments(epochs, batch_size, shuffle, verbose, callbacks, learning_rate):
     """fit's scalar arguments checked as :func:`fastmlp.training.fit` checks them."""
-    return (check_int(epochs, "epochs"),
+    return (check_epochs(epochs),
             None if batch_size is None else check_int(batch_size, "batch_size"),
             check_bool(shuffle, "shuffle"), check_int(verbose, "verbose", minimum=0),
             check_callbacks(callbacks),

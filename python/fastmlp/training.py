@@ -22,6 +22,24 @@ from .metrics import PassTotals, r2_from_sums, weight_total
 from .optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
 
 
+# The most epochs one fit takes. No training needs more passes over its data (a run "until
+# EarlyStopping ends it" fits well below it); a larger count is a typo (extra zeros) that
+# would otherwise run silently for ever. It also keeps the step counters (Python ints, but
+# 64-bit in the C++ kernels: Adam's step, Dropout's mask counter) far from overflow:
+# 10**6 epochs of at most 2**40 batches each stay below 2**63.
+MAX_EPOCHS = 10 ** 6
+
+
+def check_epochs(epochs) -> int:
+    """fit's ``epochs``: an integer in 1..MAX_EPOCHS."""
+    epochs = check_int(epochs, "epochs")
+    if epochs > MAX_EPOCHS:
+        raise ValueError(f"epochs must be at most {MAX_EPOCHS:,} (fastmlp.training.MAX_EPOCHS); "
+                         f"got {epochs:,}. Ask for fewer epochs, or for a long run a large "
+                         "count with an EarlyStopping callback to end it")
+    return epochs
+
+
 class History:
     """What fit recorded: ``history`` maps each key to a list with one value per epoch.
 
@@ -606,7 +624,7 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
 
     The History is also kept as ``model.history`` (the model file saves it).
     """
-    epochs = check_int(epochs, "epochs")
+    epochs = check_epochs(epochs)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if learning_rate is not None:
