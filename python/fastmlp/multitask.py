@@ -151,9 +151,10 @@ class MultiTask(FlatParameters):
                 f"loss_weights={self.loss_weights}, input_dim={self.input_dim}, "
                 f"backend={self.backend.name!r}, dtype={self.dtype.name!r}, seed={self.seed})")
 
-    def summary(self) -> ModelSummary:
-        """Layers (named "<trunk or head>.<kind>_<index>"), output shapes and parameter
-        counts; the loss line gives each head's loss and weight."""
+    def describe(self) -> ModelSummary:
+        """The :class:`ModelSummary` that :meth:`summary` prints: layers (named "<trunk or
+        head>.<kind>_<index>"), output shapes and parameter counts; the loss line gives
+        each head's loss and weight."""
         owners = [name for name in self._spans for _ in self.layers[self._spans[name]]]
         rows = tuple(LayerSummary(f"{owner}.{layer.kind}_{i}", layer.describe(),
                                   (None, layer.output_dim), layer.count_params())

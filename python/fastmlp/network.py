@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -168,6 +168,14 @@ class FlatParameters:
                 self._set_params_writeable(False)
                 self._weights_version += 1
 
+    def summary(self, print_fn: Callable[[str], None] = print) -> None:
+        """Print the table of layers, output shapes and parameter counts, as Keras does:
+        ``print_fn`` is called with each line (e.g. ``logging.info``). Returns None, so
+        the REPL shows the table once; :meth:`describe` returns it as a
+        :class:`ModelSummary` to inspect."""
+        for line in str(self.describe()).splitlines():
+            print_fn(line)
+
     @property
     def training_step(self) -> int:
         """Training steps taken by every fit so far (Dropout's mask counter)."""
@@ -297,8 +305,9 @@ class Sequential(FlatParameters):
                     layer.set_state(arrays[position:position + n_state])
                 position += n_state
 
-    def summary(self) -> ModelSummary:
-        """Layers, output shapes and parameter counts (``print(model.summary())``)."""
+    def describe(self) -> ModelSummary:
+        """Layers, output shapes and parameter counts as a :class:`ModelSummary` (what
+        :meth:`summary` prints)."""
         rows = tuple(LayerSummary(f"{layer.kind}_{i}", layer.describe(),
                                   (None, layer.output_dim), layer.count_params())
                      for i, layer in enumerate(self.layers))
