@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from ._validation import check_bool, check_int, check_lengths, check_seed
+from ._keywords import suggest_keywords
 
 DEFAULT_FRACTION = 0.2     # default dev and test share ...
 DEFAULT_CAP = 10_000       # ... but never more than this many samples each
@@ -154,6 +155,7 @@ def _as_rows(data, name: str) -> np.ndarray:
     return array
 
 
+@suggest_keywords
 def train_dev_test_split(X, y, *, dev=None, test=None, stratify: bool = False,
                          seed: Optional[int] = None) -> Split:
     """Shuffle (X, y) and split it into train, dev and test parts.
