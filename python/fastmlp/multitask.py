@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._keywords import suggest_keywords
 from ._validation import (as_features, check_bool, check_choice, check_dtype, check_int,
                           check_lengths, check_nonnegative_float, check_seed)
 from .backends import get_backend
@@ -33,7 +34,8 @@ from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummar
                       _check_layers, build_chain)
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
-from .training import History, check_epochs, _optimizer, _Progress, _validation_arrays
+from .training import (History, check_epochs, check_fit_memory, check_verbose, _optimizer,
+                       _Progress, _validation_arrays, warn_if_unscaled)
 
 Targets = Dict[str, np.ndarray]
 
@@ -59,6 +61,7 @@ class MultiTask(FlatParameters):
     training steps, and the optimizer is kept with its state across fits.
     """
 
+    @suggest_keywords
     def __init__(self, trunk: Sequence[Layer], heads: Dict[str, Sequence[Layer]],
                  losses: Dict[str, str], loss_weights: Optional[Dict[str, float]] = None, *,
                  input_dim: int, backend="native", dtype="float32",
@@ -269,9 +272,10 @@ class MultiTask(FlatParameters):
             progress.step()
         return {**self._head_record(totals), "penalty": penalty_total / n}
 
+    @suggest_keywords
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True,
-            validation_data=None, callbacks=None, verbose: int = 0) -> History:
+            validation_data=None, callbacks=None, verbose="auto") -> History:
         """Train from the current weights on ``targets`` = ``{head: y}``; the arguments
         behave as in :func:`fastmlp.training.fit` (the optimizer is kept on the model).
 
@@ -280,17 +284,22 @@ class MultiTask(FlatParameters):
         "<head>_r2", the "val_" versions of "loss" and the head keys with
         ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
         Sample and class weights are not supported; training runs the per-op loop.
+        ``verbose`` ("auto": progress when stderr is a terminal), the epoch limit, the
+        memory check and the data scale warning are fit's.
         """
         epochs, batch_size, shuffle, verbose, callbacks, learning_rate = _fit_arguments(
             epochs, batch_size, shuffle, verbose, callbacks, learning_rate)
+        columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
         X, targets = self._prepare(X, targets)
         validation = _validation_arrays(self, validation_data)
         optimizer = _optimizer(self, optimizer, learning_rate)
         optimizer.check_params(self._params)
-        self._optimizer = optimizer
         batch = len(X) if batch_size is None else min(batch_size, len(X))
+        check_fit_memory(self, optimizer, batch)
+        warn_if_unscaled(self, X, columns)
+        self._optimizer = optimizer
         history = History(self._history_keys(validation is not None))
-        progress = _Progress(verbose, epochs, math.ceil(len(X) / batch))
+        progress = _Progress(verbose, epochs, math.ceil(len(X) / batch), len(X) * self.n_params)
         self._adapt(X)
 
         def train_epoch(epoch: int) -> Dict[str, float]:
@@ -343,6 +352,7 @@ class MultiTask(FlatParameters):
         return {name: result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
                 for name, result in results.items()}
 
+    @suggest_keywords
     def predict(self, X, *, batch_size: Optional[int] = None) -> Targets:
         """``{head: predictions}``: integer labels (n,) for softmax cross-entropy heads,
         0/1 for binary cross-entropy, values for MSE; (n,) for a single output, else
@@ -350,6 +360,7 @@ class MultiTask(FlatParameters):
         return self._collect(X, batch_size, {name: loss.predict
                                              for name, loss in self._loss_of.items()})
 
+    @suggest_keywords
     def predict_proba(self, X, *, batch_size: Optional[int] = None) -> Targets:
         """``{head: probabilities}`` for the classification heads (softmax rows, or sigmoid
         outputs as :meth:`fastmlp.Sequential.predict_proba`); ValueError if every head
@@ -368,6 +379,7 @@ class MultiTask(FlatParameters):
             return proba
         return transform
 
+    @suggest_keywords
     def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
         """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
         over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
@@ -483,7 +495,7 @@ def _fit_arguments(epochs, batch_size, shuffle, verbose, callbacks, learning_rat
     """fit's scalar arguments checked as :func:`fastmlp.training.fit` checks them."""
     return (check_epochs(epochs),
             None if batch_size is None else check_int(batch_size, "batch_size"),
-            check_bool(shuffle, "shuffle"), check_int(verbose, "verbose", minimum=0),
+            check_bool(shuffle, "shuffle"), check_verbose(verbose),
             check_callbacks(callbacks),
             None if learning_rate is None else check_learning_rate(learning_rate))
 
