@@ -16,7 +16,7 @@ from .runtime import backend_info, get_num_threads, set_isa, set_num_threads, th
 from . import activations, callbacks, optimizers, regularizers, schedules
 from .gradcheck import GradientCheckReport, gradient_check
 from .regularizers import L1, L1L2, L2
-from .errors import DivergenceError
+from .errors import DataScaleWarning, DivergenceError
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from .training import History
 from .interop.torch import from_torch
@@ -31,12 +31,11 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Choice", "Dense",
-           "DiagnosisReport", "DivergenceError", "Dropout", "GradientCheckReport",
+__all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Choice", "DataScaleWarning",
+           "Dense", "DiagnosisReport", "DivergenceError", "Dropout", "GradientCheckReport",
            "History", "IntUniform", "L1", "L1L2", "L2", "Layer", "LogUniform", "Maxout",
-           "ModelFileError", "ModelSummary", "Momentum", "MultiTask", "Nesterov",
-           "Normalization", "NumPyBackend", "RMSProp", "SGD", "Sequential", "Uniform",
-           "activations", "backend_info", "callbacks", "diagnose", "from_torch",
-           "get_backend", "get_num_threads", "gradient_check", "load", "optimizers",
-           "random_search", "regularizers", "schedules", "search", "set_isa",
-           "set_num_threads", "threads", "train_dev_test_split"]
+           "ModelFileError", "ModelSummary", "Momentum", "MultiTask", "Nesterov", "Normalization",
+           "NumPyBackend", "RMSProp", "SGD", "Sequential", "Uniform", "activations",
+           "backend_info", "callbacks", "diagnose", "from_torch", "get_backend", "get_num_threads",
+           "gradient_check", "load", "optimizers", "random_search", "regularizers", "schedules",
+           "search", "set_isa", "set_num_threads", "threads", "train_dev_test_split"]

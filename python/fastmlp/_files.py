@@ -10,10 +10,12 @@ from typing import Callable, IO
 def write_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
     """``write(file)`` into a new file in path's directory, flush and fsync it, rename it
     onto ``path`` (os.replace: readers see the old file or the whole new one) and fsync
-    the directory; on any error the new file is removed and ``path`` is untouched."""
+    the directory; on any error the new file is removed and ``path`` is untouched.
+    FileNotFoundError naming the folder when path's folder does not exist."""
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, "cannot write a file over a directory", path)
     directory = os.path.dirname(os.path.abspath(path))
+    check_folder_exists(path)
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | getattr(os, "O_BINARY", 0), 0o666)
@@ -30,6 +32,15 @@ def write_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def check_folder_exists(path: str) -> None:
+    """FileNotFoundError, naming the folder and ``path``, when the folder ``path`` would
+    be written into does not exist (the library never creates it behind your back)."""
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: the folder {folder!r} does not "
+                                "exist; create it first (e.g. os.makedirs)")
 
 
 def _fsync_directory(directory: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional
 
+from ._keywords import suggest_keywords
 from ._validation import check_bool, check_choice, check_int, check_nonnegative_float, \
     check_positive_float
 
@@ -121,6 +122,7 @@ class EarlyStopping(_Monitor):
     epoch of the best value; both count the epochs this callback has seen, across fits.
     """
 
+    @suggest_keywords
     def __init__(self, monitor: str = "val_loss", *, patience: int = 10,
                  min_delta: float = 1e-4, mode: str = "auto",
                  restore_best_weights: bool = False):
@@ -170,6 +172,7 @@ class ReduceLROnPlateau(_Monitor):
     with any schedule: the rate is ``schedule(t) * scale``.
     """
 
+    @suggest_keywords
     def __init__(self, monitor: str = "val_loss", *, factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
                  mode: str = "auto"):

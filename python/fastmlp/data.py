@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ._keywords import suggest_keywords
 from ._validation import as_array, check_bool, check_int, check_seed, is_pandas
 
 DEFAULT_FRACTION = 0.2     # default dev and test share ...
@@ -164,6 +165,7 @@ def _rows_taker(data, name: str) -> Tuple[int, Callable[[np.ndarray], object]]:
     return n, take
 
 
+@suggest_keywords
 def train_dev_test_split(X, y, *, dev=None, test=None, stratify: bool = False,
                          seed: Optional[int] = None) -> Split:
     """Shuffle (X, y) and split it into train, dev and test parts.

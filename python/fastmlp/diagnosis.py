@@ -16,6 +16,8 @@ from typing import Tuple
 
 import numpy as np
 
+from ._keywords import suggest_keywords
+
 HIGH_BIAS = "high bias"
 HIGH_VARIANCE = "high variance"
 HIGH_BIAS_AND_VARIANCE = "high bias and high variance"
@@ -142,6 +144,7 @@ def _error(model, data, name: str) -> float:
     return 1.0 - float(model.score(*data))
 
 
+@suggest_keywords
 def diagnose(model, train, dev, *, baseline_error: float = 0.0,
              threshold: float = 0.05) -> DiagnosisReport:
     """Evaluate ``model`` on ``train`` and ``dev`` (each a pair ``(X, y)``) and diagnose

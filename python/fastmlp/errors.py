@@ -33,6 +33,11 @@ class CheckpointWarning(UserWarning):
     """A checkpoint could not be read and resuming falls back to an older one."""
 
 
+class DataScaleWarning(UserWarning):
+    """fit's input columns are far from unit scale and the model does not normalize them
+    (its first layer is not Normalization or BatchNorm): training may collapse or diverge."""
+
+
 def _lower(rate: float) -> str:
     return f"lower the learning rate (e.g. {rate / 10:g})"
 

@@ -52,8 +52,10 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
     unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._keywords import suggest_keywords
 from ._validation import check_int, check_sample_weight
 from .callbacks import Callback
+from .errors import DataScaleWarning
 from .layers import Dense, Dropout
 from .network import Sequential
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
@@ -345,11 +347,14 @@ class _BaseMLP(BaseEstimator):
         keep = incremental and model.optimizer is not None
         rule = _ScikitLearnRule(self, n, validation)
         self.n_iter_ = 0
-        with self._threads():
+        # scikit-learn's estimators leave scaling to the pipeline and say nothing of it
+        with self._threads(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataScaleWarning)
             model.fit(X, Y, epochs=1 if incremental else self.max_iter,
                       batch_size=self._batch_size(n),
                       optimizer=None if keep else self._make_optimizer(),
-                      shuffle=self.shuffle, callbacks=[rule], sample_weight=sample_weight)
+                      shuffle=self.shuffle, callbacks=[rule], sample_weight=sample_weight,
+                      verbose=0)
         if self.early_stopping:
             model.set_weights(self._best_weights)
         self._export_weights()
@@ -418,6 +423,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ``model_``; coefs_ and intercepts_ are copies of its weights in scikit-learn's layout.
     """
 
+    @suggest_keywords
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
@@ -558,6 +564,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     of :class:`MLPClassifier`.
     """
 
+    @suggest_keywords
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,

@@ -50,6 +50,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from . import activations, initializers
+from ._keywords import suggest_keywords
 from ._validation import as_features, as_shaped, check_int, check_nonnegative_float
 from .backends.base import Backend
 from .regularizers import check_regularizer
@@ -250,6 +251,7 @@ class Dense(_Affine):
 
     kind = "dense"
 
+    @suggest_keywords
     def __init__(self, units: int, activation=None, init: Optional[str] = None, *,
                  regularizer=None):
         super().__init__()
@@ -315,6 +317,7 @@ class Dropout(Layer):
 
     kind = "dropout"
 
+    @suggest_keywords
     def __init__(self, rate: float):
         super().__init__()
         self.rate = _check_rate(rate)
@@ -360,6 +363,7 @@ class Maxout(_Affine):
 
     kind = "maxout"
 
+    @suggest_keywords
     def __init__(self, units: int, pieces: int = 2, init: Optional[str] = None, *,
                  regularizer=None):
         super().__init__()
@@ -418,6 +422,7 @@ class BatchNorm(Layer):
     kind = "batch_norm"
     state_names = ("running_mean", "running_var")
 
+    @suggest_keywords
     def __init__(self, momentum: float = 0.99, eps: float = 1e-3):
         super().__init__()
         self.momentum = check_nonnegative_float(momentum, "momentum")

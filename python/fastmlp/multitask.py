@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._keywords import suggest_keywords
 from ._validation import (as_features, check_bool, check_choice, check_dtype, check_int,
                           check_lengths, check_nonnegative_float, check_seed)
 from .backends import get_backend
@@ -33,7 +34,8 @@ from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummar
                       _check_layers, build_chain)
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
-from .training import History, _optimizer, _Progress, _validation_arrays
+from .training import (History, check_epochs, check_fit_memory, check_verbose, _optimizer,
+                       _Progress, _validation_arrays, warn_if_unscaled)
 
 Targets = Dict[str, np.ndarray]
 
@@ -60,6 +62,7 @@ class MultiTask(FlatParameters):
     training steps, and the optimizer is kept with its state across fits.
     """
 
+    @suggest_keywords
     def __init__(self, trunk: Sequence[Layer], heads: Dict[str, Sequence[Layer]],
                  losses: Dict[str, str], loss_weights: Optional[Dict[str, float]] = None, *,
                  input_dim: int, backend="native", dtype="float32",
@@ -160,9 +163,10 @@ class MultiTask(FlatParameters):
                 f"loss_weights={self.loss_weights}, input_dim={self.input_dim}, "
                 f"backend={self.backend.name!r}, dtype={self.dtype.name!r}, seed={self.seed})")
 
-    def summary(self) -> ModelSummary:
-        """Layers (named "<trunk or head>.<kind>_<index>"), output shapes and parameter
-        counts; the loss line gives each head's loss and weight."""
+    def describe(self) -> ModelSummary:
+        """The :class:`ModelSummary` that :meth:`summary` prints: layers (named "<trunk or
+        head>.<kind>_<index>"), output shapes and parameter counts; the loss line gives
+        each head's loss and weight."""
         owners = [name for name in self._spans for _ in self.layers[self._spans[name]]]
         rows = tuple(LayerSummary(f"{owner}.{layer.kind}_{i}", layer.describe(),
                                   (None, layer.output_dim), layer.count_params())
@@ -282,9 +286,10 @@ class MultiTask(FlatParameters):
             progress.step()
         return {**self._head_record(totals), "penalty": penalty_total / n}
 
+    @suggest_keywords
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True,
-            validation_data=None, callbacks=None, verbose: int = 0) -> History:
+            validation_data=None, callbacks=None, verbose="auto") -> History:
         """Train from the current weights on ``targets`` = ``{head: y}``; the arguments
         behave as in :func:`fastmlp.training.fit` (the optimizer is kept on the model).
 
@@ -293,17 +298,22 @@ class MultiTask(FlatParameters):
         "<head>_r2", the "val_" versions of "loss" and the head keys with
         ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
         Sample and class weights are not supported; training runs the per-op loop.
+        ``verbose`` ("auto": progress when stderr is a terminal), the epoch limit, the
+        memory check and the data scale warning are fit's.
         """
         epochs, batch_size, shuffle, verbose, callbacks, learning_rate = _fit_arguments(
             epochs, batch_size, shuffle, verbose, callbacks, learning_rate)
+        columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
         X, targets = self._prepare(X, targets)
         validation = _validation_arrays(self, validation_data)
         optimizer = _optimizer(self, optimizer, learning_rate)
         optimizer.check_params(self._params)
-        self._optimizer = optimizer
         batch = len(X) if batch_size is None else min(batch_size, len(X))
+        check_fit_memory(self, optimizer, batch)
+        warn_if_unscaled(self, X, columns)
+        self._optimizer = optimizer
         history = History(self._history_keys(validation is not None))
-        progress = _Progress(verbose, epochs, math.ceil(len(X) / batch))
+        progress = _Progress(verbose, epochs, math.ceil(len(X) / batch), len(X) * self.n_params)
         self._adapt(X)
 
         def train_epoch(epoch: int) -> Dict[str, float]:
@@ -356,6 +366,7 @@ class MultiTask(FlatParameters):
         return {name: result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
                 for name, result in results.items()}
 
+    @suggest_keywords
     def predict(self, X, *, batch_size: Optional[int] = None) -> Targets:
         """``{head: predictions}``: class labels (n,) (values of the head's ``classes_``)
         for softmax cross-entropy heads and single-output binary cross-entropy heads, 0/1
@@ -366,6 +377,7 @@ class MultiTask(FlatParameters):
         return {name: self._loss_of[name].labels(predicted, self._classes[name])
                 for name, predicted in indices.items()}
 
+    @suggest_keywords
     def predict_proba(self, X, *, batch_size: Optional[int] = None) -> Targets:
         """``{head: probabilities}`` for the classification heads (softmax rows, or sigmoid
         outputs as :meth:`fastmlp.Sequential.predict_proba`); ValueError if every head
@@ -384,6 +396,7 @@ class MultiTask(FlatParameters):
             return proba
         return transform
 
+    @suggest_keywords
     def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
         """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
         over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
@@ -497,9 +510,9 @@ def _infer_all(layers: Sequence[Layer], X: np.ndarray, backend) -> np.ndarray:
 
 def _fit_arguments(epochs, batch_size, shuffle, verbose, callbacks, learning_rate):
     """fit's scalar arguments checked as :func:`fastmlp.training.fit` checks them."""
-    return (check_int(epochs, "epochs"),
+    return (check_epochs(epochs),
             None if batch_size is None else check_int(batch_size, "batch_size"),
-            check_bool(shuffle, "shuffle"), check_int(verbose, "verbose", minimum=0),
+            check_bool(shuffle, "shuffle"), check_verbose(verbose),
             check_callbacks(callbacks),
             None if learning_rate is None else check_learning_rate(learning_rate))
 

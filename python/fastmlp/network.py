@@ -4,10 +4,12 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._keywords import suggest_keywords
+from ._memory import check_memory
 from ._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
                           check_lengths, check_sample_weight, check_seed)
 from .backends import get_backend
@@ -17,9 +19,12 @@ from .losses import check_classes, get_loss
 from .metrics import PassTotals, weight_total
 from .regularizers import check_regularizer
 from . import fused as _fused, training as _training
-from .training import History, fit
+from .training import History
 
 INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=None
+# Arrays of the parameters' size a model trains with: the parameters, their gradients and
+# the state of a typical optimizer (Adam's m and v); checked against the memory available.
+MODEL_COPIES = 4
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,13 @@ class FlatParameters:
     def _bind_flat(self, sizes: List[int], rng: np.random.Generator) -> None:
         """Allocate the flat parameter and gradient buffers for layers of ``sizes``
         parameters, bind each layer's slice and initialize it (in order, from ``rng``),
-        then lock the views."""
+        then lock the views. Refused (ValueError with the sizes) when they and a typical
+        optimizer's state would not fit in the memory available."""
         total = sum(sizes)
+        check_memory(MODEL_COPIES * total * self.dtype.itemsize,
+                     f"a model of {total:,} {self.dtype.name} parameters (per layer: {sizes}), "
+                     "with its gradients and an optimizer's state (2 more copies for Adam),",
+                     "check input_dim and the layers' units")
         try:
             self._params = np.zeros(total, self.dtype)
             self._grads = np.zeros_like(self._params)
@@ -168,6 +178,15 @@ class FlatParameters:
                 self._set_params_writeable(False)
                 self._weights_version += 1
 
+    @suggest_keywords
+    def summary(self, print_fn: Callable[[str], None] = print) -> None:
+        """Print the table of layers, output shapes and parameter counts, as Keras does:
+        ``print_fn`` is called with each line (e.g. ``logging.info``). Returns None, so
+        the REPL shows the table once; :meth:`describe` returns it as a
+        :class:`ModelSummary` to inspect."""
+        for line in str(self.describe()).splitlines():
+            print_fn(line)
+
     @property
     def training_step(self) -> int:
         """Training steps taken by every fit so far (Dropout's mask counter)."""
@@ -230,6 +249,7 @@ class Sequential(FlatParameters):
     always sees every change (``weights_version`` counts them).
     """
 
+    @suggest_keywords
     def __init__(self, layers: Sequence[Layer], *, input_dim: int,
                  loss: str = "softmax_cross_entropy", backend="native",
                  dtype="float32", seed: Optional[int] = None, regularizer=None):
@@ -322,8 +342,9 @@ class Sequential(FlatParameters):
                     layer.set_state(arrays[position:position + n_state])
                 position += n_state
 
-    def summary(self) -> ModelSummary:
-        """Layers, output shapes and parameter counts (``print(model.summary())``)."""
+    def describe(self) -> ModelSummary:
+        """Layers, output shapes and parameter counts as a :class:`ModelSummary` (what
+        :meth:`summary` prints)."""
         rows = tuple(LayerSummary(f"{layer.kind}_{i}", layer.describe(),
                                   (None, layer.output_dim), layer.count_params())
                      for i, layer in enumerate(self.layers))
@@ -332,16 +353,9 @@ class Sequential(FlatParameters):
                             state)
 
     # ---------------------------------------------------------------- training
-    def fit(self, X, y, *, epochs: int, **options) -> History:
-        """Train from the current weights: :func:`fastmlp.training.fit`, whose keyword
-        arguments ``options`` are (batch_size, learning_rate, optimizer, shuffle,
-        validation_data, callbacks, verbose, sample_weight, class_weight, checkpoint_dir,
-        checkpoint_every, checkpoint_every_steps, resume, keep_checkpoints).
-
-        ``optimizer`` (an instance or a name) is kept on the model and reused by later
-        fits; ``learning_rate`` (a number or a schedule) goes with a name or replaces the
-        kept optimizer's rate (not allowed with an instance)."""
-        return fit(self, X, y, epochs=epochs, **options)
+    # fit(X, y, *, epochs, batch_size=32, learning_rate=None, ...) is
+    # fastmlp.training.fit with the model as ``self``: help(model.fit) lists every argument.
+    fit = _training.fit
 
     def _prepare(self, X, y, x_name: str = "X", y_name: str = "y", *,
                  learn_classes: bool = True):
@@ -449,6 +463,7 @@ class Sequential(FlatParameters):
                                      for _, logits in self._logits(X, batch_size)])
         return result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
 
+    @suggest_keywords
     def predict(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
         """Class labels (n,), values of ``classes_``, for softmax cross-entropy and for
         binary cross-entropy with one output; 0/1 (n, k) for binary cross-entropy with k
@@ -457,6 +472,7 @@ class Sequential(FlatParameters):
         return self._loss.labels(self._collect(X, batch_size, self._loss.predict, 2),
                                  self._classes)
 
+    @suggest_keywords
     def predict_proba(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
         """Class probabilities: softmax rows (n, k) for softmax cross-entropy, column j
         for ``classes_[j]``; sigmoid outputs for binary cross-entropy, (n,) for a single
@@ -472,6 +488,7 @@ class Sequential(FlatParameters):
         self.backend.output(self.loss, logits, proba)
         return proba
 
+    @suggest_keywords
     def evaluate(self, X, y, *, batch_size: Optional[int] = None, sample_weight=None) -> dict:
         """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y), y as fit takes
         it (labels of ``classes_``; a label outside them is a ValueError). The loss is the
@@ -499,10 +516,12 @@ class Sequential(FlatParameters):
         result = totals.result()
         return {"loss": result.pop("data_loss"), **result}
 
+    @suggest_keywords
     def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
 
+    @suggest_keywords
     def save(self, path, *, metadata: Optional[dict] = None) -> None:
         """Write the model to ``path`` in fastmlp's model file format (no pickle; the
         write is atomic). Read it back with :func:`fastmlp.load`. ``metadata``, a dict of
@@ -511,6 +530,7 @@ class Sequential(FlatParameters):
         from .modelfile import save_model
         save_model(self, path, metadata=metadata)
 
+    @suggest_keywords
     def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
         """Export the inference graph (logits to probabilities) to an ONNX file; needs the
         ``onnx`` extra."""

@@ -37,6 +37,7 @@ from typing import Dict, Optional, Tuple, Type, Union
 import numpy as np
 
 from . import schedules
+from ._keywords import suggest_keywords
 from ._validation import check_int, check_nonnegative_float, check_positive_float
 from .errors import DivergenceError
 from .schedules import Schedule
@@ -310,6 +311,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
+    @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.01, *, clipnorm: Optional[float] = None):
         super().__init__(learning_rate, clipnorm)
 
@@ -325,6 +327,7 @@ class Momentum(Optimizer):
     hyperparameters = ("momentum",)
     uses_m = True
 
+    @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = 0.9, *,
                  clipnorm: Optional[float] = None):
         super().__init__(learning_rate, clipnorm)
@@ -356,6 +359,7 @@ class AdaGrad(Optimizer):
     hyperparameters = ("eps",)
     uses_v = True
 
+    @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.01, eps: float = 1e-8, *,
                  clipnorm: Optional[float] = None):
         super().__init__(learning_rate, clipnorm)
@@ -376,6 +380,7 @@ class RMSProp(Optimizer):
     hyperparameters = ("rho", "eps")
     uses_v = True
 
+    @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, rho: float = 0.9,
                  eps: float = 1e-8, *, clipnorm: Optional[float] = None):
         super().__init__(learning_rate, clipnorm)
@@ -400,6 +405,7 @@ class Adam(Optimizer):
     uses_m = True
     uses_v = True
 
+    @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
                  beta_2: float = 0.999, eps: float = 1e-8, *,
                  clipnorm: Optional[float] = None):
@@ -423,6 +429,7 @@ class AdamW(Adam):
     name = "adamw"
     hyperparameters = ("beta_1", "beta_2", "eps", "weight_decay")
 
+    @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
                  beta_2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01, *,
                  clipnorm: Optional[float] = None):

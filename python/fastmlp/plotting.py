@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from ._validation import check_bool
 from ._files import check_path, write_atomically
+from ._keywords import suggest_keywords
+from ._validation import check_bool
 
 MATPLOTLIB_HINT = ("plotting needs matplotlib: pip install 'fastmlp[plot]' "
                    "(or pip install matplotlib)")
@@ -88,6 +89,7 @@ def _draw(axes, panel: Panel, series: Mapping) -> None:
     axes.grid(True, alpha=0.3)
 
 
+@suggest_keywords
 def plot_history(history, path=None, *, metrics: bool = True, lr: bool = True):
     """Draw ``history``'s learning curves and return the matplotlib ``Figure``.
 

@@ -23,6 +23,7 @@ by ``backend.regularize(W, dW, l1 / n, l2 / n)``, and fit records it in the hist
 from __future__ import annotations
 
 from ._validation import check_choice, check_nonnegative_float
+from ._keywords import suggest_keywords
 
 __all__ = ["L1", "L1L2", "L2", "Regularizer", "check_regularizer"]
 
@@ -32,6 +33,7 @@ SCALES = ("samples", "batch")
 class Regularizer:
     """``l1`` and ``l2`` coefficients (lambda) and the divisor convention ``scale``."""
 
+    @suggest_keywords
     def __init__(self, l1: float = 0.0, l2: float = 0.0, *, scale: str = "samples"):
         self.l1 = check_nonnegative_float(l1, "l1")
         self.l2 = check_nonnegative_float(l2, "l2")
@@ -62,6 +64,7 @@ class Regularizer:
 class L1(Regularizer):
     """``lambda / n * sum(|W|)``; gradient ``lambda / n * sign(W)``."""
 
+    @suggest_keywords
     def __init__(self, lam: float, *, scale: str = "samples"):
         super().__init__(l1=lam, scale=scale)
 
@@ -72,6 +75,7 @@ class L1(Regularizer):
 class L2(Regularizer):
     """``lambda / (2n) * sum(W**2)``; gradient ``lambda / n * W``."""
 
+    @suggest_keywords
     def __init__(self, lam: float, *, scale: str = "samples"):
         super().__init__(l2=lam, scale=scale)
 

@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from ._keywords import suggest_keywords
 from ._validation import (as_labels, as_samples, check_choice, check_int, check_lengths,
                           check_positive_float, check_seed)
 from .errors import DivergenceError
@@ -391,7 +392,7 @@ def _run_trial(task: _Task, data: Tuple[np.ndarray, ...]) -> Trial:
         started = time.perf_counter()
         model, fit_kwargs = _built(task.build(task.params, task.seed), task.build)
         try:
-            model.fit(X, y, **{"epochs": task.epochs, **fit_kwargs})
+            model.fit(X, y, **{"epochs": task.epochs, "verbose": 0, **fit_kwargs})
         except DivergenceError as exc:
             error = loss = math.inf
             failure: Optional[str] = str(exc)
@@ -575,6 +576,7 @@ def _check_build(build, space: Mapping[str, Any], data) -> Callable:
     return build
 
 
+@suggest_keywords
 def random_search(space: Mapping[str, Any], train, dev, *, build=None, trials: int = 20,
                   rounds: int = 1, keep: float = 0.25, widen: float = 0.1, epochs: int = 5,
                   objective: str = "dev_error", seed: Optional[int] = 0, executor=None,
@@ -670,6 +672,7 @@ class SearchResult:
     def best_params(self) -> Dict[str, Any]:
         return dict(self.best.params)
 
+    @suggest_keywords
     def best_model(self, X, y, *, epochs: Optional[int] = None, seed: Optional[int] = None,
                    **fit_kwargs) -> Sequential:
         """A model built with the best parameters (and by default the best trial's seed),

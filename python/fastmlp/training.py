@@ -7,20 +7,42 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ._keywords import suggest_keywords
+from ._memory import check_memory, format_bytes
 from ._validation import check_bool, check_int, check_nonnegative_float, check_sample_weight
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, Snapshot, callback_states,
                          check_compatible, load_callback_states, non_finite, restore)
-from .errors import DivergenceError, diverged_at, diverged_loss, diverged_update
+from .errors import DataScaleWarning, DivergenceError, diverged_at, diverged_loss, diverged_update
 from .fused import FusedEpochs
+from .layers import BatchNorm, Normalization
 from .losses import class_position
 from .metrics import PassTotals, r2_from_sums, weight_total
 from .optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
+
+
+# The most epochs one fit takes. No training needs more passes over its data (a run "until
+# EarlyStopping ends it" fits well below it); a larger count is a typo (extra zeros) that
+# would otherwise run silently for ever. It also keeps the step counters (Python ints, but
+# 64-bit in the C++ kernels: Adam's step, Dropout's mask counter) far from overflow:
+# 10**6 epochs of at most 2**40 batches each stay below 2**63.
+MAX_EPOCHS = 10 ** 6
+
+
+def check_epochs(epochs) -> int:
+    """fit's ``epochs``: an integer in 1..MAX_EPOCHS."""
+    epochs = check_int(epochs, "epochs")
+    if epochs > MAX_EPOCHS:
+        raise ValueError(f"epochs must be at most {MAX_EPOCHS:,} (fastmlp.training.MAX_EPOCHS); "
+                         f"got {epochs:,}. Ask for fewer epochs, or for a long run a large "
+                         "count with an EarlyStopping callback to end it")
+    return epochs
 
 
 class History:
@@ -42,30 +64,66 @@ class History:
     def epochs(self) -> int:
         return len(self.history["loss"])
 
-    def plot(self, path=None, **kwargs):
-        """Learning curves (loss, metric, learning rate per epoch) as a matplotlib Figure,
-        saved to ``path`` when given: :func:`fastmlp.plotting.plot_history`."""
+    @suggest_keywords
+    def plot(self, path=None, *, metrics: bool = True, lr: bool = True):
+        """Learning curves as a matplotlib Figure, saved to ``path`` when given (atomically;
+        PNG unless its suffix names another format): the loss, the metric when
+        ``metrics``, the learning rate when ``lr``; train and dev curves per panel. See
+        :func:`fastmlp.plotting.plot_history`."""
         from .plotting import plot_history
-        return plot_history(self, path, **kwargs)
+        return plot_history(self, path, metrics=metrics, lr=lr)
 
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
         return f"History(epochs={self.epochs}{', ' if last else ''}{last})"
 
 
-class _Progress:
-    """verbose=1: one line per epoch on stdout (loss, metric, validation, samples/s), plus
-    a tqdm bar over the epoch's batches when tqdm is installed and stderr is a terminal."""
+def check_verbose(verbose):
+    """fit's ``verbose``: "auto" or an integer >= 0."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return verbose
+    if isinstance(verbose, str):
+        raise ValueError(f'verbose must be "auto" or an integer >= 0; got {verbose!r}')
+    return check_int(verbose, "verbose", minimum=0)
 
-    def __init__(self, verbose: int, epochs: int, n_batches: int):
-        self.enabled = verbose > 0
+
+def interactive() -> bool:
+    """Whether someone watches the output: stderr is a terminal, or a Jupyter kernel's
+    stream (whose isatty() is False, but whose cell shows what is printed). Pipes, files,
+    CI logs and pytest's capture are not."""
+    stream = sys.stderr
+    return stream is not None and (stream.isatty()
+                                   or type(stream).__module__.startswith("ipykernel"))
+
+
+# verbose="auto" shows a bar inside the epoch only when the epoch is long: the previous one
+# took LONG_EPOCH_S or more or, for the first, it does LONG_EPOCH_WORK parameter-rows
+# (rows x parameters: forward and backward take about 6 flops each, so about a second on
+# one core). A bar splits the epoch into about 100 calls; short epochs do without it.
+LONG_EPOCH_S = 1.0
+LONG_EPOCH_WORK = 2e9
+
+
+class _Progress:
+    """What fit prints. verbose=0: nothing; verbose=1: one line per epoch on stdout (loss,
+    metric, validation, samples/s), plus a tqdm bar over the epoch's batches on stderr
+    when tqdm is installed and stderr is a terminal; "auto": as 1 when someone watches
+    (:func:`interactive`), with the bar only for long epochs, else as 0."""
+
+    def __init__(self, verbose, epochs: int, n_batches: int, work: float = 0.0):
+        auto = verbose == "auto"
+        self.enabled = interactive() if auto else verbose > 0
         self.epochs = epochs
         self.n_batches = n_batches
         self._tqdm = _tqdm_on_terminal() if self.enabled else None
         self._bar = None
+        self._bar_always = not auto
+        self._long = work >= LONG_EPOCH_WORK       # the first epoch's guess
+        self._epoch_started = 0.0
 
     def start_epoch(self, epoch: int) -> None:
-        if self._tqdm is not None:
+        self._epoch_started = time.perf_counter()
+        if self._tqdm is not None and (self._bar_always or self._long):
             self._bar = self._tqdm(total=self.n_batches, desc=f"epoch {epoch}/{self.epochs}",
                                    leave=False, file=sys.stderr)
 
@@ -78,8 +136,10 @@ class _Progress:
             self._bar.update(steps)
 
     def end_epoch(self, epoch: int, record: Dict[str, float], samples_per_s: float) -> None:
+        self._long = time.perf_counter() - self._epoch_started >= LONG_EPOCH_S
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
         if self.enabled:
             values = "  ".join(f"{key} {value:.4f}" for key, value in record.items()
                                if key not in ("data_loss", "penalty", "lr"))
@@ -95,6 +155,62 @@ def _tqdm_on_terminal():
     except ImportError:
         return None
     return tqdm
+
+
+# Columns whose |mean| or standard deviation exceeds this are "far from unit scale". The
+# default initializers (He, Glorot) assume inputs of about unit scale; at 100 times that the
+# first layer's pre-activations are 100 times too large, which saturates tanh and sigmoid
+# and makes the default learning rates diverge or settle on the majority class. Features
+# that are merely not standardized (ages, percentages) stay below it.
+FAR_FROM_UNIT_SCALE = 100.0
+SCALE_SAMPLE_ROWS = 10_000      # rows (evenly spaced) the column statistics are taken over
+NAMED_COLUMNS = 3               # columns the warning names
+
+
+def warn_if_unscaled(model, X: np.ndarray, columns=None) -> None:
+    """A :class:`fastmlp.errors.DataScaleWarning` naming the first few columns of X that
+    are far from unit scale, unless the model normalizes its inputs (its first layer is
+    Normalization or BatchNorm). ``columns``: X's column names (a DataFrame's), else
+    columns are named by index."""
+    if isinstance(model.layers[0], (Normalization, BatchNorm)) or not len(X):
+        return
+    sample = X[::max(1, len(X) // SCALE_SAMPLE_ROWS)].astype(np.float64)
+    mean, std = sample.mean(axis=0), sample.std(axis=0)
+    far = np.flatnonzero((np.abs(mean) > FAR_FROM_UNIT_SCALE) | (std > FAR_FROM_UNIT_SCALE))
+    if not far.size:
+        return
+    names = [f"{columns[i]!r}" if columns is not None else f"{i}" for i in far]
+    shown = ", ".join(f"{name} (mean {mean[i]:.3g}, std {std[i]:.3g})"
+                      for name, i in zip(names[:NAMED_COLUMNS], far))
+    more = f" and {far.size - NAMED_COLUMNS} more" if far.size > NAMED_COLUMNS else ""
+    warnings.warn(f"{far.size} input column(s) are far from unit scale: {shown}{more}. "
+                  "Training may collapse to the majority class or diverge: make "
+                  "fastmlp.Normalization() the model's first layer (it adapts to X), or "
+                  "standardize X", DataScaleWarning, stacklevel=4)   # the caller of fit
+
+
+# A training step keeps, per layer, about this many arrays of (batch rows x the layer's
+# width): the layer's input as its cache holds it, the pre-activation, the output and the
+# gradient passed back.
+STEP_ARRAYS_PER_WIDTH = 4
+
+
+def check_fit_memory(model, optimizer: Optimizer, batch: int) -> None:
+    """ValueError with the sizes when the step's workspaces (batch rows x the input and
+    every layer's width x STEP_ARRAYS_PER_WIDTH) and the optimizer's state not allocated
+    yet would not fit in the memory available."""
+    itemsize = model.dtype.itemsize
+    widths = model.input_dim + sum(layer.output_dim for layer in model.layers)
+    workspaces = STEP_ARRAYS_PER_WIDTH * batch * widths * itemsize
+    copies = (optimizer.uses_m and optimizer.m is None) + (optimizer.uses_v
+                                                           and optimizer.v is None)
+    state = copies * model.n_params * itemsize
+    check_memory(workspaces + state,
+                 f"training with batch_size {batch} ({format_bytes(workspaces)} of step "
+                 f"workspaces: {batch:,} rows x {widths:,} layer widths x "
+                 f"{STEP_ARRAYS_PER_WIDTH} arrays in {model.dtype.name}; "
+                 f"{format_bytes(state)} of {type(optimizer).__name__} state)",
+                 "use a smaller batch_size or fewer units")
 
 
 def _optimizer(model, optimizer, learning_rate) -> Optimizer:
@@ -536,9 +652,10 @@ class _Fit:
                 finished=finished))
 
 
+@suggest_keywords
 def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
         learning_rate=None, optimizer=None, shuffle: bool = True,
-        validation_data=None, callbacks=None, verbose: int = 0,
+        validation_data=None, callbacks=None, verbose="auto",
         sample_weight=None, class_weight=None, checkpoint_dir=None,
         checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
         resume: bool = False, keep_checkpoints: int = 2) -> History:
@@ -558,8 +675,20 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     Shuffling draws from a generator seeded by ``model.seed`` and kept on the model, so
     successive fits continue its stream.
     Training metrics are running totals over the epoch's batches, computed from each
-    batch's outputs before its update. ``verbose=1`` prints a line per epoch. Returns a
-    :class:`History`; its "lr" is the rate of the epoch's last step.
+    batch's outputs before its update. Returns a :class:`History`; its "lr" is the rate
+    of the epoch's last step.
+
+    ``epochs`` is at most :data:`MAX_EPOCHS` (10**6). ``verbose``: 0 prints nothing; 1 a
+    line per epoch on stdout (loss, metric, validation values, samples/s) and, when tqdm
+    is installed and stderr is a terminal, a bar over each epoch's batches on stderr;
+    "auto" (the default) is 1 when stderr is a terminal or a Jupyter kernel's, the bar
+    only for epochs of a second or more, and 0 elsewhere (pipes, files, CI).
+
+    Before training, fit refuses (ValueError, saying how much is needed and available) a
+    batch whose step workspaces and optimizer state would not fit in the memory
+    available, and warns (:class:`fastmlp.errors.DataScaleWarning`) when input columns
+    are far from unit scale (|mean| or std above 100) and the model's first layer is not
+    Normalization or BatchNorm.
 
     Divergence: a step whose loss or gradient is not finite raises
     :class:`fastmlp.DivergenceError` before its update; so does a step whose update
@@ -608,30 +737,33 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
 
     The History is also kept as ``model.history`` (the model file saves it).
     """
-    epochs = check_int(epochs, "epochs")
+    epochs = check_epochs(epochs)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if learning_rate is not None:
         learning_rate = check_learning_rate(learning_rate)
     shuffle = check_bool(shuffle, "shuffle")
-    verbose = check_int(verbose, "verbose", minimum=0)
+    verbose = check_verbose(verbose)
     callbacks = check_callbacks(callbacks)
     checkpoints = Checkpoints.create(checkpoint_dir, checkpoint_every, checkpoint_every_steps,
                                      keep_checkpoints, resume)
+    columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
     X, Y = model._prepare(X, y)
     W = sample_weights(model, X, Y, sample_weight, class_weight)
     validation = _validation_arrays(model, validation_data)
     optimizer = _optimizer(model, optimizer, learning_rate)
     optimizer.check_params(model._params)
+    data = _Data(X, Y, W, len(X) if batch_size is None else min(batch_size, len(X)))
+    check_fit_memory(model, optimizer, data.batch)
+    warn_if_unscaled(model, X, columns)
     model._optimizer = optimizer
     if checkpoints is not None:
         checkpoints.check_model(model)
 
-    data = _Data(X, Y, W, len(X) if batch_size is None else min(batch_size, len(X)))
     metric = model._loss.metric_name
     val_keys = [] if validation is None else ["val_loss", f"val_{metric}"]
     history = History(["loss", "data_loss", "penalty", metric, *val_keys, "lr"])
-    progress = _Progress(verbose, epochs, data.n_batches)
+    progress = _Progress(verbose, epochs, data.n_batches, data.n * model.n_params)
     model.stop_training = False
     run = _Fit(model, optimizer, data, None, validation, callbacks, history, progress,
                shuffle, checkpoints)

@@ -97,7 +97,8 @@ def test_inputs_of_1e30_stop_before_their_step(path, kind, tmp_path):
     X, y = make_data("mse", n=N)
     X[2 * BATCH:3 * BATCH] *= 1e30
     model = build(backend, kind)
-    error = diverge(model, X, y, tmp_path, epochs=3, shuffle=False, optimizer="adam")
+    with pytest.warns(fastmlp.DataScaleWarning, match="far from unit scale"):
+        error = diverge(model, X, y, tmp_path, epochs=3, shuffle=False, optimizer="adam")
     assert (error.epoch, error.step) == (1, 3)
     assert fused_runs is None or fused_runs
     assert_named(error, model)

@@ -350,8 +350,9 @@ def test_a_non_finite_gradient_at_a_later_step_names_it_and_changes_nothing(fuse
     for net in (m_ref, m):
         net.set_weights([np.array([[1e-20]]), np.array([0.0])])
     kwargs = dict(epochs=1, batch_size=4, shuffle=False, optimizer="momentum")
-    msg_ref = _diverge(per_op_fit, m_ref, X, np.zeros(16), **kwargs)
-    msg = _diverge(lambda net, *a, **k: net.fit(*a, **k), m, X, np.zeros(16), **kwargs)
+    with pytest.warns(fastmlp.DataScaleWarning):             # the 1e30 inputs, twice
+        msg_ref = _diverge(per_op_fit, m_ref, X, np.zeros(16), **kwargs)
+        msg = _diverge(lambda net, *a, **k: net.fit(*a, **k), m, X, np.zeros(16), **kwargs)
     assert fused_runs
     assert msg == msg_ref
     assert msg.startswith("training diverged at epoch 1, step 3 of 4: the gradient is not "
@@ -364,7 +365,8 @@ def test_divergence_at_the_first_step_leaves_no_optimizer_state(fused_runs):
     m = Sequential([Dense(1)], input_dim=1, loss="mse", dtype="float32", seed=0)
     m.set_weights([np.array([[1e-20]]), np.array([0.0])])
     before = m._params.copy()
-    with pytest.raises(fastmlp.DivergenceError, match=r"epoch 1, step 1 of 1: the gradient"):
+    with pytest.raises(fastmlp.DivergenceError, match=r"epoch 1, step 1 of 1: the gradient"), \
+            pytest.warns(fastmlp.DataScaleWarning):
         m.fit(np.full((4, 1), 1e30), np.zeros(4), epochs=1, batch_size=None, optimizer="adam")
     assert fused_runs
     np.testing.assert_array_equal(m._params, before)

@@ -133,7 +133,7 @@ def test_maxout_shapes_and_default_init():
                    seed=0)
     assert m.layers[0].init == "he_normal"
     assert [w.shape for w in m.get_weights()] == [(4, 3, 5), (4, 3), (2, 4), (2,)]
-    assert m.summary().layers[0].params == 4 * 3 * 6
+    assert m.describe().layers[0].params == 4 * 3 * 6
 
 
 # ---------------------------------------------------------------------- BatchNorm
@@ -217,7 +217,7 @@ def test_a_custom_layer_trains_on_both_backends(backend_name):
 
 def test_summary_names_every_layer():
     m = toolbox_model("numpy")
-    summary = m.summary()
+    summary = m.describe()
     names = [row.name for row in summary.layers]
     assert names == ["normalization_0", "dense_1", "batch_norm_2", "dropout_3", "maxout_4",
                      "scale_5", "dense_6", "dense_7"]

@@ -213,7 +213,7 @@ def test_biases_start_at_zero_and_initializers_follow_activations():
 
 def test_summary_counts_parameters():
     m = model()
-    summary = m.summary()
+    summary = m.describe()
     assert [row.params for row in summary.layers] == [8 * 5, 6 * 9, 3 * 7]
     assert [row.output_shape for row in summary.layers] == [(None, 8), (None, 6), (None, 3)]
     assert summary.total_params == 40 + 54 + 21 == m.n_params

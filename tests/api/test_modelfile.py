@@ -73,7 +73,7 @@ def assert_same_optimizer(loaded, original):
 def assert_same_model(loaded, original):
     """Identical architecture, weights and state (bitwise), counters, optimizer, history."""
     assert repr(loaded) == repr(original)
-    assert str(loaded.summary()) == str(original.summary())
+    assert str(loaded.describe()) == str(original.describe())
     assert type(loaded.regularizer) is type(original.regularizer)
     assert loaded.regularizer == original.regularizer
     for a, b in zip(loaded.layers, original.layers):

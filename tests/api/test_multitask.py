@@ -197,7 +197,7 @@ def test_pickle_keeps_layers_as_views_of_one_buffer():
 
 def test_summary_and_repr_name_every_part():
     model = two_heads(loss_weights={"cls": 1.0, "reg": 0.25})
-    text = str(model.summary())
+    text = str(model.describe())
     for part in ("trunk.dense_0 (tanh)", "cls.dense_3 (linear)", "reg.dense_4", "(None, 2)",
                  f"total params: {model.n_params}", "reg: mse x 0.25", "backend: numpy"):
         assert part in text, part

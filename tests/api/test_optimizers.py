@@ -270,7 +270,7 @@ def test_fit_stops_on_a_non_finite_gradient_with_finite_loss(backend_name):
     before = m._params.copy()
     X, y = np.full((4, 1), 1e30), np.zeros(4)
     with pytest.raises(fastmlp.DivergenceError, match=r"training diverged at epoch 1, step 1 "
-                       r"of 1: the gradient is not finite"):
+                       r"of 1: the gradient is not finite"), pytest.warns(fastmlp.DataScaleWarning):
         m.fit(X, y, epochs=1, batch_size=None)
     np.testing.assert_array_equal(m._params, before)
     assert m.optimizer.iterations == 0

@@ -427,7 +427,8 @@ FIT_OPTIONS = {
     "optimizer": invalid(lambda v: False, extra=["lion", "Adam", 3]).filter(
         lambda v: not (isinstance(v, str) and v in optimizers.OPTIMIZERS) and v is not None),
     "shuffle": invalid(lambda v: isinstance(v, (bool, np.bool_))),
-    "verbose": invalid(lambda v: is_int(v) and v >= 0 or isinstance(v, (bool, np.bool_))),
+    "verbose": invalid(lambda v: v == "auto" if isinstance(v, str) else
+                       is_int(v) and v >= 0 or isinstance(v, (bool, np.bool_))),
     "class_weight": st.one_of(st.just("balancedx"), st.just({7: 1.0}), st.just({0: -1.0}), st.just({0: math.nan}),
                               st.just({"a": 1.0}), st.builds(lambda v: {0: v}, invalid(real_in(0, math.inf))),
                               JUNK.filter(lambda v: v is not None and not isinstance(v, dict))),

@@ -1,0 +1,45 @@
+"""How much memory there is, and a refusal that says how much a model or batch needs.
+
+Sequential and MultiTask check their parameters at construction, fit its batch workspaces
+and optimizer state, the command line its model: before allocating, so that a model that
+cannot fit is a ValueError with both sizes, not the kernel killing the process later (the
+OS hands out memory lazily: a large allocation succeeds and the first writes to it kill).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+
+def available_memory() -> Optional[int]:
+    """Bytes the process can still use: MemAvailable of /proc/meminfo (Linux: free memory
+    plus caches the kernel can drop), else the physical memory (os.sysconf), else None
+    (unknown: no check)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in decimal units with 2 significant digits or more: "3.2 GB", "512 kB"."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def check_memory(needed: float, what: str, fix: str) -> None:
+    """ValueError "<what> needs <needed>, <available> available; <fix>" when ``needed``
+    bytes exceed the memory available (nothing when that is unknown)."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ValueError(f"{what} needs {format_bytes(needed)} of memory, "
+                         f"{format_bytes(available)} available; {fix}")
