@@ -17,6 +17,7 @@ import pytest
 
 import fastmlp
 from fastmlp import cli
+from fastmlp._memory import available_memory
 from fastmlp.cli import commands, memory, options, params, parser
 
 from .test_cli import FEATURES, SPACE, flowers, run, write_csv, write_flowers
@@ -76,7 +77,7 @@ def test_the_estimate_counts_the_models_parameters():
 
 
 def test_available_memory_is_known_here():
-    available = memory.available_memory_bytes()
+    available = available_memory()
     assert available is not None and 10**7 < available < 10**15
 
 
@@ -86,22 +87,22 @@ def test_unaffordable_says_what_is_needed_and_what_there_is():
     assert memory.unaffordable(need, 20 * 10**9) is None
     assert memory.unaffordable(need, None) is None
     assert memory.unaffordable(need, 8 * 10**9) == (
-        "the model's 1,000,000,000 parameters need 16.0 GB (parameters, gradients and "
-        "optimizer state) and a training batch 2.0 GB, 18.0 GB in all, but this machine "
-        "has 8.0 GB of memory available")
+        "the model's 1,000,000,000 parameters need 16 GB (parameters, gradients and "
+        "optimizer state) and a training batch 2 GB, 18 GB in all, but this machine "
+        "has 8 GB of memory available")
 
 
 def test_a_model_too_large_for_memory_is_refused_before_it_is_built(tmp_path, capsys,
                                                                      monkeypatch):
     data = write_flowers(tmp_path / "flowers.csv", n=30)
-    monkeypatch.setattr(commands, "available_memory_bytes", lambda: 10**9)
+    monkeypatch.setattr(commands, "available_memory", lambda: 10**9)
     status, out, err = run(["train", data, "--target", "species", "--output",
                             tmp_path / "x.fmlp", "--hidden", "100000000"], capsys)
     assert status == 2 and out == ""         # refused before the model's line is printed
     assert "usage: fastmlp train" in err
     assert ("fastmlp train: error: the model's 800,000,003 parameters need 12.8 GB "
             "(parameters, gradients and optimizer state) and a training batch 38.4 GB, "
-            "51.2 GB in all, but this machine has 1.0 GB of memory available; choose a "
+            "51.2 GB in all, but this machine has 1 GB of memory available; choose a "
             "smaller --hidden (or --batch-size)") in err
     assert not (tmp_path / "x.fmlp").exists()
 

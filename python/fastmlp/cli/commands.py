@@ -17,7 +17,8 @@ from ..diagnosis import diagnose
 from ..layers import Dense, Dropout, Normalization
 from ..network import Sequential
 from ..regularizers import L1L2
-from .memory import available_memory_bytes, training_memory, unaffordable
+from .._memory import available_memory
+from .memory import training_memory, unaffordable
 from .metadata import Meta, labels_of, load_model, model_data
 from .options import DataError, UsageError, shows_progress
 from .params import build_optimizer, resolve_hyperparameters
@@ -67,7 +68,7 @@ def check_memory(args, input_dim: int, n_outputs: int) -> None:
     --batch-size batch would not fit in the memory this machine has available."""
     need = training_memory((input_dim, *args.hidden, n_outputs), batch_size=args.batch_size,
                            itemsize=np.dtype(args.dtype).itemsize, optimizer=args.optimizer)
-    reason = unaffordable(need, available_memory_bytes())
+    reason = unaffordable(need, available_memory())
     if reason is not None:
         raise UsageError(f"{reason}; choose a smaller --hidden (or --batch-size)")
 

@@ -3,10 +3,10 @@ it is asked for against the memory the machine has free, so that ``--hidden 1000
 is refused at once with the figures rather than killed by the kernel minutes later."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from .._memory import format_bytes
 from ..optimizers import OPTIMIZERS
 
 # Arrays a training step keeps per layer and batch row: the pre-activation, the
@@ -47,36 +47,12 @@ def training_memory(widths: Sequence[int], *, batch_size: int, itemsize: int,
     return TrainingMemory(n_params, copies * n_params * itemsize, batch_values * itemsize)
 
 
-def available_memory_bytes() -> Optional[int]:
-    """The memory the machine can give without swapping: MemAvailable of /proc/meminfo
-    (Linux), else the free physical pages; None where neither is known."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def size_text(n_bytes: int) -> str:
-    """Bytes in the largest unit that keeps a number >= 1: "3.2 GB"."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:,.1f} {unit}"
-    return f"{n_bytes} bytes"
-
-
 def unaffordable(need: TrainingMemory, available: Optional[int]) -> Optional[str]:
     """Why ``need`` will not fit in ``available`` bytes, or None when it fits (or when
     the free memory is unknown)."""
     if available is None or need.total_bytes <= available:
         return None
-    return (f"the model's {need.n_params:,} parameters need {size_text(need.model_bytes)} "
+    return (f"the model's {need.n_params:,} parameters need {format_bytes(need.model_bytes)} "
             f"(parameters, gradients and optimizer state) and a training batch "
-            f"{size_text(need.batch_bytes)}, {size_text(need.total_bytes)} in all, but this "
-            f"machine has {size_text(available)} of memory available")
+            f"{format_bytes(need.batch_bytes)}, {format_bytes(need.total_bytes)} in all, but this "
+            f"machine has {format_bytes(available)} of memory available")

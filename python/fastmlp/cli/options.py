@@ -7,6 +7,8 @@ import math
 import sys
 from typing import Callable, Optional, Tuple
 
+from ..training import MAX_EPOCHS
+
 
 class DataError(Exception):
     """A file or its contents is wrong: reported on one line, exit status 1."""
@@ -16,10 +18,6 @@ class UsageError(Exception):
     """Options that do not go together (found after parsing): exit status 2."""
 
 
-# The most epochs train, search and demo accept: a million epochs of one batch each is
-# already hours; a larger count is a typo. (The library's fit may define its own bound:
-# one constant for both is to be settled.)
-MAX_EPOCHS = 10**6
 
 
 def int_at_least(minimum: int, maximum: Optional[int] = None):
