@@ -83,7 +83,7 @@ def test_other_type_errors_are_left_alone():
 def test_wrapped_signatures_stay_visible():
     assert str(inspect.signature(Dense)).startswith("(units: 'int', activation=None")
     assert Sequential.predict.__name__ == "predict"
-    assert "Integer labels" in Sequential.predict.__doc__
+    assert "Class labels" in Sequential.predict.__doc__
 
 
 def test_scikit_learn_introspection_still_works():
