@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -11,7 +12,7 @@ import numpy as np
 from ._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
                           check_lengths, check_sample_weight, check_seed)
 from .backends import get_backend
-from .backends.base import LOSSES
+from .backends.base import LOSSES, WeightsLock
 from .layers import Layer, Normalization, Workspace
 from .losses import get_loss
 from .metrics import PassTotals, weight_total
@@ -20,6 +21,9 @@ from . import fused as _fused, training as _training
 from .training import History, fit
 
 INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=None
+# The model's thread locks and their holder (FlatParameters._exclusive, _weights_lock):
+# never pickled or copied.
+_LOCKS = ("_fit_lock", "_holder", "_holder_thread", "_weights_lock_")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class FlatParameters:
         state = self.__dict__.copy()
         state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
         state.pop("_param_views", None)          # views; found again after unpickling
+        for lock in _LOCKS:                      # a copy is free: new locks on demand
+            state.pop(lock, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -123,6 +129,43 @@ class FlatParameters:
                     layer.set_state(kept)
             offset += size
         self._set_params_writeable(False)
+
+    # ----------------------------------------------------------- other threads
+    @contextmanager
+    def _exclusive(self, what: str, *, from_fit: bool):
+        """Run ``what`` (fit, set_weights, ...) holding the model's fit lock, taken
+        without waiting: RuntimeError while another thread holds it (a fit there), so two
+        writers never race. A call from inside the holder's own thread (a fit's callback)
+        runs when ``from_fit`` allows it, else is a RuntimeError too (a fit inside a fit)."""
+        if self.__dict__.get("_holder_thread") == threading.get_ident():
+            if not from_fit:
+                raise RuntimeError(f"{what}: {self._holder} is running on this model in this "
+                                   "thread (a callback?); call it after fit returns")
+            yield
+            return
+        lock = self.__dict__.setdefault("_fit_lock", threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: {self.__dict__.get('_holder', 'fit')} is running on "
+                               "this model in another thread; wait for it to finish (or use "
+                               "a copy: copy.deepcopy(model))")
+        self._holder, self._holder_thread = what, threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder_thread = None
+            lock.release()
+
+    @property
+    def _weights_lock(self):
+        """The lock a training step holds (``writing``) while it changes the weights and
+        layer state, and a per-op predict (``reading``) while it reads them: the backend's
+        ``weights_lock()`` (the native one's is shared with its fused paths), else
+        :class:`.backends.base.WeightsLock`. Created at the first use, never copied."""
+        lock = self.__dict__.get("_weights_lock_")
+        if lock is None:
+            factory = getattr(self.backend, "weights_lock", WeightsLock)
+            lock = self.__dict__.setdefault("_weights_lock_", factory())
+        return lock
 
     # ----------------------------------------------------------- weight writes
     @property
@@ -277,7 +320,12 @@ class Sequential(FlatParameters):
 
     def set_weights(self, weights: Sequence) -> None:
         """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
-        after checking the count, every shape and finiteness; nothing changes on error."""
+        after checking the count, every shape and finiteness; nothing changes on error.
+        RuntimeError while fit runs on the model in another thread."""
+        with self._exclusive("set_weights", from_fit=True):
+            self._set_weights(weights)
+
+    def _set_weights(self, weights: Sequence) -> None:
         views = self._views()
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
@@ -378,11 +426,12 @@ class Sequential(FlatParameters):
         reused for the next chunk."""
         step = _chunk_rows(batch_size, len(X))
         workspaces = [Workspace() for _ in self.layers]
-        for start in range(0, len(X), step):
-            out = X[start:start + step]
-            for layer, workspace in zip(self.layers, workspaces):
-                out = layer.forward(self.backend, out, workspace, False)
-            yield start, out
+        with self._weights_lock.reading:     # a fit in another thread: between its steps
+            for start in range(0, len(X), step):
+                out = X[start:start + step]
+                for layer, workspace in zip(self.layers, workspaces):
+                    out = layer.forward(self.backend, out, workspace, False)
+                yield start, out
 
     def _predictor(self):
         """The fused inference path (:func:`fastmlp.fused.predictor`) or None: models of
