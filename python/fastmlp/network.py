@@ -116,7 +116,12 @@ class FlatParameters:
     def __setstate__(self, state: dict) -> None:
         """Unpickling gives every array its own memory: bind the layers to the flat
         buffers again (keeping their state), so they are views, as in a built model.
-        (copy.copy comes here too, with layers that still view the buffer: left alone.)"""
+        (copy.copy comes here too, with layers that still view the buffer: left alone.)
+        A large buffer comes back as a view of the pickle's bytes, which can be made
+        read-only but never writeable again: the model gets a buffer of its own."""
+        params = state["_params"]
+        if params.base is not None:
+            state = {**state, "_params": params.copy()}
         self.__dict__.update(state)
         self._writers = 0
         offset = 0

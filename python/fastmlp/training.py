@@ -696,6 +696,18 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     with parts the model file cannot hold (custom layers, ...) cannot checkpoint
     (TypeError).
 
+    Ctrl-C (SIGINT) stops fit at the next step boundary (within a step, also on the
+    fused path) and raises KeyboardInterrupt: the model is as after the last step taken
+    (weights, layer state, optimizer state and counters, ``training_step``), no
+    checkpoint is written and ``model.history`` holds the completed epochs. This holds
+    when fit runs in the main thread and SIGINT has Python's default handler; a fit in
+    another thread is not stopped by Ctrl-C (Python delivers it to the main thread).
+
+    Threads: fit holds the model for its whole run; ``fit``, ``set_weights`` (except from
+    the fit's own callbacks) or an estimator's ``partial_fit`` on it from another thread
+    raise RuntimeError. ``predict`` (and ``evaluate``) from another thread are allowed
+    and see the weights between two steps, never half-updated.
+
     Models of the built-in layers on the native backend train on the fused path
     (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit); models
     with custom layers, optimizers or regularizers on the per-op loop.
