@@ -328,27 +328,26 @@ class Sequential(FlatParameters):
         after checking the count, every shape and finiteness; nothing changes on error.
         RuntimeError while fit runs on the model in another thread."""
         with self._exclusive("set_weights", from_fit=True):
-            self._set_weights(weights)
-
-    def _set_weights(self, weights: Sequence) -> None:
-        views = self._views()
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
-        if len(weights) != len(views):
-            raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
-                             f"{len(self.layers)} layers; got {len(weights)}")
-        arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
-                  for i, (w, view) in enumerate(zip(weights, views))]
-        position = 0
-        with self._writing_params():
-            for layer in self.layers:
-                n_params, n_state = len(layer.parameters()), len(layer.get_state())
-                for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
-                    np.copyto(view, array)
-                position += n_params
-                if n_state:
-                    layer.set_state(arrays[position:position + n_state])
-                position += n_state
+            views = self._views()
+            if not isinstance(weights, (list, tuple)):
+                raise TypeError("weights must be a list [W1, b1, ...]; got "
+                                f"{type(weights).__name__}")
+            if len(weights) != len(views):
+                raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
+                                 f"{len(self.layers)} layers; got {len(weights)}")
+            arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
+                      for i, (w, view) in enumerate(zip(weights, views))]
+            position = 0
+            with self._writing_params():
+                for layer in self.layers:
+                    n_params, n_state = len(layer.parameters()), len(layer.get_state())
+                    given = arrays[position:position + n_params]
+                    for view, array in zip(layer.parameters(), given):
+                        np.copyto(view, array)
+                    position += n_params
+                    if n_state:
+                        layer.set_state(arrays[position:position + n_state])
+                    position += n_state
 
     def summary(self) -> ModelSummary:
         """Layers, output shapes and parameter counts (``print(model.summary())``)."""
