@@ -1,19 +1,24 @@
 // fastmlp._core.Trainer and TrainTotals: the fused training path's binding (train/trainer.hpp).
 // Checks and views the arrays once at creation (the model's flat parameter and gradient
 // buffers, the optimizer's state, each layer's views into them) and the epoch's arrays at
-// every run, then releases the GIL for the whole step range. No math here.
+// every run, then releases the GIL for the whole step range. No math here. Also the
+// Predictor (train/predictor.hpp), a model's WeightsLock (train/weights_lock.hpp) and the
+// SigintWatch (train/interrupt.hpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <atomic>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "../ops.hpp"
+#include "../train/interrupt.hpp"
 #include "../train/predictor.hpp"
 #include "../train/trainer.hpp"
+#include "../train/weights_lock.hpp"
 #include "arrays.hpp"
 #include "names.hpp"
 
@@ -33,6 +38,34 @@ using train::LayerSpec;
 using train::LayerState;
 using train::Totals;
 using train::TrainerSpec;
+using train::WeightsLock;
+using LockPtr = std::shared_ptr<WeightsLock>;
+
+// The lock a trainer or predictor is given: the model's, or a new one for None.
+LockPtr lock_or_new(const py::object& lock) {
+    return lock.is_none() ? std::make_shared<WeightsLock>() : lock.cast<LockPtr>();
+}
+
+// fastmlp._core.SigintWatch: a train::SigintWatch the caller ends with close().
+class PyWatch {
+public:
+    PyWatch() : watch_(std::in_place) {}
+    bool installed() const { return flag() != nullptr; }
+    const std::atomic<bool>* flag() const { return watch_ ? watch_->flag() : nullptr; }
+    void close() { watch_.reset(); }
+
+private:
+    std::optional<train::SigintWatch> watch_;
+};
+
+// Takes the lock (exclusive or shared) without the GIL when it has to wait: its holder
+// may need the GIL to finish.
+template <void (WeightsLock::*Lock)(), bool (WeightsLock::*TryLock)()>
+void acquire(WeightsLock& lock) {
+    if ((lock.*TryLock)()) return;
+    py::gil_scoped_release nogil;
+    (lock.*Lock)();
+}
 
 constexpr const char* kK = "Trainer";
 
@@ -174,7 +207,7 @@ class PyTrainer {
 public:
     PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::list layers,
               const std::string& loss, const std::string& optimizer, index batch, double b1, double b2,
-              double eps, double weight_decay, py::object clipnorm)
+              double eps, double weight_decay, py::object clipnorm, py::object lock)
         : params_(std::move(params)), grads_(std::move(grads)) {
         with_dtype(params_, kK, "params", [&](auto tag) {
             using T = decltype(tag);
@@ -207,7 +240,8 @@ public:
                 spec.layers.push_back(layer_spec<T>(arrays, item, i++, buf.states.back()));
             }
             try {
-                auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), std::move(buf));
+                auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), std::move(buf),
+                                                                   lock_or_new(lock));
                 if constexpr (sizeof(T) == sizeof(float)) f32_ = std::move(trainer); else f64_ = std::move(trainer);
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(e.what());
@@ -223,9 +257,10 @@ public:
     index steps_per_epoch(index n) const { return n < 1 ? 0 : (n + batch_ - 1) / batch_; }
 
     void run(py::array x, py::array y, py::object w, py::array order, index step_begin, index step_end,
-             py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals) {
-        if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals);
-        else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals);
+             py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals, const PyWatch* watch) {
+        const std::atomic<bool>* stop = watch ? watch->flag() : nullptr;
+        if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop);
+        else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop);
     }
 
 private:
@@ -253,7 +288,7 @@ private:
     template <class T>
     void run_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj, py::array& order,
                 index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
-                Totals& totals) {
+                Totals& totals, const std::atomic<bool>* stop) {
         const char* k = "Trainer.run";
         EpochData<T> d;
         d.x = input<T>(x, k, "X", 2);
@@ -303,7 +338,7 @@ private:
             ~Release() { flag = false; }
         } release{busy_};
         py::gil_scoped_release nogil;
-        trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals);
+        trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals, stop);
     }
 
     py::array params_, grads_, m_, v_;
@@ -329,10 +364,12 @@ void check_finite(const T* x, index rows, index cols) {
 
 // fastmlp._core.Predictor: the fused inference path (train/predictor.hpp) over a model's
 // flat parameter buffer, which it keeps alive. Immutable after creation, per-call scratch:
-// run() may be entered from several threads at once.
+// run() may be entered from several threads at once. Built without the GIL (it waits for
+// the model's lock, whose holder may need the GIL).
 class PyPredictor {
 public:
-    PyPredictor(py::array params, py::list layers, const std::string& loss) : params_(std::move(params)) {
+    PyPredictor(py::array params, py::list layers, const std::string& loss, py::object lock)
+        : params_(std::move(params)) {
         constexpr const char* k = "Predictor";
         with_dtype(params_, k, "params", [&](auto tag) {
             using T = decltype(tag);
@@ -345,9 +382,15 @@ public:
                 states.emplace_back();
                 specs.push_back(layer_spec<T>(arrays, item, i++, states.back()));
             }
+            const LockPtr weights = lock_or_new(lock);
+            const Loss kind = loss_of(k, loss);
+            const index n_params = params_.size();
             try {
-                auto pred = std::make_unique<train::Predictor<T>>(specs, states, loss_of(k, loss), p,
-                                                                  index(params_.size()));
+                std::unique_ptr<train::Predictor<T>> pred;
+                {
+                    py::gil_scoped_release nogil;
+                    pred = std::make_unique<train::Predictor<T>>(specs, states, kind, p, n_params, *weights);
+                }
                 features_ = pred->features();
                 outputs_ = pred->outputs();
                 if constexpr (sizeof(T) == sizeof(float)) f32_ = std::move(pred); else f64_ = std::move(pred);
@@ -439,25 +482,39 @@ void register_train(py::module_& m) {
             return py::none();
         })
         .def_readonly("diverged_value", &Totals::diverged_value)
-        .def_readonly("diverged_rows", &Totals::diverged_rows);
+        .def_readonly("diverged_rows", &Totals::diverged_rows)
+        .def_readonly("interrupted", &Totals::interrupted);
+
+    py::class_<WeightsLock, LockPtr>(m, "WeightsLock",
+                                      "A model's readers/writer lock over its weights (train/weights_lock.hpp)")
+        .def(py::init<>())
+        .def("lock", &acquire<&WeightsLock::lock, &WeightsLock::try_lock>)
+        .def("unlock", &WeightsLock::unlock)
+        .def("lock_shared", &acquire<&WeightsLock::lock_shared, &WeightsLock::try_lock_shared>)
+        .def("unlock_shared", &WeightsLock::unlock_shared);
+
+    py::class_<PyWatch>(m, "SigintWatch", "SIGINT sets a flag fused runs read (train/interrupt.hpp); close() ends it")
+        .def(py::init<>())
+        .def_property_readonly("installed", &PyWatch::installed)
+        .def("close", &PyWatch::close);
 
     py::class_<PyTrainer>(m, "Trainer", "The fused training path over a model's flat buffers (train/trainer.hpp)")
         .def(py::init<py::array, py::array, py::object, py::object, py::list, const std::string&,
-                      const std::string&, index, double, double, double, double, py::object>(),
+                      const std::string&, index, double, double, double, double, py::object, py::object>(),
              arg("params").noconvert(), arg("grads").noconvert(), arg("m"), arg("v"), arg("layers"), arg("loss"),
              arg("optimizer"), arg("batch_size"), arg("b1") = 0.0, arg("b2") = 0.0, arg("eps") = 0.0,
-             arg("weight_decay") = 0.0, arg("clipnorm") = py::none())
+             arg("weight_decay") = 0.0, arg("clipnorm") = py::none(), arg("lock") = py::none())
         .def_property_readonly("batch_size", &PyTrainer::batch_size)
         .def_property_readonly("outputs", &PyTrainer::outputs)
         .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))
         .def("run", &PyTrainer::run, arg("X").noconvert(), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
-             arg("model_step"), arg("totals"));
+             arg("model_step"), arg("totals"), arg("watch") = py::none());
 
     py::class_<PyPredictor>(m, "Predictor",
                             "The fused inference path over a model's flat parameters (train/predictor.hpp)")
-        .def(py::init<py::array, py::list, const std::string&>(), arg("params").noconvert(), arg("layers"),
-             arg("loss"))
+        .def(py::init<py::array, py::list, const std::string&, py::object>(), arg("params").noconvert(),
+             arg("layers"), arg("loss"), arg("lock") = py::none())
         .def_property_readonly("features", &PyPredictor::features)
         .def_property_readonly("outputs", &PyPredictor::outputs)
         .def("run", &PyPredictor::run, arg("X").noconvert(), arg("mode"), arg("chunk"));

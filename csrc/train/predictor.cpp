@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <shared_mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -54,16 +55,24 @@ void* scratch(std::size_t bytes, std::unique_ptr<void, AlignedFree>& owned) {
     return s.data;
 }
 
-// W (rows x inputs) packed as op(B) = W^T for `table`'s ISA, and b copied.
+// W (rows x inputs) packed as op(B) = W^T for `table`'s ISA, and b copied; BatchNorm's
+// gamma, beta and running statistics copied; Normalization's gamma 1 and beta 0.
 template <class T>
 InferenceLayer<T> pack_layer(const KernelTable<T>& table, const LayerSpec& l, const LayerState<T>& state,
                              const T* params) {
     InferenceLayer<T> layer;
     layer.spec = l;
     layer.state = state;
+    const std::size_t n = std::size_t(l.outputs);
     if (l.kind == LayerKind::normalization) {
-        layer.ones.assign(std::size_t(l.outputs), T(1));
-        layer.zeros.assign(std::size_t(l.outputs), T(0));
+        layer.gamma.assign(n, T(1));
+        layer.beta.assign(n, T(0));
+    }
+    if (l.kind == LayerKind::batchnorm) {
+        layer.gamma.assign(params + l.weights_offset, params + l.weights_offset + n);
+        layer.beta.assign(params + l.bias_offset, params + l.bias_offset + n);
+        layer.mean.assign(state.mean, state.mean + n);
+        layer.var.assign(state.var, state.var + n);
     }
     if (!has_weights(l)) return layer;
     const index rows = affine_rows(l);
@@ -86,12 +95,13 @@ int free_buffer(int cur, int other) {
 
 template <class T>
 Predictor<T>::Predictor(const std::vector<LayerSpec>& layers, const std::vector<LayerState<T>>& states, Loss loss,
-                        const T* params, index n_params)
-    : loss_(loss), params_(params) {
+                        const T* params, index n_params, WeightsLock& lock)
+    : loss_(loss) {
     if (!params) fail("params is required");
     check_layers(layers, states, n_params, "Predictor");
     const KernelTable<T>& table = kernels().get<T>();
     gemm_bias_act_packed_ = table.gemm_bias_act_packed;
+    const std::shared_lock<WeightsLock> reading(lock);
     for (std::size_t i = 0; i < layers.size(); ++i) {
         if (layers[i].kind == LayerKind::dropout) fail("Dropout is the identity at inference: leave it out");
         layers_.push_back(pack_layer(table, layers[i], states[i], params));
@@ -109,12 +119,11 @@ const T* Predictor<T>::forward(const InferenceLayer<T>& layer, const T* in, inde
     const int zi = free_buffer(cur, -1);
     T* z = buf[zi];
     if (l.kind == LayerKind::batchnorm || l.kind == LayerKind::normalization) {
-        if (l.kind == LayerKind::batchnorm)
-            batchnorm_forward_infer<T>(in, params_ + l.weights_offset, params_ + l.bias_offset, layer.state.mean,
-                                       layer.state.var, z, rows, l.outputs, T(l.eps));
-        else
-            batchnorm_forward_infer<T>(in, layer.ones.data(), layer.zeros.data(), layer.state.mean,
-                                       layer.state.var, z, rows, l.outputs, T(0));
+        const bool kept = l.kind == LayerKind::batchnorm;     // the snapshot, else live state
+        batchnorm_forward_infer<T>(in, layer.gamma.data(), layer.beta.data(),
+                                   kept ? layer.mean.data() : layer.state.mean,
+                                   kept ? layer.var.data() : layer.state.var, z, rows, l.outputs,
+                                   T(kept ? l.eps : 0));
         cur = zi;
         return z;
     }

@@ -14,10 +14,11 @@
 // layer's weights, packed once for the active ISA (gemm.hpp, "Pre-packed B"), and their
 // biases, so a call packs nothing (one row on 784-256-128-10 would otherwise spend most
 // of its time packing). The packed product is the same bits as the unpacked one. A
-// Predictor is a snapshot of the weights: the caller builds a new one when they or the
-// ISA change. BatchNorm's gamma and beta are read from the parameter buffer and the
-// normalizers' statistics from their state arrays at every call (they are written in
-// place, never reallocated, and only between calls).
+// Predictor is a snapshot of everything training writes (the weights and BatchNorm's
+// gamma, beta and running statistics, taken under the model's WeightsLock held shared, so
+// between two training steps of another thread): the caller builds a new one when they or
+// the ISA change. Normalization's statistics, which training never writes, are read from
+// their state arrays at every call.
 //
 // then, for predict_proba, ops.hpp output() (softmax / sigmoid rows) and, for predict, the
 // labels (the first maximum of each row with NaN counting as the maximum, as np.argmax;
@@ -35,6 +36,7 @@
 
 #include "../common.hpp"
 #include "layers.hpp"
+#include "weights_lock.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -46,7 +48,10 @@ struct InferenceLayer {
     LayerState<T> state;
     std::shared_ptr<T> packed_weights;   // 64-byte aligned, packed_b_size(rows, inputs)
     std::vector<T> bias;
-    std::vector<T> ones, zeros;          // Normalization's gamma and beta
+    // The normalizers' batchnorm_forward_infer arguments: BatchNorm's gamma, beta and
+    // running statistics (snapshots); Normalization's gamma 1 and beta 0 (its statistics
+    // are read from state).
+    std::vector<T> gamma, beta, mean, var;
 };
 
 enum class PredictMode : int { logits = 0, proba = 1, labels = 2 };
@@ -54,10 +59,11 @@ enum class PredictMode : int { logits = 0, proba = 1, labels = 2 };
 template <class T>
 class Predictor {
 public:
-    // Checks the layers (std::invalid_argument naming the problem), then packs the
-    // weights and copies the biases out of params, which it keeps reading for BatchNorm.
+    // Checks the layers (std::invalid_argument naming the problem), then, holding `lock`
+    // shared, packs the weights and copies the biases and BatchNorm's values out of
+    // params and the state arrays.
     Predictor(const std::vector<LayerSpec>& layers, const std::vector<LayerState<T>>& states, Loss loss,
-              const T* params, index n_params);
+              const T* params, index n_params, WeightsLock& lock);
 
     index features() const { return layers_.front().spec.inputs; }
     index outputs() const { return layers_.back().spec.outputs; }
@@ -73,7 +79,6 @@ private:
 
     std::vector<InferenceLayer<T>> layers_;
     Loss loss_;
-    const T* params_;
     // The ISA's kernel the weights were packed for (set_isa may switch the table later).
     decltype(KernelTable<T>::gemm_bias_act_packed) gemm_bias_act_packed_;
     index widest_ = 0;        // the widest z or a, over units * pieces for Maxout

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -36,6 +37,7 @@ void Totals::reset() {
     diverged = Divergence::none;
     diverged_value = 0;
     diverged_rows = 0;
+    interrupted = false;
 }
 
 // ---- Workspace ----
@@ -65,8 +67,10 @@ Workspace<T>& Workspace<T>::operator=(Workspace&& other) noexcept {
 // ---- Trainer ----
 
 template <class T>
-Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers) : spec_(std::move(spec)), buf_(std::move(buffers)) {
+Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers, std::shared_ptr<WeightsLock> lock)
+    : spec_(std::move(spec)), buf_(std::move(buffers)), lock_(std::move(lock)) {
     const auto& layers = spec_.layers;
+    if (!lock_) fail("a weights lock is required");
     if (spec_.batch < 1) fail("batch must be >= 1, got " + std::to_string(spec_.batch));
     if (!buf_.params || !buf_.grads) fail("params and grads are required");
     if (uses_m(spec_.optimizer.kind) && !buf_.m) fail("this optimizer needs its state m");
@@ -327,10 +331,15 @@ void Trainer<T>::add_metrics(const T* z, index rows, Totals& t) const {
 
 template <class T>
 void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs, long long t0,
-                     std::uint64_t model_step0, Totals& totals) {
+                     std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
     const index b = spec_.batch, n = data.n, k = outputs_;
     const OptimizerSpec& opt = spec_.optimizer;
     for (index s = step_begin; s < step_end; ++s) {
+        if (stop && stop->load(std::memory_order_relaxed)) {
+            totals.interrupted = true;
+            return;
+        }
+        const std::lock_guard<WeightsLock> whole_step(*lock_);
         const index start = s * b;
         const index rows = start + b < n ? b : n - start;
         const index i = s - step_begin;

@@ -29,13 +29,20 @@
 //
 // Parameters, gradients and the optimizer state are flat buffers owned by the caller
 // (the model's and the optimizer's numpy arrays); nothing is allocated after creation.
+// Each step runs holding the model's WeightsLock exclusively (weights_lock.hpp), so a
+// reader in another thread sees the weights and layer state between steps only; a run
+// asked to watch a stop flag (SIGINT: interrupt.hpp) reads it before each step and ends
+// there when it is set.
 // Baseline code, compiled once; the kernels are dispatched per ISA inside ops.hpp.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "../common.hpp"
 #include "layers.hpp"
+#include "weights_lock.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -99,6 +106,7 @@ struct Totals {
     Divergence diverged = Divergence::none;
     double diverged_value = 0;
     index diverged_rows = 0;
+    bool interrupted = false;                 // the stop flag ended the run before a step
 };
 
 // A buffer of T aligned to 64 bytes, allocated once.
@@ -122,8 +130,8 @@ template <class T>
 class Trainer {
 public:
     // Checks the spec (widths chain, offsets inside the buffers, batch >= 1, the state
-    // the optimizer needs); throws std::invalid_argument naming the problem.
-    Trainer(TrainerSpec spec, Buffers<T> buffers);
+    // the optimizer needs, a lock); throws std::invalid_argument naming the problem.
+    Trainer(TrainerSpec spec, Buffers<T> buffers, std::shared_ptr<WeightsLock> lock);
 
     const TrainerSpec& spec() const { return spec_; }
     index steps_per_epoch(index n) const { return (n + spec_.batch - 1) / spec_.batch; }
@@ -132,10 +140,12 @@ public:
     // order[s * batch, min(n, (s + 1) * batch))). lrs[s - step_begin] is step s's rate,
     // t0 the optimizer step number (from 1) of step_begin, model_step0 the model's
     // training-step counter at step_begin (Dropout's masks). Adds the completed steps to
-    // `totals`; a divergence ends the run early and is recorded there. The caller has
-    // checked the arguments (shapes, index ranges, step range).
+    // `totals`; a divergence, or `stop` (null: none) found set before a step, ends the run
+    // early and is recorded there. The caller has checked the arguments (shapes, index
+    // ranges, step range).
     void run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs,
-             long long t0, std::uint64_t model_step0, Totals& totals);
+             long long t0, std::uint64_t model_step0, Totals& totals,
+             const std::atomic<bool>* stop = nullptr);
 
 private:
     struct LayerWork {
@@ -158,6 +168,7 @@ private:
 
     TrainerSpec spec_;
     Buffers<T> buf_;
+    std::shared_ptr<WeightsLock> lock_;
     index features_ = 0, outputs_ = 0;
     Workspace<T> x_, y_, w_, grad_;
     std::vector<LayerWork> work_;

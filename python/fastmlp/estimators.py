@@ -36,7 +36,9 @@ family), which divides the rate by 5 and resets the count until the rate is <= 1
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
+import threading
 import warnings
 from typing import List
 
@@ -97,6 +99,31 @@ def _initial_weights(rs: np.random.RandomState, layer_units: List[int], activati
         weights.append(rs.uniform(-bound, bound, (fan_in, fan_out)).T)
         weights.append(rs.uniform(-bound, bound, fan_out))
     return weights
+
+
+# The estimators a fit or partial_fit is running on (by id), so that another thread's
+# call on the same estimator is a clear error rather than a race on its model and counters.
+_TRAINING: set = set()
+_TRAINING_LOCK = threading.Lock()
+
+
+def _one_at_a_time(method):
+    """fit / partial_fit, RuntimeError while one of them runs on the estimator in another
+    thread."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with _TRAINING_LOCK:
+            if id(self) in _TRAINING:
+                raise RuntimeError(f"{method.__name__}: fit is running on this estimator in "
+                                   "another thread; wait for it to finish (or use a copy: "
+                                   "sklearn.base.clone(estimator))")
+            _TRAINING.add(id(self))
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            with _TRAINING_LOCK:
+                _TRAINING.discard(id(self))
+    return guarded
 
 
 class _ScikitLearnRule(Callback):
@@ -184,6 +211,7 @@ class _BaseMLP(BaseEstimator):
     }
 
     # ------------------------------------------------------------------ public
+    @_one_at_a_time
     def fit(self, X, y, sample_weight=None):
         """Train from scratch (or, with ``warm_start``, from the previous solution) for up
         to ``max_iter`` epochs, stopping by scikit-learn's rule. ``sample_weight`` (n,)
@@ -461,6 +489,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
+    @_one_at_a_time
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch from the current weights. The first call needs ``classes`` (every
         label that will occur), unless y is a multilabel indicator matrix."""
@@ -613,6 +642,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              "trains on loss='squared_error' only")
         super()._check_params()
 
+    @_one_at_a_time
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch from the current weights (the optimizer's state kept)."""
         return self._partial_fit(X, y, sample_weight)

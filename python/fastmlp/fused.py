@@ -117,7 +117,8 @@ def predictor(model):
     when :func:`inference_key` changes: new weights, ISA, activation or backend), or None
     when the backend or a
     layer needs the per-op forward. A predictor is immutable, so concurrent predict calls
-    may share it."""
+    may share it; it snapshots the weights holding the model's weights lock shared, so
+    between two steps of a fit running in another thread."""
     factory = getattr(model.backend, "fused_predictor", None)
     if factory is None:
         return None
@@ -128,7 +129,8 @@ def predictor(model):
     layers, built = describe_inference(model), None
     if layers is not None:
         try:
-            built = factory(params=model._params, layers=layers, loss=model.loss)
+            built = factory(params=model._params, layers=layers, loss=model.loss,
+                            lock=model._weights_lock)
         except ValueError:   # e.g. an unpickled model whose layers no longer view _params
             built = None
     model._fused_predictor = (key, built)
@@ -177,15 +179,19 @@ class FusedEpochs:
                 self._trainer = self._factory(
                     params=self.model._params, grads=self.model._grads, m=opt.m, v=opt.v,
                     layers=layers, loss=self.model.loss, optimizer=opt.name,
-                    batch_size=self.batch, clipnorm=opt.clipnorm, **opt._kernel_arguments())
+                    batch_size=self.batch, clipnorm=opt.clipnorm, lock=self.model._weights_lock,
+                    **opt._kernel_arguments())
             self._key = key
         return self._trainer
 
-    def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None):
+    def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None,
+                  watch=None):
         """Steps [begin, end) of the epoch visiting rows in ``order``; adds them to
         ``totals`` (new ones if None) and returns it. Advances the optimizer's and the
         model's counters by the steps taken; raises DivergenceError (the weights and the
-        optimizer's state are those before the failing step) as the per-op loop does."""
+        optimizer's state are those before the failing step) as the per-op loop does.
+        With ``watch`` (the backend's ``sigint_watch()``) a SIGINT ends the run at the next
+        step boundary: fewer steps are taken and ``totals.interrupted`` is set."""
         model, opt = self.model, self.optimizer
         layers = describe_layers(model)
         if layers is None:
@@ -200,7 +206,8 @@ class FusedEpochs:
         if totals is None:
             totals = trainer.new_totals()
         before = totals.steps
-        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step, totals)
+        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step, totals,
+                    watch)
         model._weights_written()            # through the trainer's own binding
         done = totals.steps - before
         opt.advance(done, int(sizes[:done].sum()), float(lrs[done - 1]) if done else 0.0)

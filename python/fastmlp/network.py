@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -13,7 +14,7 @@ from ._memory import check_memory
 from ._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
                           check_lengths, check_sample_weight, check_seed)
 from .backends import get_backend
-from .backends.base import LOSSES
+from .backends.base import LOSSES, WeightsLock
 from .layers import Layer, Normalization, Workspace
 from .losses import check_classes, get_loss
 from .metrics import PassTotals, weight_total
@@ -25,6 +26,9 @@ INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=No
 # Arrays of the parameters' size a model trains with: the parameters, their gradients and
 # the state of a typical optimizer (Adam's m and v); checked against the memory available.
 MODEL_COPIES = 4
+# The model's thread locks and their holder (FlatParameters._exclusive, _weights_lock):
+# never pickled or copied.
+_LOCKS = ("_fit_lock", "_holder", "_holder_thread", "_weights_lock_")
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,19 @@ class FlatParameters:
         state = self.__dict__.copy()
         state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
         state.pop("_param_views", None)          # views; found again after unpickling
+        for lock in _LOCKS:                      # a copy is free: new locks on demand
+            state.pop(lock, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling gives every array its own memory: bind the layers to the flat
         buffers again (keeping their state), so they are views, as in a built model.
-        (copy.copy comes here too, with layers that still view the buffer: left alone.)"""
+        (copy.copy comes here too, with layers that still view the buffer: left alone.)
+        A large buffer comes back as a view of the pickle's bytes, which can be made
+        read-only but never writeable again: the model gets a buffer of its own."""
+        params = state["_params"]
+        if params.base is not None:
+            state = {**state, "_params": params.copy()}
         self.__dict__.update(state)
         self._writers = 0
         offset = 0
@@ -133,6 +144,43 @@ class FlatParameters:
                     layer.set_state(kept)
             offset += size
         self._set_params_writeable(False)
+
+    # ----------------------------------------------------------- other threads
+    @contextmanager
+    def _exclusive(self, what: str, *, from_fit: bool):
+        """Run ``what`` (fit, set_weights, ...) holding the model's fit lock, taken
+        without waiting: RuntimeError while another thread holds it (a fit there), so two
+        writers never race. A call from inside the holder's own thread (a fit's callback)
+        runs when ``from_fit`` allows it, else is a RuntimeError too (a fit inside a fit)."""
+        if self.__dict__.get("_holder_thread") == threading.get_ident():
+            if not from_fit:
+                raise RuntimeError(f"{what}: {self._holder} is running on this model in this "
+                                   "thread (a callback?); call it after fit returns")
+            yield
+            return
+        lock = self.__dict__.setdefault("_fit_lock", threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: {self.__dict__.get('_holder', 'fit')} is running on "
+                               "this model in another thread; wait for it to finish (or use "
+                               "a copy: copy.deepcopy(model))")
+        self._holder, self._holder_thread = what, threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder_thread = None
+            lock.release()
+
+    @property
+    def _weights_lock(self):
+        """The lock a training step holds (``writing``) while it changes the weights and
+        layer state, and a per-op predict (``reading``) while it reads them: the backend's
+        ``weights_lock()`` (the native one's is shared with its fused paths), else
+        :class:`.backends.base.WeightsLock`. Created at the first use, never copied."""
+        lock = self.__dict__.get("_weights_lock_")
+        if lock is None:
+            factory = getattr(self.backend, "weights_lock", WeightsLock)
+            lock = self.__dict__.setdefault("_weights_lock_", factory())
+        return lock
 
     # ----------------------------------------------------------- weight writes
     @property
@@ -322,25 +370,29 @@ class Sequential(FlatParameters):
 
     def set_weights(self, weights: Sequence) -> None:
         """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
-        after checking the count, every shape and finiteness; nothing changes on error."""
-        views = self._views()
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
-        if len(weights) != len(views):
-            raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
-                             f"{len(self.layers)} layers; got {len(weights)}")
-        arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
-                  for i, (w, view) in enumerate(zip(weights, views))]
-        position = 0
-        with self._writing_params():
-            for layer in self.layers:
-                n_params, n_state = len(layer.parameters()), len(layer.get_state())
-                for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
-                    np.copyto(view, array)
-                position += n_params
-                if n_state:
-                    layer.set_state(arrays[position:position + n_state])
-                position += n_state
+        after checking the count, every shape and finiteness; nothing changes on error.
+        RuntimeError while fit runs on the model in another thread."""
+        with self._exclusive("set_weights", from_fit=True):
+            views = self._views()
+            if not isinstance(weights, (list, tuple)):
+                raise TypeError("weights must be a list [W1, b1, ...]; got "
+                                f"{type(weights).__name__}")
+            if len(weights) != len(views):
+                raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
+                                 f"{len(self.layers)} layers; got {len(weights)}")
+            arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
+                      for i, (w, view) in enumerate(zip(weights, views))]
+            position = 0
+            with self._writing_params():
+                for layer in self.layers:
+                    n_params, n_state = len(layer.parameters()), len(layer.get_state())
+                    given = arrays[position:position + n_params]
+                    for view, array in zip(layer.parameters(), given):
+                        np.copyto(view, array)
+                    position += n_params
+                    if n_state:
+                        layer.set_state(arrays[position:position + n_state])
+                    position += n_state
 
     def describe(self) -> ModelSummary:
         """Layers, output shapes and parameter counts as a :class:`ModelSummary` (what
@@ -422,11 +474,12 @@ class Sequential(FlatParameters):
         reused for the next chunk."""
         step = _chunk_rows(batch_size, len(X))
         workspaces = [Workspace() for _ in self.layers]
-        for start in range(0, len(X), step):
-            out = X[start:start + step]
-            for layer, workspace in zip(self.layers, workspaces):
-                out = layer.forward(self.backend, out, workspace, False)
-            yield start, out
+        with self._weights_lock.reading:     # a fit in another thread: between its steps
+            for start in range(0, len(X), step):
+                out = X[start:start + step]
+                for layer, workspace in zip(self.layers, workspaces):
+                    out = layer.forward(self.backend, out, workspace, False)
+                yield start, out
 
     def _predictor(self):
         """The fused inference path (:func:`fastmlp.fused.predictor`) or None: models of

@@ -4,8 +4,11 @@ Each epoch runs on the fused path (fused.py) when the model and backend allow it
 the per-op loop here, which stays the reference: both make the same kernel calls."""
 from __future__ import annotations
 
+import functools
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -287,6 +290,64 @@ def sample_weights(model, X: np.ndarray, Y: np.ndarray, sample_weight,
     return check_sample_weight(weights, len(X), model.dtype)
 
 
+class _Interrupt:
+    """Ctrl-C during fit's epochs, honoured at a step boundary.
+
+    In the main thread, while SIGINT has Python's default handler, ``with`` it installs a
+    handler that only records the signal (``requested``), so no KeyboardInterrupt lands in
+    the middle of a step; the per-op loop reads it before each step, and a fused run
+    (C++, without the GIL, where Python's handlers cannot run) reads the flag of the
+    backend's ``sigint_watch()`` (``watch``) before each step. fit then raises
+    KeyboardInterrupt itself (:meth:`error`). Leaving puts the previous handler back and
+    raises KeyboardInterrupt for a signal recorded after the last check. Outside the main
+    thread (or with a handler of the user's) nothing is installed: the signal goes where
+    Python sends it, and a fit in another thread runs on."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.requested = False
+        self.watch = None
+        self._previous = None
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._record)
+            start = getattr(self.backend, "sigint_watch", None)
+            self.watch = None if start is None else start()
+        return self
+
+    def _record(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)   # runs a pending handler first
+            self._previous = None
+        if self.requested and exc_type is None:
+            raise KeyboardInterrupt("fit interrupted (Ctrl-C) as it ended; it completed")
+
+    @staticmethod
+    def error(model, history: History, where: str) -> KeyboardInterrupt:
+        return KeyboardInterrupt(
+            f"fit interrupted (Ctrl-C) {where}: the model is as after that step "
+            f"(training_step {model.training_step}); model.history holds the "
+            f"{history.epochs} completed epochs")
+
+
+def _one_fit_at_a_time(fit_function):
+    """fit holding the model's fit lock (:meth:`Sequential._exclusive`): a second fit,
+    partial_fit or set_weights on the model from another thread is a RuntimeError."""
+    @functools.wraps(fit_function)
+    def locked(model, *args, **kwargs):
+        with model._exclusive("fit", from_fit=False):
+            return fit_function(model, *args, **kwargs)
+    return locked
+
+
 # fit takes the fused path (fused.py) whenever the model, optimizer and backend allow it;
 # tests set this to False to run the per-op loop, the reference, on the native backend.
 _FUSED = True
@@ -360,36 +421,41 @@ class _PerOpSteps:
         return {**totals.passes.result(), "penalty": totals.penalty_sum / self.data.n}
 
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int,
-            totals: _PerOpTotals, on_steps: Callable[[int], None]) -> _PerOpTotals:
+            totals: _PerOpTotals, on_steps: Callable[[int], None],
+            interrupt: Optional[_Interrupt] = None) -> _PerOpTotals:
         """Steps [begin, end) of the epoch visiting rows in ``order``, added to ``totals``;
-        DivergenceError before the update of a step whose loss or gradient is not finite."""
-        model, optimizer, data = self.model, self.optimizer, self.data
-        X, Y, W, cache = data.X, data.Y, data.W, model._train_cache
+        DivergenceError before the update of a step whose loss or gradient is not finite.
+        Stops before the next step once ``interrupt`` is requested."""
+        model = self.model
         with model._writing_params():
             for step in range(begin, end):
-                rows = data.rows(order, step)
-                xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]),
-                                                            X.dtype))
-                yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]),
-                                                            Y.dtype))
-                wb = None if W is None else np.take(W, rows,
-                                                    out=cache.get("w", (len(rows),), W.dtype))
-                loss_sum, logits = model._loss_and_grad(xb, yb, wb)
-                if not math.isfinite(loss_sum):
-                    raise diverged_loss(epoch, step + 1, data.n_batches, loss_sum / len(rows),
-                                        optimizer.current_learning_rate)
-                penalty = model._penalty(data.n, len(rows))
-                totals.penalty_sum += penalty * len(rows)
-                totals.passes.add(logits, yb, loss_sum,
-                                  None if wb is None else weight_total(wb))
-                try:
-                    optimizer.step(model.backend, model._params, model._grads,
-                                   samples=len(rows))
-                except DivergenceError as exc:     # a non-finite gradient: nothing was updated
-                    raise diverged_at(epoch, step + 1, data.n_batches, exc) from None
-                model._step += 1
+                if interrupt is not None and interrupt.requested:
+                    break
+                with model._weights_lock.writing:
+                    self._step(order, step, epoch, totals)
                 on_steps(1)
         return totals
+
+    def _step(self, order: np.ndarray, step: int, epoch: int, totals: _PerOpTotals) -> None:
+        """One step: the batch gathered, forward, loss, backward, penalty, update."""
+        model, optimizer, data = self.model, self.optimizer, self.data
+        X, Y, W, cache = data.X, data.Y, data.W, model._train_cache
+        rows = data.rows(order, step)
+        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
+        yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]), Y.dtype))
+        wb = None if W is None else np.take(W, rows, out=cache.get("w", (len(rows),), W.dtype))
+        loss_sum, logits = model._loss_and_grad(xb, yb, wb)
+        if not math.isfinite(loss_sum):
+            raise diverged_loss(epoch, step + 1, data.n_batches, loss_sum / len(rows),
+                                optimizer.current_learning_rate)
+        penalty = model._penalty(data.n, len(rows))
+        totals.penalty_sum += penalty * len(rows)
+        totals.passes.add(logits, yb, loss_sum, None if wb is None else weight_total(wb))
+        try:
+            optimizer.step(model.backend, model._params, model._grads, samples=len(rows))
+        except DivergenceError as exc:     # a non-finite gradient: nothing was updated
+            raise diverged_at(epoch, step + 1, data.n_batches, exc) from None
+        model._step += 1
 
 
 class _FoldedTotals:
@@ -457,16 +523,33 @@ class _FusedSteps:
         return record
 
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int, totals,
-            on_steps: Callable[[int], None]):
+            on_steps: Callable[[int], None], interrupt: Optional[_Interrupt] = None):
+        """As _PerOpSteps.run; the C++ run reads ``interrupt``'s watch before each step."""
         data, fused = self.data, self.fused
+        watch = None if interrupt is None else interrupt.watch
         if isinstance(totals, _FoldedTotals):
             for step in range(begin, end):
-                totals.fold(fused.run_steps(data.X, data.Y, data.W, order, step, step + 1,
-                                            epoch), data.Y[data.rows(order, step)])
-        else:
-            totals = fused.run_steps(data.X, data.Y, data.W, order, begin, end, epoch, totals)
-        on_steps(end - begin)
+                if interrupt is not None and interrupt.requested:
+                    break
+                taken = fused.run_steps(data.X, data.Y, data.W, order, step, step + 1, epoch,
+                                        watch=watch)
+                totals.fold(taken, data.Y[data.rows(order, step)])
+                self._note_interrupt(taken, interrupt)
+                on_steps(taken.steps)
+        elif interrupt is None or not interrupt.requested:
+            before = 0 if totals is None else totals.steps
+            totals = fused.run_steps(data.X, data.Y, data.W, order, begin, end, epoch, totals,
+                                     watch)
+            self._note_interrupt(totals, interrupt)
+            on_steps(totals.steps - before)
         return totals
+
+    @staticmethod
+    def _note_interrupt(totals, interrupt: Optional[_Interrupt]) -> None:
+        """A run the watch ended: requested now, though Python's handler may not have
+        run yet."""
+        if totals.interrupted:
+            interrupt.requested = True
 
 
 # ------------------------------------------------------------------------ the fit
@@ -480,6 +563,8 @@ class _Fit:
         self.model, self.optimizer, self.data, self.fused = model, optimizer, data, fused
         self.validation, self.callbacks, self.history = validation, callbacks, history
         self.progress, self.shuffle, self.checkpoints = progress, shuffle, checkpoints
+        self.interrupt = _Interrupt(model.backend)
+        self._epoch_first_step = 0      # model.training_step at the epoch's first step
 
     def describe(self) -> dict:
         """What a checkpoint must share with this fit (Checkpoint.fit)."""
@@ -524,6 +609,7 @@ class _Fit:
             begin = resumed.position.step
             totals = steps.load_totals(resumed.totals, order)
             self.progress.step(begin)
+        self._epoch_first_step = self.model.training_step - begin
         start, first = Snapshot(self.model, self.optimizer), begin
         for end in self._segment_ends(epoch, begin):
             totals = self._run_checked(steps, order, epoch, start, first, begin, end, totals)
@@ -539,13 +625,20 @@ class _Fit:
                      end: int, totals):
         """Steps [begin, end) added to ``totals``; on a divergence (a step's error, or
         anything non-finite after them), roll back to ``start`` (taken at step ``first``)
-        and on to the start of the failing step, and raise."""
+        and on to the start of the failing step, and raise; KeyboardInterrupt when Ctrl-C
+        stopped them (the model as after the last step taken)."""
         try:
-            totals = steps.run(order, begin, end, epoch, totals, self.progress.step)
+            totals = steps.run(order, begin, end, epoch, totals, self.progress.step,
+                               self.interrupt)
         except DivergenceError as error:
             raise self._rolled_back(steps, order, epoch, start, first, end, error) from None
         if non_finite(self.model, self.optimizer):
             raise self._rolled_back(steps, order, epoch, start, first, end, None)
+        if self.interrupt.requested:
+            step = self.model.training_step - self._epoch_first_step
+            raise self.interrupt.error(self.model, self.history,
+                                       f"at epoch {epoch}, after step {step} of "
+                                       f"{self.data.n_batches}")
         return totals
 
     def _rolled_back(self, steps, order, epoch: int, start: Snapshot, first: int, end: int,
@@ -616,9 +709,11 @@ class _Fit:
         first = 1 if resumed is None else resumed.position.epochs_done + 1
         inside = resumed if resumed is not None and resumed.position.step > 0 else None
         # A diverging model overflows; the finite checks report it, not NumPy's warnings.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.interrupt:
             for epoch in range(first, epochs + 1):
                 self._epoch(epoch, epochs, inside if epoch == first else None)
+                if self.interrupt.requested:
+                    raise self.interrupt.error(self.model, self.history, f"after epoch {epoch}")
                 if self.model.stop_training:
                     break
 
@@ -653,6 +748,7 @@ class _Fit:
 
 
 @suggest_keywords
+@_one_fit_at_a_time
 def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
         learning_rate=None, optimizer=None, shuffle: bool = True,
         validation_data=None, callbacks=None, verbose="auto",
@@ -731,6 +827,18 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     with parts the model file cannot hold (custom layers, ...) cannot checkpoint
     (TypeError).
 
+    Ctrl-C (SIGINT) stops fit at the next step boundary (within a step, also on the
+    fused path) and raises KeyboardInterrupt: the model is as after the last step taken
+    (weights, layer state, optimizer state and counters, ``training_step``), no
+    checkpoint is written and ``model.history`` holds the completed epochs. This holds
+    when fit runs in the main thread and SIGINT has Python's default handler; a fit in
+    another thread is not stopped by Ctrl-C (Python delivers it to the main thread).
+
+    Threads: fit holds the model for its whole run; ``fit``, ``set_weights`` (except from
+    the fit's own callbacks) or an estimator's ``partial_fit`` on it from another thread
+    raise RuntimeError. ``predict`` (and ``evaluate``) from another thread are allowed
+    and see the weights between two steps, never half-updated.
+
     Models of the built-in layers on the native backend train on the fused path
     (:mod:`fastmlp.fused`: one C++ call per epoch, the same weights bit for bit); models
     with custom layers, optimizers or regularizers on the per-op loop.
@@ -782,6 +890,9 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
         error.history = model.history = history
         if error.learning_rate is None:
             error.learning_rate = optimizer.current_learning_rate
+        raise
+    except KeyboardInterrupt:
+        model.history = history
         raise
     for callback in callbacks:
         callback.on_train_end()

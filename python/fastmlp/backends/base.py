@@ -19,6 +19,7 @@ Contract shared by every method:
 """
 from __future__ import annotations
 
+import threading
 from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
@@ -216,6 +217,26 @@ class Backend(Protocol):
         when x is not finite (or its squares overflow the dtype)."""
 
 
+# ---- Optional capabilities: weights shared with other threads, Ctrl-C in long calls ----
+
+class WeightsLock:
+    """One model's lock over its weights for the per-op paths: a training step writes
+    them holding ``writing``, a per-op predict reads them holding ``reading`` (context
+    managers), so a predict in another thread sees them between two steps. Here one
+    ``threading.Lock`` serves both (concurrent per-op predicts take turns). A backend may
+    offer its own as ``weights_lock()`` (the native one: a readers/writer lock its fused
+    trainer and predictor share)."""
+
+    def __init__(self):
+        self.writing = self.reading = threading.Lock()
+
+
+# ``sigint_watch()`` (optional, the native backend): an object whose ``installed`` says
+# whether SIGINT now also sets a flag that a fused run given it as ``watch`` reads before
+# each step (ending there), and whose ``close()`` puts the previous handler back. Python's
+# own SIGINT handler still runs (the signal is passed on to it).
+
+
 # ---- Optional capability: the fused training path ----
 
 @runtime_checkable
@@ -238,7 +259,9 @@ class FusedTrainer(Protocol):
     gradient is not finite ends the run before its update and is reported in
     ``diverged_step`` (its index in the epoch; -1 if none), ``diverged`` ("loss",
     "gradient" or None), ``diverged_value`` (the loss sum or the squared gradient norm)
-    and ``diverged_rows``. Returns ``totals``. The GIL is released while it runs.
+    and ``diverged_rows``. With ``watch`` (from ``sigint_watch()``), a SIGINT ends the
+    run before the next step and sets ``interrupted``. Returns ``totals``. The GIL is
+    released while it runs; each step holds the model's weights lock exclusively.
     """
 
     batch_size: int
@@ -249,7 +272,7 @@ class FusedTrainer(Protocol):
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
-            totals): ...
+            totals, watch=None): ...
 
 
 @runtime_checkable
@@ -266,8 +289,9 @@ class FusedTraining(Protocol):
     "l1", "l2", "scale"}`` (W, b, dW, db: the layer's views into params and grads; l1, l2
     the regularizer's lambdas, 0 for none, scale "samples" or "batch") or ``{"kind":
     "dropout", "width", "rate", "seed", "index"}``. The optimizer is a name from
-    OPTIMIZERS with the keyword arguments of :meth:`Backend.optimizer_update`, and
-    ``clipnorm`` None or the global-norm bound.
+    OPTIMIZERS with the keyword arguments of :meth:`Backend.optimizer_update`,
+    ``clipnorm`` None or the global-norm bound, and ``lock`` the model's
+    ``weights_lock()``.
     """
 
     def fused_trainer(self, **description) -> FusedTrainer: ...

@@ -128,21 +128,68 @@ class NativeBackend:
                       m: Optional[np.ndarray], v: Optional[np.ndarray], layers: list,
                       loss: str, optimizer: str, batch_size: int, b1: float = 0.0,
                       b2: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0,
-                      clipnorm: Optional[float] = None) -> "FusedTrainer":
+                      clipnorm: Optional[float] = None,
+                      lock: Optional["NativeWeightsLock"] = None) -> "FusedTrainer":
         """The fused training path (:class:`.base.FusedTraining`): a C++ trainer bound to
-        these buffers, with workspaces for ``batch_size`` rows."""
+        these buffers, with workspaces for ``batch_size`` rows, each step holding ``lock``
+        (the model's :meth:`weights_lock`) exclusively."""
         return FusedTrainer(_core.Trainer(params, grads, m, v, layers, loss, optimizer,
-                                          batch_size, b1, b2, eps, weight_decay, clipnorm))
+                                          batch_size, b1, b2, eps, weight_decay, clipnorm,
+                                          _core_lock(lock)))
 
-    def fused_predictor(self, *, params: np.ndarray, layers: list, loss: str):
+    def weights_lock(self) -> "NativeWeightsLock":
+        """A new readers/writer lock for one model's weights (:class:`.base.WeightsLock`),
+        shared by its fused trainer and predictors and its per-op steps and predicts."""
+        return NativeWeightsLock()
+
+    def sigint_watch(self):
+        """While it is open (until ``close()``), SIGINT also sets the flag a fused run
+        given it as ``watch`` reads before each step (csrc/train/interrupt.hpp); Python's
+        handler still runs. ``installed`` is False where nothing was installed (another
+        watch is open, SIGINT is ignored or at its default action, or Windows)."""
+        return _core.SigintWatch()
+
+    def fused_predictor(self, *, params: np.ndarray, layers: list, loss: str,
+                        lock: Optional["NativeWeightsLock"] = None):
         """The fused inference path: a C++ predictor over the Dense ``layers`` (dicts with
         inputs, units, activation, param and the W, b views into ``params``), holding a
         snapshot of their weights packed for the selected ISA (rebuild it when either
         changes: :func:`fastmlp.fused.inference_key`). Its
         ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
         labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
-        with per-call scratch (safe from several threads at once)."""
-        return _core.Predictor(params, layers, loss)
+        with per-call scratch (safe from several threads at once). The snapshot is taken
+        holding ``lock`` (the model's :meth:`weights_lock`) shared: between two steps of
+        a fit in another thread."""
+        return _core.Predictor(params, layers, loss, _core_lock(lock))
+
+
+class _Held:
+    """A context manager taking one side of a ``_core.WeightsLock``."""
+
+    __slots__ = ("_acquire", "_release")
+
+    def __init__(self, acquire, release):
+        self._acquire, self._release = acquire, release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self._release()
+
+
+class NativeWeightsLock:
+    """:class:`.base.WeightsLock` over ``_core.WeightsLock`` (csrc/train/weights_lock.hpp):
+    ``writing`` exclusive, ``reading`` shared (concurrent predicts run together)."""
+
+    def __init__(self):
+        core = self.core = _core.WeightsLock()
+        self.writing = _Held(core.lock, core.unlock)
+        self.reading = _Held(core.lock_shared, core.unlock_shared)
+
+
+def _core_lock(lock: Optional[NativeWeightsLock]):
+    return None if lock is None else lock.core
 
 
 class FusedTrainer:
@@ -160,8 +207,8 @@ class FusedTrainer:
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
-            totals):
-        self._core.run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals)
+            totals, watch=None):
+        self._core.run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals, watch)
         return totals
 
 
