@@ -35,7 +35,7 @@ from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummar
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
 from .training import (History, check_epochs, check_fit_memory, check_verbose, _optimizer,
-                       _Progress, _validation_arrays, warn_if_unscaled)
+                       _one_fit_at_a_time, _Progress, _validation_arrays, warn_if_unscaled)
 
 Targets = Dict[str, np.ndarray]
 
@@ -287,6 +287,7 @@ class MultiTask(FlatParameters):
         return {**self._head_record(totals), "penalty": penalty_total / n}
 
     @suggest_keywords
+    @_one_fit_at_a_time
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True,
             validation_data=None, callbacks=None, verbose="auto") -> History:

@@ -204,6 +204,15 @@ def test_set_weights_during_a_fit_in_another_thread_is_an_error(backend):
     model.set_weights(weights)           # free again once the fit has returned
 
 
+def test_a_second_fit_of_a_multitask_model_from_another_thread_is_an_error():
+    from fastmlp import MultiTask
+    _, X, y = _model("numpy")
+    multi = MultiTask([Dense(8, "relu")], {"y": [Dense(1)]}, {"y": "mse"}, input_dim=16,
+                      backend="numpy", seed=2)
+    error = _fit_paused(multi, X, {"y": y}, lambda: multi.fit(X, {"y": y}, epochs=1))
+    assert str(error).startswith("fit: fit is running on this model in another thread")
+
+
 def test_a_callback_may_set_weights_but_not_fit_again():
     model, X, y = _model("numpy")
     nested = []
