@@ -37,8 +37,7 @@ NEWCOMER_MARKERS = ("<!-- ci:demo -->", "<!-- ci:test -->")
 NEEDS_TORCH = "<!-- readme-test: needs torch -->"
 SKIP = re.compile(r"<!-- readme-test: skip \((?P<reason>[^)]+)\) -->")
 FENCE = re.compile(r"^```(?P<lang>\S*)\s*$")
-PYTHON_TIMEOUT_S = 300
-SHELL_TIMEOUT_S = 300
+TIMEOUT_S = 300            # for all python blocks together, or for one shell block
 
 
 @dataclass(frozen=True)
@@ -83,8 +82,8 @@ DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef
 
 
 def python_script(blocks: list[Block], first_line: str = "") -> str:
-    """The blocks as one script, each at its README lines (blank lines in between; README
-    line 1 is a heading, so ``first_line`` may take it)."""
+    """The blocks as one script, each at its README lines (blank lines in between). README
+    line 1 is never code (code starts after a fence), so ``first_line`` may take it."""
     lines = [first_line]
     for block in blocks:
         lines += [""] * (block.line - len(lines))
@@ -112,7 +111,7 @@ def run_python(blocks: list[Block], folder: Path) -> subprocess.CompletedProcess
                                             f"# what worker processes import as __main__"))
     env = dict(os.environ, MPLBACKEND="Agg")
     done = subprocess.run([sys.executable, script.name], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=PYTHON_TIMEOUT_S)
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
     if done.returncode != 0:
         raise AssertionError(f"{failing_python_line(done.stderr, script.name, blocks)} "
                              f"failed (exit {done.returncode}):\n{tail(done.stderr)}")
@@ -120,14 +119,15 @@ def run_python(blocks: list[Block], folder: Path) -> subprocess.CompletedProcess
 
 
 def failing_python_line(stderr: str, script_name: str, blocks: list[Block]) -> str:
-    """The README line of the innermost traceback frame in the script, and its block."""
+    """The README line of the last traceback frame in the script, and its block."""
     lines = [int(n) for n in re.findall(rf'File ".*{re.escape(script_name)}", line (\d+)',
                                         stderr)]
     if not lines:
         return "the README's python blocks (no line in the traceback)"
     line = lines[-1]
     block = max((b for b in blocks if b.line < line), key=lambda b: b.line, default=None)
-    return f"README.md line {line}" + (f", in the ```python block at line {block.line}," if block else "")
+    where = f", in the ```python block at line {block.line}," if block else ""
+    return f"README.md line {line}{where}"
 
 
 def shell_script(block: Block) -> str:
@@ -160,7 +160,7 @@ def run_shell(block: Block, folder: Path, commands: Path) -> subprocess.Complete
     env = dict(os.environ, MPLBACKEND="Agg", PATH=f"{commands}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(["bash", "-e", "-o", "pipefail", "-x", "-c", shell_script(block)],
                           cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=SHELL_TIMEOUT_S)
+                          timeout=TIMEOUT_S)
     if done.returncode != 0:
         raise AssertionError(f"{block.where} failed (exit {done.returncode}); bash's trace "
                              f"('+' lines are the commands):\n{tail(done.stdout)}\n"

@@ -77,6 +77,28 @@ def test_a_failing_block_is_named_by_its_readme_line(tmp_path):
         run_python(blocks, tmp_path)
 
 
+SPAWNING = """\
+```python
+import multiprocessing
+print("top level")
+
+def double(x):
+    return 2 * x
+```
+
+```python
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print(pool.map(double, [21]))
+```
+"""
+
+
+def test_worker_processes_get_the_definitions_without_running_the_examples_again(tmp_path):
+    done = run_python(read_blocks(SPAWNING), tmp_path)
+    assert done.stdout.splitlines() == ["top level", "[42]"]
+
+
 def test_a_failing_shell_block_is_named_by_its_readme_line(tmp_path):
     block = read_blocks("\n\n```console\n$ true\nok\n$ false\n```\n")[0]
     with pytest.raises(AssertionError, match=r"(?s)README.md line 3 \(```console\) failed "
