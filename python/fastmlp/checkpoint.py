@@ -275,9 +275,7 @@ def check_compatible(model, loaded, checkpoint: Checkpoint, fit: dict, callbacks
     """ValueError unless ``checkpoint`` (with its model ``loaded``) belongs to this fit:
     the same architecture and seed, data of the same size, batch and shuffle, the same
     callback classes, and no more epochs done than ``epochs``."""
-    from .modelfile import architecture
-    ours, theirs = architecture(model), architecture(loaded)
-    ours.pop("backend"), theirs.pop("backend")
+    ours, theirs = _built_alike(model), _built_alike(loaded)
     different = sorted(k for k in ours if ours[k] != theirs[k])
     if different:
         raise ValueError(f"the checkpoint is of another model: its {different} differ from "
@@ -295,6 +293,18 @@ def check_compatible(model, loaded, checkpoint: Checkpoint, fit: dict, callbacks
     if checkpoint.position.epochs_done > epochs:
         raise ValueError(f"the checkpoint is after epoch {checkpoint.position.epochs_done}; "
                          f"this fit has epochs={epochs}")
+
+
+def _built_alike(model) -> dict:
+    """What two models built by the same code share: the architecture without the backend
+    and without a Normalization's adaptation, which is state (restored from the checkpoint:
+    the model built again for a resumed fit is not adapted yet)."""
+    from .modelfile import architecture
+    built = architecture(model)
+    del built["backend"]
+    built["layers"] = [{k: v for k, v in entry.items() if k != "adapted"}
+                       for entry in built["layers"]]
+    return built
 
 
 def restore(model, optimizer, loaded) -> None:

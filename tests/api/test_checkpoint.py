@@ -19,7 +19,7 @@ import fastmlp
 from fastmlp import checkpoint, training
 from fastmlp.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.errors import CheckpointWarning
-from fastmlp.layers import Dense, Dropout, Layer
+from fastmlp.layers import Dense, Dropout, Layer, Normalization
 from fastmlp.modelfile import ModelFileError, read_checkpoint, save_checkpoint
 from fastmlp.network import Sequential
 from fastmlp.optimizers import Adam
@@ -213,6 +213,25 @@ def test_resuming_into_another_model_is_refused(tmp_path):
                        seed=4, backend="numpy")
     with pytest.raises(ValueError, match=r"another model: its \['seed'\] differ"):
         training.fit(other, X, y, epochs=EPOCHS, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_a_model_built_again_resumes_with_its_adapted_normalization(tmp_path):
+    """Normalization adapts on the first fit, so the model built again for a resume is not
+    adapted yet: it resumes all the same, with the checkpoint's statistics."""
+    X, y, _ = data("mse")
+
+    def fit(**kwargs):
+        model = Sequential([Normalization(), Dense(3)], input_dim=4, loss="mse", seed=3,
+                           backend="numpy")
+        training.fit(model, X * 10 + 5, y, epochs=2, batch_size=BATCH,
+                     checkpoint_dir=tmp_path, **kwargs)
+        return model
+
+    finished = fit()
+    resumed = fit(resume=True)
+    assert resumed.layers[0].adapted
+    for ours, theirs in zip(resumed.get_weights(), finished.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 class Twice(Layer):

@@ -9,8 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
+
+torch = pytest.importorskip("torch", reason="PyTorch is in no extra: pip install torch")
+from torch import nn  # noqa: E402
 
 import fastmlp
 from fastmlp import BatchNorm, Dense, Sequential
