@@ -39,7 +39,7 @@ import numpy as np
 
 from ._files import check_path
 from ._validation import check_bool, check_int
-from .errors import CheckpointWarning, ModelFileError
+from .errors import CheckpointWarning, ModelFileError, user_stacklevel
 
 # modelfile imports network, which imports training, which imports this module: the
 # functions below import modelfile when they run.
@@ -262,7 +262,7 @@ class Checkpoints:
                 os.replace(path, path + ".corrupt")
                 warnings.warn(f"checkpoint {path!r} cannot be read ({exc}); renamed to "
                               f"{os.path.basename(path)}.corrupt, resuming from the "
-                              f"previous one", CheckpointWarning, stacklevel=3)
+                              f"previous one", CheckpointWarning, stacklevel=user_stacklevel())
         if files:
             raise ModelFileError(f"no valid checkpoint in {self.directory!r}: all "
                                  f"{len(files)} are damaged")

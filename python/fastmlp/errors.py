@@ -3,7 +3,21 @@
 without cycles)."""
 from __future__ import annotations
 
+import os
+import sys
 from typing import Optional
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the first caller outside
+    fastmlp (the user's line), seen from the function that calls warn: wrappers and
+    helpers in between do not move it."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class DivergenceError(FloatingPointError, ValueError):

@@ -22,7 +22,8 @@ from ._validation import check_bool, check_int, check_nonnegative_float, check_s
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, Snapshot, callback_states,
                          check_compatible, load_callback_states, non_finite, restore)
-from .errors import DataScaleWarning, DivergenceError, diverged_at, diverged_loss, diverged_update
+from .errors import (DataScaleWarning, DivergenceError, diverged_at, diverged_loss,
+                     diverged_update, user_stacklevel)
 from .fused import FusedEpochs
 from .layers import BatchNorm, Normalization
 from .losses import class_position
@@ -189,7 +190,7 @@ def warn_if_unscaled(model, X: np.ndarray, columns=None) -> None:
     warnings.warn(f"{far.size} input column(s) are far from unit scale: {shown}{more}. "
                   "Training may collapse to the majority class or diverge: make "
                   "fastmlp.Normalization() the model's first layer (it adapts to X), or "
-                  "standardize X", DataScaleWarning, stacklevel=4)   # the caller of fit
+                  "standardize X", DataScaleWarning, stacklevel=user_stacklevel())
 
 
 # A training step keeps, per layer, about this many arrays of (batch rows x the layer's
