@@ -2,6 +2,8 @@
 read, marked and run): the python blocks top to bottom in one fresh process, the sh and
 console blocks with bash, in README order, in one folder. A failure names its README line.
 The PyTorch blocks run in tests/api/test_readme_torch.py."""
+import shutil
+
 import pytest
 
 from readme_blocks import (NEEDS_TORCH, README, RUN_LANGUAGES, SHOWN_LANGUAGES, SKIP, Block,
@@ -10,9 +12,6 @@ from readme_blocks import (NEEDS_TORCH, README, RUN_LANGUAGES, SHOWN_LANGUAGES, 
 BLOCKS = read_blocks(README.read_text(encoding="utf-8"))
 PYTHON = [b for b in BLOCKS if b.lang == "python" and b.runnable and b.marker != NEEDS_TORCH]
 SHELL = [b for b in BLOCKS if b.lang in ("sh", "console") and b.runnable]
-# TODO(lead): the command-line session runs on files the repository does not ship; the cli
-# helper makes it run on files under examples/. Remove this once README.md no longer names them.
-UNSHIPPED_DATA = ("flowers.csv", "iris.csv")
 
 
 def test_every_block_names_a_known_language_and_marker():
@@ -35,16 +34,15 @@ def test_python_blocks_run_top_to_bottom_in_one_process(tmp_path):
 
 
 def _shell_case(block: Block):
-    if any(name in block.code for name in UNSHIPPED_DATA):
-        return pytest.param(block, id=f"line-{block.line}", marks=pytest.mark.xfail(
-            strict=True, reason="TODO(lead): runs on data files the repository does not ship"))
     return pytest.param(block, id=f"line-{block.line}")
 
 
 @pytest.fixture(scope="module")
 def shell_folder(tmp_path_factory):
-    """One folder for every shell block, so a session may use what an earlier one wrote."""
+    """One folder for every shell block, so a session may use what an earlier one wrote,
+    holding a copy of examples/ as a clone of the repository does."""
     folder = tmp_path_factory.mktemp("readme-shell")
+    shutil.copytree(README.parent / "examples", folder / "examples")
     return folder, command_folder(tmp_path_factory.mktemp("readme-bin"))
 
 
