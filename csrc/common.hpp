@@ -3,7 +3,7 @@
 //
 // Only types and declarations live here. Anything with a body compiled into several ISA
 // units would become one weak symbol, and the linker could keep the AVX-512 copy for the
-// generic path (BUILD-NOTES.md, trap 1). Kernel bodies sit in anonymous namespaces.
+// generic path (docs/build-notes.md, SIMD dispatch). Kernel bodies sit in anonymous namespaces.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,6 @@
 // Which ISA levels this CPU runs, detected once. A level counts only when the CPU (and
 // the OS, via XCR0, which libgcc checks) supports everything its -march level lets the
-// compiler use: x86-64-v3 for "avx2", x86-64-v4 for "avx512" (BUILD-NOTES.md, trap 2).
+// compiler use: x86-64-v3 for "avx2", x86-64-v4 for "avx512" (docs/build-notes.md, SIMD dispatch).
 #pragma once
 #include "common.hpp"
 

@@ -10,7 +10,7 @@
 
 namespace fastmlp {
 
-// Elementwise work per thread below which one thread is faster (BUILD-NOTES §2).
+// Elementwise work per thread below which one thread is faster (docs/build-notes.md, Threads).
 constexpr index kElementGrain = 32 * 1024;
 // GEMM multiply-adds per thread below which one thread is faster.
 constexpr index kGemmGrain = 64 * 64 * 64;

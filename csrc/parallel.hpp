@@ -5,7 +5,7 @@
 // calling thread (push_threads), fastmlp.set_num_threads(n), then OpenMP's own value
 // (OMP_NUM_THREADS, or threadpoolctl's limit in the calling thread). After a fork() in a
 // process whose OpenMP pool had started, everything runs on one thread: libgomp's pool
-// does not exist in the child and its first parallel region would hang (BUILD-NOTES §2).
+// does not exist in the child and its first parallel region would hang (docs/build-notes.md, Threads).
 #pragma once
 #include "common.hpp"
 

@@ -34,7 +34,7 @@ def assert_close(actual, expected, kind: str, dtype: str) -> None:
 
 
 def gradient_difference(numeric, analytic) -> float:
-    """DESIGN.md §4's check: ||g_num - g|| / (||g_num|| + ||g||); both zero is refused."""
+    """docs/conventions.md's check: ||g_num - g|| / (||g_num|| + ||g||); both zero is refused."""
     numeric, analytic = _as_float64(numeric), _as_float64(analytic)
     scale = np.linalg.norm(numeric) + np.linalg.norm(analytic)
     assert scale > 0, "both gradients are all zeros: nothing was checked"

@@ -4,7 +4,7 @@ error a test of that kind accepts (helpers.relative_error: ||actual - expected||
 is below 1, so an all-zeros result never passes (tests/reference/test_helpers.py)."""
 
 TOLERANCES = {
-    # NumPy oracle vs centered finite differences, eps 1e-7, float64 (DESIGN.md §4: below
+    # NumPy oracle vs centered finite differences, eps 1e-7, float64 (docs/conventions.md: below
     # 1e-7 is good).
     "finite_difference": {"float64": 1e-7},
     # Hand-worked numbers written as decimal literals: a few roundings of each.

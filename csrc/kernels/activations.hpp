@@ -4,7 +4,7 @@
 //   backward  dz = da * act'(z)
 //     sigmoid   a (1 - a)         tanh   1 - a^2
 //     relu      z > 0 ? 1 : 0     leaky  z > 0 ? 1 : slope     elu  z > 0 ? 1 : a + alpha
-//   Kinks take the left branch at exactly 0 (DESIGN.md §4). Every select is written so a
+//   Kinks take the left branch at exactly 0 (docs/conventions.md). Every select is written so a
 //   NaN input gives a NaN output: relu(z) = z < 0 ? 0 : z keeps NaN, a max() would not.
 //
 // Scalar reference: the NumPy backend (python/fastmlp/backends/numpy.py).

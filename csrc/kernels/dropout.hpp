@@ -1,4 +1,4 @@
-// Inverted dropout with a counter-based mask (DESIGN.md §4), and the elementwise product
+// Inverted dropout with a counter-based mask (docs/conventions.md), and the elementwise product
 // its backward pass uses.
 //
 //   splitmix64(x): z = x + 0x9E3779B97F4A7C15

@@ -92,7 +92,7 @@
 //
 // Buffers: one thread_local workspace per calling thread, 64-byte aligned, grown when a
 // larger product comes and reused afterwards (no allocation per call in the steady state;
-// BUILD-NOTES trap 11), freed at thread exit. It holds an A block and a B panel per team
+// docs/build-notes.md, "No allocation per call"), freed at thread exit. It holds an A block and a B panel per team
 // thread and is allocated before the parallel region, so std::bad_alloc reaches the caller
 // (MemoryError) instead of escaping an OpenMP region.
 #pragma once

@@ -1,4 +1,4 @@
-// Maxout (Goodfellow et al. 2013; DESIGN.md §4). The layer computes the k = pieces linear
+// Maxout (Goodfellow et al. 2013; docs/conventions.md). The layer computes the k = pieces linear
 // pieces of every unit with GEMM: z is (m, units * k), piece index fastest, so row i's
 // unit u owns z[i, u*k : (u+1)*k].
 //

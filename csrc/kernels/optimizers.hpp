@@ -1,6 +1,6 @@
 // Optimizer updates, one fused pass in place over flat buffers (parameters p, gradient g,
 // state m and v), and the squared gradient norm that serves clipping and the check that
-// the gradient is finite before anything is updated. Formulas: DESIGN.md §4. The exact
+// the gradient is finite before anything is updated. Formulas: docs/conventions.md. The exact
 // evaluation order, which the NumPy backend mirrors (hyperparameter combinations such as
 // 1 - b1 or lr * weight_decay are computed in double by the caller, trap 10):
 //

@@ -1,4 +1,4 @@
-// L1/L2 weight penalties (DESIGN.md §4; the caller folds lambda/n into l1 and l2). Over a
+// L1/L2 weight penalties (docs/conventions.md; the caller folds lambda/n into l1 and l2). Over a
 // flat weight array w and its gradient dw, in the dtype T with l1 = T(l1), l2 = T(l2):
 //
 //   sign(w) = 1 for w > 0, -1 for w < 0, +0 for w = +-0, NaN for NaN  (np.sign)

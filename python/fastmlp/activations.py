@@ -1,4 +1,4 @@
-"""Activation functions by name or as objects with a parameter (DESIGN.md §4).
+"""Activation functions by name or as objects with a parameter (docs/conventions.md).
 
 The math lives in the backends; a layer only carries the name and its parameter:
 leaky_relu(z) = z if z > 0 else slope * z (slope 0.01 by default),
@@ -97,5 +97,5 @@ def param(activation: str) -> float:
 
 
 def default_initializer(activation: str) -> str:
-    """he_normal for the ReLU family, glorot_uniform otherwise (DESIGN.md §4)."""
+    """he_normal for the ReLU family, glorot_uniform otherwise (docs/conventions.md)."""
     return "he_normal" if activation in _RELU_FAMILY else "glorot_uniform"

@@ -1,4 +1,4 @@
-"""Train/dev/test splits (DESIGN.md §4).
+"""Train/dev/test splits (docs/conventions.md).
 
 By default the dev and test sets each get min(20 %, 10,000) samples: small data splits
 60/20/20, a million samples 98/1/1, as the course notes advise (the dev and test sets only

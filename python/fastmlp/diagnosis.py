@@ -1,4 +1,4 @@
-"""Bias/variance diagnosis (DESIGN.md §3-4), after the course notes' recipe.
+"""Bias/variance diagnosis (docs/conventions.md), after the course notes' recipe.
 
 avoidable bias = train error - baseline error (human-level or Bayes error, default 0);
 variance       = dev error - train error.

@@ -7,7 +7,7 @@ and report scikit-learn's fitted attributes. This module only translates: parame
 layers, an optimizer, a schedule and an L2 regularizer; scikit-learn's per-epoch
 bookkeeping and stopping rule into one callback (:class:`_ScikitLearnRule`).
 
-What scikit-learn minimizes, and how it maps onto fastmlp (DESIGN.md §4):
+What scikit-learn minimizes, and how it maps onto fastmlp (docs/conventions.md):
 
 * Per mini-batch of m rows (weights w_i, sw = sum w_i; sw = m without weights) scikit-learn
   steps along the gradient of ``L_sk + alpha / (2 sw) * sum(W**2)``, where L_sk is the

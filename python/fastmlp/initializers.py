@@ -1,4 +1,4 @@
-"""Weight initializers (DESIGN.md §4); biases always start at zero.
+"""Weight initializers (docs/conventions.md); biases always start at zero.
 
 With fan_in = n_in and fan_out = n_out of a Dense W (n_out, n_in):
 

@@ -305,7 +305,7 @@ class Dense(_Affine):
 
 
 class Dropout(Layer):
-    """Inverted dropout (DESIGN.md §4): in training each unit is dropped with probability
+    """Inverted dropout (docs/conventions.md): in training each unit is dropped with probability
     ``rate`` and the kept ones are scaled by ``1 / (1 - rate)``; identity at inference.
 
     The mask is a pure function of (model seed mod 2**64, the layer's index in the
@@ -350,7 +350,7 @@ class Dropout(Layer):
 
 
 class Maxout(_Affine):
-    """Maxout (Goodfellow et al. 2013; DESIGN.md §4): ``units`` outputs, each the max
+    """Maxout (Goodfellow et al. 2013; docs/conventions.md): ``units`` outputs, each the max
     over ``pieces`` linear pieces ``z[:, u, p] = X @ W[u, p].T + b[u, p]``.
 
     W is (units, pieces, n_in) and b (units, pieces), in that order in the flat buffer;

@@ -1,4 +1,4 @@
-"""Losses by name: target encoding, predictions and the metric of each (DESIGN.md §3-4).
+"""Losses by name: target encoding, predictions and the metric of each (docs/conventions.md).
 
 All losses take logits (the last layer is linear); the backend computes them:
 softmax cross-entropy ``-sum_j y_j log_softmax(z)_j``, binary cross-entropy

@@ -1,4 +1,4 @@
-"""Metrics from running totals over batches (DESIGN.md §3): one pass, no second one.
+"""Metrics from running totals over batches (docs/conventions.md): one pass, no second one.
 
 Accuracy counts samples whose prediction is right (for multilabel binary
 cross-entropy: all k labels right, as scikit-learn's accuracy_score). R^2 per output j

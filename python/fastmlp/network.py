@@ -280,7 +280,7 @@ class Sequential(FlatParameters):
     dtype="float32", seed=None, regularizer=None)``. ``layers`` are
     :class:`fastmlp.layers.Layer` instances (Dense, Maxout, Dropout, BatchNorm,
     Normalization or your own). The last layer with an activation outputs logits; the
-    loss applies the softmax or sigmoid itself (DESIGN.md §3). All parameters live in one
+    loss applies the softmax or sigmoid itself (docs/conventions.md). All parameters live in one
     contiguous array of ``dtype`` (each layer's arrays are views into it), so one
     optimizer step updates the whole model. ``seed=None`` draws a seed from the OS,
     recorded in ``model.seed``. ``regularizer`` (:mod:`fastmlp.regularizers`) penalizes

@@ -1,4 +1,4 @@
-"""Optimizers: SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW (DESIGN.md §4).
+"""Optimizers: SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW (docs/conventions.md).
 
 Each keeps its hyperparameters, its counters and its state arrays, and performs a step
 with two calls into the model's backend over the model's flat parameter and gradient

@@ -1,4 +1,4 @@
-"""Weight penalties (DESIGN.md §4): on weights, never on biases.
+"""Weight penalties (docs/conventions.md): on weights, never on biases.
 
 With n the number of training samples (``scale="samples"``, the default; the notes'
 full-batch cost, so the objective does not depend on the batch size):

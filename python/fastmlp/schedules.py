@@ -1,4 +1,4 @@
-"""Learning-rate schedules, given to an optimizer in place of a number (DESIGN.md §4):
+"""Learning-rate schedules, given to an optimizer in place of a number (docs/conventions.md):
 
 >>> from fastmlp.optimizers import Adam
 >>> from fastmlp.schedules import ExponentialDecay

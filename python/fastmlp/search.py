@@ -7,7 +7,7 @@ parameter sets, trains one model per set for a few epochs on the training data a
 scores it on the dev data; the objective is lower-is-better:
 
 - ``"dev_error"`` (the default): ``1 - model.score(X_dev, y_dev)``, i.e. 1 - accuracy for
-  classification and 1 - R^2 for mse (DESIGN.md §3);
+  classification and 1 - R^2 for mse (docs/conventions.md);
 - ``"dev_loss"``: the mean data loss on the dev set (``model.evaluate``'s "loss").
 
 A trial whose training diverges (:class:`fastmlp.DivergenceError`) is recorded as failed

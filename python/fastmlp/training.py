@@ -218,7 +218,7 @@ def check_fit_memory(model, optimizer: Optimizer, batch: int) -> None:
 
 
 def _optimizer(model, optimizer, learning_rate) -> Optimizer:
-    """The optimizer this fit uses, not yet stored on the model (DESIGN.md §3): a given
+    """The optimizer this fit uses, not yet stored on the model (docs/conventions.md): a given
     one (a name: a new instance at ``learning_rate`` or its default rate; an instance:
     as is, ValueError with learning_rate); else the model's kept one (a new SGD the first
     time), whose rate a given learning_rate replaces (its state and counters are kept)."""
@@ -764,7 +764,7 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
 
     ``optimizer`` is an instance or a name (:func:`fastmlp.optimizers.get_optimizer`);
     it is kept on the model with its state and reused by later fits unless a new one is
-    given (DESIGN.md §3). The first fit without one uses SGD. ``learning_rate`` (a
+    given (docs/conventions.md). The first fit without one uses SGD. ``learning_rate`` (a
     number or a schedule) goes with a name (None: that optimizer's default rate) or
     replaces the kept optimizer's rate; together with an instance it is a ValueError.
     The optimizer counts the steps and epochs of its schedule across fits.

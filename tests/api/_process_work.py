@@ -2,7 +2,7 @@
 so multiprocessing's spawn and forkserver children can unpickle it.
 
 Every function is deterministic in its arguments: a child's result must equal the
-parent's bit for bit (thread count and process do not change the bits, DESIGN.md §2).
+parent's bit for bit (thread count and process do not change the bits, docs/conventions.md).
 """
 from __future__ import annotations
 

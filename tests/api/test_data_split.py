@@ -1,4 +1,4 @@
-"""train_dev_test_split, split_sizes, split_indices and stratified_counts (DESIGN.md §4)."""
+"""train_dev_test_split, split_sizes, split_indices and stratified_counts (docs/conventions.md)."""
 import tracemalloc
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""diagnose / diagnose_errors / DiagnosisReport (DESIGN.md §3-4)."""
+"""diagnose / diagnose_errors / DiagnosisReport (docs/conventions.md)."""
 import dataclasses
 
 import numpy as np

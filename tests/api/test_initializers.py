@@ -11,7 +11,7 @@ from tolerances import TOLERANCES
 
 FAN_IN, FAN_OUT = 800, 1250
 
-# name -> (distribution, sd or limit) written from DESIGN.md §4, independently of the code
+# name -> (distribution, sd or limit) written from docs/conventions.md, independently of the code
 EXPECTED = {
     "lecun_normal": ("normal", math.sqrt(1 / FAN_IN)),
     "lecun_uniform": ("uniform", math.sqrt(3 / FAN_IN)),

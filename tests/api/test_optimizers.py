@@ -1,7 +1,7 @@
 """fastmlp.optimizers: hand-worked first steps of the NumPy oracle, Nesterov against the
 notes' look-ahead form, convergence on a convex quadratic and on Rosenbrock, clipping,
 the finite-gradient check, state_dict/load_state_dict (bit-for-bit resumes, also through
-fit), argument checks and fit's optimizer= contract (DESIGN.md §3, §4).
+fit), argument checks and fit's optimizer= contract (docs/conventions.md).
 
 The native kernels against the oracle, per ISA and dtype: tests/kernels/test_optimizers.py.
 """
@@ -424,7 +424,7 @@ def test_fit_resumes_from_saved_optimizer_state_bitwise(backend_name, dtype):
 
 
 # --------------------------------------------------------------------------------------
-# fit's optimizer= contract (DESIGN.md §3)
+# fit's optimizer= contract (docs/conventions.md)
 # --------------------------------------------------------------------------------------
 def test_fit_keeps_reuses_and_replaces_the_optimizer():
     X, y = make_data("softmax_cross_entropy", n=20)

@@ -1,7 +1,7 @@
 """Threads and processes: training bitwise independent of 1-4 threads for Dense and for
 every built-in layer kind; concurrent predict from Python threads; a fork after
 threaded training; multiprocessing with the fork, spawn and forkserver start methods;
-the OpenMP pool seen and limited by threadpoolctl (DESIGN.md §2, §3 Threads).
+the OpenMP pool seen and limited by threadpoolctl (docs/conventions.md Threads).
 
 (tests/api/test_threads_and_fork.py covers 1 vs 2 threads on a Dense model and an
 in-process fork; these extend it.) Every test that starts a process has a

@@ -1,4 +1,4 @@
-"""Regularizers (L1, L2, L1L2) and sample/class weights in fit (DESIGN.md §3-4)."""
+"""Regularizers (L1, L2, L1L2) and sample/class weights in fit (docs/conventions.md)."""
 import numpy as np
 import pytest
 

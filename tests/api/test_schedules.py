@@ -1,7 +1,7 @@
 """fastmlp.schedules: values against numbers computed by hand (literals, not the
 schedule's own formula), argument checks, configs, and schedules inside fit: the counter
 starts at 0, counts epochs or steps (PowerDecay: samples), carries across fits, and
-History's "lr" is the rate of each epoch's last step (DESIGN.md §3, §4)."""
+History's "lr" is the rate of each epoch's last step (docs/conventions.md)."""
 import numpy as np
 import pytest
 

@@ -538,7 +538,7 @@ def test_math_within_ulp_table(case):
     FUZZ_EXAMPLES["math"] += 1
 
 
-# act(-inf), act(+inf): the limits (DESIGN.md §4 parameters)
+# act(-inf), act(+inf): the limits (docs/conventions.md parameters)
 LIMITS = {"linear": (-np.inf, np.inf), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0),
           "relu": (0.0, np.inf), "leaky_relu": (-np.inf, np.inf), "elu": (-1.0, np.inf)}
 

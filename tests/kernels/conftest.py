@@ -1,7 +1,7 @@
 """Fixtures of the kernel tests: every ISA level, both dtypes, thread control.
 
 The ISA is switched here and nowhere else in tests/kernels, through the public
-``fastmlp.set_isa`` (DESIGN.md §5.6), which also retires predictors packed for another
+``fastmlp.set_isa``, which also retires predictors packed for another
 level. A level the CPU or the build lacks is
 skipped with its name in the reason, so ``pytest -ra`` lists every path that did not run.
 """

@@ -1,11 +1,11 @@
 """A small high-precision oracle for the kernel tests, written from the textbook
-definitions and independently of the C++ (which uses its own polynomials, DESIGN.md §2).
+definitions and independently of the C++ (which uses its own polynomials, docs/conventions.md).
 
 Everything here computes in float64 or np.longdouble (x87 80-bit on x86-64: 64-bit
 significand, so a float64 result is known to ~2^-11 of its ulp) and returns that wide
 value; the tests round to the dtype under test or measure the error against it.
 The oracle itself is checked against finite differences and hand-worked numbers in
-tests/kernels/test_losses.py and test_elementwise.py (DESIGN.md §5.8, §6).
+tests/kernels/test_losses.py and test_elementwise.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ LONGDOUBLE_IS_WIDE = np.finfo(LD).nmant >= 63
 MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid")
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu")
 LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
-# The parameter each activation takes in the tests (DESIGN.md §4 defaults).
+# The parameter each activation takes in the tests (docs/conventions.md defaults).
 PARAM = {"linear": 0.0, "sigmoid": 0.0, "tanh": 0.0, "relu": 0.0, "leaky_relu": 0.01, "elu": 1.0}
 
 
@@ -93,7 +93,7 @@ def ulp_error(got: np.ndarray, ref: np.ndarray, dtype) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 def act(name: str, z: np.ndarray, param: float) -> np.ndarray:
-    """a = act(z): the definitions of DESIGN.md §4, in the precision of z (>= float64)."""
+    """a = act(z): the definitions of docs/conventions.md, in the precision of z (>= float64)."""
     z = np.asarray(z)
     if z.dtype != LD:
         z = z.astype(np.float64)
@@ -114,7 +114,7 @@ def act(name: str, z: np.ndarray, param: float) -> np.ndarray:
 
 
 def act_grad(name: str, z: np.ndarray, param: float) -> np.ndarray:
-    """act'(z) from z alone, left branch at the kink z == 0 (DESIGN.md §4)."""
+    """act'(z) from z alone, left branch at the kink z == 0 (docs/conventions.md)."""
     z = np.asarray(z)
     if z.dtype != LD:
         z = z.astype(np.float64)

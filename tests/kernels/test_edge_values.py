@@ -1,5 +1,5 @@
 """Numerical edge values through every elementwise kernel, loss and output, in every lane
-position of every vector length, on every ISA and both dtypes (DESIGN.md §2, §4).
+position of every vector length, on every ISA and both dtypes (docs/conventions.md).
 
 The edge values (EDGE_CLASSES): +-0, subnormals (smallest normal / 2, the smallest
 subnormal), the float32 exp border (+-88.7, 88.72, 89), the float64 exp border (+-709,

@@ -1,6 +1,6 @@
 """bias_act_forward, act_backward, col_sum and sgd_update against the high-precision
 oracle (tests/kernels/oracle.py) on every ISA and both dtypes, plus the bindings' argument
-checks (DESIGN.md §2, §6).
+checks (docs/conventions.md, §6).
 
 Errors are measured in units of the dtype's epsilon relative to a per-case scale: the
 magnitude of the terms the kernel rounds (oracle.eps_error). Activations that go
@@ -20,7 +20,7 @@ ACTS = oracle.ACTIVATIONS
 PARAM = oracle.PARAM
 
 # ---------------------------------------------------------------------------------
-# Tolerances, one table (DESIGN.md §5.9). Forward: max error in ulps of the dtype of
+# Tolerances, one table (tests/tolerances.py). Forward: max error in ulps of the dtype of
 # a = act(z) against the exact act of the (exactly known) biased z. Backward: max error
 # in eps * scale, scale per activation as written (da, a, z are the kernel's inputs;
 # sigmoid and tanh are compared with the contract's formulas of a, base.py).
@@ -81,7 +81,7 @@ def _backward(z, a, da, act):
 
 
 # ---------------------------------------------------------------------------------
-# The oracle against something other than itself (DESIGN.md §6)
+# The oracle against something other than itself
 # ---------------------------------------------------------------------------------
 
 def test_oracle_hand_worked_values():
@@ -218,7 +218,7 @@ def test_act_backward_matches_oracle(act, dtype, isa):
 @pytest.mark.parametrize("act,want", [("relu", 0.0), ("leaky_relu", 0.01), ("elu", 1.0),
                                       ("linear", 1.0), ("sigmoid", 0.25), ("tanh", 1.0)])
 def test_backward_kink_takes_left_branch(act, want, dtype, isa):
-    """relu'(0) = 0, leaky'(0) = slope, elu'(0) = alpha (DESIGN.md §4), at +0 and -0 and in
+    """relu'(0) = 0, leaky'(0) = slope, elu'(0) = alpha (docs/conventions.md), at +0 and -0 and in
     every lane of a full vector and a tail."""
     n = 37
     z = np.zeros((1, n), dtype)

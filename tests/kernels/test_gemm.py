@@ -1,5 +1,5 @@
 """GEMM, C = alpha * op(A) @ op(B) + beta * C, against the NumPy oracle on every ISA and
-both dtypes, plus its reproducibility contract (csrc/kernels/gemm.hpp, DESIGN.md §2):
+both dtypes, plus its reproducibility contract (csrc/kernels/gemm.hpp, docs/conventions.md):
 
 * avx2 and avx512 agree bit for bit (same K blocks, same FMA order); generic (no FMA) is
   within the oracle tolerance of them;
@@ -32,7 +32,7 @@ TRANS_IDS = ["NN", "NT", "TN", "TT"]
 @pytest.fixture(autouse=True, scope="module")
 def _one_blas_thread():
     """The oracle's BLAS on one thread: its spinning pool and our OpenMP team, interleaved
-    on few cores, slow each other down by an order of magnitude (BUILD-NOTES trap 4)."""
+    on few cores, slow each other down by an order of magnitude (docs/build-notes.md, "Two spinning thread pools")."""
     if threadpool_limits is None:
         yield
         return
@@ -41,7 +41,7 @@ def _one_blas_thread():
 
 
 # ---------------------------------------------------------------------------------
-# Tolerance, one place (DESIGN.md §5.9)
+# Tolerance, one place (tests/tolerances.py)
 # ---------------------------------------------------------------------------------
 
 def gemm_tolerance(k: int) -> float:

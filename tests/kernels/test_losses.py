@@ -1,6 +1,6 @@
 """Losses from logits and the output functions (csrc/kernels/losses.hpp) against the
 float64 oracle, with the oracle itself checked by hand-worked numbers and finite
-differences (DESIGN.md §4, §5.8).
+differences (docs/conventions.md, §5.8).
 
 The value is sum_i loss_i; grad = scale * d(sum_i loss_i)/d logits (base.py).
 Errors are in units of the dtype's epsilon relative to the oracle's error scale (the
@@ -20,7 +20,7 @@ from test_math import ULP_TABLE
 LOSSES = oracle.LOSSES
 
 # ---------------------------------------------------------------------------------
-# Tolerances (k in eps * scale, DESIGN.md §5.9). The value's scale is the oracle's
+# Tolerances (k in eps * scale). The value's scale is the oracle's
 # value_scale summed over all elements; the gradient's is per element. Row sums use 16
 # partial sums, so the bound grows with k/16 only; the shapes below keep k <= 40.
 # Measured max (float32/float64) noted on each line: on random logits, then (second

@@ -3,7 +3,7 @@
 Accuracy is measured in ulps of the output dtype, against the exact value's binade
 (oracle.ulp_error), over dense grids plus random samples of the whole useful range of
 each function and of its delicate sub-ranges (near 0, subnormal inputs and outputs).
-Bits are identical on every ISA (no FMA, -ffp-contract=off: DESIGN.md §2), so accuracy
+Bits are identical on every ISA (no FMA, -ffp-contract=off: docs/conventions.md), so accuracy
 proven on one level holds on all; it is still measured on each, and the bit identity is
 checked on its own.
 """
@@ -105,7 +105,7 @@ def _needs_wide_reference(dtype):
 
 
 # ----------------------------------------------------------------------------------
-# The comparison machinery must be able to fail (DESIGN.md §6)
+# The comparison machinery must be able to fail
 # ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

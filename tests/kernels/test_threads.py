@@ -1,5 +1,5 @@
 """Threads: results independent of the thread count, the thread-count controls, the
-environment variables read at import, and fork safety (DESIGN.md §2, BUILD-NOTES §2).
+environment variables read at import, and fork safety (docs/conventions.md, docs/build-notes.md "Threads").
 
 Sizes are above every parallel threshold (csrc/ops.hpp: 32 Ki elements per thread for
 elementwise work, 8x that weight for math/loss/output), and each 2-thread call asserts

@@ -1,5 +1,5 @@
 """The NumPy backend's layer math (dropout, maxout, batch normalization, weighted losses,
-weight penalties) against centered finite differences in float64 (DESIGN.md §4: eps
+weight penalties) against centered finite differences in float64 (docs/conventions.md: eps
 1e-7, difference below 1e-7), hand-worked numbers, and the dropout hash's definition
 written with Python integers."""
 import math

@@ -51,7 +51,7 @@ SETTINGS = {
     "sgd-tol-stop": dict(solver="sgd", tol=1e-2, n_iter_no_change=3, max_iter=60),
     "sgd-full-batch-weighted": dict(solver="sgd", activation="logistic"),
     # A negligible epsilon: scikit-learn adds it to sqrt(v) before the bias correction,
-    # fastmlp after (DESIGN.md §4); with 1e-8 that alone moves the weights by ~1e-5.
+    # fastmlp after (docs/conventions.md); with 1e-8 that alone moves the weights by ~1e-5.
     "adam": dict(solver="adam", epsilon=1e-14),
 }
 

@@ -14,7 +14,7 @@ Contract shared by every method:
 * activations are named ``"linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu"``;
   ``param`` is the leaky slope (0.01) or the ELU alpha (1.0) and is ignored otherwise;
 * losses are named ``"softmax_cross_entropy", "binary_cross_entropy", "mse"``, all from
-  logits (DESIGN.md §4). Targets are dense ``(m, k)`` arrays of the model's dtype
+  logits (docs/conventions.md). Targets are dense ``(m, k)`` arrays of the model's dtype
   (one-hot rows for softmax cross-entropy, 0/1 for binary cross-entropy).
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Backend(Protocol):
 
     def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
                         seed: int, layer: int, step: int) -> None:
-        """Inverted dropout (DESIGN.md §4) with a counter-based mask, the same bits on
+        """Inverted dropout (docs/conventions.md) with a counter-based mask, the same bits on
         every backend, ISA and thread count. ``x``, ``y``, ``mask`` have one shape (the
         layer's (m, n) output); ``y`` may be ``x``. ``0 <= rate < 1``; seed, layer and
         step are ints in [0, 2**64) (TypeError for a non-int, ValueError out of range).
@@ -117,7 +117,7 @@ class Backend(Protocol):
         ``out`` may be ``a`` or ``b``."""
 
     def maxout_forward(self, z: np.ndarray, a: np.ndarray, argmax: np.ndarray) -> None:
-        """Maxout over k pieces (DESIGN.md §4). ``z`` is (m, units * k) with the piece
+        """Maxout over k pieces (docs/conventions.md). ``z`` is (m, units * k) with the piece
         index fastest (``z.reshape(m, units, k)``); ``a`` is (m, units) and ``argmax``
         (m, units) int32. ``a[i, u] = z[i, u, p]`` and ``argmax[i, u] = p`` for p the
         lowest piece attaining the maximum (ties, -0 vs +0 included, go to the lowest
@@ -170,8 +170,7 @@ class Backend(Protocol):
         """
 
     def regularize(self, w: np.ndarray, dw: np.ndarray, l1: float, l2: float) -> float:
-        """Add the L1/L2 penalty's gradient to ``dw`` and return the penalty (DESIGN.md
-        §4; the caller folds lambda/n into l1 and l2). ``w``, ``dw`` are flat (1-D),
+        """Add the L1/L2 penalty's gradient to ``dw`` and return the penalty (docs/conventions.md; the caller folds lambda/n into l1 and l2). ``w``, ``dw`` are flat (1-D),
         equal-length, non-overlapping. With ``sign(0) = 0`` (np.sign) and l1, l2 rounded
         to the dtype, only the terms whose rounded coefficient is nonzero are applied::
 
@@ -188,7 +187,7 @@ class Backend(Protocol):
                          m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
                          grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
                          eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
-        """One optimizer step in place over flat, equal-length arrays (DESIGN.md §4).
+        """One optimizer step in place over flat, equal-length arrays (docs/conventions.md).
 
         ``name`` is one of OPTIMIZERS. ``m`` (velocity or first moment) is used by
         momentum, nesterov, adam and adamw; ``v`` (second moment, squared-gradient sum)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-# OpenMP spin-wait (README "Threads and SIMD", BUILD-NOTES §2). After a parallel region
+# OpenMP spin-wait (README "Threads and SIMD", docs/build-notes.md "Two spinning thread pools"). After a parallel region
 # libgomp's idle workers spin before they sleep (300000 spins by default); NumPy's OpenBLAS
 # pool does the same, so code alternating the two had each pool's spinning threads steal
 # the cores from the other: a loop alternating 192x192 products ran 35-63x slower than its

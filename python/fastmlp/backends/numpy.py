@@ -2,7 +2,7 @@
 
 Each method is the formula of its docstring in :mod:`fastmlp.backends.base`, written
 with NumPy in the arrays' own dtype (no hidden float64) and into the given outputs.
-Formulas are the numerically stable ones (DESIGN.md §4): for finite inputs nothing
+Formulas are the numerically stable ones (docs/conventions.md): for finite inputs nothing
 overflows, divides by zero or makes NaN. Underflow (e^-1000 = 0, tiny products) is the
 correct IEEE result here, so each method ignores it even under ``np.seterr(all="raise")``.
 """
@@ -77,7 +77,7 @@ _FORWARD: Dict[str, Callable[[np.ndarray, np.ndarray, float], None]] = {
     "elu": lambda z, a, p: np.copyto(a, np.where(z > 0, z, p * np.expm1(np.minimum(z, 0)))),
 }
 
-# Backward dz = da * act'(z); kinks take the left branch at exactly 0 (DESIGN.md §4).
+# Backward dz = da * act'(z); kinks take the left branch at exactly 0 (docs/conventions.md).
 _BACKWARD: Dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], None]] = {
     "linear": lambda z, a, da, dz, p: np.copyto(dz, da),
     "sigmoid": lambda z, a, da, dz, p: np.multiply(da, a * (1 - a), out=dz),   # s' = s(1-s)
