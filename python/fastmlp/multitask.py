@@ -35,7 +35,8 @@ from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummar
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
 from .training import (History, check_epochs, check_fit_memory, check_verbose, _optimizer,
-                       _one_fit_at_a_time, _Progress, _validation_arrays, warn_if_unscaled)
+                       _Interrupt, _one_fit_at_a_time, _Progress, _validation_arrays,
+                       warn_if_unscaled)
 
 Targets = Dict[str, np.ndarray]
 
@@ -86,6 +87,7 @@ class MultiTask(FlatParameters):
         self._step = 0
         self._optimizer = None
         self.stop_training = False  # a callback sets it to end fit after the epoch
+        self.history: Optional[History] = None   # the last fit's, kept
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -258,33 +260,50 @@ class MultiTask(FlatParameters):
         return {name: PassTotals(loss.metric()) for name, loss in self._loss_of.items()}
 
     def _train_epoch(self, X: np.ndarray, targets: Targets, batch: int, optimizer: Optimizer,
-                     order: np.ndarray, epoch: int, progress: _Progress) -> Dict[str, float]:
+                     order: np.ndarray, epoch: int, progress: _Progress,
+                     interrupt: _Interrupt, history: History) -> Dict[str, float]:
         """One pass over the rows in ``order`` in batches of ``batch``: each step gathers
         its rows, computes the losses and gradients, adds the penalty's gradient and takes
-        one optimizer step over the flat buffer. Returns the running-total record."""
-        n, cache = len(X), self._train_cache
+        one optimizer step over the flat buffer, holding the weights lock (a predict in
+        another thread sees whole steps). Returns the running-total record; Ctrl-C
+        (``interrupt``) stops it before a step with KeyboardInterrupt."""
+        n = len(X)
         totals = self._new_totals()
         penalty_total = 0.0
         for step, start in enumerate(range(0, n, batch), 1):
-            rows = order[start:start + batch]
-            xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
-            yb = {name: np.take(Y, rows, axis=0,
-                                out=cache.get(f"y.{name}", (len(rows), Y.shape[1]), Y.dtype))
-                  for name, Y in targets.items()}
-            total, outputs = self._loss_and_grad(xb, yb)
-            if not math.isfinite(total):
-                raise diverged_loss(epoch, step, progress.n_batches, total / len(rows),
-                                    optimizer.current_learning_rate)
-            penalty_total += self._penalty(n, len(rows)) * len(rows)
-            for name, (loss_sum, logits) in outputs.items():
-                totals[name].add(logits, yb[name], loss_sum)
-            try:
-                optimizer.step(self.backend, self._params, self._grads, samples=len(rows))
-            except DivergenceError as exc:     # a non-finite gradient: nothing was updated
-                raise diverged_at(epoch, step, progress.n_batches, exc) from None
-            self._step += 1
+            if interrupt.requested:
+                raise _Interrupt.error(self, history, f"at epoch {epoch}, after step "
+                                       f"{step - 1} of {progress.n_batches}")
+            with self._weights_lock.writing:
+                penalty_total += self._train_step(X, targets, order[start:start + batch],
+                                                  optimizer, totals, epoch, step,
+                                                  progress.n_batches)
             progress.step()
         return {**self._head_record(totals), "penalty": penalty_total / n}
+
+    def _train_step(self, X: np.ndarray, targets: Targets, rows: np.ndarray,
+                    optimizer: Optimizer, totals: Dict[str, PassTotals], epoch: int,
+                    step: int, n_batches: int) -> float:
+        """One step over ``rows``, its losses added to ``totals``; returns its penalty
+        times its rows."""
+        cache, n = self._train_cache, len(X)
+        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
+        yb = {name: np.take(Y, rows, axis=0,
+                            out=cache.get(f"y.{name}", (len(rows), Y.shape[1]), Y.dtype))
+              for name, Y in targets.items()}
+        total, outputs = self._loss_and_grad(xb, yb)
+        if not math.isfinite(total):
+            raise diverged_loss(epoch, step, n_batches, total / len(rows),
+                                optimizer.current_learning_rate)
+        penalty = self._penalty(n, len(rows)) * len(rows)
+        for name, (loss_sum, logits) in outputs.items():
+            totals[name].add(logits, yb[name], loss_sum)
+        try:
+            optimizer.step(self.backend, self._params, self._grads, samples=len(rows))
+        except DivergenceError as exc:     # a non-finite gradient: nothing was updated
+            raise diverged_at(epoch, step, n_batches, exc) from None
+        self._step += 1
+        return penalty
 
     @suggest_keywords
     @_one_fit_at_a_time
@@ -320,15 +339,22 @@ class MultiTask(FlatParameters):
         def train_epoch(epoch: int) -> Dict[str, float]:
             order = self._shuffle_rng.permutation(len(X)) if shuffle else np.arange(len(X))
             with self._writing_params():
-                return self._train_epoch(X, targets, batch, optimizer, order, epoch, progress)
+                return self._train_epoch(X, targets, batch, optimizer, order, epoch, progress,
+                                         interrupt, history)
 
         def validate() -> Dict[str, float]:
             if validation is None:
                 return {}
             return {f"val_{key}": value for key, value in self._evaluate(*validation).items()}
 
-        _run_epochs(self, epochs, history, optimizer, callbacks, progress, len(X),
-                    train_epoch, validate)
+        try:
+            with _Interrupt(self.backend) as interrupt:
+                _run_epochs(self, epochs, history, optimizer, callbacks, progress, len(X),
+                            train_epoch, validate)
+        except KeyboardInterrupt:
+            self.history = history
+            raise
+        self.history = history
         return history
 
     def _adapt(self, X: np.ndarray) -> None:
@@ -344,16 +370,19 @@ class MultiTask(FlatParameters):
     def _chunk_logits(self, X: np.ndarray, batch_size: Optional[int],
                       names: Sequence[str]) -> Iterator[Tuple[int, Dict[str, np.ndarray]]]:
         """(start row, {head: logits}) per chunk for the heads in ``names``, computed in
-        per-call scratch (never the training caches), so concurrent calls are safe. The
+        per-call scratch (never the training caches), so concurrent calls are safe, and
+        under the weights lock, so a fit in another thread is seen between its steps. The
         arrays are reused for the next chunk."""
         step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
         heads = self.heads
         scratch = {name: [Workspace() for _ in heads[name]] for name in names}
         trunk_scratch = [Workspace() for _ in self.trunk]
-        for start in range(0, len(X), step):
-            features = _infer(self.trunk, X[start:start + step], self.backend, trunk_scratch)
-            yield start, {name: _infer(heads[name], features, self.backend, scratch[name])
-                          for name in names}
+        with self._weights_lock.reading:     # a fit in another thread: between its steps
+            for start in range(0, len(X), step):
+                features = _infer(self.trunk, X[start:start + step], self.backend,
+                                  trunk_scratch)
+                yield start, {name: _infer(heads[name], features, self.backend, scratch[name])
+                              for name in names}
 
     def _collect(self, X, batch_size: Optional[int],
                  transforms: Dict[str, Callable[[np.ndarray], np.ndarray]]) -> Targets:

@@ -29,7 +29,7 @@ from fastmlp.callbacks import Callback
 INTERRUPTED_FIT = """
 import json, sys, time
 import numpy as np
-from fastmlp import Dense, Sequential, training
+from fastmlp import Dense, MultiTask, Sequential, training
 from fastmlp.callbacks import Callback
 
 backend, path = sys.argv[1], sys.argv[2]
@@ -42,8 +42,15 @@ n_batches = -(-len(X) // BATCH)
 
 
 def model():
+    if path == "multitask":
+        return MultiTask([Dense(1024, "relu")], {"y": [Dense(1)]}, {"y": "mse"}, input_dim=64,
+                         backend=backend, seed=5)
     return Sequential([Dense(1024, "relu"), Dense(1)], input_dim=64, loss="mse",
                       backend=backend, seed=5)
+
+
+def targets(values):
+    return {"y": values} if path == "multitask" else values
 
 
 class Started(Callback):
@@ -53,7 +60,7 @@ class Started(Callback):
 
 interrupted = model()
 try:
-    interrupted.fit(X, y, epochs=50, batch_size=BATCH, optimizer="adam",
+    interrupted.fit(X, targets(y), epochs=50, batch_size=BATCH, optimizer="adam",
                     learning_rate=1e-3, callbacks=[Started()])
     caught, message = None, None
 except KeyboardInterrupt as error:
@@ -63,11 +70,11 @@ epochs, rest = divmod(steps, n_batches)
 
 fresh = model()
 if epochs:
-    fresh.fit(X, y, epochs=epochs, batch_size=BATCH, optimizer="adam", learning_rate=1e-3)
+    fresh.fit(X, targets(y), epochs=epochs, batch_size=BATCH, optimizer="adam", learning_rate=1e-3)
 if rest:
     order = fresh._shuffle_rng.permutation(len(X))      # the interrupted epoch's order
     rows = order[:rest * BATCH]
-    fresh.fit(X[rows], y[rows], epochs=1, batch_size=BATCH, shuffle=False,
+    fresh.fit(X[rows], targets(y[rows]), epochs=1, batch_size=BATCH, shuffle=False,
               **({} if epochs else {"optimizer": "adam", "learning_rate": 1e-3}))
 print(json.dumps({
     "caught": caught, "message": message, "steps": steps,
@@ -82,7 +89,7 @@ print(json.dumps({
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend,path", [("native", "fused"), ("native", "per-op"),
-                                          ("numpy", "per-op")])
+                                          ("numpy", "per-op"), ("native", "multitask")])
 def test_ctrl_c_stops_fit_within_a_step_at_a_step_boundary(backend, path, request):
     if backend == "native":
         request.getfixturevalue("native")
