@@ -29,10 +29,11 @@ def available_memory() -> Optional[int]:
 
 
 def format_bytes(n: float) -> str:
-    """``n`` bytes in decimal units with 2 significant digits or more: "3.2 GB", "512 kB"."""
+    """``n`` bytes in decimal units, 3 significant digits: "3.2 GB", "512 kB", "1,600 TB"."""
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
-            return f"{n / size:.3g} {unit}"
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
     return f"{int(n)} B"
 
 

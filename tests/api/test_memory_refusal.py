@@ -69,5 +69,5 @@ def test_unknown_memory_skips_the_check(monkeypatch):
 
 def test_available_memory_and_format():
     assert available_memory() > 0
-    assert [format_bytes(n) for n in (12, 4224, 3.2e9, 16e12)] == ["12 B", "4.22 kB",
-                                                                    "3.2 GB", "16 TB"]
+    assert [format_bytes(n) for n in (12, 4224, 3.2e9, 16e12, 1.6e15)] == [
+        "12 B", "4.22 kB", "3.2 GB", "16 TB", "1,600 TB"]
