@@ -52,6 +52,7 @@ from .network import Sequential
 from .optimizers import OPTIMIZERS
 from .regularizers import L1L2
 from .runtime import threads
+from .training import check_verbose, interactive
 
 OBJECTIVES = ("dev_error", "dev_loss")
 
@@ -580,7 +581,7 @@ def _check_build(build, space: Mapping[str, Any], data) -> Callable:
 def random_search(space: Mapping[str, Any], train, dev, *, build=None, trials: int = 20,
                   rounds: int = 1, keep: float = 0.25, widen: float = 0.1, epochs: int = 5,
                   objective: str = "dev_error", seed: Optional[int] = 0, executor=None,
-                  n_jobs: Optional[int] = None) -> "SearchResult":
+                  n_jobs: Optional[int] = None, verbose="auto") -> "SearchResult":
     """Random search over ``space`` in ``rounds`` coarse-to-fine rounds of ``trials``
     trials each; returns a :class:`SearchResult`.
 
@@ -607,6 +608,10 @@ def random_search(space: Mapping[str, Any], train, dev, *, build=None, trials: i
     once (the workers need fastmlp installed). Every trial runs with one native thread.
     An exception other than DivergenceError in a trial (a bad parameter value) ends the
     search with that exception.
+
+    ``verbose``: "auto" (on when stderr is a terminal or a Jupyter kernel's), 1 or 0. When
+    on, each round ends with a line on stderr: its time, its failed trials and the best
+    trial so far.
     """
     space = _check_space(space)
     data = _check_data(train, dev)
@@ -619,18 +624,35 @@ def random_search(space: Mapping[str, Any], train, dev, *, build=None, trials: i
     objective = check_choice(objective, "objective", OBJECTIVES)
     seed = check_seed(seed)
     seed = np.random.SeedSequence().entropy if seed is None else seed
+    verbose = check_verbose(verbose)
+    show = interactive() if verbose == "auto" else verbose > 0
     rng = np.random.default_rng(seed)
     n_top = math.ceil(keep * trials)
     spaces, done = [space], []
     with _runner(executor, n_jobs, trials, data) as run:
         for round_ in range(rounds):
+            started = time.perf_counter()
             if round_:
                 top = [t for t in _ranked(done, objective)[:n_top] if t.ok]
                 spaces.append(_narrowed(spaces[-1], top, widen))
             tasks = [_Task(round_, i, _sample(spaces[-1], rng), _trial_seed(seed, round_, i),
                            epochs, build) for i in range(trials)]
             done.extend(run(tasks))
+            if show:
+                _report_round(round_, rounds, done[-trials:], done, objective,
+                              time.perf_counter() - started)
     return SearchResult(tuple(done), tuple(spaces), objective, seed, epochs, build)
+
+
+def _report_round(round_: int, rounds: int, latest: Sequence[Trial], done: Sequence[Trial],
+                  objective: str, seconds: float) -> None:
+    """One line on stderr for a finished round: its trials, time, failures, best so far."""
+    failed = sum(not t.ok for t in latest)
+    best = _ranked(done, objective)[0]
+    so_far = (f"best so far {objective} {getattr(best, objective):.4g} with "
+              f"{dict(best.params)}" if best.ok else "no trial has succeeded yet")
+    print(f"round {round_ + 1}/{rounds}: {len(latest)} trials in {seconds:.1f} s"
+          f"{f', {failed} diverged' if failed else ''}; {so_far}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------ results

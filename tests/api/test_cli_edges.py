@@ -391,3 +391,17 @@ def test_train_defaults_are_those_of_the_help(capsys):
         in text
     assert params.TRAIN_DEFAULTS["hidden"] == (128, 64)
     assert "options given here override them" in text
+
+
+@pytest.mark.parametrize("flag,expected", [("--verbose", ["1/2:", "2/2:"]), ("--quiet", [])])
+def test_search_reports_each_round_when_asked(flag, expected, tmp_path, capsys):
+    data = write_flowers(tmp_path / "flowers.csv", n=40)
+    (tmp_path / "s.json").write_text(json.dumps(SPACE))
+    status, _, err = run(["search", data, "--target", "species", "--space",
+                          tmp_path / "s.json", "--trials", "2", "--rounds", "2", "--epochs",
+                          "1", "--jobs", "1", flag], capsys)
+    assert status == 0
+    rounds = [line.split()[1] for line in err.splitlines() if line.startswith("round ")]
+    assert rounds == expected
+    assert all("; best so far dev_error " in line for line in err.splitlines()
+               if line.startswith("round "))

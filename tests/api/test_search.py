@@ -3,6 +3,7 @@ default builder, the results table, retraining the best configuration, bad input
 The local process pool and Dask executors are in test_search_dask.py."""
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -325,3 +326,17 @@ def test_text_labels_search_like_their_indices_and_give_models_every_class():
     model, _ = builder({}, seed=0)          # a class the training labels lack stays known
     model.fit(TRAIN[0][:10], names[np.zeros(10, int)], epochs=1)
     assert list(model.classes_) == ["ant", "bee", "cat"]
+
+
+def test_progress_is_a_line_per_round_on_a_terminal_and_quiet_elsewhere(capsys, monkeypatch):
+    search(trials=2, rounds=2, epochs=1)                       # "auto", pytest's capture
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    result = search(trials=2, rounds=2, epochs=1)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 2/2"]
+    best = result.ranked()[0]
+    assert lines[-1].endswith(f"best so far dev_error {best.dev_error:.4g} with "
+                              f"{dict(best.params)}")
+    search(trials=2, rounds=1, epochs=1, verbose=0)
+    assert capsys.readouterr().err == ""

@@ -34,14 +34,15 @@ def _data_options() -> argparse.ArgumentParser:
     return options
 
 
-def _progress_options(command: argparse.ArgumentParser) -> None:
-    """--verbose / --quiet; by default progress shows when stderr is a terminal."""
+def _progress_options(command: argparse.ArgumentParser, per: str) -> None:
+    """--verbose / --quiet (a line per ``per``: epoch, round); by default progress shows
+    when stderr is a terminal."""
     chosen = command.add_mutually_exclusive_group()
     chosen.add_argument("--verbose", action="store_true", default=None,
-                        help="print a line per epoch (by default: only when stderr is a "
+                        help=f"print a line per {per} (by default: only when stderr is a "
                              "terminal, not in pipes or CI)")
     chosen.add_argument("--quiet", dest="verbose", action="store_false",
-                        help="no per-epoch lines, even on a terminal")
+                        help=f"no per-{per} lines, even on a terminal")
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -119,7 +120,7 @@ def _add_train(commands, data_options) -> None:
     train.add_argument("--no-normalize", dest="normalize", action="store_false",
                        help="no Normalization layer (by default the first layer "
                             "standardizes each feature with the training data's mean and std)")
-    _progress_options(train)
+    _progress_options(train, "epoch")
     _learning_options(train)
     train.set_defaults(run=train_command, loss=None)
 
@@ -171,6 +172,7 @@ def _add_search(commands, data_options) -> None:
                         help="run the trials on a Dask cluster, e.g. tcp://host:8786")
     search.add_argument("--output", metavar="JSON", help="write the best parameters here")
     _learning_options(search)
+    _progress_options(search, "round")
     search.set_defaults(run=search_command)
 
 

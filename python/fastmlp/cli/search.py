@@ -6,7 +6,7 @@ import json
 
 from ..search import Choice, IntUniform, LogUniform, Uniform, random_search
 from .commands import check_output, describe_target, write_text
-from .options import DataError, UsageError
+from .options import DataError, UsageError, shows_progress
 from .tabular import encode_target, read_training_data, split, standardize
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
@@ -105,7 +105,8 @@ def search_command(args) -> int:
           "and std)", flush=True)
     result = random_search({**space, "loss": loss}, (X_train, train[1]), (X_dev, dev[1]),
                            trials=args.trials, rounds=args.rounds, epochs=args.epochs,
-                           seed=args.seed, executor=executor, n_jobs=n_jobs)
+                           seed=args.seed, executor=executor, n_jobs=n_jobs,
+                           verbose=int(shows_progress(args)))
     print(result)
     if args.output:
         write_text(args.output, json.dumps(result.best_params, indent=1) + "\n")
