@@ -38,6 +38,7 @@ from ._keywords import suggest_keywords
 from ._validation import check_int, check_positive_float, check_sample_weight, check_seed
 from .backends.numpy import NumPyBackend
 from .layers import Workspace
+from .progress import check_verbose, shows, tqdm_on_terminal
 
 OK = 1e-7        # at or below: the gradient is right, whatever the rounding estimate
 SUSPECT = 1e-3   # above (and above 10x the ok limit): almost certainly a bug
@@ -144,12 +145,10 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     When on, a check estimated (from the time of one cost evaluation) to take over
     LONG_CHECK_S seconds prints its estimate first, and a tqdm bar (when installed, on a
     terminal) or a line every few seconds shows the progress, on stderr."""
-    from .training import check_verbose, interactive
     eps = check_positive_float(eps, "eps")
     max_params = None if max_params is None else check_int(max_params, "max_params")
     seed = check_seed(seed)
-    verbose = check_verbose(verbose)
-    show = interactive() if verbose == "auto" else verbose > 0
+    show = shows(check_verbose(verbose))
     clone = _float64_copy(model)
     X, Y = clone._prepare(X, y)
     weights = None if sample_weight is None else check_sample_weight(
@@ -252,8 +251,7 @@ class _Progress:
             print(f"gradient check: {coordinates:,} coordinates x 2 cost evaluations, about "
                   f"{_duration(estimate)} (max_params= checks a random subset)",
                   file=sys.stderr, flush=True)
-        from .training import _tqdm_on_terminal
-        tqdm = _tqdm_on_terminal()
+        tqdm = tqdm_on_terminal()
         if tqdm is not None:
             self._bar = tqdm(total=coordinates, desc="gradient check", leave=False,
                              file=sys.stderr, mininterval=0.5)

@@ -34,9 +34,10 @@ from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummar
                       _check_layers, build_chain)
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
-from .training import (History, check_epochs, check_fit_memory, check_verbose, _optimizer,
-                       _Interrupt, _one_fit_at_a_time, _Progress, _validation_arrays,
-                       warn_if_unscaled)
+from .progress import EpochProgress, check_verbose
+from .guards import Interrupt, one_fit_at_a_time
+from .preflight import check_fit_memory, warn_if_unscaled
+from .training import History, check_epochs, _optimizer, _validation_arrays
 
 Targets = Dict[str, np.ndarray]
 
@@ -260,8 +261,8 @@ class MultiTask(FlatParameters):
         return {name: PassTotals(loss.metric()) for name, loss in self._loss_of.items()}
 
     def _train_epoch(self, X: np.ndarray, targets: Targets, batch: int, optimizer: Optimizer,
-                     order: np.ndarray, epoch: int, progress: _Progress,
-                     interrupt: _Interrupt, history: History) -> Dict[str, float]:
+                     order: np.ndarray, epoch: int, progress: EpochProgress,
+                     interrupt: Interrupt, history: History) -> Dict[str, float]:
         """One pass over the rows in ``order`` in batches of ``batch``: each step gathers
         its rows, computes the losses and gradients, adds the penalty's gradient and takes
         one optimizer step over the flat buffer, holding the weights lock (a predict in
@@ -272,7 +273,7 @@ class MultiTask(FlatParameters):
         penalty_total = 0.0
         for step, start in enumerate(range(0, n, batch), 1):
             if interrupt.requested:
-                raise _Interrupt.error(self, history, f"at epoch {epoch}, after step "
+                raise Interrupt.error(self, history, f"at epoch {epoch}, after step "
                                        f"{step - 1} of {progress.n_batches}")
             with self._weights_lock.writing:
                 penalty_total += self._train_step(X, targets, order[start:start + batch],
@@ -306,7 +307,7 @@ class MultiTask(FlatParameters):
         return penalty
 
     @suggest_keywords
-    @_one_fit_at_a_time
+    @one_fit_at_a_time
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True,
             validation_data=None, callbacks=None, verbose="auto") -> History:
@@ -333,7 +334,7 @@ class MultiTask(FlatParameters):
         warn_if_unscaled(self, X, columns)
         self._optimizer = optimizer
         history = History(self._history_keys(validation is not None))
-        progress = _Progress(verbose, epochs, math.ceil(len(X) / batch), len(X) * self.n_params)
+        progress = EpochProgress(verbose, epochs, math.ceil(len(X) / batch), len(X) * self.n_params)
         self._adapt(X)
 
         def train_epoch(epoch: int) -> Dict[str, float]:
@@ -348,7 +349,7 @@ class MultiTask(FlatParameters):
             return {f"val_{key}": value for key, value in self._evaluate(*validation).items()}
 
         try:
-            with _Interrupt(self.backend) as interrupt:
+            with Interrupt(self.backend) as interrupt:
                 _run_epochs(self, epochs, history, optimizer, callbacks, progress, len(X),
                             train_epoch, validate)
         except KeyboardInterrupt:
@@ -548,7 +549,7 @@ def _fit_arguments(epochs, batch_size, shuffle, verbose, callbacks, learning_rat
 
 
 def _run_epochs(model, epochs: int, history: History, optimizer: Optimizer, callbacks,
-                progress: _Progress, n_samples: int,
+                progress: EpochProgress, n_samples: int,
                 train_epoch: Callable[[int], Dict[str, float]],
                 validate: Callable[[], Dict[str, float]]) -> None:
     """The epoch loop of :func:`fastmlp.training.fit`: callbacks around each epoch, the

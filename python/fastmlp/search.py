@@ -52,7 +52,7 @@ from .network import Sequential
 from .optimizers import OPTIMIZERS
 from .regularizers import L1L2
 from .runtime import threads
-from .training import check_verbose, interactive
+from .progress import check_verbose, shows
 
 OBJECTIVES = ("dev_error", "dev_loss")
 
@@ -624,8 +624,7 @@ def random_search(space: Mapping[str, Any], train, dev, *, build=None, trials: i
     objective = check_choice(objective, "objective", OBJECTIVES)
     seed = check_seed(seed)
     seed = np.random.SeedSequence().entropy if seed is None else seed
-    verbose = check_verbose(verbose)
-    show = interactive() if verbose == "auto" else verbose > 0
+    show = shows(check_verbose(verbose))
     rng = np.random.default_rng(seed)
     n_top = math.ceil(keep * trials)
     spaces, done = [space], []

@@ -4,31 +4,26 @@ Each epoch runs on the fused path (fused.py) when the model and backend allow it
 the per-op loop here, which stays the reference: both make the same kernel calls."""
 from __future__ import annotations
 
-import functools
 import math
-import signal
-import sys
-import threading
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ._keywords import suggest_keywords
-from ._memory import check_memory, format_bytes
 from ._validation import check_bool, check_int, check_nonnegative_float, check_sample_weight
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, Snapshot, callback_states,
                          check_compatible, load_callback_states, non_finite, restore)
-from .errors import (DataScaleWarning, DivergenceError, diverged_at, diverged_loss,
-                     diverged_update, user_stacklevel)
+from .errors import DivergenceError, diverged_at, diverged_loss, diverged_update
 from .fused import FusedEpochs
-from .layers import BatchNorm, Normalization
+from .guards import Interrupt, one_fit_at_a_time
 from .losses import class_position
 from .metrics import PassTotals, r2_from_sums, weight_total
 from .optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
+from .preflight import check_fit_memory, warn_if_unscaled
+from .progress import EpochProgress, check_verbose
 
 
 # The most epochs one fit takes. No training needs more passes over its data (a run "until
@@ -80,141 +75,6 @@ class History:
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
         return f"History(epochs={self.epochs}{', ' if last else ''}{last})"
-
-
-def check_verbose(verbose):
-    """fit's ``verbose``: "auto" or an integer >= 0."""
-    if isinstance(verbose, str) and verbose == "auto":
-        return verbose
-    if isinstance(verbose, str):
-        raise ValueError(f'verbose must be "auto" or an integer >= 0; got {verbose!r}')
-    return check_int(verbose, "verbose", minimum=0)
-
-
-def interactive() -> bool:
-    """Whether someone watches the output: stderr is a terminal, or a Jupyter kernel's
-    stream (whose isatty() is False, but whose cell shows what is printed). Pipes, files,
-    CI logs and pytest's capture are not."""
-    stream = sys.stderr
-    return stream is not None and (stream.isatty()
-                                   or type(stream).__module__.startswith("ipykernel"))
-
-
-# verbose="auto" shows a bar inside the epoch only when the epoch is long: the previous one
-# took LONG_EPOCH_S or more or, for the first, it does LONG_EPOCH_WORK parameter-rows
-# (rows x parameters: forward and backward take about 6 flops each, so about a second on
-# one core). A bar splits the epoch into about 100 calls; short epochs do without it.
-LONG_EPOCH_S = 1.0
-LONG_EPOCH_WORK = 2e9
-
-
-class _Progress:
-    """What fit prints. verbose=0: nothing; verbose=1: one line per epoch on stdout (loss,
-    metric, validation, samples/s), plus a tqdm bar over the epoch's batches on stderr
-    when tqdm is installed and stderr is a terminal; "auto": as 1 when someone watches
-    (:func:`interactive`), with the bar only for long epochs, else as 0."""
-
-    def __init__(self, verbose, epochs: int, n_batches: int, work: float = 0.0):
-        auto = verbose == "auto"
-        self.enabled = interactive() if auto else verbose > 0
-        self.epochs = epochs
-        self.n_batches = n_batches
-        self._tqdm = _tqdm_on_terminal() if self.enabled else None
-        self._bar = None
-        self._bar_always = not auto
-        self._long = work >= LONG_EPOCH_WORK       # the first epoch's guess
-        self._epoch_started = 0.0
-
-    def start_epoch(self, epoch: int) -> None:
-        self._epoch_started = time.perf_counter()
-        if self._tqdm is not None and (self._bar_always or self._long):
-            self._bar = self._tqdm(total=self.n_batches, desc=f"epoch {epoch}/{self.epochs}",
-                                   leave=False, file=sys.stderr)
-
-    @property
-    def has_bar(self) -> bool:
-        return self._bar is not None
-
-    def step(self, steps: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(steps)
-
-    def end_epoch(self, epoch: int, record: Dict[str, float], samples_per_s: float) -> None:
-        self._long = time.perf_counter() - self._epoch_started >= LONG_EPOCH_S
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        if self.enabled:
-            values = "  ".join(f"{key} {value:.4f}" for key, value in record.items()
-                               if key not in ("data_loss", "penalty", "lr"))
-            print(f"epoch {epoch}/{self.epochs}  {values}  {samples_per_s:,.0f} samples/s",
-                  flush=True)
-
-
-def _tqdm_on_terminal():
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm
-
-
-# Columns whose |mean| or standard deviation exceeds this are "far from unit scale". The
-# default initializers (He, Glorot) assume inputs of about unit scale; at 100 times that the
-# first layer's pre-activations are 100 times too large, which saturates tanh and sigmoid
-# and makes the default learning rates diverge or settle on the majority class. Features
-# that are merely not standardized (ages, percentages) stay below it.
-FAR_FROM_UNIT_SCALE = 100.0
-SCALE_SAMPLE_ROWS = 10_000      # rows (evenly spaced) the column statistics are taken over
-NAMED_COLUMNS = 3               # columns the warning names
-
-
-def warn_if_unscaled(model, X: np.ndarray, columns=None) -> None:
-    """A :class:`fastmlp.errors.DataScaleWarning` naming the first few columns of X that
-    are far from unit scale, unless the model normalizes its inputs (its first layer is
-    Normalization or BatchNorm). ``columns``: X's column names (a DataFrame's), else
-    columns are named by index."""
-    if isinstance(model.layers[0], (Normalization, BatchNorm)) or not len(X):
-        return
-    sample = X[::max(1, len(X) // SCALE_SAMPLE_ROWS)].astype(np.float64)
-    mean, std = sample.mean(axis=0), sample.std(axis=0)
-    far = np.flatnonzero((np.abs(mean) > FAR_FROM_UNIT_SCALE) | (std > FAR_FROM_UNIT_SCALE))
-    if not far.size:
-        return
-    names = [f"{columns[i]!r}" if columns is not None else f"{i}" for i in far]
-    shown = ", ".join(f"{name} (mean {mean[i]:.3g}, std {std[i]:.3g})"
-                      for name, i in zip(names[:NAMED_COLUMNS], far))
-    more = f" and {far.size - NAMED_COLUMNS} more" if far.size > NAMED_COLUMNS else ""
-    warnings.warn(f"{far.size} input column(s) are far from unit scale: {shown}{more}. "
-                  "Training may collapse to the majority class or diverge: make "
-                  "fastmlp.Normalization() the model's first layer (it adapts to X), or "
-                  "standardize X", DataScaleWarning, stacklevel=user_stacklevel())
-
-
-# A training step keeps, per layer, about this many arrays of (batch rows x the layer's
-# width): the layer's input as its cache holds it, the pre-activation, the output and the
-# gradient passed back.
-STEP_ARRAYS_PER_WIDTH = 4
-
-
-def check_fit_memory(model, optimizer: Optimizer, batch: int) -> None:
-    """ValueError with the sizes when the step's workspaces (batch rows x the input and
-    every layer's width x STEP_ARRAYS_PER_WIDTH) and the optimizer's state not allocated
-    yet would not fit in the memory available."""
-    itemsize = model.dtype.itemsize
-    widths = model.input_dim + sum(layer.output_dim for layer in model.layers)
-    workspaces = STEP_ARRAYS_PER_WIDTH * batch * widths * itemsize
-    copies = (optimizer.uses_m and optimizer.m is None) + (optimizer.uses_v
-                                                           and optimizer.v is None)
-    state = copies * model.n_params * itemsize
-    check_memory(workspaces + state,
-                 f"training with batch_size {batch} ({format_bytes(workspaces)} of step "
-                 f"workspaces: {batch:,} rows x {widths:,} layer widths x "
-                 f"{STEP_ARRAYS_PER_WIDTH} arrays in {model.dtype.name}; "
-                 f"{format_bytes(state)} of {type(optimizer).__name__} state)",
-                 "use a smaller batch_size or fewer units")
 
 
 def _optimizer(model, optimizer, learning_rate) -> Optimizer:
@@ -291,64 +151,6 @@ def sample_weights(model, X: np.ndarray, Y: np.ndarray, sample_weight,
     return check_sample_weight(weights, len(X), model.dtype)
 
 
-class _Interrupt:
-    """Ctrl-C during fit's epochs, honoured at a step boundary.
-
-    In the main thread, while SIGINT has Python's default handler, ``with`` it installs a
-    handler that only records the signal (``requested``), so no KeyboardInterrupt lands in
-    the middle of a step; the per-op loop reads it before each step, and a fused run
-    (C++, without the GIL, where Python's handlers cannot run) reads the flag of the
-    backend's ``sigint_watch()`` (``watch``) before each step. fit then raises
-    KeyboardInterrupt itself (:meth:`error`). Leaving puts the previous handler back and
-    raises KeyboardInterrupt for a signal recorded after the last check. Outside the main
-    thread (or with a handler of the user's) nothing is installed: the signal goes where
-    Python sends it, and a fit in another thread runs on."""
-
-    def __init__(self, backend):
-        self.backend = backend
-        self.requested = False
-        self.watch = None
-        self._previous = None
-
-    def __enter__(self) -> "_Interrupt":
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._record)
-            start = getattr(self.backend, "sigint_watch", None)
-            self.watch = None if start is None else start()
-        return self
-
-    def _record(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        if self.watch is not None:
-            self.watch.close()
-            self.watch = None
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)   # runs a pending handler first
-            self._previous = None
-        if self.requested and exc_type is None:
-            raise KeyboardInterrupt("fit interrupted (Ctrl-C) as it ended; it completed")
-
-    @staticmethod
-    def error(model, history: History, where: str) -> KeyboardInterrupt:
-        return KeyboardInterrupt(
-            f"fit interrupted (Ctrl-C) {where}: the model is as after that step "
-            f"(training_step {model.training_step}); model.history holds the "
-            f"{history.epochs} completed epochs")
-
-
-def _one_fit_at_a_time(fit_function):
-    """fit holding the model's fit lock (:meth:`Sequential._exclusive`): a second fit,
-    partial_fit or set_weights on the model from another thread is a RuntimeError."""
-    @functools.wraps(fit_function)
-    def locked(model, *args, **kwargs):
-        with model._exclusive("fit", from_fit=False):
-            return fit_function(model, *args, **kwargs)
-    return locked
-
-
 # fit takes the fused path (fused.py) whenever the model, optimizer and backend allow it;
 # tests set this to False to run the per-op loop, the reference, on the native backend.
 _FUSED = True
@@ -423,7 +225,7 @@ class _PerOpSteps:
 
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int,
             totals: _PerOpTotals, on_steps: Callable[[int], None],
-            interrupt: Optional[_Interrupt] = None) -> _PerOpTotals:
+            interrupt: Optional[Interrupt] = None) -> _PerOpTotals:
         """Steps [begin, end) of the epoch visiting rows in ``order``, added to ``totals``;
         DivergenceError before the update of a step whose loss or gradient is not finite.
         Stops before the next step once ``interrupt`` is requested."""
@@ -524,7 +326,7 @@ class _FusedSteps:
         return record
 
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int, totals,
-            on_steps: Callable[[int], None], interrupt: Optional[_Interrupt] = None):
+            on_steps: Callable[[int], None], interrupt: Optional[Interrupt] = None):
         """As _PerOpSteps.run; the C++ run reads ``interrupt``'s watch before each step."""
         data, fused = self.data, self.fused
         watch = None if interrupt is None else interrupt.watch
@@ -546,7 +348,7 @@ class _FusedSteps:
         return totals
 
     @staticmethod
-    def _note_interrupt(totals, interrupt: Optional[_Interrupt]) -> None:
+    def _note_interrupt(totals, interrupt: Optional[Interrupt]) -> None:
         """A run the watch ended: requested now, though Python's handler may not have
         run yet."""
         if totals.interrupted:
@@ -559,12 +361,12 @@ class _Fit:
     checkpoints, History values, validation and callbacks."""
 
     def __init__(self, model, optimizer: Optimizer, data: _Data, fused, validation,
-                 callbacks, history: History, progress: _Progress, shuffle: bool,
+                 callbacks, history: History, progress: EpochProgress, shuffle: bool,
                  checkpoints: Optional[Checkpoints]):
         self.model, self.optimizer, self.data, self.fused = model, optimizer, data, fused
         self.validation, self.callbacks, self.history = validation, callbacks, history
         self.progress, self.shuffle, self.checkpoints = progress, shuffle, checkpoints
-        self.interrupt = _Interrupt(model.backend)
+        self.interrupt = Interrupt(model.backend)
         self._epoch_first_step = 0      # model.training_step at the epoch's first step
 
     def describe(self) -> dict:
@@ -749,7 +551,7 @@ class _Fit:
 
 
 @suggest_keywords
-@_one_fit_at_a_time
+@one_fit_at_a_time
 def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
         learning_rate=None, optimizer=None, shuffle: bool = True,
         validation_data=None, callbacks=None, verbose="auto",
@@ -872,7 +674,7 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     metric = model._loss.metric_name
     val_keys = [] if validation is None else ["val_loss", f"val_{metric}"]
     history = History(["loss", "data_loss", "penalty", metric, *val_keys, "lr"])
-    progress = _Progress(verbose, epochs, data.n_batches, data.n * model.n_params)
+    progress = EpochProgress(verbose, epochs, data.n_batches, data.n * model.n_params)
     model.stop_training = False
     run = _Fit(model, optimizer, data, None, validation, callbacks, history, progress,
                shuffle, checkpoints)

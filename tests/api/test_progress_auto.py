@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import fastmlp.training as training
+import fastmlp.progress as progress
 from fastmlp import Dense, MultiTask, Sequential
 
 X = np.random.default_rng(0).normal(size=(40, 3))
@@ -41,7 +41,7 @@ def test_auto_prints_a_line_per_epoch_on_a_terminal_without_a_bar_for_short_epoc
 
 def test_auto_shows_a_bar_for_long_epochs(monkeypatch, capsys):
     _terminal(monkeypatch)
-    monkeypatch.setattr(training, "LONG_EPOCH_WORK", 1)      # every first epoch is "long"
+    monkeypatch.setattr(progress, "LONG_EPOCH_WORK", 1)      # every first epoch is "long"
     _model().fit(X, Y, epochs=1, batch_size=4)
     out, err = capsys.readouterr()
     assert out.startswith("epoch 1/1")
@@ -50,7 +50,7 @@ def test_auto_shows_a_bar_for_long_epochs(monkeypatch, capsys):
 
 def test_a_long_epoch_brings_the_bar_to_the_next(monkeypatch, capsys):
     _terminal(monkeypatch)
-    monkeypatch.setattr(training, "LONG_EPOCH_S", 0.0)       # every epoch took "long"
+    monkeypatch.setattr(progress, "LONG_EPOCH_S", 0.0)       # every epoch took "long"
     _model().fit(X, Y, epochs=2, batch_size=4)
     err = capsys.readouterr().err
     assert "epoch 1/2" not in err and ("epoch 2/2" in err) == HAS_TQDM
@@ -69,7 +69,7 @@ def test_a_jupyter_kernel_stream_counts_as_watched(monkeypatch):
     stream = type("OutStream", (), {"__module__": "ipykernel.iostream",
                                     "isatty": lambda self: False})()
     monkeypatch.setattr(sys, "stderr", stream)
-    assert training.interactive()
+    assert progress.interactive()
 
 
 def test_multitask_uses_the_same_default(monkeypatch, capsys):
