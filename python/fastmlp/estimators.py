@@ -57,10 +57,10 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from ._keywords import suggest_keywords
 from ._validation import check_int, check_sample_weight
 from .callbacks import Callback
-from .errors import DataScaleWarning
 from .layers import Dense, Dropout
 from .network import Sequential
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
+from .preflight import no_scale_warning
 from .regularizers import L2
 from .runtime import threads
 from .schedules import PowerDecay
@@ -375,9 +375,7 @@ class _BaseMLP(BaseEstimator):
         keep = incremental and model.optimizer is not None
         rule = _ScikitLearnRule(self, n, validation)
         self.n_iter_ = 0
-        # scikit-learn's estimators leave scaling to the pipeline and say nothing of it
-        with self._threads(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataScaleWarning)
+        with self._threads(), no_scale_warning():
             model.fit(X, Y, epochs=1 if incremental else self.max_iter,
                       batch_size=self._batch_size(n),
                       optimizer=None if keep else self._make_optimizer(),

@@ -4,6 +4,8 @@ columns are far from the unit scale the default initializers assume."""
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -20,14 +22,28 @@ from .layers import BatchNorm, Normalization
 FAR_FROM_UNIT_SCALE = 100.0
 SCALE_SAMPLE_ROWS = 10_000      # rows (evenly spaced) the column statistics are taken over
 NAMED_COLUMNS = 3               # columns the warning names
+_SCALE_WARNING = ContextVar("fastmlp_scale_warning", default=True)
+
+
+@contextmanager
+def no_scale_warning():
+    """Fits inside it (in this thread or task only: a context variable, unlike a warnings
+    filter) do not check the input scale: the scikit-learn estimators leave scaling to the
+    pipeline, as scikit-learn's own do."""
+    token = _SCALE_WARNING.set(False)
+    try:
+        yield
+    finally:
+        _SCALE_WARNING.reset(token)
 
 
 def warn_if_unscaled(model, X: np.ndarray, columns=None) -> None:
     """A :class:`fastmlp.errors.DataScaleWarning` naming the first few columns of X that
     are far from unit scale, unless the model normalizes its inputs (its first layer is
     Normalization or BatchNorm). ``columns``: X's column names (a DataFrame's), else
-    columns are named by index."""
-    if isinstance(model.layers[0], (Normalization, BatchNorm)) or not len(X):
+    columns are named by index. Nothing inside :func:`no_scale_warning`."""
+    if not _SCALE_WARNING.get() or isinstance(model.layers[0], (Normalization, BatchNorm)) \
+            or not len(X):
         return
     sample = X[::max(1, len(X) // SCALE_SAMPLE_ROWS)].astype(np.float64)
     mean, std = sample.mean(axis=0), sample.std(axis=0)

@@ -1,6 +1,7 @@
 """fit warns (DataScaleWarning) when input columns are far from unit scale and the model
 does not normalize them, naming the columns and suggesting Normalization; it says nothing
 for scaled data, a Normalization or BatchNorm first layer, or the scikit-learn estimators."""
+import threading
 import warnings
 
 import numpy as np
@@ -75,6 +76,28 @@ def test_the_estimators_do_not_warn():
         warnings.simplefilter("error", DataScaleWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)        # 2 iterations
         MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(_unscaled(), Y)
+
+
+def test_the_estimators_silence_their_own_fits_only():
+    """An estimator training in one thread does not silence a model's fit in another (a
+    warnings filter would: it is process-wide)."""
+    from fastmlp.preflight import no_scale_warning
+    inside, checked = threading.Event(), threading.Event()
+
+    def quiet_fit():
+        with no_scale_warning():
+            inside.set()
+            assert checked.wait(30)
+
+    worker = threading.Thread(target=quiet_fit)
+    worker.start()
+    try:
+        assert inside.wait(30)
+        with pytest.warns(DataScaleWarning):
+            _model().fit(_unscaled(), Y, epochs=1, verbose=0)
+    finally:
+        checked.set()
+        worker.join()
 
 
 def test_exported():
