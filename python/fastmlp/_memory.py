@@ -37,9 +37,17 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+# Needs below this are not checked: reading the memory available (/proc/meminfo) costs
+# more than a small fit's steps, and a machine without 64 MB to spare fails elsewhere first.
+UNCHECKED_BYTES = 64 * 2 ** 20
+
+
 def check_memory(needed: float, what: str, fix: str) -> None:
     """ValueError "<what> needs <needed>, <available> available; <fix>" when ``needed``
-    bytes exceed the memory available (nothing when that is unknown)."""
+    bytes exceed the memory available (nothing when that is unknown, or for needs below
+    UNCHECKED_BYTES)."""
+    if needed < UNCHECKED_BYTES:
+        return
     available = available_memory()
     if available is not None and needed > available:
         raise ValueError(f"{what} needs {format_bytes(needed)} of memory, "

@@ -15,7 +15,9 @@ Y = (X[:, 0] > 0).astype(int)
 
 
 def _limit(monkeypatch, n_bytes):
+    """The machine has ``n_bytes`` available, and every need is checked (small ones too)."""
     monkeypatch.setattr(memory, "available_memory", lambda: n_bytes)
+    monkeypatch.setattr(memory, "UNCHECKED_BYTES", 0)
 
 
 def test_a_huge_model_fails_fast():
@@ -60,6 +62,16 @@ def test_multitask_fit_checks_too(monkeypatch):
     _limit(monkeypatch, 100_000)
     with pytest.raises(ValueError, match="training with batch_size 32 .* 100 kB available"):
         model.fit(X, {"a": Y}, epochs=1)
+
+
+def test_needs_below_the_floor_do_not_read_the_memory(monkeypatch):
+    def unread():
+        raise AssertionError("available_memory read for a small need")
+    monkeypatch.setattr(memory, "available_memory", unread)
+    memory.check_memory(memory.UNCHECKED_BYTES - 1, "x", "y")
+    Sequential([Dense(2)], input_dim=3).fit(X[:, :3], Y, epochs=1, verbose=0)
+    with pytest.raises(AssertionError, match="available_memory read"):
+        memory.check_memory(memory.UNCHECKED_BYTES, "x", "y")
 
 
 def test_unknown_memory_skips_the_check(monkeypatch):
