@@ -1,6 +1,9 @@
 """Comparison helpers shared by the test suites; tolerances come from tolerances.py."""
 from __future__ import annotations
 
+import json
+import zipfile
+
 from typing import Callable
 
 import numpy as np
@@ -74,3 +77,24 @@ def make_data(loss: str, n: int = 60, n_features: int = 4, k: int = 3, seed: int
     if loss == "binary_cross_entropy":
         return X, (scores > 0).astype(int)
     return X, scores
+
+
+def header_of(path) -> dict:
+    """The JSON header of the model (or checkpoint) file at ``path``."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("header.json"))
+
+
+def with_header(source, target, edit):
+    """Write to ``target`` a copy of the model (or checkpoint) file ``source`` with
+    ``edit(header)`` applied to its JSON header (``target`` may be ``source``); returns
+    ``target``."""
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(members["header.json"])
+    edit(header)
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return target

@@ -10,7 +10,6 @@ import importlib.util
 import os
 import pathlib
 import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from fastmlp.modelfile import ModelFileError, read_checkpoint, save_checkpoint
 from fastmlp.network import Sequential
 from fastmlp.optimizers import Adam
 from fastmlp.schedules import ExponentialDecay
-from helpers import make_data
+from helpers import make_data, with_header
 
 N, BATCH, EPOCHS = 44, 8, 6          # 6 steps per epoch, the last of 4 rows
 SOAK = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "soak_checkpoints.py"
@@ -285,19 +284,6 @@ def test_checkpoint_data_round_trips_arrays_and_non_finite_floats(tmp_path):
         save_checkpoint(model, tmp_path / "d.fmlp", None, {"__array__": 1})
 
 
-def _rewrite_header(source, target, edit):
-    """A copy of the checkpoint file ``source`` with its header.json edited."""
-    import json
-    with zipfile.ZipFile(source) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    header = json.loads(members["header.json"])
-    edit(header["checkpoint"])
-    members["header.json"] = json.dumps(header).encode()
-    with zipfile.ZipFile(target, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-
-
 @pytest.mark.parametrize("edit,message", [
     (lambda c: c["data"].update(x={"__array__": "checkpoint.9.npy"}), "not declared"),
     (lambda c: c["data"].update(x={"__array__": "checkpoint.0.npy"}), "used twice"),
@@ -311,7 +297,7 @@ def _rewrite_header(source, target, edit):
 def test_a_malformed_checkpoint_entry_is_refused(tmp_path, edit, message):
     model = Sequential([Dense(3)], input_dim=4, loss="mse", seed=0, backend="numpy")
     save_checkpoint(model, tmp_path / "c.fmlp", None, {"v": np.zeros(2)})
-    _rewrite_header(tmp_path / "c.fmlp", tmp_path / "bad.fmlp", edit)
+    with_header(tmp_path / "c.fmlp", tmp_path / "bad.fmlp", lambda h: edit(h["checkpoint"]))
     with pytest.raises(ModelFileError, match=message):
         read_checkpoint(tmp_path / "bad.fmlp")
 

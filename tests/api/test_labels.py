@@ -1,9 +1,7 @@
 """Class labels of any kind: the first fit maps them to output indices and keeps them as
 ``classes_``; predict returns them, evaluate and score take them, model files and
 checkpoints keep them, and a label the first fit did not see is a ValueError."""
-import json
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from fastmlp import MultiTask, Sequential, load
 from fastmlp.layers import Dense
 from fastmlp.modelfile import ModelFileError, read_checkpoint
-from helpers import make_data
+from helpers import header_of, make_data, with_header
 
 ANIMALS = np.array(["cat", "dog", "mouse"])
 
@@ -215,37 +213,21 @@ def test_save_load_and_pickle_keep_the_classes(tmp_path, backend_name):
                 copy.evaluate(X, np.full(len(X), "wolf"))
 
 
-def _header(path):
-    with zipfile.ZipFile(path) as archive:
-        return json.loads(archive.read("header.json"))
-
-
-def _with_header(path, edit):
-    """Rewrite the model file at ``path`` with its header edited by ``edit``."""
-    with zipfile.ZipFile(path) as archive:
-        content = {name: archive.read(name) for name in archive.namelist()}
-    header = json.loads(content["header.json"])
-    edit(header)
-    content["header.json"] = json.dumps(header).encode()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, data_ in content.items():
-            archive.writestr(name, data_)
-
-
 def test_the_model_file_holds_classes_only_when_the_model_has_them(tmp_path):
     X, y = data()
     model = classifier()
     model.save(tmp_path / "unfitted.fmlp")
-    assert "classes" not in _header(tmp_path / "unfitted.fmlp")["model"]
+    assert "classes" not in header_of(tmp_path / "unfitted.fmlp")["model"]
     regression = classifier(1, "mse")
     regression.fit(X, y.astype(float), epochs=1)
     regression.save(tmp_path / "mse.fmlp")
-    assert "classes" not in _header(tmp_path / "mse.fmlp")["model"]
+    assert "classes" not in header_of(tmp_path / "mse.fmlp")["model"]
     assert load(tmp_path / "mse.fmlp").classes_ is None
     model.fit(X, ANIMALS[y], epochs=1)
     model.save(tmp_path / "fitted.fmlp")
-    assert _header(tmp_path / "fitted.fmlp")["model"]["classes"] == ["cat", "dog", "mouse"]
-    _with_header(tmp_path / "fitted.fmlp", lambda h: h["model"].pop("classes"))
+    assert header_of(tmp_path / "fitted.fmlp")["model"]["classes"] == ["cat", "dog", "mouse"]
+    fitted = tmp_path / "fitted.fmlp"
+    with_header(fitted, fitted, lambda h: h["model"].pop("classes"))
     older = load(tmp_path / "fitted.fmlp")       # a file from before classes_: loads
     assert older.classes_ is None
     assert np.array_equal(older.get_weights()[0], model.get_weights()[0])
@@ -267,7 +249,8 @@ def test_bad_classes_in_a_model_file_are_refused(tmp_path, classes, match):
     model = classifier()
     model.fit(X, ANIMALS[y], epochs=1)
     model.save(tmp_path / "model.fmlp")
-    _with_header(tmp_path / "model.fmlp", lambda h: h["model"].update(classes=classes))
+    path = tmp_path / "model.fmlp"
+    with_header(path, path, lambda h: h["model"].update(classes=classes))
     with pytest.raises(ModelFileError, match=match):
         load(tmp_path / "model.fmlp")
 

@@ -18,7 +18,7 @@ from fastmlp.modelfile import (MAX_HEADER_BYTES, ModelFileError, load, read_chec
                                save_checkpoint)
 from fastmlp.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
 from fastmlp.training import History
-from helpers import make_data
+from helpers import header_of, make_data, with_header
 
 DTYPES = ["float32", "float64"]
 
@@ -417,24 +417,6 @@ METADATA = {"fastmlp.cli": {"target": "species", "labels": ["a", "b", 3, 2.5]},
             "note": "naïve ☃", "count": 7, "big": 2 ** 70, "ratio": -1.25e-300,
             "flags": [True, False, None], "nested": {"empty": {}, "list": [[], [{}]]},
             "float64": np.float64(0.5)}           # a float subclass: stored as 0.5
-
-
-def header_of(path) -> dict:
-    with zipfile.ZipFile(path) as archive:
-        return json.loads(archive.read("header.json"))
-
-
-def with_header(source, target, edit):
-    """A copy of the model file ``source`` with ``edit(header)`` applied to its JSON."""
-    with zipfile.ZipFile(source) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    header = json.loads(members["header.json"])
-    edit(header)
-    members["header.json"] = json.dumps(header).encode()
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return target
 
 
 def nested(depth: int) -> dict:
