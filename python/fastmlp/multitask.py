@@ -30,7 +30,7 @@ from .errors import DivergenceError, diverged_at, diverged_loss
 from .layers import Layer, Normalization, Workspace
 from .losses import get_loss
 from .metrics import PassTotals
-from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, Sequential,
+from .network import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary,
                       _check_layers, build_chain)
 from .optimizers import Optimizer, check_learning_rate
 from .regularizers import check_regularizer
@@ -59,9 +59,11 @@ class MultiTask(FlatParameters):
     ``predict`` returns ``{head: what Sequential.predict gives for its loss}``;
     ``predict_proba`` the same for the classification heads.
 
-    As in Sequential, the parameter views are read-only outside the library's writes
-    (fit, set_weights), ``weights_version`` counts those writes, ``training_step`` the
-    training steps, and the optimizer is kept with its state across fits.
+    As in Sequential, ``get_weights``/``set_weights`` list every layer's arrays (the
+    trunk's layers first, then each head's in ``heads`` order), the parameter views are
+    read-only outside the library's writes (fit, set_weights), ``weights_version`` counts
+    those writes, ``training_step`` the training steps, and the optimizer is kept with its
+    state across fits.
     """
 
     @suggest_keywords
@@ -179,17 +181,6 @@ class MultiTask(FlatParameters):
                            for name, loss in self.losses.items())
         return ModelSummary(rows, self.n_params, losses, self.dtype.name, self.backend.name,
                             state)
-
-    # ----------------------------------------------------------------- weights
-    def get_weights(self) -> List[np.ndarray]:
-        """Copies of every layer's parameters then its state, the trunk's layers first,
-        then each head's in ``heads`` order (per layer as Sequential.get_weights)."""
-        return Sequential.get_weights(self)
-
-    def set_weights(self, weights: Sequence) -> None:
-        """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
-        after checking the count, every shape and finiteness; nothing changes on error."""
-        Sequential.set_weights(self, weights)
 
     # ---------------------------------------------------------------- training
     def _prepare(self, X, targets, x_name: str = "X", y_name: str = "targets", *,

@@ -226,6 +226,47 @@ class FlatParameters:
                 self._set_params_writeable(False)
                 self._weights_version += 1
 
+    # ------------------------------------------------------ weights in and out
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of every layer's parameters then its state, layer by layer in the
+        model's order (``layers``; MultiTask: the trunk's, then each head's in ``heads``
+        order):
+        ``[W1, b1, W2, b2, ...]`` for Dense-only models; Maxout gives W (units, k, n_in),
+        b (units, k); BatchNorm gamma, beta, running_mean, running_var; Normalization
+        mean, std; Dropout nothing."""
+        return [np.array(array, copy=True) for array in self._views()]
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
+        after checking the count, every shape and finiteness; nothing changes on error.
+        RuntimeError while fit runs on the model in another thread."""
+        with self._exclusive("set_weights", from_fit=True):
+            self._write_weights(self._checked_weights(weights))
+
+    def _checked_weights(self, weights) -> List[np.ndarray]:
+        """``weights`` as arrays of the model's dtype in :meth:`get_weights`' shapes."""
+        views = self._views()
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
+        if len(weights) != len(views):
+            raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
+                             f"{len(self.layers)} layers; got {len(weights)}")
+        return [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
+                for i, (w, view) in enumerate(zip(weights, views))]
+
+    def _write_weights(self, arrays: List[np.ndarray]) -> None:
+        """Each layer's parameters, then its state, from checked ``arrays`` in order."""
+        position = 0
+        with self._writing_params():
+            for layer in self.layers:
+                n_params, n_state = len(layer.parameters()), len(layer.get_state())
+                for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
+                    np.copyto(view, array)
+                position += n_params
+                if n_state:
+                    layer.set_state(arrays[position:position + n_state])
+                position += n_state
+
     @suggest_keywords
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print the table of layers, output shapes and parameter counts, as Keras does:
@@ -359,40 +400,6 @@ class Sequential(FlatParameters):
             raise ValueError(f"classes_ is for classification; this model's loss is "
                              f"{self.loss!r}")
         self._classes = None if classes is None else check_classes(classes, n_classes)
-
-    # ----------------------------------------------------------------- weights
-    def get_weights(self) -> List[np.ndarray]:
-        """Copies of every layer's parameters then its state, layer by layer in order:
-        ``[W1, b1, W2, b2, ...]`` for Dense-only models; Maxout gives W (units, k, n_in),
-        b (units, k); BatchNorm gamma, beta, running_mean, running_var; Normalization
-        mean, std; Dropout nothing."""
-        return [np.array(array, copy=True) for array in self._views()]
-
-    def set_weights(self, weights: Sequence) -> None:
-        """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
-        after checking the count, every shape and finiteness; nothing changes on error.
-        RuntimeError while fit runs on the model in another thread."""
-        with self._exclusive("set_weights", from_fit=True):
-            views = self._views()
-            if not isinstance(weights, (list, tuple)):
-                raise TypeError("weights must be a list [W1, b1, ...]; got "
-                                f"{type(weights).__name__}")
-            if len(weights) != len(views):
-                raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
-                                 f"{len(self.layers)} layers; got {len(weights)}")
-            arrays = [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
-                      for i, (w, view) in enumerate(zip(weights, views))]
-            position = 0
-            with self._writing_params():
-                for layer in self.layers:
-                    n_params, n_state = len(layer.parameters()), len(layer.get_state())
-                    given = arrays[position:position + n_params]
-                    for view, array in zip(layer.parameters(), given):
-                        np.copyto(view, array)
-                    position += n_params
-                    if n_state:
-                        layer.set_state(arrays[position:position + n_state])
-                    position += n_state
 
     def describe(self) -> ModelSummary:
         """Layers, output shapes and parameter counts as a :class:`ModelSummary` (what
