@@ -277,6 +277,16 @@ class MLPBuilder:
             raise ValueError("space gives both 'hidden' and 'n_layers'/'units'; give the "
                              "layer widths one way")
 
+    @classmethod
+    def layer_shape(cls, params: Mapping[str, Any]) -> Dict[str, Any]:
+        """``{"hidden": (units,) * n_layers}`` when ``params`` give n_layers or units
+        (LAYER_SHAPE fills in the other), else nothing."""
+        if "n_layers" not in params and "units" not in params:
+            return {}
+        shape = {**cls.LAYER_SHAPE, **params}
+        return {"hidden": (shape["units"],) * check_int(shape["n_layers"], "n_layers",
+                                                         minimum=0)}
+
     def n_outputs(self, loss: str) -> int:
         """Output units: the number of classes for softmax over labels (n,), else the
         targets' columns."""
@@ -293,10 +303,7 @@ class MLPBuilder:
         ``hidden`` (or ``(units,) * n_layers``), and the fit arguments batch_size, epochs
         (if given) and the optimizer named ``optimizer`` with ``learning_rate`` and any of
         its hyperparameters (beta_1, beta_2, eps, momentum, rho, weight_decay)."""
-        p = {**self.DEFAULTS, **params}
-        if "n_layers" in params or "units" in params:
-            shape = {**self.LAYER_SHAPE, **params}
-            p["hidden"] = (shape["units"],) * check_int(shape["n_layers"], "n_layers", minimum=0)
+        p = {**self.DEFAULTS, **params, **self.layer_shape(params)}
         if not isinstance(p["hidden"], (tuple, list)):
             raise TypeError(f"hidden must be a tuple of layer widths, e.g. (128, 64); got "
                             f"{p['hidden']!r}")

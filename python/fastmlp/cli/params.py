@@ -75,10 +75,9 @@ def read_params(path: str) -> Dict[str, Any]:
             params[name] = _checked(name, value)
         except argparse.ArgumentTypeError as exc:
             raise DataError(f"{path}, parameter {name!r}: {exc}") from None
-    if "n_layers" in params or "units" in params:
-        shape = {**MLPBuilder.LAYER_SHAPE, **params}
-        params["hidden"] = (params.pop("units", shape["units"]),) * params.pop(
-            "n_layers", shape["n_layers"])
+    params.update(MLPBuilder.layer_shape(params))
+    for name in MLPBuilder.LAYER_SHAPE:
+        params.pop(name, None)
     params["optimizer_options"] = {name: params.pop(name) for name in OPTIMIZER_PARAMS
                                    if name in params}
     return params
