@@ -15,10 +15,24 @@ using index = std::ptrdiff_t;
 enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
 constexpr int kIsaCount = 3;
 
-enum class Activation : int { linear, sigmoid, tanh, relu, leaky_relu, elu };
-enum class Loss : int { softmax_cross_entropy, binary_cross_entropy, mse };
-enum class MathFn : int { exp, expm1, log, log1p, tanh, sigmoid };
-enum class Optimizer : int { sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw };
+// Each named enum is one list, X(name) per member, that makes both the enum and its names
+// table k<Enum>Names (index = enum value), so a name and its member cannot drift apart and
+// no code depends on the order. The bindings parse names through these tables; _core's
+// enum_names() hands them to Python, whose registries are tested against them.
+#define FASTMLP_ACTIVATIONS(X) X(linear) X(sigmoid) X(tanh) X(relu) X(leaky_relu) X(elu)
+#define FASTMLP_LOSSES(X) X(softmax_cross_entropy) X(binary_cross_entropy) X(mse)
+#define FASTMLP_MATH_FNS(X) X(exp) X(expm1) X(log) X(log1p) X(tanh) X(sigmoid)
+#define FASTMLP_OPTIMIZERS(X) X(sgd) X(momentum) X(nesterov) X(adagrad) X(rmsprop) X(adam) X(adamw)
+#define FASTMLP_ENUM_MEMBER(name) name,
+#define FASTMLP_ENUM_NAME(name) #name,
+#define FASTMLP_NAMED_ENUM(Enum, LIST)                              \
+    enum class Enum : int { LIST(FASTMLP_ENUM_MEMBER) };            \
+    constexpr const char* k##Enum##Names[] = {LIST(FASTMLP_ENUM_NAME)};
+
+FASTMLP_NAMED_ENUM(Activation, FASTMLP_ACTIVATIONS)
+FASTMLP_NAMED_ENUM(Loss, FASTMLP_LOSSES)
+FASTMLP_NAMED_ENUM(MathFn, FASTMLP_MATH_FNS)
+FASTMLP_NAMED_ENUM(Optimizer, FASTMLP_OPTIMIZERS)
 
 // One optimizer step's constants in the kernel's dtype, each combination computed in
 // double first (ops.hpp). b1 doubles as Momentum/Nesterov's mu, b2 as RMSProp's rho.

@@ -94,10 +94,15 @@ void output(Loss kind, const T* z, T* out, index rows, index cols) {
 
 // The state arrays an optimizer keeps: m (velocity or first moment), v (second moment or
 // squared-gradient sum).
+// Named members, not enum order (common.hpp).
 inline bool uses_m(Optimizer o) {
-    return o == Optimizer::momentum || o == Optimizer::nesterov || o >= Optimizer::adam;
+    return o == Optimizer::momentum || o == Optimizer::nesterov || o == Optimizer::adam ||
+           o == Optimizer::adamw;
 }
-inline bool uses_v(Optimizer o) { return o >= Optimizer::adagrad; }
+inline bool uses_v(Optimizer o) {
+    return o == Optimizer::adagrad || o == Optimizer::rmsprop || o == Optimizer::adam ||
+           o == Optimizer::adamw;
+}
 
 // An optimizer step as the caller states it, in double.
 struct OptimizerHyper {

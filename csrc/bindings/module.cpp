@@ -239,7 +239,7 @@ double sum_squares_binding(py::array x) {
 
 void math_binding(const std::string& name, py::array x, py::array out) {
     const char* k = "math";
-    const MathFn fn = parse_name<MathFn>(k, "function", name, kMathFns);
+    const MathFn fn = parse_name<MathFn>(k, "function", name, kMathFnNames);
     with_dtype(x, k, "x", [&](auto tag) {
         using T = decltype(tag);
         const T* px = input<T>(x, k, "x", 1);
@@ -548,6 +548,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("regularize", &regularize_binding, arg("w").noconvert(), arg("dw").noconvert(), arg("l1"), arg("l2"));
     m.def("set_isa", &set_isa_binding, arg("name"));
     m.def("backend_info", &backend_info);
+    m.def("enum_names", &enum_names, "The names of the core's enums, by enum value.");
     m.def("set_num_threads", &set_num_threads, arg("n"));
     m.def("get_num_threads", &num_threads);
     m.def("push_threads", &push_threads, arg("n"));

@@ -1,5 +1,5 @@
-// The names the bindings accept for the core's enums (common.hpp), in enum order, and
-// their parser: ValueError naming the kernel and listing the valid names.
+// The parser of the names the bindings accept for the core's enums (their tables sit beside
+// the enums in common.hpp): ValueError naming the kernel and listing the valid names.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -7,11 +7,6 @@
 #include "arrays.hpp"
 
 namespace fastmlp { namespace bind {
-
-constexpr const char* kActivations[] = {"linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu"};
-constexpr const char* kLosses[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse"};
-constexpr const char* kMathFns[] = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid"};
-constexpr const char* kOptimizers[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"};
 
 template <class E, std::size_t N>
 E parse_name(const char* kernel, const char* what, const std::string& name, const char* const (&names)[N]) {
@@ -23,11 +18,28 @@ E parse_name(const char* kernel, const char* what, const std::string& name, cons
 }
 
 inline Activation activation_of(const char* kernel, const std::string& s) {
-    return parse_name<Activation>(kernel, "activation", s, kActivations);
+    return parse_name<Activation>(kernel, "activation", s, kActivationNames);
 }
-inline Loss loss_of(const char* kernel, const std::string& s) { return parse_name<Loss>(kernel, "loss", s, kLosses); }
+inline Loss loss_of(const char* kernel, const std::string& s) { return parse_name<Loss>(kernel, "loss", s, kLossNames); }
 inline Optimizer optimizer_of(const char* kernel, const std::string& s) {
-    return parse_name<Optimizer>(kernel, "optimizer", s, kOptimizers);
+    return parse_name<Optimizer>(kernel, "optimizer", s, kOptimizerNames);
+}
+
+template <std::size_t N>
+py::tuple names_tuple(const char* const (&names)[N]) {
+    py::tuple t(N);
+    for (std::size_t i = 0; i < N; ++i) t[i] = names[i];
+    return t;
+}
+
+// {"activation": names, "loss": ..., "math": ..., "optimizer": ...}, each in enum order.
+inline py::dict enum_names() {
+    py::dict d;
+    d["activation"] = names_tuple(kActivationNames);
+    d["loss"] = names_tuple(kLossNames);
+    d["math"] = names_tuple(kMathFnNames);
+    d["optimizer"] = names_tuple(kOptimizerNames);
+    return d;
 }
 
 }}  // namespace fastmlp::bind

@@ -1,6 +1,11 @@
-"""Activation functions by name or as objects with a parameter (docs/conventions.md).
+"""Activation functions: one registry row per activation (docs/conventions.md).
 
-The math lives in the backends; a layer only carries the name and its parameter:
+Every place that knows activations reads :data:`KINDS`: the NumPy backend computes with a
+row's formulas, the native backend passes its name to the C++ kernels (whose names table
+sits beside ``enum class Activation`` in csrc/common.hpp; tests/api/test_activation_registry.py
+checks the two agree), and the ONNX and PyTorch interchange, model files, initializers, the
+estimators and the command line take their lists and conversions from the rows.
+
 leaky_relu(z) = z if z > 0 else slope * z (slope 0.01 by default),
 elu(z) = z if z > 0 else alpha * (e^z - 1) (alpha 1.0 by default).
 Derivatives at exactly 0 take the left branch: relu'(0) = 0, leaky_relu'(0) = slope,
@@ -8,26 +13,28 @@ elu'(0) = alpha.
 
 Wherever an activation name is accepted, an object is too:
 ``Dense(64, activation=LeakyReLU(0.2))`` or ``Dense(64, activation=ELU(alpha=0.5))``.
+
+Adding an activation: its row here (the NumPy formulas, ONNX and torch conversions), its
+case in csrc/kernels/activations.hpp (activate and derivative) and its name in
+csrc/common.hpp's FASTMLP_ACTIVATIONS, and its test case in tests/activation_cases.py.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from ._validation import check_choice
-from .backends.base import ACTIVATIONS
+from .backends.numpy import sigmoid
 
 LEAKY_RELU_SLOPE = 0.01
 ELU_ALPHA = 1.0
 
-_PARAMS = {"leaky_relu": LEAKY_RELU_SLOPE, "elu": ELU_ALPHA}
-_RELU_FAMILY = ("relu", "leaky_relu", "elu")
-
-__all__ = ["ACTIVATIONS", "ELU", "ELU_ALPHA", "LEAKY_RELU_SLOPE", "LeakyReLU",
-           "default_initializer", "param", "resolve", "resolve_with_param"]
+__all__ = ["ACTIVATIONS", "ELU", "ELU_ALPHA", "KINDS", "LEAKY_RELU_SLOPE", "ActivationKind",
+           "LeakyReLU", "default_initializer", "kind", "param", "resolve", "resolve_with_param"]
 
 
 def _check_param(value, name: str) -> float:
@@ -76,6 +83,120 @@ class ELU(Activation):
         return f"ELU(alpha={self.alpha!r})"
 
 
+@dataclass(frozen=True)
+class ActivationKind:
+    """One activation. ``forward(z, param)`` and ``derivative(z, a, param)`` (a = act(z))
+    are the NumPy backend's formulas, in z's dtype; ``onnx(g, z, param, prefix)`` appends
+    its nodes to an ONNX graph builder (interop/onnx.py) and returns the output's name;
+    ``torch`` is the torch.nn module class's name (None: no module, for linear),
+    ``to_torch(cls, param)`` builds it and ``from_torch(module)`` reads one back as a
+    name or an :class:`Activation` object (ValueError for settings fastmlp lacks).
+    ``object_type`` is the :class:`Activation` class carrying ``param_name`` (model files
+    save it as ``{"class": ..., "config": {param_name: value}}``)."""
+
+    name: str
+    forward: Callable[[np.ndarray, float], np.ndarray]
+    derivative: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+    onnx: Callable
+    torch: Optional[str]
+    initializer: str = "glorot_uniform"
+    default_param: float = 0.0
+    param_name: Optional[str] = None
+    object_type: Optional[type] = None
+    to_torch: Callable = lambda cls, param: cls()
+    from_torch: Optional[Callable] = None
+
+    def read_torch(self, module) -> Union[str, Activation]:
+        """The fastmlp activation of a module of class ``self.torch``."""
+        return self.name if self.from_torch is None else self.from_torch(module)
+
+
+# ----------------------------------------------------------- NumPy formulas
+def _kink_derivative(z: np.ndarray, left: float) -> np.ndarray:
+    """relu / leaky_relu's derivative: 1 for z > 0, ``left`` otherwise, NaN for NaN z."""
+    return np.where(z > 0, 1, np.where(np.isnan(z), z, left)).astype(z.dtype, copy=False)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out = np.empty_like(z)
+    sigmoid(z, out)
+    return out
+
+
+# --------------------------------------------------------------- ONNX nodes
+# onnxruntime (1.31) has no float64 kernel for Elu, and float64 LeakyRelu only from opset
+# 16, so float64 graphs write those as Where(z > 0, z, slope * z) and
+# Where(z > 0, z, alpha * (Exp(z) - 1)), the same functions in ops every runtime has.
+def _greater_than_zero(g, z: str, prefix: str) -> str:
+    return g.node("Greater", [z, g.constant(f"{prefix}zero", 0)], prefix)
+
+
+def _onnx_leaky_relu(g, z: str, slope: float, prefix: str) -> str:
+    """LeakyRelu(alpha=slope); float64: ``Where(z > 0, z, slope * z)``."""
+    if g.dtype == np.float32:
+        return g.node("LeakyRelu", [z], prefix, alpha=slope)
+    scaled = g.node("Mul", [z, g.constant(f"{prefix}slope", slope)], prefix)
+    return g.node("Where", [_greater_than_zero(g, z, prefix), z, scaled], prefix)
+
+
+def _onnx_elu(g, z: str, alpha: float, prefix: str) -> str:
+    """Elu(alpha); float64: ``Where(z > 0, z, alpha * (Exp(z) - 1))``."""
+    if g.dtype == np.float32:
+        return g.node("Elu", [z], prefix, alpha=alpha)
+    expm1 = g.node("Sub", [g.node("Exp", [z], prefix), g.constant(f"{prefix}one", 1)], prefix)
+    scaled = g.node("Mul", [expm1, g.constant(f"{prefix}alpha", alpha)], prefix)
+    return g.node("Where", [_greater_than_zero(g, z, prefix), z, scaled], prefix)
+
+
+def _onnx_op(op: str) -> Callable:
+    """An activation that is one parameterless ONNX op."""
+    return lambda g, z, param, prefix: g.node(op, [z], prefix)
+
+
+# ------------------------------------------------------------------ the rows
+KINDS: Tuple[ActivationKind, ...] = (
+    ActivationKind(
+        "linear", forward=lambda z, p: z, derivative=lambda z, a, p: np.ones_like(z),
+        onnx=lambda g, z, param, prefix: z, torch=None),
+    ActivationKind(
+        "sigmoid", forward=lambda z, p: _sigmoid(z),
+        derivative=lambda z, a, p: a * (1 - a),                    # s' = s(1 - s)
+        onnx=_onnx_op("Sigmoid"), torch="Sigmoid"),
+    ActivationKind(
+        "tanh", forward=lambda z, p: np.tanh(z),
+        derivative=lambda z, a, p: 1 - a * a,                      # tanh' = 1 - t^2
+        onnx=_onnx_op("Tanh"), torch="Tanh"),
+    ActivationKind(
+        "relu", forward=lambda z, p: np.maximum(z, 0),
+        derivative=lambda z, a, p: _kink_derivative(z, 0),
+        onnx=_onnx_op("Relu"), torch="ReLU", initializer="he_normal"),
+    ActivationKind(
+        "leaky_relu", forward=lambda z, p: np.where(z > 0, z, p * z),
+        derivative=lambda z, a, p: _kink_derivative(z, p),
+        onnx=_onnx_leaky_relu, torch="LeakyReLU", initializer="he_normal",
+        default_param=LEAKY_RELU_SLOPE, param_name="slope", object_type=LeakyReLU,
+        to_torch=lambda cls, p: cls(p),
+        from_torch=lambda module: LeakyReLU(module.negative_slope)),
+    ActivationKind(
+        # alpha * (e^z - 1) for z <= 0, of min(z, 0) so the unused branch cannot overflow;
+        # elu'(z) = alpha * e^z for z <= 0
+        "elu", forward=lambda z, p: np.where(z > 0, z, p * np.expm1(np.minimum(z, 0))),
+        derivative=lambda z, a, p: np.where(z > 0, 1, p * np.exp(np.minimum(z, 0))),
+        onnx=_onnx_elu, torch="ELU", initializer="he_normal",
+        default_param=ELU_ALPHA, param_name="alpha", object_type=ELU,
+        to_torch=lambda cls, p: cls(p), from_torch=lambda module: ELU(module.alpha)),
+)
+_BY_NAME: Dict[str, ActivationKind] = {row.name: row for row in KINDS}
+#: The activation names, in the order of :data:`KINDS`.
+ACTIVATIONS: Tuple[str, ...] = tuple(_BY_NAME)
+
+
+def kind(name: str) -> ActivationKind:
+    """The registry row of an activation name (ValueError listing the names)."""
+    row = _BY_NAME.get(name) if isinstance(name, str) else None
+    return row if row is not None else _BY_NAME[check_choice(name, "activation", ACTIVATIONS)]
+
+
 def resolve(activation: Union[None, str, Activation]) -> str:
     """The activation's name; None means "linear"."""
     return resolve_with_param(activation)[0]
@@ -86,16 +207,15 @@ def resolve_with_param(activation: Union[None, str, Activation]) -> Tuple[str, f
     ("linear")."""
     if isinstance(activation, Activation):
         return activation.name, activation.param
-    name = "linear" if activation is None else check_choice(activation, "activation",
-                                                             ACTIVATIONS)
+    name = "linear" if activation is None else kind(activation).name
     return name, param(name)
 
 
 def param(activation: str) -> float:
     """The backend's default ``param``: the leaky slope, the ELU alpha, else 0."""
-    return _PARAMS.get(activation, 0.0)
+    return kind(activation).default_param
 
 
 def default_initializer(activation: str) -> str:
     """he_normal for the ReLU family, glorot_uniform otherwise (docs/conventions.md)."""
-    return "he_normal" if activation in _RELU_FAMILY else "glorot_uniform"
+    return kind(activation).initializer

@@ -208,7 +208,7 @@ class _Affine(Layer):
         (which is Z for the linear activation)."""
         z = workspace.get("z", (len(x), self.rows), x.dtype)
         a = z if activation == "linear" else workspace.get("a", z.shape, z.dtype)
-        backend.gemm_bias_act(x, self.W2, self.b2, z, a, activation, param)
+        backend.gemm_bias_act(x, self.W2, self.b2, z, a, activations.kind(activation), param)
         if training:
             self._x, self._ws = x, workspace
         return a
@@ -240,11 +240,11 @@ class _Affine(Layer):
 class Dense(_Affine):
     """Fully-connected layer ``A = act(X @ W.T + b)`` with W (units, n_in), b (units,).
 
-    ``activation`` is one of linear (the default, for None), sigmoid, tanh, relu,
-    leaky_relu (slope 0.01), elu (alpha 1.0), or an object from
+    ``activation`` is a name of :data:`fastmlp.activations.ACTIVATIONS` (linear, the
+    default, for None; leaky_relu's slope 0.01, elu's alpha 1.0) or an object from
     :mod:`fastmlp.activations` (``LeakyReLU(0.2)``, ``ELU(0.5)``). ``init`` is an
-    initializer name from :mod:`fastmlp.initializers`; None means he_normal for the ReLU
-    family and glorot_uniform otherwise. Biases start at zero. ``regularizer``
+    initializer name from :mod:`fastmlp.initializers`; None means the activation's default
+    (he_normal for the ReLU family, glorot_uniform otherwise). Biases start at zero. ``regularizer``
     (:mod:`fastmlp.regularizers`) penalizes W and overrides the model's. W, b and their
     gradients dW, db exist once the layer is part of a model.
     """
@@ -295,7 +295,7 @@ class Dense(_Affine):
             dz = cache.get("dz", da.shape, da.dtype)
             backend.act_backward(cache.get("z", da.shape, da.dtype),
                                  cache.get("a", da.shape, da.dtype), da, dz,
-                                 self.activation, self.param)
+                                 activations.kind(self.activation), self.param)
         return self._backward_linear(backend, dz, need_dx)
 
     def describe(self) -> str:

@@ -147,7 +147,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from numpy.lib import format as npy
 
-from .activations import ELU, Activation, LeakyReLU
+from .activations import KINDS, Activation
 from .backends import BACKENDS, get_backend
 from .backends.base import LOSSES
 from .layers import LAYERS, Layer, Normalization
@@ -195,8 +195,8 @@ _MAX_DATA_DEPTH = 32
 _Registry = Dict[str, Tuple[type, Callable[[object], dict]]]
 
 _ACTIVATIONS: _Registry = {
-    "LeakyReLU": (LeakyReLU, lambda a: {"slope": a.slope}),
-    "ELU": (ELU, lambda a: {"alpha": a.alpha})}
+    row.object_type.__name__: (row.object_type, lambda a, key=row.param_name: {key: a.param})
+    for row in KINDS if row.object_type is not None}
 _REGULARIZERS: _Registry = {
     "L1": (L1, lambda r: {"lam": r.l1, "scale": r.scale}),
     "L2": (L2, lambda r: {"lam": r.l2, "scale": r.scale}),

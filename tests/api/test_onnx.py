@@ -12,7 +12,7 @@ import onnxruntime
 import pytest
 
 from fastmlp import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization, Sequential
-from fastmlp.activations import ELU, LeakyReLU
+from fastmlp.activations import ACTIVATIONS as ACTIVATION_NAMES, ELU, LeakyReLU
 from fastmlp.interop.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from helpers import make_data, relative_error
 
@@ -22,8 +22,7 @@ from helpers import make_data, relative_error
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 
 DTYPES = ["float32", "float64"]
-ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "leaky_relu", LeakyReLU(0.2), "elu",
-               ELU(0.5)]
+ACTIVATIONS = [*ACTIVATION_NAMES, LeakyReLU(0.2), ELU(0.5)]
 # (loss, outputs): single outputs come back as (N,), like predict_proba and predict
 LOSSES = [("softmax_cross_entropy", 3), ("binary_cross_entropy", 1),
           ("binary_cross_entropy", 2), ("mse", 1), ("mse", 2)]

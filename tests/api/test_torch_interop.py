@@ -98,6 +98,23 @@ def test_batch_norm_running_mean_moves_alike_in_torch(dtype):
     assert_close(module[0].running_mean.numpy(), model.layers[0].running_mean, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", [name for name in fastmlp.activations.ACTIVATIONS
+                                        if name != "linear"])
+def test_each_activation_round_trips(activation, dtype):
+    """Every registry activation: its torch module after the Linear, the same logits, and
+    from_torch reads it back to the same layer."""
+    model = Sequential([Dense(6, activation), Dense(3)], input_dim=N_FEATURES, loss="mse",
+                       dtype=dtype, seed=2)
+    module = model.to_torch()
+    assert type(module[1]).__name__ == fastmlp.activations.kind(activation).torch
+    X = 3 * inputs(dtype)
+    assert_close(torch_outputs(module, X), model.predict(X).reshape(len(X), -1), dtype)
+    back = from_torch(module, loss=model.loss, seed=model.seed)
+    assert [layer_config(layer) for layer in back.layers] == \
+        [layer_config(layer) for layer in model.layers]
+
+
 def test_softmax_of_the_torch_logits_is_predict_proba():
     model = every_layer_model()
     X = inputs("float32")

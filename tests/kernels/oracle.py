@@ -11,27 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
+import activation_cases
+
 LD = np.longdouble
 # True when np.longdouble carries more bits than float64 (x87 extended or binary128);
 # without it the float64 ulp measurements have no reference and are skipped.
 LONGDOUBLE_IS_WIDE = np.finfo(LD).nmant >= 63
 
 MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid")
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu")
+# The activations, their definitions and the parameter each takes in the tests: one case
+# per registry row in tests/activation_cases.py.
+ACTIVATIONS = tuple(activation_cases.CASES)
+act, act_grad, act_grad_given = (activation_cases.act, activation_cases.act_grad,
+                                 activation_cases.act_grad_given)
 LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
-# The parameter each activation takes in the tests (docs/conventions.md defaults).
-PARAM = {"linear": 0.0, "sigmoid": 0.0, "tanh": 0.0, "relu": 0.0, "leaky_relu": 0.01, "elu": 1.0}
+PARAM = {name: case.param for name, case in activation_cases.CASES.items()}
 
 
 # --------------------------------------------------------------------------------------
 # Transcendentals, in long double
 # --------------------------------------------------------------------------------------
 
-def _sigmoid_wide(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^-x) without overflow: e^x / (1 + e^x) for x < 0."""
-    with np.errstate(over="ignore", under="ignore"):
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+_sigmoid_wide = activation_cases.sigmoid_wide
 
 
 def math_ref(name: str, x: np.ndarray) -> np.ndarray:
@@ -86,67 +87,6 @@ def ulp_error(got: np.ndarray, ref: np.ndarray, dtype) -> np.ndarray:
     err = np.where(np.isfinite(got) & np.isfinite(rounded), err, work(np.inf))
     same_special = (np.isnan(got) & np.isnan(ref)) | (np.isinf(rounded) & (got == rounded))
     return np.where(same_special, work(0), err)
-
-
-# --------------------------------------------------------------------------------------
-# Activations and their derivatives, in float64 (or wider if given wider)
-# --------------------------------------------------------------------------------------
-
-def act(name: str, z: np.ndarray, param: float) -> np.ndarray:
-    """a = act(z): the definitions of docs/conventions.md, in the precision of z (>= float64)."""
-    z = np.asarray(z)
-    if z.dtype != LD:
-        z = z.astype(np.float64)
-    with np.errstate(over="ignore", under="ignore"):
-        if name == "linear":
-            return z.copy()
-        if name == "sigmoid":
-            return _sigmoid_wide(z)
-        if name == "tanh":
-            return np.tanh(z)
-        if name == "relu":
-            return np.where(z > 0, z, 0 * z)          # NaN * 0 keeps NaN
-        if name == "leaky_relu":
-            return np.where(z > 0, z, param * z)
-        if name == "elu":
-            return np.where(z > 0, z, param * np.expm1(np.minimum(z, 0)))
-    raise ValueError(name)
-
-
-def act_grad(name: str, z: np.ndarray, param: float) -> np.ndarray:
-    """act'(z) from z alone, left branch at the kink z == 0 (docs/conventions.md)."""
-    z = np.asarray(z)
-    if z.dtype != LD:
-        z = z.astype(np.float64)
-    with np.errstate(over="ignore", under="ignore"):
-        if name == "linear":
-            return np.ones_like(z)
-        if name == "sigmoid":
-            s = _sigmoid_wide(z)
-            return s * (1 - s)
-        if name == "tanh":
-            return 1 / np.cosh(z) ** 2
-        if name == "relu":
-            return np.where(z > 0, 1.0, 0.0)
-        if name == "leaky_relu":
-            return np.where(z > 0, 1.0, param)
-        if name == "elu":
-            return np.where(z > 0, 1.0, param * np.exp(np.minimum(z, 0)))
-    raise ValueError(name)
-
-
-def act_grad_given(name: str, z: np.ndarray, a: np.ndarray, param: float) -> np.ndarray:
-    """act'(z) as the backward contract states it (base.py): sigmoid and tanh from the
-    given a = act(z) (a(1 - a), 1 - a^2), the others from z; float64 or long double."""
-    a = np.asarray(a)
-    if a.dtype != LD:
-        a = a.astype(np.float64)
-    if name == "sigmoid":
-        return a * (1 - a)
-    if name == "tanh":
-        return 1 - a * a
-    return act_grad(name, z, param)
-
 
 # --------------------------------------------------------------------------------------
 # Losses and outputs, long double (row losses summed; grad = scale * d sum / d logits)

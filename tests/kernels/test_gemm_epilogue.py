@@ -18,8 +18,7 @@ import oracle
 from fastmlp import _core
 
 # (name, param): every activation, and the parametrized ones with a non-default param too.
-ACTIVATIONS = [("linear", 0.0), ("sigmoid", 0.0), ("tanh", 0.0), ("relu", 0.0),
-               ("leaky_relu", 0.01), ("leaky_relu", 0.2), ("elu", 1.0), ("elu", 0.5)]
+ACTIVATIONS = [*oracle.PARAM.items(), ("leaky_relu", 0.2), ("elu", 0.5)]
 ACT_IDS = [f"{a}-{p}" for a, p in ACTIVATIONS]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 SIZES = (1, 7, 17, 33, 257)

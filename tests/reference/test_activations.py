@@ -1,27 +1,16 @@
 """NumPy oracle activations: literal values, finite-difference derivatives, kinks, and
 stability for extreme finite inputs."""
-import math
-
 import numpy as np
 import pytest
 
-from fastmlp.activations import ELU_ALPHA, LEAKY_RELU_SLOPE, param
+from activation_cases import CASES, Z
+from fastmlp.activations import ACTIVATIONS, ELU_ALPHA, LEAKY_RELU_SLOPE, kind, param
 from fastmlp.backends import NumPyBackend
-from fastmlp.backends.base import ACTIVATIONS
 from helpers import assert_close, assert_gradient_close
 
 backend = NumPyBackend()
-Z = [-2.0, -0.5, 0.0, 1.5]
-
-# act(z) at Z, from the math module (an implementation independent of the oracle's).
-LITERALS = {
-    "linear": Z,
-    "sigmoid": [1 / (1 + math.exp(-z)) for z in Z],
-    "tanh": [math.tanh(z) for z in Z],
-    "relu": [0.0, 0.0, 0.0, 1.5],
-    "leaky_relu": [-0.02, -0.005, 0.0, 1.5],
-    "elu": [math.exp(-2.0) - 1, math.exp(-0.5) - 1, 0.0, 1.5],
-}
+# act(z) at Z: CASES[name].literals (tests/activation_cases.py), from the math module,
+# independent of the backend's formulas.
 
 
 def forward(z: np.ndarray, activation: str, bias=None) -> np.ndarray:
@@ -29,7 +18,7 @@ def forward(z: np.ndarray, activation: str, bias=None) -> np.ndarray:
     z = z.copy()
     a = np.empty_like(z)
     bias = np.zeros(z.shape[1], z.dtype) if bias is None else bias
-    backend.bias_act_forward(z, bias, a, activation, param(activation))
+    backend.bias_act_forward(z, bias, a, kind(activation), param(activation))
     return a
 
 
@@ -40,9 +29,9 @@ def test_forward_matches_literal_values(activation, dtype):
     a = forward(z, activation)
     assert a.dtype == dtype
     if activation in ("relu", "leaky_relu", "linear") and dtype == "float64":
-        np.testing.assert_array_equal(a[0], LITERALS[activation])
+        np.testing.assert_array_equal(a[0], CASES[activation].literals)
     else:
-        assert_close(a[0], LITERALS[activation], "literal", dtype)
+        assert_close(a[0], CASES[activation].literals, "literal", dtype)
 
 
 def test_bias_is_added_to_every_row_before_the_activation():
@@ -62,7 +51,7 @@ def test_backward_matches_finite_differences(activation):
     z_biased = z + bias
     a = forward(z, activation, bias)
     dz = np.empty_like(z)
-    backend.act_backward(z_biased, a, da, dz, activation, param(activation))
+    backend.act_backward(z_biased, a, da, dz, kind(activation), param(activation))
     # elementwise, so one centered difference per entry gives every derivative at once
     eps = 1e-7
     upper, lower = forward(z + eps, activation, bias), forward(z - eps, activation, bias)
@@ -77,7 +66,7 @@ def test_kinks_take_the_left_branch_at_zero():
     for activation, value in expected.items():
         a = forward(z, activation)
         dz = np.empty_like(z)
-        backend.act_backward(z, a, da, dz, activation, param(activation))
+        backend.act_backward(z, a, da, dz, kind(activation), param(activation))
         assert dz[0, 0] == value, activation
 
 
@@ -88,7 +77,7 @@ def test_extreme_inputs_do_not_overflow(activation, dtype, big):
     with np.errstate(all="raise"):
         a = forward(z, activation)
         dz = np.empty_like(z)
-        backend.act_backward(z, a, np.ones_like(z), dz, activation, param(activation))
+        backend.act_backward(z, a, np.ones_like(z), dz, kind(activation), param(activation))
     assert np.isfinite(a).all() and np.isfinite(dz).all()
     if activation == "sigmoid":
         np.testing.assert_array_equal(a[0, [0, 3]], [0.0, 1.0])

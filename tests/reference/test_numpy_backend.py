@@ -3,6 +3,7 @@ enforcement of the protocol's dtype/layout contract."""
 import numpy as np
 import pytest
 
+from fastmlp import activations
 from fastmlp.backends import NumPyBackend
 
 backend = NumPyBackend()
@@ -64,7 +65,7 @@ def test_edge_values_take_the_limits_the_native_kernels_take():
     z = np.array([[nan, -1.0, 2.0]])
     for name, slope in (("relu", 0.0), ("leaky_relu", 0.01)):
         dz = np.empty_like(z)
-        backend.act_backward(z, z, np.ones_like(z), dz, name, slope)
+        backend.act_backward(z, z, np.ones_like(z), dz, activations.kind(name), slope)
         assert np.isnan(dz[0, 0]) and dz[0, 1] == slope and dz[0, 2] == 1.0
     logits = np.array([[inf, 0.0, -inf], [1.0, -inf, 2.0]])
     out = np.empty_like(logits)

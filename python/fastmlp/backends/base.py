@@ -11,8 +11,11 @@ Contract shared by every method:
   value); the native backend raises TypeError/ValueError for a wrong dtype or layout
   instead of writing into a copy;
 * samples are rows: ``X`` is ``(m, n_in)``, a Dense ``W`` is ``(n_out, n_in)``;
-* activations are named ``"linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu"``;
-  ``param`` is the leaky slope (0.01) or the ELU alpha (1.0) and is ignored otherwise;
+* an activation is a row of the registry in :mod:`fastmlp.activations` (which sits above
+  the backends, so the caller passes the row in): the native backend passes its ``name``
+  to the kernels, the NumPy backend computes its ``forward`` and ``derivative``
+  (:class:`ActivationFormulas`); ``param`` is the leaky slope (0.01) or the ELU alpha
+  (1.0) and is ignored otherwise;
 * losses are named ``"softmax_cross_entropy", "binary_cross_entropy", "mse"``, all from
   logits (docs/conventions.md). Targets are dense ``(m, k)`` arrays of the model's dtype
   (one-hot rows for softmax cross-entropy, 0/1 for binary cross-entropy).
@@ -24,7 +27,19 @@ from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu")
+
+class ActivationFormulas(Protocol):
+    """What a backend reads of an activation (fastmlp.activations.ActivationKind)."""
+
+    name: str
+
+    def forward(self, z: np.ndarray, param: float) -> np.ndarray:
+        """act(z) in z's dtype."""
+
+    def derivative(self, z: np.ndarray, a: np.ndarray, param: float) -> np.ndarray:
+        """act'(z), given a = act(z), in z's dtype."""
+
+
 LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
@@ -41,7 +56,7 @@ class Backend(Protocol):
         """
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
-                      a: np.ndarray, activation: str, param: float) -> None:
+                      a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
         """The Dense forward: ``z = x @ w.T + bias`` (bias added to every row), then
         ``a = act(z)``; ``x`` is ``(m, n_in)``, ``w`` is ``(n_out, n_in)``.
 
@@ -51,14 +66,14 @@ class Backend(Protocol):
         """
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
-                         activation: str, param: float) -> None:
+                         activation: ActivationFormulas, param: float) -> None:
         """``z[i, :] += bias`` for every row, then ``a = act(z)``.
 
         ``a`` may be the same array as ``z`` only when activation is "linear".
         """
 
     def act_backward(self, z: np.ndarray, a: np.ndarray, da: np.ndarray, dz: np.ndarray,
-                     activation: str, param: float) -> None:
+                     activation: ActivationFormulas, param: float) -> None:
         """``dz = da * act'(z)``; ``a = act(z)`` is given so sigmoid/tanh use it.
 
         Kinks take the left branch at exactly 0: relu'(0) = 0, leaky_relu'(0) = slope,

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from .base import ActivationFormulas
+
 # OpenMP spin-wait (README "Threads and SIMD", docs/build-notes.md "Two spinning thread pools"). After a parallel region
 # libgomp's idle workers spin before they sleep (300000 spins by default); NumPy's OpenBLAS
 # pool does the same, so code alternating the two had each pool's spinning threads steal
@@ -60,16 +62,16 @@ class NativeBackend:
         _core.gemm(a, b, c, trans_a, trans_b, alpha, beta)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
-                      a: np.ndarray, activation: str, param: float) -> None:
-        _core.gemm_bias_act(x, w, bias, z, a, False, True, activation, param)
+                      a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
+        _core.gemm_bias_act(x, w, bias, z, a, False, True, activation.name, param)
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
-                         activation: str, param: float) -> None:
-        _core.bias_act_forward(z, bias, a, activation, param)
+                         activation: ActivationFormulas, param: float) -> None:
+        _core.bias_act_forward(z, bias, a, activation.name, param)
 
     def act_backward(self, z: np.ndarray, a: np.ndarray, da: np.ndarray, dz: np.ndarray,
-                     activation: str, param: float) -> None:
-        _core.act_backward(z, a, da, dz, activation, param)
+                     activation: ActivationFormulas, param: float) -> None:
+        _core.act_backward(z, a, da, dz, activation.name, param)
 
     def col_sum(self, x: np.ndarray, out: np.ndarray) -> None:
         _core.col_sum(x, out)
@@ -221,6 +223,12 @@ def backend_info() -> dict:
 # How many times set_isa ran: fused predictors hold weights packed for one ISA, so their
 # cache key includes it (fused.inference_key).
 isa_generation = 0
+
+
+def enum_names() -> dict:
+    """The names the kernels take, by enum value (csrc/common.hpp): {"activation": (...),
+    "loss": (...), "math": (...), "optimizer": (...)}."""
+    return dict(_core.enum_names())
 
 
 def set_isa(name: str) -> str:

@@ -9,9 +9,11 @@ correct IEEE result here, so each method ignores it even under ``np.seterr(all="
 from __future__ import annotations
 
 import operator
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import numpy as np
+
+from .base import ActivationFormulas
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _underflow_ok = np.errstate(under="ignore")   # a per-call, thread-safe decorator
@@ -29,7 +31,7 @@ def _check_arrays(*arrays: np.ndarray) -> None:
             raise TypeError(f"argument {i} must be C-contiguous")
 
 
-def _sigmoid(z: np.ndarray, out: np.ndarray) -> None:
+def sigmoid(z: np.ndarray, out: np.ndarray) -> None:
     """sigmoid(z) = 1 / (1 + e^-z), written with e = e^-|z| so it never overflows:
     1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0."""
     e = np.exp(-np.abs(z))
@@ -56,38 +58,9 @@ def _softmax(z: np.ndarray, out: np.ndarray) -> None:
     out /= out.sum(axis=1, keepdims=True)
 
 
-def _kink_derivative(z: np.ndarray, left: float) -> np.ndarray:
-    """relu / leaky_relu's derivative: 1 for z > 0, ``left`` otherwise, NaN for NaN z."""
-    return np.where(z > 0, 1, np.where(np.isnan(z), z, left)).astype(z.dtype, copy=False)
-
-
 def _copy(z: np.ndarray, out: np.ndarray) -> None:
     if out is not z:
         np.copyto(out, z)
-
-
-# Forward activations a = act(z); param is the leaky slope or the ELU alpha.
-_FORWARD: Dict[str, Callable[[np.ndarray, np.ndarray, float], None]] = {
-    "linear": lambda z, a, p: _copy(z, a),
-    "sigmoid": lambda z, a, p: _sigmoid(z, a),
-    "tanh": lambda z, a, p: np.tanh(z, out=a),
-    "relu": lambda z, a, p: np.maximum(z, 0, out=a),
-    "leaky_relu": lambda z, a, p: np.copyto(a, np.where(z > 0, z, p * z)),
-    # alpha * (e^z - 1) for z <= 0; expm1 of min(z, 0) so the unused branch cannot overflow
-    "elu": lambda z, a, p: np.copyto(a, np.where(z > 0, z, p * np.expm1(np.minimum(z, 0)))),
-}
-
-# Backward dz = da * act'(z); kinks take the left branch at exactly 0 (docs/conventions.md).
-_BACKWARD: Dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], None]] = {
-    "linear": lambda z, a, da, dz, p: np.copyto(dz, da),
-    "sigmoid": lambda z, a, da, dz, p: np.multiply(da, a * (1 - a), out=dz),   # s' = s(1-s)
-    "tanh": lambda z, a, da, dz, p: np.multiply(da, 1 - a * a, out=dz),        # tanh' = 1-t^2
-    "relu": lambda z, a, da, dz, p: np.multiply(da, _kink_derivative(z, 0), out=dz),
-    "leaky_relu": lambda z, a, da, dz, p: np.multiply(da, _kink_derivative(z, p), out=dz),
-    # elu'(z) = alpha * e^z for z <= 0
-    "elu": lambda z, a, da, dz, p: np.copyto(
-        dz, np.where(z > 0, da, da * (p * np.exp(np.minimum(z, 0))))),
-}
 
 
 # Row weights w (m,) or None: the elementwise loss terms of row i are multiplied by w_i
@@ -120,7 +93,7 @@ def _binary_cross_entropy(z, y, grad, scale, w=None):
     d/dz = (sigmoid(z) - y) / k."""
     k = z.shape[1]
     if grad is not None:
-        _sigmoid(z, grad)
+        sigmoid(z, grad)
         grad -= y
         grad *= _row_coef(scale / k, w)
     with np.errstate(invalid="ignore"):
@@ -147,7 +120,7 @@ _LOSSES = {
 
 _OUTPUTS = {
     "softmax_cross_entropy": _softmax,
-    "binary_cross_entropy": _sigmoid,
+    "binary_cross_entropy": sigmoid,
     "mse": _copy,
 }
 
@@ -264,26 +237,25 @@ class NumPyBackend:
             c += alpha * (op_a @ op_b)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
-                      a: np.ndarray, activation: str, param: float) -> None:
+                      a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
         """``z = x @ w.T + bias``, ``a = act(z)``: gemm then bias_act_forward."""
         self.gemm(x, w, z, trans_b=True)
         self.bias_act_forward(z, bias, a, activation, param)
 
     @_underflow_ok
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
-                         activation: str, param: float) -> None:
-        """``z += bias`` row by row, then ``a = act(z)``."""
+                         activation: ActivationFormulas, param: float) -> None:
+        """``z += bias`` row by row, then ``a = activation.forward(z, param)``."""
         _check_arrays(z, bias, a)
-        forward = _lookup(_FORWARD, activation, "activation")
         z += bias
-        forward(z, a, param)
+        np.copyto(a, activation.forward(z, param))
 
     @_underflow_ok
     def act_backward(self, z: np.ndarray, a: np.ndarray, da: np.ndarray, dz: np.ndarray,
-                     activation: str, param: float) -> None:
-        """``dz = da * act'(z)`` with relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha."""
+                     activation: ActivationFormulas, param: float) -> None:
+        """``dz = da * activation.derivative(z, a, param)``."""
         _check_arrays(z, a, da, dz)
-        _lookup(_BACKWARD, activation, "activation")(z, a, da, dz, param)
+        np.multiply(da, activation.derivative(z, a, param), out=dz)
 
     @_underflow_ok
     def col_sum(self, x: np.ndarray, out: np.ndarray) -> None:

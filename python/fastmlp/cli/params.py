@@ -7,7 +7,8 @@ import argparse
 import json
 from typing import Any, Dict
 
-from ..backends.base import ACTIVATIONS, LOSSES, OPTIMIZERS
+from ..activations import ACTIVATIONS
+from ..backends.base import LOSSES, OPTIMIZERS
 from ..optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
 from ..search import OPTIMIZER_PARAMS, MLPBuilder
 from .options import (DataError, dropout_rate, epoch_count, int_at_least, nonnegative_float,

@@ -6,7 +6,8 @@ import argparse
 
 from .. import __version__
 from ..backends import BACKENDS
-from ..backends.base import ACTIVATIONS, LOSSES, OPTIMIZERS
+from ..activations import ACTIVATIONS
+from ..backends.base import LOSSES, OPTIMIZERS
 from . import demo
 from .commands import diagnose_command, evaluate_command, predict_command, train_command
 from .options import (MAX_EPOCHS, column_list, dev_size, dropout_rate, epoch_count,

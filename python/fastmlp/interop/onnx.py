@@ -10,8 +10,9 @@ sigmoid output: the probability of ``classes_[1]``), so the argmax of a row is a
 index; map it through ``model.classes_`` (saved in the model file) for the labels
 ``predict`` returns. Layer by layer, with the formulas of :mod:`fastmlp.layers`:
 
-- Dense: ``Gemm(X, W, b, transB=1)`` (W is (n_out, n_in), as in ONNX) then the activation:
-  Relu, Sigmoid, Tanh, LeakyRelu(slope), Elu(alpha), nothing for linear.
+- Dense: ``Gemm(X, W, b, transB=1)`` (W is (n_out, n_in), as in ONNX) then the activation,
+  as its row in :mod:`fastmlp.activations` writes it: Relu, Sigmoid, Tanh,
+  LeakyRelu(slope), Elu(alpha), nothing for linear.
 - Maxout: Gemm with W viewed as (units * k, n_in), Reshape to (N, units, k), ReduceMax over
   the pieces.
 - Dropout: omitted (the identity at inference).
@@ -23,7 +24,8 @@ index; map it through ``model.classes_`` (saved in the model file) for the label
 
 onnxruntime (1.31) has no float64 kernel for Elu, and float64 LeakyRelu only from opset
 16, so float64 graphs write those two as ``Where(x > 0, x, slope * x)`` and
-``Where(x > 0, x, alpha * (Exp(x) - 1))``, the same functions in ops every runtime has.
+``Where(x > 0, x, alpha * (Exp(x) - 1))``, the same functions in ops every runtime has
+(the activation rows say which ops they use).
 
 Needs the ``onnx`` package (``pip install 'fastmlp[onnx]'``), imported only on export.
 """
@@ -33,6 +35,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from .. import activations
 from .._files import check_path, write_atomically
 from .._validation import check_int
 from ..layers import BatchNorm, Dense, Dropout, Maxout, Normalization
@@ -116,38 +119,6 @@ class _GraphBuilder:
         return output
 
 
-# ------------------------------------------------------------------ activations
-def _greater_than_zero(g: _GraphBuilder, z: str, prefix: str) -> str:
-    return g.node("Greater", [z, g.constant(f"{prefix}zero", 0)], prefix)
-
-
-def _leaky_relu(g: _GraphBuilder, z: str, slope: float, prefix: str) -> str:
-    """LeakyRelu(alpha=slope); float64: ``Where(z > 0, z, slope * z)``."""
-    if g.dtype == np.float32:
-        return g.node("LeakyRelu", [z], prefix, alpha=slope)
-    scaled = g.node("Mul", [z, g.constant(f"{prefix}slope", slope)], prefix)
-    return g.node("Where", [_greater_than_zero(g, z, prefix), z, scaled], prefix)
-
-
-def _elu(g: _GraphBuilder, z: str, alpha: float, prefix: str) -> str:
-    """Elu(alpha); float64: ``Where(z > 0, z, alpha * (Exp(z) - 1))``."""
-    if g.dtype == np.float32:
-        return g.node("Elu", [z], prefix, alpha=alpha)
-    expm1 = g.node("Sub", [g.node("Exp", [z], prefix), g.constant(f"{prefix}one", 1)], prefix)
-    scaled = g.node("Mul", [expm1, g.constant(f"{prefix}alpha", alpha)], prefix)
-    return g.node("Where", [_greater_than_zero(g, z, prefix), z, scaled], prefix)
-
-
-_ACTIVATIONS: Dict[str, Callable] = {
-    "linear": lambda g, z, param, prefix: z,
-    "relu": lambda g, z, param, prefix: g.node("Relu", [z], prefix),
-    "sigmoid": lambda g, z, param, prefix: g.node("Sigmoid", [z], prefix),
-    "tanh": lambda g, z, param, prefix: g.node("Tanh", [z], prefix),
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-}
-
-
 # ----------------------------------------------------------------------- layers
 def _gemm(g: _GraphBuilder, x: str, W2: np.ndarray, b2: np.ndarray, prefix: str) -> str:
     """``Gemm(x, W2, b2, transB=1)`` = ``x @ W2.T + b2``."""
@@ -157,7 +128,7 @@ def _gemm(g: _GraphBuilder, x: str, W2: np.ndarray, b2: np.ndarray, prefix: str)
 
 def _dense(g: _GraphBuilder, layer: Dense, x: str, prefix: str) -> str:
     z = _gemm(g, x, layer.W2, layer.b2, prefix)
-    return _ACTIVATIONS[layer.activation](g, z, layer.param, prefix)
+    return activations.kind(layer.activation).onnx(g, z, layer.param, prefix)
 
 
 def _maxout(g: _GraphBuilder, layer: Maxout, x: str, prefix: str) -> str:

@@ -5,8 +5,9 @@ Layer for module, weights in the same layout (W (n_out, n_in) is ``nn.Linear.wei
 ==========================  ===============================================================
 fastmlp                     torch.nn
 ==========================  ===============================================================
-Dense(units, act)           Linear(n_in, units), then ReLU / Sigmoid / Tanh /
-                            LeakyReLU(slope) / ELU(alpha) (nothing for linear)
+Dense(units, act)           Linear(n_in, units), then the activation's module (its row's
+                            ``torch`` in fastmlp.activations: ReLU, LeakyReLU(slope),
+                            ELU(alpha), ...; nothing for linear)
 Dropout(rate)               Dropout(p=rate)
 BatchNorm(momentum, eps)    BatchNorm1d(eps=eps, momentum=1 - momentum), running stats copied
 Maxout(units, pieces)       :class:`Maxout` (this module), weight (units, pieces, n_in)
@@ -112,18 +113,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _activation_to_torch(nn) -> Dict[str, Callable]:
-    """fastmlp activation name -> its torch module, built from the activation's param."""
-    return {"relu": lambda param: nn.ReLU(), "sigmoid": lambda param: nn.Sigmoid(),
-            "tanh": lambda param: nn.Tanh(), "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
-
-
-def _activation_from_torch(nn) -> Dict[type, Callable]:
-    """torch activation module class -> fastmlp activation (name or object) of a module."""
-    return {nn.ReLU: lambda module: "relu", nn.Sigmoid: lambda module: "sigmoid",
-            nn.Tanh: lambda module: "tanh",
-            nn.LeakyReLU: lambda module: activations.LeakyReLU(module.negative_slope),
-            nn.ELU: lambda module: activations.ELU(module.alpha)}
+def _activation_from_torch(nn) -> Dict[type, activations.ActivationKind]:
+    """torch activation module class -> the registry row that reads it."""
+    return {getattr(nn, row.torch): row for row in activations.KINDS if row.torch is not None}
 
 
 # ------------------------------------------------------------------- to_torch
@@ -149,7 +141,8 @@ def _dense_to_torch(torch, layer: layers.Dense) -> list:
                      weight=layer.W, bias=layer.b)
     if layer.activation == "linear":
         return [linear]
-    return [linear, _activation_to_torch(torch.nn)[layer.activation](layer.param)]
+    row = activations.kind(layer.activation)
+    return [linear, row.to_torch(getattr(torch.nn, row.torch), layer.param)]
 
 
 def _maxout_to_torch(torch, layer: layers.Maxout) -> list:
@@ -259,8 +252,8 @@ def _fastmlp_modules(torch, stack: _Stack, module) -> bool:
 
 def _activation_of(nn, module):
     """The fastmlp activation of an activation module, or None if it is not one."""
-    convert = _activation_from_torch(nn).get(type(module))
-    return None if convert is None else convert(module)
+    row = _activation_from_torch(nn).get(type(module))
+    return None if row is None else row.read_torch(module)
 
 
 def _unsupported(module) -> ValueError:
@@ -268,8 +261,9 @@ def _unsupported(module) -> ValueError:
     if type(module).__name__ in ("Softmax", "LogSoftmax"):
         hint = ("; fastmlp's loss applies the softmax to the logits, so drop it and pass "
                 "loss='softmax_cross_entropy'")
+    modules = ", ".join(row.torch for row in activations.KINDS if row.torch is not None)
     return ValueError(f"it is not supported: from_torch reads Linear (each optionally "
-                      f"followed by ReLU, Sigmoid, Tanh, LeakyReLU or ELU), Dropout, "
+                      f"followed by one of {modules}), Dropout, "
                       f"BatchNorm1d, Identity and fastmlp.interop.torch's Maxout and "
                       f"Normalization{hint}")
 
@@ -321,8 +315,8 @@ def from_torch(module, *, loss: str = "softmax_cross_entropy", backend="native",
                dtype=None, seed: Optional[int] = None):
     """A fastmlp Sequential with the layers and weights of a ``torch.nn.Sequential``.
 
-    Reads Linear (with the activation module after it, if any: ReLU, Sigmoid, Tanh,
-    LeakyReLU, ELU), Dropout, BatchNorm1d, Identity (skipped) and our Maxout and
+    Reads Linear (with the activation module after it, if any: the modules named in
+    :data:`fastmlp.activations.KINDS`), Dropout, BatchNorm1d, Identity (skipped) and our Maxout and
     Normalization modules; the module table is in the module docstring. The last module
     must output logits (no final Softmax): ``loss`` applies the softmax or sigmoid.
     ``dtype=None`` takes the module's own (float32 or float64); another dtype rounds the

@@ -1,0 +1,139 @@
+"""One test case per activation of the registry (fastmlp.activations.KINDS): the exact
+definitions the kernel and NumPy tests measure against, the stated error bounds, and the
+values at 0, at the infinities and at a few points from the math module. Every test that
+runs over the activations takes its data from here, and tests/api/test_activation_registry.py
+fails when a registry row has no case (or a case no row).
+
+Exact values are computed in z's precision (np.longdouble, or float64 for anything narrower)
+from the textbook definitions, independently of the C++ polynomials and of the NumPy
+backend's formulas.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+LD = np.longdouble
+# The points of `literals`.
+Z = (-2.0, -0.5, 0.0, 1.5)
+
+
+def wide(z) -> np.ndarray:
+    """z as long double if it is, else float64."""
+    z = np.asarray(z)
+    return z if z.dtype == LD else z.astype(np.float64)
+
+
+def sigmoid_wide(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) without overflow: e^x / (1 + e^x) for x < 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _math_sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+@dataclass(frozen=True)
+class Case:
+    """``exact(z, p)``, ``exact_grad(z, p)``: act and act' from z alone (left branch at
+    a kink); ``given_grad(z, a, p)``: act' as the backward contract computes it from the
+    given a = act(z) (sigmoid, tanh), None when it reads z alone.
+    ``forward_ulps``: the forward kernel's bound in ulps, (float32, float64) or the name
+    of the test_math.ULP_TABLE function whose bound applies; ``amplification(z, p)``, if
+    given, multiplies it where the function's condition number exceeds 1.
+    ``backward_eps``: (float32, float64) bound of act_backward in eps * ``backward_scale(z,
+    a, da, p)``. ``at_zero``: act(+-0), ``grad_at_zero``: act'(+-0); ``limits``: act(-inf),
+    act(+inf) (a zero's sign counts); ``odd``: a zero result carries the sign of the exact
+    one; ``literals``: act(Z) from the math module; ``range``: (inf, sup) of act."""
+
+    param: float
+    exact: Callable
+    exact_grad: Callable
+    forward_ulps: Union[str, Tuple[float, float]]
+    backward_eps: Tuple[float, float]
+    backward_scale: Callable
+    at_zero: float
+    grad_at_zero: float
+    limits: Tuple[float, float]
+    literals: Sequence[float]
+    given_grad: Optional[Callable] = None
+    amplification: Optional[Callable] = None
+    odd: bool = False
+
+
+def _kink(z, left):
+    return np.where(z > 0, 1.0, left)
+
+
+CASES: Dict[str, Case] = {
+    "linear": Case(
+        0.0, exact=lambda z, p: z.copy(), exact_grad=lambda z, p: np.ones_like(z),
+        forward_ulps=(0, 0), backward_eps=(0, 0),
+        backward_scale=lambda z, a, da, p: np.abs(da),
+        at_zero=0.0, grad_at_zero=1.0, limits=(-np.inf, np.inf), literals=Z, odd=True),
+    # measured max (257x257 x 40 seeds), float32/float64: forward 2.28/2.31 ulps,
+    # backward 1.23/1.22 eps
+    "sigmoid": Case(
+        0.0, exact=lambda z, p: sigmoid_wide(z),
+        exact_grad=lambda z, p: sigmoid_wide(z) * (1 - sigmoid_wide(z)),
+        given_grad=lambda z, a, p: a * (1 - a),
+        forward_ulps="sigmoid", backward_eps=(1.5, 1.5),
+        backward_scale=lambda z, a, da, p: np.abs(da * a * (1 - a)),
+        at_zero=0.5, grad_at_zero=0.25, limits=(0.0, 1.0),
+        literals=[_math_sigmoid(z) for z in Z]),
+    # forward 2.30/2.42 ulps, backward 0.73/0.74 eps
+    "tanh": Case(
+        0.0, exact=lambda z, p: np.tanh(z), exact_grad=lambda z, p: 1 / np.cosh(z) ** 2,
+        given_grad=lambda z, a, p: 1 - a * a,
+        forward_ulps="tanh", backward_eps=(1, 1),
+        backward_scale=lambda z, a, da, p: np.abs(da) * (a * a + np.abs(1 - a * a)),
+        at_zero=0.0, grad_at_zero=1.0, limits=(-1.0, 1.0),
+        literals=[math.tanh(z) for z in Z], odd=True),
+    "relu": Case(
+        0.0, exact=lambda z, p: np.where(z > 0, z, 0 * z),       # NaN * 0 keeps NaN
+        exact_grad=lambda z, p: _kink(z, 0.0),
+        forward_ulps=(0, 0), backward_eps=(0, 0),
+        backward_scale=lambda z, a, da, p: np.abs(da),
+        at_zero=0.0, grad_at_zero=0.0, limits=(0.0, np.inf), literals=[0.0, 0.0, 0.0, 1.5]),
+    # forward 0.84/0.50 ulps (T(0.01) rounded, one product), backward 0.68/0.49 eps
+    "leaky_relu": Case(
+        0.01, exact=lambda z, p: np.where(z > 0, z, p * z),
+        exact_grad=lambda z, p: _kink(z, p),
+        forward_ulps=(1, 1), backward_eps=(1, 1),
+        backward_scale=lambda z, a, da, p: np.abs(da) * np.where(z > 0, 1, p),
+        at_zero=0.0, grad_at_zero=0.01, limits=(-np.inf, np.inf),
+        literals=[-0.02, -0.005, 0.0, 1.5], odd=True),
+    # forward 0.89/1.11 ulps, backward 0.72/0.69 eps: da * (a + alpha), compared with
+    # the exact alpha e^z, so a's own rounding counts
+    "elu": Case(
+        1.0, exact=lambda z, p: np.where(z > 0, z, p * np.expm1(np.minimum(z, 0))),
+        exact_grad=lambda z, p: np.where(z > 0, 1.0, p * np.exp(np.minimum(z, 0))),
+        forward_ulps="expm1", backward_eps=(1, 1),
+        backward_scale=lambda z, a, da, p: np.abs(da) * np.where(z > 0, 1, np.abs(a) + p),
+        at_zero=0.0, grad_at_zero=1.0, limits=(-1.0, np.inf),
+        literals=[math.expm1(-2.0), math.expm1(-0.5), 0.0, 1.5], odd=True),
+}
+
+
+def act(name: str, z, param: float) -> np.ndarray:
+    """act(z), exact in z's precision (long double, or float64)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return CASES[name].exact(wide(z), param)
+
+
+def act_grad(name: str, z, param: float) -> np.ndarray:
+    """act'(z) from z alone, left branch at a kink."""
+    with np.errstate(over="ignore", under="ignore"):
+        return CASES[name].exact_grad(wide(z), param)
+
+
+def act_grad_given(name: str, z, a, param: float) -> np.ndarray:
+    """act'(z) as the backward contract states it: from the given a where the case says
+    so (sigmoid, tanh), else from z."""
+    given = CASES[name].given_grad
+    return act_grad(name, z, param) if given is None else given(wide(z), wide(a), param)
