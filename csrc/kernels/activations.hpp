@@ -4,8 +4,15 @@
 //   backward  dz = da * act'(z)
 //     sigmoid   a (1 - a)         tanh   1 - a^2
 //     relu      z > 0 ? 1 : 0     leaky  z > 0 ? 1 : slope     elu  z > 0 ? 1 : a + alpha
+//     gelu      s + 2 z s (1 - s) u'(z)     s = sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3)
+//     silu      s + z s (1 - s)             s = sigmoid(z)
 //   Kinks take the left branch at exactly 0 (docs/conventions.md). Every select is written so a
 //   NaN input gives a NaN output: relu(z) = z < 0 ? 0 : z keeps NaN, a max() would not.
+//   gelu(z) = 0.5 z (1 + tanh(u)) is computed as z sigmoid(2u) (the same function, without
+//   the cancellation of 1 + tanh(u) for z < 0), with u of z clamped to [-30, 30], where
+//   sigmoid(2u) is already exactly 0 or 1 in both dtypes (no overflow of z^3). 1 - s is
+//   sigmoid(-x), not 1 - s, so it keeps its relative accuracy as s nears 1. At -inf, gelu
+//   and silu give their limit -0 (z * s would be -inf * 0).
 //
 // Scalar reference: the NumPy backend (python/fastmlp/backends/numpy.py).
 #pragma once
@@ -13,15 +20,44 @@
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
+// s = sigmoid(x) and sc = sigmoid(-x) = 1 - s, each as math.hpp's sigmoid computes it.
+template <class T>
+inline void sigmoid_pair(Vec<T> x, Vec<T>& s, Vec<T>& sc) {
+    const Vec<T> e = exp<T>(-abs<T>(x)), one = splat<T>(1);
+    const Vec<T> big = one / (one + e), small = e / (one + e);
+    const auto positive = x >= splat<T>(0);
+    s = select<T>(positive, big, small);
+    sc = select<T>(positive, small, big);
+}
+
+// GELU's 2u(z) and u'(z) for z clamped to [-30, 30] (NaN kept).
+template <class T>
+inline Vec<T> gelu_2u(Vec<T> z, Vec<T>* du) {
+    const T k0 = T(0.7978845608028654), k1 = T(0.044715);  // sqrt(2/pi), the cubic's weight
+    const Vec<T> zc = clamp_keep_nan<T>(z, T(-30), T(30));
+    const Vec<T> z2 = zc * zc;
+    if (du) *du = splat<T>(k0) * (splat<T>(1) + splat<T>(3 * k1) * z2);
+    return splat<T>(2 * k0) * (zc + splat<T>(k1) * (z2 * zc));
+}
+
+// z * s, with s = 0 giving -0 (the limit at -inf; a finite z gives -0 there anyway).
+template <class T>
+inline Vec<T> times_gate(Vec<T> z, Vec<T> s) {
+    return select<T>(s == Vec<T>{}, splat<T>(T(-0.0)), z) * s;
+}
+
 template <class T>
 inline Vec<T> activate(Activation act, Vec<T> z, T param) {
     const Vec<T> zero{};
+    Vec<T> s, sc;
     switch (act) {
         case Activation::sigmoid: return sigmoid<T>(z);
         case Activation::tanh: return tanh<T>(z);
         case Activation::relu: return select<T>(z < zero, zero, z);
         case Activation::leaky_relu: return select<T>(z < zero, splat<T>(param) * z, z);
         case Activation::elu: return select<T>(z < zero, splat<T>(param) * expm1<T>(z), z);
+        case Activation::gelu: sigmoid_pair<T>(gelu_2u<T>(z, nullptr), s, sc); return times_gate<T>(z, s);
+        case Activation::silu: return times_gate<T>(z, sigmoid<T>(z));
         case Activation::linear: break;
     }
     return z;
@@ -30,6 +66,7 @@ inline Vec<T> activate(Activation act, Vec<T> z, T param) {
 template <class T>
 inline Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T param) {
     const Vec<T> zero{}, one = splat<T>(1);
+    Vec<T> s, sc, du;
     switch (act) {
         case Activation::sigmoid: return a * (one - a);
         case Activation::tanh: return one - a * a;
@@ -37,6 +74,17 @@ inline Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T param) {
         case Activation::relu: return select<T>(z == z, select<T>(z > zero, one, zero), z);
         case Activation::leaky_relu: return select<T>(z == z, select<T>(z > zero, one, splat<T>(param)), z);
         case Activation::elu: return select<T>(z > zero, one, a + splat<T>(param));
+        // z enters clamped where s (1 - s) is already exactly 0 (gelu: [-30, 30]; silu:
+        // [-800, 800], past exp's underflow in both dtypes), so +-inf give 1 and 0
+        case Activation::gelu: {
+            sigmoid_pair<T>(gelu_2u<T>(z, &du), s, sc);
+            const Vec<T> zc = clamp_keep_nan<T>(z, T(-30), T(30));
+            return s + splat<T>(2) * zc * (s * sc) * du;
+        }
+        case Activation::silu: {
+            sigmoid_pair<T>(z, s, sc);
+            return s + clamp_keep_nan<T>(z, T(-800), T(800)) * (s * sc);
+        }
         case Activation::linear: break;
     }
     return one;

@@ -7,7 +7,10 @@ checks the two agree), and the ONNX and PyTorch interchange, model files, initia
 estimators and the command line take their lists and conversions from the rows.
 
 leaky_relu(z) = z if z > 0 else slope * z (slope 0.01 by default),
-elu(z) = z if z > 0 else alpha * (e^z - 1) (alpha 1.0 by default).
+elu(z) = z if z > 0 else alpha * (e^z - 1) (alpha 1.0 by default),
+gelu(z) = 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3) (torch's
+GELU(approximate="tanh")), computed as z * sigmoid(2u),
+silu(z) = z * sigmoid(z).
 Derivatives at exactly 0 take the left branch: relu'(0) = 0, leaky_relu'(0) = slope,
 elu'(0) = alpha.
 
@@ -123,6 +126,48 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sigmoid_pair(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each without cancellation."""
+    e = np.exp(-np.abs(x))
+    big, small = 1 / (1 + e), e / (1 + e)
+    return np.where(x >= 0, big, small), np.where(x >= 0, small, big)
+
+
+def _times_gate(z: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """z * s, with -0 where s is 0 (the limit at -inf, where z * s would be NaN)."""
+    return np.where(s == 0, -0.0, z) * s
+
+
+_GELU_K0, _GELU_K1 = math.sqrt(2 / math.pi), 0.044715
+
+
+def _gelu_2u(zc: np.ndarray) -> np.ndarray:
+    """2u = 2 sqrt(2/pi) (z + 0.044715 z^3) of a z clamped to [-30, 30], where
+    sigmoid(2u) is already exactly 0 or 1 (so z^3 cannot overflow)."""
+    return 2 * _GELU_K0 * (zc + _GELU_K1 * (zc * zc * zc))
+
+
+def _gelu(z: np.ndarray) -> np.ndarray:
+    """z * sigmoid(2u) = 0.5 z (1 + tanh(u)), without the cancellation of 1 + tanh(u)."""
+    return _times_gate(z, _sigmoid_pair(_gelu_2u(np.clip(z, -30, 30)))[0])
+
+
+def _gelu_derivative(z: np.ndarray) -> np.ndarray:
+    """s + 2 z s (1 - s) u'(z), s = sigmoid(2u), u' = sqrt(2/pi) (1 + 3 * 0.044715 z^2)
+    (= 0.5 (1 + t) + 0.5 z (1 - t^2) u', t = tanh(u))."""
+    zc = np.clip(z, -30, 30)
+    s, sc = _sigmoid_pair(_gelu_2u(zc))
+    du = _GELU_K0 * (1 + 3 * _GELU_K1 * (zc * zc))
+    return s + 2 * zc * (s * sc) * du
+
+
+def _silu_derivative(z: np.ndarray) -> np.ndarray:
+    """s (1 + z (1 - s)) = s + z s (1 - s), s = sigmoid(z); z clamped to [-800, 800],
+    where s (1 - s) is already exactly 0 (so +-inf give 1 and 0)."""
+    s, sc = _sigmoid_pair(z)
+    return s + np.clip(z, -800, 800) * (s * sc)
+
+
 # --------------------------------------------------------------- ONNX nodes
 # onnxruntime (1.31) has no float64 kernel for Elu, and float64 LeakyRelu only from opset
 # 16, so float64 graphs write those as Where(z > 0, z, slope * z) and
@@ -148,9 +193,32 @@ def _onnx_elu(g, z: str, alpha: float, prefix: str) -> str:
     return g.node("Where", [_greater_than_zero(g, z, prefix), z, scaled], prefix)
 
 
+def _onnx_gate(g, z: str, x: str, prefix: str) -> str:
+    """``z * Sigmoid(x)``."""
+    return g.node("Mul", [z, g.node("Sigmoid", [x], prefix)], prefix)
+
+
+def _onnx_gelu(g, z: str, param: float, prefix: str) -> str:
+    """``z * Sigmoid(2 sqrt(2/pi) (z + 0.044715 z^3))`` in ops of every opset and dtype."""
+    cube = g.node("Mul", [g.node("Mul", [z, z], prefix), z], prefix)
+    inner = g.node("Add", [z, g.node("Mul", [cube, g.constant(f"{prefix}k1", _GELU_K1)],
+                                      prefix)], prefix)
+    two_u = g.node("Mul", [inner, g.constant(f"{prefix}two_k0", 2 * _GELU_K0)], prefix)
+    return _onnx_gate(g, z, two_u, prefix)
+
+
 def _onnx_op(op: str) -> Callable:
     """An activation that is one parameterless ONNX op."""
     return lambda g, z, param, prefix: g.node(op, [z], prefix)
+
+
+# -------------------------------------------------------------- torch modules
+def _gelu_from_torch(module) -> str:
+    if module.approximate != "tanh":
+        raise ValueError(f"GELU(approximate={module.approximate!r}) is the erf GELU; "
+                         f"fastmlp's gelu is the tanh approximation, "
+                         f"GELU(approximate='tanh')")
+    return "gelu"
 
 
 # ------------------------------------------------------------------ the rows
@@ -185,6 +253,15 @@ KINDS: Tuple[ActivationKind, ...] = (
         onnx=_onnx_elu, torch="ELU", initializer="he_normal",
         default_param=ELU_ALPHA, param_name="alpha", object_type=ELU,
         to_torch=lambda cls, p: cls(p), from_torch=lambda module: ELU(module.alpha)),
+    ActivationKind(
+        "gelu", forward=lambda z, p: _gelu(z), derivative=lambda z, a, p: _gelu_derivative(z),
+        onnx=_onnx_gelu, torch="GELU", initializer="he_normal",
+        to_torch=lambda cls, p: cls(approximate="tanh"), from_torch=_gelu_from_torch),
+    ActivationKind(
+        "silu", forward=lambda z, p: _times_gate(z, _sigmoid(z)),
+        derivative=lambda z, a, p: _silu_derivative(z),
+        onnx=lambda g, z, param, prefix: _onnx_gate(g, z, z, prefix), torch="SiLU",
+        initializer="he_normal"),
 )
 _BY_NAME: Dict[str, ActivationKind] = {row.name: row for row in KINDS}
 #: The activation names, in the order of :data:`KINDS`.

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
+from fastmlp.activations import ACTIVATIONS
 from fastmlp.backends.base import LOSSES
 from helpers import assert_close, make_data
 
 MIXES = [("relu", "relu", "relu"), ("tanh", "elu", "sigmoid"), ("leaky_relu", "linear", "tanh")]
+# every other registry activation, three a mix (the last one filled up with tanh)
+_OTHERS = [name for name in ACTIVATIONS if not any(name in mix for mix in MIXES)]
+MIXES += [tuple((_OTHERS[i:i + 3] + ["tanh"] * 2)[:3]) for i in range(0, len(_OTHERS), 3)]
 
 
 def model(backend, loss="softmax_cross_entropy", dtype="float64", mix=MIXES[0], input_dim=4,

@@ -13,7 +13,7 @@ import pytest
 
 import fastmlp
 from fastmlp import training
-from fastmlp.activations import ELU, LeakyReLU
+from fastmlp.activations import ACTIVATIONS, ELU, LeakyReLU
 from fastmlp.backends.base import LOSSES
 from fastmlp.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.fused import FusedEpochs, describe_layers
@@ -26,6 +26,10 @@ from helpers import make_data
 
 MIXES = {"relu-tanh": ("relu", "tanh"), "elu-sigmoid": ("elu", "sigmoid"),
          "objects": (LeakyReLU(0.2), ELU(0.5)), "leaky-linear": ("leaky_relu", "linear")}
+# every other registry activation, in pairs (the last one with linear)
+_OTHERS = [name for name in ACTIVATIONS if name not in ("relu", "tanh", "elu", "sigmoid",
+                                                        "leaky_relu", "linear")]
+MIXES.update({f"{a}-{b}": (a, b) for a, b in zip(_OTHERS[::2], [*_OTHERS[1::2], "linear"])})
 REGULARIZERS = {
     "none": lambda: (None, None),
     "l1": lambda: (L1(0.01), None),

@@ -12,7 +12,7 @@ import pytest
 import fastmlp.modelfile as modelfile
 from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Maxout, Normalization,
                      Sequential)
-from fastmlp.activations import ELU, LeakyReLU
+from fastmlp.activations import ACTIVATIONS, ELU, LeakyReLU
 from fastmlp.optimizers import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp)
 from fastmlp.modelfile import (MAX_HEADER_BYTES, ModelFileError, load, read_checkpoint,
                                save_checkpoint)
@@ -115,6 +115,17 @@ def test_every_layer_round_trips_bitwise_after_training(backend_name, dtype, tmp
     assert loaded.layers[0].adapted
     views = [view for layer in loaded.layers for view in layer.parameters()]
     assert not loaded._params.flags.writeable and not any(v.flags.writeable for v in views)
+
+
+def test_every_registry_activation_round_trips(backend_name, tmp_path):
+    """Each activation of fastmlp.activations.ACTIVATIONS by name, after training."""
+    X, y = make_data("softmax_cross_entropy", n=64)
+    model = Sequential([Dense(6, name) for name in ACTIVATIONS] + [Dense(3)], input_dim=4,
+                       backend=backend_name, seed=1)
+    model.fit(X, y, epochs=1, batch_size=16)
+    loaded = round_trip(model, tmp_path)
+    assert [layer.activation for layer in loaded.layers] == [*ACTIVATIONS, "linear"]
+    assert loaded.predict_proba(X).tobytes() == model.predict_proba(X).tobytes()
 
 
 @pytest.mark.parametrize("optimizer", [

@@ -219,6 +219,8 @@ def test_batch_norm_without_affine_has_unit_scale():
     ([nn.Linear(3, 4), nn.Conv1d(1, 1, 1)], r"module \[1\] \(Conv1d\): it is not supported"),
     ([nn.Linear(3, 4), nn.Softmax(dim=1)], r"module \[1\] \(Softmax\): .* drop it"),
     ([nn.ReLU(), nn.Linear(3, 4)], r"module \[0\] \(ReLU\): it does not follow a Linear"),
+    ([nn.Linear(3, 4), nn.GELU()], r"module \[0\] \(Linear\): the GELU after it: "
+                                   r"GELU\(approximate='none'\) is the erf GELU"),
     ([nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU()],
      r"module \[2\] \(ReLU\): it does not follow a Linear"),
     ([nn.Linear(3, 4), nn.ReLU(), nn.Linear(5, 2)],

@@ -223,7 +223,7 @@ def test_act_backward_matches_oracle(case):
     ks, scale_of = BACKWARD_EPS[act]
     z64, a64, da64 = (v.astype(np.longdouble) for v in (z, a, da))
     grad = oracle.act_grad_given(act, z64, a64, p)
-    oracle.assert_within_eps(results[ISAS[0]], da64 * grad, scale_of(z64, a64, da64, p), dtype,
+    oracle.assert_within_eps(results[ISAS[0]], da64 * grad, scale_of(z64, a64, da64, p, dtype), dtype,
                              ks[dtype.name], f"{act}' {z.shape}")
     FUZZ_EXAMPLES["act_backward"] += 1
 

@@ -198,7 +198,7 @@ def _elementwise_reference(family, name, z, got):
     ref = oracle.act_grad_given(name, zl, a, p)
     if name != "linear":            # act'(NaN) is NaN; linear's derivative never reads z
         ref = np.where(np.isnan(zl), LD(np.nan), ref)
-    scale = scale_of(zl, a, np.ones_like(zl), p)
+    scale = scale_of(zl, a, np.ones_like(zl), p, dtype)
     return ref, lambda g, r, what: oracle.assert_within_eps(g, r, scale, dtype, ks[dtype.name], what)
 
 

@@ -15,6 +15,8 @@ import pytest
 import activation_cases
 import oracle
 from fastmlp import _core
+
+LD = np.longdouble
 from test_math import ULP_TABLE
 
 ACTS = oracle.ACTIVATIONS
@@ -42,16 +44,35 @@ def _forward_ulps(case) -> dict:
     return {"float32": b[0], "float64": b[1]}
 
 
+def _backward_scale(case):
+    """scale_of(z, a, da, p, dtype): the case's scale, plus the case's subnormal gain in
+    units of the dtype's subnormal spacing (spacing = eps * tiny)."""
+    def scale_of(z, a, da, p, dtype):
+        scale = case.backward_scale(z, a, da, p)
+        if case.subnormal_gain is None:
+            return scale
+        return scale + np.abs(da) * case.subnormal_gain[1](z, p) * LD(np.finfo(dtype).tiny)
+    return scale_of
+
+
 FORWARD_ULPS = {name: _forward_ulps(case) for name, case in CASES.items()}
 BACKWARD_EPS = {name: ({"float32": case.backward_eps[0], "float64": case.backward_eps[1]},
-                       case.backward_scale) for name, case in CASES.items()}
+                       _backward_scale(case)) for name, case in CASES.items()}
 
 
 def forward_bound(act, z, dtype) -> np.ndarray:
-    """The forward bound in ulps at each z (the case's amplification applied)."""
+    """The forward bound in ulps at each z: the case's amplification applied, plus its
+    subnormal gain in subnormal spacings (expressed in ulps of the exact result)."""
+    case, z = CASES[act], activation_cases.wide(z)
     bound = FORWARD_ULPS[act][np.dtype(dtype).name]
-    amplify = CASES[act].amplification
-    return bound if amplify is None else bound * amplify(activation_cases.wide(z), PARAM[act])
+    if case.amplification is not None:
+        bound = bound * case.amplification(z, PARAM[act])
+    if case.subnormal_gain is None:
+        return bound
+    spacing = LD(np.finfo(dtype).smallest_subnormal)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        ulps = oracle.ulp_of(oracle.act(act, z, PARAM[act]), dtype)
+        return bound + case.subnormal_gain[0](z, PARAM[act]) * spacing / ulps
 
 
 # col_sum is the ascending sum in the dtype (checked bit for bit); against the float64
@@ -224,7 +245,7 @@ def test_act_backward_matches_oracle(act, dtype, isa):
         dz = _backward(z, a, da, act)
         z64, a64, da64 = (v.astype(np.longdouble) for v in (z, a, da))  # exact
         ref = da64 * oracle.act_grad_given(act, z64, a64, p)
-        oracle.assert_within_eps(dz, ref, scale_of(z64, a64, da64, p), dtype, ks[dtype.name],
+        oracle.assert_within_eps(dz, ref, scale_of(z64, a64, da64, p, dtype), dtype, ks[dtype.name],
                                  f"{act}' {shape} {isa}")
 
 

@@ -253,7 +253,12 @@ def _fastmlp_modules(torch, stack: _Stack, module) -> bool:
 def _activation_of(nn, module):
     """The fastmlp activation of an activation module, or None if it is not one."""
     row = _activation_from_torch(nn).get(type(module))
-    return None if row is None else row.read_torch(module)
+    if row is None:
+        return None
+    try:
+        return row.read_torch(module)
+    except ValueError as exc:
+        raise ValueError(f"the {type(module).__name__} after it: {exc}") from exc
 
 
 def _unsupported(module) -> ValueError:
