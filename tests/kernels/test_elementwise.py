@@ -459,8 +459,8 @@ def test_mixed_dtypes_are_type_errors():
 
 
 def test_unknown_activation_is_value_error():
-    with pytest.raises(ValueError, match="unknown activation 'softplus'"):
-        _core.bias_act_forward(_f32(2, 3), _f32(3), _f32(2, 3), "softplus", 0.0)
+    with pytest.raises(ValueError, match="unknown activation 'softmax'"):
+        _core.bias_act_forward(_f32(2, 3), _f32(3), _f32(2, 3), "softmax", 0.0)
     with pytest.raises(ValueError, match="unknown activation"):
         _core.act_backward(_f32(2, 3), _f32(2, 3), _f32(2, 3), _f32(2, 3), "maxout", 0.0)
 

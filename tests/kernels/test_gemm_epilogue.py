@@ -235,9 +235,9 @@ def test_shape_mismatch_is_value_error(args, trans, pattern):
 
 
 def test_unknown_activation_is_value_error():
-    with pytest.raises(ValueError, match="softplus"):
+    with pytest.raises(ValueError, match="softmax"):
         _core.gemm_bias_act(_f32(2, 3), _f32(3, 4), _f32(4), _f32(2, 4), _f32(2, 4),
-                            activation="softplus")
+                            activation="softmax")
 
 
 # ---------------------------------------------------------------- pre-packed weights
