@@ -52,7 +52,9 @@ class Case:
     one; ``literals``: act(Z) from the math module. ``subnormal_gain``: (forward,
     backward) functions of (z, p) for the activations whose intermediates can underflow
     into the subnormals (z * s with s tiny): by how many subnormal spacings their absolute
-    error may grow beyond the bounds (relative to the exact result, or in eps * scale)."""
+    error may grow beyond the bounds (relative to the exact result, or in eps * scale).
+    ``torch_refused``: (module of torch.nn, message pattern) pairs that from_torch must
+    refuse (settings of the torch module that compute another function)."""
 
     param: float
     exact: Callable
@@ -68,6 +70,7 @@ class Case:
     amplification: Optional[Callable] = None
     subnormal_gain: Optional[Tuple[Callable, Callable]] = None
     odd: bool = False
+    torch_refused: Tuple[Tuple[Callable, str], ...] = ()
 
 
 def _kink(z, left):
@@ -183,7 +186,8 @@ CASES: Dict[str, Case] = {
         backward_eps=(2, 2), backward_scale=_gelu_backward_scale,
         subnormal_gain=(lambda z, p: 1 + np.abs(z), lambda z, p: _gelu_gate_gain(z)),
         at_zero=0.0, grad_at_zero=0.5, limits=(-0.0, np.inf),
-        literals=[_math_gelu(z) for z in Z], odd=True),
+        literals=[_math_gelu(z) for z in Z], odd=True,
+        torch_refused=((lambda nn: nn.GELU(), r"GELU\(approximate='none'\) is the erf GELU"),)),
     # forward 2.97/3.05 ulps (sigmoid's 3 and one product), backward 2.66/2.41 eps
     "silu": Case(
         0.0, exact=lambda z, p: z * sigmoid_wide(z), exact_grad=lambda z, p: _silu_grad(z),
