@@ -19,7 +19,8 @@ constexpr int kIsaCount = 3;
 // table k<Enum>Names (index = enum value), so a name and its member cannot drift apart and
 // no code depends on the order. The bindings parse names through these tables; _core's
 // enum_names() hands them to Python, whose registries are tested against them.
-#define FASTMLP_ACTIVATIONS(X) X(linear) X(sigmoid) X(tanh) X(relu) X(leaky_relu) X(elu) X(gelu) X(silu)
+#define FASTMLP_ACTIVATIONS(X) \
+    X(linear) X(sigmoid) X(tanh) X(relu) X(leaky_relu) X(elu) X(gelu) X(silu) X(softplus)
 #define FASTMLP_LOSSES(X) X(softmax_cross_entropy) X(binary_cross_entropy) X(mse)
 #define FASTMLP_MATH_FNS(X) X(exp) X(expm1) X(log) X(log1p) X(tanh) X(sigmoid)
 #define FASTMLP_OPTIMIZERS(X) X(sgd) X(momentum) X(nesterov) X(adagrad) X(rmsprop) X(adam) X(adamw)

@@ -197,6 +197,17 @@ CASES: Dict[str, Case] = {
             np.clip(z, -1e5, 1e5) * sigmoid_wide(z) * sigmoid_wide(-z))),
         at_zero=0.0, grad_at_zero=0.5, limits=(-0.0, np.inf),
         literals=[z / (1 + math.exp(-z)) for z in Z], odd=True),
+    # forward 2.71/2.70 ulps, backward 1.79/1.78 eps (the sigmoid kernel's)
+    "softplus": Case(
+        0.0, exact=lambda z, p: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))),
+        exact_grad=lambda z, p: sigmoid_wide(z),
+        forward_ulps=(3, 3), backward_eps=(2, 2),
+        backward_scale=lambda z, a, da, p: np.abs(da * sigmoid_wide(z)),
+        at_zero=math.log(2), grad_at_zero=0.5, limits=(0.0, np.inf),
+        literals=[math.log1p(math.exp(z)) for z in Z],
+        torch_refused=((lambda nn: nn.Softplus(beta=2), r"Softplus\(beta=2, .* beta must be 1"),
+                       (lambda nn: nn.Softplus(threshold=10),
+                        r"Softplus\(beta=1.*threshold=10.* threshold at least 20"))),
 }
 
 

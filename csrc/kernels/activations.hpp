@@ -6,6 +6,7 @@
 //     relu      z > 0 ? 1 : 0     leaky  z > 0 ? 1 : slope     elu  z > 0 ? 1 : a + alpha
 //     gelu      s + 2 z s (1 - s) u'(z)     s = sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3)
 //     silu      s + z s (1 - s)             s = sigmoid(z)
+//     softplus  sigmoid(z)    softplus(z) = max(z, 0) + log1p(e^-|z|)
 //   Kinks take the left branch at exactly 0 (docs/conventions.md). Every select is written so a
 //   NaN input gives a NaN output: relu(z) = z < 0 ? 0 : z keeps NaN, a max() would not.
 //   gelu(z) = 0.5 z (1 + tanh(u)) is computed as z sigmoid(2u) (the same function, without
@@ -58,6 +59,7 @@ inline Vec<T> activate(Activation act, Vec<T> z, T param) {
         case Activation::elu: return select<T>(z < zero, splat<T>(param) * expm1<T>(z), z);
         case Activation::gelu: sigmoid_pair<T>(gelu_2u<T>(z, nullptr), s, sc); return times_gate<T>(z, s);
         case Activation::silu: return times_gate<T>(z, sigmoid<T>(z));
+        case Activation::softplus: return select<T>(z < zero, zero, z) + log1p<T>(exp<T>(-abs<T>(z)));
         case Activation::linear: break;
     }
     return z;
@@ -85,6 +87,7 @@ inline Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T param) {
             sigmoid_pair<T>(z, s, sc);
             return s + clamp_keep_nan<T>(z, T(-800), T(800)) * (s * sc);
         }
+        case Activation::softplus: return sigmoid<T>(z);
         case Activation::linear: break;
     }
     return one;
