@@ -92,12 +92,26 @@ void output(Loss kind, const T* z, T* out, index rows, index cols) {
     });
 }
 
-// The state arrays an optimizer keeps: m (velocity or first moment), v (second moment or
-// squared-gradient sum).
-inline bool uses_m(Optimizer o) {
-    return o == Optimizer::momentum || o == Optimizer::nesterov || o >= Optimizer::adam;
+// The state arrays each optimizer keeps, stated per optimizer: m (velocity or first
+// moment), v (second moment or squared-gradient sum). Python's registry
+// (fastmlp/optim/optimizers.py) states the same; tests/kernels/test_registries.py checks.
+struct OptimizerState {
+    bool m, v;
+};
+constexpr OptimizerState state_of(Optimizer o) {
+    switch (o) {
+        case Optimizer::sgd: return {false, false};
+        case Optimizer::momentum: return {true, false};
+        case Optimizer::nesterov: return {true, false};
+        case Optimizer::adagrad: return {false, true};
+        case Optimizer::rmsprop: return {false, true};
+        case Optimizer::adam: return {true, true};
+        case Optimizer::adamw: return {true, true};
+    }
+    return {false, false};  // not reached: every enum value has its case
 }
-inline bool uses_v(Optimizer o) { return o >= Optimizer::adagrad; }
+inline bool uses_m(Optimizer o) { return state_of(o).m; }
+inline bool uses_v(Optimizer o) { return state_of(o).v; }
 
 // An optimizer step as the caller states it, in double.
 struct OptimizerHyper {

@@ -548,6 +548,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("regularize", &regularize_binding, arg("w").noconvert(), arg("dw").noconvert(), arg("l1"), arg("l2"));
     m.def("set_isa", &set_isa_binding, arg("name"));
     m.def("backend_info", &backend_info);
+    m.def("enum_names", &enum_names);
     m.def("set_num_threads", &set_num_threads, arg("n"));
     m.def("get_num_threads", &num_threads);
     m.def("push_threads", &push_threads, arg("n"));

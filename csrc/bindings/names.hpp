@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 
+#include "../ops.hpp"
 #include "arrays.hpp"
 
 namespace fastmlp { namespace bind {
@@ -28,6 +29,22 @@ inline Activation activation_of(const char* kernel, const std::string& s) {
 inline Loss loss_of(const char* kernel, const std::string& s) { return parse_name<Loss>(kernel, "loss", s, kLosses); }
 inline Optimizer optimizer_of(const char* kernel, const std::string& s) {
     return parse_name<Optimizer>(kernel, "optimizer", s, kOptimizers);
+}
+
+// The loss and optimizer names in enum order and each optimizer's state (m, v), read
+// only: Python checks its registries against them (tests/kernels/test_registries.py).
+inline pybind11::dict enum_names() {
+    pybind11::list losses, optimizers, state;
+    for (const char* name : kLosses) losses.append(name);
+    for (std::size_t i = 0; i < sizeof kOptimizers / sizeof kOptimizers[0]; ++i) {
+        optimizers.append(kOptimizers[i]);
+        state.append(pybind11::make_tuple(uses_m(Optimizer(i)), uses_v(Optimizer(i))));
+    }
+    pybind11::dict tables;
+    tables["losses"] = losses;
+    tables["optimizers"] = optimizers;
+    tables["optimizer_state"] = state;
+    return tables;
 }
 
 }}  // namespace fastmlp::bind

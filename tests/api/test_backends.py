@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, make_data
 
 MIXES = [("relu", "relu", "relu"), ("tanh", "elu", "sigmoid"), ("leaky_relu", "linear", "tanh")]

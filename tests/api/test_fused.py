@@ -14,7 +14,7 @@ import pytest
 import fastmlp
 from fastmlp.train import loop as training
 from fastmlp.nn.activations import ELU, LeakyReLU
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.train.fused import FusedEpochs, describe_layers
 from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization

@@ -15,6 +15,7 @@ import pytest
 from fastmlp import _core
 from fastmlp.backends.native import NativeBackend
 from fastmlp.backends.numpy import NumPyBackend
+from fastmlp.optim.optimizers import REGISTRY
 
 NATIVE, ORACLE = NativeBackend(), NumPyBackend()
 
@@ -37,9 +38,9 @@ HYPER = {
     "adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8},
     "adamw": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
 }
-USES = {"sgd": (False, False), "momentum": (True, False), "nesterov": (True, False),
-        "adagrad": (False, True), "rmsprop": (False, True), "adam": (True, True),
-        "adamw": (True, True)}
+# (uses m, uses v) per kernel, from the registry (checked against the core's:
+# test_registries.py).
+USES = {row.kernel: (row.uses_m, row.uses_v) for row in REGISTRY}
 N = 1037          # not a multiple of any vector width: every path has a tail
 
 

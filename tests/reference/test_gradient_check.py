@@ -9,7 +9,8 @@ import fastmlp
 from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Layer, Maxout, Normalization,
                      Sequential, gradient_check)
 from fastmlp.nn.activations import ELU, LeakyReLU
-from fastmlp.backends.base import ACTIVATIONS, LOSSES
+from fastmlp.backends.base import ACTIVATIONS
+from fastmlp.nn.losses import LOSSES
 from helpers import make_data
 
 

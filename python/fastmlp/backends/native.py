@@ -218,6 +218,16 @@ def backend_info() -> dict:
     return info
 
 
+def kernel_tables() -> dict:
+    """The C++ core's loss and optimizer kernel ids in enum order, and the state (uses m,
+    uses v) of each optimizer: ``{"losses": [...], "optimizers": [...],
+    "optimizer_state": [(bool, bool), ...]}``, read only (the registries are checked
+    against it: tests/kernels/test_registries.py)."""
+    tables = _core.enum_names()
+    return {"losses": list(tables["losses"]), "optimizers": list(tables["optimizers"]),
+            "optimizer_state": [tuple(state) for state in tables["optimizer_state"]]}
+
+
 # How many times set_isa ran: fused predictors hold weights packed for one ISA, so their
 # cache key includes it (fused.inference_key).
 isa_generation = 0

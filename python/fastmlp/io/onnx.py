@@ -37,6 +37,7 @@ from .._files import check_path, write_atomically
 from .._validation import check_int
 from .._version import __version__
 from ..nn.layers import BatchNorm, Dense, Dropout, Maxout, Normalization, layers_of
+from ..nn.losses import get_loss
 
 __all__ = ["DEFAULT_OPSET", "INPUT_NAME", "MIN_OPSET", "export_onnx", "layer_converters"]
 
@@ -205,18 +206,20 @@ _LAYERS: Dict[type, Callable] = {
 }
 
 
+# The ONNX node of each loss's output activation (Loss.output_activation), and its attributes.
+_OUTPUT_NODES = {"softmax": ("Softmax", {"axis": 1}), "sigmoid": ("Sigmoid", {}),
+                 "identity": ("Identity", {})}
+
+
 def _output(g: _GraphBuilder, loss: str, logits: str, n_outputs: int) -> str:
-    """predict_proba's (or, for mse, predict's) output of the logits, named
+    """predict_proba's (or, for a regression loss, predict's) output of the logits, named
     "probabilities" (or "predictions"); a single column is flattened to (N,)."""
-    name = "predictions" if loss == "mse" else "probabilities"
+    loss = get_loss(loss)
+    name = "probabilities" if loss.classifier else "predictions"
     flatten = n_outputs == 1
     final = None if flatten else name
-    if loss == "softmax_cross_entropy":
-        out = g.node("Softmax", [logits], "output/", final, axis=1)
-    elif loss == "binary_cross_entropy":
-        out = g.node("Sigmoid", [logits], "output/", final)
-    else:
-        out = g.node("Identity", [logits], "output/", final)
+    op, attributes = _OUTPUT_NODES[loss.output_activation]
+    out = g.node(op, [logits], "output/", final, **attributes)
     if flatten:
         out = g.node("Reshape", [out, g.constant("output/shape", [-1], np.int64)],
                      "output/", name)

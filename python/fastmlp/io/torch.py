@@ -40,6 +40,7 @@ import numpy as np
 
 # layers by module (layers.Maxout): this module's Maxout and Normalization are torch modules
 from ..nn import activations, layers
+from ..nn.losses import SoftmaxCrossEntropy
 from .._validation import check_dtype
 from .onnx import layer_converters
 
@@ -267,7 +268,7 @@ def _unsupported(module) -> ValueError:
     hint = ""
     if type(module).__name__ in ("Softmax", "LogSoftmax"):
         hint = ("; fastmlp's loss applies the softmax to the logits, so drop it and pass "
-                "loss='softmax_cross_entropy'")
+                f"loss={SoftmaxCrossEntropy.name!r}")
     return ValueError(f"it is not supported: from_torch reads Linear (each optionally "
                       f"followed by ReLU, Sigmoid, Tanh, LeakyReLU or ELU), Dropout, "
                       f"BatchNorm1d, Identity and fastmlp.io.torch's Maxout and "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..io.torch import read_torch
+from ..nn.losses import SoftmaxCrossEntropy
 from .sequential import Sequential
 
 __all__ = ["from_torch", "load"]
@@ -17,7 +18,7 @@ def load(path, *, backend=None) -> Sequential:
     return Sequential.read_checkpoint(path, backend=backend)[0]
 
 
-def from_torch(module, *, loss: str = "softmax_cross_entropy", backend="native",
+def from_torch(module, *, loss: str = SoftmaxCrossEntropy.name, backend="native",
                dtype=None, seed: Optional[int] = None) -> Sequential:
     """A fastmlp Sequential with the layers and weights of a ``torch.nn.Sequential``.
 

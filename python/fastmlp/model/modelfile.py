@@ -149,8 +149,8 @@ from numpy.lib import format as npy
 
 from ..nn.activations import ELU, Activation, LeakyReLU
 from ..backends import BACKENDS, get_backend
-from ..backends.base import LOSSES
 from ..nn.layers import LAYERS, Layer, Normalization, layers_of
+from ..nn.losses import LOSSES
 from ..optim.optimizers import OPTIMIZERS, Optimizer
 from ..nn.regularizers import L1, L1L2, L2, Regularizer
 from ..optim.schedules import SCHEDULES, Schedule

@@ -24,11 +24,10 @@ from .._keywords import suggest_keywords
 from .._validation import (as_features, check_bool, check_choice, check_dtype, check_int,
                            check_lengths, check_nonnegative_float, check_seed)
 from ..backends import get_backend
-from ..backends.base import LOSSES
 from ..train.callbacks import check_callbacks
 from ..errors import DivergenceError, diverged_at, diverged_loss
 from ..nn.layers import Layer, Normalization, Workspace
-from ..nn.losses import get_loss
+from ..nn.losses import LOSSES, get_loss
 from ..nn.metrics import PassTotals
 from .sequential import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary,
                          _check_layers, build_chain)
@@ -95,7 +94,7 @@ class MultiTask(FlatParameters):
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
         self._bind_flat(self._build(), np.random.default_rng(init_seeds))
-        self._check_softmax_heads()
+        self._check_output_units()
 
     # ------------------------------------------------------------- structure
     @property
@@ -135,12 +134,11 @@ class MultiTask(FlatParameters):
             sizes += build_chain(layers, self.trunk_dim, f"heads[{name!r}]")
         return sizes
 
-    def _check_softmax_heads(self) -> None:
+    def _check_output_units(self) -> None:
         for name, units in self.n_outputs.items():
-            if self.losses[name] == "softmax_cross_entropy" and units < 2:
-                raise ValueError(f"heads[{name!r}] uses softmax_cross_entropy and needs an "
-                                 "output layer of at least 2 units; for two classes use 2 "
-                                 "units, or 1 unit with binary_cross_entropy")
+            problem = self._loss_of[name].units_problem(units)
+            if problem:
+                raise ValueError(f"heads[{name!r}] uses {self.losses[name]} and {problem}")
 
     def _history_keys(self, validation: bool) -> List[str]:
         """fit's History keys: "loss", "data_loss", "penalty", then "<head>_loss" and
@@ -212,8 +210,8 @@ class MultiTask(FlatParameters):
         for name, layers in self.heads.items():
             logits = _forward_train(layers, features, self.backend, self._step)
             grads[name] = self._train_cache.get(f"grad.{name}", logits.shape, self.dtype)
-            loss_sum = self.backend.loss(self.losses[name], logits, targets[name], grads[name],
-                                         self.loss_weights[name] / len(X))
+            loss_sum = self.backend.loss(self._loss_of[name].kernel, logits, targets[name],
+                                         grads[name], self.loss_weights[name] / len(X))
             outputs[name] = (loss_sum, logits)
         total = sum(self.loss_weights[name] * loss for name, (loss, _) in outputs.items())
         if math.isfinite(total):
@@ -406,15 +404,16 @@ class MultiTask(FlatParameters):
         uses mse."""
         classifiers = [name for name, loss in self._loss_of.items() if loss.classifier]
         if not classifiers:
+            used = " or ".join(repr(loss) for loss in sorted(set(self.losses.values())))
             raise ValueError(f"predict_proba needs a classification head; every head uses "
-                             f"'mse' ({list(self.head_names)}): use predict")
+                             f"{used} ({list(self.head_names)}): use predict")
         return self._collect(X, batch_size, {name: self._probabilities(name)
                                              for name in classifiers})
 
     def _probabilities(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         def transform(logits: np.ndarray) -> np.ndarray:
             proba = np.empty_like(logits)
-            self.backend.output(self.losses[name], logits, proba)
+            self.backend.output(self._loss_of[name].kernel, logits, proba)
             return proba
         return transform
 
@@ -430,7 +429,7 @@ class MultiTask(FlatParameters):
         for start, chunk in self._chunk_logits(X, batch_size, self.head_names):
             for name, logits in chunk.items():
                 Y = targets[name][start:start + len(logits)]
-                totals[name].add(logits, Y, self.backend.loss(self.losses[name], logits, Y,
+                totals[name].add(logits, Y, self.backend.loss(self._loss_of[name].kernel, logits, Y,
                                                               None, 1.0))
         record = self._head_record(totals)
         return {"loss": record.pop("data_loss"), **record}
@@ -483,7 +482,7 @@ def _check_structure(trunk, heads: Mapping, losses: Dict[str, str]):
                              "layer); got an empty list")
         where = f"trunk + heads[{name!r}]" if trunk else f"heads[{name!r}]"
         try:
-            _check_layers([*trunk, *head], losses[name])
+            _check_layers([*trunk, *head], get_loss(losses[name]))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
         for i, layer in enumerate(head):

@@ -14,9 +14,9 @@ from .._memory import check_memory
 from .._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
                            check_lengths, check_sample_weight, check_seed)
 from ..backends import get_backend
-from ..backends.base import LOSSES, WeightsLock
+from ..backends.base import WeightsLock
 from ..nn.layers import Layer, Normalization, Workspace
-from ..nn.losses import check_classes, get_loss
+from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
 from ..nn.metrics import PassTotals, weight_total
 from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused, loop as _training
@@ -342,12 +342,12 @@ class Sequential(FlatParameters):
 
     @suggest_keywords
     def __init__(self, layers: Sequence[Layer], *, input_dim: int,
-                 loss: str = "softmax_cross_entropy", backend="native",
+                 loss: str = SoftmaxCrossEntropy.name, backend="native",
                  dtype="float32", seed: Optional[int] = None, regularizer=None):
         self.input_dim = check_int(input_dim, "input_dim")
         self.loss = check_choice(loss, "loss", LOSSES)
         self.dtype = check_dtype(dtype)
-        self.layers = _check_layers(layers, self.loss)
+        self.layers = _check_layers(layers, get_loss(self.loss))
         self.regularizer = check_regularizer(regularizer)
         seed = check_seed(seed)
         self.backend = get_backend(backend)
@@ -363,9 +363,9 @@ class Sequential(FlatParameters):
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
         self._bind_flat(self._build(), np.random.default_rng(init_seeds))
-        if self.loss == "softmax_cross_entropy" and self.n_outputs < 2:
-            raise ValueError("softmax_cross_entropy needs an output layer of at least 2 units; "
-                             "for two classes use 2 units, or 1 unit with binary_cross_entropy")
+        problem = self._loss.units_problem(self.n_outputs)
+        if problem:
+            raise ValueError(f"{self.loss} {problem}")
 
     def _build(self) -> List[int]:
         """Build every layer (layer i's input width is layer i-1's output width); returns
@@ -450,10 +450,10 @@ class Sequential(FlatParameters):
         logits = self._forward_train(X)
         grad = self._train_cache.get("grad", logits.shape, self.dtype)
         if weights is None:
-            loss_sum = self.backend.loss(self.loss, logits, Y, grad, 1.0 / len(X))
+            loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad, 1.0 / len(X))
         else:
             total = weight_total(weights)
-            loss_sum = self.backend.loss(self.loss, logits, Y, grad,
+            loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad,
                                          1.0 / total if total > 0 else 0.0, weights=weights)
         if math.isfinite(loss_sum):
             for i in reversed(range(len(self.layers))):
@@ -547,7 +547,7 @@ class Sequential(FlatParameters):
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         proba = np.empty_like(logits)
-        self.backend.output(self.loss, logits, proba)
+        self.backend.output(self._loss.kernel, logits, proba)
         return proba
 
     @suggest_keywords
@@ -569,11 +569,12 @@ class Sequential(FlatParameters):
             targets = Y[start:stop]
             if weights is None:
                 totals.add(logits, targets,
-                           self.backend.loss(self.loss, logits, targets, None, 1.0))
+                           self.backend.loss(self._loss.kernel, logits, targets, None, 1.0))
             else:
                 w = weights[start:stop]
                 totals.add(logits, targets,
-                           self.backend.loss(self.loss, logits, targets, None, 1.0, weights=w),
+                           self.backend.loss(self._loss.kernel, logits, targets, None, 1.0,
+                                             weights=w),
                            float(w.sum(dtype=np.float64)))
         result = totals.result()
         return {"loss": result.pop("data_loss"), **result}
@@ -629,9 +630,9 @@ def _chunk_rows(batch_size: Optional[int], n: int) -> int:
     return min(step, max(n, 1))
 
 
-def _check_layers(layers, loss: str) -> Tuple[Layer, ...]:
+def _check_layers(layers, loss) -> Tuple[Layer, ...]:
     """A non-empty sequence of fresh layers whose last one with an activation outputs
-    logits for ``loss``."""
+    logits for ``loss`` (a loss object, :func:`fastmlp.nn.losses.get_loss`)."""
     if not isinstance(layers, (list, tuple)):
         raise TypeError(f"layers must be a list of layers (fastmlp.layers.Layer); got "
                         f"{type(layers).__name__}")
@@ -648,8 +649,8 @@ def _check_layers(layers, loss: str) -> Tuple[Layer, ...]:
             raise ValueError(f"layers[{i}] already belongs to a model (or appears twice); "
                              "create a new layer for every place in every model")
     last = next((layer for layer in reversed(layers) if layer.activation is not None), None)
-    if last is not None and last.activation == "sigmoid" and loss != "mse":
-        raise ValueError(f"the last layer's activation is 'sigmoid' but {loss} applies the "
+    if last is not None and last.activation == "sigmoid" and loss.output_activation != "identity":
+        raise ValueError(f"the last layer's activation is 'sigmoid' but {loss.name} applies the "
                          "sigmoid/softmax itself to the logits: the last layer must output "
                          "logits, so leave its activation as None ('linear')")
     return tuple(layers)

@@ -6,6 +6,12 @@ softmax cross-entropy ``-sum_j y_j log_softmax(z)_j``, binary cross-entropy
 Targets are encoded once into a dense ``(n, k)`` array of the model's dtype. Class
 labels of any kind (numbers, strings) are mapped to output indices 0..k-1 by
 :func:`class_indices`; the model keeps the classes as ``classes_``.
+
+The registry (``LOSSES``, :func:`get_loss`) is the one list of losses: each loss object
+holds its name (model files, the CLI), its backend kernel id (``kernel``: what
+``Backend.loss`` and ``Backend.output`` take) and answers for its own behaviour, so no
+code outside this module compares loss names. tests/kernels/test_registries.py checks
+the kernel ids against the C++ core's.
 """
 from __future__ import annotations
 
@@ -15,7 +21,6 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .._validation import as_labels, as_samples, first_index, to_dtype
-from ..backends.base import LOSSES
 from .metrics import R2, Accuracy
 
 
@@ -128,9 +133,26 @@ class SoftmaxCrossEntropy:
     """Targets: class labels (n,) of any kind, as :func:`class_indices` maps them, or
     one-hot rows (n, k). Predictions: the class (of ``classes_``) of the largest logit."""
 
-    name = "softmax_cross_entropy"
+    name = kernel = "softmax_cross_entropy"
     classifier = True
+    one_hot = True          # labels (n,) become one output per class
+    output_activation = "softmax"
     metric_name = Accuracy.name
+
+    def units_problem(self, units: int) -> Optional[str]:
+        """Why an output layer of ``units`` cannot serve this loss (None if it can)."""
+        if units >= 2:
+            return None
+        return (f"needs an output layer of at least 2 units; for two classes use 2 units, "
+                f"or 1 unit with {BinaryCrossEntropy.name}")
+
+    def label_classes(self, n_outputs: int) -> int:
+        """The classes of one label per sample that ``n_outputs`` units predict."""
+        return n_outputs
+
+    def label_indices(self, Y: np.ndarray) -> np.ndarray:
+        """The class index of each row of the encoded targets ``Y`` (one-hot)."""
+        return Y.argmax(axis=1)
 
     def n_classes(self, n_outputs: int) -> int:
         return n_outputs
@@ -177,9 +199,22 @@ class BinaryCrossEntropy:
     Predictions: where sigmoid(z) > 0.5, i.e. z > 0: the second class of ``classes_``
     (1), else the first (0); 0/1 (n, k) for k outputs."""
 
-    name = "binary_cross_entropy"
+    name = kernel = "binary_cross_entropy"
     classifier = True
+    one_hot = False         # one output holds two classes
+    output_activation = "sigmoid"
     metric_name = Accuracy.name
+
+    def units_problem(self, units: int) -> None:
+        return None
+
+    def label_classes(self, n_outputs: int) -> Optional[int]:
+        """2 for one output; None for k outputs (k independent labels, not one)."""
+        return 2 if n_outputs == 1 else None
+
+    def label_indices(self, Y: np.ndarray) -> np.ndarray:
+        """The class index (0 or 1) of each row of the encoded targets ``Y`` (n, 1)."""
+        return Y[:, 0] > 0.5
 
     def n_classes(self, n_outputs: int) -> int:
         return 2 if n_outputs == 1 else n_outputs
@@ -210,9 +245,18 @@ class BinaryCrossEntropy:
 class MeanSquaredError:
     """Targets: real values (n,) or (n, k). Predictions: the outputs themselves."""
 
-    name = "mse"
+    name = kernel = "mse"
     classifier = False
+    one_hot = False
+    output_activation = "identity"
     metric_name = R2.name
+
+    def units_problem(self, units: int) -> None:
+        return None
+
+    def label_classes(self, n_outputs: int) -> None:
+        """None: real-valued targets hold no class labels."""
+        return None
 
     def n_classes(self, n_outputs: int) -> None:
         return None
@@ -235,7 +279,7 @@ class MeanSquaredError:
 
 _REGISTRY = {loss.name: loss for loss in (SoftmaxCrossEntropy(), BinaryCrossEntropy(),
                                           MeanSquaredError())}
-assert tuple(_REGISTRY) == LOSSES
+LOSSES = tuple(_REGISTRY)     # the names, as model files and the CLI spell them
 
 
 def get_loss(name: str):

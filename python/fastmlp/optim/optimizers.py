@@ -27,11 +27,17 @@ uses is ``schedule(counter) * scale`` (or ``learning_rate * scale``), ``scale`` 
 1.0 unless a callback lowered it. The counters (steps, epochs, samples seen) start at 0,
 carry across fits, and are saved by :meth:`Optimizer.state_dict` with the state arrays,
 so an optimizer restored with :meth:`Optimizer.load_state_dict` continues bit for bit.
+
+:data:`REGISTRY` is the one table of optimizers: per row the name (model files, the CLI,
+:func:`get_optimizer`), the class (its hyperparameters), the backend kernel id and the
+state arrays it keeps. tests/kernels/test_registries.py checks the kernel ids and the
+state against the C++ core's.
 """
 from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Type, Union
 
 import numpy as np
@@ -75,8 +81,9 @@ def _check_clipnorm(value) -> Optional[float]:
 
 # ------------------------------------------------------------------------ the base
 class Optimizer:
-    """Base class. Subclasses set ``name`` (the backend's kernel), ``hyperparameters``
-    (their own constructor arguments) and ``uses_m``/``uses_v`` (the state they keep).
+    """Base class. Subclasses set ``hyperparameters`` (their own constructor arguments);
+    a registered class's ``name``, ``kernel`` (the backend's kernel id) and
+    ``uses_m``/``uses_v`` (the state it keeps) are its row's in :data:`REGISTRY`.
 
     Attributes: ``learning_rate`` (number or schedule, assignable), ``clipnorm``,
     ``iterations`` (steps taken), ``epochs`` (epochs completed), ``samples`` (samples
@@ -86,6 +93,7 @@ class Optimizer:
     """
 
     name = ""
+    kernel = ""
     hyperparameters: Tuple[str, ...] = ()
     uses_m = False
     uses_v = False
@@ -147,7 +155,7 @@ class Optimizer:
             norm = math.sqrt(norm2)
             if norm > self.clipnorm:
                 grad_scale = self.clipnorm / norm
-        backend.optimizer_update(self.name, params, grads, m, v, lr=lr,
+        backend.optimizer_update(self.kernel, params, grads, m, v, lr=lr,
                                  grad_scale=grad_scale, step=self.iterations + 1,
                                  **self._kernel_arguments())
         self.advance(1, samples, lr)
@@ -309,7 +317,6 @@ class SGD(Optimizer):
     ``SGD(learning_rate=0.01, *, clipnorm=None)``.
     """
 
-    name = "sgd"
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.01, *, clipnorm: Optional[float] = None):
@@ -323,9 +330,7 @@ class Momentum(Optimizer):
     The velocity is the state array ``m``.
     """
 
-    name = "momentum"
     hyperparameters = ("momentum",)
-    uses_m = True
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = 0.9, *,
@@ -346,7 +351,6 @@ class Nesterov(Momentum):
     ``Nesterov(learning_rate=0.01, momentum=0.9, *, clipnorm=None)``.
     """
 
-    name = "nesterov"
 
 
 class AdaGrad(Optimizer):
@@ -355,9 +359,7 @@ class AdaGrad(Optimizer):
     ``AdaGrad(learning_rate=0.01, eps=1e-8, *, clipnorm=None)``. h is the state ``v``.
     """
 
-    name = "adagrad"
     hyperparameters = ("eps",)
-    uses_v = True
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.01, eps: float = 1e-8, *,
@@ -376,9 +378,7 @@ class RMSProp(Optimizer):
     h is the state ``v``.
     """
 
-    name = "rmsprop"
     hyperparameters = ("rho", "eps")
-    uses_v = True
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, rho: float = 0.9,
@@ -400,10 +400,7 @@ class Adam(Optimizer):
     0 < beta < 1.
     """
 
-    name = "adam"
     hyperparameters = ("beta_1", "beta_2", "eps")
-    uses_m = True
-    uses_v = True
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
@@ -426,7 +423,6 @@ class AdamW(Adam):
     weight_decay=0.01, *, clipnorm=None)``, weight_decay >= 0.
     """
 
-    name = "adamw"
     hyperparameters = ("beta_1", "beta_2", "eps", "weight_decay")
 
     @suggest_keywords
@@ -440,8 +436,43 @@ class AdamW(Adam):
         return {**super()._kernel_arguments(), "weight_decay": self.weight_decay}
 
 
-OPTIMIZERS: Dict[str, Type[Optimizer]] = {
-    cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW)}
+# ---------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class OptimizerKind:
+    """One row of :data:`REGISTRY`: the optimizer's name, its class, the backend kernel
+    it steps with and the state arrays it keeps ("m": velocity or first moment, "v":
+    second moment or squared-gradient sum)."""
+
+    name: str
+    cls: Type[Optimizer]
+    kernel: str
+    state: Tuple[str, ...]
+
+    @property
+    def uses_m(self) -> bool:
+        return "m" in self.state
+
+    @property
+    def uses_v(self) -> bool:
+        return "v" in self.state
+
+
+REGISTRY: Tuple[OptimizerKind, ...] = (
+    #             name        class     kernel      state
+    OptimizerKind("sgd",      SGD,      "sgd",      ()),
+    OptimizerKind("momentum", Momentum, "momentum", ("m",)),
+    OptimizerKind("nesterov", Nesterov, "nesterov", ("m",)),
+    OptimizerKind("adagrad",  AdaGrad,  "adagrad",  ("v",)),
+    OptimizerKind("rmsprop",  RMSProp,  "rmsprop",  ("v",)),
+    OptimizerKind("adam",     Adam,     "adam",     ("m", "v")),
+    OptimizerKind("adamw",    AdamW,    "adamw",    ("m", "v")),
+)
+for _row in REGISTRY:    # each class answers with its row's name, kernel and state
+    _row.cls.name, _row.cls.kernel = _row.name, _row.kernel
+    _row.cls.uses_m, _row.cls.uses_v = _row.uses_m, _row.uses_v
+del _row
+
+OPTIMIZERS: Dict[str, Type[Optimizer]] = {row.name: row.cls for row in REGISTRY}
 
 
 def get_optimizer(optimizer, learning_rate: Optional[LearningRate] = None) -> Optimizer:

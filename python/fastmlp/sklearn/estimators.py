@@ -59,6 +59,7 @@ from .._validation import check_int, check_sample_weight
 from ..train.callbacks import Callback
 from ..nn.layers import Dense, Dropout
 from ..model.sequential import Sequential
+from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
 from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
 from ..train.preflight import no_scale_warning
 from ..nn.regularizers import L2
@@ -535,7 +536,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @property
     def _loss_name(self) -> str:
-        return "softmax_cross_entropy" if self._multiclass else "binary_cross_entropy"
+        return SoftmaxCrossEntropy.name if self._multiclass else BinaryCrossEntropy.name
 
     def _out_activation(self) -> str:
         return "softmax" if self._multiclass else "logistic"
@@ -630,7 +631,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
                                     "loss": [StrOptions({"squared_error"})]}
-    _loss_name = "mse"
+    _loss_name = MeanSquaredError.name
     _loss_factor = 0.5
     _score_function = staticmethod(r2_score)
 

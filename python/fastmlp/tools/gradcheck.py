@@ -164,9 +164,9 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     def cost() -> float:
         logits = clone._forward_train(X)
         if weights is None:
-            data = clone.backend.loss(clone.loss, logits, Y, None, 1.0) / n
+            data = clone.backend.loss(clone._loss.kernel, logits, Y, None, 1.0) / n
         else:
-            data = clone.backend.loss(clone.loss, logits, Y, None, 1.0,
+            data = clone.backend.loss(clone._loss.kernel, logits, Y, None, 1.0,
                                       weights=weights) / float(weights.sum())
         restore_state()
         return data + clone._penalty(n, n, add_gradient=False)

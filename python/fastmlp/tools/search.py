@@ -48,6 +48,7 @@ from .._validation import (as_labels, as_samples, check_choice, check_int, check
                            check_positive_float, check_seed)
 from ..errors import DivergenceError
 from ..nn.layers import Dense, Dropout
+from ..nn.losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from ..model.sequential import Sequential
 from ..optim.optimizers import OPTIMIZERS
 from ..nn.regularizers import L1L2
@@ -253,7 +254,7 @@ class MLPBuilder:
 
     # The parameters it reads and their defaults (``epochs`` defaults to random_search's).
     DEFAULTS = {"hidden": (64,), "activation": "relu", "dropout": 0.0, "l1": 0.0, "l2": 0.0,
-                "loss": "softmax_cross_entropy", "optimizer": "adam",
+                "loss": SoftmaxCrossEntropy.name, "optimizer": "adam",
                 "learning_rate": None, "batch_size": 32}
     LAYER_SHAPE = {"n_layers": 1, "units": 64}  # alternative to "hidden": (units,) * n_layers
     PARAMS = (*DEFAULTS, *LAYER_SHAPE, "epochs", *OPTIMIZER_PARAMS)
@@ -288,11 +289,12 @@ class MLPBuilder:
                                                          minimum=0)}
 
     def n_outputs(self, loss: str) -> int:
-        """Output units: the number of classes for softmax over labels (n,), else the
-        targets' columns."""
-        if loss == "softmax_cross_entropy" and self.target_columns == 1:
+        """Output units: the number of classes for a one-hot loss (softmax) over labels
+        (n,), else the targets' columns."""
+        loss = get_loss(check_choice(loss, "loss", LOSSES))
+        if loss.one_hot and self.target_columns == 1:
             if self.n_classes is None:
-                raise ValueError("softmax_cross_entropy needs class labels of shape (n,) "
+                raise ValueError(f"{loss.name} needs class labels of shape (n,) "
                                  "(whole numbers 0..k-1 or text) or one-hot targets (n, k)")
             return self.n_classes
         return self.target_columns
@@ -316,7 +318,7 @@ class MLPBuilder:
         regularizer = L1L2(l1=p["l1"], l2=p["l2"]) if p["l1"] or p["l2"] else None
         model = Sequential(layers, input_dim=self.input_dim, loss=p["loss"], seed=seed,
                            regularizer=regularizer)
-        if self.text_classes is not None and model.loss == "softmax_cross_entropy":
+        if self.text_classes is not None and get_loss(model.loss).one_hot:
             model.classes_ = list(self.text_classes)    # every class, also one train lacks
         fit_kwargs = {"batch_size": p["batch_size"], "optimizer": _optimizer(p)}
         if "epochs" in params:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import diverged_at, diverged_loss
 from ..nn.layers import BatchNorm, Dense, Dropout, Maxout, Normalization
+from ..nn.losses import get_loss
 from ..optim.optimizers import OPTIMIZERS, Optimizer
 from ..nn.regularizers import L1, L1L2, L2, Regularizer
 
@@ -129,8 +130,8 @@ def predictor(model):
     layers, built = describe_inference(model), None
     if layers is not None:
         try:
-            built = factory(params=model._params, layers=layers, loss=model.loss,
-                            lock=model._weights_lock)
+            built = factory(params=model._params, layers=layers,
+                            loss=get_loss(model.loss).kernel, lock=model._weights_lock)
         except ValueError:   # e.g. an unpickled model whose layers no longer view _params
             built = None
     model._fused_predictor = (key, built)
@@ -178,8 +179,9 @@ class FusedEpochs:
             with self.model._writing_params():   # the trainer binds them for writing
                 self._trainer = self._factory(
                     params=self.model._params, grads=self.model._grads, m=opt.m, v=opt.v,
-                    layers=layers, loss=self.model.loss, optimizer=opt.name,
-                    batch_size=self.batch, clipnorm=opt.clipnorm, lock=self.model._weights_lock,
+                    layers=layers, loss=get_loss(self.model.loss).kernel,
+                    optimizer=opt.kernel, batch_size=self.batch, clipnorm=opt.clipnorm,
+                    lock=self.model._weights_lock,
                     **opt._kernel_arguments())
             self._key = key
         return self._trainer

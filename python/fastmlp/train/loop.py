@@ -20,7 +20,7 @@ from ..errors import DivergenceError, diverged_at, diverged_loss, diverged_updat
 from .fused import FusedEpochs
 from .guards import Interrupt, one_fit_at_a_time
 from .history import History
-from ..nn.losses import class_position
+from ..nn.losses import class_position, get_loss
 from ..nn.metrics import PassTotals, r2_from_sums, weight_total
 from ..optim.optimizers import SGD, Optimizer, check_learning_rate, get_optimizer
 from .preflight import check_fit_memory, warn_if_unscaled
@@ -73,16 +73,15 @@ def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:
     labels of ``model.classes_`` (labels missing from it weigh 1) or "balanced":
     n_samples / (n_classes * bincount(y)) over the classes present in y, as
     scikit-learn's compute_class_weight."""
-    loss = model.loss
-    if loss == "mse":
+    loss = get_loss(model.loss)
+    if not loss.classifier:
         raise ValueError("class_weight needs a classification loss; this model's loss is "
-                         "'mse': use sample_weight")
-    if loss == "binary_cross_entropy" and Y.shape[1] != 1:
-        raise ValueError("class_weight needs one label per sample; with binary_cross_entropy "
+                         f"{loss.name!r}: use sample_weight")
+    n_classes = loss.label_classes(Y.shape[1])
+    if n_classes is None:
+        raise ValueError(f"class_weight needs one label per sample; with {loss.name} "
                          f"over {Y.shape[1]} outputs (multilabel) use sample_weight")
-    n_classes = Y.shape[1] if loss == "softmax_cross_entropy" else 2
-    labels = Y.argmax(axis=1) if loss == "softmax_cross_entropy" else (Y[:, 0] > 0.5)
-    labels = labels.astype(np.intp)
+    labels = loss.label_indices(Y).astype(np.intp)
     counts = np.bincount(labels, minlength=n_classes)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
