@@ -49,6 +49,8 @@ _OMP_SPIN_IN_EFFECT = _bound_omp_spin()
 
 from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load)
 
+testing = _core._testing                # hooks only the tests call
+
 
 class NativeBackend:
     """The C++ kernels behind the :class:`~fastmlp.backends.base.Backend` protocol."""
@@ -255,8 +257,3 @@ def push_threads(n: int) -> int:
 
 def pop_threads(previous: int) -> None:
     _core.pop_threads(previous)
-
-
-def last_team_size() -> int:
-    """Threads that ran the latest parallel region (for tests of the thread policy)."""
-    return _core.last_team_size()
