@@ -285,8 +285,8 @@ class FusedTraining(Protocol):
     optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
     checked once and kept alive. ``layers`` lists the model's layers as dicts:
     ``{"kind": "dense", "inputs", "units", "activation", "param", "W", "b", "dW", "db",
-    "l1", "l2", "scale"}`` (W, b, dW, db: the layer's views into params and grads; l1, l2
-    the regularizer's lambdas, 0 for none, scale "samples" or "batch") or ``{"kind":
+    "l1", "l2", "per_batch"}`` (W, b, dW, db: the layer's views into params and grads; l1,
+    l2 the regularizer's lambdas, 0 for none, per_batch True for scale="batch") or ``{"kind":
     "dropout", "width", "rate", "seed", "index"}``. The optimizer is a name from
     OPTIMIZERS with the keyword arguments of :meth:`Backend.optimizer_update`,
     ``clipnorm`` None or the global-norm bound, and ``lock`` the model's
