@@ -405,7 +405,7 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
             const double norm = std::sqrt(norm2);
             if (norm > opt.clipnorm) grad_scale = opt.clipnorm / norm;
         }
-        // The running totals (training.py _train_epoch) from the logits before the update.
+        // The running totals (the per-op loop's, train/loop.py) from the logits before the update.
         totals.penalty_sum += pen * double(rows);
         totals.loss_sum += loss_sum;
         totals.weight_sum += weight;

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import training
-from fastmlp.activations import ELU, LeakyReLU
+from fastmlp.train import loop as training
+from fastmlp.nn.activations import ELU, LeakyReLU
 from fastmlp.backends.base import LOSSES
-from fastmlp.callbacks import EarlyStopping, ReduceLROnPlateau
-from fastmlp.fused import FusedEpochs, describe_layers
-from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
-from fastmlp.network import Sequential
-from fastmlp.optimizers import OPTIMIZERS, SGD, Adam
-from fastmlp.regularizers import L1, L1L2, L2
-from fastmlp.schedules import ExponentialDecay, PowerDecay, StepDecay
+from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
+from fastmlp.train.fused import FusedEpochs, describe_layers
+from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
+from fastmlp.model.sequential import Sequential
+from fastmlp.optim.optimizers import OPTIMIZERS, SGD, Adam
+from fastmlp.nn.regularizers import L1, L1L2, L2
+from fastmlp.optim.schedules import ExponentialDecay, PowerDecay, StepDecay
 from helpers import make_data
 
 MIXES = {"relu-tanh": ("relu", "tanh"), "elu-sigmoid": ("elu", "sigmoid"),
@@ -424,7 +424,7 @@ def test_a_custom_optimizer_falls_back(fused_runs):
 def test_a_regularizer_only_the_per_op_path_runs_switches_epochs_to_it(fused_runs):
     """A callback gives a layer a subclassed regularizer after epoch 1: epoch 2 runs on
     the per-op loop, and the whole fit still equals the per-op reference."""
-    from fastmlp.callbacks import Callback
+    from fastmlp.train.callbacks import Callback
 
     class Swap(Callback):
         def on_epoch_end(self, epoch, logs):

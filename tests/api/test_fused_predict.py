@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import fused, training
+from fastmlp.train import fused
+from fastmlp.train import loop as training
+from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
+from fastmlp.model.sequential import Sequential
 from fastmlp.backends import native
-from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
-from fastmlp.network import Sequential
 
 LOSSES = {"softmax_cross_entropy": 5, "binary_cross_entropy": 3, "mse": 2}
 

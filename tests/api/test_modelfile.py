@@ -1,4 +1,4 @@
-"""model.save / fastmlp.modelfile.load: bitwise round trips, exact resumes, atomic writes,
+"""model.save / fastmlp.model.modelfile.load: bitwise round trips, exact resumes, atomic writes,
 what cannot be saved. Hostile files are in test_modelfile_hostile.py."""
 import json
 import math
@@ -9,15 +9,16 @@ import zipfile
 import numpy as np
 import pytest
 
-import fastmlp.modelfile as modelfile
+import fastmlp
+import fastmlp.model.modelfile as modelfile
 from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Maxout, Normalization,
                      Sequential)
-from fastmlp.activations import ELU, LeakyReLU
-from fastmlp.optimizers import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp)
-from fastmlp.modelfile import (MAX_HEADER_BYTES, ModelFileError, load, read_checkpoint,
-                               save_checkpoint)
-from fastmlp.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
-from fastmlp.training import History
+from fastmlp.nn.activations import ELU, LeakyReLU
+from fastmlp.optim.optimizers import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp)
+from fastmlp import load
+from fastmlp.model.modelfile import MAX_HEADER_BYTES, ModelFileError, save_checkpoint
+from fastmlp.optim.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
+from fastmlp.train.history import History
 from helpers import header_of, make_data, with_header
 
 DTYPES = ["float32", "float64"]
@@ -526,12 +527,12 @@ def test_checkpoints_keep_the_models_metadata_and_their_data(tmp_path):
     history = History(["loss"])
     save_checkpoint(model, tmp_path / "plain.fmlp", history, {"v": np.arange(3.0)})
     assert "metadata" not in header_of(tmp_path / "plain.fmlp")
-    loaded, data = read_checkpoint(tmp_path / "plain.fmlp")
+    loaded, data = fastmlp.Sequential.read_checkpoint(tmp_path / "plain.fmlp")
     assert loaded.metadata is None and data["v"].tolist() == [0.0, 1.0, 2.0]
     model.metadata = {"run": "a", "labels": [0, 1, 2]}
     save_checkpoint(model, tmp_path / "tagged.fmlp", history,
                     {"v": np.arange(3.0), "nan": math.nan})
-    loaded, data = read_checkpoint(tmp_path / "tagged.fmlp")
+    loaded, data = fastmlp.Sequential.read_checkpoint(tmp_path / "tagged.fmlp")
     assert loaded.metadata == model.metadata
     assert data["v"].tolist() == [0.0, 1.0, 2.0] and math.isnan(data["nan"])
     assert load(tmp_path / "tagged.fmlp").metadata == model.metadata

@@ -15,8 +15,9 @@ from torch import nn  # noqa: E402
 
 import fastmlp
 from fastmlp import BatchNorm, Dense, Sequential
-from fastmlp.interop import torch as interop
-from fastmlp.interop.torch import from_torch, to_torch
+from fastmlp.io import torch as interop
+from fastmlp import from_torch
+from fastmlp.io.torch import to_torch
 from helpers import relative_error
 
 from .test_onnx import Doubler, N_FEATURES, every_layer_model, inputs
@@ -247,7 +248,7 @@ def test_the_loss_contract_holds_for_converted_models():
 
 # ------------------------------------------------------------ lazy imports
 def test_importing_fastmlp_never_imports_torch_or_onnx():
-    code = ("import sys, fastmlp, fastmlp.interop.torch, fastmlp.interop.onnx\n"
+    code = ("import sys, fastmlp, fastmlp.io.torch, fastmlp.io.onnx\n"
             "assert 'torch' not in sys.modules and 'onnx' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -265,4 +266,4 @@ def test_the_module_classes_are_attributes_made_on_first_use():
     assert issubclass(interop.Normalization, nn.Module)
     with pytest.raises(AttributeError, match="has no attribute 'Conv'"):
         interop.Conv
-    assert fastmlp.interop.torch is interop
+    assert fastmlp.io.torch is interop

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fastmlp.activations import ELU_ALPHA, LEAKY_RELU_SLOPE, param
+from fastmlp.nn.activations import ELU_ALPHA, LEAKY_RELU_SLOPE, param
 from fastmlp.backends import NumPyBackend
 from fastmlp.backends.base import ACTIVATIONS
 from helpers import assert_close, assert_gradient_close

@@ -283,11 +283,15 @@ class FusedTraining(Protocol):
     eps, weight_decay, clipnorm)`` creates a :class:`FusedTrainer` holding workspaces for
     ``batch_size`` rows, bound to the model's flat ``params`` and ``grads`` and to the
     optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
-    checked once and kept alive. ``layers`` lists the model's layers as dicts:
-    ``{"kind": "dense", "inputs", "units", "activation", "param", "W", "b", "dW", "db",
-    "l1", "l2", "per_batch"}`` (W, b, dW, db: the layer's views into params and grads; l1,
-    l2 the regularizer's lambdas, 0 for none, per_batch True for scale="batch") or ``{"kind":
-    "dropout", "width", "rate", "seed", "index"}``. The optimizer is a name from
+    checked once and kept alive. ``layers`` lists the model's layers as dicts
+    (fastmlp.train.fused builds them): ``{"kind": "dense", "inputs", "units",
+    "activation", "param", "W", "b", "dW", "db", "l1", "l2", "per_batch"}`` (W, b, dW,
+    db: the layer's views into params and grads; l1, l2 the regularizer's lambdas, 0 for
+    none, per_batch True for scale="batch"); ``"maxout"`` the same with ``"pieces"`` for the
+    activation (W, b then hold units * pieces rows); ``{"kind": "dropout", "width",
+    "rate", "seed", "index"}``; ``{"kind": "batchnorm", "width", "momentum", "eps",
+    "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}``; ``{"kind":
+    "normalization", "width", "mean", "var", "inv"}``. The optimizer is a name from
     OPTIMIZERS with the keyword arguments of :meth:`Backend.optimizer_update`,
     ``clipnorm`` None or the global-norm bound, and ``lock`` the model's
     ``weights_lock()``.

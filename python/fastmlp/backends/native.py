@@ -3,7 +3,7 @@
 Each method is one call into a kernel that checks its arrays (exact dtype, C order,
 writable outputs: TypeError/ValueError, never a silent copy), releases the GIL and runs
 on the SIMD path chosen at import (``FASTMLP_ISA``, :func:`fastmlp.set_isa`) with the
-threads of :mod:`fastmlp.runtime`. The semantics are those of :class:`.base.Backend`.
+threads of :mod:`fastmlp.backends.runtime`. The semantics are those of :class:`.base.Backend`.
 The bindings only check and view arrays; a result this module hands back is allocated
 here. ``testing`` is ``_core._testing``: hooks only the tests call.
 """
@@ -49,7 +49,7 @@ def _bound_omp_spin() -> str:
 
 _OMP_SPIN_IN_EFFECT = _bound_omp_spin()
 
-from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load)
+from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load
 
 testing = _core._testing                # hooks only the tests call
 
@@ -158,7 +158,7 @@ class NativeBackend:
         """The fused inference path: a C++ predictor over the Dense ``layers`` (dicts with
         inputs, units, activation, param and the W, b views into ``params``), holding a
         snapshot of their weights packed for the selected ISA (rebuild it when either
-        changes: :func:`fastmlp.fused.inference_key`). Its
+        changes: :func:`fastmlp.train.fused.inference_key`). Its
         ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
         labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
         with per-call scratch (safe from several threads at once). The snapshot is taken

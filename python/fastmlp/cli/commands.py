@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .._files import write_atomically
-from ..diagnosis import diagnose
-from ..layers import Dense, Dropout, Normalization
-from ..network import Sequential
-from ..regularizers import L1L2
+from ..tools.diagnosis import diagnose
+from ..nn.layers import Dense, Dropout, Normalization
+from ..model.sequential import Sequential
+from ..nn.regularizers import L1L2
 from .._memory import available_memory
 from .memory import training_memory, unaffordable
 from .metadata import Meta, labels_of, load_model, model_data

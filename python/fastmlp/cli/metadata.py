@@ -1,5 +1,5 @@
 """What ``fastmlp train`` keeps in the model file besides the model: the entry
-:data:`KEY` of ``model.metadata`` (:mod:`fastmlp.modelfile`), and how evaluate, predict
+:data:`KEY` of ``model.metadata`` (:mod:`fastmlp.model.modelfile`), and how evaluate, predict
 and diagnose read a model back with it.
 
 The entry (plain JSON)::
@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..modelfile import load
-from ..network import Sequential
+from ..model.loading import load
+from ..model.sequential import Sequential
 from .options import DataError
 from .tabular import Data, read_data
 

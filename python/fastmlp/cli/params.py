@@ -8,8 +8,8 @@ import json
 from typing import Any, Dict
 
 from ..backends.base import ACTIVATIONS, LOSSES, OPTIMIZERS
-from ..optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
-from ..search import OPTIMIZER_PARAMS, MLPBuilder
+from ..optim.optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
+from ..tools.search import OPTIMIZER_PARAMS, MLPBuilder
 from .options import (DataError, dropout_rate, epoch_count, int_at_least, nonnegative_float,
                       positive_float)
 

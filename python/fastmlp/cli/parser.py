@@ -9,9 +9,8 @@ from ..backends import BACKENDS
 from ..backends.base import ACTIVATIONS, LOSSES, OPTIMIZERS
 from . import demo
 from .commands import diagnose_command, evaluate_command, predict_command, train_command
-from .options import (MAX_EPOCHS, column_list, dev_size, dropout_rate, epoch_count,
-                      hidden_widths, int_at_least, nonnegative_float, positive_float,
-                      unit_interval)
+from .options import (MAX_EPOCHS, column_list, dev_size, dropout_rate, epoch_count, hidden_widths,
+                      int_at_least, nonnegative_float, positive_float, unit_interval)
 from .params import TRAIN_DEFAULTS
 from .search import DISTRIBUTIONS, search_command
 from .tabular import AUTO_MAX_CLASSES

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data import train_dev_test_split
+from ..tools.data import train_dev_test_split
 from .options import DataError, UsageError
 
 AUTO_MAX_CLASSES = 20        # --loss auto: whole numbers with at most this many values
