@@ -3,6 +3,8 @@
 // serial chunks. Baseline code, compiled once.
 #pragma once
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -198,9 +200,20 @@ void maxout_forward(const T* z, T* a, std::int32_t* argmax, index rows, index un
     });
 }
 
+// dz is written at argmax: a value outside [0, pieces) would write outside the unit's
+// pieces, so it is refused (std::invalid_argument) before anything is written.
+inline void check_argmax(const std::int32_t* argmax, index n, index pieces) {
+    for (index i = 0; i < n; ++i)
+        if (argmax[i] < 0 || argmax[i] >= pieces)
+            throw std::invalid_argument("maxout_backward: argmax holds " + std::to_string(argmax[i]) +
+                                        " at flat index " + std::to_string(i) +
+                                        ", expected 0 <= argmax < pieces = " + std::to_string(pieces));
+}
+
 template <class T>
 void maxout_backward(const T* da, const std::int32_t* argmax, T* dz, index rows, index units,
                      index pieces) {
+    check_argmax(argmax, rows * units, pieces);
     const auto f = kernels().get<T>().maxout_backward;
     parallel_for(rows, threads_for(rows * units * pieces, kElementGrain), [&](index r0, index r1) {
         f(da + r0 * units, argmax + r0 * units, dz + r0 * units * pieces, r1 - r0, units, pieces);

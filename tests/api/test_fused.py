@@ -510,6 +510,37 @@ def test_trainer_run_checks_its_arguments():
     np.testing.assert_array_equal(m._params, before)
 
 
+def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
+    """The C++ trainer's own guard (its workspaces are per trainer): a run waiting for the
+    weights lock holds the trainer, so another thread's run is a ValueError, and the
+    trainer runs again once the first run is done."""
+    m = model()
+    X, Y = _arrays(m, *make_data("softmax_cross_entropy", n=N))
+    lock = m.backend.weights_lock()
+    with m._writing_params():
+        trainer = m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
+                                          layers=describe_layers(m), loss=m.loss,
+                                          optimizer="sgd", batch_size=BATCH, lock=lock)
+    order, lrs = np.arange(N), np.full(3, 0.1)
+    done = []
+    first = threading.Thread(target=lambda: done.append(
+        trainer.run(X, Y, None, order, 0, 3, lrs, 1, 0, trainer.new_totals()).steps))
+    with lock.writing:                       # the first run waits inside, holding the trainer
+        first.start()
+        refused = None
+        for _ in range(10_000):              # until the first run has entered (at most ~10 s)
+            try:                             # an empty step range takes no lock
+                trainer.run(X, Y, None, order, 0, 0, lrs[:0], 1, 0, trainer.new_totals())
+            except ValueError as exc:
+                refused = exc
+                break
+            threading.Event().wait(0.001)
+    first.join()
+    assert refused is not None and "already running in another thread" in str(refused)
+    assert done == [3]
+    assert trainer.run(X, Y, None, order, 0, 3, lrs, 4, 3, trainer.new_totals()).steps == 3
+
+
 def test_trainer_creation_checks_the_buffers_and_layers():
     m = model()
     with m._writing_params():         # the trainer binds the parameters for writing

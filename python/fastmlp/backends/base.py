@@ -290,9 +290,9 @@ class FusedTraining(Protocol):
     optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
     checked once and kept alive. ``layers`` lists the model's layers as dicts
     (fastmlp.train.fused builds them): ``{"kind": "dense", "inputs", "units",
-    "activation", "param", "W", "b", "dW", "db", "l1", "l2", "scale"}`` (W, b, dW, db: the
-    layer's views into params and grads; l1, l2 the regularizer's lambdas, 0 for none,
-    scale "samples" or "batch"); ``"maxout"`` the same with ``"pieces"`` for the
+    "activation", "param", "W", "b", "dW", "db", "l1", "l2", "per_batch"}`` (W, b, dW,
+    db: the layer's views into params and grads; l1, l2 the regularizer's lambdas, 0 for
+    none, per_batch True for scale="batch"); ``"maxout"`` the same with ``"pieces"`` for the
     activation (W, b then hold units * pieces rows); ``{"kind": "dropout", "width",
     "rate", "seed", "index"}``; ``{"kind": "batchnorm", "width", "momentum", "eps",
     "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}``; ``{"kind":

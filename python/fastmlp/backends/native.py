@@ -4,6 +4,8 @@ Each method is one call into a kernel that checks its arrays (exact dtype, C ord
 writable outputs: TypeError/ValueError, never a silent copy), releases the GIL and runs
 on the SIMD path chosen at import (``FASTMLP_ISA``, :func:`fastmlp.set_isa`) with the
 threads of :mod:`fastmlp.backends.runtime`. The semantics are those of :class:`.base.Backend`.
+The bindings only check and view arrays; a result this module hands back is allocated
+here. ``testing`` is ``_core._testing``: hooks only the tests call.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ def _bound_omp_spin() -> str:
 _OMP_SPIN_IN_EFFECT = _bound_omp_spin()
 
 from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load
+
+testing = _core._testing                # hooks only the tests call
 
 
 class NativeBackend:
@@ -160,7 +164,8 @@ class NativeBackend:
         with per-call scratch (safe from several threads at once). The snapshot is taken
         holding ``lock`` (the model's :meth:`weights_lock`) shared: between two steps of
         a fit in another thread."""
-        return _core.Predictor(params, layers, loss, _core_lock(lock))
+        return FusedPredictor(_core.Predictor(params, layers, loss, _core_lock(lock)), loss,
+                              params.dtype)
 
 
 class _Held:
@@ -210,6 +215,24 @@ class FusedTrainer:
             totals, watch=None):
         self._core.run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals, watch)
         return totals
+
+
+class FusedPredictor:
+    """The fused predictor over ``_core.Predictor`` (csrc/train/predictor.hpp): ``run``
+    allocates the result the core fills, int64 labels (n,) for softmax cross-entropy and
+    (n, k) for binary cross-entropy, else (n, k) of the model's dtype."""
+
+    def __init__(self, core, loss: str, dtype: np.dtype):
+        self._core, self._loss, self._dtype = core, loss, dtype
+
+    def run(self, X: np.ndarray, mode: int, chunk: int) -> np.ndarray:
+        rows = len(X) if np.ndim(X) else 0             # a bad X: the core names it
+        labels = mode == 2 and self._loss != "mse"
+        one_column = labels and self._loss == "softmax_cross_entropy"
+        out = np.empty((rows,) if one_column else (rows, self._core.outputs),
+                       np.int64 if labels else self._dtype)
+        self._core.run(X, mode, chunk, out)
+        return out
 
 
 def backend_info() -> dict:
@@ -265,8 +288,3 @@ def push_threads(n: int) -> int:
 
 def pop_threads(previous: int) -> None:
     _core.pop_threads(previous)
-
-
-def last_team_size() -> int:
-    """Threads that ran the latest parallel region (for tests of the thread policy)."""
-    return _core.last_team_size()

@@ -514,9 +514,7 @@ class Sequential(FlatParameters):
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
         fused = self._predictor()
-        # the fused predictor checks X's finiteness itself (the same ValueError), faster
-        X = as_features(X, "X", self.input_dim, self.dtype,
-                        finite_checked_later=fused is not None)
+        X = as_features(X, "X", self.input_dim, self.dtype)
         if fused is not None:
             step = _chunk_rows(batch_size, len(X))
             result = fused.run(X, mode, step)

@@ -34,10 +34,10 @@ _REGULARIZERS = (Regularizer, L1, L2, L1L2)
 
 def _regularization(regularizer) -> Optional[dict]:
     if regularizer is None:
-        return {"l1": 0.0, "l2": 0.0, "scale": "samples"}
+        return {"l1": 0.0, "l2": 0.0, "per_batch": False}
     if type(regularizer) not in _REGULARIZERS:       # a subclass may compute its own way
         return None
-    return {"l1": regularizer.l1, "l2": regularizer.l2, "scale": regularizer.scale}
+    return {"l1": regularizer.l1, "l2": regularizer.l2, "per_batch": regularizer.scale == "batch"}
 
 
 def _affine(layer, kind: str) -> dict:
