@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+import fastmlp.io.archive as container
 import fastmlp.model.modelfile as modelfile
 from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Maxout, Normalization,
                      Sequential)
@@ -285,12 +286,12 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(saved, monkeypatch, 
     directory, path, before = saved
     fake = _fail_after(calls)
     if target == "write_npy":
-        real = modelfile._write_npy
+        real = container._write_npy
 
         def partial_write(member, array):
             member.write(b"\x93NUMPY partial")      # some bytes reach the file first
             fake(real, member, array)
-        monkeypatch.setattr(modelfile, "_write_npy", partial_write)
+        monkeypatch.setattr(container, "_write_npy", partial_write)
     else:
         real = getattr(os, target)
         monkeypatch.setattr(os, target, lambda *a, **k: fake(real, *a, **k))
@@ -306,7 +307,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(saved, monkeypatch, 
 def test_a_failed_save_to_a_new_path_creates_nothing(tmp_path, monkeypatch):
     def broken(member, array):
         raise OSError("injected")
-    monkeypatch.setattr(modelfile, "_write_npy", broken)
+    monkeypatch.setattr(container, "_write_npy", broken)
     with pytest.raises(OSError, match="injected"):
         dropout_model("numpy").save(tmp_path / "new.fmlp")
     assert list(tmp_path.iterdir()) == []

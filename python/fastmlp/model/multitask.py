@@ -36,7 +36,8 @@ from ..nn.regularizers import check_regularizer
 from ..train.progress import EpochProgress, check_verbose
 from ..train.guards import Interrupt, one_fit_at_a_time
 from ..train.preflight import check_fit_memory, warn_if_unscaled
-from ..train.loop import History, check_epochs, _optimizer, _validation_arrays
+from ..train.arguments import fit_optimizer, validation_arrays
+from ..train.loop import History, check_epochs
 
 Targets = Dict[str, np.ndarray]
 
@@ -315,8 +316,8 @@ class MultiTask(FlatParameters):
             epochs, batch_size, shuffle, verbose, callbacks, learning_rate)
         columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
         X, targets = self._prepare(X, targets)
-        validation = _validation_arrays(self, validation_data)
-        optimizer = _optimizer(self, optimizer, learning_rate)
+        validation = validation_arrays(self, validation_data)
+        optimizer = fit_optimizer(self, optimizer, learning_rate)
         optimizer.check_params(self._params)
         batch = len(X) if batch_size is None else min(batch_size, len(X))
         check_fit_memory(self, optimizer, batch)
