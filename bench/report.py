@@ -125,9 +125,9 @@ def _worker_train(bl, impl: str, spec: dict) -> dict:
     trainer = bl.make_trainer(impl, cfg, X, y)
     before = trainer.loss(X_eval, y_eval)
     if impl in ("native", "numpy"):
-        import fastmlp.callbacks
+        import fastmlp.train.callbacks
 
-        class EpochTimer(fastmlp.callbacks.Callback):
+        class EpochTimer(fastmlp.train.callbacks.Callback):
             """Times the epoch inside fit (fit's input checks are not part of it)."""
             def on_epoch_begin(self, epoch, logs=None):
                 self.start = time.perf_counter()

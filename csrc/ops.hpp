@@ -3,6 +3,8 @@
 // serial chunks. Baseline code, compiled once.
 #pragma once
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -92,17 +94,26 @@ void output(Loss kind, const T* z, T* out, index rows, index cols) {
     });
 }
 
-// The state arrays an optimizer keeps: m (velocity or first moment), v (second moment or
-// squared-gradient sum).
-// Named members, not enum order (common.hpp).
-inline bool uses_m(Optimizer o) {
-    return o == Optimizer::momentum || o == Optimizer::nesterov || o == Optimizer::adam ||
-           o == Optimizer::adamw;
+// The state arrays each optimizer keeps, stated per optimizer: m (velocity or first
+// moment), v (second moment or squared-gradient sum). Python's registry
+// (fastmlp/optim/optimizers.py) states the same; tests/kernels/test_registries.py checks.
+struct OptimizerState {
+    bool m, v;
+};
+constexpr OptimizerState state_of(Optimizer o) {
+    switch (o) {
+        case Optimizer::sgd: return {false, false};
+        case Optimizer::momentum: return {true, false};
+        case Optimizer::nesterov: return {true, false};
+        case Optimizer::adagrad: return {false, true};
+        case Optimizer::rmsprop: return {false, true};
+        case Optimizer::adam: return {true, true};
+        case Optimizer::adamw: return {true, true};
+    }
+    return {false, false};  // not reached: every enum value has its case
 }
-inline bool uses_v(Optimizer o) {
-    return o == Optimizer::adagrad || o == Optimizer::rmsprop || o == Optimizer::adam ||
-           o == Optimizer::adamw;
-}
+inline bool uses_m(Optimizer o) { return state_of(o).m; }
+inline bool uses_v(Optimizer o) { return state_of(o).v; }
 
 // An optimizer step as the caller states it, in double.
 struct OptimizerHyper {
@@ -189,9 +200,20 @@ void maxout_forward(const T* z, T* a, std::int32_t* argmax, index rows, index un
     });
 }
 
+// dz is written at argmax: a value outside [0, pieces) would write outside the unit's
+// pieces, so it is refused (std::invalid_argument) before anything is written.
+inline void check_argmax(const std::int32_t* argmax, index n, index pieces) {
+    for (index i = 0; i < n; ++i)
+        if (argmax[i] < 0 || argmax[i] >= pieces)
+            throw std::invalid_argument("maxout_backward: argmax holds " + std::to_string(argmax[i]) +
+                                        " at flat index " + std::to_string(i) +
+                                        ", expected 0 <= argmax < pieces = " + std::to_string(pieces));
+}
+
 template <class T>
 void maxout_backward(const T* da, const std::int32_t* argmax, T* dz, index rows, index units,
                      index pieces) {
+    check_argmax(argmax, rows * units, pieces);
     const auto f = kernels().get<T>().maxout_backward;
     parallel_for(rows, threads_for(rows * units * pieces, kElementGrain), [&](index r0, index r1) {
         f(da + r0 * units, argmax + r0 * units, dz + r0 * units * pieces, r1 - r0, units, pieces);

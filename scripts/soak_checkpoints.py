@@ -39,11 +39,11 @@ CHECKPOINT_EVERY_STEPS = 5
 
 def workload(backend: str):
     """(model, fit keyword arguments) of the training every run repeats."""
-    from fastmlp.callbacks import EarlyStopping, ReduceLROnPlateau
-    from fastmlp.layers import Dense, Dropout
-    from fastmlp.network import Sequential
-    from fastmlp.optimizers import Adam
-    from fastmlp.schedules import ExponentialDecay
+    from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
+    from fastmlp.nn.layers import Dense, Dropout
+    from fastmlp.model.sequential import Sequential
+    from fastmlp.optim.optimizers import Adam
+    from fastmlp.optim.schedules import ExponentialDecay
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1500, 16))
@@ -60,7 +60,7 @@ def workload(backend: str):
 def train(backend: str, directory=None):
     """The workload fitted (checkpointing into ``directory`` and resuming from it when
     given); prints "ready" when about to fit; returns the model."""
-    from fastmlp import training
+    from fastmlp.train import loop as training
     model, kwargs = workload(backend)
     X, y = kwargs.pop("X"), kwargs.pop("y")
     if directory is not None:
@@ -101,13 +101,13 @@ class Report:
 
 
 def _check_after_kill(directory: Path, report: Report) -> None:
-    from fastmlp.checkpoint import list_checkpoints
-    from fastmlp.modelfile import ModelFileError, read_checkpoint
+    from fastmlp.train.checkpoint import list_checkpoints
+    from fastmlp import ModelFileError, Sequential
     report.kills_in_write += any(name.endswith(".tmp") for name in os.listdir(directory))
     files = list_checkpoints(directory)
     if files:
         try:
-            read_checkpoint(files[-1][1])
+            Sequential.read_checkpoint(files[-1][1])
         except ModelFileError as exc:
             report.damaged += 1
             report.problems.append(str(exc))

@@ -1,4 +1,4 @@
-"""One test case per activation of the registry (fastmlp.activations.KINDS): the exact
+"""One test case per activation of the registry (fastmlp.nn.activations.KINDS): the exact
 definitions the kernel and NumPy tests measure against, the stated error bounds, and the
 values at 0, at the infinities and at a few points from the math module. Every test that
 runs over the activations takes its data from here, and tests/api/test_activation_registry.py

@@ -5,8 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <initializer_list>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "../common.hpp"
 
@@ -73,6 +75,30 @@ inline void same_shape(const char* kernel, const py::array& a, const char* an,
     if (!same)
         fail_value(kernel, std::string("shape mismatch: ") + an + " is " + shape_of(a) + ", " + bn +
                                " is " + shape_of(b) + " (they must be equal)");
+}
+
+// out may be exactly `in` (same data and shape) but must not partly overlap it.
+inline void same_or_disjoint(const char* kernel, const py::array& out, const char* out_name,
+                             const py::array& in, const char* in_name) {
+    if (out.data() != in.data()) no_overlap(kernel, out, out_name, in, in_name);
+}
+
+using Named = std::pair<const py::array*, const char*>;
+
+// Every output disjoint from every other array given (inputs and outputs).
+inline void all_disjoint(const char* kernel, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
+    for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+        for (auto p = o + 1; p != outputs.end(); ++p) no_overlap(kernel, *o->first, o->second, *p->first, p->second);
+        for (const auto& in : inputs) no_overlap(kernel, *o->first, o->second, *in.first, in.second);
+    }
+}
+
+// a is 1-D with x.shape[1] elements (a per-feature vector of x).
+inline void feature_vector(const char* kernel, const py::array& a, const char* an, const py::array& x,
+                           const char* xn) {
+    if (a.shape(0) != x.shape(1))
+        fail_value(kernel, std::string("shape mismatch: ") + xn + " is " + shape_of(x) + ", " + an + " is " +
+                               shape_of(a) + " (" + an + " must have " + xn + ".shape[1] elements)");
 }
 
 // Calls f(T{}) with T the float type of `a`'s dtype; TypeError for any other dtype.

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 
+#include "../ops.hpp"
 #include "arrays.hpp"
 
 namespace fastmlp { namespace bind {
@@ -25,21 +26,23 @@ inline Optimizer optimizer_of(const char* kernel, const std::string& s) {
     return parse_name<Optimizer>(kernel, "optimizer", s, kOptimizerNames);
 }
 
-template <std::size_t N>
-py::tuple names_tuple(const char* const (&names)[N]) {
-    py::tuple t(N);
-    for (std::size_t i = 0; i < N; ++i) t[i] = names[i];
-    return t;
-}
-
-// {"activation": names, "loss": ..., "math": ..., "optimizer": ...}, each in enum order.
-inline py::dict enum_names() {
-    py::dict d;
-    d["activation"] = names_tuple(kActivationNames);
-    d["loss"] = names_tuple(kLossNames);
-    d["math"] = names_tuple(kMathFnNames);
-    d["optimizer"] = names_tuple(kOptimizerNames);
-    return d;
+// The names of the core's enums in enum order (losses, optimizers, activations) and each
+// optimizer's state (m, v), read only: Python checks its registries against them
+// (tests/kernels/test_registries.py, tests/api/test_activation_registry.py).
+inline pybind11::dict enum_names() {
+    pybind11::list losses, optimizers, state, activations;
+    for (const char* name : kLossNames) losses.append(name);
+    for (std::size_t i = 0; i < sizeof kOptimizerNames / sizeof kOptimizerNames[0]; ++i) {
+        optimizers.append(kOptimizerNames[i]);
+        state.append(pybind11::make_tuple(uses_m(Optimizer(i)), uses_v(Optimizer(i))));
+    }
+    for (const char* name : kActivationNames) activations.append(name);
+    pybind11::dict tables;
+    tables["losses"] = losses;
+    tables["optimizers"] = optimizers;
+    tables["optimizer_state"] = state;
+    tables["activations"] = activations;
+    return tables;
 }
 
 }}  // namespace fastmlp::bind

@@ -8,7 +8,6 @@
 #include <pybind11/pybind11.h>
 
 #include <atomic>
-#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,12 +20,11 @@
 #include "../train/weights_lock.hpp"
 #include "arrays.hpp"
 #include "names.hpp"
+#include "register.hpp"
 
 namespace py = pybind11;
 
 namespace fastmlp { namespace bind {
-
-void register_train(py::module_& m);
 
 namespace {
 
@@ -135,15 +133,13 @@ void parameter_offsets(const LayerArrays& arrays, const py::dict& d, LayerSpec& 
         fail_value(arrays.who, name + "'s gradients must sit at its parameters' offsets");
 }
 
-// The regularizer's lambdas and scale (training only).
-void penalty(const LayerArrays& arrays, const py::dict& d, LayerSpec& l, const std::string& name) {
+// The regularizer's lambdas and whether they are divided by the batch size rather than
+// the sample count (training only).
+void penalty(const LayerArrays& arrays, const py::dict& d, LayerSpec& l) {
     if (!arrays.grads) return;
     l.l1 = number(d, "l1");
     l.l2 = number(d, "l2");
-    const std::string scale = d["scale"].cast<std::string>();
-    if (scale != "samples" && scale != "batch")
-        fail_value(arrays.who, name + "'s regularizer scale must be 'samples' or 'batch', got '" + scale + "'");
-    l.per_batch = scale == "batch";
+    l.per_batch = d["per_batch"].cast<bool>();
 }
 
 // One layer description as a LayerSpec and its state (the kinds of train/layers.hpp).
@@ -171,7 +167,7 @@ LayerSpec layer_spec(const LayerArrays& arrays, const py::handle& item, std::siz
         }
         const py::ssize_t rows = affine_rows(l);
         parameter_offsets<T>(arrays, d, l, name, "W", "b", "dW", "db", {rows, l.inputs}, rows);
-        penalty(arrays, d, l, name);
+        penalty(arrays, d, l);
     } else if (kind == "dropout") {
         l.kind = LayerKind::dropout;
         l.inputs = l.outputs = integer(d, "width");
@@ -202,7 +198,7 @@ LayerSpec layer_spec(const LayerArrays& arrays, const py::handle& item, std::siz
 }
 
 // The flat buffers and, per dtype, the trainer bound to them. The arrays are kept alive
-// here; run() may not be entered twice at once (the workspaces are the trainer's).
+// here; the trainer refuses a second run() at the same time and an order outside [0, n).
 class PyTrainer {
 public:
     PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::list layers,
@@ -310,10 +306,6 @@ private:
         d.order = input<std::int64_t>(order, k, "order", 1);
         if (order.shape(0) != d.n)
             fail_value(k, "order has shape " + shape_of(order) + ", expected (" + std::to_string(d.n) + ",)");
-        for (index i = 0; i < d.n; ++i)
-            if (d.order[i] < 0 || d.order[i] >= d.n)
-                fail_value(k, "order holds " + std::to_string(d.order[i]) + " at index " + std::to_string(i) +
-                                  ", expected 0 <= order < " + std::to_string(d.n));
         const index steps = steps_per_epoch(d.n);
         if (step_begin < 0 || step_begin > step_end || step_end > steps)
             fail_value(k, "the step range [" + std::to_string(step_begin) + ", " + std::to_string(step_end) +
@@ -330,13 +322,6 @@ private:
         written_disjoint(y, "Y");
         written_disjoint(order, "order");
         written_disjoint(lrs, "lrs");
-        bool expected = false;
-        if (!busy_.compare_exchange_strong(expected, true))
-            throw py::value_error("Trainer.run: this trainer is already running in another thread");
-        struct Release {
-            std::atomic<bool>& flag;
-            ~Release() { flag = false; }
-        } release{busy_};
         py::gil_scoped_release nogil;
         trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals, stop);
     }
@@ -346,21 +331,7 @@ private:
     std::unique_ptr<train::Trainer<float>> f32_;
     std::unique_ptr<train::Trainer<double>> f64_;
     index batch_ = 0, outputs_ = 0, features_ = 0;
-    std::atomic<bool> busy_{false};
 };
-
-// X's elements are finite, else the ValueError (_validation.py's message) that names the
-// first element that is not: "X must be finite; it holds nan at index (i, j)". One pass
-// here costs a fraction of the NumPy check it replaces on the predict path.
-template <class T>
-void check_finite(const T* x, index rows, index cols) {
-    for (index i = 0; i < rows * cols; ++i) {
-        if (std::isfinite(x[i])) continue;
-        const char* value = std::isnan(x[i]) ? "nan" : x[i] > 0 ? "inf" : "-inf";
-        throw py::value_error(std::string("X must be finite; it holds ") + value + " at index (" +
-                              std::to_string(i / cols) + ", " + std::to_string(i % cols) + ")");
-    }
-}
 
 // fastmlp._core.Predictor: the fused inference path (train/predictor.hpp) over a model's
 // flat parameter buffer, which it keeps alive. Immutable after creation, per-call scratch:
@@ -404,16 +375,33 @@ public:
     index features() const { return features_; }
     index outputs() const { return outputs_; }
 
-    // mode 0: logits (n, k); 1: probabilities (n, k); 2: predict's labels (int64 (n,) for
-    // softmax cross-entropy, int64 (n, k) for binary cross-entropy, values (n, k) for mse).
-    py::array run(const py::array& x, int mode, index chunk) const {
-        if (f32_) return run_as<float>(*f32_, x, mode, chunk);
-        return run_as<double>(*f64_, x, mode, chunk);
+    // Into the caller's `out`: mode 0 logits (n, k); 1 probabilities (n, k); 2 predict's
+    // labels (int64 (n,) for softmax cross-entropy, int64 (n, k) for binary cross-entropy,
+    // values (n, k) for mse).
+    void run(const py::array& x, int mode, index chunk, py::array out) const {
+        if (f32_) run_as<float>(*f32_, x, mode, chunk, out);
+        else run_as<double>(*f64_, x, mode, chunk, out);
     }
 
 private:
+    // `out` as run() fills it for `mode`: T (n, k), or int64 labels; disjoint from X and
+    // from the state arrays read at every call.
     template <class T>
-    py::array run_as(const train::Predictor<T>& pred, const py::array& x, int mode, index chunk) const {
+    void out_arrays(py::array& out, train::PredictMode mode, index n, T*& out_t, std::int64_t*& out_i) const {
+        const char* k = "Predictor.run";
+        const bool labels = mode == train::PredictMode::labels && loss_ != Loss::mse;
+        const bool one_column = labels && loss_ == Loss::softmax_cross_entropy;
+        if (labels) out_i = output<std::int64_t>(out, k, "out", one_column ? 1 : 2);
+        else out_t = output<T>(out, k, "out", 2);
+        if (out.shape(0) != n || (!one_column && out.shape(1) != outputs_))
+            fail_value(k, "out has shape " + shape_of(out) + ", expected (" + std::to_string(n) +
+                              (one_column ? ",)" : ", " + std::to_string(outputs_) + ")"));
+        for (const py::handle state : keep_)
+            no_overlap(k, out, "out", py::reinterpret_borrow<py::array>(state), "a layer's state array");
+    }
+
+    template <class T>
+    void run_as(const train::Predictor<T>& pred, const py::array& x, int mode, index chunk, py::array& out) const {
         const char* k = "Predictor.run";
         const T* px = input<T>(x, k, "X", 2);
         if (x.shape(1) != features_)
@@ -422,29 +410,13 @@ private:
         if (chunk < 1) fail_value(k, "chunk must be >= 1, got " + std::to_string(chunk));
         if (mode == 1 && loss_ == Loss::mse) fail_value(k, "probabilities need a classification loss");
         const index n = x.shape(0);
-        check_finite(px, n, features_);
         const auto m = train::PredictMode(mode);
         T* out_t = nullptr;
         std::int64_t* out_i = nullptr;
-        py::array out;
-        if (m == train::PredictMode::labels && loss_ == Loss::softmax_cross_entropy) {
-            py::array_t<std::int64_t> o(n);
-            out_i = o.mutable_data();
-            out = o;
-        } else if (m == train::PredictMode::labels && loss_ == Loss::binary_cross_entropy) {
-            py::array_t<std::int64_t> o({n, outputs_});
-            out_i = o.mutable_data();
-            out = o;
-        } else {
-            py::array_t<T> o({n, outputs_});
-            out_t = o.mutable_data();
-            out = o;
-        }
-        {
-            py::gil_scoped_release nogil;
-            pred.run(px, n, chunk, m, out_t, out_i);
-        }
-        return out;
+        out_arrays<T>(out, m, n, out_t, out_i);
+        no_overlap(k, out, "out", x, "X");
+        py::gil_scoped_release nogil;
+        pred.run(px, n, chunk, m, out_t, out_i);
     }
 
     py::array params_;
@@ -517,7 +489,7 @@ void register_train(py::module_& m) {
              arg("layers"), arg("loss"), arg("lock") = py::none())
         .def_property_readonly("features", &PyPredictor::features)
         .def_property_readonly("outputs", &PyPredictor::outputs)
-        .def("run", &PyPredictor::run, arg("X").noconvert(), arg("mode"), arg("chunk"));
+        .def("run", &PyPredictor::run, arg("X").noconvert(), arg("mode"), arg("chunk"), arg("out").noconvert());
 }
 
 }}  // namespace fastmlp::bind

@@ -21,6 +21,30 @@ constexpr std::size_t kAlign = 64;
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument("Trainer: " + msg); }
 
+// The gather reads X's rows at order: every entry must lie in [0, n).
+template <class T>
+void check_order(const EpochData<T>& d) {
+    for (index i = 0; i < d.n; ++i)
+        if (d.order[i] < 0 || d.order[i] >= d.n)
+            fail("order holds " + std::to_string(d.order[i]) + " at index " + std::to_string(i) +
+                 ", expected 0 <= order < " + std::to_string(d.n));
+}
+
+// Marks a trainer running for one run() call; refuses a second call at the same time.
+class Running {
+public:
+    explicit Running(std::atomic<bool>& flag) : flag_(flag) {
+        bool expected = false;
+        if (!flag_.compare_exchange_strong(expected, true)) fail("this trainer is already running in another thread");
+    }
+    ~Running() { flag_ = false; }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+
+private:
+    std::atomic<bool>& flag_;
+};
+
 }  // namespace
 
 // ---- Totals ----
@@ -332,6 +356,8 @@ void Trainer<T>::add_metrics(const T* z, index rows, Totals& t) const {
 template <class T>
 void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs, long long t0,
                      std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
+    check_order(data);
+    const Running running(running_);
     const index b = spec_.batch, n = data.n, k = outputs_;
     const OptimizerSpec& opt = spec_.optimizer;
     for (index s = step_begin; s < step_end; ++s) {
@@ -379,7 +405,7 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
             const double norm = std::sqrt(norm2);
             if (norm > opt.clipnorm) grad_scale = opt.clipnorm / norm;
         }
-        // The running totals (training.py _train_epoch) from the logits before the update.
+        // The running totals (the per-op loop's, train/loop.py) from the logits before the update.
         totals.penalty_sum += pen * double(rows);
         totals.loss_sum += loss_sum;
         totals.weight_sum += weight;

@@ -141,8 +141,10 @@ public:
     // t0 the optimizer step number (from 1) of step_begin, model_step0 the model's
     // training-step counter at step_begin (Dropout's masks). Adds the completed steps to
     // `totals`; a divergence, or `stop` (null: none) found set before a step, ends the run
-    // early and is recorded there. The caller has checked the arguments (shapes, index
-    // ranges, step range).
+    // early and is recorded there. Throws std::invalid_argument, before any step, for an
+    // order entry outside [0, n) (the gather would read outside X) and while another call
+    // runs this trainer (the workspaces are the trainer's). The caller has checked the
+    // shapes and the step range.
     void run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs,
              long long t0, std::uint64_t model_step0, Totals& totals,
              const std::atomic<bool>* stop = nullptr);
@@ -173,6 +175,7 @@ private:
     Workspace<T> x_, y_, w_, grad_;
     std::vector<LayerWork> work_;
     mutable std::vector<double> scratch_;     // 3 * outputs: one batch's r2 sums
+    std::atomic<bool> running_{false};        // a run() is in progress
 };
 
 extern template class Trainer<float>;

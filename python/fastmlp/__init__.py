@@ -6,30 +6,42 @@
 """
 from __future__ import annotations
 
-from importlib import metadata
+import sys
 
+from ._version import __version__  # noqa: F401 (fastmlp.__version__)
 from .backends import Backend, NumPyBackend, get_backend
-from .layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
-from .network import ModelSummary, Sequential
-from .multitask import MultiTask
-from .runtime import backend_info, get_num_threads, set_isa, set_num_threads, threads
-from . import activations, callbacks, optimizers, regularizers, schedules
-from .gradcheck import GradientCheckReport, gradient_check
-from .regularizers import L1, L1L2, L2
-from .errors import DataScaleWarning, DivergenceError
-from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
-from .training import History
-from .interop.torch import from_torch
-from .modelfile import ModelFileError, load
-from .data import train_dev_test_split
-from .diagnosis import DiagnosisReport, diagnose
-from . import search
-from .search import Choice, IntUniform, LogUniform, Uniform, random_search
+from .backends.runtime import backend_info, get_num_threads, set_isa, set_num_threads, threads
+from .errors import DataScaleWarning, DivergenceError, ModelFileError
+from .nn import activations, layers, regularizers
+from .nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
+from .nn.regularizers import L1, L1L2, L2
+from .optim import optimizers, schedules
+from .optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
+from .train import callbacks, loop as training
+from .train.history import History
+from .io import onnx as _onnx, plotting, torch as _torch
+from .model import modelfile
+from .model.loading import from_torch, load
+from .model.multitask import MultiTask
+from .model.sequential import ModelSummary, Sequential
+from .tools import data, diagnosis, search
+from .tools.data import train_dev_test_split
+from .tools.diagnosis import DiagnosisReport, diagnose
+from .tools.gradcheck import GradientCheckReport, gradient_check
+from .tools.search import Choice, IntUniform, LogUniform, Uniform, random_search
 
-try:
-    __version__ = metadata.version("fastmlp")
-except metadata.PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0+unknown"
+# The module paths of the flat package that came before the subpackages (the README and
+# users' code import them: `from fastmlp.layers import Layer`, `fastmlp.interop.torch`)
+# name the modules that now hold those definitions (docs/architecture.md).
+_FORMER_PATHS = {"activations": activations, "layers": layers, "regularizers": regularizers,
+                 "optimizers": optimizers, "schedules": schedules, "callbacks": callbacks,
+                 "training": training, "plotting": plotting, "modelfile": modelfile,
+                 "data": data, "diagnosis": diagnosis, "search": search,
+                 "interop.onnx": _onnx, "interop.torch": _torch}
+for _path, _module in _FORMER_PATHS.items():
+    sys.modules[f"{__name__}.{_path}"] = _module
+sys.modules[f"{__name__}.interop"] = sys.modules[f"{__name__}.io"]
+interop = sys.modules[f"{__name__}.io"]
 
 __all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Choice", "DataScaleWarning",
            "Dense", "DiagnosisReport", "DivergenceError", "Dropout", "GradientCheckReport",

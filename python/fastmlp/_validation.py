@@ -187,15 +187,10 @@ def check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
 
 
-def to_dtype(array: np.ndarray, name: str, dtype: np.dtype, *,
-             finite_checked_later: bool = False) -> np.ndarray:
+def to_dtype(array: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
     """``array`` as finite C-contiguous ``dtype`` (copied only if needed); a value beyond
-    the dtype's range (1e39 as float32) is an error, not an inf. ``finite_checked_later``:
-    the caller's next step (the fused predictor) checks finiteness with the same message,
-    so an array that needs no conversion is returned unchecked."""
+    the dtype's range (1e39 as float32) is an error, not an inf."""
     if array.dtype == dtype and array.flags.c_contiguous:
-        if finite_checked_later:
-            return array
         converted = array                      # nothing to convert (the common case)
     else:
         with np.errstate(over="ignore"):
@@ -276,16 +271,14 @@ def _object_labels(array: np.ndarray, name: str) -> np.ndarray:
                     f"strings; got {kinds}")
 
 
-def as_features(X, name: str, n_features: int, dtype: np.dtype, *,
-                finite_checked_later: bool = False) -> np.ndarray:
+def as_features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted
-    once and checked once (after the conversion, which also catches overflow; see
-    to_dtype for ``finite_checked_later``)."""
+    once and checked once (after the conversion, which also catches overflow)."""
     array = _samples_array(X, name, (2,))
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features per sample (shape "
                          f"{array.shape}); the model expects input_dim={n_features}")
-    return to_dtype(array, name, dtype, finite_checked_later=finite_checked_later)
+    return to_dtype(array, name, dtype)
 
 
 def as_shaped(data, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:

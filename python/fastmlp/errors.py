@@ -27,7 +27,7 @@ class DivergenceError(FloatingPointError, ValueError):
     layer state, optimizer state and counters), never with non-finite weights. Attributes
     (None where not known, e.g. from ``Optimizer.step`` outside fit): ``epoch`` (counted
     from 1 within the fit), ``step`` (within the epoch, from 1), ``learning_rate`` (the
-    failing step's rate) and ``history`` (a :class:`fastmlp.training.History` of the
+    failing step's rate) and ``history`` (a :class:`fastmlp.History` of the
     fit's completed epochs, also kept as ``model.history``).
     """
 
@@ -40,7 +40,7 @@ class DivergenceError(FloatingPointError, ValueError):
 
 class ModelFileError(ValueError):
     """A file that is not a valid fastmlp model file (malformed, truncated, hostile);
-    :mod:`fastmlp.modelfile` raises it (and exports it)."""
+    :mod:`fastmlp.model.modelfile` raises it (and exports it)."""
 
 
 class CheckpointWarning(UserWarning):

@@ -35,8 +35,8 @@ def native():
 def per_op(monkeypatch):
     """fit runs the per-op loop (the reference) even where the fused path applies: for
     tests that inspect what that loop leaves on the layers (e.g. Dropout's last mask)."""
-    import fastmlp.training
-    monkeypatch.setattr(fastmlp.training, "_FUSED", False)
+    import fastmlp.train.loop
+    monkeypatch.setattr(fastmlp.train.loop, "_FUSED", False)
 
 
 # The training paths of the divergence and checkpoint tests.
@@ -51,7 +51,7 @@ def path(request, monkeypatch):
         return "numpy", None
     request.getfixturevalue("native")
     if request.param == "native-per-op":
-        from fastmlp import training
+        from fastmlp.train import loop as training
         monkeypatch.setattr(training, "_FUSED", False)
         return "native", None
     from fastmlp.backends.native import FusedTrainer

@@ -1,22 +1,16 @@
-"""The activation registry (fastmlp.activations.KINDS) against the C++ core's names and
+"""The activation registry (fastmlp.nn.activations.KINDS) against the C++ core's names and
 the test cases: one row per kernel activation, named as the kernel names it, and one test
 case per row (tests/activation_cases.py), so that nothing depends on the enum's order and
 no activation goes untested."""
 import pytest
 
 from activation_cases import CASES
-from fastmlp import activations, initializers
 from fastmlp.backends import native
-from fastmlp.backends.base import LOSSES, OPTIMIZERS
+from fastmlp.nn import activations, initializers
 
 
 def test_registry_names_are_the_kernels_names_in_enum_order():
-    assert activations.ACTIVATIONS == native.enum_names()["activation"]
-
-
-def test_loss_and_optimizer_names_are_the_kernels():
-    names = native.enum_names()
-    assert (LOSSES, OPTIMIZERS) == (names["loss"], names["optimizer"])
+    assert list(activations.ACTIVATIONS) == native.kernel_tables()["activations"]
 
 
 def test_every_row_has_a_test_case_and_every_case_a_row():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.activations import ACTIVATIONS
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.activations import ACTIVATIONS
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, make_data
 
 MIXES = [("relu", "relu", "relu"), ("tanh", "elu", "sigmoid"), ("leaky_relu", "linear", "tanh")]

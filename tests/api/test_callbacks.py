@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
-from fastmlp.optimizers import SGD
+from fastmlp.train.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
+from fastmlp.optim.optimizers import SGD
 from helpers import make_data
 
 

@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import checkpoint, training
-from fastmlp.callbacks import EarlyStopping, ReduceLROnPlateau
+from fastmlp.train import checkpoint
+from fastmlp.train import loop as training
+from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.errors import CheckpointWarning
-from fastmlp.layers import Dense, Dropout, Layer, Normalization
-from fastmlp.modelfile import ModelFileError, read_checkpoint, save_checkpoint
-from fastmlp.network import Sequential
-from fastmlp.optimizers import Adam
-from fastmlp.schedules import ExponentialDecay
+from fastmlp.nn.layers import Dense, Dropout, Layer, Normalization
+from fastmlp.model.modelfile import ModelFileError, save_checkpoint
+from fastmlp.model.sequential import Sequential
+from fastmlp.optim.optimizers import Adam
+from fastmlp.optim.schedules import ExponentialDecay
 from helpers import make_data, with_header
 
 N, BATCH, EPOCHS = 44, 8, 6          # 6 steps per epoch, the last of 4 rows
@@ -272,8 +273,8 @@ def test_checkpoint_data_round_trips_arrays_and_non_finite_floats(tmp_path):
     model = Sequential([Dense(3)], input_dim=4, loss="mse", seed=0, backend="numpy")
     data = {"a": [np.arange(3, dtype=np.int64), {"b": np.ones((2, 2), np.float32)}],
             "inf": float("inf"), "nan": np.float64("nan"), "n": np.int64(7), "t": (1, None)}
-    save_checkpoint(model, tmp_path / "c.fmlp", fastmlp.training.History(["loss"]), data)
-    _, back = read_checkpoint(tmp_path / "c.fmlp")
+    save_checkpoint(model, tmp_path / "c.fmlp", fastmlp.History(["loss"]), data)
+    _, back = fastmlp.Sequential.read_checkpoint(tmp_path / "c.fmlp")
     np.testing.assert_array_equal(back["a"][0], data["a"][0])
     assert back["a"][1]["b"].dtype == np.float32 and back["a"][1]["b"].flags.writeable
     assert back["inf"] == float("inf") and np.isnan(back["nan"])
@@ -299,7 +300,7 @@ def test_a_malformed_checkpoint_entry_is_refused(tmp_path, edit, message):
     save_checkpoint(model, tmp_path / "c.fmlp", None, {"v": np.zeros(2)})
     with_header(tmp_path / "c.fmlp", tmp_path / "bad.fmlp", lambda h: edit(h["checkpoint"]))
     with pytest.raises(ModelFileError, match=message):
-        read_checkpoint(tmp_path / "bad.fmlp")
+        fastmlp.Sequential.read_checkpoint(tmp_path / "bad.fmlp")
 
 
 # ------------------------------------------------------------------ SIGKILL

@@ -15,8 +15,8 @@ import pytest
 import fastmlp
 from fastmlp import cli
 from fastmlp.cli import demo as cli_demo, options, search as cli_search
-from fastmlp.data import train_dev_test_split
-from fastmlp.search import Choice, IntUniform, LogUniform, Uniform
+from fastmlp.tools.data import train_dev_test_split
+from fastmlp.tools.search import Choice, IntUniform, LogUniform, Uniform
 
 SPECIES = np.array(["setosa", "versicolor", "virginica"])
 FEATURES = ["sepal", "petal", "stem", "leaf"]

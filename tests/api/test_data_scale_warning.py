@@ -71,7 +71,7 @@ def test_unit_scale_and_moderate_columns_do_not_warn():
 def test_the_estimators_do_not_warn():
     pytest.importorskip("sklearn")
     from sklearn.exceptions import ConvergenceWarning
-    from fastmlp.estimators import MLPClassifier
+    from fastmlp.sklearn.estimators import MLPClassifier
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataScaleWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)        # 2 iterations
@@ -81,7 +81,7 @@ def test_the_estimators_do_not_warn():
 def test_the_estimators_silence_their_own_fits_only():
     """An estimator training in one thread does not silence a model's fit in another (a
     warnings filter would: it is process-wide)."""
-    from fastmlp.preflight import no_scale_warning
+    from fastmlp.train.preflight import no_scale_warning
     inside, checked = threading.Event(), threading.Event()
 
     def quiet_fit():

@@ -4,7 +4,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fastmlp.data import (Split, split_indices, split_sizes, stratified_counts,
+from fastmlp.tools.data import (Split, split_indices, split_sizes, stratified_counts,
                           train_dev_test_split)
 
 

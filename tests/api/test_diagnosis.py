@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.diagnosis import (BIAS_REMEDIES, VARIANCE_REMEDIES, DiagnosisReport, diagnose,
+from fastmlp.tools.diagnosis import (BIAS_REMEDIES, VARIANCE_REMEDIES, DiagnosisReport, diagnose,
                                diagnose_errors)
 
 

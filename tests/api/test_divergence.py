@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import training
-from fastmlp.callbacks import EarlyStopping
-from fastmlp.checkpoint import Position
-from fastmlp.layers import BatchNorm, Dense, Layer
-from fastmlp.network import Sequential
-from fastmlp.optimizers import SGD
+from fastmlp.train import loop as training
+from fastmlp.train.callbacks import EarlyStopping
+from fastmlp.train.checkpoint import Position
+from fastmlp.nn.layers import BatchNorm, Dense, Layer
+from fastmlp.model.sequential import Sequential
+from fastmlp.optim.optimizers import SGD
 from helpers import make_data
 
 N, BATCH = 40, 8              # 5 steps per epoch

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, MultiTask, Sequential
-from fastmlp.training import MAX_EPOCHS
+from fastmlp.train.loop import MAX_EPOCHS
 
 X = np.array([[0.0, 1.0], [1.0, 0.0]])
 Y = np.array([0, 1])

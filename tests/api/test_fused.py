@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import training
-from fastmlp.activations import ACTIVATIONS, ELU, LeakyReLU
-from fastmlp.backends.base import LOSSES
-from fastmlp.callbacks import EarlyStopping, ReduceLROnPlateau
-from fastmlp.fused import FusedEpochs, describe_layers
-from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
-from fastmlp.network import Sequential
-from fastmlp.optimizers import OPTIMIZERS, SGD, Adam
-from fastmlp.regularizers import L1, L1L2, L2
-from fastmlp.schedules import ExponentialDecay, PowerDecay, StepDecay
+from fastmlp.train import loop as training
+from fastmlp.nn.activations import ACTIVATIONS, ELU, LeakyReLU
+from fastmlp.nn.losses import LOSSES
+from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
+from fastmlp.train.fused import FusedEpochs, describe_layers
+from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
+from fastmlp.model.sequential import Sequential
+from fastmlp.optim.optimizers import OPTIMIZERS, SGD, Adam
+from fastmlp.nn.regularizers import L1, L1L2, L2
+from fastmlp.optim.schedules import ExponentialDecay, PowerDecay, StepDecay
 from helpers import make_data
 
 MIXES = {"relu-tanh": ("relu", "tanh"), "elu-sigmoid": ("elu", "sigmoid"),
@@ -428,7 +428,7 @@ def test_a_custom_optimizer_falls_back(fused_runs):
 def test_a_regularizer_only_the_per_op_path_runs_switches_epochs_to_it(fused_runs):
     """A callback gives a layer a subclassed regularizer after epoch 1: epoch 2 runs on
     the per-op loop, and the whole fit still equals the per-op reference."""
-    from fastmlp.callbacks import Callback
+    from fastmlp.train.callbacks import Callback
 
     class Swap(Callback):
         def on_epoch_end(self, epoch, logs):
@@ -512,6 +512,37 @@ def test_trainer_run_checks_its_arguments():
     totals = run(X, Y, None, order, 0, 0, lrs[:0], 1, 0, trainer.new_totals())
     assert totals.steps == 0 and totals.diverged is None and totals.diverged_step == -1
     np.testing.assert_array_equal(m._params, before)
+
+
+def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
+    """The C++ trainer's own guard (its workspaces are per trainer): a run waiting for the
+    weights lock holds the trainer, so another thread's run is a ValueError, and the
+    trainer runs again once the first run is done."""
+    m = model()
+    X, Y = _arrays(m, *make_data("softmax_cross_entropy", n=N))
+    lock = m.backend.weights_lock()
+    with m._writing_params():
+        trainer = m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
+                                          layers=describe_layers(m), loss=m.loss,
+                                          optimizer="sgd", batch_size=BATCH, lock=lock)
+    order, lrs = np.arange(N), np.full(3, 0.1)
+    done = []
+    first = threading.Thread(target=lambda: done.append(
+        trainer.run(X, Y, None, order, 0, 3, lrs, 1, 0, trainer.new_totals()).steps))
+    with lock.writing:                       # the first run waits inside, holding the trainer
+        first.start()
+        refused = None
+        for _ in range(10_000):              # until the first run has entered (at most ~10 s)
+            try:                             # an empty step range takes no lock
+                trainer.run(X, Y, None, order, 0, 0, lrs[:0], 1, 0, trainer.new_totals())
+            except ValueError as exc:
+                refused = exc
+                break
+            threading.Event().wait(0.001)
+    first.join()
+    assert refused is not None and "already running in another thread" in str(refused)
+    assert done == [3]
+    assert trainer.run(X, Y, None, order, 0, 3, lrs, 4, 3, trainer.new_totals()).steps == 3
 
 
 def test_trainer_creation_checks_the_buffers_and_layers():

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import fused, training
-from fastmlp.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
-from fastmlp.network import Sequential
+from fastmlp.train import fused
+from fastmlp.train import loop as training
+from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
+from fastmlp.model.sequential import Sequential
+from fastmlp.backends import native
 
 LOSSES = {"softmax_cross_entropy": 5, "binary_cross_entropy": 3, "mse": 2}
 
@@ -62,7 +64,7 @@ def _assert_same(a, b):
 def test_fused_path_is_taken():
     model = _model("softmax_cross_entropy")
     assert model._predictor() is not None
-    assert isinstance(model._predictor(), fastmlp._core.Predictor)
+    assert isinstance(model._predictor(), native.FusedPredictor)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -173,7 +175,7 @@ def test_every_built_in_layer_equals_per_op(monkeypatch, loss, dtype, batch_size
     model = _normalizing_model(loss, dtype)
     X, y = _data(301), _targets(loss, 301)
     model.fit(X, y, epochs=2, batch_size=32)        # adapts, moves the running statistics
-    assert isinstance(model._predictor(), fastmlp._core.Predictor)
+    assert isinstance(model._predictor(), native.FusedPredictor)
     calls = [lambda: model.predict(X, batch_size=batch_size),
              lambda: model.evaluate(X, y, batch_size=batch_size)]
     if loss != "mse":
@@ -249,9 +251,9 @@ def test_a_predictor_is_rebuilt_for_another_isa(monkeypatch):
 
 
 @pytest.mark.parametrize("value,text", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
-def test_the_predictor_refuses_non_finite_X_as_the_validation_does(monkeypatch, value, text):
-    """The fused path leaves X's finiteness check to the C++ predictor: the same
-    ValueError as the per-op path's NumPy check, at the first bad element."""
+def test_the_fused_path_refuses_non_finite_X_as_the_per_op_path_does(monkeypatch, value, text):
+    """One finiteness check (_validation's) before either path: the same ValueError, at
+    the first bad element."""
     model = _model("softmax_cross_entropy")
     X = _data(9).astype(np.float32)
     X[2, 3] = value

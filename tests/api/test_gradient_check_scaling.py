@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Layer, Sequential, gradient_check
-from fastmlp.gradcheck import OK, SUSPECT, limits, verdict
+from fastmlp.tools.gradcheck import OK, SUSPECT, limits, verdict
 
 
 class Rounded(Layer):
@@ -82,7 +82,7 @@ def test_max_params_above_the_size_checks_everything():
 
 
 def test_progress_and_estimate_on_stderr(monkeypatch, capsys):
-    import fastmlp.gradcheck as gradcheck
+    import fastmlp.tools.gradcheck as gradcheck
     monkeypatch.setattr(gradcheck, "LONG_CHECK_S", 0.0)
     monkeypatch.setattr(gradcheck._Progress, "PROGRESS_EVERY_S", 0.0)
     model = Sequential([Dense(3, "tanh"), Dense(2)], input_dim=2, backend="numpy", seed=0)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.initializers import INITIALIZERS
+from fastmlp.nn.initializers import INITIALIZERS
 from helpers import assert_close
 from tolerances import TOLERANCES
 

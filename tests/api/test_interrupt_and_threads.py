@@ -16,8 +16,10 @@ import warnings
 import numpy as np
 import pytest
 
-from fastmlp import Dense, Sequential, training
-from fastmlp.callbacks import Callback
+from fastmlp import Dense, Sequential
+
+from fastmlp.train import loop as training
+from fastmlp.train.callbacks import Callback
 
 # ------------------------------------------------------------------------- Ctrl-C
 
@@ -29,8 +31,9 @@ from fastmlp.callbacks import Callback
 INTERRUPTED_FIT = """
 import json, sys, time
 import numpy as np
-from fastmlp import Dense, MultiTask, Sequential, training
-from fastmlp.callbacks import Callback
+from fastmlp import Dense, MultiTask, Sequential
+from fastmlp.train import loop as training
+from fastmlp.train.callbacks import Callback
 
 backend, path = sys.argv[1], sys.argv[2]
 training._FUSED = path != "per-op"
@@ -239,7 +242,7 @@ def test_a_callback_may_set_weights_but_not_fit_again():
 
 def test_partial_fit_during_fit_in_another_thread_is_an_error():
     pytest.importorskip("sklearn")
-    from fastmlp.estimators import MLPRegressor, _TRAINING
+    from fastmlp.sklearn.estimators import MLPRegressor, _TRAINING
     rng = np.random.default_rng(0)
     X = rng.standard_normal((2000, 8))
     y = X.sum(axis=1)

@@ -8,8 +8,8 @@ import pytest
 
 import fastmlp
 from fastmlp import Adam, Dense, Maxout, MultiTask, Sequential, gradient_check
-from fastmlp.callbacks import EarlyStopping
-from fastmlp.training import History
+from fastmlp.train.callbacks import EarlyStopping
+from fastmlp.train.loop import History
 
 X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 Y = np.array([0, 1, 1])
@@ -89,7 +89,7 @@ def test_wrapped_signatures_stay_visible():
 def test_scikit_learn_introspection_still_works():
     pytest.importorskip("sklearn")
     from sklearn.base import clone
-    from fastmlp.estimators import MLPClassifier
+    from fastmlp.sklearn.estimators import MLPClassifier
     estimator = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3)
     assert clone(estimator).get_params()["hidden_layer_sizes"] == (4,)
     assert "hidden_layer_sizes=(4,)" in repr(estimator)

@@ -4,11 +4,13 @@ checkpoints keep them, and a label the first fit did not see is a ValueError."""
 import pickle
 
 import numpy as np
+
+import fastmlp
 import pytest
 
 from fastmlp import MultiTask, Sequential, load
-from fastmlp.layers import Dense
-from fastmlp.modelfile import ModelFileError, read_checkpoint
+from fastmlp.nn.layers import Dense
+from fastmlp.model.modelfile import ModelFileError
 from helpers import header_of, make_data, with_header
 
 ANIMALS = np.array(["cat", "dog", "mouse"])
@@ -260,7 +262,7 @@ def test_checkpoints_keep_the_classes(tmp_path):
     model = classifier()
     model.fit(X, ANIMALS[y], epochs=2, checkpoint_dir=tmp_path / "run")
     newest = sorted((tmp_path / "run").iterdir())[-1]
-    restored, _ = read_checkpoint(newest)
+    restored, _ = fastmlp.Sequential.read_checkpoint(newest)
     assert restored.classes_.tolist() == ["cat", "dog", "mouse"]
     resumed = classifier()
     resumed.fit(X, ANIMALS[y], epochs=3, checkpoint_dir=tmp_path / "run", resume=True)

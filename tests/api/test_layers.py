@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from fastmlp import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization, Sequential
-from fastmlp.activations import ELU, LeakyReLU
-from fastmlp.layers import Workspace
+from fastmlp.nn.activations import ELU, LeakyReLU
+from fastmlp.nn.layers import Workspace
 from helpers import assert_close, make_data
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, make_data
 
 

@@ -1,4 +1,4 @@
-"""model.save / fastmlp.modelfile.load: bitwise round trips, exact resumes, atomic writes,
+"""model.save / fastmlp.model.modelfile.load: bitwise round trips, exact resumes, atomic writes,
 what cannot be saved. Hostile files are in test_modelfile_hostile.py."""
 import json
 import math
@@ -9,15 +9,17 @@ import zipfile
 import numpy as np
 import pytest
 
-import fastmlp.modelfile as modelfile
+import fastmlp
+import fastmlp.io.archive as container
+import fastmlp.model.modelfile as modelfile
 from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Maxout, Normalization,
                      Sequential)
-from fastmlp.activations import ACTIVATIONS, ELU, LeakyReLU
-from fastmlp.optimizers import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp)
-from fastmlp.modelfile import (MAX_HEADER_BYTES, ModelFileError, load, read_checkpoint,
-                               save_checkpoint)
-from fastmlp.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
-from fastmlp.training import History
+from fastmlp.nn.activations import ACTIVATIONS, ELU, LeakyReLU
+from fastmlp.optim.optimizers import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp)
+from fastmlp import load
+from fastmlp.model.modelfile import MAX_HEADER_BYTES, ModelFileError, save_checkpoint
+from fastmlp.optim.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
+from fastmlp.train.history import History
 from helpers import header_of, make_data, with_header
 
 DTYPES = ["float32", "float64"]
@@ -118,7 +120,7 @@ def test_every_layer_round_trips_bitwise_after_training(backend_name, dtype, tmp
 
 
 def test_every_registry_activation_round_trips(backend_name, tmp_path):
-    """Each activation of fastmlp.activations.ACTIVATIONS by name, after training."""
+    """Each activation of fastmlp.nn.activations.ACTIVATIONS by name, after training."""
     X, y = make_data("softmax_cross_entropy", n=64)
     model = Sequential([Dense(6, name) for name in ACTIVATIONS] + [Dense(3)], input_dim=4,
                        backend=backend_name, seed=1)
@@ -295,12 +297,12 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(saved, monkeypatch, 
     directory, path, before = saved
     fake = _fail_after(calls)
     if target == "write_npy":
-        real = modelfile._write_npy
+        real = container._write_npy
 
         def partial_write(member, array):
             member.write(b"\x93NUMPY partial")      # some bytes reach the file first
             fake(real, member, array)
-        monkeypatch.setattr(modelfile, "_write_npy", partial_write)
+        monkeypatch.setattr(container, "_write_npy", partial_write)
     else:
         real = getattr(os, target)
         monkeypatch.setattr(os, target, lambda *a, **k: fake(real, *a, **k))
@@ -316,7 +318,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(saved, monkeypatch, 
 def test_a_failed_save_to_a_new_path_creates_nothing(tmp_path, monkeypatch):
     def broken(member, array):
         raise OSError("injected")
-    monkeypatch.setattr(modelfile, "_write_npy", broken)
+    monkeypatch.setattr(container, "_write_npy", broken)
     with pytest.raises(OSError, match="injected"):
         dropout_model("numpy").save(tmp_path / "new.fmlp")
     assert list(tmp_path.iterdir()) == []
@@ -537,12 +539,12 @@ def test_checkpoints_keep_the_models_metadata_and_their_data(tmp_path):
     history = History(["loss"])
     save_checkpoint(model, tmp_path / "plain.fmlp", history, {"v": np.arange(3.0)})
     assert "metadata" not in header_of(tmp_path / "plain.fmlp")
-    loaded, data = read_checkpoint(tmp_path / "plain.fmlp")
+    loaded, data = fastmlp.Sequential.read_checkpoint(tmp_path / "plain.fmlp")
     assert loaded.metadata is None and data["v"].tolist() == [0.0, 1.0, 2.0]
     model.metadata = {"run": "a", "labels": [0, 1, 2]}
     save_checkpoint(model, tmp_path / "tagged.fmlp", history,
                     {"v": np.arange(3.0), "nan": math.nan})
-    loaded, data = read_checkpoint(tmp_path / "tagged.fmlp")
+    loaded, data = fastmlp.Sequential.read_checkpoint(tmp_path / "tagged.fmlp")
     assert loaded.metadata == model.metadata
     assert data["v"].tolist() == [0.0, 1.0, 2.0] and math.isnan(data["nan"])
     assert load(tmp_path / "tagged.fmlp").metadata == model.metadata

@@ -1,4 +1,4 @@
-"""fastmlp.modelfile.load against malformed, truncated and hostile files: every one is a
+"""fastmlp.model.modelfile.load against malformed, truncated and hostile files: every one is a
 ValueError (ModelFileError) saying what is wrong, in bounded time and memory, and no file
 is ever unpickled."""
 import io
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fastmlp import Adam, BatchNorm, Dense, Dropout, Normalization, Sequential
-from fastmlp.modelfile import MAX_HEADER_BYTES, ModelFileError, load
+from fastmlp import load
+from fastmlp.model.modelfile import MAX_HEADER_BYTES, ModelFileError
 from helpers import make_data
 
 N_PARAMS = 4 * 6 + 6 + 2 * 6 + 6 * 3 + 3     # Dense(6), BatchNorm(6), Dense(3) on 4 inputs

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fastmlp import L2, Dense, Dropout, Sequential
-from fastmlp.callbacks import EarlyStopping
+from fastmlp.train.callbacks import EarlyStopping
 from fastmlp.errors import DivergenceError
-from fastmlp.multitask import MultiTask
+from fastmlp.model.multitask import MultiTask
 from helpers import assert_close, assert_gradient_close, numeric_gradient
 
 LOSSES = {"cls": "softmax_cross_entropy", "reg": "mse"}

@@ -12,8 +12,8 @@ import onnxruntime
 import pytest
 
 from fastmlp import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization, Sequential
-from fastmlp.activations import ACTIVATIONS as ACTIVATION_NAMES, ELU, LeakyReLU
-from fastmlp.interop.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from fastmlp.nn.activations import ACTIVATIONS as ACTIVATION_NAMES, ELU, LeakyReLU
+from fastmlp.io.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from helpers import make_data, relative_error
 
 #: onnxruntime vs the model's own inference, relative error (helpers.relative_error):

@@ -1,4 +1,4 @@
-"""fastmlp.optimizers: hand-worked first steps of the NumPy oracle, Nesterov against the
+"""fastmlp.optim.optimizers: hand-worked first steps of the NumPy oracle, Nesterov against the
 notes' look-ahead form, convergence on a convex quadratic and on Rosenbrock, clipping,
 the finite-gradient check, state_dict/load_state_dict (bit-for-bit resumes, also through
 fit), argument checks and fit's optimizer= contract (docs/conventions.md).
@@ -13,9 +13,9 @@ import pytest
 import fastmlp
 from fastmlp import Dense, Sequential
 from fastmlp.backends import get_backend
-from fastmlp.optimizers import (OPTIMIZERS, SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov,
+from fastmlp.optim.optimizers import (OPTIMIZERS, SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov,
                                 RMSProp, get_optimizer)
-from fastmlp.schedules import ExponentialDecay, InverseTimeDecay
+from fastmlp.optim.schedules import ExponentialDecay, InverseTimeDecay
 from helpers import assert_close, make_data
 
 NAMES = list(OPTIMIZERS)
@@ -531,8 +531,8 @@ def test_learning_rate_setter_is_checked():
 
 
 def test_exports():
-    assert fastmlp.optimizers.Adam is fastmlp.Adam
-    assert fastmlp.training.DivergenceError is fastmlp.DivergenceError
+    assert fastmlp.optim.optimizers.Adam is fastmlp.Adam
+    assert fastmlp.train.loop.DivergenceError is fastmlp.DivergenceError
     assert issubclass(fastmlp.DivergenceError, FloatingPointError)
     assert repr(AdamW(clipnorm=1.0)) == ("AdamW(learning_rate=0.001, beta_1=0.9, beta_2=0.999, "
                                         "eps=1e-08, weight_decay=0.01, clipnorm=1.0)")

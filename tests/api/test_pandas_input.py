@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Sequential
-from fastmlp.layers import Dense
+from fastmlp.nn.layers import Dense
 
 pd = pytest.importorskip("pandas")
 
@@ -158,7 +158,7 @@ def test_mse_targets_from_a_series_and_a_frame():
 
 
 def test_pandas_is_not_imported_by_fastmlp():
-    code = ("import sys, numpy as np, fastmlp; from fastmlp.layers import Dense; "
+    code = ("import sys, numpy as np, fastmlp; from fastmlp.nn.layers import Dense; "
             "m = fastmlp.Sequential([Dense(2)], input_dim=3, seed=0); "
             "m.fit(np.zeros((4, 3)), ['a', 'b', 'a', 'b'], epochs=1); "
             "fastmlp.train_dev_test_split(np.zeros((5, 3)), np.zeros(5)); "

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.plotting import plot_history
-from fastmlp.schedules import ExponentialDecay
-from fastmlp.training import History
+from fastmlp.io.plotting import plot_history
+from fastmlp.optim.schedules import ExponentialDecay
+from fastmlp.train.loop import History
 from matplotlib.figure import Figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -55,7 +55,7 @@ def test_training_bitwise_identical_with_1_to_4_threads(kind):
     for n in THREAD_COUNTS:
         with fastmlp.threads(n):
             weights = work.train(kind, seed=5).get_weights()
-            team = _core.last_team_size()
+            team = _core._testing.last_team_size()
         assert team == n, f"{kind}: the {n}-thread fit's last kernel ran on {team} threads"
         results[n] = weights
     for n in THREAD_COUNTS[1:]:
@@ -69,7 +69,7 @@ def test_set_num_threads_also_gives_the_same_bits():
     try:
         fastmlp.set_num_threads(3)
         got = work.train("mixed", seed=6).get_weights()
-        assert _core.last_team_size() == 3
+        assert _core._testing.last_team_size() == 3
     finally:
         fastmlp.set_num_threads(0)
     _assert_same_weights(want, got, "set_num_threads(3) vs 1 thread")
@@ -136,7 +136,7 @@ def digest(weights, proba):   # sha256 of the bits: the pipe carries a few bytes
 
 with fastmlp.threads(2):
     parent = work.train("mixed", seed=8)
-    team = _core.last_team_size()           # 2: the OpenMP pool is running
+    team = _core._testing.last_team_size()           # 2: the OpenMP pool is running
 X = work.data(8)[0][:64]
 parent_proba = parent.predict_proba(X)
 
@@ -168,7 +168,7 @@ with os.fdopen(r) as pipe:
     child = json.loads(pipe.read() or "null")
 with fastmlp.threads(2):                    # the parent still trains on two threads
     work.train("dense", 9)
-    parent_team_after = _core.last_team_size()
+    parent_team_after = _core._testing.last_team_size()
     weights, proba = work.train_and_predict(("mixed", 9))
 print(json.dumps({{"hang": False, "team": team, "parent_team_after": parent_team_after,
                   "exit": os.WEXITSTATUS(status[1]), "child": child,
@@ -210,7 +210,7 @@ def test_multiprocessing_pool(method):
     tasks = [("dense", 10), ("mixed", 11), ("dense", 12), ("mixed", 13)]
     with fastmlp.threads(2):
         work.train("dense", 10)
-        assert _core.last_team_size() == 2     # the OpenMP pool runs when the workers start
+        assert _core._testing.last_team_size() == 2     # the OpenMP pool runs when the workers start
         want = [work.train_and_predict(t) for t in tasks]
     context = multiprocessing.get_context(method)
     with warnings.catch_warnings():
@@ -245,10 +245,10 @@ def _big_kernel_team() -> int:
     """last_team_size() of an SGD update over 300,000 elements (above the parallel
     threshold for up to 9 threads), after a serial call reset it to 1."""
     _core.col_sum(np.zeros((1, 1), np.float32), np.zeros(1, np.float32))
-    assert _core.last_team_size() == 1
+    assert _core._testing.last_team_size() == 1
     x = np.ones(300_000, np.float32)
-    _core.sgd_update(x, x.copy(), 0.5)
-    return _core.last_team_size()
+    _core._testing.sgd_update(x, x.copy(), 0.5)
+    return _core._testing.last_team_size()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ldd and libgomp: Linux only")

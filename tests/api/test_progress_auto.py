@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import fastmlp.progress as progress
+import fastmlp.train.progress as progress
 from fastmlp import Dense, MultiTask, Sequential
 
 X = np.random.default_rng(0).normal(size=(40, 3))

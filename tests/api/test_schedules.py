@@ -1,4 +1,4 @@
-"""fastmlp.schedules: values against numbers computed by hand (literals, not the
+"""fastmlp.optim.schedules: values against numbers computed by hand (literals, not the
 schedule's own formula), argument checks, configs, and schedules inside fit: the counter
 starts at 0, counts epochs or steps (PowerDecay: samples), carries across fits, and
 History's "lr" is the rate of each epoch's last step (docs/conventions.md)."""
@@ -7,8 +7,8 @@ import pytest
 
 import fastmlp
 from fastmlp import Dense, Sequential
-from fastmlp.optimizers import SGD, Adam
-from fastmlp.schedules import (ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay,
+from fastmlp.optim.optimizers import SGD, Adam
+from fastmlp.optim.schedules import (ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay,
                                from_config, to_config)
 from helpers import assert_close, make_data
 

@@ -1,4 +1,4 @@
-"""fastmlp.search: distributions, coarse-to-fine random search (serial executor), the
+"""fastmlp.tools.search: distributions, coarse-to-fine random search (serial executor), the
 default builder, the results table, retraining the best configuration, bad inputs.
 The local process pool and Dask executors are in test_search_dask.py."""
 import math
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fastmlp import Dense, Sequential
-from fastmlp.optimizers import SGD, Adam
-from fastmlp.search import (Choice, IntUniform, LogUniform, MLPBuilder, SearchResult,
+from fastmlp.optim.optimizers import SGD, Adam
+from fastmlp.tools.search import (Choice, IntUniform, LogUniform, MLPBuilder, SearchResult,
                             Uniform, random_search)
 
 

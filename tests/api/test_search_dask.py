@@ -1,4 +1,4 @@
-"""fastmlp.search's executors: a local process pool, a dask.distributed Client and a
+"""fastmlp.tools.search's executors: a local process pool, a dask.distributed Client and a
 scheduler address give the serial executor's results bit for bit, the trials really run in
 the workers' processes with one native thread, and a worker's error reaches the caller.
 
@@ -12,7 +12,7 @@ from dask.distributed import Client, LocalCluster
 
 import fastmlp
 from fastmlp import Dense, Sequential
-from fastmlp.search import Choice, Uniform, random_search
+from fastmlp.tools.search import Choice, Uniform, random_search
 
 from .test_search import DEV, SGD_SPACE, TRAIN, outcomes, search
 

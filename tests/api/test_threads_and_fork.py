@@ -26,7 +26,7 @@ def _train(threads: int):
     model = Sequential([Dense(N_HIDDEN, "relu"), Dense(10)], input_dim=N_IN, seed=3)
     with fastmlp.threads(threads):
         model.fit(X, y, epochs=2, batch_size=256, learning_rate=0.05)
-        team = native_backend.last_team_size()  # the last SGD update's team
+        team = native_backend.testing.last_team_size()  # the last SGD update's team
     return model.get_weights(), team
 
 
@@ -52,7 +52,7 @@ def test_fork_after_training_does_not_hang(native):
     model = Sequential([Dense(N_HIDDEN, "relu"), Dense(10)], input_dim=N_IN, seed=3)
     with fastmlp.threads(2):
         model.fit(X, y, epochs=1, batch_size=256)
-        assert native_backend.last_team_size() == 2
+        assert native_backend.testing.last_team_size() == 2
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_child, args=(queue,))

@@ -1,4 +1,4 @@
-"""PyTorch interchange (fastmlp/interop/torch.py): to_torch builds the matching
+"""PyTorch interchange (fastmlp/io/torch.py): to_torch builds the matching
 nn.Sequential with the same weights (bit for bit) and the same logits; from_torch reads it
 back to the same model, and reads a model trained in torch to the same predictions; bad
 modules raise ValueError naming their position and type; importing fastmlp never imports
@@ -15,8 +15,9 @@ from torch import nn  # noqa: E402
 
 import fastmlp
 from fastmlp import BatchNorm, Dense, Sequential
-from fastmlp.interop import torch as interop
-from fastmlp.interop.torch import from_torch, to_torch
+from fastmlp.io import torch as interop
+from fastmlp import from_torch
+from fastmlp.io.torch import to_torch
 from activation_cases import CASES
 from helpers import relative_error
 
@@ -100,7 +101,7 @@ def test_batch_norm_running_mean_moves_alike_in_torch(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", [name for name in fastmlp.activations.ACTIVATIONS
+@pytest.mark.parametrize("activation", [name for name in fastmlp.nn.activations.ACTIVATIONS
                                         if name != "linear"])
 def test_each_activation_round_trips(activation, dtype):
     """Every registry activation: its torch module after the Linear, the same logits, and
@@ -108,7 +109,7 @@ def test_each_activation_round_trips(activation, dtype):
     model = Sequential([Dense(6, activation), Dense(3)], input_dim=N_FEATURES, loss="mse",
                        dtype=dtype, seed=2)
     module = model.to_torch()
-    assert type(module[1]).__name__ == fastmlp.activations.kind(activation).torch
+    assert type(module[1]).__name__ == fastmlp.nn.activations.kind(activation).torch
     X = 3 * inputs(dtype)
     assert_close(torch_outputs(module, X), model.predict(X).reshape(len(X), -1), dtype)
     back = from_torch(module, loss=model.loss, seed=model.seed)
@@ -274,7 +275,7 @@ def test_the_loss_contract_holds_for_converted_models():
 
 # ------------------------------------------------------------ lazy imports
 def test_importing_fastmlp_never_imports_torch_or_onnx():
-    code = ("import sys, fastmlp, fastmlp.interop.torch, fastmlp.interop.onnx\n"
+    code = ("import sys, fastmlp, fastmlp.io.torch, fastmlp.io.onnx\n"
             "assert 'torch' not in sys.modules and 'onnx' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -292,4 +293,4 @@ def test_the_module_classes_are_attributes_made_on_first_use():
     assert issubclass(interop.Normalization, nn.Module)
     with pytest.raises(AttributeError, match="has no attribute 'Conv'"):
         interop.Conv
-    assert fastmlp.interop.torch is interop
+    assert fastmlp.io.torch is interop

@@ -7,7 +7,7 @@ import pytest
 
 import fastmlp
 from fastmlp import Dense, Sequential
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, make_data
 
 METRIC = {"softmax_cross_entropy": "accuracy", "binary_cross_entropy": "accuracy", "mse": "r2"}

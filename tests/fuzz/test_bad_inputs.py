@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import fastmlp
 from fastmlp import (BatchNorm, Choice, Dense, Dropout, IntUniform, LogUniform, Maxout, MultiTask,
                      Normalization, Sequential, Uniform, cli, optimizers, schedules)
-from fastmlp.modelfile import ModelFileError
+from fastmlp.model.modelfile import ModelFileError
 
 FUZZ_EXAMPLES: "collections.Counter[str]" = collections.Counter()   # inputs run, by entry point
 N_FEATURES = 4
@@ -178,13 +178,13 @@ LAYERS = {
     # layer: (valid keyword arguments, {argument: strategy of invalid values})
     Dense: ({"units": 3, "activation": None, "init": None, "regularizer": None},
             {"units": invalid(int_at_least(1)),
-             "activation": invalid(either(is_none, one_of_names(*fastmlp.activations.ACTIVATIONS))),
-             "init": invalid(either(is_none, one_of_names(*fastmlp.initializers.INITIALIZERS))),
+             "activation": invalid(either(is_none, one_of_names(*fastmlp.nn.activations.ACTIVATIONS))),
+             "init": invalid(either(is_none, one_of_names(*fastmlp.nn.initializers.INITIALIZERS))),
              "regularizer": invalid(is_none)}),
     Dropout: ({"rate": 0.5}, {"rate": invalid(real_in(0, 1, high_open=True), extra=[1.0, 1, -0.1])}),
     Maxout: ({"units": 3, "pieces": 2, "init": None, "regularizer": None},
              {"units": invalid(int_at_least(1)), "pieces": invalid(int_at_least(1)),
-              "init": invalid(either(is_none, one_of_names(*fastmlp.initializers.INITIALIZERS))),
+              "init": invalid(either(is_none, one_of_names(*fastmlp.nn.initializers.INITIALIZERS))),
               "regularizer": invalid(is_none)}),
     BatchNorm: ({"momentum": 0.9, "eps": 1e-3},
                 {"momentum": invalid(real_in(0, 1, high_open=True), extra=[1.0, 1.5]),

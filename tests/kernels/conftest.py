@@ -57,7 +57,7 @@ def reset_team_size() -> None:
     reading of 2 proves that the call in between ran on two threads."""
     x = np.zeros((1, 1), np.float32)
     _core.col_sum(x, np.zeros(1, np.float32))
-    assert _core.last_team_size() == 1
+    assert _core._testing.last_team_size() == 1
 
 
 @contextlib.contextmanager

@@ -340,11 +340,11 @@ def test_sgd_update(dtype, isa):
         g = rng.standard_normal(n).astype(dtype)
         buf = np.concatenate([p0, np.full(5, 7.0, dtype)])
         param = buf[:n]
-        _core.sgd_update(param, g, lr)
+        _core._testing.sgd_update(param, g, lr)
         assert np.array_equal(param, p0 - dtype.type(lr) * g), n
         assert (buf[n:] == 7.0).all(), f"sgd_update wrote past element {n}"
     p = np.array([1.0, np.nan, 2.0], dtype)
-    _core.sgd_update(p, np.array([np.nan, 1.0, np.inf], dtype), lr)
+    _core._testing.sgd_update(p, np.array([np.nan, 1.0, np.inf], dtype), lr)
     assert np.isnan(p[0]) and np.isnan(p[1]) and p[2] == -np.inf
 
 
@@ -354,7 +354,7 @@ def test_sgd_update_identical_across_isas(dtype, every_isa):
     g = rng.standard_normal(1003).astype(dtype)
     def run():
         p = p0.copy()
-        _core.sgd_update(p, g, 0.37)
+        _core._testing.sgd_update(p, g, 0.37)
         return p
     oracle.assert_same_bits(every_isa(run))
 
@@ -380,7 +380,7 @@ CALLS = {
     "act_backward": (_core.act_backward, lambda: {"z": _f32(4, 5), "a": _f32(4, 5), "da": _f32(4, 5), "dz": _f32(4, 5)},
                      ["z", "a", "da", "dz"], ["dz"], ("relu", 0.0)),
     "col_sum": (_core.col_sum, lambda: {"x": _f32(4, 5), "out": _f32(5)}, ["x", "out"], ["out"], ()),
-    "sgd_update": (_core.sgd_update, lambda: {"param": _f32(6), "grad": _f32(6)}, ["param", "grad"], ["param"], (0.1,)),
+    "sgd_update": (_core._testing.sgd_update, lambda: {"param": _f32(6), "grad": _f32(6)}, ["param", "grad"], ["param"], (0.1,)),
 }
 
 
@@ -471,13 +471,13 @@ def test_overlapping_output_is_value_error():
     with pytest.raises(ValueError, match="a overlaps z"):
         _core.bias_act_forward(z, _f32(5), a, "relu", 0.0)
     with pytest.raises(ValueError, match="param overlaps grad"):
-        _core.sgd_update(buf[:10], buf[5:15], 0.1)
+        _core._testing.sgd_update(buf[:10], buf[5:15], 0.1)
 
 
 def test_outputs_are_written_in_place_not_copied():
     """The caller's own arrays change (pybind11 forcecast would update a temporary)."""
     p = np.ones(6, np.float32)
-    _core.sgd_update(p, np.ones(6, np.float32), 0.5)
+    _core._testing.sgd_update(p, np.ones(6, np.float32), 0.5)
     assert (p == 0.5).all()
     z, a = np.zeros((2, 3), np.float32), np.full((2, 3), 9, np.float32)
     _core.bias_act_forward(z, np.ones(3, np.float32), a, "relu", 0.0)

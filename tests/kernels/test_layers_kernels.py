@@ -616,10 +616,10 @@ def test_bitwise_equal_with_one_and_two_threads(kernel, dtype, nthreads):
     run = THREADED[kernel]
     with nthreads(1):
         one = run(dtype)
-        assert _core.last_team_size() == 1
+        assert _core._testing.last_team_size() == 1
     with nthreads(2):
         two = run(dtype)
-        assert _core.last_team_size() == 2, f"{kernel}: the 2-thread call ran on one thread"
+        assert _core._testing.last_team_size() == 2, f"{kernel}: the 2-thread call ran on one thread"
     same_bits({"1 thread": one, "2 threads": two})
 
 

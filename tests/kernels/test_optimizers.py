@@ -15,6 +15,7 @@ import pytest
 from fastmlp import _core
 from fastmlp.backends.native import NativeBackend
 from fastmlp.backends.numpy import NumPyBackend
+from fastmlp.optim.optimizers import REGISTRY
 
 NATIVE, ORACLE = NativeBackend(), NumPyBackend()
 
@@ -37,9 +38,9 @@ HYPER = {
     "adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8},
     "adamw": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
 }
-USES = {"sgd": (False, False), "momentum": (True, False), "nesterov": (True, False),
-        "adagrad": (False, True), "rmsprop": (False, True), "adam": (True, True),
-        "adamw": (True, True)}
+# (uses m, uses v) per kernel, from the registry (checked against the core's:
+# test_registries.py).
+USES = {row.kernel: (row.uses_m, row.uses_v) for row in REGISTRY}
 N = 1037          # not a multiple of any vector width: every path has a tail
 
 
@@ -116,7 +117,7 @@ def test_bit_for_bit_on_parallel_sizes(name, dtype, isa, nthreads):
     n = 70_001
     with nthreads(2):
         native = _run(NATIVE, name, dtype, steps=3, n=n)
-        assert _core.last_team_size() == 2
+        assert _core._testing.last_team_size() == 2
     for got, want in zip(native, _run(ORACLE, name, dtype, steps=3, n=n)):
         for a, b in zip(got, want):
             if b is not None:
@@ -153,7 +154,7 @@ def test_sum_squares_same_on_any_thread_count(dtype, nthreads):
     one = NATIVE.sum_squares(x)
     with nthreads(2):
         two = NATIVE.sum_squares(x)
-        assert _core.last_team_size() == 2
+        assert _core._testing.last_team_size() == 2
     assert one == two
 
 

@@ -33,7 +33,7 @@ def _arrays(dtype, seed=0):
 def _run_math(dtype):
     x, _ = _arrays(dtype)
     out = np.empty_like(x)
-    _core.math("tanh", x, out)
+    _core._testing.math("tanh", x, out)
     return out
 
 
@@ -81,7 +81,7 @@ def _run_output(dtype):
 
 def _run_sgd(dtype):
     p, g = _arrays(dtype)
-    _core.sgd_update(p, g, 0.01)
+    _core._testing.sgd_update(p, g, 0.01)
     return p
 
 
@@ -111,7 +111,7 @@ def test_bitwise_equal_with_one_and_two_threads(kernel, dtype, nthreads):
         one = run(dtype)
     with nthreads(2):
         two = run(dtype)
-        assert _core.last_team_size() == 2, f"{kernel}: the 2-thread call ran on one thread"
+        assert _core._testing.last_team_size() == 2, f"{kernel}: the 2-thread call ran on one thread"
     oracle.assert_same_bits({"1 thread": one, "2 threads": two})
 
 
@@ -121,11 +121,11 @@ def test_last_team_size_reports_a_serial_call():
     x = np.ones(N, np.float32)
     previous = _core.push_threads(2)
     try:
-        _core.sgd_update(x, x.copy(), 0.5)
-        assert _core.last_team_size() == 2
+        _core._testing.sgd_update(x, x.copy(), 0.5)
+        assert _core._testing.last_team_size() == 2
         _core.push_threads(1)
-        _core.sgd_update(x, x.copy(), 0.5)
-        assert _core.last_team_size() == 1, "last_team_size() kept the previous call's 2"
+        _core._testing.sgd_update(x, x.copy(), 0.5)
+        assert _core._testing.last_team_size() == 1, "last_team_size() kept the previous call's 2"
     finally:
         _core.pop_threads(previous)
 
@@ -154,8 +154,8 @@ def test_set_num_threads_governs_kernels():
     x = np.ones(N, np.float32)
     try:
         _core.set_num_threads(2)
-        _core.sgd_update(x, x.copy(), 0.5)
-        assert _core.last_team_size() == 2
+        _core._testing.sgd_update(x, x.copy(), 0.5)
+        assert _core._testing.last_team_size() == 2
     finally:
         _core.set_num_threads(0)
 
@@ -216,24 +216,24 @@ BIG_CALL = """
 import json, numpy as np
 from fastmlp import _core
 x = np.ones(300_000, np.float32)
-_core.sgd_update(x, x.copy(), 0.5)
+_core._testing.sgd_update(x, x.copy(), 0.5)
 """
 
 
 def test_omp_num_threads_1_is_honoured():
     out, _ = _python(BIG_CALL + """
-team = _core.last_team_size()
+team = _core._testing.last_team_size()
 _core.set_num_threads(2)             # an explicit setting still beats the environment
-_core.sgd_update(x, x.copy(), 0.5)
+_core._testing.sgd_update(x, x.copy(), 0.5)
 print(json.dumps({"threads": _core.get_num_threads(), "info": _core.backend_info()["threads"],
-                  "team": team, "team_after_set": _core.last_team_size()}))
+                  "team": team, "team_after_set": _core._testing.last_team_size()}))
 """, {"OMP_NUM_THREADS": "1"})
     assert out == {"threads": 2, "info": 2, "team": 1, "team_after_set": 2}
 
 
 def test_omp_num_threads_2_is_honoured():
     out, _ = _python(BIG_CALL + """
-print(json.dumps({"threads": _core.get_num_threads(), "team": _core.last_team_size()}))
+print(json.dumps({"threads": _core.get_num_threads(), "team": _core._testing.last_team_size()}))
 """, {"OMP_NUM_THREADS": "2"})
     assert out == {"threads": 2, "team": 2}
 
@@ -279,7 +279,7 @@ def col_sum():
 
 _core.set_num_threads(2)
 want = col_sum()                      # starts the OpenMP pool in the parent
-assert _core.last_team_size() == 2
+assert _core._testing.last_team_size() == 2
 
 def child_report():
     got = col_sum()                   # would hang in libgomp without the atfork handler

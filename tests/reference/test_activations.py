@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from activation_cases import CASES, Z
-from fastmlp.activations import ACTIVATIONS, ELU_ALPHA, LEAKY_RELU_SLOPE, kind, param
+from fastmlp.nn.activations import ACTIVATIONS, ELU_ALPHA, LEAKY_RELU_SLOPE, kind, param
 from fastmlp.backends import NumPyBackend
 from helpers import assert_close, assert_gradient_close
 

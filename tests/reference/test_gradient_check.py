@@ -8,9 +8,8 @@ import pytest
 import fastmlp
 from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Layer, Maxout, Normalization,
                      Sequential, gradient_check)
-from fastmlp.activations import ELU, LeakyReLU
-from fastmlp.activations import ACTIVATIONS
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.activations import ACTIVATIONS, ELU, LeakyReLU
+from fastmlp.nn.losses import LOSSES
 from helpers import make_data
 
 
@@ -90,7 +89,7 @@ def test_report_is_frozen_and_readable():
     assert list(report.per_param) == ["dense_0.W", "dense_0.b", "dense_1.W", "dense_1.b"]
     text = str(report)
     assert text.startswith("gradient check") and "dense_1.b" in text and ": ok" in text
-    assert fastmlp.gradcheck.verdict(1e-7) == "ok"
-    assert fastmlp.gradcheck.verdict(1e-3) == "suspect"
-    assert fastmlp.gradcheck.verdict(1.1e-3) == "bug"
-    assert fastmlp.gradcheck.verdict(float("nan")) == "bug"
+    assert fastmlp.tools.gradcheck.verdict(1e-7) == "ok"
+    assert fastmlp.tools.gradcheck.verdict(1e-3) == "suspect"
+    assert fastmlp.tools.gradcheck.verdict(1.1e-3) == "bug"
+    assert fastmlp.tools.gradcheck.verdict(float("nan")) == "bug"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastmlp.backends import NumPyBackend
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, assert_gradient_close, numeric_gradient
 
 backend = NumPyBackend()

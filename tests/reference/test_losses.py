@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from fastmlp import activations
+from fastmlp.nn import activations
 from fastmlp.backends import NumPyBackend
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, assert_gradient_close, numeric_gradient
 
 backend = NumPyBackend()

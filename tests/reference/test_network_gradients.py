@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.backends.base import LOSSES
+from fastmlp.nn.losses import LOSSES
 from helpers import assert_gradient_close, make_data, numeric_gradient
 
 MIXES = [("tanh", "elu", "sigmoid"), ("leaky_relu", "relu", "tanh")]

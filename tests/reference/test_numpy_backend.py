@@ -3,7 +3,7 @@ enforcement of the protocol's dtype/layout contract."""
 import numpy as np
 import pytest
 
-from fastmlp import activations
+from fastmlp.nn import activations
 from fastmlp.backends import NumPyBackend
 
 backend = NumPyBackend()

@@ -14,8 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import fastmlp
-from fastmlp.layers import Dropout
-from fastmlp.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
+from fastmlp.nn.layers import Dropout
+from fastmlp.optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from fastmlp.sklearn import MLPClassifier, MLPRegressor
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)

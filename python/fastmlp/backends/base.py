@@ -11,14 +11,19 @@ Contract shared by every method:
   value); the native backend raises TypeError/ValueError for a wrong dtype or layout
   instead of writing into a copy;
 * samples are rows: ``X`` is ``(m, n_in)``, a Dense ``W`` is ``(n_out, n_in)``;
-* an activation is a row of the registry in :mod:`fastmlp.activations` (which sits above
-  the backends, so the caller passes the row in): the native backend passes its ``name``
-  to the kernels, the NumPy backend computes its ``forward`` and ``derivative``
+* an activation is a row of the registry in :mod:`fastmlp.nn.activations` (which sits
+  above the backends, so the caller passes the row in): the native backend passes its
+  ``name`` to the kernels, the NumPy backend computes its ``forward`` and ``derivative``
   (:class:`ActivationFormulas`); ``param`` is the leaky slope (0.01) or the ELU alpha
   (1.0) and is ignored otherwise;
-* losses are named ``"softmax_cross_entropy", "binary_cross_entropy", "mse"``, all from
-  logits (docs/conventions.md). Targets are dense ``(m, k)`` arrays of the model's dtype
-  (one-hot rows for softmax cross-entropy, 0/1 for binary cross-entropy).
+* losses and optimizers are named by kernel id: ``"softmax_cross_entropy",
+  "binary_cross_entropy", "mse"``, all from logits (docs/conventions.md), and ``"sgd",
+  "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"``. The backends hold no
+  list of losses or optimizers and import no registry: the layers above pass the kernel
+  id (``kernel``) of a row of the registries (``fastmlp.nn.losses``,
+  ``fastmlp.optim.optimizers``, which say which names, parameters and state go with it),
+  and the state arrays that row keeps. Targets are dense ``(m, k)`` arrays of the
+  model's dtype (one-hot rows for softmax cross-entropy, 0/1 for binary cross-entropy).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import numpy as np
 
 
 class ActivationFormulas(Protocol):
-    """What a backend reads of an activation (fastmlp.activations.ActivationKind)."""
+    """What a backend reads of an activation (fastmlp.nn.activations.ActivationKind)."""
 
     name: str
 
@@ -38,10 +43,6 @@ class ActivationFormulas(Protocol):
 
     def derivative(self, z: np.ndarray, a: np.ndarray, param: float) -> np.ndarray:
         """act'(z), given a = act(z), in z's dtype."""
-
-
-LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
 
 @runtime_checkable
@@ -86,7 +87,8 @@ class Backend(Protocol):
     def loss(self, name: str, logits: np.ndarray, y: np.ndarray,
              grad: Optional[np.ndarray], scale: float, *,
              weights: Optional[np.ndarray] = None) -> float:
-        """Return ``sum_i loss_i`` (a Python float) over the rows of ``logits``.
+        """Return ``sum_i loss_i`` (a Python float) over the rows of ``logits``; ``name``
+        is the loss's kernel id.
 
         Row losses, with k outputs:
           softmax_cross_entropy  ``-sum_j y_ij * log_softmax(z_i)_j``
@@ -204,9 +206,10 @@ class Backend(Protocol):
                          eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
         """One optimizer step in place over flat, equal-length arrays (docs/conventions.md).
 
-        ``name`` is one of OPTIMIZERS. ``m`` (velocity or first moment) is used by
-        momentum, nesterov, adam and adamw; ``v`` (second moment, squared-gradient sum)
-        by adagrad, rmsprop, adam and adamw; pass None for an unused one. ``b1`` is mu
+        ``name`` is an optimizer's kernel id. ``m`` (velocity or first moment) and ``v``
+        (second moment, squared-gradient sum) are the state arrays the optimizer keeps
+        (its registry row's ``state``: m for momentum, nesterov, adam and adamw; v for
+        adagrad, rmsprop, adam and adamw); pass None for one it does not keep. ``b1`` is mu
         for momentum/nesterov and beta1 for adam; ``b2`` is rho for rmsprop and beta2 for
         adam; ``step`` is t >= 1 (Adam's bias correction). In this order, in the dtype:
 
@@ -298,14 +301,18 @@ class FusedTraining(Protocol):
     eps, weight_decay, clipnorm)`` creates a :class:`FusedTrainer` holding workspaces for
     ``batch_size`` rows, bound to the model's flat ``params`` and ``grads`` and to the
     optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
-    checked once and kept alive. ``layers`` lists the model's layers as dicts:
-    ``{"kind": "dense", "inputs", "units", "activation", "param", "W", "b", "dW", "db",
-    "l1", "l2", "scale"}`` (W, b, dW, db: the layer's views into params and grads; l1, l2
-    the regularizer's lambdas, 0 for none, scale "samples" or "batch") or ``{"kind":
-    "dropout", "width", "rate", "seed", "index"}``. The optimizer is a name from
-    OPTIMIZERS with the keyword arguments of :meth:`Backend.optimizer_update`,
-    ``clipnorm`` None or the global-norm bound, and ``lock`` the model's
-    ``weights_lock()``.
+    checked once and kept alive. ``layers`` lists the model's layers as dicts
+    (fastmlp.train.fused builds them): ``{"kind": "dense", "inputs", "units",
+    "activation", "param", "W", "b", "dW", "db", "l1", "l2", "per_batch"}`` (W, b, dW,
+    db: the layer's views into params and grads; l1, l2 the regularizer's lambdas, 0 for
+    none, per_batch True for scale="batch"); ``"maxout"`` the same with ``"pieces"`` for the
+    activation (W, b then hold units * pieces rows); ``{"kind": "dropout", "width",
+    "rate", "seed", "index"}``; ``{"kind": "batchnorm", "width", "momentum", "eps",
+    "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}``; ``{"kind":
+    "normalization", "width", "mean", "var", "inv"}``. ``loss`` and ``optimizer`` are
+    kernel ids (see the module docstring), the optimizer with the keyword arguments of
+    :meth:`Backend.optimizer_update`, ``clipnorm`` None or the global-norm bound, and
+    ``lock`` the model's ``weights_lock()``.
     """
 
     def fused_trainer(self, **description) -> FusedTrainer: ...

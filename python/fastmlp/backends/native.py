@@ -3,7 +3,9 @@
 Each method is one call into a kernel that checks its arrays (exact dtype, C order,
 writable outputs: TypeError/ValueError, never a silent copy), releases the GIL and runs
 on the SIMD path chosen at import (``FASTMLP_ISA``, :func:`fastmlp.set_isa`) with the
-threads of :mod:`fastmlp.runtime`. The semantics are those of :class:`.base.Backend`.
+threads of :mod:`fastmlp.backends.runtime`. The semantics are those of :class:`.base.Backend`.
+The bindings only check and view arrays; a result this module hands back is allocated
+here. ``testing`` is ``_core._testing``: hooks only the tests call.
 """
 from __future__ import annotations
 
@@ -49,7 +51,9 @@ def _bound_omp_spin() -> str:
 
 _OMP_SPIN_IN_EFFECT = _bound_omp_spin()
 
-from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load)
+from .. import _core  # noqa: E402  (after the spin setting: libgomp reads it at load
+
+testing = _core._testing                # hooks only the tests call
 
 
 class NativeBackend:
@@ -156,13 +160,14 @@ class NativeBackend:
         """The fused inference path: a C++ predictor over the Dense ``layers`` (dicts with
         inputs, units, activation, param and the W, b views into ``params``), holding a
         snapshot of their weights packed for the selected ISA (rebuild it when either
-        changes: :func:`fastmlp.fused.inference_key`). Its
+        changes: :func:`fastmlp.train.fused.inference_key`). Its
         ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
         labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
         with per-call scratch (safe from several threads at once). The snapshot is taken
         holding ``lock`` (the model's :meth:`weights_lock`) shared: between two steps of
         a fit in another thread."""
-        return _core.Predictor(params, layers, loss, _core_lock(lock))
+        return FusedPredictor(_core.Predictor(params, layers, loss, _core_lock(lock)), loss,
+                              params.dtype)
 
 
 class _Held:
@@ -214,21 +219,45 @@ class FusedTrainer:
         return totals
 
 
+class FusedPredictor:
+    """The fused predictor over ``_core.Predictor`` (csrc/train/predictor.hpp): ``run``
+    allocates the result the core fills, int64 labels (n,) for softmax cross-entropy and
+    (n, k) for binary cross-entropy, else (n, k) of the model's dtype."""
+
+    def __init__(self, core, loss: str, dtype: np.dtype):
+        self._core, self._loss, self._dtype = core, loss, dtype
+
+    def run(self, X: np.ndarray, mode: int, chunk: int) -> np.ndarray:
+        rows = len(X) if np.ndim(X) else 0             # a bad X: the core names it
+        labels = mode == 2 and self._loss != "mse"
+        one_column = labels and self._loss == "softmax_cross_entropy"
+        out = np.empty((rows,) if one_column else (rows, self._core.outputs),
+                       np.int64 if labels else self._dtype)
+        self._core.run(X, mode, chunk, out)
+        return out
+
+
 def backend_info() -> dict:
     info = dict(_core.backend_info())
     info["omp_spin"] = _OMP_SPIN_IN_EFFECT
     return info
 
 
+def kernel_tables() -> dict:
+    """The C++ core's loss, optimizer and activation kernel ids in enum order, and the
+    state (uses m, uses v) of each optimizer: ``{"losses": [...], "optimizers": [...],
+    "optimizer_state": [(bool, bool), ...], "activations": [...]}``, read only (the
+    registries are checked against it: tests/kernels/test_registries.py,
+    tests/api/test_activation_registry.py)."""
+    tables = _core.enum_names()
+    return {"losses": list(tables["losses"]), "optimizers": list(tables["optimizers"]),
+            "optimizer_state": [tuple(state) for state in tables["optimizer_state"]],
+            "activations": list(tables["activations"])}
+
+
 # How many times set_isa ran: fused predictors hold weights packed for one ISA, so their
 # cache key includes it (fused.inference_key).
 isa_generation = 0
-
-
-def enum_names() -> dict:
-    """The names the kernels take, by enum value (csrc/common.hpp): {"activation": (...),
-    "loss": (...), "math": (...), "optimizer": (...)}."""
-    return dict(_core.enum_names())
 
 
 def set_isa(name: str) -> str:
@@ -263,8 +292,3 @@ def push_threads(n: int) -> int:
 
 def pop_threads(previous: int) -> None:
     _core.pop_threads(previous)
-
-
-def last_team_size() -> int:
-    """Threads that ran the latest parallel region (for tests of the thread policy)."""
-    return _core.last_team_size()

@@ -395,10 +395,10 @@ class NumPyBackend:
                          m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
                          grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
                          eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
-        """One step of optimizer ``name``, in the kernel's evaluation order (base.py)."""
+        """One step of optimizer ``name``, in the kernel's evaluation order (base.py),
+        with the state arrays given (None: a state the optimizer does not keep)."""
         update = _lookup(_UPDATES, name, "optimizer")
-        used_m, used_v = _STATE[name]
-        _check_arrays(param, grad, *((m,) if used_m else ()), *((v,) if used_v else ()))
+        _check_arrays(param, grad, *(x for x in (m, v) if x is not None))
         if any(x.shape != param.shape or x.ndim != 1 for x in (grad, m, v) if x is not None):
             raise ValueError("optimizer_update: param, grad and the state arrays must be 1-D "
                              "of one length")
@@ -451,45 +451,56 @@ class _StepConstants:
         return self.T(grad_scale) * grad
 
 
+def _reads(**state) -> None:
+    """A step reads these state arrays: TypeError naming one not given (None), as the
+    native binding's."""
+    for name, x in state.items():
+        if x is None:
+            raise TypeError(f"optimizer_update: {name} must be a numpy array for this "
+                            "optimizer")
+
+
 def _sgd(p, g, m, v, c):
     p -= c.lr * g
 
 
 def _momentum(p, g, m, v, c):
+    _reads(m=m)
     np.subtract(c.b1 * m, c.lr * g, out=m)
     p += m
 
 
 def _nesterov(p, g, m, v, c):
+    _reads(m=m)
     new = c.b1 * m - c.lr * g
     p += -c.b1 * m + c.one_plus_b1 * new
     m[...] = new
 
 
 def _adagrad(p, g, m, v, c):
+    _reads(v=v)
     v += g * g
     p -= (c.lr * g) / (np.sqrt(v) + c.eps)
 
 
 def _rmsprop(p, g, m, v, c):
+    _reads(v=v)
     np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
     p -= (c.lr * g) / (np.sqrt(v) + c.eps)
 
 
 def _adam(p, g, m, v, c):
+    _reads(m=m, v=v)
     np.add(c.b1 * m, c.one_minus_b1 * g, out=m)
     np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
     p -= c.lr * (m / c.bc1) / (np.sqrt(v / c.bc2) + c.eps)
 
 
 def _adamw(p, g, m, v, c):
+    _reads(m=m, v=v)
     p -= c.lr_wd * p                      # decoupled weight decay, before the Adam step
     _adam(p, g, m, v, c)
 
 
 _UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad,
             "rmsprop": _rmsprop, "adam": _adam, "adamw": _adamw}
-# (uses m, uses v) per optimizer
-_STATE = {"sgd": (False, False), "momentum": (True, False), "nesterov": (True, False),
-          "adagrad": (False, True), "rmsprop": (False, True), "adam": (True, True),
-          "adamw": (True, True)}

@@ -9,7 +9,7 @@ label, a model that does not fit the data). Errors are one line on stderr, never
 traceback. ``train`` prints a line per epoch when stderr is a terminal (``--verbose``,
 ``--quiet`` to choose).
 
-``train`` writes the model file (:mod:`fastmlp.modelfile`) with, in its metadata
+``train`` writes the model file (:mod:`fastmlp.model.modelfile`) with, in its metadata
 (:mod:`fastmlp.cli.metadata`), the target column's name, the feature columns' names, the
 class labels in the order of the model's outputs and the dev split. The other commands
 read it when it is there, so predictions come back as the original labels and columns

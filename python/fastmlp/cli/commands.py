@@ -13,10 +13,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .._files import write_atomically
-from ..diagnosis import diagnose
-from ..layers import Dense, Dropout, Normalization
-from ..network import Sequential
-from ..regularizers import L1L2
+from ..tools.diagnosis import diagnose
+from ..nn.layers import Dense, Dropout, Normalization
+from ..nn.losses import get_loss
+from ..model.sequential import Sequential
+from ..nn.regularizers import L1L2
 from .._memory import available_memory
 from .memory import training_memory, unaffordable
 from .metadata import Meta, labels_of, load_model, model_data
@@ -101,7 +102,7 @@ def train_command(args) -> int:
     resolve_hyperparameters(args)
     optimizer = build_optimizer(args)
     data, loss, labels = read_training_data(args)
-    n_outputs = len(labels) if loss == "softmax_cross_entropy" else 1
+    n_outputs = len(labels) if get_loss(loss).one_hot else 1
     check_memory(args, data.X.shape[1], n_outputs)
     train, dev = split(data.X, encode_target(data, labels), args.dev, args.seed,
                        labels is not None)
@@ -163,9 +164,9 @@ def predict_command(args) -> int:
     """Write the predictions (labels, values or --proba probabilities) as a CSV file."""
     check_output(args.output)
     model, meta = load_model(args)
-    if args.proba and model.loss == "mse":
+    if args.proba and not get_loss(model.loss).classifier:
         raise UsageError(f"--proba needs a classification model; {args.model} is a regression "
-                         "model (loss 'mse')")
+                         f"model (loss {model.loss!r})")
     data = model_data(args, model, meta, target_required=False)
     header, columns = _prediction_columns(model, meta, data.X, args.proba)
     text = io.StringIO()
@@ -195,7 +196,7 @@ def diagnose_command(args) -> int:
         seed = args.seed if args.seed is not None else meta.seed if meta else 0
         if size == 0:
             raise UsageError("diagnose needs a dev set: --dev > 0, or --dev-data FILE")
-        train, dev = split(data.X, y, size, seed, model.loss != "mse")
+        train, dev = split(data.X, y, size, seed, get_loss(model.loss).classifier)
         how = f"--dev {size} --seed {seed}"
     report = diagnose(model, train, dev, baseline_error=args.baseline_error,
                       threshold=args.threshold)

@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from ..backends import get_backend
-from ..layers import Dense
-from ..network import Sequential
+from ..nn.layers import Dense
+from ..model.sequential import Sequential
 from .tabular import standardize
 
 DEMO_SEED = 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .._memory import format_bytes
-from ..optimizers import OPTIMIZERS
+from ..optim.optimizers import OPTIMIZERS
 
 # Arrays a training step keeps per layer and batch row: the pre-activation, the
 # activation and the gradient flowing back.

@@ -1,5 +1,5 @@
 """What ``fastmlp train`` keeps in the model file besides the model: the entry
-:data:`KEY` of ``model.metadata`` (:mod:`fastmlp.modelfile`), and how evaluate, predict
+:data:`KEY` of ``model.metadata`` (:mod:`fastmlp.model.modelfile`), and how evaluate, predict
 and diagnose read a model back with it.
 
 The entry (plain JSON)::
@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..modelfile import load
-from ..network import Sequential
+from ..model.loading import load
+from ..model.sequential import Sequential
+from ..nn.losses import get_loss
 from .options import DataError
 from .tabular import Data, read_data
 
@@ -84,8 +85,7 @@ def _check_labels(model: Sequential, labels: Optional[list], path: str) -> None:
     """The labels must match the model's outputs: k for softmax, 2 for one sigmoid."""
     if labels is None:
         return
-    expected = {"softmax_cross_entropy": model.n_outputs,
-                "binary_cross_entropy": 2 if model.n_outputs == 1 else None}.get(model.loss)
+    expected = get_loss(model.loss).label_classes(model.n_outputs)
     if expected != len(labels):
         raise DataError(f"{path}: the model's metadata lists {len(labels)} class labels, "
                         f"which does not fit the model ({model.loss}, {model.n_outputs} "

@@ -7,7 +7,7 @@ import math
 import sys
 from typing import Callable, Optional, Tuple
 
-from ..training import MAX_EPOCHS
+from ..train.loop import MAX_EPOCHS
 
 
 class DataError(Exception):

@@ -7,10 +7,10 @@ import argparse
 import json
 from typing import Any, Dict
 
-from ..activations import ACTIVATIONS
-from ..backends.base import LOSSES, OPTIMIZERS
-from ..optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
-from ..search import OPTIMIZER_PARAMS, MLPBuilder
+from ..nn.activations import ACTIVATIONS
+from ..nn.losses import LOSSES
+from ..optim.optimizers import OPTIMIZERS
+from ..tools.search import OPTIMIZER_PARAMS, MLPBuilder
 from .options import (DataError, dropout_rate, epoch_count, int_at_least, nonnegative_float,
                       positive_float)
 
@@ -39,7 +39,8 @@ def _widths(value) -> tuple:
 # How each file entry is checked: the command line's parser of the same option, given the
 # value as text (so a JSON true or 5.0 is refused where an integer is expected).
 _AS_TEXT = {"activation": _one_of(ACTIVATIONS), "dropout": dropout_rate,
-            "l1": nonnegative_float, "l2": nonnegative_float, "optimizer": _one_of(OPTIMIZERS),
+            "l1": nonnegative_float, "l2": nonnegative_float,
+            "optimizer": _one_of(tuple(OPTIMIZERS)),
             "learning_rate": positive_float, "epochs": epoch_count,
             "batch_size": int_at_least(1), "loss": _one_of(("auto",) + LOSSES),
             "n_layers": int_at_least(0), "units": int_at_least(1)}
@@ -94,7 +95,7 @@ def resolve_hyperparameters(args) -> None:
             setattr(args, name, given.get(name, default))
     args.optimizer_options = given.get("optimizer_options", {})
     foreign = sorted(set(args.optimizer_options)
-                     - set(OPTIMIZER_CLASSES[args.optimizer].hyperparameters))
+                     - set(OPTIMIZERS[args.optimizer].hyperparameters))
     if foreign:
         raise DataError(f"{args.params} sets {foreign}, which optimizer {args.optimizer!r} "
                         "does not take (--optimizer overrides the file's optimizer, not its "
@@ -108,6 +109,6 @@ def build_optimizer(args):
     if args.learning_rate is not None:
         options["learning_rate"] = args.learning_rate
     try:
-        return OPTIMIZER_CLASSES[args.optimizer](**options)
+        return OPTIMIZERS[args.optimizer](**options)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{args.params}: {exc}") from None

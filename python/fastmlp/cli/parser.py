@@ -6,13 +6,13 @@ import argparse
 
 from .. import __version__
 from ..backends import BACKENDS
-from ..activations import ACTIVATIONS
-from ..backends.base import LOSSES, OPTIMIZERS
+from ..nn.activations import ACTIVATIONS
+from ..nn.losses import LOSSES
+from ..optim.optimizers import OPTIMIZERS
 from . import demo
 from .commands import diagnose_command, evaluate_command, predict_command, train_command
-from .options import (MAX_EPOCHS, column_list, dev_size, dropout_rate, epoch_count,
-                      hidden_widths, int_at_least, nonnegative_float, positive_float,
-                      unit_interval)
+from .options import (MAX_EPOCHS, column_list, dev_size, dropout_rate, epoch_count, hidden_widths,
+                      int_at_least, nonnegative_float, positive_float, unit_interval)
 from .params import TRAIN_DEFAULTS
 from .search import DISTRIBUTIONS, search_command
 from .tabular import AUTO_MAX_CLASSES
@@ -106,7 +106,7 @@ def _add_train(commands, data_options) -> None:
                        help=f"L1 penalty on the weights (default: {TRAIN_DEFAULTS['l1']:g})")
     train.add_argument("--l2", type=nonnegative_float, metavar="RATE",
                        help=f"L2 penalty on the weights (default: {TRAIN_DEFAULTS['l2']:g})")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
+    train.add_argument("--optimizer", choices=tuple(OPTIMIZERS), metavar="NAME",
                        help=f"{', '.join(OPTIMIZERS)} (default: {TRAIN_DEFAULTS['optimizer']})")
     train.add_argument("--learning-rate", type=positive_float, metavar="LR",
                        help="(default: the optimizer's, 1e-3 for adam)")

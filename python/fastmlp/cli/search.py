@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..search import Choice, IntUniform, LogUniform, Uniform, random_search
+from ..tools.search import Choice, IntUniform, LogUniform, Uniform, random_search
 from .commands import check_output, describe_target, write_text
 from .options import DataError, UsageError, shows_progress
 from .tabular import encode_target, read_training_data, split, standardize

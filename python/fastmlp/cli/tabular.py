@@ -11,7 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data import train_dev_test_split
+from ..nn.losses import MeanSquaredError, SoftmaxCrossEntropy, get_loss
+from ..tools.data import train_dev_test_split
 from .options import DataError, UsageError
 
 AUTO_MAX_CLASSES = 20        # --loss auto: whole numbers with at most this many values
@@ -254,22 +255,23 @@ def choose_loss(data: Data, loss: str) -> str:
         return loss
     values, bad = _finite_numbers(data.target)
     if bad is not None:
-        return "softmax_cross_entropy"
+        return SoftmaxCrossEntropy.name
     whole = bool(np.all(np.floor(values) == values))
-    return "softmax_cross_entropy" if whole and len(np.unique(values)) <= AUTO_MAX_CLASSES \
-        else "mse"
+    return SoftmaxCrossEntropy.name if whole and len(np.unique(values)) <= AUTO_MAX_CLASSES \
+        else MeanSquaredError.name
 
 
 def fit_labels(data: Data, loss: str) -> Optional[list]:
     """The sorted distinct labels of a classification target (None for mse)."""
-    if loss == "mse":
+    loss = get_loss(loss)
+    if not loss.classifier:
         return None
     labels = [_json_label(v) for v in np.unique(_label_values(data))]
     if len(labels) < 2:
         raise DataError(f"{data.path}: target {data.target_name!r} has a single class "
                         f"{labels}; classification needs at least two")
-    if loss == "binary_cross_entropy" and len(labels) != 2:
-        raise DataError(f"{data.path}: binary_cross_entropy needs exactly two classes; target "
+    if not loss.one_hot and len(labels) != 2:     # one output holds two classes
+        raise DataError(f"{data.path}: {loss.name} needs exactly two classes; target "
                         f"{data.target_name!r} has {len(labels)}: {labels[:10]}")
     return labels
 

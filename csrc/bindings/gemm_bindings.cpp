@@ -1,0 +1,88 @@
+// fastmlp._core.gemm and gemm_bias_act (ops.hpp): check and view the arrays, release the
+// GIL, call the dispatched kernel.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "../ops.hpp"
+#include "arrays.hpp"
+#include "names.hpp"
+#include "register.hpp"
+
+namespace fastmlp { namespace bind {
+
+namespace {
+
+struct ProductShape {
+    index m, n, k;
+};
+
+// op(a) @ op(b) as (m, k) @ (k, n) into c (m, n); ValueError naming the shapes otherwise.
+ProductShape product_shape(const char* k, const py::array& a, bool ta, const py::array& b, bool tb,
+                           const py::array& c, const char* cn) {
+    const index m = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+    const index kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
+    if (ka != kb || c.shape(0) != m || c.shape(1) != n)
+        fail_value(k, "shape mismatch: a" + std::string(ta ? ".T" : "") + " is (" + std::to_string(m) + ", " +
+                          std::to_string(ka) + "), b" + (tb ? ".T" : "") + " is (" + std::to_string(kb) + ", " +
+                          std::to_string(n) + "), " + cn + " is " + shape_of(c) + " (expected (" +
+                          std::to_string(m) + ", " + std::to_string(n) + ") with equal inner sizes)");
+    return {m, n, ka};
+}
+
+void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
+    const char* k = "gemm";
+    with_dtype(a, k, "a", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pa = input<T>(a, k, "a", 2);
+        const T* pb = input<T>(b, k, "b", 2);
+        T* pc = output<T>(c, k, "c", 2);
+        no_overlap(k, c, "c", a, "a");
+        no_overlap(k, c, "c", b, "b");
+        const ProductShape s = product_shape(k, a, ta, b, tb, c, "c");
+        py::gil_scoped_release nogil;
+        gemm<T>(ta, tb, s.m, s.n, s.k, T(alpha), pa, a.shape(1), pb, b.shape(1), T(beta), pc, s.n);
+    });
+}
+
+void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z, py::array out, bool ta,
+                           bool tb, const std::string& act, double param) {
+    const char* k = "gemm_bias_act";
+    const Activation f = activation_of(k, act);
+    with_dtype(a, k, "a", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pa = input<T>(a, k, "a", 2);
+        const T* pb = input<T>(b, k, "b", 2);
+        const T* pbias = input<T>(bias, k, "bias", 1);
+        T* pz = output<T>(z, k, "z", 2);
+        T* po = output<T>(out, k, "out", 2);
+        const ProductShape s = product_shape(k, a, ta, b, tb, z, "z");
+        same_shape(k, z, "z", out, "out");
+        if (bias.shape(0) != s.n)
+            fail_value(k, "shape mismatch: bias is " + shape_of(bias) + ", z is " + shape_of(z) +
+                              " (bias must have z.shape[1] elements)");
+        all_disjoint(k, {{&z, "z"}}, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
+        all_disjoint(k, {{&out, "out"}}, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
+        if (po != pz && overlaps(out, z)) fail_value(k, "out overlaps z");
+        if (po == pz && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
+        py::gil_scoped_release nogil;
+        gemm_bias_act<T>(ta, tb, s.m, s.n, s.k, pa, a.shape(1), pb, b.shape(1), pbias, pz, s.n, po, s.n, f,
+                         T(param));
+    });
+}
+
+}  // namespace
+
+void register_gemm(py::module_& m) {
+    using py::arg;
+    m.def("gemm", &gemm_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
+          arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0);
+    m.def("gemm_bias_act", &gemm_bias_act_binding, arg("a").noconvert(), arg("b").noconvert(),
+          arg("bias").noconvert(), arg("z").noconvert(), arg("out").noconvert(), arg("trans_a") = false,
+          arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
+          "z = op(a) @ op(b) + bias (row broadcast), out = act(z), in one pass; bit-identical to gemm "
+          "then bias_act_forward. z and out are never read; out may be z only for 'linear'.");
+}
+
+}}  // namespace fastmlp::bind

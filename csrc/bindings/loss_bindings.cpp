@@ -1,0 +1,88 @@
+// fastmlp._core.loss and output (ops.hpp): a loss's value and gradient, and the output
+// transform (softmax, sigmoid, identity) of the logits.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+
+#include "../ops.hpp"
+#include "arrays.hpp"
+#include "names.hpp"
+#include "register.hpp"
+
+namespace fastmlp { namespace bind {
+
+namespace {
+
+// `obj` as an array, or None: TypeError naming `name` for anything else.
+std::optional<py::array> optional_array(const char* k, const py::object& obj, const char* name) {
+    if (obj.is_none()) return std::nullopt;
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(k) + ": " + name + " must be a numpy array or None");
+    return obj.cast<py::array>();
+}
+
+void at_least_one_column(const char* k, const py::array& z) {
+    if (z.shape(1) == 0) fail_value(k, "logits must have at least one column, got shape " + shape_of(z));
+}
+
+double loss_binding(const std::string& name, py::array z, py::array y, py::object grad, double scale,
+                    py::object weights) {
+    const char* k = "loss";
+    const Loss kind = loss_of(k, name);
+    return with_dtype(z, k, "logits", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "logits", 2);
+        const T* py_ = input<T>(y, k, "y", 2);
+        same_shape(k, z, "logits", y, "y");
+        at_least_one_column(k, z);
+        std::optional<py::array> grad_array = optional_array(k, grad, "grad");
+        T* pg = nullptr;
+        if (grad_array) {
+            py::array& g = *grad_array;
+            pg = output<T>(g, k, "grad", 2);
+            same_shape(k, z, "logits", g, "grad");
+            same_or_disjoint(k, g, "grad", z, "logits");
+            no_overlap(k, g, "grad", y, "y");
+        }
+        std::optional<py::array> weight_array = optional_array(k, weights, "weights");
+        const T* pw = nullptr;
+        if (weight_array) {
+            const py::array& w = *weight_array;
+            pw = input<T>(w, k, "weights", 1);
+            if (w.shape(0) != z.shape(0))
+                fail_value(k, "shape mismatch: logits is " + shape_of(z) + ", weights is " + shape_of(w) +
+                                  " (weights must have logits.shape[0] elements)");
+            if (grad_array) no_overlap(k, *grad_array, "grad", w, "weights");
+        }
+        py::gil_scoped_release nogil;
+        return loss<T>(kind, pz, py_, pg, z.shape(0), z.shape(1), T(scale), pw);
+    });
+}
+
+void output_binding(const std::string& name, py::array z, py::array out) {
+    const char* k = "output";
+    const Loss kind = loss_of(k, name);
+    with_dtype(z, k, "logits", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "logits", 2);
+        T* po = output<T>(out, k, "out", 2);
+        same_shape(k, z, "logits", out, "out");
+        at_least_one_column(k, z);
+        no_overlap(k, out, "out", z, "logits");
+        py::gil_scoped_release nogil;
+        output<T>(kind, pz, po, z.shape(0), z.shape(1));
+    });
+}
+
+}  // namespace
+
+void register_losses(py::module_& m) {
+    using py::arg;
+    m.def("loss", &loss_binding, arg("name"), arg("logits").noconvert(), arg("y").noconvert(), arg("grad"),
+          arg("scale"), arg("weights") = py::none());
+    m.def("output", &output_binding, arg("name"), arg("logits").noconvert(), arg("out").noconvert());
+}
+
+}}  // namespace fastmlp::bind

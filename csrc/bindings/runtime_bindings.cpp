@@ -1,0 +1,69 @@
+// fastmlp._core's settings: the SIMD level (set_isa, backend_info) and the thread count
+// (parallel.hpp). _testing.last_team_size: how many threads the latest parallel region
+// ran, for the tests of the thread policy.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../cpu_features.hpp"
+#include "../dispatch.hpp"
+#include "../parallel.hpp"
+#include "names.hpp"
+#include "register.hpp"
+
+namespace py = pybind11;
+
+namespace fastmlp { namespace bind {
+
+namespace {
+
+std::vector<std::string> isa_list(bool (*pred)(Isa)) {
+    std::vector<std::string> out;
+    for (int i = 0; i < kIsaCount; ++i)
+        if (pred(Isa(i))) out.push_back(isa_name(Isa(i)));
+    return out;
+}
+
+std::string set_isa_binding(const std::string& name) {
+    Isa isa = best_isa();
+    if (name != "auto" && !parse_isa(name.c_str(), isa))
+        throw py::value_error("set_isa: unknown ISA '" + name + "' (expected generic, avx2, avx512 or auto)");
+    try {
+        select_isa(isa);
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(std::string("set_isa: ") + e.what());
+    }
+    return isa_name(active_isa());
+}
+
+py::dict backend_info() {
+    py::dict d;
+    d["version"] = FASTMLP_VERSION;
+    d["compiled_isas"] = isa_list(&isa_compiled);
+    d["supported_isas"] = isa_list(&cpu_supports);
+    d["usable_isas"] = isa_list(&isa_usable);
+    d["isa"] = isa_name(active_isa());
+    d["threads"] = num_threads();
+    d["openmp"] = openmp_enabled();
+    d["serial_after_fork"] = serial_after_fork();
+    return d;
+}
+
+}  // namespace
+
+void register_runtime(py::module_& m, py::module_& testing) {
+    using py::arg;
+    m.def("set_isa", &set_isa_binding, arg("name"));
+    m.def("backend_info", &backend_info);
+    m.def("enum_names", &enum_names);
+    m.def("set_num_threads", &set_num_threads, arg("n"));
+    m.def("get_num_threads", &num_threads);
+    m.def("push_threads", &push_threads, arg("n"));
+    m.def("pop_threads", &pop_threads, arg("previous"));
+    testing.def("last_team_size", &last_team_size);
+}
+
+}}  // namespace fastmlp::bind

@@ -1,0 +1,1 @@
+"""Models users build and train: Sequential and MultiTask, with fit, save and export."""

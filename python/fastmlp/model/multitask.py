@@ -1,0 +1,575 @@
+"""MultiTask: a shared trunk of layers feeding several heads, each with its own loss.
+
+The model minimizes ``J = sum_h w_h * L_h + penalty``, with ``L_h`` head h's mean loss
+over the batch and ``w_h`` its loss weight. Head h's logits get the gradient
+``w_h * dL_h/dz_h`` (the backend's loss with scale ``w_h / m``); the trunk's output feeds
+every head, so its gradient is the sum over heads of what each head's backward pass
+returns, ``dJ/da = sum_h w_h * dL_h/da``, added in the heads' order.
+
+All parameters, trunk first then each head in ``heads`` order, live in one flat buffer
+(each layer's arrays are views into it), as in :class:`fastmlp.Sequential`, so one
+optimizer step updates the whole model. Training runs the per-op loop on either backend
+(there is no fused path for multi-task models).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._keywords import suggest_keywords
+from .._validation import (as_features, check_bool, check_choice, check_dtype, check_int,
+                           check_lengths, check_nonnegative_float, check_seed)
+from ..backends import get_backend
+from ..train.callbacks import check_callbacks
+from ..errors import DivergenceError, diverged_at, diverged_loss
+from ..nn.layers import Layer, Normalization, Workspace
+from ..nn.losses import LOSSES, get_loss
+from ..nn.metrics import PassTotals
+from .sequential import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary,
+                         _check_layers, build_chain)
+from ..optim.optimizers import Optimizer, check_learning_rate
+from ..nn.regularizers import check_regularizer
+from ..train.progress import EpochProgress, check_verbose
+from ..train.guards import Interrupt, one_fit_at_a_time
+from ..train.preflight import check_fit_memory, warn_if_unscaled
+from ..train.arguments import fit_optimizer, validation_arrays
+from ..train.loop import History, check_epochs
+
+Targets = Dict[str, np.ndarray]
+
+
+class MultiTask(FlatParameters):
+    """A shared trunk and several heads trained together on a weighted sum of losses.
+
+    ``MultiTask(trunk, heads, losses, loss_weights=None, *, input_dim, backend="native",
+    dtype="float32", seed=None, regularizer=None)``. ``trunk`` is a list of layers (empty:
+    the heads share nothing but the input); ``heads`` maps each head's name to its list
+    of layers, the last one outputting logits for the head's loss; ``losses`` maps the
+    same names to "softmax_cross_entropy", "binary_cross_entropy" or "mse";
+    ``loss_weights`` maps them to weights ``w_h >= 0`` (None: 1.0 each). The cost is
+    ``sum_h w_h * mean loss_h`` plus the penalty of ``regularizer`` (applied, as in
+    Sequential, to every layer with weights and no regularizer of its own).
+
+    Targets are dicts ``{head name: y}`` with y encoded as Sequential takes it for the
+    head's loss (class labels of any kind; each head keeps its own, ``classes_[head]``).
+    ``predict`` returns ``{head: what Sequential.predict gives for its loss}``;
+    ``predict_proba`` the same for the classification heads.
+
+    As in Sequential, ``get_weights``/``set_weights`` list every layer's arrays (the
+    trunk's layers first, then each head's in ``heads`` order), the parameter views are
+    read-only outside the library's writes (fit, set_weights), ``weights_version`` counts
+    those writes, ``training_step`` the training steps, and the optimizer is kept with its
+    state across fits.
+    """
+
+    @suggest_keywords
+    def __init__(self, trunk: Sequence[Layer], heads: Dict[str, Sequence[Layer]],
+                 losses: Dict[str, str], loss_weights: Optional[Dict[str, float]] = None, *,
+                 input_dim: int, backend="native", dtype="float32",
+                 seed: Optional[int] = None, regularizer=None):
+        self.input_dim = check_int(input_dim, "input_dim")
+        names = _check_head_names(heads)
+        self.losses = {name: check_choice(loss, f"losses[{name!r}]", LOSSES)
+                       for name, loss in _matching(losses, "losses", names).items()}
+        weights = dict.fromkeys(names, 1.0) if loss_weights is None else loss_weights
+        self.loss_weights = {name: check_nonnegative_float(w, f"loss_weights[{name!r}]")
+                             for name, w in _matching(weights, "loss_weights", names).items()}
+        self.dtype = check_dtype(dtype)
+        self.layers, self._spans = _check_structure(trunk, heads, self.losses)
+        self.regularizer = check_regularizer(regularizer)
+        seed = check_seed(seed)
+        self.backend = get_backend(backend)
+        self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self._loss_of = {name: get_loss(loss) for name, loss in self.losses.items()}
+        self._classes: Dict[str, Optional[np.ndarray]] = dict.fromkeys(names)
+        self._check_history_keys()
+        self._step = 0
+        self._optimizer = None
+        self.stop_training = False  # a callback sets it to end fit after the epoch
+        self.history: Optional[History] = None   # the last fit's, kept
+        self._train_cache = Workspace()
+        init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
+        self._shuffle_rng = np.random.default_rng(shuffle_seeds)
+        self._bind_flat(self._build(), np.random.default_rng(init_seeds))
+        self._check_output_units()
+
+    # ------------------------------------------------------------- structure
+    @property
+    def classes_(self) -> Dict[str, Optional[np.ndarray]]:
+        """``{head: its classes}``: for each classification head the labels its first fit
+        learned, as :attr:`fastmlp.Sequential.classes_` (None before the first fit and for
+        mse heads); ``predict`` returns them."""
+        return dict(self._classes)
+
+    @property
+    def head_names(self) -> Tuple[str, ...]:
+        return tuple(self._spans)[1:]
+
+    @property
+    def trunk(self) -> Tuple[Layer, ...]:
+        return self.layers[self._spans["trunk"]]
+
+    @property
+    def heads(self) -> Dict[str, Tuple[Layer, ...]]:
+        return {name: self.layers[self._spans[name]] for name in self.head_names}
+
+    @property
+    def trunk_dim(self) -> int:
+        """The width of the trunk's output (input_dim for an empty trunk)."""
+        trunk = self.trunk
+        return trunk[-1].output_dim if trunk else self.input_dim
+
+    @property
+    def n_outputs(self) -> Dict[str, int]:
+        return {name: layers[-1].output_dim for name, layers in self.heads.items()}
+
+    def _build(self) -> List[int]:
+        """Build the trunk from input_dim and every head from the trunk's output width;
+        returns the parameter counts in ``self.layers`` order (the flat buffer's)."""
+        sizes = build_chain(self.trunk, self.input_dim, "trunk")
+        for name, layers in self.heads.items():
+            sizes += build_chain(layers, self.trunk_dim, f"heads[{name!r}]")
+        return sizes
+
+    def _check_output_units(self) -> None:
+        for name, units in self.n_outputs.items():
+            problem = self._loss_of[name].units_problem(units)
+            if problem:
+                raise ValueError(f"heads[{name!r}] uses {self.losses[name]} and {problem}")
+
+    def _history_keys(self, validation: bool) -> List[str]:
+        """fit's History keys: "loss", "data_loss", "penalty", then "<head>_loss" and
+        "<head>_<metric>" per head, the "val_" versions of the loss keys, and "lr"."""
+        evaluated = ["loss", *self._head_keys()]
+        val_keys = [f"val_{key}" for key in evaluated] if validation else []
+        return ["loss", "data_loss", "penalty", *self._head_keys(), *val_keys, "lr"]
+
+    def _head_keys(self) -> List[str]:
+        return [key for name in self.head_names
+                for key in (f"{name}_loss", f"{name}_{self._loss_of[name].metric_name}")]
+
+    def _check_history_keys(self) -> None:
+        """ValueError if a head's name makes two History keys equal (a head "data" gives
+        "data_loss", a head "val" gives "val_loss")."""
+        keys = self._history_keys(validation=True)
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ValueError(f"the head names {list(self.head_names)} give two History "
+                                 f"entries the key {key!r}; rename the head behind it")
+
+    def __repr__(self) -> str:
+        heads = {name: list(layers) for name, layers in self.heads.items()}
+        return (f"MultiTask(trunk={list(self.trunk)}, heads={heads}, losses={self.losses}, "
+                f"loss_weights={self.loss_weights}, input_dim={self.input_dim}, "
+                f"backend={self.backend.name!r}, dtype={self.dtype.name!r}, seed={self.seed})")
+
+    def describe(self) -> ModelSummary:
+        """The :class:`ModelSummary` that :meth:`summary` prints: layers (named "<trunk or
+        head>.<kind>_<index>"), output shapes and parameter counts; the loss line gives
+        each head's loss and weight."""
+        owners = [name for name in self._spans for _ in self.layers[self._spans[name]]]
+        rows = tuple(LayerSummary(f"{owner}.{layer.kind}_{i}", layer.describe(),
+                                  (None, layer.output_dim), layer.count_params())
+                     for i, (owner, layer) in enumerate(zip(owners, self.layers)))
+        state = sum(int(np.size(s)) for layer in self.layers for s in layer.get_state())
+        losses = ", ".join(f"{name}: {loss} x {self.loss_weights[name]:g}"
+                           for name, loss in self.losses.items())
+        return ModelSummary(rows, self.n_params, losses, self.dtype.name, self.backend.name,
+                            state)
+
+    # ---------------------------------------------------------------- training
+    def _prepare(self, X, targets, x_name: str = "X", y_name: str = "targets", *,
+                 learn_classes: bool = True) -> Tuple[np.ndarray, Targets]:
+        """X (n, input_dim) and the targets as ``{head: dense (n, k) array}``, each checked
+        for its head's loss and length and converted once to the model's dtype; each
+        head's labels map through its classes, learned from the targets where it has
+        none (kept when ``learn_classes``, as fit does)."""
+        X = as_features(X, x_name, self.input_dim, self.dtype)
+        targets = _matching(targets, y_name, self.head_names)
+        dense, classes = {}, {}
+        for name, units in self.n_outputs.items():
+            label = f"{y_name}[{name!r}]"
+            dense[name], classes[name] = self._loss_of[name].targets(
+                targets[name], label, units, self.dtype, self._classes[name])
+            check_lengths(X, dense[name], x_name, label)
+        if learn_classes:
+            self._classes = classes
+        return X, dense
+
+    def _loss_and_grad(self, X: np.ndarray,
+                       targets: Targets) -> Tuple[float, Dict[str, Tuple[float, np.ndarray]]]:
+        """Training-mode forward through every layer's cache; if every head's loss is
+        finite, the gradient of ``sum_h w_h * mean loss_h`` into ``_grads``.
+
+        Returns ``(sum_h w_h * loss sum_h, {head: (loss sum, logits)})``."""
+        features = _forward_train(self.trunk, X, self.backend, self._step)
+        outputs, grads = {}, {}
+        for name, layers in self.heads.items():
+            logits = _forward_train(layers, features, self.backend, self._step)
+            grads[name] = self._train_cache.get(f"grad.{name}", logits.shape, self.dtype)
+            loss_sum = self.backend.loss(self._loss_of[name].kernel, logits, targets[name],
+                                         grads[name], self.loss_weights[name] / len(X))
+            outputs[name] = (loss_sum, logits)
+        total = sum(self.loss_weights[name] * loss for name, (loss, _) in outputs.items())
+        if math.isfinite(total):
+            self._backward(grads)
+        return total, outputs
+
+    def _backward(self, head_grads: Dict[str, np.ndarray]) -> None:
+        """Every head's backward pass from its logits' gradient; the trunk's from the sum
+        of what the heads pass back (heads added in order)."""
+        trunk_grad, need_dx = None, bool(self.trunk)
+        for name, layers in self.heads.items():
+            dx = _backward_through(layers, head_grads[name], self.backend, need_dx)
+            if dx is None:
+                continue
+            if trunk_grad is None:
+                trunk_grad = self._train_cache.get("grad.trunk", dx.shape, dx.dtype)
+                np.copyto(trunk_grad, dx)
+            else:
+                np.add(trunk_grad, dx, out=trunk_grad)
+        if trunk_grad is not None:
+            _backward_through(self.trunk, trunk_grad, self.backend, need_dx=False)
+
+    def _head_record(self, totals: Dict[str, PassTotals]) -> Dict[str, float]:
+        """``{"data_loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
+        from each head's running totals."""
+        record, data_loss = {}, 0.0
+        for name, head_totals in totals.items():
+            result = head_totals.result()
+            loss = result.pop("data_loss")
+            data_loss += self.loss_weights[name] * loss
+            record[f"{name}_loss"] = loss
+            record.update({f"{name}_{metric}": value for metric, value in result.items()})
+        return {"data_loss": data_loss, **record}
+
+    def _new_totals(self) -> Dict[str, PassTotals]:
+        return {name: PassTotals(loss.metric()) for name, loss in self._loss_of.items()}
+
+    def _train_epoch(self, X: np.ndarray, targets: Targets, batch: int, optimizer: Optimizer,
+                     order: np.ndarray, epoch: int, progress: EpochProgress,
+                     interrupt: Interrupt, history: History) -> Dict[str, float]:
+        """One pass over the rows in ``order`` in batches of ``batch``: each step gathers
+        its rows, computes the losses and gradients, adds the penalty's gradient and takes
+        one optimizer step over the flat buffer, holding the weights lock (a predict in
+        another thread sees whole steps). Returns the running-total record; Ctrl-C
+        (``interrupt``) stops it before a step with KeyboardInterrupt."""
+        n = len(X)
+        totals = self._new_totals()
+        penalty_total = 0.0
+        for step, start in enumerate(range(0, n, batch), 1):
+            if interrupt.requested:
+                raise Interrupt.error(self, history, f"at epoch {epoch}, after step "
+                                       f"{step - 1} of {progress.n_batches}")
+            with self._weights_lock.writing:
+                penalty_total += self._train_step(X, targets, order[start:start + batch],
+                                                  optimizer, totals, epoch, step,
+                                                  progress.n_batches)
+            progress.step()
+        return {**self._head_record(totals), "penalty": penalty_total / n}
+
+    def _train_step(self, X: np.ndarray, targets: Targets, rows: np.ndarray,
+                    optimizer: Optimizer, totals: Dict[str, PassTotals], epoch: int,
+                    step: int, n_batches: int) -> float:
+        """One step over ``rows``, its losses added to ``totals``; returns its penalty
+        times its rows."""
+        cache, n = self._train_cache, len(X)
+        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
+        yb = {name: np.take(Y, rows, axis=0,
+                            out=cache.get(f"y.{name}", (len(rows), Y.shape[1]), Y.dtype))
+              for name, Y in targets.items()}
+        total, outputs = self._loss_and_grad(xb, yb)
+        if not math.isfinite(total):
+            raise diverged_loss(epoch, step, n_batches, total / len(rows),
+                                optimizer.current_learning_rate)
+        penalty = self._penalty(n, len(rows)) * len(rows)
+        for name, (loss_sum, logits) in outputs.items():
+            totals[name].add(logits, yb[name], loss_sum)
+        try:
+            optimizer.step(self.backend, self._params, self._grads, samples=len(rows))
+        except DivergenceError as exc:     # a non-finite gradient: nothing was updated
+            raise diverged_at(epoch, step, n_batches, exc) from None
+        self._step += 1
+        return penalty
+
+    @suggest_keywords
+    @one_fit_at_a_time
+    def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
+            learning_rate=None, optimizer=None, shuffle: bool = True,
+            validation_data=None, callbacks=None, verbose="auto") -> History:
+        """Train from the current weights on ``targets`` = ``{head: y}``; the arguments
+        behave as in :func:`fastmlp.train.loop.fit` (the optimizer is kept on the model).
+
+        History keys: "loss" (``sum_h w_h * <head>_loss + penalty``), "data_loss",
+        "penalty", "<head>_loss" (the head's mean loss, unweighted), "<head>_accuracy" or
+        "<head>_r2", the "val_" versions of "loss" and the head keys with
+        ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
+        Sample and class weights are not supported; training runs the per-op loop.
+        ``verbose`` ("auto": progress when stderr is a terminal), the epoch limit, the
+        memory check and the data scale warning are fit's.
+        """
+        epochs, batch_size, shuffle, verbose, callbacks, learning_rate = _fit_arguments(
+            epochs, batch_size, shuffle, verbose, callbacks, learning_rate)
+        columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
+        X, targets = self._prepare(X, targets)
+        validation = validation_arrays(self, validation_data)
+        optimizer = fit_optimizer(self, optimizer, learning_rate)
+        optimizer.check_params(self._params)
+        batch = len(X) if batch_size is None else min(batch_size, len(X))
+        check_fit_memory(self, optimizer, batch)
+        warn_if_unscaled(self, X, columns)
+        self._optimizer = optimizer
+        history = History(self._history_keys(validation is not None))
+        progress = EpochProgress(verbose, epochs, math.ceil(len(X) / batch), len(X) * self.n_params)
+        self._adapt(X)
+
+        def train_epoch(epoch: int) -> Dict[str, float]:
+            order = self._shuffle_rng.permutation(len(X)) if shuffle else np.arange(len(X))
+            with self._writing_params():
+                return self._train_epoch(X, targets, batch, optimizer, order, epoch, progress,
+                                         interrupt, history)
+
+        def validate() -> Dict[str, float]:
+            if validation is None:
+                return {}
+            return {f"val_{key}": value for key, value in self._evaluate(*validation).items()}
+
+        try:
+            with Interrupt(self.backend) as interrupt:
+                _run_epochs(self, epochs, history, optimizer, callbacks, progress, len(X),
+                            train_epoch, validate)
+        except KeyboardInterrupt:
+            self.history = history
+            raise
+        self.history = history
+        return history
+
+    def _adapt(self, X: np.ndarray) -> None:
+        """Adapt every Normalization layer not adapted yet to the data as it reaches it
+        (through the trunk, then through the head's layers before it)."""
+        for name, head in self.heads.items():
+            path = (*self.trunk, *head)
+            for i, layer in enumerate(path):
+                if isinstance(layer, Normalization) and not layer.adapted:
+                    layer.adapt(_infer_all(path[:i], X, self.backend))
+
+    # --------------------------------------------------------------- inference
+    def _chunk_logits(self, X: np.ndarray, batch_size: Optional[int],
+                      names: Sequence[str]) -> Iterator[Tuple[int, Dict[str, np.ndarray]]]:
+        """(start row, {head: logits}) per chunk for the heads in ``names``, computed in
+        per-call scratch (never the training caches), so concurrent calls are safe, and
+        under the weights lock, so a fit in another thread is seen between its steps. The
+        arrays are reused for the next chunk."""
+        step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+        heads = self.heads
+        scratch = {name: [Workspace() for _ in heads[name]] for name in names}
+        trunk_scratch = [Workspace() for _ in self.trunk]
+        with self._weights_lock.reading:     # a fit in another thread: between its steps
+            for start in range(0, len(X), step):
+                features = _infer(self.trunk, X[start:start + step], self.backend,
+                                  trunk_scratch)
+                yield start, {name: _infer(heads[name], features, self.backend, scratch[name])
+                              for name in names}
+
+    def _collect(self, X, batch_size: Optional[int],
+                 transforms: Dict[str, Callable[[np.ndarray], np.ndarray]]) -> Targets:
+        """``{head: transform(logits)}`` over all chunks; single-column results are 1-D."""
+        X = as_features(X, "X", self.input_dim, self.dtype)
+        parts: Dict[str, list] = {name: [] for name in transforms}
+        for _, logits in self._chunk_logits(X, batch_size, list(transforms)):
+            for name, transform in transforms.items():
+                parts[name].append(transform(logits[name]))
+        results = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        return {name: result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
+                for name, result in results.items()}
+
+    @suggest_keywords
+    def predict(self, X, *, batch_size: Optional[int] = None) -> Targets:
+        """``{head: predictions}``: class labels (n,) (values of the head's ``classes_``)
+        for softmax cross-entropy heads and single-output binary cross-entropy heads, 0/1
+        (n, k) for multilabel ones, values for MSE; (n,) for a single output, else (n, k),
+        as :meth:`fastmlp.Sequential.predict` gives them."""
+        indices = self._collect(X, batch_size, {name: loss.predict
+                                                for name, loss in self._loss_of.items()})
+        return {name: self._loss_of[name].labels(predicted, self._classes[name])
+                for name, predicted in indices.items()}
+
+    @suggest_keywords
+    def predict_proba(self, X, *, batch_size: Optional[int] = None) -> Targets:
+        """``{head: probabilities}`` for the classification heads (softmax rows, or sigmoid
+        outputs as :meth:`fastmlp.Sequential.predict_proba`); ValueError if every head
+        uses mse."""
+        classifiers = [name for name, loss in self._loss_of.items() if loss.classifier]
+        if not classifiers:
+            used = " or ".join(repr(loss) for loss in sorted(set(self.losses.values())))
+            raise ValueError(f"predict_proba needs a classification head; every head uses "
+                             f"{used} ({list(self.head_names)}): use predict")
+        return self._collect(X, batch_size, {name: self._probabilities(name)
+                                             for name in classifiers})
+
+    def _probabilities(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        def transform(logits: np.ndarray) -> np.ndarray:
+            proba = np.empty_like(logits)
+            self.backend.output(self._loss_of[name].kernel, logits, proba)
+            return proba
+        return transform
+
+    @suggest_keywords
+    def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
+        """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
+        over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
+        return self._evaluate(*self._prepare(X, targets, learn_classes=False), batch_size)
+
+    def _evaluate(self, X: np.ndarray, targets: Targets,
+                  batch_size: Optional[int] = None) -> Dict[str, float]:
+        totals = self._new_totals()
+        for start, chunk in self._chunk_logits(X, batch_size, self.head_names):
+            for name, logits in chunk.items():
+                Y = targets[name][start:start + len(logits)]
+                totals[name].add(logits, Y, self.backend.loss(self._loss_of[name].kernel, logits, Y,
+                                                              None, 1.0))
+        record = self._head_record(totals)
+        return {"loss": record.pop("data_loss"), **record}
+
+
+# ------------------------------------------------------------------ helpers
+def _matching(mapping, name: str, heads: Sequence[str]) -> dict:
+    """``mapping`` as a dict with exactly one entry per head (ValueError naming the
+    missing and extra keys)."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{name} must be a dict {{head name: ...}} with the keys "
+                        f"{list(heads)}; got {type(mapping).__name__}")
+    missing = [key for key in heads if key not in mapping]
+    extra = [key for key in mapping if key not in heads]
+    if missing or extra:
+        raise ValueError(f"{name} must have one entry per head {list(heads)}; missing "
+                         f"{missing}, extra {extra}")
+    return {key: mapping[key] for key in heads}
+
+
+def _check_head_names(heads) -> List[str]:
+    if not isinstance(heads, Mapping):
+        raise TypeError(f"heads must be a dict {{name: [layers]}}; got {type(heads).__name__}")
+    if not heads:
+        raise ValueError("heads must hold at least one head; got an empty dict")
+    for name in heads:
+        if not isinstance(name, str):
+            raise TypeError(f"heads' names must be strings; got {name!r}")
+        if not name or name == "trunk":
+            raise ValueError(f"heads' names must be non-empty and not 'trunk'; got {name!r}")
+    return list(heads)
+
+
+def _check_structure(trunk, heads: Mapping, losses: Dict[str, str]):
+    """The layers in buffer order (trunk, then each head) and each part's slice of them.
+
+    Each head's path (trunk then head) must be fresh layers whose last activation gives
+    logits for the head's loss (:func:`fastmlp.model.sequential._check_layers`; its ``layers[i]``
+    counts the trunk's layers first); no layer may appear in two heads."""
+    if not isinstance(trunk, (list, tuple)):
+        raise TypeError(f"trunk must be a list of layers (possibly empty); got "
+                        f"{type(trunk).__name__}")
+    layers, spans = list(trunk), {"trunk": slice(0, len(trunk))}
+    for name, head in heads.items():
+        if not isinstance(head, (list, tuple)):
+            raise TypeError(f"heads[{name!r}] must be a list of layers; got "
+                            f"{type(head).__name__}")
+        if not head:
+            raise ValueError(f"heads[{name!r}] must hold at least one layer (its output "
+                             "layer); got an empty list")
+        where = f"trunk + heads[{name!r}]" if trunk else f"heads[{name!r}]"
+        try:
+            _check_layers([*trunk, *head], get_loss(losses[name]))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        for i, layer in enumerate(head):
+            if any(layer is other for other in layers):
+                raise ValueError(f"heads[{name!r}][{i}] is also part of another head; create "
+                                 "a new layer for every place in every model")
+        spans[name] = slice(len(layers), len(layers) + len(head))
+        layers += head
+    return tuple(layers), spans
+
+
+def _forward_train(layers: Sequence[Layer], x: np.ndarray, backend, step: int) -> np.ndarray:
+    """Training-mode forward through the layers' own caches at training step ``step``."""
+    for layer in layers:
+        layer.step = step
+        x = layer.forward(backend, x, layer._cache, True)
+    return x
+
+
+def _backward_through(layers: Sequence[Layer], grad: np.ndarray, backend,
+              need_dx: bool) -> Optional[np.ndarray]:
+    """Backward through ``layers`` from their output's gradient; the input's gradient
+    when ``need_dx``, else None."""
+    for i in reversed(range(len(layers))):
+        grad = layers[i].backward(backend, grad, need_dx=i > 0 or need_dx)
+    return grad if need_dx else None
+
+
+def _infer(layers: Sequence[Layer], x: np.ndarray, backend,
+           workspaces: Sequence[Workspace]) -> np.ndarray:
+    """Inference-mode forward in the given per-call workspaces (one per layer)."""
+    for layer, workspace in zip(layers, workspaces):
+        x = layer.forward(backend, x, workspace, False)
+    return x
+
+
+def _infer_all(layers: Sequence[Layer], X: np.ndarray, backend) -> np.ndarray:
+    """The inference output of ``layers`` for all of X, in chunks of INFERENCE_BATCH."""
+    if not layers:
+        return X
+    workspaces = [Workspace() for _ in layers]
+    return np.concatenate([_infer(layers, X[start:start + INFERENCE_BATCH], backend,
+                                  workspaces).copy()
+                           for start in range(0, len(X), INFERENCE_BATCH)])
+
+
+def _fit_arguments(epochs, batch_size, shuffle, verbose, callbacks, learning_rate):
+    """fit's scalar arguments checked as :func:`fastmlp.train.loop.fit` checks them."""
+    return (check_epochs(epochs),
+            None if batch_size is None else check_int(batch_size, "batch_size"),
+            check_bool(shuffle, "shuffle"), check_verbose(verbose),
+            check_callbacks(callbacks),
+            None if learning_rate is None else check_learning_rate(learning_rate))
+
+
+def _run_epochs(model, epochs: int, history: History, optimizer: Optimizer, callbacks,
+                progress: EpochProgress, n_samples: int,
+                train_epoch: Callable[[int], Dict[str, float]],
+                validate: Callable[[], Dict[str, float]]) -> None:
+    """The epoch loop of :func:`fastmlp.train.loop.fit`: callbacks around each epoch, the
+    record ``train_epoch(epoch)`` completed with "loss" = data_loss + penalty, "lr" and
+    ``validate()``'s values, appended to ``history``; stops when a callback sets
+    ``model.stop_training``."""
+    model.stop_training = False
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    # A diverging model overflows; the loss check reports it, not NumPy's warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(1, epochs + 1):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            progress.start_epoch(epoch)
+            started = time.perf_counter()
+            record = train_epoch(epoch)
+            samples_per_s = n_samples / (time.perf_counter() - started)
+            record.update(loss=record["data_loss"] + record["penalty"],
+                          lr=optimizer.last_learning_rate)
+            optimizer.end_epoch()
+            record.update(validate())
+            logs = {key: record[key] for key in history.history}
+            history.append(logs)
+            progress.end_epoch(epoch, logs, samples_per_s)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, dict(logs))
+            if model.stop_training:
+                break
+    for callback in callbacks:
+        callback.on_train_end()

@@ -1,0 +1,655 @@
+"""Sequential: a stack of layers whose parameters share one flat buffer."""
+from __future__ import annotations
+
+import math
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._keywords import suggest_keywords
+from .._memory import check_memory
+from .._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
+                           check_lengths, check_sample_weight, check_seed)
+from ..backends import get_backend
+from ..backends.base import WeightsLock
+from ..nn.layers import Layer, Normalization, Workspace
+from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
+from ..nn.metrics import PassTotals, weight_total
+from ..nn.regularizers import check_regularizer
+from ..train import fused as _fused, loop as _training
+from ..train.history import History
+from ..io import onnx, torch
+from . import modelfile
+
+INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=None
+# Arrays of the parameters' size a model trains with: the parameters, their gradients and
+# the state of a typical optimizer (Adam's m and v); checked against the memory available.
+MODEL_COPIES = 4
+# The model's thread locks and their holder (FlatParameters._exclusive, _weights_lock):
+# never pickled or copied.
+_LOCKS = ("_fit_lock", "_holder", "_holder_thread", "_weights_lock_")
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    name: str
+    activation: str
+    output_shape: Tuple[Optional[int], int]
+    params: int
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The model's layers with output shapes and parameter counts; prints as a table."""
+
+    layers: Tuple[LayerSummary, ...]
+    total_params: int
+    loss: str
+    dtype: str
+    backend: str
+    state_values: int = 0   # non-trainable state (BatchNorm running averages, ...)
+
+    def __str__(self) -> str:
+        width = max([22] + [len(_label(s)) + 2 for s in self.layers])
+        header = f"{'layer':<{width}}{'output shape':<16}{'params':>10}"
+        rule = "-" * len(header)
+        rows = [f"{_label(s):<{width}}{str(s.output_shape):<16}{s.params:>10,}"
+                for s in self.layers]
+        state = [f"non-trainable state: {self.state_values:,}"] if self.state_values else []
+        return "\n".join([header, rule, *rows, rule,
+                          f"total params: {self.total_params:,}", *state,
+                          f"loss: {self.loss}, dtype: {self.dtype}, backend: {self.backend}"])
+
+    __repr__ = __str__
+
+
+def _label(s: LayerSummary) -> str:
+    return f"{s.name} ({s.activation})" if s.activation else s.name
+
+
+def build_chain(layers: Sequence[Layer], dim: int, where: str) -> List[int]:
+    """Build ``layers`` one after another from input width ``dim`` (``where`` names them
+    in errors); returns their parameter counts."""
+    sizes = []
+    for i, layer in enumerate(layers):
+        out = layer.build(dim)
+        if not isinstance(out, (int, np.integer)) or out < 1:
+            raise ValueError(f"{where}[{i}].build({dim}) must return the output width, an "
+                             f"int >= 1; got {out!r}")
+        dim = layer.output_dim = int(out)
+        sizes.append(check_int(layer.count_params(), f"{where}[{i}].count_params()",
+                               minimum=0))
+    return sizes
+
+
+class FlatParameters:
+    """What Sequential and MultiTask share: every layer's parameters live in one flat
+    buffer of the model's dtype (``self.layers`` in the buffer's order; each layer's
+    arrays are views into it), so one optimizer step updates them all; the views are
+    read-only between the library's writes (``_writing_params``), which the weights'
+    version counts."""
+
+    def _bind_flat(self, sizes: List[int], rng: np.random.Generator) -> None:
+        """Allocate the flat parameter and gradient buffers for layers of ``sizes``
+        parameters, bind each layer's slice and initialize it (in order, from ``rng``),
+        then lock the views. Refused (ValueError with the sizes) when they and a typical
+        optimizer's state would not fit in the memory available."""
+        total = sum(sizes)
+        check_memory(MODEL_COPIES * total * self.dtype.itemsize,
+                     f"a model of {total:,} {self.dtype.name} parameters (per layer: {sizes}), "
+                     "with its gradients and an optimizer's state (2 more copies for Adam),",
+                     "check input_dim and the layers' units")
+        try:
+            self._params = np.zeros(total, self.dtype)
+            self._grads = np.zeros_like(self._params)
+        except (MemoryError, ValueError) as exc:     # NumPy: "maximum dimension exceeded"
+            raise ValueError(f"the model's {total:,} parameters (per layer: {sizes}) cannot be "
+                             f"allocated ({exc}); check input_dim and the layers' units") from None
+        offsets = np.cumsum([0] + list(sizes))
+        for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
+            layer.index, layer.seed = i, self.seed % 2 ** 64
+            layer.bind(self._params[start:stop], self._grads[start:stop])
+            layer.initialize(rng)
+        self._weights_version = 0
+        self._writers = 0              # open _writing_params blocks
+        self._set_params_writeable(False)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
+        state.pop("_param_views", None)          # views; found again after unpickling
+        for lock in _LOCKS:                      # a copy is free: new locks on demand
+            state.pop(lock, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling gives every array its own memory: bind the layers to the flat
+        buffers again (keeping their state), so they are views, as in a built model.
+        (copy.copy comes here too, with layers that still view the buffer: left alone.)
+        A large buffer comes back as a view of the pickle's bytes, which can be made
+        read-only but never writeable again: the model gets a buffer of its own."""
+        params = state["_params"]
+        if params.base is not None:
+            state = {**state, "_params": params.copy()}
+        self.__dict__.update(state)
+        self._writers = 0
+        offset = 0
+        for layer in self.layers:
+            size, kept = layer.count_params(), layer.get_state()
+            views = layer.parameters()
+            if views and not np.may_share_memory(views[0], self._params):
+                layer.bind(self._params[offset:offset + size], self._grads[offset:offset + size])
+                if kept:
+                    layer.set_state(kept)
+            offset += size
+        self._set_params_writeable(False)
+
+    # ----------------------------------------------------------- other threads
+    @contextmanager
+    def _exclusive(self, what: str, *, from_fit: bool):
+        """Run ``what`` (fit, set_weights, ...) holding the model's fit lock, taken
+        without waiting: RuntimeError while another thread holds it (a fit there), so two
+        writers never race. A call from inside the holder's own thread (a fit's callback)
+        runs when ``from_fit`` allows it, else is a RuntimeError too (a fit inside a fit)."""
+        if self.__dict__.get("_holder_thread") == threading.get_ident():
+            if not from_fit:
+                raise RuntimeError(f"{what}: {self._holder} is running on this model in this "
+                                   "thread (a callback?); call it after fit returns")
+            yield
+            return
+        lock = self.__dict__.setdefault("_fit_lock", threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: {self.__dict__.get('_holder', 'fit')} is running on "
+                               "this model in another thread; wait for it to finish (or use "
+                               "a copy: copy.deepcopy(model))")
+        self._holder, self._holder_thread = what, threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder_thread = None
+            lock.release()
+
+    @property
+    def _weights_lock(self):
+        """The lock a training step holds (``writing``) while it changes the weights and
+        layer state, and a per-op predict (``reading``) while it reads them: the backend's
+        ``weights_lock()`` (the native one's is shared with its fused paths), else
+        :class:`.backends.base.WeightsLock`. Created at the first use, never copied."""
+        lock = self.__dict__.get("_weights_lock_")
+        if lock is None:
+            factory = getattr(self.backend, "weights_lock", WeightsLock)
+            lock = self.__dict__.setdefault("_weights_lock_", factory())
+        return lock
+
+    # ----------------------------------------------------------- weight writes
+    @property
+    def weights_version(self) -> int:
+        """How many times the library has written the weights (each fit epoch,
+        set_weights, ...); a cache of anything computed from them keys on it."""
+        return self._weights_version
+
+    def _param_arrays(self) -> List[np.ndarray]:
+        """The flat parameter buffer, then every array attribute of a layer that views it
+        (found once: the layers bind their views when the model is built or unpickled)."""
+        arrays = self.__dict__.get("_param_views")
+        if arrays is None:
+            views = [value for layer in self.layers for value in vars(layer).values()
+                     if isinstance(value, np.ndarray) and value.base is not None
+                     and np.may_share_memory(value, self._params)]
+            arrays = self._param_views = [self._params, *views]
+        return arrays
+
+    def _set_params_writeable(self, writeable: bool) -> None:
+        arrays = self._param_arrays()          # the buffer first: a view can only be made
+        for array in arrays if writeable else reversed(arrays):   # writeable after it
+            array.flags.writeable = writeable
+
+    def _weights_written(self) -> None:
+        """A writer bound while the views were writeable (the fused trainer) has changed
+        the weights: count it, as the end of a _writing_params block does."""
+        self._weights_version += 1
+
+    @contextmanager
+    def _writing_params(self):
+        """The library's only way to write the weights: the views are writeable inside,
+        read-only again afterwards, and the weights' version goes up (reentrant: the
+        outermost block decides)."""
+        if self._writers == 0:
+            self._set_params_writeable(True)
+        self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0:
+                self._set_params_writeable(False)
+                self._weights_version += 1
+
+    # ------------------------------------------------------ weights in and out
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of every layer's parameters then its state, layer by layer in the
+        model's order (``layers``; MultiTask: the trunk's, then each head's in ``heads``
+        order):
+        ``[W1, b1, W2, b2, ...]`` for Dense-only models; Maxout gives W (units, k, n_in),
+        b (units, k); BatchNorm gamma, beta, running_mean, running_var; Normalization
+        mean, std; Dropout nothing."""
+        return [np.array(array, copy=True) for array in self._views()]
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
+        after checking the count, every shape and finiteness; nothing changes on error.
+        RuntimeError while fit runs on the model in another thread."""
+        with self._exclusive("set_weights", from_fit=True):
+            self._write_weights(self._checked_weights(weights))
+
+    def _checked_weights(self, weights) -> List[np.ndarray]:
+        """``weights`` as arrays of the model's dtype in :meth:`get_weights`' shapes."""
+        views = self._views()
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
+        if len(weights) != len(views):
+            raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
+                             f"{len(self.layers)} layers; got {len(weights)}")
+        return [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
+                for i, (w, view) in enumerate(zip(weights, views))]
+
+    def _write_weights(self, arrays: List[np.ndarray]) -> None:
+        """Each layer's parameters, then its state, from checked ``arrays`` in order."""
+        position = 0
+        with self._writing_params():
+            for layer in self.layers:
+                n_params, n_state = len(layer.parameters()), len(layer.get_state())
+                for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
+                    np.copyto(view, array)
+                position += n_params
+                if n_state:
+                    layer.set_state(arrays[position:position + n_state])
+                position += n_state
+
+    @suggest_keywords
+    def summary(self, print_fn: Callable[[str], None] = print) -> None:
+        """Print the table of layers, output shapes and parameter counts, as Keras does:
+        ``print_fn`` is called with each line (e.g. ``logging.info``). Returns None, so
+        the REPL shows the table once; :meth:`describe` returns it as a
+        :class:`ModelSummary` to inspect."""
+        for line in str(self.describe()).splitlines():
+            print_fn(line)
+
+    @property
+    def training_step(self) -> int:
+        """Training steps taken by every fit so far (Dropout's mask counter)."""
+        return self._step
+
+    @property
+    def n_params(self) -> int:
+        return self._params.size
+
+    @property
+    def optimizer(self):
+        """The optimizer kept from the latest fit (None before the first), with its
+        state: ``model.optimizer.state_dict()`` saves it."""
+        return self._optimizer
+
+    def _views(self) -> List[np.ndarray]:
+        return [view for layer in self.layers
+                for view in (*layer.parameters(), *layer.get_state())]
+
+    def _regularizer_of(self, layer):
+        return layer.regularizer if layer.regularizer is not None else self.regularizer
+
+    def _penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
+        """The weight penalty at the current weights; with add_gradient its gradient is
+        added to ``_grads`` (call after the backward pass). n_samples is the training
+        set's size, batch_size the step's (for scale="batch")."""
+        penalty = 0.0
+        for layer in self.layers:
+            regularizer = self._regularizer_of(layer)
+            if regularizer is None:
+                continue
+            pairs = layer.penalized()
+            if not add_gradient:
+                pairs = [(w, np.zeros_like(dw)) for w, dw in pairs]
+            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size)
+        return penalty
+
+
+class Sequential(FlatParameters):
+    """A feed-forward network of layers trained on one loss.
+
+    ``Sequential(layers, *, input_dim, loss="softmax_cross_entropy", backend="native",
+    dtype="float32", seed=None, regularizer=None)``. ``layers`` are
+    :class:`fastmlp.layers.Layer` instances (Dense, Maxout, Dropout, BatchNorm,
+    Normalization or your own). The last layer with an activation outputs logits; the
+    loss applies the softmax or sigmoid itself (docs/conventions.md). All parameters live in one
+    contiguous array of ``dtype`` (each layer's arrays are views into it), so one
+    optimizer step updates the whole model. ``seed=None`` draws a seed from the OS,
+    recorded in ``model.seed``. ``regularizer`` (:mod:`fastmlp.regularizers`) penalizes
+    the weights of every layer that has weights and no regularizer of its own.
+    Public methods convert X and y to the model's dtype once (lists and pandas
+    DataFrames/Series of numeric columns are accepted). Classifiers take class labels of
+    any kind (numbers, strings) and keep them as :attr:`classes_`.
+
+    ``training_step`` counts the training steps (batches) of every fit so far; Dropout's
+    masks depend on it, so two fits of one epoch equal one fit of two.
+
+    The parameter views (``layer.W``, ``layer.b``, ...) are read-only: fit, set_weights
+    and load change the weights, so that the fused predictor, which keeps a packed copy,
+    always sees every change (``weights_version`` counts them).
+    """
+
+    @suggest_keywords
+    def __init__(self, layers: Sequence[Layer], *, input_dim: int,
+                 loss: str = SoftmaxCrossEntropy.name, backend="native",
+                 dtype="float32", seed: Optional[int] = None, regularizer=None):
+        self.input_dim = check_int(input_dim, "input_dim")
+        self.loss = check_choice(loss, "loss", LOSSES)
+        self.dtype = check_dtype(dtype)
+        self.layers = _check_layers(layers, get_loss(self.loss))
+        self.regularizer = check_regularizer(regularizer)
+        seed = check_seed(seed)
+        self.backend = get_backend(backend)
+        self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self._step = 0
+        self._loss = get_loss(self.loss)
+        self._optimizer = None
+        self.stop_training = False  # a callback sets it to end fit after the epoch
+        self.history: Optional[History] = None   # the last fit's, kept (and saved)
+        self.metadata: Optional[dict] = None     # plain JSON data kept with it (and saved)
+        self._classes: Optional[np.ndarray] = None    # classes_ (set by the first fit)
+        self._train_cache = Workspace()
+        init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
+        self._shuffle_rng = np.random.default_rng(shuffle_seeds)
+        self._bind_flat(self._build(), np.random.default_rng(init_seeds))
+        problem = self._loss.units_problem(self.n_outputs)
+        if problem:
+            raise ValueError(f"{self.loss} {problem}")
+
+    def _build(self) -> List[int]:
+        """Build every layer (layer i's input width is layer i-1's output width); returns
+        their parameter counts."""
+        return build_chain(self.layers, self.input_dim, "layers")
+
+    def __repr__(self) -> str:
+        return (f"Sequential({list(self.layers)}, input_dim={self.input_dim}, "
+                f"loss={self.loss!r}, backend={self.backend.name!r}, "
+                f"dtype={self.dtype.name!r}, seed={self.seed})")
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].output_dim
+
+    @property
+    def classes_(self) -> Optional[np.ndarray]:
+        """The class labels of a classifier's outputs, a NumPy array: ``predict`` returns
+        them and fit, evaluate and score take them as targets. The first fit sets them
+        from its labels (once they are checked): integer labels all in 0..k-1 give
+        ``np.arange(k)`` (each output is its index; so do one-hot and multilabel
+        targets); any other labels (strings, other numbers) ``np.unique(y)``, which must
+        hold exactly k classes (two for binary_cross_entropy with one output). Later
+        fits keep them, and a label outside them is a ValueError. None before the first
+        fit (predict then returns output indices) and for mse. Assign a list of the k
+        classes before fitting to name classes missing from the first fit's labels; the
+        model file saves them."""
+        return self._classes
+
+    @classes_.setter
+    def classes_(self, classes) -> None:
+        n_classes = self._loss.n_classes(self.n_outputs)
+        if classes is not None and n_classes is None:
+            raise ValueError(f"classes_ is for classification; this model's loss is "
+                             f"{self.loss!r}")
+        self._classes = None if classes is None else check_classes(classes, n_classes)
+
+    def describe(self) -> ModelSummary:
+        """Layers, output shapes and parameter counts as a :class:`ModelSummary` (what
+        :meth:`summary` prints)."""
+        rows = tuple(LayerSummary(f"{layer.kind}_{i}", layer.describe(),
+                                  (None, layer.output_dim), layer.count_params())
+                     for i, layer in enumerate(self.layers))
+        state = sum(int(np.size(s)) for layer in self.layers for s in layer.get_state())
+        return ModelSummary(rows, self.n_params, self.loss, self.dtype.name, self.backend.name,
+                            state)
+
+    # ---------------------------------------------------------------- training
+    # fit(X, y, *, epochs, batch_size=32, learning_rate=None, ...) is
+    # fastmlp.train.loop.fit with the model as ``self``: help(model.fit) lists every argument.
+    fit = _training.fit
+
+    def _prepare(self, X, y, x_name: str = "X", y_name: str = "y", *,
+                 learn_classes: bool = True):
+        """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),
+        both C-contiguous in the model's dtype. Class labels map through ``classes_``;
+        a model without them learns them from y (kept when ``learn_classes``, as fit
+        does)."""
+        X = as_features(X, x_name, self.input_dim, self.dtype)
+        Y, classes = self._loss.targets(y, y_name, self.n_outputs, self.dtype, self._classes)
+        check_lengths(X, Y, x_name, y_name)
+        if learn_classes:
+            self._classes = classes
+        return X, Y
+
+    def _forward_train(self, X: np.ndarray) -> np.ndarray:
+        """Training-mode forward through every layer's own cache, at the current step."""
+        out = X
+        for layer in self.layers:
+            layer.step = self._step
+            out = layer.forward(self.backend, out, layer._cache, True)
+        return out
+
+    def _loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
+                       weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+        """Forward through the training caches, the summed loss, and (if it is finite)
+        the gradient of the mean loss into ``_grads``. Returns (loss sum, logits).
+
+        With ``weights`` (m,) the loss sum is ``sum_i w_i loss_i`` and the gradient that of
+        the weighted mean ``sum_i w_i loss_i / sum_i w_i`` (zero if every weight is 0),
+        the weights summed in ascending order in double (:func:`.metrics.weight_total`)."""
+        logits = self._forward_train(X)
+        grad = self._train_cache.get("grad", logits.shape, self.dtype)
+        if weights is None:
+            loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad, 1.0 / len(X))
+        else:
+            total = weight_total(weights)
+            loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad,
+                                         1.0 / total if total > 0 else 0.0, weights=weights)
+        if math.isfinite(loss_sum):
+            for i in reversed(range(len(self.layers))):
+                grad = self.layers[i].backward(self.backend, grad, need_dx=i > 0)
+        return loss_sum, logits
+
+    def _adapt(self, X: np.ndarray) -> None:
+        """Adapt every Normalization layer not adapted yet to the data as it reaches it."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Normalization) and not layer.adapted:
+                inputs = X
+                if i:
+                    workspaces = [Workspace() for _ in range(i)]
+                    chunks = []
+                    for start in range(0, len(X), INFERENCE_BATCH):
+                        out = X[start:start + INFERENCE_BATCH]
+                        for before, ws in zip(self.layers[:i], workspaces):
+                            out = before.forward(self.backend, out, ws, False)
+                        chunks.append(out.copy())
+                    inputs = np.concatenate(chunks)
+                layer.adapt(inputs)
+
+    # --------------------------------------------------------------- inference
+    def _logits(self, X: np.ndarray, batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
+        """(start row, logits) per chunk, computed in per-call scratch (never the training
+        caches), so concurrent calls from several threads are safe. The logits array is
+        reused for the next chunk."""
+        step = _chunk_rows(batch_size, len(X))
+        workspaces = [Workspace() for _ in self.layers]
+        with self._weights_lock.reading:     # a fit in another thread: between its steps
+            for start in range(0, len(X), step):
+                out = X[start:start + step]
+                for layer, workspace in zip(self.layers, workspaces):
+                    out = layer.forward(self.backend, out, workspace, False)
+                yield start, out
+
+    def _predictor(self):
+        """The fused inference path (:func:`fastmlp.train.fused.predictor`) or None: models of
+        the built-in layers on the native backend, unless the fused switch is off."""
+        return _fused.predictor(self) if _training._FUSED else None
+
+    def _chunk_logits(self, X: np.ndarray,
+                      batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
+        """(start row, logits) per chunk as :meth:`_logits`; on the fused path all logits
+        come from one C++ call and are handed out in the same chunks."""
+        fused = self._predictor()
+        if fused is None:
+            yield from self._logits(X, batch_size)
+            return
+        step = _chunk_rows(batch_size, len(X))
+        logits = fused.run(X, 0, step)
+        for start in range(0, len(X), step):
+            yield start, logits[start:start + step]
+
+    def _collect(self, X, batch_size: Optional[int], transform, mode: int) -> np.ndarray:
+        """``transform(logits)`` over all chunks; single-column results come back 1-D.
+
+        On the fused path one GIL-released C++ call computes every chunk and the result
+        (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
+        fused = self._predictor()
+        X = as_features(X, "X", self.input_dim, self.dtype)
+        if fused is not None:
+            step = _chunk_rows(batch_size, len(X))
+            result = fused.run(X, mode, step)
+        else:
+            result = np.concatenate([transform(logits)
+                                     for _, logits in self._logits(X, batch_size)])
+        return result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
+
+    @suggest_keywords
+    def predict(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
+        """Class labels (n,), values of ``classes_``, for softmax cross-entropy and for
+        binary cross-entropy with one output; 0/1 (n, k) for binary cross-entropy with k
+        outputs; values for MSE. A single-output model returns shape (n,), otherwise
+        (n, k). Before the first fit (no ``classes_``) classes are output indices."""
+        return self._loss.labels(self._collect(X, batch_size, self._loss.predict, 2),
+                                 self._classes)
+
+    @suggest_keywords
+    def predict_proba(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
+        """Class probabilities: softmax rows (n, k) for softmax cross-entropy, column j
+        for ``classes_[j]``; sigmoid outputs for binary cross-entropy, (n,) for a single
+        output (the probability of ``classes_[1]``), else (n, k). Classification losses
+        only (ValueError for mse)."""
+        if not self._loss.classifier:
+            raise ValueError(f"predict_proba needs a classification loss; this model's loss "
+                             f"is {self.loss!r}: use predict")
+        return self._collect(X, batch_size, self._probabilities, 1)
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        proba = np.empty_like(logits)
+        self.backend.output(self._loss.kernel, logits, proba)
+        return proba
+
+    @suggest_keywords
+    def evaluate(self, X, y, *, batch_size: Optional[int] = None, sample_weight=None) -> dict:
+        """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y), y as fit takes
+        it (labels of ``classes_``; a label outside them is a ValueError). The loss is the
+        data loss (no penalty). With ``sample_weight`` (n,) the loss is the weighted mean
+        ``sum w_i loss_i / sum w_i``; the metric stays unweighted."""
+        X, Y = self._prepare(X, y, learn_classes=False)
+        weights = None if sample_weight is None else check_sample_weight(
+            sample_weight, len(X), self.dtype)
+        return self._evaluate(X, Y, batch_size, weights)
+
+    def _evaluate(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
+                  weights: Optional[np.ndarray] = None) -> dict:
+        totals = PassTotals(self._loss.metric())
+        for start, logits in self._chunk_logits(X, batch_size):
+            stop = start + len(logits)
+            targets = Y[start:stop]
+            if weights is None:
+                totals.add(logits, targets,
+                           self.backend.loss(self._loss.kernel, logits, targets, None, 1.0))
+            else:
+                w = weights[start:stop]
+                totals.add(logits, targets,
+                           self.backend.loss(self._loss.kernel, logits, targets, None, 1.0,
+                                             weights=w),
+                           float(w.sum(dtype=np.float64)))
+        result = totals.result()
+        return {"loss": result.pop("data_loss"), **result}
+
+    @suggest_keywords
+    def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
+        """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
+        return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
+
+    @suggest_keywords
+    def save(self, path, *, metadata: Optional[dict] = None) -> None:
+        """Write the model to ``path`` in fastmlp's model file format (no pickle; the
+        write is atomic). Read it back with :func:`fastmlp.load`. ``metadata``, a dict of
+        plain JSON values (None: ``self.metadata``), is stored in the file and comes back
+        as the loaded model's ``metadata``."""
+        modelfile.save_model(self, path, metadata=metadata)
+
+    # The checkpoint protocol the fit loop (fastmlp.train.checkpoint) uses: a checkpoint is
+    # a model file with the fit's position, written and read by the model's own codec.
+    def check_saveable(self) -> None:
+        """TypeError (ValueError for the metadata), naming it, for a part of this model a
+        model file cannot hold."""
+        modelfile.check_saveable(self)
+
+    def write_checkpoint(self, path: str, history: History, data: dict) -> None:
+        """Write this model with the running fit's ``history`` and ``data`` to ``path``."""
+        modelfile.save_checkpoint(self, path, history, data)
+
+    @classmethod
+    def read_checkpoint(cls, path, *, backend=None) -> Tuple["Sequential", Optional[dict]]:
+        """(model, data) of a checkpoint (data None for a plain model file)."""
+        return modelfile.read_checkpoint(path, cls, backend=backend)
+
+    def architecture(self) -> dict:
+        """What builds this model again, as the model file records it."""
+        return modelfile.architecture(self)
+
+    @suggest_keywords
+    def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
+        """Export the inference graph (logits to probabilities) to an ONNX file; needs the
+        ``onnx`` extra."""
+        onnx.export_onnx(self, path, opset=opset)
+
+    def to_torch(self):
+        """A ``torch.nn.Sequential`` with this model's weights; needs PyTorch."""
+        return torch.to_torch(self)
+
+
+def _chunk_rows(batch_size: Optional[int], n: int) -> int:
+    """Rows per inference chunk: batch_size (None: INFERENCE_BATCH), at most the n rows
+    (so any large batch size means one chunk)."""
+    step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+    return min(step, max(n, 1))
+
+
+def _check_layers(layers, loss) -> Tuple[Layer, ...]:
+    """A non-empty sequence of fresh layers whose last one with an activation outputs
+    logits for ``loss`` (a loss object, :func:`fastmlp.nn.losses.get_loss`)."""
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a list of layers (fastmlp.layers.Layer); got "
+                        f"{type(layers).__name__}")
+    if not layers:
+        raise ValueError("layers must hold at least one layer; got an empty list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers[{i}] must be a layer (fastmlp.layers.Layer, e.g. Dense); "
+                            f"got {type(layer).__name__}")
+        if not hasattr(layer, "_cache"):
+            raise TypeError(f"layers[{i}] ({type(layer).__name__}) was not initialized as a "
+                            "Layer: call super().__init__() in its __init__")
+        if layer.input_dim is not None or any(layer is other for other in layers[:i]):
+            raise ValueError(f"layers[{i}] already belongs to a model (or appears twice); "
+                             "create a new layer for every place in every model")
+    last = next((layer for layer in reversed(layers) if layer.activation is not None), None)
+    if last is not None and last.activation == "sigmoid" and loss.output_activation != "identity":
+        raise ValueError(f"the last layer's activation is 'sigmoid' but {loss.name} applies the "
+                         "sigmoid/softmax itself to the logits: the last layer must output "
+                         "logits, so leave its activation as None ('linear')")
+    return tuple(layers)
+

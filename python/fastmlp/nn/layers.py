@@ -1,0 +1,596 @@
+"""Layers and the Layer protocol.
+
+A model's parameters live in one flat buffer (and its gradients in another); every layer
+takes views into both. Subclass :class:`Layer` to write your own; a custom layer runs on
+the same Python loop as the built-in ones, on either backend. The protocol, in the order
+the model calls it:
+
+``build(input_dim) -> output_dim``
+    Called once, when the layer joins a model; sets ``input_dim``/``output_dim`` and
+    anything that depends on them. Afterwards ``count_params()`` is the number of
+    trainable values the layer takes from the flat buffer.
+``bind(params, grads)``
+    ``params`` and ``grads`` are the layer's slices (length ``count_params()``, the
+    model's dtype) of the flat buffers: keep views into them (``self.dtype`` is set).
+``initialize(rng)``
+    Fill the parameters (a ``numpy.random.Generator`` seeded from the model's seed)
+    and reset the state.
+``forward(backend, x, workspace, training) -> y``
+    ``x`` is (m, input_dim); return y (m, output_dim), computed with ``backend`` (or
+    NumPy) into arrays of ``workspace.get(name, shape, dtype)``. With ``training=True``
+    (the fit loop; ``workspace`` is the layer's own training cache) keep on ``self``
+    what ``backward`` needs. With ``training=False`` (inference) never write to ``self``:
+    the workspace is per call, so predict stays safe from several threads.
+``backward(backend, dy, need_dx) -> dx``
+    ``dy`` already carries the 1/m of the mean loss. Write the parameter gradients
+    into the gradient views (overwrite, do not accumulate) and return dx, or None
+    when ``need_dx`` is False.
+``parameters()`` / ``gradients()``
+    Lists of the views (same order, same shapes); ``parameter_names()`` names them.
+``get_state()`` / ``set_state(arrays)``
+    Non-trainable state (BatchNorm's running averages, Normalization's statistics) as
+    a list of arrays; empty by default. The built-in layers name them in
+    ``state_names`` and give their shapes, known after ``build``, by ``state_shapes()``.
+``penalized()``
+    [(W, dW), ...] flat views that a weight regularizer applies to (weights, never
+    biases); empty by default. ``regularizer`` overrides the model's for this layer.
+
+The built-in layers also have ``get_config()``: their constructor's arguments, so
+``type(layer)(**layer.get_config())`` is a fresh copy (an activation object and a
+regularizer are given as the objects). ``LAYERS`` maps their class names to the classes
+(the model file, :mod:`fastmlp.model.modelfile`, saves only these).
+
+The model sets ``index`` (the layer's position), ``seed`` (model.seed mod 2**64) and,
+before every training forward, ``step`` (the model's training-step counter).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple, Type
+
+import numpy as np
+
+from . import activations, initializers
+from .._keywords import suggest_keywords
+from .._validation import as_features, as_shaped, check_int, check_nonnegative_float
+from ..backends.base import Backend
+from .regularizers import check_regularizer
+
+__all__ = ["BatchNorm", "Dense", "Dropout", "LAYERS", "Layer", "Maxout", "Normalization",
+           "Workspace", "layers_of"]
+
+
+class Workspace:
+    """Named scratch arrays, kept while their shape and dtype stay the same: a training
+    cache reallocates only when the batch size changes (the last, partial batch)."""
+
+    def __init__(self):
+        self._arrays: Dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype)
+        return array
+
+
+class Layer:
+    """Base class of every layer (see the module docstring for the protocol).
+
+    Defaults: no parameters, no state, nothing penalized, identity forward/backward
+    is *not* provided (``forward``/``backward`` must be overridden)."""
+
+    #: short name used by ``summary()`` ("dense", "dropout", ...)
+    kind = "layer"
+    #: the output activation, for the loss contract check (None: not applicable)
+    activation: Optional[str] = None
+    regularizer = None
+    #: names of the arrays get_state() returns (the built-in layers' state: one value per
+    #: input feature each)
+    state_names: Tuple[str, ...] = ()
+
+    def __init__(self):
+        self.input_dim: Optional[int] = None
+        self.output_dim: Optional[int] = None
+        self.dtype: Optional[np.dtype] = None
+        self.index = 0
+        self.seed = 0
+        self.step = 0
+        self._cache = Workspace()
+
+    # -- construction
+    def build(self, input_dim: int) -> int:
+        """Record the input width; return the output width (the same, by default)."""
+        self.input_dim = self.output_dim = input_dim
+        return self.output_dim
+
+    def count_params(self) -> int:
+        """Number of trainable values in the flat buffer (after build)."""
+        return 0
+
+    def bind(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """Keep views into the layer's slices of the flat buffers."""
+        self.dtype = params.dtype
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        pass
+
+    # -- computation
+    def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
+                training: bool) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, backend: Backend, dy: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    # -- parameters and state
+    def parameters(self) -> List[np.ndarray]:
+        return []
+
+    def gradients(self) -> List[np.ndarray]:
+        return []
+
+    def parameter_names(self) -> List[str]:
+        return [f"p{i}" for i in range(len(self.parameters()))]
+
+    def get_state(self) -> List[np.ndarray]:
+        return []
+
+    def state_shapes(self) -> List[Tuple[int, ...]]:
+        """The shapes of get_state()'s arrays, known after build (before bind): one
+        (input_dim,) vector per name in ``state_names``."""
+        return [(self.input_dim,)] * len(self.state_names)
+
+    def set_state(self, state: Sequence[np.ndarray]) -> None:
+        if len(state):
+            raise ValueError(f"{type(self).__name__} keeps no state; got {len(state)} arrays")
+
+    def penalized(self) -> List[Tuple[np.ndarray, np.ndarray]]:
+        return []
+
+    def describe(self) -> str:
+        """What summary() shows in parentheses after the layer's name."""
+        return ""
+
+    def _check_state(self, state) -> List[np.ndarray]:
+        """``state`` as arrays of ``state_shapes()`` in the layer's dtype, finite."""
+        shapes, names = self.state_shapes(), self.state_names
+        if not isinstance(state, (list, tuple)) or len(state) != len(shapes):
+            raise ValueError(f"{type(self).__name__} state must be a list of {len(shapes)} "
+                             f"arrays {list(names)}; got {state!r:.80}")
+        return [as_shaped(s, name, shape, self.dtype)
+                for s, shape, name in zip(state, shapes, names)]
+
+
+def _check_rate(rate) -> float:
+    rate = check_nonnegative_float(rate, "rate")
+    if rate >= 1:
+        raise ValueError(f"rate must satisfy 0 <= rate < 1 (the probability of dropping a "
+                         f"unit); got {rate!r}")
+    return rate
+
+
+class _Affine(Layer):
+    """What Dense and Maxout share: ``Z = X @ W2.T + b2`` over ``rows`` output columns,
+    W2 (rows, n_in) and b2 (rows,) being 2-D/1-D views of the layer's W and b.
+
+    Backward from dZ: ``dW2 = dZ^T X``, ``db2 = sum_i dZ_i`` and, if needed,
+    ``dX = dZ W2``. Subclasses set ``self.rows`` in build and shape W, b in ``_shape``.
+    """
+
+    rows = 0
+
+    def count_params(self) -> int:
+        """rows * (input_dim + 1): the weights and the biases."""
+        return self.rows * (self.input_dim + 1)
+
+    def bind(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """W, b from ``params`` (weights first, row-major, then biases); dW, db likewise."""
+        self.dtype = params.dtype
+        n_weights = self.rows * self.input_dim
+        self.W2 = params[:n_weights].reshape(self.rows, self.input_dim)
+        self.dW2 = grads[:n_weights].reshape(self.rows, self.input_dim)
+        self.b2, self.db2 = params[n_weights:], grads[n_weights:]
+        self.W, self.dW = self.W2.reshape(self._w_shape()), self.dW2.reshape(self._w_shape())
+        b_shape = self._w_shape()[:-1]
+        self.b, self.db = self.b2.reshape(b_shape), self.db2.reshape(b_shape)
+
+    def _w_shape(self) -> Tuple[int, ...]:
+        return (self.rows, self.input_dim)
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        initializers.initialize(self.init, self.W2, rng)
+        self.b.fill(0)
+
+    def _affine(self, backend: Backend, x: np.ndarray, workspace: Workspace, training: bool,
+                activation: str = "linear", param: float = 0.0) -> np.ndarray:
+        """``Z = X W2^T + b2`` and ``A = act(Z)`` in the workspace's arrays, in one pass
+        (the bias and activation in the GEMM's epilogue on the native backend); returns A
+        (which is Z for the linear activation)."""
+        z = workspace.get("z", (len(x), self.rows), x.dtype)
+        a = z if activation == "linear" else workspace.get("a", z.shape, z.dtype)
+        backend.gemm_bias_act(x, self.W2, self.b2, z, a, activations.kind(activation), param)
+        if training:
+            self._x, self._ws = x, workspace
+        return a
+
+    def _backward_linear(self, backend: Backend, dz: np.ndarray,
+                         need_dx: bool) -> Optional[np.ndarray]:
+        x = self._x
+        backend.gemm(dz, x, self.dW2, trans_a=True)
+        backend.col_sum(dz, self.db2)
+        if not need_dx:
+            return None
+        dx = self._ws.get("dx", x.shape, x.dtype)
+        backend.gemm(dz, self.W2, dx)
+        return dx
+
+    def parameters(self):
+        return [self.W, self.b]
+
+    def gradients(self):
+        return [self.dW, self.db]
+
+    def parameter_names(self):
+        return ["W", "b"]
+
+    def penalized(self):
+        return [(self.W2.reshape(-1), self.dW2.reshape(-1))]
+
+
+class Dense(_Affine):
+    """Fully-connected layer ``A = act(X @ W.T + b)`` with W (units, n_in), b (units,).
+
+    ``activation`` is a name of :data:`fastmlp.nn.activations.ACTIVATIONS` (linear, the
+    default, for None; leaky_relu's slope 0.01, elu's alpha 1.0) or an object from
+    :mod:`fastmlp.nn.activations` (``LeakyReLU(0.2)``, ``ELU(0.5)``). ``init`` is an
+    initializer name from :mod:`fastmlp.nn.initializers`; None means the activation's
+    default (he_normal for the ReLU family, glorot_uniform otherwise). Biases start at
+    zero. ``regularizer`` (:mod:`fastmlp.nn.regularizers`) penalizes W and overrides the
+    model's. W, b and their
+    gradients dW, db exist once the layer is part of a model.
+    """
+
+    kind = "dense"
+
+    @suggest_keywords
+    def __init__(self, units: int, activation=None, init: Optional[str] = None, *,
+                 regularizer=None):
+        super().__init__()
+        self.units = check_int(units, "units")
+        self._activation_arg = activation
+        self.activation, self.param = activations.resolve_with_param(activation)
+        self.init = initializers.resolve(init, self.activation)
+        self.regularizer = check_regularizer(regularizer)
+        self.W = self.b = self.dW = self.db = None
+        self._x: Optional[np.ndarray] = None
+        self._ws: Optional[Workspace] = None
+
+    def __repr__(self) -> str:
+        act = self.get_config()["activation"]
+        extra = "" if self.regularizer is None else f", regularizer={self.regularizer!r}"
+        return f"Dense({self.units}, activation={act!r}, init={self.init!r}{extra})"
+
+    def get_config(self) -> dict:
+        """units, activation (its name, or the Activation object it was given), init (the
+        resolved name), regularizer."""
+        act = self._activation_arg if isinstance(self._activation_arg, activations.Activation) \
+            else self.activation
+        return {"units": self.units, "activation": act, "init": self.init,
+                "regularizer": self.regularizer}
+
+    def build(self, input_dim: int) -> int:
+        self.input_dim, self.output_dim, self.rows = input_dim, self.units, self.units
+        return self.units
+
+    def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
+                training: bool = False) -> np.ndarray:
+        """``Z = X W^T + b`` and ``A = act(Z)`` in the workspace's arrays; returns A
+        (which is Z for a linear layer)."""
+        return self._affine(backend, x, workspace, training, self.activation, self.param)
+
+    def backward(self, backend: Backend, da: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
+        """``dZ = dA * act'(Z)``, then the affine backward (dW, db and, if needed, dX)."""
+        dz = da
+        if self.activation != "linear":
+            cache = self._ws
+            dz = cache.get("dz", da.shape, da.dtype)
+            backend.act_backward(cache.get("z", da.shape, da.dtype),
+                                 cache.get("a", da.shape, da.dtype), da, dz,
+                                 activations.kind(self.activation), self.param)
+        return self._backward_linear(backend, dz, need_dx)
+
+    def describe(self) -> str:
+        if self.param != activations.param(self.activation):
+            return f"{self.activation} {self.param:g}"
+        return self.activation
+
+
+class Dropout(Layer):
+    """Inverted dropout (docs/conventions.md): in training each unit is dropped with probability
+    ``rate`` and the kept ones are scaled by ``1 / (1 - rate)``; identity at inference.
+
+    The mask is a pure function of (model seed mod 2**64, the layer's index in the
+    model, the model's training-step counter, the element's flat index in the batch's
+    (m, n) output): ``backend.dropout_forward``, the same bits on both backends. The step
+    counter advances once per training step and carries across fits, so two fits of one
+    epoch equal one fit of two. Backward: ``dx = dy * mask``.
+    """
+
+    kind = "dropout"
+
+    @suggest_keywords
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = _check_rate(rate)
+        self._mask: Optional[np.ndarray] = None
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate!r})"
+
+    def get_config(self) -> dict:
+        return {"rate": self.rate}
+
+    def forward(self, backend, x, workspace, training=False):
+        if not training:
+            return x
+        y = workspace.get("y", x.shape, x.dtype)
+        mask = workspace.get("mask", x.shape, x.dtype)
+        backend.dropout_forward(x, y, mask, self.rate, self.seed, self.index, self.step)
+        self._mask, self._ws = mask, workspace
+        return y
+
+    def backward(self, backend, dy, need_dx):
+        if not need_dx:
+            return None
+        dx = self._ws.get("dx", dy.shape, dy.dtype)
+        backend.mul(dy, self._mask, dx)
+        return dx
+
+    def describe(self) -> str:
+        return f"rate {self.rate:g}"
+
+
+class Maxout(_Affine):
+    """Maxout (Goodfellow et al. 2013; docs/conventions.md): ``units`` outputs, each the max
+    over ``pieces`` linear pieces ``z[:, u, p] = X @ W[u, p].T + b[u, p]``.
+
+    W is (units, pieces, n_in) and b (units, pieces), in that order in the flat buffer;
+    the forward does one gemm with W viewed as (units * pieces, n_in), adds the bias,
+    then takes the max over the pieces (ties go to the lowest piece index). The gradient
+    flows only through each unit's winning piece. ``init`` defaults to he_normal
+    (fan_in = n_in; fan_out = units * pieces for the glorot ones); ``regularizer``
+    penalizes W.
+    """
+
+    kind = "maxout"
+
+    @suggest_keywords
+    def __init__(self, units: int, pieces: int = 2, init: Optional[str] = None, *,
+                 regularizer=None):
+        super().__init__()
+        self.units = check_int(units, "units")
+        self.pieces = check_int(pieces, "pieces")
+        self.init = "he_normal" if init is None else initializers.resolve(init, "linear")
+        self.regularizer = check_regularizer(regularizer)
+        self.W = self.b = self.dW = self.db = None
+
+    def __repr__(self) -> str:
+        extra = "" if self.regularizer is None else f", regularizer={self.regularizer!r}"
+        return f"Maxout({self.units}, pieces={self.pieces}, init={self.init!r}{extra})"
+
+    def get_config(self) -> dict:
+        return {"units": self.units, "pieces": self.pieces, "init": self.init,
+                "regularizer": self.regularizer}
+
+    def build(self, input_dim):
+        self.input_dim, self.output_dim = input_dim, self.units
+        self.rows = self.units * self.pieces
+        return self.units
+
+    def _w_shape(self):
+        return (self.units, self.pieces, self.input_dim)
+
+    def forward(self, backend, x, workspace, training=False):
+        z = self._affine(backend, x, workspace, training)
+        a = workspace.get("a", (len(x), self.units), x.dtype)
+        argmax = workspace.get("argmax", (len(x), self.units), np.int32)
+        backend.maxout_forward(z, a, argmax)
+        return a
+
+    def backward(self, backend, da, need_dx):
+        dz = self._ws.get("dz", (len(da), self.rows), da.dtype)
+        backend.maxout_backward(da, self._ws.get("argmax", da.shape, np.int32), dz)
+        return self._backward_linear(backend, dz, need_dx)
+
+    def describe(self) -> str:
+        return f"{self.pieces} pieces"
+
+
+class BatchNorm(Layer):
+    """Batch normalization (Ioffe & Szegedy 2015) of each feature.
+
+    Training: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` with the batch's
+    mean and biased variance (``backend.batchnorm_forward_train``), and the running
+    averages ``running = momentum * running + (1 - momentum) * batch`` (Keras'
+    convention: momentum near 1 means slow). Inference uses the running averages
+    (``backend.batchnorm_forward_infer``). gamma (ones) and beta (zeros) are trainable
+    parameters in the flat buffer; running_mean (zeros) and running_var (ones) are state.
+    The batch variance for the running average is recovered from the kernel's
+    ``inv_std`` as ``1 / inv_std**2 - eps`` in double (exact up to the rounding of
+    var + eps, the quantity inference uses).
+    """
+
+    kind = "batch_norm"
+    state_names = ("running_mean", "running_var")
+
+    @suggest_keywords
+    def __init__(self, momentum: float = 0.99, eps: float = 1e-3):
+        super().__init__()
+        self.momentum = check_nonnegative_float(momentum, "momentum")
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must satisfy 0 <= momentum < 1; got {momentum!r}")
+        self.eps = check_nonnegative_float(eps, "eps")
+        if self.eps == 0:
+            raise ValueError("eps must be > 0 (it keeps 1/sqrt(var + eps) finite)")
+        self.gamma = self.beta = self.dgamma = self.dbeta = None
+        self.running_mean = self.running_var = None
+
+    def __repr__(self) -> str:
+        return f"BatchNorm(momentum={self.momentum!r}, eps={self.eps!r})"
+
+    def get_config(self) -> dict:
+        return {"momentum": self.momentum, "eps": self.eps}
+
+    def count_params(self):
+        return 2 * self.input_dim
+
+    def bind(self, params, grads):
+        self.dtype = params.dtype
+        n = self.input_dim
+        self.gamma, self.beta = params[:n], params[n:]
+        self.dgamma, self.dbeta = grads[:n], grads[n:]
+        self.running_mean = np.zeros(n, self.dtype)
+        self.running_var = np.ones(n, self.dtype)
+
+    def initialize(self, rng):
+        self.gamma.fill(1)
+        self.beta.fill(0)
+        self.running_mean.fill(0)
+        self.running_var.fill(1)
+
+    def forward(self, backend, x, workspace, training=False):
+        y = workspace.get("y", x.shape, x.dtype)
+        if not training:
+            backend.batchnorm_forward_infer(x, self.gamma, self.beta, self.running_mean,
+                                            self.running_var, self.eps, y)
+            return y
+        n = x.shape[1]
+        xhat = workspace.get("xhat", x.shape, x.dtype)
+        mean = workspace.get("mean", (n,), x.dtype)
+        inv_std = workspace.get("inv_std", (n,), x.dtype)
+        backend.batchnorm_forward_train(x, self.gamma, self.beta, y, xhat, mean, inv_std,
+                                        self.eps)
+        inv = inv_std.astype(np.float64)
+        with np.errstate(divide="ignore", over="ignore"):
+            var = np.maximum(1.0 / (inv * inv) - self.eps, 0.0)
+        m = self.momentum
+        self.running_mean[...] = m * self.running_mean.astype(np.float64) + (1 - m) * mean
+        self.running_var[...] = m * self.running_var.astype(np.float64) + (1 - m) * var
+        self._ws = workspace
+        return y
+
+    def backward(self, backend, dy, need_dx):
+        ws = self._ws
+        n = dy.shape[1]
+        dx = ws.get("dx", dy.shape, dy.dtype)
+        backend.batchnorm_backward(dy, ws.get("xhat", dy.shape, dy.dtype), self.gamma,
+                                   ws.get("inv_std", (n,), dy.dtype), dx, self.dgamma,
+                                   self.dbeta)
+        return dx if need_dx else None
+
+    def parameters(self):
+        return [self.gamma, self.beta]
+
+    def gradients(self):
+        return [self.dgamma, self.dbeta]
+
+    def parameter_names(self):
+        return ["gamma", "beta"]
+
+    def get_state(self):
+        return [self.running_mean, self.running_var]
+
+    def set_state(self, state):
+        mean, var = self._check_state(state)
+        if (var < 0).any():
+            raise ValueError("running_var must be >= 0")
+        self.running_mean[...], self.running_var[...] = mean, var
+
+    def describe(self) -> str:
+        return f"momentum {self.momentum:g}"
+
+
+class Normalization(Layer):
+    """Standardize each input feature: ``y = (x - mean) / std`` with the training data's
+    per-feature mean and (population) standard deviation, kept as state.
+
+    ``layer.adapt(X)`` computes them (in float64, stored in the model's dtype; a zero
+    deviation becomes 1, so a constant feature maps to 0); ``fit`` adapts a layer that was
+    never adapted on its first call, from the training data as it reaches the layer.
+    Not trainable. Forward uses ``backend.batchnorm_forward_infer`` with gamma = 1,
+    beta = 0, var = std**2 and eps = 0.
+    """
+
+    kind = "normalization"
+    state_names = ("mean", "std")
+
+    def __init__(self):
+        super().__init__()
+        self.mean = self.std = None
+        self.adapted = False
+
+    def __repr__(self) -> str:
+        return "Normalization()"
+
+    def get_config(self) -> dict:
+        return {}
+
+    def bind(self, params, grads):
+        self.dtype = params.dtype
+        n = self.input_dim
+        self.mean, self.std = np.zeros(n, self.dtype), np.ones(n, self.dtype)
+        self._var, self._inv = np.ones(n, self.dtype), np.ones(n, self.dtype)
+        self._ones, self._zeros = np.ones(n, self.dtype), np.zeros(n, self.dtype)
+
+    def adapt(self, X) -> "Normalization":
+        """Set mean and std from X (n_samples, input_dim); returns the layer."""
+        if self.dtype is None:
+            raise RuntimeError("adapt needs the layer to be part of a model first "
+                               "(its input_dim and dtype come from the model)")
+        # in the model's dtype first: a value beyond its range is an error, as in fit
+        X = as_features(X, "X", self.input_dim, self.dtype).astype(np.float64)
+        std = X.std(axis=0)
+        self.set_state([X.mean(axis=0), np.where(std == 0, 1.0, std)])
+        return self
+
+    def forward(self, backend, x, workspace, training=False):
+        y = workspace.get("y", x.shape, x.dtype)
+        backend.batchnorm_forward_infer(x, self._ones, self._zeros, self.mean, self._var,
+                                        0.0, y)
+        if training:
+            self._ws = workspace
+        return y
+
+    def backward(self, backend, dy, need_dx):
+        if not need_dx:
+            return None
+        dx = self._ws.get("dx", dy.shape, dy.dtype)
+        np.multiply(dy, self._inv, out=dx)
+        return dx
+
+    def get_state(self):
+        return [self.mean, self.std]
+
+    def set_state(self, state):
+        mean, std = self._check_state(state)
+        if (std <= 0).any():
+            raise ValueError("std must be > 0")
+        self.mean[...], self.std[...] = mean, std
+        self._var[...] = std * std
+        self._inv[...] = 1 / np.sqrt(self._var)   # the forward's own factor
+        self.adapted = True
+
+
+#: the built-in layers by class name (what the model file saves and loads)
+LAYERS: Dict[str, Type[Layer]] = {cls.__name__: cls
+                                  for cls in (Dense, Dropout, Maxout, BatchNorm,
+                                              Normalization)}
+
+
+def layers_of(model) -> Tuple[Layer, ...]:
+    """``model.layers``: what the exports and the model file read of a model. TypeError
+    unless ``model`` is one (a :class:`fastmlp.Sequential`)."""
+    layers = getattr(model, "layers", None)
+    if not isinstance(layers, tuple) or not all(isinstance(layer, Layer) for layer in layers):
+        raise TypeError(f"model must be a fastmlp.Sequential; got {type(model).__name__}")
+    return layers

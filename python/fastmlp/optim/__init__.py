@@ -1,0 +1,1 @@
+"""Optimizers and learning-rate schedules: how flat parameters move given their gradients."""

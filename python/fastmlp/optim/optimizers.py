@@ -1,0 +1,498 @@
+"""Optimizers: SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW (docs/conventions.md).
+
+Each keeps its hyperparameters, its counters and its state arrays, and performs a step
+with two calls into the model's backend over the model's flat parameter and gradient
+buffers: one fixed-order reduction, ``sum_squares(grads)``, whose result serves both
+the check that the gradient is finite (DivergenceError before anything changes) and
+the optional global-norm clipping; then one fused in-place update,
+``optimizer_update(...)``. With g the gradient (after clipping), t the step counted
+from 1 and lr the current rate:
+
+=========  ======================================================================
+SGD        ``p -= lr * g``
+Momentum   ``v = mu*v - lr*g;  p += v``
+Nesterov   ``v_prev = v;  v = mu*v - lr*g;  p += -mu*v_prev + (1+mu)*v``
+AdaGrad    ``h += g^2;  p -= lr*g / (sqrt(h) + eps)``
+RMSProp    ``h = rho*h + (1-rho)*g^2;  p -= lr*g / (sqrt(h) + eps)``
+Adam       ``m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;``
+           ``p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``
+AdamW      ``p -= lr*weight_decay*p``, then the Adam step
+=========  ======================================================================
+
+Clipping (``clipnorm=c``): when ``||g|| > c`` the step uses ``g * c/||g||`` (the norm
+over all parameters at once); otherwise g unchanged.
+
+The learning rate is a number or a :mod:`fastmlp.schedules` schedule; the rate a step
+uses is ``schedule(counter) * scale`` (or ``learning_rate * scale``), ``scale`` being
+1.0 unless a callback lowered it. The counters (steps, epochs, samples seen) start at 0,
+carry across fits, and are saved by :meth:`Optimizer.state_dict` with the state arrays,
+so an optimizer restored with :meth:`Optimizer.load_state_dict` continues bit for bit.
+
+:data:`REGISTRY` is the one table of optimizers: per row the name (model files, the CLI,
+:func:`get_optimizer`), the class (its hyperparameters), the backend kernel id and the
+state arrays it keeps. tests/kernels/test_registries.py checks the kernel ids and the
+state against the C++ core's.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple, Type, Union
+
+import numpy as np
+
+from . import schedules
+from .._keywords import suggest_keywords
+from .._validation import check_int, check_nonnegative_float, check_positive_float
+from ..errors import DivergenceError
+from .schedules import Schedule
+
+LearningRate = Union[float, Schedule]
+
+
+# ------------------------------------------------------------------- argument checks
+def _check_range(value, name: str, low: float, high: float, *, low_open: bool) -> float:
+    """low < value < high (low <= value with low_open=False)."""
+    expected = f"a number with {low:g} {'<' if low_open else '<='} {name} < {high:g}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {value!r} of type "
+                        f"{type(value).__name__}")
+    value = float(value)
+    if not ((low < value if low_open else low <= value) and value < high):
+        raise ValueError(f"{name} must be {expected}; got {value!r}")
+    return value
+
+
+def check_learning_rate(value) -> LearningRate:
+    """A positive finite number or a :class:`~fastmlp.schedules.Schedule`."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"learning_rate must be a positive finite number or a schedule "
+                        f"from fastmlp.schedules; got {value!r} of type "
+                        f"{type(value).__name__}")
+    return check_positive_float(value, "learning_rate")
+
+
+def _check_clipnorm(value) -> Optional[float]:
+    return None if value is None else check_positive_float(value, "clipnorm")
+
+
+# ------------------------------------------------------------------------ the base
+class Optimizer:
+    """Base class. Subclasses set ``hyperparameters`` (their own constructor arguments);
+    a registered class's ``name``, ``kernel`` (the backend's kernel id) and
+    ``uses_m``/``uses_v`` (the state it keeps) are its row's in :data:`REGISTRY`.
+
+    Attributes: ``learning_rate`` (number or schedule, assignable), ``clipnorm``,
+    ``iterations`` (steps taken), ``epochs`` (epochs completed), ``samples`` (samples
+    seen), ``scale`` (multiplies the rate, 1.0), and the state arrays ``m`` and ``v``
+    (allocated at the first step with the parameters' size and dtype; None until then
+    or when unused).
+    """
+
+    name = ""
+    kernel = ""
+    hyperparameters: Tuple[str, ...] = ()
+    uses_m = False
+    uses_v = False
+
+    def __init__(self, learning_rate: LearningRate, clipnorm: Optional[float]):
+        self.learning_rate = learning_rate
+        self.clipnorm = _check_clipnorm(clipnorm)
+        self.iterations = 0
+        self.epochs = 0
+        self.samples = 0
+        self.epoch_start_samples = 0    # samples seen before the current epoch
+        self.scale = 1.0
+        self.m: Optional[np.ndarray] = None
+        self.v: Optional[np.ndarray] = None
+        self.last_learning_rate: Optional[float] = None   # the rate of the latest step
+
+    @property
+    def learning_rate(self) -> LearningRate:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: LearningRate) -> None:
+        self._learning_rate = check_learning_rate(value)
+
+    # ------------------------------------------------------------------- the rate
+    def _schedule_counter(self, schedule: Schedule) -> int:
+        if schedule.counts == "samples":
+            return self.epoch_start_samples if schedule.per == "epoch" else self.samples
+        return self.epochs if schedule.per == "epoch" else self.iterations
+
+    @property
+    def current_learning_rate(self) -> float:
+        """The rate the next step will use: the number or ``schedule(counter)``, times
+        ``scale``."""
+        rate = self.learning_rate
+        if isinstance(rate, Schedule):
+            rate = rate(self._schedule_counter(rate))
+        return rate * self.scale
+
+    def _kernel_arguments(self) -> Dict[str, float]:
+        """b1, b2, eps, weight_decay for Backend.optimizer_update."""
+        return {}
+
+    # ------------------------------------------------------------------- stepping
+    def step(self, backend, params: np.ndarray, grads: np.ndarray, *, samples: int = 1) -> None:
+        """One update of the flat ``params`` from ``grads`` through ``backend``.
+
+        ``samples`` is the number of training samples behind this gradient (the fit loop
+        passes the batch size; only PowerDecay reads the count). A non-finite gradient
+        raises DivergenceError before the parameters, the state or the counters change.
+        """
+        lr = self.current_learning_rate
+        norm2 = backend.sum_squares(grads)
+        if not math.isfinite(norm2):
+            raise self.non_finite_gradient(norm2, lr)
+        m, v = self._state_for(params)
+        grad_scale = 1.0
+        if self.clipnorm is not None:
+            norm = math.sqrt(norm2)
+            if norm > self.clipnorm:
+                grad_scale = self.clipnorm / norm
+        backend.optimizer_update(self.kernel, params, grads, m, v, lr=lr,
+                                 grad_scale=grad_scale, step=self.iterations + 1,
+                                 **self._kernel_arguments())
+        self.advance(1, samples, lr)
+
+    def non_finite_gradient(self, norm2: float, lr: float) -> DivergenceError:
+        """The error of a step whose gradient is not finite (squared norm ``norm2``),
+        taken as the next step at rate ``lr``."""
+        return DivergenceError(
+            f"the gradient is not finite (its squared norm is {norm2}) at optimizer "
+            f"step {self.iterations + 1} with learning rate {lr:g}; lower the learning "
+            f"rate or clip the gradient (clipnorm=). The parameters and the "
+            f"optimizer's state are unchanged.", learning_rate=lr)
+
+    def advance(self, steps: int, samples: int, last_rate: float) -> None:
+        """Count ``steps`` updates over ``samples`` samples, the last one at ``last_rate``
+        (step does this; the fused training path counts the steps it ran)."""
+        if steps > 0:
+            self.iterations += steps
+            self.samples += samples
+            self.last_learning_rate = last_rate
+
+    def step_rates(self, samples_per_step: np.ndarray) -> np.ndarray:
+        """The rates (float64) of the next ``len(samples_per_step)`` steps, step i taking
+        ``samples_per_step[i]`` samples, as :attr:`current_learning_rate` would give them
+        step by step within the current epoch (the counters are not changed)."""
+        rate = self.learning_rate
+        out = np.empty(len(samples_per_step), np.float64)
+        if not isinstance(rate, Schedule) or rate.per == "epoch":
+            out.fill(self.current_learning_rate)
+            return out
+        counter = self.samples if rate.counts == "samples" else self.iterations
+        for i, samples in enumerate(samples_per_step):
+            out[i] = rate(counter) * self.scale
+            counter += int(samples) if rate.counts == "samples" else 1
+        return out
+
+    def end_epoch(self) -> None:
+        """Count a completed epoch (per-epoch schedules move on); called by fit."""
+        self.epochs += 1
+        self.epoch_start_samples = self.samples
+
+    def check_params(self, params: np.ndarray) -> None:
+        """ValueError unless the state arrays (if allocated) fit ``params``: an optimizer's
+        state belongs to one model (fit checks this before it keeps the optimizer)."""
+        for attr in ("m", "v"):
+            state = getattr(self, attr)
+            if state is not None and (state.shape != params.shape
+                                      or state.dtype != params.dtype):
+                raise ValueError(
+                    f"this {type(self).__name__}'s state {attr} holds {state.size} "
+                    f"{state.dtype} values but the parameters are {params.size} "
+                    f"{params.dtype} values: an optimizer's state belongs to one model; "
+                    f"give this model a new optimizer")
+
+    def _state_for(self, params: np.ndarray):
+        """m and v for ``params``: checked, and allocated (zeros) at the first use."""
+        self.check_params(params)
+        if self.uses_m and self.m is None:
+            self.m = np.zeros_like(params)
+        if self.uses_v and self.v is None:
+            self.v = np.zeros_like(params)
+        return self.m, self.v
+
+    # ------------------------------------------------------------- configuration
+    def get_config(self) -> dict:
+        """The constructor's arguments as plain data (a schedule as its config)."""
+        rate = self.learning_rate
+        return {"learning_rate": schedules.to_config(rate) if isinstance(rate, Schedule)
+                else rate,
+                **{name: getattr(self, name) for name in self.hyperparameters},
+                "clipnorm": self.clipnorm}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Optimizer":
+        if not isinstance(config, dict):
+            raise ValueError(f"an optimizer config must be a dict; got {config!r}")
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.from_config(config["learning_rate"])
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = {"learning_rate": self.learning_rate,
+                **{name: getattr(self, name) for name in self.hyperparameters}}
+        if self.clipnorm is not None:
+            args["clipnorm"] = self.clipnorm
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+
+    # --------------------------------------------------------------------- state
+    _STATE_KEYS = ("optimizer", "config", "iterations", "epochs", "samples",
+                   "epoch_start_samples", "scale", "m", "v")
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit for bit, as plain data: the name, the
+        config (hyperparameters, schedule), the counters, ``scale`` and copies of the
+        state arrays (None when unused or not allocated yet)."""
+        return {"optimizer": self.name, "config": self.get_config(),
+                "iterations": self.iterations, "epochs": self.epochs,
+                "samples": self.samples, "epoch_start_samples": self.epoch_start_samples,
+                "scale": self.scale,
+                "m": None if self.m is None else self.m.copy(),
+                "v": None if self.v is None else self.v.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (hyperparameters included). Everything is checked
+        first (ValueError/TypeError); on error nothing changes. The arrays are copied."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from state_dict(); got "
+                            f"{type(state).__name__}")
+        missing = [k for k in self._STATE_KEYS if k not in state]
+        unexpected = sorted(set(state) - set(self._STATE_KEYS))
+        if missing or unexpected:
+            raise ValueError(f"state must have the keys of state_dict(); missing {missing}, "
+                             f"unexpected {unexpected}")
+        if state["optimizer"] != self.name:
+            raise ValueError(f"state is of a {state['optimizer']!r} optimizer; this one is "
+                             f"{self.name!r}")
+        fresh = self.from_config(state["config"])
+        counters = {k: check_int(state[k], f"state[{k!r}]", minimum=0)
+                    for k in ("iterations", "epochs", "samples", "epoch_start_samples")}
+        if counters["epoch_start_samples"] > counters["samples"]:
+            raise ValueError("state['epoch_start_samples'] must be <= state['samples']")
+        scale = check_positive_float(state["scale"], "state['scale']")
+        arrays = {k: self._checked_array(state[k], k, used, counters["iterations"])
+                  for k, used in (("m", self.uses_m), ("v", self.uses_v))}
+        present = [a for a in arrays.values() if a is not None]
+        if len(present) == 2 and (present[0].shape != present[1].shape
+                                  or present[0].dtype != present[1].dtype):
+            raise ValueError("state['m'] and state['v'] must have one shape and dtype")
+        for name in ("learning_rate", "clipnorm", *self.hyperparameters):
+            setattr(self, name, getattr(fresh, name))
+        for name, value in counters.items():
+            setattr(self, name, value)
+        self.scale = scale
+        self.m, self.v = arrays["m"], arrays["v"]
+        self.last_learning_rate = None
+
+    def _checked_array(self, value, key: str, used: bool,
+                       iterations: int) -> Optional[np.ndarray]:
+        if value is None:
+            if used and iterations > 0:
+                raise ValueError(f"state[{key!r}] is None after {iterations} steps: "
+                                 f"{type(self).__name__} keeps {key} from its first step")
+            return None
+        if not used:
+            raise ValueError(f"state[{key!r}] must be None: {type(self).__name__} keeps no "
+                             f"{key}")
+        if not isinstance(value, np.ndarray) or value.ndim != 1 \
+                or value.dtype not in (np.float32, np.float64):
+            raise TypeError(f"state[{key!r}] must be a 1-D float32 or float64 numpy array "
+                            f"or None; got {value!r:.80}")
+        return np.array(value, order="C", copy=True)
+
+
+# ------------------------------------------------------------------ the optimizers
+class SGD(Optimizer):
+    """Stochastic gradient descent: ``p -= lr * g``.
+
+    ``SGD(learning_rate=0.01, *, clipnorm=None)``.
+    """
+
+
+    @suggest_keywords
+    def __init__(self, learning_rate: LearningRate = 0.01, *, clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm)
+
+
+class Momentum(Optimizer):
+    """Momentum (CS231n): ``v = mu*v - lr*g; p += v`` with v starting at 0.
+
+    ``Momentum(learning_rate=0.01, momentum=0.9, *, clipnorm=None)``, 0 <= momentum < 1.
+    The velocity is the state array ``m``.
+    """
+
+    hyperparameters = ("momentum",)
+
+    @suggest_keywords
+    def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = 0.9, *,
+                 clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm)
+        self.momentum = _check_range(momentum, "momentum", 0.0, 1.0, low_open=False)
+
+    def _kernel_arguments(self):
+        return {"b1": self.momentum}
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum (CS231n look-ahead, in the rewritten form):
+    ``v_prev = v; v = mu*v - lr*g; p += -mu*v_prev + (1+mu)*v``.
+
+    The same as evaluating the gradient at the look-ahead point ``x + mu*v`` of the
+    notes' form ``v = mu*v - lr*grad(x + mu*v); x += v``: our p is their ``x + mu*v``.
+    ``Nesterov(learning_rate=0.01, momentum=0.9, *, clipnorm=None)``.
+    """
+
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: ``h += g^2; p -= lr*g / (sqrt(h) + eps)``, h starting at 0.
+
+    ``AdaGrad(learning_rate=0.01, eps=1e-8, *, clipnorm=None)``. h is the state ``v``.
+    """
+
+    hyperparameters = ("eps",)
+
+    @suggest_keywords
+    def __init__(self, learning_rate: LearningRate = 0.01, eps: float = 1e-8, *,
+                 clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm)
+        self.eps = check_positive_float(eps, "eps")
+
+    def _kernel_arguments(self):
+        return {"eps": self.eps}
+
+
+class RMSProp(Optimizer):
+    """RMSProp: ``h = rho*h + (1-rho)*g^2; p -= lr*g / (sqrt(h) + eps)``, h from 0.
+
+    ``RMSProp(learning_rate=0.001, rho=0.9, eps=1e-8, *, clipnorm=None)``, 0 < rho < 1.
+    h is the state ``v``.
+    """
+
+    hyperparameters = ("rho", "eps")
+
+    @suggest_keywords
+    def __init__(self, learning_rate: LearningRate = 0.001, rho: float = 0.9,
+                 eps: float = 1e-8, *, clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm)
+        self.rho = _check_range(rho, "rho", 0.0, 1.0, low_open=True)
+        self.eps = check_positive_float(eps, "eps")
+
+    def _kernel_arguments(self):
+        return {"b2": self.rho, "eps": self.eps}
+
+
+class Adam(Optimizer):
+    """Adam with the paper's bias correction, t counted from 1:
+    ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+    p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``.
+
+    ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, eps=1e-8, *, clipnorm=None)``,
+    0 < beta < 1.
+    """
+
+    hyperparameters = ("beta_1", "beta_2", "eps")
+
+    @suggest_keywords
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, eps: float = 1e-8, *,
+                 clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm)
+        self.beta_1 = _check_range(beta_1, "beta_1", 0.0, 1.0, low_open=True)
+        self.beta_2 = _check_range(beta_2, "beta_2", 0.0, 1.0, low_open=True)
+        self.eps = check_positive_float(eps, "eps")
+
+    def _kernel_arguments(self):
+        return {"b1": self.beta_1, "b2": self.beta_2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """AdamW: decoupled weight decay ``p -= lr*weight_decay*p``, then the Adam step
+    (Loshchilov & Hutter; the decay uses the current rate, schedule and scale included).
+
+    ``AdamW(learning_rate=0.001, beta_1=0.9, beta_2=0.999, eps=1e-8,
+    weight_decay=0.01, *, clipnorm=None)``, weight_decay >= 0.
+    """
+
+    hyperparameters = ("beta_1", "beta_2", "eps", "weight_decay")
+
+    @suggest_keywords
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01, *,
+                 clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, beta_1, beta_2, eps, clipnorm=clipnorm)
+        self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
+
+    def _kernel_arguments(self):
+        return {**super()._kernel_arguments(), "weight_decay": self.weight_decay}
+
+
+# ---------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class OptimizerKind:
+    """One row of :data:`REGISTRY`: the optimizer's name, its class, the backend kernel
+    it steps with and the state arrays it keeps ("m": velocity or first moment, "v":
+    second moment or squared-gradient sum)."""
+
+    name: str
+    cls: Type[Optimizer]
+    kernel: str
+    state: Tuple[str, ...]
+
+    @property
+    def uses_m(self) -> bool:
+        return "m" in self.state
+
+    @property
+    def uses_v(self) -> bool:
+        return "v" in self.state
+
+
+REGISTRY: Tuple[OptimizerKind, ...] = (
+    #             name        class     kernel      state
+    OptimizerKind("sgd",      SGD,      "sgd",      ()),
+    OptimizerKind("momentum", Momentum, "momentum", ("m",)),
+    OptimizerKind("nesterov", Nesterov, "nesterov", ("m",)),
+    OptimizerKind("adagrad",  AdaGrad,  "adagrad",  ("v",)),
+    OptimizerKind("rmsprop",  RMSProp,  "rmsprop",  ("v",)),
+    OptimizerKind("adam",     Adam,     "adam",     ("m", "v")),
+    OptimizerKind("adamw",    AdamW,    "adamw",    ("m", "v")),
+)
+for _row in REGISTRY:    # each class answers with its row's name, kernel and state
+    _row.cls.name, _row.cls.kernel = _row.name, _row.kernel
+    _row.cls.uses_m, _row.cls.uses_v = _row.uses_m, _row.uses_v
+del _row
+
+OPTIMIZERS: Dict[str, Type[Optimizer]] = {row.name: row.cls for row in REGISTRY}
+
+
+def get_optimizer(optimizer, learning_rate: Optional[LearningRate] = None) -> Optimizer:
+    """An Optimizer from a name ("sgd", "momentum", "nesterov", "adagrad", "rmsprop",
+    "adam", "adamw"; learning_rate=None means its default) or an instance (returned as
+    is; giving learning_rate too is a ValueError: set it on the instance)."""
+    if isinstance(optimizer, Optimizer):
+        if learning_rate is not None:
+            raise ValueError(f"learning_rate={learning_rate!r} was given together with an "
+                             f"optimizer instance ({optimizer!r}); set the rate on the "
+                             f"instance, or pass the optimizer by name")
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name, one of {list(OPTIMIZERS)}, or a "
+                        f"fastmlp.optimizers.Optimizer; got {optimizer!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(OPTIMIZERS)}")
+    cls = OPTIMIZERS[optimizer]
+    return cls() if learning_rate is None else cls(learning_rate)
+
+
+__all__ = ["AdaGrad", "Adam", "AdamW", "Momentum", "Nesterov", "Optimizer", "RMSProp", "SGD",
+           "get_optimizer"]

@@ -1,0 +1,667 @@
+"""scikit-learn estimators: :class:`MLPClassifier` and :class:`MLPRegressor` (public path
+``fastmlp.sklearn``).
+
+They take scikit-learn's ``MLPClassifier``/``MLPRegressor`` parameters with the same names,
+defaults and meanings, train a :class:`fastmlp.Sequential` with :func:`fastmlp.train.loop.fit`
+and report scikit-learn's fitted attributes. This module only translates: parameters into
+layers, an optimizer, a schedule and an L2 regularizer; scikit-learn's per-epoch
+bookkeeping and stopping rule into one callback (:class:`_ScikitLearnRule`).
+
+What scikit-learn minimizes, and how it maps onto fastmlp (docs/conventions.md):
+
+* Per mini-batch of m rows (weights w_i, sw = sum w_i; sw = m without weights) scikit-learn
+  steps along the gradient of ``L_sk + alpha / (2 sw) * sum(W**2)``, where L_sk is the
+  weighted mean over rows of: the log-loss summed over outputs (classification) or half
+  the squared error summed over outputs (regression; its *reported* squared loss is the
+  mean over outputs, ``((y - y_pred)**2).mean() / 2``).
+* fastmlp's losses average over outputs instead, so with k outputs its gradient is
+  ``g`` times scikit-learn's: g = 1 for softmax cross-entropy, 1/k for binary
+  cross-entropy (binary: k = 1; multilabel), 2/k for MSE. The estimators compensate
+  exactly: the penalty is ``L2(g * alpha * m / sw, scale="batch")`` (m / sw taken as
+  n / sum(w) over the training set: exact without weights or with full batches), the
+  rate of the solvers that are not invariant to the gradient's scale ("sgd", "momentum",
+  "nesterov") is ``learning_rate_init / g``, and the epsilon of the adaptive ones is
+  ``epsilon * g``. The weights then follow scikit-learn's updates.
+* ``loss_``/``loss_curve_`` are scikit-learn's: the batch-size-weighted mean over the
+  epoch of each step's loss plus penalty, i.e. ``data_loss * d + penalty / g`` from
+  fit's history, with d = 1 (softmax), k (binary cross-entropy), 1/2 (MSE).
+
+Stopping (scikit-learn's rule, in :class:`_ScikitLearnRule`): after each epoch the count
+of epochs without improvement grows when the training loss is not below
+``best_loss_ - tol`` (or, with ``early_stopping``, the validation score not above
+``best_validation_score_ + tol``) and resets otherwise; when it exceeds
+``n_iter_no_change`` training stops, except with ``learning_rate="adaptive"`` (SGD
+family), which divides the rate by 5 and resets the count until the rate is <= 1e-6.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import numbers
+import threading
+import warnings
+from typing import List
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, \
+    unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from .._keywords import suggest_keywords
+from .._validation import check_int, check_sample_weight
+from ..train.callbacks import Callback
+from ..nn.layers import Dense, Dropout
+from ..model.sequential import Sequential
+from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
+from ..train.preflight import no_scale_warning
+from ..nn.regularizers import L2
+from ..backends.runtime import threads
+from ..optim.schedules import PowerDecay
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# scikit-learn's activation names -> fastmlp's.
+ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# Solvers whose step scales with the gradient (the rate absorbs fastmlp's loss scale and
+# learning_rate="invscaling"/"adaptive" apply, as scikit-learn's "sgd").
+SGD_FAMILY = ("sgd", "momentum", "nesterov")
+SOLVERS = (*SGD_FAMILY, "adam", "adagrad", "rmsprop", "adamw")
+ADAPTIVE_MIN_RATE = 1e-6     # scikit-learn's "adaptive" stops once the rate is <= this
+ADAPTIVE_DIVISOR = 5.0
+AUTO_BATCH = 200             # batch_size="auto" is min(200, n_samples)
+
+
+def _validate_data(estimator, *args, **kwargs):
+    """scikit-learn's validate_data with NumPy's cast-overflow warning silenced: a value
+    beyond the dtype's range becomes inf, which validate_data then refuses with its
+    ValueError naming X (the warning would come first, and be the error under -W error)."""
+    with np.errstate(over="ignore"):
+        return validate_data(estimator, *args, **kwargs)
+
+
+def _initial_weights(rs: np.random.RandomState, layer_units: List[int], activation: str
+                     ) -> List[np.ndarray]:
+    """scikit-learn's initialization, drawn from ``rs`` in its order: per layer W then b,
+    both uniform in ``+-sqrt(factor / (fan_in + fan_out))`` with factor 2 for logistic
+    and 6 otherwise (Glorot & Bengio). The same random_state therefore gives the same
+    initial weights as scikit-learn; returned as fastmlp's [W1 (n_out, n_in), b1, ...]."""
+    factor = 2.0 if activation == "logistic" else 6.0
+    weights = []
+    for fan_in, fan_out in zip(layer_units, layer_units[1:]):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        weights.append(rs.uniform(-bound, bound, (fan_in, fan_out)).T)
+        weights.append(rs.uniform(-bound, bound, fan_out))
+    return weights
+
+
+# The estimators a fit or partial_fit is running on (by id), so that another thread's
+# call on the same estimator is a clear error rather than a race on its model and counters.
+_TRAINING: set = set()
+_TRAINING_LOCK = threading.Lock()
+
+
+def _one_at_a_time(method):
+    """fit / partial_fit, RuntimeError while one of them runs on the estimator in another
+    thread."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with _TRAINING_LOCK:
+            if id(self) in _TRAINING:
+                raise RuntimeError(f"{method.__name__}: fit is running on this estimator in "
+                                   "another thread; wait for it to finish (or use a copy: "
+                                   "sklearn.base.clone(estimator))")
+            _TRAINING.add(id(self))
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            with _TRAINING_LOCK:
+                _TRAINING.discard(id(self))
+    return guarded
+
+
+class _ScikitLearnRule(Callback):
+    """scikit-learn's end-of-epoch work, as a fit callback: n_iter_, t_, loss_ and
+    loss_curve_ (scikit-learn's loss, see the module docstring), the validation score
+    with early stopping (keeping a copy of the best weights), the no-improvement count
+    and the stopping / "adaptive" rate rule. ``converged`` tells whether the rule
+    stopped training."""
+
+    def __init__(self, estimator: "_BaseMLP", n_train: int, validation):
+        self.estimator = estimator
+        self.n_train = n_train
+        self.validation = validation    # (X_val, y_val, sample_weight_val) or None
+        self.converged = False
+
+    def on_epoch_end(self, epoch: int, logs) -> None:
+        est = self.estimator
+        est.loss_ = logs["data_loss"] * est._loss_factor + logs["penalty"] / est._grad_factor
+        est.loss_curve_.append(est.loss_)
+        est.n_iter_ += 1
+        est.t_ += self.n_train
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        if self.validation is None:
+            est._count_loss_improvement()
+        else:
+            est._count_score_improvement(est._score(*self.validation))
+        if est._no_improvement_count > est.n_iter_no_change:
+            if self._lower_rate():
+                est._no_improvement_count = 0
+            else:
+                self.converged = True
+                self.model.stop_training = True
+
+    def _lower_rate(self) -> bool:
+        """"adaptive" (SGD family): divide the rate by 5 unless it is already <= 1e-6;
+        True if it did."""
+        est = self.estimator
+        optimizer = self.model.optimizer
+        if est.learning_rate != "adaptive" or est.solver not in SGD_FAMILY or \
+                est.learning_rate_init * optimizer.scale <= ADAPTIVE_MIN_RATE:
+            return False
+        optimizer.scale /= ADAPTIVE_DIVISOR
+        if est.verbose:
+            print(f"Setting learning rate to {est.learning_rate_init * optimizer.scale:f}")
+        return True
+
+
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: validation, the network, fit and
+    partial_fit, the fitted attributes. Subclasses define the targets (``_targets``),
+    the loss and the score."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None,
+                                                      closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions(set(SOLVERS))],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None,
+                                                      closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"),
+                             Options(numbers.Real, {np.inf})],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "backend": [StrOptions({"native", "numpy"})],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    }
+
+    # ------------------------------------------------------------------ public
+    @_one_at_a_time
+    def fit(self, X, y, sample_weight=None):
+        """Train from scratch (or, with ``warm_start``, from the previous solution) for up
+        to ``max_iter`` epochs, stopping by scikit-learn's rule. ``sample_weight`` (n,)
+        weighs each sample's loss (weighted mean per batch, as scikit-learn)."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _partial_fit(self, X, y, sample_weight):
+        """One epoch over (X, y) from the current weights, the optimizer's state kept."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False      # dense arrays only (see the README)
+        return tags
+
+    # -------------------------------------------------------------- validation
+    def _check_params(self) -> None:
+        """scikit-learn's parameter constraints (InvalidParameterError, a ValueError and
+        TypeError naming the parameter), after a clear word on what fastmlp lacks."""
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not available in fastmlp (scikit-learn's "
+                             "quasi-Newton solver); use a stochastic solver: one of "
+                             f"{list(SOLVERS)}")
+        self._validate_params()
+        if not isinstance(self.hidden_layer_sizes, numbers.Integral):
+            for i, units in enumerate(self.hidden_layer_sizes):
+                check_int(units, f"hidden_layer_sizes[{i}]")
+
+    def _hidden_sizes(self) -> List[int]:
+        sizes = self.hidden_layer_sizes
+        return [int(sizes)] if isinstance(sizes, numbers.Integral) else [int(u) for u in sizes]
+
+    def _threads(self):
+        return contextlib.nullcontext() if self.n_threads is None else threads(self.n_threads)
+
+    # -------------------------------------------------------------------- fit
+    def _fit(self, X, y, sample_weight, incremental: bool):
+        self._check_params()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
+        rs = check_random_state(self.random_state)
+        layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
+        initial = _initial_weights(rs, layer_units, self.activation) if first_pass else None
+        train, validation = self._split(X, Y, labels, sample_weight, rs)
+        if first_pass:
+            self._initialize(layer_units, initial, seed=int(rs.randint(np.iinfo(np.int32).max)))
+        else:
+            self._check_same_network(layer_units)
+        self._train(*train, validation, incremental)
+        return self
+
+    def _split(self, X, Y, labels, sample_weight, rs):
+        """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
+        a ``validation_fraction`` hold-out drawn from ``rs`` by train_test_split (after the
+        initial weights, as scikit-learn), stratified for single-label classification."""
+        if not self.early_stopping:
+            return (X, Y, sample_weight), None
+        stratify = labels if self._stratify(labels) else None
+        arrays = [X, Y, labels] + ([] if sample_weight is None else [sample_weight])
+        parts = train_test_split(*arrays, random_state=rs, test_size=self.validation_fraction,
+                                 stratify=stratify)
+        X_train, X_val, Y_train, _, _, labels_val = parts[:6]
+        w_train, w_val = parts[6:] if sample_weight is not None else (None, None)
+        if len(X_val) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             f"(got {self.validation_fraction}) or the size of your dataset "
+                             f"({len(X)} samples).")
+        return (X_train, Y_train, w_train), (X_val, labels_val, w_val)
+
+    def _stratify(self, labels) -> bool:
+        return False
+
+    def _initialize(self, layer_units: List[int], initial: List[np.ndarray], seed: int) -> None:
+        """A new network with scikit-learn's initial weights, and the fitted attributes
+        that persist across warm-start fits and partial_fit calls."""
+        self.n_layers_ = len(layer_units)
+        self.n_outputs_ = layer_units[-1]
+        self.model_ = self._build_network(layer_units, seed)
+        self.model_.set_weights(initial)
+        self._network_key = self._network_description(layer_units)
+        self.out_activation_ = self._out_activation()
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+            self._best_weights = self.model_.get_weights()
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _build_network(self, layer_units: List[int], seed: int) -> Sequential:
+        """Dense(h, activation) [+ Dropout(dropout)] per hidden layer, then a linear
+        output layer (logits: the loss owns the softmax/sigmoid)."""
+        layers = []
+        for units in layer_units[1:-1]:
+            layers.append(Dense(units, activation=ACTIVATIONS[self.activation]))
+            if self.dropout > 0:
+                layers.append(Dropout(self.dropout))
+        layers.append(Dense(layer_units[-1]))
+        return Sequential(layers, input_dim=layer_units[0], loss=self._loss_name,
+                          backend=self.backend, dtype=self.dtype, seed=seed)
+
+    def _network_description(self, layer_units: List[int]) -> dict:
+        return {"layer units": layer_units, "activation": self.activation,
+                "dropout": self.dropout, "backend": self.backend, "dtype": self.dtype}
+
+    def _check_same_network(self, layer_units: List[int]) -> None:
+        """warm_start / partial_fit continue the fitted network: its shape and kind must
+        not have changed since."""
+        now = self._network_description(layer_units)
+        for key, value in self._network_key.items():
+            if now[key] != value:
+                raise ValueError(f"warm_start and partial_fit continue the fitted network, "
+                                 f"but its {key} changed from {value!r} to {now[key]!r}; "
+                                 f"fit with warm_start=False to start anew")
+
+    def _batch_size(self, n_samples: int) -> int:
+        if self.batch_size == "auto":
+            return min(AUTO_BATCH, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(f"Got `batch_size` ({self.batch_size}) larger than the sample size "
+                          f"({n_samples}). It is going to be clipped")
+        return min(self.batch_size, n_samples)
+
+    def _make_optimizer(self) -> Optimizer:
+        """The fastmlp optimizer for ``solver`` with scikit-learn's meaning of the rate
+        and its schedule (see the module docstring for the scale factor g)."""
+        g = self._grad_factor
+        if self.solver in SGD_FAMILY:
+            lr0 = self.learning_rate_init / g
+            rate = PowerDecay(lr0, self.power_t) if self.learning_rate == "invscaling" else lr0
+            if self.solver == "momentum" or (self.solver == "sgd" and self.momentum > 0
+                                             and not self.nesterovs_momentum):
+                return Momentum(rate, self.momentum)
+            if self.solver == "nesterov" or (self.solver == "sgd" and self.momentum > 0):
+                return Nesterov(rate, self.momentum)
+            return SGD(rate)
+        lr0, eps = self.learning_rate_init, self.epsilon * g
+        if self.solver in ("adam", "adamw"):
+            cls = Adam if self.solver == "adam" else AdamW
+            return cls(lr0, self.beta_1, self.beta_2, eps)
+        return AdaGrad(lr0, eps) if self.solver == "adagrad" else RMSProp(lr0, eps=eps)
+
+    def _train(self, X, Y, sample_weight, validation, incremental: bool) -> None:
+        """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
+        model = self.model_
+        n = len(X)
+        penalty = self._grad_factor * self.alpha
+        if sample_weight is not None:
+            penalty *= n / float(sample_weight.sum())
+        model.regularizer = L2(penalty, scale="batch") if penalty > 0 else None
+        keep = incremental and model.optimizer is not None
+        rule = _ScikitLearnRule(self, n, validation)
+        self.n_iter_ = 0
+        with self._threads(), no_scale_warning():
+            model.fit(X, Y, epochs=1 if incremental else self.max_iter,
+                      batch_size=self._batch_size(n),
+                      optimizer=None if keep else self._make_optimizer(),
+                      shuffle=self.shuffle, callbacks=[rule], sample_weight=sample_weight,
+                      verbose=0)
+        if self.early_stopping:
+            model.set_weights(self._best_weights)
+        self._export_weights()
+        if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          "and the optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _count_loss_improvement(self) -> None:
+        """scikit-learn's rule on the training loss."""
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+
+    def _count_score_improvement(self, score: float) -> None:
+        """scikit-learn's rule on the validation score; keeps the best weights."""
+        self.validation_scores_.append(score)
+        if self.verbose:
+            print(f"Validation score: {score:f}")
+        if score < self.best_validation_score_ + self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_weights = self.model_.get_weights()
+
+    def _export_weights(self) -> None:
+        """coefs_ (n_in, n_out) and intercepts_ in scikit-learn's layout: copies."""
+        dense = [layer for layer in self.model_.layers if isinstance(layer, Dense)]
+        self.coefs_ = [np.ascontiguousarray(layer.W.T) for layer in dense]
+        self.intercepts_ = [layer.b.copy() for layer in dense]
+
+    # --------------------------------------------------------------- inference
+    def _features(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+
+    def _score(self, X, y, sample_weight) -> float:
+        """The early-stopping score on validated data: NaN for non-finite predictions,
+        as scikit-learn."""
+        with self._threads():
+            predicted = self._predict_validated(X)
+        if np.issubdtype(predicted.dtype, np.floating) and not np.isfinite(predicted).all():
+            return np.nan
+        return float(self._score_function(y, predicted, sample_weight=sample_weight))
+
+    def predict(self, X):
+        X = self._features(X)
+        with self._threads():
+            return self._predict_validated(X)
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier with scikit-learn's parameters (see
+    ``sklearn.neural_network.MLPClassifier``), trained by fastmlp.
+
+    Targets go through a ``LabelBinarizer``: two classes use one logistic output
+    (binary cross-entropy), more classes a softmax output, and a 2-D 0/1 indicator matrix
+    (multilabel) one logistic output per label. Ours on top: ``solver`` also takes
+    "momentum", "nesterov", "adagrad", "rmsprop", "adamw"; ``dropout`` (rate after each
+    hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` ("float32" or
+    "float64") and ``n_threads`` (None: the library's default). ``max_fun`` (L-BFGS only)
+    is accepted and ignored; solver="lbfgs" is a ValueError. The fitted network is
+    ``model_``; coefs_ and intercepts_ are copies of its weights in scikit-learn's layout.
+    """
+
+    @suggest_keywords
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, backend="native", dtype="float32", n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.backend = backend
+        self.dtype = dtype
+        self.n_threads = n_threads
+
+    _score_function = staticmethod(accuracy_score)
+
+    @_one_at_a_time
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch from the current weights. The first call needs ``classes`` (every
+        label that will occur), unless y is a multilabel indicator matrix."""
+        if not hasattr(self, "classes_"):
+            if classes is None and not type_of_target(y).startswith("multilabel"):
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y if classes is None else classes)
+            self.classes_ = self._label_binarizer.classes_
+        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"`classes={classes!r}` is not the same as on the first call to "
+                             f"partial_fit: {self.classes_!r}")
+        return self._partial_fit(X, y, sample_weight)
+
+    def _validate_input(self, X, y, incremental: bool, reset: bool):
+        """X in the model's dtype, the binarized targets (n, k) and the labels (for
+        stratification and the validation score); classes_ as scikit-learn sets them."""
+        X, y = _validate_data(self, X, y, multi_output=True, dtype=self.dtype, order="C",
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and not incremental and set(classes) != set(self.classes_):
+                raise ValueError("warm_start can only be used where `y` has the same classes "
+                                 f"as in the previous call to fit. Previously got "
+                                 f"{self.classes_}, `y` has {classes}")
+            if len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {self.classes_}. 'y' has {classes}.")
+        Y = self._label_binarizer.transform(y).astype(self.dtype)
+        return X, Y, y
+
+    def _stratify(self, labels) -> bool:
+        return labels.ndim == 1
+
+    @property
+    def _multiclass(self) -> bool:
+        return self._label_binarizer.y_type_ == "multiclass"
+
+    @property
+    def _loss_name(self) -> str:
+        return SoftmaxCrossEntropy.name if self._multiclass else BinaryCrossEntropy.name
+
+    def _out_activation(self) -> str:
+        return "softmax" if self._multiclass else "logistic"
+
+    @property
+    def _grad_factor(self) -> float:
+        """fastmlp's gradient / scikit-learn's: binary cross-entropy averages over the k
+        outputs where scikit-learn sums."""
+        return 1.0 if self._multiclass else 1.0 / self.n_outputs_
+
+    @property
+    def _loss_factor(self) -> float:
+        """scikit-learn's reported data loss / fastmlp's."""
+        return 1.0 / self._grad_factor
+
+    def _proba_validated(self, X: np.ndarray) -> np.ndarray:
+        proba = self.model_.predict_proba(X)
+        return proba.reshape(-1, 1) if proba.ndim == 1 else proba
+
+    def _predict_validated(self, X: np.ndarray) -> np.ndarray:
+        proba = self._proba_validated(X)
+        return self._label_binarizer.inverse_transform(
+            proba[:, 0] if self.n_outputs_ == 1 else proba)
+
+    def predict_proba(self, X):
+        """Probabilities (n, n_classes): two columns [1 - p, p] for binary targets; one
+        column per label for multilabel targets."""
+        X = self._features(X)
+        with self._threads():
+            proba = self._proba_validated(X)
+        if self.n_outputs_ == 1:
+            return np.hstack([1 - proba, proba])
+        return proba
+
+    def predict_log_proba(self, X):
+        """log of predict_proba."""
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor with scikit-learn's parameters (see
+    ``sklearn.neural_network.MLPRegressor``), trained by fastmlp on the squared error.
+
+    1-D y gives 1-D predictions, 2-D y (n, k) predictions (n, k). ``loss_curve_`` is
+    scikit-learn's half squared error ``((y - y_pred)**2).mean() / 2`` plus its penalty.
+    Only loss="squared_error" (no "poisson"). The other extras and differences are those
+    of :class:`MLPClassifier`.
+    """
+
+    @suggest_keywords
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, backend="native", dtype="float32", n_threads=None):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.backend = backend
+        self.dtype = dtype
+        self.n_threads = n_threads
+
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
+                                    "loss": [StrOptions({"squared_error"})]}
+    _loss_name = MeanSquaredError.name
+    _loss_factor = 0.5
+    _score_function = staticmethod(r2_score)
+
+    def _check_params(self) -> None:
+        if self.loss == "poisson":
+            raise ValueError("loss='poisson' is not available in fastmlp; MLPRegressor "
+                             "trains on loss='squared_error' only")
+        super()._check_params()
+
+    @_one_at_a_time
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch from the current weights (the optimizer's state kept)."""
+        return self._partial_fit(X, y, sample_weight)
+
+    def _validate_input(self, X, y, incremental: bool, reset: bool):
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=self.dtype,
+                             order="C", reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+        return X, Y, y
+
+    def _out_activation(self) -> str:
+        return "identity"
+
+    @property
+    def _grad_factor(self) -> float:
+        """fastmlp's MSE gradient / scikit-learn's: 2/k (mean over outputs of the squared
+        error against the sum of half squared errors)."""
+        return 2.0 / self.n_outputs_
+
+    def _predict_validated(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(X)

@@ -1,0 +1,1 @@
+"""Tools around a model: data splits, gradient check, diagnosis, hyperparameter search."""

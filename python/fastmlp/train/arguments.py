@@ -1,0 +1,86 @@
+"""fit's arguments as the loop uses them: the optimizer, the validation arrays, the
+per-sample weights (from ``sample_weight`` and ``class_weight``)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .._validation import check_nonnegative_float, check_sample_weight
+from ..nn.losses import class_position, get_loss
+from ..optim.optimizers import SGD, Optimizer, get_optimizer
+
+__all__ = ["fit_optimizer", "sample_weights", "validation_arrays"]
+
+
+def fit_optimizer(model, optimizer, learning_rate) -> Optimizer:
+    """The optimizer this fit uses, not yet stored on the model (docs/conventions.md): a given
+    one (a name: a new instance at ``learning_rate`` or its default rate; an instance:
+    as is, ValueError with learning_rate); else the model's kept one (a new SGD the first
+    time), whose rate a given learning_rate replaces (its state and counters are kept)."""
+    if optimizer is not None:
+        return get_optimizer(optimizer, learning_rate)
+    if model._optimizer is None:
+        return SGD() if learning_rate is None else SGD(learning_rate)
+    if learning_rate is not None:
+        model._optimizer.learning_rate = learning_rate
+    return model._optimizer
+
+
+def validation_arrays(model, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val); got "
+                        f"{type(validation_data).__name__}")
+    return model._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
+
+
+def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:
+    """Per-sample weights (float64) from ``class_weight``: a dict {label: weight} over
+    labels of ``model.classes_`` (labels missing from it weigh 1) or "balanced":
+    n_samples / (n_classes * bincount(y)) over the classes present in y, as
+    scikit-learn's compute_class_weight."""
+    loss = get_loss(model.loss)
+    if not loss.classifier:
+        raise ValueError("class_weight needs a classification loss; this model's loss is "
+                         f"{loss.name!r}: use sample_weight")
+    n_classes = loss.label_classes(Y.shape[1])
+    if n_classes is None:
+        raise ValueError(f"class_weight needs one label per sample; with {loss.name} "
+                         f"over {Y.shape[1]} outputs (multilabel) use sample_weight")
+    labels = loss.label_indices(Y).astype(np.intp)
+    counts = np.bincount(labels, minlength=n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict {{label: weight}} or 'balanced'; "
+                             f"got {class_weight!r}")
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = len(labels) / (np.count_nonzero(present) * counts[present])
+        return per_class[labels]
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{label: weight}} or 'balanced'; got "
+                        f"{type(class_weight).__name__}")
+    per_class = np.ones(n_classes)
+    for label, weight in class_weight.items():
+        index = class_position(model.classes_, label)
+        if index is None:
+            raise ValueError(f"class_weight has key {label!r}, not one of the model's "
+                             f"classes_ {model.classes_.tolist()[:20]}")
+        per_class[index] = check_nonnegative_float(weight, f"class_weight[{label!r}]")
+    return per_class[labels]
+
+
+def sample_weights(model, X: np.ndarray, Y: np.ndarray, sample_weight,
+                   class_weight) -> Optional[np.ndarray]:
+    """The per-sample weights fit uses (None when neither is given): sample_weight times
+    the weight of each sample's class, in the model's dtype."""
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(len(X))
+    if sample_weight is not None:
+        weights = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
+    if class_weight is not None:
+        weights = weights * _class_weights(model, Y, class_weight)
+    return check_sample_weight(weights, len(X), model.dtype)

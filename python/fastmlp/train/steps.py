@@ -1,0 +1,228 @@
+"""An epoch's steps on either path, and their running totals.
+
+:class:`PerOpSteps` runs each step as one backend call per kernel (the reference);
+:class:`FusedSteps` runs step ranges in one C++ call each (:mod:`fastmlp.train.fused`). Both
+take the same arguments, keep running totals the same way (:meth:`state` as a checkpoint's
+plain data, :meth:`load_totals` back) and give the epoch's History values (:meth:`record`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from ..errors import DivergenceError, diverged_at, diverged_loss
+from ..nn.metrics import PassTotals, r2_from_sums, weight_total
+from ..optim.optimizers import Optimizer
+from .fused import FusedEpochs
+from .guards import Interrupt
+
+__all__ = ["FusedSteps", "PerOpSteps", "TrainingData", "epoch_steps", "no_progress"]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training arrays (W: sample weights or None) and the steps over them."""
+    X: np.ndarray
+    Y: np.ndarray
+    W: Optional[np.ndarray]
+    batch: int
+
+    @property
+    def n(self) -> int:
+        return len(self.X)
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n // self.batch)
+
+    def rows(self, order: np.ndarray, step: int) -> np.ndarray:
+        return order[step * self.batch:(step + 1) * self.batch]
+
+
+def no_progress(steps: int = 1) -> None:
+    """The progress callback of replayed steps."""
+
+
+# ------------------------------------------------------------------ running totals
+# An epoch's running totals as plain data (a checkpoint's "totals"), the same for both
+# paths: loss_sum, weight_sum, penalty_sum, count, and correct (accuracy) or r2's shift,
+# sse, sum, sum_sq (float64 arrays, y's sums taken minus the epoch's first batch mean).
+_R2_SUMS = ("shift", "sse", "sum", "sum_sq")
+
+
+class _PerOpTotals:
+    """The per-op loop's running totals: PassTotals (losses, metric) and the penalty."""
+
+    def __init__(self, passes: PassTotals):
+        self.passes = passes
+        self.penalty_sum = 0.0
+
+    def state(self) -> dict:
+        return {**self.passes.state(), "penalty_sum": self.penalty_sum}
+
+    def load(self, state: dict) -> "_PerOpTotals":
+        self.passes.load(state)
+        self.penalty_sum = state["penalty_sum"]
+        return self
+
+
+class PerOpSteps:
+    """Steps of an epoch on the per-op loop: each step's batch gathered into the model's
+    training cache, then one backend call per kernel through the layers, the loss and the
+    optimizer."""
+
+    def __init__(self, model, optimizer: Optimizer, data: TrainingData):
+        self.model, self.optimizer, self.data = model, optimizer, data
+
+    def new_totals(self) -> _PerOpTotals:
+        return _PerOpTotals(PassTotals(self.model._loss.metric()))
+
+    def load_totals(self, state: dict, order: np.ndarray) -> _PerOpTotals:
+        return self.new_totals().load(state)
+
+    def state(self, totals: _PerOpTotals, order: np.ndarray) -> dict:
+        return totals.state()
+
+    def record(self, totals: _PerOpTotals) -> Dict[str, float]:
+        return {**totals.passes.result(), "penalty": totals.penalty_sum / self.data.n}
+
+    def run(self, order: np.ndarray, begin: int, end: int, epoch: int,
+            totals: _PerOpTotals, on_steps: Callable[[int], None],
+            interrupt: Optional[Interrupt] = None) -> _PerOpTotals:
+        """Steps [begin, end) of the epoch visiting rows in ``order``, added to ``totals``;
+        DivergenceError before the update of a step whose loss or gradient is not finite.
+        Stops before the next step once ``interrupt`` is requested."""
+        model = self.model
+        with model._writing_params():
+            for step in range(begin, end):
+                if interrupt is not None and interrupt.requested:
+                    break
+                with model._weights_lock.writing:
+                    self._step(order, step, epoch, totals)
+                on_steps(1)
+        return totals
+
+    def _step(self, order: np.ndarray, step: int, epoch: int, totals: _PerOpTotals) -> None:
+        """One step: the batch gathered, forward, loss, backward, penalty, update."""
+        model, optimizer, data = self.model, self.optimizer, self.data
+        X, Y, W, cache = data.X, data.Y, data.W, model._train_cache
+        rows = data.rows(order, step)
+        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
+        yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]), Y.dtype))
+        wb = None if W is None else np.take(W, rows, out=cache.get("w", (len(rows),), W.dtype))
+        loss_sum, logits = model._loss_and_grad(xb, yb, wb)
+        if not math.isfinite(loss_sum):
+            raise diverged_loss(epoch, step + 1, data.n_batches, loss_sum / len(rows),
+                                optimizer.current_learning_rate)
+        penalty = model._penalty(data.n, len(rows))
+        totals.penalty_sum += penalty * len(rows)
+        totals.passes.add(logits, yb, loss_sum, None if wb is None else weight_total(wb))
+        try:
+            optimizer.step(model.backend, model._params, model._grads, samples=len(rows))
+        except DivergenceError as exc:     # a non-finite gradient: nothing was updated
+            raise diverged_at(epoch, step + 1, data.n_batches, exc) from None
+        model._step += 1
+
+
+class _FoldedTotals:
+    """The fused path's totals of an epoch resumed from a checkpoint: the C++ totals
+    cannot be set, so each remaining step runs alone and is added here exactly as the C++
+    run adds it (r2's y sums, which the C++ takes around its own first batch's mean, are
+    taken here around the epoch's, row by row in double as the C++ does)."""
+
+    def __init__(self, state: dict):
+        self.steps = 0
+        self.__dict__.update({k: np.array(v, np.float64) if k in _R2_SUMS else v
+                              for k, v in state.items()})
+
+    def fold(self, step: "object", yb: np.ndarray) -> None:
+        self.loss_sum += step.loss_sum
+        self.weight_sum += step.weight_sum
+        self.penalty_sum += step.penalty_sum
+        self.count += step.count
+        self.steps += step.steps
+        if hasattr(self, "shift"):
+            centered = yb.astype(np.float64) - self.shift
+            self.sse = self.sse + step.sse
+            self.sum = self.sum + np.add.accumulate(centered, axis=0)[-1]
+            self.sum_sq = self.sum_sq + np.add.accumulate(centered * centered, axis=0)[-1]
+        else:
+            self.correct += step.correct
+
+
+class FusedSteps:
+    """Steps of an epoch on the fused path (:class:`fastmlp.train.fused.FusedEpochs`): one C++
+    call per step range, its totals (a backend TrainTotals, or _FoldedTotals after a
+    resume) read into the History values with the per-op path's formulas."""
+
+    def __init__(self, fused: FusedEpochs, data: TrainingData):
+        self.fused, self.data = fused, data
+        self.metric = fused.model._loss.metric_name
+
+    def new_totals(self):
+        return None          # run_steps creates the backend's totals at the first call
+
+    def load_totals(self, state: dict, order: np.ndarray) -> _FoldedTotals:
+        return _FoldedTotals(state)
+
+    def state(self, totals, order: np.ndarray) -> dict:
+        state = {"loss_sum": totals.loss_sum, "weight_sum": totals.weight_sum,
+                 "penalty_sum": totals.penalty_sum, "count": totals.count}
+        if self.metric != "r2":
+            return {**state, "correct": totals.correct}
+        if isinstance(totals, _FoldedTotals):
+            shift = totals.shift
+        else:                # the C++ shift: the first batch's mean of y, summed in order
+            first = self.data.Y[self.data.rows(order, 0)].astype(np.float64)
+            shift = np.add.accumulate(first, axis=0)[-1] / len(first)
+        return {**state, "shift": shift, "sse": totals.sse, "sum": totals.sum,
+                "sum_sq": totals.sum_sq}
+
+    def record(self, totals) -> Dict[str, float]:
+        record = {"data_loss": totals.loss_sum / totals.weight_sum
+                  if totals.weight_sum > 0 else 0.0,
+                  "penalty": totals.penalty_sum / self.data.n}
+        if self.metric == "r2":
+            record["r2"] = r2_from_sums(totals.count, totals.sse, totals.sum, totals.sum_sq)
+        else:
+            record["accuracy"] = totals.correct / totals.count
+        return record
+
+    def run(self, order: np.ndarray, begin: int, end: int, epoch: int, totals,
+            on_steps: Callable[[int], None], interrupt: Optional[Interrupt] = None):
+        """As PerOpSteps.run; the C++ run reads ``interrupt``'s watch before each step."""
+        data, fused = self.data, self.fused
+        watch = None if interrupt is None else interrupt.watch
+        if isinstance(totals, _FoldedTotals):
+            for step in range(begin, end):
+                if interrupt is not None and interrupt.requested:
+                    break
+                taken = fused.run_steps(data.X, data.Y, data.W, order, step, step + 1, epoch,
+                                        watch=watch)
+                totals.fold(taken, data.Y[data.rows(order, step)])
+                self._note_interrupt(taken, interrupt)
+                on_steps(taken.steps)
+        elif interrupt is None or not interrupt.requested:
+            before = 0 if totals is None else totals.steps
+            totals = fused.run_steps(data.X, data.Y, data.W, order, begin, end, epoch, totals,
+                                     watch)
+            self._note_interrupt(totals, interrupt)
+            on_steps(totals.steps - before)
+        return totals
+
+    @staticmethod
+    def _note_interrupt(totals, interrupt: Optional[Interrupt]) -> None:
+        """A run the watch ended: requested now, though Python's handler may not have
+        run yet."""
+        if totals.interrupted:
+            interrupt.requested = True
+
+
+def epoch_steps(model, optimizer: Optimizer, data: TrainingData, fused: Optional[FusedEpochs]):
+    """The steps of the next epoch: fused when ``fused`` applies now, else per-op."""
+    if fused is not None and fused.applies():
+        return FusedSteps(fused, data)
+    return PerOpSteps(model, optimizer, data)

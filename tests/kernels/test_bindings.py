@@ -1,0 +1,81 @@
+"""The bindings' own contract: test hooks live in ``_core._testing``; value checks are the
+kernels' (or Python's), so a bad value still gives a ValueError before anything is
+written; results are allocated by the caller (the native backend)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastmlp import _core
+from fastmlp.backends import native
+
+TEST_HOOKS = ("last_team_size", "math", "sgd_update")
+
+
+def test_the_test_hooks_live_in_the_testing_submodule():
+    assert native.testing is _core._testing
+    for name in TEST_HOOKS:
+        assert callable(getattr(_core._testing, name)), name
+        assert not hasattr(_core, name), f"_core.{name} should be in _core._testing only"
+
+
+def test_maxout_backward_refuses_an_out_of_range_argmax_before_writing():
+    """dz is written at argmax: the kernel's check (ops.hpp), through the backend too."""
+    da = np.ones((4, 3), np.float32)
+    argmax = np.zeros((4, 3), np.int32)
+    argmax[3, 2] = 5
+    dz = np.full((4, 6), 7.0, np.float32)
+    with pytest.raises(ValueError, match=r"maxout_backward: argmax holds 5 at flat index 11, "
+                                         r"expected 0 <= argmax < pieces = 2"):
+        native.NativeBackend().maxout_backward(da, argmax, dz)
+    np.testing.assert_array_equal(dz, 7.0)
+
+
+def _predictor(loss="mse", units=3, features=4):
+    params = np.arange(units * features + units, dtype=np.float32) / 10
+    layer = {"kind": "dense", "inputs": features, "units": units, "activation": "linear", "param": 0.0,
+             "W": params[:units * features].reshape(units, features), "b": params[units * features:]}
+    return _core.Predictor(params, [layer], loss)
+
+
+def test_predictor_run_fills_the_callers_out_and_checks_it():
+    core = _predictor("softmax_cross_entropy")
+    X = np.ones((5, 4), np.float32)
+    logits = np.empty((5, 3), np.float32)
+    assert core.run(X, 0, 2, logits) is None
+    labels = np.empty(5, np.int64)
+    core.run(X, 2, 2, labels)
+    np.testing.assert_array_equal(labels, logits.argmax(axis=1))
+    with pytest.raises(TypeError, match="Predictor.run: out has dtype float32, expected int64"):
+        core.run(X, 2, 2, np.empty(5, np.float32))
+    with pytest.raises(ValueError, match=r"out has shape \(5, 2\), expected \(5, 3\)"):
+        core.run(X, 0, 2, np.empty((5, 2), np.float32))
+    with pytest.raises(ValueError, match=r"out has shape \(4,\), expected \(5,\)"):
+        core.run(X, 2, 2, np.empty(4, np.int64))
+    with pytest.raises(ValueError, match="out is read-only"):
+        frozen = np.empty((5, 3), np.float32)
+        frozen.flags.writeable = False
+        core.run(X, 0, 2, frozen)
+    buf = np.ones(40, np.float32)
+    with pytest.raises(ValueError, match="out overlaps X"):
+        core.run(buf[:20].reshape(5, 4), 0, 2, buf[5:20].reshape(5, 3))
+
+
+@pytest.mark.parametrize("loss,mode,shape,dtype", [
+    ("softmax_cross_entropy", 2, (5,), np.int64), ("binary_cross_entropy", 2, (5, 3), np.int64),
+    ("mse", 2, (5, 3), np.float32), ("binary_cross_entropy", 1, (5, 3), np.float32),
+    ("softmax_cross_entropy", 0, (5, 3), np.float32)])
+def test_the_native_predictor_allocates_the_result(loss, mode, shape, dtype):
+    predictor = native.FusedPredictor(_predictor(loss), loss, np.dtype(np.float32))
+    result = predictor.run(np.ones((5, 4), np.float32), mode, 2)
+    assert result.shape == shape and result.dtype == dtype
+
+
+def test_a_bad_X_is_named_by_the_core_not_the_allocation():
+    predictor = native.FusedPredictor(_predictor(), "mse", np.dtype(np.float32))
+    with pytest.raises(ValueError, match=r"X must be 2-D, got shape \(\)"):
+        predictor.run(np.array(1, np.float32), 0, 2)
+    with pytest.raises(TypeError, match="X has dtype float64, expected float32"):
+        predictor.run(np.ones((2, 4)), 0, 2)
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        predictor.run([[1.0, 2.0, 3.0, 4.0]], 0, 2)     # never a converting copy
