@@ -246,8 +246,7 @@ class Dense(_Affine):
     initializer name from :mod:`fastmlp.nn.initializers`; None means the activation's
     default (he_normal for the ReLU family, glorot_uniform otherwise). Biases start at
     zero. ``regularizer`` (:mod:`fastmlp.nn.regularizers`) penalizes W and overrides the
-    model's. W, b and their
-    gradients dW, db exist once the layer is part of a model.
+    model's. W, b and their gradients dW, db exist once the layer is part of a model.
     """
 
     kind = "dense"
