@@ -15,25 +15,31 @@ using index = std::ptrdiff_t;
 enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
 constexpr int kIsaCount = 3;
 
-// Each named enum is one list, X(name) per member, that makes both the enum and its names
-// table k<Enum>Names (index = enum value), so a name and its member cannot drift apart and
-// no code depends on the order. The bindings parse names through these tables; _core's
-// enum_names() hands them to Python, whose registries are tested against them.
-#define FASTMLP_ACTIVATIONS(X) \
-    X(linear) X(sigmoid) X(tanh) X(relu) X(leaky_relu) X(elu) X(gelu) X(silu) X(softplus)
-#define FASTMLP_LOSSES(X) X(softmax_cross_entropy) X(binary_cross_entropy) X(mse)
-#define FASTMLP_MATH_FNS(X) X(exp) X(expm1) X(log) X(log1p) X(tanh) X(sigmoid)
-#define FASTMLP_OPTIMIZERS(X) X(sgd) X(momentum) X(nesterov) X(adagrad) X(rmsprop) X(adam) X(adamw)
-#define FASTMLP_ENUM_MEMBER(name) name,
-#define FASTMLP_ENUM_NAME(name) #name,
-#define FASTMLP_NAMED_ENUM(Enum, LIST)                              \
-    enum class Enum : int { LIST(FASTMLP_ENUM_MEMBER) };            \
-    constexpr const char* k##Enum##Names[] = {LIST(FASTMLP_ENUM_NAME)};
+// Each named enum with its names table k<Enum>Names right below it (index = enum value):
+// the bindings parse names through the tables, _core's enum_names() hands them to Python,
+// whose registries are tested against them (tests/kernels/test_registries.py,
+// tests/api/test_activation_registry.py); the static_asserts keep each table as long as
+// its enum (through the enum's last member: add a member at the end and name it there).
+// No code depends on the order.
+enum class Activation : int { linear, sigmoid, tanh, relu, leaky_relu, elu, gelu, silu, softplus };
+constexpr const char* kActivationNames[] = {"linear", "sigmoid", "tanh",  "relu",    "leaky_relu",
+                                            "elu",    "gelu",    "silu",  "softplus"};
 
-FASTMLP_NAMED_ENUM(Activation, FASTMLP_ACTIVATIONS)
-FASTMLP_NAMED_ENUM(Loss, FASTMLP_LOSSES)
-FASTMLP_NAMED_ENUM(MathFn, FASTMLP_MATH_FNS)
-FASTMLP_NAMED_ENUM(Optimizer, FASTMLP_OPTIMIZERS)
+enum class Loss : int { softmax_cross_entropy, binary_cross_entropy, mse };
+constexpr const char* kLossNames[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse"};
+
+enum class MathFn : int { exp, expm1, log, log1p, tanh, sigmoid };
+constexpr const char* kMathFnNames[] = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid"};
+
+enum class Optimizer : int { sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw };
+constexpr const char* kOptimizerNames[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"};
+
+template <auto Last, std::size_t N>
+constexpr bool names_every(const char* const (&)[N]) { return N == std::size_t(Last) + 1; }
+static_assert(names_every<Activation::softplus>(kActivationNames), "one name per Activation");
+static_assert(names_every<Loss::mse>(kLossNames), "one name per Loss");
+static_assert(names_every<MathFn::sigmoid>(kMathFnNames), "one name per MathFn");
+static_assert(names_every<Optimizer::adamw>(kOptimizerNames), "one name per Optimizer");
 
 // One optimizer step's constants in the kernel's dtype, each combination computed in
 // double first (ops.hpp). b1 doubles as Momentum/Nesterov's mu, b2 as RMSProp's rho.
