@@ -35,6 +35,11 @@ def _check_finite_real(value, name: str, expected: str, accept) -> float:
     return float(value)
 
 
+def check_finite_float(value, name: str) -> float:
+    """A finite real number (not a bool)."""
+    return _check_finite_real(value, name, "a finite number", lambda v: True)
+
+
 def check_positive_float(value, name: str) -> float:
     """A finite real number > 0 (not a bool)."""
     return _check_finite_real(value, name, "a positive finite number", lambda v: v > 0)

@@ -20,19 +20,19 @@ Wherever an activation name is accepted, an object is too:
 ``Dense(64, activation=LeakyReLU(0.2))`` or ``Dense(64, activation=ELU(alpha=0.5))``.
 
 Adding an activation: its row here (the NumPy formulas, ONNX and torch conversions), its
-case in csrc/kernels/activations.hpp (activate and derivative) and its name in
-csrc/common.hpp's FASTMLP_ACTIVATIONS, and its test case in tests/activation_cases.py.
+case in csrc/kernels/activations.hpp (activate and derivative), its member and name in
+csrc/common.hpp (enum class Activation, kActivationNames), and its test case in
+tests/activation_cases.py.
 """
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import check_choice
+from .._validation import check_choice, check_finite_float
 from ..backends.numpy import sigmoid
 
 LEAKY_RELU_SLOPE = 0.01
@@ -40,15 +40,6 @@ ELU_ALPHA = 1.0
 
 __all__ = ["ACTIVATIONS", "ELU", "ELU_ALPHA", "KINDS", "LEAKY_RELU_SLOPE", "ActivationKind",
            "LeakyReLU", "default_initializer", "kind", "param", "resolve", "resolve_with_param"]
-
-
-def _check_param(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number; got {value!r} of type "
-                        f"{type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
 
 
 class Activation:
@@ -70,7 +61,7 @@ class LeakyReLU(Activation):
     name = "leaky_relu"
 
     def __init__(self, slope: float = LEAKY_RELU_SLOPE):
-        self.param = self.slope = _check_param(slope, "slope")
+        self.param = self.slope = check_finite_float(slope, "slope")
 
     def __repr__(self) -> str:
         return f"LeakyReLU(slope={self.slope!r})"
@@ -82,7 +73,7 @@ class ELU(Activation):
     name = "elu"
 
     def __init__(self, alpha: float = ELU_ALPHA):
-        self.param = self.alpha = _check_param(alpha, "alpha")
+        self.param = self.alpha = check_finite_float(alpha, "alpha")
 
     def __repr__(self) -> str:
         return f"ELU(alpha={self.alpha!r})"

@@ -68,8 +68,8 @@ from ..optim.schedules import PowerDecay
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-# scikit-learn's activation names -> fastmlp's.
-ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# scikit-learn's activation names -> ours (fastmlp.activations.ACTIVATIONS)
+SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 # Solvers whose step scales with the gradient (the rate absorbs fastmlp's loss scale and
 # learning_rate="invscaling"/"adaptive" apply, as scikit-learn's "sgd").
 SGD_FAMILY = ("sgd", "momentum", "nesterov")
@@ -181,7 +181,7 @@ class _BaseMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None,
                                                       closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
+        "activation": [StrOptions(set(SKLEARN_ACTIVATIONS))],
         "solver": [StrOptions(set(SOLVERS))],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None,
@@ -317,7 +317,7 @@ class _BaseMLP(BaseEstimator):
         output layer (logits: the loss owns the softmax/sigmoid)."""
         layers = []
         for units in layer_units[1:-1]:
-            layers.append(Dense(units, activation=ACTIVATIONS[self.activation]))
+            layers.append(Dense(units, activation=SKLEARN_ACTIVATIONS[self.activation]))
             if self.dropout > 0:
                 layers.append(Dropout(self.dropout))
         layers.append(Dense(layer_units[-1]))

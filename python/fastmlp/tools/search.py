@@ -44,8 +44,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from .._keywords import suggest_keywords
-from .._validation import (as_labels, as_samples, check_choice, check_int, check_lengths,
-                           check_positive_float, check_seed)
+from .._validation import (as_labels, as_samples, check_choice, check_finite_float, check_int,
+                           check_lengths, check_positive_float, check_seed)
 from ..errors import DivergenceError
 from ..nn.layers import Dense, Dropout
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, get_loss
@@ -69,16 +69,6 @@ class Distribution:
 
     def narrow(self, values: Sequence, widen: float) -> "Distribution":
         raise NotImplementedError
-
-
-def _real(value, name: str) -> float:
-    """A finite real number (not a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number; got {value!r} of type "
-                        f"{type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
 
 
 def _spread(values: Sequence, low: float, high: float, widen: float,
@@ -107,7 +97,7 @@ class Uniform(Distribution):
 
     @staticmethod
     def _check(value, name: str) -> float:
-        return _real(value, name)
+        return check_finite_float(value, name)
 
     @staticmethod
     def _to_scale(value: float) -> float:
