@@ -238,7 +238,7 @@ class _Plan:
                               loss=spec["loss"], dtype=spec["dtype"], seed=spec["seed"],
                               backend=spec["backend"] if backend is None else backend,
                               regularizer=regularizer)
-        with model._writing_params():
+        with model.writing_params():
             np.copyto(model._params, arrays[PARAMS])
             for i, (layer, entry) in enumerate(zip(model.layers, spec["layers"])):
                 if layer.state_names:
@@ -246,10 +246,10 @@ class _Plan:
                     checked_call(layer.set_state, state, where=f"layers[{i}] state")
                 if isinstance(layer, Normalization):
                     layer.adapted = entry["adapted"]
-        model._step = training["training_step"]
+        model.training_step = training["training_step"]
         model.stop_training = training["stop_training"]
         set_rng_state(model._shuffle_rng, training["shuffle_rng"], "training.shuffle_rng")
-        model._optimizer = self._restored_optimizer(arrays)
+        model.optimizer = self._restored_optimizer(arrays)
         if training["history"] is not None:
             model.history = _history(training["history"]["keys"], arrays[HISTORY])
         model.metadata = self.header.get(METADATA)

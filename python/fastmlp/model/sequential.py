@@ -19,6 +19,7 @@ from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
 from ..nn.metrics import PassTotals, weight_total
 from ..nn.regularizers import check_regularizer
+from ..optim.optimizers import Optimizer
 from ..train import fused as _fused, loop as _training
 from ..train.history import History
 from ..io import onnx, torch
@@ -28,7 +29,7 @@ INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=No
 # Arrays of the parameters' size a model trains with: the parameters, their gradients and
 # the state of a typical optimizer (Adam's m and v); checked against the memory available.
 MODEL_COPIES = 4
-# The model's thread locks and their holder (FlatParameters._exclusive, _weights_lock):
+# The model's thread locks and their holder (FlatParameters.exclusive, weights_lock):
 # never pickled or copied.
 _LOCKS = ("_fit_lock", "_holder", "_holder_thread", "_weights_lock_")
 
@@ -89,7 +90,7 @@ class FlatParameters:
     """What Sequential and MultiTask share: every layer's parameters live in one flat
     buffer of the model's dtype (``self.layers`` in the buffer's order; each layer's
     arrays are views into it), so one optimizer step updates them all; the views are
-    read-only between the library's writes (``_writing_params``), which the weights'
+    read-only between the library's writes (``writing_params``), which the weights'
     version counts."""
 
     def _bind_flat(self, sizes: List[int], rng: np.random.Generator) -> None:
@@ -114,7 +115,7 @@ class FlatParameters:
             layer.bind(self._params[start:stop], self._grads[start:stop])
             layer.initialize(rng)
         self._weights_version = 0
-        self._writers = 0              # open _writing_params blocks
+        self._writers = 0              # open writing_params blocks
         self._set_params_writeable(False)
 
     def __getstate__(self) -> dict:
@@ -149,7 +150,7 @@ class FlatParameters:
 
     # ----------------------------------------------------------- other threads
     @contextmanager
-    def _exclusive(self, what: str, *, from_fit: bool):
+    def exclusive(self, what: str, *, from_fit: bool):
         """Run ``what`` (fit, set_weights, ...) holding the model's fit lock, taken
         without waiting: RuntimeError while another thread holds it (a fit there), so two
         writers never race. A call from inside the holder's own thread (a fit's callback)
@@ -173,7 +174,7 @@ class FlatParameters:
             lock.release()
 
     @property
-    def _weights_lock(self):
+    def weights_lock(self):
         """The lock a training step holds (``writing``) while it changes the weights and
         layer state, and a per-op predict (``reading``) while it reads them: the backend's
         ``weights_lock()`` (the native one's is shared with its fused paths), else
@@ -207,13 +208,13 @@ class FlatParameters:
         for array in arrays if writeable else reversed(arrays):   # writeable after it
             array.flags.writeable = writeable
 
-    def _weights_written(self) -> None:
+    def weights_written(self) -> None:
         """A writer bound while the views were writeable (the fused trainer) has changed
-        the weights: count it, as the end of a _writing_params block does."""
+        the weights: count it, as the end of a writing_params block does."""
         self._weights_version += 1
 
     @contextmanager
-    def _writing_params(self):
+    def writing_params(self):
         """The library's only way to write the weights: the views are writeable inside,
         read-only again afterwards, and the weights' version goes up (reentrant: the
         outermost block decides)."""
@@ -242,7 +243,7 @@ class FlatParameters:
         """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
         after checking the count, every shape and finiteness; nothing changes on error.
         RuntimeError while fit runs on the model in another thread."""
-        with self._exclusive("set_weights", from_fit=True):
+        with self.exclusive("set_weights", from_fit=True):
             self._write_weights(self._checked_weights(weights))
 
     def _checked_weights(self, weights) -> List[np.ndarray]:
@@ -259,7 +260,7 @@ class FlatParameters:
     def _write_weights(self, arrays: List[np.ndarray]) -> None:
         """Each layer's parameters, then its state, from checked ``arrays`` in order."""
         position = 0
-        with self._writing_params():
+        with self.writing_params():
             for layer in self.layers:
                 n_params, n_state = len(layer.parameters()), len(layer.get_state())
                 for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
@@ -280,8 +281,13 @@ class FlatParameters:
 
     @property
     def training_step(self) -> int:
-        """Training steps taken by every fit so far (Dropout's mask counter)."""
+        """Training steps taken by every fit so far (Dropout's mask counter); the fit
+        loop advances it and puts it back on a roll-back or resume."""
         return self._step
+
+    @training_step.setter
+    def training_step(self, step: int) -> None:
+        self._step = check_int(step, "training_step", minimum=0)
 
     @property
     def n_params(self) -> int:
@@ -290,8 +296,42 @@ class FlatParameters:
     @property
     def optimizer(self):
         """The optimizer kept from the latest fit (None before the first), with its
-        state: ``model.optimizer.state_dict()`` saves it."""
+        state: ``model.optimizer.state_dict()`` saves it. fit keeps the one it used."""
         return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: Optional[Optimizer]) -> None:
+        if optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastmlp Optimizer or None; got "
+                            f"{type(optimizer).__name__}")
+        self._optimizer = optimizer
+
+    # ------------------------------------------- the fit loop's protocol (train/protocol.py)
+    @property
+    def flat_params(self) -> np.ndarray:
+        """The flat parameter buffer every layer's parameters view (read-only outside
+        :meth:`writing_params`)."""
+        return self._params
+
+    @property
+    def flat_grads(self) -> np.ndarray:
+        """The flat gradient buffer, in :attr:`flat_params`' order."""
+        return self._grads
+
+    @property
+    def shuffle_rng(self) -> np.random.Generator:
+        """fit's shuffle generator (seeded from ``seed``, continued across fits)."""
+        return self._shuffle_rng
+
+    def gather_batch(self, X: np.ndarray, Y, W: Optional[np.ndarray], rows: np.ndarray):
+        """(xb, yb, wb): the ``rows`` of X, of the targets Y (as :meth:`prepare_data`
+        gives them) and of W (None without weights), copied into the training cache."""
+        wb = None if W is None else self._take_rows(W, rows, "w")
+        return self._take_rows(X, rows, "x"), self._gather_targets(Y, rows), wb
+
+    def _take_rows(self, array: np.ndarray, rows: np.ndarray, key: str) -> np.ndarray:
+        out = self._train_cache.get(key, (len(rows), *array.shape[1:]), array.dtype)
+        return np.take(array, rows, axis=0, out=out)
 
     def _views(self) -> List[np.ndarray]:
         return [view for layer in self.layers
@@ -300,7 +340,7 @@ class FlatParameters:
     def _regularizer_of(self, layer):
         return layer.regularizer if layer.regularizer is not None else self.regularizer
 
-    def _penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
+    def penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
         """The weight penalty at the current weights; with add_gradient its gradient is
         added to ``_grads`` (call after the backward pass). n_samples is the training
         set's size, batch_size the step's (for scale="batch")."""
@@ -418,7 +458,7 @@ class Sequential(FlatParameters):
     # fastmlp.train.loop.fit with the model as ``self``: help(model.fit) lists every argument.
     fit = _training.fit
 
-    def _prepare(self, X, y, x_name: str = "X", y_name: str = "y", *,
+    def prepare_data(self, X, y, x_name: str = "X", y_name: str = "y", *,
                  learn_classes: bool = True):
         """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),
         both C-contiguous in the model's dtype. Class labels map through ``classes_``;
@@ -431,6 +471,25 @@ class Sequential(FlatParameters):
             self._classes = classes
         return X, Y
 
+    def _gather_targets(self, Y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self._take_rows(Y, rows, "y")
+
+    def history_keys(self, validation: bool) -> List[str]:
+        """fit's History keys: "loss", "data_loss", "penalty", the metric, their "val_"
+        versions with validation data (loss and metric), and "lr"."""
+        metric = self._loss.metric_name
+        val_keys = ["val_loss", f"val_{metric}"] if validation else []
+        return ["loss", "data_loss", "penalty", metric, *val_keys, "lr"]
+
+    def new_totals(self) -> PassTotals:
+        """Running totals of a pass over training data (fit's epoch)."""
+        return PassTotals(self._loss.metric())
+
+    def fused_layers(self) -> Optional[List[dict]]:
+        """The layers as the fused trainer takes them, or None when a layer or regularizer
+        runs only on the per-op path (:func:`fastmlp.train.fused.describe_layers`)."""
+        return _fused.describe_layers(self.layers, self._regularizer_of)
+
     def _forward_train(self, X: np.ndarray) -> np.ndarray:
         """Training-mode forward through every layer's own cache, at the current step."""
         out = X
@@ -439,7 +498,7 @@ class Sequential(FlatParameters):
             out = layer.forward(self.backend, out, layer._cache, True)
         return out
 
-    def _loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
+    def loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
                        weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Forward through the training caches, the summed loss, and (if it is finite)
         the gradient of the mean loss into ``_grads``. Returns (loss sum, logits).
@@ -460,7 +519,7 @@ class Sequential(FlatParameters):
                 grad = self.layers[i].backward(self.backend, grad, need_dx=i > 0)
         return loss_sum, logits
 
-    def _adapt(self, X: np.ndarray) -> None:
+    def adapt(self, X: np.ndarray) -> None:
         """Adapt every Normalization layer not adapted yet to the data as it reaches it."""
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Normalization) and not layer.adapted:
@@ -483,7 +542,7 @@ class Sequential(FlatParameters):
         reused for the next chunk."""
         step = _chunk_rows(batch_size, len(X))
         workspaces = [Workspace() for _ in self.layers]
-        with self._weights_lock.reading:     # a fit in another thread: between its steps
+        with self.weights_lock.reading:     # a fit in another thread: between its steps
             for start in range(0, len(X), step):
                 out = X[start:start + step]
                 for layer, workspace in zip(self.layers, workspaces):
@@ -554,12 +613,12 @@ class Sequential(FlatParameters):
         it (labels of ``classes_``; a label outside them is a ValueError). The loss is the
         data loss (no penalty). With ``sample_weight`` (n,) the loss is the weighted mean
         ``sum w_i loss_i / sum w_i``; the metric stays unweighted."""
-        X, Y = self._prepare(X, y, learn_classes=False)
+        X, Y = self.prepare_data(X, y, learn_classes=False)
         weights = None if sample_weight is None else check_sample_weight(
             sample_weight, len(X), self.dtype)
-        return self._evaluate(X, Y, batch_size, weights)
+        return self.evaluate_arrays(X, Y, batch_size, weights)
 
-    def _evaluate(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
+    def evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
                   weights: Optional[np.ndarray] = None) -> dict:
         totals = PassTotals(self._loss.metric())
         for start, logits in self._chunk_logits(X, batch_size):
