@@ -24,13 +24,14 @@ from .._validation import (as_features, check_choice, check_dtype, check_int, ch
                            check_nonnegative_float, check_seed)
 from ..backends import get_backend
 from ..nn.layers import Layer, Normalization, Workspace
-from ..nn.losses import LOSSES, get_loss
+from ..nn.losses import LOSSES, check_classes, get_loss
 from ..nn.metrics import PassTotals
 from ..nn.regularizers import check_regularizer
 from ..train import loop as _loop
 from ..train.history import History
-from .sequential import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary,
-                         _check_layers, build_chain)
+from . import modelfile
+from .flat import INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain
+from .sequential import _check_layers
 
 Targets = Dict[str, np.ndarray]
 
@@ -59,6 +60,8 @@ class MultiTask(FlatParameters):
     state across fits.
     """
 
+    file_kind = modelfile.MULTITASK     # what the model file records it as
+
     @suggest_keywords
     def __init__(self, trunk: Sequence[Layer], heads: Dict[str, Sequence[Layer]],
                  losses: Dict[str, str], loss_weights: Optional[Dict[str, float]] = None, *,
@@ -83,7 +86,8 @@ class MultiTask(FlatParameters):
         self._step = 0
         self._optimizer = None
         self.stop_training = False  # a callback sets it to end fit after the epoch
-        self.history: Optional[History] = None   # the last fit's, kept
+        self.history: Optional[History] = None   # the last fit's, kept (and saved)
+        self.metadata: Optional[dict] = None     # plain JSON data kept with it (and saved)
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -97,6 +101,20 @@ class MultiTask(FlatParameters):
         learned, as :attr:`fastmlp.Sequential.classes_` (None before the first fit and for
         mse heads); ``predict`` returns them."""
         return dict(self._classes)
+
+    @classes_.setter
+    def classes_(self, classes: Dict[str, object]) -> None:
+        """Set ``{head: classes or None}`` (one entry per head), each as
+        :attr:`fastmlp.Sequential.classes_` takes them."""
+        classes = _matching(classes, "classes_", self.head_names)
+        checked = {}
+        for name, labels in classes.items():
+            n_classes = self._loss_of[name].n_classes(self.n_outputs[name])
+            if labels is not None and n_classes is None:
+                raise ValueError(f"classes_[{name!r}]: head {name!r} uses {self.losses[name]}, "
+                                 "which has no classes")
+            checked[name] = None if labels is None else check_classes(labels, n_classes)
+        self._classes = checked
 
     @property
     def head_names(self) -> Tuple[str, ...]:

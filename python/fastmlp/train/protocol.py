@@ -3,7 +3,7 @@
 :func:`fastmlp.train.loop.fit` (with steps.py, rollback.py, checkpoint.py, fused.py,
 arguments.py, guards.py, preflight.py and the callbacks) knows no model class: it trains
 any object with these members. :class:`fastmlp.Sequential` and :class:`fastmlp.MultiTask`
-implement them (the shared ones in ``fastmlp.model.sequential.FlatParameters``).
+implement them (the shared ones in ``fastmlp.model.flat.FlatParameters``).
 """
 from __future__ import annotations
 
