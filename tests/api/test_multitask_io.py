@@ -1,8 +1,9 @@
 """MultiTask through the common fit loop (rollback, checkpoints and resume, callbacks),
-its model file (save, fastmlp.load, checkpoints), and the model files written before
-MultiTask had one. Oracles: an uninterrupted fit (resume), the checkpoint a diverging run
-wrote just before its failing step (rollback), the saved model itself (load), and a
-Sequential model file written by the fastmlp before the "kind" key (tests/api/data)."""
+its model file (save, fastmlp.load, checkpoints), the model files written before
+MultiTask had one, and its ONNX and PyTorch exports. Oracles: an uninterrupted fit
+(resume), the checkpoint a diverging run wrote just before its failing step (rollback),
+the saved model itself (load), a Sequential model file written by the fastmlp before the
+"kind" key (tests/api/data), and the model's own predict_proba/predict (exports)."""
 import json
 import os
 import zipfile
@@ -16,6 +17,7 @@ from fastmlp.errors import ModelFileError
 from fastmlp.optim.optimizers import SGD
 from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.train.checkpoint import Position
+from helpers import relative_error
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 N, BATCH = 60, 16                 # 4 steps per epoch
@@ -220,3 +222,67 @@ def test_a_sequential_file_from_before_the_kind_loads_and_saves_unchanged(tmp_pa
                 assert "kind" not in theirs["model"]
                 ours.pop("fastmlp_version"), theirs.pop("fastmlp_version")
             assert ours == theirs, name
+
+
+# ------------------------------------------------------------------------- export
+#: the exports vs the model's own inference, relative error (as tests/api/test_onnx.py and
+#: test_torch_interop.py: other GEMM blocking and transcendental functions)
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+
+
+def exportable(dtype):
+    """Every built-in layer type; a softmax head, a one-output sigmoid head (flattened to
+    (N,)) and a two-output mse head; trained so that the state is not the defaults."""
+    model = MultiTask([Normalization(), Dense(8, "relu"), Dropout(0.2), BatchNorm()],
+                      {"kind": [fastmlp.Maxout(5, pieces=3), Dense(3)], "flag": [Dense(1)],
+                       "size": [Dense(4, "elu"), Dense(2)]},
+                      {"kind": "softmax_cross_entropy", "flag": "binary_cross_entropy",
+                       "size": "mse"}, input_dim=4, dtype=dtype, seed=2)
+    X, targets = data()
+    model.fit(3 * X + 1, {**targets, "flag": X[:, 0] > 0}, epochs=2, verbose=0)
+    return model, (3 * data(30, seed=5)[0] + 1).astype(dtype)
+
+
+def expected_outputs(model, X):
+    """predict_proba for the classification heads, predict for the mse ones, in order."""
+    proba, values = model.predict_proba(X), model.predict(X)
+    return {name: proba[name] if name in proba else values[name] for name in model.head_names}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_onnx_has_one_output_per_head(dtype, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model, X = exportable(dtype)
+    model.to_onnx(tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    assert [output.name for output in session.get_outputs()] == ["kind", "flag", "size"]
+    wanted = expected_outputs(model, X)
+    for name, actual in zip(model.head_names, session.run(None, {"X": X})):
+        assert actual.dtype == model.dtype and actual.shape == wanted[name].shape, name
+        assert relative_error(actual, wanted[name]) <= TOLERANCE[dtype], name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_module_returns_each_heads_logits(dtype):
+    torch = pytest.importorskip("torch", reason="PyTorch is in no extra: pip install torch")
+    model, X = exportable(dtype)
+    module = model.to_torch()
+    assert isinstance(module.heads, torch.nn.ModuleDict) and not module.training
+    assert list(module.heads) == ["kind", "flag", "size"]
+    assert len(module.trunk) == 5              # Normalization, Linear, ReLU, Dropout, BatchNorm
+    with torch.no_grad():
+        logits = {name: value.numpy() for name, value in module(torch.from_numpy(X)).items()}
+    outputs = {"kind": torch.softmax(torch.from_numpy(logits["kind"]), dim=1).numpy(),
+               "flag": torch.sigmoid(torch.from_numpy(logits["flag"][:, 0])).numpy(),
+               "size": logits["size"]}
+    for name, wanted in expected_outputs(model, X).items():
+        assert outputs[name].dtype == model.dtype and outputs[name].shape == wanted.shape
+        assert relative_error(outputs[name], wanted) <= TOLERANCE[dtype], name
+
+
+def test_a_head_torch_cannot_name_is_refused():
+    pytest.importorskip("torch", reason="PyTorch is in no extra: pip install torch")
+    model = MultiTask([], {"a.b": [Dense(2)]}, {"a.b": "mse"}, input_dim=2, seed=0)
+    with pytest.raises(ValueError, match=r"head 'a.b' cannot name a torch module"):
+        model.to_torch()

@@ -16,6 +16,7 @@ from .._validation import as_shaped, check_int
 from ..backends.base import WeightsLock
 from ..nn.layers import Layer
 from ..optim.optimizers import Optimizer
+from ..io import onnx, torch
 from ..train.history import History
 from . import modelfile
 
@@ -376,3 +377,16 @@ class FlatParameters:
     def architecture(self) -> dict:
         """What builds this model again, as the model file records it."""
         return modelfile.architecture(self)
+
+    @suggest_keywords
+    def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
+        """Export the inference graph (logits to probabilities, or predictions for mse)
+        to an ONNX file: one output (Sequential) or one per head, named by the head
+        (MultiTask); needs the ``onnx`` extra (:mod:`fastmlp.io.onnx`)."""
+        onnx.export_onnx(self, path, opset=opset)
+
+    def to_torch(self):
+        """A torch module with this model's weights computing its logits: a
+        ``torch.nn.Sequential``, or for a MultiTask a module with ``trunk`` and ``heads``
+        whose forward returns ``{head: logits}``; needs PyTorch (:mod:`fastmlp.io.torch`)."""
+        return torch.to_torch(self)

@@ -16,7 +16,6 @@ from ..nn.metrics import PassTotals, weight_total
 from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused, loop as _training
 from ..train.history import History
-from ..io import onnx, torch
 from . import modelfile
 from .flat import INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain
 
@@ -309,16 +308,6 @@ class Sequential(FlatParameters):
     def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
-
-    @suggest_keywords
-    def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
-        """Export the inference graph (logits to probabilities) to an ONNX file; needs the
-        ``onnx`` extra."""
-        onnx.export_onnx(self, path, opset=opset)
-
-    def to_torch(self):
-        """A ``torch.nn.Sequential`` with this model's weights; needs PyTorch."""
-        return torch.to_torch(self)
 
 
 def _chunk_rows(batch_size: Optional[int], n: int) -> int:
