@@ -8,8 +8,11 @@ returns, ``dJ/da = sum_h w_h * dL_h/da``, added in the heads' order.
 
 All parameters, trunk first then each head in ``heads`` order, live in one flat buffer
 (each layer's arrays are views into it), as in :class:`fastmlp.Sequential`, so one
-optimizer step updates the whole model. Training runs the per-op loop on either backend
-(there is no fused path for multi-task models).
+optimizer step updates the whole model. fit is :func:`fastmlp.train.loop.fit`, which reads
+the model through its protocol (:class:`fastmlp.train.protocol.TrainableModel`): the
+per-op loop on either backend (``fused_layers`` is None: the fused trainer runs one
+chain), with rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
+and ``to_torch`` are :class:`fastmlp.model.flat.FlatParameters`'.
 """
 from __future__ import annotations
 
