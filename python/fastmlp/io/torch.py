@@ -60,6 +60,25 @@ def _import_torch():
     return torch
 
 
+def _multitask_module(nn) -> type:
+    """The torch module class of a MultiTask (torch's ``nn`` given, imported by the caller)."""
+
+    class MultiTaskModule(nn.Module):
+        """fastmlp's MultiTask: ``trunk`` (an nn.Sequential) feeds every module of
+        ``heads`` (an nn.ModuleDict of nn.Sequential, in the model's order); forward
+        returns ``{head: its logits}``."""
+
+        def __init__(self, trunk, heads):
+            super().__init__()
+            self.trunk, self.heads = trunk, nn.ModuleDict(heads)
+
+        def forward(self, x):
+            features = self.trunk(x)
+            return {name: head(features) for name, head in self.heads.items()}
+
+    return MultiTaskModule
+
+
 @functools.lru_cache(maxsize=None)
 def _module_classes() -> Dict[str, type]:
     """Our torch modules for the layers torch lacks, defined once torch is imported."""
@@ -104,21 +123,8 @@ def _module_classes() -> Dict[str, type]:
         def extra_repr(self) -> str:
             return f"num_features={self.num_features}"
 
-    class MultiTaskModule(nn.Module):
-        """fastmlp's MultiTask: ``trunk`` (an nn.Sequential) feeds every module of
-        ``heads`` (an nn.ModuleDict of nn.Sequential, in the model's order); forward
-        returns ``{head: its logits}``."""
-
-        def __init__(self, trunk, heads):
-            super().__init__()
-            self.trunk, self.heads = trunk, nn.ModuleDict(heads)
-
-        def forward(self, x):
-            features = self.trunk(x)
-            return {name: head(features) for name, head in self.heads.items()}
-
     classes = {"Maxout": Maxout, "Normalization": Normalization,
-               "MultiTaskModule": MultiTaskModule}
+               "MultiTaskModule": _multitask_module(nn)}
     for cls in classes.values():   # importable by name, so torch.save can pickle them
         cls.__module__, cls.__qualname__ = __name__, cls.__name__
     return classes

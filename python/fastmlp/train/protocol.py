@@ -31,7 +31,7 @@ class TrainableModel(Protocol):
     backend: Any               # the Backend the steps call (its fused_trainer, sigint_watch)
     dtype: np.dtype
     input_dim: int
-    loss: Any                  # fused path only: the loss name (Sequential)
+    loss: str                  # the loss name: read only when fused_layers() is not None
 
     @property
     def n_params(self) -> int: ...
@@ -41,7 +41,6 @@ class TrainableModel(Protocol):
     history: Optional[History]    # fit keeps its History here however it ends
     optimizer: Optional[Optimizer]  # read by fit_optimizer; fit assigns the one it uses
     training_step: int         # the step counter (Dropout); advanced, restored on rollback
-    seed: int
 
     @property
     def shuffle_rng(self) -> np.random.Generator:
