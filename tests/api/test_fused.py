@@ -16,7 +16,7 @@ from fastmlp.train import loop as training
 from fastmlp.nn.activations import ACTIVATIONS, ELU, LeakyReLU
 from fastmlp.nn.losses import LOSSES
 from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
-from fastmlp.train.fused import FusedEpochs, describe_layers
+from fastmlp.train.fused import FusedEpochs
 from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from fastmlp.model.sequential import Sequential
 from fastmlp.optim.optimizers import OPTIMIZERS, SGD, Adam
@@ -273,7 +273,7 @@ def test_r2_within_summation_rounding(k):
 # A step range: a checkpoint inside an epoch
 # --------------------------------------------------------------------------------------
 def _arrays(m, X, y):
-    X, Y = m._prepare(X, y)
+    X, Y = m.prepare_data(X, y)
     return X, Y
 
 
@@ -477,9 +477,9 @@ def test_two_models_train_concurrently_with_the_gil_released():
 # The binding's checks
 # --------------------------------------------------------------------------------------
 def _trainer(m):
-    with m._writing_params():
+    with m.writing_params():
         return m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
-                                       layers=describe_layers(m), loss=m.loss,
+                                       layers=m.fused_layers(), loss=m.loss,
                                        optimizer="sgd", batch_size=BATCH)
 
 
@@ -521,9 +521,9 @@ def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
     m = model()
     X, Y = _arrays(m, *make_data("softmax_cross_entropy", n=N))
     lock = m.backend.weights_lock()
-    with m._writing_params():
+    with m.writing_params():
         trainer = m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
-                                          layers=describe_layers(m), loss=m.loss,
+                                          layers=m.fused_layers(), loss=m.loss,
                                           optimizer="sgd", batch_size=BATCH, lock=lock)
     order, lrs = np.arange(N), np.full(3, 0.1)
     done = []
@@ -547,8 +547,8 @@ def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
 
 def test_trainer_creation_checks_the_buffers_and_layers():
     m = model()
-    with m._writing_params():         # the trainer binds the parameters for writing
-        layers = describe_layers(m)
+    with m.writing_params():         # the trainer binds the parameters for writing
+        layers = m.fused_layers()
         create = m.backend.fused_trainer
         base = dict(params=m._params, grads=m._grads, m=None, v=None, layers=layers,
                     loss=m.loss, optimizer="sgd", batch_size=BATCH)

@@ -92,7 +92,7 @@ def test_single_output_and_nan(monkeypatch, loss):
                  ([lambda: model.predict_proba(X)] if loss != "mse" else [])):
         _assert_same(call(), _per_op(monkeypatch, call))
     # NaN weights (predict checks X, not the weights): argmax/threshold as NumPy's
-    with model._writing_params():      # set_weights refuses non-finite weights
+    with model.writing_params():      # set_weights refuses non-finite weights
         model.layers[-1].W[0, 0] = np.nan
         model.layers[-1].b[-1] = np.inf
     for call in ([lambda: model.predict(X)] +

@@ -120,7 +120,7 @@ def test_maxout_forward_and_backward_match_the_literal_formula():
     z = np.einsum("mi,upi->mup", X, layer.W) + layer.b             # (m, units, pieces)
     a = z.max(axis=2)
     assert_close(m.predict(X), a, "literal", "float64")
-    m._loss_and_grad(*m._prepare(X, Y))
+    m.loss_and_grad(*m.prepare_data(X, Y))
     da = 2 * (a - Y) / Y.size                                     # mse: mean over elements
     win = z.argmax(axis=2)[..., None] == np.arange(3)              # (m, units, pieces)
     dz = da[..., None] * win

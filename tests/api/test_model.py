@@ -141,7 +141,7 @@ def test_parameters_live_in_one_flat_buffer():
             np.testing.assert_array_equal(view.ravel(), m._params[offset:offset + view.size])
             offset += view.size
     assert offset == m._params.size == m.n_params
-    with m._writing_params():
+    with m.writing_params():
         m._params[0] = 42.0
     assert m.layers[0].W[0, 0] == 42.0
 

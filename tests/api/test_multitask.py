@@ -42,22 +42,22 @@ def test_gradient_of_weighted_cost_matches_finite_differences(trunk):
                       regularizer=L2(0.3), seed=5)
     rng = np.random.default_rng(4)        # non-zero biases: every activation's curved part
     model.set_weights([w + rng.normal(scale=0.3, size=w.shape) for w in model.get_weights()])
-    X, targets = model._prepare(*two_task_data(7, seed=6))
+    X, targets = model.prepare_data(*two_task_data(7, seed=6))
     n = len(X)
 
     def cost():
-        return model._evaluate(X, targets)["loss"] + model._penalty(n, n, add_gradient=False)
+        return model.evaluate_arrays(X, targets)["loss"] + model.penalty(n, n, add_gradient=False)
 
-    model._loss_and_grad(X, targets)
-    model._penalty(n, n)
-    with model._writing_params():          # perturbed in place
+    model.loss_and_grad(X, targets)
+    model.penalty(n, n)
+    with model.writing_params():          # perturbed in place
         numeric = numeric_gradient(cost, model._params)
     assert_gradient_close(numeric, model._grads)
 
 
 def test_a_zero_weight_head_sends_no_gradient():
     model = two_heads(loss_weights={"cls": 1.0, "reg": 0.0})
-    model._loss_and_grad(*model._prepare(*two_task_data(9)))
+    model.loss_and_grad(*model.prepare_data(*two_task_data(9)))
     reg = model.heads["reg"][0]
     assert not reg.dW.any() and not reg.db.any()
     assert model.heads["cls"][0].dW.any() and model.trunk[0].dW.any()

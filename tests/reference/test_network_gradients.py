@@ -19,10 +19,10 @@ def test_parameter_gradients_match_finite_differences(loss, mix):
                                backend="numpy", dtype="float64", seed=5)
     # non-zero biases, so their gradients flow through every activation's curved part
     model.set_weights([w + rng.normal(scale=0.3, size=w.shape) for w in model.get_weights()])
-    X, Y = model._prepare(*make_data(loss, n=7, k=3, seed=6))
-    model._loss_and_grad(X, Y)
-    with model._writing_params():          # perturbed in place
-        numeric = numeric_gradient(lambda: model._evaluate(X, Y)["loss"], model._params)
+    X, Y = model.prepare_data(*make_data(loss, n=7, k=3, seed=6))
+    model.loss_and_grad(X, Y)
+    with model.writing_params():          # perturbed in place
+        numeric = numeric_gradient(lambda: model.evaluate_arrays(X, Y)["loss"], model._params)
     assert_gradient_close(numeric, model._grads)
 
 
@@ -36,8 +36,8 @@ def test_ordinary_training_raises_no_floating_point_flags(loss, mix, dtype):
                                backend="numpy", dtype=dtype, seed=8)
     X, y = make_data(loss, n=20, k=3, seed=9)
     with np.errstate(all="raise"):
-        loss_sum, _ = model._loss_and_grad(*model._prepare(X, y))
-        with model._writing_params():
+        loss_sum, _ = model.loss_and_grad(*model.prepare_data(X, y))
+        with model.writing_params():
             fastmlp.Adam().step(model.backend, model._params, model._grads)
         model.evaluate(X, y)
         (model.predict if loss == "mse" else model.predict_proba)(X)

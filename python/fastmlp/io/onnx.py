@@ -27,11 +27,16 @@ onnxruntime (1.31) has no float64 kernel for Elu, and float64 LeakyRelu only fro
 ``Where(x > 0, x, alpha * (Exp(x) - 1))``, the same functions in ops every runtime has
 (the activation rows say which ops they use).
 
+A :class:`fastmlp.MultiTask` (a model with ``trunk`` and ``heads``) exports the trunk once
+and one output per head, named by the head, in ``heads`` order: the head's
+probabilities (classification) or predictions (mse), as its ``predict_proba``/``predict``
+entry.
+
 Needs the ``onnx`` package (``pip install 'fastmlp[onnx]'``), imported only on export.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -182,19 +187,31 @@ _OUTPUT_NODES = {"softmax": ("Softmax", {"axis": 1}), "sigmoid": ("Sigmoid", {})
                  "identity": ("Identity", {})}
 
 
-def _output(g: _GraphBuilder, loss: str, logits: str, n_outputs: int) -> str:
+def _output(g: _GraphBuilder, loss: str, logits: str, n_outputs: int, name: str,
+            prefix: str) -> str:
     """predict_proba's (or, for a regression loss, predict's) output of the logits, named
-    "probabilities" (or "predictions"); a single column is flattened to (N,)."""
+    ``name``; a single column is flattened to (N,)."""
     loss = get_loss(loss)
-    name = "probabilities" if loss.classifier else "predictions"
     flatten = n_outputs == 1
     final = None if flatten else name
     op, attributes = _OUTPUT_NODES[loss.output_activation]
-    out = g.node(op, [logits], "output/", final, **attributes)
+    out = g.node(op, [logits], prefix, final, **attributes)
     if flatten:
-        out = g.node("Reshape", [out, g.constant("output/shape", [-1], np.int64)],
-                     "output/", name)
+        out = g.node("Reshape", [out, g.constant(f"{prefix}shape", [-1], np.int64)],
+                     prefix, name)
     return out
+
+
+def _outputs_of(model) -> Tuple[int, List[Tuple[str, int, str, int, str]]]:
+    """The trunk's layer count and, per output, (name, its layers' count, loss, width,
+    node prefix): a MultiTask's heads (``trunk``, ``heads``, ``losses``, ``n_outputs``),
+    else the Sequential's one output, "probabilities" or "predictions"."""
+    heads = getattr(model, "heads", None)
+    if heads is None:
+        name = "probabilities" if get_loss(model.loss).classifier else "predictions"
+        return 0, [(name, len(model.layers), model.loss, model.n_outputs, "output/")]
+    return len(model.trunk), [(name, len(layers), model.losses[name], model.n_outputs[name],
+                               f"outputs.{name}/") for name, layers in heads.items()]
 
 
 def _value_info(onnx, name: str, dtype: np.dtype, shape: list):
@@ -209,19 +226,29 @@ def build_onnx_model(model, *, opset: Optional[int] = None):
     onnx = _import_onnx()
     opset = _check_opset(opset, onnx)
     g = _GraphBuilder(onnx, model.dtype, opset)
-    x = INPUT_NAME
-    for i, (layer, convert) in enumerate(zip(model.layers, converters)):
-        x = convert(g, layer, x, f"layers.{i}/")
-    output = _output(g, model.loss, x, model.n_outputs)
-    output_shape = ["N"] if model.n_outputs == 1 else ["N", model.n_outputs]
+
+    def chain(x: str, first: int, stop: int) -> str:    # layers[first:stop] from x
+        for i in range(first, stop):
+            x = converters[i](g, model.layers[i], x, f"layers.{i}/")
+        return x
+
+    n_trunk, heads = _outputs_of(model)
+    features, start, outputs = chain(INPUT_NAME, 0, n_trunk), n_trunk, []
+    for name, n_layers, loss, width, prefix in heads:
+        logits = chain(features, start, start + n_layers)
+        start += n_layers
+        outputs.append(_value_info(onnx, _output(g, loss, logits, width, name, prefix),
+                                   model.dtype, ["N"] if width == 1 else ["N", width]))
     graph = onnx.helper.make_graph(
         g.nodes, "fastmlp",
         [_value_info(onnx, INPUT_NAME, model.dtype, ["N", model.input_dim])],
-        [_value_info(onnx, output, model.dtype, output_shape)], g.initializers)
+        outputs, g.initializers)
+    names = ", ".join(output.name for output in outputs)
+    losses = ", ".join(loss for _, _, loss, _, _ in heads)
     proto = onnx.helper.make_model_gen_version(   # the oldest IR version the opset allows
         graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
         producer_name="fastmlp", producer_version=__version__,
-        doc_string=f"fastmlp Sequential, loss {model.loss}: {INPUT_NAME} -> {output}")
+        doc_string=f"fastmlp {type(model).__name__}, loss {losses}: {INPUT_NAME} -> {names}")
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -232,8 +259,9 @@ def export_onnx(model, path, *, opset: Optional[int] = None) -> None:
     ``opset`` (default DEFAULT_OPSET = 18) is the ai.onnx opset, from MIN_OPSET = 13 to
     the newest the installed onnx knows. The graph is checked with
     ``onnx.checker.check_model(full_check=True)`` before anything is written. TypeError
-    for a path that is not a str or os.PathLike or a model that is not a Sequential;
-    ValueError for a layer without an ONNX form (naming it) or an opset out of range."""
+    for a path that is not a str or os.PathLike or a model that is not a Sequential or
+    MultiTask; ValueError for a layer without an ONNX form (naming it) or an opset out of
+    range."""
     path = check_path(path)
     data = build_onnx_model(model, opset=opset).SerializeToString()
     write_atomically(path, lambda file: file.write(data))

@@ -28,6 +28,9 @@ in class indices and does not hold the model's ``classes_``: logit column j is t
 ``predict`` returns. A model made by ``from_torch`` has no ``classes_`` until its first
 fit (or until you assign them).
 
+A MultiTask becomes a :class:`MultiTaskModule` (this module): ``trunk`` (nn.Sequential)
+and ``heads`` (nn.ModuleDict of nn.Sequential), whose forward returns ``{head: logits}``.
+
 Torch is imported only inside these functions: ``import fastmlp`` never imports it. The two
 module classes of ours are created on first use and are attributes of this module
 (``fastmlp.io.torch.Maxout``), so they can be used to build torch models too.
@@ -45,7 +48,7 @@ from ..nn.losses import SoftmaxCrossEntropy
 from .._validation import check_dtype
 from .onnx import layer_converters
 
-__all__ = ["read_torch", "to_torch"]   # plus Maxout and Normalization, made on first use
+__all__ = ["read_torch", "to_torch"]   # plus Maxout, Normalization, MultiTaskModule: on first use
 
 
 def _import_torch():
@@ -56,6 +59,25 @@ def _import_torch():
                           "(it is a large download): pip install torch (see "
                           "https://pytorch.org for a CPU-only build)") from exc
     return torch
+
+
+def _multitask_module(nn) -> type:
+    """The torch module class of a MultiTask (torch's ``nn`` given, imported by the caller)."""
+
+    class MultiTaskModule(nn.Module):
+        """fastmlp's MultiTask: ``trunk`` (an nn.Sequential) feeds every module of
+        ``heads`` (an nn.ModuleDict of nn.Sequential, in the model's order); forward
+        returns ``{head: its logits}``."""
+
+        def __init__(self, trunk, heads):
+            super().__init__()
+            self.trunk, self.heads = trunk, nn.ModuleDict(heads)
+
+        def forward(self, x):
+            features = self.trunk(x)
+            return {name: head(features) for name, head in self.heads.items()}
+
+    return MultiTaskModule
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,14 +124,17 @@ def _module_classes() -> Dict[str, type]:
         def extra_repr(self) -> str:
             return f"num_features={self.num_features}"
 
-    for cls in (Maxout, Normalization):   # importable by name, so torch.save can pickle them
+    classes = {"Maxout": Maxout, "Normalization": Normalization,
+               "MultiTaskModule": _multitask_module(nn)}
+    for cls in classes.values():   # importable by name, so torch.save can pickle them
         cls.__module__, cls.__qualname__ = __name__, cls.__name__
-    return {"Maxout": Maxout, "Normalization": Normalization}
+    return classes
 
 
 def __getattr__(name: str):
-    """``Maxout`` and ``Normalization`` (torch modules) on first access (PEP 562)."""
-    if name in ("Maxout", "Normalization"):
+    """``Maxout``, ``Normalization`` and ``MultiTaskModule`` (torch modules) on first
+    access (PEP 562)."""
+    if name in ("Maxout", "Normalization", "MultiTaskModule"):
         return _module_classes()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -177,14 +202,30 @@ _TO_TORCH: Dict[type, Callable] = {
 
 def to_torch(model):
     """A ``torch.nn.Sequential`` computing ``model``'s logits with copies of its weights,
-    in the model's dtype, in eval mode (call ``.train()`` to train it). Table of modules in
-    the module docstring. TypeError if ``model`` is not a Sequential; ValueError naming a
-    layer without a torch form (custom layers)."""
+    in the model's dtype, in eval mode (call ``.train()`` to train it); for a MultiTask
+    (a model with ``trunk`` and ``heads``) a :class:`MultiTaskModule` whose forward
+    returns ``{head: logits}``. Table of modules in the module docstring. TypeError if
+    ``model`` is not a Sequential or MultiTask; ValueError naming a layer without a torch
+    form (custom layers) or a head name torch refuses (one with a ".")."""
     converters = layer_converters(model, _TO_TORCH, "PyTorch")
     torch = _import_torch()
-    modules = [module for layer, convert in zip(model.layers, converters)
-               for module in convert(torch, layer)]
-    return torch.nn.Sequential(*modules).eval()
+    modules = [convert(torch, layer) for layer, convert in zip(model.layers, converters)]
+
+    def sequential(first: int, stop: int):
+        return torch.nn.Sequential(*[m for converted in modules[first:stop] for m in converted])
+
+    heads = getattr(model, "heads", None)
+    if heads is None:
+        return sequential(0, len(modules)).eval()
+    start, head_modules = len(model.trunk), {}
+    for name, layers_of_head in heads.items():
+        if "." in name or not name:
+            raise ValueError(f"head {name!r} cannot name a torch module (no '.' allowed); "
+                             "rename the head to export it")
+        head_modules[name] = sequential(start, start + len(layers_of_head))
+        start += len(layers_of_head)
+    return _module_classes()["MultiTaskModule"](sequential(0, len(model.trunk)),
+                                                head_modules).eval()
 
 
 # ----------------------------------------------------------------- from_torch

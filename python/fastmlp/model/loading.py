@@ -1,21 +1,26 @@
-"""Sequential models built from outside the process: a model file or a PyTorch module."""
+"""Models built from outside the process: a model file (Sequential or MultiTask) or a
+PyTorch module (Sequential)."""
 from __future__ import annotations
 
 from typing import Optional
 
 from ..io.torch import read_torch
 from ..nn.losses import SoftmaxCrossEntropy
+from . import modelfile
+from .flat import FlatParameters
+from .multitask import MultiTask
 from .sequential import Sequential
 
 __all__ = ["from_torch", "load"]
 
 
-def load(path, *, backend=None) -> Sequential:
+def load(path, *, backend=None) -> FlatParameters:
     """The model saved at ``path`` (str or os.PathLike), ready to predict or to continue
-    training exactly where it stopped. ``backend`` (a name or Backend) replaces the
+    training exactly where it stopped: a Sequential, or a MultiTask for a file that
+    ``MultiTask.save`` wrote. ``backend`` (a name or Backend) replaces the
     saved backend; None keeps it. ModelFileError (a ValueError) says what is wrong with
     a malformed file; FileNotFoundError / IsADirectoryError as ``open``."""
-    return Sequential.read_checkpoint(path, backend=backend)[0]
+    return modelfile.read_checkpoint(path, (Sequential, MultiTask), backend=backend)[0]
 
 
 def from_torch(module, *, loss: str = SoftmaxCrossEntropy.name, backend="native",

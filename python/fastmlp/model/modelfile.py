@@ -40,8 +40,13 @@ HISTORY = "history.npy"
 OPTIMIZER_ARRAYS = {"m": "optimizer.m.npy", "v": "optimizer.v.npy"}
 METADATA = "metadata"                # the optional top-level key of model.metadata
 CLASSES = "classes"                  # the optional "model" key of model.classes_
+KIND = "kind"                        # the "model" key of a model other than Sequential
+SEQUENTIAL, MULTITASK = "sequential", "multitask"   # model classes' file_kind
 _TOP_KEYS = ("format", "format_version", "fastmlp_version", "model", "training")
 _MODEL_KEYS = ("input_dim", "loss", "dtype", "backend", "seed", "regularizer", "layers")
+_MULTITASK_KEYS = (KIND, "input_dim", "dtype", "backend", "seed", "regularizer", "layers",
+                   "heads")
+_HEAD_KEYS = ("name", "loss", "weight", "layers")
 _TRAINING_KEYS = ("training_step", "stop_training", "shuffle_rng", "optimizer", "history")
 _HISTORY_KEYS = ("keys", "epochs")
 
@@ -96,9 +101,14 @@ def _describe(model, history,
     """The header's JSON data and the array members of ``model`` with ``history`` and
     ``metadata`` (no "metadata" key when it is None)."""
     spec = architecture(model)
-    if model.classes_ is not None:
+    if model.file_kind == MULTITASK:
+        for head in spec["heads"]:
+            classes = model.classes_[head["name"]]
+            if classes is not None:
+                head[CLASSES] = classes.tolist()
+    elif model.classes_ is not None:
         spec[CLASSES] = model.classes_.tolist()
-    arrays = {PARAMS: model._params}
+    arrays = {PARAMS: model.flat_params}
     for i, layer in enumerate(model.layers):
         arrays.update({f"layer{i}.{name}.npy": state
                        for name, state in zip(layer.state_names, layer.get_state())})
@@ -112,7 +122,7 @@ def _describe(model, history,
         "model": spec,
         "training": {"training_step": model.training_step,
                      "stop_training": bool(model.stop_training),
-                     "shuffle_rng": model._shuffle_rng.bit_generator.state,
+                     "shuffle_rng": model.shuffle_rng.bit_generator.state,
                      "optimizer": optimizer, "history": history}}
     if metadata is not None:
         check_metadata(metadata)
@@ -126,10 +136,18 @@ def architecture(model) -> dict:
     if model.backend.name not in BACKENDS:
         raise TypeError(f"cannot save a model on the backend {model.backend.name!r}: the "
                         f"model file records one of {list(BACKENDS)}")
+    layers = [_layer_entry(i, layer) for i, layer in enumerate(model.layers)]
+    regularizer = encode(model.regularizer, "model.regularizer")
+    if model.file_kind == MULTITASK:
+        return {KIND: MULTITASK, "input_dim": model.input_dim, "dtype": model.dtype.name,
+                "backend": model.backend.name, "seed": int(model.seed),
+                "regularizer": regularizer, "layers": layers,
+                "heads": [{"name": name, "loss": model.losses[name],
+                           "weight": model.loss_weights[name], "layers": len(head)}
+                          for name, head in model.heads.items()]}
     return {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
             "backend": model.backend.name, "seed": int(model.seed),
-            "regularizer": encode(model.regularizer, "model.regularizer"),
-            "layers": [_layer_entry(i, layer) for i, layer in enumerate(model.layers)]}
+            "regularizer": regularizer, "layers": layers}
 
 
 def _layer_entry(i: int, layer: Layer) -> dict:
@@ -173,9 +191,10 @@ def _history_entry(history) -> Tuple[Optional[dict], Optional[np.ndarray]]:
 
 
 # ------------------------------------------------------------------- loading
-def read_checkpoint(path, model_class, *, backend=None) -> Tuple[object, Optional[dict]]:
+def read_checkpoint(path, model_classes, *, backend=None) -> Tuple[object, Optional[dict]]:
     """(model, data) from a file :func:`save_checkpoint` or :func:`save_model` wrote: the
-    model, a ``model_class`` (Sequential) built from the file (``model.history`` the fit's
+    model, built from the file as the class of ``model_classes`` whose ``file_kind`` is
+    the file's (ModelFileError when none is) (``model.history`` the fit's
     History so far), and the checkpoint's data, with its arrays (writeable copies) and
     non-finite floats back in place; data is None for a plain model file. ``backend`` (a
     name or Backend) replaces the saved backend; None keeps it. ModelFileError (a
@@ -187,12 +206,22 @@ def read_checkpoint(path, model_class, *, backend=None) -> Tuple[object, Optiona
     with open(path, "rb") as file:
         try:
             plan, arrays = archive.read(file, _Plan.from_header)
+            model_class = _class_of(plan.kind, model_classes)
             return plan.restore(arrays, model_class, backend), plan.checkpoint_data(arrays)
         except ModelFileError as exc:
             raise ModelFileError(f"cannot load {path!r}: {exc}") from None
         except archive.DAMAGED as exc:
             raise ModelFileError(f"cannot load {path!r}: not a valid fastmlp model file "
                                  f"({type(exc).__name__}: {exc})") from exc
+
+
+def _class_of(kind: str, model_classes) -> type:
+    for model_class in model_classes:
+        if model_class.file_kind == kind:
+            return model_class
+    names = " or ".join(c.__name__ for c in model_classes)
+    raise ModelFileError(f"the file holds a {kind} model, not a {names}: read it with "
+                         f"fastmlp.load")
 
 
 @dataclass
@@ -208,9 +237,7 @@ class _Plan:
         _check_format(header)
         if METADATA in header:
             checked_call(check_metadata, header[METADATA], where="header")
-        model = check_object(header["model"], "model", _MODEL_KEYS, optional=(CLASSES,))
-        if CLASSES in model:
-            _check_classes(model[CLASSES])
+        model = _check_model(header["model"])
         training = check_object(header["training"], "training", _TRAINING_KEYS)
         dtype = little_endian(check_choice(model["dtype"], "model.dtype", DTYPES))
         arrays = _model_arrays(model, dtype)
@@ -220,6 +247,10 @@ class _Plan:
         optimizer, optimizer_arrays = _check_optimizer(training["optimizer"], n_params, dtype)
         return cls(header, {**arrays, **optimizer_arrays, **_check_history(training["history"]),
                             **checkpoint_arrays(header.get(CHECKPOINT))}, optimizer)
+
+    @property
+    def kind(self) -> str:
+        return self.header["model"].get(KIND, SEQUENTIAL)
 
     def checkpoint_data(self, arrays: Dict[str, np.ndarray]) -> Optional[dict]:
         """The checkpoint entry's data with its arrays in place; None without one."""
@@ -232,29 +263,26 @@ class _Plan:
         """The model (a ``model_class``), with its weights, state, optimizer, counters and
         history."""
         spec, training = self.header["model"], self.header["training"]
-        layers = _layers(spec["layers"])
-        regularizer = decode_regularizer(spec["regularizer"], "model.regularizer")
-        model = checked_call(model_class, layers, input_dim=spec["input_dim"],
-                              loss=spec["loss"], dtype=spec["dtype"], seed=spec["seed"],
-                              backend=spec["backend"] if backend is None else backend,
-                              regularizer=regularizer)
-        with model._writing_params():
-            np.copyto(model._params, arrays[PARAMS])
+        model = _build(spec, model_class, spec["backend"] if backend is None else backend)
+        with model.writing_params():
+            np.copyto(model.flat_params, arrays[PARAMS])
             for i, (layer, entry) in enumerate(zip(model.layers, spec["layers"])):
                 if layer.state_names:
                     state = [arrays[f"layer{i}.{name}.npy"] for name in layer.state_names]
                     checked_call(layer.set_state, state, where=f"layers[{i}] state")
                 if isinstance(layer, Normalization):
                     layer.adapted = entry["adapted"]
-        model._step = training["training_step"]
+        model.training_step = training["training_step"]
         model.stop_training = training["stop_training"]
-        set_rng_state(model._shuffle_rng, training["shuffle_rng"], "training.shuffle_rng")
-        model._optimizer = self._restored_optimizer(arrays)
+        set_rng_state(model.shuffle_rng, training["shuffle_rng"], "training.shuffle_rng")
+        model.optimizer = self._restored_optimizer(arrays)
         if training["history"] is not None:
             model.history = _history(training["history"]["keys"], arrays[HISTORY])
         model.metadata = self.header.get(METADATA)
-        if CLASSES in spec:
-            checked_call(setattr, model, "classes_", spec[CLASSES], where="model.classes")
+        classes = {head["name"]: head.get(CLASSES) for head in spec["heads"]} \
+            if self.kind == MULTITASK else spec.get(CLASSES)
+        if classes is not None:
+            checked_call(setattr, model, "classes_", classes, where="model.classes")
         return model
 
     def _restored_optimizer(self, arrays: Dict[str, np.ndarray]) -> Optional[Optimizer]:
@@ -268,6 +296,59 @@ class _Plan:
                                  f"v averages squared gradients")
         checked_call(self.optimizer.load_state_dict, state, where="training.optimizer")
         return self.optimizer
+
+
+def _check_model(model) -> dict:
+    """The header's "model": a Sequential's keys (and "classes"), or a MultiTask's
+    ("kind": "multitask", and "heads" instead of "loss", each head's classes in it)."""
+    if isinstance(model, dict) and KIND in model:
+        check_object(model, "model", _MULTITASK_KEYS)
+        check_choice(model[KIND], "model.kind", (MULTITASK,))
+        _check_heads(model["heads"], model["layers"])
+        return model
+    check_object(model, "model", _MODEL_KEYS, optional=(CLASSES,))
+    check_choice(model["loss"], "model.loss", LOSSES)
+    if CLASSES in model:
+        _check_classes(model[CLASSES])
+    return model
+
+
+def _check_heads(heads, layers) -> None:
+    """A non-empty array of {name, loss, weight, layers, classes?}, with distinct names,
+    whose layer counts (each >= 1) add up to at most the model's layers."""
+    if not isinstance(heads, list) or not heads:
+        raise ModelFileError(f"model.heads must be a non-empty array; got {json_kind(heads)}")
+    for i, head in enumerate(heads):
+        where = f"model.heads[{i}]"
+        check_object(head, where, _HEAD_KEYS, optional=(CLASSES,))
+        if not isinstance(head["name"], str):
+            raise ModelFileError(f"{where}.name must be a string; got {json_kind(head['name'])}")
+        check_choice(head["loss"], f"{where}.loss", LOSSES)
+        check_int(head["layers"], f"{where}.layers", 1)
+        weight = head["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ModelFileError(f"{where}.weight must be a number >= 0; got {weight!r:.60}")
+        if CLASSES in head:
+            _check_classes(head[CLASSES])
+    if len({head["name"] for head in heads}) != len(heads):
+        raise ModelFileError("model.heads must have distinct names")
+    if isinstance(layers, list) and sum(head["layers"] for head in heads) > len(layers):
+        raise ModelFileError(f"model.heads hold more layers than model.layers' {len(layers)}")
+
+
+def _build(spec: dict, model_class, backend):
+    """The model of ``spec`` (fresh layers), a ``model_class``."""
+    layers = _layers(spec["layers"])
+    common = dict(input_dim=spec["input_dim"], dtype=spec["dtype"], seed=spec["seed"],
+                  backend=backend,
+                  regularizer=decode_regularizer(spec["regularizer"], "model.regularizer"))
+    if spec.get(KIND) != MULTITASK:
+        return checked_call(model_class, layers, loss=spec["loss"], **common)
+    chains = [[layer for _, layer in chain] for chain in _split(spec, layers)]
+    names = [head["name"] for head in spec["heads"]]
+    return checked_call(model_class, chains[0], dict(zip(names, chains[1:])),
+                        {head["name"]: head["loss"] for head in spec["heads"]},
+                        {head["name"]: head["weight"] for head in spec["heads"]}, **common)
 
 
 def _check_format(header: dict) -> None:
@@ -314,19 +395,35 @@ def _layers(entries) -> List[Layer]:
 def _model_arrays(model: dict, dtype: np.dtype) -> Dict[str, Expected]:
     """The parameter and state arrays the architecture needs, from its widths (the
     layers are built on their own, without allocating anything)."""
-    width = check_int(model["input_dim"], "model.input_dim", 1)
-    check_choice(model["loss"], "model.loss", LOSSES)
+    check_int(model["input_dim"], "model.input_dim", 1)
     check_choice(model["backend"], "model.backend", BACKENDS)
     check_int(model["seed"], "model.seed")
     decode_regularizer(model["regularizer"], "model.regularizer")
-    n_params, arrays = 0, {}
-    for i, layer in enumerate(_layers(model["layers"])):
-        output = layer.build(width)
-        n_params += layer.count_params()
-        arrays.update({f"layer{i}.{name}.npy": Expected(dtype, shape)
-                       for name, shape in zip(layer.state_names, layer.state_shapes())})
-        width = output
+    n_params, arrays, trunk_width = 0, {}, model["input_dim"]
+    for c, chain in enumerate(_split(model, _layers(model["layers"]))):
+        width = model["input_dim"] if c == 0 else trunk_width
+        for i, layer in chain:
+            output = layer.build(width)
+            n_params += layer.count_params()
+            arrays.update({f"layer{i}.{name}.npy": Expected(dtype, shape)
+                           for name, shape in zip(layer.state_names, layer.state_shapes())})
+            width = output
+        trunk_width = width if c == 0 else trunk_width
     return {PARAMS: Expected(dtype, (n_params,)), **arrays}
+
+
+def _split(model: dict, layers: List[Layer]) -> List[List[Tuple[int, Layer]]]:
+    """The (index, layer) pairs of each chain: every layer (Sequential), or the trunk
+    (the first layers), then each head's (MultiTask: the trunk feeds every head)."""
+    pairs = list(enumerate(layers))
+    if model.get(KIND) != MULTITASK:
+        return [pairs]
+    start = len(layers) - sum(head["layers"] for head in model["heads"])
+    chains = [pairs[:start]]
+    for head in model["heads"]:
+        chains.append(pairs[start:start + head["layers"]])
+        start += head["layers"]
+    return chains
 
 
 def _check_optimizer(entry, n_params: int,

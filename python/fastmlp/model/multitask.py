@@ -8,36 +8,33 @@ returns, ``dJ/da = sum_h w_h * dL_h/da``, added in the heads' order.
 
 All parameters, trunk first then each head in ``heads`` order, live in one flat buffer
 (each layer's arrays are views into it), as in :class:`fastmlp.Sequential`, so one
-optimizer step updates the whole model. Training runs the per-op loop on either backend
-(there is no fused path for multi-task models).
+optimizer step updates the whole model. fit is :func:`fastmlp.train.loop.fit`, which reads
+the model through its protocol (:class:`fastmlp.train.protocol.TrainableModel`): the
+per-op loop on either backend (``fused_layers`` is None: the fused trainer runs one
+chain), with rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
+and ``to_torch`` are :class:`fastmlp.model.flat.FlatParameters`'.
 """
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._keywords import suggest_keywords
-from .._validation import (as_features, check_bool, check_choice, check_dtype, check_int,
-                           check_lengths, check_nonnegative_float, check_seed)
+from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
+                           check_nonnegative_float, check_seed)
 from ..backends import get_backend
-from ..train.callbacks import check_callbacks
-from ..errors import DivergenceError, diverged_at, diverged_loss
 from ..nn.layers import Layer, Normalization, Workspace
-from ..nn.losses import LOSSES, get_loss
+from ..nn.losses import LOSSES, check_classes, get_loss
 from ..nn.metrics import PassTotals
-from .sequential import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary,
-                         _check_layers, build_chain)
-from ..optim.optimizers import Optimizer, check_learning_rate
 from ..nn.regularizers import check_regularizer
-from ..train.progress import EpochProgress, check_verbose
-from ..train.guards import Interrupt, one_fit_at_a_time
-from ..train.preflight import check_fit_memory, warn_if_unscaled
-from ..train.arguments import fit_optimizer, validation_arrays
-from ..train.loop import History, check_epochs
+from ..train import loop as _loop
+from ..train.history import History
+from . import modelfile
+from .flat import INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain
+from .sequential import _check_layers
 
 Targets = Dict[str, np.ndarray]
 
@@ -66,6 +63,8 @@ class MultiTask(FlatParameters):
     state across fits.
     """
 
+    file_kind = modelfile.MULTITASK     # what the model file records it as
+
     @suggest_keywords
     def __init__(self, trunk: Sequence[Layer], heads: Dict[str, Sequence[Layer]],
                  losses: Dict[str, str], loss_weights: Optional[Dict[str, float]] = None, *,
@@ -90,7 +89,8 @@ class MultiTask(FlatParameters):
         self._step = 0
         self._optimizer = None
         self.stop_training = False  # a callback sets it to end fit after the epoch
-        self.history: Optional[History] = None   # the last fit's, kept
+        self.history: Optional[History] = None   # the last fit's, kept (and saved)
+        self.metadata: Optional[dict] = None     # plain JSON data kept with it (and saved)
         self._train_cache = Workspace()
         init_seeds, shuffle_seeds = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seeds)
@@ -104,6 +104,20 @@ class MultiTask(FlatParameters):
         learned, as :attr:`fastmlp.Sequential.classes_` (None before the first fit and for
         mse heads); ``predict`` returns them."""
         return dict(self._classes)
+
+    @classes_.setter
+    def classes_(self, classes: Dict[str, object]) -> None:
+        """Set ``{head: classes or None}`` (one entry per head), each as
+        :attr:`fastmlp.Sequential.classes_` takes them."""
+        classes = _matching(classes, "classes_", self.head_names)
+        checked = {}
+        for name, labels in classes.items():
+            n_classes = self._loss_of[name].n_classes(self.n_outputs[name])
+            if labels is not None and n_classes is None:
+                raise ValueError(f"classes_[{name!r}]: head {name!r} uses {self.losses[name]}, "
+                                 "which has no classes")
+            checked[name] = None if labels is None else check_classes(labels, n_classes)
+        self._classes = checked
 
     @property
     def head_names(self) -> Tuple[str, ...]:
@@ -141,7 +155,7 @@ class MultiTask(FlatParameters):
             if problem:
                 raise ValueError(f"heads[{name!r}] uses {self.losses[name]} and {problem}")
 
-    def _history_keys(self, validation: bool) -> List[str]:
+    def history_keys(self, validation: bool) -> List[str]:
         """fit's History keys: "loss", "data_loss", "penalty", then "<head>_loss" and
         "<head>_<metric>" per head, the "val_" versions of the loss keys, and "lr"."""
         evaluated = ["loss", *self._head_keys()]
@@ -155,7 +169,7 @@ class MultiTask(FlatParameters):
     def _check_history_keys(self) -> None:
         """ValueError if a head's name makes two History keys equal (a head "data" gives
         "data_loss", a head "val" gives "val_loss")."""
-        keys = self._history_keys(validation=True)
+        keys = self.history_keys(validation=True)
         for key in keys:
             if keys.count(key) > 1:
                 raise ValueError(f"the head names {list(self.head_names)} give two History "
@@ -182,7 +196,7 @@ class MultiTask(FlatParameters):
                             state)
 
     # ---------------------------------------------------------------- training
-    def _prepare(self, X, targets, x_name: str = "X", y_name: str = "targets", *,
+    def prepare_data(self, X, targets, x_name: str = "X", y_name: str = "targets", *,
                  learn_classes: bool = True) -> Tuple[np.ndarray, Targets]:
         """X (n, input_dim) and the targets as ``{head: dense (n, k) array}``, each checked
         for its head's loss and length and converted once to the model's dtype; each
@@ -200,10 +214,11 @@ class MultiTask(FlatParameters):
             self._classes = classes
         return X, dense
 
-    def _loss_and_grad(self, X: np.ndarray,
-                       targets: Targets) -> Tuple[float, Dict[str, Tuple[float, np.ndarray]]]:
+    def loss_and_grad(self, X: np.ndarray, targets: Targets, weights: None = None
+                      ) -> Tuple[float, Dict[str, Tuple[float, np.ndarray]]]:
         """Training-mode forward through every layer's cache; if every head's loss is
-        finite, the gradient of ``sum_h w_h * mean loss_h`` into ``_grads``.
+        finite, the gradient of ``sum_h w_h * mean loss_h`` into ``flat_grads``. There
+        are no sample ``weights`` (fit takes none).
 
         Returns ``(sum_h w_h * loss sum_h, {head: (loss sum, logits)})``."""
         features = _forward_train(self.trunk, X, self.backend, self._step)
@@ -235,120 +250,45 @@ class MultiTask(FlatParameters):
         if trunk_grad is not None:
             _backward_through(self.trunk, trunk_grad, self.backend, need_dx=False)
 
-    def _head_record(self, totals: Dict[str, PassTotals]) -> Dict[str, float]:
-        """``{"data_loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
-        from each head's running totals."""
-        record, data_loss = {}, 0.0
-        for name, head_totals in totals.items():
-            result = head_totals.result()
-            loss = result.pop("data_loss")
-            data_loss += self.loss_weights[name] * loss
-            record[f"{name}_loss"] = loss
-            record.update({f"{name}_{metric}": value for metric, value in result.items()})
-        return {"data_loss": data_loss, **record}
+    def _gather_targets(self, targets: Targets, rows: np.ndarray) -> Targets:
+        return {name: self._take_rows(Y, rows, f"y.{name}") for name, Y in targets.items()}
 
-    def _new_totals(self) -> Dict[str, PassTotals]:
-        return {name: PassTotals(loss.metric()) for name, loss in self._loss_of.items()}
+    def new_totals(self) -> "HeadTotals":
+        """Running totals of a pass over training data, per head."""
+        return HeadTotals(self._loss_of, self.loss_weights)
 
-    def _train_epoch(self, X: np.ndarray, targets: Targets, batch: int, optimizer: Optimizer,
-                     order: np.ndarray, epoch: int, progress: EpochProgress,
-                     interrupt: Interrupt, history: History) -> Dict[str, float]:
-        """One pass over the rows in ``order`` in batches of ``batch``: each step gathers
-        its rows, computes the losses and gradients, adds the penalty's gradient and takes
-        one optimizer step over the flat buffer, holding the weights lock (a predict in
-        another thread sees whole steps). Returns the running-total record; Ctrl-C
-        (``interrupt``) stops it before a step with KeyboardInterrupt."""
-        n = len(X)
-        totals = self._new_totals()
-        penalty_total = 0.0
-        for step, start in enumerate(range(0, n, batch), 1):
-            if interrupt.requested:
-                raise Interrupt.error(self, history, f"at epoch {epoch}, after step "
-                                       f"{step - 1} of {progress.n_batches}")
-            with self._weights_lock.writing:
-                penalty_total += self._train_step(X, targets, order[start:start + batch],
-                                                  optimizer, totals, epoch, step,
-                                                  progress.n_batches)
-            progress.step()
-        return {**self._head_record(totals), "penalty": penalty_total / n}
-
-    def _train_step(self, X: np.ndarray, targets: Targets, rows: np.ndarray,
-                    optimizer: Optimizer, totals: Dict[str, PassTotals], epoch: int,
-                    step: int, n_batches: int) -> float:
-        """One step over ``rows``, its losses added to ``totals``; returns its penalty
-        times its rows."""
-        cache, n = self._train_cache, len(X)
-        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
-        yb = {name: np.take(Y, rows, axis=0,
-                            out=cache.get(f"y.{name}", (len(rows), Y.shape[1]), Y.dtype))
-              for name, Y in targets.items()}
-        total, outputs = self._loss_and_grad(xb, yb)
-        if not math.isfinite(total):
-            raise diverged_loss(epoch, step, n_batches, total / len(rows),
-                                optimizer.current_learning_rate)
-        penalty = self._penalty(n, len(rows)) * len(rows)
-        for name, (loss_sum, logits) in outputs.items():
-            totals[name].add(logits, yb[name], loss_sum)
-        try:
-            optimizer.step(self.backend, self._params, self._grads, samples=len(rows))
-        except DivergenceError as exc:     # a non-finite gradient: nothing was updated
-            raise diverged_at(epoch, step, n_batches, exc) from None
-        self._step += 1
-        return penalty
+    def fused_layers(self) -> None:
+        """None: the fused trainer runs one chain of layers, so fit takes the per-op loop."""
+        return None
 
     @suggest_keywords
-    @one_fit_at_a_time
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
-            learning_rate=None, optimizer=None, shuffle: bool = True,
-            validation_data=None, callbacks=None, verbose="auto") -> History:
-        """Train from the current weights on ``targets`` = ``{head: y}``; the arguments
-        behave as in :func:`fastmlp.train.loop.fit` (the optimizer is kept on the model).
+            learning_rate=None, optimizer=None, shuffle: bool = True, validation_data=None,
+            callbacks=None, verbose="auto", checkpoint_dir=None,
+            checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
+            resume: bool = False, keep_checkpoints: int = 2) -> History:
+        """Train from the current weights on ``targets`` = ``{head: y}`` through the fit
+        loop of :func:`fastmlp.train.loop.fit`, whose arguments these are: the optimizer is
+        kept on the model, a diverging step raises DivergenceError with the model rolled
+        back to its start, ``checkpoint_dir``/``resume`` write and continue checkpoints
+        (resumed fits equal uninterrupted ones bit for bit), callbacks, Ctrl-C, progress,
+        the epoch limit, the memory check and the data scale warning behave as there.
 
         History keys: "loss" (``sum_h w_h * <head>_loss + penalty``), "data_loss",
         "penalty", "<head>_loss" (the head's mean loss, unweighted), "<head>_accuracy" or
         "<head>_r2", the "val_" versions of "loss" and the head keys with
         ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
         Sample and class weights are not supported; training runs the per-op loop.
-        ``verbose`` ("auto": progress when stderr is a terminal), the epoch limit, the
-        memory check and the data scale warning are fit's.
         """
-        epochs, batch_size, shuffle, verbose, callbacks, learning_rate = _fit_arguments(
-            epochs, batch_size, shuffle, verbose, callbacks, learning_rate)
-        columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
-        X, targets = self._prepare(X, targets)
-        validation = validation_arrays(self, validation_data)
-        optimizer = fit_optimizer(self, optimizer, learning_rate)
-        optimizer.check_params(self._params)
-        batch = len(X) if batch_size is None else min(batch_size, len(X))
-        check_fit_memory(self, optimizer, batch)
-        warn_if_unscaled(self, X, columns)
-        self._optimizer = optimizer
-        history = History(self._history_keys(validation is not None))
-        progress = EpochProgress(verbose, epochs, math.ceil(len(X) / batch), len(X) * self.n_params)
-        self._adapt(X)
+        return _loop.fit(self, X, targets, epochs=epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
+                         validation_data=validation_data, callbacks=callbacks,
+                         verbose=verbose, checkpoint_dir=checkpoint_dir,
+                         checkpoint_every=checkpoint_every,
+                         checkpoint_every_steps=checkpoint_every_steps, resume=resume,
+                         keep_checkpoints=keep_checkpoints)
 
-        def train_epoch(epoch: int) -> Dict[str, float]:
-            order = self._shuffle_rng.permutation(len(X)) if shuffle else np.arange(len(X))
-            with self._writing_params():
-                return self._train_epoch(X, targets, batch, optimizer, order, epoch, progress,
-                                         interrupt, history)
-
-        def validate() -> Dict[str, float]:
-            if validation is None:
-                return {}
-            return {f"val_{key}": value for key, value in self._evaluate(*validation).items()}
-
-        try:
-            with Interrupt(self.backend) as interrupt:
-                _run_epochs(self, epochs, history, optimizer, callbacks, progress, len(X),
-                            train_epoch, validate)
-        except KeyboardInterrupt:
-            self.history = history
-            raise
-        self.history = history
-        return history
-
-    def _adapt(self, X: np.ndarray) -> None:
+    def adapt(self, X: np.ndarray) -> None:
         """Adapt every Normalization layer not adapted yet to the data as it reaches it
         (through the trunk, then through the head's layers before it)."""
         for name, head in self.heads.items():
@@ -368,7 +308,7 @@ class MultiTask(FlatParameters):
         heads = self.heads
         scratch = {name: [Workspace() for _ in heads[name]] for name in names}
         trunk_scratch = [Workspace() for _ in self.trunk]
-        with self._weights_lock.reading:     # a fit in another thread: between its steps
+        with self.weights_lock.reading:     # a fit in another thread: between its steps
             for start in range(0, len(X), step):
                 features = _infer(self.trunk, X[start:start + step], self.backend,
                                   trunk_scratch)
@@ -422,18 +362,57 @@ class MultiTask(FlatParameters):
     def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
         """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
         over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
-        return self._evaluate(*self._prepare(X, targets, learn_classes=False), batch_size)
+        return self.evaluate_arrays(*self.prepare_data(X, targets, learn_classes=False), batch_size)
 
-    def _evaluate(self, X: np.ndarray, targets: Targets,
-                  batch_size: Optional[int] = None) -> Dict[str, float]:
-        totals = self._new_totals()
+    def evaluate_arrays(self, X: np.ndarray, targets: Targets,
+                        batch_size: Optional[int] = None) -> Dict[str, float]:
+        """:meth:`evaluate` of prepared arrays (:meth:`prepare_data`)."""
+        totals = self.new_totals()
         for start, chunk in self._chunk_logits(X, batch_size, self.head_names):
             for name, logits in chunk.items():
                 Y = targets[name][start:start + len(logits)]
-                totals[name].add(logits, Y, self.backend.loss(self._loss_of[name].kernel, logits, Y,
-                                                              None, 1.0))
-        record = self._head_record(totals)
+                totals.add_head(name, logits, Y, self.backend.loss(
+                    self._loss_of[name].kernel, logits, Y, None, 1.0))
+        record = totals.result()
         return {"loss": record.pop("data_loss"), **record}
+
+
+class HeadTotals:
+    """A pass's running totals for every head (each a :class:`PassTotals`); its
+    ``result()`` is ``{"data_loss": sum_h w_h * loss_h, "<head>_loss": ...,
+    "<head>_<metric>": ...}``, its ``state()`` ``{"heads": {head: totals' state}}``."""
+
+    def __init__(self, losses: dict, loss_weights: Dict[str, float]):
+        self.heads = {name: PassTotals(loss.metric()) for name, loss in losses.items()}
+        self.loss_weights = loss_weights
+
+    def add_head(self, name: str, logits: np.ndarray, targets: np.ndarray,
+                 loss_sum: float) -> None:
+        self.heads[name].add(logits, targets, loss_sum)
+
+    def add(self, outputs: Dict[str, Tuple[float, np.ndarray]], targets: Targets,
+            loss_sum: float, weight_sum: None = None) -> None:
+        """A batch's outputs (:meth:`MultiTask.loss_and_grad`'s): each head's loss sum and
+        logits (``loss_sum``, their weighted total, is not needed)."""
+        for name, (head_loss, logits) in outputs.items():
+            self.add_head(name, logits, targets[name], head_loss)
+
+    def result(self) -> Dict[str, float]:
+        record, data_loss = {}, 0.0
+        for name, totals in self.heads.items():
+            result = totals.result()
+            loss = result.pop("data_loss")
+            data_loss += self.loss_weights[name] * loss
+            record[f"{name}_loss"] = loss
+            record.update({f"{name}_{metric}": value for metric, value in result.items()})
+        return {"data_loss": data_loss, **record}
+
+    def state(self) -> dict:
+        return {"heads": {name: totals.state() for name, totals in self.heads.items()}}
+
+    def load(self, state: dict) -> None:
+        for name, totals in self.heads.items():
+            totals.load(state["heads"][name])
 
 
 # ------------------------------------------------------------------ helpers
@@ -528,48 +507,3 @@ def _infer_all(layers: Sequence[Layer], X: np.ndarray, backend) -> np.ndarray:
     return np.concatenate([_infer(layers, X[start:start + INFERENCE_BATCH], backend,
                                   workspaces).copy()
                            for start in range(0, len(X), INFERENCE_BATCH)])
-
-
-def _fit_arguments(epochs, batch_size, shuffle, verbose, callbacks, learning_rate):
-    """fit's scalar arguments checked as :func:`fastmlp.train.loop.fit` checks them."""
-    return (check_epochs(epochs),
-            None if batch_size is None else check_int(batch_size, "batch_size"),
-            check_bool(shuffle, "shuffle"), check_verbose(verbose),
-            check_callbacks(callbacks),
-            None if learning_rate is None else check_learning_rate(learning_rate))
-
-
-def _run_epochs(model, epochs: int, history: History, optimizer: Optimizer, callbacks,
-                progress: EpochProgress, n_samples: int,
-                train_epoch: Callable[[int], Dict[str, float]],
-                validate: Callable[[], Dict[str, float]]) -> None:
-    """The epoch loop of :func:`fastmlp.train.loop.fit`: callbacks around each epoch, the
-    record ``train_epoch(epoch)`` completed with "loss" = data_loss + penalty, "lr" and
-    ``validate()``'s values, appended to ``history``; stops when a callback sets
-    ``model.stop_training``."""
-    model.stop_training = False
-    for callback in callbacks:
-        callback.set_model(model)
-        callback.on_train_begin()
-    # A diverging model overflows; the loss check reports it, not NumPy's warnings.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(1, epochs + 1):
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            progress.start_epoch(epoch)
-            started = time.perf_counter()
-            record = train_epoch(epoch)
-            samples_per_s = n_samples / (time.perf_counter() - started)
-            record.update(loss=record["data_loss"] + record["penalty"],
-                          lr=optimizer.last_learning_rate)
-            optimizer.end_epoch()
-            record.update(validate())
-            logs = {key: record[key] for key in history.history}
-            history.append(logs)
-            progress.end_epoch(epoch, logs, samples_per_s)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, dict(logs))
-            if model.stop_training:
-                break
-    for callback in callbacks:
-        callback.on_train_end()

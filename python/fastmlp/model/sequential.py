@@ -2,318 +2,24 @@
 from __future__ import annotations
 
 import math
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._keywords import suggest_keywords
-from .._memory import check_memory
-from .._validation import (as_features, as_shaped, check_choice, check_dtype, check_int,
-                           check_lengths, check_sample_weight, check_seed)
+from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
+                           check_sample_weight, check_seed)
 from ..backends import get_backend
-from ..backends.base import WeightsLock
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
 from ..nn.metrics import PassTotals, weight_total
 from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused, loop as _training
 from ..train.history import History
-from ..io import onnx, torch
 from . import modelfile
+from .flat import INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain
 
-INFERENCE_BATCH = 4096  # rows per chunk when predict/evaluate get batch_size=None
-# Arrays of the parameters' size a model trains with: the parameters, their gradients and
-# the state of a typical optimizer (Adam's m and v); checked against the memory available.
-MODEL_COPIES = 4
-# The model's thread locks and their holder (FlatParameters._exclusive, _weights_lock):
-# never pickled or copied.
-_LOCKS = ("_fit_lock", "_holder", "_holder_thread", "_weights_lock_")
-
-
-@dataclass(frozen=True)
-class LayerSummary:
-    name: str
-    activation: str
-    output_shape: Tuple[Optional[int], int]
-    params: int
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    """The model's layers with output shapes and parameter counts; prints as a table."""
-
-    layers: Tuple[LayerSummary, ...]
-    total_params: int
-    loss: str
-    dtype: str
-    backend: str
-    state_values: int = 0   # non-trainable state (BatchNorm running averages, ...)
-
-    def __str__(self) -> str:
-        width = max([22] + [len(_label(s)) + 2 for s in self.layers])
-        header = f"{'layer':<{width}}{'output shape':<16}{'params':>10}"
-        rule = "-" * len(header)
-        rows = [f"{_label(s):<{width}}{str(s.output_shape):<16}{s.params:>10,}"
-                for s in self.layers]
-        state = [f"non-trainable state: {self.state_values:,}"] if self.state_values else []
-        return "\n".join([header, rule, *rows, rule,
-                          f"total params: {self.total_params:,}", *state,
-                          f"loss: {self.loss}, dtype: {self.dtype}, backend: {self.backend}"])
-
-    __repr__ = __str__
-
-
-def _label(s: LayerSummary) -> str:
-    return f"{s.name} ({s.activation})" if s.activation else s.name
-
-
-def build_chain(layers: Sequence[Layer], dim: int, where: str) -> List[int]:
-    """Build ``layers`` one after another from input width ``dim`` (``where`` names them
-    in errors); returns their parameter counts."""
-    sizes = []
-    for i, layer in enumerate(layers):
-        out = layer.build(dim)
-        if not isinstance(out, (int, np.integer)) or out < 1:
-            raise ValueError(f"{where}[{i}].build({dim}) must return the output width, an "
-                             f"int >= 1; got {out!r}")
-        dim = layer.output_dim = int(out)
-        sizes.append(check_int(layer.count_params(), f"{where}[{i}].count_params()",
-                               minimum=0))
-    return sizes
-
-
-class FlatParameters:
-    """What Sequential and MultiTask share: every layer's parameters live in one flat
-    buffer of the model's dtype (``self.layers`` in the buffer's order; each layer's
-    arrays are views into it), so one optimizer step updates them all; the views are
-    read-only between the library's writes (``_writing_params``), which the weights'
-    version counts."""
-
-    def _bind_flat(self, sizes: List[int], rng: np.random.Generator) -> None:
-        """Allocate the flat parameter and gradient buffers for layers of ``sizes``
-        parameters, bind each layer's slice and initialize it (in order, from ``rng``),
-        then lock the views. Refused (ValueError with the sizes) when they and a typical
-        optimizer's state would not fit in the memory available."""
-        total = sum(sizes)
-        check_memory(MODEL_COPIES * total * self.dtype.itemsize,
-                     f"a model of {total:,} {self.dtype.name} parameters (per layer: {sizes}), "
-                     "with its gradients and an optimizer's state (2 more copies for Adam),",
-                     "check input_dim and the layers' units")
-        try:
-            self._params = np.zeros(total, self.dtype)
-            self._grads = np.zeros_like(self._params)
-        except (MemoryError, ValueError) as exc:     # NumPy: "maximum dimension exceeded"
-            raise ValueError(f"the model's {total:,} parameters (per layer: {sizes}) cannot be "
-                             f"allocated ({exc}); check input_dim and the layers' units") from None
-        offsets = np.cumsum([0] + list(sizes))
-        for i, (layer, start, stop) in enumerate(zip(self.layers, offsets, offsets[1:])):
-            layer.index, layer.seed = i, self.seed % 2 ** 64
-            layer.bind(self._params[start:stop], self._grads[start:stop])
-            layer.initialize(rng)
-        self._weights_version = 0
-        self._writers = 0              # open _writing_params blocks
-        self._set_params_writeable(False)
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("_fused_predictor", None)      # the fused predictor (C++) is rebuilt on demand
-        state.pop("_param_views", None)          # views; found again after unpickling
-        for lock in _LOCKS:                      # a copy is free: new locks on demand
-            state.pop(lock, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        """Unpickling gives every array its own memory: bind the layers to the flat
-        buffers again (keeping their state), so they are views, as in a built model.
-        (copy.copy comes here too, with layers that still view the buffer: left alone.)
-        A large buffer comes back as a view of the pickle's bytes, which can be made
-        read-only but never writeable again: the model gets a buffer of its own."""
-        params = state["_params"]
-        if params.base is not None:
-            state = {**state, "_params": params.copy()}
-        self.__dict__.update(state)
-        self._writers = 0
-        offset = 0
-        for layer in self.layers:
-            size, kept = layer.count_params(), layer.get_state()
-            views = layer.parameters()
-            if views and not np.may_share_memory(views[0], self._params):
-                layer.bind(self._params[offset:offset + size], self._grads[offset:offset + size])
-                if kept:
-                    layer.set_state(kept)
-            offset += size
-        self._set_params_writeable(False)
-
-    # ----------------------------------------------------------- other threads
-    @contextmanager
-    def _exclusive(self, what: str, *, from_fit: bool):
-        """Run ``what`` (fit, set_weights, ...) holding the model's fit lock, taken
-        without waiting: RuntimeError while another thread holds it (a fit there), so two
-        writers never race. A call from inside the holder's own thread (a fit's callback)
-        runs when ``from_fit`` allows it, else is a RuntimeError too (a fit inside a fit)."""
-        if self.__dict__.get("_holder_thread") == threading.get_ident():
-            if not from_fit:
-                raise RuntimeError(f"{what}: {self._holder} is running on this model in this "
-                                   "thread (a callback?); call it after fit returns")
-            yield
-            return
-        lock = self.__dict__.setdefault("_fit_lock", threading.Lock())
-        if not lock.acquire(blocking=False):
-            raise RuntimeError(f"{what}: {self.__dict__.get('_holder', 'fit')} is running on "
-                               "this model in another thread; wait for it to finish (or use "
-                               "a copy: copy.deepcopy(model))")
-        self._holder, self._holder_thread = what, threading.get_ident()
-        try:
-            yield
-        finally:
-            self._holder_thread = None
-            lock.release()
-
-    @property
-    def _weights_lock(self):
-        """The lock a training step holds (``writing``) while it changes the weights and
-        layer state, and a per-op predict (``reading``) while it reads them: the backend's
-        ``weights_lock()`` (the native one's is shared with its fused paths), else
-        :class:`.backends.base.WeightsLock`. Created at the first use, never copied."""
-        lock = self.__dict__.get("_weights_lock_")
-        if lock is None:
-            factory = getattr(self.backend, "weights_lock", WeightsLock)
-            lock = self.__dict__.setdefault("_weights_lock_", factory())
-        return lock
-
-    # ----------------------------------------------------------- weight writes
-    @property
-    def weights_version(self) -> int:
-        """How many times the library has written the weights (each fit epoch,
-        set_weights, ...); a cache of anything computed from them keys on it."""
-        return self._weights_version
-
-    def _param_arrays(self) -> List[np.ndarray]:
-        """The flat parameter buffer, then every array attribute of a layer that views it
-        (found once: the layers bind their views when the model is built or unpickled)."""
-        arrays = self.__dict__.get("_param_views")
-        if arrays is None:
-            views = [value for layer in self.layers for value in vars(layer).values()
-                     if isinstance(value, np.ndarray) and value.base is not None
-                     and np.may_share_memory(value, self._params)]
-            arrays = self._param_views = [self._params, *views]
-        return arrays
-
-    def _set_params_writeable(self, writeable: bool) -> None:
-        arrays = self._param_arrays()          # the buffer first: a view can only be made
-        for array in arrays if writeable else reversed(arrays):   # writeable after it
-            array.flags.writeable = writeable
-
-    def _weights_written(self) -> None:
-        """A writer bound while the views were writeable (the fused trainer) has changed
-        the weights: count it, as the end of a _writing_params block does."""
-        self._weights_version += 1
-
-    @contextmanager
-    def _writing_params(self):
-        """The library's only way to write the weights: the views are writeable inside,
-        read-only again afterwards, and the weights' version goes up (reentrant: the
-        outermost block decides)."""
-        if self._writers == 0:
-            self._set_params_writeable(True)
-        self._writers += 1
-        try:
-            yield
-        finally:
-            self._writers -= 1
-            if self._writers == 0:
-                self._set_params_writeable(False)
-                self._weights_version += 1
-
-    # ------------------------------------------------------ weights in and out
-    def get_weights(self) -> List[np.ndarray]:
-        """Copies of every layer's parameters then its state, layer by layer in the
-        model's order (``layers``; MultiTask: the trunk's, then each head's in ``heads``
-        order):
-        ``[W1, b1, W2, b2, ...]`` for Dense-only models; Maxout gives W (units, k, n_in),
-        b (units, k); BatchNorm gamma, beta, running_mean, running_var; Normalization
-        mean, std; Dropout nothing."""
-        return [np.array(array, copy=True) for array in self._views()]
-
-    def set_weights(self, weights: Sequence) -> None:
-        """Copy a list in :meth:`get_weights`' order in (converted to the model's dtype),
-        after checking the count, every shape and finiteness; nothing changes on error.
-        RuntimeError while fit runs on the model in another thread."""
-        with self._exclusive("set_weights", from_fit=True):
-            self._write_weights(self._checked_weights(weights))
-
-    def _checked_weights(self, weights) -> List[np.ndarray]:
-        """``weights`` as arrays of the model's dtype in :meth:`get_weights`' shapes."""
-        views = self._views()
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"weights must be a list [W1, b1, ...]; got {type(weights).__name__}")
-        if len(weights) != len(views):
-            raise ValueError(f"weights must hold {len(views)} arrays [W1, b1, ...] for "
-                             f"{len(self.layers)} layers; got {len(weights)}")
-        return [as_shaped(w, f"weights[{i}]", np.shape(view), self.dtype)
-                for i, (w, view) in enumerate(zip(weights, views))]
-
-    def _write_weights(self, arrays: List[np.ndarray]) -> None:
-        """Each layer's parameters, then its state, from checked ``arrays`` in order."""
-        position = 0
-        with self._writing_params():
-            for layer in self.layers:
-                n_params, n_state = len(layer.parameters()), len(layer.get_state())
-                for view, array in zip(layer.parameters(), arrays[position:position + n_params]):
-                    np.copyto(view, array)
-                position += n_params
-                if n_state:
-                    layer.set_state(arrays[position:position + n_state])
-                position += n_state
-
-    @suggest_keywords
-    def summary(self, print_fn: Callable[[str], None] = print) -> None:
-        """Print the table of layers, output shapes and parameter counts, as Keras does:
-        ``print_fn`` is called with each line (e.g. ``logging.info``). Returns None, so
-        the REPL shows the table once; :meth:`describe` returns it as a
-        :class:`ModelSummary` to inspect."""
-        for line in str(self.describe()).splitlines():
-            print_fn(line)
-
-    @property
-    def training_step(self) -> int:
-        """Training steps taken by every fit so far (Dropout's mask counter)."""
-        return self._step
-
-    @property
-    def n_params(self) -> int:
-        return self._params.size
-
-    @property
-    def optimizer(self):
-        """The optimizer kept from the latest fit (None before the first), with its
-        state: ``model.optimizer.state_dict()`` saves it."""
-        return self._optimizer
-
-    def _views(self) -> List[np.ndarray]:
-        return [view for layer in self.layers
-                for view in (*layer.parameters(), *layer.get_state())]
-
-    def _regularizer_of(self, layer):
-        return layer.regularizer if layer.regularizer is not None else self.regularizer
-
-    def _penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
-        """The weight penalty at the current weights; with add_gradient its gradient is
-        added to ``_grads`` (call after the backward pass). n_samples is the training
-        set's size, batch_size the step's (for scale="batch")."""
-        penalty = 0.0
-        for layer in self.layers:
-            regularizer = self._regularizer_of(layer)
-            if regularizer is None:
-                continue
-            pairs = layer.penalized()
-            if not add_gradient:
-                pairs = [(w, np.zeros_like(dw)) for w, dw in pairs]
-            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size)
-        return penalty
+__all__ = ["Sequential", "ModelSummary"]
 
 
 class Sequential(FlatParameters):
@@ -339,6 +45,8 @@ class Sequential(FlatParameters):
     and load change the weights, so that the fused predictor, which keeps a packed copy,
     always sees every change (``weights_version`` counts them).
     """
+
+    file_kind = modelfile.SEQUENTIAL     # what the model file records it as
 
     @suggest_keywords
     def __init__(self, layers: Sequence[Layer], *, input_dim: int,
@@ -418,7 +126,7 @@ class Sequential(FlatParameters):
     # fastmlp.train.loop.fit with the model as ``self``: help(model.fit) lists every argument.
     fit = _training.fit
 
-    def _prepare(self, X, y, x_name: str = "X", y_name: str = "y", *,
+    def prepare_data(self, X, y, x_name: str = "X", y_name: str = "y", *,
                  learn_classes: bool = True):
         """X and y checked and converted once: X (n, input_dim) and dense targets (n, k),
         both C-contiguous in the model's dtype. Class labels map through ``classes_``;
@@ -431,6 +139,25 @@ class Sequential(FlatParameters):
             self._classes = classes
         return X, Y
 
+    def _gather_targets(self, Y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self._take_rows(Y, rows, "y")
+
+    def history_keys(self, validation: bool) -> List[str]:
+        """fit's History keys: "loss", "data_loss", "penalty", the metric, their "val_"
+        versions with validation data (loss and metric), and "lr"."""
+        metric = self._loss.metric_name
+        val_keys = ["val_loss", f"val_{metric}"] if validation else []
+        return ["loss", "data_loss", "penalty", metric, *val_keys, "lr"]
+
+    def new_totals(self) -> PassTotals:
+        """Running totals of a pass over training data (fit's epoch)."""
+        return PassTotals(self._loss.metric())
+
+    def fused_layers(self) -> Optional[List[dict]]:
+        """The layers as the fused trainer takes them, or None when a layer or regularizer
+        runs only on the per-op path (:func:`fastmlp.train.fused.describe_layers`)."""
+        return _fused.describe_layers(self.layers, self._regularizer_of)
+
     def _forward_train(self, X: np.ndarray) -> np.ndarray:
         """Training-mode forward through every layer's own cache, at the current step."""
         out = X
@@ -439,7 +166,7 @@ class Sequential(FlatParameters):
             out = layer.forward(self.backend, out, layer._cache, True)
         return out
 
-    def _loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
+    def loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
                        weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Forward through the training caches, the summed loss, and (if it is finite)
         the gradient of the mean loss into ``_grads``. Returns (loss sum, logits).
@@ -460,7 +187,7 @@ class Sequential(FlatParameters):
                 grad = self.layers[i].backward(self.backend, grad, need_dx=i > 0)
         return loss_sum, logits
 
-    def _adapt(self, X: np.ndarray) -> None:
+    def adapt(self, X: np.ndarray) -> None:
         """Adapt every Normalization layer not adapted yet to the data as it reaches it."""
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Normalization) and not layer.adapted:
@@ -483,7 +210,7 @@ class Sequential(FlatParameters):
         reused for the next chunk."""
         step = _chunk_rows(batch_size, len(X))
         workspaces = [Workspace() for _ in self.layers]
-        with self._weights_lock.reading:     # a fit in another thread: between its steps
+        with self.weights_lock.reading:     # a fit in another thread: between its steps
             for start in range(0, len(X), step):
                 out = X[start:start + step]
                 for layer, workspace in zip(self.layers, workspaces):
@@ -554,12 +281,12 @@ class Sequential(FlatParameters):
         it (labels of ``classes_``; a label outside them is a ValueError). The loss is the
         data loss (no penalty). With ``sample_weight`` (n,) the loss is the weighted mean
         ``sum w_i loss_i / sum w_i``; the metric stays unweighted."""
-        X, Y = self._prepare(X, y, learn_classes=False)
+        X, Y = self.prepare_data(X, y, learn_classes=False)
         weights = None if sample_weight is None else check_sample_weight(
             sample_weight, len(X), self.dtype)
-        return self._evaluate(X, Y, batch_size, weights)
+        return self.evaluate_arrays(X, Y, batch_size, weights)
 
-    def _evaluate(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
+    def evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
                   weights: Optional[np.ndarray] = None) -> dict:
         totals = PassTotals(self._loss.metric())
         for start, logits in self._chunk_logits(X, batch_size):
@@ -581,44 +308,6 @@ class Sequential(FlatParameters):
     def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
-
-    @suggest_keywords
-    def save(self, path, *, metadata: Optional[dict] = None) -> None:
-        """Write the model to ``path`` in fastmlp's model file format (no pickle; the
-        write is atomic). Read it back with :func:`fastmlp.load`. ``metadata``, a dict of
-        plain JSON values (None: ``self.metadata``), is stored in the file and comes back
-        as the loaded model's ``metadata``."""
-        modelfile.save_model(self, path, metadata=metadata)
-
-    # The checkpoint protocol the fit loop (fastmlp.train.checkpoint) uses: a checkpoint is
-    # a model file with the fit's position, written and read by the model's own codec.
-    def check_saveable(self) -> None:
-        """TypeError (ValueError for the metadata), naming it, for a part of this model a
-        model file cannot hold."""
-        modelfile.check_saveable(self)
-
-    def write_checkpoint(self, path: str, history: History, data: dict) -> None:
-        """Write this model with the running fit's ``history`` and ``data`` to ``path``."""
-        modelfile.save_checkpoint(self, path, history, data)
-
-    @classmethod
-    def read_checkpoint(cls, path, *, backend=None) -> Tuple["Sequential", Optional[dict]]:
-        """(model, data) of a checkpoint (data None for a plain model file)."""
-        return modelfile.read_checkpoint(path, cls, backend=backend)
-
-    def architecture(self) -> dict:
-        """What builds this model again, as the model file records it."""
-        return modelfile.architecture(self)
-
-    @suggest_keywords
-    def to_onnx(self, path, *, opset: Optional[int] = None) -> None:
-        """Export the inference graph (logits to probabilities) to an ONNX file; needs the
-        ``onnx`` extra."""
-        onnx.export_onnx(self, path, opset=opset)
-
-    def to_torch(self):
-        """A ``torch.nn.Sequential`` with this model's weights; needs PyTorch."""
-        return torch.to_torch(self)
 
 
 def _chunk_rows(batch_size: Optional[int], n: int) -> int:

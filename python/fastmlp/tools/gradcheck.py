@@ -150,7 +150,7 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     seed = check_seed(seed)
     show = shows(check_verbose(verbose))
     clone = _float64_copy(model)
-    X, Y = clone._prepare(X, y)
+    X, Y = clone.prepare_data(X, y)
     weights = None if sample_weight is None else check_sample_weight(
         sample_weight, len(X), clone.dtype)
     n = len(X)
@@ -169,10 +169,10 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
             data = clone.backend.loss(clone._loss.kernel, logits, Y, None, 1.0,
                                       weights=weights) / float(weights.sum())
         restore_state()
-        return data + clone._penalty(n, n, add_gradient=False)
+        return data + clone.penalty(n, n, add_gradient=False)
 
-    clone._loss_and_grad(X, Y, weights)
-    clone._penalty(n, n)
+    clone.loss_and_grad(X, Y, weights)
+    clone.penalty(n, n)
     restore_state()
     analytic = clone._grads.copy()
     params = clone._params

@@ -20,11 +20,11 @@ def fit_optimizer(model, optimizer, learning_rate) -> Optimizer:
     time), whose rate a given learning_rate replaces (its state and counters are kept)."""
     if optimizer is not None:
         return get_optimizer(optimizer, learning_rate)
-    if model._optimizer is None:
+    if model.optimizer is None:
         return SGD() if learning_rate is None else SGD(learning_rate)
     if learning_rate is not None:
-        model._optimizer.learning_rate = learning_rate
-    return model._optimizer
+        model.optimizer.learning_rate = learning_rate
+    return model.optimizer
 
 
 def validation_arrays(model, validation_data):
@@ -33,7 +33,7 @@ def validation_arrays(model, validation_data):
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val); got "
                         f"{type(validation_data).__name__}")
-    return model._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
+    return model.prepare_data(*validation_data, "validation_data[0]", "validation_data[1]")
 
 
 def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:

@@ -14,7 +14,9 @@ are the model file's; the entry adds where the fit is and what it needs to finis
                     permutation (the order is drawn again from it); else null
 ``totals``          mid-epoch: the epoch's running totals (``loss_sum``, ``weight_sum``,
                     ``penalty_sum``, ``count``, and ``correct`` or r2's ``shift``, ``sse``,
-                    ``sum``, ``sum_sq``), so its History values come out as uninterrupted
+                    ``sum``, ``sum_sq``; a multi-task model: ``penalty_sum`` and
+                    ``heads``, each head's totals but the penalty), so its History values
+                    come out as uninterrupted
 ``callbacks``       ``[{"class": name, "state": callback.state_dict()}, ...]``
 ``finished``        true once the fit has ended (last epoch, or a callback stopped it)
 ==================  ===================================================================
@@ -42,15 +44,14 @@ from .._validation import check_bool, check_int
 from ..errors import CheckpointWarning, ModelFileError, user_stacklevel
 
 # Files are written and read through the model's checkpoint protocol (check_saveable,
-# write_checkpoint, read_checkpoint, architecture: fastmlp.model.sequential), so this
+# write_checkpoint, read_checkpoint, architecture: fastmlp.train.protocol), so this
 # module needs no model class and no codec.
 
 _NAME = re.compile(r"^checkpoint-(\d{6,})-(\d{8,})\.fmlp$")
 _TEMPORARY = re.compile(r"^\.checkpoint-\d{6,}-\d{8,}\.fmlp\.[0-9a-f]+\.tmp$")
 _DATA_KEYS = ("position", "fit", "epoch_shuffle", "totals", "callbacks", "finished")
-_ACCURACY_TOTALS = ("loss_sum", "weight_sum", "penalty_sum", "count", "correct")
-_R2_TOTALS = ("loss_sum", "weight_sum", "penalty_sum", "count", "shift", "sse", "sum",
-              "sum_sq")
+_PASS_TOTALS = (("loss_sum", "weight_sum", "count", "correct"),
+                ("loss_sum", "weight_sum", "count", "shift", "sse", "sum", "sum_sq"))
 
 
 @dataclass(frozen=True, order=True)
@@ -102,12 +103,25 @@ class Checkpoint:
                 raise ModelFileError(f"checkpoint {key} must be an object inside an epoch "
                                      f"and null at an epoch boundary")
         totals = data["totals"]
-        if totals is not None and sorted(totals) not in (sorted(_ACCURACY_TOTALS),
-                                                         sorted(_R2_TOTALS)):
-            raise ModelFileError(f"checkpoint totals must have the keys {_ACCURACY_TOTALS} "
-                                 f"or {_R2_TOTALS}; got {sorted(totals)}")
+        if totals is not None:
+            _check_totals(totals)
         return cls(Position(*position), data["fit"], data["epoch_shuffle"], totals,
                    callbacks, data["finished"])
+
+
+def _check_totals(totals: dict) -> None:
+    """ModelFileError unless ``totals`` are "penalty_sum" with a pass's totals (one of
+    _PASS_TOTALS) or with "heads": {head: a pass's totals} (a multi-head model's)."""
+    rest = {k: v for k, v in totals.items() if k != "penalty_sum"}
+    heads = rest.get("heads")
+    passes = list(heads.values()) if list(rest) == ["heads"] and isinstance(heads, dict) \
+        and heads else [rest]
+    if "penalty_sum" not in totals or not all(
+            isinstance(p, dict) and sorted(p) in [sorted(keys) for keys in _PASS_TOTALS]
+            for p in passes):
+        raise ModelFileError(f"checkpoint totals must have penalty_sum and the keys of "
+                             f"one of {_PASS_TOTALS} (per head in \"heads\" for a "
+                             f"multi-task model); got {sorted(totals)}")
 
 
 def callback_states(callbacks) -> List[dict]:
@@ -125,10 +139,10 @@ class Snapshot:
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
-        self.params = model._params.copy()
+        self.params = model.flat_params.copy()
         self.states = [[s.copy() for s in layer.get_state()] for layer in model.layers]
         self.layer_steps = [layer.step for layer in model.layers]
-        self.step = model._step
+        self.step = model.training_step
         self.counters = {k: getattr(optimizer, k) for k in self._COUNTERS}
         self.m = None if optimizer.m is None else optimizer.m.copy()
         self.v = None if optimizer.v is None else optimizer.v.copy()
@@ -136,13 +150,13 @@ class Snapshot:
     def restore(self) -> None:
         """Put everything back, in place (the fused trainer stays bound to the buffers)."""
         model, optimizer = self.model, self.optimizer
-        with model._writing_params():
-            np.copyto(model._params, self.params)
+        with model.writing_params():
+            np.copyto(model.flat_params, self.params)
             for layer, state, step in zip(model.layers, self.states, self.layer_steps):
                 for array, saved in zip(layer.get_state(), state):
                     np.copyto(array, saved)
                 layer.step = step
-        model._step = self.step
+        model.training_step = self.step
         for name, value in self.counters.items():
             setattr(optimizer, name, value)
         for name in ("m", "v"):
@@ -156,7 +170,7 @@ class Snapshot:
 def non_finite(model, optimizer) -> str:
     """What holds NaN or infinities among the parameters, the optimizer's m and v and the
     layers' state ("" when nothing does)."""
-    parts = [("the parameters", model._params), ("the optimizer's m", optimizer.m),
+    parts = [("the parameters", model.flat_params), ("the optimizer's m", optimizer.m),
              ("the optimizer's v", optimizer.v)]
     parts += [(f"the state of layers[{i}]", s) for i, layer in enumerate(model.layers)
               for s in layer.get_state()]
@@ -311,9 +325,9 @@ def restore(model, optimizer, loaded) -> None:
     for layer, saved in zip(model.layers, loaded.layers):
         if hasattr(saved, "adapted"):
             layer.adapted = saved.adapted
-    model._step = loaded._step
+    model.training_step = loaded.training_step
     model.stop_training = loaded.stop_training
-    model._shuffle_rng.bit_generator.state = loaded._shuffle_rng.bit_generator.state
+    model.shuffle_rng.bit_generator.state = loaded.shuffle_rng.bit_generator.state
     optimizer.load_state_dict(loaded.optimizer.state_dict())
 
 

@@ -74,16 +74,17 @@ def _describe(layer) -> Optional[dict]:
     return None
 
 
-def describe_layers(model) -> Optional[List[dict]]:
-    """The model's layers as ``fused_trainer`` takes them, or None when one of them (or
-    its regularizer) runs only on the per-op path."""
+def describe_layers(model_layers, regularizer_of) -> Optional[List[dict]]:
+    """A chain of layers as ``fused_trainer`` takes them (``regularizer_of(layer)``: the
+    regularizer that applies to a layer), or None when one of them (or its regularizer)
+    runs only on the per-op path."""
     layers = []
-    for layer in model.layers:
+    for layer in model_layers:
         described = _describe(layer)
         if described is None:
             return None
         if described["kind"] in ("dense", "maxout"):
-            penalty = _regularization(model._regularizer_of(layer))
+            penalty = _regularization(regularizer_of(layer))
             if penalty is None:
                 return None
             described.update(penalty)
@@ -105,10 +106,10 @@ def inference_key(model) -> tuple:
     """What a predictor is built from: the backend, the selected ISA (the weights are
     packed for it), the weights' version (the predictor keeps a packed snapshot; the
     parameter views are read-only between the library's writes, each of which bumps the
-    version: Sequential._writing_params) and every layer's type and activation."""
+    version: Sequential.writing_params) and every layer's type and activation."""
     isa = sys.modules.get("fastmlp.backends.native")
-    return (id(model.backend), getattr(isa, "isa_generation", 0), id(model._params),
-            model._weights_version) + tuple(
+    return (id(model.backend), getattr(isa, "isa_generation", 0), id(model.flat_params),
+            model.weights_version) + tuple(
         (type(layer), getattr(layer, "activation", None), getattr(layer, "param", None))
         for layer in model.layers)
 
@@ -130,8 +131,8 @@ def predictor(model):
     layers, built = describe_inference(model), None
     if layers is not None:
         try:
-            built = factory(params=model._params, layers=layers,
-                            loss=get_loss(model.loss).kernel, lock=model._weights_lock)
+            built = factory(params=model.flat_params, layers=layers,
+                            loss=get_loss(model.loss).kernel, lock=model.weights_lock)
         except ValueError:   # e.g. an unpickled model whose layers no longer view _params
             built = None
     model._fused_predictor = (key, built)
@@ -160,14 +161,14 @@ class FusedEpochs:
     def create(cls, model, optimizer: Optimizer, batch: int) -> Optional["FusedEpochs"]:
         factory = getattr(model.backend, "fused_trainer", None)
         if factory is None or type(optimizer) not in OPTIMIZERS.values() \
-                or describe_layers(model) is None:
+                or model.fused_layers() is None:
             return None
         return cls(model, optimizer, batch, factory)
 
     def applies(self) -> bool:
         """Whether the model can still take the fused path (a callback may have given a
         layer a regularizer only the per-op path runs)."""
-        return describe_layers(self.model) is not None
+        return self.model.fused_layers() is not None
 
     def _current(self, layers: List[dict]):
         """The trainer for the current configuration: built at the first use and again
@@ -176,12 +177,12 @@ class FusedEpochs:
         key = _key(layers, self.optimizer)
         if self._trainer is None or key != self._key:
             opt = self.optimizer
-            with self.model._writing_params():   # the trainer binds them for writing
+            with self.model.writing_params():   # the trainer binds them for writing
                 self._trainer = self._factory(
-                    params=self.model._params, grads=self.model._grads, m=opt.m, v=opt.v,
+                    params=self.model.flat_params, grads=self.model.flat_grads, m=opt.m, v=opt.v,
                     layers=layers, loss=get_loss(self.model.loss).kernel,
                     optimizer=opt.kernel, batch_size=self.batch, clipnorm=opt.clipnorm,
-                    lock=self.model._weights_lock,
+                    lock=self.model.weights_lock,
                     **opt._kernel_arguments())
             self._key = key
         return self._trainer
@@ -195,12 +196,12 @@ class FusedEpochs:
         With ``watch`` (the backend's ``sigint_watch()``) a SIGINT ends the run at the next
         step boundary: fewer steps are taken and ``totals.interrupted`` is set."""
         model, opt = self.model, self.optimizer
-        layers = describe_layers(model)
+        layers = model.fused_layers()
         if layers is None:
             raise ValueError("the model has a layer or regularizer the fused path does not "
                              "run; fit uses the per-op loop for it")
         unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
-        opt._state_for(model._params)
+        opt._state_for(model.flat_params)
         n = len(X)
         sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
         lrs = opt.step_rates(sizes)
@@ -208,15 +209,15 @@ class FusedEpochs:
         if totals is None:
             totals = trainer.new_totals()
         before = totals.steps
-        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model._step, totals,
-                    watch)
-        model._weights_written()            # through the trainer's own binding
+        trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model.training_step,
+                    totals, watch)
+        model.weights_written()            # through the trainer's own binding
         done = totals.steps - before
         opt.advance(done, int(sizes[:done].sum()), float(lrs[done - 1]) if done else 0.0)
-        model._step += done
+        model.training_step += done
         if done:                                   # as the per-op forward leaves it
             for layer in model.layers:
-                layer.step = model._step - 1
+                layer.step = model.training_step - 1
         if opt.iterations == 0:                    # no step ever: no state, as step() leaves it
             for name in unallocated:
                 setattr(opt, name, None)

@@ -56,10 +56,10 @@ class Interrupt:
 
 
 def one_fit_at_a_time(fit_function):
-    """fit holding the model's fit lock (:meth:`Sequential._exclusive`): a second fit,
+    """fit holding the model's fit lock (:meth:`Sequential.exclusive`): a second fit,
     partial_fit or set_weights on the model from another thread is a RuntimeError."""
     @functools.wraps(fit_function)
     def locked(model, *args, **kwargs):
-        with model._exclusive("fit", from_fit=False):
+        with model.exclusive("fit", from_fit=False):
             return fit_function(model, *args, **kwargs)
     return locked

@@ -24,6 +24,7 @@ from .guards import Interrupt, one_fit_at_a_time
 from .history import History
 from .preflight import check_fit_memory, warn_if_unscaled
 from .progress import EpochProgress, check_verbose
+from .protocol import TrainableModel
 from .rollback import CheckedSteps
 from .steps import TrainingData, epoch_steps
 
@@ -128,7 +129,7 @@ class _EpochLog:
         optimizer.end_epoch()
         if self.validation is not None:
             record.update({f"val_{k}": v
-                           for k, v in self.model._evaluate(*self.validation).items()})
+                           for k, v in self.model.evaluate_arrays(*self.validation).items()})
         logs = {k: record[k] for k in self.history.history}
         self.history.append(logs)
         self.progress.end_epoch(epoch, logs, samples_per_s)
@@ -175,7 +176,7 @@ class _Fit:
 
     def _order(self) -> Tuple[dict, np.ndarray]:
         """The shuffle generator's state, then the epoch's order drawn from it."""
-        rng = self.model._shuffle_rng
+        rng = self.model.shuffle_rng
         state = rng.bit_generator.state
         n = self.data.n
         order = rng.permutation(n) if self.shuffle else np.arange(n)
@@ -196,7 +197,7 @@ class _Fit:
         returns its data loss, penalty and metric from the running totals."""
         steps, begin = epoch_steps(self.model, self.optimizer, self.data, self.fused), 0
         if resumed is not None:
-            self.model._shuffle_rng.bit_generator.state = resumed.epoch_shuffle
+            self.model.shuffle_rng.bit_generator.state = resumed.epoch_shuffle
         shuffle_state, order = self._order()
         totals = steps.new_totals()
         if resumed is not None:
@@ -226,13 +227,15 @@ class _Fit:
 
 @suggest_keywords
 @one_fit_at_a_time
-def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
+def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] = 32,
         learning_rate=None, optimizer=None, shuffle: bool = True,
         validation_data=None, callbacks=None, verbose="auto",
         sample_weight=None, class_weight=None, checkpoint_dir=None,
         checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
         resume: bool = False, keep_checkpoints: int = 2) -> History:
     """Train ``model`` on (X, y) from its current weights with gradient descent.
+
+    ``model`` is any :class:`fastmlp.train.protocol.TrainableModel` (Sequential, MultiTask).
 
     batch_size=None is batch gradient descent (the whole set per step), 1 is stochastic,
     anything else mini-batch (a batch larger than the data is the whole set). Each step
@@ -333,27 +336,25 @@ def fit(model, X, y, *, epochs: int, batch_size: Optional[int] = 32,
     checkpoints = Checkpoints.create(checkpoint_dir, checkpoint_every, checkpoint_every_steps,
                                      keep_checkpoints, resume)
     columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
-    X, Y = model._prepare(X, y)
+    X, Y = model.prepare_data(X, y)
     W = sample_weights(model, X, Y, sample_weight, class_weight)
     validation = validation_arrays(model, validation_data)
     optimizer = fit_optimizer(model, optimizer, learning_rate)
-    optimizer.check_params(model._params)
+    optimizer.check_params(model.flat_params)
     data = TrainingData(X, Y, W, len(X) if batch_size is None else min(batch_size, len(X)))
     check_fit_memory(model, optimizer, data.batch)
     warn_if_unscaled(model, X, columns)
-    model._optimizer = optimizer
+    model.optimizer = optimizer
     if checkpoints is not None:
         checkpoints.check_model(model)
 
-    metric = model._loss.metric_name
-    val_keys = [] if validation is None else ["val_loss", f"val_{metric}"]
-    history = History(["loss", "data_loss", "penalty", metric, *val_keys, "lr"])
+    history = History(model.history_keys(validation is not None))
     progress = EpochProgress(verbose, epochs, data.n_batches, data.n * model.n_params)
     model.stop_training = False
     saving = _FitCheckpoints(checkpoints, model, data, shuffle, history, callbacks)
     resumed = saving.resume(optimizer, epochs) if checkpoints is not None and resume else None
 
-    model._adapt(X)
+    model.adapt(X)
     fused = FusedEpochs.create(model, optimizer, data.batch) if _FUSED else None
     log = _EpochLog(model, optimizer, validation, callbacks, history, progress)
     _train(_Fit(model, optimizer, data, log, saving, shuffle, fused), epochs, resumed)

@@ -14,7 +14,8 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from ..errors import DivergenceError, diverged_at, diverged_loss
-from ..nn.metrics import PassTotals, r2_from_sums, weight_total
+from ..nn.losses import get_loss
+from ..nn.metrics import r2_from_sums, weight_total
 from ..optim.optimizers import Optimizer
 from .fused import FusedEpochs
 from .guards import Interrupt
@@ -56,7 +57,7 @@ _R2_SUMS = ("shift", "sse", "sum", "sum_sq")
 class _PerOpTotals:
     """The per-op loop's running totals: PassTotals (losses, metric) and the penalty."""
 
-    def __init__(self, passes: PassTotals):
+    def __init__(self, passes):
         self.passes = passes
         self.penalty_sum = 0.0
 
@@ -78,7 +79,7 @@ class PerOpSteps:
         self.model, self.optimizer, self.data = model, optimizer, data
 
     def new_totals(self) -> _PerOpTotals:
-        return _PerOpTotals(PassTotals(self.model._loss.metric()))
+        return _PerOpTotals(self.model.new_totals())
 
     def load_totals(self, state: dict, order: np.ndarray) -> _PerOpTotals:
         return self.new_totals().load(state)
@@ -96,11 +97,11 @@ class PerOpSteps:
         DivergenceError before the update of a step whose loss or gradient is not finite.
         Stops before the next step once ``interrupt`` is requested."""
         model = self.model
-        with model._writing_params():
+        with model.writing_params():
             for step in range(begin, end):
                 if interrupt is not None and interrupt.requested:
                     break
-                with model._weights_lock.writing:
+                with model.weights_lock.writing:
                     self._step(order, step, epoch, totals)
                 on_steps(1)
         return totals
@@ -108,23 +109,21 @@ class PerOpSteps:
     def _step(self, order: np.ndarray, step: int, epoch: int, totals: _PerOpTotals) -> None:
         """One step: the batch gathered, forward, loss, backward, penalty, update."""
         model, optimizer, data = self.model, self.optimizer, self.data
-        X, Y, W, cache = data.X, data.Y, data.W, model._train_cache
         rows = data.rows(order, step)
-        xb = np.take(X, rows, axis=0, out=cache.get("x", (len(rows), X.shape[1]), X.dtype))
-        yb = np.take(Y, rows, axis=0, out=cache.get("y", (len(rows), Y.shape[1]), Y.dtype))
-        wb = None if W is None else np.take(W, rows, out=cache.get("w", (len(rows),), W.dtype))
-        loss_sum, logits = model._loss_and_grad(xb, yb, wb)
+        xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows)
+        loss_sum, outputs = model.loss_and_grad(xb, yb, wb)
         if not math.isfinite(loss_sum):
             raise diverged_loss(epoch, step + 1, data.n_batches, loss_sum / len(rows),
                                 optimizer.current_learning_rate)
-        penalty = model._penalty(data.n, len(rows))
+        penalty = model.penalty(data.n, len(rows))
         totals.penalty_sum += penalty * len(rows)
-        totals.passes.add(logits, yb, loss_sum, None if wb is None else weight_total(wb))
+        totals.passes.add(outputs, yb, loss_sum, None if wb is None else weight_total(wb))
         try:
-            optimizer.step(model.backend, model._params, model._grads, samples=len(rows))
+            optimizer.step(model.backend, model.flat_params, model.flat_grads,
+                           samples=len(rows))
         except DivergenceError as exc:     # a non-finite gradient: nothing was updated
             raise diverged_at(epoch, step + 1, data.n_batches, exc) from None
-        model._step += 1
+        model.training_step += 1
 
 
 class _FoldedTotals:
@@ -160,7 +159,7 @@ class FusedSteps:
 
     def __init__(self, fused: FusedEpochs, data: TrainingData):
         self.fused, self.data = fused, data
-        self.metric = fused.model._loss.metric_name
+        self.metric = get_loss(fused.model.loss).metric_name
 
     def new_totals(self):
         return None          # run_steps creates the backend's totals at the first call
