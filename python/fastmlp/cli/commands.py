@@ -14,8 +14,8 @@ import numpy as np
 
 from .._files import write_atomically
 from ..tools.diagnosis import diagnose
-from ..nn.layers import Dense, Dropout, Normalization
 from ..nn.losses import get_loss
+from ..nn.stacks import mlp_layers
 from ..model.sequential import Sequential
 from ..nn.regularizers import L1L2
 from .._memory import available_memory
@@ -53,12 +53,8 @@ def _scores_line(name: str, scores: Dict[str, float], n: int) -> str:
 def _build_model(args, input_dim: int, n_outputs: int, loss: str) -> Sequential:
     """[Normalization] + Dense(width, activation) [+ Dropout(rate)] per --hidden width,
     then Dense(outputs) (logits: the loss applies the softmax or sigmoid)."""
-    layers = [Normalization()] if args.normalize else []
-    for units in args.hidden:
-        layers.append(Dense(units, args.activation))
-        if args.dropout:
-            layers.append(Dropout(args.dropout))
-    layers.append(Dense(n_outputs))
+    layers = mlp_layers(args.hidden, n_outputs, activation=args.activation,
+                        dropout=args.dropout, normalize=args.normalize)
     regularizer = L1L2(l1=args.l1, l2=args.l2) if args.l1 or args.l2 else None
     return Sequential(layers, input_dim=input_dim, loss=loss, backend=args.backend,
                       dtype=args.dtype, seed=args.seed, regularizer=regularizer)

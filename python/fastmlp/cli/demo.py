@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from ..backends import get_backend
-from ..nn.layers import Dense
+from ..nn.stacks import mlp_layers
 from ..model.sequential import Sequential
 from .tabular import standardize
 
@@ -45,7 +45,7 @@ def _load_digits():
 
 def _train_once(backend: str, data, epochs: int, seed: int) -> None:
     (X_train, y_train), dev, _ = data
-    layers = [Dense(units, "relu") for units in DEMO_HIDDEN] + [Dense(10)]
+    layers = mlp_layers(DEMO_HIDDEN, 10, activation="relu")
     model = Sequential(layers, input_dim=X_train.shape[1], backend=backend, seed=seed)
     print(f"\n== backend {backend}: {X_train.shape[1]}-"
           f"{'-'.join(map(str, DEMO_HIDDEN))}-10 ReLU network, {model.n_params:,} parameters, "

@@ -57,7 +57,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
 from ..train.callbacks import Callback
-from ..nn.layers import Dense, Dropout
+from ..nn.layers import Dense
+from ..nn.stacks import mlp_layers
 from ..model.sequential import Sequential
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
 from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
@@ -313,14 +314,11 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
 
     def _build_network(self, layer_units: List[int], seed: int) -> Sequential:
-        """Dense(h, activation) [+ Dropout(dropout)] per hidden layer, then a linear
-        output layer (logits: the loss owns the softmax/sigmoid)."""
-        layers = []
-        for units in layer_units[1:-1]:
-            layers.append(Dense(units, activation=SKLEARN_ACTIVATIONS[self.activation]))
-            if self.dropout > 0:
-                layers.append(Dropout(self.dropout))
-        layers.append(Dense(layer_units[-1]))
+        """:func:`~fastmlp.nn.stacks.mlp_layers` of the hidden widths: Dense(h, activation)
+        [+ Dropout(dropout)] per hidden layer, then a linear output layer (logits: the loss
+        owns the softmax/sigmoid)."""
+        layers = mlp_layers(layer_units[1:-1], layer_units[-1],
+                            activation=SKLEARN_ACTIVATIONS[self.activation], dropout=self.dropout)
         return Sequential(layers, input_dim=layer_units[0], loss=self._loss_name,
                           backend=self.backend, dtype=self.dtype, seed=seed)
 

@@ -47,8 +47,8 @@ from .._keywords import suggest_keywords
 from .._validation import (as_labels, as_samples, check_choice, check_finite_float, check_int,
                            check_lengths, check_positive_float, check_seed)
 from ..errors import DivergenceError
-from ..nn.layers import Dense, Dropout
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, get_loss
+from ..nn.stacks import mlp_layers
 from ..model.sequential import Sequential
 from ..optim.optimizers import OPTIMIZERS
 from ..nn.regularizers import L1L2
@@ -299,12 +299,8 @@ class MLPBuilder:
         if not isinstance(p["hidden"], (tuple, list)):
             raise TypeError(f"hidden must be a tuple of layer widths, e.g. (128, 64); got "
                             f"{p['hidden']!r}")
-        layers: List = []
-        for units in p["hidden"]:
-            layers.append(Dense(units, p["activation"]))
-            if p["dropout"]:                # Dropout checks the rate
-                layers.append(Dropout(p["dropout"]))
-        layers.append(Dense(self.n_outputs(p["loss"])))
+        layers = mlp_layers(p["hidden"], self.n_outputs(p["loss"]), activation=p["activation"],
+                            dropout=p["dropout"])
         regularizer = L1L2(l1=p["l1"], l2=p["l2"]) if p["l1"] or p["l2"] else None
         model = Sequential(layers, input_dim=self.input_dim, loss=p["loss"], seed=seed,
                            regularizer=regularizer)
