@@ -10,7 +10,7 @@ from typing import Any, Dict
 from ..nn.activations import ACTIVATIONS
 from ..nn.losses import LOSSES
 from ..optim.optimizers import OPTIMIZERS
-from ..tools.search import OPTIMIZER_PARAMS, MLPBuilder
+from ..tools.mlp_builder import OPTIMIZER_PARAMS, MLPBuilder
 from .options import (DataError, dropout_rate, epoch_count, int_at_least, nonnegative_float,
                       positive_float)
 
