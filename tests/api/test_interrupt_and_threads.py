@@ -242,7 +242,8 @@ def test_a_callback_may_set_weights_but_not_fit_again():
 
 def test_partial_fit_during_fit_in_another_thread_is_an_error():
     pytest.importorskip("sklearn")
-    from fastmlp.sklearn.estimators import MLPRegressor, _TRAINING
+    from fastmlp.sklearn.estimators import MLPRegressor
+    from fastmlp.sklearn.guard import _TRAINING
     rng = np.random.default_rng(0)
     X = rng.standard_normal((2000, 8))
     y = X.sum(axis=1)

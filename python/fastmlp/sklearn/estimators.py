@@ -3,42 +3,17 @@
 
 They take scikit-learn's ``MLPClassifier``/``MLPRegressor`` parameters with the same names,
 defaults and meanings, train a :class:`fastmlp.Sequential` with :func:`fastmlp.train.loop.fit`
-and report scikit-learn's fitted attributes. This module only translates: parameters into
-layers, an optimizer, a schedule and an L2 regularizer; scikit-learn's per-epoch
-bookkeeping and stopping rule into one callback (:class:`_ScikitLearnRule`).
-
-What scikit-learn minimizes, and how it maps onto fastmlp (docs/conventions.md):
-
-* Per mini-batch of m rows (weights w_i, sw = sum w_i; sw = m without weights) scikit-learn
-  steps along the gradient of ``L_sk + alpha / (2 sw) * sum(W**2)``, where L_sk is the
-  weighted mean over rows of: the log-loss summed over outputs (classification) or half
-  the squared error summed over outputs (regression; its *reported* squared loss is the
-  mean over outputs, ``((y - y_pred)**2).mean() / 2``).
-* fastmlp's losses average over outputs instead, so with k outputs its gradient is
-  ``g`` times scikit-learn's: g = 1 for softmax cross-entropy, 1/k for binary
-  cross-entropy (binary: k = 1; multilabel), 2/k for MSE. The estimators compensate
-  exactly: the penalty is ``L2(g * alpha * m / sw, scale="batch")`` (m / sw taken as
-  n / sum(w) over the training set: exact without weights or with full batches), the
-  rate of the solvers that are not invariant to the gradient's scale ("sgd", "momentum",
-  "nesterov") is ``learning_rate_init / g``, and the epsilon of the adaptive ones is
-  ``epsilon * g``. The weights then follow scikit-learn's updates.
-* ``loss_``/``loss_curve_`` are scikit-learn's: the batch-size-weighted mean over the
-  epoch of each step's loss plus penalty, i.e. ``data_loss * d + penalty / g`` from
-  fit's history, with d = 1 (softmax), k (binary cross-entropy), 1/2 (MSE).
-
-Stopping (scikit-learn's rule, in :class:`_ScikitLearnRule`): after each epoch the count
-of epochs without improvement grows when the training loss is not below
-``best_loss_ - tol`` (or, with ``early_stopping``, the validation score not above
-``best_validation_score_ + tol``) and resets otherwise; when it exceeds
-``n_iter_no_change`` training stops, except with ``learning_rate="adaptive"`` (SGD
-family), which divides the rate by 5 and resets the count until the rate is <= 1e-6.
+and report scikit-learn's fitted attributes. The estimators only translate, with two
+helpers: :mod:`fastmlp.sklearn.network` turns the parameters into layers with
+scikit-learn's initial weights, an optimizer, a schedule and an L2 regularizer (and says
+how scikit-learn's loss, penalty and rates map onto fastmlp's);
+:mod:`fastmlp.sklearn.stopping` holds scikit-learn's per-epoch bookkeeping and stopping
+rule as one callback and the early-stopping hold-out.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import numbers
-import threading
 import warnings
 from typing import List
 
@@ -46,7 +21,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -56,29 +30,16 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
-from ..train.callbacks import Callback
-from ..nn.layers import Dense
-from ..nn.stacks import mlp_layers
-from ..model.sequential import Sequential
-from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
-from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
-from ..train.preflight import no_scale_warning
-from ..nn.regularizers import L2
 from ..backends.runtime import threads
-from ..optim.schedules import PowerDecay
+from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from ..train.preflight import no_scale_warning
+from .guard import one_at_a_time
+from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
+                      check_same_network, initial_weights, l2_penalty, make_optimizer,
+                      network_description, sklearn_weights)
+from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
-
-# scikit-learn's activation names -> ours (fastmlp.activations.ACTIVATIONS)
-SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-# Solvers whose step scales with the gradient (the rate absorbs fastmlp's loss scale and
-# learning_rate="invscaling"/"adaptive" apply, as scikit-learn's "sgd").
-SGD_FAMILY = ("sgd", "momentum", "nesterov")
-SOLVERS = (*SGD_FAMILY, "adam", "adagrad", "rmsprop", "adamw")
-ADAPTIVE_MIN_RATE = 1e-6     # scikit-learn's "adaptive" stops once the rate is <= this
-ADAPTIVE_DIVISOR = 5.0
-AUTO_BATCH = 200             # batch_size="auto" is min(200, n_samples)
-
 
 def _validate_data(estimator, *args, **kwargs):
     """scikit-learn's validate_data with NumPy's cast-overflow warning silenced: a value
@@ -86,92 +47,6 @@ def _validate_data(estimator, *args, **kwargs):
     ValueError naming X (the warning would come first, and be the error under -W error)."""
     with np.errstate(over="ignore"):
         return validate_data(estimator, *args, **kwargs)
-
-
-def _initial_weights(rs: np.random.RandomState, layer_units: List[int], activation: str
-                     ) -> List[np.ndarray]:
-    """scikit-learn's initialization, drawn from ``rs`` in its order: per layer W then b,
-    both uniform in ``+-sqrt(factor / (fan_in + fan_out))`` with factor 2 for logistic
-    and 6 otherwise (Glorot & Bengio). The same random_state therefore gives the same
-    initial weights as scikit-learn; returned as fastmlp's [W1 (n_out, n_in), b1, ...]."""
-    factor = 2.0 if activation == "logistic" else 6.0
-    weights = []
-    for fan_in, fan_out in zip(layer_units, layer_units[1:]):
-        bound = np.sqrt(factor / (fan_in + fan_out))
-        weights.append(rs.uniform(-bound, bound, (fan_in, fan_out)).T)
-        weights.append(rs.uniform(-bound, bound, fan_out))
-    return weights
-
-
-# The estimators a fit or partial_fit is running on (by id), so that another thread's
-# call on the same estimator is a clear error rather than a race on its model and counters.
-_TRAINING: set = set()
-_TRAINING_LOCK = threading.Lock()
-
-
-def _one_at_a_time(method):
-    """fit / partial_fit, RuntimeError while one of them runs on the estimator in another
-    thread."""
-    @functools.wraps(method)
-    def guarded(self, *args, **kwargs):
-        with _TRAINING_LOCK:
-            if id(self) in _TRAINING:
-                raise RuntimeError(f"{method.__name__}: fit is running on this estimator in "
-                                   "another thread; wait for it to finish (or use a copy: "
-                                   "sklearn.base.clone(estimator))")
-            _TRAINING.add(id(self))
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            with _TRAINING_LOCK:
-                _TRAINING.discard(id(self))
-    return guarded
-
-
-class _ScikitLearnRule(Callback):
-    """scikit-learn's end-of-epoch work, as a fit callback: n_iter_, t_, loss_ and
-    loss_curve_ (scikit-learn's loss, see the module docstring), the validation score
-    with early stopping (keeping a copy of the best weights), the no-improvement count
-    and the stopping / "adaptive" rate rule. ``converged`` tells whether the rule
-    stopped training."""
-
-    def __init__(self, estimator: "_BaseMLP", n_train: int, validation):
-        self.estimator = estimator
-        self.n_train = n_train
-        self.validation = validation    # (X_val, y_val, sample_weight_val) or None
-        self.converged = False
-
-    def on_epoch_end(self, epoch: int, logs) -> None:
-        est = self.estimator
-        est.loss_ = logs["data_loss"] * est._loss_factor + logs["penalty"] / est._grad_factor
-        est.loss_curve_.append(est.loss_)
-        est.n_iter_ += 1
-        est.t_ += self.n_train
-        if est.verbose:
-            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
-        if self.validation is None:
-            est._count_loss_improvement()
-        else:
-            est._count_score_improvement(est._score(*self.validation))
-        if est._no_improvement_count > est.n_iter_no_change:
-            if self._lower_rate():
-                est._no_improvement_count = 0
-            else:
-                self.converged = True
-                self.model.stop_training = True
-
-    def _lower_rate(self) -> bool:
-        """"adaptive" (SGD family): divide the rate by 5 unless it is already <= 1e-6;
-        True if it did."""
-        est = self.estimator
-        optimizer = self.model.optimizer
-        if est.learning_rate != "adaptive" or est.solver not in SGD_FAMILY or \
-                est.learning_rate_init * optimizer.scale <= ADAPTIVE_MIN_RATE:
-            return False
-        optimizer.scale /= ADAPTIVE_DIVISOR
-        if est.verbose:
-            print(f"Setting learning rate to {est.learning_rate_init * optimizer.scale:f}")
-        return True
 
 
 class _BaseMLP(BaseEstimator):
@@ -213,7 +88,7 @@ class _BaseMLP(BaseEstimator):
     }
 
     # ------------------------------------------------------------------ public
-    @_one_at_a_time
+    @one_at_a_time
     def fit(self, X, y, sample_weight=None):
         """Train from scratch (or, with ``warm_start``, from the previous solution) for up
         to ``max_iter`` epochs, stopping by scikit-learn's rule. ``sample_weight`` (n,)
@@ -260,12 +135,12 @@ class _BaseMLP(BaseEstimator):
             sample_weight = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
-        initial = _initial_weights(rs, layer_units, self.activation) if first_pass else None
+        initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
         train, validation = self._split(X, Y, labels, sample_weight, rs)
         if first_pass:
             self._initialize(layer_units, initial, seed=int(rs.randint(np.iinfo(np.int32).max)))
         else:
-            self._check_same_network(layer_units)
+            check_same_network(self._network_key, network_description(self, layer_units))
         self._train(*train, validation, incremental)
         return self
 
@@ -275,17 +150,8 @@ class _BaseMLP(BaseEstimator):
         initial weights, as scikit-learn), stratified for single-label classification."""
         if not self.early_stopping:
             return (X, Y, sample_weight), None
-        stratify = labels if self._stratify(labels) else None
-        arrays = [X, Y, labels] + ([] if sample_weight is None else [sample_weight])
-        parts = train_test_split(*arrays, random_state=rs, test_size=self.validation_fraction,
-                                 stratify=stratify)
-        X_train, X_val, Y_train, _, _, labels_val = parts[:6]
-        w_train, w_val = parts[6:] if sample_weight is not None else (None, None)
-        if len(X_val) < 2:
-            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
-                             f"(got {self.validation_fraction}) or the size of your dataset "
-                             f"({len(X)} samples).")
-        return (X_train, Y_train, w_train), (X_val, labels_val, w_val)
+        return validation_split(X, Y, labels, sample_weight, rs, self.validation_fraction,
+                                stratify=self._stratify(labels))
 
     def _stratify(self, labels) -> bool:
         return False
@@ -295,124 +161,45 @@ class _BaseMLP(BaseEstimator):
         that persist across warm-start fits and partial_fit calls."""
         self.n_layers_ = len(layer_units)
         self.n_outputs_ = layer_units[-1]
-        self.model_ = self._build_network(layer_units, seed)
+        self.model_ = build_network(self, layer_units, self._loss_name, seed)
         self.model_.set_weights(initial)
-        self._network_key = self._network_description(layer_units)
+        self._network_key = network_description(self, layer_units)
         self.out_activation_ = self._out_activation()
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
-        self._no_improvement_count = 0
+        self._improvement = Improvement()
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
-            self._best_weights = self.model_.get_weights()
+            self._improvement.best_weights = self.model_.get_weights()
         else:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _build_network(self, layer_units: List[int], seed: int) -> Sequential:
-        """:func:`~fastmlp.nn.stacks.mlp_layers` of the hidden widths: Dense(h, activation)
-        [+ Dropout(dropout)] per hidden layer, then a linear output layer (logits: the loss
-        owns the softmax/sigmoid)."""
-        layers = mlp_layers(layer_units[1:-1], layer_units[-1],
-                            activation=SKLEARN_ACTIVATIONS[self.activation], dropout=self.dropout)
-        return Sequential(layers, input_dim=layer_units[0], loss=self._loss_name,
-                          backend=self.backend, dtype=self.dtype, seed=seed)
-
-    def _network_description(self, layer_units: List[int]) -> dict:
-        return {"layer units": layer_units, "activation": self.activation,
-                "dropout": self.dropout, "backend": self.backend, "dtype": self.dtype}
-
-    def _check_same_network(self, layer_units: List[int]) -> None:
-        """warm_start / partial_fit continue the fitted network: its shape and kind must
-        not have changed since."""
-        now = self._network_description(layer_units)
-        for key, value in self._network_key.items():
-            if now[key] != value:
-                raise ValueError(f"warm_start and partial_fit continue the fitted network, "
-                                 f"but its {key} changed from {value!r} to {now[key]!r}; "
-                                 f"fit with warm_start=False to start anew")
-
-    def _batch_size(self, n_samples: int) -> int:
-        if self.batch_size == "auto":
-            return min(AUTO_BATCH, n_samples)
-        if self.batch_size > n_samples:
-            warnings.warn(f"Got `batch_size` ({self.batch_size}) larger than the sample size "
-                          f"({n_samples}). It is going to be clipped")
-        return min(self.batch_size, n_samples)
-
-    def _make_optimizer(self) -> Optimizer:
-        """The fastmlp optimizer for ``solver`` with scikit-learn's meaning of the rate
-        and its schedule (see the module docstring for the scale factor g)."""
-        g = self._grad_factor
-        if self.solver in SGD_FAMILY:
-            lr0 = self.learning_rate_init / g
-            rate = PowerDecay(lr0, self.power_t) if self.learning_rate == "invscaling" else lr0
-            if self.solver == "momentum" or (self.solver == "sgd" and self.momentum > 0
-                                             and not self.nesterovs_momentum):
-                return Momentum(rate, self.momentum)
-            if self.solver == "nesterov" or (self.solver == "sgd" and self.momentum > 0):
-                return Nesterov(rate, self.momentum)
-            return SGD(rate)
-        lr0, eps = self.learning_rate_init, self.epsilon * g
-        if self.solver in ("adam", "adamw"):
-            cls = Adam if self.solver == "adam" else AdamW
-            return cls(lr0, self.beta_1, self.beta_2, eps)
-        return AdaGrad(lr0, eps) if self.solver == "adagrad" else RMSProp(lr0, eps=eps)
-
     def _train(self, X, Y, sample_weight, validation, incremental: bool) -> None:
         """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
         model = self.model_
         n = len(X)
-        penalty = self._grad_factor * self.alpha
-        if sample_weight is not None:
-            penalty *= n / float(sample_weight.sum())
-        model.regularizer = L2(penalty, scale="batch") if penalty > 0 else None
+        model.regularizer = l2_penalty(self.alpha, self._grad_factor, n, sample_weight)
         keep = incremental and model.optimizer is not None
-        rule = _ScikitLearnRule(self, n, validation)
+        rule = ScikitLearnRule(self, n, LossScale(self._grad_factor, self._loss_factor),
+                               self._improvement, validation, self._score)
         self.n_iter_ = 0
         with self._threads(), no_scale_warning():
             model.fit(X, Y, epochs=1 if incremental else self.max_iter,
-                      batch_size=self._batch_size(n),
-                      optimizer=None if keep else self._make_optimizer(),
+                      batch_size=batch_size(self, n),
+                      optimizer=None if keep else make_optimizer(self, self._grad_factor),
                       shuffle=self.shuffle, callbacks=[rule], sample_weight=sample_weight,
                       verbose=0)
         if self.early_stopping:
-            model.set_weights(self._best_weights)
-        self._export_weights()
+            model.set_weights(self._improvement.best_weights)
+        self.coefs_, self.intercepts_ = sklearn_weights(model)
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
-
-    def _count_loss_improvement(self) -> None:
-        """scikit-learn's rule on the training loss."""
-        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-            self._no_improvement_count += 1
-        else:
-            self._no_improvement_count = 0
-        self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
-
-    def _count_score_improvement(self, score: float) -> None:
-        """scikit-learn's rule on the validation score; keeps the best weights."""
-        self.validation_scores_.append(score)
-        if self.verbose:
-            print(f"Validation score: {score:f}")
-        if score < self.best_validation_score_ + self.tol:
-            self._no_improvement_count += 1
-        else:
-            self._no_improvement_count = 0
-        if score > self.best_validation_score_:
-            self.best_validation_score_ = score
-            self._best_weights = self.model_.get_weights()
-
-    def _export_weights(self) -> None:
-        """coefs_ (n_in, n_out) and intercepts_ in scikit-learn's layout: copies."""
-        dense = [layer for layer in self.model_.layers if isinstance(layer, Dense)]
-        self.coefs_ = [np.ascontiguousarray(layer.W.T) for layer in dense]
-        self.intercepts_ = [layer.b.copy() for layer in dense]
 
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
@@ -486,7 +273,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
-    @_one_at_a_time
+    @one_at_a_time
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch from the current weights. The first call needs ``classes`` (every
         label that will occur), unless y is a multilabel indicator matrix."""
@@ -639,7 +426,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              "trains on loss='squared_error' only")
         super()._check_params()
 
-    @_one_at_a_time
+    @one_at_a_time
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch from the current weights (the optimizer's state kept)."""
         return self._partial_fit(X, y, sample_weight)

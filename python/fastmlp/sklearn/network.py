@@ -1,0 +1,132 @@
+"""scikit-learn's MLP parameters as fastmlp's: the network (layers, scikit-learn's initial
+weights), the optimizer and its schedule, the L2 penalty and the batch size. Each function
+reads the estimator's public parameters (``params``: the estimator itself).
+
+What scikit-learn minimizes, and how it maps onto fastmlp (docs/conventions.md):
+
+* Per mini-batch of m rows (weights w_i, sw = sum w_i; sw = m without weights) scikit-learn
+  steps along the gradient of ``L_sk + alpha / (2 sw) * sum(W**2)``, where L_sk is the
+  weighted mean over rows of: the log-loss summed over outputs (classification) or half
+  the squared error summed over outputs (regression; its *reported* squared loss is the
+  mean over outputs, ``((y - y_pred)**2).mean() / 2``).
+* fastmlp's losses average over outputs instead, so with k outputs its gradient is
+  ``g`` times scikit-learn's: g = 1 for softmax cross-entropy, 1/k for binary
+  cross-entropy (binary: k = 1; multilabel), 2/k for MSE. The estimators compensate
+  exactly: the penalty is ``L2(g * alpha * m / sw, scale="batch")`` (m / sw taken as
+  n / sum(w) over the training set: exact without weights or with full batches), the
+  rate of the solvers that are not invariant to the gradient's scale ("sgd", "momentum",
+  "nesterov") is ``learning_rate_init / g``, and the epsilon of the adaptive ones is
+  ``epsilon * g``. The weights then follow scikit-learn's updates.
+* ``loss_``/``loss_curve_`` are scikit-learn's: the batch-size-weighted mean over the
+  epoch of each step's loss plus penalty, i.e. ``data_loss * d + penalty / g`` from
+  fit's history, with d = 1 (softmax), k (binary cross-entropy), 1/2 (MSE).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..model.sequential import Sequential
+from ..nn.layers import Dense
+from ..nn.regularizers import L2
+from ..nn.stacks import mlp_layers
+from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
+from ..optim.schedules import PowerDecay
+
+# scikit-learn's activation names -> ours (fastmlp.activations.ACTIVATIONS)
+SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# Solvers whose step scales with the gradient (the rate absorbs fastmlp's loss scale and
+# learning_rate="invscaling"/"adaptive" apply, as scikit-learn's "sgd").
+SGD_FAMILY = ("sgd", "momentum", "nesterov")
+SOLVERS = (*SGD_FAMILY, "adam", "adagrad", "rmsprop", "adamw")
+AUTO_BATCH = 200             # batch_size="auto" is min(200, n_samples)
+
+
+def initial_weights(rs: np.random.RandomState, layer_units: List[int], activation: str
+                    ) -> List[np.ndarray]:
+    """scikit-learn's initialization, drawn from ``rs`` in its order: per layer W then b,
+    both uniform in ``+-sqrt(factor / (fan_in + fan_out))`` with factor 2 for logistic
+    and 6 otherwise (Glorot & Bengio). The same random_state therefore gives the same
+    initial weights as scikit-learn; returned as fastmlp's [W1 (n_out, n_in), b1, ...]."""
+    factor = 2.0 if activation == "logistic" else 6.0
+    weights = []
+    for fan_in, fan_out in zip(layer_units, layer_units[1:]):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        weights.append(rs.uniform(-bound, bound, (fan_in, fan_out)).T)
+        weights.append(rs.uniform(-bound, bound, fan_out))
+    return weights
+
+
+def build_network(params, layer_units: List[int], loss: str, seed: int) -> Sequential:
+    """:func:`~fastmlp.nn.stacks.mlp_layers` of the hidden widths: Dense(h, activation)
+    [+ Dropout(dropout)] per hidden layer, then a linear output layer (logits: the loss
+    owns the softmax/sigmoid), as a Sequential of the estimator's backend and dtype."""
+    layers = mlp_layers(layer_units[1:-1], layer_units[-1],
+                        activation=SKLEARN_ACTIVATIONS[params.activation], dropout=params.dropout)
+    return Sequential(layers, input_dim=layer_units[0], loss=loss, backend=params.backend,
+                      dtype=params.dtype, seed=seed)
+
+
+def network_description(params, layer_units: List[int]) -> dict:
+    """What warm_start and partial_fit need unchanged to continue a fitted network."""
+    return {"layer units": layer_units, "activation": params.activation,
+            "dropout": params.dropout, "backend": params.backend, "dtype": params.dtype}
+
+
+def check_same_network(fitted: dict, now: dict) -> None:
+    """warm_start / partial_fit continue the fitted network: its shape and kind (the
+    :func:`network_description` then and now) must not have changed since."""
+    for key, value in fitted.items():
+        if now[key] != value:
+            raise ValueError(f"warm_start and partial_fit continue the fitted network, "
+                             f"but its {key} changed from {value!r} to {now[key]!r}; "
+                             f"fit with warm_start=False to start anew")
+
+
+def batch_size(params, n_samples: int) -> int:
+    """batch_size="auto" is min(200, n); a larger one is clipped to n (with scikit-learn's
+    warning)."""
+    if params.batch_size == "auto":
+        return min(AUTO_BATCH, n_samples)
+    if params.batch_size > n_samples:
+        warnings.warn(f"Got `batch_size` ({params.batch_size}) larger than the sample size "
+                      f"({n_samples}). It is going to be clipped")
+    return min(params.batch_size, n_samples)
+
+
+def make_optimizer(params, grad_factor: float) -> Optimizer:
+    """The fastmlp optimizer for ``solver`` with scikit-learn's meaning of the rate
+    and its schedule (see the module docstring for the scale factor g)."""
+    g = grad_factor
+    if params.solver in SGD_FAMILY:
+        lr0 = params.learning_rate_init / g
+        rate = PowerDecay(lr0, params.power_t) if params.learning_rate == "invscaling" else lr0
+        if params.solver == "momentum" or (params.solver == "sgd" and params.momentum > 0
+                                           and not params.nesterovs_momentum):
+            return Momentum(rate, params.momentum)
+        if params.solver == "nesterov" or (params.solver == "sgd" and params.momentum > 0):
+            return Nesterov(rate, params.momentum)
+        return SGD(rate)
+    lr0, eps = params.learning_rate_init, params.epsilon * g
+    if params.solver in ("adam", "adamw"):
+        cls = Adam if params.solver == "adam" else AdamW
+        return cls(lr0, params.beta_1, params.beta_2, eps)
+    return AdaGrad(lr0, eps) if params.solver == "adagrad" else RMSProp(lr0, eps=eps)
+
+
+def l2_penalty(alpha: float, grad_factor: float, n_samples: int,
+               sample_weight: Optional[np.ndarray]) -> Optional[L2]:
+    """scikit-learn's ``alpha`` as fastmlp's per-batch L2 (``g * alpha * n / sum(w)``), or
+    None for alpha 0."""
+    penalty = grad_factor * alpha
+    if sample_weight is not None:
+        penalty *= n_samples / float(sample_weight.sum())
+    return L2(penalty, scale="batch") if penalty > 0 else None
+
+
+def sklearn_weights(model: Sequential) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """coefs_ (n_in, n_out) and intercepts_ in scikit-learn's layout: copies."""
+    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+    return [np.ascontiguousarray(layer.W.T) for layer in dense], [layer.b.copy() for layer in dense]
