@@ -28,6 +28,7 @@ from ..io.records import (CHECKPOINT, check_bool, check_choice, check_int, check
 from ..nn.losses import LOSSES
 from ..nn.layers import LAYERS, Layer, Normalization, layers_of
 from ..optim.optimizers import OPTIMIZERS, Optimizer
+from ..optim.state import STATE_KEYS
 from ..train.history import History
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_HEADER_BYTES", "ModelFileError", "architecture",
@@ -432,7 +433,7 @@ def _check_optimizer(entry, n_params: int,
     if entry is None:
         return None, {}
     where = "training.optimizer"
-    check_object(entry, where, Optimizer._STATE_KEYS)
+    check_object(entry, where, STATE_KEYS)
     cls = OPTIMIZERS[check_choice(entry["optimizer"], f"{where}.optimizer", OPTIMIZERS)]
     optimizer = construct(cls, entry["config"], f"{where}.config")
     arrays = {OPTIMIZER_ARRAYS[k]: Expected(dtype, (n_params,))

@@ -38,17 +38,16 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Type, Union
+from typing import Dict, Optional, Tuple, Type
 
 import numpy as np
 
-from . import schedules
+from . import rates, schedules, state as state_codec
 from .._keywords import suggest_keywords
-from .._validation import check_int, check_nonnegative_float, check_positive_float
+from .._validation import check_nonnegative_float, check_positive_float
 from ..errors import DivergenceError
+from .rates import LearningRate, check_learning_rate
 from .schedules import Schedule
-
-LearningRate = Union[float, Schedule]
 
 
 # ------------------------------------------------------------------- argument checks
@@ -62,17 +61,6 @@ def _check_range(value, name: str, low: float, high: float, *, low_open: bool) -
     if not ((low < value if low_open else low <= value) and value < high):
         raise ValueError(f"{name} must be {expected}; got {value!r}")
     return value
-
-
-def check_learning_rate(value) -> LearningRate:
-    """A positive finite number or a :class:`~fastmlp.schedules.Schedule`."""
-    if isinstance(value, Schedule):
-        return value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"learning_rate must be a positive finite number or a schedule "
-                        f"from fastmlp.schedules; got {value!r} of type "
-                        f"{type(value).__name__}")
-    return check_positive_float(value, "learning_rate")
 
 
 def _check_clipnorm(value) -> Optional[float]:
@@ -119,22 +107,20 @@ class Optimizer:
         self._learning_rate = check_learning_rate(value)
 
     # ------------------------------------------------------------------- the rate
-    def _schedule_counter(self, schedule: Schedule) -> int:
-        if schedule.counts == "samples":
-            return self.epoch_start_samples if schedule.per == "epoch" else self.samples
-        return self.epochs if schedule.per == "epoch" else self.iterations
-
     @property
     def current_learning_rate(self) -> float:
         """The rate the next step will use: the number or ``schedule(counter)``, times
-        ``scale``."""
-        rate = self.learning_rate
-        if isinstance(rate, Schedule):
-            rate = rate(self._schedule_counter(rate))
-        return rate * self.scale
+        ``scale`` (:func:`fastmlp.optim.rates.current_rate`)."""
+        return rates.current_rate(self.learning_rate, self, self.scale)
 
-    def _kernel_arguments(self) -> Dict[str, float]:
-        """b1, b2, eps, weight_decay for Backend.optimizer_update."""
+    def step_rates(self, samples_per_step: np.ndarray) -> np.ndarray:
+        """The rates (float64) of the next ``len(samples_per_step)`` steps, step i taking
+        ``samples_per_step[i]`` samples, as :attr:`current_learning_rate` would give them
+        step by step within the current epoch (the counters are not changed)."""
+        return rates.step_rates(self.learning_rate, self, self.scale, samples_per_step)
+
+    def kernel_arguments(self) -> Dict[str, float]:
+        """b1, b2, eps, weight_decay for Backend.optimizer_update (and the fused path)."""
         return {}
 
     # ------------------------------------------------------------------- stepping
@@ -149,7 +135,7 @@ class Optimizer:
         norm2 = backend.sum_squares(grads)
         if not math.isfinite(norm2):
             raise self.non_finite_gradient(norm2, lr)
-        m, v = self._state_for(params)
+        m, v = self.state_for(params)
         grad_scale = 1.0
         if self.clipnorm is not None:
             norm = math.sqrt(norm2)
@@ -157,7 +143,7 @@ class Optimizer:
                 grad_scale = self.clipnorm / norm
         backend.optimizer_update(self.kernel, params, grads, m, v, lr=lr,
                                  grad_scale=grad_scale, step=self.iterations + 1,
-                                 **self._kernel_arguments())
+                                 **self.kernel_arguments())
         self.advance(1, samples, lr)
 
     def non_finite_gradient(self, norm2: float, lr: float) -> DivergenceError:
@@ -177,21 +163,6 @@ class Optimizer:
             self.samples += samples
             self.last_learning_rate = last_rate
 
-    def step_rates(self, samples_per_step: np.ndarray) -> np.ndarray:
-        """The rates (float64) of the next ``len(samples_per_step)`` steps, step i taking
-        ``samples_per_step[i]`` samples, as :attr:`current_learning_rate` would give them
-        step by step within the current epoch (the counters are not changed)."""
-        rate = self.learning_rate
-        out = np.empty(len(samples_per_step), np.float64)
-        if not isinstance(rate, Schedule) or rate.per == "epoch":
-            out.fill(self.current_learning_rate)
-            return out
-        counter = self.samples if rate.counts == "samples" else self.iterations
-        for i, samples in enumerate(samples_per_step):
-            out[i] = rate(counter) * self.scale
-            counter += int(samples) if rate.counts == "samples" else 1
-        return out
-
     def end_epoch(self) -> None:
         """Count a completed epoch (per-epoch schedules move on); called by fit."""
         self.epochs += 1
@@ -210,7 +181,7 @@ class Optimizer:
                     f"{params.dtype} values: an optimizer's state belongs to one model; "
                     f"give this model a new optimizer")
 
-    def _state_for(self, params: np.ndarray):
+    def state_for(self, params: np.ndarray):
         """m and v for ``params``: checked, and allocated (zeros) at the first use."""
         self.check_params(params)
         if self.uses_m and self.m is None:
@@ -245,69 +216,16 @@ class Optimizer:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
 
     # --------------------------------------------------------------------- state
-    _STATE_KEYS = ("optimizer", "config", "iterations", "epochs", "samples",
-                   "epoch_start_samples", "scale", "m", "v")
-
     def state_dict(self) -> dict:
         """Everything needed to continue bit for bit, as plain data: the name, the
         config (hyperparameters, schedule), the counters, ``scale`` and copies of the
         state arrays (None when unused or not allocated yet)."""
-        return {"optimizer": self.name, "config": self.get_config(),
-                "iterations": self.iterations, "epochs": self.epochs,
-                "samples": self.samples, "epoch_start_samples": self.epoch_start_samples,
-                "scale": self.scale,
-                "m": None if self.m is None else self.m.copy(),
-                "v": None if self.v is None else self.v.copy()}
+        return state_codec.state_dict(self)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (hyperparameters included). Everything is checked
         first (ValueError/TypeError); on error nothing changes. The arrays are copied."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict from state_dict(); got "
-                            f"{type(state).__name__}")
-        missing = [k for k in self._STATE_KEYS if k not in state]
-        unexpected = sorted(set(state) - set(self._STATE_KEYS))
-        if missing or unexpected:
-            raise ValueError(f"state must have the keys of state_dict(); missing {missing}, "
-                             f"unexpected {unexpected}")
-        if state["optimizer"] != self.name:
-            raise ValueError(f"state is of a {state['optimizer']!r} optimizer; this one is "
-                             f"{self.name!r}")
-        fresh = self.from_config(state["config"])
-        counters = {k: check_int(state[k], f"state[{k!r}]", minimum=0)
-                    for k in ("iterations", "epochs", "samples", "epoch_start_samples")}
-        if counters["epoch_start_samples"] > counters["samples"]:
-            raise ValueError("state['epoch_start_samples'] must be <= state['samples']")
-        scale = check_positive_float(state["scale"], "state['scale']")
-        arrays = {k: self._checked_array(state[k], k, used, counters["iterations"])
-                  for k, used in (("m", self.uses_m), ("v", self.uses_v))}
-        present = [a for a in arrays.values() if a is not None]
-        if len(present) == 2 and (present[0].shape != present[1].shape
-                                  or present[0].dtype != present[1].dtype):
-            raise ValueError("state['m'] and state['v'] must have one shape and dtype")
-        for name in ("learning_rate", "clipnorm", *self.hyperparameters):
-            setattr(self, name, getattr(fresh, name))
-        for name, value in counters.items():
-            setattr(self, name, value)
-        self.scale = scale
-        self.m, self.v = arrays["m"], arrays["v"]
-        self.last_learning_rate = None
-
-    def _checked_array(self, value, key: str, used: bool,
-                       iterations: int) -> Optional[np.ndarray]:
-        if value is None:
-            if used and iterations > 0:
-                raise ValueError(f"state[{key!r}] is None after {iterations} steps: "
-                                 f"{type(self).__name__} keeps {key} from its first step")
-            return None
-        if not used:
-            raise ValueError(f"state[{key!r}] must be None: {type(self).__name__} keeps no "
-                             f"{key}")
-        if not isinstance(value, np.ndarray) or value.ndim != 1 \
-                or value.dtype not in (np.float32, np.float64):
-            raise TypeError(f"state[{key!r}] must be a 1-D float32 or float64 numpy array "
-                            f"or None; got {value!r:.80}")
-        return np.array(value, order="C", copy=True)
+        state_codec.load_state_dict(self, state)
 
 
 # ------------------------------------------------------------------ the optimizers
@@ -338,7 +256,7 @@ class Momentum(Optimizer):
         super().__init__(learning_rate, clipnorm)
         self.momentum = _check_range(momentum, "momentum", 0.0, 1.0, low_open=False)
 
-    def _kernel_arguments(self):
+    def kernel_arguments(self):
         return {"b1": self.momentum}
 
 
@@ -367,7 +285,7 @@ class AdaGrad(Optimizer):
         super().__init__(learning_rate, clipnorm)
         self.eps = check_positive_float(eps, "eps")
 
-    def _kernel_arguments(self):
+    def kernel_arguments(self):
         return {"eps": self.eps}
 
 
@@ -387,7 +305,7 @@ class RMSProp(Optimizer):
         self.rho = _check_range(rho, "rho", 0.0, 1.0, low_open=True)
         self.eps = check_positive_float(eps, "eps")
 
-    def _kernel_arguments(self):
+    def kernel_arguments(self):
         return {"b2": self.rho, "eps": self.eps}
 
 
@@ -411,7 +329,7 @@ class Adam(Optimizer):
         self.beta_2 = _check_range(beta_2, "beta_2", 0.0, 1.0, low_open=True)
         self.eps = check_positive_float(eps, "eps")
 
-    def _kernel_arguments(self):
+    def kernel_arguments(self):
         return {"b1": self.beta_1, "b2": self.beta_2, "eps": self.eps}
 
 
@@ -432,8 +350,8 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta_1, beta_2, eps, clipnorm=clipnorm)
         self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
 
-    def _kernel_arguments(self):
-        return {**super()._kernel_arguments(), "weight_decay": self.weight_decay}
+    def kernel_arguments(self):
+        return {**super().kernel_arguments(), "weight_decay": self.weight_decay}
 
 
 # ---------------------------------------------------------------------- the registry

@@ -143,7 +143,7 @@ def _key(layers: List[dict], optimizer: Optimizer) -> tuple:
     """What a trainer was built from, arrays by identity (the layers' views never change)."""
     scalars = tuple(tuple((k, v) for k, v in layer.items() if not isinstance(v, np.ndarray))
                     for layer in layers)
-    return (scalars, type(optimizer), tuple(sorted(optimizer._kernel_arguments().items())),
+    return (scalars, type(optimizer), tuple(sorted(optimizer.kernel_arguments().items())),
             optimizer.clipnorm, id(optimizer.m), id(optimizer.v))
 
 
@@ -183,7 +183,7 @@ class FusedEpochs:
                     layers=layers, loss=get_loss(self.model.loss).kernel,
                     optimizer=opt.kernel, batch_size=self.batch, clipnorm=opt.clipnorm,
                     lock=self.model.weights_lock,
-                    **opt._kernel_arguments())
+                    **opt.kernel_arguments())
             self._key = key
         return self._trainer
 
@@ -201,7 +201,7 @@ class FusedEpochs:
             raise ValueError("the model has a layer or regularizer the fused path does not "
                              "run; fit uses the per-op loop for it")
         unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
-        opt._state_for(model.flat_params)
+        opt.state_for(model.flat_params)
         n = len(X)
         sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
         lrs = opt.step_rates(sizes)
