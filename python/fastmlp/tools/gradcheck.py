@@ -38,6 +38,7 @@ from .._keywords import suggest_keywords
 from .._validation import check_int, check_positive_float, check_sample_weight, check_seed
 from ..backends.numpy import NumPyBackend
 from ..nn.layers import Workspace
+from ..nn.losses import get_loss
 from ..train.progress import check_verbose, shows, tqdm_on_terminal
 
 OK = 1e-7        # at or below: the gradient is right, whatever the rounding estimate
@@ -109,19 +110,22 @@ class GradientCheckReport:
 
 def _float64_copy(model):
     """A copy of ``model`` in float64 on the NumPy backend with the same parameters,
-    state and step counter."""
+    state and step counter. (The model protocol, train/protocol.py, has no copy in
+    another dtype: the copy sets the flat buffers and caches behind flat_params and
+    flat_grads itself.)"""
     clone = copy.copy(model)
     clone.layers = tuple(copy.deepcopy(layer) for layer in model.layers)
     clone.dtype = np.dtype(np.float64)
     clone.backend = NumPyBackend()
+    params = model.flat_params.astype(np.float64)    # writeable: the check moves it
+    grads = np.zeros_like(params)
     clone._train_cache = Workspace()
-    clone._params = model._params.astype(np.float64)
-    clone._grads = np.zeros_like(clone._params)
+    clone._params, clone._grads = params, grads
     offset = 0
     for layer, original in zip(clone.layers, model.layers):
         size = layer.count_params()
         state = [np.array(s, dtype=np.float64) for s in original.get_state()]
-        layer.bind(clone._params[offset:offset + size], clone._grads[offset:offset + size])
+        layer.bind(params[offset:offset + size], grads[offset:offset + size])
         if state:
             layer.set_state(state)
         layer._cache = Workspace()
@@ -161,12 +165,14 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
             if state:
                 layer.set_state(state)
 
-    def cost() -> float:
+    kernel = get_loss(clone.loss).kernel
+
+    def cost() -> float:          # loss_and_grad without its backward pass
         logits = clone._forward_train(X)
         if weights is None:
-            data = clone.backend.loss(clone._loss.kernel, logits, Y, None, 1.0) / n
+            data = clone.backend.loss(kernel, logits, Y, None, 1.0) / n
         else:
-            data = clone.backend.loss(clone._loss.kernel, logits, Y, None, 1.0,
+            data = clone.backend.loss(kernel, logits, Y, None, 1.0,
                                       weights=weights) / float(weights.sum())
         restore_state()
         return data + clone.penalty(n, n, add_gradient=False)
@@ -174,8 +180,8 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     clone.loss_and_grad(X, Y, weights)
     clone.penalty(n, n)
     restore_state()
-    analytic = clone._grads.copy()
-    params = clone._params
+    analytic = clone.flat_grads.copy()
+    params = clone.flat_params
     coordinates = np.arange(params.size)
     if max_params is not None and max_params < params.size:
         rng = np.random.default_rng(seed)
@@ -203,7 +209,7 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
 def _report(clone, coordinates: np.ndarray, numeric: np.ndarray, analytic: np.ndarray,
             second: np.ndarray, eps: float) -> GradientCheckReport:
     """The report over the checked ``coordinates``, overall and per parameter array."""
-    params = clone._params
+    params = clone.flat_params
     checked = np.zeros(params.size, bool)
     checked[coordinates] = True
     per_param: Dict[str, float] = {}
