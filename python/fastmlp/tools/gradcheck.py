@@ -30,7 +30,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -186,6 +186,15 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     if max_params is not None and max_params < params.size:
         rng = np.random.default_rng(seed)
         coordinates = np.sort(rng.choice(params.size, max_params, replace=False))
+    numeric, second = _differences(params, coordinates, cost, eps, show)
+    return _report(clone, coordinates, numeric, analytic, second, eps)
+
+
+def _differences(params: np.ndarray, coordinates: np.ndarray, cost: Callable[[], float],
+                 eps: float, show: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """The centered first differences ``(J+ - J-) / (2 eps)`` and the second differences
+    ``J+ - 2 J0 + J-`` of ``cost`` at ``coordinates`` of ``params`` (moved and put back in
+    place); NaN elsewhere."""
     numeric = np.full(params.size, np.nan)
     second = np.full(params.size, np.nan)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -203,7 +212,7 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
             second[i] = upper - 2 * center + lower
             progress.step()
         progress.close()
-    return _report(clone, coordinates, numeric, analytic, second, eps)
+    return numeric, second
 
 
 def _report(clone, coordinates: np.ndarray, numeric: np.ndarray, analytic: np.ndarray,
