@@ -34,12 +34,26 @@ constexpr const char* kMathFnNames[] = {"exp", "expm1", "log", "log1p", "tanh", 
 enum class Optimizer : int { sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw };
 constexpr const char* kOptimizerNames[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"};
 
+// The operations of a layer plan (python/fastmlp/nn/plans.py OPS, docs/plans.md): the
+// fused paths run them from op records (train/program.hpp).
+enum class OpCode : int {
+    gemm_bias_act, act_backward, gemm_weight_grad, col_sum, gemm_input_grad, maxout_forward,
+    maxout_backward, dropout_forward, mul, batchnorm_forward_train, batchnorm_running_update,
+    batchnorm_forward_infer, batchnorm_backward, scale_columns, regularize
+};
+constexpr const char* kOpCodeNames[] = {
+    "gemm_bias_act",   "act_backward",   "gemm_weight_grad",        "col_sum",
+    "gemm_input_grad", "maxout_forward", "maxout_backward",         "dropout_forward",
+    "mul",             "batchnorm_forward_train", "batchnorm_running_update",
+    "batchnorm_forward_infer", "batchnorm_backward", "scale_columns", "regularize"};
+
 template <auto Last, std::size_t N>
 constexpr bool names_every(const char* const (&)[N]) { return N == std::size_t(Last) + 1; }
 static_assert(names_every<Activation::softplus>(kActivationNames), "one name per Activation");
 static_assert(names_every<Loss::mse>(kLossNames), "one name per Loss");
 static_assert(names_every<MathFn::sigmoid>(kMathFnNames), "one name per MathFn");
 static_assert(names_every<Optimizer::adamw>(kOptimizerNames), "one name per Optimizer");
+static_assert(names_every<OpCode::regularize>(kOpCodeNames), "one name per OpCode");
 
 // One optimizer step's constants in the kernel's dtype, each combination computed in
 // double first (ops.hpp). b1 doubles as Momentum/Nesterov's mu, b2 as RMSProp's rho.

@@ -1,6 +1,6 @@
 // fastmlp._core.Trainer and TrainTotals: the fused training path's binding (train/trainer.hpp).
 // Checks and views the arrays once at creation (the model's flat parameter and gradient
-// buffers, the optimizer's state, each layer's views into them) and the epoch's arrays at
+// buffers, the optimizer's state, the program compiled from the layers' plans) and the epoch's arrays at
 // every run, then releases the GIL for the whole step range. No math here. Also the
 // Predictor (train/predictor.hpp), a model's WeightsLock (train/weights_lock.hpp) and the
 // SigintWatch (train/interrupt.hpp).
@@ -31,9 +31,9 @@ namespace {
 using train::Buffers;
 using train::Divergence;
 using train::EpochData;
-using train::LayerKind;
-using train::LayerSpec;
-using train::LayerState;
+using train::BufferRole;
+using train::OpRecord;
+using train::Program;
 using train::Totals;
 using train::TrainerSpec;
 using train::WeightsLock;
@@ -68,146 +68,136 @@ void acquire(WeightsLock& lock) {
 constexpr const char* kK = "Trainer";
 
 // The element offset of `view` inside `base` (both of dtype T); ValueError unless `view`
-// is a C-contiguous array of `shape` lying wholly inside `base`.
+// is a 1-D C-contiguous array of `width` elements lying wholly inside `base`.
 template <class T>
-index offset_in(const char* who, const py::array& base, const py::object& obj, const std::string& name,
-                std::initializer_list<py::ssize_t> shape) {
+index offset_in(const char* who, const py::array& base, const py::object& obj, const std::string& name, index width) {
     if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(who) + ": " + name + " must be a numpy array");
     py::array view = obj.cast<py::array>();
-    const T* p = input<T>(view, who, name.c_str(), int(shape.size()));
-    py::ssize_t i = 0;
-    for (py::ssize_t extent : shape)
-        if (view.shape(i++) != extent)
-            fail_value(who, name + " has shape " + shape_of(view) + ", which does not match the layer's widths");
+    const T* p = input<T>(view, who, name.c_str(), 1);
+    if (view.shape(0) != width)
+        fail_value(who, name + " has shape " + shape_of(view) + ", expected (" + std::to_string(width) + ",)");
     const T* b = static_cast<const T*>(base.data());
     if (view.size() > 0 && (p < b || p + view.size() > b + base.size()))
         fail_value(who, name + " is not a view into the flat buffer it belongs to");
     return index(p - b);
 }
 
-double number(const py::dict& d, const char* key) { return d[key].cast<double>(); }
-index integer(const py::dict& d, const char* key) { return d[key].cast<index>(); }
-
-// What one layer description (a dict, python/fastmlp/fused.py) refers to: the flat
-// parameter buffer, the gradient buffer (training only), and the state arrays it names,
-// kept alive in `keep`.
-struct LayerArrays {
+// A program's arrays: the flat parameter buffer, the gradient buffer (training only), and
+// the state and constant arrays, kept alive in `keep`.
+struct ProgramArrays {
     const char* who;
     const py::array& params;
     const py::array* grads;     // null for inference
     py::list& keep;
 };
 
-// A state array of the layer: (n,) of T, kept alive; disjoint from the flat buffers when
-// the trainer writes it.
+// A state or constant buffer's array: (width,) of T, kept alive; a state array the
+// trainer writes is disjoint from the flat buffers.
 template <class T>
-T* state_array(const LayerArrays& arrays, const py::dict& d, const char* key, index n, const std::string& name,
-               bool written) {
-    const std::string label = name + "['" + key + "']";
-    const py::object obj = d[key];
-    if (!py::isinstance<py::array>(obj))
-        throw py::type_error(std::string(arrays.who) + ": " + label + " must be a numpy array");
+T* buffer_array(const ProgramArrays& arrays, const py::object& obj, index width, const std::string& name,
+                bool written) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(arrays.who) + ": " + name + " must be a numpy array");
     py::array a = obj.cast<py::array>();
-    T* p = written ? output<T>(a, arrays.who, label.c_str(), 1) : const_cast<T*>(input<T>(a, arrays.who, label.c_str(), 1));
-    if (a.shape(0) != n)
-        fail_value(arrays.who, label + " has shape " + shape_of(a) + ", expected (" + std::to_string(n) + ",)");
+    T* p = written ? output<T>(a, arrays.who, name.c_str(), 1) : const_cast<T*>(input<T>(a, arrays.who, name.c_str(), 1));
+    if (a.shape(0) != width)
+        fail_value(arrays.who, name + " has shape " + shape_of(a) + ", expected (" + std::to_string(width) + ",)");
     if (written) {
-        no_overlap(arrays.who, a, label.c_str(), arrays.params, "params");
-        if (arrays.grads) no_overlap(arrays.who, a, label.c_str(), *arrays.grads, "grads");
+        no_overlap(arrays.who, a, name.c_str(), arrays.params, "params");
+        if (arrays.grads) no_overlap(arrays.who, a, name.c_str(), *arrays.grads, "grads");
     }
     arrays.keep.append(a);
     return p;
 }
 
-// A layer's parameters (W/b, or gamma/beta) as offsets; the gradients must sit at the
-// same offsets when training.
+// The buffers of a program dict: "roles" (names), "shapes" int64 (n, 3) of (width,
+// per_row, int32), "arrays" (the views and arrays the roles need, else None).
 template <class T>
-void parameter_offsets(const LayerArrays& arrays, const py::dict& d, LayerSpec& l, const std::string& name,
-                       const char* w, const char* b, const char* dw, const char* db,
-                       std::initializer_list<py::ssize_t> w_shape, py::ssize_t b_size) {
-    l.weights_offset = offset_in<T>(arrays.who, arrays.params, d[w], name + "['" + w + "']", w_shape);
-    l.bias_offset = offset_in<T>(arrays.who, arrays.params, d[b], name + "['" + b + "']", {b_size});
-    if (!arrays.grads) return;
-    if (offset_in<T>(arrays.who, *arrays.grads, d[dw], name + "['" + dw + "']", w_shape) != l.weights_offset ||
-        offset_in<T>(arrays.who, *arrays.grads, d[db], name + "['" + db + "']", {b_size}) != l.bias_offset)
-        fail_value(arrays.who, name + "'s gradients must sit at its parameters' offsets");
-}
-
-// The regularizer's lambdas and whether they are divided by the batch size rather than
-// the sample count (training only).
-void penalty(const LayerArrays& arrays, const py::dict& d, LayerSpec& l) {
-    if (!arrays.grads) return;
-    l.l1 = number(d, "l1");
-    l.l2 = number(d, "l2");
-    l.per_batch = d["per_batch"].cast<bool>();
-}
-
-// One layer description as a LayerSpec and its state (the kinds of train/layers.hpp).
-template <class T>
-LayerSpec layer_spec(const LayerArrays& arrays, const py::handle& item, std::size_t i, LayerState<T>& state) {
-    const std::string name = "layers[" + std::to_string(i) + "]";
-    if (!py::isinstance<py::dict>(item)) throw py::type_error(std::string(arrays.who) + ": " + name + " must be a dict");
-    const py::dict d = py::reinterpret_borrow<py::dict>(item);
-    LayerSpec l;
-    const std::string kind = d["kind"].cast<std::string>();
-    auto widths = [&](const char* in, const char* out) {
-        l.inputs = integer(d, in);
-        l.outputs = integer(d, out);
-        if (l.inputs < 1 || l.outputs < 1) fail_value(arrays.who, name + " must have widths >= 1");
-    };
-    if (kind == "dense" || kind == "maxout") {
-        l.kind = kind == "dense" ? LayerKind::dense : LayerKind::maxout;
-        widths("inputs", "units");
-        if (l.kind == LayerKind::dense) {
-            l.activation = activation_of(arrays.who, d["activation"].cast<std::string>());
-            l.param = number(d, "param");
-        } else {
-            l.pieces = integer(d, "pieces");
-            if (l.pieces < 1) fail_value(arrays.who, name + " (maxout) needs pieces >= 1");
+void program_buffers(const ProgramArrays& arrays, const py::dict& d, Program<T>& p) {
+    const py::list roles = d["roles"].cast<py::list>(), items = d["arrays"].cast<py::list>();
+    py::array shapes_array = d["shapes"].cast<py::array>();
+    const std::int64_t* shapes = input<std::int64_t>(shapes_array, arrays.who, "program['shapes']", 2);
+    const std::size_t n = roles.size();
+    if (items.size() != n || shapes_array.shape(0) != py::ssize_t(n) || shapes_array.shape(1) != 3)
+        fail_value(arrays.who, "the program's roles, shapes (n, 3) and arrays must describe one set of buffers");
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::string name = "buffers[" + std::to_string(i) + "]";
+        train::BufferSpec b;
+        b.role = parse_name<BufferRole>(arrays.who, "buffer role", roles[i].cast<std::string>(), train::kBufferRoleNames);
+        b.width = index(shapes[3 * i]);
+        b.per_row = shapes[3 * i + 1] != 0;
+        b.int32 = shapes[3 * i + 2] != 0;
+        const py::object item = items[i];
+        T* array = nullptr;
+        if (b.role == BufferRole::parameter) b.offset = offset_in<T>(arrays.who, arrays.params, item, name, b.width);
+        if (b.role == BufferRole::gradient) {
+            if (!arrays.grads) fail_value(arrays.who, name + ": an inference program has no gradients");
+            b.offset = offset_in<T>(arrays.who, *arrays.grads, item, name, b.width);
         }
-        const py::ssize_t rows = affine_rows(l);
-        parameter_offsets<T>(arrays, d, l, name, "W", "b", "dW", "db", {rows, l.inputs}, rows);
-        penalty(arrays, d, l);
-    } else if (kind == "dropout") {
-        l.kind = LayerKind::dropout;
-        l.inputs = l.outputs = integer(d, "width");
-        l.rate = number(d, "rate");
-        l.seed = d["seed"].cast<std::uint64_t>();
-        l.layer_index = d["index"].cast<std::uint64_t>();
-    } else if (kind == "batchnorm") {
-        l.kind = LayerKind::batchnorm;
-        widths("width", "width");
-        l.momentum = number(d, "momentum");
-        l.eps = number(d, "eps");
-        parameter_offsets<T>(arrays, d, l, name, "gamma", "beta", "dgamma", "dbeta", {l.outputs}, l.outputs);
-        const bool training = arrays.grads != nullptr;
-        state.mean = state_array<T>(arrays, d, "running_mean", l.outputs, name, training);
-        state.var = state_array<T>(arrays, d, "running_var", l.outputs, name, training);
-    } else if (kind == "normalization") {
-        l.kind = LayerKind::normalization;
-        widths("width", "width");
-        state.mean = state_array<T>(arrays, d, "mean", l.outputs, name, false);
-        state.var = state_array<T>(arrays, d, "var", l.outputs, name, false);
-        state.inv = state_array<T>(arrays, d, "inv", l.outputs, name, false);
-    } else {
-        fail_value(arrays.who, name + " has kind '" + kind +
-                                   "'; the fused paths run 'dense', 'maxout', 'dropout', 'batchnorm' and "
-                                   "'normalization' layers");
+        if (b.role == BufferRole::state || b.role == BufferRole::constant)
+            array = buffer_array<T>(arrays, item, b.width, name, b.role == BufferRole::state && arrays.grads);
+        p.buffers.push_back(b);
+        p.arrays.push_back(array);
     }
-    return l;
+}
+
+// One phase's op records: "codes" (names), "args" int64 (n, 7) of buffer ids (-1: none),
+// "constants" float64 (n, 3), "keys" uint64 (n, 2) (the layer's seed and index),
+// "activations" (names).
+std::vector<OpRecord> op_records(const char* who, const py::dict& d, const char* phase) {
+    const py::list codes = d["codes"].cast<py::list>(), acts = d["activations"].cast<py::list>();
+    py::array args_a = d["args"].cast<py::array>(), consts_a = d["constants"].cast<py::array>(),
+              keys_a = d["keys"].cast<py::array>();
+    const std::int64_t* args = input<std::int64_t>(args_a, who, "args", 2);
+    const double* consts = input<double>(consts_a, who, "constants", 2);
+    const std::uint64_t* keys = input<std::uint64_t>(keys_a, who, "keys", 2);
+    const py::ssize_t n = py::ssize_t(codes.size());
+    if (py::ssize_t(acts.size()) != n || args_a.shape(0) != n || args_a.shape(1) != train::kMaxArgs ||
+        consts_a.shape(0) != n || consts_a.shape(1) != 3 || keys_a.shape(0) != n || keys_a.shape(1) != 2)
+        fail_value(who, std::string("the ") + phase + " records must have one row per op: codes, activations, args (n, " +
+                            std::to_string(train::kMaxArgs) + "), constants (n, 3), keys (n, 2)");
+    std::vector<OpRecord> ops(static_cast<std::size_t>(n));
+    for (py::ssize_t i = 0; i < n; ++i) {
+        OpRecord& op = ops[std::size_t(i)];
+        op.code = op_code_of(who, codes[std::size_t(i)].cast<std::string>());
+        op.activation = activation_of(who, acts[std::size_t(i)].cast<std::string>());
+        for (int j = 0; j < train::kMaxArgs; ++j) op.args[j] = int(args[i * train::kMaxArgs + j]);
+        for (int j = 0; j < 3; ++j) op.constants[j] = consts[i * 3 + j];
+        op.seed = keys[i * 2];
+        op.layer = keys[i * 2 + 1];
+    }
+    return ops;
+}
+
+// A program dict (python/fastmlp/train/fused.py compile) as a train::Program: the
+// buffers, the phases' op records, the input, output and loss gradient buffer ids.
+template <class T>
+Program<T> program_of(const ProgramArrays& arrays, const py::object& obj) {
+    if (!py::isinstance<py::dict>(obj)) throw py::type_error(std::string(arrays.who) + ": program must be a dict");
+    const py::dict d = py::reinterpret_borrow<py::dict>(obj);
+    Program<T> p;
+    program_buffers<T>(arrays, d, p);
+    p.forward = op_records(arrays.who, d["forward"].cast<py::dict>(), "forward");
+    if (arrays.grads) {
+        p.backward = op_records(arrays.who, d["backward"].cast<py::dict>(), "backward");
+        p.penalty = op_records(arrays.who, d["penalty"].cast<py::dict>(), "penalty");
+        p.loss_grad = d["loss_grad"].cast<int>();
+    }
+    p.input = d["input"].cast<int>();
+    p.output = d["output"].cast<int>();
+    return p;
 }
 
 // The flat buffers and, per dtype, the trainer bound to them. The arrays are kept alive
 // here; the trainer refuses a second run() at the same time and an order outside [0, n).
 class PyTrainer {
 public:
-    PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::list layers,
+    PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::object program,
               const std::string& loss, const std::string& optimizer, index batch, double b1, double b2,
               double eps, double weight_decay, py::object clipnorm, py::object lock)
         : params_(std::move(params)), grads_(std::move(grads)) {
         with_dtype(params_, kK, "params", [&](auto tag) {
             using T = decltype(tag);
-            TrainerSpec spec;
+            TrainerSpec<T> spec;
             spec.loss = loss_of(kK, loss);
             spec.optimizer.kind = optimizer_of(kK, optimizer);
             spec.optimizer.b1 = b1;
@@ -229,12 +219,7 @@ public:
             buf.m = state<T>(m, uses_m(spec.optimizer.kind), m_, "m");
             buf.v = state<T>(v, uses_v(spec.optimizer.kind), v_, "v");
             if (buf.m && buf.v) no_overlap(kK, m_, "m", v_, "v");
-            const LayerArrays arrays{kK, params_, &grads_, keep_};
-            std::size_t i = 0;
-            for (const py::handle item : layers) {
-                buf.states.emplace_back();
-                spec.layers.push_back(layer_spec<T>(arrays, item, i++, buf.states.back()));
-            }
+            spec.program = program_of<T>(ProgramArrays{kK, params_, &grads_, keep_}, program);
             try {
                 auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), std::move(buf),
                                                                    lock_or_new(lock));
@@ -242,8 +227,8 @@ public:
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(e.what());
             }
-            outputs_ = f32_ ? f32_->spec().layers.back().outputs : f64_->spec().layers.back().outputs;
-            features_ = f32_ ? f32_->spec().layers.front().inputs : f64_->spec().layers.front().inputs;
+            outputs_ = f32_ ? f32_->spec().program.outputs() : f64_->spec().program.outputs();
+            features_ = f32_ ? f32_->spec().program.features() : f64_->spec().program.features();
             batch_ = batch;
         });
     }
@@ -327,7 +312,7 @@ private:
     }
 
     py::array params_, grads_, m_, v_;
-    py::list keep_;                           // the layers' state arrays
+    py::list keep_;                           // the program's state and constant arrays
     std::unique_ptr<train::Trainer<float>> f32_;
     std::unique_ptr<train::Trainer<double>> f64_;
     index batch_ = 0, outputs_ = 0, features_ = 0;
@@ -339,20 +324,13 @@ private:
 // the model's lock, whose holder may need the GIL).
 class PyPredictor {
 public:
-    PyPredictor(py::array params, py::list layers, const std::string& loss, py::object lock)
+    PyPredictor(py::array params, py::object program, const std::string& loss, py::object lock)
         : params_(std::move(params)) {
         constexpr const char* k = "Predictor";
         with_dtype(params_, k, "params", [&](auto tag) {
             using T = decltype(tag);
             const T* p = input<T>(params_, k, "params", 1);
-            const LayerArrays arrays{k, params_, nullptr, keep_};
-            std::vector<LayerSpec> specs;
-            std::vector<LayerState<T>> states;
-            std::size_t i = 0;
-            for (const py::handle item : layers) {
-                states.emplace_back();
-                specs.push_back(layer_spec<T>(arrays, item, i++, states.back()));
-            }
+            Program<T> compiled = program_of<T>(ProgramArrays{k, params_, nullptr, keep_}, program);
             const LockPtr weights = lock_or_new(lock);
             const Loss kind = loss_of(k, loss);
             const index n_params = params_.size();
@@ -360,7 +338,7 @@ public:
                 std::unique_ptr<train::Predictor<T>> pred;
                 {
                     py::gil_scoped_release nogil;
-                    pred = std::make_unique<train::Predictor<T>>(specs, states, kind, p, n_params, *weights);
+                    pred = std::make_unique<train::Predictor<T>>(std::move(compiled), kind, p, n_params, *weights);
                 }
                 features_ = pred->features();
                 outputs_ = pred->outputs();
@@ -420,7 +398,7 @@ private:
     }
 
     py::array params_;
-    py::list keep_;                           // the layers' state arrays
+    py::list keep_;                           // the program's state and constant arrays
     std::unique_ptr<train::Predictor<float>> f32_;
     std::unique_ptr<train::Predictor<double>> f64_;
     Loss loss_ = Loss::softmax_cross_entropy;
@@ -471,9 +449,9 @@ void register_train(py::module_& m) {
         .def("close", &PyWatch::close);
 
     py::class_<PyTrainer>(m, "Trainer", "The fused training path over a model's flat buffers (train/trainer.hpp)")
-        .def(py::init<py::array, py::array, py::object, py::object, py::list, const std::string&,
+        .def(py::init<py::array, py::array, py::object, py::object, py::object, const std::string&,
                       const std::string&, index, double, double, double, double, py::object, py::object>(),
-             arg("params").noconvert(), arg("grads").noconvert(), arg("m"), arg("v"), arg("layers"), arg("loss"),
+             arg("params").noconvert(), arg("grads").noconvert(), arg("m"), arg("v"), arg("program"), arg("loss"),
              arg("optimizer"), arg("batch_size"), arg("b1") = 0.0, arg("b2") = 0.0, arg("eps") = 0.0,
              arg("weight_decay") = 0.0, arg("clipnorm") = py::none(), arg("lock") = py::none())
         .def_property_readonly("batch_size", &PyTrainer::batch_size)
@@ -485,8 +463,8 @@ void register_train(py::module_& m) {
 
     py::class_<PyPredictor>(m, "Predictor",
                             "The fused inference path over a model's flat parameters (train/predictor.hpp)")
-        .def(py::init<py::array, py::list, const std::string&, py::object>(), arg("params").noconvert(),
-             arg("layers"), arg("loss"), arg("lock") = py::none())
+        .def(py::init<py::array, py::object, const std::string&, py::object>(), arg("params").noconvert(),
+             arg("program"), arg("loss"), arg("lock") = py::none())
         .def_property_readonly("features", &PyPredictor::features)
         .def_property_readonly("outputs", &PyPredictor::outputs)
         .def("run", &PyPredictor::run, arg("X").noconvert(), arg("mode"), arg("chunk"), arg("out").noconvert());

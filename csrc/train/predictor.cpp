@@ -55,91 +55,53 @@ void* scratch(std::size_t bytes, std::unique_ptr<void, AlignedFree>& owned) {
     return s.data;
 }
 
-// W (rows x inputs) packed as op(B) = W^T for `table`'s ISA, and b copied; BatchNorm's
-// gamma, beta and running statistics copied; Normalization's gamma 1 and beta 0.
-template <class T>
-InferenceLayer<T> pack_layer(const KernelTable<T>& table, const LayerSpec& l, const LayerState<T>& state,
-                             const T* params) {
-    InferenceLayer<T> layer;
-    layer.spec = l;
-    layer.state = state;
-    const std::size_t n = std::size_t(l.outputs);
-    if (l.kind == LayerKind::normalization) {
-        layer.gamma.assign(n, T(1));
-        layer.beta.assign(n, T(0));
-    }
-    if (l.kind == LayerKind::batchnorm) {
-        layer.gamma.assign(params + l.weights_offset, params + l.weights_offset + n);
-        layer.beta.assign(params + l.bias_offset, params + l.bias_offset + n);
-        layer.mean.assign(state.mean, state.mean + n);
-        layer.var.assign(state.var, state.var + n);
-    }
-    if (!has_weights(l)) return layer;
-    const index rows = affine_rows(l);
-    const std::size_t count = std::size_t(table.packed_b_size(rows, l.inputs));
-    layer.packed_weights.reset(static_cast<T*>(::operator new(sizeof(T) * count, std::align_val_t(kAlign))),
-                               [](T* p) { ::operator delete(p, std::align_val_t(kAlign)); });
-    table.pack_b(true, rows, l.inputs, params + l.weights_offset, l.inputs, layer.packed_weights.get());
-    layer.bias.assign(params + l.bias_offset, params + l.bias_offset + rows);
-    return layer;
-}
-
-// A buffer other than the input's (cur) and `other`.
-int free_buffer(int cur, int other) {
-    for (int i = 0; i < 3; ++i)
-        if (i != cur && i != other) return i;
-    return -1;
-}
+std::size_t aligned(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
 }  // namespace
 
 template <class T>
-Predictor<T>::Predictor(const std::vector<LayerSpec>& layers, const std::vector<LayerState<T>>& states, Loss loss,
-                        const T* params, index n_params, WeightsLock& lock)
-    : loss_(loss) {
+Predictor<T>::Predictor(Program<T> program, Loss loss, const T* params, index n_params, WeightsLock& lock)
+    : program_(std::move(program)), loss_(loss) {
     if (!params) fail("params is required");
-    check_layers(layers, states, n_params, "Predictor");
-    const KernelTable<T>& table = kernels().get<T>();
-    gemm_bias_act_packed_ = table.gemm_bias_act_packed;
+    check_program(program_, n_params, false, "Predictor");
+    gemm_bias_act_packed_ = kernels().get<T>().gemm_bias_act_packed;
     const std::shared_lock<WeightsLock> reading(lock);
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-        if (layers[i].kind == LayerKind::dropout) fail("Dropout is the identity at inference: leave it out");
-        layers_.push_back(pack_layer(table, layers[i], states[i], params));
-        widest_ = std::max({widest_, affine_rows(layers[i]), layers[i].outputs});
-        if (layers[i].kind == LayerKind::maxout) widest_maxout_ = std::max(widest_maxout_, layers[i].outputs);
-    }
+    snapshot(params);
 }
 
-// One layer's inference forward of `rows` rows from `in` into the rotating buffers (cur:
-// the one holding `in`, or -1; updated to the one holding the result, which is returned).
+// W (n x k) of every gemm_bias_act packed as op(B) = W^T for the active ISA; a copy of
+// every other parameter and state buffer the program reads; the constants' arrays.
 template <class T>
-const T* Predictor<T>::forward(const InferenceLayer<T>& layer, const T* in, index rows, T* const buf[3], int& cur,
-                               std::int32_t* argmax) const {
-    const LayerSpec& l = layer.spec;
-    const int zi = free_buffer(cur, -1);
-    T* z = buf[zi];
-    if (l.kind == LayerKind::batchnorm || l.kind == LayerKind::normalization) {
-        const bool kept = l.kind == LayerKind::batchnorm;     // the snapshot, else live state
-        batchnorm_forward_infer<T>(in, layer.gamma.data(), layer.beta.data(),
-                                   kept ? layer.mean.data() : layer.state.mean,
-                                   kept ? layer.var.data() : layer.state.var, z, rows, l.outputs,
-                                   T(kept ? l.eps : 0));
-        cur = zi;
-        return z;
+void Predictor<T>::snapshot(const T* params) {
+    const KernelTable<T>& table = kernels().get<T>();
+    const std::size_t n = program_.buffers.size();
+    std::vector<bool> read_unpacked(n, false);
+    for (const OpRecord& op : program_.forward)
+        for (int i = 0; i < kMaxArgs && op.args[i] >= 0; ++i)
+            read_unpacked[std::size_t(op.args[i])] = read_unpacked[std::size_t(op.args[i])] ||
+                                                     !(op.code == OpCode::gemm_bias_act && i == 1);
+    copies_.resize(n);
+    fixed_.assign(n, nullptr);
+    for (std::size_t i = 0; i < n; ++i) {
+        const BufferSpec& b = program_.buffers[i];
+        const T* from = b.role == BufferRole::parameter ? params + b.offset : program_.arrays[i];
+        if (b.role == BufferRole::constant) fixed_[i] = program_.arrays[i];
+        if ((b.role == BufferRole::parameter || b.role == BufferRole::state) && read_unpacked[i]) {
+            copies_[i].assign(from, from + b.width);
+            fixed_[i] = copies_[i].data();
+        }
     }
-    const index R = affine_rows(l);
-    const Activation act = l.kind == LayerKind::dense ? l.activation : Activation::linear;
-    const int ai = act == Activation::linear ? zi : free_buffer(cur, zi);
-    // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
-    gemm_bias_act_packed_(rows, R, l.inputs, in, l.inputs, layer.packed_weights.get(), layer.bias.data(), z, R,
-                          buf[ai], R, act, T(l.param), threads_for(rows * R * l.inputs, kGemmGrain));
-    cur = ai;
-    if (l.kind == LayerKind::maxout) {
-        const int mi = free_buffer(zi, -1);
-        maxout_forward<T>(z, buf[mi], argmax, rows, l.outputs, l.pieces);
-        cur = mi;
+    for (const OpRecord& op : program_.forward) {
+        packed_.emplace_back();
+        if (op.code != OpCode::gemm_bias_act) continue;
+        const BufferSpec& w = program_.buffers[std::size_t(op.args[1])];
+        if (w.role != BufferRole::parameter) fail("a gemm_bias_act's weights must be parameters");
+        const index rows = op.dims[0], inputs = op.dims[1];
+        const std::size_t count = std::size_t(table.packed_b_size(rows, inputs));
+        packed_.back().reset(static_cast<T*>(::operator new(sizeof(T) * count, std::align_val_t(kAlign))),
+                             [](T* p) { ::operator delete(p, std::align_val_t(kAlign)); });
+        table.pack_b(true, rows, inputs, params + w.offset, inputs, packed_.back().get());
     }
-    return buf[cur];
 }
 
 template <class T>
@@ -147,22 +109,43 @@ void Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* ou
     if (n < 1) return;
     if (chunk < 1 || chunk > n) chunk = n;
     const index k = outputs();
-    // Three rotating buffers of chunk * widest (a layer's input, z, and a when not linear),
-    // then Maxout's argmax.
-    const std::size_t per = std::size_t(chunk) * std::size_t(widest_);
-    const std::size_t stride = (per * sizeof(T) + kAlign - 1) / kAlign * kAlign;
-    const std::size_t argmax_bytes = std::size_t(chunk) * std::size_t(widest_maxout_) * sizeof(std::int32_t);
+    // Every cache of the program in the call's scratch, each for `chunk` rows, 64-byte aligned.
+    const std::size_t count = program_.buffers.size();
+    std::vector<std::size_t> offsets(count, 0);
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        const BufferSpec& b = program_.buffers[i];
+        if (b.role != BufferRole::cache) continue;
+        offsets[i] = bytes;
+        bytes += aligned(std::size_t(b.per_row ? chunk * b.width : b.width) *
+                         (b.int32 ? sizeof(std::int32_t) : sizeof(T)));
+    }
     std::unique_ptr<void, AlignedFree> owned;
-    char* base = static_cast<char*>(scratch(3 * stride + argmax_bytes, owned));
-    T* const buf[3] = {reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + stride),
-                       reinterpret_cast<T*>(base + 2 * stride)};
-    std::int32_t* argmax = reinterpret_cast<std::int32_t*>(base + 3 * stride);
+    char* base = static_cast<char*>(scratch(bytes, owned));
+    Bound<T> bound{fixed_, std::vector<std::int32_t*>(count, nullptr)};
+    for (std::size_t i = 0; i < count; ++i) {
+        if (program_.buffers[i].role != BufferRole::cache) continue;
+        if (program_.buffers[i].int32) bound.ints[i] = reinterpret_cast<std::int32_t*>(base + offsets[i]);
+        else bound.ptr[i] = reinterpret_cast<T*>(base + offsets[i]);
+    }
+    T*& in = bound.ptr[std::size_t(program_.input)];
     for (index start = 0; start < n; start += chunk) {
         const index rows = start + chunk < n ? chunk : n - start;
-        const T* in = x + start * features();
-        int cur = -1;                                  // the buffer holding `in`, or none
-        for (const InferenceLayer<T>& layer : layers_) in = forward(layer, in, rows, buf, cur, argmax);
-        const T* z = in;                               // the chunk's logits (rows, k)
+        in = const_cast<T*>(x + start * features());   // read only: no op writes the batch
+        for (std::size_t o = 0; o < program_.forward.size(); ++o) {
+            const OpRecord& op = program_.forward[o];
+            if (op.code != OpCode::gemm_bias_act) {
+                run_op(op, bound, rows, 0);
+                continue;
+            }
+            // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
+            const index m = op.dims[0], kk = op.dims[1];
+            T* const* p = bound.ptr.data();
+            gemm_bias_act_packed_(rows, m, kk, p[op.args[0]], kk, packed_[o].get(), p[op.args[2]], p[op.args[3]], m,
+                                  p[op.args[4]], m, op.activation, T(op.constants[0]),
+                                  threads_for(rows * m * kk, kGemmGrain));
+        }
+        const T* z = bound.ptr[std::size_t(program_.output)];   // the chunk's logits (rows, k)
         switch (mode) {
             case PredictMode::logits:
                 std::memcpy(out_t + start * k, z, sizeof(T) * std::size_t(rows * k));

@@ -91,9 +91,8 @@ Workspace<T>& Workspace<T>::operator=(Workspace&& other) noexcept {
 // ---- Trainer ----
 
 template <class T>
-Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers, std::shared_ptr<WeightsLock> lock)
+Trainer<T>::Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<WeightsLock> lock)
     : spec_(std::move(spec)), buf_(std::move(buffers)), lock_(std::move(lock)) {
-    const auto& layers = spec_.layers;
     if (!lock_) fail("a weights lock is required");
     if (spec_.batch < 1) fail("batch must be >= 1, got " + std::to_string(spec_.batch));
     if (!buf_.params || !buf_.grads) fail("params and grads are required");
@@ -101,83 +100,53 @@ Trainer<T>::Trainer(TrainerSpec spec, Buffers<T> buffers, std::shared_ptr<Weight
     if (uses_v(spec_.optimizer.kind) && !buf_.v) fail("this optimizer needs its state v");
     if (!uses_m(spec_.optimizer.kind)) buf_.m = nullptr;
     if (!uses_v(spec_.optimizer.kind)) buf_.v = nullptr;
-    check_layers(layers, buf_.states, spec_.params, "Trainer");
-    features_ = layers.front().inputs;
-    outputs_ = layers.back().outputs;
-    const index b = spec_.batch;
-    x_ = Workspace<T>(b * features_);
-    y_ = Workspace<T>(b * outputs_);
-    w_ = Workspace<T>(b);
-    grad_ = Workspace<T>(b * outputs_);
-    work_.resize(layers.size());
-    for (std::size_t i = 0; i < layers.size(); ++i) allocate(i);
+    check_program(spec_.program, spec_.params, true, "Trainer");
+    features_ = spec_.program.features();
+    outputs_ = spec_.program.outputs();
+    y_ = Workspace<T>(spec_.batch * outputs_);
+    w_ = Workspace<T>(spec_.batch);
+    allocate();
     scratch_.assign(3 * std::size_t(outputs_), 0.0);
 }
 
-// The workspaces layer i needs for `batch` rows (the per-op layer's workspace arrays).
+// Every buffer's address: the batch rows, the loss gradient and the caches in workspaces
+// for `batch` rows, allocated once; parameters and gradients in the flat buffers; state
+// and constants in the caller's arrays.
 template <class T>
-void Trainer<T>::allocate(std::size_t i) {
-    const LayerSpec& l = spec_.layers[i];
-    LayerWork& w = work_[i];
-    const index b = spec_.batch, n = l.outputs;
-    // dx for every layer but the first; batchnorm's kernel writes it there too.
-    if (i > 0 || l.kind == LayerKind::batchnorm) w.dx = Workspace<T>(b * l.inputs);
-    switch (l.kind) {
-        case LayerKind::dense:
-            w.out = Workspace<T>(b * n);
-            if (l.activation != Activation::linear) {
-                w.act = Workspace<T>(b * n);
-                w.dz = Workspace<T>(b * n);
-            }
-            break;
-        case LayerKind::maxout:
-            w.out = Workspace<T>(b * affine_rows(l));
-            w.act = Workspace<T>(b * n);
-            w.dz = Workspace<T>(b * affine_rows(l));
-            w.argmax.assign(std::size_t(b * n), 0);
-            break;
-        case LayerKind::dropout:
-            w.out = Workspace<T>(b * n);
-            w.mask = Workspace<T>(b * n);
-            break;
-        case LayerKind::batchnorm:
-            w.out = Workspace<T>(b * n);
-            w.xhat = Workspace<T>(b * n);
-            w.mean = Workspace<T>(n);
-            w.inv_std = Workspace<T>(n);
-            break;
-        case LayerKind::normalization:
-            w.out = Workspace<T>(b * n);
-            w.ones = Workspace<T>(n);
-            w.zeros = Workspace<T>(n);
-            for (index j = 0; j < n; ++j) {
-                w.ones.data()[j] = T(1);
-                w.zeros.data()[j] = T(0);
-            }
-            break;
-    }
-}
-
-// BatchNorm.forward's running averages (layers.py), in its NumPy arithmetic: the batch
-// variance var = max(1 / inv_std^2 - eps, 0) in double; running = momentum * running +
-// (1 - momentum) * batch, with momentum * running in double and (1 - momentum) * mean in
-// T (NumPy multiplies a Python float and a T array in T), the sum in double, stored in T.
-template <class T>
-void Trainer<T>::update_running_averages(const LayerSpec& l, const LayerState<T>& s, const LayerWork& w) {
-    const double m = l.momentum;
-    const T keep_new = T(1 - m);
-    for (index j = 0; j < l.outputs; ++j) {
-        const double inv = double(w.inv_std.data()[j]);
-        const double var = std::max(1.0 / (inv * inv) - l.eps, 0.0);
-        s.mean[j] = T(m * double(s.mean[j]) + double(keep_new * w.mean.data()[j]));
-        s.var[j] = T(m * double(s.var[j]) + (1 - m) * var);
+void Trainer<T>::allocate() {
+    const Program<T>& p = spec_.program;
+    const std::size_t n = p.buffers.size();
+    bound_.ptr.assign(n, nullptr);
+    bound_.ints.assign(n, nullptr);
+    caches_.reserve(n);
+    int_caches_.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const BufferSpec& b = p.buffers[i];
+        const index size = b.per_row ? spec_.batch * b.width : b.width;
+        switch (b.role) {
+            case BufferRole::parameter: bound_.ptr[i] = buf_.params + b.offset; break;
+            case BufferRole::gradient: bound_.ptr[i] = buf_.grads + b.offset; break;
+            case BufferRole::state:
+            case BufferRole::constant: bound_.ptr[i] = p.arrays[i]; break;
+            case BufferRole::batch:
+            case BufferRole::loss_grad:
+            case BufferRole::cache:
+                if (b.int32) {
+                    int_caches_.emplace_back(std::size_t(size), 0);
+                    bound_.ints[i] = int_caches_.back().data();
+                } else {
+                    caches_.emplace_back(size);
+                    bound_.ptr[i] = caches_.back().data();
+                }
+                break;
+        }
     }
 }
 
 template <class T>
 void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
     const std::int64_t* idx = d.order + start;
-    T* x = x_.data();
+    T* x = bound_.ptr[std::size_t(spec_.program.input)];
     T* y = y_.data();
     for (index i = 0; i < rows; ++i) {
         const index r = index(idx[i]);
@@ -188,118 +157,31 @@ void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
         for (index i = 0; i < rows; ++i) w_.data()[i] = d.w[idx[i]];
 }
 
-// Layer.forward(training=True) of every layer (layers.py): returns the logits.
+// The program's forward (Layer.forward(training=True) of every layer): returns the logits.
 template <class T>
 const T* Trainer<T>::forward(index rows, std::uint64_t model_step) {
-    const T* in = x_.data();
-    for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
-        const LayerSpec& l = spec_.layers[i];
-        LayerWork& w = work_[i];
-        w.input = in;
-        const T* gamma = buf_.params + l.weights_offset;   // batchnorm
-        const T* beta = buf_.params + l.bias_offset;
-        const LayerState<T>& s = buf_.states[i];
-        switch (l.kind) {
-            case LayerKind::dense:
-            case LayerKind::maxout: {
-                const index R = affine_rows(l);
-                T* z = w.out.data();
-                const Activation act = l.kind == LayerKind::dense ? l.activation : Activation::linear;
-                T* a = act == Activation::linear ? z : w.act.data();
-                // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
-                gemm_bias_act<T>(false, true, rows, R, l.inputs, in, l.inputs, buf_.params + l.weights_offset,
-                                 l.inputs, buf_.params + l.bias_offset, z, R, a, R, act, T(l.param));
-                w.output = a;
-                if (l.kind == LayerKind::maxout) {
-                    maxout_forward<T>(z, w.act.data(), w.argmax.data(), rows, l.outputs, l.pieces);
-                    w.output = w.act.data();
-                }
-                break;
-            }
-            case LayerKind::dropout:
-                dropout_forward<T>(in, w.out.data(), w.mask.data(), rows * l.outputs, l.rate, l.seed,
-                                   l.layer_index, model_step);
-                w.output = w.out.data();
-                break;
-            case LayerKind::batchnorm:
-                batchnorm_forward_train<T>(in, gamma, beta, w.out.data(), w.xhat.data(), w.mean.data(),
-                                           w.inv_std.data(), rows, l.outputs, T(l.eps));
-                update_running_averages(l, s, w);
-                w.output = w.out.data();
-                break;
-            case LayerKind::normalization:
-                batchnorm_forward_infer<T>(in, w.ones.data(), w.zeros.data(), s.mean, s.var, w.out.data(), rows,
-                                           l.outputs, T(0));
-                w.output = w.out.data();
-                break;
-        }
-        in = w.output;
-    }
-    return in;
+    for (const OpRecord& op : spec_.program.forward) run_op(op, bound_, rows, model_step);
+    return bound_.ptr[std::size_t(spec_.program.output)];
 }
 
-// Layer.backward of every layer, last first, from the loss gradient in grad_.
+// The program's backward (Layer.backward of every layer, last first), from the loss
+// gradient.
 template <class T>
 void Trainer<T>::backward(index rows) {
-    const T* d = grad_.data();
-    for (std::size_t i = spec_.layers.size(); i-- > 0;) {
-        const LayerSpec& l = spec_.layers[i];
-        LayerWork& w = work_[i];
-        const index n = l.outputs;
-        switch (l.kind) {
-            case LayerKind::dense:
-            case LayerKind::maxout: {
-                const index R = affine_rows(l);
-                const T* dz = d;
-                if (l.kind == LayerKind::maxout) {
-                    maxout_backward<T>(d, w.argmax.data(), w.dz.data(), rows, n, l.pieces);
-                    dz = w.dz.data();
-                } else if (l.activation != Activation::linear) {
-                    act_backward<T>(w.out.data(), w.act.data(), d, w.dz.data(), rows * n, l.activation,
-                                    T(l.param));
-                    dz = w.dz.data();
-                }
-                gemm<T>(true, false, R, l.inputs, rows, T(1.0), dz, R, w.input, l.inputs, T(0.0),
-                        buf_.grads + l.weights_offset, l.inputs);
-                col_sum<T>(dz, rows, R, buf_.grads + l.bias_offset);
-                if (i == 0) return;
-                gemm<T>(false, false, rows, l.inputs, R, T(1.0), dz, R, buf_.params + l.weights_offset, l.inputs,
-                        T(0.0), w.dx.data(), l.inputs);
-                break;
-            }
-            case LayerKind::dropout:
-                if (i == 0) return;
-                mul<T>(d, w.mask.data(), w.dx.data(), rows * n);
-                break;
-            case LayerKind::batchnorm:
-                batchnorm_backward<T>(d, w.xhat.data(), buf_.params + l.weights_offset, w.inv_std.data(),
-                                      w.dx.data(), buf_.grads + l.weights_offset, buf_.grads + l.bias_offset,
-                                      rows, n);
-                break;
-            case LayerKind::normalization: {
-                if (i == 0) return;
-                const T* inv = buf_.states[i].inv;       // NumPy's dy * inv, one product each
-                T* dx = w.dx.data();
-                for (index r = 0; r < rows; ++r)
-                    for (index j = 0; j < n; ++j) dx[r * n + j] = d[r * n + j] * inv[j];
-                break;
-            }
-        }
-        d = w.dx.data();
-    }
+    for (const OpRecord& op : spec_.program.backward) run_op(op, bound_, rows, 0);
 }
 
-// Sequential._penalty (network.py) with Regularizer.apply (regularizers.py).
+// Sequential._penalty with Regularizer.apply: lambda / n, or / rows for scale "batch"
+// (constants: l1, l2, per_batch).
 template <class T>
-double Trainer<T>::penalty(index rows, index n) {
+double Trainer<T>::penalty(index rows, index n) const {
     double total = 0.0;
-    for (const LayerSpec& l : spec_.layers) {
-        if (!has_weights(l)) continue;
-        const double d = double(l.per_batch ? rows : n);
-        const double l1 = l.l1 / d, l2 = l.l2 / d;
+    for (const OpRecord& op : spec_.program.penalty) {
+        const double d = double(op.constants[2] != 0 ? rows : n);
+        const double l1 = op.constants[0] / d, l2 = op.constants[1] / d;
         if (l1 == 0 && l2 == 0) continue;
-        total += regularize<T>(buf_.params + l.weights_offset, buf_.grads + l.weights_offset,
-                               l.inputs * affine_rows(l), l1, l2);
+        total += regularize<T>(bound_.ptr[std::size_t(op.args[0])], bound_.ptr[std::size_t(op.args[1])],
+                               op.dims[0], l1, l2);
     }
     return total;
 }
@@ -380,7 +262,8 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
             for (index r = 1; r < rows; ++r) weight += double(w[r]);
             scale = weight > 0 ? 1.0 / weight : 0.0;
         }
-        const double loss_sum = loss<T>(spec_.loss, logits, y_.data(), grad_.data(), rows, k, T(scale), w);
+        T* grad = bound_.ptr[std::size_t(spec_.program.loss_grad)];
+        const double loss_sum = loss<T>(spec_.loss, logits, y_.data(), grad, rows, k, T(scale), w);
         if (!std::isfinite(loss_sum)) {
             totals.diverged_step = s;
             totals.diverged = Divergence::loss;

@@ -2,28 +2,21 @@
 // the batch rows, forward, loss, backward, weight penalty, gradient check, optimizer
 // update), over workspaces allocated once when the trainer is created.
 //
-// It drives the existing kernels through ops.hpp and holds no math of its own: every step
-// makes the same calls, in the same order, with the same arguments as the Python per-op
-// loop (python/fastmlp/training.py, network.py, layers.py, optimizers.py), so both paths
-// give the same parameters bit for bit. Per step, with m the step's rows:
+// It runs the model's program (program.hpp: the layers' plans compiled into op records,
+// python/fastmlp/train/fused.py) through the kernels of ops.hpp and holds no math of its
+// own: every step makes the same calls, in the same order, with the same arguments as the
+// Python per-op loop (the plans run through the Backend: python/fastmlp/nn/plans.py,
+// model/sequential.py, optim/optimizers.py), so both paths give the same parameters bit
+// for bit. Per step, with m the step's rows:
 //
-//   forward   Dense:   gemm_bias_act  z = x W^T + b, a = act(z) (a = z when linear)
-//             Maxout:  gemm_bias_act  z = x W^T + b (linear); maxout_forward a, argmax
-//             Dropout: dropout_forward at the model's step counter
-//             BatchNorm: batchnorm_forward_train y, xhat, mean, inv_std; the running
-//                      averages in double, as layers.py BatchNorm.forward computes them
-//             Normalization: batchnorm_forward_infer with gamma 1, beta 0, eps 0
+//   gather    the step's rows of X (the program's batch buffer), Y and the row weights
+//   forward   the program's forward ops, at the model's step counter (Dropout's mask)
 //   loss      scale 1/m, or 1/sum(w) (0 if the sum is 0) with row weights, the weight sum
-//             taken in ascending row order in double
-//             a non-finite loss sum stops the run before the backward pass
-//   backward  Dense:   act_backward (dz = da when linear); gemm TN dW = dz^T x;
-//                      col_sum db; gemm NN dx = dz W (not for the first layer)
-//             Maxout:  maxout_backward dz; then as Dense
-//             Dropout: mul dx = dy * mask (not for the first layer)
-//             BatchNorm: batchnorm_backward dx, dgamma, dbeta
-//             Normalization: dx = dy * (1 / std) per column (not for the first layer)
-//   penalty   per Dense and Maxout layer in order, coefficients lambda / n (or / m for scale
-//             "batch"): regularize when either coefficient is nonzero
+//             taken in ascending row order in double, the gradient into the loss_grad
+//             buffer; a non-finite loss sum stops the run before the backward pass
+//   backward  the program's backward ops (the first layer's dx-only ops left out)
+//   penalty   the program's regularize ops in order, coefficients lambda / n (or / m for
+//             scale "batch"), each run when either coefficient is nonzero
 //   update    sum_squares of the whole gradient; a non-finite sum stops the run before
 //             the update; global-norm clipping; one optimizer_update over all parameters
 //
@@ -41,7 +34,7 @@
 #include <vector>
 
 #include "../common.hpp"
-#include "layers.hpp"
+#include "program.hpp"
 #include "weights_lock.hpp"
 
 namespace fastmlp { namespace train {
@@ -53,8 +46,9 @@ struct OptimizerSpec {
     double clipnorm = 0;                     // <= 0: no clipping
 };
 
+template <class T>
 struct TrainerSpec {
-    std::vector<LayerSpec> layers;
+    Program<T> program;
     Loss loss = Loss::softmax_cross_entropy;
     OptimizerSpec optimizer;
     index batch = 0;                          // rows per step (the last step may have fewer)
@@ -62,14 +56,13 @@ struct TrainerSpec {
 };
 
 // The caller's flat buffers: parameters, gradients and the optimizer state (m and v may
-// be null when the optimizer keeps no such state), and each layer's state arrays.
+// be null when the optimizer keeps no such state).
 template <class T>
 struct Buffers {
     T* params = nullptr;
     T* grads = nullptr;
     T* m = nullptr;
     T* v = nullptr;
-    std::vector<LayerState<T>> states;   // one per layer
 };
 
 // One epoch's training data and the order its rows are visited in.
@@ -129,11 +122,11 @@ private:
 template <class T>
 class Trainer {
 public:
-    // Checks the spec (widths chain, offsets inside the buffers, batch >= 1, the state
-    // the optimizer needs, a lock); throws std::invalid_argument naming the problem.
-    Trainer(TrainerSpec spec, Buffers<T> buffers, std::shared_ptr<WeightsLock> lock);
+    // Checks the spec (the program: check_program; batch >= 1, the state the optimizer
+    // needs, a lock); throws std::invalid_argument naming the problem.
+    Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<WeightsLock> lock);
 
-    const TrainerSpec& spec() const { return spec_; }
+    const TrainerSpec<T>& spec() const { return spec_; }
     index steps_per_epoch(index n) const { return (n + spec_.batch - 1) / spec_.batch; }
 
     // Steps [step_begin, step_end) of an epoch over `data` (step s covers the rows
@@ -150,30 +143,22 @@ public:
              const std::atomic<bool>* stop = nullptr);
 
 private:
-    struct LayerWork {
-        // The ones the layer needs: out (z or y), act (a), dz, dx, mask (dropout), xhat,
-        // mean, inv_std (batchnorm), ones, zeros (normalization), argmax (maxout).
-        Workspace<T> out, act, dz, dx, mask, xhat, mean, inv_std, ones, zeros;
-        std::vector<std::int32_t> argmax;
-        const T* input = nullptr;             // this step's input (set by the forward)
-        T* output = nullptr;                  // this step's output
-    };
-
-    void allocate(std::size_t i);
-    void update_running_averages(const LayerSpec& l, const LayerState<T>& s, const LayerWork& w);
+    void allocate();
+    double penalty(index rows, index n) const;
 
     void gather(const EpochData<T>& data, index start, index rows);
     const T* forward(index rows, std::uint64_t model_step);
     void backward(index rows);
-    double penalty(index rows, index n);
     void add_metrics(const T* logits, index rows, Totals& totals) const;
 
-    TrainerSpec spec_;
+    TrainerSpec<T> spec_;
     Buffers<T> buf_;
     std::shared_ptr<WeightsLock> lock_;
     index features_ = 0, outputs_ = 0;
-    Workspace<T> x_, y_, w_, grad_;
-    std::vector<LayerWork> work_;
+    Workspace<T> y_, w_;
+    std::vector<Workspace<T>> caches_;                 // the program's float buffers we own
+    std::vector<std::vector<std::int32_t>> int_caches_;  // its int32 caches
+    Bound<T> bound_;                                   // every buffer's address
     mutable std::vector<double> scratch_;     // 3 * outputs: one batch's r2 sums
     std::atomic<bool> running_{false};        // a run() is in progress
 };

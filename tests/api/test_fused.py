@@ -479,7 +479,7 @@ def test_two_models_train_concurrently_with_the_gil_released():
 def _trainer(m):
     with m.writing_params():
         return m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
-                                       layers=m.fused_layers(), loss=m.loss,
+                                       program=m.fused_program(), loss=m.loss,
                                        optimizer="sgd", batch_size=BATCH)
 
 
@@ -523,7 +523,7 @@ def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
     lock = m.backend.weights_lock()
     with m.writing_params():
         trainer = m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
-                                          layers=m.fused_layers(), loss=m.loss,
+                                          program=m.fused_program(), loss=m.loss,
                                           optimizer="sgd", batch_size=BATCH, lock=lock)
     order, lrs = np.arange(N), np.full(3, 0.1)
     done = []
@@ -545,12 +545,20 @@ def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
     assert trainer.run(X, Y, None, order, 0, 3, lrs, 4, 3, trainer.new_totals()).steps == 3
 
 
-def test_trainer_creation_checks_the_buffers_and_layers():
+def _edited(program, phase=None, **changes):
+    """A copy of the program with a phase's record arrays (or the buffers) changed."""
+    program = {**program, **({} if phase else changes)}
+    if phase:
+        program[phase] = {**program[phase], **changes}
+    return program
+
+
+def test_trainer_creation_checks_the_buffers_and_the_program():
     m = model()
     with m.writing_params():         # the trainer binds the parameters for writing
-        layers = m.fused_layers()
+        program = m.fused_program()
         create = m.backend.fused_trainer
-        base = dict(params=m._params, grads=m._grads, m=None, v=None, layers=layers,
+        base = dict(params=m._params, grads=m._grads, m=None, v=None, program=program,
                     loss=m.loss, optimizer="sgd", batch_size=BATCH)
         with pytest.raises(TypeError, match="m must be a numpy array for this optimizer"):
             create(**{**base, "optimizer": "adam"})
@@ -560,16 +568,31 @@ def test_trainer_creation_checks_the_buffers_and_layers():
         readonly.flags.writeable = False
         with pytest.raises(ValueError, match="params is read-only"):
             create(**{**base, "params": readonly})
-        other = model()
-        with pytest.raises(ValueError, match=r"layers\[0\]\['W'\] is not a view into the flat "
+        forward = program["forward"]
+        w = int(forward["args"][0, 1])                 # the first gemm's W
+        arrays = list(program["arrays"])
+        arrays[w] = model()._params[:arrays[w].size]
+        with pytest.raises(ValueError, match=rf"buffers\[{w}\] is not a view into the flat "
                                              r"buffer"):
-            create(**{**base, "layers": [dict(layers[0], W=other.layers[0].W)] + layers[1:]})
-        with pytest.raises(ValueError, match=r"layers\[1\] takes 5 inputs but layers\[0\] gives 7"):
-            create(**{**base, "layers": [layers[0], layers[2]]})
+            create(**{**base, "program": _edited(program, arrays=arrays)})
+        shapes = program["shapes"].copy()
+        shapes[int(forward["args"][0, 3])][0] += 1       # z one column too wide
+        with pytest.raises(ValueError, match=r"forward\[0\] \(gemm_bias_act\) has arguments "
+                                             r"of widths"):
+            create(**{**base, "program": _edited(program, shapes=shapes)})
         with pytest.raises(ValueError, match="unknown activation 'swish'"):
-            create(**{**base, "layers": [dict(layers[0], activation="swish")] + layers[1:]})
-        with pytest.raises(ValueError, match="has kind 'conv'"):
-            create(**{**base, "layers": [dict(layers[0], kind="conv")] + layers[1:]})
-        with pytest.raises(ValueError, match=r"layers\[0\] \(maxout\) needs pieces >= 1"):
-            create(**{**base, "layers": [dict(layers[0], kind="maxout", pieces=0)] + layers[1:]})
+            create(**{**base, "program": _edited(
+                program, "forward", activations=["swish"] + forward["activations"][1:])})
+        with pytest.raises(ValueError, match="unknown op code 'conv'"):
+            create(**{**base, "program": _edited(
+                program, "forward", codes=["conv"] + forward["codes"][1:])})
+        args = forward["args"].copy()
+        args[0, 3] = w                                  # z into the weights
+        with pytest.raises(ValueError, match=r"forward\[0\] \(gemm_bias_act\) writes a "
+                                             r"buffer it may only read"):
+            create(**{**base, "program": _edited(program, "forward", args=args)})
+        args = forward["args"].copy()
+        args[0, 5] = 0                                  # one buffer too many
+        with pytest.raises(ValueError, match=r"needs 5 buffers"):
+            create(**{**base, "program": _edited(program, "forward", args=args)})
         assert create(**base).steps_per_epoch(N) == math.ceil(N / BATCH)

@@ -215,3 +215,21 @@ def assert_same_bits(results: dict) -> None:
                 raise AssertionError(
                     f"{names[0]} and {name} differ at flat indices {bad.tolist()}: "
                     f"{x.ravel()[bad].tolist()} vs {y.ravel()[bad].tolist()}")
+
+
+def dense_program(params: np.ndarray, units: int, features: int, activation: str = "linear",
+                  param: float = 0.0) -> dict:
+    """The inference program (csrc/train/program.hpp) of one Dense layer whose W (units,
+    features) and b (units,) lie in that order in ``params``: one gemm_bias_act from the
+    batch into z (and a, unless linear)."""
+    n_w = units * features
+    roles = ["batch", "parameter", "parameter", "cache"] + ([] if activation == "linear"
+                                                             else ["cache"])
+    shapes = [(features, 1, 0), (n_w, 0, 0), (units, 0, 0)] + [(units, 1, 0)] * (len(roles) - 3)
+    args = np.full((1, 7), -1, np.int64)
+    args[0, :5] = [0, 1, 2, 3, len(roles) - 1]
+    forward = {"codes": ["gemm_bias_act"], "args": args, "constants": np.array([[param, 0, 0]]),
+               "keys": np.zeros((1, 2), np.uint64), "activations": [activation]}
+    return {"roles": roles, "shapes": np.array(shapes, np.int64),
+            "arrays": [None, params[:n_w], params[n_w:]] + [None] * (len(roles) - 3),
+            "forward": forward, "input": 0, "output": len(roles) - 1}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import oracle
 from fastmlp import _core
 from fastmlp.backends import native
 
@@ -33,9 +34,7 @@ def test_maxout_backward_refuses_an_out_of_range_argmax_before_writing():
 
 def _predictor(loss="mse", units=3, features=4):
     params = np.arange(units * features + units, dtype=np.float32) / 10
-    layer = {"kind": "dense", "inputs": features, "units": units, "activation": "linear", "param": 0.0,
-             "W": params[:units * features].reshape(units, features), "b": params[units * features:]}
-    return _core.Predictor(params, [layer], loss)
+    return _core.Predictor(params, oracle.dense_program(params, units, features), loss)
 
 
 def test_predictor_run_fills_the_callers_out_and_checks_it():

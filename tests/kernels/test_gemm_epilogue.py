@@ -245,10 +245,9 @@ def packed_forward(x, w, bias, act, param, chunk):
     """One Dense layer through _core.Predictor, which packs W^T once (pack_b) and runs
     gemm_bias_act_packed per chunk of rows: act(x @ w.T + bias)."""
     params = np.concatenate([w.ravel(), bias])
-    layer = {"kind": "dense", "inputs": w.shape[1], "units": w.shape[0], "activation": act, "param": param,
-             "W": params[:w.size].reshape(w.shape), "b": params[w.size:]}
+    program = oracle.dense_program(params, w.shape[0], w.shape[1], act, param)
     out = np.empty((x.shape[0], w.shape[0]), x.dtype)
-    _core.Predictor(params, [layer], "mse").run(x, 0, chunk, out)
+    _core.Predictor(params, program, "mse").run(x, 0, chunk, out)
     return out
 
 

@@ -10,6 +10,7 @@ import pytest
 from fastmlp.backends.native import kernel_tables
 from fastmlp.backends.numpy import NumPyBackend
 from fastmlp.nn.losses import LOSSES, get_loss
+from fastmlp.nn.plans import OPS
 from fastmlp.optim.optimizers import OPTIMIZERS, REGISTRY
 
 CORE = kernel_tables()
@@ -17,6 +18,11 @@ CORE = kernel_tables()
 
 def test_every_loss_kernel_is_the_cores_and_the_core_has_no_other():
     assert sorted(get_loss(name).kernel for name in LOSSES) == sorted(CORE["losses"])
+
+
+def test_the_plan_op_codes_are_the_cores_in_its_order():
+    """nn/plans.py OPS and csrc/common.hpp OpCode name the same operations, in one order."""
+    assert [op.name for op in OPS] == CORE["op_codes"]
 
 
 def test_every_optimizer_kernel_is_the_cores_and_the_core_has_no_other():

@@ -297,22 +297,17 @@ class FusedTraining(Protocol):
     """A backend that can run whole ranges of training steps in one call (the native
     backend; the NumPy backend does not, and the training loop checks for the method).
 
-    ``fused_trainer(*, params, grads, m, v, layers, loss, optimizer, batch_size, b1, b2,
+    ``fused_trainer(*, params, grads, m, v, program, loss, optimizer, batch_size, b1, b2,
     eps, weight_decay, clipnorm)`` creates a :class:`FusedTrainer` holding workspaces for
     ``batch_size`` rows, bound to the model's flat ``params`` and ``grads`` and to the
     optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
-    checked once and kept alive. ``layers`` lists the model's layers as dicts
-    (fastmlp.train.fused builds them): ``{"kind": "dense", "inputs", "units",
-    "activation", "param", "W", "b", "dW", "db", "l1", "l2", "per_batch"}`` (W, b, dW,
-    db: the layer's views into params and grads; l1, l2 the regularizer's lambdas, 0 for
-    none, per_batch True for scale="batch"); ``"maxout"`` the same with ``"pieces"`` for the
-    activation (W, b then hold units * pieces rows); ``{"kind": "dropout", "width",
-    "rate", "seed", "index"}``; ``{"kind": "batchnorm", "width", "momentum", "eps",
-    "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}``; ``{"kind":
-    "normalization", "width", "mean", "var", "inv"}``. ``loss`` and ``optimizer`` are
-    kernel ids (see the module docstring), the optimizer with the keyword arguments of
-    :meth:`Backend.optimizer_update`, ``clipnorm`` None or the global-norm bound, and
-    ``lock`` the model's ``weights_lock()``.
+    checked once and kept alive. ``program`` is the model's layers' plans compiled into
+    flat buffers and op records (:func:`fastmlp.train.fused.training_program`, the format
+    in docs/plans.md): buffer roles, shapes and arrays (the views into params and grads,
+    the state and constant arrays), and the forward, backward and penalty op records.
+    ``loss`` and ``optimizer`` are kernel ids (see the module docstring), the optimizer
+    with the keyword arguments of :meth:`Backend.optimizer_update`, ``clipnorm`` None or
+    the global-norm bound, and ``lock`` the model's ``weights_lock()``.
     """
 
     def fused_trainer(self, **description) -> FusedTrainer: ...

@@ -131,7 +131,7 @@ class NativeBackend:
 
 
     def fused_trainer(self, *, params: np.ndarray, grads: np.ndarray,
-                      m: Optional[np.ndarray], v: Optional[np.ndarray], layers: list,
+                      m: Optional[np.ndarray], v: Optional[np.ndarray], program: dict,
                       loss: str, optimizer: str, batch_size: int, b1: float = 0.0,
                       b2: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0,
                       clipnorm: Optional[float] = None,
@@ -139,7 +139,7 @@ class NativeBackend:
         """The fused training path (:class:`.base.FusedTraining`): a C++ trainer bound to
         these buffers, with workspaces for ``batch_size`` rows, each step holding ``lock``
         (the model's :meth:`weights_lock`) exclusively."""
-        return FusedTrainer(_core.Trainer(params, grads, m, v, layers, loss, optimizer,
+        return FusedTrainer(_core.Trainer(params, grads, m, v, program, loss, optimizer,
                                           batch_size, b1, b2, eps, weight_decay, clipnorm,
                                           _core_lock(lock)))
 
@@ -155,18 +155,19 @@ class NativeBackend:
         watch is open, SIGINT is ignored or at its default action, or Windows)."""
         return _core.SigintWatch()
 
-    def fused_predictor(self, *, params: np.ndarray, layers: list, loss: str,
+    def fused_predictor(self, *, params: np.ndarray, program: dict, loss: str,
                         lock: Optional["NativeWeightsLock"] = None):
-        """The fused inference path: a C++ predictor over the Dense ``layers`` (dicts with
-        inputs, units, activation, param and the W, b views into ``params``), holding a
-        snapshot of their weights packed for the selected ISA (rebuild it when either
+        """The fused inference path: a C++ predictor running the model's inference
+        ``program`` (:func:`fastmlp.train.fused.inference_program`: the layers' plans as
+        buffers over ``params`` and op records), holding a snapshot of its weights (those
+        of its gemm_bias_act ops packed for the selected ISA) (rebuild it when either
         changes: :func:`fastmlp.train.fused.inference_key`). Its
         ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
         labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
         with per-call scratch (safe from several threads at once). The snapshot is taken
         holding ``lock`` (the model's :meth:`weights_lock`) shared: between two steps of
         a fit in another thread."""
-        return FusedPredictor(_core.Predictor(params, layers, loss, _core_lock(lock)), loss,
+        return FusedPredictor(_core.Predictor(params, program, loss, _core_lock(lock)), loss,
                               params.dtype)
 
 
@@ -244,15 +245,15 @@ def backend_info() -> dict:
 
 
 def kernel_tables() -> dict:
-    """The C++ core's loss, optimizer and activation kernel ids in enum order, and the
-    state (uses m, uses v) of each optimizer: ``{"losses": [...], "optimizers": [...],
-    "optimizer_state": [(bool, bool), ...], "activations": [...]}``, read only (the
-    registries are checked against it: tests/kernels/test_registries.py,
-    tests/api/test_activation_registry.py)."""
+    """The C++ core's loss, optimizer and activation kernel ids and plan op codes in enum
+    order, and the state (uses m, uses v) of each optimizer: ``{"losses": [...],
+    "optimizers": [...], "optimizer_state": [(bool, bool), ...], "activations": [...],
+    "op_codes": [...]}``, read only (the registries are checked against it:
+    tests/kernels/test_registries.py, tests/api/test_activation_registry.py)."""
     tables = _core.enum_names()
     return {"losses": list(tables["losses"]), "optimizers": list(tables["optimizers"]),
             "optimizer_state": [tuple(state) for state in tables["optimizer_state"]],
-            "activations": list(tables["activations"])}
+            "activations": list(tables["activations"]), "op_codes": list(tables["op_codes"])}
 
 
 # How many times set_isa ran: fused predictors hold weights packed for one ISA, so their

@@ -10,7 +10,7 @@ All parameters, trunk first then each head in ``heads`` order, live in one flat 
 (each layer's arrays are views into it), as in :class:`fastmlp.Sequential`, so one
 optimizer step updates the whole model. fit is :func:`fastmlp.train.loop.fit`, which reads
 the model through its protocol (:class:`fastmlp.train.protocol.TrainableModel`): the
-per-op loop on either backend (``fused_layers`` is None: the fused trainer runs one
+per-op loop on either backend (``fused_program`` is None: the fused trainer runs one
 chain), with rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
 and ``to_torch`` are :class:`fastmlp.model.flat.FlatParameters`'.
 """
@@ -257,7 +257,7 @@ class MultiTask(FlatParameters):
         """Running totals of a pass over training data, per head."""
         return HeadTotals(self._loss_of, self.loss_weights)
 
-    def fused_layers(self) -> None:
+    def fused_program(self) -> None:
         """None: the fused trainer runs one chain of layers, so fit takes the per-op loop."""
         return None
 

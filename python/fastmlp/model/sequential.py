@@ -153,10 +153,10 @@ class Sequential(FlatParameters):
         """Running totals of a pass over training data (fit's epoch)."""
         return PassTotals(self._loss.metric())
 
-    def fused_layers(self) -> Optional[List[dict]]:
-        """The layers as the fused trainer takes them, or None when a layer or regularizer
-        runs only on the per-op path (:func:`fastmlp.train.fused.describe_layers`)."""
-        return _fused.describe_layers(self.layers, self._regularizer_of)
+    def fused_program(self) -> Optional[dict]:
+        """The layers' plans compiled for the fused trainer, or None when a layer or
+        regularizer runs only on the per-op path (:func:`fastmlp.train.fused.training_program`)."""
+        return _fused.training_program(self.layers, self._regularizer_of)
 
     def _forward_train(self, X: np.ndarray) -> np.ndarray:
         """Training-mode forward through every layer's own cache, at the current step."""

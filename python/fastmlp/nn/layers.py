@@ -49,10 +49,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
-from . import activations, initializers
+from . import activations, initializers, plans
 from .._keywords import suggest_keywords
 from .._validation import as_features, as_shaped, check_int, check_nonnegative_float
 from ..backends.base import Backend
+from .plans import ROWS, Buffer, Op, Plan
 from .regularizers import check_regularizer
 
 __all__ = ["BatchNorm", "Dense", "Dropout", "LAYERS", "Layer", "Maxout", "Normalization",
@@ -161,6 +162,45 @@ class Layer:
                 for s, shape, name in zip(state, shapes, names)]
 
 
+class _Planned(Layer):
+    """A built-in layer: it states its computation once, as a plan (:mod:`.plans`), and
+    its forward, backward and penalized weights run or read that plan."""
+
+    _arrays: Optional[plans.Arrays] = None     # the last training forward's buffers
+
+    def plan(self) -> Plan:
+        raise NotImplementedError
+
+    def _context(self) -> plans.Context:
+        return plans.Context(self.seed, self.index, self.step)
+
+    def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
+                training: bool = False) -> np.ndarray:
+        """The plan's training or inference ops over x and the workspace's arrays; returns
+        the result. A training forward keeps its buffers for the backward."""
+        plan = self.plan()
+        arrays = plans.Arrays(self, plan, workspace, len(x), x.dtype)
+        arrays.bind("x", x)
+        ops, result = ((plan.forward, plan.forward_result) if training
+                       else (plan.inference, plan.inference_result))
+        plans.run(ops, arrays, backend, self._context())
+        if training:
+            self._arrays = arrays
+        return arrays[result]
+
+    def backward(self, backend: Backend, dy: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
+        """The plan's backward ops from dy (the dx-only ones only with ``need_dx``)."""
+        arrays = self._arrays
+        arrays.bind("dy", dy)
+        plans.run(self.plan().backward, arrays, backend, self._context(), need_dx)
+        return arrays["dx"] if need_dx else None
+
+    def penalized(self) -> List[Tuple[np.ndarray, np.ndarray]]:
+        plan = self.plan()
+        return [(getattr(self, plan.buffer(w).attr).reshape(-1),
+                 getattr(self, plan.buffer(dw).attr).reshape(-1)) for w, dw in plan.penalized]
+
+
 def _check_rate(rate) -> float:
     rate = check_nonnegative_float(rate, "rate")
     if rate >= 1:
@@ -169,12 +209,13 @@ def _check_rate(rate) -> float:
     return rate
 
 
-class _Affine(Layer):
+class _Affine(_Planned):
     """What Dense and Maxout share: ``Z = X @ W2.T + b2`` over ``rows`` output columns,
     W2 (rows, n_in) and b2 (rows,) being 2-D/1-D views of the layer's W and b.
 
     Backward from dZ: ``dW2 = dZ^T X``, ``db2 = sum_i dZ_i`` and, if needed,
-    ``dX = dZ W2``. Subclasses set ``self.rows`` in build and shape W, b in ``_shape``.
+    ``dX = dZ W2``. Subclasses set ``self.rows`` in build and shape W, b in ``_w_shape``;
+    their plans start from :meth:`_affine_buffers` and end with :meth:`_affine_backward`.
     """
 
     rows = 0
@@ -201,28 +242,22 @@ class _Affine(Layer):
         initializers.initialize(self.init, self.W2, rng)
         self.b.fill(0)
 
-    def _affine(self, backend: Backend, x: np.ndarray, workspace: Workspace, training: bool,
-                activation: str = "linear", param: float = 0.0) -> np.ndarray:
-        """``Z = X W2^T + b2`` and ``A = act(Z)`` in the workspace's arrays, in one pass
-        (the bias and activation in the GEMM's epilogue on the native backend); returns A
-        (which is Z for the linear activation)."""
-        z = workspace.get("z", (len(x), self.rows), x.dtype)
-        a = z if activation == "linear" else workspace.get("a", z.shape, z.dtype)
-        backend.gemm_bias_act(x, self.W2, self.b2, z, a, activations.kind(activation), param)
-        if training:
-            self._x, self._ws = x, workspace
-        return a
+    def _affine_buffers(self) -> Tuple[Buffer, ...]:
+        """x, dy, W2, b2 and their gradients, z (the pre-activations) and dx."""
+        rows, n_in = self.rows, self.input_dim
+        return (Buffer("x", "input", (ROWS, n_in)),
+                Buffer("dy", "grad_output", (ROWS, self.output_dim)),
+                Buffer("W", "parameter", (rows, n_in), "W2"),
+                Buffer("b", "parameter", (rows,), "b2"),
+                Buffer("dW", "gradient", (rows, n_in), "dW2"),
+                Buffer("db", "gradient", (rows,), "db2"),
+                Buffer("z", "cache", (ROWS, rows)), Buffer("dx", "cache", (ROWS, n_in)))
 
-    def _backward_linear(self, backend: Backend, dz: np.ndarray,
-                         need_dx: bool) -> Optional[np.ndarray]:
-        x = self._x
-        backend.gemm(dz, x, self.dW2, trans_a=True)
-        backend.col_sum(dz, self.db2)
-        if not need_dx:
-            return None
-        dx = self._ws.get("dx", x.shape, x.dtype)
-        backend.gemm(dz, self.W2, dx)
-        return dx
+    @staticmethod
+    def _affine_backward(dz: str) -> Tuple[Op, ...]:
+        """From dZ (the buffer ``dz``): dW2 = dZ^T X, db2 = sum_i dZ_i, dX = dZ W2."""
+        return (Op("gemm_weight_grad", (dz, "x", "dW")), Op("col_sum", (dz, "db")),
+                Op("gemm_input_grad", (dz, "W", "dx"), dx_only=True))
 
     def parameters(self):
         return [self.W, self.b]
@@ -232,9 +267,6 @@ class _Affine(Layer):
 
     def parameter_names(self):
         return ["W", "b"]
-
-    def penalized(self):
-        return [(self.W2.reshape(-1), self.dW2.reshape(-1))]
 
 
 class Dense(_Affine):
@@ -261,8 +293,6 @@ class Dense(_Affine):
         self.init = initializers.resolve(init, self.activation)
         self.regularizer = check_regularizer(regularizer)
         self.W = self.b = self.dW = self.db = None
-        self._x: Optional[np.ndarray] = None
-        self._ws: Optional[Workspace] = None
 
     def __repr__(self) -> str:
         act = self.get_config()["activation"]
@@ -281,22 +311,18 @@ class Dense(_Affine):
         self.input_dim, self.output_dim, self.rows = input_dim, self.units, self.units
         return self.units
 
-    def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
-                training: bool = False) -> np.ndarray:
-        """``Z = X W^T + b`` and ``A = act(Z)`` in the workspace's arrays; returns A
-        (which is Z for a linear layer)."""
-        return self._affine(backend, x, workspace, training, self.activation, self.param)
-
-    def backward(self, backend: Backend, da: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
-        """``dZ = dA * act'(Z)``, then the affine backward (dW, db and, if needed, dX)."""
-        dz = da
+    def plan(self) -> Plan:
+        """``Z = X W^T + b`` and ``A = act(Z)`` in one op (A is Z for a linear layer);
+        backward ``dZ = dA * act'(Z)``, then the affine backward (dW, db and dX)."""
+        rows, act = self.rows, (self.activation, self.param)
+        forward_ = (Op("gemm_bias_act", ("x", "W", "b", "z", "z"), act),)
+        buffers, backward, result = self._affine_buffers(), (), "z"
         if self.activation != "linear":
-            cache = self._ws
-            dz = cache.get("dz", da.shape, da.dtype)
-            backend.act_backward(cache.get("z", da.shape, da.dtype),
-                                 cache.get("a", da.shape, da.dtype), da, dz,
-                                 activations.kind(self.activation), self.param)
-        return self._backward_linear(backend, dz, need_dx)
+            buffers += (Buffer("a", "cache", (ROWS, rows)), Buffer("dz", "cache", (ROWS, rows)))
+            forward_ = (Op("gemm_bias_act", ("x", "W", "b", "z", "a"), act),)
+            backward, result = (Op("act_backward", ("z", "a", "dy", "dz"), act),), "a"
+        backward += self._affine_backward("dz" if backward else "dy")
+        return Plan(buffers, forward_, result, forward_, result, backward, (("W", "dW"),))
 
     def describe(self) -> str:
         if self.param != activations.param(self.activation):
@@ -304,7 +330,7 @@ class Dense(_Affine):
         return self.activation
 
 
-class Dropout(Layer):
+class Dropout(_Planned):
     """Inverted dropout (docs/conventions.md): in training each unit is dropped with probability
     ``rate`` and the kept ones are scaled by ``1 / (1 - rate)``; identity at inference.
 
@@ -321,7 +347,6 @@ class Dropout(Layer):
     def __init__(self, rate: float):
         super().__init__()
         self.rate = _check_rate(rate)
-        self._mask: Optional[np.ndarray] = None
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate!r})"
@@ -329,21 +354,19 @@ class Dropout(Layer):
     def get_config(self) -> dict:
         return {"rate": self.rate}
 
-    def forward(self, backend, x, workspace, training=False):
-        if not training:
-            return x
-        y = workspace.get("y", x.shape, x.dtype)
-        mask = workspace.get("mask", x.shape, x.dtype)
-        backend.dropout_forward(x, y, mask, self.rate, self.seed, self.index, self.step)
-        self._mask, self._ws = mask, workspace
-        return y
+    def plan(self) -> Plan:
+        shape = (ROWS, self.input_dim)
+        buffers = (Buffer("x", "input", shape), Buffer("dy", "grad_output", shape),
+                   Buffer("y", "cache", shape), Buffer("mask", "cache", shape),
+                   Buffer("dx", "cache", shape))
+        forward_ = (Op("dropout_forward", ("x", "y", "mask"), (self.rate,)),)
+        backward = (Op("mul", ("dy", "mask", "dx"), dx_only=True),)
+        return Plan(buffers, forward_, "y", (), "x", backward)
 
-    def backward(self, backend, dy, need_dx):
-        if not need_dx:
-            return None
-        dx = self._ws.get("dx", dy.shape, dy.dtype)
-        backend.mul(dy, self._mask, dx)
-        return dx
+    @property
+    def _mask(self) -> Optional[np.ndarray]:
+        """The last training forward's mask."""
+        return None if self._arrays is None else self._arrays["mask"]
 
     def describe(self) -> str:
         return f"rate {self.rate:g}"
@@ -389,23 +412,24 @@ class Maxout(_Affine):
     def _w_shape(self):
         return (self.units, self.pieces, self.input_dim)
 
-    def forward(self, backend, x, workspace, training=False):
-        z = self._affine(backend, x, workspace, training)
-        a = workspace.get("a", (len(x), self.units), x.dtype)
-        argmax = workspace.get("argmax", (len(x), self.units), np.int32)
-        backend.maxout_forward(z, a, argmax)
-        return a
-
-    def backward(self, backend, da, need_dx):
-        dz = self._ws.get("dz", (len(da), self.rows), da.dtype)
-        backend.maxout_backward(da, self._ws.get("argmax", da.shape, np.int32), dz)
-        return self._backward_linear(backend, dz, need_dx)
+    def plan(self) -> Plan:
+        """One linear gemm over units * pieces rows, the max over the pieces; backward
+        through each unit's winning piece, then the affine backward."""
+        units = (ROWS, self.units)
+        buffers = self._affine_buffers() + (
+            Buffer("a", "cache", units), Buffer("argmax", "cache", units, dtype="int32"),
+            Buffer("dz", "cache", (ROWS, self.rows)))
+        forward_ = (Op("gemm_bias_act", ("x", "W", "b", "z", "z"), ("linear", 0.0)),
+                    Op("maxout_forward", ("z", "a", "argmax")))
+        backward = ((Op("maxout_backward", ("dy", "argmax", "dz")),)
+                    + self._affine_backward("dz"))
+        return Plan(buffers, forward_, "a", forward_, "a", backward, (("W", "dW"),))
 
     def describe(self) -> str:
         return f"{self.pieces} pieces"
 
 
-class BatchNorm(Layer):
+class BatchNorm(_Planned):
     """Batch normalization (Ioffe & Szegedy 2015) of each feature.
 
     Training: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` with the batch's
@@ -457,35 +481,32 @@ class BatchNorm(Layer):
         self.running_mean.fill(0)
         self.running_var.fill(1)
 
-    def forward(self, backend, x, workspace, training=False):
-        y = workspace.get("y", x.shape, x.dtype)
-        if not training:
-            backend.batchnorm_forward_infer(x, self.gamma, self.beta, self.running_mean,
-                                            self.running_var, self.eps, y)
-            return y
-        n = x.shape[1]
-        xhat = workspace.get("xhat", x.shape, x.dtype)
-        mean = workspace.get("mean", (n,), x.dtype)
-        inv_std = workspace.get("inv_std", (n,), x.dtype)
-        backend.batchnorm_forward_train(x, self.gamma, self.beta, y, xhat, mean, inv_std,
-                                        self.eps)
-        inv = inv_std.astype(np.float64)
-        with np.errstate(divide="ignore", over="ignore"):
-            var = np.maximum(1.0 / (inv * inv) - self.eps, 0.0)
-        m = self.momentum
-        self.running_mean[...] = m * self.running_mean.astype(np.float64) + (1 - m) * mean
-        self.running_var[...] = m * self.running_var.astype(np.float64) + (1 - m) * var
-        self._ws = workspace
-        return y
-
-    def backward(self, backend, dy, need_dx):
-        ws = self._ws
-        n = dy.shape[1]
-        dx = ws.get("dx", dy.shape, dy.dtype)
-        backend.batchnorm_backward(dy, ws.get("xhat", dy.shape, dy.dtype), self.gamma,
-                                   ws.get("inv_std", (n,), dy.dtype), dx, self.dgamma,
-                                   self.dbeta)
-        return dx if need_dx else None
+    def plan(self) -> Plan:
+        """Training: the batch statistics' forward, then the running averages; inference:
+        the running statistics' forward; backward: dx, dgamma and dbeta in one op."""
+        n = self.input_dim
+        rows = (ROWS, n)
+        buffers = (Buffer("x", "input", rows), Buffer("dy", "grad_output", rows),
+                   Buffer("gamma", "parameter", (n,), "gamma"),
+                   Buffer("beta", "parameter", (n,), "beta"),
+                   Buffer("dgamma", "gradient", (n,), "dgamma"),
+                   Buffer("dbeta", "gradient", (n,), "dbeta"),
+                   Buffer("running_mean", "state", (n,), "running_mean"),
+                   Buffer("running_var", "state", (n,), "running_var"),
+                   Buffer("y", "cache", rows), Buffer("xhat", "cache", rows),
+                   Buffer("mean", "cache", (n,)), Buffer("inv_std", "cache", (n,)),
+                   Buffer("dx", "cache", rows))
+        forward_ = (Op("batchnorm_forward_train",
+                       ("x", "gamma", "beta", "y", "xhat", "mean", "inv_std"), (self.eps,)),
+                    Op("batchnorm_running_update",
+                       ("mean", "inv_std", "running_mean", "running_var"),
+                       (self.momentum, self.eps)))
+        inference = (Op("batchnorm_forward_infer",
+                        ("x", "gamma", "beta", "running_mean", "running_var", "y"),
+                        (self.eps,)),)
+        backward = (Op("batchnorm_backward",
+                       ("dy", "xhat", "gamma", "inv_std", "dx", "dgamma", "dbeta")),)
+        return Plan(buffers, forward_, "y", inference, "y", backward)
 
     def parameters(self):
         return [self.gamma, self.beta]
@@ -509,7 +530,7 @@ class BatchNorm(Layer):
         return f"momentum {self.momentum:g}"
 
 
-class Normalization(Layer):
+class Normalization(_Planned):
     """Standardize each input feature: ``y = (x - mean) / std`` with the training data's
     per-feature mean and (population) standard deviation, kept as state.
 
@@ -552,20 +573,22 @@ class Normalization(Layer):
         self.set_state([X.mean(axis=0), np.where(std == 0, 1.0, std)])
         return self
 
-    def forward(self, backend, x, workspace, training=False):
-        y = workspace.get("y", x.shape, x.dtype)
-        backend.batchnorm_forward_infer(x, self._ones, self._zeros, self.mean, self._var,
-                                        0.0, y)
-        if training:
-            self._ws = workspace
-        return y
-
-    def backward(self, backend, dy, need_dx):
-        if not need_dx:
-            return None
-        dx = self._ws.get("dx", dy.shape, dy.dtype)
-        np.multiply(dy, self._inv, out=dx)
-        return dx
+    def plan(self) -> Plan:
+        """``batchnorm_forward_infer`` with gamma 1, beta 0, var = std^2 and eps 0 (in
+        training too); backward ``dx = dy * (1 / std)`` per column."""
+        n = self.input_dim
+        rows = (ROWS, n)
+        buffers = (Buffer("x", "input", rows), Buffer("dy", "grad_output", rows),
+                   Buffer("mean", "constant", (n,), "mean"),
+                   Buffer("var", "constant", (n,), "_var"),
+                   Buffer("inv", "constant", (n,), "_inv"),
+                   Buffer("ones", "constant", (n,), "_ones"),
+                   Buffer("zeros", "constant", (n,), "_zeros"),
+                   Buffer("y", "cache", rows), Buffer("dx", "cache", rows))
+        forward_ = (Op("batchnorm_forward_infer", ("x", "ones", "zeros", "mean", "var", "y"),
+                       (0.0,)),)
+        backward = (Op("scale_columns", ("dy", "inv", "dx"), dx_only=True),)
+        return Plan(buffers, forward_, "y", forward_, "y", backward)
 
     def get_state(self):
         return [self.mean, self.std]

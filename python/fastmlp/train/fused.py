@@ -1,14 +1,15 @@
 """The fused training path: fit's steps in one backend call per epoch.
 
-For a model whose layers are all built-in (Dense, Maxout, Dropout, BatchNorm,
-Normalization; not subclasses), with a built-in optimizer and regularizers, on a
-backend that offers ``fused_trainer`` (the native one, :class:`.backends.base.FusedTraining`),
+For a model whose layers all state plans (nn/plans.py: the built-in ones, not subclasses
+that do not restate it), with a built-in optimizer and regularizers, on a backend that
+offers ``fused_trainer`` (the native one, :class:`.backends.base.FusedTraining`),
 fit hands each epoch to one GIL-released C++ call: the gather of the shuffled batch rows,
 forward, loss, backward, penalty, finite checks and the optimizer update of every step
 run over workspaces allocated once per fit, on the model's flat parameter and gradient
-buffers and the optimizer's flat state. It makes the same kernel calls in the same order
-with the same arguments as the per-op loop (training.py), so the parameters are the same
-bit for bit; the per-op loop remains the reference and the path for every other model
+buffers and the optimizer's flat state. The layers reach C++ as their plans compiled into
+one program (flat buffers and op records, :func:`training_program`; docs/plans.md), so it
+makes the same kernel calls in the same order with the same arguments as the per-op loop,
+which runs the same plans through the Backend: the parameters are the same bit for bit; the per-op loop remains the reference and the path for every other model
 (custom layers, optimizers or regularizers, the NumPy backend).
 
 Python keeps what is not per-step work: the shuffled order, the rate of every step
@@ -19,87 +20,153 @@ values, finished from the run's totals with the per-op path's formulas.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from math import prod
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import diverged_at, diverged_loss
-from ..nn.layers import BatchNorm, Dense, Dropout, Maxout, Normalization
 from ..nn.losses import get_loss
+from ..nn.plans import CODES, OPS, ROWS, Op, Plan, plan_of
 from ..optim.optimizers import OPTIMIZERS, Optimizer
 from ..nn.regularizers import L1, L1L2, L2, Regularizer
 
 _REGULARIZERS = (Regularizer, L1, L2, L1L2)
+#: the most buffers an op takes (csrc/train/program.hpp kMaxArgs)
+_MAX_ARGS = 7
+_PHASES = ("forward", "backward", "penalty")
 
 
-def _regularization(regularizer) -> Optional[dict]:
+def _regularization(regularizer) -> Optional[Tuple[float, float, float]]:
+    """The regularize op's constants (l1, l2, per_batch), or None for a regularizer that
+    may compute its own way (a subclass)."""
     if regularizer is None:
-        return {"l1": 0.0, "l2": 0.0, "per_batch": False}
-    if type(regularizer) not in _REGULARIZERS:       # a subclass may compute its own way
+        return (0.0, 0.0, 0.0)
+    if type(regularizer) not in _REGULARIZERS:
         return None
-    return {"l1": regularizer.l1, "l2": regularizer.l2, "per_batch": regularizer.scale == "batch"}
+    return (regularizer.l1, regularizer.l2, float(regularizer.scale == "batch"))
 
 
-def _affine(layer, kind: str) -> dict:
-    """A Dense or Maxout layer's widths and parameter views (W and b as 2-D/1-D, (rows,
-    n_in) and (rows,), rows = units * pieces for Maxout)."""
-    described = {"kind": kind, "inputs": layer.input_dim, "units": layer.units,
-                 "W": layer.W2, "b": layer.b2, "dW": layer.dW2, "db": layer.db2}
-    if kind == "dense":
-        described.update(activation=layer.activation, param=layer.param)
-    else:
-        described["pieces"] = layer.pieces
-    return described
+class _Program:
+    """A model's plans compiled into the flat buffers and op records the fused paths run
+    (csrc/train/program.hpp): every plan buffer an op uses becomes a program buffer; a
+    layer's input is the previous layer's result and its incoming gradient the next
+    layer's dx (or the loss gradient)."""
+
+    def __init__(self):
+        self.roles: List[str] = []
+        self.shapes: List[Tuple[int, int, int]] = []
+        self.arrays: List[Optional[np.ndarray]] = []
+        self.ops: Dict[str, list] = {phase: [] for phase in _PHASES}
+
+    def add(self, role: str, width: int, per_row: bool, int32: bool = False,
+            array: Optional[np.ndarray] = None) -> int:
+        self.roles.append(role)
+        self.shapes.append((width, int(per_row), int(int32)))
+        self.arrays.append(array)
+        return len(self.roles) - 1
+
+    def record(self, phase: str, op: Op, ids: "_LayerIds") -> None:
+        constants = dict(zip(OPS[CODES[op.code]].constants, op.constants))
+        activation = constants.pop("activation", "linear")
+        self.ops[phase].append((op.code, tuple(ids[name] for name in op.buffers),
+                                tuple(constants.values()), activation,
+                                (ids.layer.seed, ids.layer.index)))
+
+    def as_dict(self, input_id: int, output_id: int, loss_grad: Optional[int] = None) -> dict:
+        addresses = tuple(None if a is None else a.__array_interface__["data"][0]
+                          for a in self.arrays)
+        program = {"roles": self.roles, "shapes": np.array(self.shapes, np.int64).reshape(-1, 3),
+                   "arrays": self.arrays, "input": input_id, "output": output_id,
+                   "loss_grad": -1 if loss_grad is None else loss_grad,
+                   "key": (tuple(self.roles), tuple(self.shapes), addresses,
+                           tuple(tuple(self.ops[phase]) for phase in _PHASES))}
+        program.update({phase: _records(self.ops[phase]) for phase in _PHASES})
+        return program
 
 
-def _describe(layer) -> Optional[dict]:
-    """One built-in layer as the fused paths take it (without a regularizer), or None for
-    a layer they do not run (a custom layer or a subclass of a built-in one)."""
-    kind = type(layer)
-    if kind is Dense:
-        return _affine(layer, "dense")
-    if kind is Maxout:
-        return _affine(layer, "maxout")
-    if kind is Dropout:
-        return {"kind": "dropout", "width": layer.input_dim, "rate": layer.rate,
-                "seed": layer.seed, "index": layer.index}
-    if kind is BatchNorm:
-        return {"kind": "batchnorm", "width": layer.input_dim, "momentum": layer.momentum,
-                "eps": layer.eps, "gamma": layer.gamma, "beta": layer.beta,
-                "dgamma": layer.dgamma, "dbeta": layer.dbeta,
-                "running_mean": layer.running_mean, "running_var": layer.running_var}
-    if kind is Normalization:
-        return {"kind": "normalization", "width": layer.input_dim, "mean": layer.mean,
-                "var": layer._var, "inv": layer._inv}
-    return None
+def _records(ops: list) -> dict:
+    """One phase's ops as the arrays the binding reads."""
+    n = len(ops)
+    args = np.full((n, _MAX_ARGS), -1, np.int64)
+    constants, keys = np.zeros((n, 3)), np.zeros((n, 2), np.uint64)
+    for i, (_, ids, values, _, key) in enumerate(ops):
+        args[i, :len(ids)], constants[i, :len(values)], keys[i] = ids, values, key
+    return {"codes": [op[0] for op in ops], "args": args, "constants": constants,
+            "keys": keys, "activations": [op[3] for op in ops]}
 
 
-def describe_layers(model_layers, regularizer_of) -> Optional[List[dict]]:
-    """A chain of layers as ``fused_trainer`` takes them (``regularizer_of(layer)``: the
-    regularizer that applies to a layer), or None when one of them (or its regularizer)
-    runs only on the per-op path."""
-    layers = []
+class _LayerIds:
+    """One layer's plan buffers as program buffer ids, each added at its first use."""
+
+    def __init__(self, program: _Program, layer, plan: Plan, x: int):
+        self.program, self.layer, self.plan = program, layer, plan
+        self.ids = {"x": x}
+
+    def __getitem__(self, name: str) -> int:
+        if name not in self.ids:
+            buffer = self.plan.buffer(name)
+            array = None if buffer.attr is None else getattr(self.layer, buffer.attr).reshape(-1)
+            self.ids[name] = self.program.add(
+                buffer.role, prod(e for e in buffer.shape if e != ROWS), ROWS in buffer.shape,
+                buffer.dtype == "int32", array)
+        return self.ids[name]
+
+
+def _forward(model_layers, program: _Program, training: bool) -> Optional[list]:
+    """Every layer's forward ops in order; returns the layers' ids (None when a layer
+    states no plan)."""
+    layers, current = [], program.add("batch", model_layers[0].input_dim, True)
     for layer in model_layers:
-        described = _describe(layer)
-        if described is None:
+        plan = plan_of(layer)
+        if plan is None:
             return None
-        if described["kind"] in ("dense", "maxout"):
-            penalty = _regularization(regularizer_of(layer))
-            if penalty is None:
-                return None
-            described.update(penalty)
-        layers.append(described)
+        ids = _LayerIds(program, layer, plan, current)
+        ops, result = ((plan.forward, plan.forward_result) if training
+                       else (plan.inference, plan.inference_result))
+        for op in ops:
+            program.record("forward", op, ids)
+        current = ids[result]
+        layers.append(ids)
     return layers
 
 
-def describe_inference(model) -> Optional[List[dict]]:
-    """The model's layers as ``fused_predictor`` takes them (Dropout is the identity at
-    inference and is left out), or None when a layer runs only on the per-op path (a
-    custom layer or a subclass of a built-in one)."""
-    layers = [_describe(layer) for layer in model.layers]
-    if any(described is None for described in layers):
+def training_program(model_layers, regularizer_of) -> Optional[dict]:
+    """A chain of layers' training program as ``fused_trainer`` takes it
+    (``regularizer_of(layer)``: the regularizer that applies to a layer), or None when a
+    layer (or its regularizer) runs only on the per-op path."""
+    program = _Program()
+    layers = _forward(model_layers, program, True)
+    if layers is None:
         return None
-    return [described for described in layers if described["kind"] != "dropout"] or None
+    output = layers[-1][layers[-1].plan.forward_result]
+    grad = loss_grad = program.add("loss_grad", program.shapes[output][0], True)
+    for i in reversed(range(len(layers))):
+        ids = layers[i]
+        ids.ids["dy"] = grad
+        for op in ids.plan.backward:
+            if i > 0 or not op.dx_only:           # the first layer's dx is never needed
+                program.record("backward", op, ids)
+        grad = ids["dx"] if i > 0 else None
+    for ids in layers:
+        if not ids.plan.penalized:
+            continue
+        constants = _regularization(regularizer_of(ids.layer))
+        if constants is None:
+            return None
+        for w, dw in ids.plan.penalized:
+            program.record("penalty", Op("regularize", (w, dw), constants), ids)
+    return program.as_dict(0, output, loss_grad)
+
+
+def inference_program(model) -> Optional[dict]:
+    """The model's inference program as ``fused_predictor`` takes it, or None when a layer
+    runs only on the per-op path (or no layer computes anything at inference)."""
+    program = _Program()
+    layers = _forward(model.layers, program, False)
+    if layers is None or not program.ops["forward"]:
+        return None
+    return program.as_dict(0, layers[-1][layers[-1].plan.inference_result])
 
 
 def inference_key(model) -> tuple:
@@ -128,10 +195,10 @@ def predictor(model):
     cached = model.__dict__.get("_fused_predictor")
     if cached is not None and cached[0] == key:
         return cached[1]
-    layers, built = describe_inference(model), None
-    if layers is not None:
+    program, built = inference_program(model), None
+    if program is not None:
         try:
-            built = factory(params=model.flat_params, layers=layers,
+            built = factory(params=model.flat_params, program=program,
                             loss=get_loss(model.loss).kernel, lock=model.weights_lock)
         except ValueError:   # e.g. an unpickled model whose layers no longer view _params
             built = None
@@ -139,11 +206,11 @@ def predictor(model):
     return built
 
 
-def _key(layers: List[dict], optimizer: Optimizer) -> tuple:
-    """What a trainer was built from, arrays by identity (the layers' views never change)."""
-    scalars = tuple(tuple((k, v) for k, v in layer.items() if not isinstance(v, np.ndarray))
-                    for layer in layers)
-    return (scalars, type(optimizer), tuple(sorted(optimizer.kernel_arguments().items())),
+def _key(program: dict, optimizer: Optimizer) -> tuple:
+    """What a trainer was built from: the program (its arrays by address; the layers'
+    views never change) and the optimizer's kernel, constants and state arrays."""
+    return (program["key"], type(optimizer),
+            tuple(sorted(optimizer.kernel_arguments().items())),
             optimizer.clipnorm, id(optimizer.m), id(optimizer.v))
 
 
@@ -161,26 +228,26 @@ class FusedEpochs:
     def create(cls, model, optimizer: Optimizer, batch: int) -> Optional["FusedEpochs"]:
         factory = getattr(model.backend, "fused_trainer", None)
         if factory is None or type(optimizer) not in OPTIMIZERS.values() \
-                or model.fused_layers() is None:
+                or model.fused_program() is None:
             return None
         return cls(model, optimizer, batch, factory)
 
     def applies(self) -> bool:
         """Whether the model can still take the fused path (a callback may have given a
         layer a regularizer only the per-op path runs)."""
-        return self.model.fused_layers() is not None
+        return self.model.fused_program() is not None
 
-    def _current(self, layers: List[dict]):
+    def _current(self, program: dict):
         """The trainer for the current configuration: built at the first use and again
         only if something changed between epochs (a callback replacing a regularizer or
         the optimizer's state arrays)."""
-        key = _key(layers, self.optimizer)
+        key = _key(program, self.optimizer)
         if self._trainer is None or key != self._key:
             opt = self.optimizer
             with self.model.writing_params():   # the trainer binds them for writing
                 self._trainer = self._factory(
                     params=self.model.flat_params, grads=self.model.flat_grads, m=opt.m, v=opt.v,
-                    layers=layers, loss=get_loss(self.model.loss).kernel,
+                    program=program, loss=get_loss(self.model.loss).kernel,
                     optimizer=opt.kernel, batch_size=self.batch, clipnorm=opt.clipnorm,
                     lock=self.model.weights_lock,
                     **opt.kernel_arguments())
@@ -196,8 +263,8 @@ class FusedEpochs:
         With ``watch`` (the backend's ``sigint_watch()``) a SIGINT ends the run at the next
         step boundary: fewer steps are taken and ``totals.interrupted`` is set."""
         model, opt = self.model, self.optimizer
-        layers = model.fused_layers()
-        if layers is None:
+        program = model.fused_program()
+        if program is None:
             raise ValueError("the model has a layer or regularizer the fused path does not "
                              "run; fit uses the per-op loop for it")
         unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
@@ -205,7 +272,7 @@ class FusedEpochs:
         n = len(X)
         sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
         lrs = opt.step_rates(sizes)
-        trainer = self._current(layers)
+        trainer = self._current(program)
         if totals is None:
             totals = trainer.new_totals()
         before = totals.steps

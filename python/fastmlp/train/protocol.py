@@ -31,7 +31,7 @@ class TrainableModel(Protocol):
     backend: Any               # the Backend the steps call (its fused_trainer, sigint_watch)
     dtype: np.dtype
     input_dim: int
-    loss: str                  # the loss name: read only when fused_layers() is not None
+    loss: str                  # the loss name: read only when fused_program() is not None
 
     @property
     def n_params(self) -> int: ...
@@ -98,8 +98,9 @@ class TrainableModel(Protocol):
         ``result()`` (a dict with "data_loss" and the metric keys), ``state()`` and
         ``load(state)`` (plain data for a checkpoint)."""
 
-    def fused_layers(self) -> Optional[List[dict]]:
-        """The layers as the backend's fused trainer takes them, or None: the per-op loop."""
+    def fused_program(self) -> Optional[dict]:
+        """The layers' plans compiled as the backend's fused trainer takes them
+        (fastmlp.train.fused.training_program), or None: the per-op loop."""
 
     # ------------------------------------------------------------ checkpoints
     def check_saveable(self) -> None:

@@ -1,0 +1,294 @@
+// The fused paths' programs (program.hpp): their checks and the op interpreter, which
+// calls ops.hpp exactly as the per-op path calls the Backend (python/fastmlp/nn/plans.py).
+#include "program.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "../ops.hpp"
+
+namespace fastmlp { namespace train {
+
+namespace {
+
+// Each op code's buffers: how many it reads (the rest it writes) and which one, if any,
+// is int32 (Maxout's argmax); in the order of OpCode.
+struct Signature {
+    int reads, writes, int32_arg;
+};
+constexpr Signature kSignatures[] = {
+    {3, 2, -1},  // gemm_bias_act            x, w, b -> z, a
+    {3, 1, -1},  // act_backward             z, a, da -> dz
+    {2, 1, -1},  // gemm_weight_grad         dz, x -> dw
+    {1, 1, -1},  // col_sum                  dz -> db
+    {2, 1, -1},  // gemm_input_grad          dz, w -> dx
+    {1, 2, 2},   // maxout_forward           z -> a, argmax
+    {2, 1, 1},   // maxout_backward          da, argmax -> dz
+    {1, 2, -1},  // dropout_forward          x -> y, mask
+    {2, 1, -1},  // mul                      a, b -> out
+    {3, 4, -1},  // batchnorm_forward_train  x, gamma, beta -> y, xhat, mean, inv_std
+    {2, 2, -1},  // batchnorm_running_update mean, inv_std -> running_mean, running_var
+    {5, 1, -1},  // batchnorm_forward_infer  x, gamma, beta, mean, var -> y
+    {4, 3, -1},  // batchnorm_backward       dy, xhat, gamma, inv_std -> dx, dgamma, dbeta
+    {2, 1, -1},  // scale_columns            x, scale -> y
+    {1, 1, -1},  // regularize               w -> dw (added to)
+};
+static_assert(sizeof kSignatures / sizeof kSignatures[0] == sizeof kOpCodeNames / sizeof kOpCodeNames[0],
+              "one signature per OpCode");
+
+bool writable(BufferRole r) {
+    return r == BufferRole::cache || r == BufferRole::gradient || r == BufferRole::state ||
+           r == BufferRole::loss_grad;
+}
+
+// The checks of one op, with its program's buffers; fail() throws naming the op.
+template <class Fail>
+struct OpChecker {
+    OpRecord& op;
+    const std::vector<BufferSpec>& buffers;
+    Fail fail;
+
+    const BufferSpec& at(int i) const { return buffers[std::size_t(op.args[i])]; }
+    index rowwise(int i) const {           // width per row of a per-row argument
+        if (!at(i).per_row) fail("argument " + std::to_string(i) + " must have one row per batch row");
+        return at(i).width;
+    }
+    index whole(int i) const {              // size of a fixed argument
+        if (at(i).per_row) fail("argument " + std::to_string(i) + " must not depend on the rows");
+        return at(i).width;
+    }
+    void same(index a, index b) const {
+        if (a != b) fail("has arguments of widths " + std::to_string(a) + " and " + std::to_string(b));
+    }
+    void buffers_and_roles() const {
+        const Signature s = kSignatures[int(op.code)];
+        for (int i = 0; i < kMaxArgs; ++i) {
+            const int id = op.args[i];
+            if ((i < s.reads + s.writes) != (id >= 0)) fail("needs " + std::to_string(s.reads + s.writes) + " buffers");
+            if (id < 0) continue;
+            if (id >= int(buffers.size())) fail("names buffer " + std::to_string(id) + " of " + std::to_string(buffers.size()));
+            if (at(i).int32 != (i == s.int32_arg)) fail("argument " + std::to_string(i) + " has the wrong type");
+            if (i >= s.reads && !writable(at(i).role)) fail("writes a buffer it may only read");
+            for (int j = 0; j < i; ++j)
+                if (op.args[j] == id && !(op.code == OpCode::gemm_bias_act && i == 4 && j == 3 &&
+                                          op.activation == Activation::linear))
+                    fail("takes one buffer twice");
+        }
+    }
+    void widths() const {
+        index& n = op.dims[0];
+        index& k = op.dims[1];
+        switch (op.code) {
+            case OpCode::gemm_bias_act:
+                k = rowwise(0), n = whole(2);
+                same(whole(1), n * k), same(rowwise(3), n), same(rowwise(4), n);
+                return;
+            case OpCode::act_backward:
+                n = rowwise(0);
+                for (int i = 1; i < 4; ++i) same(rowwise(i), n);
+                return;
+            case OpCode::gemm_weight_grad:
+                n = rowwise(0), k = rowwise(1);
+                same(whole(2), n * k);
+                return;
+            case OpCode::col_sum: n = rowwise(0), same(whole(1), n); return;
+            case OpCode::gemm_input_grad:
+                n = rowwise(0), k = rowwise(2);
+                same(whole(1), n * k);
+                return;
+            case OpCode::maxout_forward:
+            case OpCode::maxout_backward: {
+                const bool fwd = op.code == OpCode::maxout_forward;
+                n = rowwise(fwd ? 1 : 0), k = rowwise(fwd ? 0 : 2) / n;       // units, pieces
+                same(rowwise(fwd ? 2 : 1), n), same(k * n, rowwise(fwd ? 0 : 2));
+                return;
+            }
+            case OpCode::dropout_forward:
+            case OpCode::mul:
+            case OpCode::scale_columns:
+                n = rowwise(0);
+                same(op.code == OpCode::scale_columns ? whole(1) : rowwise(1), n), same(rowwise(2), n);
+                return;
+            case OpCode::batchnorm_forward_train:
+                n = rowwise(0);
+                same(whole(1), n), same(whole(2), n), same(rowwise(3), n), same(rowwise(4), n);
+                same(whole(5), n), same(whole(6), n);
+                return;
+            case OpCode::batchnorm_running_update:
+            case OpCode::regularize:
+                n = whole(0);
+                for (int i = 1; i < kSignatures[int(op.code)].reads + kSignatures[int(op.code)].writes; ++i)
+                    same(whole(i), n);
+                return;
+            case OpCode::batchnorm_forward_infer:
+                n = rowwise(0);
+                for (int i = 1; i < 5; ++i) same(whole(i), n);
+                same(rowwise(5), n);
+                return;
+            case OpCode::batchnorm_backward:
+                n = rowwise(0);
+                same(rowwise(1), n), same(whole(2), n), same(whole(3), n), same(rowwise(4), n);
+                same(whole(5), n), same(whole(6), n);
+                return;
+        }
+    }
+    void constants() const {
+        const double* c = op.constants;
+        switch (op.code) {
+            case OpCode::dropout_forward:
+                if (!(c[0] >= 0 && c[0] < 1)) fail("needs 0 <= rate < 1");
+                return;
+            case OpCode::batchnorm_forward_train:
+                if (!(c[0] > 0)) fail("needs eps > 0");
+                return;
+            case OpCode::batchnorm_running_update:
+                if (!(c[0] >= 0 && c[0] < 1 && c[1] > 0)) fail("needs 0 <= momentum < 1 and eps > 0");
+                return;
+            case OpCode::regularize:
+                if (!(c[0] >= 0 && c[1] >= 0)) fail("has regularizer coefficients < 0");
+                return;
+            default: return;
+        }
+    }
+};
+
+template <class T>
+void check_ops(std::vector<OpRecord>& ops, const Program<T>& p, const std::string& who, const char* phase) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        const std::string name = who + ": " + phase + "[" + std::to_string(i) + "] (" +
+                                 kOpCodeNames[int(ops[i].code)] + ") ";
+        auto fail = [&](const std::string& what) { throw std::invalid_argument(name + what); };
+        const OpChecker<decltype(fail)> check{ops[i], p.buffers, fail};
+        check.buffers_and_roles();
+        check.widths();
+        check.constants();
+    }
+}
+
+// A buffer's role against the kind of program: its array, its place in the flat buffer.
+template <class T>
+void check_buffer(const Program<T>& p, std::size_t i, index n_params, bool training, const std::string& who) {
+    const BufferSpec& b = p.buffers[i];
+    const std::string name = who + ": buffers[" + std::to_string(i) + "] (" + kBufferRoleNames[int(b.role)] + ") ";
+    auto fail = [&](const std::string& what) { throw std::invalid_argument(name + what); };
+    if (b.width < 1) fail("must have width >= 1");
+    const bool pointed = b.role == BufferRole::state || b.role == BufferRole::constant;
+    if (pointed != (p.arrays[i] != nullptr)) fail(pointed ? "needs its array" : "takes no array");
+    if (b.int32 && b.role != BufferRole::cache) fail("only a cache may be int32");
+    if ((b.role == BufferRole::gradient || b.role == BufferRole::loss_grad) && !training)
+        fail("has no place in an inference program");
+    if (b.role == BufferRole::parameter || b.role == BufferRole::gradient)
+        if (b.per_row || b.offset < 0 || b.offset + b.width > n_params)
+            fail("lies outside the " + std::to_string(n_params) + " parameters");
+}
+
+}  // namespace
+
+template <class T>
+void check_program(Program<T>& p, index n_params, bool training, const std::string& who) {
+    const int n = int(p.buffers.size());
+    if (p.arrays.size() != p.buffers.size()) throw std::invalid_argument(who + ": one array entry per buffer is needed");
+    for (std::size_t i = 0; i < p.buffers.size(); ++i) check_buffer(p, i, n_params, training, who);
+    auto role_of = [&](int id, BufferRole role, const char* what) {
+        if (id < 0 || id >= n || p.buffers[std::size_t(id)].role != role || !p.buffers[std::size_t(id)].per_row)
+            throw std::invalid_argument(who + ": the " + what + " must be a per-row " + kBufferRoleNames[int(role)] +
+                                        " buffer");
+    };
+    role_of(p.input, BufferRole::batch, "input");
+    if (p.output < 0 || p.output >= n || !p.buffers[std::size_t(p.output)].per_row ||
+        p.buffers[std::size_t(p.output)].int32)
+        throw std::invalid_argument(who + ": the output must be a per-row buffer of the dtype");
+    if (training) {
+        role_of(p.loss_grad, BufferRole::loss_grad, "loss gradient");
+        if (p.buffers[std::size_t(p.loss_grad)].width != p.outputs())
+            throw std::invalid_argument(who + ": the loss gradient must be as wide as the output");
+    } else if (!p.backward.empty() || !p.penalty.empty() || p.loss_grad != -1) {
+        throw std::invalid_argument(who + ": an inference program has a forward only");
+    }
+    check_ops(p.forward, p, who, "forward");
+    check_ops(p.backward, p, who, "backward");
+    check_ops(p.penalty, p, who, "penalty");
+    for (const auto* ops : {&p.forward, &p.backward})
+        for (const OpRecord& op : *ops)
+            if (op.code == OpCode::regularize) throw std::invalid_argument(who + ": regularize belongs to the penalty");
+    for (const OpRecord& op : p.penalty)
+        if (op.code != OpCode::regularize) throw std::invalid_argument(who + ": the penalty holds regularize ops only");
+}
+
+// BatchNorm's running averages as the per-op path computes them in NumPy (nn/plans.py
+// _running_update): the batch variance var = max(1 / inv_std^2 - eps, 0) in double;
+// running = momentum * running + (1 - momentum) * batch, with momentum * running in
+// double and (1 - momentum) * mean in T (NumPy multiplies a Python float and a T array
+// in T), the sum in double, stored in T.
+template <class T>
+void running_update(const T* mean, const T* inv_std, T* running_mean, T* running_var, index n, double momentum,
+                    double eps) {
+    const double m = momentum;
+    const T keep_new = T(1 - m);
+    for (index j = 0; j < n; ++j) {
+        const double inv = double(inv_std[j]);
+        const double var = std::max(1.0 / (inv * inv) - eps, 0.0);
+        running_mean[j] = T(m * double(running_mean[j]) + double(keep_new * mean[j]));
+        running_var[j] = T(m * double(running_var[j]) + (1 - m) * var);
+    }
+}
+
+template <class T>
+void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step) {
+    T* const* p = b.ptr.data();
+    const int* a = op.args;
+    const double* c = op.constants;
+    const index n = op.dims[0], k = op.dims[1];
+    switch (op.code) {
+        case OpCode::gemm_bias_act:     // z = x W^T + b, a = act(z): the bias and activation in the epilogue
+            gemm_bias_act<T>(false, true, rows, n, k, p[a[0]], k, p[a[1]], k, p[a[2]], p[a[3]], n, p[a[4]], n,
+                             op.activation, T(c[0]));
+            return;
+        case OpCode::act_backward:
+            act_backward<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], rows * n, op.activation, T(c[0]));
+            return;
+        case OpCode::gemm_weight_grad:
+            gemm<T>(true, false, n, k, rows, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k);
+            return;
+        case OpCode::col_sum: col_sum<T>(p[a[0]], rows, n, p[a[1]]); return;
+        case OpCode::gemm_input_grad:
+            gemm<T>(false, false, rows, k, n, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k);
+            return;
+        case OpCode::maxout_forward: maxout_forward<T>(p[a[0]], p[a[1]], b.ints[a[2]], rows, n, k); return;
+        case OpCode::maxout_backward: maxout_backward<T>(p[a[0]], b.ints[a[1]], p[a[2]], rows, n, k); return;
+        case OpCode::dropout_forward:
+            dropout_forward<T>(p[a[0]], p[a[1]], p[a[2]], rows * n, c[0], op.seed, op.layer, step);
+            return;
+        case OpCode::mul: mul<T>(p[a[0]], p[a[1]], p[a[2]], rows * n); return;
+        case OpCode::batchnorm_forward_train:
+            batchnorm_forward_train<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], p[a[4]], p[a[5]], p[a[6]], rows, n,
+                                       T(c[0]));
+            return;
+        case OpCode::batchnorm_running_update:
+            running_update<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], n, c[0], c[1]);
+            return;
+        case OpCode::batchnorm_forward_infer:
+            batchnorm_forward_infer<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], p[a[4]], p[a[5]], rows, n, T(c[0]));
+            return;
+        case OpCode::batchnorm_backward:
+            batchnorm_backward<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], p[a[4]], p[a[5]], p[a[6]], rows, n);
+            return;
+        case OpCode::scale_columns: {      // NumPy's x * scale: one product per element
+            const T* x = p[a[0]];
+            const T* s = p[a[1]];
+            T* y = p[a[2]];
+            for (index r = 0; r < rows; ++r)
+                for (index j = 0; j < n; ++j) y[r * n + j] = x[r * n + j] * s[j];
+            return;
+        }
+        case OpCode::regularize:
+            throw std::logic_error("run_op: regularize runs in the penalty, with its divisor");
+    }
+}
+
+template void check_program<float>(Program<float>&, index, bool, const std::string&);
+template void check_program<double>(Program<double>&, index, bool, const std::string&);
+template void run_op<float>(const OpRecord&, const Bound<float>&, index, std::uint64_t);
+template void run_op<double>(const OpRecord&, const Bound<double>&, index, std::uint64_t);
+
+}}  // namespace fastmlp::train

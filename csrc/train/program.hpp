@@ -1,0 +1,82 @@
+// A model as the fused paths (trainer.hpp, predictor.hpp) run it: flat buffers and op
+// records compiled from the layers' plans (python/fastmlp/nn/plans.py, compiled by
+// python/fastmlp/train/fused.py; docs/plans.md). No layer appears here: the plans' ops over
+// the model's buffers, in order. A training program has a forward, a backward (without
+// the first layer's dx-only ops) and a penalty (regularize records); an inference
+// program has the forward only.
+//
+//   buffer role  what it is                                   where it lives
+//   batch        the step's (or chunk's) input rows            the runner's gathered rows
+//   loss_grad    the loss gradient, the backward's start       the runner's workspace
+//   parameter    a view into the flat parameters               offset
+//   gradient     a view into the flat gradients                offset
+//   state        written by training (running statistics)     the caller's array
+//   constant     read only (Normalization's statistics)        the caller's array
+//   cache        per-step scratch, width per row or in all     the runner's workspace
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../common.hpp"
+
+namespace fastmlp { namespace train {
+
+enum class BufferRole : int { batch, loss_grad, parameter, gradient, state, constant, cache };
+constexpr const char* kBufferRoleNames[] = {"batch",    "loss_grad", "parameter", "gradient",
+                                            "state",    "constant",  "cache"};
+static_assert(names_every<BufferRole::cache>(kBufferRoleNames), "one name per BufferRole");
+
+struct BufferSpec {
+    BufferRole role = BufferRole::cache;
+    index width = 0;           // elements per row (per_row), or in all
+    bool per_row = false;
+    bool int32 = false;        // an int32 cache (Maxout's argmax); the model's dtype otherwise
+    index offset = 0;          // parameter, gradient: into the flat buffer
+};
+
+constexpr int kMaxArgs = 7;
+
+// One op of a plan: its code, its buffers (ids into Program::buffers, reads then writes,
+// in the order of nn/plans.py OPS), its constants in that order, the activation of the
+// gemm_bias_act and act_backward ops, and the mask key of its layer (seed, index).
+struct OpRecord {
+    OpCode code = OpCode::mul;
+    int args[kMaxArgs] = {-1, -1, -1, -1, -1, -1, -1};
+    double constants[3] = {0, 0, 0};
+    Activation activation = Activation::linear;
+    std::uint64_t seed = 0, layer = 0;
+    index dims[2] = {0, 0};    // the widths the kernels take, set by check_program
+};
+
+template <class T>
+struct Program {
+    std::vector<BufferSpec> buffers;
+    std::vector<T*> arrays;    // per buffer: the array of a state or constant buffer, else null
+    std::vector<OpRecord> forward, backward, penalty;
+    int input = -1, output = -1, loss_grad = -1;   // loss_grad: -1 for inference
+
+    index features() const { return buffers[std::size_t(input)].width; }
+    index outputs() const { return buffers[std::size_t(output)].width; }
+};
+
+// Checks every buffer (widths >= 1, parameters and gradients inside the n_params buffers,
+// arrays where the role needs one) and op (its buffers' count, roles, types and widths, no
+// output shared with another argument, its constants), and sets each op's dims; throws
+// std::invalid_argument whose message starts with `who`.
+template <class T>
+void check_program(Program<T>& program, index n_params, bool training, const std::string& who);
+
+// The buffers' addresses for one runner: ptr[i] of a float buffer, ints[i] of an int32 one.
+template <class T>
+struct Bound {
+    std::vector<T*> ptr;
+    std::vector<std::int32_t*> ints;
+};
+
+// Runs one op (not regularize: the penalty's divisor is the runner's) over `rows` rows;
+// `step` is the model's training-step counter (Dropout's mask).
+template <class T>
+void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step);
+
+}}  // namespace fastmlp::train

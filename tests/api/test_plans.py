@@ -1,0 +1,80 @@
+"""The layer plans (fastmlp.nn.plans, docs/plans.md): each built-in layer states its forward
+and backward once, as ops of the one op table over its declared buffers; the per-op path
+runs them, and a layer whose class does not state a plan runs its own methods."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastmlp import Sequential
+from fastmlp.nn.layers import LAYERS, BatchNorm, Dense, Dropout, Maxout, Normalization
+from fastmlp.nn.plans import CODES, OPS, ROLES, ROWS, plan_of
+
+BUILT = [lambda: Dense(4, "relu"), lambda: Dense(4), lambda: Maxout(3, pieces=2),
+         lambda: Dropout(0.3), BatchNorm, Normalization]
+IDS = ["dense-relu", "dense-linear", "maxout", "dropout", "batchnorm", "normalization"]
+
+
+def built(layer):
+    Sequential([layer], input_dim=5, backend="numpy", seed=0)
+    return layer
+
+
+@pytest.mark.parametrize("make", BUILT, ids=IDS)
+def test_each_plan_uses_the_op_table_over_its_declared_buffers(make):
+    plan = built(make()).plan()
+    names = [buffer.name for buffer in plan.buffers]
+    assert len(set(names)) == len(names)
+    for buffer in plan.buffers:
+        assert buffer.role in ROLES
+        assert all(extent == ROWS or extent >= 1 for extent in buffer.shape)
+        assert (buffer.attr is None) == (buffer.role in ("cache", "input", "grad_output"))
+    for op in plan.forward + plan.inference + plan.backward:
+        code = OPS[CODES[op.code]]
+        assert len(op.buffers) == len(code.buffers) and set(op.buffers) <= set(names)
+        assert len(op.constants) == len(code.constants)
+    for result in (plan.forward_result, plan.inference_result):
+        assert result in names
+    assert "dx" in names and all(op.code != "regularize" for op in plan.backward)
+
+
+@pytest.mark.parametrize("make", BUILT, ids=IDS)
+def test_parameter_and_state_buffers_are_the_layers_arrays(make):
+    layer = built(make())
+    for buffer in layer.plan().buffers:
+        if buffer.attr is not None:
+            array = getattr(layer, buffer.attr)
+            assert array.shape == buffer.shape and array.flags.c_contiguous
+
+
+def test_every_built_in_layer_states_a_plan_and_a_subclass_does_not_inherit_it():
+    class MyDense(Dense):
+        pass
+
+    assert all("plan" in cls.__dict__ for cls in LAYERS.values())
+    assert plan_of(built(Dense(3))) is not None
+    assert plan_of(built(MyDense(3))) is None
+
+
+class Recording:
+    """A backend that records the names of the methods called, then calls NumPy's."""
+
+    def __init__(self, backend):
+        self.backend, self.calls = backend, []
+
+    def __getattr__(self, name):
+        self.calls.append(name)
+        return getattr(self.backend, name)
+
+
+def test_the_per_op_path_makes_the_plans_calls_in_order():
+    m = Sequential([Dense(4, "tanh"), Maxout(3), Dense(2)], input_dim=5, backend="numpy",
+                   dtype="float64", seed=0)
+    rec = Recording(m.backend)
+    x = np.random.default_rng(0).normal(size=(6, 5))
+    for layer in m.layers:
+        x = layer.forward(rec, x, layer._cache, True)
+    assert rec.calls == ["gemm_bias_act", "gemm_bias_act", "maxout_forward", "gemm_bias_act"]
+    rec.calls.clear()
+    m.layers[1].backward(rec, np.ones((6, 3)), need_dx=False)
+    assert rec.calls == ["maxout_backward", "gemm", "col_sum"]
