@@ -121,6 +121,8 @@ struct KernelTable {
     void (*optimizer_update)(const OptimizerStep<T>& step, T* p, const T* g, T* m, T* v, index n);
     // chunk over elements: sum of g^2 in the Sum16 order.
     T (*sum_squares)(const T* g, index n);
+    // chunk over elements: whether every x is finite (no NaN, no infinity).
+    bool (*all_finite)(const T* x, index n);
     // chunk over elements: y = f(x), the polynomial transcendentals (tested for ulps).
     void (*math)(MathFn fn, const T* x, T* y, index n);
 

@@ -143,6 +143,13 @@ void optimizer_update(const OptimizerHyper& h, T* p, const T* g, T* m, T* v, ind
 // Elements per partial sum of squares; fixed so the sum's order is fixed.
 constexpr index kNormBlock = 16 * 1024;
 
+// Whether every x in [0, n) is finite, on the calling thread (a chunk the caller is about
+// to read anyway, so it is in cache).
+template <class T>
+bool all_finite(const T* x, index n) {
+    return kernels().get<T>().all_finite(x, n);
+}
+
 // sum of g^2: Sum16 within fixed blocks, blocks added in ascending order in double.
 template <class T>
 double sum_squares(const T* g, index n) {

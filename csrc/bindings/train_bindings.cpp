@@ -355,10 +355,10 @@ public:
 
     // Into the caller's `out`: mode 0 logits (n, k); 1 probabilities (n, k); 2 predict's
     // labels (int64 (n,) for softmax cross-entropy, int64 (n, k) for binary cross-entropy,
-    // values (n, k) for mse).
-    void run(const py::array& x, int mode, index chunk, py::array out) const {
-        if (f32_) run_as<float>(*f32_, x, mode, chunk, out);
-        else run_as<double>(*f64_, x, mode, chunk, out);
+    // values (n, k) for mse). False when X holds a NaN or an infinity (the Python layer
+    // words the error, as for any input).
+    bool run(const py::array& x, int mode, index chunk, py::array out) const {
+        return f32_ ? run_as<float>(*f32_, x, mode, chunk, out) : run_as<double>(*f64_, x, mode, chunk, out);
     }
 
 private:
@@ -379,7 +379,7 @@ private:
     }
 
     template <class T>
-    void run_as(const train::Predictor<T>& pred, const py::array& x, int mode, index chunk, py::array& out) const {
+    bool run_as(const train::Predictor<T>& pred, const py::array& x, int mode, index chunk, py::array& out) const {
         const char* k = "Predictor.run";
         const T* px = input<T>(x, k, "X", 2);
         if (x.shape(1) != features_)
@@ -394,7 +394,7 @@ private:
         out_arrays<T>(out, m, n, out_t, out_i);
         no_overlap(k, out, "out", x, "X");
         py::gil_scoped_release nogil;
-        pred.run(px, n, chunk, m, out_t, out_i);
+        return pred.run(px, n, chunk, m, out_t, out_i);
     }
 
     py::array params_;

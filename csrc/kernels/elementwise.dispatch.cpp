@@ -33,6 +33,7 @@ void fill(KernelTable<T>& t) {
     t.output = &output_rows<T>;
     t.optimizer_update = &optimizer_update<T>;
     t.sum_squares = &sum_squares<T>;
+    t.all_finite = &all_finite<T>;
     t.math = &math_map<T>;
     t.dropout_forward = &dropout_forward<T>;
     t.mul = &mul<T>;

@@ -85,4 +85,15 @@ void col_sum(const T* x, index ld, index rows, index cols, T* out) {
     }
 }
 
+// chunk: whether every x in [0, n) is finite: x - x is 0 for a finite x and NaN for NaN
+// or an infinity, so the Sum16 total of x - x is 0 exactly when all are finite (no
+// overflow: unlike x * x, a huge finite x adds nothing).
+template <class T>
+bool all_finite(const T* x, index n) {
+    return sum16<T>(n, [&](index j, index w) {
+        const Vec<T> v = load_lanes<T>(x + j, w, T(0));
+        return v - v;
+    }) == T(0);
+}
+
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -105,8 +105,8 @@ void Predictor<T>::snapshot(const T* params) {
 }
 
 template <class T>
-void Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const {
-    if (n < 1) return;
+bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const {
+    if (n < 1) return true;
     if (chunk < 1 || chunk > n) chunk = n;
     const index k = outputs();
     // Every cache of the program in the call's scratch, each for `chunk` rows, 64-byte aligned.
@@ -132,6 +132,7 @@ void Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* ou
     for (index start = 0; start < n; start += chunk) {
         const index rows = start + chunk < n ? chunk : n - start;
         in = const_cast<T*>(x + start * features());   // read only: no op writes the batch
+        if (!all_finite<T>(in, rows * features())) return false;
         for (std::size_t o = 0; o < program_.forward.size(); ++o) {
             const OpRecord& op = program_.forward[o];
             if (op.code != OpCode::gemm_bias_act) {
@@ -165,6 +166,7 @@ void Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* ou
                 break;
         }
     }
+    return true;
 }
 
 template class Predictor<float>;

@@ -47,8 +47,10 @@ public:
 
     // x (n, features) row-major; chunk >= 1 rows per pass. out: logits and proba (n, k)
     // of T (out_t); labels (n,) int64 for softmax cross-entropy, (n, k) int64 for binary
-    // cross-entropy (out_i), or (n, k) of T for mse (out_t).
-    void run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const;
+    // cross-entropy (out_i), or (n, k) of T for mse (out_t). Each chunk of x is checked
+    // to be finite as it is read (in cache): returns false, with the chunks before it
+    // written, at the first chunk that holds a NaN or an infinity; true when all is done.
+    bool run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const;
 
 private:
     void snapshot(const T* params);

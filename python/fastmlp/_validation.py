@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -192,24 +192,34 @@ def check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
 
 
-def to_dtype(array: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+def to_dtype(array: np.ndarray, name: str, dtype: np.dtype, *,
+             finite_checked_later: bool = False) -> np.ndarray:
     """``array`` as finite C-contiguous ``dtype`` (copied only if needed); a value beyond
-    the dtype's range (1e39 as float32) is an error, not an inf."""
+    the dtype's range (1e39 as float32) is an error, not an inf. ``finite_checked_later``:
+    the caller's next step (the fused predictor, as it reads each chunk) checks
+    finiteness and calls :func:`raise_not_finite` on failure, so an array that needs no
+    conversion is returned unchecked."""
     if array.dtype == dtype and array.flags.c_contiguous:
+        if finite_checked_later:
+            return array
         converted = array                      # nothing to convert (the common case)
     else:
         with np.errstate(over="ignore"):
             converted = np.ascontiguousarray(array, dtype=dtype)
-    if np.isfinite(converted).all():           # one pass; the index only on failure
-        return converted
-    bad = ~np.isfinite(converted)
-    if bad.any():
-        index = first_index(bad)
-        if np.isfinite(array[index]):
-            raise ValueError(f"{name} holds {array[index]} at index {index}, beyond the range "
-                             f"of {dtype}")
-        raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
+    if not np.isfinite(converted).all():       # one pass; the index only on failure
+        raise_not_finite(array, converted, name)
     return converted
+
+
+def raise_not_finite(array: np.ndarray, converted: np.ndarray, name: str) -> NoReturn:
+    """The ValueError for the first element of ``converted`` (``array`` after the
+    conversion to the model's dtype) that is not finite: NaN or an infinity in ``array``,
+    or a value beyond the dtype's range."""
+    index = first_index(~np.isfinite(converted))
+    if np.isfinite(array[index]):
+        raise ValueError(f"{name} holds {array[index]} at index {index}, beyond the range "
+                         f"of {converted.dtype}")
+    raise ValueError(f"{name} must be finite; it holds {array[index]} at index {index}")
 
 
 def _samples_array(data, name: str, ndims: Sequence[int]) -> np.ndarray:
@@ -276,14 +286,16 @@ def _object_labels(array: np.ndarray, name: str) -> np.ndarray:
                     f"strings; got {kinds}")
 
 
-def as_features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
+def as_features(X, name: str, n_features: int, dtype: np.dtype, *,
+                finite_checked_later: bool = False) -> np.ndarray:
     """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted
-    once and checked once (after the conversion, which also catches overflow)."""
+    once and checked once (after the conversion, which also catches overflow; see
+    to_dtype for ``finite_checked_later``)."""
     array = _samples_array(X, name, (2,))
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features per sample (shape "
                          f"{array.shape}); the model expects input_dim={n_features}")
-    return to_dtype(array, name, dtype)
+    return to_dtype(array, name, dtype, finite_checked_later=finite_checked_later)
 
 
 def as_shaped(data, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:

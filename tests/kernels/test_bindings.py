@@ -41,7 +41,7 @@ def test_predictor_run_fills_the_callers_out_and_checks_it():
     core = _predictor("softmax_cross_entropy")
     X = np.ones((5, 4), np.float32)
     logits = np.empty((5, 3), np.float32)
-    assert core.run(X, 0, 2, logits) is None
+    assert core.run(X, 0, 2, logits) is True
     labels = np.empty(5, np.int64)
     core.run(X, 2, 2, labels)
     np.testing.assert_array_equal(labels, logits.argmax(axis=1))
@@ -78,3 +78,20 @@ def test_a_bad_X_is_named_by_the_core_not_the_allocation():
         predictor.run(np.ones((2, 4)), 0, 2)
     with pytest.raises(TypeError, match="incompatible function arguments"):
         predictor.run([[1.0, 2.0, 3.0, 4.0]], 0, 2)     # never a converting copy
+
+
+@pytest.mark.parametrize("features", [1, 7, 17, 33, 257])
+@pytest.mark.parametrize("bad", [None, "first", "middle", "last"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, "max"])
+def test_the_predictor_reads_x_finite_chunk_by_chunk(features, bad, value, dtype, isa):
+    """Predictor.run's finiteness check (the all_finite kernel over each chunk it reads):
+    False at a NaN or an infinity anywhere, on every ISA, the vector tails included; True
+    for finite X, the dtype's largest values too (x - x cannot overflow)."""
+    params = np.zeros(2 * features + 2, dtype)
+    core = _core.Predictor(params, oracle.dense_program(params, 2, features), "mse")
+    X = np.ones((5, features), dtype)
+    where = {"first": 0, "middle": X.size // 2, "last": X.size - 1}.get(bad)
+    if where is not None:
+        X.flat[where] = np.finfo(dtype).max if value == "max" else value
+    finite = bool(np.isfinite(X).all())
+    assert core.run(X, 0, 2, np.empty((5, 2), dtype)) is finite

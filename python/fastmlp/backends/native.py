@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._validation import raise_not_finite
 from .base import ActivationFormulas
 
 # OpenMP spin-wait (README "Threads and SIMD", docs/build-notes.md "Two spinning thread pools"). After a parallel region
@@ -223,18 +224,25 @@ class FusedTrainer:
 class FusedPredictor:
     """The fused predictor over ``_core.Predictor`` (csrc/train/predictor.hpp): ``run``
     allocates the result the core fills, int64 labels (n,) for softmax cross-entropy and
-    (n, k) for binary cross-entropy, else (n, k) of the model's dtype."""
+    (n, k) for binary cross-entropy, else (n, k) of the model's dtype. The core checks X
+    finite chunk by chunk as it reads it (X may come unchecked: as_features'
+    ``finite_checked_later``); on a NaN or an infinity ``run`` raises _validation's
+    ValueError naming the first one."""
 
     def __init__(self, core, loss: str, dtype: np.dtype):
-        self._core, self._loss, self._dtype = core, loss, dtype
+        self._core = core
+        k = core.outputs
+        labels = (np.int64, (k,)) if loss == "binary_cross_entropy" else (dtype, (k,))
+        if loss == "softmax_cross_entropy":
+            labels = (np.int64, ())
+        # per mode (0 logits, 1 probabilities, 2 labels): the result's dtype and row shape
+        self._results = ((dtype, (k,)), (dtype, (k,)), labels)
 
     def run(self, X: np.ndarray, mode: int, chunk: int) -> np.ndarray:
-        rows = len(X) if np.ndim(X) else 0             # a bad X: the core names it
-        labels = mode == 2 and self._loss != "mse"
-        one_column = labels and self._loss == "softmax_cross_entropy"
-        out = np.empty((rows,) if one_column else (rows, self._core.outputs),
-                       np.int64 if labels else self._dtype)
-        self._core.run(X, mode, chunk, out)
+        dtype, row = self._results[mode]
+        out = np.empty((len(X) if np.ndim(X) else 0,) + row, dtype)   # a bad X: the core names it
+        if not self._core.run(X, mode, chunk, out):
+            raise_not_finite(X, X, "X")
         return out
 
 

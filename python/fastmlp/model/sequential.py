@@ -241,7 +241,8 @@ class Sequential(FlatParameters):
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
         fused = self._predictor()
-        X = as_features(X, "X", self.input_dim, self.dtype)
+        # the fused predictor checks X finite as it reads each chunk (the same ValueError)
+        X = as_features(X, "X", self.input_dim, self.dtype, finite_checked_later=fused is not None)
         if fused is not None:
             step = _chunk_rows(batch_size, len(X))
             result = fused.run(X, mode, step)
