@@ -1,204 +1,26 @@
-"""Layers and the Layer protocol.
+"""The built-in layers: Dense, Dropout, Maxout, BatchNorm and Normalization, each stating
+its computation once as a plan (:mod:`fastmlp.nn.plans`), and ``LAYERS``, the registry of
+their class names (the model file, :mod:`fastmlp.model.modelfile`, saves only these).
 
-A model's parameters live in one flat buffer (and its gradients in another); every layer
-takes views into both. Subclass :class:`Layer` to write your own; a custom layer runs on
-the same Python loop as the built-in ones, on either backend. The protocol, in the order
-the model calls it:
-
-``build(input_dim) -> output_dim``
-    Called once, when the layer joins a model; sets ``input_dim``/``output_dim`` and
-    anything that depends on them. Afterwards ``count_params()`` is the number of
-    trainable values the layer takes from the flat buffer.
-``bind(params, grads)``
-    ``params`` and ``grads`` are the layer's slices (length ``count_params()``, the
-    model's dtype) of the flat buffers: keep views into them (``self.dtype`` is set).
-``initialize(rng)``
-    Fill the parameters (a ``numpy.random.Generator`` seeded from the model's seed)
-    and reset the state.
-``forward(backend, x, workspace, training) -> y``
-    ``x`` is (m, input_dim); return y (m, output_dim), computed with ``backend`` (or
-    NumPy) into arrays of ``workspace.get(name, shape, dtype)``. With ``training=True``
-    (the fit loop; ``workspace`` is the layer's own training cache) keep on ``self``
-    what ``backward`` needs. With ``training=False`` (inference) never write to ``self``:
-    the workspace is per call, so predict stays safe from several threads.
-``backward(backend, dy, need_dx) -> dx``
-    ``dy`` already carries the 1/m of the mean loss. Write the parameter gradients
-    into the gradient views (overwrite, do not accumulate) and return dx, or None
-    when ``need_dx`` is False.
-``parameters()`` / ``gradients()``
-    Lists of the views (same order, same shapes); ``parameter_names()`` names them.
-``get_state()`` / ``set_state(arrays)``
-    Non-trainable state (BatchNorm's running averages, Normalization's statistics) as
-    a list of arrays; empty by default. The built-in layers name them in
-    ``state_names`` and give their shapes, known after ``build``, by ``state_shapes()``.
-``penalized()``
-    [(W, dW), ...] flat views that a weight regularizer applies to (weights, never
-    biases); empty by default. ``regularizer`` overrides the model's for this layer.
-
-The built-in layers also have ``get_config()``: their constructor's arguments, so
-``type(layer)(**layer.get_config())`` is a fresh copy (an activation object and a
-regularizer are given as the objects). ``LAYERS`` maps their class names to the classes
-(the model file, :mod:`fastmlp.model.modelfile`, saves only these).
-
-The model sets ``index`` (the layer's position), ``seed`` (model.seed mod 2**64) and,
-before every training forward, ``step`` (the model's training-step counter).
+The Layer protocol, the base class to subclass for a layer of your own and the
+:class:`Workspace` are in :mod:`fastmlp.nn.layer`; this module names them too
+(``fastmlp.layers.Layer``).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Type
+from typing import Dict, Optional, Tuple, Type
 
 import numpy as np
 
-from . import activations, initializers, plans
+from . import activations, initializers
 from .._keywords import suggest_keywords
-from .._validation import as_features, as_shaped, check_int, check_nonnegative_float
-from ..backends.base import Backend
+from .._validation import as_features, check_int, check_nonnegative_float
+from .layer import Layer, PlannedLayer, Workspace
 from .plans import ROWS, Buffer, Op, Plan
 from .regularizers import check_regularizer
 
 __all__ = ["BatchNorm", "Dense", "Dropout", "LAYERS", "Layer", "Maxout", "Normalization",
            "Workspace", "layers_of"]
-
-
-class Workspace:
-    """Named scratch arrays, kept while their shape and dtype stay the same: a training
-    cache reallocates only when the batch size changes (the last, partial batch)."""
-
-    def __init__(self):
-        self._arrays: Dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
-        array = self._arrays.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = self._arrays[name] = np.empty(shape, dtype)
-        return array
-
-
-class Layer:
-    """Base class of every layer (see the module docstring for the protocol).
-
-    Defaults: no parameters, no state, nothing penalized, identity forward/backward
-    is *not* provided (``forward``/``backward`` must be overridden)."""
-
-    #: short name used by ``summary()`` ("dense", "dropout", ...)
-    kind = "layer"
-    #: the output activation, for the loss contract check (None: not applicable)
-    activation: Optional[str] = None
-    regularizer = None
-    #: names of the arrays get_state() returns (the built-in layers' state: one value per
-    #: input feature each)
-    state_names: Tuple[str, ...] = ()
-
-    def __init__(self):
-        self.input_dim: Optional[int] = None
-        self.output_dim: Optional[int] = None
-        self.dtype: Optional[np.dtype] = None
-        self.index = 0
-        self.seed = 0
-        self.step = 0
-        self._cache = Workspace()
-
-    # -- construction
-    def build(self, input_dim: int) -> int:
-        """Record the input width; return the output width (the same, by default)."""
-        self.input_dim = self.output_dim = input_dim
-        return self.output_dim
-
-    def count_params(self) -> int:
-        """Number of trainable values in the flat buffer (after build)."""
-        return 0
-
-    def bind(self, params: np.ndarray, grads: np.ndarray) -> None:
-        """Keep views into the layer's slices of the flat buffers."""
-        self.dtype = params.dtype
-
-    def initialize(self, rng: np.random.Generator) -> None:
-        pass
-
-    # -- computation
-    def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
-                training: bool) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward")
-
-    def backward(self, backend: Backend, dy: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
-        raise NotImplementedError(f"{type(self).__name__} must implement backward")
-
-    # -- parameters and state
-    def parameters(self) -> List[np.ndarray]:
-        return []
-
-    def gradients(self) -> List[np.ndarray]:
-        return []
-
-    def parameter_names(self) -> List[str]:
-        return [f"p{i}" for i in range(len(self.parameters()))]
-
-    def get_state(self) -> List[np.ndarray]:
-        return []
-
-    def state_shapes(self) -> List[Tuple[int, ...]]:
-        """The shapes of get_state()'s arrays, known after build (before bind): one
-        (input_dim,) vector per name in ``state_names``."""
-        return [(self.input_dim,)] * len(self.state_names)
-
-    def set_state(self, state: Sequence[np.ndarray]) -> None:
-        if len(state):
-            raise ValueError(f"{type(self).__name__} keeps no state; got {len(state)} arrays")
-
-    def penalized(self) -> List[Tuple[np.ndarray, np.ndarray]]:
-        return []
-
-    def describe(self) -> str:
-        """What summary() shows in parentheses after the layer's name."""
-        return ""
-
-    def _check_state(self, state) -> List[np.ndarray]:
-        """``state`` as arrays of ``state_shapes()`` in the layer's dtype, finite."""
-        shapes, names = self.state_shapes(), self.state_names
-        if not isinstance(state, (list, tuple)) or len(state) != len(shapes):
-            raise ValueError(f"{type(self).__name__} state must be a list of {len(shapes)} "
-                             f"arrays {list(names)}; got {state!r:.80}")
-        return [as_shaped(s, name, shape, self.dtype)
-                for s, shape, name in zip(state, shapes, names)]
-
-
-class _Planned(Layer):
-    """A built-in layer: it states its computation once, as a plan (:mod:`.plans`), and
-    its forward, backward and penalized weights run or read that plan."""
-
-    _arrays: Optional[plans.Arrays] = None     # the last training forward's buffers
-
-    def plan(self) -> Plan:
-        raise NotImplementedError
-
-    def _context(self) -> plans.Context:
-        return plans.Context(self.seed, self.index, self.step)
-
-    def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
-                training: bool = False) -> np.ndarray:
-        """The plan's training or inference ops over x and the workspace's arrays; returns
-        the result. A training forward keeps its buffers for the backward."""
-        plan = self.plan()
-        arrays = plans.Arrays(self, plan, workspace, len(x), x.dtype)
-        arrays.bind("x", x)
-        ops, result = ((plan.forward, plan.forward_result) if training
-                       else (plan.inference, plan.inference_result))
-        plans.run(ops, arrays, backend, self._context())
-        if training:
-            self._arrays = arrays
-        return arrays[result]
-
-    def backward(self, backend: Backend, dy: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
-        """The plan's backward ops from dy (the dx-only ones only with ``need_dx``)."""
-        arrays = self._arrays
-        arrays.bind("dy", dy)
-        plans.run(self.plan().backward, arrays, backend, self._context(), need_dx)
-        return arrays["dx"] if need_dx else None
-
-    def penalized(self) -> List[Tuple[np.ndarray, np.ndarray]]:
-        plan = self.plan()
-        return [(getattr(self, plan.buffer(w).attr).reshape(-1),
-                 getattr(self, plan.buffer(dw).attr).reshape(-1)) for w, dw in plan.penalized]
 
 
 def _check_rate(rate) -> float:
@@ -209,7 +31,7 @@ def _check_rate(rate) -> float:
     return rate
 
 
-class _Affine(_Planned):
+class _Affine(PlannedLayer):
     """What Dense and Maxout share: ``Z = X @ W2.T + b2`` over ``rows`` output columns,
     W2 (rows, n_in) and b2 (rows,) being 2-D/1-D views of the layer's W and b.
 
@@ -330,7 +152,7 @@ class Dense(_Affine):
         return self.activation
 
 
-class Dropout(_Planned):
+class Dropout(PlannedLayer):
     """Inverted dropout (docs/conventions.md): in training each unit is dropped with probability
     ``rate`` and the kept ones are scaled by ``1 / (1 - rate)``; identity at inference.
 
@@ -429,7 +251,7 @@ class Maxout(_Affine):
         return f"{self.pieces} pieces"
 
 
-class BatchNorm(_Planned):
+class BatchNorm(PlannedLayer):
     """Batch normalization (Ioffe & Szegedy 2015) of each feature.
 
     Training: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` with the batch's
@@ -530,7 +352,7 @@ class BatchNorm(_Planned):
         return f"momentum {self.momentum:g}"
 
 
-class Normalization(_Planned):
+class Normalization(PlannedLayer):
     """Standardize each input feature: ``y = (x - mean) / std`` with the training data's
     per-feature mean and (population) standard deviation, kept as state.
 
