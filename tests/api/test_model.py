@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastmlp import Dense, Sequential
+from fastmlp import BatchNorm, Dense, Dropout, MultiTask, Normalization, Sequential
 from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, make_data
 
@@ -201,6 +201,59 @@ def test_set_weights_converts_to_the_model_dtype():
     m.set_weights(weights)
     assert m._params.dtype == np.float32
     np.testing.assert_array_equal(m._params, np.float32(0.1))
+
+
+def test_copy_as_converts_weights_state_and_step_and_leaves_the_model_alone():
+    m = Sequential([Normalization(), Dense(8, "tanh"), BatchNorm(), Dropout(0.2), Dense(3)],
+                   input_dim=4, backend="native", seed=5)
+    X, y = make_data("softmax_cross_entropy", n=30, n_features=4)
+    m.fit(X, y, epochs=2, batch_size=8)
+    before = m.get_weights()
+    c = m.copy_as("float64", "numpy")
+    assert type(c) is Sequential and c.dtype == np.float64 and c.backend.name == "numpy"
+    assert c.training_step == m.training_step > 0 and c.seed == m.seed
+    for copied, original in zip(c.get_weights(), before):
+        assert copied.dtype == np.float64
+        np.testing.assert_array_equal(copied, original.astype(np.float64))
+    assert c.flat_grads.dtype == np.float64 and not c.flat_grads.any()
+    W = c.layers[1].W
+    assert np.shares_memory(W, c.flat_params) and not W.flags.writeable
+    c.fit(X, y, epochs=1, batch_size=8)                 # the copy is independent
+    for now, then in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(now, then)
+    assert not np.array_equal(c.layers[1].W, m.layers[1].W)
+
+
+def test_copy_as_in_the_same_dtype_and_backend_predicts_the_same_bits():
+    m = model()
+    X, _ = make_data("softmax_cross_entropy", n=10, n_features=m.input_dim)
+    np.testing.assert_array_equal(m.copy_as("float32", "numpy").predict_proba(X),
+                                  m.predict_proba(X))
+
+
+def test_copy_as_copies_a_multitask_with_its_heads():
+    m = MultiTask([Dense(6, "relu")], {"a": [Dense(3)], "b": [Dense(1)]},
+                  {"a": "softmax_cross_entropy", "b": "mse"}, input_dim=4, backend="numpy")
+    c = m.copy_as(np.float64, "numpy")
+    assert type(c) is MultiTask and c.dtype == np.float64
+    for copied, original in zip(c.get_weights(), m.get_weights()):
+        np.testing.assert_array_equal(copied, original.astype(np.float64))
+    X = np.random.default_rng(1).normal(size=(5, 4))
+    same = m.copy_as("float32", "numpy").predict(X)
+    for head, values in m.predict(X).items():
+        np.testing.assert_array_equal(same[head], values)
+
+
+def test_training_loss_is_loss_and_grads_loss_without_the_gradient():
+    m = Sequential([Dense(8, "tanh"), BatchNorm(), Dense(3)], input_dim=4, backend="numpy",
+                   dtype="float64", seed=2)
+    X, Y = m.prepare_data(*make_data("softmax_cross_entropy", n=12, n_features=4))
+    weights = np.linspace(0.5, 2.0, len(X))
+    for w in (None, weights):
+        loss = m.training_loss(X, Y, w)
+        assert not m.flat_grads.any()                 # no backward pass
+        assert loss == m.loss_and_grad(X, Y, w)[0]
+        m.flat_grads[...] = 0
 
 
 def test_biases_start_at_zero_and_initializers_follow_activations():

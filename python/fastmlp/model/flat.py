@@ -3,6 +3,7 @@ the weights' views, locks and writes, get/set_weights, the fit loop's protocol m
 common to both, the model file and checkpoint methods) and the summary table."""
 from __future__ import annotations
 
+import copy
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ import numpy as np
 
 from .._keywords import suggest_keywords
 from .._memory import check_memory
-from .._validation import as_shaped, check_int
+from .._validation import as_shaped, check_dtype, check_int
+from ..backends import get_backend
 from ..backends.base import WeightsLock
 from ..nn.layers import Layer
 from ..optim.optimizers import Optimizer
@@ -141,6 +143,31 @@ class FlatParameters:
                 if kept:
                     layer.set_state(kept)
             offset += size
+        self._set_params_writeable(False)
+
+    def copy_as(self, dtype, backend) -> "FlatParameters":
+        """An independent copy of this model (``copy.deepcopy``) in ``dtype`` on
+        ``backend`` (a name or a Backend): the same weights and layer state converted to
+        ``dtype``, the same seed and training-step counter, zero gradients.
+        (:func:`fastmlp.gradient_check` checks a float64 copy on the NumPy backend.)"""
+        clone = copy.deepcopy(self)
+        clone.dtype, clone.backend = check_dtype(dtype), get_backend(backend)
+        clone._rebind(self._params.astype(clone.dtype))
+        return clone
+
+    def _rebind(self, params: np.ndarray) -> None:
+        """Bind every layer to ``params`` (a new flat buffer of the model's dtype) and new
+        zero gradients, its state converted to the dtype; then lock the views."""
+        self._params, self._grads = params, np.zeros_like(params)
+        offset = 0
+        for layer in self.layers:
+            size = layer.count_params()
+            state = [np.array(s, dtype=self.dtype) for s in layer.get_state()]
+            layer.bind(params[offset:offset + size], self._grads[offset:offset + size])
+            if state:
+                layer.set_state(state)
+            offset += size
+        self.__dict__.pop("_param_views", None)     # found again for the new views
         self._set_params_writeable(False)
 
     # ----------------------------------------------------------- other threads

@@ -166,6 +166,14 @@ class Sequential(FlatParameters):
             out = layer.forward(self.backend, out, layer._cache, True)
         return out
 
+    def training_loss(self, X: np.ndarray, Y: np.ndarray,
+                      weights: Optional[np.ndarray] = None) -> float:
+        """The summed (weighted) loss of :meth:`loss_and_grad`'s training-mode forward,
+        without the backward pass: no gradient is written (a training forward still moves
+        BatchNorm's running averages). X and Y as :meth:`prepare_data` gives them."""
+        logits = self._forward_train(X)
+        return self.backend.loss(self._loss.kernel, logits, Y, None, 1.0, weights=weights)
+
     def loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
                        weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Forward through the training caches, the summed loss, and (if it is finite)

@@ -25,7 +25,6 @@ bug.) A wrong backward pass changes none of the cost evaluations, so it stays a 
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -37,8 +36,6 @@ import numpy as np
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_positive_float, check_sample_weight, check_seed
 from ..backends.numpy import NumPyBackend
-from ..nn.layers import Workspace
-from ..nn.losses import get_loss
 from ..train.progress import check_verbose, shows, tqdm_on_terminal
 
 OK = 1e-7        # at or below: the gradient is right, whatever the rounding estimate
@@ -108,32 +105,6 @@ class GradientCheckReport:
         return "\n".join(lines)
 
 
-def _float64_copy(model):
-    """A copy of ``model`` in float64 on the NumPy backend with the same parameters,
-    state and step counter. (The model protocol, train/protocol.py, has no copy in
-    another dtype: the copy sets the flat buffers and caches behind flat_params and
-    flat_grads itself.)"""
-    clone = copy.copy(model)
-    clone.layers = tuple(copy.deepcopy(layer) for layer in model.layers)
-    clone.dtype = np.dtype(np.float64)
-    clone.backend = NumPyBackend()
-    params = model.flat_params.astype(np.float64)    # writeable: the check moves it
-    grads = np.zeros_like(params)
-    clone._train_cache = Workspace()
-    clone._params, clone._grads = params, grads
-    offset = 0
-    for layer, original in zip(clone.layers, model.layers):
-        size = layer.count_params()
-        state = [np.array(s, dtype=np.float64) for s in original.get_state()]
-        layer.bind(params[offset:offset + size], grads[offset:offset + size])
-        if state:
-            layer.set_state(state)
-        layer._cache = Workspace()
-        offset += size
-    clone.__dict__.pop("_param_views", None)     # the copy's layers view its own buffer
-    return clone
-
-
 @suggest_keywords
 def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
                    max_params: Optional[int] = None, seed: int = 0,
@@ -153,7 +124,7 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     max_params = None if max_params is None else check_int(max_params, "max_params")
     seed = check_seed(seed)
     show = shows(check_verbose(verbose))
-    clone = _float64_copy(model)
+    clone = model.copy_as(np.float64, NumPyBackend())
     X, Y = clone.prepare_data(X, y)
     weights = None if sample_weight is None else check_sample_weight(
         sample_weight, len(X), clone.dtype)
@@ -165,15 +136,9 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
             if state:
                 layer.set_state(state)
 
-    kernel = get_loss(clone.loss).kernel
-
     def cost() -> float:          # loss_and_grad without its backward pass
-        logits = clone._forward_train(X)
-        if weights is None:
-            data = clone.backend.loss(kernel, logits, Y, None, 1.0) / n
-        else:
-            data = clone.backend.loss(kernel, logits, Y, None, 1.0,
-                                      weights=weights) / float(weights.sum())
+        data = clone.training_loss(X, Y, weights)
+        data /= n if weights is None else float(weights.sum())
         restore_state()
         return data + clone.penalty(n, n, add_gradient=False)
 
@@ -186,7 +151,8 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     if max_params is not None and max_params < params.size:
         rng = np.random.default_rng(seed)
         coordinates = np.sort(rng.choice(params.size, max_params, replace=False))
-    numeric, second = _differences(params, coordinates, cost, eps, show)
+    with clone.writing_params():     # the check moves the copy's parameters
+        numeric, second = _differences(params, coordinates, cost, eps, show)
     return _report(clone, coordinates, numeric, analytic, second, eps)
 
 
