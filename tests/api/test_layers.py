@@ -276,3 +276,13 @@ def test_toolbox_inference_is_thread_safe_and_leaves_training_state(backend_name
     for before, after in zip(state, m.get_weights()):
         np.testing.assert_array_equal(before, after)
     np.testing.assert_array_equal(m.layers[3]._mask, mask)
+
+
+def test_training_forwards_compute_in_the_layers_own_workspace():
+    m = Sequential([Dense(3, "tanh"), Dense(2)], input_dim=4, backend="numpy", seed=0)
+    X, Y = m.prepare_data(*make_data("softmax_cross_entropy", n=5, n_features=4, k=2))
+    workspaces = [layer.training_workspace for layer in m.layers]
+    assert all(isinstance(w, Workspace) for w in workspaces) and workspaces[0] is not workspaces[1]
+    _, logits = m.loss_and_grad(X, Y)
+    assert logits is workspaces[1].get("z", (5, 2), np.float32)   # the last layer's result
+    assert m.layers[0].training_workspace is workspaces[0]

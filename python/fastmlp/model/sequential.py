@@ -163,7 +163,7 @@ class Sequential(FlatParameters):
         out = X
         for layer in self.layers:
             layer.step = self._step
-            out = layer.forward(self.backend, out, layer._cache, True)
+            out = layer.forward(self.backend, out, layer.training_workspace, True)
         return out
 
     def training_loss(self, X: np.ndarray, Y: np.ndarray,
@@ -228,7 +228,7 @@ class Sequential(FlatParameters):
     def _predictor(self):
         """The fused inference path (:func:`fastmlp.train.fused.predictor`) or None: models of
         the built-in layers on the native backend, unless the fused switch is off."""
-        return _fused.predictor(self) if _training._FUSED else None
+        return _fused.predictor(self) if _training.fused_enabled() else None
 
     def _chunk_logits(self, X: np.ndarray,
                       batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:

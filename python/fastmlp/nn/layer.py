@@ -97,6 +97,12 @@ class Layer:
         self.step = 0
         self._cache = Workspace()
 
+    @property
+    def training_workspace(self) -> Workspace:
+        """The layer's own workspace, the one the model's training forwards pass it (what
+        the forward keeps for the backward lives there)."""
+        return self._cache
+
     # -- construction
     def build(self, input_dim: int) -> int:
         """Record the input width; return the output width (the same, by default)."""

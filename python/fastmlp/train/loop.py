@@ -47,9 +47,16 @@ def check_epochs(epochs) -> int:
     return epochs
 
 
-# fit takes the fused path (fused.py) whenever the model, optimizer and backend allow it;
-# tests set this to False to run the per-op loop, the reference, on the native backend.
+# fit and predict take the fused paths (fused.py) whenever the model, optimizer and backend
+# allow them; tests set this to False to run the per-op paths, the reference, on the native
+# backend.
 _FUSED = True
+
+
+def fused_enabled() -> bool:
+    """Whether fit and predict take the fused paths where a model allows them (the switch
+    tests turn off, ``_FUSED``)."""
+    return _FUSED
 
 
 # ------------------------------------------------------------------------ the fit
