@@ -20,6 +20,11 @@ def built(layer):
     return layer
 
 
+def test_the_plan_tests_build_every_built_in_layer():
+    """A layer added to LAYERS gets its plan checked here: add it to BUILT."""
+    assert {type(make()) for make in BUILT} == set(LAYERS.values())
+
+
 @pytest.mark.parametrize("make", BUILT, ids=IDS)
 def test_each_plan_uses_the_op_table_over_its_declared_buffers(make):
     plan = built(make()).plan()
@@ -73,7 +78,7 @@ def test_the_per_op_path_makes_the_plans_calls_in_order():
     rec = Recording(m.backend)
     x = np.random.default_rng(0).normal(size=(6, 5))
     for layer in m.layers:
-        x = layer.forward(rec, x, layer._cache, True)
+        x = layer.forward(rec, x, layer.training_workspace, True)
     assert rec.calls == ["gemm_bias_act", "gemm_bias_act", "maxout_forward", "gemm_bias_act"]
     rec.calls.clear()
     m.layers[1].backward(rec, np.ones((6, 3)), need_dx=False)
