@@ -83,3 +83,16 @@ def test_the_per_op_path_makes_the_plans_calls_in_order():
     rec.calls.clear()
     m.layers[1].backward(rec, np.ones((6, 3)), need_dx=False)
     assert rec.calls == ["maxout_backward", "gemm", "col_sum"]
+
+
+def test_the_built_plan_is_reused_and_follows_a_changed_setting():
+    """Each step runs the plan built once; swapping the activation of a built layer (or
+    a setting it reads) builds it again, so the per-op path computes the new function."""
+    model = Sequential([Dense(3, "relu"), Dense(2)], input_dim=4, backend="numpy", seed=0)
+    layer = model.layers[0]
+    assert layer.built_plan() is layer.built_plan()
+    X = np.linspace(-2, 2, 12).reshape(3, 4)
+    relu = model.predict_proba(X)
+    layer.activation = "tanh"
+    assert layer.built_plan().forward[0].constants[0] == "tanh"
+    assert not np.array_equal(model.predict_proba(X), relu)

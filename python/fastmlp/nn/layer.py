@@ -173,9 +173,25 @@ class PlannedLayer(Layer):
     The built-in layers' base; a subclass states ``plan()``."""
 
     _arrays: Optional[plans.Arrays] = None     # the last training forward's buffers
+    #: what a plan reads besides the built sizes: a change builds the plan again (the
+    #: activation may be swapped on a built model; the fused predictor's key has it too)
+    PLAN_SETTINGS = ("activation", "param", "rate", "momentum", "eps")
 
     def plan(self) -> Plan:
         raise NotImplementedError
+
+    def built_plan(self) -> Plan:
+        """:meth:`plan`, built once per input width and settings (every step runs it:
+        building it each time cost as much as the step's small products)."""
+        return self._plan_and_buffers()[0]
+
+    def _plan_and_buffers(self) -> Tuple[Plan, Dict[str, plans.Buffer]]:
+        key = (self.input_dim,) + tuple(getattr(self, s, None) for s in self.PLAN_SETTINGS)
+        cached = self.__dict__.get("_built_plan")
+        if cached is None or cached[0] != key:
+            plan = self.plan()
+            cached = self.__dict__["_built_plan"] = (key, plan, {b.name: b for b in plan.buffers})
+        return cached[1], cached[2]
 
     def _context(self) -> plans.Context:
         return plans.Context(self.seed, self.index, self.step)
@@ -184,8 +200,8 @@ class PlannedLayer(Layer):
                 training: bool = False) -> np.ndarray:
         """The plan's training or inference ops over x and the workspace's arrays; returns
         the result. A training forward keeps its buffers for the backward."""
-        plan = self.plan()
-        arrays = plans.Arrays(self, plan, workspace, len(x), x.dtype)
+        plan, buffers = self._plan_and_buffers()
+        arrays = plans.Arrays(self, buffers, workspace, len(x), x.dtype)
         arrays.bind("x", x)
         ops, result = ((plan.forward, plan.forward_result) if training
                        else (plan.inference, plan.inference_result))
@@ -198,10 +214,10 @@ class PlannedLayer(Layer):
         """The plan's backward ops from dy (the dx-only ones only with ``need_dx``)."""
         arrays = self._arrays
         arrays.bind("dy", dy)
-        plans.run(self.plan().backward, arrays, backend, self._context(), need_dx)
+        plans.run(self.built_plan().backward, arrays, backend, self._context(), need_dx)
         return arrays["dx"] if need_dx else None
 
     def penalized(self) -> List[Tuple[np.ndarray, np.ndarray]]:
-        plan = self.plan()
+        plan = self.built_plan()
         return [(getattr(self, plan.buffer(w).attr).reshape(-1),
                  getattr(self, plan.buffer(dw).attr).reshape(-1)) for w, dw in plan.penalized]

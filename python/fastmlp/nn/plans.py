@@ -113,7 +113,7 @@ def plan_of(layer) -> Optional[Plan]:
     """The layer's plan when its own class states one (a subclass that does not restate it
     may compute otherwise: it runs its forward and backward on the per-op path), else
     None."""
-    return layer.plan() if "plan" in type(layer).__dict__ else None
+    return layer.built_plan() if "plan" in type(layer).__dict__ else None
 
 
 class Arrays:
@@ -121,8 +121,8 @@ class Arrays:
     parameters, state and constants from the layer's attributes, caches from the
     workspace at the call's row count (resolved when an op first asks)."""
 
-    def __init__(self, layer, plan: Plan, workspace, rows: int, dtype):
-        self._layer, self._plan, self._workspace = layer, plan, workspace
+    def __init__(self, layer, buffers: Dict[str, Buffer], workspace, rows: int, dtype):
+        self._layer, self._buffers, self._workspace = layer, buffers, workspace
         self.rows, self._dtype = rows, dtype
         self._arrays: Dict[str, np.ndarray] = {}
 
@@ -132,7 +132,7 @@ class Arrays:
     def __getitem__(self, name: str) -> np.ndarray:
         array = self._arrays.get(name)
         if array is None:
-            buffer = self._plan.buffer(name)
+            buffer = self._buffers[name]
             if buffer.role == "cache":
                 dtype = np.int32 if buffer.dtype == "int32" else self._dtype
                 array = self._workspace.get(name, buffer.sized(self.rows), dtype)
