@@ -93,3 +93,18 @@ def test_report_is_frozen_and_readable():
     assert fastmlp.tools.gradcheck.verdict(1e-3) == "suspect"
     assert fastmlp.tools.gradcheck.verdict(1.1e-3) == "bug"
     assert fastmlp.tools.gradcheck.verdict(float("nan")) == "bug"
+
+
+@pytest.mark.parametrize("model", [object(), "model"])
+def test_gradient_check_names_what_it_checks(model):
+    with pytest.raises(TypeError, match="gradient_check checks a fastmlp.Sequential; got"):
+        gradient_check(model, np.zeros((2, 3)), np.zeros(2, int))
+
+
+def test_gradient_check_refuses_a_multitask_with_the_way_to_check_it():
+    from fastmlp import MultiTask
+    model = MultiTask([Dense(3, "relu")], {"a": [Dense(2)], "b": [Dense(1)]},
+                      losses={"a": "softmax_cross_entropy", "b": "mse"}, input_dim=4,
+                      backend="numpy", seed=0)
+    with pytest.raises(TypeError, match="MultiTask's heads share its trunk"):
+        gradient_check(model, np.zeros((2, 4)), {"a": [0, 1], "b": [0.0, 1.0]})

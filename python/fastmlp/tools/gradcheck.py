@@ -36,6 +36,7 @@ import numpy as np
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_positive_float, check_sample_weight, check_seed
 from ..backends.numpy import NumPyBackend
+from ..model.sequential import Sequential
 from ..train.progress import check_verbose, shows, tqdm_on_terminal
 
 OK = 1e-7        # at or below: the gradient is right, whatever the rounding estimate
@@ -120,6 +121,10 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     When on, a check estimated (from the time of one cost evaluation) to take over
     LONG_CHECK_S seconds prints its estimate first, and a tqdm bar (when installed, on a
     terminal) or a line every few seconds shows the progress, on stderr."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"gradient_check checks a fastmlp.Sequential; got "
+                        f"{type(model).__name__} (a MultiTask's heads share its trunk: check "
+                        f"each head's path as a Sequential)")
     eps = check_positive_float(eps, "eps")
     max_params = None if max_params is None else check_int(max_params, "max_params")
     seed = check_seed(seed)
