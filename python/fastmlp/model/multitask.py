@@ -30,6 +30,7 @@ from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, check_classes, get_loss
 from ..nn.metrics import PassTotals
 from ..nn.regularizers import check_regularizer
+from ..train import fused as _fused
 from ..train import loop as _loop
 from ..train.history import History
 from . import modelfile
@@ -257,9 +258,14 @@ class MultiTask(FlatParameters):
         """Running totals of a pass over training data, per head."""
         return HeadTotals(self._loss_of, self.loss_weights)
 
-    def fused_program(self) -> None:
-        """None: the fused trainer runs one chain of layers, so fit takes the per-op loop."""
-        return None
+    def fused_program(self) -> Optional[dict]:
+        """The trunk's and heads' plans compiled for the fused trainer with one loss head
+        per head, or None when a layer or regularizer runs only on the per-op path
+        (:func:`fastmlp.train.fused.multitask_program`)."""
+        heads = [(name, layers, self.losses[name], self.loss_weights[name])
+                 for name, layers in self.heads.items()]
+        return _fused.multitask_program(self.trunk, heads, self._regularizer_of,
+                                        self.input_dim)
 
     @suggest_keywords
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
