@@ -81,13 +81,14 @@ def assert_same_training(a, b):
     assert a.shuffle_rng.bit_generator.state == b.shuffle_rng.bit_generator.state
 
 
-def assert_same_history(h_ref, h):
-    assert list(h.history) == list(h_ref.history)
-    for key, values in h_ref.history.items():
-        if key.endswith("r2"):          # sums in another order: rounding only
-            np.testing.assert_allclose(h.history[key], values, rtol=1e-12, atol=1e-14)
+def assert_same_history(expected: dict, history: dict):
+    """The same keys and values (r2: sums in another order, rounding only)."""
+    assert list(history) == list(expected)
+    for key, values in expected.items():
+        if key.endswith("r2"):
+            np.testing.assert_allclose(history[key], values, rtol=1e-12, atol=1e-14)
         else:
-            assert h.history[key] == values, key
+            assert history[key] == values, key
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -104,7 +105,7 @@ def test_fused_equals_per_op_bitwise(dtype, trunk, optimizer, fused_runs):
     h = fused.fit(X, targets, **fit)
     assert fused_runs
     assert_same_training(ref, fused)
-    assert_same_history(h_ref, h)
+    assert_same_history(h_ref.history, h.history)
     assert {"val_kind_accuracy", "tags_accuracy", "size_r2", "val_loss"} <= set(h.history)
     for name, predicted in ref.predict(val[0]).items():
         np.testing.assert_array_equal(fused.predict(val[0])[name], predicted)
@@ -119,7 +120,7 @@ def test_head_weights_including_zero(weights, fused_runs):
     h = fused.fit(X, targets, **fit)
     assert fused_runs
     assert_same_training(ref, fused)
-    assert_same_history(h_ref, h)
+    assert_same_history(h_ref.history, h.history)
 
 
 def test_the_program_has_a_loss_head_per_head_and_adds_their_gradients_in_order():
@@ -183,12 +184,7 @@ def test_resume_inside_an_epoch_equals_the_uninterrupted_fit(dtype, tmp_path, fu
                           keep_checkpoints=100, resume=True, **fit).history
     assert fused_runs
     assert_same_training(resumed, whole)
-    assert history.keys() == expected.keys()
-    for key, values in expected.items():
-        if key.endswith("r2"):   # the resumed epoch's y sums: around the epoch's shift
-            np.testing.assert_allclose(history[key], values, rtol=1e-12, atol=1e-14)
-        else:
-            assert history[key] == values, key
+    assert_same_history(expected, history)
 
 
 def test_a_per_op_checkpoint_resumes_on_the_fused_path(tmp_path, fused_runs):
@@ -206,9 +202,31 @@ def test_a_per_op_checkpoint_resumes_on_the_fused_path(tmp_path, fused_runs):
                           keep_checkpoints=100, resume=True, **fit).history
     assert fused_runs
     assert_same_training(ref, resumed)
-    for key, values in expected.history.items() if hasattr(expected, "history") \
-            else expected.items():
-        if key.endswith("r2"):
-            np.testing.assert_allclose(history[key], values, rtol=1e-12, atol=1e-14)
-        else:
-            assert history[key] == values, key
+    assert_same_history(expected, history)
+
+
+def test_trainer_creation_checks_the_loss_heads():
+    m = build()
+    with m.writing_params():         # the trainer binds the parameters for writing
+        program = m.fused_program()
+        base = dict(params=m._params, grads=m._grads, m=None, v=None, program=program,
+                    loss=None, optimizer="sgd", batch_size=BATCH)
+        create = m.backend.fused_trainer
+        assert create(**base).new_totals().heads[2].outputs == 2
+
+        def with_head(i, **changes):
+            heads = [dict(h) for h in program["heads"]]
+            heads[i].update(changes)
+            return {**base, "program": {**program, "heads": heads}}
+        with pytest.raises(ValueError, match="loss must be None"):
+            create(**{**base, "loss": "mse"})
+        with pytest.raises(ValueError, match=r"heads\[1\] needs a finite loss weight >= 0"):
+            create(**with_head(1, weight=-1.0))
+        with pytest.raises(ValueError, match=r"heads\[2\] shares its loss gradient"):
+            create(**with_head(2, loss_grad=program["heads"][1]["loss_grad"]))
+        with pytest.raises(ValueError, match=r"heads\[0\] needs a loss_grad buffer"):
+            create(**with_head(0, loss_grad=program["heads"][0]["output"]))
+        with pytest.raises(ValueError, match=r"heads\[0\] has a loss gradient not as wide"):
+            create(**with_head(0, loss_grad=program["heads"][2]["loss_grad"]))
+        with pytest.raises(ValueError, match="needs a loss head"):
+            create(**{**base, "program": {**program, "heads": []}})

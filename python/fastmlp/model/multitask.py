@@ -10,8 +10,9 @@ All parameters, trunk first then each head in ``heads`` order, live in one flat 
 (each layer's arrays are views into it), as in :class:`fastmlp.Sequential`, so one
 optimizer step updates the whole model. fit is :func:`fastmlp.train.loop.fit`, which reads
 the model through its protocol (:class:`fastmlp.train.protocol.TrainableModel`): the
-per-op loop on either backend (``fused_program`` is None: the fused trainer runs one
-chain), with rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
+fused C++ path where it applies (``fused_program``: one program with a loss head per
+head, :func:`fastmlp.train.fused.multitask_program`), else the per-op loop, with
+rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
 and ``to_torch`` are :class:`fastmlp.model.flat.FlatParameters`'.
 """
 from __future__ import annotations
@@ -284,7 +285,8 @@ class MultiTask(FlatParameters):
         "penalty", "<head>_loss" (the head's mean loss, unweighted), "<head>_accuracy" or
         "<head>_r2", the "val_" versions of "loss" and the head keys with
         ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
-        Sample and class weights are not supported; training runs the per-op loop.
+        Sample and class weights are not supported. A model of built-in layers on the
+        native backend trains on the fused path, bit for bit as on the per-op loop.
         """
         return _loop.fit(self, X, targets, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,

@@ -7,7 +7,8 @@ fit hands each epoch to one GIL-released C++ call: the gather of the shuffled ba
 forward, loss, backward, penalty, finite checks and the optimizer update of every step
 run over workspaces allocated once per fit, on the model's flat parameter and gradient
 buffers and the optimizer's flat state. The layers reach C++ as their plans compiled into
-one program (flat buffers and op records, :func:`training_program`; docs/plans.md), so it
+one program (flat buffers and op records, :func:`training_program`; a MultiTask's trunk
+and heads with a loss head each, :func:`multitask_program`; docs/plans.md), so it
 makes the same kernel calls in the same order with the same arguments as the per-op loop,
 which runs the same plans through the Backend: the parameters are the same bit for bit; the per-op loop remains the reference and the path for every other model
 (custom layers, optimizers or regularizers, the NumPy backend).
