@@ -39,13 +39,13 @@ constexpr const char* kOptimizerNames[] = {"sgd", "momentum", "nesterov", "adagr
 enum class OpCode : int {
     gemm_bias_act, act_backward, gemm_weight_grad, col_sum, gemm_input_grad, maxout_forward,
     maxout_backward, dropout_forward, mul, batchnorm_forward_train, batchnorm_running_update,
-    batchnorm_forward_infer, batchnorm_backward, scale_columns, regularize
+    batchnorm_forward_infer, batchnorm_backward, scale_columns, add_to, regularize
 };
 constexpr const char* kOpCodeNames[] = {
     "gemm_bias_act",   "act_backward",   "gemm_weight_grad",        "col_sum",
     "gemm_input_grad", "maxout_forward", "maxout_backward",         "dropout_forward",
     "mul",             "batchnorm_forward_train", "batchnorm_running_update",
-    "batchnorm_forward_infer", "batchnorm_backward", "scale_columns", "regularize"};
+    "batchnorm_forward_infer", "batchnorm_backward", "scale_columns", "add_to", "regularize"};
 
 template <auto Last, std::size_t N>
 constexpr bool names_every(const char* const (&)[N]) { return N == std::size_t(Last) + 1; }

@@ -6,12 +6,14 @@
 // SigintWatch (train/interrupt.hpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../ops.hpp"
 #include "../train/interrupt.hpp"
@@ -34,6 +36,7 @@ using train::EpochData;
 using train::BufferRole;
 using train::OpRecord;
 using train::Program;
+using train::HeadTotals;
 using train::Totals;
 using train::TrainerSpec;
 using train::WeightsLock;
@@ -180,11 +183,37 @@ Program<T> program_of(const ProgramArrays& arrays, const py::object& obj) {
     if (arrays.grads) {
         p.backward = op_records(arrays.who, d["backward"].cast<py::dict>(), "backward");
         p.penalty = op_records(arrays.who, d["penalty"].cast<py::dict>(), "penalty");
-        p.loss_grad = d["loss_grad"].cast<int>();
     }
     p.input = d["input"].cast<int>();
     p.output = d["output"].cast<int>();
     return p;
+}
+
+// A training program's loss heads: the dict's "heads" (a list of dicts: "loss" (a name),
+// "output" and "loss_grad" (buffer ids), "weight"), or without it one head of `loss`
+// (None when the program lists its heads) over "output" and "loss_grad", weight 1.
+std::vector<train::LossHead> loss_heads(const char* who, const py::dict& d, const py::object& loss) {
+    std::vector<train::LossHead> heads;
+    if (!d.contains("heads")) {
+        if (loss.is_none()) fail_value(who, "loss is needed for a program without heads");
+        train::LossHead head;
+        head.loss = loss_of(who, loss.cast<std::string>());
+        head.output = d["output"].cast<int>();
+        head.loss_grad = d["loss_grad"].cast<int>();
+        heads.push_back(head);
+        return heads;
+    }
+    if (!loss.is_none()) fail_value(who, "the program lists its heads' losses: loss must be None");
+    for (const py::handle item : d["heads"].cast<py::list>()) {
+        const py::dict h = item.cast<py::dict>();
+        train::LossHead head;
+        head.loss = loss_of(who, h["loss"].cast<std::string>());
+        head.output = h["output"].cast<int>();
+        head.loss_grad = h["loss_grad"].cast<int>();
+        head.weight = h["weight"].cast<double>();
+        heads.push_back(head);
+    }
+    return heads;
 }
 
 // The flat buffers and, per dtype, the trainer bound to them. The arrays are kept alive
@@ -192,13 +221,12 @@ Program<T> program_of(const ProgramArrays& arrays, const py::object& obj) {
 class PyTrainer {
 public:
     PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::object program,
-              const std::string& loss, const std::string& optimizer, index batch, double b1, double b2,
+              py::object loss, const std::string& optimizer, index batch, double b1, double b2,
               double eps, double weight_decay, py::object clipnorm, py::object lock)
         : params_(std::move(params)), grads_(std::move(grads)) {
         with_dtype(params_, kK, "params", [&](auto tag) {
             using T = decltype(tag);
             TrainerSpec<T> spec;
-            spec.loss = loss_of(kK, loss);
             spec.optimizer.kind = optimizer_of(kK, optimizer);
             spec.optimizer.b1 = b1;
             spec.optimizer.b2 = b2;
@@ -220,21 +248,24 @@ public:
             buf.v = state<T>(v, uses_v(spec.optimizer.kind), v_, "v");
             if (buf.m && buf.v) no_overlap(kK, m_, "m", v_, "v");
             spec.program = program_of<T>(ProgramArrays{kK, params_, &grads_, keep_}, program);
+            spec.program.heads = loss_heads(kK, program.cast<py::dict>(), loss);
             try {
                 auto trainer = std::make_unique<train::Trainer<T>>(std::move(spec), std::move(buf),
                                                                    lock_or_new(lock));
+                const Program<T>& compiled = trainer->spec().program;
+                for (const train::LossHead& h : compiled.heads) head_outputs_.push_back(compiled.width(h.output));
+                targets_ = compiled.targets();
+                features_ = compiled.features();
                 if constexpr (sizeof(T) == sizeof(float)) f32_ = std::move(trainer); else f64_ = std::move(trainer);
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(e.what());
             }
-            outputs_ = f32_ ? f32_->spec().program.outputs() : f64_->spec().program.outputs();
-            features_ = f32_ ? f32_->spec().program.features() : f64_->spec().program.features();
             batch_ = batch;
         });
     }
 
     index batch_size() const { return batch_; }
-    index outputs() const { return outputs_; }
+    const std::vector<index>& head_outputs() const { return head_outputs_; }
     index steps_per_epoch(index n) const { return n < 1 ? 0 : (n + batch_ - 1) / batch_; }
 
     void run(py::array x, py::array y, py::object w, py::array order, index step_begin, index step_end,
@@ -276,9 +307,9 @@ private:
         d.y = input<T>(y, k, "Y", 2);
         d.n = x.shape(0);
         if (d.n < 1) fail_value(k, "X must have at least one row");
-        if (x.shape(1) != features_ || y.shape(0) != d.n || y.shape(1) != outputs_)
+        if (x.shape(1) != features_ || y.shape(0) != d.n || y.shape(1) != targets_)
             fail_value(k, "shape mismatch: X is " + shape_of(x) + ", Y is " + shape_of(y) + " (expected (n, " +
-                              std::to_string(features_) + ") and (n, " + std::to_string(outputs_) + "))");
+                              std::to_string(features_) + ") and (n, " + std::to_string(targets_) + "))");
         py::array w;
         if (!wobj.is_none()) {
             if (!py::isinstance<py::array>(wobj)) throw py::type_error("Trainer.run: W must be a numpy array or None");
@@ -300,9 +331,9 @@ private:
             fail_value(k, "lrs has shape " + shape_of(lrs) + ", expected one rate per step (" +
                               std::to_string(step_end - step_begin) + ",)");
         if (t0 < 1) fail_value(k, "t0 must be >= 1, got " + std::to_string(t0));
-        if (totals.outputs != outputs_)
-            fail_value(k, "totals are for " + std::to_string(totals.outputs) + " outputs, the model has " +
-                              std::to_string(outputs_));
+        bool same = totals.heads.size() == head_outputs_.size();
+        for (std::size_t h = 0; same && h < head_outputs_.size(); ++h) same = totals.heads[h].outputs == head_outputs_[h];
+        if (!same) fail_value(k, "totals are not for this trainer's heads: make them with new_totals()");
         written_disjoint(x, "X");
         written_disjoint(y, "Y");
         written_disjoint(order, "order");
@@ -315,7 +346,8 @@ private:
     py::list keep_;                           // the program's state and constant arrays
     std::unique_ptr<train::Trainer<float>> f32_;
     std::unique_ptr<train::Trainer<double>> f64_;
-    index batch_ = 0, outputs_ = 0, features_ = 0;
+    std::vector<index> head_outputs_;          // each loss head's width
+    index batch_ = 0, targets_ = 0, features_ = 0;
 };
 
 // fastmlp._core.Predictor: the fused inference path (train/predictor.hpp) over a model's
@@ -411,20 +443,31 @@ py::array_t<double> vector_copy(const std::vector<double>& v) { return py::array
 
 void register_train(py::module_& m) {
     using py::arg;
+    py::class_<HeadTotals>(m, "HeadTotals", "One loss head's running totals in a TrainTotals")
+        .def_readonly("outputs", &HeadTotals::outputs)
+        .def_readonly("loss_sum", &HeadTotals::loss_sum)
+        .def_readonly("correct", &HeadTotals::correct)
+        .def_readonly("count", &HeadTotals::count)
+        .def_property_readonly("sse", [](const HeadTotals& t) { return vector_copy(t.sse); })
+        .def_property_readonly("sum", [](const HeadTotals& t) { return vector_copy(t.sum); })
+        .def_property_readonly("sum_sq", [](const HeadTotals& t) { return vector_copy(t.sum_sq); });
+
+    // loss_sum, correct, count: the one head's, of a trainer with a single loss head.
+    auto one_head = [](const Totals& t) -> const HeadTotals& {
+        if (t.heads.size() != 1) throw py::value_error("TrainTotals: several loss heads: read heads[i]");
+        return t.heads[0];
+    };
     py::class_<Totals>(m, "TrainTotals",
                        "Running totals of a fused training run's completed steps (train/trainer.hpp)")
-        .def(py::init<index>(), arg("outputs"))
+        .def(py::init<const std::vector<index>&>(), arg("head_outputs"))
         .def("reset", &Totals::reset)
-        .def_readonly("outputs", &Totals::outputs)
+        .def_readonly("heads", &Totals::heads)
         .def_readonly("steps", &Totals::steps)
-        .def_readonly("loss_sum", &Totals::loss_sum)
+        .def_property_readonly("loss_sum", [one_head](const Totals& t) { return one_head(t).loss_sum; })
+        .def_property_readonly("correct", [one_head](const Totals& t) { return one_head(t).correct; })
+        .def_property_readonly("count", [one_head](const Totals& t) { return one_head(t).count; })
         .def_readonly("weight_sum", &Totals::weight_sum)
         .def_readonly("penalty_sum", &Totals::penalty_sum)
-        .def_readonly("correct", &Totals::correct)
-        .def_readonly("count", &Totals::count)
-        .def_property_readonly("sse", [](const Totals& t) { return vector_copy(t.sse); })
-        .def_property_readonly("sum", [](const Totals& t) { return vector_copy(t.sum); })
-        .def_property_readonly("sum_sq", [](const Totals& t) { return vector_copy(t.sum_sq); })
         .def_readonly("diverged_step", &Totals::diverged_step)
         .def_property_readonly("diverged", [](const Totals& t) -> py::object {
             if (t.diverged == Divergence::loss) return py::str("loss");
@@ -449,13 +492,13 @@ void register_train(py::module_& m) {
         .def("close", &PyWatch::close);
 
     py::class_<PyTrainer>(m, "Trainer", "The fused training path over a model's flat buffers (train/trainer.hpp)")
-        .def(py::init<py::array, py::array, py::object, py::object, py::object, const std::string&,
+        .def(py::init<py::array, py::array, py::object, py::object, py::object, py::object,
                       const std::string&, index, double, double, double, double, py::object, py::object>(),
              arg("params").noconvert(), arg("grads").noconvert(), arg("m"), arg("v"), arg("program"), arg("loss"),
              arg("optimizer"), arg("batch_size"), arg("b1") = 0.0, arg("b2") = 0.0, arg("eps") = 0.0,
              arg("weight_decay") = 0.0, arg("clipnorm") = py::none(), arg("lock") = py::none())
         .def_property_readonly("batch_size", &PyTrainer::batch_size)
-        .def_property_readonly("outputs", &PyTrainer::outputs)
+        .def_property_readonly("head_outputs", &PyTrainer::head_outputs)
         .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))
         .def("run", &PyTrainer::run, arg("X").noconvert(), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),

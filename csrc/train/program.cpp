@@ -3,6 +3,7 @@
 #include "program.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "../ops.hpp"
@@ -31,6 +32,7 @@ constexpr Signature kSignatures[] = {
     {5, 1, -1},  // batchnorm_forward_infer  x, gamma, beta, mean, var -> y
     {4, 3, -1},  // batchnorm_backward       dy, xhat, gamma, inv_std -> dx, dgamma, dbeta
     {2, 1, -1},  // scale_columns            x, scale -> y
+    {1, 1, -1},  // add_to                   x -> y (added to)
     {1, 1, -1},  // regularize               w -> dw (added to)
 };
 static_assert(sizeof kSignatures / sizeof kSignatures[0] == sizeof kOpCodeNames / sizeof kOpCodeNames[0],
@@ -114,6 +116,7 @@ struct OpChecker {
                 same(whole(1), n), same(whole(2), n), same(rowwise(3), n), same(rowwise(4), n);
                 same(whole(5), n), same(whole(6), n);
                 return;
+            case OpCode::add_to: n = rowwise(0), same(rowwise(1), n); return;
             case OpCode::batchnorm_running_update:
             case OpCode::regularize:
                 n = whole(0);
@@ -182,6 +185,32 @@ void check_buffer(const Program<T>& p, std::size_t i, index n_params, bool train
             fail("lies outside the " + std::to_string(n_params) + " parameters");
 }
 
+// A training program's loss heads: outputs of the dtype, each with its own loss_grad
+// buffer as wide, weights >= 0; sets each head's target offset.
+template <class T>
+void check_heads(Program<T>& p, const std::string& who) {
+    if (p.heads.empty()) throw std::invalid_argument(who + ": a training program needs a loss head");
+    const int n = int(p.buffers.size());
+    index offset = 0;
+    for (std::size_t h = 0; h < p.heads.size(); ++h) {
+        LossHead& head = p.heads[h];
+        auto fail = [&](const std::string& what) {
+            throw std::invalid_argument(who + ": heads[" + std::to_string(h) + "] " + what);
+        };
+        for (const int id : {head.output, head.loss_grad})
+            if (id < 0 || id >= n || !p.buffers[std::size_t(id)].per_row || p.buffers[std::size_t(id)].int32)
+                fail("needs an output and a loss gradient: per-row buffers of the dtype");
+        if (p.buffers[std::size_t(head.loss_grad)].role != BufferRole::loss_grad)
+            fail("needs a loss_grad buffer for its gradient");
+        if (p.width(head.loss_grad) != p.width(head.output)) fail("has a loss gradient not as wide as its output");
+        for (std::size_t g = 0; g < h; ++g)
+            if (p.heads[g].loss_grad == head.loss_grad) fail("shares its loss gradient with another head");
+        if (!(head.weight >= 0 && std::isfinite(head.weight))) fail("needs a finite loss weight >= 0");
+        head.offset = offset;
+        offset += p.width(head.output);
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -199,10 +228,8 @@ void check_program(Program<T>& p, index n_params, bool training, const std::stri
         p.buffers[std::size_t(p.output)].int32)
         throw std::invalid_argument(who + ": the output must be a per-row buffer of the dtype");
     if (training) {
-        role_of(p.loss_grad, BufferRole::loss_grad, "loss gradient");
-        if (p.buffers[std::size_t(p.loss_grad)].width != p.outputs())
-            throw std::invalid_argument(who + ": the loss gradient must be as wide as the output");
-    } else if (!p.backward.empty() || !p.penalty.empty() || p.loss_grad != -1) {
+        check_heads(p, who);
+    } else if (!p.backward.empty() || !p.penalty.empty() || !p.heads.empty()) {
         throw std::invalid_argument(who + ": an inference program has a forward only");
     }
     check_ops(p.forward, p, who, "forward");
@@ -279,6 +306,12 @@ void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t ste
             T* y = p[a[2]];
             for (index r = 0; r < rows; ++r)
                 for (index j = 0; j < n; ++j) y[r * n + j] = x[r * n + j] * s[j];
+            return;
+        }
+        case OpCode::add_to: {             // NumPy's y += x: one sum per element
+            const T* x = p[a[0]];
+            T* y = p[a[1]];
+            for (index i = 0; i < rows * n; ++i) y[i] += x[i];
             return;
         }
         case OpCode::regularize:

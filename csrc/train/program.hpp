@@ -2,8 +2,8 @@
 // records compiled from the layers' plans (python/fastmlp/nn/plans.py, compiled by
 // python/fastmlp/train/fused.py; docs/plans.md). No layer appears here: the plans' ops over
 // the model's buffers, in order. A training program has a forward, a backward (without
-// the first layer's dx-only ops) and a penalty (regularize records); an inference
-// program has the forward only.
+// the first layer's dx-only ops) and a penalty (regularize records), and its loss heads;
+// an inference program has the forward only.
 //
 //   buffer role  what it is                                   where it lives
 //   batch        the step's (or chunk's) input rows            the runner's gathered rows
@@ -49,21 +49,42 @@ struct OpRecord {
     index dims[2] = {0, 0};    // the widths the kernels take, set by check_program
 };
 
+// One loss of a training program: its kernel over an output buffer against the step's
+// targets in columns [offset, offset + width) of the target rows, with the loss weight
+// w (scale w / rows, or w / sum of the row weights), its gradient into a loss_grad
+// buffer. A chain has one head of weight 1; MultiTask one per head, in its order.
+struct LossHead {
+    Loss loss = Loss::softmax_cross_entropy;
+    int output = -1, loss_grad = -1;
+    double weight = 1.0;
+    index offset = 0;          // set by check_program: the widths of the heads before
+};
+
 template <class T>
 struct Program {
     std::vector<BufferSpec> buffers;
     std::vector<T*> arrays;    // per buffer: the array of a state or constant buffer, else null
     std::vector<OpRecord> forward, backward, penalty;
-    int input = -1, output = -1, loss_grad = -1;   // loss_grad: -1 for inference
+    std::vector<LossHead> heads;   // training only
+    int input = -1, output = -1;   // output: the inference result (training: the first head's)
 
     index features() const { return buffers[std::size_t(input)].width; }
     index outputs() const { return buffers[std::size_t(output)].width; }
+    index width(int id) const { return buffers[std::size_t(id)].width; }
+    // The targets' width: every head's output width, in order.
+    index targets() const {
+        index k = 0;
+        for (const LossHead& h : heads) k += width(h.output);
+        return k;
+    }
 };
 
 // Checks every buffer (widths >= 1, parameters and gradients inside the n_params buffers,
-// arrays where the role needs one) and op (its buffers' count, roles, types and widths, no
-// output shared with another argument, its constants), and sets each op's dims; throws
-// std::invalid_argument whose message starts with `who`.
+// arrays where the role needs one), the heads (a training program has one or more, each
+// an output of the dtype with a loss_grad buffer as wide, weight >= 0; sets the offsets)
+// and op (its buffers' count, roles, types and widths, no output shared with another
+// argument, its constants), and sets each op's dims; throws std::invalid_argument whose
+// message starts with `who`.
 template <class T>
 void check_program(Program<T>& program, index n_params, bool training, const std::string& who);
 

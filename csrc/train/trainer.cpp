@@ -49,14 +49,21 @@ private:
 
 // ---- Totals ----
 
-Totals::Totals(index k) : outputs(k), shift(k), sse(k), sum(k), sum_sq(k) {}
+HeadTotals::HeadTotals(index k) : outputs(k), shift(k), sse(k), sum(k), sum_sq(k) {}
 
-void Totals::reset() {
-    steps = 0;
-    loss_sum = weight_sum = penalty_sum = 0;
+void HeadTotals::reset() {
+    loss_sum = 0;
     correct = count = 0;
     has_shift = false;
     for (index j = 0; j < outputs; ++j) shift[j] = sse[j] = sum[j] = sum_sq[j] = 0;
+}
+
+Totals::Totals(const std::vector<index>& head_outputs) : heads(head_outputs.begin(), head_outputs.end()) {}
+
+void Totals::reset() {
+    for (HeadTotals& h : heads) h.reset();
+    steps = 0;
+    weight_sum = penalty_sum = 0;
     diverged_step = -1;
     diverged = Divergence::none;
     diverged_value = 0;
@@ -101,12 +108,18 @@ Trainer<T>::Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<Wei
     if (!uses_m(spec_.optimizer.kind)) buf_.m = nullptr;
     if (!uses_v(spec_.optimizer.kind)) buf_.v = nullptr;
     check_program(spec_.program, spec_.params, true, "Trainer");
-    features_ = spec_.program.features();
-    outputs_ = spec_.program.outputs();
-    y_ = Workspace<T>(spec_.batch * outputs_);
+    const Program<T>& p = spec_.program;
+    features_ = p.features();
+    targets_ = p.targets();
+    index widest = 0;
+    for (const LossHead& h : p.heads) {
+        y_.emplace_back(spec_.batch * p.width(h.output));
+        widest = std::max(widest, p.width(h.output));
+    }
+    head_loss_.assign(p.heads.size(), 0.0);
     w_ = Workspace<T>(spec_.batch);
     allocate();
-    scratch_.assign(3 * std::size_t(outputs_), 0.0);
+    scratch_.assign(3 * std::size_t(widest), 0.0);
 }
 
 // Every buffer's address: the batch rows, the loss gradient and the caches in workspaces
@@ -143,25 +156,47 @@ void Trainer<T>::allocate() {
     }
 }
 
+// The step's rows of X into the batch buffer, of each head's target columns into its
+// targets, of the row weights.
 template <class T>
 void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
     const std::int64_t* idx = d.order + start;
-    T* x = bound_.ptr[std::size_t(spec_.program.input)];
-    T* y = y_.data();
-    for (index i = 0; i < rows; ++i) {
-        const index r = index(idx[i]);
-        std::memcpy(x + i * features_, d.x + r * features_, sizeof(T) * features_);
-        std::memcpy(y + i * outputs_, d.y + r * outputs_, sizeof(T) * outputs_);
+    const Program<T>& p = spec_.program;
+    T* x = bound_.ptr[std::size_t(p.input)];
+    for (index i = 0; i < rows; ++i)
+        std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
+    for (std::size_t h = 0; h < p.heads.size(); ++h) {
+        const index k = p.width(p.heads[h].output), offset = p.heads[h].offset;
+        T* y = y_[h].data();
+        for (index i = 0; i < rows; ++i)
+            std::memcpy(y + i * k, d.y + index(idx[i]) * targets_ + offset, sizeof(T) * k);
     }
     if (d.w)
         for (index i = 0; i < rows; ++i) w_.data()[i] = d.w[idx[i]];
 }
 
-// The program's forward (Layer.forward(training=True) of every layer): returns the logits.
+// The program's forward (Layer.forward(training=True) of every layer).
 template <class T>
-const T* Trainer<T>::forward(index rows, std::uint64_t model_step) {
+void Trainer<T>::forward(index rows, std::uint64_t model_step) {
     for (const OpRecord& op : spec_.program.forward) run_op(op, bound_, rows, model_step);
-    return bound_.ptr[std::size_t(spec_.program.output)];
+}
+
+// Every head's loss sum into head_loss_ and its gradient into its loss_grad buffer, with
+// scale w_h / rows, or w_h / weight (0 if weight is 0) with row weights `w` (weight:
+// their sum); returns sum_h w_h * loss sum_h (Sequential._loss_and_grad,
+// MultiTask.loss_and_grad).
+template <class T>
+double Trainer<T>::losses(index rows, const T* w, double weight) {
+    const Program<T>& p = spec_.program;
+    double total = 0.0;
+    for (std::size_t h = 0; h < p.heads.size(); ++h) {
+        const LossHead& head = p.heads[h];
+        const double scale = w ? (weight > 0 ? head.weight / weight : 0.0) : head.weight / double(rows);
+        head_loss_[h] = loss<T>(head.loss, bound_.ptr[std::size_t(head.output)], y_[h].data(),
+                                bound_.ptr[std::size_t(head.loss_grad)], rows, p.width(head.output), T(scale), w);
+        total += head.weight * head_loss_[h];
+    }
+    return total;
 }
 
 // The program's backward (Layer.backward of every layer, last first), from the loss
@@ -186,13 +221,15 @@ double Trainer<T>::penalty(index rows, index n) const {
     return total;
 }
 
-// The metric's running sums (metrics.py, losses.py), from the batch's logits and targets.
+// A head's metric's running sums (metrics.py, losses.py), from its logits and targets.
 template <class T>
-void Trainer<T>::add_metrics(const T* z, index rows, Totals& t) const {
-    const index k = outputs_;
-    const T* y = y_.data();
+void Trainer<T>::add_metrics(std::size_t head, index rows, HeadTotals& t) const {
+    const LossHead& h = spec_.program.heads[head];
+    const index k = t.outputs;
+    const T* z = bound_.ptr[std::size_t(h.output)];
+    const T* y = y_[head].data();
     t.count += rows;
-    switch (spec_.loss) {
+    switch (h.loss) {
         case Loss::softmax_cross_entropy:
             for (index i = 0; i < rows; ++i)
                 t.correct += argmax_row(z + i * k, k) == argmax_row(y + i * k, k);
@@ -240,7 +277,7 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
                      std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
     check_order(data);
     const Running running(running_);
-    const index b = spec_.batch, n = data.n, k = outputs_;
+    const index b = spec_.batch, n = data.n;
     const OptimizerSpec& opt = spec_.optimizer;
     for (index s = step_begin; s < step_end; ++s) {
         if (stop && stop->load(std::memory_order_relaxed)) {
@@ -252,18 +289,16 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
         const index rows = start + b < n ? b : n - start;
         const index i = s - step_begin;
         gather(data, start, rows);
-        const T* logits = forward(rows, model_step0 + std::uint64_t(i));
+        forward(rows, model_step0 + std::uint64_t(i));
 
         // Sequential._loss_and_grad: the weight sum in ascending order in double.
         const T* w = data.w ? w_.data() : nullptr;
-        double weight = double(rows), scale = 1.0 / double(rows);
+        double weight = double(rows);
         if (w) {
             weight = double(w[0]);
             for (index r = 1; r < rows; ++r) weight += double(w[r]);
-            scale = weight > 0 ? 1.0 / weight : 0.0;
         }
-        T* grad = bound_.ptr[std::size_t(spec_.program.loss_grad)];
-        const double loss_sum = loss<T>(spec_.loss, logits, y_.data(), grad, rows, k, T(scale), w);
+        const double loss_sum = losses(rows, w, weight);
         if (!std::isfinite(loss_sum)) {
             totals.diverged_step = s;
             totals.diverged = Divergence::loss;
@@ -290,9 +325,11 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
         }
         // The running totals (the per-op loop's, train/loop.py) from the logits before the update.
         totals.penalty_sum += pen * double(rows);
-        totals.loss_sum += loss_sum;
         totals.weight_sum += weight;
-        add_metrics(logits, rows, totals);
+        for (std::size_t h = 0; h < totals.heads.size(); ++h) {
+            totals.heads[h].loss_sum += head_loss_[h];
+            add_metrics(h, rows, totals.heads[h]);
+        }
 
         const OptimizerHyper h{opt.kind, lrs[i], grad_scale, opt.b1, opt.b2, opt.eps, opt.weight_decay,
                                t0 + i};

@@ -11,9 +11,11 @@
 //
 //   gather    the step's rows of X (the program's batch buffer), Y and the row weights
 //   forward   the program's forward ops, at the model's step counter (Dropout's mask)
-//   loss      scale 1/m, or 1/sum(w) (0 if the sum is 0) with row weights, the weight sum
-//             taken in ascending row order in double, the gradient into the loss_grad
-//             buffer; a non-finite loss sum stops the run before the backward pass
+//   loss      per loss head (program.hpp LossHead), its weight w: scale w/m, or w/sum(w_i)
+//             (0 if the sum is 0) with row weights, the weight sum taken in ascending
+//             row order in double, the gradient into its loss_grad buffer; the step's
+//             loss is sum_h w_h * loss sum_h in double, in head order; a non-finite one
+//             stops the run before the backward pass
 //   backward  the program's backward ops (the first layer's dx-only ops left out)
 //   penalty   the program's regularize ops in order, coefficients lambda / n (or / m for
 //             scale "batch"), each run when either coefficient is nonzero
@@ -48,8 +50,7 @@ struct OptimizerSpec {
 
 template <class T>
 struct TrainerSpec {
-    Program<T> program;
-    Loss loss = Loss::softmax_cross_entropy;
+    Program<T> program;                       // with its loss heads
     OptimizerSpec optimizer;
     index batch = 0;                          // rows per step (the last step may have fewer)
     index params = 0;                         // length of the flat buffers
@@ -69,7 +70,7 @@ struct Buffers {
 template <class T>
 struct EpochData {
     const T* x = nullptr;                     // (n, inputs of the first layer)
-    const T* y = nullptr;                     // (n, outputs of the last layer), dense targets
+    const T* y = nullptr;                     // (n, the heads' widths summed), dense targets
     const T* w = nullptr;                     // (n,) row weights, or null
     const std::int64_t* order = nullptr;      // (n,) row indices in [0, n)
     index n = 0;
@@ -78,23 +79,32 @@ struct EpochData {
 enum class Divergence : int { none = 0, loss = 1, gradient = 2 };
 
 // Running totals of the steps that completed, in the per-op path's definitions
-// (python/fastmlp/metrics.py): the batch losses and penalties summed in step order in
-// double, the weight behind the losses (rows, or the row weights' sums), the metric's
-// sums. For r2, per output j in double: sse_j = sum (z - y)^2, sum_j = sum (y - c_j),
-// sum_sq_j = sum (y - c_j)^2 with c the mean of the first batch added (each batch summed
-// over its rows in ascending order, then added to the total).
-struct Totals {
-    explicit Totals(index outputs = 0);
+// (python/fastmlp/nn/metrics.py): the step losses and penalties summed in step order in
+// double, the weight behind the losses (rows, or the row weights' sums), and per loss
+// head its loss sums and its metric's sums. For r2, per output j in double: sse_j =
+// sum (z - y)^2, sum_j = sum (y - c_j), sum_sq_j = sum (y - c_j)^2 with c the mean of
+// the first batch added (each batch summed over its rows in ascending order, then added
+// to the total).
+struct HeadTotals {
+    explicit HeadTotals(index outputs = 0);
     void reset();
 
     index outputs;
-    long long steps = 0;                      // steps completed (updates applied)
-    double loss_sum = 0, weight_sum = 0, penalty_sum = 0;
+    double loss_sum = 0;                      // the head's unweighted loss sums
     long long correct = 0, count = 0;         // accuracy (classification losses)
     bool has_shift = false;
     std::vector<double> shift, sse, sum, sum_sq;   // r2 (mse), one entry per output
+};
+
+struct Totals {
+    explicit Totals(const std::vector<index>& head_outputs);
+    void reset();
+
+    std::vector<HeadTotals> heads;
+    long long steps = 0;                      // steps completed (updates applied)
+    double weight_sum = 0, penalty_sum = 0;
     // Set when a step stopped the run before its update: its index in the epoch, what
-    // was not finite, that value (the loss sum or the squared gradient norm) and its rows.
+    // was not finite, that value (the step's loss or the squared gradient norm) and its rows.
     long long diverged_step = -1;
     Divergence diverged = Divergence::none;
     double diverged_value = 0;
@@ -147,19 +157,22 @@ private:
     double penalty(index rows, index n) const;
 
     void gather(const EpochData<T>& data, index start, index rows);
-    const T* forward(index rows, std::uint64_t model_step);
+    void forward(index rows, std::uint64_t model_step);
+    double losses(index rows, const T* w, double weight);
     void backward(index rows);
-    void add_metrics(const T* logits, index rows, Totals& totals) const;
+    void add_metrics(std::size_t head, index rows, HeadTotals& totals) const;
 
     TrainerSpec<T> spec_;
     Buffers<T> buf_;
     std::shared_ptr<WeightsLock> lock_;
-    index features_ = 0, outputs_ = 0;
-    Workspace<T> y_, w_;
+    index features_ = 0, targets_ = 0;
+    std::vector<Workspace<T>> y_;                      // per head: its targets of the step
+    std::vector<double> head_loss_;                    // per head: the step's loss sum
+    Workspace<T> w_;
     std::vector<Workspace<T>> caches_;                 // the program's float buffers we own
     std::vector<std::vector<std::int32_t>> int_caches_;  // its int32 caches
     Bound<T> bound_;                                   // every buffer's address
-    mutable std::vector<double> scratch_;     // 3 * outputs: one batch's r2 sums
+    mutable std::vector<double> scratch_;     // 3 * the widest head: one batch's r2 sums
     std::atomic<bool> running_{false};        // a run() is in progress
 };
 

@@ -262,20 +262,23 @@ class FusedTrainer(Protocol):
 
     ``run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals)`` runs steps
     ``[step_begin, step_end)`` of one epoch without returning to Python: step s gathers
-    the rows ``order[s*b : min(n, (s+1)*b)]`` of X (n, n_in), Y (n, k) and W (n,) (row
+    the rows ``order[s*b : min(n, (s+1)*b)]`` of X (n, n_in), Y (n, k) (k: the loss
+    heads' widths summed, each head's targets in its columns, in order) and W (n,) (row
     weights, or None), with b the batch size, and does exactly what the per-op loop does
     for that step (forward, loss, backward, penalty, finite-gradient check, clipping and
     the optimizer update), with ``lrs[s - step_begin]`` (float64) as its rate, ``t0 + s -
     step_begin`` as its optimizer step number t and ``model_step + s - step_begin`` as
     the model's training-step counter (Dropout's masks). ``order`` is int64 with values
     in [0, n). The completed steps are added to ``totals`` (from :meth:`new_totals`):
-    ``steps``, ``loss_sum`` (sum of the batches' summed, weighted, row losses),
-    ``weight_sum`` (rows, or the sums of the row weights), ``penalty_sum`` (sum of
-    penalty * rows), accuracy's ``correct`` and ``count``, r2's per-output ``sse``,
-    ``sum`` and ``sum_sq`` of y minus the first batch's mean. A step whose loss or
+    ``steps``, ``weight_sum`` (rows, or the sums of the row weights), ``penalty_sum``
+    (sum of penalty * rows) and per loss head (``heads[i]``; ``loss_sum``, ``correct``
+    and ``count`` read the only head's) ``loss_sum`` (sum of the batches' summed,
+    weighted, row losses), accuracy's ``correct`` and ``count``, r2's per-output
+    ``sse``, ``sum`` and ``sum_sq`` of y minus the first batch's mean. A step whose loss or
     gradient is not finite ends the run before its update and is reported in
     ``diverged_step`` (its index in the epoch; -1 if none), ``diverged`` ("loss",
-    "gradient" or None), ``diverged_value`` (the loss sum or the squared gradient norm)
+    "gradient" or None), ``diverged_value`` (the step's loss, sum_h w_h * loss sum_h, or
+    the squared gradient norm)
     and ``diverged_rows``. With ``watch`` (from ``sigint_watch()``), a SIGINT ends the
     run before the next step and sets ``interrupted``. Returns ``totals``. The GIL is
     released while it runs; each step holds the model's weights lock exclusively.
@@ -304,8 +307,10 @@ class FusedTraining(Protocol):
     checked once and kept alive. ``program`` is the model's layers' plans compiled into
     flat buffers and op records (:func:`fastmlp.train.fused.training_program`, the format
     in docs/plans.md): buffer roles, shapes and arrays (the views into params and grads,
-    the state and constant arrays), and the forward, backward and penalty op records.
-    ``loss`` and ``optimizer`` are kernel ids (see the module docstring), the optimizer
+    the state and constant arrays), and the forward, backward and penalty op records; a
+    program of several loss heads lists them (``heads``: each one's loss kernel, output,
+    loss gradient and weight; :func:`fastmlp.train.fused.multitask_program`) and takes
+    ``loss`` None. ``loss`` and ``optimizer`` are kernel ids (see the module docstring), the optimizer
     with the keyword arguments of :meth:`Backend.optimizer_update`, ``clipnorm`` None or
     the global-norm bound, and ``lock`` the model's ``weights_lock()``.
     """

@@ -133,7 +133,7 @@ class NativeBackend:
 
     def fused_trainer(self, *, params: np.ndarray, grads: np.ndarray,
                       m: Optional[np.ndarray], v: Optional[np.ndarray], program: dict,
-                      loss: str, optimizer: str, batch_size: int, b1: float = 0.0,
+                      loss: Optional[str], optimizer: str, batch_size: int, b1: float = 0.0,
                       b2: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0,
                       clipnorm: Optional[float] = None,
                       lock: Optional["NativeWeightsLock"] = None) -> "FusedTrainer":
@@ -212,7 +212,7 @@ class FusedTrainer:
         return self._core.steps_per_epoch(n)
 
     def new_totals(self):
-        return _core.TrainTotals(self._core.outputs)
+        return _core.TrainTotals(self._core.head_outputs)
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,

@@ -10,8 +10,9 @@ All parameters, trunk first then each head in ``heads`` order, live in one flat 
 (each layer's arrays are views into it), as in :class:`fastmlp.Sequential`, so one
 optimizer step updates the whole model. fit is :func:`fastmlp.train.loop.fit`, which reads
 the model through its protocol (:class:`fastmlp.train.protocol.TrainableModel`): the
-per-op loop on either backend (``fused_program`` is None: the fused trainer runs one
-chain), with rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
+fused C++ path where it applies (``fused_program``: one program with a loss head per
+head, :func:`fastmlp.train.fused.multitask_program`), else the per-op loop, with
+rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
 and ``to_torch`` are :class:`fastmlp.model.flat.FlatParameters`'.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, check_classes, get_loss
 from ..nn.metrics import PassTotals
 from ..nn.regularizers import check_regularizer
+from ..train import fused as _fused
 from ..train import loop as _loop
 from ..train.history import History
 from . import modelfile
@@ -257,9 +259,14 @@ class MultiTask(FlatParameters):
         """Running totals of a pass over training data, per head."""
         return HeadTotals(self._loss_of, self.loss_weights)
 
-    def fused_program(self) -> None:
-        """None: the fused trainer runs one chain of layers, so fit takes the per-op loop."""
-        return None
+    def fused_program(self) -> Optional[dict]:
+        """The trunk's and heads' plans compiled for the fused trainer with one loss head
+        per head, or None when a layer or regularizer runs only on the per-op path
+        (:func:`fastmlp.train.fused.multitask_program`)."""
+        heads = [(name, layers, self.losses[name], self.loss_weights[name])
+                 for name, layers in self.heads.items()]
+        return _fused.multitask_program(self.trunk, heads, self._regularizer_of,
+                                        self.input_dim)
 
     @suggest_keywords
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
@@ -278,7 +285,8 @@ class MultiTask(FlatParameters):
         "penalty", "<head>_loss" (the head's mean loss, unweighted), "<head>_accuracy" or
         "<head>_r2", the "val_" versions of "loss" and the head keys with
         ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
-        Sample and class weights are not supported; training runs the per-op loop.
+        Sample and class weights are not supported. A model of built-in layers on the
+        native backend trains on the fused path, bit for bit as on the per-op loop.
         """
         return _loop.fit(self, X, targets, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,

@@ -75,6 +75,7 @@ OPS: Tuple[OpCode, ...] = (
     OpCode("batchnorm_forward_infer", ("x", "gamma", "beta", "mean", "var", "y"), ("eps",)),
     OpCode("batchnorm_backward", ("dy", "xhat", "gamma", "inv_std", "dx", "dgamma", "dbeta")),
     OpCode("scale_columns", ("x", "scale", "y")),            # y = x * scale per column
+    OpCode("add_to", ("x", "y")),                              # y += x (heads' gradients)
     OpCode("regularize", ("w", "dw"), ("l1", "l2", "per_batch")),
 )
 CODES: Dict[str, int] = {op.name: i for i, op in enumerate(OPS)}
@@ -191,6 +192,7 @@ _RUNNERS: Dict[str, _Runner] = {
         *a[:5], c[0], a[5]),
     "batchnorm_backward": lambda be, a, c, ctx: be.batchnorm_backward(*a),
     "scale_columns": lambda be, a, c, ctx: np.multiply(a[0], a[1], out=a[2]),
+    "add_to": lambda be, a, c, ctx: np.add(a[1], a[0], out=a[1]),
 }
 # the penalty's op runs on the per-op path as the model's regularizer applies it
 # (Regularizer.apply over Layer.penalized()), with the step's divisor

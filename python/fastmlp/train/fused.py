@@ -7,7 +7,8 @@ fit hands each epoch to one GIL-released C++ call: the gather of the shuffled ba
 forward, loss, backward, penalty, finite checks and the optimizer update of every step
 run over workspaces allocated once per fit, on the model's flat parameter and gradient
 buffers and the optimizer's flat state. The layers reach C++ as their plans compiled into
-one program (flat buffers and op records, :func:`training_program`; docs/plans.md), so it
+one program (flat buffers and op records, :func:`training_program`; a MultiTask's trunk
+and heads with a loss head each, :func:`multitask_program`; docs/plans.md), so it
 makes the same kernel calls in the same order with the same arguments as the per-op loop,
 which runs the same plans through the Backend: the parameters are the same bit for bit; the per-op loop remains the reference and the path for every other model
 (custom layers, optimizers or regularizers, the NumPy backend).
@@ -66,22 +67,29 @@ class _Program:
         self.arrays.append(array)
         return len(self.roles) - 1
 
-    def record(self, phase: str, op: Op, ids: "_LayerIds") -> None:
+    def record(self, phase: str, op: Op, ids, key: Tuple[int, int] = (0, 0)) -> None:
+        """``op`` with its buffer names looked up in ``ids`` (a layer's :class:`_LayerIds`,
+        whose layer gives the key, or a dict of program buffer ids)."""
         constants = dict(zip(OPS[CODES[op.code]].constants, op.constants))
         activation = constants.pop("activation", "linear")
+        if isinstance(ids, _LayerIds):
+            key = (ids.layer.seed, ids.layer.index)
         self.ops[phase].append((op.code, tuple(ids[name] for name in op.buffers),
-                                tuple(constants.values()), activation,
-                                (ids.layer.seed, ids.layer.index)))
+                                tuple(constants.values()), activation, key))
 
-    def as_dict(self, input_id: int, output_id: int, loss_grad: Optional[int] = None) -> dict:
+    def as_dict(self, input_id: int, output_id: int, loss_grad: Optional[int] = None,
+                heads: Optional[List[dict]] = None) -> dict:
         addresses = tuple(None if a is None else a.__array_interface__["data"][0]
                           for a in self.arrays)
         program = {"roles": self.roles, "shapes": np.array(self.shapes, np.int64).reshape(-1, 3),
                    "arrays": self.arrays, "input": input_id, "output": output_id,
                    "loss_grad": -1 if loss_grad is None else loss_grad,
                    "key": (tuple(self.roles), tuple(self.shapes), addresses,
-                           tuple(tuple(self.ops[phase]) for phase in _PHASES))}
+                           tuple(tuple(self.ops[phase]) for phase in _PHASES),
+                           tuple(tuple(head.items()) for head in heads or ()))}
         program.update({phase: _records(self.ops[phase]) for phase in _PHASES})
+        if heads is not None:
+            program["heads"] = heads
         return program
 
 
@@ -113,10 +121,12 @@ class _LayerIds:
         return self.ids[name]
 
 
-def _forward(model_layers, program: _Program, training: bool) -> Optional[list]:
-    """Every layer's forward ops in order; returns the layers' ids (None when a layer
-    states no plan)."""
-    layers, current = [], program.add("batch", model_layers[0].input_dim, True)
+def _forward(model_layers, program: _Program, training: bool,
+             x: Optional[int] = None) -> Optional[list]:
+    """Every layer's forward ops in order from the buffer ``x`` (None: a new batch
+    buffer); returns the layers' ids (None when a layer states no plan)."""
+    layers = []
+    current = program.add("batch", model_layers[0].input_dim, True) if x is None else x
     for layer in model_layers:
         plan = plan_of(layer)
         if plan is None:
@@ -131,6 +141,38 @@ def _forward(model_layers, program: _Program, training: bool) -> Optional[list]:
     return layers
 
 
+def _training_result(layers: list) -> int:
+    return layers[-1][layers[-1].plan.forward_result]
+
+
+def _backward(program: _Program, layers: list, grad: int, need_dx: bool) -> Optional[int]:
+    """Every layer's backward ops, last layer first, from its output's gradient ``grad``;
+    the first layer's dx-only ops only when ``need_dx``. Returns the id of the input's
+    gradient (None without ``need_dx``)."""
+    for i in reversed(range(len(layers))):
+        ids, needed = layers[i], i > 0 or need_dx
+        ids.ids["dy"] = grad
+        for op in ids.plan.backward:
+            if needed or not op.dx_only:
+                program.record("backward", op, ids)
+        grad = ids["dx"] if needed else None
+    return grad
+
+
+def _penalty(program: _Program, layers: list, regularizer_of) -> bool:
+    """One regularize op per penalized pair, in layer order; False when a regularizer
+    runs only on the per-op path."""
+    for ids in layers:
+        if not ids.plan.penalized:
+            continue
+        constants = _regularization(regularizer_of(ids.layer))
+        if constants is None:
+            return False
+        for w, dw in ids.plan.penalized:
+            program.record("penalty", Op("regularize", (w, dw), constants), ids)
+    return True
+
+
 def training_program(model_layers, regularizer_of) -> Optional[dict]:
     """A chain of layers' training program as ``fused_trainer`` takes it
     (``regularizer_of(layer)``: the regularizer that applies to a layer), or None when a
@@ -139,24 +181,51 @@ def training_program(model_layers, regularizer_of) -> Optional[dict]:
     layers = _forward(model_layers, program, True)
     if layers is None:
         return None
-    output = layers[-1][layers[-1].plan.forward_result]
-    grad = loss_grad = program.add("loss_grad", program.shapes[output][0], True)
-    for i in reversed(range(len(layers))):
-        ids = layers[i]
-        ids.ids["dy"] = grad
-        for op in ids.plan.backward:
-            if i > 0 or not op.dx_only:           # the first layer's dx is never needed
-                program.record("backward", op, ids)
-        grad = ids["dx"] if i > 0 else None
-    for ids in layers:
-        if not ids.plan.penalized:
-            continue
-        constants = _regularization(regularizer_of(ids.layer))
-        if constants is None:
-            return None
-        for w, dw in ids.plan.penalized:
-            program.record("penalty", Op("regularize", (w, dw), constants), ids)
+    output = _training_result(layers)
+    loss_grad = program.add("loss_grad", program.shapes[output][0], True)
+    _backward(program, layers, loss_grad, need_dx=False)   # the first layer's dx: never
+    if not _penalty(program, layers, regularizer_of):
+        return None
     return program.as_dict(0, output, loss_grad)
+
+
+def multitask_program(trunk, heads, regularizer_of, input_dim: int) -> Optional[dict]:
+    """A trunk feeding several heads as one training program with a loss head each
+    (MultiTask.loss_and_grad): ``heads`` lists ``(name, layers, loss, weight)`` in
+    order (``loss`` a :mod:`fastmlp.nn.losses` name). Backward runs every head from its
+    loss gradient; the trunk's output gradient is the first head's input gradient with
+    each later head's added to it in order (``add_to``, MultiTask._backward), then the
+    trunk. None when a layer or regularizer runs only on the per-op path."""
+    program = _Program()
+    batch = program.add("batch", input_dim, True)
+    trunk_ids = _forward(trunk, program, True, batch) if trunk else []
+    if trunk_ids is None:
+        return None
+    features = _training_result(trunk_ids) if trunk_ids else batch
+    chains, records = [], []
+    for name, layers, loss, weight in heads:
+        ids = _forward(layers, program, True, features)
+        if ids is None:
+            return None
+        output = _training_result(ids)
+        chains.append(ids)
+        records.append({"name": name, "loss": get_loss(loss).kernel,
+                        "metric": get_loss(loss).metric_name, "weight": float(weight),
+                        "output": output,
+                        "loss_grad": program.add("loss_grad", program.shapes[output][0], True)})
+    trunk_grad = None
+    for ids, head in zip(chains, records):
+        dx = _backward(program, ids, head["loss_grad"], need_dx=bool(trunk))
+        if trunk_grad is None:
+            trunk_grad = dx
+        else:
+            program.record("backward", Op("add_to", ("x", "y")), {"x": dx, "y": trunk_grad})
+    if trunk:
+        _backward(program, trunk_ids, trunk_grad, need_dx=False)
+    if not _penalty(program, [*trunk_ids, *(ids for chain in chains for ids in chain)],
+                    regularizer_of):
+        return None
+    return program.as_dict(batch, records[0]["output"], heads=records)
 
 
 def inference_program(model) -> Optional[dict]:
@@ -247,7 +316,8 @@ class FusedEpochs:
             with self.model.writing_params():   # the trainer binds them for writing
                 self._trainer = self._factory(
                     params=self.model.flat_params, grads=self.model.flat_grads, m=opt.m, v=opt.v,
-                    program=program, loss=get_loss(self.model.loss).kernel,
+                    program=program, loss=None if "heads" in program
+                    else get_loss(self.model.loss).kernel,
                     optimizer=opt.kernel, batch_size=self.batch, clipnorm=opt.clipnorm,
                     lock=self.model.weights_lock,
                     **opt.kernel_arguments())

@@ -31,7 +31,7 @@ class TrainableModel(Protocol):
     backend: Any               # the Backend the steps call (its fused_trainer, sigint_watch)
     dtype: np.dtype
     input_dim: int
-    loss: str                  # the loss name: read only when fused_program() is not None
+    loss: str                  # the loss name: read only for a fused program without heads
 
     @property
     def n_params(self) -> int: ...
@@ -100,7 +100,9 @@ class TrainableModel(Protocol):
 
     def fused_program(self) -> Optional[dict]:
         """The layers' plans compiled as the backend's fused trainer takes them
-        (fastmlp.train.fused.training_program), or None: the per-op loop."""
+        (fastmlp.train.fused.training_program; with several loss heads
+        multitask_program), or None: the per-op loop. The fused path's totals are read
+        into :meth:`new_totals`' through its ``load``."""
 
     # ------------------------------------------------------------ checkpoints
     def check_saveable(self) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from ..errors import DivergenceError, diverged_at, diverged_loss
 from ..nn.losses import get_loss
-from ..nn.metrics import r2_from_sums, weight_total
+from ..nn.metrics import weight_total
 from ..optim.optimizers import Optimizer
 from .fused import FusedEpochs
 from .guards import Interrupt
@@ -129,66 +129,89 @@ class PerOpSteps:
 class _FoldedTotals:
     """The fused path's totals of an epoch resumed from a checkpoint: the C++ totals
     cannot be set, so each remaining step runs alone and is added here exactly as the C++
-    run adds it (r2's y sums, which the C++ takes around its own first batch's mean, are
-    taken here around the epoch's, row by row in double as the C++ does)."""
+    run adds it, per loss head (``heads``: each head's totals as plain data; r2's y sums,
+    which the C++ takes around its own first batch's mean, are taken here around the
+    epoch's, row by row in double as the C++ does)."""
 
-    def __init__(self, state: dict):
+    def __init__(self, heads: List[dict], penalty_sum: float):
         self.steps = 0
-        self.__dict__.update({k: np.array(v, np.float64) if k in _R2_SUMS else v
-                              for k, v in state.items()})
+        self.penalty_sum = penalty_sum
+        self.heads = [{k: np.array(v, np.float64) if k in _R2_SUMS else v
+                       for k, v in head.items()} for head in heads]
 
-    def fold(self, step: "object", yb: np.ndarray) -> None:
-        self.loss_sum += step.loss_sum
-        self.weight_sum += step.weight_sum
+    def fold(self, step: "object", targets: List[np.ndarray]) -> None:
+        """Add one step's run (its totals) whose rows of each head's targets are
+        ``targets``."""
         self.penalty_sum += step.penalty_sum
-        self.count += step.count
         self.steps += step.steps
-        if hasattr(self, "shift"):
-            centered = yb.astype(np.float64) - self.shift
-            self.sse = self.sse + step.sse
-            self.sum = self.sum + np.add.accumulate(centered, axis=0)[-1]
-            self.sum_sq = self.sum_sq + np.add.accumulate(centered * centered, axis=0)[-1]
-        else:
-            self.correct += step.correct
+        for head, totals, yb in zip(self.heads, step.heads, targets):
+            head["loss_sum"] += totals.loss_sum
+            head["weight_sum"] += step.weight_sum
+            head["count"] += totals.count
+            if "shift" in head:
+                centered = yb.astype(np.float64) - head["shift"]
+                head["sse"] = head["sse"] + totals.sse
+                head["sum"] = head["sum"] + np.add.accumulate(centered, axis=0)[-1]
+                head["sum_sq"] = head["sum_sq"] + np.add.accumulate(centered * centered,
+                                                                    axis=0)[-1]
+            else:
+                head["correct"] += totals.correct
 
 
 class FusedSteps:
     """Steps of an epoch on the fused path (:class:`fastmlp.train.fused.FusedEpochs`): one C++
     call per step range, its totals (a backend TrainTotals, or _FoldedTotals after a
-    resume) read into the History values with the per-op path's formulas."""
+    resume) read per loss head into the model's own totals (``new_totals``: the per-op
+    path's) for the checkpoint's state and the History values. A program of several
+    heads (MultiTask) gets the heads' targets side by side in one array."""
 
     def __init__(self, fused: FusedEpochs, data: TrainingData):
         self.fused, self.data = fused, data
-        self.metric = get_loss(fused.model.loss).metric_name
+        heads = fused.model.fused_program().get("heads")
+        self.names = None if heads is None else [head["name"] for head in heads]
+        if heads is None:
+            self.metrics = [get_loss(fused.model.loss).metric_name]
+            self.targets, self.Y = [data.Y], data.Y
+        else:
+            self.metrics = [head["metric"] for head in heads]
+            self.targets = [data.Y[name] for name in self.names]
+            self.Y = np.concatenate(self.targets, axis=1)
 
     def new_totals(self):
         return None          # run_steps creates the backend's totals at the first call
 
     def load_totals(self, state: dict, order: np.ndarray) -> _FoldedTotals:
-        return _FoldedTotals(state)
+        heads = ([{k: v for k, v in state.items() if k != "penalty_sum"}]
+                 if self.names is None else [state["heads"][name] for name in self.names])
+        return _FoldedTotals(heads, state["penalty_sum"])
 
-    def state(self, totals, order: np.ndarray) -> dict:
-        state = {"loss_sum": totals.loss_sum, "weight_sum": totals.weight_sum,
-                 "penalty_sum": totals.penalty_sum, "count": totals.count}
-        if self.metric != "r2":
-            return {**state, "correct": totals.correct}
+    def state(self, totals, order: Optional[np.ndarray]) -> dict:
+        """The totals as the per-op path's state (``order``: the epoch's, for r2's shift;
+        None leaves it out)."""
         if isinstance(totals, _FoldedTotals):
-            shift = totals.shift
-        else:                # the C++ shift: the first batch's mean of y, summed in order
-            first = self.data.Y[self.data.rows(order, 0)].astype(np.float64)
+            heads = totals.heads
+        else:
+            heads = [self._head_state(i, head, totals.weight_sum, order)
+                     for i, head in enumerate(totals.heads)]
+        if self.names is None:
+            return {**heads[0], "penalty_sum": totals.penalty_sum}
+        return {"heads": dict(zip(self.names, heads)), "penalty_sum": totals.penalty_sum}
+
+    def _head_state(self, i: int, head, weight_sum: float, order: Optional[np.ndarray]) -> dict:
+        state = {"loss_sum": head.loss_sum, "weight_sum": weight_sum, "count": head.count}
+        if self.metrics[i] != "r2":
+            return {**state, "correct": head.correct}
+        shift = None
+        if order is not None:    # the C++ shift: the first batch's mean of y, summed in order
+            first = self.targets[i][self.data.rows(order, 0)].astype(np.float64)
             shift = np.add.accumulate(first, axis=0)[-1] / len(first)
-        return {**state, "shift": shift, "sse": totals.sse, "sum": totals.sum,
-                "sum_sq": totals.sum_sq}
+        return {**state, "shift": shift, "sse": head.sse, "sum": head.sum,
+                "sum_sq": head.sum_sq}
 
     def record(self, totals) -> Dict[str, float]:
-        record = {"data_loss": totals.loss_sum / totals.weight_sum
-                  if totals.weight_sum > 0 else 0.0,
-                  "penalty": totals.penalty_sum / self.data.n}
-        if self.metric == "r2":
-            record["r2"] = r2_from_sums(totals.count, totals.sse, totals.sum, totals.sum_sq)
-        else:
-            record["accuracy"] = totals.correct / totals.count
-        return record
+        passes = self.fused.model.new_totals()
+        passes.load(self.state(totals, None))
+        return {**passes.result(), "penalty": totals.penalty_sum / self.data.n}
 
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int, totals,
             on_steps: Callable[[int], None], interrupt: Optional[Interrupt] = None):
@@ -199,14 +222,15 @@ class FusedSteps:
             for step in range(begin, end):
                 if interrupt is not None and interrupt.requested:
                     break
-                taken = fused.run_steps(data.X, data.Y, data.W, order, step, step + 1, epoch,
+                taken = fused.run_steps(data.X, self.Y, data.W, order, step, step + 1, epoch,
                                         watch=watch)
-                totals.fold(taken, data.Y[data.rows(order, step)])
+                rows = data.rows(order, step)
+                totals.fold(taken, [Y[rows] for Y in self.targets])
                 self._note_interrupt(taken, interrupt)
                 on_steps(taken.steps)
         elif interrupt is None or not interrupt.requested:
             before = 0 if totals is None else totals.steps
-            totals = fused.run_steps(data.X, data.Y, data.W, order, begin, end, epoch, totals,
+            totals = fused.run_steps(data.X, self.Y, data.W, order, begin, end, epoch, totals,
                                      watch)
             self._note_interrupt(totals, interrupt)
             on_steps(totals.steps - before)
