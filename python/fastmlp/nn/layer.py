@@ -185,8 +185,12 @@ class PlannedLayer(Layer):
         building it each time cost as much as the step's small products)."""
         return self._plan_and_buffers()[0]
 
+    def plan_key(self) -> tuple:
+        """What the plan is built from: the input width and the settings."""
+        return (self.input_dim,) + tuple(getattr(self, s, None) for s in self.PLAN_SETTINGS)
+
     def _plan_and_buffers(self) -> Tuple[Plan, Dict[str, plans.Buffer]]:
-        key = (self.input_dim,) + tuple(getattr(self, s, None) for s in self.PLAN_SETTINGS)
+        key = self.plan_key()
         cached = self.__dict__.get("_built_plan")
         if cached is None or cached[0] != key:
             plan = self.plan()

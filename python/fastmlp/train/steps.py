@@ -167,7 +167,7 @@ class FusedSteps:
 
     def __init__(self, fused: FusedEpochs, data: TrainingData):
         self.fused, self.data = fused, data
-        heads = fused.model.fused_program().get("heads")
+        heads = fused.program().get("heads")
         self.names = None if heads is None else [head["name"] for head in heads]
         if heads is None:
             self.metrics = [get_loss(fused.model.loss).metric_name]
