@@ -63,3 +63,18 @@ def path(request, monkeypatch):
 
     monkeypatch.setattr(FusedTrainer, "run", counting)
     return "native", runs
+
+
+@pytest.fixture
+def fused_runs(monkeypatch):
+    """Counts the fused trainer runs, so a comparison cannot pass on the per-op path."""
+    from fastmlp.backends.native import FusedTrainer
+    calls = []
+    run = FusedTrainer.run
+
+    def counting(self, *args):
+        calls.append(args[4:6])
+        return run(self, *args)
+
+    monkeypatch.setattr(FusedTrainer, "run", counting)
+    return calls

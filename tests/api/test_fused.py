@@ -45,21 +45,6 @@ def _native(native):
     """Every test here needs the native backend (skipped only if it cannot import)."""
 
 
-@pytest.fixture
-def fused_runs(monkeypatch):
-    """Counts the fused trainer runs, so a comparison cannot pass on the per-op path."""
-    from fastmlp.backends.native import FusedTrainer
-    calls = []
-    run = FusedTrainer.run
-
-    def counting(self, *args):
-        calls.append(args[4:6])
-        return run(self, *args)
-
-    monkeypatch.setattr(FusedTrainer, "run", counting)
-    return calls
-
-
 def model(loss="softmax_cross_entropy", dtype="float32", mix="relu-tanh", regularizer="none",
           seed=0, dropout=0.0, k=3):
     model_reg, layer_regs = REGULARIZERS[regularizer]()

@@ -23,21 +23,6 @@ def _native(native):
     """Every test here needs the native backend."""
 
 
-@pytest.fixture
-def fused_runs(monkeypatch):
-    """Counts the fused trainer runs, so a comparison cannot pass on the per-op path."""
-    from fastmlp.backends.native import FusedTrainer
-    calls = []
-    run = FusedTrainer.run
-
-    def counting(self, *args):
-        calls.append(args[4:6])
-        return run(self, *args)
-
-    monkeypatch.setattr(FusedTrainer, "run", counting)
-    return calls
-
-
 def build(dtype="float32", trunk=True, weights=(1.0, 0.5, 2.5), seed=1):
     """Normalization, Dropout and BatchNorm in the trunk; a classifier, a multilabel and
     a regression head, one with Dropout and BatchNorm, one with its own regularizer."""
