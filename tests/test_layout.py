@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import numpy as np
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "fastmlp"
@@ -161,7 +162,13 @@ FORMER_PATHS = {"activations": "nn.activations", "layers": "nn.layers",
                 "training": "train.loop", "plotting": "io.plotting",
                 "modelfile": "model.modelfile", "data": "tools.data",
                 "diagnosis": "tools.diagnosis", "search": "tools.search",
-                "interop.onnx": "io.onnx", "interop.torch": "io.torch"}
+                "interop.onnx": "io.onnx", "interop.torch": "io.torch",
+                "initializers": "nn.initializers", "losses": "nn.losses",
+                "metrics": "nn.metrics", "checkpoint": "train.checkpoint",
+                "fused": "train.fused", "guards": "train.guards",
+                "preflight": "train.preflight", "progress": "train.progress",
+                "runtime": "backends.runtime", "network": "model.sequential",
+                "multitask": "model.multitask", "gradcheck": "tools.gradcheck"}
 
 
 @pytest.mark.parametrize("former, module", sorted(FORMER_PATHS.items()))
@@ -176,3 +183,19 @@ def test_the_flat_package_paths_still_import(former, module):
     for part in former.split("."):
         owner = getattr(owner, part)
     assert owner is real
+
+
+def test_a_model_pickled_under_the_flat_paths_loads():
+    """A pickle names classes by module path: one written before the subpackages
+    (``fastmlp.network.Sequential``, ``fastmlp.layers.Dense``) still loads."""
+    import pickle
+    import fastmlp
+    model = fastmlp.Sequential([fastmlp.Dense(3, "relu"), fastmlp.Dense(2)], input_dim=4,
+                               backend="numpy", seed=0)
+    flat = pickle.dumps(model, protocol=0)
+    for module, former in (("model.sequential", "network"), ("nn.layers", "layers")):
+        flat = flat.replace(f"fastmlp.{module}\n".encode(), f"fastmlp.{former}\n".encode())
+    assert b"fastmlp.network\n" in flat and b"fastmlp.layers\n" in flat
+    loaded = pickle.loads(flat)
+    X = np.linspace(-1, 1, 8).reshape(2, 4)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

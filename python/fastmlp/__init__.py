@@ -17,26 +17,34 @@ from .nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from .nn.regularizers import L1, L1L2, L2
 from .optim import optimizers, schedules
 from .optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
-from .train import callbacks, loop as training
+from .backends import runtime
+from .nn import initializers, losses, metrics
+from .train import callbacks, checkpoint, fused, guards, loop as training, preflight, progress
 from .train.history import History
 from .io import onnx as _onnx, plotting, torch as _torch
-from .model import modelfile
+from .model import modelfile, multitask, sequential as network
 from .model.loading import from_torch, load
 from .model.multitask import MultiTask
 from .model.sequential import ModelSummary, Sequential
-from .tools import data, diagnosis, search
+from .tools import data, diagnosis, gradcheck, search
 from .tools.data import train_dev_test_split
 from .tools.diagnosis import DiagnosisReport, diagnose
 from .tools.gradcheck import GradientCheckReport, gradient_check
 from .tools.search import Choice, IntUniform, LogUniform, Uniform, random_search
 
-# The module paths of the flat package that came before the subpackages (the README and
-# users' code import them: `from fastmlp.layers import Layer`, `fastmlp.interop.torch`)
-# name the modules that now hold those definitions (docs/architecture.md).
+# The module paths of the flat package that came before the subpackages (the README,
+# users' code and pickles name them: `from fastmlp.layers import Layer`,
+# `fastmlp.interop.torch`, `fastmlp.network.Sequential`) name the modules that now hold
+# those definitions (docs/architecture.md). Not fastmlp.estimators: it would import
+# scikit-learn with fastmlp; use fastmlp.sklearn.
 _FORMER_PATHS = {"activations": activations, "layers": layers, "regularizers": regularizers,
+                 "initializers": initializers, "losses": losses, "metrics": metrics,
                  "optimizers": optimizers, "schedules": schedules, "callbacks": callbacks,
-                 "training": training, "plotting": plotting, "modelfile": modelfile,
-                 "data": data, "diagnosis": diagnosis, "search": search,
+                 "training": training, "checkpoint": checkpoint, "fused": fused,
+                 "guards": guards, "preflight": preflight, "progress": progress,
+                 "runtime": runtime, "plotting": plotting, "modelfile": modelfile,
+                 "network": network, "multitask": multitask, "data": data,
+                 "diagnosis": diagnosis, "gradcheck": gradcheck, "search": search,
                  "interop.onnx": _onnx, "interop.torch": _torch}
 for _path, _module in _FORMER_PATHS.items():
     sys.modules[f"{__name__}.{_path}"] = _module
