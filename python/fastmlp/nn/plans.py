@@ -117,29 +117,28 @@ def plan_of(layer) -> Optional[Plan]:
     return layer.built_plan() if "plan" in type(layer).__dict__ else None
 
 
-class Arrays:
-    """A plan's buffers as arrays for one call: the input and incoming gradient as bound,
-    parameters, state and constants from the layer's attributes, caches from the
-    workspace at the call's row count (resolved when an op first asks)."""
+class Arrays(dict):
+    """A plan's buffers as arrays for one call, by name: the input and incoming gradient
+    as bound, parameters, state and constants from the layer's attributes, caches from
+    the workspace at the call's row count (resolved when an op first asks; later reads
+    are plain dict lookups)."""
 
     def __init__(self, layer, buffers: Dict[str, Buffer], workspace, rows: int, dtype):
+        super().__init__()
         self._layer, self._buffers, self._workspace = layer, buffers, workspace
         self.rows, self._dtype = rows, dtype
-        self._arrays: Dict[str, np.ndarray] = {}
 
     def bind(self, name: str, array: np.ndarray) -> None:
-        self._arrays[name] = array
+        self[name] = array
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        array = self._arrays.get(name)
-        if array is None:
-            buffer = self._buffers[name]
-            if buffer.role == "cache":
-                dtype = np.int32 if buffer.dtype == "int32" else self._dtype
-                array = self._workspace.get(name, buffer.sized(self.rows), dtype)
-            else:
-                array = getattr(self._layer, buffer.attr)
-            self._arrays[name] = array
+    def __missing__(self, name: str) -> np.ndarray:
+        buffer = self._buffers[name]
+        if buffer.role == "cache":
+            dtype = np.int32 if buffer.dtype == "int32" else self._dtype
+            array = self._workspace.get(name, buffer.sized(self.rows), dtype)
+        else:
+            array = getattr(self._layer, buffer.attr)
+        self[name] = array
         return array
 
 
