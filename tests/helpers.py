@@ -98,3 +98,14 @@ def with_header(source, target, edit):
         for name, content in members.items():
             archive.writestr(name, content)
     return target
+
+
+def assert_same_state(model, reference):
+    """Weights and layer state, optimizer state and counters, step counter: bit for bit."""
+    for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    ours, theirs = model.optimizer.state_dict(), reference.optimizer.state_dict()
+    for key in ("m", "v"):
+        np.testing.assert_array_equal(ours.pop(key), theirs.pop(key))
+    assert ours == theirs
+    assert model.training_step == reference.training_step

@@ -19,7 +19,7 @@ from fastmlp.train.checkpoint import Position
 from fastmlp.nn.layers import BatchNorm, Dense, Layer
 from fastmlp.model.sequential import Sequential
 from fastmlp.optim.optimizers import SGD
-from helpers import make_data
+from helpers import assert_same_state, make_data
 
 N, BATCH = 40, 8              # 5 steps per epoch
 def build(backend, kind="dense", dtype="float32", outputs=3, seed=0):
@@ -47,17 +47,6 @@ def assert_named(error, model, n_batches=N // BATCH):
     assert f"learning rate {rate:g}" in str(error) and "lower the learning rate" in str(error)
     for array in [*model.get_weights(), model.optimizer.m, model.optimizer.v]:
         assert array is None or np.isfinite(array).all()
-
-
-def assert_same_state(model, reference):
-    """Weights and layer state, optimizer state and counters, step counter: bit for bit."""
-    for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
-    ours, theirs = model.optimizer.state_dict(), reference.optimizer.state_dict()
-    for key in ("m", "v"):
-        np.testing.assert_array_equal(ours.pop(key), theirs.pop(key))
-    assert ours == theirs
-    assert model.training_step == reference.training_step
 
 
 def before_failing_step(directory, error):

@@ -17,7 +17,7 @@ from fastmlp.errors import ModelFileError
 from fastmlp.optim.optimizers import SGD
 from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.train.checkpoint import Position
-from helpers import relative_error
+from helpers import assert_same_state, relative_error
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 N, BATCH = 60, 16                 # 4 steps per epoch
@@ -42,13 +42,8 @@ def data(n=N, seed=0):
 
 
 def assert_same_model(model, other):
-    for ours, theirs in zip(model.get_weights(), other.get_weights(), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
-    ours, theirs = model.optimizer.state_dict(), other.optimizer.state_dict()
-    for key in ("m", "v"):
-        np.testing.assert_array_equal(ours.pop(key), theirs.pop(key))
-    assert ours == theirs
-    assert model.training_step == other.training_step
+    """assert_same_state, and the shuffle generator's state too."""
+    assert_same_state(model, other)
     assert model.shuffle_rng.bit_generator.state == other.shuffle_rng.bit_generator.state
 
 
