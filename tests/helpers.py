@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 
 from typing import Callable
@@ -109,3 +110,40 @@ def assert_same_state(model, reference):
         np.testing.assert_array_equal(ours.pop(key), theirs.pop(key))
     assert ours == theirs
     assert model.training_step == reference.training_step
+
+
+# ------------------------------------------------------------------------------------
+# What an argument accepts: the contracts the bad-input fuzzing (tests/fuzz) and the
+# layer table (tests/layer_cases.py) state; a value for which one is false is bad input.
+# ------------------------------------------------------------------------------------
+def is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def int_at_least(minimum: int, high: int = 10**6):
+    """Valid: an int in [minimum, high] (larger ones are left out: they allocate)."""
+    return lambda v: is_int(v) and minimum <= v
+
+
+def real_in(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    def valid(v):
+        if not is_real(v) or not math.isfinite(float(v)):
+            return False
+        v = float(v)
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    return valid
+
+
+def one_of_names(*names):
+    return lambda v: isinstance(v, str) and v in names
+
+
+def either(*preds):
+    return lambda v: any(p(v) for p in preds)
+
+
+is_none = lambda v: v is None                                      # noqa: E731

@@ -3,16 +3,15 @@ and backward once, as ops of the one op table over its declared buffers; the per
 runs them, and a layer whose class does not state a plan runs its own methods."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
 from fastmlp import Sequential
-from fastmlp.nn.layers import LAYERS, BatchNorm, Dense, Dropout, Maxout, Normalization
+from fastmlp.nn.layers import LAYERS, Dense, Maxout
 from fastmlp.nn.plans import CODES, OPS, ROLES, ROWS, plan_of
-
-BUILT = [lambda: Dense(4, "relu"), lambda: Dense(4), lambda: Maxout(3, pieces=2),
-         lambda: Dropout(0.3), BatchNorm, Normalization]
-IDS = ["dense-relu", "dense-linear", "maxout", "dropout", "batchnorm", "normalization"]
+from layer_cases import CASES, EXAMPLES, TABLE
 
 
 def built(layer):
@@ -20,14 +19,29 @@ def built(layer):
     return layer
 
 
-def test_the_plan_tests_build_every_built_in_layer():
-    """A layer added to LAYERS gets its plan checked here: add it to BUILT."""
-    assert {type(make()) for make in BUILT} == set(LAYERS.values())
+def test_every_built_in_layer_has_a_case_and_every_case_a_layer():
+    """A layer added to LAYERS is tested by every "all layers" test once it has a case."""
+    missing = sorted(set(LAYERS) - set(CASES))
+    assert not missing, f"add a LayerCase for {missing} to CASES in {TABLE}"
+    assert list(CASES) == list(LAYERS), \
+        f"CASES in {TABLE} must hold the layers of LAYERS, in its order: {list(LAYERS)}"
+    assert sum(len(case.examples) for case in CASES.values()) == len(EXAMPLES), \
+        f"the example ids in {TABLE} must be unique"
 
 
-@pytest.mark.parametrize("make", BUILT, ids=IDS)
-def test_each_plan_uses_the_op_table_over_its_declared_buffers(make):
-    plan = built(make()).plan()
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_case_covers_its_layer_and_every_argument(name):
+    case = CASES[name]
+    assert case.examples and all(type(make()) is LAYERS[name]
+                                 for make in case.examples.values())
+    arguments = list(inspect.signature(LAYERS[name]).parameters)
+    assert sorted(case.arguments) == sorted(arguments), \
+        f"the arguments of {name}'s case in {TABLE} must be its constructor's: {arguments}"
+
+
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_each_plan_uses_the_op_table_over_its_declared_buffers(example):
+    plan = built(EXAMPLES[example]()).plan()
     names = [buffer.name for buffer in plan.buffers]
     assert len(set(names)) == len(names)
     for buffer in plan.buffers:
@@ -43,9 +57,9 @@ def test_each_plan_uses_the_op_table_over_its_declared_buffers(make):
     assert "dx" in names and all(op.code != "regularize" for op in plan.backward)
 
 
-@pytest.mark.parametrize("make", BUILT, ids=IDS)
-def test_parameter_and_state_buffers_are_the_layers_arrays(make):
-    layer = built(make())
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_parameter_and_state_buffers_are_the_layers_arrays(example):
+    layer = built(EXAMPLES[example]())
     for buffer in layer.plan().buffers:
         if buffer.attr is not None:
             array = getattr(layer, buffer.attr)

@@ -32,9 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastmlp
-from fastmlp import (BatchNorm, Choice, Dense, Dropout, IntUniform, LogUniform, Maxout, MultiTask,
+from fastmlp import (BatchNorm, Choice, Dense, Dropout, IntUniform, LogUniform, MultiTask,
                      Normalization, Sequential, Uniform, cli, optimizers, schedules)
 from fastmlp.model.modelfile import ModelFileError
+from fastmlp.nn.layers import LAYERS as BUILT_IN
+from helpers import either, int_at_least, is_int, is_none, one_of_names, real_in
+from layer_cases import CASES as LAYER_CASES
 
 FUZZ_EXAMPLES: "collections.Counter[str]" = collections.Counter()   # inputs run, by entry point
 N_FEATURES = 4
@@ -90,39 +93,6 @@ JUNK = st.one_of(
 )
 
 
-def is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def is_real(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def int_at_least(minimum: int, high: int = 10**6):
-    """Valid: an int in [minimum, high] (larger ones are left out: they allocate)."""
-    return lambda v: is_int(v) and minimum <= v
-
-
-def real_in(low: float, high: float, low_open: bool = False, high_open: bool = False):
-    def valid(v):
-        if not is_real(v) or not math.isfinite(float(v)):
-            return False
-        v = float(v)
-        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    return valid
-
-
-def one_of_names(*names):
-    return lambda v: isinstance(v, str) and v in names
-
-
-def either(*preds):
-    return lambda v: any(p(v) for p in preds)
-
-
-is_none = lambda v: v is None                                      # noqa: E731
-
-
 def invalid(valid: Callable[[object], bool], extra=()):
     """Junk (and ``extra`` values) for which ``valid`` is false."""
     base = JUNK if not extra else st.one_of(JUNK, st.sampled_from(list(extra)))
@@ -174,21 +144,13 @@ def sequential_calls(draw):
     return BadCall("Sequential", lambda: Sequential(layers, **kwargs), arg(name), (name, kwargs.get(name, layers)))
 
 
+# layer: (valid keyword arguments, {argument: strategy of invalid values}), from the
+# layer table (tests/layer_cases.py); a layer without arguments has nothing to refuse
 LAYERS = {
-    # layer: (valid keyword arguments, {argument: strategy of invalid values})
-    Dense: ({"units": 3, "activation": None, "init": None, "regularizer": None},
-            {"units": invalid(int_at_least(1)),
-             "activation": invalid(either(is_none, one_of_names(*fastmlp.nn.activations.ACTIVATIONS))),
-             "init": invalid(either(is_none, one_of_names(*fastmlp.nn.initializers.INITIALIZERS))),
-             "regularizer": invalid(is_none)}),
-    Dropout: ({"rate": 0.5}, {"rate": invalid(real_in(0, 1, high_open=True), extra=[1.0, 1, -0.1])}),
-    Maxout: ({"units": 3, "pieces": 2, "init": None, "regularizer": None},
-             {"units": invalid(int_at_least(1)), "pieces": invalid(int_at_least(1)),
-              "init": invalid(either(is_none, one_of_names(*fastmlp.nn.initializers.INITIALIZERS))),
-              "regularizer": invalid(is_none)}),
-    BatchNorm: ({"momentum": 0.9, "eps": 1e-3},
-                {"momentum": invalid(real_in(0, 1, high_open=True), extra=[1.0, 1.5]),
-                 "eps": invalid(real_in(0, math.inf, low_open=True), extra=[0.0, -1e-3])}),
+    BUILT_IN[name]: ({key: argument.valid for key, argument in case.arguments.items()},
+                     {key: invalid(argument.accepts, extra=argument.bad)
+                      for key, argument in case.arguments.items()})
+    for name, case in LAYER_CASES.items() if case.arguments
 }
 
 
