@@ -23,6 +23,7 @@ from fastmlp.optim.optimizers import OPTIMIZERS, SGD, Adam
 from fastmlp.nn.regularizers import L1, L1L2, L2
 from fastmlp.optim.schedules import ExponentialDecay, PowerDecay, StepDecay
 from helpers import make_data
+from layer_cases import EXAMPLES, stack
 
 MIXES = {"relu-tanh": ("relu", "tanh"), "elu-sigmoid": ("elu", "sigmoid"),
          "objects": (LeakyReLU(0.2), ELU(0.5)), "leaky-linear": ("leaky_relu", "linear")}
@@ -96,8 +97,10 @@ def assert_same_history(h_ref, h, rtol=1e-12):
 # --------------------------------------------------------------------------------------
 # Bitwise equality with the per-op path
 # --------------------------------------------------------------------------------------
-# Models with every other built-in layer: (name, layers given the regularizer pair).
+# Models of the built-in layers: (name, layers given the regularizer pair); each example
+# of the layer table (tests/layer_cases.py) in its stack, then mixes of them.
 LAYER_SETS = {
+    **{name: (lambda r, make=make: stack(make(), 3, r)) for name, make in EXAMPLES.items()},
     "maxout": lambda r: [Maxout(6, pieces=3, regularizer=r[0]), Dense(5, "tanh"), Dense(3)],
     "batchnorm": lambda r: [Dense(7, "relu", regularizer=r[0]), BatchNorm(momentum=0.9),
                             Dense(5, "elu"), BatchNorm(eps=1e-5), Dense(3)],
@@ -116,8 +119,9 @@ LAYER_SETS = {
 @pytest.mark.parametrize("layer_set", list(LAYER_SETS))
 def test_every_built_in_layer_fuses_bitwise(layer_set, name, loss, regularizer, weights, dtype,
                                             fused_runs):
-    """Maxout, BatchNorm (its running averages too) and Normalization on the fused path:
-    the per-op loop's parameters, state, optimizer state and history, bit for bit."""
+    """Every layer case, and mixes of them, on the fused path (BatchNorm's running
+    averages too): the per-op loop's parameters, state, optimizer state and history, bit
+    for bit."""
     X, y = make_data(loss, n=N)
     sw = sample_weight() if weights == "weighted" else None
     model_reg, layer_regs = REGULARIZERS[regularizer]()

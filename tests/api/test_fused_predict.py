@@ -15,6 +15,7 @@ from fastmlp.train import loop as training
 from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from fastmlp.model.sequential import Sequential
 from fastmlp.backends import native
+from layer_cases import EXAMPLES, stack
 
 LOSSES = {"softmax_cross_entropy": 5, "binary_cross_entropy": 3, "mse": 2}
 
@@ -166,13 +167,23 @@ def _normalizing_model(loss, dtype):
     return Sequential(layers, input_dim=20, loss=loss, dtype=dtype, seed=4)
 
 
+def _layer_model(layers, loss, dtype):
+    """Each example of the layer table (tests/layer_cases.py) in its stack, or the mix
+    of every layer ("normalizing")."""
+    if layers == "normalizing":
+        return _normalizing_model(loss, dtype)
+    return Sequential(stack(EXAMPLES[layers](), LOSSES[loss]), input_dim=20, loss=loss,
+                      dtype=dtype, seed=4)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("batch_size", [None, 1, 7])
-def test_every_built_in_layer_equals_per_op(monkeypatch, loss, dtype, batch_size):
-    """Maxout, BatchNorm (running statistics) and Normalization run fused at inference,
-    with the per-op forward's bits."""
-    model = _normalizing_model(loss, dtype)
+@pytest.mark.parametrize("layers", ["normalizing", *EXAMPLES])
+def test_every_built_in_layer_equals_per_op(monkeypatch, layers, loss, dtype, batch_size):
+    """Every layer case, and the mix of them, run fused at inference (BatchNorm with its
+    running statistics), with the per-op forward's bits."""
+    model = _layer_model(layers, loss, dtype)
     X, y = _data(301), _targets(loss, 301)
     model.fit(X, y, epochs=2, batch_size=32)        # adapts, moves the running statistics
     assert isinstance(model._predictor(), native.FusedPredictor)

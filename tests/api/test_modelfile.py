@@ -21,6 +21,7 @@ from fastmlp.model.modelfile import MAX_HEADER_BYTES, ModelFileError, save_check
 from fastmlp.optim.schedules import ExponentialDecay, InverseTimeDecay, PowerDecay, StepDecay
 from fastmlp.train.history import History
 from helpers import header_of, make_data, with_header
+from layer_cases import EXAMPLES, stack
 
 DTYPES = ["float32", "float64"]
 
@@ -117,6 +118,23 @@ def test_every_layer_round_trips_bitwise_after_training(backend_name, dtype, tmp
     assert loaded.layers[0].adapted
     views = [view for layer in loaded.layers for view in layer.parameters()]
     assert not loaded._params.flags.writeable and not any(v.flags.writeable for v in views)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_each_layer_case_round_trips_bitwise_after_training(backend_name, example, dtype,
+                                                            tmp_path):
+    """Each example of the layer table (tests/layer_cases.py) in its stack: architecture,
+    weights, state and optimizer bit for bit, and the same predictions."""
+    X, y = make_data("softmax_cross_entropy", n=64)
+    model = Sequential(stack(EXAMPLES[example]()), input_dim=4, backend=backend_name,
+                       dtype=dtype, seed=0)
+    model.history = model.fit(X, y, epochs=2, batch_size=16, optimizer=Adam(0.01))
+    loaded = round_trip(model, tmp_path)
+    assert_same_model(loaded, model)
+    for method in (loaded.predict, loaded.predict_proba):
+        expected = getattr(model, method.__name__)(X)
+        assert method(X).tobytes() == expected.tobytes()
 
 
 def test_every_registry_activation_round_trips(backend_name, tmp_path):

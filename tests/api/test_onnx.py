@@ -15,6 +15,7 @@ from fastmlp import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization, Seq
 from fastmlp.nn.activations import ACTIVATIONS as ACTIVATION_NAMES, ELU, LeakyReLU
 from fastmlp.io.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from helpers import make_data, relative_error
+from layer_cases import EXAMPLES
 
 #: onnxruntime vs the model's own inference, relative error (helpers.relative_error):
 #: different GEMM blocking and transcendental functions, a few roundings per layer
@@ -83,11 +84,11 @@ def test_each_activation_alone(tmp_path, activation, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("layer", [lambda: Maxout(4, pieces=3), lambda: Dropout(0.5),
-                                   lambda: BatchNorm(momentum=0.5), Normalization],
-                         ids=["maxout", "dropout", "batch_norm", "normalization"])
-def test_each_layer_type_alone(tmp_path, layer, dtype):
-    model = Sequential([layer(), Dense(3)], input_dim=N_FEATURES, dtype=dtype, seed=3)
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_each_layer_case_alone(tmp_path, example, dtype):
+    """Each example of the layer table (tests/layer_cases.py), then the logits."""
+    model = Sequential([EXAMPLES[example](), Dense(3)], input_dim=N_FEATURES, dtype=dtype,
+                       seed=3)
     X, y = make_data("softmax_cross_entropy", n=64, n_features=N_FEATURES)
     model.fit(3 * X + 1, y, epochs=2, batch_size=16)
     assert_runtime_matches(model, tmp_path / "model.onnx")

@@ -20,6 +20,7 @@ from fastmlp import from_torch
 from fastmlp.io.torch import to_torch
 from activation_cases import CASES
 from helpers import relative_error
+from layer_cases import EXAMPLES, stack
 
 from .test_onnx import Doubler, N_FEATURES, every_layer_model, inputs
 
@@ -162,6 +163,26 @@ def test_round_trip_is_bitwise(dtype):
     for original, copy in zip(model.get_weights(), back.get_weights(), strict=True):
         assert copy.dtype == original.dtype and np.array_equal(copy, original)
     X = inputs(dtype)
+    assert np.array_equal(back.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_each_layer_case_round_trips(example, dtype):
+    """Each example of the layer table (tests/layer_cases.py) in its stack, trained (an
+    adapted Normalization, moved running statistics): torch gives its logits, and
+    from_torch reads the module back to the same layers and weights, bit for bit."""
+    model = Sequential(stack(EXAMPLES[example](), 2), input_dim=N_FEATURES, loss="mse",
+                       dtype=dtype, seed=2)
+    model.fit(inputs(dtype, n=64), np.ones((64, 2)), epochs=2, batch_size=16)
+    module = model.to_torch()
+    X = inputs(dtype)
+    assert_close(torch_outputs(module, X), model.predict(X), dtype)
+    back = from_torch(module, loss="mse", seed=model.seed)
+    assert [layer_config(layer) for layer in back.layers] == \
+        [layer_config(layer) for layer in model.layers]
+    for original, copy in zip(model.get_weights(), back.get_weights(), strict=True):
+        assert copy.dtype == original.dtype and np.array_equal(copy, original)
     assert np.array_equal(back.predict(X), model.predict(X))
 
 

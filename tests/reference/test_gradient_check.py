@@ -11,6 +11,7 @@ from fastmlp import (L1, L1L2, L2, BatchNorm, Dense, Dropout, Layer, Maxout, Nor
 from fastmlp.nn.activations import ACTIVATIONS, ELU, LeakyReLU
 from fastmlp.nn.losses import LOSSES
 from helpers import make_data
+from layer_cases import EXAMPLES, stack
 
 
 class WrongCube(Layer):
@@ -56,15 +57,15 @@ def test_regularized_models_pass(regularizer):
     assert report.verdict == "ok", str(report)
 
 
-@pytest.mark.parametrize("layers", [
-    lambda: [Dense(6, "relu"), BatchNorm(), Dense(3)],
-    lambda: [Dense(6, "tanh"), Dropout(0.4), Dense(3)],
-    lambda: [Maxout(5, pieces=3), Dense(3)],
-    lambda: [Normalization(), Dense(6, "elu"), BatchNorm(momentum=0.5), Dropout(0.2),
-             Maxout(4, pieces=2), Dense(3)],
-], ids=["batchnorm", "dropout", "maxout", "all"])
+def _all_layers():
+    return [Normalization(), Dense(6, "elu"), BatchNorm(momentum=0.5), Dropout(0.2),
+            Maxout(4, pieces=2), Dense(3)]
+
+
+@pytest.mark.parametrize("layers", [*EXAMPLES, "all"])
 def test_every_built_in_layer_passes(layers):
-    report = check(layers())
+    """Each example of the layer table (tests/layer_cases.py) in its stack, and all."""
+    report = check(_all_layers() if layers == "all" else stack(EXAMPLES[layers]()))
     assert report.verdict == "ok", str(report)
 
 
