@@ -23,7 +23,7 @@ namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
 // s = sigmoid(x) and sc = sigmoid(-x) = 1 - s, each as math.hpp's sigmoid computes it.
 template <class T>
-inline void sigmoid_pair(Vec<T> x, Vec<T>& s, Vec<T>& sc) {
+FASTMLP_VECTOR_INLINE void sigmoid_pair(Vec<T> x, Vec<T>& s, Vec<T>& sc) {
     const Vec<T> e = exp<T>(-abs<T>(x)), one = splat<T>(1);
     const Vec<T> big = one / (one + e), small = e / (one + e);
     const auto positive = x >= splat<T>(0);
@@ -33,7 +33,7 @@ inline void sigmoid_pair(Vec<T> x, Vec<T>& s, Vec<T>& sc) {
 
 // GELU's 2u(z) and u'(z) for z clamped to [-30, 30] (NaN kept).
 template <class T>
-inline Vec<T> gelu_2u(Vec<T> z, Vec<T>* du) {
+FASTMLP_VECTOR_INLINE Vec<T> gelu_2u(Vec<T> z, Vec<T>* du) {
     const T k0 = T(0.7978845608028654), k1 = T(0.044715);  // sqrt(2/pi), the cubic's weight
     const Vec<T> zc = clamp_keep_nan<T>(z, T(-30), T(30));
     const Vec<T> z2 = zc * zc;
@@ -43,12 +43,12 @@ inline Vec<T> gelu_2u(Vec<T> z, Vec<T>* du) {
 
 // z * s, with s = 0 giving -0 (the limit at -inf; a finite z gives -0 there anyway).
 template <class T>
-inline Vec<T> times_gate(Vec<T> z, Vec<T> s) {
+FASTMLP_VECTOR_INLINE Vec<T> times_gate(Vec<T> z, Vec<T> s) {
     return select<T>(s == Vec<T>{}, splat<T>(T(-0.0)), z) * s;
 }
 
 template <class T>
-inline Vec<T> activate(Activation act, Vec<T> z, T param) {
+FASTMLP_VECTOR_INLINE Vec<T> activate(Activation act, Vec<T> z, T param) {
     const Vec<T> zero{};
     Vec<T> s, sc;
     switch (act) {
@@ -66,7 +66,7 @@ inline Vec<T> activate(Activation act, Vec<T> z, T param) {
 }
 
 template <class T>
-inline Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T param) {
+FASTMLP_VECTOR_INLINE Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T param) {
     const Vec<T> zero{}, one = splat<T>(1);
     Vec<T> s, sc, du;
     switch (act) {

@@ -45,13 +45,13 @@ template <> struct MathConst<double> {
 };
 
 // 2^n for n in the normal exponent range, from the exponent bits.
-template <class T> inline Vec<T> pow2(Mask<T> n) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> pow2(Mask<T> n) {
     using C = MathConst<T>;
     return from_bits<T>((n + C::exp_bias) << C::mant_bits);
 }
 
 // Shared by exp and expm1: x (already clamped) = n ln2 + r; returns e^r - 1, sets n.
-template <class T> inline Vec<T> exp_reduce(Vec<T> x, Mask<T>& n) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> exp_reduce(Vec<T> x, Mask<T>& n) {
     using C = MathConst<T>;
     const Vec<T> magic = splat<T>(C::round_magic);
     const Vec<T> nf = (x * splat<T>(T(1.4426950408889634)) + magic) - magic;
@@ -69,12 +69,12 @@ template <class T> inline Vec<T> exp_reduce(Vec<T> x, Mask<T>& n) {
 }
 
 // Clamp x into [lo, hi] without touching NaN (a comparison with NaN is false).
-template <class T> inline Vec<T> clamp_keep_nan(Vec<T> x, T lo, T hi) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> clamp_keep_nan(Vec<T> x, T lo, T hi) {
     x = select<T>(x > splat<T>(hi), splat<T>(hi), x);
     return select<T>(x < splat<T>(lo), splat<T>(lo), x);
 }
 
-template <class T> inline Vec<T> exp(Vec<T> x) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> exp(Vec<T> x) {
     using C = MathConst<T>;
     const Vec<T> nan_free = select<T>(x == x, x, splat<T>(0));
     Mask<T> n;
@@ -86,7 +86,7 @@ template <class T> inline Vec<T> exp(Vec<T> x) {
     return select<T>(x == x, y, x);
 }
 
-template <class T> inline Vec<T> expm1(Vec<T> x) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> expm1(Vec<T> x) {
     using C = MathConst<T>;
     const Vec<T> nan_free = select<T>(x == x, x, splat<T>(0));
     Mask<T> n;
@@ -103,7 +103,7 @@ template <class T> inline Vec<T> expm1(Vec<T> x) {
     return select<T>(x == x, y, x);
 }
 
-template <class T> inline Vec<T> log(Vec<T> x) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> log(Vec<T> x) {
     using C = MathConst<T>;
     // Subnormals: scale into the normal range first.
     const Mask<T> tiny = x < splat<T>(C::min_normal);
@@ -132,20 +132,20 @@ template <class T> inline Vec<T> log(Vec<T> x) {
     return select<T>((x < splat<T>(0)) | (x != x), splat<T>(__builtin_nan("")), y);
 }
 
-template <class T> inline Vec<T> log1p(Vec<T> u) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> log1p(Vec<T> u) {
     const Vec<T> w = splat<T>(1) + u;
     const Vec<T> y = select<T>(w == splat<T>(1), u, log<T>(w) * (u / (w - splat<T>(1))));
     return select<T>(u == splat<T>(__builtin_huge_val()), u, y);
 }
 
-template <class T> inline Vec<T> tanh(Vec<T> x) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> tanh(Vec<T> x) {
     const Vec<T> ax = abs<T>(x);
     const Vec<T> t = expm1<T>(splat<T>(2) * select<T>(ax < splat<T>(22), ax, splat<T>(0)));
     const Vec<T> y = select<T>(ax < splat<T>(22), t / (t + splat<T>(2)), splat<T>(1));
     return select<T>(x == x, copysign<T>(y, x), x);
 }
 
-template <class T> inline Vec<T> sigmoid(Vec<T> x) {
+template <class T> FASTMLP_VECTOR_INLINE Vec<T> sigmoid(Vec<T> x) {
     const Vec<T> e = exp<T>(-abs<T>(x));
     const Vec<T> one = splat<T>(1);
     return select<T>(x >= splat<T>(0), one / (one + e), e / (one + e));

@@ -14,6 +14,11 @@
 
 #include "../common.hpp"
 
+// The math and activation functions a kernel applies per vector (math.hpp,
+// kernels/activations.hpp) are always inlined: an out-of-line call per vector, with the
+// activation's switch inside the loop, costs more than the arithmetic it wraps.
+#define FASTMLP_VECTOR_INLINE inline __attribute__((always_inline))
+
 #if defined(FASTMLP_ISA_AVX512)
 #include "vec_avx512.hpp"
 #elif defined(FASTMLP_ISA_AVX2)
