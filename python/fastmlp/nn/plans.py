@@ -159,19 +159,6 @@ def run(ops, arrays: Arrays, backend, context: Context, need_dx: bool = True) ->
                           context)
 
 
-def _running_update(mean, inv_std, running_mean, running_var, momentum: float,
-                    eps: float) -> None:
-    """BatchNorm's running averages in NumPy's arithmetic: the batch variance
-    max(1 / inv_std^2 - eps, 0) in double; running = momentum * running + (1 - momentum)
-    * batch (csrc/train/program.cpp does the same)."""
-    inv = inv_std.astype(np.float64)
-    with np.errstate(divide="ignore", over="ignore"):
-        var = np.maximum(1.0 / (inv * inv) - eps, 0.0)
-    m = momentum
-    running_mean[...] = m * running_mean.astype(np.float64) + (1 - m) * mean
-    running_var[...] = m * running_var.astype(np.float64) + (1 - m) * var
-
-
 _Runner = Callable[..., None]
 _RUNNERS: Dict[str, _Runner] = {
     "gemm_bias_act": lambda be, a, c, ctx: be.gemm_bias_act(
@@ -186,12 +173,12 @@ _RUNNERS: Dict[str, _Runner] = {
         *a, c[0], ctx.seed, ctx.index, ctx.step),
     "mul": lambda be, a, c, ctx: be.mul(*a),
     "batchnorm_forward_train": lambda be, a, c, ctx: be.batchnorm_forward_train(*a, c[0]),
-    "batchnorm_running_update": lambda be, a, c, ctx: _running_update(*a, *c),
+    "batchnorm_running_update": lambda be, a, c, ctx: be.batchnorm_running_update(*a, *c),
     "batchnorm_forward_infer": lambda be, a, c, ctx: be.batchnorm_forward_infer(
         *a[:5], c[0], a[5]),
     "batchnorm_backward": lambda be, a, c, ctx: be.batchnorm_backward(*a),
-    "scale_columns": lambda be, a, c, ctx: np.multiply(a[0], a[1], out=a[2]),
-    "add_to": lambda be, a, c, ctx: np.add(a[1], a[0], out=a[1]),
+    "scale_columns": lambda be, a, c, ctx: be.scale_columns(*a),
+    "add_to": lambda be, a, c, ctx: be.add_to(*a),
 }
 # the penalty's op runs on the per-op path as the model's regularizer applies it
 # (Regularizer.apply over Layer.penalized()), with the step's divisor
