@@ -108,6 +108,9 @@ LAYER_SETS = {
                                 Maxout(4, pieces=2, regularizer=r[1]), Dense(3)],
     "everything": lambda r: [Normalization(), Maxout(8, pieces=2), BatchNorm(), Dropout(0.3),
                              Dense(6, "sigmoid", regularizer=r[1]), BatchNorm(0.5), Dense(3)],
+    # not first, so its backward (scale_columns) runs
+    "inner_normalization": lambda r: [Dense(6, "tanh", regularizer=r[0]), Normalization(),
+                                      Dense(3)],
 }
 
 

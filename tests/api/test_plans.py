@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Sequential
-from fastmlp.nn.layers import LAYERS, Dense, Maxout
+from fastmlp.nn.layers import LAYERS, Dense, Maxout, Workspace
 from fastmlp.nn.plans import CODES, OPS, ROLES, ROWS, plan_of
 from layer_cases import CASES, EXAMPLES, TABLE
 
@@ -110,3 +110,30 @@ def test_the_built_plan_is_reused_and_follows_a_changed_setting():
     layer.activation = "tanh"
     assert layer.built_plan().forward[0].constants[0] == "tanh"
     assert not np.array_equal(model.predict_proba(X), relu)
+
+
+def test_a_compiled_plan_follows_the_layers_arrays_settings_and_rows():
+    """The per-op path compiles a layer's plan once per workspace and reuses it while the
+    layer's arrays and settings, the backend and the row count stay the same; a change
+    compiles it again (the reference: a fresh workspace, compiled for the call)."""
+    model = Sequential([Dense(3, "relu")], input_dim=4, backend="numpy", dtype="float64",
+                       seed=0)
+    layer, kept, rng = model.layers[0], Workspace(), np.random.default_rng(1)
+
+    def check(rows):
+        x = rng.normal(size=(rows, 4))
+        np.testing.assert_array_equal(layer.forward(model.backend, x, kept, False),
+                                      layer.forward(model.backend, x, Workspace(), False))
+
+    check(5)
+    params, grads = rng.normal(size=layer.count_params()), np.zeros(layer.count_params())
+    layer.bind(params, grads)
+    check(5)
+    layer.activation = "tanh"
+    check(5)
+    check(3)
+    check(5)
+    x = rng.normal(size=(5, 4))
+    layer.forward(model.backend, x, layer.training_workspace, True)
+    layer.backward(model.backend, np.ones((5, 3)), need_dx=False)
+    assert grads.any(), "the backward wrote into the arrays the layer was bound to before"

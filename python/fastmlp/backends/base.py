@@ -186,6 +186,30 @@ class Backend(Protocol):
         Outputs overlap no other array.
         """
 
+    def batchnorm_running_update(self, mean: np.ndarray, inv_std: np.ndarray,
+                                 running_mean: np.ndarray, running_var: np.ndarray,
+                                 momentum: float, eps: float) -> None:
+        """BatchNorm's running averages from a training forward's ``mean`` and ``inv_std``
+        (n,); all four arrays (n,), the outputs overlap no input. With ``m = momentum``::
+
+            var_j          = max(1 / inv_std_j**2 - eps, 0)          (in double)
+            running_mean_j = T(m * running_mean_j + T(T(1 - m) * mean_j))
+            running_var_j  = T(m * running_var_j + (1 - m) * var_j)
+
+        each sum and the products with ``m`` in double (NumPy's arithmetic: ``1 - m``
+        rounded to the dtype T multiplies ``mean`` in T), each result rounded to T once.
+        """
+
+    def scale_columns(self, x: np.ndarray, scale: np.ndarray, y: np.ndarray) -> None:
+        """``y[i, j] = x[i, j] * scale[j]``: one product per element, in the dtype;
+        ``x``, ``y`` (m, n), ``scale`` (n,); ``y`` may be ``x`` (Normalization's
+        backward: dx = dy / std)."""
+
+    def add_to(self, x: np.ndarray, y: np.ndarray) -> None:
+        """``y += x`` elementwise: one sum per element, in the dtype; one shape, no
+        overlap (a MultiTask trunk's gradient: the heads' input gradients added in
+        order)."""
+
     def regularize(self, w: np.ndarray, dw: np.ndarray, l1: float, l2: float) -> float:
         """Add the L1/L2 penalty's gradient to ``dw`` and return the penalty (docs/conventions.md; the caller folds lambda/n into l1 and l2). ``w``, ``dw`` are flat (1-D),
         equal-length, non-overlapping. With ``sign(0) = 0`` (np.sign) and l1, l2 rounded

@@ -188,7 +188,8 @@ def _maxout_pieces(kernel: str, z: np.ndarray, a: np.ndarray, argmax: np.ndarray
     return units, (z.shape[1] // units if units else 1)
 
 
-def _batchnorm_shapes(kernel, x, x_name, same, per_feature, need_rows=False):
+def _columnwise_shapes(kernel, x, x_name, same, per_feature, need_rows=False):
+    """x (m, n), the arrays ``same`` of its shape and ``per_feature`` of shape (n,)."""
     if x.ndim != 2 or any(a.shape != x.shape for a in same) or \
             any(v.shape != x.shape[1:] for v in per_feature):
         raise ValueError(f"{kernel}: shape mismatch: {x_name} is {x.shape}; the (m, n) "
@@ -331,7 +332,7 @@ class NumPyBackend:
                                 inv_std: np.ndarray, eps: float) -> None:
         """Batch statistics (two passes, rows in ascending order), xhat and y (base.py)."""
         _check_arrays(x, gamma, beta, y, xhat, mean, inv_std)
-        _batchnorm_shapes("batchnorm_forward_train", x, "x", (y, xhat),
+        _columnwise_shapes("batchnorm_forward_train", x, "x", (y, xhat),
                           (gamma, beta, mean, inv_std), need_rows=True)
         T = x.dtype.type
         m = T(x.shape[0])
@@ -348,7 +349,7 @@ class NumPyBackend:
                                 y: np.ndarray) -> None:
         """``y = gamma * ((x - mean) * (1 / sqrt(var + eps))) + beta``."""
         _check_arrays(x, gamma, beta, mean, var, y)
-        _batchnorm_shapes("batchnorm_forward_infer", x, "x", (y,), (gamma, beta, mean, var))
+        _columnwise_shapes("batchnorm_forward_infer", x, "x", (y,), (gamma, beta, mean, var))
         T = x.dtype.type
         inv = T(1) / np.sqrt(var + T(eps))
         np.add(gamma * ((x - mean) * inv), beta, out=y)
@@ -359,13 +360,43 @@ class NumPyBackend:
                            dbeta: np.ndarray) -> None:
         """dbeta, dgamma (rows in ascending order), then dx (base.py)."""
         _check_arrays(dy, xhat, gamma, inv_std, dx, dgamma, dbeta)
-        _batchnorm_shapes("batchnorm_backward", dy, "dy", (xhat, dx),
+        _columnwise_shapes("batchnorm_backward", dy, "dy", (xhat, dx),
                           (gamma, inv_std, dgamma, dbeta), need_rows=True)
         m = dy.dtype.type(dy.shape[0])
         dbeta[...] = _sum_rows(dy)
         dgamma[...] = _sum_rows(dy * xhat)
         c = (gamma * inv_std) / m
         np.multiply(c, (m * dy - dbeta) - xhat * dgamma, out=dx)
+
+    @_underflow_ok
+    def batchnorm_running_update(self, mean: np.ndarray, inv_std: np.ndarray,
+                                 running_mean: np.ndarray, running_var: np.ndarray,
+                                 momentum: float, eps: float) -> None:
+        """``running = momentum * running + (1 - momentum) * batch``, the batch variance
+        ``max(1 / inv_std^2 - eps, 0)``, in double but for ``(1 - momentum) * mean`` (base.py)."""
+        _check_arrays(mean, inv_std, running_mean, running_var)
+        _same_shapes("batchnorm_running_update", mean=mean, inv_std=inv_std,
+                     running_mean=running_mean, running_var=running_var)
+        inv = inv_std.astype(np.float64)
+        with np.errstate(divide="ignore", over="ignore"):
+            var = np.maximum(1.0 / (inv * inv) - eps, 0.0)
+        m = momentum
+        running_mean[...] = m * running_mean.astype(np.float64) + (1 - m) * mean
+        running_var[...] = m * running_var.astype(np.float64) + (1 - m) * var
+
+    @_underflow_ok
+    def scale_columns(self, x: np.ndarray, scale: np.ndarray, y: np.ndarray) -> None:
+        """``y = x * scale``, ``scale`` broadcast over the rows."""
+        _check_arrays(x, scale, y)
+        _columnwise_shapes("scale_columns", x, "x", (y,), (scale,))
+        np.multiply(x, scale, out=y)
+
+    @_underflow_ok
+    def add_to(self, x: np.ndarray, y: np.ndarray) -> None:
+        """``y += x``."""
+        _check_arrays(x, y)
+        _same_shapes("add_to", x=x, y=y)
+        np.add(y, x, out=y)
 
     @_underflow_ok
     def regularize(self, w: np.ndarray, dw: np.ndarray, l1: float, l2: float) -> float:

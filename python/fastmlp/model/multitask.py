@@ -248,7 +248,7 @@ class MultiTask(FlatParameters):
                 trunk_grad = self._train_cache.get("grad.trunk", dx.shape, dx.dtype)
                 np.copyto(trunk_grad, dx)
             else:
-                np.add(trunk_grad, dx, out=trunk_grad)
+                self.backend.add_to(dx, trunk_grad)
         if trunk_grad is not None:
             _backward_through(self.trunk, trunk_grad, self.backend, need_dx=False)
 

@@ -47,6 +47,7 @@ before every training forward, ``step`` (the model's training-step counter).
 """
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -63,8 +64,15 @@ class Workspace:
     """Named scratch arrays, kept while their shape and dtype stay the same: a training
     cache reallocates only when the batch size changes (the last, partial batch)."""
 
+    #: the plan of the planned layer computing here, compiled for its last call
+    #: (:class:`.plans.CompiledPlan`; PlannedLayer keeps it up to date); never pickled
+    compiled_plan: Optional[plans.CompiledPlan] = None
+
     def __init__(self):
         self._arrays: Dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        return {"_arrays": self._arrays}
 
     def get(self, name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
         array = self._arrays.get(name)
@@ -172,10 +180,16 @@ class PlannedLayer(Layer):
     backward and penalized weights run or read that plan, and the fused paths compile it.
     The built-in layers' base; a subclass states ``plan()``."""
 
-    _arrays: Optional[plans.Arrays] = None     # the last training forward's buffers
+    #: the last training forward's compiled plan, input and workspace (for the backward)
+    _training: Optional[Tuple[plans.CompiledPlan, np.ndarray, Workspace]] = None
     #: what a plan reads besides the built sizes: a change builds the plan again (the
     #: activation may be swapped on a built model; the fused predictor's key has it too)
     PLAN_SETTINGS = ("activation", "param", "rate", "momentum", "eps")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_training", None)      # bound backend calls: compiled again on demand
+        return state
 
     def plan(self) -> Plan:
         raise NotImplementedError
@@ -189,37 +203,59 @@ class PlannedLayer(Layer):
         """What the plan is built from: the input width and the settings."""
         return (self.input_dim,) + tuple(getattr(self, s, None) for s in self.PLAN_SETTINGS)
 
-    def _plan_and_buffers(self) -> Tuple[Plan, Dict[str, plans.Buffer]]:
+    def _plan_and_buffers(self) -> Tuple[Plan, Dict[str, plans.Buffer], Tuple[str, ...]]:
+        """The built plan, its buffers by name and the attributes its arrays live in."""
         key = self.plan_key()
         cached = self.__dict__.get("_built_plan")
         if cached is None or cached[0] != key:
             plan = self.plan()
-            cached = self.__dict__["_built_plan"] = (key, plan, {b.name: b for b in plan.buffers})
-        return cached[1], cached[2]
+            cached = self.__dict__["_built_plan"] = (
+                key, plan, {b.name: b for b in plan.buffers},
+                tuple(b.attr for b in plan.buffers if b.attr is not None))
+        return cached[1:]
 
-    def _context(self) -> plans.Context:
-        return plans.Context(self.seed, self.index, self.step)
+    def _compiled(self, backend: Backend, workspace: Workspace, rows: int,
+                  dtype) -> plans.CompiledPlan:
+        """The plan compiled in ``workspace`` for a call: kept while the layer's width,
+        settings and arrays (another array: the layer was bound again), the backend, the
+        row count and the dtype stay the same."""
+        call = (self, backend, rows, dtype)
+        compiled = workspace.compiled_plan
+        if compiled is None or not compiled.fits(call):
+            plan, buffers, attributes = self._plan_and_buffers()
+            settings = [s for s in self.PLAN_SETTINGS if hasattr(self, s)]
+            layer_state = attrgetter("input_dim", "dtype", *settings, *attributes)
+            arrays = plans.Arrays(self, buffers, workspace, rows, dtype)
+            compiled = workspace.compiled_plan = plans.CompiledPlan(plan, arrays, call,
+                                                                    layer_state)
+        return compiled
+
+    def training_buffer(self, name: str) -> Optional[np.ndarray]:
+        """The last training forward's buffer ``name`` (None before the first)."""
+        return None if self._training is None else self._training[0].buffer(name)
+
+    def _call_values(self, x: np.ndarray, dy: Optional[np.ndarray]) -> tuple:
+        """A run's :data:`.plans.CALL_VALUES`."""
+        return x, dy, self.seed, self.index, self.step
 
     def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
                 training: bool = False) -> np.ndarray:
         """The plan's training or inference ops over x and the workspace's arrays; returns
-        the result. A training forward keeps its buffers for the backward."""
-        plan, buffers = self._plan_and_buffers()
-        arrays = plans.Arrays(self, buffers, workspace, len(x), x.dtype)
-        arrays.bind("x", x)
-        ops, result = ((plan.forward, plan.forward_result) if training
-                       else (plan.inference, plan.inference_result))
-        plans.run(ops, arrays, backend, self._context())
+        the result. A training forward keeps what the backward needs."""
+        compiled = self._compiled(backend, workspace, len(x), x.dtype)
+        result = compiled.program("forward" if training else "inference").run(
+            self._call_values(x, None))
         if training:
-            self._arrays = arrays
-        return arrays[result]
+            self._training = (compiled, x, workspace)
+        return result
 
     def backward(self, backend: Backend, dy: np.ndarray, need_dx: bool) -> Optional[np.ndarray]:
         """The plan's backward ops from dy (the dx-only ones only with ``need_dx``)."""
-        arrays = self._arrays
-        arrays.bind("dy", dy)
-        plans.run(self.built_plan().backward, arrays, backend, self._context(), need_dx)
-        return arrays["dx"] if need_dx else None
+        compiled, x, workspace = self._training
+        if compiled.backend is not backend:
+            compiled = self._compiled(backend, workspace, len(x), x.dtype)
+        return compiled.program("backward" if need_dx else "backward_params").run(
+            self._call_values(x, dy))
 
     def penalized(self) -> List[Tuple[np.ndarray, np.ndarray]]:
         plan = self.built_plan()

@@ -188,7 +188,7 @@ class Dropout(PlannedLayer):
     @property
     def _mask(self) -> Optional[np.ndarray]:
         """The last training forward's mask."""
-        return None if self._arrays is None else self._arrays["mask"]
+        return self.training_buffer("mask")
 
     def describe(self) -> str:
         return f"rate {self.rate:g}"

@@ -6,22 +6,25 @@ gradients, its state, its per-batch caches, its input ``x`` and the incoming gra
 ``dy``) and four op lists: the training forward, the inference forward, the backward and
 the weights the regularizer penalizes. An :class:`Op` is an operation code of
 :data:`OPS` with the buffers it reads and writes, in the order the table gives, and its
-constants. The per-op path runs a plan through the Backend (:func:`run`, from
-``Layer.forward``/``backward``); the fused C++ paths run the same plan compiled into flat
-records (:mod:`fastmlp.train.fused`, csrc/train/program.hpp). ``OPS`` is the one table of
+constants. The per-op path runs a plan through the Backend (``Layer.forward``/``backward``:
+each op list compiled, once per layer, backend, row count and arrays, into a
+:class:`Program` of bound backend calls); the fused C++ paths run the same plan compiled
+into flat records (:mod:`fastmlp.train.fused`, csrc/train/program.hpp). ``OPS`` is the one table of
 op codes: the C++ enum ``OpCode`` (csrc/common.hpp) names the same codes in the same order
 (tests/kernels/test_registries.py checks).
 """
 from __future__ import annotations
 
+from functools import partial
+from operator import is_
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from . import activations
 
-__all__ = ["Buffer", "Op", "OpCode", "OPS", "Plan", "ROWS", "ROLES", "Arrays", "run",
-           "plan_of"]
+__all__ = ["Buffer", "Op", "OpCode", "OPS", "Plan", "ROWS", "ROLES", "Arrays", "CallValue",
+           "CALL_VALUES", "Program", "CompiledPlan", "compile_ops", "plan_of"]
 
 #: the batch's row count in a buffer's shape
 ROWS = -1
@@ -117,19 +120,30 @@ def plan_of(layer) -> Optional[Plan]:
     return layer.built_plan() if "plan" in type(layer).__dict__ else None
 
 
+class CallValue(NamedTuple):
+    """A place in a compiled op's arguments that each run fills: the layer's input ``x``,
+    the incoming gradient ``dy``, or a part of dropout's mask key (the layer's seed and
+    index, the model's step). ``slot`` is its index in :data:`CALL_VALUES`."""
+
+    slot: int
+    name: str
+
+
+#: the values a run gets, in the order of :meth:`Program.run`'s ``values``
+CALL_VALUES = X, DY, SEED, INDEX, STEP = tuple(
+    CallValue(slot, name) for slot, name in enumerate(("x", "dy", "seed", "index", "step")))
+
+
 class Arrays(dict):
-    """A plan's buffers as arrays for one call, by name: the input and incoming gradient
-    as bound, parameters, state and constants from the layer's attributes, caches from
-    the workspace at the call's row count (resolved when an op first asks; later reads
-    are plain dict lookups)."""
+    """A plan's buffers for one compilation, by name: the input and incoming gradient as
+    their :class:`CallValue`, parameters, state and constants from the layer's
+    attributes, caches from the workspace at the row count (resolved when an op first
+    asks)."""
 
     def __init__(self, layer, buffers: Dict[str, Buffer], workspace, rows: int, dtype):
-        super().__init__()
+        super().__init__(x=X, dy=DY)
         self._layer, self._buffers, self._workspace = layer, buffers, workspace
         self.rows, self._dtype = rows, dtype
-
-    def bind(self, name: str, array: np.ndarray) -> None:
-        self[name] = array
 
     def __missing__(self, name: str) -> np.ndarray:
         buffer = self._buffers[name]
@@ -142,57 +156,107 @@ class Arrays(dict):
         return array
 
 
-class Context(NamedTuple):
-    """What an op may read beyond its buffers: dropout's mask key."""
+class Program:
+    """An op list compiled for one layer, backend, row count and set of arrays: each op a
+    backend method with its arguments in place; a run fills the :class:`CallValue`
+    places and calls the methods in order."""
 
-    seed: int
-    index: int
-    step: int
+    __slots__ = ("_calls", "_places", "_result")
 
+    def __init__(self, calls, result):
+        self._calls = [(method, list(args)) for method, args in calls]
+        self._places = [(args, i, value.slot) for _, args in self._calls
+                        for i, value in enumerate(args) if isinstance(value, CallValue)]
+        self._result = result
 
-def run(ops, arrays: Arrays, backend, context: Context, need_dx: bool = True) -> None:
-    """Run ``ops`` in order through ``backend`` (dx-only steps only with ``need_dx``)."""
-    for op in ops:
-        if op.dx_only and not need_dx:
-            continue
-        _RUNNERS[op.code](backend, [arrays[name] for name in op.buffers], op.constants,
-                          context)
-
-
-def _running_update(mean, inv_std, running_mean, running_var, momentum: float,
-                    eps: float) -> None:
-    """BatchNorm's running averages in NumPy's arithmetic: the batch variance
-    max(1 / inv_std^2 - eps, 0) in double; running = momentum * running + (1 - momentum)
-    * batch (csrc/train/program.cpp does the same)."""
-    inv = inv_std.astype(np.float64)
-    with np.errstate(divide="ignore", over="ignore"):
-        var = np.maximum(1.0 / (inv * inv) - eps, 0.0)
-    m = momentum
-    running_mean[...] = m * running_mean.astype(np.float64) + (1 - m) * mean
-    running_var[...] = m * running_var.astype(np.float64) + (1 - m) * var
+    def run(self, values: tuple):
+        """Run the ops with ``values`` (one per :data:`CALL_VALUES`); returns the result
+        buffer (None when the list has none)."""
+        for args, i, slot in self._places:
+            args[i] = values[slot]
+        for method, args in self._calls:
+            method(*args)
+        result = self._result
+        return values[result.slot] if type(result) is CallValue else result
 
 
-_Runner = Callable[..., None]
-_RUNNERS: Dict[str, _Runner] = {
-    "gemm_bias_act": lambda be, a, c, ctx: be.gemm_bias_act(
-        *a, activations.kind(c[0]), c[1]),
-    "act_backward": lambda be, a, c, ctx: be.act_backward(*a, activations.kind(c[0]), c[1]),
-    "gemm_weight_grad": lambda be, a, c, ctx: be.gemm(a[0], a[1], a[2], trans_a=True),
-    "col_sum": lambda be, a, c, ctx: be.col_sum(*a),
-    "gemm_input_grad": lambda be, a, c, ctx: be.gemm(*a),
-    "maxout_forward": lambda be, a, c, ctx: be.maxout_forward(*a),
-    "maxout_backward": lambda be, a, c, ctx: be.maxout_backward(*a),
-    "dropout_forward": lambda be, a, c, ctx: be.dropout_forward(
-        *a, c[0], ctx.seed, ctx.index, ctx.step),
-    "mul": lambda be, a, c, ctx: be.mul(*a),
-    "batchnorm_forward_train": lambda be, a, c, ctx: be.batchnorm_forward_train(*a, c[0]),
-    "batchnorm_running_update": lambda be, a, c, ctx: _running_update(*a, *c),
-    "batchnorm_forward_infer": lambda be, a, c, ctx: be.batchnorm_forward_infer(
-        *a[:5], c[0], a[5]),
-    "batchnorm_backward": lambda be, a, c, ctx: be.batchnorm_backward(*a),
-    "scale_columns": lambda be, a, c, ctx: np.multiply(a[0], a[1], out=a[2]),
-    "add_to": lambda be, a, c, ctx: np.add(a[1], a[0], out=a[1]),
+def compile_ops(ops, arrays: Arrays, backend, result: Optional[str],
+                need_dx: bool = True) -> Program:
+    """``ops`` over ``arrays`` through ``backend`` as a :class:`Program` (dx-only steps
+    only with ``need_dx``) whose run returns the buffer ``result``."""
+    calls = [_BINDERS[op.code](backend, tuple(arrays[name] for name in op.buffers),
+                               op.constants)
+             for op in ops if need_dx or not op.dx_only]
+    return Program(calls, None if result is None else arrays[result])
+
+
+class CompiledPlan:
+    """A layer's plan compiled for one call, ``(layer, backend, rows, dtype)``: a
+    :class:`Program` per phase, compiled when first run. Phases: "forward" (training),
+    "inference", "backward" and "backward_params" (the backward without its dx-only
+    steps). ``layer_state(layer)`` reads the layer's attributes the plan and its arrays
+    come from (its width, settings and arrays); it serves a call while they stay the
+    same objects (held here, so no other object can take their ids)."""
+
+    def __init__(self, plan: Plan, arrays: Arrays, call: tuple, layer_state: Callable):
+        self.plan, self.call, self.backend = plan, call, call[1]
+        self._layer_state, self._state = layer_state, layer_state(call[0])
+        self._arrays, self._programs = arrays, {}
+
+    def fits(self, call: tuple) -> bool:
+        """Whether it serves ``call``: the same call, the layer's attributes unchanged."""
+        return call == self.call and all(map(is_, self._layer_state(call[0]), self._state))
+
+    def buffer(self, name: str) -> np.ndarray:
+        """The array of the plan's buffer ``name``."""
+        return self._arrays[name]
+
+    def program(self, phase: str) -> Program:
+        program = self._programs.get(phase)
+        if program is None:
+            program = self._programs[phase] = self._compile(phase)
+        return program
+
+    def _compile(self, phase: str) -> Program:
+        plan, arrays, backend = self.plan, self._arrays, self.backend
+        if phase == "forward":
+            return compile_ops(plan.forward, arrays, backend, plan.forward_result)
+        if phase == "inference":
+            return compile_ops(plan.inference, arrays, backend, plan.inference_result)
+        need_dx = phase == "backward"
+        return compile_ops(plan.backward, arrays, backend, "dx" if need_dx else None, need_dx)
+
+
+def _plain(method: str):
+    """An op whose arguments are its buffers, in the table's order."""
+    return lambda backend, a, c: (getattr(backend, method), a)
+
+
+def _with_activation(method: str):
+    """An op given its buffers, then the activation (resolved by name once) and param."""
+    return lambda backend, a, c: (getattr(backend, method), (*a, activations.kind(c[0]), c[1]))
+
+
+# each op code's backend method and its arguments (a: the buffers, c: the constants)
+_Binder = Callable[..., Tuple[Callable[..., None], tuple]]
+_BINDERS: Dict[str, _Binder] = {
+    "gemm_bias_act": _with_activation("gemm_bias_act"),
+    "act_backward": _with_activation("act_backward"),
+    "gemm_weight_grad": lambda be, a, c: (partial(be.gemm, trans_a=True), a),
+    "col_sum": _plain("col_sum"),
+    "gemm_input_grad": _plain("gemm"),
+    "maxout_forward": _plain("maxout_forward"),
+    "maxout_backward": _plain("maxout_backward"),
+    "dropout_forward": lambda be, a, c: (be.dropout_forward, (*a, c[0], SEED, INDEX, STEP)),
+    "mul": _plain("mul"),
+    "batchnorm_forward_train": lambda be, a, c: (be.batchnorm_forward_train, (*a, c[0])),
+    "batchnorm_running_update": lambda be, a, c: (be.batchnorm_running_update, (*a, *c)),
+    "batchnorm_forward_infer": lambda be, a, c: (be.batchnorm_forward_infer,
+                                                 (*a[:5], c[0], a[5])),
+    "batchnorm_backward": _plain("batchnorm_backward"),
+    "scale_columns": _plain("scale_columns"),
+    "add_to": _plain("add_to"),
 }
 # the penalty's op runs on the per-op path as the model's regularizer applies it
 # (Regularizer.apply over Layer.penalized()), with the step's divisor
-assert tuple(_RUNNERS) == tuple(op.name for op in OPS if op.name != "regularize")
+assert tuple(_BINDERS) == tuple(op.name for op in OPS if op.name != "regularize")
