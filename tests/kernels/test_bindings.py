@@ -65,13 +65,13 @@ def test_predictor_run_fills_the_callers_out_and_checks_it():
     ("mse", 2, (5, 3), np.float32), ("binary_cross_entropy", 1, (5, 3), np.float32),
     ("softmax_cross_entropy", 0, (5, 3), np.float32)])
 def test_the_native_predictor_allocates_the_result(loss, mode, shape, dtype):
-    predictor = native.FusedPredictor(_predictor(loss), loss, np.dtype(np.float32))
+    predictor = native.FusedPredictor(_predictor(loss), np.dtype(np.float32))
     result = predictor.run(np.ones((5, 4), np.float32), mode, 2)
     assert result.shape == shape and result.dtype == dtype
 
 
 def test_a_bad_X_is_named_by_the_core_not_the_allocation():
-    predictor = native.FusedPredictor(_predictor(), "mse", np.dtype(np.float32))
+    predictor = native.FusedPredictor(_predictor(), np.dtype(np.float32))
     with pytest.raises(ValueError, match=r"X must be 2-D, got shape \(\)"):
         predictor.run(np.array(1, np.float32), 0, 2)
     with pytest.raises(TypeError, match="X has dtype float64, expected float32"):
