@@ -77,20 +77,9 @@ public:
     }
 
 private:
-    // `out` as one entry per head; a lone array for a one-head program.
-    std::vector<py::object> entries(const py::object& out) const {
-        if (py::isinstance<py::list>(out)) {
-            const py::list items = out.cast<py::list>();
-            if (items.size() != losses_.size())
-                fail_value(kRun, "out has " + std::to_string(items.size()) + " entries, expected one per head (" +
-                                     std::to_string(losses_.size()) + ")");
-            std::vector<py::object> each;
-            for (const py::handle item : items) each.push_back(py::reinterpret_borrow<py::object>(item));
-            return each;
-        }
-        if (losses_.size() != 1)
-            throw py::type_error(std::string(kRun) + ": out must be a list of one array (or None) per head");
-        return {out};
+    static py::array as_array(const py::handle& item, const std::string& name) {
+        if (!py::isinstance<py::array>(item)) throw py::type_error(std::string(kRun) + ": " + name + " must be a numpy array");
+        return py::reinterpret_borrow<py::array>(item);
     }
 
     // Head h's entry as run() fills it for `mode`: T (n, k), or int64 labels; disjoint from
@@ -125,21 +114,31 @@ private:
         if (mode < 0 || mode > 2) fail_value(kRun, "mode must be 0 (logits), 1 (proba) or 2 (labels)");
         if (chunk < 1) fail_value(kRun, "chunk must be >= 1, got " + std::to_string(chunk));
         const auto m = train::PredictMode(mode);
-        const bool listed = py::isinstance<py::list>(out);
-        std::vector<py::object> items = entries(out);
+        const index n = x.shape(0);
+        if (!py::isinstance<py::list>(out)) {     // a one-head program's lone array: no tables
+            if (losses_.size() != 1)
+                throw py::type_error(std::string(kRun) + ": out must be a list of one array (or None) per head");
+            py::array array = as_array(out, "out");
+            const train::HeadOut<T> one = head_out<T>(array, "out", 0, m, x);
+            py::gil_scoped_release nogil;
+            return pred.run(px, n, chunk, m, &one);
+        }
+        const py::list items = out.cast<py::list>();
+        if (items.size() != losses_.size())
+            fail_value(kRun, "out has " + std::to_string(items.size()) + " entries, expected one per head (" +
+                                 std::to_string(losses_.size()) + ")");
         std::vector<py::array> arrays(items.size());
         std::vector<train::HeadOut<T>> outs(items.size());
         for (std::size_t h = 0; h < items.size(); ++h) {
             if (items[h].is_none()) continue;
-            const std::string name = listed ? "out[" + std::to_string(h) + "]" : "out";
-            if (!py::isinstance<py::array>(items[h])) throw py::type_error(std::string(kRun) + ": " + name + " must be a numpy array");
-            arrays[h] = items[h].cast<py::array>();
+            const std::string name = "out[" + std::to_string(h) + "]";
+            arrays[h] = as_array(items[h], name);
             outs[h] = head_out<T>(arrays[h], name, h, m, x);
             for (std::size_t g = 0; g < h; ++g)
                 if (arrays[g]) no_overlap(kRun, arrays[h], name.c_str(), arrays[g], ("out[" + std::to_string(g) + "]").c_str());
         }
         py::gil_scoped_release nogil;
-        return pred.run(px, x.shape(0), chunk, m, outs.data());
+        return pred.run(px, n, chunk, m, outs.data());
     }
 
     py::array params_;

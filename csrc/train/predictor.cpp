@@ -82,7 +82,8 @@ Predictor<T>::Predictor(Program<T> program, const T* params, index n_params, Wei
 }
 
 // W (n x k) of every gemm_bias_act packed as op(B) = W^T for the active ISA; a copy of
-// every other parameter and state buffer the program reads; the constants' arrays.
+// every other parameter and state buffer the program reads; the constants' arrays; the
+// cache buffers' ids (what a call's scratch holds).
 template <class T>
 void Predictor<T>::snapshot(const T* params) {
     const KernelTable<T>& table = kernels().get<T>();

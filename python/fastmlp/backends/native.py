@@ -242,24 +242,31 @@ class FusedPredictor:
         return len(self._results)
 
     def run(self, X: np.ndarray, mode: int, chunk: int) -> np.ndarray:
-        """A one-head predictor's result (a chain's)."""
-        if self.n_heads != 1:
+        """A one-head predictor's result (a chain's), in one array handed to the core as
+        it is (the one-row predict's path: no list)."""
+        if len(self._results) != 1:
             raise ValueError(f"run: this predictor has {self.n_heads} heads; use run_heads")
-        return self.run_heads(X, mode, chunk)[0]
+        out = self._result(0, mode, X)
+        if not self._core.run(X, mode, chunk, out):
+            raise_not_finite(X, X, "X")
+        return out
 
     def run_heads(self, X: np.ndarray, mode: int, chunk: int,
                   heads: Optional[Sequence[int]] = None) -> List[np.ndarray]:
         """The results of the heads at the indices ``heads`` (None: all), in that order;
         the other heads are computed but not written."""
         wanted = range(self.n_heads) if heads is None else heads
-        n = len(X) if np.ndim(X) else 0          # a bad X: the core names it
         outs: List[Optional[np.ndarray]] = [None] * self.n_heads
         for h in wanted:
-            dtype, row = self._results[h][mode]
-            outs[h] = np.empty((n,) + row, dtype)
+            outs[h] = self._result(h, mode, X)
         if not self._core.run(X, mode, chunk, outs):
             raise_not_finite(X, X, "X")
         return [outs[h] for h in wanted]
+
+    def _result(self, head: int, mode: int, X) -> np.ndarray:
+        """The array the core fills with a head's result for the rows of X."""
+        dtype, row = self._results[head][mode]
+        return np.empty((len(X) if np.ndim(X) else 0,) + row, dtype)   # a bad X: the core names it
 
 
 def _result_kinds(loss: str, k: int, dtype: np.dtype) -> tuple:
