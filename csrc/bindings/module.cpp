@@ -21,5 +21,7 @@ PYBIND11_MODULE(_core, m) {
     register_layers(m);
     register_batchnorm(m);
     register_runtime(m, testing);
+    register_guards(m);
     register_train(m);
+    register_predictor(m);
 }

@@ -12,6 +12,8 @@ void register_optimizers(pybind11::module_& m, pybind11::module_& testing);    /
 void register_layers(pybind11::module_& m);                                    // layer_bindings.cpp
 void register_batchnorm(pybind11::module_& m);                                 // batchnorm_bindings.cpp
 void register_runtime(pybind11::module_& m, pybind11::module_& testing);       // runtime_bindings.cpp
+void register_guards(pybind11::module_& m);                                    // guard_bindings.cpp
 void register_train(pybind11::module_& m);                                     // train_bindings.cpp
+void register_predictor(pybind11::module_& m);                                 // predictor_bindings.cpp
 
 }}  // namespace fastmlp::bind

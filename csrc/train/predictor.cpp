@@ -57,11 +57,23 @@ void* scratch(std::size_t bytes, std::unique_ptr<void, AlignedFree>& owned) {
 
 std::size_t aligned(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
+// A cache buffer's place in a call's scratch for `chunk` rows, 64-byte aligned.
+template <class T>
+std::size_t cache_bytes(const BufferSpec& b, index chunk) {
+    return aligned(std::size_t(b.per_row ? chunk * b.width : b.width) * (b.int32 ? sizeof(std::int32_t) : sizeof(T)));
+}
+
+// The two tables of a BoundView, one entry per buffer, at the start of a call's scratch.
+template <class T>
+std::size_t table_bytes(std::size_t buffers) {
+    return aligned(buffers * (sizeof(T*) + sizeof(std::int32_t*)));
+}
+
 }  // namespace
 
 template <class T>
-Predictor<T>::Predictor(Program<T> program, Loss loss, const T* params, index n_params, WeightsLock& lock)
-    : program_(std::move(program)), loss_(loss) {
+Predictor<T>::Predictor(Program<T> program, const T* params, index n_params, WeightsLock& lock)
+    : program_(std::move(program)) {
     if (!params) fail("params is required");
     check_program(program_, n_params, false, "Predictor");
     gemm_bias_act_packed_ = kernels().get<T>().gemm_bias_act_packed;
@@ -70,7 +82,8 @@ Predictor<T>::Predictor(Program<T> program, Loss loss, const T* params, index n_
 }
 
 // W (n x k) of every gemm_bias_act packed as op(B) = W^T for the active ISA; a copy of
-// every other parameter and state buffer the program reads; the constants' arrays.
+// every other parameter and state buffer the program reads; the constants' arrays; the
+// cache buffers' ids (what a call's scratch holds).
 template <class T>
 void Predictor<T>::snapshot(const T* params) {
     const KernelTable<T>& table = kernels().get<T>();
@@ -84,6 +97,7 @@ void Predictor<T>::snapshot(const T* params) {
     fixed_.assign(n, nullptr);
     for (std::size_t i = 0; i < n; ++i) {
         const BufferSpec& b = program_.buffers[i];
+        if (b.role == BufferRole::cache) caches_.push_back(int(i));
         const T* from = b.role == BufferRole::parameter ? params + b.offset : program_.arrays[i];
         if (b.role == BufferRole::constant) fixed_[i] = program_.arrays[i];
         if ((b.role == BufferRole::parameter || b.role == BufferRole::state) && read_unpacked[i]) {
@@ -105,30 +119,34 @@ void Predictor<T>::snapshot(const T* params) {
 }
 
 template <class T>
-bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const {
+std::size_t Predictor<T>::scratch_bytes(index chunk) const {
+    std::size_t bytes = table_bytes<T>(program_.buffers.size());
+    for (const int id : caches_) bytes += cache_bytes<T>(program_.buffers[std::size_t(id)], chunk);
+    return bytes;
+}
+
+template <class T>
+bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, const HeadOut<T>* outs) const {
     if (n < 1) return true;
     if (chunk < 1 || chunk > n) chunk = n;
-    const index k = outputs();
-    // Every cache of the program in the call's scratch, each for `chunk` rows, 64-byte aligned.
-    const std::size_t count = program_.buffers.size();
-    std::vector<std::size_t> offsets(count, 0);
-    std::size_t bytes = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        const BufferSpec& b = program_.buffers[i];
-        if (b.role != BufferRole::cache) continue;
-        offsets[i] = bytes;
-        bytes += aligned(std::size_t(b.per_row ? chunk * b.width : b.width) *
-                         (b.int32 ? sizeof(std::int32_t) : sizeof(T)));
-    }
+    // The call's scratch: the buffer tables (the fixed buffers' addresses, the caches'
+    // places), then every cache for `chunk` rows.
     std::unique_ptr<void, AlignedFree> owned;
-    char* base = static_cast<char*>(scratch(bytes, owned));
-    Bound<T> bound{fixed_, std::vector<std::int32_t*>(count, nullptr)};
-    for (std::size_t i = 0; i < count; ++i) {
-        if (program_.buffers[i].role != BufferRole::cache) continue;
-        if (program_.buffers[i].int32) bound.ints[i] = reinterpret_cast<std::int32_t*>(base + offsets[i]);
-        else bound.ptr[i] = reinterpret_cast<T*>(base + offsets[i]);
+    char* base = static_cast<char*>(scratch(scratch_bytes(chunk), owned));
+    const std::size_t count = program_.buffers.size();
+    T** ptr = reinterpret_cast<T**>(base);
+    std::int32_t** ints = reinterpret_cast<std::int32_t**>(base + count * sizeof(T*));
+    std::copy(fixed_.begin(), fixed_.end(), ptr);
+    std::fill(ints, ints + count, nullptr);
+    char* next = base + table_bytes<T>(count);
+    for (const int id : caches_) {
+        const BufferSpec& b = program_.buffers[std::size_t(id)];
+        if (b.int32) ints[id] = reinterpret_cast<std::int32_t*>(next);
+        else ptr[id] = reinterpret_cast<T*>(next);
+        next += cache_bytes<T>(b, chunk);
     }
-    T*& in = bound.ptr[std::size_t(program_.input)];
+    const BoundView<T> bound{ptr, ints};
+    T*& in = ptr[program_.input];
     for (index start = 0; start < n; start += chunk) {
         const index rows = start + chunk < n ? chunk : n - start;
         in = const_cast<T*>(x + start * features());   // read only: no op writes the batch
@@ -141,32 +159,35 @@ bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, T* ou
             }
             // z = x W^T + b, a = act(z): the bias and activation in the GEMM's epilogue.
             const index m = op.dims[0], kk = op.dims[1];
-            T* const* p = bound.ptr.data();
-            gemm_bias_act_packed_(rows, m, kk, p[op.args[0]], kk, packed_[o].get(), p[op.args[2]], p[op.args[3]], m,
-                                  p[op.args[4]], m, op.activation, T(op.constants[0]),
+            gemm_bias_act_packed_(rows, m, kk, ptr[op.args[0]], kk, packed_[o].get(), ptr[op.args[2]], ptr[op.args[3]],
+                                  m, ptr[op.args[4]], m, op.activation, T(op.constants[0]),
                                   threads_for(rows * m * kk, kGemmGrain));
         }
-        const T* z = bound.ptr[std::size_t(program_.output)];   // the chunk's logits (rows, k)
-        switch (mode) {
-            case PredictMode::logits:
-                std::memcpy(out_t + start * k, z, sizeof(T) * std::size_t(rows * k));
-                break;
-            case PredictMode::proba:
-                output<T>(loss_, z, out_t + start * k, rows, k);
-                break;
-            case PredictMode::labels:
-                if (loss_ == Loss::softmax_cross_entropy) {
-                    for (index i = 0; i < rows; ++i) out_i[start + i] = argmax_row(z + i * k, k);
-                } else if (loss_ == Loss::binary_cross_entropy) {
-                    std::int64_t* o = out_i + start * k;
-                    for (index i = 0; i < rows * k; ++i) o[i] = z[i] > T(0);
-                } else {
-                    std::memcpy(out_t + start * k, z, sizeof(T) * std::size_t(rows * k));
-                }
-                break;
+        for (std::size_t h = 0; h < program_.heads.size(); ++h) {
+            const LossHead& head = program_.heads[h];
+            write_head(head, mode, ptr[head.output], start, rows, outs[h]);
         }
     }
     return true;
+}
+
+// One head's result for the chunk of `rows` rows at `start` from its logits z (rows, k).
+template <class T>
+void Predictor<T>::write_head(const LossHead& head, PredictMode mode, const T* z, index start, index rows,
+                              const HeadOut<T>& out) const {
+    if (!out.out_t && !out.out_i) return;
+    const index k = program_.width(head.output);
+    const bool values = mode == PredictMode::logits || (mode == PredictMode::labels && head.loss == Loss::mse);
+    if (values) {
+        std::memcpy(out.out_t + start * k, z, sizeof(T) * std::size_t(rows * k));
+    } else if (mode == PredictMode::proba) {
+        output<T>(head.loss, z, out.out_t + start * k, rows, k);
+    } else if (head.loss == Loss::softmax_cross_entropy) {
+        for (index i = 0; i < rows; ++i) out.out_i[start + i] = argmax_row(z + i * k, k);
+    } else {                                   // binary cross-entropy
+        std::int64_t* o = out.out_i + start * k;
+        for (index i = 0; i < rows * k; ++i) o[i] = z[i] > T(0);
+    }
 }
 
 template class Predictor<float>;

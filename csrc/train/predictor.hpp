@@ -12,15 +12,19 @@
 // when they or the ISA change. The constant buffers (Normalization's statistics), which
 // training never writes, are read from their arrays at every call.
 //
-// then, for predict_proba, ops.hpp output() (softmax / sigmoid rows) and, for predict, the
-// labels (the first maximum of each row with NaN counting as the maximum, as np.argmax;
-// z > 0 for binary cross-entropy; the logits for mse). GEMM's K order does not depend on
-// the row count and every other step is row-wise, so a row's result does not depend on
-// the chunk or the batch it comes in, bit for bit, and equals the per-op path's.
+// then, per head (each output of the program, with its loss), for predict_proba ops.hpp
+// output() (softmax / sigmoid rows) and, for predict, the labels (the first maximum of
+// each row with NaN counting as the maximum, as np.argmax; z > 0 for binary
+// cross-entropy; the logits for mse). GEMM's K order does not depend on the row count
+// and every other step is row-wise, so a row's result does not depend on the chunk or
+// the batch it comes in, bit for bit, and equals the per-op path's.
 //
 // Thread safety: a Predictor is immutable after construction; the scratch is per call
 // (thread_local grow-only buffers up to kKeepScratch bytes per thread, larger ones
 // allocated for the call and freed), so several threads may run one Predictor at once.
+// The call's buffer tables (BoundView) and caches both live in that scratch, sized by
+// what the constructor computed: a call allocates nothing unless its scratch outgrows
+// the thread's.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -34,34 +38,47 @@ namespace fastmlp { namespace train {
 
 enum class PredictMode : int { logits = 0, proba = 1, labels = 2 };
 
+// Where run() writes one head's result: out_t for logits, probabilities and mse labels,
+// out_i for class labels; both null: the head is computed but not written.
+template <class T>
+struct HeadOut {
+    T* out_t = nullptr;
+    std::int64_t* out_i = nullptr;
+};
+
 template <class T>
 class Predictor {
 public:
     // Checks the program (check_program; std::invalid_argument naming the problem),
     // then, holding `lock` shared, packs the gemm weights and copies the other parameters
     // and the state it reads out of params and the state arrays.
-    Predictor(Program<T> program, Loss loss, const T* params, index n_params, WeightsLock& lock);
+    Predictor(Program<T> program, const T* params, index n_params, WeightsLock& lock);
 
     index features() const { return program_.features(); }
-    index outputs() const { return program_.outputs(); }
+    const std::vector<LossHead>& heads() const { return program_.heads; }
+    index outputs(std::size_t head) const { return program_.width(program_.heads[head].output); }
 
-    // x (n, features) row-major; chunk >= 1 rows per pass. out: logits and proba (n, k)
-    // of T (out_t); labels (n,) int64 for softmax cross-entropy, (n, k) int64 for binary
-    // cross-entropy (out_i), or (n, k) of T for mse (out_t). Each chunk of x is checked
-    // to be finite as it is read (in cache): returns false, with the chunks before it
-    // written, at the first chunk that holds a NaN or an infinity; true when all is done.
-    bool run(const T* x, index n, index chunk, PredictMode mode, T* out_t, std::int64_t* out_i) const;
+    // x (n, features) row-major; chunk >= 1 rows per pass; outs: one per head. Per head
+    // of k outputs: logits and proba (n, k) of T (out_t); labels (n,) int64 for softmax
+    // cross-entropy, (n, k) int64 for binary cross-entropy (out_i), or (n, k) of T for mse
+    // (out_t). Each chunk of x is checked to be finite as it is read (in cache): returns
+    // false, with the chunks before it written, at the first chunk that holds a NaN or an
+    // infinity; true when all is done.
+    bool run(const T* x, index n, index chunk, PredictMode mode, const HeadOut<T>* outs) const;
 
 private:
     void snapshot(const T* params);
+    std::size_t scratch_bytes(index chunk) const;
+    void write_head(const LossHead& head, PredictMode mode, const T* z, index start, index rows,
+                    const HeadOut<T>& out) const;
 
     Program<T> program_;
-    Loss loss_;
     // The ISA's kernel the weights were packed for (set_isa may switch the table later).
     decltype(KernelTable<T>::gemm_bias_act_packed) gemm_bias_act_packed_;
     std::vector<std::shared_ptr<T>> packed_;   // per forward op: a gemm_bias_act's packed W^T
     std::vector<std::vector<T>> copies_;       // per buffer: the snapshot of a parameter or state
     std::vector<T*> fixed_;                    // per buffer: its snapshot or constant array, or null
+    std::vector<int> caches_;                  // the cache buffers' ids: a call's scratch
 };
 
 extern template class Predictor<float>;

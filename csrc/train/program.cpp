@@ -185,29 +185,37 @@ void check_buffer(const Program<T>& p, std::size_t i, index n_params, bool train
             fail("lies outside the " + std::to_string(n_params) + " parameters");
 }
 
-// A training program's loss heads: outputs of the dtype, each with its own loss_grad
-// buffer as wide, weights >= 0; sets each head's target offset.
+// A program's heads: outputs of the dtype; a training program's each with its own
+// loss_grad buffer as wide and a weight >= 0 (sets each head's target offset), an
+// inference program's without one.
 template <class T>
-void check_heads(Program<T>& p, const std::string& who) {
-    if (p.heads.empty()) throw std::invalid_argument(who + ": a training program needs a loss head");
+void check_heads(Program<T>& p, bool training, const std::string& who) {
+    if (p.heads.empty())
+        throw std::invalid_argument(who + (training ? ": a training program needs a loss head"
+                                                    : ": an inference program needs an output head"));
     const int n = int(p.buffers.size());
+    auto per_row_of_dtype = [&](int id) {
+        return id >= 0 && id < n && p.buffers[std::size_t(id)].per_row && !p.buffers[std::size_t(id)].int32;
+    };
     index offset = 0;
     for (std::size_t h = 0; h < p.heads.size(); ++h) {
         LossHead& head = p.heads[h];
         auto fail = [&](const std::string& what) {
             throw std::invalid_argument(who + ": heads[" + std::to_string(h) + "] " + what);
         };
-        for (const int id : {head.output, head.loss_grad})
-            if (id < 0 || id >= n || !p.buffers[std::size_t(id)].per_row || p.buffers[std::size_t(id)].int32)
-                fail("needs an output and a loss gradient: per-row buffers of the dtype");
-        if (p.buffers[std::size_t(head.loss_grad)].role != BufferRole::loss_grad)
-            fail("needs a loss_grad buffer for its gradient");
+        if (!per_row_of_dtype(head.output)) fail("needs an output: a per-row buffer of the dtype");
+        head.offset = offset;
+        offset += p.width(head.output);
+        if (!training) {
+            if (head.loss_grad != -1) fail("has a loss gradient: an inference program has none");
+            continue;
+        }
+        if (!per_row_of_dtype(head.loss_grad) || p.buffers[std::size_t(head.loss_grad)].role != BufferRole::loss_grad)
+            fail("needs a loss_grad buffer for its gradient: a per-row buffer of the dtype");
         if (p.width(head.loss_grad) != p.width(head.output)) fail("has a loss gradient not as wide as its output");
         for (std::size_t g = 0; g < h; ++g)
             if (p.heads[g].loss_grad == head.loss_grad) fail("shares its loss gradient with another head");
         if (!(head.weight >= 0 && std::isfinite(head.weight))) fail("needs a finite loss weight >= 0");
-        head.offset = offset;
-        offset += p.width(head.output);
     }
 }
 
@@ -224,14 +232,9 @@ void check_program(Program<T>& p, index n_params, bool training, const std::stri
                                         " buffer");
     };
     role_of(p.input, BufferRole::batch, "input");
-    if (p.output < 0 || p.output >= n || !p.buffers[std::size_t(p.output)].per_row ||
-        p.buffers[std::size_t(p.output)].int32)
-        throw std::invalid_argument(who + ": the output must be a per-row buffer of the dtype");
-    if (training) {
-        check_heads(p, who);
-    } else if (!p.backward.empty() || !p.penalty.empty() || !p.heads.empty()) {
+    check_heads(p, training, who);
+    if (!training && (!p.backward.empty() || !p.penalty.empty()))
         throw std::invalid_argument(who + ": an inference program has a forward only");
-    }
     check_ops(p.forward, p, who, "forward");
     check_ops(p.backward, p, who, "backward");
     check_ops(p.penalty, p, who, "penalty");
@@ -261,8 +264,8 @@ void running_update(const T* mean, const T* inv_std, T* running_mean, T* running
 }
 
 template <class T>
-void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step) {
-    T* const* p = b.ptr.data();
+void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) {
+    T* const* p = b.ptr;
     const int* a = op.args;
     const double* c = op.constants;
     const index n = op.dims[0], k = op.dims[1];
@@ -321,7 +324,7 @@ void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t ste
 
 template void check_program<float>(Program<float>&, index, bool, const std::string&);
 template void check_program<double>(Program<double>&, index, bool, const std::string&);
-template void run_op<float>(const OpRecord&, const Bound<float>&, index, std::uint64_t);
-template void run_op<double>(const OpRecord&, const Bound<double>&, index, std::uint64_t);
+template void run_op<float>(const OpRecord&, BoundView<float>, index, std::uint64_t);
+template void run_op<double>(const OpRecord&, BoundView<double>, index, std::uint64_t);
 
 }}  // namespace fastmlp::train

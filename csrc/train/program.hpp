@@ -3,7 +3,7 @@
 // python/fastmlp/train/fused.py; docs/plans.md). No layer appears here: the plans' ops over
 // the model's buffers, in order. A training program has a forward, a backward (without
 // the first layer's dx-only ops) and a penalty (regularize records), and its loss heads;
-// an inference program has the forward only.
+// an inference program has the forward and its heads (the outputs the predictor returns).
 //
 //   buffer role  what it is                                   where it lives
 //   batch        the step's (or chunk's) input rows            the runner's gathered rows
@@ -49,10 +49,13 @@ struct OpRecord {
     index dims[2] = {0, 0};    // the widths the kernels take, set by check_program
 };
 
-// One loss of a training program: its kernel over an output buffer against the step's
-// targets in columns [offset, offset + width) of the target rows, with the loss weight
-// w (scale w / rows, or w / sum of the row weights), its gradient into a loss_grad
-// buffer. A chain has one head of weight 1; MultiTask one per head, in its order.
+// One head of a program: an output buffer with its loss. A training program's heads are
+// its losses: the kernel over the output against the step's targets in columns
+// [offset, offset + width) of the target rows, with the loss weight w (scale w / rows, or
+// w / sum of the row weights), its gradient into a loss_grad buffer; a chain has one head
+// of weight 1, MultiTask one per head, in its order. An inference program's heads are the
+// outputs the predictor returns, the loss giving their probabilities and labels (no
+// loss_grad, weight unused).
 struct LossHead {
     Loss loss = Loss::softmax_cross_entropy;
     int output = -1, loss_grad = -1;
@@ -65,13 +68,12 @@ struct Program {
     std::vector<BufferSpec> buffers;
     std::vector<T*> arrays;    // per buffer: the array of a state or constant buffer, else null
     std::vector<OpRecord> forward, backward, penalty;
-    std::vector<LossHead> heads;   // training only
-    int input = -1, output = -1;   // output: the inference result (training: the first head's)
+    std::vector<LossHead> heads;   // its outputs, in order
+    int input = -1;
 
     index features() const { return buffers[std::size_t(input)].width; }
-    index outputs() const { return buffers[std::size_t(output)].width; }
     index width(int id) const { return buffers[std::size_t(id)].width; }
-    // The targets' width: every head's output width, in order.
+    // The targets' width (training), the outputs' (inference): every head's output width.
     index targets() const {
         index k = 0;
         for (const LossHead& h : heads) k += width(h.output);
@@ -80,24 +82,39 @@ struct Program {
 };
 
 // Checks every buffer (widths >= 1, parameters and gradients inside the n_params buffers,
-// arrays where the role needs one), the heads (a training program has one or more, each
-// an output of the dtype with a loss_grad buffer as wide, weight >= 0; sets the offsets)
+// arrays where the role needs one), the heads (one or more, each an output of the dtype;
+// training: with a loss_grad buffer as wide, weight >= 0; sets the offsets)
 // and op (its buffers' count, roles, types and widths, no output shared with another
 // argument, its constants), and sets each op's dims; throws std::invalid_argument whose
 // message starts with `who`.
 template <class T>
 void check_program(Program<T>& program, index n_params, bool training, const std::string& who);
 
-// The buffers' addresses for one runner: ptr[i] of a float buffer, ints[i] of an int32 one.
+// The buffers' addresses for one runner: ptr[i] of a float buffer, ints[i] of an int32
+// one; two tables of one entry per buffer, held by the runner (the trainer's Bound, the
+// predictor's per-call scratch).
+template <class T>
+struct BoundView {
+    T* const* ptr;
+    std::int32_t* const* ints;
+};
+
+// The tables of a BoundView in vectors (the trainer's, set once).
 template <class T>
 struct Bound {
     std::vector<T*> ptr;
     std::vector<std::int32_t*> ints;
+    BoundView<T> view() const { return {ptr.data(), ints.data()}; }
 };
 
 // Runs one op (not regularize: the penalty's divisor is the runner's) over `rows` rows;
 // `step` is the model's training-step counter (Dropout's mask).
 template <class T>
-void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step);
+void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step);
+
+template <class T>
+void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step) {
+    run_op(op, b.view(), rows, step);
+}
 
 }}  // namespace fastmlp::train

@@ -65,13 +65,13 @@ def test_predictor_run_fills_the_callers_out_and_checks_it():
     ("mse", 2, (5, 3), np.float32), ("binary_cross_entropy", 1, (5, 3), np.float32),
     ("softmax_cross_entropy", 0, (5, 3), np.float32)])
 def test_the_native_predictor_allocates_the_result(loss, mode, shape, dtype):
-    predictor = native.FusedPredictor(_predictor(loss), loss, np.dtype(np.float32))
+    predictor = native.FusedPredictor(_predictor(loss), np.dtype(np.float32))
     result = predictor.run(np.ones((5, 4), np.float32), mode, 2)
     assert result.shape == shape and result.dtype == dtype
 
 
 def test_a_bad_X_is_named_by_the_core_not_the_allocation():
-    predictor = native.FusedPredictor(_predictor(), "mse", np.dtype(np.float32))
+    predictor = native.FusedPredictor(_predictor(), np.dtype(np.float32))
     with pytest.raises(ValueError, match=r"X must be 2-D, got shape \(\)"):
         predictor.run(np.array(1, np.float32), 0, 2)
     with pytest.raises(TypeError, match="X has dtype float64, expected float32"):
@@ -95,3 +95,40 @@ def test_the_predictor_reads_x_finite_chunk_by_chunk(features, bad, value, dtype
         X.flat[where] = np.finfo(dtype).max if value == "max" else value
     finite = bool(np.isfinite(X).all())
     assert core.run(X, 0, 2, np.empty((5, 2), dtype)) is finite
+
+
+def _two_head_program(params, units, features):
+    """dense_program's Dense layer read as two heads: its z for softmax cross-entropy and
+    for mse."""
+    program = oracle.dense_program(params, units, features)
+    output = program.pop("output")
+    program["heads"] = [{"loss": "softmax_cross_entropy", "output": output},
+                        {"loss": "mse", "output": output}]
+    return program
+
+
+def test_a_predictor_of_several_heads_fills_one_out_per_head():
+    params = np.arange(3 * 4 + 3, dtype=np.float32) / 10
+    core = _core.Predictor(params, _two_head_program(params, 3, 4))
+    assert core.head_losses == ["softmax_cross_entropy", "mse"] and core.head_outputs == [3, 3]
+    X = np.ones((5, 4), np.float32)
+    logits, values, labels = (np.empty((5, 3), np.float32), np.full((5, 3), 7, np.float32),
+                              np.empty(5, np.int64))
+    assert core.run(X, 0, 2, [logits, None]) is True
+    assert core.run(X, 2, 2, [labels, values]) is True
+    np.testing.assert_array_equal(values, logits)
+    np.testing.assert_array_equal(labels, logits.argmax(axis=1))
+    with pytest.raises(ValueError, match=r"out has 1 entries, expected one per head \(2\)"):
+        core.run(X, 0, 2, [logits])
+    with pytest.raises(TypeError, match="out must be a list of one array"):
+        core.run(X, 0, 2, logits)
+    with pytest.raises(ValueError, match=r"out\[1\]: probabilities need a classification loss"):
+        core.run(X, 1, 2, [None, values])
+    with pytest.raises(ValueError, match=r"out\[1\] overlaps out\[0\]"):
+        core.run(X, 0, 2, [logits, logits])
+    with pytest.raises(ValueError, match="loss must be None"):
+        _core.Predictor(params, _two_head_program(params, 3, 4), "mse")
+    with pytest.raises(ValueError, match=r"heads\[0\] needs an output"):
+        program = _two_head_program(params, 3, 4)
+        program["heads"][0]["output"] = 1                   # W: not a per-row buffer
+        _core.Predictor(params, program)

@@ -10,7 +10,7 @@ here. ``testing`` is ``_core._testing``: hooks only the tests call.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -165,19 +165,20 @@ class NativeBackend:
         watch is open, SIGINT is ignored or at its default action, or Windows)."""
         return _core.SigintWatch()
 
-    def fused_predictor(self, *, params: np.ndarray, program: dict, loss: str,
+    def fused_predictor(self, *, params: np.ndarray, program: dict,
                         lock: Optional["NativeWeightsLock"] = None):
         """The fused inference path: a C++ predictor running the model's inference
         ``program`` (:func:`fastmlp.train.fused.inference_program`: the layers' plans as
-        buffers over ``params`` and op records), holding a snapshot of its weights (those
-        of its gemm_bias_act ops packed for the selected ISA) (rebuild it when either
-        changes: :func:`fastmlp.train.fused.inference_key`). Its
-        ``run(X, mode, chunk)`` returns logits (mode 0), probabilities (1) or predict's
-        labels (2) for all rows of X in one GIL-released call, ``chunk`` rows per pass,
-        with per-call scratch (safe from several threads at once). The snapshot is taken
-        holding ``lock`` (the model's :meth:`weights_lock`) shared: between two steps of
-        a fit in another thread."""
-        return FusedPredictor(_core.Predictor(params, program, loss, _core_lock(lock)), loss,
+        buffers over ``params`` and op records, with one output head per model head),
+        holding a snapshot of its weights (those of its gemm_bias_act ops packed for the
+        selected ISA) (rebuild it when either changes:
+        :func:`fastmlp.train.fused.inference_key`). Its ``run(X, mode, chunk)`` (one
+        head) and ``run_heads(X, mode, chunk, heads)`` return logits (mode 0),
+        probabilities (1) or predict's labels (2) for all rows of X in one GIL-released
+        call, ``chunk`` rows per pass, with per-call scratch (safe from several threads at
+        once). The snapshot is taken holding ``lock`` (the model's :meth:`weights_lock`)
+        shared: between two steps of a fit in another thread."""
+        return FusedPredictor(_core.Predictor(params, program, None, _core_lock(lock)),
                               params.dtype)
 
 
@@ -231,28 +232,58 @@ class FusedTrainer:
 
 
 class FusedPredictor:
-    """The fused predictor over ``_core.Predictor`` (csrc/train/predictor.hpp): ``run``
-    allocates the result the core fills, int64 labels (n,) for softmax cross-entropy and
-    (n, k) for binary cross-entropy, else (n, k) of the model's dtype. The core checks X
-    finite chunk by chunk as it reads it (X may come unchecked: as_features'
-    ``finite_checked_later``); on a NaN or an infinity ``run`` raises _validation's
-    ValueError naming the first one."""
+    """The fused predictor over ``_core.Predictor`` (csrc/train/predictor.hpp), with one
+    result per head of its program: ``run_heads`` allocates the results the core fills,
+    per head int64 labels (n,) for softmax cross-entropy and (n, k) for binary
+    cross-entropy, else (n, k) of the model's dtype. The core checks X finite chunk by
+    chunk as it reads it (X may come unchecked: as_features' ``finite_checked_later``); on
+    a NaN or an infinity ``run_heads`` raises _validation's ValueError naming the first
+    one."""
 
-    def __init__(self, core, loss: str, dtype: np.dtype):
+    def __init__(self, core, dtype: np.dtype):
         self._core = core
-        k = core.outputs
-        labels = (np.int64, (k,)) if loss == "binary_cross_entropy" else (dtype, (k,))
-        if loss == "softmax_cross_entropy":
-            labels = (np.int64, ())
-        # per mode (0 logits, 1 probabilities, 2 labels): the result's dtype and row shape
-        self._results = ((dtype, (k,)), (dtype, (k,)), labels)
+        # per head, per mode (0 logits, 1 probabilities, 2 labels): the result's dtype and row shape
+        self._results = [_result_kinds(loss, k, dtype)
+                         for loss, k in zip(core.head_losses, core.head_outputs)]
+
+    @property
+    def n_heads(self) -> int:
+        return len(self._results)
 
     def run(self, X: np.ndarray, mode: int, chunk: int) -> np.ndarray:
-        dtype, row = self._results[mode]
-        out = np.empty((len(X) if np.ndim(X) else 0,) + row, dtype)   # a bad X: the core names it
+        """A one-head predictor's result (a chain's), in one array handed to the core as
+        it is (the one-row predict's path: no list)."""
+        if len(self._results) != 1:
+            raise ValueError(f"run: this predictor has {self.n_heads} heads; use run_heads")
+        out = self._result(0, mode, X)
         if not self._core.run(X, mode, chunk, out):
             raise_not_finite(X, X, "X")
         return out
+
+    def run_heads(self, X: np.ndarray, mode: int, chunk: int,
+                  heads: Optional[Sequence[int]] = None) -> List[np.ndarray]:
+        """The results of the heads at the indices ``heads`` (None: all), in that order;
+        the other heads are computed but not written."""
+        wanted = range(self.n_heads) if heads is None else heads
+        outs: List[Optional[np.ndarray]] = [None] * self.n_heads
+        for h in wanted:
+            outs[h] = self._result(h, mode, X)
+        if not self._core.run(X, mode, chunk, outs):
+            raise_not_finite(X, X, "X")
+        return [outs[h] for h in wanted]
+
+    def _result(self, head: int, mode: int, X) -> np.ndarray:
+        """The array the core fills with a head's result for the rows of X."""
+        dtype, row = self._results[head][mode]
+        return np.empty((len(X) if np.ndim(X) else 0,) + row, dtype)   # a bad X: the core names it
+
+
+def _result_kinds(loss: str, k: int, dtype: np.dtype) -> tuple:
+    """A head's result per mode (0 logits, 1 probabilities, 2 labels): (dtype, row shape)."""
+    labels = (np.int64, (k,)) if loss == "binary_cross_entropy" else (dtype, (k,))
+    if loss == "softmax_cross_entropy":
+        labels = (np.int64, ())
+    return (dtype, (k,)), (dtype, (k,)), labels
 
 
 def backend_info() -> dict:

@@ -19,6 +19,7 @@ from ..backends.base import WeightsLock
 from ..nn.layers import Layer
 from ..optim.optimizers import Optimizer
 from ..io import onnx, torch
+from ..train import fused as _fused, loop as _training
 from ..train.history import History
 from . import modelfile
 
@@ -81,6 +82,13 @@ def build_chain(layers: Sequence[Layer], dim: int, where: str) -> List[int]:
         sizes.append(check_int(layer.count_params(), f"{where}[{i}].count_params()",
                                minimum=0))
     return sizes
+
+
+def chunk_rows(batch_size: Optional[int], n: int) -> int:
+    """Rows per inference chunk: batch_size (None: INFERENCE_BATCH), at most the n rows
+    (so any large batch size means one chunk)."""
+    step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
+    return min(step, max(n, 1))
 
 
 class FlatParameters:
@@ -250,6 +258,13 @@ class FlatParameters:
             if self._writers == 0:
                 self._set_params_writeable(False)
                 self._weights_version += 1
+
+    # --------------------------------------------------------------- inference
+    def _predictor(self):
+        """The fused inference path (:func:`fastmlp.train.fused.predictor`, running the
+        model's ``fused_inference_program()``) or None: models of the built-in layers on
+        the native backend, unless the fused switch is off."""
+        return _fused.predictor(self) if _training.fused_enabled() else None
 
     # ------------------------------------------------------ weights in and out
     def get_weights(self) -> List[np.ndarray]:

@@ -12,7 +12,9 @@ optimizer step updates the whole model. fit is :func:`fastmlp.train.loop.fit`, w
 the model through its protocol (:class:`fastmlp.train.protocol.TrainableModel`): the
 fused C++ path where it applies (``fused_program``: one program with a loss head per
 head, :func:`fastmlp.train.fused.multitask_program`), else the per-op loop, with
-rollback, checkpoints and callbacks; ``save``/``fastmlp.load``, ``to_onnx``
+rollback, checkpoints and callbacks; predict, predict_proba and evaluate run the trunk and
+every head in one fused predictor call where it applies (``fused_inference_program``:
+:func:`fastmlp.train.fused.inference_program`), else the per-op forward, with the same bits; ``save``/``fastmlp.load``, ``to_onnx``
 and ``to_torch`` are :class:`fastmlp.model.flat.FlatParameters`'.
 """
 from __future__ import annotations
@@ -35,7 +37,8 @@ from ..train import fused as _fused
 from ..train import loop as _loop
 from ..train.history import History
 from . import modelfile
-from .flat import INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain
+from .flat import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain,
+                   chunk_rows)
 from .sequential import _check_layers
 
 Targets = Dict[str, np.ndarray]
@@ -268,6 +271,13 @@ class MultiTask(FlatParameters):
         return _fused.multitask_program(self.trunk, heads, self._regularizer_of,
                                         self.input_dim)
 
+    def fused_inference_program(self) -> Optional[dict]:
+        """The trunk's and heads' inference plans compiled for the fused predictor, one
+        output head per head in order, or None when a layer runs only on the per-op path
+        (:func:`fastmlp.train.fused.inference_program`)."""
+        heads = [(layers, self.losses[name]) for name, layers in self.heads.items()]
+        return _fused.inference_program(self.trunk, heads, self.input_dim)
+
     @suggest_keywords
     def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True, validation_data=None,
@@ -308,10 +318,23 @@ class MultiTask(FlatParameters):
     # --------------------------------------------------------------- inference
     def _chunk_logits(self, X: np.ndarray, batch_size: Optional[int],
                       names: Sequence[str]) -> Iterator[Tuple[int, Dict[str, np.ndarray]]]:
-        """(start row, {head: logits}) per chunk for the heads in ``names``, computed in
-        per-call scratch (never the training caches), so concurrent calls are safe, and
-        under the weights lock, so a fit in another thread is seen between its steps. The
-        arrays are reused for the next chunk."""
+        """(start row, {head: logits}) per chunk for the heads in ``names``; on the fused
+        path all logits come from one C++ call and are handed out in the same chunks."""
+        fused = self._predictor()
+        if fused is None:
+            yield from self._logits(X, batch_size, names)
+            return
+        step = chunk_rows(batch_size, len(X))
+        logits = dict(zip(names, fused.run_heads(X, 0, step, self._head_indices(names))))
+        for start in range(0, len(X), step):
+            yield start, {name: z[start:start + step] for name, z in logits.items()}
+
+    def _logits(self, X: np.ndarray, batch_size: Optional[int],
+                names: Sequence[str]) -> Iterator[Tuple[int, Dict[str, np.ndarray]]]:
+        """:meth:`_chunk_logits` on the per-op path, computed in per-call scratch (never
+        the training caches), so concurrent calls are safe, and under the weights lock, so
+        a fit in another thread is seen between its steps. The arrays are reused for the
+        next chunk."""
         step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
         heads = self.heads
         scratch = {name: [Workspace() for _ in heads[name]] for name in names}
@@ -323,15 +346,30 @@ class MultiTask(FlatParameters):
                 yield start, {name: _infer(heads[name], features, self.backend, scratch[name])
                               for name in names}
 
+    def _head_indices(self, names: Sequence[str]) -> List[int]:
+        return [self.head_names.index(name) for name in names]
+
     def _collect(self, X, batch_size: Optional[int],
-                 transforms: Dict[str, Callable[[np.ndarray], np.ndarray]]) -> Targets:
-        """``{head: transform(logits)}`` over all chunks; single-column results are 1-D."""
-        X = as_features(X, "X", self.input_dim, self.dtype)
-        parts: Dict[str, list] = {name: [] for name in transforms}
-        for _, logits in self._chunk_logits(X, batch_size, list(transforms)):
-            for name, transform in transforms.items():
-                parts[name].append(transform(logits[name]))
-        results = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+                 transforms: Dict[str, Callable[[np.ndarray], np.ndarray]],
+                 mode: int) -> Targets:
+        """``{head: transform(logits)}`` over all chunks; single-column results are 1-D.
+
+        On the fused path one GIL-released C++ call computes every chunk and each head's
+        result (``mode``: 1 probabilities, 2 predict's labels), the same bits as the
+        per-op path."""
+        fused = self._predictor()
+        # the fused predictor checks X finite as it reads each chunk (the same ValueError)
+        X = as_features(X, "X", self.input_dim, self.dtype,
+                        finite_checked_later=fused is not None)
+        if fused is not None:
+            results = dict(zip(transforms, fused.run_heads(
+                X, mode, chunk_rows(batch_size, len(X)), self._head_indices(list(transforms)))))
+        else:
+            parts: Dict[str, list] = {name: [] for name in transforms}
+            for _, logits in self._logits(X, batch_size, list(transforms)):
+                for name, transform in transforms.items():
+                    parts[name].append(transform(logits[name]))
+            results = {name: np.concatenate(chunks) for name, chunks in parts.items()}
         return {name: result[:, 0] if result.ndim == 2 and result.shape[1] == 1 else result
                 for name, result in results.items()}
 
@@ -342,7 +380,7 @@ class MultiTask(FlatParameters):
         (n, k) for multilabel ones, values for MSE; (n,) for a single output, else (n, k),
         as :meth:`fastmlp.Sequential.predict` gives them."""
         indices = self._collect(X, batch_size, {name: loss.predict
-                                                for name, loss in self._loss_of.items()})
+                                                for name, loss in self._loss_of.items()}, 2)
         return {name: self._loss_of[name].labels(predicted, self._classes[name])
                 for name, predicted in indices.items()}
 
@@ -357,7 +395,7 @@ class MultiTask(FlatParameters):
             raise ValueError(f"predict_proba needs a classification head; every head uses "
                              f"{used} ({list(self.head_names)}): use predict")
         return self._collect(X, batch_size, {name: self._probabilities(name)
-                                             for name in classifiers})
+                                             for name in classifiers}, 1)
 
     def _probabilities(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         def transform(logits: np.ndarray) -> np.ndarray:

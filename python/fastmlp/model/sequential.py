@@ -17,7 +17,8 @@ from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused, loop as _training
 from ..train.history import History
 from . import modelfile
-from .flat import INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain
+from .flat import (INFERENCE_BATCH, FlatParameters, LayerSummary, ModelSummary, build_chain,
+                   chunk_rows)
 
 __all__ = ["Sequential", "ModelSummary"]
 
@@ -158,6 +159,12 @@ class Sequential(FlatParameters):
         regularizer runs only on the per-op path (:func:`fastmlp.train.fused.training_program`)."""
         return _fused.training_program(self.layers, self._regularizer_of)
 
+    def fused_inference_program(self) -> Optional[dict]:
+        """The layers' inference plans compiled for the fused predictor, one output head,
+        or None when a layer runs only on the per-op path
+        (:func:`fastmlp.train.fused.inference_program`)."""
+        return _fused.inference_program((), [(self.layers, self.loss)], self.input_dim)
+
     def _forward_train(self, X: np.ndarray) -> np.ndarray:
         """Training-mode forward through every layer's own cache, at the current step."""
         out = X
@@ -216,7 +223,7 @@ class Sequential(FlatParameters):
         """(start row, logits) per chunk, computed in per-call scratch (never the training
         caches), so concurrent calls from several threads are safe. The logits array is
         reused for the next chunk."""
-        step = _chunk_rows(batch_size, len(X))
+        step = chunk_rows(batch_size, len(X))
         workspaces = [Workspace() for _ in self.layers]
         with self.weights_lock.reading:     # a fit in another thread: between its steps
             for start in range(0, len(X), step):
@@ -224,11 +231,6 @@ class Sequential(FlatParameters):
                 for layer, workspace in zip(self.layers, workspaces):
                     out = layer.forward(self.backend, out, workspace, False)
                 yield start, out
-
-    def _predictor(self):
-        """The fused inference path (:func:`fastmlp.train.fused.predictor`) or None: models of
-        the built-in layers on the native backend, unless the fused switch is off."""
-        return _fused.predictor(self) if _training.fused_enabled() else None
 
     def _chunk_logits(self, X: np.ndarray,
                       batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
@@ -238,7 +240,7 @@ class Sequential(FlatParameters):
         if fused is None:
             yield from self._logits(X, batch_size)
             return
-        step = _chunk_rows(batch_size, len(X))
+        step = chunk_rows(batch_size, len(X))
         logits = fused.run(X, 0, step)
         for start in range(0, len(X), step):
             yield start, logits[start:start + step]
@@ -252,7 +254,7 @@ class Sequential(FlatParameters):
         # the fused predictor checks X finite as it reads each chunk (the same ValueError)
         X = as_features(X, "X", self.input_dim, self.dtype, finite_checked_later=fused is not None)
         if fused is not None:
-            step = _chunk_rows(batch_size, len(X))
+            step = chunk_rows(batch_size, len(X))
             result = fused.run(X, mode, step)
         else:
             result = np.concatenate([transform(logits)
@@ -317,13 +319,6 @@ class Sequential(FlatParameters):
     def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
-
-
-def _chunk_rows(batch_size: Optional[int], n: int) -> int:
-    """Rows per inference chunk: batch_size (None: INFERENCE_BATCH), at most the n rows
-    (so any large batch size means one chunk)."""
-    step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
-    return min(step, max(n, 1))
 
 
 def _check_layers(layers, loss) -> Tuple[Layer, ...]:

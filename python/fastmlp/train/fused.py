@@ -228,14 +228,32 @@ def multitask_program(trunk, heads, regularizer_of, input_dim: int) -> Optional[
     return program.as_dict(batch, records[0]["output"], heads=records)
 
 
-def inference_program(model) -> Optional[dict]:
-    """The model's inference program as ``fused_predictor`` takes it, or None when a layer
-    runs only on the per-op path (or no layer computes anything at inference)."""
+def inference_program(trunk, heads, input_dim: int) -> Optional[dict]:
+    """A model's inference program as ``fused_predictor`` takes it: the trunk's layers
+    from the batch, then each head's (``heads`` lists ``(layers, loss)`` in order, ``loss``
+    a :mod:`fastmlp.nn.losses` name) from the trunk's result, as MultiTask's per-op
+    inference runs them; a chain is the one head of an empty trunk. The program lists one
+    output head per head (``heads``: ``loss`` kernel and ``output`` buffer id). None when a
+    layer runs only on the per-op path (or no layer computes anything at inference)."""
     program = _Program()
-    layers = _forward(model.layers, program, False)
-    if layers is None or not program.ops["forward"]:
+    batch = program.add("batch", input_dim, True)
+    trunk_ids = _forward(trunk, program, False, batch) if trunk else []
+    if trunk_ids is None:
         return None
-    return program.as_dict(0, layers[-1][layers[-1].plan.inference_result])
+    features = _inference_result(trunk_ids) if trunk_ids else batch
+    records = []
+    for layers, loss in heads:
+        ids = _forward(layers, program, False, features)
+        if ids is None:
+            return None
+        records.append({"loss": get_loss(loss).kernel, "output": _inference_result(ids)})
+    if not program.ops["forward"]:
+        return None
+    return program.as_dict(batch, records[0]["output"], heads=records)
+
+
+def _inference_result(layers: list) -> int:
+    return layers[-1][layers[-1].plan.inference_result]
 
 
 def inference_key(model) -> tuple:
@@ -253,10 +271,11 @@ def inference_key(model) -> tuple:
 def predictor(model):
     """The model's fused predictor, built at the first use and kept on the model (rebuilt
     when :func:`inference_key` changes: new weights, ISA, activation or backend), or None
-    when the backend or a
-    layer needs the per-op forward. A predictor is immutable, so concurrent predict calls
-    may share it; it snapshots the weights holding the model's weights lock shared, so
-    between two steps of a fit running in another thread."""
+    when the backend or a layer needs the per-op forward. The model gives its program
+    (``fused_inference_program()``: :func:`inference_program` of its trunk and heads). A
+    predictor is immutable, so concurrent predict calls may share it; it snapshots the
+    weights holding the model's weights lock shared, so between two steps of a fit
+    running in another thread."""
     factory = getattr(model.backend, "fused_predictor", None)
     if factory is None:
         return None
@@ -264,11 +283,10 @@ def predictor(model):
     cached = model.__dict__.get("_fused_predictor")
     if cached is not None and cached[0] == key:
         return cached[1]
-    program, built = inference_program(model), None
+    program, built = model.fused_inference_program(), None
     if program is not None:
         try:
-            built = factory(params=model.flat_params, program=program,
-                            loss=get_loss(model.loss).kernel, lock=model.weights_lock)
+            built = factory(params=model.flat_params, program=program, lock=model.weights_lock)
         except ValueError:   # e.g. an unpickled model whose layers no longer view _params
             built = None
     model._fused_predictor = (key, built)
