@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from fastmlp import Dense, Sequential
+from fastmlp import Dense, MultiTask, Sequential
 from fastmlp.nn.activations import ACTIVATIONS
 from fastmlp.nn.losses import LOSSES
 from helpers import assert_close, make_data
@@ -45,6 +45,31 @@ def test_predict_from_four_threads_equals_serial(backend_name, method):
     for i in range(4):
         for result in results[i]:
             np.testing.assert_array_equal(result, serial[i])
+
+
+def test_per_op_inference_reuses_its_scratch_and_never_returns_it():
+    """Repeated predicts take their workspaces (arrays, compiled plans) from the model's
+    pool; what a call returned stays as it was after later calls."""
+    m = model("numpy", loss="mse")
+    rng = np.random.default_rng(3)
+    first_x, later_x = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    first = m.predict(first_x)
+    kept = first.copy()
+    scratch = m._inference_pool._free[0]
+    arrays = [dict(workspace._arrays) for workspace in scratch]
+    m.predict(later_x)
+    np.testing.assert_array_equal(first, kept)
+    assert m._inference_pool._free == [scratch]
+    for workspace, before in zip(scratch, arrays):
+        assert all(workspace._arrays[name] is array for name, array in before.items())
+    heads = MultiTask([Dense(6, "tanh")], {"a": [Dense(2)], "b": [Dense(1)]},
+                      {"a": "mse", "b": "mse"}, input_dim=4, backend="numpy", seed=0)
+    first = heads.predict(first_x)
+    kept = {name: value.copy() for name, value in first.items()}
+    heads.predict(later_x)
+    for name in kept:
+        np.testing.assert_array_equal(first[name], kept[name])
+    assert len(heads._inference_pool._free) == 1
 
 
 def test_inference_does_not_touch_the_training_caches(backend_name):

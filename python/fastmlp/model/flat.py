@@ -16,6 +16,7 @@ from .._memory import check_memory
 from .._validation import as_shaped, check_dtype, check_int
 from ..backends import get_backend
 from ..backends.base import WeightsLock
+from ..nn.layer import WorkspacePool
 from ..nn.layers import Layer
 from ..optim.optimizers import Optimizer
 from ..io import onnx, torch
@@ -265,6 +266,14 @@ class FlatParameters:
         model's ``fused_inference_program()``) or None: models of the built-in layers on
         the native backend, unless the fused switch is off."""
         return _fused.predictor(self) if _training.fused_enabled() else None
+
+    def _inference_workspaces(self, n: int):
+        """The per-op inference path's scratch for one call: ``n`` workspaces lent by the
+        model's pool (:class:`fastmlp.nn.layer.WorkspacePool`), made on first use."""
+        pool = self.__dict__.get("_inference_pool")
+        if pool is None:
+            pool = self.__dict__.setdefault("_inference_pool", WorkspacePool())
+        return pool.lend(n)
 
     # ------------------------------------------------------ weights in and out
     def get_weights(self) -> List[np.ndarray]:

@@ -331,18 +331,18 @@ class MultiTask(FlatParameters):
 
     def _logits(self, X: np.ndarray, batch_size: Optional[int],
                 names: Sequence[str]) -> Iterator[Tuple[int, Dict[str, np.ndarray]]]:
-        """:meth:`_chunk_logits` on the per-op path, computed in per-call scratch (never
-        the training caches), so concurrent calls are safe, and under the weights lock, so
-        a fit in another thread is seen between its steps. The arrays are reused for the
-        next chunk."""
+        """:meth:`_chunk_logits` on the per-op path, computed in scratch the call holds
+        alone (never the training caches), so concurrent calls are safe, and under the
+        weights lock, so a fit in another thread is seen between its steps. The arrays are
+        reused for the next chunk and by later calls: callers copy."""
         step = INFERENCE_BATCH if batch_size is None else check_int(batch_size, "batch_size")
         heads = self.heads
-        scratch = {name: [Workspace() for _ in heads[name]] for name in names}
-        trunk_scratch = [Workspace() for _ in self.trunk]
-        with self.weights_lock.reading:     # a fit in another thread: between its steps
+        with self._inference_workspaces(len(self.layers)) as workspaces, \
+                self.weights_lock.reading:  # a fit in another thread: between its steps
+            scratch = {part: workspaces[span] for part, span in self._spans.items()}
             for start in range(0, len(X), step):
                 features = _infer(self.trunk, X[start:start + step], self.backend,
-                                  trunk_scratch)
+                                  scratch["trunk"])
                 yield start, {name: _infer(heads[name], features, self.backend, scratch[name])
                               for name in names}
 

@@ -220,12 +220,12 @@ class Sequential(FlatParameters):
 
     # --------------------------------------------------------------- inference
     def _logits(self, X: np.ndarray, batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
-        """(start row, logits) per chunk, computed in per-call scratch (never the training
-        caches), so concurrent calls from several threads are safe. The logits array is
-        reused for the next chunk."""
+        """(start row, logits) per chunk, computed in scratch the call holds alone (never
+        the training caches), so concurrent calls from several threads are safe. The
+        logits array is reused for the next chunk and by later calls: callers copy."""
         step = chunk_rows(batch_size, len(X))
-        workspaces = [Workspace() for _ in self.layers]
-        with self.weights_lock.reading:     # a fit in another thread: between its steps
+        with self._inference_workspaces(len(self.layers)) as workspaces, \
+                self.weights_lock.reading:  # a fit in another thread: between its steps
             for start in range(0, len(X), step):
                 out = X[start:start + step]
                 for layer, workspace in zip(self.layers, workspaces):

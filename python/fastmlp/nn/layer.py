@@ -47,8 +47,9 @@ before every training forward, ``step`` (the model's training-step counter).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from operator import attrgetter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,7 +58,7 @@ from .._validation import as_shaped
 from ..backends.base import Backend
 from .plans import Plan
 
-__all__ = ["Layer", "PlannedLayer", "Workspace"]
+__all__ = ["Layer", "PlannedLayer", "Workspace", "WorkspacePool"]
 
 
 class Workspace:
@@ -79,6 +80,34 @@ class Workspace:
         if array is None or array.shape != shape or array.dtype != dtype:
             array = self._arrays[name] = np.empty(shape, dtype)
         return array
+
+
+class WorkspacePool:
+    """Inference scratch kept between calls: :meth:`lend` gives a call a list of
+    workspaces (one per layer) that no other call holds, made when none is free, and takes
+    it back when the call ends. Repeated predicts so reuse their arrays and compiled plans,
+    while concurrent calls from several threads never share scratch (list pop and append
+    are atomic). What a call returns must not be a workspace's array (the callers copy).
+    Never pickled: a copy starts empty."""
+
+    def __init__(self):
+        self._free: List[List[Workspace]] = []
+
+    def __getstate__(self) -> dict:
+        return {"_free": []}
+
+    @contextmanager
+    def lend(self, n: int) -> Iterator[List[Workspace]]:
+        try:
+            workspaces = self._free.pop()
+        except IndexError:
+            workspaces = []
+        if len(workspaces) != n:
+            workspaces = [Workspace() for _ in range(n)]
+        try:
+            yield workspaces
+        finally:
+            self._free.append(workspaces)
 
 
 class Layer:
