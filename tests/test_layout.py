@@ -199,3 +199,29 @@ def test_a_model_pickled_under_the_flat_paths_loads():
     loaded = pickle.loads(flat)
     X = np.linspace(-1, 1, 8).reshape(2, 4)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def loss_name_comparisons(source: str, names) -> list:
+    """(line, name) of every comparison (==, !=, in, not in) with a loss name's string."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            for operand in ast.walk(node):
+                if isinstance(operand, ast.Constant) and operand.value in names:
+                    found.append((node.lineno, operand.value))
+    return found
+
+
+def test_only_the_losses_compare_loss_names():
+    """A loss object answers for its own behaviour: no module but nn/losses.py asks which
+    loss it has by comparing its name."""
+    from fastmlp.nn.losses import LOSSES
+    found = {str(path.relative_to(PACKAGE)): hits for path in SOURCES
+             if path.name != "losses.py"
+             and (hits := loss_name_comparisons(path.read_text(), set(LOSSES)))}
+    assert found == {}
+
+
+def test_a_loss_name_comparison_is_caught():
+    source = 'if loss == "mse":\n    pass\nok = kind == "relu"\n'
+    assert loss_name_comparisons(source, {"mse"}) == [(1, "mse")]

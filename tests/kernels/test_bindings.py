@@ -9,6 +9,7 @@ import pytest
 import oracle
 from fastmlp import _core
 from fastmlp.backends import native
+from fastmlp.nn.losses import get_loss
 
 TEST_HOOKS = ("last_team_size", "math", "sgd_update")
 
@@ -65,13 +66,15 @@ def test_predictor_run_fills_the_callers_out_and_checks_it():
     ("mse", 2, (5, 3), np.float32), ("binary_cross_entropy", 1, (5, 3), np.float32),
     ("softmax_cross_entropy", 0, (5, 3), np.float32)])
 def test_the_native_predictor_allocates_the_result(loss, mode, shape, dtype):
-    predictor = native.FusedPredictor(_predictor(loss), np.dtype(np.float32))
+    predictor = native.FusedPredictor(_predictor(loss), np.dtype(np.float32),
+                                      [get_loss(loss).labels_layout])
     result = predictor.run(np.ones((5, 4), np.float32), mode, 2)
     assert result.shape == shape and result.dtype == dtype
 
 
 def test_a_bad_X_is_named_by_the_core_not_the_allocation():
-    predictor = native.FusedPredictor(_predictor(), np.dtype(np.float32))
+    predictor = native.FusedPredictor(_predictor(), np.dtype(np.float32),
+                                      [get_loss("softmax_cross_entropy").labels_layout])
     with pytest.raises(ValueError, match=r"X must be 2-D, got shape \(\)"):
         predictor.run(np.array(1, np.float32), 0, 2)
     with pytest.raises(TypeError, match="X has dtype float64, expected float32"):

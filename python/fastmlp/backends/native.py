@@ -179,7 +179,7 @@ class NativeBackend:
         once). The snapshot is taken holding ``lock`` (the model's :meth:`weights_lock`)
         shared: between two steps of a fit in another thread."""
         return FusedPredictor(_core.Predictor(params, program, None, _core_lock(lock)),
-                              params.dtype)
+                              params.dtype, [head["labels"] for head in program["heads"]])
 
 
 class _Held:
@@ -234,17 +234,18 @@ class FusedTrainer:
 class FusedPredictor:
     """The fused predictor over ``_core.Predictor`` (csrc/train/predictor.hpp), with one
     result per head of its program: ``run_heads`` allocates the results the core fills,
-    per head int64 labels (n,) for softmax cross-entropy and (n, k) for binary
-    cross-entropy, else (n, k) of the model's dtype. The core checks X finite chunk by
+    per head logits and probabilities (n, k) of the model's dtype and labels as the
+    head's ``labels`` layout says (its loss's: int64 (n,) class indices for softmax
+    cross-entropy, (n, k) 0/1 for binary cross-entropy, the outputs for mse). The core checks X finite chunk by
     chunk as it reads it (X may come unchecked: as_features' ``finite_checked_later``); on
     a NaN or an infinity ``run_heads`` raises _validation's ValueError naming the first
     one."""
 
-    def __init__(self, core, dtype: np.dtype):
+    def __init__(self, core, dtype: np.dtype, labels: Sequence[tuple]):
         self._core = core
         # per head, per mode (0 logits, 1 probabilities, 2 labels): the result's dtype and row shape
-        self._results = [_result_kinds(loss, k, dtype)
-                         for loss, k in zip(core.head_losses, core.head_outputs)]
+        self._results = [_result_kinds(layout, k, dtype)
+                         for layout, k in zip(labels, core.head_outputs)]
 
     @property
     def n_heads(self) -> int:
@@ -278,12 +279,12 @@ class FusedPredictor:
         return np.empty((len(X) if np.ndim(X) else 0,) + row, dtype)   # a bad X: the core names it
 
 
-def _result_kinds(loss: str, k: int, dtype: np.dtype) -> tuple:
-    """A head's result per mode (0 logits, 1 probabilities, 2 labels): (dtype, row shape)."""
-    labels = (np.int64, (k,)) if loss == "binary_cross_entropy" else (dtype, (k,))
-    if loss == "softmax_cross_entropy":
-        labels = (np.int64, ())
-    return (dtype, (k,)), (dtype, (k,)), labels
+def _result_kinds(labels: tuple, k: int, dtype: np.dtype) -> tuple:
+    """A head's result per mode (0 logits, 1 probabilities, 2 labels): (dtype, row shape);
+    ``labels`` is its loss's labels_layout (their dtype, None: the model's; one per
+    output or one per row)."""
+    label_dtype, per_output = labels
+    return (dtype, (k,)), (dtype, (k,)), (label_dtype or dtype, (k,) if per_output else ())
 
 
 def backend_info() -> dict:

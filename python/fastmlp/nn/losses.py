@@ -138,6 +138,7 @@ class SoftmaxCrossEntropy:
     one_hot = True          # labels (n,) become one output per class
     output_activation = "softmax"
     metric_name = Accuracy.name
+    labels_layout = (np.dtype(np.int64), False)   # predict's labels: one class index per row
 
     def units_problem(self, units: int) -> Optional[str]:
         """Why an output layer of ``units`` cannot serve this loss (None if it can)."""
@@ -204,6 +205,7 @@ class BinaryCrossEntropy:
     one_hot = False         # one output holds two classes
     output_activation = "sigmoid"
     metric_name = Accuracy.name
+    labels_layout = (np.dtype(np.int64), True)   # predict's labels: 0/1 per output
 
     def units_problem(self, units: int) -> None:
         return None
@@ -250,6 +252,7 @@ class MeanSquaredError:
     one_hot = False
     output_activation = "identity"
     metric_name = R2.name
+    labels_layout = (None, True)   # predict's labels: the outputs, in the model's dtype
 
     def units_problem(self, units: int) -> None:
         return None

@@ -233,7 +233,8 @@ def inference_program(trunk, heads, input_dim: int) -> Optional[dict]:
     from the batch, then each head's (``heads`` lists ``(layers, loss)`` in order, ``loss``
     a :mod:`fastmlp.nn.losses` name) from the trunk's result, as MultiTask's per-op
     inference runs them; a chain is the one head of an empty trunk. The program lists one
-    output head per head (``heads``: ``loss`` kernel and ``output`` buffer id). None when a
+    output head per head (``heads``: ``loss`` kernel, ``output`` buffer id and ``labels``,
+    the loss's ``labels_layout``: what predict's labels look like). None when a
     layer runs only on the per-op path (or no layer computes anything at inference)."""
     program = _Program()
     batch = program.add("batch", input_dim, True)
@@ -246,7 +247,8 @@ def inference_program(trunk, heads, input_dim: int) -> Optional[dict]:
         ids = _forward(layers, program, False, features)
         if ids is None:
             return None
-        records.append({"loss": get_loss(loss).kernel, "output": _inference_result(ids)})
+        records.append({"loss": get_loss(loss).kernel, "output": _inference_result(ids),
+                        "labels": get_loss(loss).labels_layout})
     if not program.ops["forward"]:
         return None
     return program.as_dict(batch, records[0]["output"], heads=records)
