@@ -23,7 +23,7 @@ LAYERS = (
     ("train", ("train",)),
     ("model", ("model",)),
     ("tools", ("tools",)),
-    ("outer", ("sklearn", "cli", "__init__", "__main__")),
+    ("outer", ("sklearn", "estimators", "cli", "__init__", "__main__")),
 )
 RANK = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}
 

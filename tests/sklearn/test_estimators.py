@@ -390,3 +390,29 @@ def test_pickle_round_trip_and_training_continues(backend):
     assert not np.array_equal(clf.coefs_[0], before)
     np.testing.assert_array_equal(restored.coefs_[0], clf.coefs_[0])
     np.testing.assert_array_equal(restored.predict_proba(X_IRIS), clf.predict_proba(X_IRIS))
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_an_estimator_pickled_before_the_subpackages_loads_and_trains_on(early_stopping):
+    """A pickle written under the flat package names ``fastmlp.estimators`` and keeps the
+    stopping rule's state as ``_no_improvement_count`` and ``_best_weights``: it loads,
+    predicts the same and trains on as the estimator it was."""
+    X, y = load_iris(return_X_y=True)
+    est = MLPClassifier(hidden_layer_sizes=(6,), max_iter=3, random_state=0,
+                        early_stopping=early_stopping, n_iter_no_change=50)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    old = pickle.loads(pickle.dumps(est))
+    improvement = old.__dict__.pop("_improvement")
+    old._no_improvement_count, old._best_weights = improvement.count, improvement.best_weights
+    flat = pickle.dumps(old, protocol=0).replace(b"fastmlp.sklearn.estimators\n",
+                                                 b"fastmlp.estimators\n")
+    assert b"fastmlp.estimators\n" in flat and b"_no_improvement_count" in flat
+    loaded = pickle.loads(flat)
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    for model in (est, loaded):       # a warm-start fit carries the rule's state on
+        model.set_params(warm_start=True)
+        with pytest.warns(ConvergenceWarning):
+            model.fit(X, y)
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    assert loaded._improvement.count == est._improvement.count

@@ -179,6 +179,16 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
+    def __setstate__(self, state: dict) -> None:
+        """An estimator pickled before the subpackages kept the stopping rule's state as
+        ``_no_improvement_count`` and ``_best_weights``: gathered into ``_improvement``."""
+        if "model_" in state and "_improvement" not in state:
+            improvement = Improvement()
+            improvement.count = state.pop("_no_improvement_count", 0)
+            improvement.best_weights = state.pop("_best_weights", None)
+            state = {**state, "_improvement": improvement}
+        super().__setstate__(state)
+
     def _train(self, X, Y, sample_weight, validation, incremental: bool) -> None:
         """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
         model = self.model_
