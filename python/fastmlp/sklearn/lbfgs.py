@@ -45,11 +45,8 @@ def fit_lbfgs(estimator, X: np.ndarray, Y: np.ndarray,
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
     from sklearn.utils.optimize import _check_optimize_result
 
-    model, g = estimator.model_, estimator._grad_factor
-    model.regularizer = l2_penalty(estimator.alpha, g, len(X), sample_weight)
-    weights = None if sample_weight is None else sample_weight.astype(model.dtype)
-    objective = _ScikitLearnObjective(WholeBatch(model, X, Y, weights),
-                                      LossScale(g, estimator._loss_factor))
+    model = estimator.model_
+    objective = sklearn_objective(estimator, X, Y, sample_weight)
     iprint = 1 if estimator.verbose is True or estimator.verbose >= 1 else -1
     with estimator._threads():
         result = scipy.optimize.minimize(
@@ -59,7 +56,7 @@ def fit_lbfgs(estimator, X: np.ndarray, Y: np.ndarray,
                      **_get_additional_lbfgs_options_dict("iprint", iprint)})
     estimator.n_iter_ = _check_optimize_result("lbfgs", result, estimator.max_iter)
     estimator.loss_ = float(result.fun)
-    with model.writing_params():
+    with model.writing_params(), model.weights_lock.writing:
         model.flat_params[...] = result.x
     estimator.coefs_, estimator.intercepts_ = sklearn_weights(model)
     if not np.isfinite(result.x).all():
@@ -67,7 +64,18 @@ def fit_lbfgs(estimator, X: np.ndarray, Y: np.ndarray,
                          " contain large values and need to be preprocessed.")
 
 
-class _ScikitLearnObjective:
+def sklearn_objective(estimator, X: np.ndarray, Y: np.ndarray,
+                      sample_weight: Optional[np.ndarray]) -> "ScikitLearnObjective":
+    """scikit-learn's objective of ``estimator.model_`` on prepared X, Y (the model's
+    penalty set to the estimators' L2 for these rows)."""
+    model, g = estimator.model_, estimator._grad_factor
+    model.regularizer = l2_penalty(estimator.alpha, g, len(X), sample_weight)
+    weights = None if sample_weight is None else sample_weight.astype(model.dtype)
+    return ScikitLearnObjective(WholeBatch(model, X, Y, weights),
+                                LossScale(g, estimator._loss_factor))
+
+
+class ScikitLearnObjective:
     """scikit-learn's loss and float64 gradient at a float64 parameter vector, from the
     model's whole-batch objective (``scale``: the network module's factors g and d)."""
 

@@ -68,7 +68,7 @@ class WholeBatch:
         """The objective at ``params`` (a vector of ``model.n_params`` floats), which
         become the model's parameters."""
         model = self.model
-        with model.writing_params():
+        with model.writing_params(), model.weights_lock.writing:   # no predict reads halfway
             model.flat_params[...] = params
         if self._trainer is not None:
             return Objective(*self._trainer.gradient(self.X, self.Y, self.W, self._order, 0,
