@@ -95,7 +95,27 @@ public:
         else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop);
     }
 
+    // Step `step`'s loss and gradient without the update (Trainer::gradient), GIL released.
+    train::StepGradient gradient(py::array x, py::array y, py::object w, py::array order, index step,
+                                 std::uint64_t model_step) {
+        if (f32_) return gradient_as<float>(*f32_, x, y, w, order, step, model_step);
+        return gradient_as<double>(*f64_, x, y, w, order, step, model_step);
+    }
+
 private:
+    template <class T>
+    train::StepGradient gradient_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj,
+                                    py::array& order, index step, std::uint64_t model_step) {
+        const char* k = "Trainer.gradient";
+        py::array w;
+        const EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
+        if (step < 0 || step >= steps_per_epoch(d.n))
+            fail_value(k, "step " + std::to_string(step) + " must lie within the epoch's " +
+                              std::to_string(steps_per_epoch(d.n)) + " steps");
+        py::gil_scoped_release nogil;
+        return trainer.gradient(d, step, model_step);
+    }
+
     template <class T>
     T* state(const py::object& obj, bool needed, py::array& keep, const char* name) {
         if (!needed) return nullptr;
@@ -117,11 +137,10 @@ private:
         if (v_) no_overlap(kK, v_, "v", in, name);
     }
 
+    // The epoch's arrays checked and viewed (`w` keeps the row weights' array).
     template <class T>
-    void run_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj, py::array& order,
-                index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
-                Totals& totals, const std::atomic<bool>* stop) {
-        const char* k = "Trainer.run";
+    EpochData<T> epoch_data(const char* k, py::array& x, py::array& y, const py::object& wobj, py::array& w,
+                            py::array& order) const {
         EpochData<T> d;
         d.x = input<T>(x, k, "X", 2);
         d.y = input<T>(y, k, "Y", 2);
@@ -130,9 +149,8 @@ private:
         if (x.shape(1) != features_ || y.shape(0) != d.n || y.shape(1) != targets_)
             fail_value(k, "shape mismatch: X is " + shape_of(x) + ", Y is " + shape_of(y) + " (expected (n, " +
                               std::to_string(features_) + ") and (n, " + std::to_string(targets_) + "))");
-        py::array w;
         if (!wobj.is_none()) {
-            if (!py::isinstance<py::array>(wobj)) throw py::type_error("Trainer.run: W must be a numpy array or None");
+            if (!py::isinstance<py::array>(wobj)) throw py::type_error(std::string(k) + ": W must be a numpy array or None");
             w = wobj.cast<py::array>();
             d.w = input<T>(w, k, "W", 1);
             if (w.shape(0) != d.n)
@@ -142,6 +160,19 @@ private:
         d.order = input<std::int64_t>(order, k, "order", 1);
         if (order.shape(0) != d.n)
             fail_value(k, "order has shape " + shape_of(order) + ", expected (" + std::to_string(d.n) + ",)");
+        written_disjoint(x, "X");
+        written_disjoint(y, "Y");
+        written_disjoint(order, "order");
+        return d;
+    }
+
+    template <class T>
+    void run_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj, py::array& order,
+                index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
+                Totals& totals, const std::atomic<bool>* stop) {
+        const char* k = "Trainer.run";
+        py::array w;
+        const EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
         const index steps = steps_per_epoch(d.n);
         if (step_begin < 0 || step_begin > step_end || step_end > steps)
             fail_value(k, "the step range [" + std::to_string(step_begin) + ", " + std::to_string(step_end) +
@@ -154,9 +185,6 @@ private:
         bool same = totals.heads.size() == head_outputs_.size();
         for (std::size_t h = 0; same && h < head_outputs_.size(); ++h) same = totals.heads[h].outputs == head_outputs_[h];
         if (!same) fail_value(k, "totals are not for this trainer's heads: make them with new_totals()");
-        written_disjoint(x, "X");
-        written_disjoint(y, "Y");
-        written_disjoint(order, "order");
         written_disjoint(lrs, "lrs");
         py::gil_scoped_release nogil;
         trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals, stop);
@@ -220,6 +248,13 @@ void register_train(py::module_& m) {
         .def_property_readonly("batch_size", &PyTrainer::batch_size)
         .def_property_readonly("head_outputs", &PyTrainer::head_outputs)
         .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))
+        .def("gradient", [](PyTrainer& t, py::array x, py::array y, py::object w, py::array order, index step,
+                            std::uint64_t model_step) {
+                 const train::StepGradient g = t.gradient(x, y, w, order, step, model_step);
+                 return py::make_tuple(g.loss_sum, g.weight, g.penalty);
+             },
+             arg("X").noconvert(), arg("Y").noconvert(), arg("W"), arg("order").noconvert(), arg("step"),
+             arg("model_step"))
         .def("run", &PyTrainer::run, arg("X").noconvert(), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
              arg("model_step"), arg("totals"), arg("watch") = py::none());

@@ -272,6 +272,38 @@ void Trainer<T>::add_metrics(std::size_t head, index rows, HeadTotals& t) const 
     }
 }
 
+// Sequential.loss_and_grad then Sequential.penalty for the rows order[start, start + rows):
+// the weight sum in ascending order in double; no backward pass or penalty after a
+// non-finite loss.
+template <class T>
+StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, index rows,
+                                       std::uint64_t model_step) {
+    gather(data, start, rows);
+    forward(rows, model_step);
+    StepGradient g;
+    const T* w = data.w ? w_.data() : nullptr;
+    g.weight = double(rows);
+    if (w) {
+        g.weight = double(w[0]);
+        for (index r = 1; r < rows; ++r) g.weight += double(w[r]);
+    }
+    g.loss_sum = losses(rows, w, g.weight);
+    if (!std::isfinite(g.loss_sum)) return g;
+    backward(rows);
+    g.penalty = penalty(rows, data.n);
+    return g;
+}
+
+template <class T>
+StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uint64_t model_step) {
+    check_order(data);
+    const Running running(running_);
+    const std::lock_guard<WeightsLock> whole_step(*lock_);
+    const index start = step * spec_.batch;
+    const index rows = std::min(spec_.batch, data.n - start);
+    return step_gradient(data, start, rows, model_step);
+}
+
 template <class T>
 void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs, long long t0,
                      std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
@@ -288,26 +320,15 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
         const index start = s * b;
         const index rows = start + b < n ? b : n - start;
         const index i = s - step_begin;
-        gather(data, start, rows);
-        forward(rows, model_step0 + std::uint64_t(i));
-
-        // Sequential._loss_and_grad: the weight sum in ascending order in double.
-        const T* w = data.w ? w_.data() : nullptr;
-        double weight = double(rows);
-        if (w) {
-            weight = double(w[0]);
-            for (index r = 1; r < rows; ++r) weight += double(w[r]);
-        }
-        const double loss_sum = losses(rows, w, weight);
-        if (!std::isfinite(loss_sum)) {
+        const StepGradient g = step_gradient(data, start, rows, model_step0 + std::uint64_t(i));
+        if (!std::isfinite(g.loss_sum)) {
             totals.diverged_step = s;
             totals.diverged = Divergence::loss;
-            totals.diverged_value = loss_sum;
+            totals.diverged_value = g.loss_sum;
             totals.diverged_rows = rows;
             return;
         }
-        backward(rows);
-        const double pen = penalty(rows, n);
+        const double pen = g.penalty, weight = g.weight;
 
         // Optimizer.step (optimizers.py): the finite check, clipping, one fused update.
         const double norm2 = sum_squares<T>(buf_.grads, spec_.params);

@@ -76,6 +76,13 @@ struct EpochData {
     index n = 0;
 };
 
+// One step's loss and gradient (Trainer::gradient): the step's loss sum_h w_h * loss
+// sum_h, the weight behind it (rows, or the row weights' sum) and the penalty; after a
+// non-finite loss the gradient buffer is left as it was and the penalty is 0.
+struct StepGradient {
+    double loss_sum = 0, weight = 0, penalty = 0;
+};
+
 enum class Divergence : int { none = 0, loss = 1, gradient = 2 };
 
 // Running totals of the steps that completed, in the per-op path's definitions
@@ -152,8 +159,16 @@ public:
              long long t0, std::uint64_t model_step0, Totals& totals,
              const std::atomic<bool>* stop = nullptr);
 
+    // Step `step`'s gather, forward, loss, backward and penalty as run() computes them,
+    // without the update: the gradient (of the mean loss plus the penalty) in the grads
+    // buffer, at model_step (Dropout's masks). One step over all rows (batch >= n, step 0)
+    // is the whole-batch objective scipy's L-BFGS minimizes (python/fastmlp/train/gradient.py).
+    // Throws as run() does; the caller has checked the shapes and the step.
+    StepGradient gradient(const EpochData<T>& data, index step, std::uint64_t model_step);
+
 private:
     void allocate();
+    StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step);
     double penalty(index rows, index n) const;
 
     void gather(const EpochData<T>& data, index start, index rows);

@@ -28,7 +28,7 @@ Contract shared by every method:
 from __future__ import annotations
 
 import threading
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
@@ -306,6 +306,13 @@ class FusedTrainer(Protocol):
     and ``diverged_rows``. With ``watch`` (from ``sigint_watch()``), a SIGINT ends the
     run before the next step and sets ``interrupted``. Returns ``totals``. The GIL is
     released while it runs; each step holds the model's weights lock exclusively.
+
+    ``gradient(X, Y, W, order, step, model_step)`` computes step ``step`` as ``run``
+    would (forward, loss, backward, penalty) without the update, and returns (loss,
+    weight, penalty): the step's loss sum, the weight behind it (rows or the row
+    weights' sum) and the penalty, the gradient of the mean loss plus the penalty in
+    ``grads``; after a non-finite loss ``grads`` is left as it was and the penalty is 0.
+    A trainer with ``batch_size >= n`` computes the whole-batch objective at step 0.
     """
 
     batch_size: int
@@ -317,6 +324,9 @@ class FusedTrainer(Protocol):
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
             totals, watch=None): ...
+
+    def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
+                 order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]: ...
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ here. ``testing`` is ``_core._testing``: hooks only the tests call.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -229,6 +229,10 @@ class FusedTrainer:
             totals, watch=None):
         self._core.run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals, watch)
         return totals
+
+    def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
+                 order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]:
+        return self._core.gradient(X, Y, W, order, step, model_step)
 
 
 class FusedPredictor:

@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, \
     unique_labels
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .._keywords import suggest_keywords
@@ -34,6 +35,7 @@ from ..backends.runtime import threads
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
+from .lbfgs import check_lbfgs_params, fit_lbfgs
 from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
                       network_description, sklearn_weights)
@@ -99,6 +101,13 @@ class _BaseMLP(BaseEstimator):
         """One epoch over (X, y) from the current weights, the optimizer's state kept."""
         return self._fit(X, y, sample_weight, incremental=True)
 
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only (scikit-learn's check)."""
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False      # dense arrays only (see the README)
@@ -108,11 +117,9 @@ class _BaseMLP(BaseEstimator):
     def _check_params(self) -> None:
         """scikit-learn's parameter constraints (InvalidParameterError, a ValueError and
         TypeError naming the parameter), after a clear word on what fastmlp lacks."""
-        if self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not available in fastmlp (scikit-learn's "
-                             "quasi-Newton solver); use a stochastic solver: one of "
-                             f"{list(SOLVERS)}")
         self._validate_params()
+        if self.solver == "lbfgs":
+            check_lbfgs_params(self)
         if not isinstance(self.hidden_layer_sizes, numbers.Integral):
             for i, units in enumerate(self.hidden_layer_sizes):
                 check_int(units, f"hidden_layer_sizes[{i}]")
@@ -148,7 +155,7 @@ class _BaseMLP(BaseEstimator):
         """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
         a ``validation_fraction`` hold-out drawn from ``rs`` by train_test_split (after the
         initial weights, as scikit-learn), stratified for single-label classification."""
-        if not self.early_stopping:
+        if not self.early_stopping or self.solver == "lbfgs":    # lbfgs ignores it
             return (X, Y, sample_weight), None
         return validation_split(X, Y, labels, sample_weight, rs, self.validation_fraction,
                                 stratify=self._stratify(labels))
@@ -167,8 +174,10 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = self._out_activation()
         self.n_iter_ = 0
         self.t_ = 0
-        self.loss_curve_ = []
         self._improvement = Improvement()
+        if self.solver == "lbfgs":     # as scikit-learn: no loss_curve_ nor best scores
+            return
+        self.loss_curve_ = []
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -191,6 +200,8 @@ class _BaseMLP(BaseEstimator):
 
     def _train(self, X, Y, sample_weight, validation, incremental: bool) -> None:
         """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
+        if self.solver == "lbfgs":
+            return fit_lbfgs(self, X, Y, sample_weight)
         model = self.model_
         n = len(X)
         model.regularizer = l2_penalty(self.alpha, self._grad_factor, n, sample_weight)
@@ -240,8 +251,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (multilabel) one logistic output per label. Ours on top: ``solver`` also takes
     "momentum", "nesterov", "adagrad", "rmsprop", "adamw"; ``dropout`` (rate after each
     hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` ("float32" or
-    "float64") and ``n_threads`` (None: the library's default). ``max_fun`` (L-BFGS only)
-    is accepted and ignored; solver="lbfgs" is a ValueError. The fitted network is
+    "float64") and ``n_threads`` (None: the library's default). ``solver="lbfgs"``
+    runs scikit-learn's L-BFGS (:mod:`fastmlp.sklearn.lbfgs`; no partial_fit, no
+    dropout). The fitted network is
     ``model_``; coefs_ and intercepts_ are copies of its weights in scikit-learn's layout.
     """
 
@@ -283,6 +295,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
+    @available_if(lambda est: est._check_solver())
     @one_at_a_time
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch from the current weights. The first call needs ``classes`` (every
@@ -436,6 +449,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              "trains on loss='squared_error' only")
         super()._check_params()
 
+    @available_if(lambda est: est._check_solver())
     @one_at_a_time
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch from the current weights (the optimizer's state kept)."""

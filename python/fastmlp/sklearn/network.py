@@ -40,7 +40,7 @@ SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tan
 # Solvers whose step scales with the gradient (the rate absorbs fastmlp's loss scale and
 # learning_rate="invscaling"/"adaptive" apply, as scikit-learn's "sgd").
 SGD_FAMILY = ("sgd", "momentum", "nesterov")
-SOLVERS = (*SGD_FAMILY, "adam", "adagrad", "rmsprop", "adamw")
+SOLVERS = (*SGD_FAMILY, "adam", "adagrad", "rmsprop", "adamw", "lbfgs")
 AUTO_BATCH = 200             # batch_size="auto" is min(200, n_samples)
 
 
