@@ -9,18 +9,17 @@ whole-batch gradient, bit for bit; central finite differences of the objective.
 import numpy as np
 import pytest
 import sklearn.neural_network as reference
+import sklearn.neural_network.tests.test_mlp as sklearn_tests   # the test extra pins its release
 from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
 import fastmlp.sklearn as ours
-from fastmlp.layers import Dense, Dropout
-from fastmlp.regularizers import L2
+from fastmlp.nn.layers import Dense, Dropout
+from fastmlp.nn.regularizers import L2
 from fastmlp.sklearn.lbfgs import sklearn_objective
 from fastmlp.train import loop as training
 from fastmlp.train.gradient import WholeBatch
-
-sklearn_tests = pytest.importorskip("sklearn.neural_network.tests.test_mlp")
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 # float64 rounding of the same arithmetic in another order, over 10 L-BFGS iterations
