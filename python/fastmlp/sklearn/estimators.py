@@ -36,8 +36,9 @@ from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
 from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
-                      network_description, sklearn_weights)
+                      network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
+from .weights import WeightList, checked_weights, refresh, write_edits
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -83,9 +84,14 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "backend": [StrOptions({"native", "numpy"})],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"float32", "float64"}), None],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
     }
+
+    # scikit-learn's fitted weights, plain writable arrays owned by the estimator: edits
+    # and new lists reach model_ at its next use (fastmlp.sklearn.weights)
+    coefs_ = WeightList()
+    intercepts_ = WeightList()
 
     # ------------------------------------------------------------------ public
     @one_at_a_time
@@ -129,20 +135,40 @@ class _BaseMLP(BaseEstimator):
         self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
-        X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass)
+        first_pass = "_coefs" not in self.__dict__ or (not self.warm_start and not incremental)
+        X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass,
+                                            dtype=self._input_dtype(first_pass))
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
         train, validation = self._split(X, Y, labels, sample_weight, rs)
-        if first_pass:
-            self._initialize(layer_units, initial, seed=int(rs.randint(np.iinfo(np.int32).max)))
+        if first_pass or not hasattr(self, "model_"):   # no model_: coefs_ set by hand
+            initial = initial or checked_weights(self, list(zip(layer_units, layer_units[1:])),
+                                                 X.dtype)
+            self._initialize(layer_units, initial, X.dtype,
+                             seed=int(rs.randint(np.iinfo(np.int32).max)))
         else:
-            check_same_network(self._network_key, network_description(self, layer_units))
-        self._train(*train, validation, incremental)
+            check_same_network(self._network_key,
+                               network_description(self, layer_units, X.dtype))
+            write_edits(self, self.model_)
+        self._train(*train, validation, incremental, first_pass)
         return self
+
+    def _input_dtype(self, first_pass: bool):
+        """The dtype X is converted to: ``dtype`` when set; else, as scikit-learn, float32
+        or float64 input kept and anything else float64 for a new network, and the
+        fitted network's dtype for partial_fit and warm-start fits (scikit-learn updates
+        its coefs_ in place, so they keep their dtype)."""
+        if self.dtype is not None:
+            return self.dtype
+        if first_pass:
+            return (np.float64, np.float32)
+        if hasattr(self, "model_"):
+            return self.model_.dtype
+        dtype = np.result_type(*self.__dict__["_coefs"])     # coefs_ set by hand
+        return dtype if dtype in (np.float32, np.float64) else np.float64
 
     def _split(self, X, Y, labels, sample_weight, rs):
         """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
@@ -156,14 +182,16 @@ class _BaseMLP(BaseEstimator):
     def _stratify(self, labels) -> bool:
         return False
 
-    def _initialize(self, layer_units: List[int], initial: List[np.ndarray], seed: int) -> None:
-        """A new network with scikit-learn's initial weights, and the fitted attributes
-        that persist across warm-start fits and partial_fit calls."""
+    def _initialize(self, layer_units: List[int], initial: List[np.ndarray], dtype,
+                    seed: int) -> None:
+        """A new network of ``dtype`` with scikit-learn's initial weights (or coefs_ and
+        intercepts_ set by hand), and the fitted attributes that persist across
+        warm-start fits and partial_fit calls."""
         self.n_layers_ = len(layer_units)
         self.n_outputs_ = layer_units[-1]
-        self.model_ = build_network(self, layer_units, self._loss_name, seed)
+        self.model_ = build_network(self, layer_units, self._loss_name, seed, dtype)
         self.model_.set_weights(initial)
-        self._network_key = network_description(self, layer_units)
+        self._network_key = network_description(self, layer_units, dtype)
         self.out_activation_ = self._out_activation()
         self.n_iter_ = 0
         self.t_ = 0
@@ -179,7 +207,8 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _train(self, X, Y, sample_weight, validation, incremental: bool) -> None:
+    def _train(self, X, Y, sample_weight, validation, incremental: bool,
+               first_pass: bool) -> None:
         """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
         model = self.model_
         n = len(X)
@@ -196,7 +225,7 @@ class _BaseMLP(BaseEstimator):
                       verbose=0)
         if self.early_stopping:
             model.set_weights(self._improvement.best_weights)
-        self.coefs_, self.intercepts_ = sklearn_weights(model)
+        refresh(self, model, anew=first_pass)
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
@@ -204,7 +233,9 @@ class _BaseMLP(BaseEstimator):
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+        write_edits(self, self.model_)
+        return X
 
     def _score(self, X, y, sample_weight) -> float:
         """The early-stopping score on validated data: NaN for non-finite predictions,
@@ -242,7 +273,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype="float32", n_threads=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -288,10 +319,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"partial_fit: {self.classes_!r}")
         return self._partial_fit(X, y, sample_weight)
 
-    def _validate_input(self, X, y, incremental: bool, reset: bool):
-        """X in the model's dtype, the binarized targets (n, k) and the labels (for
-        stratification and the validation score); classes_ as scikit-learn sets them."""
-        X, y = _validate_data(self, X, y, multi_output=True, dtype=self.dtype, order="C",
+    def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
+        """X in ``dtype`` (one or a tuple of allowed dtypes), the binarized targets (n, k)
+        in X's dtype and the labels (for stratification and the validation score);
+        classes_ as scikit-learn sets them."""
+        X, y = _validate_data(self, X, y, multi_output=True, dtype=dtype, order="C",
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -309,7 +341,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
                                  f"has {self.classes_}. 'y' has {classes}.")
-        Y = self._label_binarizer.transform(y).astype(self.dtype)
+        Y = self._label_binarizer.transform(y).astype(X.dtype)
         return X, Y, y
 
     def _stratify(self, labels) -> bool:
@@ -384,7 +416,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype="float32", n_threads=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -431,12 +463,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """One epoch from the current weights (the optimizer's state kept)."""
         return self._partial_fit(X, y, sample_weight)
 
-    def _validate_input(self, X, y, incremental: bool, reset: bool):
-        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=self.dtype,
+    def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
                              order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
 
     def _out_activation(self) -> str:
