@@ -3,12 +3,13 @@
 
 They take scikit-learn's ``MLPClassifier``/``MLPRegressor`` parameters with the same names,
 defaults and meanings, train a :class:`fastmlp.Sequential` with :func:`fastmlp.train.loop.fit`
-and report scikit-learn's fitted attributes. The estimators only translate, with two
+and report scikit-learn's fitted attributes. The estimators only translate, with three
 helpers: :mod:`fastmlp.sklearn.network` turns the parameters into layers with
 scikit-learn's initial weights, an optimizer, a schedule and an L2 regularizer (and says
 how scikit-learn's loss, penalty and rates map onto fastmlp's);
 :mod:`fastmlp.sklearn.stopping` holds scikit-learn's per-epoch bookkeeping and stopping
-rule as one callback and the early-stopping hold-out.
+rule as one callback and the early-stopping hold-out; :mod:`fastmlp.sklearn.weights`
+keeps coefs_ and intercepts_ as writable arrays whose edits reach the network.
 """
 from __future__ import annotations
 
@@ -260,10 +261,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (binary cross-entropy), more classes a softmax output, and a 2-D 0/1 indicator matrix
     (multilabel) one logistic output per label. Ours on top: ``solver`` also takes
     "momentum", "nesterov", "adagrad", "rmsprop", "adamw"; ``dropout`` (rate after each
-    hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` ("float32" or
-    "float64") and ``n_threads`` (None: the library's default). ``max_fun`` (L-BFGS only)
-    is accepted and ignored; solver="lbfgs" is a ValueError. The fitted network is
-    ``model_``; coefs_ and intercepts_ are copies of its weights in scikit-learn's layout.
+    hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` and ``n_threads`` (None:
+    the library's default). ``max_fun`` (L-BFGS only) is accepted and ignored;
+    solver="lbfgs" is a ValueError.
+
+    ``dtype=None`` follows scikit-learn: the first fit's float32 input gives a float32
+    network, float64 or any other input (integers, lists, DataFrames) a float64 one;
+    partial_fit and warm-start fits keep the fitted dtype. "float32" or "float64" forces
+    it. Predictions, coefs_ and intercepts_ are in the network's dtype.
+
+    The fitted network is ``model_``; coefs_ and intercepts_ are the estimator's own
+    writable arrays in scikit-learn's layout, written into ``model_`` at its next use when
+    edited or replaced (:mod:`fastmlp.sklearn.weights`).
     """
 
     @suggest_keywords
