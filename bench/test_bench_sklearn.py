@@ -4,9 +4,9 @@ Both with scikit-learn's default network and solver (hidden_layer_sizes=(100,), 
 adam 1e-3, alpha 1e-4, batch_size="auto" = 200), the same random_state (so the same
 initial weights), standardized float64 input, on one thread (threadpoolctl limits every
 BLAS/OpenMP pool; fastmlp.threads(1) for ours). tol=0 and n_iter_no_change > max_iter,
-so both train exactly max_iter epochs. fastmlp computes in float32 (its default),
-scikit-learn in float64; the timing includes input validation and ours converting X to
-float32. Datasets: digits (1,797 x 64, 10 classes) and breast cancer (569 x 30, binary),
+so both train exactly max_iter epochs. fastmlp computes in float32 (dtype="float32"; its
+default would follow the float64 input), scikit-learn in float64; the timing includes
+input validation and ours converting X to float32. Datasets: digits (1,797 x 64, 10 classes) and breast cancer (569 x 30, binary),
 both shipped with scikit-learn.
 
 Each benchmark then checks that both trained the same number of epochs and that the
@@ -32,7 +32,7 @@ def _estimator(impl: str, epochs: int):
     params = dict(max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
     if impl == "native":
         from fastmlp.sklearn import MLPClassifier
-        return MLPClassifier(**params, n_threads=1)
+        return MLPClassifier(**params, dtype="float32", n_threads=1)
     from sklearn.neural_network import MLPClassifier
     return MLPClassifier(**params)
 

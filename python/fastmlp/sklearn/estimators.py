@@ -3,12 +3,13 @@
 
 They take scikit-learn's ``MLPClassifier``/``MLPRegressor`` parameters with the same names,
 defaults and meanings, train a :class:`fastmlp.Sequential` with :func:`fastmlp.train.loop.fit`
-and report scikit-learn's fitted attributes. The estimators only translate, with two
+and report scikit-learn's fitted attributes. The estimators only translate, with three
 helpers: :mod:`fastmlp.sklearn.network` turns the parameters into layers with
 scikit-learn's initial weights, an optimizer, a schedule and an L2 regularizer (and says
 how scikit-learn's loss, penalty and rates map onto fastmlp's);
 :mod:`fastmlp.sklearn.stopping` holds scikit-learn's per-epoch bookkeeping and stopping
-rule as one callback and the early-stopping hold-out.
+rule as one callback and the early-stopping hold-out; :mod:`fastmlp.sklearn.weights`
+keeps coefs_ and intercepts_ as writable arrays whose edits reach the network.
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ from .guard import one_at_a_time
 from .lbfgs import check_lbfgs_params, fit_lbfgs
 from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
-                      network_description, sklearn_weights)
+                      network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
+from .weights import WeightList, checked_weights, refresh, write_edits
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -85,9 +87,14 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "backend": [StrOptions({"native", "numpy"})],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"float32", "float64"}), None],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
     }
+
+    # scikit-learn's fitted weights, plain writable arrays owned by the estimator: edits
+    # and new lists reach model_ at its next use (fastmlp.sklearn.weights)
+    coefs_ = WeightList()
+    intercepts_ = WeightList()
 
     # ------------------------------------------------------------------ public
     @one_at_a_time
@@ -136,20 +143,40 @@ class _BaseMLP(BaseEstimator):
         self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
-        X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass)
+        first_pass = "_coefs" not in self.__dict__ or (not self.warm_start and not incremental)
+        X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass,
+                                            dtype=self._input_dtype(first_pass))
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
         train, validation = self._split(X, Y, labels, sample_weight, rs)
-        if first_pass:
-            self._initialize(layer_units, initial, seed=int(rs.randint(np.iinfo(np.int32).max)))
+        if first_pass or not hasattr(self, "model_"):   # no model_: coefs_ set by hand
+            initial = initial or checked_weights(self, list(zip(layer_units, layer_units[1:])),
+                                                 X.dtype)
+            self._initialize(layer_units, initial, X.dtype,
+                             seed=int(rs.randint(np.iinfo(np.int32).max)))
         else:
-            check_same_network(self._network_key, network_description(self, layer_units))
-        self._train(*train, validation, incremental)
+            check_same_network(self._network_key,
+                               network_description(self, layer_units, X.dtype))
+            write_edits(self, self.model_)
+        self._train(*train, validation, incremental, first_pass)
         return self
+
+    def _input_dtype(self, first_pass: bool):
+        """The dtype X is converted to: ``dtype`` when set; else, as scikit-learn, float32
+        or float64 input kept and anything else float64 for a new network, and the
+        fitted network's dtype for partial_fit and warm-start fits (scikit-learn updates
+        its coefs_ in place, so they keep their dtype)."""
+        if self.dtype is not None:
+            return self.dtype
+        if first_pass:
+            return (np.float64, np.float32)
+        if hasattr(self, "model_"):
+            return self.model_.dtype
+        dtype = np.result_type(*self.__dict__["_coefs"])     # coefs_ set by hand
+        return dtype if dtype in (np.float32, np.float64) else np.float64
 
     def _split(self, X, Y, labels, sample_weight, rs):
         """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
@@ -163,14 +190,16 @@ class _BaseMLP(BaseEstimator):
     def _stratify(self, labels) -> bool:
         return False
 
-    def _initialize(self, layer_units: List[int], initial: List[np.ndarray], seed: int) -> None:
-        """A new network with scikit-learn's initial weights, and the fitted attributes
-        that persist across warm-start fits and partial_fit calls."""
+    def _initialize(self, layer_units: List[int], initial: List[np.ndarray], dtype,
+                    seed: int) -> None:
+        """A new network of ``dtype`` with scikit-learn's initial weights (or coefs_ and
+        intercepts_ set by hand), and the fitted attributes that persist across
+        warm-start fits and partial_fit calls."""
         self.n_layers_ = len(layer_units)
         self.n_outputs_ = layer_units[-1]
-        self.model_ = build_network(self, layer_units, self._loss_name, seed)
+        self.model_ = build_network(self, layer_units, self._loss_name, seed, dtype)
         self.model_.set_weights(initial)
-        self._network_key = network_description(self, layer_units)
+        self._network_key = network_description(self, layer_units, dtype)
         self.out_activation_ = self._out_activation()
         self.n_iter_ = 0
         self.t_ = 0
@@ -198,10 +227,13 @@ class _BaseMLP(BaseEstimator):
             state = {**state, "_improvement": improvement}
         super().__setstate__(state)
 
-    def _train(self, X, Y, sample_weight, validation, incremental: bool) -> None:
+    def _train(self, X, Y, sample_weight, validation, incremental: bool,
+               first_pass: bool) -> None:
         """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
         if self.solver == "lbfgs":
-            return fit_lbfgs(self, X, Y, sample_weight)
+            fit_lbfgs(self, X, Y, sample_weight)
+            refresh(self, self.model_, anew=first_pass)
+            return
         model = self.model_
         n = len(X)
         model.regularizer = l2_penalty(self.alpha, self._grad_factor, n, sample_weight)
@@ -217,7 +249,7 @@ class _BaseMLP(BaseEstimator):
                       verbose=0)
         if self.early_stopping:
             model.set_weights(self._improvement.best_weights)
-        self.coefs_, self.intercepts_ = sklearn_weights(model)
+        refresh(self, model, anew=first_pass)
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
@@ -225,7 +257,9 @@ class _BaseMLP(BaseEstimator):
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+        write_edits(self, self.model_)
+        return X
 
     def _score(self, X, y, sample_weight) -> float:
         """The early-stopping score on validated data: NaN for non-finite predictions,
@@ -250,11 +284,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (binary cross-entropy), more classes a softmax output, and a 2-D 0/1 indicator matrix
     (multilabel) one logistic output per label. Ours on top: ``solver`` also takes
     "momentum", "nesterov", "adagrad", "rmsprop", "adamw"; ``dropout`` (rate after each
-    hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` ("float32" or
-    "float64") and ``n_threads`` (None: the library's default). ``solver="lbfgs"``
-    runs scikit-learn's L-BFGS (:mod:`fastmlp.sklearn.lbfgs`; no partial_fit, no
-    dropout). The fitted network is
-    ``model_``; coefs_ and intercepts_ are copies of its weights in scikit-learn's layout.
+    hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` and ``n_threads`` (None:
+    the library's default). ``solver="lbfgs"`` runs scikit-learn's L-BFGS
+    (:mod:`fastmlp.sklearn.lbfgs`; no partial_fit, no dropout).
+
+    ``dtype=None`` follows scikit-learn: the first fit's float32 input gives a float32
+    network, float64 or any other input (integers, lists, DataFrames) a float64 one;
+    partial_fit and warm-start fits keep the fitted dtype. "float32" or "float64" forces
+    it. Predictions, coefs_ and intercepts_ are in the network's dtype.
+
+    The fitted network is ``model_``; coefs_ and intercepts_ are the estimator's own
+    writable arrays in scikit-learn's layout, written into ``model_`` at its next use when
+    edited or replaced (:mod:`fastmlp.sklearn.weights`).
     """
 
     @suggest_keywords
@@ -264,7 +305,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype="float32", n_threads=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -311,10 +352,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"partial_fit: {self.classes_!r}")
         return self._partial_fit(X, y, sample_weight)
 
-    def _validate_input(self, X, y, incremental: bool, reset: bool):
-        """X in the model's dtype, the binarized targets (n, k) and the labels (for
-        stratification and the validation score); classes_ as scikit-learn sets them."""
-        X, y = _validate_data(self, X, y, multi_output=True, dtype=self.dtype, order="C",
+    def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
+        """X in ``dtype`` (one or a tuple of allowed dtypes), the binarized targets (n, k)
+        in X's dtype and the labels (for stratification and the validation score);
+        classes_ as scikit-learn sets them."""
+        X, y = _validate_data(self, X, y, multi_output=True, dtype=dtype, order="C",
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -332,7 +374,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
                                  f"has {self.classes_}. 'y' has {classes}.")
-        Y = self._label_binarizer.transform(y).astype(self.dtype)
+        Y = self._label_binarizer.transform(y).astype(X.dtype)
         return X, Y, y
 
     def _stratify(self, labels) -> bool:
@@ -407,7 +449,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype="float32", n_threads=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -455,12 +497,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """One epoch from the current weights (the optimizer's state kept)."""
         return self._partial_fit(X, y, sample_weight)
 
-    def _validate_input(self, X, y, incremental: bool, reset: bool):
-        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=self.dtype,
+    def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
                              order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
 
     def _out_activation(self) -> str:

@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..train.gradient import WholeBatch
-from .network import l2_penalty, sklearn_weights
+from .network import l2_penalty
 from .stopping import LossScale
 
 
@@ -40,7 +40,7 @@ def check_lbfgs_params(params) -> None:
 def fit_lbfgs(estimator, X: np.ndarray, Y: np.ndarray,
               sample_weight: Optional[np.ndarray]) -> None:
     """One fit of ``estimator.model_`` (prepared X, Y) by L-BFGS-B from its current
-    weights; sets n_iter_, loss_, coefs_ and intercepts_."""
+    weights; sets n_iter_ and loss_ (the caller refreshes coefs_ and intercepts_)."""
     import scipy.optimize
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
     from sklearn.utils.optimize import _check_optimize_result
@@ -58,7 +58,6 @@ def fit_lbfgs(estimator, X: np.ndarray, Y: np.ndarray,
     estimator.loss_ = float(result.fun)
     with model.writing_params(), model.weights_lock.writing:
         model.flat_params[...] = result.x
-    estimator.coefs_, estimator.intercepts_ = sklearn_weights(model)
     if not np.isfinite(result.x).all():
         raise ValueError("Solver produced non-finite parameter weights. The input data may"
                          " contain large values and need to be preprocessed.")

@@ -24,12 +24,11 @@ What scikit-learn minimizes, and how it maps onto fastmlp (docs/conventions.md):
 from __future__ import annotations
 
 import warnings
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 
 from ..model.sequential import Sequential
-from ..nn.layers import Dense
 from ..nn.regularizers import L2
 from ..nn.stacks import mlp_layers
 from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
@@ -59,20 +58,22 @@ def initial_weights(rs: np.random.RandomState, layer_units: List[int], activatio
     return weights
 
 
-def build_network(params, layer_units: List[int], loss: str, seed: int) -> Sequential:
+def build_network(params, layer_units: List[int], loss: str, seed: int, dtype) -> Sequential:
     """:func:`~fastmlp.nn.stacks.mlp_layers` of the hidden widths: Dense(h, activation)
     [+ Dropout(dropout)] per hidden layer, then a linear output layer (logits: the loss
-    owns the softmax/sigmoid), as a Sequential of the estimator's backend and dtype."""
+    owns the softmax/sigmoid), as a Sequential of the estimator's backend in ``dtype``."""
     layers = mlp_layers(layer_units[1:-1], layer_units[-1],
                         activation=SKLEARN_ACTIVATIONS[params.activation], dropout=params.dropout)
     return Sequential(layers, input_dim=layer_units[0], loss=loss, backend=params.backend,
-                      dtype=params.dtype, seed=seed)
+                      dtype=dtype, seed=seed)
 
 
-def network_description(params, layer_units: List[int]) -> dict:
-    """What warm_start and partial_fit need unchanged to continue a fitted network."""
+def network_description(params, layer_units: List[int], dtype) -> dict:
+    """What warm_start and partial_fit need unchanged to continue a fitted network (of
+    ``dtype``)."""
     return {"layer units": layer_units, "activation": params.activation,
-            "dropout": params.dropout, "backend": params.backend, "dtype": params.dtype}
+            "dropout": params.dropout, "backend": params.backend,
+            "dtype": np.dtype(dtype).name}
 
 
 def check_same_network(fitted: dict, now: dict) -> None:
@@ -124,9 +125,3 @@ def l2_penalty(alpha: float, grad_factor: float, n_samples: int,
     if sample_weight is not None:
         penalty *= n_samples / float(sample_weight.sum())
     return L2(penalty, scale="batch") if penalty > 0 else None
-
-
-def sklearn_weights(model: Sequential) -> Tuple[List[np.ndarray], List[np.ndarray]]:
-    """coefs_ (n_in, n_out) and intercepts_ in scikit-learn's layout: copies."""
-    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
-    return [np.ascontiguousarray(layer.W.T) for layer in dense], [layer.b.copy() for layer in dense]

@@ -41,8 +41,9 @@ class LossScale:
     data: float
 
     def sklearn_loss(self, logs) -> float:
-        """scikit-learn's loss (data loss plus penalty) from a fit epoch's logs."""
-        return logs["data_loss"] * self.data + logs["penalty"] / self.grad
+        """scikit-learn's loss (data loss plus penalty) from a fit epoch's logs, a
+        np.float64 as scikit-learn's (whatever the network's dtype)."""
+        return np.float64(logs["data_loss"] * self.data + logs["penalty"] / self.grad)
 
 
 class ScikitLearnRule(Callback):
