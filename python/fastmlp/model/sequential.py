@@ -343,7 +343,7 @@ def _check_layers(layers, loss) -> Tuple[Layer, ...]:
             raise ValueError(f"layers[{i}] already belongs to a model (or appears twice); "
                              "create a new layer for every place in every model")
     last = next((layer for layer in reversed(layers) if layer.activation is not None), None)
-    if last is not None and last.activation == "sigmoid" and loss.output_activation != "identity":
+    if last is not None and last.activation == "sigmoid" and loss.classifier:
         raise ValueError(f"the last layer's activation is 'sigmoid' but {loss.name} applies the "
                          "sigmoid/softmax itself to the logits: the last layer must output "
                          "logits, so leave its activation as None ('linear')")
