@@ -25,8 +25,10 @@ enum class Activation : int { linear, sigmoid, tanh, relu, leaky_relu, elu, gelu
 constexpr const char* kActivationNames[] = {"linear", "sigmoid", "tanh",  "relu",    "leaky_relu",
                                             "elu",    "gelu",    "silu",  "softplus"};
 
-enum class Loss : int { softmax_cross_entropy, binary_cross_entropy, mse };
-constexpr const char* kLossNames[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse"};
+enum class Loss : int { softmax_cross_entropy, binary_cross_entropy, mse, poisson };
+constexpr const char* kLossNames[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse", "poisson"};
+// Whether a loss's prediction is a value per output (mse: z, poisson: exp z), not a class.
+constexpr bool is_regression(Loss loss) { return loss == Loss::mse || loss == Loss::poisson; }
 
 enum class MathFn : int { exp, expm1, log, log1p, tanh, sigmoid };
 constexpr const char* kMathFnNames[] = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid"};
@@ -50,7 +52,7 @@ constexpr const char* kOpCodeNames[] = {
 template <auto Last, std::size_t N>
 constexpr bool names_every(const char* const (&)[N]) { return N == std::size_t(Last) + 1; }
 static_assert(names_every<Activation::softplus>(kActivationNames), "one name per Activation");
-static_assert(names_every<Loss::mse>(kLossNames), "one name per Loss");
+static_assert(names_every<Loss::poisson>(kLossNames), "one name per Loss");
 static_assert(names_every<MathFn::sigmoid>(kMathFnNames), "one name per MathFn");
 static_assert(names_every<Optimizer::adamw>(kOptimizerNames), "one name per Optimizer");
 static_assert(names_every<OpCode::regularize>(kOpCodeNames), "one name per OpCode");

@@ -77,6 +77,8 @@ def make_data(loss: str, n: int = 60, n_features: int = 4, k: int = 3, seed: int
         return X, scores.argmax(axis=1)
     if loss == "binary_cross_entropy":
         return X, (scores > 0).astype(int)
+    if loss == "poisson":                   # counts with log mean scores / 4
+        return X, rng.poisson(np.exp(scores / 4)).astype(float)
     return X, scores
 
 

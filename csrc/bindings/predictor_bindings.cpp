@@ -70,7 +70,7 @@ public:
     // Into the caller's `out`: an array for a one-head program, else a list with one entry
     // per head (an array, or None: not written). Mode 0 logits (n, k); 1 probabilities
     // (n, k); 2 predict's labels (int64 (n,) for softmax cross-entropy, int64 (n, k) for
-    // binary cross-entropy, values (n, k) for mse). False when X holds a NaN or an infinity
+    // binary cross-entropy, values (n, k) for mse and poisson). False when X holds a NaN or an infinity
     // (the Python layer words the error, as for any input).
     bool run(const py::array& x, int mode, index chunk, const py::object& out) const {
         return f32_ ? run_as<float>(*f32_, x, mode, chunk, out) : run_as<double>(*f64_, x, mode, chunk, out);
@@ -89,9 +89,9 @@ private:
                                const py::array& x) const {
         const Loss loss = losses_[h];
         const index n = x.shape(0), k = outputs_[h];
-        if (mode == train::PredictMode::proba && loss == Loss::mse)
+        if (mode == train::PredictMode::proba && is_regression(loss))
             fail_value(kRun, name + ": probabilities need a classification loss");
-        const bool labels = mode == train::PredictMode::labels && loss != Loss::mse;
+        const bool labels = mode == train::PredictMode::labels && !is_regression(loss);
         const bool one_column = labels && loss == Loss::softmax_cross_entropy;
         train::HeadOut<T> result;
         if (labels) result.out_i = output<std::int64_t>(out, kRun, name.c_str(), one_column ? 1 : 2);

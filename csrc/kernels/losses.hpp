@@ -10,10 +10,15 @@
 //                          0 and +inf, not NaN, at infinite z)
 //                          grad = scale / k * (sigmoid(z) - y)
 //   mse                    loss = mean_j (z - y)^2,   grad = scale * 2/k * (z - y)
+//   poisson                log link, mu = exp(z): half the Poisson deviance, summed
+//                          over the outputs as scikit-learn's poisson_loss,
+//                          loss = sum_j [(y log y - y z) - y + mu], y log y - y z
+//                          written 0 for y = 0 (xlogy(0, .) = 0, so the term is mu)
+//                          grad = scale * (mu - y)
 //   row weights w_i        total = sum_i w_i loss_i,  row i's grad with scale * w_i
 //
 // Every sum over j uses Sum16, so all ISAs agree bit for bit; rows' losses are added in
-// ascending order in double. The outputs (softmax rows, sigmoid) share this code.
+// ascending order in double. The outputs (softmax rows, sigmoid, exp) share this code.
 // Scalar reference: the NumPy backend (python/fastmlp/backends/numpy.py).
 #pragma once
 #include "reductions.hpp"
@@ -100,6 +105,23 @@ T mse_row(const T* z, const T* y, T* grad, index k, T scale) {
     return sum / T(k);
 }
 
+template <class T>
+T poisson_row(const T* z, const T* y, T* grad, index k, T scale) {
+    const Vec<T> zero{};
+    const T sum = sum16<T>(k, [&](index j, index w) {
+        const Vec<T> v = part(z, j, w), yv = part(y, j, w, T(1));   // log(1) = 0 in unused lanes
+        const Vec<T> xlogy = select<T>(yv == zero, zero, yv * (log<T>(yv) - v));
+        return xlogy - yv + exp<T>(v);
+    });
+    if (grad) {
+        const Vec<T> c = splat<T>(scale);
+        for_lanes<T>(k, [&](index j, index w) {
+            store_part<T>(grad + j, c * (exp<T>(part(z, j, w)) - part(y, j, w)), w);
+        });
+    }
+    return sum;
+}
+
 // Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)
 // (exact) and its gradient is taken with scale_i = scale * w_i (one rounding in T), so
 // w_i = 1 reproduces the unweighted result bit for bit and w_i = 2 gives exactly twice
@@ -118,6 +140,7 @@ double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k
             case Loss::softmax_cross_entropy: row = softmax_xent_row(zi, yi, gi, k, s); break;
             case Loss::binary_cross_entropy: row = bce_row(zi, yi, gi, k, s); break;
             case Loss::mse: row = mse_row(zi, yi, gi, k, s); break;
+            case Loss::poisson: row = poisson_row(zi, yi, gi, k, s); break;
         }
         total += w ? double(w[i]) * double(row) : double(row);
     }
@@ -135,6 +158,9 @@ void output_rows(Loss loss, const T* z, T* out, index rows, index k) {
             return;
         case Loss::mse:
             map_lanes<T>(z, out, rows * k, T(0), [](Vec<T> v) { return v; });
+            return;
+        case Loss::poisson:
+            map_lanes<T>(z, out, rows * k, T(0), [](Vec<T> v) { return exp<T>(v); });
             return;
     }
 }

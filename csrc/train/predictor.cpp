@@ -177,10 +177,10 @@ void Predictor<T>::write_head(const LossHead& head, PredictMode mode, const T* z
                               const HeadOut<T>& out) const {
     if (!out.out_t && !out.out_i) return;
     const index k = program_.width(head.output);
-    const bool values = mode == PredictMode::logits || (mode == PredictMode::labels && head.loss == Loss::mse);
-    if (values) {
+    const bool values = mode == PredictMode::labels && is_regression(head.loss);
+    if (mode == PredictMode::logits) {
         std::memcpy(out.out_t + start * k, z, sizeof(T) * std::size_t(rows * k));
-    } else if (mode == PredictMode::proba) {
+    } else if (mode == PredictMode::proba || values) {   // predict's values: the output (z, exp z)
         output<T>(head.loss, z, out.out_t + start * k, rows, k);
     } else if (head.loss == Loss::softmax_cross_entropy) {
         for (index i = 0; i < rows; ++i) out.out_i[start + i] = argmax_row(z + i * k, k);

@@ -111,11 +111,13 @@ Trainer<T>::Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<Wei
     const Program<T>& p = spec_.program;
     features_ = p.features();
     targets_ = p.targets();
-    index widest = 0;
+    index widest = 0, widest_exp = 0;
     for (const LossHead& h : p.heads) {
         y_.emplace_back(spec_.batch * p.width(h.output));
         widest = std::max(widest, p.width(h.output));
+        if (h.loss == Loss::poisson) widest_exp = std::max(widest_exp, p.width(h.output));
     }
+    if (widest_exp > 0) predicted_ = Workspace<T>(spec_.batch * widest_exp);
     head_loss_.assign(p.heads.size(), 0.0);
     w_ = Workspace<T>(spec_.batch);
     allocate();
@@ -242,33 +244,43 @@ void Trainer<T>::add_metrics(std::size_t head, index rows, HeadTotals& t) const 
                 t.correct += right;
             }
             return;
-        case Loss::mse: {
-            if (!t.has_shift) {                  // the first batch's mean of y
-                for (index j = 0; j < k; ++j) t.shift[j] = 0;
-                for (index i = 0; i < rows; ++i)
-                    for (index j = 0; j < k; ++j) t.shift[j] += double(y[i * k + j]);
-                for (index j = 0; j < k; ++j) t.shift[j] /= double(rows);
-                t.has_shift = true;
-            }
-            double* sse = scratch_.data();
-            double* sum = sse + k;
-            double* sq = sum + k;
-            for (index j = 0; j < 3 * k; ++j) sse[j] = 0;
-            for (index i = 0; i < rows; ++i)
-                for (index j = 0; j < k; ++j) {
-                    const double yv = double(y[i * k + j]);
-                    const double e = double(z[i * k + j]) - yv, c = yv - t.shift[j];
-                    sse[j] += e * e;
-                    sum[j] += c;
-                    sq[j] += c * c;
-                }
-            for (index j = 0; j < k; ++j) {
-                t.sse[j] += sse[j];
-                t.sum[j] += sum[j];
-                t.sum_sq[j] += sq[j];
-            }
+        case Loss::mse:
+            add_r2(z, y, rows, t);
             return;
+        case Loss::poisson:                     // r2 of the predictions mu = exp(z)
+            output<T>(h.loss, z, predicted_.data(), rows, k);
+            add_r2(predicted_.data(), y, rows, t);
+            return;
+    }
+}
+
+// r2's running sums (metrics.py R2) of a batch's predictions p against its targets y.
+template <class T>
+void Trainer<T>::add_r2(const T* p, const T* y, index rows, HeadTotals& t) const {
+    const index k = t.outputs;
+    if (!t.has_shift) {                  // the first batch's mean of y
+        for (index j = 0; j < k; ++j) t.shift[j] = 0;
+        for (index i = 0; i < rows; ++i)
+            for (index j = 0; j < k; ++j) t.shift[j] += double(y[i * k + j]);
+        for (index j = 0; j < k; ++j) t.shift[j] /= double(rows);
+        t.has_shift = true;
+    }
+    double* sse = scratch_.data();
+    double* sum = sse + k;
+    double* sq = sum + k;
+    for (index j = 0; j < 3 * k; ++j) sse[j] = 0;
+    for (index i = 0; i < rows; ++i)
+        for (index j = 0; j < k; ++j) {
+            const double yv = double(y[i * k + j]);
+            const double e = double(p[i * k + j]) - yv, c = yv - t.shift[j];
+            sse[j] += e * e;
+            sum[j] += c;
+            sq[j] += c * c;
         }
+    for (index j = 0; j < k; ++j) {
+        t.sse[j] += sse[j];
+        t.sum[j] += sum[j];
+        t.sum_sq[j] += sq[j];
     }
 }
 

@@ -100,7 +100,7 @@ struct HeadTotals {
     double loss_sum = 0;                      // the head's unweighted loss sums
     long long correct = 0, count = 0;         // accuracy (classification losses)
     bool has_shift = false;
-    std::vector<double> shift, sse, sum, sum_sq;   // r2 (mse), one entry per output
+    std::vector<double> shift, sse, sum, sum_sq;   // r2 (mse, poisson), one entry per output
 };
 
 struct Totals {
@@ -176,6 +176,7 @@ private:
     double losses(index rows, const T* w, double weight);
     void backward(index rows);
     void add_metrics(std::size_t head, index rows, HeadTotals& totals) const;
+    void add_r2(const T* predictions, const T* y, index rows, HeadTotals& totals) const;
 
     TrainerSpec<T> spec_;
     Buffers<T> buf_;
@@ -188,6 +189,7 @@ private:
     std::vector<std::vector<std::int32_t>> int_caches_;  // its int32 caches
     Bound<T> bound_;                                   // every buffer's address
     mutable std::vector<double> scratch_;     // 3 * the widest head: one batch's r2 sums
+    Workspace<T> predicted_;                  // a poisson head's batch predictions exp(z)
     std::atomic<bool> running_{false};        // a run() is in progress
 };
 

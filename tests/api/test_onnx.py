@@ -1,5 +1,5 @@
 """ONNX export (fastmlp/interop/onnx.py): onnxruntime runs the exported file and gives
-predict_proba's probabilities (predict's values for mse) for every layer type, activation,
+predict_proba's probabilities (predict's values for mse and poisson) for every layer type, activation,
 loss and dtype, at the oldest and the default opset, for 1 row and many; the file passes
 onnx.checker, declares input "X" (N, input_dim) in the model's dtype, and is written
 atomically; bad arguments raise TypeError/ValueError naming what is wrong."""
@@ -14,6 +14,7 @@ import pytest
 from fastmlp import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization, Sequential
 from fastmlp.nn.activations import ACTIVATIONS as ACTIVATION_NAMES, ELU, LeakyReLU
 from fastmlp.io.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from fastmlp.nn.losses import get_loss
 from helpers import make_data, relative_error
 from layer_cases import EXAMPLES
 
@@ -26,7 +27,7 @@ DTYPES = ["float32", "float64"]
 ACTIVATIONS = [*ACTIVATION_NAMES, LeakyReLU(0.2), ELU(0.5)]
 # (loss, outputs): single outputs come back as (N,), like predict_proba and predict
 LOSSES = [("softmax_cross_entropy", 3), ("binary_cross_entropy", 1),
-          ("binary_cross_entropy", 2), ("mse", 1), ("mse", 2)]
+          ("binary_cross_entropy", 2), ("mse", 1), ("mse", 2), ("poisson", 1), ("poisson", 2)]
 N_FEATURES = 5
 
 
@@ -51,7 +52,7 @@ def inputs(dtype, n=50, seed=1):
 
 
 def expected(model, X):
-    return model.predict(X) if model.loss == "mse" else model.predict_proba(X)
+    return model.predict_proba(X) if get_loss(model.loss).classifier else model.predict(X)
 
 
 def run_onnx(path, X):

@@ -724,7 +724,7 @@ def test_predictor_equals_per_op_forward(case):
                                 [np.empty((0, model.n_outputs), X.dtype)])
         oracle.assert_same_bits({"predictor": logits, "per-op": per_op})
         labels = predictor.run(X, 2, step)
-        assert np.array_equal(labels, model._loss.predict(logits))
+        assert np.array_equal(labels, model._loss.predict(logits, model.backend))
         if model.loss != "mse":
             proba = np.full_like(logits, np.nan)
             _core.output(model.loss, logits, proba)

@@ -24,6 +24,9 @@ MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid")
 ACTIVATIONS = tuple(activation_cases.CASES)
 act, act_grad, act_grad_given = (activation_cases.act, activation_cases.act_grad,
                                  activation_cases.act_grad_given)
+# The losses every logit is finite for (tests/kernels/test_losses.py and the edge-value
+# tests run them); poisson (log link: e^z overflows past z ~ 88 in float32) has its own
+# module, test_poisson.py.
 LOSSES = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
 PARAM = {name: case.param for name, case in activation_cases.CASES.items()}
 
@@ -147,6 +150,14 @@ def loss(name: str, z: np.ndarray, y: np.ndarray, scale: float = 1.0):
             grad = scale * 2 / k * (z - y)
             value_scale = (np.abs(z) + np.abs(y)) ** 2 / k
             grad_scale = abs(scale) * 2 / k * (np.abs(z) + np.abs(y))
+        elif name == "poisson":
+            mu = np.exp(z)
+            y_log_y = np.where(y == 0, 0, y * np.log(np.where(y == 0, 1, y)))
+            terms = y_log_y - np.where(y == 0, 0, y * z) - y + mu    # xlogy(0, .) = 0
+            grad = scale * (mu - y)
+            # y (log y - z) rounds |y log y| + |y z|; e^z rounds with |z| amplification
+            value_scale = np.abs(y_log_y) + np.abs(y * z) + np.abs(y) + mu * (1 + np.abs(z))
+            grad_scale = abs(scale) * (mu * (1 + np.abs(z)) + np.abs(y))
         else:
             raise ValueError(name)
     return float(terms.sum()), grad, value_scale, grad_scale
@@ -159,6 +170,8 @@ def output(name: str, z: np.ndarray) -> np.ndarray:
         return sigmoid(z)
     if name == "mse":
         return np.asarray(z).astype(LD)
+    if name == "poisson":
+        return np.exp(np.asarray(z).astype(LD))
     raise ValueError(name)
 
 

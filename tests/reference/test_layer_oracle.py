@@ -153,6 +153,8 @@ def _targets(loss, shape, rng):
         return np.eye(k)[rng.integers(0, k, m)]
     if loss == "binary_cross_entropy":
         return rng.integers(0, 2, shape).astype(np.float64)
+    if loss == "poisson":
+        return rng.poisson(1.5, shape).astype(np.float64)
     return rng.normal(size=shape)
 
 

@@ -9,6 +9,7 @@ from scipy import sparse
 from sklearn.base import clone
 from sklearn.datasets import load_iris, make_multilabel_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -56,9 +57,23 @@ def test_bad_parameter_fails_at_fit_naming_it(cls, param, value, error):
         estimator.fit(X_IRIS[:20], Y_IRIS[:20])
 
 
-def test_poisson_is_named_as_unavailable():
-    with pytest.raises(ValueError, match="poisson.*not available in fastmlp"):
-        MLPRegressor(loss="poisson").fit(X_REG, Y_REG)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_poisson_regressor_fits_counts():
+    """loss="poisson": a log link (out_activation_ "exp"), positive predictions, a
+    reasonable R^2 on Poisson counts; negative targets are refused naming y."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5))
+    means = np.exp(X @ np.array([0.6, -0.4, 0.3, 0.0, 0.2]) + 0.5)
+    y = rng.poisson(means).astype(float)
+    model = MLPRegressor(loss="poisson", hidden_layer_sizes=(16,), max_iter=60,
+                         random_state=0).fit(X, y)
+    assert model.out_activation_ == "exp" and model.model_.loss == "poisson"
+    predicted = model.predict(X)
+    assert predicted.shape == (600,) and (predicted > 0).all()
+    assert model.score(X, y) > 0.4             # the noise-free means score about 0.6
+    assert r2_score(y, means) - model.score(X, y) < 0.1
+    with pytest.raises(ValueError, match="y must be >= 0 for poisson"):
+        MLPRegressor(loss="poisson", max_iter=2).fit(X, y - 1)
 
 
 def test_parameters_match_scikit_learn_names_and_defaults():

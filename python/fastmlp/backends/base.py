@@ -94,6 +94,7 @@ class Backend(Protocol):
           softmax_cross_entropy  ``-sum_j y_ij * log_softmax(z_i)_j``
           binary_cross_entropy   ``mean_j [max(z,0) - z*y + log1p(exp(-|z|))]``
           mse                    ``mean_j (z_ij - y_ij)^2``
+          poisson                ``sum_j [y log y - y z - y + exp(z)]`` (y log y = 0 at y = 0)
         If ``grad`` is not None, writes ``grad = scale * d(sum_i loss_i)/d logits``
         (the training loop passes scale = 1/m, so grad is the gradient of the mean).
 
@@ -105,7 +106,7 @@ class Backend(Protocol):
         """
 
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
-        """The loss's output function: softmax rows, elementwise sigmoid, or identity."""
+        """The loss's output function: softmax rows, elementwise sigmoid, identity or exp."""
 
     # ---- Layers: dropout, maxout, batch normalization, weight penalties ----
 

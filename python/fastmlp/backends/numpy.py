@@ -112,16 +112,37 @@ def _mse(z, y, grad, scale, w=None):
     return _weighted_terms(diff * diff, w).sum() / k
 
 
+def _poisson(z, y, grad, scale, w=None):
+    """Log link, mu = e^z. Row loss sum_j [(y log y - y z) - y + mu] (half the Poisson
+    deviance, scikit-learn's poisson_loss), the first part 0 for y = 0; d/dz = mu - y.
+    e^z past the dtype's range is inf (the loss then is), not an error."""
+    with np.errstate(over="ignore"):
+        mu = np.exp(z)
+    if grad is not None:
+        np.subtract(mu, y, out=grad)
+        grad *= _row_coef(scale, w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xlogy = np.where(y == 0, 0, y * (np.log(y) - z))
+    return _weighted_terms(xlogy - y + mu, w).sum()
+
+
+def _exp(z: np.ndarray, out: np.ndarray) -> None:
+    with np.errstate(over="ignore"):
+        np.exp(z, out=out)
+
+
 _LOSSES = {
     "softmax_cross_entropy": _softmax_cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy,
     "mse": _mse,
+    "poisson": _poisson,
 }
 
 _OUTPUTS = {
     "softmax_cross_entropy": _softmax,
     "binary_cross_entropy": sigmoid,
     "mse": _copy,
+    "poisson": _exp,
 }
 
 
@@ -279,7 +300,8 @@ class NumPyBackend:
 
     @_underflow_ok
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
-        """Softmax rows (softmax cross-entropy), sigmoid (binary), identity (mse)."""
+        """Softmax rows (softmax cross-entropy), sigmoid (binary), identity (mse), exp
+        (poisson)."""
         _check_arrays(logits, out)
         _lookup(_OUTPUTS, name, "loss")(logits, out)
 

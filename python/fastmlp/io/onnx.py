@@ -184,7 +184,7 @@ _LAYERS: Dict[type, Callable] = {
 
 # The ONNX node of each loss's output activation (Loss.output_activation), and its attributes.
 _OUTPUT_NODES = {"softmax": ("Softmax", {"axis": 1}), "sigmoid": ("Sigmoid", {}),
-                 "identity": ("Identity", {})}
+                 "identity": ("Identity", {}), "exp": ("Exp", {})}
 
 
 def _output(g: _GraphBuilder, loss: str, logits: str, n_outputs: int, name: str,

@@ -21,7 +21,8 @@ m = 1 - momentum.
 two agree at inference, and differ slightly if you keep training in the other framework.)
 
 The torch model outputs logits, as fastmlp's last layer does: apply ``softmax`` or
-``sigmoid`` yourself (fastmlp's loss does it inside). Its dtype is the model's. It works
+``sigmoid`` yourself (fastmlp's loss does it inside), or ``exp`` for a poisson model
+(its logits are log means). Its dtype is the model's. It works
 in class indices and does not hold the model's ``classes_``: logit column j is the class
 ``model.classes_[j]`` (one sigmoid output: logit > 0 is ``classes_[1]``), so
 ``argmax(dim=1)`` gives output indices; map them through ``model.classes_`` for the labels

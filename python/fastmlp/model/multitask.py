@@ -260,7 +260,7 @@ class MultiTask(FlatParameters):
 
     def new_totals(self) -> "HeadTotals":
         """Running totals of a pass over training data, per head."""
-        return HeadTotals(self._loss_of, self.loss_weights)
+        return HeadTotals(self._loss_of, self.loss_weights, self.backend)
 
     def fused_program(self) -> Optional[dict]:
         """The trunk's and heads' plans compiled for the fused trainer with one loss head
@@ -377,10 +377,10 @@ class MultiTask(FlatParameters):
     def predict(self, X, *, batch_size: Optional[int] = None) -> Targets:
         """``{head: predictions}``: class labels (n,) (values of the head's ``classes_``)
         for softmax cross-entropy heads and single-output binary cross-entropy heads, 0/1
-        (n, k) for multilabel ones, values for MSE; (n,) for a single output, else (n, k),
+        (n, k) for multilabel ones, values for MSE, means e^z for Poisson; (n,) for a single output, else (n, k),
         as :meth:`fastmlp.Sequential.predict` gives them."""
-        indices = self._collect(X, batch_size, {name: loss.predict
-                                                for name, loss in self._loss_of.items()}, 2)
+        indices = self._collect(X, batch_size, {name: self._predictions(name)
+                                                for name in self._loss_of}, 2)
         return {name: self._loss_of[name].labels(predicted, self._classes[name])
                 for name, predicted in indices.items()}
 
@@ -396,6 +396,9 @@ class MultiTask(FlatParameters):
                              f"{used} ({list(self.head_names)}): use predict")
         return self._collect(X, batch_size, {name: self._probabilities(name)
                                              for name in classifiers}, 1)
+
+    def _predictions(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda logits: self._loss_of[name].predict(logits, self.backend)
 
     def _probabilities(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         def transform(logits: np.ndarray) -> np.ndarray:
@@ -428,8 +431,8 @@ class HeadTotals:
     ``result()`` is ``{"data_loss": sum_h w_h * loss_h, "<head>_loss": ...,
     "<head>_<metric>": ...}``, its ``state()`` ``{"heads": {head: totals' state}}``."""
 
-    def __init__(self, losses: dict, loss_weights: Dict[str, float]):
-        self.heads = {name: PassTotals(loss.metric()) for name, loss in losses.items()}
+    def __init__(self, losses: dict, loss_weights: Dict[str, float], backend):
+        self.heads = {name: PassTotals(loss.metric(backend)) for name, loss in losses.items()}
         self.loss_weights = loss_weights
 
     def add_head(self, name: str, logits: np.ndarray, targets: np.ndarray,

@@ -152,7 +152,7 @@ class Sequential(FlatParameters):
 
     def new_totals(self) -> PassTotals:
         """Running totals of a pass over training data (fit's epoch)."""
-        return PassTotals(self._loss.metric())
+        return PassTotals(self._loss.metric(self.backend))
 
     def fused_program(self) -> Optional[dict]:
         """The layers' plans compiled for the fused trainer, or None when a layer or
@@ -265,9 +265,9 @@ class Sequential(FlatParameters):
     def predict(self, X, *, batch_size: Optional[int] = None) -> np.ndarray:
         """Class labels (n,), values of ``classes_``, for softmax cross-entropy and for
         binary cross-entropy with one output; 0/1 (n, k) for binary cross-entropy with k
-        outputs; values for MSE. A single-output model returns shape (n,), otherwise
+        outputs; values for MSE, means e^z for Poisson. A single-output model returns shape (n,), otherwise
         (n, k). Before the first fit (no ``classes_``) classes are output indices."""
-        return self._loss.labels(self._collect(X, batch_size, self._loss.predict, 2),
+        return self._loss.labels(self._collect(X, batch_size, self._predictions, 2),
                                  self._classes)
 
     @suggest_keywords
@@ -280,6 +280,9 @@ class Sequential(FlatParameters):
             raise ValueError(f"predict_proba needs a classification loss; this model's loss "
                              f"is {self.loss!r}: use predict")
         return self._collect(X, batch_size, self._probabilities, 1)
+
+    def _predictions(self, logits: np.ndarray) -> np.ndarray:
+        return self._loss.predict(logits, self.backend)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         proba = np.empty_like(logits)
@@ -299,7 +302,7 @@ class Sequential(FlatParameters):
 
     def evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
                   weights: Optional[np.ndarray] = None) -> dict:
-        totals = PassTotals(self._loss.metric())
+        totals = PassTotals(self._loss.metric(self.backend))
         for start, logits in self._chunk_logits(X, batch_size):
             stop = start + len(logits)
             targets = Y[start:stop]
@@ -340,7 +343,7 @@ def _check_layers(layers, loss) -> Tuple[Layer, ...]:
             raise ValueError(f"layers[{i}] already belongs to a model (or appears twice); "
                              "create a new layer for every place in every model")
     last = next((layer for layer in reversed(layers) if layer.activation is not None), None)
-    if last is not None and last.activation == "sigmoid" and loss.output_activation != "identity":
+    if last is not None and last.activation == "sigmoid" and loss.classifier:
         raise ValueError(f"the last layer's activation is 'sigmoid' but {loss.name} applies the "
                          "sigmoid/softmax itself to the logits: the last layer must output "
                          "logits, so leave its activation as None ('linear')")

@@ -2,7 +2,8 @@
 
 All losses take logits (the last layer is linear); the backend computes them:
 softmax cross-entropy ``-sum_j y_j log_softmax(z)_j``, binary cross-entropy
-``mean_j [max(z,0) - z y + log1p(e^-|z|)]`` and MSE ``mean_j (z_j - y_j)^2`` per row.
+``mean_j [max(z,0) - z y + log1p(e^-|z|)]``, MSE ``mean_j (z_j - y_j)^2`` and Poisson
+(log link, mu = e^z) ``sum_j [y log y - y z - y + mu]`` per row.
 Targets are encoded once into a dense ``(n, k)`` array of the model's dtype. Class
 labels of any kind (numbers, strings) are mapped to output indices 0..k-1 by
 :func:`class_indices`; the model keeps the classes as ``classes_``.
@@ -177,14 +178,14 @@ class SoftmaxCrossEntropy:
         onehot[np.arange(len(y)), indices] = 1
         return onehot, classes
 
-    def predict(self, logits: np.ndarray) -> np.ndarray:
+    def predict(self, logits: np.ndarray, backend) -> np.ndarray:
         return logits.argmax(axis=1)
 
     def labels(self, predicted: np.ndarray, classes: Optional[np.ndarray]) -> np.ndarray:
         """predict's class indices as classes (unchanged without classes)."""
         return predicted if classes is None else classes[predicted]
 
-    def metric(self) -> Accuracy:
+    def metric(self, backend) -> Accuracy:
         return Accuracy(lambda z, y: int(np.count_nonzero(z.argmax(axis=1) == y.argmax(axis=1))))
 
 
@@ -232,7 +233,7 @@ class BinaryCrossEntropy:
         _check_binary(y, name, self.name)
         return to_dtype(y, name, dtype), _known(classes, n_outputs)
 
-    def predict(self, logits: np.ndarray) -> np.ndarray:
+    def predict(self, logits: np.ndarray, backend) -> np.ndarray:
         return (logits > 0).astype(np.int64)
 
     def labels(self, predicted: np.ndarray, classes: Optional[np.ndarray]) -> np.ndarray:
@@ -240,7 +241,7 @@ class BinaryCrossEntropy:
         k outputs)."""
         return predicted if classes is None or predicted.ndim == 2 else classes[predicted]
 
-    def metric(self) -> Accuracy:
+    def metric(self, backend) -> Accuracy:
         return Accuracy(lambda z, y: int(np.count_nonzero(((z > 0) == (y > 0.5)).all(axis=1))))
 
 
@@ -270,18 +271,48 @@ class MeanSquaredError:
         y = to_dtype(_columns(as_samples(y, name, (1, 2)), name, n_outputs), name, dtype)
         return y, None
 
-    def predict(self, logits: np.ndarray) -> np.ndarray:
+    def predict(self, logits: np.ndarray, backend) -> np.ndarray:
         return logits.copy()
 
     def labels(self, predicted: np.ndarray, classes: None) -> np.ndarray:
         return predicted
 
-    def metric(self) -> R2:
+    def metric(self, backend) -> R2:
         return R2()
 
 
+class Poisson(MeanSquaredError):
+    """Half the Poisson deviance with a log link (scikit-learn's MLPRegressor
+    loss="poisson"): the outputs are log(mu). Targets: counts or rates, real values >= 0
+    (n,) or (n, k); a target 0 adds mu (xlogy(0, .) = 0). Predictions: mu = e^z, by the
+    backend's output kernel (the value the fused predictor gives); the metric is R^2 of
+    mu against y."""
+
+    name = kernel = "poisson"
+    output_activation = "exp"
+
+    def targets(self, y, name: str, n_outputs: int, dtype: np.dtype,
+                classes: Optional[np.ndarray] = None) -> Tuple[np.ndarray, None]:
+        """(the targets (n, k) of ``dtype``, None); ValueError naming the first negative."""
+        y, _ = super().targets(y, name, n_outputs, dtype)
+        negative = y < 0
+        if negative.any():
+            row, col = np.unravel_index(first_index(negative.ravel()), y.shape)
+            raise ValueError(f"{name} must be >= 0 for {self.name} (a log link predicts "
+                             f"positive means); got {y[row, col]} at row {row}, column {col}")
+        return y, None
+
+    def predict(self, logits: np.ndarray, backend) -> np.ndarray:
+        means = np.empty_like(logits)
+        backend.output(self.kernel, logits, means)
+        return means
+
+    def metric(self, backend) -> R2:
+        return R2(lambda logits: self.predict(logits, backend))
+
+
 _REGISTRY = {loss.name: loss for loss in (SoftmaxCrossEntropy(), BinaryCrossEntropy(),
-                                          MeanSquaredError())}
+                                          MeanSquaredError(), Poisson())}
 LOSSES = tuple(_REGISTRY)     # the names, as model files and the CLI spell them
 
 

@@ -48,12 +48,15 @@ class R2:
 
     name = "r2"
 
-    def __init__(self):
+    def __init__(self, predictions: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+        """``predictions(logits)``: the values scored (None: the logits themselves)."""
+        self._predictions = predictions
         self._n = 0
         self._shift: Optional[np.ndarray] = None
         self._sse = self._sum = self._sum_sq = 0.0
 
-    def add(self, predictions: np.ndarray, targets: np.ndarray) -> None:
+    def add(self, logits: np.ndarray, targets: np.ndarray) -> None:
+        predictions = logits if self._predictions is None else self._predictions(logits)
         y = targets.astype(np.float64)
         if self._shift is None:
             self._shift = y.mean(axis=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import warnings
-from typing import List
+from typing import Callable, List, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
-from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
 from .lbfgs import check_lbfgs_params, fit_lbfgs
@@ -432,14 +432,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return tags
 
 
+class _RegressionLoss(NamedTuple):
+    """How one of scikit-learn's regression losses maps onto fastmlp's."""
+
+    name: str                                 # fastmlp's loss
+    out_activation: str                       # scikit-learn's out_activation_
+    loss_factor: float                        # scikit-learn's reported loss / fastmlp's
+    grad_factor: Callable[[int], float]       # fastmlp's gradient / scikit-learn's, of k outputs
+
+
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's parameters (see
-    ``sklearn.neural_network.MLPRegressor``), trained by fastmlp on the squared error.
+    ``sklearn.neural_network.MLPRegressor``), trained by fastmlp.
 
     1-D y gives 1-D predictions, 2-D y (n, k) predictions (n, k). ``loss_curve_`` is
-    scikit-learn's half squared error ``((y - y_pred)**2).mean() / 2`` plus its penalty.
-    Only loss="squared_error" (no "poisson"). The other extras and differences are those
-    of :class:`MLPClassifier`.
+    scikit-learn's loss plus its penalty: for loss="squared_error" the half squared error
+    ``((y - y_pred)**2).mean() / 2`` (fastmlp's "mse"), for loss="poisson" the half
+    Poisson deviance with a log link (fastmlp's "poisson": predictions are exp of the
+    last layer, y must be >= 0). The other extras and differences are those of
+    :class:`MLPClassifier`.
     """
 
     @suggest_keywords
@@ -480,16 +491,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.n_threads = n_threads
 
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
-                                    "loss": [StrOptions({"squared_error"})]}
-    _loss_name = MeanSquaredError.name
-    _loss_factor = 0.5
+                                    "loss": [StrOptions({"squared_error", "poisson"})]}
+    # scikit-learn's loss -> fastmlp's: its half squared error is mse / 2 (per sample the
+    # mean over the k outputs, halved), its poisson loss fastmlp's poisson exactly
+    _LOSSES = {"squared_error": _RegressionLoss(MeanSquaredError.name, "identity", 0.5,
+                                                lambda k: 2.0 / k),
+               "poisson": _RegressionLoss(Poisson.name, "exp", 1.0, lambda k: 1.0)}
     _score_function = staticmethod(r2_score)
 
-    def _check_params(self) -> None:
-        if self.loss == "poisson":
-            raise ValueError("loss='poisson' is not available in fastmlp; MLPRegressor "
-                             "trains on loss='squared_error' only")
-        super()._check_params()
+    @property
+    def _loss_name(self) -> str:
+        return self._LOSSES[self.loss].name
+
+    @property
+    def _loss_factor(self) -> float:
+        return self._LOSSES[self.loss].loss_factor
 
     @available_if(lambda est: est._check_solver())
     @one_at_a_time
@@ -506,13 +522,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, Y, y
 
     def _out_activation(self) -> str:
-        return "identity"
+        return self._LOSSES[self.loss].out_activation
 
     @property
     def _grad_factor(self) -> float:
-        """fastmlp's MSE gradient / scikit-learn's: 2/k (mean over outputs of the squared
-        error against the sum of half squared errors)."""
-        return 2.0 / self.n_outputs_
+        """fastmlp's gradient / scikit-learn's: for MSE 2/k (mean over outputs of the
+        squared error against the sum of half squared errors); poisson's are the same."""
+        return self._LOSSES[self.loss].grad_factor(self.n_outputs_)
 
     def _predict_validated(self, X: np.ndarray) -> np.ndarray:
         return self.model_.predict(X)
