@@ -851,7 +851,7 @@ def test_estimator_fit_beyond_float32_warns_nothing():
     X, y = _data("softmax_cross_entropy", 0)
     X[0, 0] = 3.5e38
     with pytest.raises(ValueError, match=arg("X")):
-        sk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(X, y)
+        sk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, dtype="float32").fit(X, y)
 
 
 def test_cli_npz_that_is_a_broken_zip_is_a_data_error(tmp_path):
