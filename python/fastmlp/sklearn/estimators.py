@@ -25,8 +25,8 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target, \
-    unique_labels
+from sklearn.utils.multiclass import _check_partial_fit_first_call, \
+    check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -340,16 +340,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @one_at_a_time
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch from the current weights. The first call needs ``classes`` (every
-        label that will occur), unless y is a multilabel indicator matrix."""
-        if not hasattr(self, "classes_"):
-            if classes is None and not type_of_target(y).startswith("multilabel"):
-                raise ValueError("classes must be passed on the first call to partial_fit.")
+        label that will occur; classes_ becomes its unique labels; an indicator matrix y
+        is multilabel whatever ``classes`` says), as in scikit-learn."""
+        if _check_partial_fit_first_call(self, classes):      # scikit-learn's own check
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y if classes is None else classes)
-            self.classes_ = self._label_binarizer.classes_
-        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
-            raise ValueError(f"`classes={classes!r}` is not the same as on the first call to "
-                             f"partial_fit: {self.classes_!r}")
+            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
+                                      else classes)
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
