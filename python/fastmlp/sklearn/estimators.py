@@ -181,14 +181,15 @@ class _BaseMLP(BaseEstimator):
     def _split(self, X, Y, labels, sample_weight, rs):
         """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
         a ``validation_fraction`` hold-out drawn from ``rs`` by train_test_split (after the
-        initial weights, as scikit-learn), stratified for single-label classification."""
+        initial weights, as scikit-learn), stratified as scikit-learn (``_strata``)."""
         if not self.early_stopping or self.solver == "lbfgs":    # lbfgs ignores it
             return (X, Y, sample_weight), None
         return validation_split(X, Y, labels, sample_weight, rs, self.validation_fraction,
-                                stratify=self._stratify(labels))
+                                strata=self._strata(Y))
 
-    def _stratify(self, labels) -> bool:
-        return False
+    def _strata(self, Y):
+        """What the hold-out is stratified by (None: not stratified)."""
+        return None
 
     def _initialize(self, layer_units: List[int], initial: List[np.ndarray], dtype,
                     seed: int) -> None:
@@ -373,8 +374,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y).astype(X.dtype)
         return X, Y, y
 
-    def _stratify(self, labels) -> bool:
-        return labels.ndim == 1
+    def _strata(self, Y):
+        """scikit-learn's: the binarized targets as bool, for one output only (two
+        classes); multiclass and multilabel hold-outs are not stratified."""
+        return Y.astype(bool) if Y.shape[1] == 1 else None
 
     @property
     def _multiclass(self) -> bool:

@@ -119,12 +119,11 @@ class ScikitLearnRule(Callback):
         return True
 
 
-def validation_split(X, Y, labels, sample_weight, rs, fraction: float, stratify: bool):
+def validation_split(X, Y, labels, sample_weight, rs, fraction: float, strata=None):
     """((X, Y, w) to train on, (X_val, labels_val, w_val)): a ``fraction`` hold-out drawn
-    from ``rs`` by train_test_split, stratified by ``labels`` if ``stratify``."""
+    from ``rs`` by train_test_split, stratified by ``strata`` unless None."""
     arrays = [X, Y, labels] + ([] if sample_weight is None else [sample_weight])
-    parts = train_test_split(*arrays, random_state=rs, test_size=fraction,
-                             stratify=labels if stratify else None)
+    parts = train_test_split(*arrays, random_state=rs, test_size=fraction, stratify=strata)
     X_train, X_val, Y_train, _, _, labels_val = parts[:6]
     w_train, w_val = parts[6:] if sample_weight is not None else (None, None)
     if len(X_val) < 2:
