@@ -231,6 +231,48 @@ def test_adaptive_rate_stops_below_1e6():
     assert clf.n_iter_ == 5
 
 
+DIVERGING = dict(hidden_layer_sizes=(20,), activation="identity", solver="sgd",
+                 learning_rate_init=1.0, max_iter=12, n_iter_no_change=3, random_state=0)
+NON_FINITE = "Solver produced non-finite parameter weights. The input data may contain"
+
+
+@converging
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # scikit-learn's overflows
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_divergence_without_early_stopping_raises_scikit_learns_error(how):
+    """scikit-learn trains on with NaN weights (NaN resets its no-improvement count), then
+    refuses them; ours stops at the diverging step with scikit-learn's error alone (not
+    fastmlp's DivergenceError nor its rate in fastmlp's units), the weights finite."""
+    X, y = load_iris(return_X_y=True)
+    for cls in (sklearn_mlp.MLPRegressor, MLPRegressor):
+        reg = cls(**DIVERGING, batch_size=10)
+        with pytest.raises(ValueError, match=NON_FINITE) as raised:
+            getattr(reg, how)(X * 1e60, y)
+        assert type(raised.value) is ValueError and raised.value.__context__ is None
+    assert all(np.isfinite(w).all() for w in [*reg.coefs_, *reg.intercepts_])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_with_early_stopping_runs_out_like_scikit_learn():
+    """scikit-learn's fit completes: every epoch to max_iter, NaN losses and validation
+    scores from the diverged one on (NaN never counts as no improvement), the best
+    weights kept, its ConvergenceWarning."""
+    X, y = load_iris(return_X_y=True)
+    fits = []
+    for cls in (sklearn_mlp.MLPRegressor, MLPRegressor):
+        with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+            fits.append(cls(**DIVERGING, early_stopping=True).fit(X, y))
+    for reg in fits:
+        assert reg.n_iter_ == len(reg.validation_scores_) == len(reg.loss_curve_) == 12
+        assert reg.t_ == 12 * 135
+        assert np.isnan(reg.validation_scores_[-1]) and np.isnan(reg.loss_curve_[-1])
+        assert type(reg.validation_scores_[-1]) is float
+        assert reg.best_validation_score_ == np.nanmax(reg.validation_scores_)
+        assert all(np.isfinite(w).all() for w in [*reg.coefs_, *reg.intercepts_])
+    diverged = [int(np.argmax(np.isnan(reg.validation_scores_))) for reg in fits]
+    assert diverged[1] <= diverged[0]       # ours stops at the first non-finite loss
+
+
 # ---------------------------------------------------- partial_fit, warm_start
 def test_partial_fit_needs_classes_first_then_continues():
     clf = quick_classifier()

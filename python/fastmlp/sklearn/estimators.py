@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
+from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
@@ -41,7 +42,7 @@ from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
                       network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
-from .weights import WeightList, checked_weights, refresh, write_edits
+from .weights import WeightList, checked_weights, non_finite_weights, refresh, write_edits
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -230,7 +231,11 @@ class _BaseMLP(BaseEstimator):
 
     def _train(self, X, Y, sample_weight, validation, incremental: bool,
                first_pass: bool) -> None:
-        """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
+        """One fit call of up to max_iter epochs (1 for partial_fit) under the rule. A
+        diverging step (fastmlp's DivergenceError, the weights those before it) ends as
+        scikit-learn's fit does: with early stopping the epochs run out to max_iter with
+        NaN losses and scores and the best weights are kept; otherwise scikit-learn's
+        ValueError on non-finite weights."""
         if self.solver == "lbfgs":
             fit_lbfgs(self, X, Y, sample_weight)
             refresh(self, self.model_, anew=first_pass)
@@ -242,15 +247,23 @@ class _BaseMLP(BaseEstimator):
         rule = ScikitLearnRule(self, n, LossScale(self._grad_factor, self._loss_factor),
                                self._improvement, validation, self._score)
         self.n_iter_ = 0
-        with self._threads(), no_scale_warning():
-            model.fit(X, Y, epochs=1 if incremental else self.max_iter,
-                      batch_size=batch_size(self, n),
-                      optimizer=None if keep else make_optimizer(self, self._grad_factor),
-                      shuffle=self.shuffle, callbacks=[rule], sample_weight=sample_weight,
-                      verbose=0)
+        try:
+            with self._threads(), no_scale_warning():
+                model.fit(X, Y, epochs=1 if incremental else self.max_iter,
+                          batch_size=batch_size(self, n),
+                          optimizer=None if keep else make_optimizer(self, self._grad_factor),
+                          shuffle=self.shuffle, callbacks=[rule],
+                          sample_weight=sample_weight, verbose=0)
+            diverged = False
+        except DivergenceError:       # scikit-learn goes on with NaN weights (see below)
+            diverged = True
+            if self.early_stopping:
+                rule.run_out_diverged(self.max_iter)
         if self.early_stopping:
             model.set_weights(self._improvement.best_weights)
         refresh(self, model, anew=first_pass)
+        if diverged and not self.early_stopping:      # scikit-learn's check of its weights
+            raise non_finite_weights() from None
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
