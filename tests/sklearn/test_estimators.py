@@ -7,14 +7,18 @@ import numpy as np
 import pytest
 from scipy import sparse
 from sklearn.base import clone
-from sklearn.datasets import load_iris, make_multilabel_classification, make_regression
+from sklearn.datasets import load_digits, load_iris, make_multilabel_classification, \
+    make_regression
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import r2_score
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_score, \
+    train_test_split
+from sklearn.neural_network import _multilayer_perceptron as sklearn_mlp
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import fastmlp
+import fastmlp.sklearn.stopping
 from fastmlp.nn.layers import Dropout
 from fastmlp.optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from fastmlp.sklearn import MLPClassifier, MLPRegressor
@@ -195,14 +199,33 @@ def test_early_stopping_restores_best_weights_and_reports_scores():
     assert clf.n_iter_ <= best_epoch + 1 + 3 + 1
 
 
-def test_early_stopping_hold_out_is_stratified_for_classifiers():
-    """Every class keeps its share of the hold-out (scikit-learn 1.9 in effect stratifies
-    binary targets only): 30 samples, 10 per class, 20 % held out = 2 per class."""
-    X, y = X_IRIS[::5], Y_IRIS[::5]
-    clf = MLPClassifier(early_stopping=True, validation_fraction=0.2)
-    for seed in range(5):
-        _, (X_val, labels_val, _) = clf._split(X, X, y, None, np.random.RandomState(seed))
-        np.testing.assert_array_equal(np.bincount(labels_val), [2, 2, 2])
+def _targets(kind):
+    X_digits, y_digits = load_digits(return_X_y=True)
+    return {"iris": (X_IRIS, Y_IRIS), "digits": (X_digits / 16, y_digits),
+            "binary": (X_IRIS, Y_IRIS == 1),
+            "multilabel": (X_IRIS, np.stack([Y_IRIS == 1, X_IRIS[:, 0] > 0], axis=1))}[kind]
+
+
+@converging
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind", ["iris", "digits", "binary", "multilabel"])
+def test_early_stopping_holds_out_scikit_learns_rows(kind, weighted, monkeypatch):
+    """The same random_state holds out the same rows as scikit-learn, in the same order:
+    stratified by the binarized target for two classes only (scikit-learn 1.9 tests the
+    binarized width), multiclass and multilabel hold-outs drawn plainly."""
+    X, y = _targets(kind)
+    w = np.random.default_rng(0).uniform(0.5, 2, len(X)) if weighted else None
+    held_out = {}
+    for name, module in [("theirs", sklearn_mlp), ("ours", fastmlp.sklearn.stopping)]:
+        def spy(*arrays, _name=name, **kwargs):
+            parts = train_test_split(*arrays, **kwargs)
+            held_out[_name] = parts[1]
+            return parts
+        monkeypatch.setattr(module, "train_test_split", spy)
+    for cls in (sklearn_mlp.MLPClassifier, MLPClassifier):
+        cls(early_stopping=True, hidden_layer_sizes=(5,), max_iter=1,
+            random_state=0).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(held_out["ours"], held_out["theirs"])
 
 
 @converging
@@ -221,6 +244,48 @@ def test_adaptive_rate_stops_below_1e6():
                            tol=10.0, n_iter_no_change=1, max_iter=50)
     clf.fit(X_IRIS, Y_IRIS)     # epoch 3: 2e-6 -> 4e-7; epoch 5: 4e-7 <= 1e-6, stop
     assert clf.n_iter_ == 5
+
+
+DIVERGING = dict(hidden_layer_sizes=(20,), activation="identity", solver="sgd",
+                 learning_rate_init=1.0, max_iter=12, n_iter_no_change=3, random_state=0)
+NON_FINITE = "Solver produced non-finite parameter weights. The input data may contain"
+
+
+@converging
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # scikit-learn's overflows
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_divergence_without_early_stopping_raises_scikit_learns_error(how):
+    """scikit-learn trains on with NaN weights (NaN resets its no-improvement count), then
+    refuses them; ours stops at the diverging step with scikit-learn's error alone (not
+    fastmlp's DivergenceError nor its rate in fastmlp's units), the weights finite."""
+    X, y = load_iris(return_X_y=True)
+    for cls in (sklearn_mlp.MLPRegressor, MLPRegressor):
+        reg = cls(**DIVERGING, batch_size=10)
+        with pytest.raises(ValueError, match=NON_FINITE) as raised:
+            getattr(reg, how)(X * 1e60, y)
+        assert type(raised.value) is ValueError and raised.value.__context__ is None
+    assert all(np.isfinite(w).all() for w in [*reg.coefs_, *reg.intercepts_])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_with_early_stopping_runs_out_like_scikit_learn():
+    """scikit-learn's fit completes: every epoch to max_iter, NaN losses and validation
+    scores from the diverged one on (NaN never counts as no improvement), the best
+    weights kept, its ConvergenceWarning."""
+    X, y = load_iris(return_X_y=True)
+    fits = []
+    for cls in (sklearn_mlp.MLPRegressor, MLPRegressor):
+        with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+            fits.append(cls(**DIVERGING, early_stopping=True).fit(X, y))
+    for reg in fits:
+        assert reg.n_iter_ == len(reg.validation_scores_) == len(reg.loss_curve_) == 12
+        assert reg.t_ == 12 * 135
+        assert np.isnan(reg.validation_scores_[-1]) and np.isnan(reg.loss_curve_[-1])
+        assert type(reg.validation_scores_[-1]) is float
+        assert reg.best_validation_score_ == np.nanmax(reg.validation_scores_)
+        assert all(np.isfinite(w).all() for w in [*reg.coefs_, *reg.intercepts_])
+    diverged = [int(np.argmax(np.isnan(reg.validation_scores_))) for reg in fits]
+    assert diverged[1] <= diverged[0]       # ours stops at the first non-finite loss
 
 
 # ---------------------------------------------------- partial_fit, warm_start

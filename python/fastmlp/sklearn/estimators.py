@@ -25,14 +25,15 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target, \
-    unique_labels
+from sklearn.utils.multiclass import _check_partial_fit_first_call, \
+    check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
+from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
@@ -41,7 +42,7 @@ from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
                       network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
-from .weights import WeightList, checked_weights, refresh, write_edits
+from .weights import WeightList, checked_weights, non_finite_weights, refresh, write_edits
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -181,14 +182,15 @@ class _BaseMLP(BaseEstimator):
     def _split(self, X, Y, labels, sample_weight, rs):
         """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
         a ``validation_fraction`` hold-out drawn from ``rs`` by train_test_split (after the
-        initial weights, as scikit-learn), stratified for single-label classification."""
+        initial weights, as scikit-learn), stratified as scikit-learn (``_strata``)."""
         if not self.early_stopping or self.solver == "lbfgs":    # lbfgs ignores it
             return (X, Y, sample_weight), None
         return validation_split(X, Y, labels, sample_weight, rs, self.validation_fraction,
-                                stratify=self._stratify(labels))
+                                strata=self._strata(Y))
 
-    def _stratify(self, labels) -> bool:
-        return False
+    def _strata(self, Y):
+        """What the hold-out is stratified by (None: not stratified)."""
+        return None
 
     def _initialize(self, layer_units: List[int], initial: List[np.ndarray], dtype,
                     seed: int) -> None:
@@ -229,7 +231,11 @@ class _BaseMLP(BaseEstimator):
 
     def _train(self, X, Y, sample_weight, validation, incremental: bool,
                first_pass: bool) -> None:
-        """One fit call of up to max_iter epochs (1 for partial_fit) under the rule."""
+        """One fit call of up to max_iter epochs (1 for partial_fit) under the rule. A
+        diverging step (fastmlp's DivergenceError, the weights those before it) ends as
+        scikit-learn's fit does: with early stopping the epochs run out to max_iter with
+        NaN losses and scores and the best weights are kept; otherwise scikit-learn's
+        ValueError on non-finite weights."""
         if self.solver == "lbfgs":
             fit_lbfgs(self, X, Y, sample_weight)
             refresh(self, self.model_, anew=first_pass)
@@ -241,15 +247,23 @@ class _BaseMLP(BaseEstimator):
         rule = ScikitLearnRule(self, n, LossScale(self._grad_factor, self._loss_factor),
                                self._improvement, validation, self._score)
         self.n_iter_ = 0
-        with self._threads(), no_scale_warning():
-            model.fit(X, Y, epochs=1 if incremental else self.max_iter,
-                      batch_size=batch_size(self, n),
-                      optimizer=None if keep else make_optimizer(self, self._grad_factor),
-                      shuffle=self.shuffle, callbacks=[rule], sample_weight=sample_weight,
-                      verbose=0)
+        try:
+            with self._threads(), no_scale_warning():
+                model.fit(X, Y, epochs=1 if incremental else self.max_iter,
+                          batch_size=batch_size(self, n),
+                          optimizer=None if keep else make_optimizer(self, self._grad_factor),
+                          shuffle=self.shuffle, callbacks=[rule],
+                          sample_weight=sample_weight, verbose=0)
+            diverged = False
+        except DivergenceError:       # scikit-learn goes on with NaN weights (see below)
+            diverged = True
+            if self.early_stopping:
+                rule.run_out_diverged(self.max_iter)
         if self.early_stopping:
             model.set_weights(self._improvement.best_weights)
         refresh(self, model, anew=first_pass)
+        if diverged and not self.early_stopping:      # scikit-learn's check of its weights
+            raise non_finite_weights() from None
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
@@ -340,16 +354,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @one_at_a_time
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch from the current weights. The first call needs ``classes`` (every
-        label that will occur), unless y is a multilabel indicator matrix."""
-        if not hasattr(self, "classes_"):
-            if classes is None and not type_of_target(y).startswith("multilabel"):
-                raise ValueError("classes must be passed on the first call to partial_fit.")
+        label that will occur; classes_ becomes its unique labels; an indicator matrix y
+        is multilabel whatever ``classes`` says), as in scikit-learn."""
+        if _check_partial_fit_first_call(self, classes):      # scikit-learn's own check
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y if classes is None else classes)
-            self.classes_ = self._label_binarizer.classes_
-        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
-            raise ValueError(f"`classes={classes!r}` is not the same as on the first call to "
-                             f"partial_fit: {self.classes_!r}")
+            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
+                                      else classes)
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
@@ -377,8 +387,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y).astype(X.dtype)
         return X, Y, y
 
-    def _stratify(self, labels) -> bool:
-        return labels.ndim == 1
+    def _strata(self, Y):
+        """scikit-learn's: the binarized targets as bool, for one output only (two
+        classes); multiclass and multilabel hold-outs are not stratified."""
+        return Y.astype(bool) if Y.shape[1] == 1 else None
 
     @property
     def _multiclass(self) -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 from ..train.gradient import WholeBatch
 from .network import l2_penalty
 from .stopping import LossScale
+from .weights import non_finite_weights
 
 
 def check_lbfgs_params(params) -> None:
@@ -59,8 +60,7 @@ def fit_lbfgs(estimator, X: np.ndarray, Y: np.ndarray,
     with model.writing_params(), model.weights_lock.writing:
         model.flat_params[...] = result.x
     if not np.isfinite(result.x).all():
-        raise ValueError("Solver produced non-finite parameter weights. The input data may"
-                         " contain large values and need to be preprocessed.")
+        raise non_finite_weights()
 
 
 def sklearn_objective(estimator, X: np.ndarray, Y: np.ndarray,

@@ -64,8 +64,18 @@ class ScikitLearnRule(Callback):
         self.converged = False
 
     def on_epoch_end(self, epoch: int, logs) -> None:
+        self._end_epoch(self.scale.sklearn_loss(logs), lambda: self.score(*self.validation))
+
+    def run_out_diverged(self, max_iter: int) -> None:
+        """scikit-learn's epochs from a diverged one (early stopping only) to ``max_iter``:
+        its weights are NaN from there, so each epoch records a NaN loss and a NaN
+        validation score, which compares false and resets the count: it never stops."""
+        while self.estimator.n_iter_ < max_iter and not self.converged:
+            self._end_epoch(np.float64(np.nan), lambda: np.nan)
+
+    def _end_epoch(self, loss: np.float64, validation_score: Callable[[], float]) -> None:
         est = self.estimator
-        est.loss_ = self.scale.sklearn_loss(logs)
+        est.loss_ = loss
         est.loss_curve_.append(est.loss_)
         est.n_iter_ += 1
         est.t_ += self.n_train
@@ -74,7 +84,7 @@ class ScikitLearnRule(Callback):
         if self.validation is None:
             self._count_loss_improvement()
         else:
-            self._count_score_improvement(self.score(*self.validation))
+            self._count_score_improvement(validation_score())
         if self.improvement.count > est.n_iter_no_change:
             if self._lower_rate():
                 self.improvement.count = 0
@@ -119,12 +129,11 @@ class ScikitLearnRule(Callback):
         return True
 
 
-def validation_split(X, Y, labels, sample_weight, rs, fraction: float, stratify: bool):
+def validation_split(X, Y, labels, sample_weight, rs, fraction: float, strata=None):
     """((X, Y, w) to train on, (X_val, labels_val, w_val)): a ``fraction`` hold-out drawn
-    from ``rs`` by train_test_split, stratified by ``labels`` if ``stratify``."""
+    from ``rs`` by train_test_split, stratified by ``strata`` unless None."""
     arrays = [X, Y, labels] + ([] if sample_weight is None else [sample_weight])
-    parts = train_test_split(*arrays, random_state=rs, test_size=fraction,
-                             stratify=labels if stratify else None)
+    parts = train_test_split(*arrays, random_state=rs, test_size=fraction, stratify=strata)
     X_train, X_val, Y_train, _, _, labels_val = parts[:6]
     w_train, w_val = parts[6:] if sample_weight is not None else (None, None)
     if len(X_val) < 2:

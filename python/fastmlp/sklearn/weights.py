@@ -26,6 +26,14 @@ from ..nn.layers import Dense
 EXPOSED = "_weights_exposed"     # the estimator's flag: coefs_/intercepts_ were handed out
 
 
+def non_finite_weights() -> ValueError:
+    """scikit-learn's error for a fit whose solver produced non-finite weights (fastmlp's
+    training stops before that step: a DivergenceError, which the estimators turn into
+    this, as scikit-learn would end)."""
+    return ValueError("Solver produced non-finite parameter weights. The input data may"
+                      " contain large values and need to be preprocessed.")
+
+
 class WeightList:
     """``coefs_`` or ``intercepts_``: the estimator's list, stored as ``_<name>``; reading
     or assigning it marks the weights as handed out (:func:`write_edits` then compares)."""
