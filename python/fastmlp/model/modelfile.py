@@ -50,6 +50,9 @@ _MULTITASK_KEYS = (KIND, "input_dim", "dtype", "backend", "seed", "regularizer",
 _HEAD_KEYS = ("name", "loss", "weight", "layers")
 _TRAINING_KEYS = ("training_step", "stop_training", "shuffle_rng", "optimizer", "history")
 _HISTORY_KEYS = ("keys", "epochs")
+# Optimizer hyperparameters added after files were first written: a file without one
+# loads with the constructor's default, the arithmetic it was trained with.
+_LATER_OPTIMIZER_KEYS = ("eps_placement",)
 
 
 # -------------------------------------------------------------------- saving
@@ -435,7 +438,7 @@ def _check_optimizer(entry, n_params: int,
     where = "training.optimizer"
     check_object(entry, where, STATE_KEYS)
     cls = OPTIMIZERS[check_choice(entry["optimizer"], f"{where}.optimizer", OPTIMIZERS)]
-    optimizer = construct(cls, entry["config"], f"{where}.config")
+    optimizer = construct(cls, entry["config"], f"{where}.config", _LATER_OPTIMIZER_KEYS)
     arrays = {OPTIMIZER_ARRAYS[k]: Expected(dtype, (n_params,))
               for k in OPTIMIZER_ARRAYS if check_bool(entry[k], f"{where}.{k}")}
     return optimizer, arrays
