@@ -173,19 +173,21 @@ def test_every_optimizer_round_trips_and_continues_identically(optimizer, tmp_pa
     assert_same_optimizer(loaded.optimizer, model.optimizer)
 
 
-def test_a_file_from_before_eps_placement_loads_adam_with_the_default(tmp_path):
-    """Files written before Adam had eps_placement hold no such key: they load with
-    "after_correction", the placement they were trained with."""
+@pytest.mark.parametrize("placement", ["after_correction", "before_correction"])
+def test_adam_eps_placement_is_saved_unless_it_is_the_default(placement, tmp_path):
+    """Files written before Adam had eps_placement hold no such key and load with
+    "after_correction", the placement they were trained with; the default is left out
+    on saving (the file is the one fastmlp wrote before), any other placement kept."""
     X, y = make_data("softmax_cross_entropy", n=32)
     model = Sequential([Dense(3)], input_dim=4, backend="numpy", dtype="float64", seed=2)
-    model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(0.01))
-    model.save(tmp_path / "new.fmlp")
-    config = header_of(tmp_path / "new.fmlp")["training"]["optimizer"]["config"]
-    assert config["eps_placement"] == "after_correction"
-    old = with_header(tmp_path / "new.fmlp", tmp_path / "old.fmlp",
-                      lambda h: h["training"]["optimizer"]["config"].pop("eps_placement"))
-    assert "eps_placement" not in header_of(old)["training"]["optimizer"]["config"]
-    assert_same_model(load(old), model)
+    model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(0.01, eps_placement=placement))
+    model.save(tmp_path / "model.fmlp")
+    config = header_of(tmp_path / "model.fmlp")["training"]["optimizer"]["config"]
+    assert config.get("eps_placement") == (None if placement == "after_correction"
+                                           else placement)
+    loaded = load(tmp_path / "model.fmlp")
+    assert loaded.optimizer.eps_placement == placement
+    assert_same_model(loaded, model)
 
 
 @pytest.mark.parametrize("make_model", [dropout_model, toolbox_model])
