@@ -66,6 +66,8 @@ struct OptimizerStep {
     T b1, one_minus_b1, one_plus_b1, b2, one_minus_b2;
     T bc1, bc2;  // Adam's bias corrections 1 - b1^t, 1 - b2^t
     T lr_wd;     // AdamW's lr * weight_decay
+    T lr_t;      // Adam's rate with the corrections folded in: lr * sqrt(1 - b2^t) / (1 - b1^t)
+    bool eps_before_correction;  // Adam: eps added to sqrt(v), the correction in lr_t
 };
 
 // One dropout call's constants (dropout.hpp): the mask of flat element i is a pure

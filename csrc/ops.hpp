@@ -119,16 +119,20 @@ inline bool uses_v(Optimizer o) { return state_of(o).v; }
 struct OptimizerHyper {
     Optimizer kind;
     double lr, grad_scale, b1, b2, eps, weight_decay;
-    long long step;  // t, counted from 1 (Adam's bias correction)
+    long long step;               // t, counted from 1 (Adam's bias correction)
+    bool eps_before_correction;   // Adam's eps placement (optimizers.hpp)
 };
 
 template <class T>
 OptimizerStep<T> step_constants(const OptimizerHyper& h) {
     const double t = double(h.step);
+    const double bc1 = 1 - std::pow(h.b1, t), bc2 = 1 - std::pow(h.b2, t);
     return OptimizerStep<T>{h.kind, T(h.lr), T(h.grad_scale), T(h.eps),
                             T(h.b1), T(1 - h.b1), T(1 + h.b1), T(h.b2), T(1 - h.b2),
-                            T(1 - std::pow(h.b1, t)), T(1 - std::pow(h.b2, t)),
-                            T(h.lr * h.weight_decay)};
+                            T(bc1), T(bc2), T(h.lr * h.weight_decay),
+                            // only Adam's second form reads lr_t (bc1 is 0 for Momentum's mu = 1)
+                            h.eps_before_correction ? T(h.lr * std::sqrt(bc2) / bc1) : T(0),
+                            h.eps_before_correction};
 }
 
 template <class T>

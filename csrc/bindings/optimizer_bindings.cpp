@@ -33,7 +33,7 @@ T* state_array(const py::object& obj, bool needed, const py::array& param, const
 
 void optimizer_binding(const std::string& name, py::array p, py::array g, py::object m, py::object v,
                        double lr, double grad_scale, double b1, double b2, double eps, double weight_decay,
-                       long long step) {
+                       long long step, bool eps_before_correction) {
     const char* k = kUpdate;
     const Optimizer kind = optimizer_of(k, name);
     if (step < 1) fail_value(k, "step must be >= 1, got " + std::to_string(step));
@@ -46,14 +46,14 @@ void optimizer_binding(const std::string& name, py::array p, py::array g, py::ob
         T* pm = state_array<T>(m, uses_m(kind), p, "m");
         T* pv = state_array<T>(v, uses_v(kind), p, "v");
         if (pm && pv && pm == pv) fail_value(k, "m and v must be different arrays");
-        const OptimizerHyper h{kind, lr, grad_scale, b1, b2, eps, weight_decay, step};
+        const OptimizerHyper h{kind, lr, grad_scale, b1, b2, eps, weight_decay, step, eps_before_correction};
         py::gil_scoped_release nogil;
         optimizer_update<T>(h, pp, pg, pm, pv, p.size());
     });
 }
 
 void sgd_binding(py::array p, py::array g, double lr) {
-    optimizer_binding("sgd", p, g, py::none(), py::none(), lr, 1.0, 0.0, 0.0, 0.0, 0.0, 1);
+    optimizer_binding("sgd", p, g, py::none(), py::none(), lr, 1.0, 0.0, 0.0, 0.0, 0.0, 1, false);
 }
 
 double sum_squares_binding(py::array x) {
@@ -85,7 +85,8 @@ void register_optimizers(py::module_& m, py::module_& testing) {
     using py::arg;
     m.def("optimizer_update", &optimizer_binding, arg("name"), arg("param").noconvert(), arg("grad").noconvert(),
           arg("m"), arg("v"), arg("lr"), arg("grad_scale") = 1.0, arg("b1") = 0.0, arg("b2") = 0.0,
-          arg("eps") = 0.0, arg("weight_decay") = 0.0, arg("step") = 1);
+          arg("eps") = 0.0, arg("weight_decay") = 0.0, arg("step") = 1,
+          arg("eps_before_correction") = false);
     m.def("sum_squares", &sum_squares_binding, arg("x").noconvert());
     m.def("regularize", &regularize_binding, arg("w").noconvert(), arg("dw").noconvert(), arg("l1"), arg("l2"));
     testing.def("sgd_update", &sgd_binding, arg("param").noconvert(), arg("grad").noconvert(), arg("lr"));

@@ -43,7 +43,8 @@ class PyTrainer {
 public:
     PyTrainer(py::array params, py::array grads, py::object m, py::object v, py::object program,
               py::object loss, const std::string& optimizer, index batch, double b1, double b2,
-              double eps, double weight_decay, py::object clipnorm, py::object lock)
+              double eps, double weight_decay, bool eps_before_correction, py::object clipnorm,
+              py::object lock)
         : params_(std::move(params)), grads_(std::move(grads)) {
         with_dtype(params_, kK, "params", [&](auto tag) {
             using T = decltype(tag);
@@ -53,6 +54,7 @@ public:
             spec.optimizer.b2 = b2;
             spec.optimizer.eps = eps;
             spec.optimizer.weight_decay = weight_decay;
+            spec.optimizer.eps_before_correction = eps_before_correction;
             if (!clipnorm.is_none()) {
                 spec.optimizer.clipnorm = clipnorm.cast<double>();
                 if (!(spec.optimizer.clipnorm > 0)) fail_value(kK, "clipnorm must be > 0 or None");
@@ -241,10 +243,12 @@ void register_train(py::module_& m) {
 
     py::class_<PyTrainer>(m, "Trainer", "The fused training path over a model's flat buffers (train/trainer.hpp)")
         .def(py::init<py::array, py::array, py::object, py::object, py::object, py::object,
-                      const std::string&, index, double, double, double, double, py::object, py::object>(),
+                      const std::string&, index, double, double, double, double, bool, py::object,
+                      py::object>(),
              arg("params").noconvert(), arg("grads").noconvert(), arg("m"), arg("v"), arg("program"), arg("loss"),
              arg("optimizer"), arg("batch_size"), arg("b1") = 0.0, arg("b2") = 0.0, arg("eps") = 0.0,
-             arg("weight_decay") = 0.0, arg("clipnorm") = py::none(), arg("lock") = py::none())
+             arg("weight_decay") = 0.0, arg("eps_before_correction") = false, arg("clipnorm") = py::none(),
+             arg("lock") = py::none())
         .def_property_readonly("batch_size", &PyTrainer::batch_size)
         .def_property_readonly("head_outputs", &PyTrainer::head_outputs)
         .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))

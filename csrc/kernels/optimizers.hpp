@@ -12,6 +12,8 @@
 //   rmsprop   v = b2 * v + one_minus_b2 * (g * g); p = p - (lr * g) / (sqrt(v) + eps)
 //   adam      m = b1 * m + one_minus_b1 * g;  v = b2 * v + one_minus_b2 * (g * g)
 //             p = p - lr * (m / bc1) / (sqrt(v / bc2) + eps),  bc = 1 - b^t
+//             or, eps before the correction (scikit-learn's, the paper's section 2 form):
+//             p = p - (lr_t * m) / (sqrt(v) + eps),  lr_t = lr * sqrt(bc2) / bc1 in double
 //   adamw     p = p - lr_wd * p, then the adam step (lr_wd = lr * weight_decay)
 #pragma once
 #include "reductions.hpp"
@@ -27,9 +29,11 @@ struct StepVecs {
         : kind(s.kind), lr(splat<T>(s.lr)), eps(splat<T>(s.eps)), grad_scale(splat<T>(s.grad_scale)),
           b1(splat<T>(s.b1)), one_minus_b1(splat<T>(s.one_minus_b1)), one_plus_b1(splat<T>(s.one_plus_b1)),
           b2(splat<T>(s.b2)), one_minus_b2(splat<T>(s.one_minus_b2)), bc1(splat<T>(s.bc1)),
-          bc2(splat<T>(s.bc2)), lr_wd(splat<T>(s.lr_wd)) {}
+          bc2(splat<T>(s.bc2)), lr_wd(splat<T>(s.lr_wd)), lr_t(splat<T>(s.lr_t)),
+          eps_before_correction(s.eps_before_correction) {}
     Optimizer kind;
-    Vec<T> lr, eps, grad_scale, b1, one_minus_b1, one_plus_b1, b2, one_minus_b2, bc1, bc2, lr_wd;
+    Vec<T> lr, eps, grad_scale, b1, one_minus_b1, one_plus_b1, b2, one_minus_b2, bc1, bc2, lr_wd, lr_t;
+    bool eps_before_correction;
 };
 
 template <class T>
@@ -68,7 +72,8 @@ inline void optimizer_lanes(const StepVecs<T>& s, T* p, const T* g, T* m, T* v, 
             if (s.kind == Optimizer::adamw) pv = pv - s.lr_wd * pv;
             const Vec<T> mv = s.b1 * load_lanes<T>(m + j, w, T(0)) + s.one_minus_b1 * gv;
             const Vec<T> vv = s.b2 * load_lanes<T>(v + j, w, T(0)) + s.one_minus_b2 * (gv * gv);
-            pv = pv - lr * (mv / s.bc1) / (sqrt(vv / s.bc2) + eps);
+            pv = pv - (s.eps_before_correction ? (s.lr_t * mv) / (sqrt(vv) + eps)
+                                               : lr * (mv / s.bc1) / (sqrt(vv / s.bc2) + eps));
             store_lanes<T>(m + j, mv, w);
             store_lanes<T>(v + j, vv, w);
             break;

@@ -365,7 +365,7 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
         }
 
         const OptimizerHyper h{opt.kind, lrs[i], grad_scale, opt.b1, opt.b2, opt.eps, opt.weight_decay,
-                               t0 + i};
+                               t0 + i, opt.eps_before_correction};
         optimizer_update<T>(h, buf_.params, buf_.grads, buf_.m, buf_.v, spec_.params);
         ++totals.steps;
     }

@@ -45,6 +45,7 @@ namespace fastmlp { namespace train {
 struct OptimizerSpec {
     Optimizer kind = Optimizer::sgd;
     double b1 = 0, b2 = 0, eps = 0, weight_decay = 0;
+    bool eps_before_correction = false;      // Adam's eps placement (optimizers.hpp)
     double clipnorm = 0;                     // <= 0: no clipping
 };
 

@@ -19,7 +19,7 @@ from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.train.fused import FusedEpochs
 from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from fastmlp.model.sequential import Sequential
-from fastmlp.optim.optimizers import OPTIMIZERS, SGD, Adam
+from fastmlp.optim.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, Nesterov
 from fastmlp.nn.regularizers import L1, L1L2, L2
 from fastmlp.optim.schedules import ExponentialDecay, PowerDecay, StepDecay
 from helpers import make_data
@@ -169,6 +169,39 @@ def test_fused_equals_per_op_bitwise(name, loss, mix, regularizer, weights, dtyp
     assert len(fused_runs) == 2
     assert_same_training(ref, fused)
     assert_same_history(h_ref, h)
+
+
+# Adam's eps before the bias correction, and the ends of the ranges scikit-learn allows.
+SK_OPTIMIZERS = {
+    "adam-eps-before": lambda: Adam(0.01, eps_placement="before_correction"),
+    "adamw-eps-before-beta1-0": lambda: AdamW(0.01, beta_1=0.0, beta_2=0.0,
+                                              eps_placement="before_correction"),
+    "momentum-1": lambda: Momentum(0.01, momentum=1.0),
+    "nesterov-1": lambda: Nesterov(0.01, momentum=1.0),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(SK_OPTIMIZERS))
+def test_eps_placement_and_range_ends_train_fused_bitwise(name, dtype, fused_runs):
+    X, y = make_data("softmax_cross_entropy", n=N)
+    ref, fused = model(dtype=dtype), model(dtype=dtype)
+    h_ref = per_op_fit(ref, X, y, epochs=2, batch_size=BATCH, optimizer=SK_OPTIMIZERS[name]())
+    h = fused.fit(X, y, epochs=2, batch_size=BATCH, optimizer=SK_OPTIMIZERS[name]())
+    assert fused_runs
+    assert_same_training(ref, fused)
+    assert_same_history(h_ref, h)
+
+
+def test_the_eps_placement_changes_the_fused_trajectory(fused_runs):
+    """So the test above fails if the fused path ignored the option (eps 0.1 makes the
+    two placements differ by far more than rounding)."""
+    X, y = make_data("softmax_cross_entropy", n=N)
+    before, after = model(dtype="float64"), model(dtype="float64")
+    before.fit(X, y, epochs=1, optimizer=Adam(0.01, eps=0.1, eps_placement="before_correction"))
+    after.fit(X, y, epochs=1, optimizer=Adam(0.01, eps=0.1))
+    assert fused_runs
+    assert np.abs(before._params - after._params).max() > 1e-4
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

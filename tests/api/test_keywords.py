@@ -69,7 +69,7 @@ def test_typos_get_the_closest_name():
 
 def test_no_close_name_lists_every_name():
     with pytest.raises(TypeError, match=r"Adam\(\) got an unexpected keyword argument 'lr'; "
-                       r"it takes learning_rate, beta_1, beta_2, eps, clipnorm$"):
+                       r"it takes learning_rate, beta_1, beta_2, eps, eps_placement, clipnorm$"):
         Adam(lr=0.1)
 
 

@@ -151,6 +151,8 @@ def test_every_registry_activation_round_trips(backend_name, tmp_path):
 @pytest.mark.parametrize("optimizer", [
     SGD(0.05), Momentum(0.05), Nesterov(0.05, momentum=0.8), AdaGrad(0.05), RMSProp(0.01),
     Adam(0.01), AdamW(0.01, weight_decay=0.1),
+    Adam(0.01, beta_1=0.0, eps_placement="before_correction"),
+    AdamW(0.01, eps_placement="before_correction"), Momentum(0.05, momentum=1.0),
     Adam(ExponentialDecay(0.01, k=0.3), clipnorm=0.5),
     SGD(StepDecay(0.1, 0.5, every=2), clipnorm=1.0),
     Momentum(InverseTimeDecay(0.05, k=0.1, staircase=True, per="step")),
@@ -169,6 +171,23 @@ def test_every_optimizer_round_trips_and_continues_identically(optimizer, tmp_pa
     loaded.fit(X, y, epochs=2, batch_size=16)
     assert loaded._params.tobytes() == model._params.tobytes()
     assert_same_optimizer(loaded.optimizer, model.optimizer)
+
+
+@pytest.mark.parametrize("placement", ["after_correction", "before_correction"])
+def test_adam_eps_placement_is_saved_unless_it_is_the_default(placement, tmp_path):
+    """Files written before Adam had eps_placement hold no such key and load with
+    "after_correction", the placement they were trained with; the default is left out
+    on saving (the file is the one fastmlp wrote before), any other placement kept."""
+    X, y = make_data("softmax_cross_entropy", n=32)
+    model = Sequential([Dense(3)], input_dim=4, backend="numpy", dtype="float64", seed=2)
+    model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(0.01, eps_placement=placement))
+    model.save(tmp_path / "model.fmlp")
+    config = header_of(tmp_path / "model.fmlp")["training"]["optimizer"]["config"]
+    assert config.get("eps_placement") == (None if placement == "after_correction"
+                                           else placement)
+    loaded = load(tmp_path / "model.fmlp")
+    assert loaded.optimizer.eps_placement == placement
+    assert_same_model(loaded, model)
 
 
 @pytest.mark.parametrize("make_model", [dropout_model, toolbox_model])

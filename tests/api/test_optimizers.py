@@ -324,7 +324,8 @@ def test_state_dict_is_plain_data_and_a_copy():
     state = opt.state_dict()
     assert state["optimizer"] == "adam" and state["scale"] == 1.0
     assert state["config"] == {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999,
-                               "eps": 1e-8, "clipnorm": None}
+                               "eps": 1e-8, "eps_placement": "after_correction",
+                               "clipnorm": None}
     state["m"][:] = 7.0
     assert not (opt.m == 7.0).any()
     scheduled = SGD(InverseTimeDecay(0.1, k=0.5, per="step")).state_dict()
@@ -361,6 +362,39 @@ def test_load_state_dict_checks_and_changes_nothing_on_error(change, error, matc
     after = opt.state_dict()
     assert after["config"] == before["config"] and after["iterations"] == 1
     np.testing.assert_array_equal(after["m"], before["m"])
+
+
+def test_a_state_dict_without_eps_placement_restores_the_default():
+    """State saved before Adam had eps_placement continues with "after_correction"."""
+    state = Adam(0.01).state_dict()
+    del state["config"]["eps_placement"]
+    opt = Adam(0.01, eps_placement="before_correction")
+    opt.load_state_dict(state)
+    assert opt.eps_placement == "after_correction"
+
+
+# mu = 1 (scikit-learn's upper end): the velocity never decays, v = v - lr*g. From
+# p = 1, g = 2 then 4, lr = 0.1: Momentum v = -0.2, p = 0.8; v = -0.6, p = 0.2. Nesterov
+# p += -v_prev + 2 v: p = 1 - 0.4 = 0.6; then v = -0.6, p = 0.6 + 0.2 - 1.2 = -0.4.
+@pytest.mark.parametrize("opt, after", [(Momentum(0.1, momentum=1.0), [0.8, 0.2]),
+                                        (Nesterov(0.1, momentum=1.0), [0.6, -0.4])],
+                         ids=["momentum", "nesterov"])
+def test_momentum_one_by_hand(opt, after):
+    backend, p = numpy_backend(), np.ones(1)
+    for g, want in zip((2.0, 4.0), after):
+        opt.step(backend, p, np.array([g]))
+        assert_close(p, [want], "hand_worked", "float64")
+
+
+def test_beta_zero_is_adam_without_a_moment():
+    """beta_1 = 0: m = g; beta_2 = 0: v = g^2 (no correction: 1 - 0^t = 1). The step is
+    lr * g / (|g| + eps) in either placement."""
+    for placement in ("after_correction", "before_correction"):
+        opt, p = Adam(0.1, beta_1=0.0, beta_2=0.0, eps=1.0, eps_placement=placement), np.ones(2)
+        opt.step(numpy_backend(), p, np.array([3.0, -1.0]))
+        assert_close(p, [1 - 0.3 / 4, 1 + 0.1 / 2], "hand_worked", "float64")
+        np.testing.assert_array_equal(opt.m, [3.0, -1.0])
+        np.testing.assert_array_equal(opt.v, [9.0, 1.0])
 
 
 def test_load_state_dict_refuses_state_for_a_non_momentum_optimizer():
@@ -504,15 +538,20 @@ def test_fit_trains_with_each_optimizer_on_both_backends(backend_name):
     (lambda: SGD(lambda t: 0.1), TypeError, r"learning_rate .* of type function"),
     (lambda: SGD(clipnorm=0), ValueError, r"clipnorm must be a positive finite number; got 0"),
     (lambda: SGD(clipnorm=float("inf")), ValueError, r"clipnorm .* got inf"),
-    (lambda: Momentum(momentum=1.0), ValueError, r"momentum must be a number with "
-                                                 r"0 <= momentum < 1; got 1.0"),
-    (lambda: Nesterov(momentum=-0.1), ValueError, r"0 <= momentum < 1; got -0.1"),
+    (lambda: Momentum(momentum=1.5), ValueError, r"momentum must be a number with "
+                                                 r"0 <= momentum <= 1; got 1.5"),
+    (lambda: Nesterov(momentum=-0.1), ValueError, r"0 <= momentum <= 1; got -0.1"),
     (lambda: Momentum(momentum="0.9"), TypeError, r"momentum must be .* of type str"),
     (lambda: AdaGrad(eps=0), ValueError, r"eps must be a positive finite number; got 0"),
     (lambda: RMSProp(rho=0), ValueError, r"rho must be a number with 0 < rho < 1; got 0.0"),
     (lambda: RMSProp(rho=1), ValueError, r"0 < rho < 1; got 1.0"),
-    (lambda: Adam(beta_1=1.0), ValueError, r"0 < beta_1 < 1; got 1.0"),
-    (lambda: Adam(beta_2=float("nan")), ValueError, r"0 < beta_2 < 1; got nan"),
+    (lambda: Adam(beta_1=1.0), ValueError, r"0 <= beta_1 < 1; got 1.0"),
+    (lambda: Adam(beta_1=-0.1), ValueError, r"0 <= beta_1 < 1; got -0.1"),
+    (lambda: Adam(beta_2=float("nan")), ValueError, r"0 <= beta_2 < 1; got nan"),
+    (lambda: Adam(eps_placement="before"), ValueError,
+     r"eps_placement must be one of \('after_correction', 'before_correction'\); "
+     r"got 'before'"),
+    (lambda: AdamW(eps_placement=None), ValueError, r"eps_placement must be one of"),
     (lambda: Adam(eps=-1e-8), ValueError, r"eps must be a positive finite number"),
     (lambda: AdamW(weight_decay=-0.01), ValueError, r"weight_decay must be a finite number "
                                                     r">= 0; got -0.01"),
@@ -535,4 +574,5 @@ def test_exports():
     assert fastmlp.train.loop.DivergenceError is fastmlp.DivergenceError
     assert issubclass(fastmlp.DivergenceError, FloatingPointError)
     assert repr(AdamW(clipnorm=1.0)) == ("AdamW(learning_rate=0.001, beta_1=0.9, beta_2=0.999, "
-                                        "eps=1e-08, weight_decay=0.01, clipnorm=1.0)")
+                                        "eps=1e-08, weight_decay=0.01, "
+                                        "eps_placement='after_correction', clipnorm=1.0)")

@@ -138,6 +138,48 @@ def test_hyper_combinations_are_rounded_once_from_double(isa):
 
 
 # ---------------------------------------------------------------------------------
+# Adam's eps before the bias correction (eps_before_correction: scikit-learn's form)
+# ---------------------------------------------------------------------------------
+ODD_SIZES = [0, 1, 7, 17, 33, 257]
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+@pytest.mark.parametrize("n", ODD_SIZES)
+def test_eps_before_correction_equals_the_oracle_bit_for_bit(name, n, isa, dtype):
+    hyper = {**HYPER[name], "eps_before_correction": True}
+    native = _run(NATIVE, name, dtype, steps=20, n=n, hyper=hyper)
+    for got, want in zip(native, _run(ORACLE, name, dtype, steps=20, n=n, hyper=hyper)):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_eps_before_correction_bit_for_bit_on_two_threads(dtype, isa, nthreads):
+    hyper = {**HYPER["adam"], "eps_before_correction": True}
+    with nthreads(2):
+        native = _run(NATIVE, "adam", dtype, steps=3, n=70_001, hyper=hyper)
+        assert _core._testing.last_team_size() == 2
+    for got, want in zip(native, _run(ORACLE, "adam", dtype, steps=3, n=70_001, hyper=hyper)):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+# p = 1, g = 2, lr = 0.1, b1 = 0.5, b2 = 0.75, eps = 0.5, t = 1: m = 0.5 * 2 = 1,
+# v = 0.25 * 4 = 1. After the correction: m_hat = 1 / 0.5 = 2, sqrt(v_hat) = sqrt(1 / 0.25)
+# = 2, p = 1 - 0.1 * 2 / (2 + 0.5) = 0.92. Before it: lr_t = 0.1 * sqrt(0.25) / 0.5 = 0.1,
+# p = 1 - 0.1 * 1 / (sqrt(1) + 0.5) = 1 - 1/15. With b1 = 0 (no first moment): m = g = 2,
+# lr_t = 0.1 * 0.5 / 1 = 0.05, p = 1 - 0.05 * 2 / 1.5 = 1 - 1/15 as well.
+@pytest.mark.parametrize("b1, before, want", [(0.5, False, 0.92), (0.5, True, 1 - 1 / 15),
+                                              (0.0, True, 1 - 1 / 15)])
+@pytest.mark.parametrize("backend", [NATIVE, ORACLE], ids=["native", "oracle"])
+def test_adam_step_by_hand(backend, b1, before, want):
+    p, g = np.ones(3), np.full(3, 2.0)
+    m, v = np.zeros(3), np.zeros(3)
+    backend.optimizer_update("adam", p, g, m, v, lr=0.1, b1=b1, b2=0.75, eps=0.5,
+                             eps_before_correction=before)
+    np.testing.assert_allclose(p, want, rtol=1e-15)
+
+
+# ---------------------------------------------------------------------------------
 # sum_squares
 # ---------------------------------------------------------------------------------
 SIZES = [0, 1, 15, 16, 17, 100, 16_384, 16_385, 70_001]

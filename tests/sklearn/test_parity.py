@@ -60,9 +60,12 @@ SETTINGS = {
                          max_iter=60),
     "sgd-tol-stop": dict(solver="sgd", tol=1e-2, n_iter_no_change=3, max_iter=60),
     "sgd-full-batch-weighted": dict(solver="sgd", activation="logistic"),
-    # A negligible epsilon: scikit-learn adds it to sqrt(v) before the bias correction,
-    # fastmlp after (docs/conventions.md); with 1e-8 that alone moves the weights by ~1e-5.
-    "adam": dict(solver="adam", epsilon=1e-14),
+    # scikit-learn's eps placement (before the bias correction) at its default epsilon
+    "adam": dict(solver="adam"),
+    "adam-beta1-0": dict(solver="adam", beta_1=0.0, beta_2=0.0),
+    "sgd-nesterov-1": dict(solver="sgd", momentum=1.0, learning_rate_init=0.001),
+    "sgd-momentum-1": dict(solver="sgd", momentum=1.0, nesterovs_momentum=False,
+                           learning_rate_init=0.001),
 }
 
 
@@ -134,6 +137,30 @@ def test_early_stopping_matches_scikit_learn(kind):
                                rtol=TRAJECTORY_RTOL)
     assert mine.best_validation_score_ == pytest.approx(theirs.best_validation_score_)
     assert mine.best_loss_ is None
+
+
+def _adam_data():
+    iris_X, iris_y = load_iris(return_X_y=True)
+    digits_X, digits_y = load_digits(return_X_y=True)
+    reg_X, reg_y = make_friedman1(n_samples=300, noise=1.0, random_state=0)
+    return {"iris": (StandardScaler().fit_transform(iris_X), iris_y, "MLPClassifier"),
+            "digits": (digits_X / 16, digits_y, "MLPClassifier"),
+            "friedman1": (reg_X, (reg_y - reg_y.mean()) / reg_y.std(), "MLPRegressor")}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", ["iris", "digits", "friedman1"])
+def test_adam_matches_scikit_learn_after_ten_iterations(name):
+    """scikit-learn's defaults (Adam, epsilon 1e-8, one hidden layer of 100) with
+    shuffle=False in float64: loss_curve_ and every weight within 1e-10 relative."""
+    X, y, cls = _adam_data()[name]
+    params = dict(solver="adam", shuffle=False, max_iter=10, random_state=0)
+    theirs = getattr(reference, cls)(**params).fit(X, y)
+    mine = getattr(ours, cls)(**params, dtype="float64").fit(X, y)
+    assert mine.n_iter_ == theirs.n_iter_ == 10
+    np.testing.assert_allclose(mine.loss_curve_, theirs.loss_curve_, rtol=TRAJECTORY_RTOL)
+    for a, b in zip(mine.coefs_ + mine.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert np.linalg.norm(a - b) <= TRAJECTORY_RTOL * np.linalg.norm(b)
 
 
 PARITY = {

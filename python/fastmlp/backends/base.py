@@ -228,7 +228,8 @@ class Backend(Protocol):
     def optimizer_update(self, name: str, param: np.ndarray, grad: np.ndarray,
                          m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
                          grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
-                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
+                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1,
+                         eps_before_correction: bool = False) -> None:
         """One optimizer step in place over flat, equal-length arrays (docs/conventions.md).
 
         ``name`` is an optimizer's kernel id. ``m`` (velocity or first moment) and ``v``
@@ -236,7 +237,8 @@ class Backend(Protocol):
         (its registry row's ``state``: m for momentum, nesterov, adam and adamw; v for
         adagrad, rmsprop, adam and adamw); pass None for one it does not keep. ``b1`` is mu
         for momentum/nesterov and beta1 for adam; ``b2`` is rho for rmsprop and beta2 for
-        adam; ``step`` is t >= 1 (Adam's bias correction). In this order, in the dtype:
+        adam; ``step`` is t >= 1 (Adam's bias correction); ``eps_before_correction``
+        chooses Adam's second form (adam, adamw). In this order, in the dtype:
 
         ``g = grad_scale * grad`` (clipping), then
           sgd       ``p = p - lr*g``
@@ -245,10 +247,12 @@ class Backend(Protocol):
           adagrad   ``v = v + g*g;  p = p - (lr*g) / (sqrt(v) + eps)``
           rmsprop   ``v = b2*v + (1-b2)*(g*g);  p = p - (lr*g) / (sqrt(v) + eps)``
           adam      ``m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*(g*g);``
-                    ``p = p - lr*(m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``
+                    ``p = p - lr*(m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``, or with
+                    eps_before_correction ``p = p - (lr_t*m) / (sqrt(v) + eps)``
           adamw     ``p = p - (lr*weight_decay)*p``, then the adam step.
-        The combinations 1-b1, 1+b1, 1-b2, 1-b^t and lr*weight_decay are computed in
-        double and then rounded to the dtype (csrc/kernels/optimizers.hpp).
+        The combinations 1-b1, 1+b1, 1-b2, 1-b^t, lr*weight_decay and
+        ``lr_t = lr*sqrt(1-b2^t) / (1-b1^t)`` are computed in double and then rounded to
+        the dtype (csrc/kernels/optimizers.hpp).
         """
 
     def sum_squares(self, x: np.ndarray) -> float:
@@ -336,7 +340,7 @@ class FusedTraining(Protocol):
     backend; the NumPy backend does not, and the training loop checks for the method).
 
     ``fused_trainer(*, params, grads, m, v, program, loss, optimizer, batch_size, b1, b2,
-    eps, weight_decay, clipnorm)`` creates a :class:`FusedTrainer` holding workspaces for
+    eps, weight_decay, eps_before_correction, clipnorm)`` creates a :class:`FusedTrainer` holding workspaces for
     ``batch_size`` rows, bound to the model's flat ``params`` and ``grads`` and to the
     optimizer's state ``m``, ``v`` (None when the optimizer keeps none); the arrays are
     checked once and kept alive. ``program`` is the model's layers' plans compiled into

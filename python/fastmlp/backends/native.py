@@ -132,9 +132,10 @@ class NativeBackend:
     def optimizer_update(self, name: str, param: np.ndarray, grad: np.ndarray,
                          m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
                          grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
-                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
+                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1,
+                         eps_before_correction: bool = False) -> None:
         _core.optimizer_update(name, param, grad, m, v, lr, grad_scale, b1, b2, eps,
-                               weight_decay, step)
+                               weight_decay, step, eps_before_correction)
 
     def sum_squares(self, x: np.ndarray) -> float:
         return _core.sum_squares(x)
@@ -144,13 +145,14 @@ class NativeBackend:
                       m: Optional[np.ndarray], v: Optional[np.ndarray], program: dict,
                       loss: Optional[str], optimizer: str, batch_size: int, b1: float = 0.0,
                       b2: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0,
-                      clipnorm: Optional[float] = None,
+                      eps_before_correction: bool = False, clipnorm: Optional[float] = None,
                       lock: Optional["NativeWeightsLock"] = None) -> "FusedTrainer":
         """The fused training path (:class:`.base.FusedTraining`): a C++ trainer bound to
         these buffers, with workspaces for ``batch_size`` rows, each step holding ``lock``
         (the model's :meth:`weights_lock`) exclusively."""
         return FusedTrainer(_core.Trainer(params, grads, m, v, program, loss, optimizer,
-                                          batch_size, b1, b2, eps, weight_decay, clipnorm,
+                                          batch_size, b1, b2, eps, weight_decay,
+                                          eps_before_correction, clipnorm,
                                           _core_lock(lock)))
 
     def weights_lock(self) -> "NativeWeightsLock":

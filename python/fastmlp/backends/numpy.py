@@ -8,6 +8,7 @@ correct IEEE result here, so each method ignores it even under ``np.seterr(all="
 """
 from __future__ import annotations
 
+import math
 import operator
 from typing import Optional
 
@@ -447,7 +448,8 @@ class NumPyBackend:
     def optimizer_update(self, name: str, param: np.ndarray, grad: np.ndarray,
                          m: Optional[np.ndarray], v: Optional[np.ndarray], *, lr: float,
                          grad_scale: float = 1.0, b1: float = 0.0, b2: float = 0.0,
-                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1) -> None:
+                         eps: float = 0.0, weight_decay: float = 0.0, step: int = 1,
+                         eps_before_correction: bool = False) -> None:
         """One step of optimizer ``name``, in the kernel's evaluation order (base.py),
         with the state arrays given (None: a state the optimizer does not keep)."""
         update = _lookup(_UPDATES, name, "optimizer")
@@ -457,7 +459,8 @@ class NumPyBackend:
                              "of one length")
         if step < 1:
             raise ValueError(f"optimizer_update: step must be >= 1, got {step}")
-        c = _StepConstants(param.dtype.type, lr, b1, b2, eps, weight_decay, step)
+        c = _StepConstants(param.dtype.type, lr, b1, b2, eps, weight_decay, step,
+                           eps_before_correction)
         update(param, c.g(grad_scale, grad), m, v, c)
 
     def sum_squares(self, x: np.ndarray) -> float:
@@ -493,12 +496,16 @@ class _StepConstants:
     """The step's scalars in the dtype T; combinations computed in double first, then
     rounded once (csrc/ops.hpp step_constants)."""
 
-    def __init__(self, T, lr, b1, b2, eps, weight_decay, step):
+    def __init__(self, T, lr, b1, b2, eps, weight_decay, step, eps_before_correction):
         self.T = T
         self.lr, self.eps, self.b1, self.b2 = T(lr), T(eps), T(b1), T(b2)
         self.one_minus_b1, self.one_plus_b1, self.one_minus_b2 = T(1 - b1), T(1 + b1), T(1 - b2)
-        self.bc1, self.bc2 = T(1 - b1 ** float(step)), T(1 - b2 ** float(step))
+        bc1, bc2 = 1 - b1 ** float(step), 1 - b2 ** float(step)
+        self.bc1, self.bc2 = T(bc1), T(bc2)
         self.lr_wd = T(lr * weight_decay)
+        # only Adam's second form reads it (bc1 is 0 for Momentum's mu = 1)
+        self.lr_t = T(lr * math.sqrt(bc2) / bc1) if eps_before_correction else None
+        self.eps_before_correction = eps_before_correction
 
     def g(self, grad_scale, grad):
         return self.T(grad_scale) * grad
@@ -546,7 +553,10 @@ def _adam(p, g, m, v, c):
     _reads(m=m, v=v)
     np.add(c.b1 * m, c.one_minus_b1 * g, out=m)
     np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
-    p -= c.lr * (m / c.bc1) / (np.sqrt(v / c.bc2) + c.eps)
+    if c.eps_before_correction:
+        p -= (c.lr_t * m) / (np.sqrt(v) + c.eps)
+    else:
+        p -= c.lr * (m / c.bc1) / (np.sqrt(v / c.bc2) + c.eps)
 
 
 def _adamw(p, g, m, v, c):

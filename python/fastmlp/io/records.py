@@ -104,10 +104,13 @@ def _parameters(cls: type) -> Tuple[str, ...]:
                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
-def construct(cls: type, config, where: str):
-    """``cls(**config)``: config must name exactly the constructor's parameters; tagged
+def construct(cls: type, config, where: str, optional=()):
+    """``cls(**config)``: config must name exactly the constructor's parameters, but it
+    may leave out those of ``optional`` (they take the constructor's defaults); tagged
     values are decoded first; the constructor's own checks become ModelFileErrors."""
-    check_object(config, where, _parameters(cls))
+    names = _parameters(cls)
+    check_object(config, where, [n for n in names if n not in optional],
+                 [n for n in optional if n in names])
     arguments = {k: _DECODERS[k](v, f"{where}.{k}") if k in _DECODERS else v
                  for k, v in config.items()}
     try:

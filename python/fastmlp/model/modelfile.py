@@ -9,6 +9,7 @@ checked header builds the model again (:func:`read_checkpoint`).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -50,6 +51,10 @@ _MULTITASK_KEYS = (KIND, "input_dim", "dtype", "backend", "seed", "regularizer",
 _HEAD_KEYS = ("name", "loss", "weight", "layers")
 _TRAINING_KEYS = ("training_step", "stop_training", "shuffle_rng", "optimizer", "history")
 _HISTORY_KEYS = ("keys", "epochs")
+# Optimizer hyperparameters added after files were first written: a file without one
+# loads with the constructor's default, the arithmetic it was trained with; one at its
+# default is left out, so such a file is the one fastmlp wrote before (and reads as before).
+_LATER_OPTIMIZER_KEYS = ("eps_placement",)
 
 
 # -------------------------------------------------------------------- saving
@@ -173,7 +178,9 @@ def _optimizer_entry(optimizer: Optional[Optimizer]) -> Tuple[Optional[dict], di
                         f"{type(optimizer).__name__}: the model file holds only the built-in "
                         f"optimizers {sorted(c.__name__ for c in OPTIMIZERS.values())}")
     state = optimizer.state_dict()
-    config = optimizer.get_config()
+    defaults = inspect.signature(type(optimizer)).parameters
+    config = {k: v for k, v in optimizer.get_config().items()
+              if not (k in _LATER_OPTIMIZER_KEYS and v == defaults[k].default)}
     config["learning_rate"] = encode(optimizer.learning_rate, "optimizer.learning_rate")
     arrays = {OPTIMIZER_ARRAYS[k]: state[k] for k in OPTIMIZER_ARRAYS if state[k] is not None}
     entry = {**state, "config": config, **{k: state[k] is not None for k in OPTIMIZER_ARRAYS}}
@@ -435,7 +442,7 @@ def _check_optimizer(entry, n_params: int,
     where = "training.optimizer"
     check_object(entry, where, STATE_KEYS)
     cls = OPTIMIZERS[check_choice(entry["optimizer"], f"{where}.optimizer", OPTIMIZERS)]
-    optimizer = construct(cls, entry["config"], f"{where}.config")
+    optimizer = construct(cls, entry["config"], f"{where}.config", _LATER_OPTIMIZER_KEYS)
     arrays = {OPTIMIZER_ARRAYS[k]: Expected(dtype, (n_params,))
               for k in OPTIMIZER_ARRAYS if check_bool(entry[k], f"{where}.{k}")}
     return optimizer, arrays

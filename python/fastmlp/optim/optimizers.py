@@ -10,12 +10,14 @@ from 1 and lr the current rate:
 
 =========  ======================================================================
 SGD        ``p -= lr * g``
-Momentum   ``v = mu*v - lr*g;  p += v``
+Momentum   ``v = mu*v - lr*g;  p += v``  (0 <= mu <= 1)
 Nesterov   ``v_prev = v;  v = mu*v - lr*g;  p += -mu*v_prev + (1+mu)*v``
 AdaGrad    ``h += g^2;  p -= lr*g / (sqrt(h) + eps)``
 RMSProp    ``h = rho*h + (1-rho)*g^2;  p -= lr*g / (sqrt(h) + eps)``
 Adam       ``m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;``
-           ``p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``
+           ``p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``, or with
+           ``eps_placement="before_correction"``: ``lr_t = lr*sqrt(1-b2^t)/(1-b1^t);``
+           ``p -= lr_t*m / (sqrt(v) + eps)``
 AdamW      ``p -= lr*weight_decay*p``, then the Adam step
 =========  ======================================================================
 
@@ -51,15 +53,31 @@ from .schedules import Schedule
 
 
 # ------------------------------------------------------------------- argument checks
-def _check_range(value, name: str, low: float, high: float, *, low_open: bool) -> float:
-    """low < value < high (low <= value with low_open=False)."""
-    expected = f"a number with {low:g} {'<' if low_open else '<='} {name} < {high:g}"
+def _check_range(value, name: str, low: float, high: float, *, low_open: bool,
+                 high_open: bool = True) -> float:
+    """low < value < high (low <= value with low_open=False, value <= high with
+    high_open=False)."""
+    expected = (f"a number with {low:g} {'<' if low_open else '<='} {name} "
+                f"{'<' if high_open else '<='} {high:g}")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {expected}; got {value!r} of type "
                         f"{type(value).__name__}")
     value = float(value)
-    if not ((low < value if low_open else low <= value) and value < high):
+    if not ((low < value if low_open else low <= value)
+            and (value < high if high_open else value <= high)):
         raise ValueError(f"{name} must be {expected}; got {value!r}")
+    return value
+
+
+# Adam's eps placements: after the bias correction (the paper's Algorithm 1), or added to
+# sqrt(v) before it, the correction folded into the rate (the paper's section 2 form;
+# scikit-learn's, TensorFlow's).
+EPS_PLACEMENTS = ("after_correction", "before_correction")
+
+
+def _check_eps_placement(value) -> str:
+    if not isinstance(value, str) or value not in EPS_PLACEMENTS:
+        raise ValueError(f"eps_placement must be one of {EPS_PLACEMENTS}; got {value!r}")
     return value
 
 
@@ -244,8 +262,9 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Momentum (CS231n): ``v = mu*v - lr*g; p += v`` with v starting at 0.
 
-    ``Momentum(learning_rate=0.01, momentum=0.9, *, clipnorm=None)``, 0 <= momentum < 1.
-    The velocity is the state array ``m``.
+    ``Momentum(learning_rate=0.01, momentum=0.9, *, clipnorm=None)``, 0 <= momentum <= 1
+    (1: the velocity never decays, as scikit-learn allows). The velocity is the state
+    array ``m``.
     """
 
     hyperparameters = ("momentum",)
@@ -254,7 +273,8 @@ class Momentum(Optimizer):
     def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = 0.9, *,
                  clipnorm: Optional[float] = None):
         super().__init__(learning_rate, clipnorm)
-        self.momentum = _check_range(momentum, "momentum", 0.0, 1.0, low_open=False)
+        self.momentum = _check_range(momentum, "momentum", 0.0, 1.0, low_open=False,
+                                     high_open=False)
 
     def kernel_arguments(self):
         return {"b1": self.momentum}
@@ -314,23 +334,29 @@ class Adam(Optimizer):
     ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
     p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``.
 
-    ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, eps=1e-8, *, clipnorm=None)``,
-    0 < beta < 1.
+    ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, eps=1e-8, *,
+    eps_placement="after_correction", clipnorm=None)``, 0 <= beta < 1.
+    ``eps_placement="before_correction"`` adds eps to ``sqrt(v)`` before the bias
+    correction, which moves into the rate: ``lr_t = lr * sqrt(1-b2^t) / (1-b1^t)``
+    (in double), ``p -= (lr_t*m) / (sqrt(v) + eps)``, scikit-learn's arithmetic (the
+    paper's section 2 form). The two differ only through eps (most while v is small).
     """
 
-    hyperparameters = ("beta_1", "beta_2", "eps")
+    hyperparameters = ("beta_1", "beta_2", "eps", "eps_placement")
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
                  beta_2: float = 0.999, eps: float = 1e-8, *,
-                 clipnorm: Optional[float] = None):
+                 eps_placement: str = "after_correction", clipnorm: Optional[float] = None):
         super().__init__(learning_rate, clipnorm)
-        self.beta_1 = _check_range(beta_1, "beta_1", 0.0, 1.0, low_open=True)
-        self.beta_2 = _check_range(beta_2, "beta_2", 0.0, 1.0, low_open=True)
+        self.beta_1 = _check_range(beta_1, "beta_1", 0.0, 1.0, low_open=False)
+        self.beta_2 = _check_range(beta_2, "beta_2", 0.0, 1.0, low_open=False)
         self.eps = check_positive_float(eps, "eps")
+        self.eps_placement = _check_eps_placement(eps_placement)
 
     def kernel_arguments(self):
-        return {"b1": self.beta_1, "b2": self.beta_2, "eps": self.eps}
+        return {"b1": self.beta_1, "b2": self.beta_2, "eps": self.eps,
+                "eps_before_correction": self.eps_placement == "before_correction"}
 
 
 class AdamW(Adam):
@@ -338,16 +364,18 @@ class AdamW(Adam):
     (Loshchilov & Hutter; the decay uses the current rate, schedule and scale included).
 
     ``AdamW(learning_rate=0.001, beta_1=0.9, beta_2=0.999, eps=1e-8,
-    weight_decay=0.01, *, clipnorm=None)``, weight_decay >= 0.
+    weight_decay=0.01, *, eps_placement="after_correction", clipnorm=None)``,
+    weight_decay >= 0; ``eps_placement`` as :class:`Adam`'s.
     """
 
-    hyperparameters = ("beta_1", "beta_2", "eps", "weight_decay")
+    hyperparameters = ("beta_1", "beta_2", "eps", "weight_decay", "eps_placement")
 
     @suggest_keywords
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
                  beta_2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01, *,
-                 clipnorm: Optional[float] = None):
-        super().__init__(learning_rate, beta_1, beta_2, eps, clipnorm=clipnorm)
+                 eps_placement: str = "after_correction", clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, beta_1, beta_2, eps, eps_placement=eps_placement,
+                         clipnorm=clipnorm)
         self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
 
     def kernel_arguments(self):

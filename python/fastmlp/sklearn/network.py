@@ -16,7 +16,9 @@ What scikit-learn minimizes, and how it maps onto fastmlp (docs/conventions.md):
   n / sum(w) over the training set: exact without weights or with full batches), the
   rate of the solvers that are not invariant to the gradient's scale ("sgd", "momentum",
   "nesterov") is ``learning_rate_init / g``, and the epsilon of the adaptive ones is
-  ``epsilon * g``. The weights then follow scikit-learn's updates.
+  ``epsilon * g``. The weights then follow scikit-learn's updates; "adam" (and "adamw")
+  add epsilon where scikit-learn's Adam does, before the bias correction
+  (``eps_placement="before_correction"``).
 * ``loss_``/``loss_curve_`` are scikit-learn's: the batch-size-weighted mean over the
   epoch of each step's loss plus penalty, i.e. ``data_loss * d + penalty / g`` from
   fit's history, with d = 1 (softmax), k (binary cross-entropy), 1/2 (MSE).
@@ -113,7 +115,7 @@ def make_optimizer(params, grad_factor: float) -> Optimizer:
     lr0, eps = params.learning_rate_init, params.epsilon * g
     if params.solver in ("adam", "adamw"):
         cls = Adam if params.solver == "adam" else AdamW
-        return cls(lr0, params.beta_1, params.beta_2, eps)
+        return cls(lr0, params.beta_1, params.beta_2, eps, eps_placement="before_correction")
     return AdaGrad(lr0, eps) if params.solver == "adagrad" else RMSProp(lr0, eps=eps)
 
 
