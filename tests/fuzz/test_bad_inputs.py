@@ -166,16 +166,16 @@ def layer_calls(draw):
 _RATE = either(real_in(0, math.inf, low_open=True))
 OPTIMIZERS = {
     optimizers.SGD: {"learning_rate": _RATE, "clipnorm": either(is_none, real_in(0, math.inf, low_open=True))},
-    optimizers.Momentum: {"learning_rate": _RATE, "momentum": real_in(0, 1, high_open=True)},
-    optimizers.Nesterov: {"learning_rate": _RATE, "momentum": real_in(0, 1, high_open=True)},
+    optimizers.Momentum: {"learning_rate": _RATE, "momentum": real_in(0, 1)},
+    optimizers.Nesterov: {"learning_rate": _RATE, "momentum": real_in(0, 1)},
     optimizers.AdaGrad: {"learning_rate": _RATE, "eps": real_in(0, math.inf, low_open=True)},
     optimizers.RMSProp: {"learning_rate": _RATE, "rho": real_in(0, 1, low_open=True, high_open=True),
                          "eps": real_in(0, math.inf, low_open=True)},
-    optimizers.Adam: {"learning_rate": _RATE, "beta_1": real_in(0, 1, low_open=True, high_open=True),
-                      "beta_2": real_in(0, 1, low_open=True, high_open=True),
+    optimizers.Adam: {"learning_rate": _RATE, "beta_1": real_in(0, 1, high_open=True),
+                      "beta_2": real_in(0, 1, high_open=True),
                       "eps": real_in(0, math.inf, low_open=True)},
     optimizers.AdamW: {"learning_rate": _RATE, "weight_decay": real_in(0, math.inf),
-                       "beta_2": real_in(0, 1, low_open=True, high_open=True)},
+                       "beta_2": real_in(0, 1, high_open=True)},
 }
 SCHEDULES = {
     # schedule: (valid keyword arguments, {argument: validity})
