@@ -10,10 +10,6 @@ dtypes, and bit for bit across ISAs and thread counts.
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from scipy.special import xlogy
-from sklearn.metrics import mean_poisson_deviance
-from sklearn.neural_network._base import poisson_loss
 
 import oracle
 from fastmlp import _core
@@ -52,21 +48,9 @@ def _check_against_oracle(z, y, scale, dtype, what):
 
 
 # ---------------------------------------------------------------------------------
-# The oracle against scikit-learn's and scipy's definitions, and finite differences
+# The oracle: hand-worked values and finite differences (against scikit-learn's and
+# scipy's definitions: tests/reference/test_losses.py, as the ISA stage has neither)
 # ---------------------------------------------------------------------------------
-
-def test_oracle_is_scikit_learns_poisson_loss():
-    """sklearn.neural_network._base.poisson_loss(y, mu) = mean over samples of the row
-    loss (summed over outputs) = mean_poisson_deviance / 2 for one output."""
-    z, y = _case((40, 3), np.float64, 0)
-    mu = np.exp(z)
-    total = oracle.loss(NAME, z, y)[0]
-    assert abs(total / 40 - poisson_loss(y, mu)) <= 1e-13 * abs(total / 40)
-    one = oracle.loss(NAME, z[:, :1], y[:, :1])[0] / 40
-    assert abs(one - mean_poisson_deviance(y[:, 0], mu[:, 0]) / 2) <= 1e-13 * one
-    rows = (xlogy(y, y / mu) - y + mu).sum()
-    assert abs(total - rows) <= 1e-13 * total
-
 
 def test_oracle_hand_worked_values():
     close = lambda a, b: abs(a - b) <= 1e-14 * max(1, abs(b))

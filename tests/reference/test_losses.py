@@ -49,6 +49,23 @@ LITERALS = [
 ]
 
 
+def test_poisson_is_scikit_learns_poisson_loss():
+    """sklearn.neural_network._base.poisson_loss(y, mu) = mean over samples of the row
+    loss (summed over outputs) = mean_poisson_deviance / 2 for one output; the rows are
+    sum_j xlogy(y, y / mu) - y + mu."""
+    from scipy.special import xlogy
+    from sklearn.metrics import mean_poisson_deviance
+    from sklearn.neural_network._base import poisson_loss
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, (40, 3))
+    y, mu = targets("poisson", (40, 3), rng), np.exp(z)
+    total = backend.loss("poisson", z, y, None, 1.0)
+    assert abs(total / 40 - poisson_loss(y, mu)) <= 1e-13 * abs(total / 40)
+    one = backend.loss("poisson", z[:, :1].copy(), y[:, :1].copy(), None, 1.0) / 40
+    assert abs(one - mean_poisson_deviance(y[:, 0], mu[:, 0]) / 2) <= 1e-13 * one
+    assert abs(total - (xlogy(y, y / mu) - y + mu).sum()) <= 1e-13 * total
+
+
 @pytest.mark.parametrize("loss, logits, y, expected", LITERALS)
 def test_loss_matches_hand_worked_values(loss, logits, y, expected):
     logits, y = np.array(logits), np.array(y)
