@@ -189,6 +189,21 @@ def training_program(model_layers, regularizer_of) -> Optional[dict]:
     return program.as_dict(0, output, loss_grad)
 
 
+def _with_trunk(trunk, training: bool, input_dim: int) -> Optional[tuple]:
+    """A new program with its batch buffer and the trunk's forward (training or
+    inference): (program, batch, the trunk's layer ids, the trunk's result, the batch
+    for an empty trunk), or None when a trunk layer runs only on the per-op path."""
+    program = _Program()
+    batch = program.add("batch", input_dim, True)
+    trunk_ids = _forward(trunk, program, training, batch) if trunk else []
+    if trunk_ids is None:
+        return None
+    if not trunk_ids:
+        return program, batch, trunk_ids, batch
+    result = _training_result if training else _inference_result
+    return program, batch, trunk_ids, result(trunk_ids)
+
+
 def multitask_program(trunk, heads, regularizer_of, input_dim: int) -> Optional[dict]:
     """A trunk feeding several heads as one training program with a loss head each
     (MultiTask.loss_and_grad): ``heads`` lists ``(name, layers, loss, weight)`` in
@@ -196,12 +211,10 @@ def multitask_program(trunk, heads, regularizer_of, input_dim: int) -> Optional[
     loss gradient; the trunk's output gradient is the first head's input gradient with
     each later head's added to it in order (``add_to``, MultiTask._backward), then the
     trunk. None when a layer or regularizer runs only on the per-op path."""
-    program = _Program()
-    batch = program.add("batch", input_dim, True)
-    trunk_ids = _forward(trunk, program, True, batch) if trunk else []
-    if trunk_ids is None:
+    started = _with_trunk(trunk, True, input_dim)
+    if started is None:
         return None
-    features = _training_result(trunk_ids) if trunk_ids else batch
+    program, batch, trunk_ids, features = started
     chains, records = [], []
     for name, layers, loss, weight in heads:
         ids = _forward(layers, program, True, features)
@@ -236,12 +249,10 @@ def inference_program(trunk, heads, input_dim: int) -> Optional[dict]:
     output head per head (``heads``: ``loss`` kernel, ``output`` buffer id and ``labels``,
     the loss's ``labels_layout``: what predict's labels look like). None when a
     layer runs only on the per-op path (or no layer computes anything at inference)."""
-    program = _Program()
-    batch = program.add("batch", input_dim, True)
-    trunk_ids = _forward(trunk, program, False, batch) if trunk else []
-    if trunk_ids is None:
+    started = _with_trunk(trunk, False, input_dim)
+    if started is None:
         return None
-    features = _inference_result(trunk_ids) if trunk_ids else batch
+    program, batch, trunk_ids, features = started
     records = []
     for layers, loss in heads:
         ids = _forward(layers, program, False, features)
