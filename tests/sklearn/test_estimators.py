@@ -86,6 +86,8 @@ def test_parameters_match_scikit_learn_names_and_defaults():
                          (MLPRegressor, neural_network.MLPRegressor)]:
         mine, reference = ours().get_params(), theirs().get_params()
         extras = {"dropout": 0.0, "backend": "native", "dtype": None, "n_threads": None}
+        if ours is MLPClassifier:
+            extras["class_weight"] = None
         assert mine == {**reference, **extras}
 
 
@@ -486,3 +488,32 @@ def test_an_estimator_pickled_before_the_subpackages_loads_and_trains_on(early_s
             model.fit(X, y)
     np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
     assert loaded._improvement.count == est._improvement.count
+
+
+@pytest.mark.parametrize("class_weight", [{0: 3.0, 2: 0.5}, "balanced"])
+def test_class_weight_is_sample_weight_by_class(class_weight):
+    """class_weight multiplies each row's weight by its class's (scikit-learn's
+    compute_sample_weight): the same fit, bit for bit, as those row weights passed in."""
+    from sklearn.utils.class_weight import compute_sample_weight
+    X, y = X_IRIS[20:140], Y_IRIS[20:140]           # unequal class counts
+    given = np.linspace(0.5, 1.5, len(y))
+    kwargs = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0, shuffle=False)
+    with pytest.warns(ConvergenceWarning):
+        weighted = MLPClassifier(class_weight=class_weight, **kwargs).fit(X, y, sample_weight=given)
+    with pytest.warns(ConvergenceWarning):
+        plain = MLPClassifier(**kwargs).fit(
+            X, y, sample_weight=given * compute_sample_weight(class_weight, y))
+    with pytest.warns(ConvergenceWarning):
+        unweighted = MLPClassifier(**kwargs).fit(X, y, sample_weight=given)
+    np.testing.assert_array_equal(weighted.predict_proba(X), plain.predict_proba(X))
+    assert not np.array_equal(weighted.predict_proba(X), unweighted.predict_proba(X))
+
+
+def test_class_weight_balanced_is_refused_by_partial_fit_and_a_dict_works():
+    with pytest.raises(ValueError, match="class_weight='balanced'.*partial_fit"):
+        MLPClassifier(class_weight="balanced").partial_fit(X_IRIS, Y_IRIS, classes=[0, 1, 2])
+    est = MLPClassifier(class_weight={1: 2.0}, random_state=0).partial_fit(
+        X_IRIS, Y_IRIS, classes=[0, 1, 2])
+    assert est.predict(X_IRIS).shape == (150,)
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight="heavy").fit(X_IRIS, Y_IRIS)

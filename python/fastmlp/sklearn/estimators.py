@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, \
     check_classification_targets, type_of_target, unique_labels
@@ -149,6 +150,7 @@ class _BaseMLP(BaseEstimator):
                                             dtype=self._input_dtype(first_pass))
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
+        sample_weight = self._with_class_weight(labels, sample_weight, incremental)
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
@@ -164,6 +166,11 @@ class _BaseMLP(BaseEstimator):
             write_edits(self, self.model_)
         self._train(*train, validation, incremental, first_pass)
         return self
+
+    def _with_class_weight(self, labels, sample_weight, incremental: bool):
+        """The row weights the fit uses: ``sample_weight`` (the regressor has no
+        class_weight)."""
+        return sample_weight
 
     def _input_dtype(self, first_pass: bool):
         """The dtype X is converted to: ``dtype`` when set; else, as scikit-learn, float32
@@ -299,8 +306,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (multilabel) one logistic output per label. Ours on top: ``solver`` also takes
     "momentum", "nesterov", "adagrad", "rmsprop", "adamw"; ``dropout`` (rate after each
     hidden layer), ``backend`` ("native" or "numpy"), ``dtype`` and ``n_threads`` (None:
-    the library's default). ``solver="lbfgs"`` runs scikit-learn's L-BFGS
-    (:mod:`fastmlp.sklearn.lbfgs`; no partial_fit, no dropout).
+    the library's default), ``class_weight`` (a dict {label: weight} or "balanced", as
+    scikit-learn's other classifiers take it: it multiplies sample_weight). ``solver="lbfgs"``
+    runs scikit-learn's L-BFGS (:mod:`fastmlp.sklearn.lbfgs`; no partial_fit, no dropout).
 
     ``dtype=None`` follows scikit-learn: the first fit's float32 input gives a float32
     network, float64 or any other input (integers, lists, DataFrames) a float64 one;
@@ -319,7 +327,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype=None, n_threads=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None, class_weight=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -347,8 +355,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.backend = backend
         self.dtype = dtype
         self.n_threads = n_threads
+        self.class_weight = class_weight
 
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
+                                    "class_weight": [dict, StrOptions({"balanced"}), None]}
     _score_function = staticmethod(accuracy_score)
+
+    def _with_class_weight(self, labels, sample_weight, incremental: bool):
+        """``sample_weight`` times each row's class weight (scikit-learn's
+        ``compute_sample_weight``: a dict {label: weight}, or "balanced",
+        n_samples / (n_classes * bincount(y)) of this call's y, so not with partial_fit)."""
+        if self.class_weight is None:
+            return sample_weight
+        if incremental and self.class_weight == "balanced":
+            raise ValueError("class_weight='balanced' weighs the classes by their counts in "
+                             "the whole y, which partial_fit does not see: pass a dict "
+                             "{label: weight} for partial_fit")
+        weights = compute_sample_weight(self.class_weight, labels)
+        return weights if sample_weight is None else sample_weight * weights
 
     @available_if(lambda est: est._check_solver())
     @one_at_a_time
