@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "kernels/sparse.hpp"
 #include "parallel.hpp"
 
 namespace fastmlp {
@@ -42,6 +43,34 @@ void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activat
     const auto f = kernels().get<T>().bias_act_forward;
     parallel_for(rows, threads_for(rows * cols, kElementGrain), [&](index r0, index r1) {
         f(bias, z + r0 * cols, a + r0 * cols, r1 - r0, cols, act, param);
+    });
+}
+
+// The Dense forward on sparse rows: z = x W^T + bias, out = act(z); x (rows, k) CSR, W
+// (n, k). The entries are sorted by column once on the calling thread (a scratch kept per
+// thread, grown once), the product split over the outputs (each sum whole on one thread),
+// then bias_act_forward: the bits do not depend on the thread count.
+template <class T, class I>
+void csr_gemm_bias_act(const CsrRows<T, I>& x, const T* w, const T* bias, T* z, T* out, index n,
+                       Activation act, T param) {
+    thread_local ColumnEntries<T> scratch;
+    ColumnEntries<T>& e = scratch;      // the calling thread's (a thread_local names each thread's own)
+    e.assign(x);
+    parallel_for(n, threads_for(x.entries() * n, kGemmGrain), [&](index o0, index o1) {
+        csr_times_wt_outputs(e, x.rows, x.cols, w, z, n, o0, o1);
+    });
+    bias_act_forward<T>(bias, z, out, x.rows, n, act, param);
+}
+
+// dW = dz^T x for sparse rows x (rows, k), dz (rows, n), dW (n, k) overwritten; split over
+// the outputs.
+template <class T, class I>
+void csr_weight_grad(const T* dz, const CsrRows<T, I>& x, T* dw, index n) {
+    thread_local ColumnEntries<T> scratch;
+    ColumnEntries<T>& e = scratch;      // the calling thread's, shared with the team
+    e.assign(x);
+    parallel_for(n, threads_for(x.entries() * n + n * x.cols, kGemmGrain), [&](index o0, index o1) {
+        csr_weight_grad_outputs(e, x.cols, dz, dw, n, o0, o1);
     });
 }
 

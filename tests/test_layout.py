@@ -15,7 +15,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "fastmlp"
 
 # Lowest first. A module may import from its own layer or any layer before it.
 LAYERS = (
-    ("foundation", ("errors", "_validation", "_keywords", "_files", "_memory", "_version")),
+    ("foundation", ("errors", "_validation", "_keywords", "_files", "_memory", "_sparse",
+                    "_version")),
     ("backends", ("backends",)),
     ("nn", ("nn",)),
     ("optim", ("optim",)),

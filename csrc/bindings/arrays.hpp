@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "../common.hpp"
+#include "../kernels/sparse.hpp"
 
 namespace fastmlp { namespace bind {
 
@@ -108,6 +109,38 @@ auto with_dtype(const py::array& a, const char* kernel, const char* name, F f) {
     if (py::array_t<double>::check_(a)) return f(double{});
     throw py::type_error(std::string(kernel) + ": " + name + " has dtype " +
                          std::string(py::str(a.dtype())) + ", expected float32 or float64");
+}
+
+// Calls f(I{}) with I the index type of a CSR matrix's indptr and indices (both int32 or
+// both int64); TypeError otherwise.
+template <class F>
+auto with_index_dtype(const py::array& indptr, const py::array& indices, const char* kernel, F f) {
+    if (py::array_t<std::int32_t>::check_(indptr) && py::array_t<std::int32_t>::check_(indices))
+        return f(std::int32_t{});
+    if (py::array_t<std::int64_t>::check_(indptr) && py::array_t<std::int64_t>::check_(indices))
+        return f(std::int64_t{});
+    throw py::type_error(std::string(kernel) + ": sparse X's indptr and indices have dtypes " +
+                         std::string(py::str(indptr.dtype())) + " and " + std::string(py::str(indices.dtype())) +
+                         ", expected both int32 or both int64");
+}
+
+// The CSR rows (indptr, indices, values) with `cols` columns, every array checked (1-D,
+// C order, values of dtype T, indices of type I) and every index checked (check_csr).
+template <class T, class I>
+CsrRows<T, I> csr_input(const py::array& indptr, const py::array& indices, const py::array& values, index cols,
+                        const char* kernel) {
+    CsrRows<T, I> x;
+    x.indptr = input<I>(indptr, kernel, "indptr", 1);
+    x.indices = input<I>(indices, kernel, "indices", 1);
+    x.values = input<T>(values, kernel, "values", 1);
+    if (indices.shape(0) != values.shape(0))
+        fail_value(kernel, "sparse X's indices " + shape_of(indices) + " and values " + shape_of(values) +
+                               " must have one entry each");
+    if (indptr.shape(0) < 1) fail_value(kernel, "sparse X's indptr must hold rows + 1 >= 1 entries");
+    x.rows = indptr.shape(0) - 1;
+    x.cols = cols;
+    check_csr(x, values.shape(0), kernel);   // std::invalid_argument reaches Python as ValueError
+    return x;
 }
 
 }}  // namespace fastmlp::bind

@@ -72,6 +72,49 @@ void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z
     });
 }
 
+// z = x W^T + bias, out = act(z) with x sparse rows (indptr, indices, values) of W.shape[1] columns.
+void csr_gemm_bias_act_binding(py::array indptr, py::array indices, py::array values, py::array w,
+                               py::array bias, py::array z, py::array out, const std::string& act, double param) {
+    const char* k = "csr_gemm_bias_act";
+    const Activation f = activation_of(k, act);
+    with_dtype(values, k, "values", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pw = input<T>(w, k, "w", 2);
+        const T* pbias = input<T>(bias, k, "bias", 1);
+        T* pz = output<T>(z, k, "z", 2);
+        T* po = output<T>(out, k, "out", 2);
+        with_index_dtype(indptr, indices, k, [&](auto itag) {
+            const CsrRows<T, decltype(itag)> x = csr_input<T, decltype(itag)>(indptr, indices, values, w.shape(1), k);
+            if (z.shape(0) != x.rows || z.shape(1) != w.shape(0) || bias.shape(0) != w.shape(0))
+                fail_value(k, "shape mismatch: x has " + std::to_string(x.rows) + " rows, w is " + shape_of(w) +
+                                  ", bias " + shape_of(bias) + ", z " + shape_of(z) + " (expected z (rows, w.shape[0]))");
+            same_shape(k, z, "z", out, "out");
+            all_disjoint(k, {{&z, "z"}, {&out, "out"}}, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
+            py::gil_scoped_release nogil;
+            csr_gemm_bias_act<T>(x, pw, pbias, pz, po, w.shape(0), f, T(param));
+        });
+    });
+}
+
+// dw = dz^T x with x sparse rows (indptr, indices, values) of dw.shape[1] columns.
+void csr_weight_grad_binding(py::array dz, py::array indptr, py::array indices, py::array values, py::array dw) {
+    const char* k = "csr_weight_grad";
+    with_dtype(dz, k, "dz", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pdz = input<T>(dz, k, "dz", 2);
+        T* pdw = output<T>(dw, k, "dw", 2);
+        with_index_dtype(indptr, indices, k, [&](auto itag) {
+            const CsrRows<T, decltype(itag)> x = csr_input<T, decltype(itag)>(indptr, indices, values, dw.shape(1), k);
+            if (dz.shape(0) != x.rows || dz.shape(1) != dw.shape(0))
+                fail_value(k, "shape mismatch: x has " + std::to_string(x.rows) + " rows, dz is " + shape_of(dz) +
+                                  ", dw " + shape_of(dw) + " (expected dz (rows, dw.shape[0]))");
+            all_disjoint(k, {{&dw, "dw"}}, {{&dz, "dz"}, {&values, "values"}});
+            py::gil_scoped_release nogil;
+            csr_weight_grad<T>(pdz, x, pdw, dw.shape(0));
+        });
+    });
+}
+
 }  // namespace
 
 void register_gemm(py::module_& m) {
@@ -83,6 +126,15 @@ void register_gemm(py::module_& m) {
           arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
           "z = op(a) @ op(b) + bias (row broadcast), out = act(z), in one pass; bit-identical to gemm "
           "then bias_act_forward. z and out are never read; out may be z only for 'linear'.");
+    m.def("csr_gemm_bias_act", &csr_gemm_bias_act_binding, arg("indptr").noconvert(), arg("indices").noconvert(),
+          arg("values").noconvert(), arg("w").noconvert(), arg("bias").noconvert(), arg("z").noconvert(),
+          arg("out").noconvert(), arg("activation") = "linear", arg("param") = 0.0,
+          "z = x @ w.T + bias, out = act(z) for sparse rows x (CSR: indptr, indices, values; "
+          "w.shape[1] columns), each sum in scipy's order; every index is checked.");
+    m.def("csr_weight_grad", &csr_weight_grad_binding, arg("dz").noconvert(), arg("indptr").noconvert(),
+          arg("indices").noconvert(), arg("values").noconvert(), arg("dw").noconvert(),
+          "dw = dz.T @ x for sparse rows x (CSR: indptr, indices, values; dw.shape[1] columns), "
+          "each sum in scipy's order (x.T @ dz); every index is checked.");
 }
 
 }}  // namespace fastmlp::bind

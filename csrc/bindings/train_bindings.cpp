@@ -90,7 +90,7 @@ public:
     const std::vector<index>& head_outputs() const { return head_outputs_; }
     index steps_per_epoch(index n) const { return n < 1 ? 0 : (n + batch_ - 1) / batch_; }
 
-    void run(py::array x, py::array y, py::object w, py::array order, index step_begin, index step_end,
+    void run(py::object x, py::array y, py::object w, py::array order, index step_begin, index step_end,
              py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals, const PyWatch* watch) {
         const std::atomic<bool>* stop = watch ? watch->flag() : nullptr;
         if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop);
@@ -98,7 +98,7 @@ public:
     }
 
     // Step `step`'s loss and gradient without the update (Trainer::gradient), GIL released.
-    train::StepGradient gradient(py::array x, py::array y, py::object w, py::array order, index step,
+    train::StepGradient gradient(py::object x, py::array y, py::object w, py::array order, index step,
                                  std::uint64_t model_step) {
         if (f32_) return gradient_as<float>(*f32_, x, y, w, order, step, model_step);
         return gradient_as<double>(*f64_, x, y, w, order, step, model_step);
@@ -106,7 +106,7 @@ public:
 
 private:
     template <class T>
-    train::StepGradient gradient_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj,
+    train::StepGradient gradient_as(train::Trainer<T>& trainer, const py::object& x, py::array& y, const py::object& wobj,
                                     py::array& order, index step, std::uint64_t model_step) {
         const char* k = "Trainer.gradient";
         py::array w;
@@ -139,37 +139,69 @@ private:
         if (v_) no_overlap(kK, v_, "v", in, name);
     }
 
+    // X viewed into d (d.n its rows): a dense (n, features) array, or sparse rows as the
+    // tuple (indptr, indices, values) of a CSR matrix with `features` columns, indices
+    // checked (check_csr). Returns X's shape for messages; `arrays` gets X's arrays.
+    template <class T>
+    std::string x_of(const char* k, const py::object& x, EpochData<T>& d, py::list& arrays) const {
+        if (py::isinstance<py::tuple>(x) && py::len(x) == 3) {
+            const py::tuple t = x.cast<py::tuple>();
+            for (const py::handle a : t) {
+                if (!py::isinstance<py::array>(a))
+                    throw py::type_error(std::string(k) + ": sparse X must be a tuple of numpy arrays (indptr, indices, values)");
+                arrays.append(a);
+            }
+            const py::array indptr = t[0].cast<py::array>(), indices = t[1].cast<py::array>(), values = t[2].cast<py::array>();
+            with_index_dtype(indptr, indices, k, [&](auto itag) {
+                using I = decltype(itag);
+                const CsrRows<T, I> rows = csr_input<T, I>(indptr, indices, values, features_, k);
+                if constexpr (sizeof(I) == 4) d.x32 = rows; else d.x64 = rows;
+                d.n = rows.rows;
+            });
+            return "sparse (" + std::to_string(d.n) + ", " + std::to_string(features_) + ")";
+        }
+        if (!py::isinstance<py::array>(x))
+            throw py::type_error(std::string(k) + ": X must be a numpy array or the tuple (indptr, indices, values) of sparse rows");
+        const py::array a = x.cast<py::array>();
+        arrays.append(a);
+        d.x = input<T>(a, k, "X", 2);
+        d.n = a.shape(0);
+        if (a.shape(1) != features_)
+            fail_value(k, "shape mismatch: X is " + shape_of(a) + " (expected (n, " + std::to_string(features_) + "))");
+        return shape_of(a);
+    }
+
     // The epoch's arrays checked and viewed (`w` keeps the row weights' array).
     template <class T>
-    EpochData<T> epoch_data(const char* k, py::array& x, py::array& y, const py::object& wobj, py::array& w,
+    EpochData<T> epoch_data(const char* k, const py::object& x, py::array& y, const py::object& wobj, py::array& w,
                             py::array& order) const {
         EpochData<T> d;
-        d.x = input<T>(x, k, "X", 2);
+        py::list x_arrays;
+        const std::string x_shape = x_of(k, x, d, x_arrays);
         d.y = input<T>(y, k, "Y", 2);
-        d.n = x.shape(0);
         if (d.n < 1) fail_value(k, "X must have at least one row");
-        if (x.shape(1) != features_ || y.shape(0) != d.n || y.shape(1) != targets_)
-            fail_value(k, "shape mismatch: X is " + shape_of(x) + ", Y is " + shape_of(y) + " (expected (n, " +
+        if (y.shape(0) != d.n || y.shape(1) != targets_)
+            fail_value(k, "shape mismatch: X is " + x_shape + ", Y is " + shape_of(y) + " (expected (n, " +
                               std::to_string(features_) + ") and (n, " + std::to_string(targets_) + "))");
         if (!wobj.is_none()) {
             if (!py::isinstance<py::array>(wobj)) throw py::type_error(std::string(k) + ": W must be a numpy array or None");
             w = wobj.cast<py::array>();
             d.w = input<T>(w, k, "W", 1);
             if (w.shape(0) != d.n)
-                fail_value(k, "shape mismatch: X is " + shape_of(x) + ", W is " + shape_of(w) + " (expected (n,))");
+                fail_value(k, "shape mismatch: X is " + x_shape + ", W is " + shape_of(w) + " (expected (n,))");
             written_disjoint(w, "W");
         }
         d.order = input<std::int64_t>(order, k, "order", 1);
         if (order.shape(0) != d.n)
             fail_value(k, "order has shape " + shape_of(order) + ", expected (" + std::to_string(d.n) + ",)");
-        written_disjoint(x, "X");
+        for (const py::handle a : x_arrays) written_disjoint(a.cast<py::array>(), "X");
         written_disjoint(y, "Y");
         written_disjoint(order, "order");
         return d;
     }
 
     template <class T>
-    void run_as(train::Trainer<T>& trainer, py::array& x, py::array& y, const py::object& wobj, py::array& order,
+    void run_as(train::Trainer<T>& trainer, const py::object& x, py::array& y, const py::object& wobj, py::array& order,
                 index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
                 Totals& totals, const std::atomic<bool>* stop) {
         const char* k = "Trainer.run";
@@ -252,14 +284,14 @@ void register_train(py::module_& m) {
         .def_property_readonly("batch_size", &PyTrainer::batch_size)
         .def_property_readonly("head_outputs", &PyTrainer::head_outputs)
         .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))
-        .def("gradient", [](PyTrainer& t, py::array x, py::array y, py::object w, py::array order, index step,
+        .def("gradient", [](PyTrainer& t, py::object x, py::array y, py::object w, py::array order, index step,
                             std::uint64_t model_step) {
                  const train::StepGradient g = t.gradient(x, y, w, order, step, model_step);
                  return py::make_tuple(g.loss_sum, g.weight, g.penalty);
              },
-             arg("X").noconvert(), arg("Y").noconvert(), arg("W"), arg("order").noconvert(), arg("step"),
+             arg("X"), arg("Y").noconvert(), arg("W"), arg("order").noconvert(), arg("step"),
              arg("model_step"))
-        .def("run", &PyTrainer::run, arg("X").noconvert(), arg("Y").noconvert(), arg("W"),
+        .def("run", &PyTrainer::run, arg("X"), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
              arg("model_step"), arg("totals"), arg("watch") = py::none());
 }

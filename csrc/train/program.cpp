@@ -271,6 +271,10 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) 
     const index n = op.dims[0], k = op.dims[1];
     switch (op.code) {
         case OpCode::gemm_bias_act:     // z = x W^T + b, a = act(z): the bias and activation in the epilogue
+            if (b.csr && a[0] == b.input) {
+                csr_gemm_bias_act<T>(*b.csr, p[a[1]], p[a[2]], p[a[3]], p[a[4]], n, op.activation, T(c[0]));
+                return;
+            }
             gemm_bias_act<T>(false, true, rows, n, k, p[a[0]], k, p[a[1]], k, p[a[2]], p[a[3]], n, p[a[4]], n,
                              op.activation, T(c[0]));
             return;
@@ -278,6 +282,10 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) 
             act_backward<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], rows * n, op.activation, T(c[0]));
             return;
         case OpCode::gemm_weight_grad:
+            if (b.csr && a[1] == b.input) {
+                csr_weight_grad<T>(p[a[0]], *b.csr, p[a[2]], n);
+                return;
+            }
             gemm<T>(true, false, n, k, rows, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k);
             return;
         case OpCode::col_sum: col_sum<T>(p[a[0]], rows, n, p[a[1]]); return;
@@ -322,8 +330,25 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) 
     }
 }
 
+template <class T>
+void check_sparse_input(const Program<T>& program, const std::string& who) {
+    for (const auto* ops : {&program.forward, &program.backward})
+        for (const OpRecord& op : *ops)
+            for (int j = 0; j < kMaxArgs; ++j) {
+                if (op.args[j] != program.input) continue;
+                const bool product = (op.code == OpCode::gemm_bias_act && j == 0) ||
+                                     (op.code == OpCode::gemm_weight_grad && j == 1);
+                if (!product)
+                    throw std::invalid_argument(who + ": sparse X needs a first layer that multiplies its input "
+                                                "(Dense, Maxout); op " + kOpCodeNames[int(op.code)] +
+                                                " reads it");
+            }
+}
+
 template void check_program<float>(Program<float>&, index, bool, const std::string&);
 template void check_program<double>(Program<double>&, index, bool, const std::string&);
+template void check_sparse_input<float>(const Program<float>&, const std::string&);
+template void check_sparse_input<double>(const Program<double>&, const std::string&);
 template void run_op<float>(const OpRecord&, BoundView<float>, index, std::uint64_t);
 template void run_op<double>(const OpRecord&, BoundView<double>, index, std::uint64_t);
 

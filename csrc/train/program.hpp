@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../common.hpp"
+#include "../kernels/sparse.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -92,11 +93,15 @@ void check_program(Program<T>& program, index n_params, bool training, const std
 
 // The buffers' addresses for one runner: ptr[i] of a float buffer, ints[i] of an int32
 // one; two tables of one entry per buffer, held by the runner (the trainer's Bound, the
-// predictor's per-call scratch).
+// predictor's per-call scratch). With sparse input rows (`csr` set) the batch buffer
+// `input` is those rows: the ops that read it (the first layer's gemm_bias_act and
+// gemm_weight_grad: check_sparse_input) multiply them as CSR.
 template <class T>
 struct BoundView {
     T* const* ptr;
     std::int32_t* const* ints;
+    const CsrRows<T, std::int64_t>* csr = nullptr;
+    int input = -1;
 };
 
 // The tables of a BoundView in vectors (the trainer's, set once).
@@ -104,8 +109,16 @@ template <class T>
 struct Bound {
     std::vector<T*> ptr;
     std::vector<std::int32_t*> ints;
-    BoundView<T> view() const { return {ptr.data(), ints.data()}; }
+    const CsrRows<T, std::int64_t>* csr = nullptr;
+    int input = -1;
+    BoundView<T> view() const { return {ptr.data(), ints.data(), csr, input}; }
 };
+
+// Throws std::invalid_argument (message starting with `who`) unless every op of the
+// program's forward and backward that reads the batch buffer is a gemm_bias_act taking it
+// as x or a gemm_weight_grad taking it as x: what sparse input rows need.
+template <class T>
+void check_sparse_input(const Program<T>& program, const std::string& who);
 
 // Runs one op (not regularize: the penalty's divisor is the runner's) over `rows` rows;
 // `step` is the model's training-step counter (Dropout's mask).

@@ -164,9 +164,15 @@ template <class T>
 void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
     const std::int64_t* idx = d.order + start;
     const Program<T>& p = spec_.program;
-    T* x = bound_.ptr[std::size_t(p.input)];
-    for (index i = 0; i < rows; ++i)
-        std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
+    if (d.x32.values) {
+        gather_sparse(d.x32, idx, rows);
+    } else if (d.x64.values) {
+        gather_sparse(d.x64, idx, rows);
+    } else {
+        T* x = bound_.ptr[std::size_t(p.input)];
+        for (index i = 0; i < rows; ++i)
+            std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
+    }
     for (std::size_t h = 0; h < p.heads.size(); ++h) {
         const index k = p.width(p.heads[h].output), offset = p.heads[h].offset;
         T* y = y_[h].data();
@@ -175,6 +181,61 @@ void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
     }
     if (d.w)
         for (index i = 0; i < rows; ++i) w_.data()[i] = d.w[idx[i]];
+}
+
+// Rows idx[0, rows) of sparse X as the batch's CSR rows, their entries in X's order.
+template <class T>
+template <class I>
+void Trainer<T>::gather_sparse(const CsrRows<T, I>& x, const std::int64_t* idx, index rows) {
+    std::int64_t* indptr = batch_indptr_.data();
+    std::int64_t* indices = batch_indices_.data();
+    T* values = batch_values_.data();
+    indptr[0] = 0;
+    for (index i = 0; i < rows; ++i) {
+        const I begin = x.indptr[idx[i]], end = x.indptr[idx[i] + 1];
+        std::int64_t at = indptr[i];
+        for (I k = begin; k < end; ++k, ++at) {
+            indices[at] = std::int64_t(x.indices[k]);
+            values[at] = x.values[k];
+        }
+        indptr[i + 1] = at;
+    }
+    batch_csr_.rows = rows;
+}
+
+// Room for the largest step of [step_begin, step_end) in the gathered batch of sparse X.
+template <class T>
+template <class I>
+void Trainer<T>::reserve_sparse(const CsrRows<T, I>& x, const EpochData<T>& d, index step_begin,
+                                index step_end) {
+    index most = 0;
+    for (index s = step_begin; s < step_end; ++s) {
+        index entries = 0;
+        for (index r = s * spec_.batch; r < std::min(d.n, (s + 1) * spec_.batch); ++r)
+            entries += index(x.indptr[d.order[r] + 1] - x.indptr[d.order[r]]);
+        most = std::max(most, entries);
+    }
+    if (batch_indptr_.size() < std::size_t(spec_.batch + 1)) batch_indptr_.resize(std::size_t(spec_.batch + 1));
+    if (batch_indices_.size() < std::size_t(most)) {
+        batch_indices_.resize(std::size_t(most));
+        batch_values_.resize(std::size_t(most));
+    }
+    batch_csr_ = {batch_indptr_.data(), batch_indices_.data(), batch_values_.data(), 0, features_};
+}
+
+// Before a run's steps: the order checked; with sparse X, the program checked for it
+// (check_sparse_input) and the batch buffer bound to the gathered CSR rows.
+template <class T>
+void Trainer<T>::prepare(const EpochData<T>& d, index step_begin, index step_end) {
+    check_order(d);
+    const bool sparse = d.x32.values || d.x64.values;
+    if (sparse) {
+        check_sparse_input(spec_.program, "Trainer");
+        if (d.x32.values) reserve_sparse(d.x32, d, step_begin, step_end);
+        else reserve_sparse(d.x64, d, step_begin, step_end);
+    }
+    bound_.csr = sparse ? &batch_csr_ : nullptr;
+    bound_.input = spec_.program.input;
 }
 
 // The program's forward (Layer.forward(training=True) of every layer).
@@ -308,8 +369,8 @@ StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, in
 
 template <class T>
 StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uint64_t model_step) {
-    check_order(data);
     const Running running(running_);
+    prepare(data, step, step + 1);
     const std::lock_guard<WeightsLock> whole_step(*lock_);
     const index start = step * spec_.batch;
     const index rows = std::min(spec_.batch, data.n - start);
@@ -319,8 +380,8 @@ StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uin
 template <class T>
 void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs, long long t0,
                      std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
-    check_order(data);
     const Running running(running_);
+    prepare(data, step_begin, step_end);
     const index b = spec_.batch, n = data.n;
     const OptimizerSpec& opt = spec_.optimizer;
     for (index s = step_begin; s < step_end; ++s) {

@@ -23,7 +23,9 @@
 //             the update; global-norm clipping; one optimizer_update over all parameters
 //
 // Parameters, gradients and the optimizer state are flat buffers owned by the caller
-// (the model's and the optimizer's numpy arrays); nothing is allocated after creation.
+// (the model's and the optimizer's numpy arrays); nothing is allocated after creation,
+// except the gathered batch of sparse X, which a run grows before its first step when its
+// steps hold more entries than any run before.
 // Each step runs holding the model's WeightsLock exclusively (weights_lock.hpp), so a
 // reader in another thread sees the weights and layer state between steps only; a run
 // asked to watch a stop flag (SIGINT: interrupt.hpp) reads it before each step and ends
@@ -36,6 +38,7 @@
 #include <vector>
 
 #include "../common.hpp"
+#include "../kernels/sparse.hpp"
 #include "program.hpp"
 #include "weights_lock.hpp"
 
@@ -67,10 +70,14 @@ struct Buffers {
     T* v = nullptr;
 };
 
-// One epoch's training data and the order its rows are visited in.
+// One epoch's training data and the order its rows are visited in. X is dense (x) or
+// sparse rows (x32 or x64, with n rows and the first layer's inputs as columns, indices
+// checked by the caller: check_csr); exactly one is set.
 template <class T>
 struct EpochData {
     const T* x = nullptr;                     // (n, inputs of the first layer)
+    CsrRows<T, std::int32_t> x32;
+    CsrRows<T, std::int64_t> x64;
     const T* y = nullptr;                     // (n, the heads' widths summed), dense targets
     const T* w = nullptr;                     // (n,) row weights, or null
     const std::int64_t* order = nullptr;      // (n,) row indices in [0, n)
@@ -173,6 +180,11 @@ private:
     double penalty(index rows, index n) const;
 
     void gather(const EpochData<T>& data, index start, index rows);
+    template <class I>
+    void gather_sparse(const CsrRows<T, I>& x, const std::int64_t* idx, index rows);
+    template <class I>
+    void reserve_sparse(const CsrRows<T, I>& x, const EpochData<T>& data, index step_begin, index step_end);
+    void prepare(const EpochData<T>& data, index step_begin, index step_end);
     void forward(index rows, std::uint64_t model_step);
     double losses(index rows, const T* w, double weight);
     void backward(index rows);
@@ -191,6 +203,10 @@ private:
     Bound<T> bound_;                                   // every buffer's address
     mutable std::vector<double> scratch_;     // 3 * the widest head: one batch's r2 sums
     Workspace<T> predicted_;                  // a poisson head's batch predictions exp(z)
+    // Sparse X: the step's rows gathered as CSR (bound_.csr), grown by a run that needs more.
+    std::vector<std::int64_t> batch_indptr_, batch_indices_;
+    std::vector<T> batch_values_;
+    CsrRows<T, std::int64_t> batch_csr_;
     std::atomic<bool> running_{false};        // a run() is in progress
 };
 

@@ -12,6 +12,8 @@ from typing import Iterable, NoReturn, Optional, Sequence
 
 import numpy as np
 
+from ._sparse import CsrRows, as_csr_rows, is_sparse
+
 DTYPES = ("float32", "float64")
 
 
@@ -287,10 +289,17 @@ def _object_labels(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def as_features(X, name: str, n_features: int, dtype: np.dtype, *,
-                finite_checked_later: bool = False) -> np.ndarray:
+                finite_checked_later: bool = False, accept_sparse: bool = False):
     """X as a finite C-contiguous (n_samples, n_features) array of ``dtype``, converted
     once and checked once (after the conversion, which also catches overflow; see
-    to_dtype for ``finite_checked_later``)."""
+    to_dtype for ``finite_checked_later``). With ``accept_sparse`` a scipy.sparse X
+    comes back as checked :class:`fastmlp._sparse.CsrRows`; without, it is a TypeError."""
+    if is_sparse(X) or type(X) is CsrRows:
+        if not accept_sparse:
+            raise TypeError(f"{name} is a scipy.sparse matrix (shape {X.shape}), which this "
+                            f"model does not take; pass {name}.toarray(), or use a "
+                            f"Sequential or a scikit-learn estimator")
+        return as_csr_rows(X, name, n_features, dtype)
     array = _samples_array(X, name, (2,))
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features per sample (shape "

@@ -96,9 +96,17 @@ def test_unfitted_estimator_raises_not_fitted():
         MLPClassifier().predict(X_IRIS)
 
 
-def test_sparse_input_is_refused():
-    with pytest.raises(TypeError, match="dense data is required"):
-        quick_classifier().fit(sparse.csr_matrix(X_IRIS), Y_IRIS)
+@converging
+def test_sparse_input_fits_and_predicts_as_dense():
+    """CSR and CSC X: the same fit as the dense X (float64: the products sum in the
+    same order up to the GEMM's blocking, so to rounding), the same predictions."""
+    dense = quick_classifier(dtype="float64").fit(X_IRIS, Y_IRIS)
+    for convert in (sparse.csr_matrix, sparse.csc_matrix):
+        clf = quick_classifier(dtype="float64").fit(convert(X_IRIS), Y_IRIS)
+        for a, b in zip(clf.coefs_, dense.coefs_):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(clf.predict(convert(X_IRIS)), dense.predict(X_IRIS))
+        assert clf.score(convert(X_IRIS), Y_IRIS) == dense.score(X_IRIS, Y_IRIS)
 
 
 # ------------------------------------------------------------ fitted attributes

@@ -9,12 +9,10 @@ release, 1.9.*) is read and executed as a module of its own with one line change
 Tests that cannot pass are marked xfail(strict=True) with their reason in ``XFAIL`` (an
 unexpected pass fails, so a mark goes as soon as the feature lands); none is skipped.
 
-Counts (scikit-learn 1.9.1): 59 collected, 52 passed, 7 xfailed:
-- 5 read scikit-learn's private attributes: test_gradient (``_loss_grad_lbfgs``),
-  test_learning_rate_warmstart and test_adaptive_learning_rate (``_optimizer``),
-  test_n_iter_no_change and test_n_iter_no_change_inf (``_no_improvement_count``);
-- 2 sparse input, not built yet (issue 13, Deliver 3): test_sparse_matrices[csr_matrix],
-  test_sparse_matrices[csr_array].
+Counts (scikit-learn 1.9.1): 59 collected, 54 passed, 5 xfailed, all of them reading
+scikit-learn's private attributes: test_gradient (``_loss_grad_lbfgs``),
+test_learning_rate_warmstart and test_adaptive_learning_rate (``_optimizer``),
+test_n_iter_no_change and test_n_iter_no_change_inf (``_no_improvement_count``).
 """
 import importlib.util
 import pathlib
@@ -50,9 +48,6 @@ def global_random_seed(request):
     return request.param
 
 
-SPARSE = ("sparse input (issue 13, Deliver 3) is not built yet: X is refused", TypeError)
-
-
 def private(attribute: str):
     return (f"reads scikit-learn's private attribute {attribute}, which ours do not have",
             AttributeError)
@@ -66,7 +61,6 @@ XFAIL = {
     "test_adaptive_learning_rate": private("_optimizer (its learning_rate)"),
     "test_n_iter_no_change": private("_no_improvement_count"),
     "test_n_iter_no_change_inf": private("_no_improvement_count"),
-    "test_sparse_matrices": SPARSE,
 }
 
 

@@ -64,7 +64,13 @@ class Backend(Protocol):
         Exactly ``gemm(x, w, z, trans_b=True)`` then ``bias_act_forward(z, bias, a, ...)``
         (the native backend fuses them into the GEMM's epilogue, bit for bit the same).
         ``z`` and ``a`` are never read; ``a`` may be ``z`` only when activation is "linear".
+        ``x`` may be sparse rows (:class:`fastmlp._sparse.CsrRows`): each sum then runs
+        in scipy's ``csr @ dense`` order (docs/sparse.md).
         """
+
+    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray) -> None:
+        """A layer's weight gradient ``dw = dz.T @ x``: ``gemm(dz, x, dw, trans_a=True)``;
+        for sparse rows ``x`` each sum in scipy's ``x.T @ dz`` order (docs/sparse.md)."""
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: ActivationFormulas, param: float) -> None:

@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._sparse import CsrRows
 from .._validation import raise_not_finite
 from .base import ActivationFormulas
 from .numpy import NumPyBackend
@@ -69,7 +70,16 @@ class NativeBackend:
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
-        _core.gemm_bias_act(x, w, bias, z, a, False, True, activation.name, param)
+        if type(x) is CsrRows:
+            _core.csr_gemm_bias_act(*x.arrays, w, bias, z, a, activation.name, param)
+        else:
+            _core.gemm_bias_act(x, w, bias, z, a, False, True, activation.name, param)
+
+    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray) -> None:
+        if type(x) is CsrRows:
+            _core.csr_weight_grad(dz, *x.arrays, dw)
+        else:
+            _core.gemm(dz, x, dw, True, False, 1.0, 0.0)
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: ActivationFormulas, param: float) -> None:
@@ -209,6 +219,11 @@ class NativeWeightsLock:
         self.reading = _Held(core.lock_shared, core.unlock_shared)
 
 
+def _x_of(X):
+    """X as _core.Trainer reads it: the array, or sparse rows' (indptr, indices, values)."""
+    return X.arrays if type(X) is CsrRows else X
+
+
 def _core_lock(lock: Optional[NativeWeightsLock]):
     return None if lock is None else lock.core
 
@@ -229,12 +244,13 @@ class FusedTrainer:
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
             totals, watch=None):
-        self._core.run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals, watch)
+        self._core.run(_x_of(X), Y, W, order, step_begin, step_end, lrs, t0, model_step, totals,
+                       watch)
         return totals
 
     def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
                  order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]:
-        return self._core.gradient(X, Y, W, order, step, model_step)
+        return self._core.gradient(_x_of(X), Y, W, order, step, model_step)
 
 
 class FusedPredictor:

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._sparse import CsrRows
 from .base import ActivationFormulas
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -261,9 +262,22 @@ class NumPyBackend:
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
-        """``z = x @ w.T + bias``, ``a = act(z)``: gemm then bias_act_forward."""
-        self.gemm(x, w, z, trans_b=True)
+        """``z = x @ w.T + bias``, ``a = act(z)``: gemm (scipy's product for sparse
+        rows x) then bias_act_forward."""
+        if type(x) is CsrRows:
+            _check_arrays(x.data, w, z)
+            np.copyto(z, x.to_scipy() @ w.T)
+        else:
+            self.gemm(x, w, z, trans_b=True)
         self.bias_act_forward(z, bias, a, activation, param)
+
+    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray) -> None:
+        """``dw = dz.T @ x``: gemm, or scipy's ``(x.T @ dz).T`` for sparse rows x."""
+        if type(x) is CsrRows:
+            _check_arrays(dz, x.data, dw)
+            np.copyto(dw, (x.to_scipy().T @ dz).T)
+        else:
+            self.gemm(dz, x, dw, trans_a=True)
 
     @_underflow_ok
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,

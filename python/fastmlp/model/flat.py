@@ -13,6 +13,7 @@ import numpy as np
 
 from .._keywords import suggest_keywords
 from .._memory import check_memory
+from .._sparse import CsrRows
 from .._validation import as_shaped, check_dtype, check_int
 from ..backends import get_backend
 from ..backends.base import WeightsLock
@@ -376,6 +377,8 @@ class FlatParameters:
         return self._take_rows(X, rows, "x"), self._gather_targets(Y, rows), wb
 
     def _take_rows(self, array: np.ndarray, rows: np.ndarray, key: str) -> np.ndarray:
+        if type(array) is CsrRows:
+            return array.take(rows)
         out = self._train_cache.get(key, (len(rows), *array.shape[1:]), array.dtype)
         return np.take(array, rows, axis=0, out=out)
 

@@ -7,12 +7,14 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._keywords import suggest_keywords
+from .._sparse import CsrRows, is_sparse
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_sample_weight, check_seed)
 from ..backends import get_backend
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
 from ..nn.metrics import PassTotals, weight_total
+from ..nn.plans import multiplies_input, plan_of
 from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused, loop as _training
 from ..train.history import History
@@ -133,12 +135,27 @@ class Sequential(FlatParameters):
         both C-contiguous in the model's dtype. Class labels map through ``classes_``;
         a model without them learns them from y (kept when ``learn_classes``, as fit
         does)."""
-        X = as_features(X, x_name, self.input_dim, self.dtype)
+        X = self.as_input(X, x_name)
         Y, classes = self._loss.targets(y, y_name, self.n_outputs, self.dtype, self._classes)
         check_lengths(X, Y, x_name, y_name)
         if learn_classes:
             self._classes = classes
         return X, Y
+
+    def as_input(self, X, name: str = "X", *, finite_checked_later: bool = False):
+        """X checked and converted as fit and predict take it (as_features); a
+        scipy.sparse X becomes CSR rows (:class:`fastmlp._sparse.CsrRows`) when the first
+        layer multiplies its input (docs/sparse.md), else a ValueError."""
+        X = as_features(X, name, self.input_dim, self.dtype, accept_sparse=True,
+                        finite_checked_later=finite_checked_later)
+        if type(X) is CsrRows:
+            first = self.layers[0]
+            plan = plan_of(first)
+            if plan is None or not multiplies_input(plan):
+                raise ValueError(f"sparse {name} needs a first layer that multiplies its input "
+                                 f"(Dense, Maxout); this model starts with {first!r}. Put a "
+                                 f"Dense layer first, or pass {name}.toarray()")
+        return X
 
     def _gather_targets(self, Y: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return self._take_rows(Y, rows, "y")
@@ -236,7 +253,7 @@ class Sequential(FlatParameters):
                       batch_size: Optional[int]) -> Iterator[Tuple[int, np.ndarray]]:
         """(start row, logits) per chunk as :meth:`_logits`; on the fused path all logits
         come from one C++ call and are handed out in the same chunks."""
-        fused = self._predictor()
+        fused = None if type(X) is CsrRows else self._predictor()
         if fused is None:
             yield from self._logits(X, batch_size)
             return
@@ -250,9 +267,9 @@ class Sequential(FlatParameters):
 
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
-        fused = self._predictor()
+        fused = None if is_sparse(X) else self._predictor()   # sparse rows: per-op forward
         # the fused predictor checks X finite as it reads each chunk (the same ValueError)
-        X = as_features(X, "X", self.input_dim, self.dtype, finite_checked_later=fused is not None)
+        X = self.as_input(X, "X", finite_checked_later=fused is not None)
         if fused is not None:
             step = chunk_rows(batch_size, len(X))
             result = fused.run(X, mode, step)

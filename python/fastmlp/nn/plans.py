@@ -15,7 +15,6 @@ op codes: the C++ enum ``OpCode`` (csrc/common.hpp) names the same codes in the 
 """
 from __future__ import annotations
 
-from functools import partial
 from operator import is_
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
@@ -24,7 +23,8 @@ import numpy as np
 from . import activations
 
 __all__ = ["Buffer", "Op", "OpCode", "OPS", "Plan", "ROWS", "ROLES", "Arrays", "CallValue",
-           "CALL_VALUES", "Program", "CompiledPlan", "compile_ops", "plan_of"]
+           "CALL_VALUES", "Program", "CompiledPlan", "compile_ops", "multiplies_input",
+           "plan_of"]
 
 #: the batch's row count in a buffer's shape
 ROWS = -1
@@ -111,6 +111,17 @@ class Plan(NamedTuple):
             if buffer.name == name:
                 return buffer
         raise KeyError(f"the plan has no buffer {name!r}")
+
+
+def multiplies_input(plan: Plan) -> bool:
+    """Whether every op of the plan that reads its input ``x`` (its dx-only ops aside,
+    which a first layer skips) multiplies it: gemm_bias_act's ``x`` and gemm_weight_grad's
+    ``x``. Such a layer takes sparse input rows (docs/sparse.md)."""
+    products = {("gemm_bias_act", 0), ("gemm_weight_grad", 1)}
+    return all((op.code, i) in products
+               for ops in (plan.forward, plan.inference, plan.backward)
+               for op in ops if not op.dx_only
+               for i, name in enumerate(op.buffers) if name == "x")
 
 
 def plan_of(layer) -> Optional[Plan]:
@@ -242,7 +253,7 @@ _Binder = Callable[..., Tuple[Callable[..., None], tuple]]
 _BINDERS: Dict[str, _Binder] = {
     "gemm_bias_act": _with_activation("gemm_bias_act"),
     "act_backward": _with_activation("act_backward"),
-    "gemm_weight_grad": lambda be, a, c: (partial(be.gemm, trans_a=True), a),
+    "gemm_weight_grad": _plain("weight_grad"),
     "col_sum": _plain("col_sum"),
     "gemm_input_grad": _plain("gemm"),
     "maxout_forward": _plain("maxout_forward"),

@@ -47,6 +47,10 @@ from .weights import WeightList, checked_weights, non_finite_weights, refresh, w
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
+#: the scipy.sparse formats X may come in (the model reads CSR: docs/sparse.md)
+_SPARSE = ("csr", "csc")
+
+
 def _validate_data(estimator, *args, **kwargs):
     """scikit-learn's validate_data with NumPy's cast-overflow warning silenced: a value
     beyond the dtype's range becomes inf, which validate_data then refuses with its
@@ -119,7 +123,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False      # dense arrays only (see the README)
+        tags.input_tags.sparse = True       # CSR and CSC: the first layer multiplies them
         return tags
 
     # -------------------------------------------------------------- validation
@@ -149,7 +153,7 @@ class _BaseMLP(BaseEstimator):
         X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass,
                                             dtype=self._input_dtype(first_pass))
         if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, len(X), np.dtype(np.float64))
+            sample_weight = check_sample_weight(sample_weight, X.shape[0], np.dtype(np.float64))
         sample_weight = self._with_class_weight(labels, sample_weight, incremental)
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
@@ -243,6 +247,7 @@ class _BaseMLP(BaseEstimator):
         scikit-learn's fit does: with early stopping the epochs run out to max_iter with
         NaN losses and scores and the best weights are kept; otherwise scikit-learn's
         ValueError on non-finite weights."""
+        X = self.model_.as_input(X)     # scipy.sparse X as CSR rows (docs/sparse.md)
         if self.solver == "lbfgs":
             fit_lbfgs(self, X, Y, sample_weight)
             refresh(self, self.model_, anew=first_pass)
@@ -278,7 +283,8 @@ class _BaseMLP(BaseEstimator):
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+        X = _validate_data(self, X, reset=False, accept_sparse=_SPARSE, dtype=self.model_.dtype,
+                           order="C")
         write_edits(self, self.model_)
         return X
 
@@ -390,8 +396,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """X in ``dtype`` (one or a tuple of allowed dtypes), the binarized targets (n, k)
         in X's dtype and the labels (for stratification and the validation score);
         classes_ as scikit-learn sets them."""
-        X, y = _validate_data(self, X, y, multi_output=True, dtype=dtype, order="C",
-                             reset=reset)
+        X, y = _validate_data(self, X, y, multi_output=True, accept_sparse=_SPARSE,
+                              dtype=dtype, order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -550,8 +556,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
-        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
-                             order="C", reset=reset)
+        X, y = _validate_data(self, X, y, multi_output=True, accept_sparse=_SPARSE,
+                              y_numeric=True, dtype=dtype, order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)

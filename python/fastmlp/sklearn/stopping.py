@@ -136,8 +136,8 @@ def validation_split(X, Y, labels, sample_weight, rs, fraction: float, strata=No
     parts = train_test_split(*arrays, random_state=rs, test_size=fraction, stratify=strata)
     X_train, X_val, Y_train, _, _, labels_val = parts[:6]
     w_train, w_val = parts[6:] if sample_weight is not None else (None, None)
-    if len(X_val) < 2:
+    if X_val.shape[0] < 2:
         raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                          f"(got {fraction}) or the size of your dataset "
-                         f"({len(X)} samples).")
+                         f"({X.shape[0]} samples).")
     return (X_train, Y_train, w_train), (X_val, labels_val, w_val)

@@ -10,6 +10,7 @@ from contextvars import ContextVar
 import numpy as np
 
 from .._memory import check_memory, format_bytes
+from .._sparse import CsrRows
 from ..errors import DataScaleWarning, user_stacklevel
 from ..nn.layers import BatchNorm, Normalization
 
@@ -48,8 +49,12 @@ def warn_if_unscaled(model, X: np.ndarray, columns=None) -> None:
     if not _SCALE_WARNING.get() or isinstance(model.layers[0], (Normalization, BatchNorm)) \
             or not len(X):
         return
-    sample = X[::-(-len(X) // SCALE_SAMPLE_ROWS)].astype(np.float64)
-    mean, std = sample.mean(axis=0), sample.std(axis=0)
+    every = -(-len(X) // SCALE_SAMPLE_ROWS)
+    if type(X) is CsrRows:
+        mean, std = X.take(np.arange(0, len(X), every)).column_mean_std()
+    else:
+        sample = X[::every].astype(np.float64)
+        mean, std = sample.mean(axis=0), sample.std(axis=0)
     far = np.flatnonzero((np.abs(mean) > FAR_FROM_UNIT_SCALE) | (std > FAR_FROM_UNIT_SCALE))
     if not far.size:
         return
