@@ -321,18 +321,20 @@ def check_lengths(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> Non
                          f"got {len(x)} and {len(y)}")
 
 
-def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray:
-    """sample_weight as a finite, non-negative (n,) array of ``dtype`` with a positive sum."""
-    weights = as_samples(sample_weight, "sample_weight", (1,))
+def check_sample_weight(sample_weight, n: int, dtype: np.dtype,
+                        name: str = "sample_weight") -> np.ndarray:
+    """sample_weight (the argument ``name``) as a finite, non-negative (n,) array of
+    ``dtype`` with a positive sum."""
+    weights = as_samples(sample_weight, name, (1,))
     if len(weights) != n:
-        raise ValueError(f"sample_weight must have one weight per sample, shape ({n},); got "
+        raise ValueError(f"{name} must have one weight per sample, shape ({n},); got "
                          f"shape {weights.shape}")
     negative = weights < 0
     if negative.any():
         index = first_index(negative)
-        raise ValueError(f"sample_weight must be >= 0; got {weights[index]} at index {index}")
-    weights = to_dtype(weights, "sample_weight", dtype)
+        raise ValueError(f"{name} must be >= 0; got {weights[index]} at index {index}")
+    weights = to_dtype(weights, name, dtype)
     if not weights.sum(dtype=np.float64) > 0:
-        raise ValueError("sample_weight must not be all zeros (the weighted mean needs a "
+        raise ValueError(f"{name} must not be all zeros (the weighted mean needs a "
                          "positive total weight)")
     return weights

@@ -46,7 +46,7 @@ def quick_regressor(**params):
     ("solver", "newton", ValueError),
     ("alpha", -1.0, ValueError), ("hidden_layer_sizes", 0, ValueError),
     ("hidden_layer_sizes", (8, 0), ValueError), ("hidden_layer_sizes", (8, 2.5), TypeError),
-    ("activation", "softplus", ValueError), ("batch_size", 0, ValueError),
+    ("activation", "sigmoid", ValueError), ("batch_size", 0, ValueError),
     ("learning_rate", "cosine", ValueError), ("learning_rate_init", 0.0, ValueError),
     ("max_iter", 0, ValueError), ("momentum", 1.5, ValueError),
     ("validation_fraction", 1.0, ValueError), ("n_iter_no_change", 0, ValueError),

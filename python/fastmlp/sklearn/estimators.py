@@ -38,8 +38,9 @@ from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
+from .heldout import classifier_targets, given_validation, regressor_targets
 from .lbfgs import check_lbfgs_params, fit_lbfgs
-from .network import (SKLEARN_ACTIVATIONS, SOLVERS, batch_size, build_network,
+from .network import (ESTIMATOR_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
                       network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
@@ -67,7 +68,7 @@ class _BaseMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None,
                                                       closed="left")],
-        "activation": [StrOptions(set(SKLEARN_ACTIVATIONS))],
+        "activation": [StrOptions(set(ESTIMATOR_ACTIVATIONS))],
         "solver": [StrOptions(set(SOLVERS))],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None,
@@ -104,11 +105,21 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ public
     @one_at_a_time
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
         """Train from scratch (or, with ``warm_start``, from the previous solution) for up
         to ``max_iter`` epochs, stopping by scikit-learn's rule. ``sample_weight`` (n,)
-        weighs each sample's loss (weighted mean per batch, as scikit-learn)."""
-        return self._fit(X, y, sample_weight, incremental=False)
+        weighs each sample's loss (weighted mean per batch, as scikit-learn).
+
+        ``X_val``, ``y_val`` (both or neither) and ``sample_weight_val`` (only with them),
+        as scikit-learn's HistGradientBoosting takes them: validation data checked like X
+        and y (X's features; a classifier's labels among those of y). With
+        ``early_stopping=True`` they replace the ``validation_fraction`` hold-out (all of
+        X trains): validation_scores_, best_validation_score_ and the stopping rule use
+        them. Without early stopping they are only measured. Either way, and with the
+        hold-out, ``validation_loss_curve_`` records each epoch's validation loss.
+        solver="lbfgs" refuses them (ValueError): it has no epochs to validate."""
+        return self._fit(X, y, sample_weight, incremental=False,
+                         given=(X_val, y_val, sample_weight_val))
 
     def _partial_fit(self, X, y, sample_weight):
         """One epoch over (X, y) from the current weights, the optimizer's state kept."""
@@ -145,7 +156,7 @@ class _BaseMLP(BaseEstimator):
         return contextlib.nullcontext() if self.n_threads is None else threads(self.n_threads)
 
     # -------------------------------------------------------------------- fit
-    def _fit(self, X, y, sample_weight, incremental: bool):
+    def _fit(self, X, y, sample_weight, incremental: bool, given=(None, None, None)):
         self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -155,10 +166,13 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X.shape[0], np.dtype(np.float64))
         sample_weight = self._with_class_weight(labels, sample_weight, incremental)
+        given = given_validation(self, *given, X.shape[1], Y.shape[1], lambda rows:
+                                 _validate_data(self, rows, reset=False, dtype=X.dtype,
+                                                accept_sparse=_SPARSE, order="C"))
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
-        train, validation = self._split(X, Y, labels, sample_weight, rs)
+        train, validation = self._split(X, Y, labels, sample_weight, rs, given)
         if first_pass or not hasattr(self, "model_"):   # no model_: coefs_ set by hand
             initial = initial or checked_weights(self, list(zip(layer_units, layer_units[1:])),
                                                  X.dtype)
@@ -190,12 +204,13 @@ class _BaseMLP(BaseEstimator):
         dtype = np.result_type(*self.__dict__["_coefs"])     # coefs_ set by hand
         return dtype if dtype in (np.float32, np.float64) else np.float64
 
-    def _split(self, X, Y, labels, sample_weight, rs):
-        """((X, Y, w) to train on, (X_val, labels_val, w_val) or None): with early_stopping
-        a ``validation_fraction`` hold-out drawn from ``rs`` by train_test_split (after the
+    def _split(self, X, Y, labels, sample_weight, rs, given):
+        """((X, Y, w) to train on, the validation data or None): the ``given``
+        :class:`~fastmlp.sklearn.heldout.Validation`, else with early_stopping a
+        ``validation_fraction`` hold-out drawn from ``rs`` by train_test_split (after the
         initial weights, as scikit-learn), stratified as scikit-learn (``_strata``)."""
-        if not self.early_stopping or self.solver == "lbfgs":    # lbfgs ignores it
-            return (X, Y, sample_weight), None
+        if given is not None or not self.early_stopping or self.solver == "lbfgs":
+            return (X, Y, sample_weight), given        # lbfgs ignores early_stopping
         return validation_split(X, Y, labels, sample_weight, rs, self.validation_fraction,
                                 strata=self._strata(Y))
 
@@ -220,6 +235,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "lbfgs":     # as scikit-learn: no loss_curve_ nor best scores
             return
         self.loss_curve_ = []
+        self.validation_loss_curve_ = None
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -255,6 +271,8 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         n = len(X)
         model.regularizer = l2_penalty(self.alpha, self._grad_factor, n, sample_weight)
+        if validation is not None and getattr(self, "validation_loss_curve_", None) is None:
+            self.validation_loss_curve_ = []
         keep = incremental and model.optimizer is not None
         rule = ScikitLearnRule(self, n, LossScale(self._grad_factor, self._loss_factor),
                                self._improvement, validation, self._score)
@@ -417,6 +435,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y).astype(X.dtype)
         return X, Y, y
 
+    def _validation_targets(self, y_val, n_outputs: int):
+        """(binarized targets, labels) of fit's y_val (fastmlp.sklearn.heldout)."""
+        return classifier_targets(self._label_binarizer, y_val)
+
     def _strata(self, Y):
         """scikit-learn's: the binarized targets as bool, for one output only (two
         classes); multiclass and multilabel hold-outs are not stratified."""
@@ -562,6 +584,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
+
+    def _validation_targets(self, y_val, n_outputs: int):
+        """((n_val, k) targets, y_val) of fit's y_val (fastmlp.sklearn.heldout)."""
+        return regressor_targets(y_val, n_outputs)
 
     def _out_activation(self) -> str:
         return self._LOSSES[self.loss].out_activation

@@ -31,6 +31,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..model.sequential import Sequential
+from ..nn.activations import ACTIVATIONS
 from ..nn.regularizers import L2
 from ..nn.stacks import mlp_layers
 from ..optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
@@ -38,6 +39,12 @@ from ..optim.schedules import PowerDecay
 
 # scikit-learn's activation names -> ours (fastmlp.activations.ACTIVATIONS)
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# What the estimators' ``activation`` takes: scikit-learn's four names, then each of
+# fastmlp's other activations by its own name (its default parameter), one name per
+# activation ("linear" and "sigmoid" go by scikit-learn's "identity" and "logistic").
+ESTIMATOR_ACTIVATIONS = {**SKLEARN_ACTIVATIONS,
+                         **{name: name for name in ACTIVATIONS
+                            if name not in SKLEARN_ACTIVATIONS.values()}}
 # Solvers whose step scales with the gradient (the rate absorbs fastmlp's loss scale and
 # learning_rate="invscaling"/"adaptive" apply, as scikit-learn's "sgd").
 SGD_FAMILY = ("sgd", "momentum", "nesterov")
@@ -49,7 +56,7 @@ def initial_weights(rs: np.random.RandomState, layer_units: List[int], activatio
                     ) -> List[np.ndarray]:
     """scikit-learn's initialization, drawn from ``rs`` in its order: per layer W then b,
     both uniform in ``+-sqrt(factor / (fan_in + fan_out))`` with factor 2 for logistic
-    and 6 otherwise (Glorot & Bengio). The same random_state therefore gives the same
+    and 6 otherwise (Glorot & Bengio; fastmlp's other activations too). The same random_state therefore gives the same
     initial weights as scikit-learn; returned as fastmlp's [W1 (n_out, n_in), b1, ...]."""
     factor = 2.0 if activation == "logistic" else 6.0
     weights = []
@@ -65,7 +72,7 @@ def build_network(params, layer_units: List[int], loss: str, seed: int, dtype) -
     [+ Dropout(dropout)] per hidden layer, then a linear output layer (logits: the loss
     owns the softmax/sigmoid), as a Sequential of the estimator's backend in ``dtype``."""
     layers = mlp_layers(layer_units[1:-1], layer_units[-1],
-                        activation=SKLEARN_ACTIVATIONS[params.activation], dropout=params.dropout)
+                        activation=ESTIMATOR_ACTIVATIONS[params.activation], dropout=params.dropout)
     return Sequential(layers, input_dim=layer_units[0], loss=loss, backend=params.backend,
                       dtype=dtype, seed=seed)
 

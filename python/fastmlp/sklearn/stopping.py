@@ -1,5 +1,7 @@
 """scikit-learn's end-of-epoch bookkeeping and stopping rule, as a fit callback
 (:class:`ScikitLearnRule`), and the early-stopping hold-out (:func:`validation_split`).
+With validation data (the hold-out, or X_val given to fit) each epoch also records the
+validation set's data loss in ``validation_loss_curve_``.
 
 The rule: after each epoch the count of epochs without improvement grows when the training
 loss is not below ``best_loss_ - tol`` (or, with ``early_stopping``, the validation score
@@ -16,6 +18,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..train.callbacks import Callback
+from .heldout import Validation, validation_loss
 from .network import SGD_FAMILY
 
 ADAPTIVE_MIN_RATE = 1e-6     # scikit-learn's "adaptive" stops once the rate is <= this
@@ -50,30 +53,36 @@ class ScikitLearnRule(Callback):
     """scikit-learn's end-of-epoch work on ``estimator``'s fitted attributes: n_iter_, t_,
     loss_ and loss_curve_, the validation score with early stopping (``score(X, y, w)`` on
     ``validation``, keeping a copy of the best weights in ``improvement``), the
-    no-improvement count and the stopping / "adaptive" rate rule. ``converged`` tells
-    whether the rule stopped training."""
+    no-improvement count and the stopping / "adaptive" rate rule; with ``validation``
+    (early stopping or not) the validation loss in validation_loss_curve_. ``converged``
+    tells whether the rule stopped training."""
 
     def __init__(self, estimator, n_train: int, scale: LossScale, improvement: Improvement,
-                 validation=None, score: Optional[Callable[..., float]] = None):
+                 validation: Optional[Validation] = None,
+                 score: Optional[Callable[..., float]] = None):
         self.estimator = estimator
         self.n_train = n_train
         self.scale = scale
         self.improvement = improvement
-        self.validation = validation    # (X_val, y_val, sample_weight_val) or None
+        self.validation = validation
         self.score = score
         self.converged = False
 
     def on_epoch_end(self, epoch: int, logs) -> None:
-        self._end_epoch(self.scale.sklearn_loss(logs), lambda: self.score(*self.validation))
+        validation = self.validation
+        self._end_epoch(self.scale.sklearn_loss(logs),
+                        lambda: validation_loss(self.model, validation, self.scale.data),
+                        lambda: self.score(validation.X, validation.y, validation.weight))
 
     def run_out_diverged(self, max_iter: int) -> None:
         """scikit-learn's epochs from a diverged one (early stopping only) to ``max_iter``:
         its weights are NaN from there, so each epoch records a NaN loss and a NaN
         validation score, which compares false and resets the count: it never stops."""
         while self.estimator.n_iter_ < max_iter and not self.converged:
-            self._end_epoch(np.float64(np.nan), lambda: np.nan)
+            self._end_epoch(np.float64(np.nan), lambda: np.float64(np.nan), lambda: np.nan)
 
-    def _end_epoch(self, loss: np.float64, validation_score: Callable[[], float]) -> None:
+    def _end_epoch(self, loss: np.float64, validation_loss: Callable[[], np.float64],
+                   validation_score: Callable[[], float]) -> None:
         est = self.estimator
         est.loss_ = loss
         est.loss_curve_.append(est.loss_)
@@ -81,7 +90,9 @@ class ScikitLearnRule(Callback):
         est.t_ += self.n_train
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
-        if self.validation is None:
+        if self.validation is not None:
+            est.validation_loss_curve_.append(validation_loss())
+        if not est.early_stopping:
             self._count_loss_improvement()
         else:
             self._count_score_improvement(validation_score())
@@ -130,14 +141,14 @@ class ScikitLearnRule(Callback):
 
 
 def validation_split(X, Y, labels, sample_weight, rs, fraction: float, strata=None):
-    """((X, Y, w) to train on, (X_val, labels_val, w_val)): a ``fraction`` hold-out drawn
-    from ``rs`` by train_test_split, stratified by ``strata`` unless None."""
+    """((X, Y, w) to train on, the held-out :class:`Validation`): a ``fraction`` hold-out
+    drawn from ``rs`` by train_test_split, stratified by ``strata`` unless None."""
     arrays = [X, Y, labels] + ([] if sample_weight is None else [sample_weight])
     parts = train_test_split(*arrays, random_state=rs, test_size=fraction, stratify=strata)
-    X_train, X_val, Y_train, _, _, labels_val = parts[:6]
+    X_train, X_val, Y_train, Y_val, _, labels_val = parts[:6]
     w_train, w_val = parts[6:] if sample_weight is not None else (None, None)
     if X_val.shape[0] < 2:
         raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                          f"(got {fraction}) or the size of your dataset "
                          f"({X.shape[0]} samples).")
-    return (X_train, Y_train, w_train), (X_val, labels_val, w_val)
+    return (X_train, Y_train, w_train), Validation(X_val, Y_val, labels_val, w_val)

@@ -1,0 +1,113 @@
+"""The estimators' validation data: ``fit(X, y, X_val=..., y_val=..., sample_weight_val=...)``
+as scikit-learn's HistGradientBoosting takes it, checked against the training data
+(:func:`given_validation`), and the validation set's loss (:func:`validation_loss`).
+
+A :class:`Validation` is what the stopping rule (fastmlp.sklearn.stopping) scores and
+measures each epoch: the rows ``X``, the binarized targets ``Y`` (in the network's
+layout), the targets as given ``y`` (for the score) and the row weights ``weight``
+(float64, or None).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_array, column_or_1d
+
+from .._sparse import is_sparse
+from .._validation import check_sample_weight
+
+
+class Validation(NamedTuple):
+    X: np.ndarray
+    Y: np.ndarray
+    y: np.ndarray
+    weight: Optional[np.ndarray]
+
+
+def validation_loss(model, validation: Validation, data_factor: float) -> np.float64:
+    """scikit-learn's data loss (no penalty) of ``model`` on the validation rows: the
+    weighted mean of the per-sample loss with ``weight``, in scikit-learn's units
+    (fastmlp's loss times ``data_factor``, the network module's d)."""
+    weights = None if validation.weight is None else validation.weight.astype(model.dtype)
+    X = model.as_input(validation.X) if is_sparse(validation.X) else validation.X
+    loss = model.evaluate_arrays(X, validation.Y, None, weights)["loss"]
+    return np.float64(loss * data_factor)
+
+
+def given_validation(estimator, X_val, y_val, sample_weight_val, n_features: int,
+                     n_outputs: int, convert) -> Optional[Validation]:
+    """The checked validation data given to fit (None without): X_val converted as X was
+    (``convert``), y_val through ``estimator._validation_targets(y_val, n_outputs)``.
+    ValueError for one of X_val / y_val without the other, sample_weight_val without them,
+    solver="lbfgs", another feature count, non-finite values, mismatched lengths, or
+    targets the estimator cannot take (a label outside classes_)."""
+    if X_val is None and y_val is None:
+        if sample_weight_val is not None:
+            raise ValueError("sample_weight_val is given without X_val and y_val: pass the "
+                             "validation data with its weights, or drop sample_weight_val")
+        return None
+    if X_val is None or y_val is None:
+        given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
+        raise ValueError(f"{given} is provided, but {missing} was not provided: pass both "
+                         f"for validation, or neither")
+    if estimator.solver == "lbfgs":
+        raise ValueError("solver='lbfgs' has no epochs to validate (scikit-learn's lbfgs "
+                         "has no early stopping): X_val and y_val need a stochastic solver")
+    X_val = _validation_rows(X_val, n_features, convert)
+    y_val = np.asarray(y_val)
+    if len(y_val) != X_val.shape[0]:
+        raise ValueError(f"X_val and y_val must have the same number of rows; got X_val "
+                         f"shape {X_val.shape} and y_val shape {y_val.shape}")
+    Y_val, y_val = estimator._validation_targets(y_val, n_outputs)
+    weight = None if sample_weight_val is None else check_sample_weight(
+        sample_weight_val, X_val.shape[0], np.dtype(np.float64), "sample_weight_val")
+    return Validation(X_val, Y_val.astype(X_val.dtype), y_val, weight)
+
+
+def _validation_rows(X_val, n_features: int, convert) -> np.ndarray:
+    """X_val as fit converts X (``convert``: scikit-learn's validate_data without reset,
+    so feature names are checked too), its errors naming X_val."""
+    shape = X_val.shape if hasattr(X_val, "shape") else np.shape(X_val)   # sparse too
+    if len(shape) != 2 or shape[1] != n_features:
+        raise ValueError(f"X_val must have the shape (n_val, {n_features}) of X's "
+                         f"{n_features} features; got shape {shape}")
+    try:
+        return convert(X_val)
+    except ValueError as error:
+        raise ValueError(f"X_val: {error}") from error
+
+
+def classifier_targets(label_binarizer, y_val: np.ndarray):
+    """(the binarized targets, the labels) of a classifier's y_val: labels of classes_
+    only; for multilabel y an indicator matrix with one column per label."""
+    if label_binarizer.y_type_.startswith("multilabel"):
+        n_labels = len(label_binarizer.classes_)
+        if y_val.ndim != 2 or y_val.shape[1] != n_labels or \
+                not type_of_target(y_val).startswith("multilabel"):
+            raise ValueError(f"y_val must be a 0/1 indicator matrix of shape (n_val, "
+                             f"{n_labels}), as y was; got shape {y_val.shape}")
+        return label_binarizer.transform(y_val), y_val
+    if y_val.ndim == 2 and y_val.shape[1] == 1:
+        y_val = column_or_1d(y_val)
+    if y_val.ndim != 1:
+        raise ValueError(f"y_val must be 1-D labels as y was; got shape {y_val.shape}")
+    unknown = np.setdiff1d(unique_labels(y_val), label_binarizer.classes_)
+    if len(unknown):
+        raise ValueError(f"y_val has labels {unknown} not in classes_ "
+                         f"{label_binarizer.classes_} (the labels of y)")
+    return label_binarizer.transform(y_val), y_val
+
+
+def regressor_targets(y_val: np.ndarray, n_outputs: int):
+    """(the (n_val, k) targets, y_val as given) of a regressor's y_val: numeric, finite,
+    with the k outputs of y."""
+    y_val = check_array(y_val, ensure_2d=False, dtype=np.float64, input_name="y_val")
+    if y_val.ndim == 2 and y_val.shape[1] == 1 and n_outputs == 1:
+        y_val = column_or_1d(y_val)
+    width = 1 if y_val.ndim == 1 else y_val.shape[1]
+    if y_val.ndim > 2 or width != n_outputs:
+        raise ValueError(f"y_val must have y's {n_outputs} output(s); got shape "
+                         f"{y_val.shape}")
+    return y_val.reshape(len(y_val), -1), y_val
