@@ -89,7 +89,10 @@ void csr_gemm_bias_act_binding(py::array indptr, py::array indices, py::array va
                 fail_value(k, "shape mismatch: x has " + std::to_string(x.rows) + " rows, w is " + shape_of(w) +
                                   ", bias " + shape_of(bias) + ", z " + shape_of(z) + " (expected z (rows, w.shape[0]))");
             same_shape(k, z, "z", out, "out");
-            all_disjoint(k, {{&z, "z"}, {&out, "out"}}, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
+            all_disjoint(k, {{&z, "z"}}, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
+            all_disjoint(k, {{&out, "out"}}, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
+            if (po != pz && overlaps(out, z)) fail_value(k, "out overlaps z");
+            if (po == pz && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
             py::gil_scoped_release nogil;
             csr_gemm_bias_act<T>(x, pw, pbias, pz, po, w.shape(0), f, T(param));
         });
@@ -130,7 +133,8 @@ void register_gemm(py::module_& m) {
           arg("values").noconvert(), arg("w").noconvert(), arg("bias").noconvert(), arg("z").noconvert(),
           arg("out").noconvert(), arg("activation") = "linear", arg("param") = 0.0,
           "z = x @ w.T + bias, out = act(z) for sparse rows x (CSR: indptr, indices, values; "
-          "w.shape[1] columns), each sum in scipy's order; every index is checked.");
+          "w.shape[1] columns), each sum in scipy's order; every index is checked. out may be z only "
+          "for 'linear'.");
     m.def("csr_weight_grad", &csr_weight_grad_binding, arg("dz").noconvert(), arg("indptr").noconvert(),
           arg("indices").noconvert(), arg("values").noconvert(), arg("dw").noconvert(),
           "dw = dz.T @ x for sparse rows x (CSR: indptr, indices, values; dw.shape[1] columns), "
