@@ -149,6 +149,7 @@ struct OpChecker {
                 return;
             case OpCode::regularize:
                 if (!(c[0] >= 0 && c[1] >= 0)) fail("has regularizer coefficients < 0");
+                if (!(c[2] == 0 || c[2] == 1 || c[2] == 2)) fail("has a regularizer scale other than 0, 1 or 2");
                 return;
             default: return;
         }

@@ -269,13 +269,16 @@ void Trainer<T>::backward(index rows) {
     for (const OpRecord& op : spec_.program.backward) run_op(op, bound_, rows, 0);
 }
 
-// Sequential._penalty with Regularizer.apply: lambda / n, or / rows for scale "batch"
-// (constants: l1, l2, per_batch).
+// Sequential._penalty with Regularizer.apply: lambda / d with d = n, the step's rows or its
+// weight sum for scale 0, 1, 2 ("samples", "batch", "weight"; constants: l1, l2, scale);
+// no penalty when d is 0.
 template <class T>
-double Trainer<T>::penalty(index rows, index n) const {
+double Trainer<T>::penalty(index rows, index n, double weight) const {
     double total = 0.0;
     for (const OpRecord& op : spec_.program.penalty) {
-        const double d = double(op.constants[2] != 0 ? rows : n);
+        const int scale = int(op.constants[2]);
+        const double d = scale == 0 ? double(n) : scale == 1 ? double(rows) : weight;
+        if (!(d > 0)) continue;
         const double l1 = op.constants[0] / d, l2 = op.constants[1] / d;
         if (l1 == 0 && l2 == 0) continue;
         total += regularize<T>(bound_.ptr[std::size_t(op.args[0])], bound_.ptr[std::size_t(op.args[1])],
@@ -363,7 +366,7 @@ StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, in
     g.loss_sum = losses(rows, w, g.weight);
     if (!std::isfinite(g.loss_sum)) return g;
     backward(rows);
-    g.penalty = penalty(rows, data.n);
+    g.penalty = penalty(rows, data.n, g.weight);
     return g;
 }
 

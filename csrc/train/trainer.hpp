@@ -18,7 +18,8 @@
 //             stops the run before the backward pass
 //   backward  the program's backward ops (the first layer's dx-only ops left out)
 //   penalty   the program's regularize ops in order, coefficients lambda / n (or / m for
-//             scale "batch"), each run when either coefficient is nonzero
+//             scale "batch", / the step's weight sum for "weight"), each run when either
+//             coefficient is nonzero
 //   update    sum_squares of the whole gradient; a non-finite sum stops the run before
 //             the update; global-norm clipping; one optimizer_update over all parameters
 //
@@ -177,7 +178,7 @@ public:
 private:
     void allocate();
     StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step);
-    double penalty(index rows, index n) const;
+    double penalty(index rows, index n, double weight) const;
 
     void gather(const EpochData<T>& data, index start, index rows);
     template <class I>

@@ -35,6 +35,7 @@ REGULARIZERS = {
     "none": lambda: (None, None),
     "l1": lambda: (L1(0.01), None),
     "l2-batch": lambda: (L2(0.05, scale="batch"), None),
+    "l2-weight": lambda: (L2(0.05, scale="weight"), None),   # / the batch's weight sum
     # a model L1L2 with the first layer's own L1 (scale "batch") and the second's L2(0)
     "layers": lambda: (L1L2(0.01, 0.02), (L1(0.03, scale="batch"), L2(0))),
 }

@@ -68,6 +68,25 @@ def test_penalty_is_a_batch_weighted_mean_and_scale_batch_divides_by_the_batch()
     assert_close(history["penalty"][0], expected, "same_math", "float64")
 
 
+@pytest.mark.parametrize("backend", ["numpy", "native"])
+def test_scale_weight_divides_by_the_batch_weight_sum(backend):
+    """scale="weight": each step's penalty is l2 / (2 w_b) sum(W^2), w_b the batch's
+    sample-weight sum (scikit-learn's alpha with sample_weight); without sample weights
+    it is scale="batch"."""
+    X, y = make_data("softmax_cross_entropy", n=30)
+    w = np.linspace(0.2, 3.0, 30)
+    m = mlp(regularizer=L2(1.0, scale="weight"), backend=backend)
+    W = [layer.W.copy() for layer in m.layers]
+    history = m.fit(X, y, epochs=1, batch_size=20, shuffle=False, learning_rate=1e-12,
+                    sample_weight=w).history
+    squares = sum((v ** 2).sum() for v in W)
+    expected = (20 * squares / (2 * w[:20].sum()) + 10 * squares / (2 * w[20:].sum())) / 30
+    assert_close(history["penalty"][0], expected, "same_math", "float64")
+    assert L2(0.3, scale="weight").coefficients(100, 10) == (0.0, 0.03)
+    assert L2(0.3, scale="weight").coefficients(100, 10, 0.0) == (0.0, 0.0)
+    assert repr(L2(0.3, scale="weight")) == "L2(0.3, scale='weight')"
+
+
 def test_a_layer_regularizer_overrides_the_model_one():
     X, y = make_data("softmax_cross_entropy", n=30)
     m = Sequential([Dense(6, "tanh", regularizer=L2(0.0)), Dense(3)], input_dim=4,

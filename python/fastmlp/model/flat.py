@@ -389,10 +389,12 @@ class FlatParameters:
     def _regularizer_of(self, layer):
         return layer.regularizer if layer.regularizer is not None else self.regularizer
 
-    def penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True) -> float:
+    def penalty(self, n_samples: int, batch_size: int, *, add_gradient: bool = True,
+                batch_weight: Optional[float] = None) -> float:
         """The weight penalty at the current weights; with add_gradient its gradient is
         added to ``_grads`` (call after the backward pass). n_samples is the training
-        set's size, batch_size the step's (for scale="batch")."""
+        set's size, batch_size the step's (for scale="batch"), batch_weight its sample
+        weights' sum (scale="weight"; None without sample weights)."""
         penalty = 0.0
         for layer in self.layers:
             regularizer = self._regularizer_of(layer)
@@ -401,7 +403,8 @@ class FlatParameters:
             pairs = layer.penalized()
             if not add_gradient:
                 pairs = [(w, np.zeros_like(dw)) for w, dw in pairs]
-            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size)
+            penalty += regularizer.apply(self.backend, pairs, n_samples, batch_size,
+                                         batch_weight)
         return penalty
 
     @suggest_keywords

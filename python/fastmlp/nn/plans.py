@@ -79,7 +79,7 @@ OPS: Tuple[OpCode, ...] = (
     OpCode("batchnorm_backward", ("dy", "xhat", "gamma", "inv_std", "dx", "dgamma", "dbeta")),
     OpCode("scale_columns", ("x", "scale", "y")),            # y = x * scale per column
     OpCode("add_to", ("x", "y")),                              # y += x (heads' gradients)
-    OpCode("regularize", ("w", "dw"), ("l1", "l2", "per_batch")),
+    OpCode("regularize", ("w", "dw"), ("l1", "l2", "scale")),
 )
 CODES: Dict[str, int] = {op.name: i for i, op in enumerate(OPS)}
 

@@ -12,7 +12,9 @@ L1L2    both                                 both
 ======  ===================================  ================================
 
 ``scale="batch"`` divides by the mini-batch size m instead of n, which is what
-scikit-learn's ``alpha`` does (its estimators use that).
+scikit-learn's ``alpha`` does (its estimators use that); ``scale="weight"`` divides by the
+mini-batch's sample-weight sum (m without sample weights; a batch whose weights sum to 0
+adds no penalty), which is what scikit-learn's ``alpha`` does with ``sample_weight``.
 
 Give one to the whole model (``Sequential(..., regularizer=L2(1e-2))``) or to one layer
 (``Dense(64, regularizer=L1(1e-3))``, also Maxout), which overrides the model's; ``L2(0)``
@@ -22,12 +24,15 @@ by ``backend.regularize(W, dW, l1 / n, l2 / n)``, and fit records it in the hist
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from .._validation import check_choice, check_nonnegative_float
 from .._keywords import suggest_keywords
 
 __all__ = ["L1", "L1L2", "L2", "Regularizer", "check_regularizer"]
 
-SCALES = ("samples", "batch")
+#: the divisor conventions, in the order of the fused penalty's ``scale`` code (0, 1, 2)
+SCALES = ("samples", "batch", "weight")
 
 
 class Regularizer:
@@ -39,15 +44,20 @@ class Regularizer:
         self.l2 = check_nonnegative_float(l2, "l2")
         self.scale = check_choice(scale, "scale", SCALES)
 
-    def coefficients(self, n_samples: int, batch_size: int):
-        """(l1 / d, l2 / d) with d = n_samples or, for scale="batch", batch_size."""
-        d = n_samples if self.scale == "samples" else batch_size
-        return self.l1 / d, self.l2 / d
+    def coefficients(self, n_samples: int, batch_size: int,
+                     batch_weight: Optional[float] = None):
+        """(l1 / d, l2 / d) with d = n_samples, batch_size (scale="batch") or the batch's
+        weight sum (scale="weight"; batch_size when ``batch_weight`` is None); (0, 0)
+        when d is 0."""
+        d = {"samples": n_samples, "batch": batch_size,
+             "weight": batch_size if batch_weight is None else batch_weight}[self.scale]
+        return (self.l1 / d, self.l2 / d) if d > 0 else (0.0, 0.0)
 
-    def apply(self, backend, pairs, n_samples: int, batch_size: int) -> float:
+    def apply(self, backend, pairs, n_samples: int, batch_size: int,
+              batch_weight: Optional[float] = None) -> float:
         """Add the penalty's gradient to each flat dW of ``pairs`` [(W, dW), ...]; return
         the penalty."""
-        l1, l2 = self.coefficients(n_samples, batch_size)
+        l1, l2 = self.coefficients(n_samples, batch_size, batch_weight)
         if l1 == 0 and l2 == 0:
             return 0.0
         return sum(backend.regularize(w, dw, l1, l2) for w, dw in pairs)
@@ -57,7 +67,7 @@ class Regularizer:
                 == (other.l1, other.l2, other.scale))
 
     def __repr__(self) -> str:
-        suffix = "" if self.scale == "samples" else ", scale='batch'"
+        suffix = "" if self.scale == "samples" else f", scale={self.scale!r}"
         return f"L1L2(l1={self.l1!r}, l2={self.l2!r}{suffix})"
 
 

@@ -270,7 +270,7 @@ class _BaseMLP(BaseEstimator):
             return
         model = self.model_
         n = len(X)
-        model.regularizer = l2_penalty(self.alpha, self._grad_factor, n, sample_weight)
+        model.regularizer = l2_penalty(self.alpha, self._grad_factor)
         if validation is not None and getattr(self, "validation_loss_curve_", None) is None:
             self.validation_loss_curve_ = []
         keep = incremental and model.optimizer is not None

@@ -68,7 +68,7 @@ def sklearn_objective(estimator, X: np.ndarray, Y: np.ndarray,
     """scikit-learn's objective of ``estimator.model_`` on prepared X, Y (the model's
     penalty set to the estimators' L2 for these rows)."""
     model, g = estimator.model_, estimator._grad_factor
-    model.regularizer = l2_penalty(estimator.alpha, g, len(X), sample_weight)
+    model.regularizer = l2_penalty(estimator.alpha, g)
     weights = None if sample_weight is None else sample_weight.astype(model.dtype)
     return ScikitLearnObjective(WholeBatch(model, X, Y, weights),
                                 LossScale(g, estimator._loss_factor))

@@ -126,11 +126,9 @@ def make_optimizer(params, grad_factor: float) -> Optimizer:
     return AdaGrad(lr0, eps) if params.solver == "adagrad" else RMSProp(lr0, eps=eps)
 
 
-def l2_penalty(alpha: float, grad_factor: float, n_samples: int,
-               sample_weight: Optional[np.ndarray]) -> Optional[L2]:
-    """scikit-learn's ``alpha`` as fastmlp's per-batch L2 (``g * alpha * n / sum(w)``), or
-    None for alpha 0."""
+def l2_penalty(alpha: float, grad_factor: float) -> Optional[L2]:
+    """scikit-learn's ``alpha`` as fastmlp's per-batch L2: ``g * alpha`` divided by each
+    batch's weight sum (its size without sample weights), as scikit-learn divides its
+    penalty and gradient; None for alpha 0."""
     penalty = grad_factor * alpha
-    if sample_weight is not None:
-        penalty *= n_samples / float(sample_weight.sum())
-    return L2(penalty, scale="batch") if penalty > 0 else None
+    return L2(penalty, scale="weight") if penalty > 0 else None

@@ -37,6 +37,7 @@ from .._keywords import suggest_keywords
 from .._validation import check_int, check_positive_float, check_sample_weight, check_seed
 from ..backends.numpy import NumPyBackend
 from ..model.sequential import Sequential
+from ..nn.metrics import weight_total
 from ..train.progress import check_verbose, shows, tqdm_on_terminal
 
 OK = 1e-7        # at or below: the gradient is right, whatever the rounding estimate
@@ -134,6 +135,7 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
     weights = None if sample_weight is None else check_sample_weight(
         sample_weight, len(X), clone.dtype)
     n = len(X)
+    weight = None if weights is None else weight_total(weights)
     states = [[s.copy() for s in layer.get_state()] for layer in clone.layers]
 
     def restore_state():          # BatchNorm's training forward moves its running averages
@@ -145,10 +147,10 @@ def gradient_check(model, X, y, *, eps: float = 1e-7, sample_weight=None,
         data = clone.training_loss(X, Y, weights)
         data /= n if weights is None else float(weights.sum())
         restore_state()
-        return data + clone.penalty(n, n, add_gradient=False)
+        return data + clone.penalty(n, n, add_gradient=False, batch_weight=weight)
 
     clone.loss_and_grad(X, Y, weights)
-    clone.penalty(n, n)
+    clone.penalty(n, n, batch_weight=weight)
     restore_state()
     analytic = clone.flat_grads.copy()
     params = clone.flat_params

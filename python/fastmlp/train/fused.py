@@ -30,7 +30,7 @@ from ..errors import diverged_at, diverged_loss
 from ..nn.losses import get_loss
 from ..nn.plans import CODES, OPS, ROWS, Op, Plan, plan_of
 from ..optim.optimizers import OPTIMIZERS, Optimizer
-from ..nn.regularizers import L1, L1L2, L2, Regularizer
+from ..nn.regularizers import L1, L1L2, L2, SCALES, Regularizer
 
 _REGULARIZERS = (Regularizer, L1, L2, L1L2)
 #: the most buffers an op takes (csrc/train/program.hpp kMaxArgs)
@@ -39,13 +39,13 @@ _PHASES = ("forward", "backward", "penalty")
 
 
 def _regularization(regularizer) -> Optional[Tuple[float, float, float]]:
-    """The regularize op's constants (l1, l2, per_batch), or None for a regularizer that
-    may compute its own way (a subclass)."""
+    """The regularize op's constants (l1, l2, scale: the index of the regularizer's scale
+    in SCALES), or None for a regularizer that may compute its own way (a subclass)."""
     if regularizer is None:
         return (0.0, 0.0, 0.0)
     if type(regularizer) not in _REGULARIZERS:
         return None
-    return (regularizer.l1, regularizer.l2, float(regularizer.scale == "batch"))
+    return (regularizer.l1, regularizer.l2, float(SCALES.index(regularizer.scale)))
 
 
 class _Program:

@@ -79,6 +79,7 @@ class WholeBatch:
         model, n = self.model, len(self.X)
         with model.writing_params(), model.weights_lock.writing:
             loss_sum, _ = model.loss_and_grad(self.X, self.Y, self.W)
-            penalty = model.penalty(n, n) if math.isfinite(loss_sum) else 0.0
-        weight = float(n) if self.W is None else weight_total(self.W)
+            weight = float(n) if self.W is None else weight_total(self.W)
+            penalty = (model.penalty(n, n, batch_weight=weight) if math.isfinite(loss_sum)
+                       else 0.0)
         return Objective(loss_sum, weight, penalty)

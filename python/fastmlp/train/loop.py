@@ -349,7 +349,7 @@ def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] =
     optimizer = fit_optimizer(model, optimizer, learning_rate)
     optimizer.check_params(model.flat_params)
     data = TrainingData(X, Y, W, len(X) if batch_size is None else min(batch_size, len(X)))
-    check_fit_memory(model, optimizer, data.batch)
+    check_fit_memory(model, optimizer, data.batch, X)
     warn_if_unscaled(model, X, columns)
     model.optimizer = optimizer
     if checkpoints is not None:

@@ -74,12 +74,14 @@ def warn_if_unscaled(model, X: np.ndarray, columns=None) -> None:
 STEP_ARRAYS_PER_WIDTH = 4
 
 
-def check_fit_memory(model, optimizer, batch: int) -> None:
+def check_fit_memory(model, optimizer, batch: int, X=None) -> None:
     """ValueError with the sizes when the step's workspaces (batch rows x the input and
     every layer's width x STEP_ARRAYS_PER_WIDTH) and the optimizer's state not allocated
-    yet would not fit in the memory available."""
+    yet would not fit in the memory available. Sparse rows X (CsrRows) add no dense input
+    rows: a step holds only its entries."""
     itemsize = model.dtype.itemsize
-    widths = model.input_dim + sum(layer.output_dim for layer in model.layers)
+    widths = (0 if type(X) is CsrRows else model.input_dim) + sum(
+        layer.output_dim for layer in model.layers)
     workspaces = STEP_ARRAYS_PER_WIDTH * batch * widths * itemsize
     copies = (optimizer.uses_m and optimizer.m is None) + (optimizer.uses_v
                                                            and optimizer.v is None)

@@ -115,9 +115,10 @@ class PerOpSteps:
         if not math.isfinite(loss_sum):
             raise diverged_loss(epoch, step + 1, data.n_batches, loss_sum / len(rows),
                                 optimizer.current_learning_rate)
-        penalty = model.penalty(data.n, len(rows))
+        weight = None if wb is None else weight_total(wb)
+        penalty = model.penalty(data.n, len(rows), batch_weight=weight)
         totals.penalty_sum += penalty * len(rows)
-        totals.passes.add(outputs, yb, loss_sum, None if wb is None else weight_total(wb))
+        totals.passes.add(outputs, yb, loss_sum, weight)
         try:
             optimizer.step(model.backend, model.flat_params, model.flat_grads,
                            samples=len(rows))
