@@ -109,6 +109,40 @@ def test_sparse_input_fits_and_predicts_as_dense():
         assert clf.score(convert(X_IRIS), Y_IRIS) == dense.score(X_IRIS, Y_IRIS)
 
 
+@converging
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_sparse_partial_fit_validation_and_regression(solver):
+    """partial_fit, X_val, early stopping's hold-out and the regressor take sparse X as
+    they take dense X (float64: the same fits to rounding)."""
+    X = sparse.csr_matrix(X_IRIS)
+    kw = dict(solver=solver, dtype="float64")
+    if solver != "lbfgs":
+        dense = quick_classifier(**kw)
+        dense.partial_fit(X_IRIS, Y_IRIS, classes=np.unique(Y_IRIS))
+        ours = quick_classifier(**kw)
+        ours.partial_fit(X, Y_IRIS, classes=np.unique(Y_IRIS))
+        ours.partial_fit(X.tocsc(), Y_IRIS)
+        dense.partial_fit(X_IRIS, Y_IRIS)
+        np.testing.assert_allclose(ours.predict_proba(X), dense.predict_proba(X_IRIS),
+                                   rtol=1e-9, atol=1e-12)
+        rows = np.random.default_rng(0).permutation(len(Y_IRIS))
+        fit, val = rows[:100], rows[100:]
+        with_val = quick_classifier(**kw, early_stopping=True).fit(
+            X[fit], Y_IRIS[fit], X_val=X[val], y_val=Y_IRIS[val])
+        dense_val = quick_classifier(**kw, early_stopping=True).fit(
+            X_IRIS[fit], Y_IRIS[fit], X_val=X_IRIS[val], y_val=Y_IRIS[val])
+        np.testing.assert_allclose(with_val.validation_loss_curve_,
+                                   dense_val.validation_loss_curve_, rtol=1e-9)
+        held_out = quick_classifier(**kw, early_stopping=True).fit(X, Y_IRIS)
+        assert held_out.validation_scores_ == quick_classifier(
+            **kw, early_stopping=True).fit(X_IRIS, Y_IRIS).validation_scores_
+    target = X_IRIS[:, 0]
+    regressor = quick_regressor(**kw).fit(X, target)
+    np.testing.assert_allclose(regressor.predict(X),
+                               quick_regressor(**kw).fit(X_IRIS, target).predict(X_IRIS),
+                               rtol=1e-9, atol=1e-12)
+
+
 # ------------------------------------------------------------ fitted attributes
 @converging
 def test_classifier_attributes_in_scikit_learn_layout():
