@@ -31,6 +31,19 @@ ProductShape product_shape(const char* k, const py::array& a, bool ta, const py:
     return {m, n, ka};
 }
 
+// z and out of a product with the bias-and-activation epilogue: each disjoint from the
+// inputs, out either z itself (the linear activation only) or disjoint from it.
+void epilogue_outputs(const char* k, const py::array& z, const py::array& out, Activation f,
+                      std::initializer_list<Named> inputs) {
+    for (const Named& in : inputs) {
+        no_overlap(k, z, "z", *in.first, in.second);
+        no_overlap(k, out, "out", *in.first, in.second);
+    }
+    const bool same = out.data() == z.data();
+    if (!same && overlaps(out, z)) fail_value(k, "out overlaps z");
+    if (same && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
+}
+
 void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
     const char* k = "gemm";
     with_dtype(a, k, "a", [&](auto tag) {
@@ -62,10 +75,7 @@ void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z
         if (bias.shape(0) != s.n)
             fail_value(k, "shape mismatch: bias is " + shape_of(bias) + ", z is " + shape_of(z) +
                               " (bias must have z.shape[1] elements)");
-        all_disjoint(k, {{&z, "z"}}, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
-        all_disjoint(k, {{&out, "out"}}, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
-        if (po != pz && overlaps(out, z)) fail_value(k, "out overlaps z");
-        if (po == pz && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
+        epilogue_outputs(k, z, out, f, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
         py::gil_scoped_release nogil;
         gemm_bias_act<T>(ta, tb, s.m, s.n, s.k, pa, a.shape(1), pb, b.shape(1), pbias, pz, s.n, po, s.n, f,
                          T(param));
@@ -89,10 +99,7 @@ void csr_gemm_bias_act_binding(py::array indptr, py::array indices, py::array va
                 fail_value(k, "shape mismatch: x has " + std::to_string(x.rows) + " rows, w is " + shape_of(w) +
                                   ", bias " + shape_of(bias) + ", z " + shape_of(z) + " (expected z (rows, w.shape[0]))");
             same_shape(k, z, "z", out, "out");
-            all_disjoint(k, {{&z, "z"}}, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
-            all_disjoint(k, {{&out, "out"}}, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
-            if (po != pz && overlaps(out, z)) fail_value(k, "out overlaps z");
-            if (po == pz && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
+            epilogue_outputs(k, z, out, f, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
             py::gil_scoped_release nogil;
             csr_gemm_bias_act<T>(x, pw, pbias, pz, po, w.shape(0), f, T(param));
         });
