@@ -74,15 +74,18 @@ T softmax_xent_row(const T* z, const T* y, T* grad, index k, T scale) {
     return loss;
 }
 
+// Binary cross-entropy's terms l(z, y) + log1p(exp(-|z|)), lane by lane.
+template <class T>
+inline Vec<T> bce_terms(Vec<T> v, Vec<T> yv) {
+    const Vec<T> zero{}, one = splat<T>(1);
+    const Vec<T> pos = select<T>(v > zero, v, zero), neg = select<T>(-v > zero, -v, zero);
+    const Vec<T> l = select<T>(yv == zero, pos, select<T>(yv == one, neg, pos - v * yv));
+    return l + log1p<T>(exp<T>(-abs<T>(v)));
+}
+
 template <class T>
 T bce_row(const T* z, const T* y, T* grad, index k, T scale) {
-    const Vec<T> zero{}, one = splat<T>(1);
-    const T sum = sum16<T>(k, [&](index j, index w) {
-        const Vec<T> v = part(z, j, w), yv = part(y, j, w);
-        const Vec<T> pos = select<T>(v > zero, v, zero), neg = select<T>(-v > zero, -v, zero);
-        const Vec<T> l = select<T>(yv == zero, pos, select<T>(yv == one, neg, pos - v * yv));
-        return l + log1p<T>(exp<T>(-abs<T>(v)));
-    });
+    const T sum = sum16<T>(k, [&](index j, index w) { return bce_terms<T>(part(z, j, w), part(y, j, w)); });
     if (grad) {
         const Vec<T> c = splat<T>(scale / T(k));
         for_lanes<T>(k, [&](index j, index w) {
@@ -122,6 +125,21 @@ T poisson_row(const T* z, const T* y, T* grad, index k, T scale) {
     return sum;
 }
 
+// Binary cross-entropy with one output (k = 1) of rows [i, i + n), n <= W, in one vector:
+// each lane is one row's bce_row, the same arithmetic (a one-element Sum16 is 0 + x, then
+// / k is / 1), so every row's loss (into `row`) and gradient are bce_row's bits. One
+// output per row would leave W - 1 lanes of bce_row's vectors idle.
+template <class T>
+void bce_single_output_rows(const T* z, const T* y, T* grad, index n, T scale, const T* w, T* row) {
+    const Vec<T> zero{}, one = splat<T>(1);
+    const Vec<T> v = load_lanes<T>(z, n, T(0)), yv = load_lanes<T>(y, n, T(0));
+    store<T>(row, (zero + bce_terms<T>(v, yv)) / one);
+    if (grad) {
+        const Vec<T> s = w ? splat<T>(scale) * load_lanes<T>(w, n, T(0)) : splat<T>(scale);
+        store_lanes<T>(grad, (s / one) * (sigmoid<T>(v) - yv), n);
+    }
+}
+
 // Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)
 // (exact) and its gradient is taken with scale_i = scale * w_i (one rounding in T), so
 // w_i = 1 reproduces the unweighted result bit for bit and w_i = 2 gives exactly twice
@@ -129,6 +147,8 @@ T poisson_row(const T* z, const T* y, T* grad, index k, T scale) {
 template <class T>
 double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k, T scale,
                  const T* w) {
+    const bool single_bce = loss == Loss::binary_cross_entropy && k == 1;
+    T single_rows[lanes<T>];
     double total = 0;
     for (index i = 0; i < rows; ++i) {
         const T* zi = z + i * k;
@@ -136,7 +156,12 @@ double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k
         T* gi = grad ? grad + i * k : nullptr;
         const T s = w ? scale * w[i] : scale;
         T row = 0;
-        switch (loss) {
+        if (single_bce) {                   // W rows at a time
+            if (i % lanes<T> == 0)
+                bce_single_output_rows(zi, yi, gi, rows - i < lanes<T> ? rows - i : lanes<T>, scale, w ? w + i : nullptr,
+                                       single_rows);
+            row = single_rows[i % lanes<T>];
+        } else switch (loss) {
             case Loss::softmax_cross_entropy: row = softmax_xent_row(zi, yi, gi, k, s); break;
             case Loss::binary_cross_entropy: row = bce_row(zi, yi, gi, k, s); break;
             case Loss::mse: row = mse_row(zi, yi, gi, k, s); break;
