@@ -74,15 +74,18 @@ T softmax_xent_row(const T* z, const T* y, T* grad, index k, T scale) {
     return loss;
 }
 
+// Binary cross-entropy's terms l(z, y) + log1p(exp(-|z|)), lane by lane.
+template <class T>
+inline Vec<T> bce_terms(Vec<T> v, Vec<T> yv) {
+    const Vec<T> zero{}, one = splat<T>(1);
+    const Vec<T> pos = select<T>(v > zero, v, zero), neg = select<T>(-v > zero, -v, zero);
+    const Vec<T> l = select<T>(yv == zero, pos, select<T>(yv == one, neg, pos - v * yv));
+    return l + log1p<T>(exp<T>(-abs<T>(v)));
+}
+
 template <class T>
 T bce_row(const T* z, const T* y, T* grad, index k, T scale) {
-    const Vec<T> zero{}, one = splat<T>(1);
-    const T sum = sum16<T>(k, [&](index j, index w) {
-        const Vec<T> v = part(z, j, w), yv = part(y, j, w);
-        const Vec<T> pos = select<T>(v > zero, v, zero), neg = select<T>(-v > zero, -v, zero);
-        const Vec<T> l = select<T>(yv == zero, pos, select<T>(yv == one, neg, pos - v * yv));
-        return l + log1p<T>(exp<T>(-abs<T>(v)));
-    });
+    const T sum = sum16<T>(k, [&](index j, index w) { return bce_terms<T>(part(z, j, w), part(y, j, w)); });
     if (grad) {
         const Vec<T> c = splat<T>(scale / T(k));
         for_lanes<T>(k, [&](index j, index w) {
@@ -122,6 +125,73 @@ T poisson_row(const T* z, const T* y, T* grad, index k, T scale) {
     return sum;
 }
 
+// Binary cross-entropy with one output (k = 1) of rows [i, i + n), n <= W, in one vector:
+// each lane is one row's bce_row, the same arithmetic (a one-element Sum16 is 0 + x, then
+// / k is / 1), so every row's loss (into `row`) and gradient are bce_row's bits. One
+// output per row would leave W - 1 lanes of bce_row's vectors idle.
+template <class T>
+void bce_single_output_rows(const T* z, const T* y, T* grad, index n, T scale, const T* w, T* row) {
+    const Vec<T> zero{}, one = splat<T>(1);
+    const Vec<T> v = load_lanes<T>(z, n, T(0)), yv = load_lanes<T>(y, n, T(0));
+    store<T>(row, (zero + bce_terms<T>(v, yv)) / one);
+    if (grad) {
+        const Vec<T> s = w ? splat<T>(scale) * load_lanes<T>(w, n, T(0)) : splat<T>(scale);
+        store_lanes<T>(grad, (s / one) * (sigmoid<T>(v) - yv), n);
+    }
+}
+
+// Sum16's total of one element per partial, lane by lane: partial e holds 0 + x[e] for
+// e < k <= 16 and 0 beyond, then the halving (l += l + 8, + 4, + 2, + 1). Overwrites x.
+template <class T>
+inline Vec<T> sum16_by_lanes(Vec<T>* x, index k) {
+    for (index e = 0; e < 16; ++e) x[e] = e < k ? Vec<T>{} + x[e] : Vec<T>{};
+    for (index h = 8; h >= 1; h /= 2)
+        for (index j = 0; j < h; ++j) x[j] += x[j + h];
+    return x[0];
+}
+
+// softmax_xent_row of rows [0, n), n <= W, k <= 16 outputs, one row per lane: output j of
+// every row in one vector (the rows transposed in), each step softmax_xent_row's with its
+// scalar row values in vectors, so every row's loss (into `row`) and gradient are its bits.
+// A row alone keeps only a few lanes busy and waits on each step's latency.
+template <class T>
+void softmax_xent_by_lanes(const T* z, const T* y, T* grad, index n, index k, T scale,
+                           const T* w, T* row) {
+    constexpr index W = lanes<T>;
+    alignas(64) T zt[16 * W], yt[16 * W];
+    for (index j = 0; j < k; ++j)
+        for (index r = 0; r < W; ++r) {
+            zt[j * W + r] = r < n ? z[r * k + j] : T(0);
+            yt[j * W + r] = r < n ? y[r * k + j] : T(0);
+        }
+    Vec<T> vm = load<T>(zt);
+    for (index j = 1; j < k; ++j) {
+        const Vec<T> v = load<T>(zt + j * W);
+        vm = select<T>(v > vm, v, vm);
+    }
+    const Vec<T> zero{};
+    Vec<T> d[16], e[16], x[16];
+    for (index j = 0; j < k; ++j) {
+        d[j] = shifted<T>(load<T>(zt + j * W), vm);
+        x[j] = e[j] = exp<T>(d[j]);
+    }
+    const Vec<T> vs = sum16_by_lanes<T>(x, k), log_s = log<T>(vs);
+    for (index j = 0; j < k; ++j) {
+        const Vec<T> yj = load<T>(yt + j * W);
+        x[j] = select<T>(yj == zero, zero, yj * (log_s - d[j]));
+    }
+    store<T>(row, sum16_by_lanes<T>(x, k));
+    if (!grad) return;
+    for (index j = 0; j < k; ++j) x[j] = load<T>(yt + j * W);
+    const Vec<T> s = w ? splat<T>(scale) * load_lanes<T>(w, n, T(0)) : splat<T>(scale);
+    const Vec<T> c1 = s * sum16_by_lanes<T>(x, k);
+    for (index j = 0; j < k; ++j) {
+        T g[W];
+        store<T>(g, (e[j] / vs) * c1 - load<T>(yt + j * W) * s);
+        for (index r = 0; r < n; ++r) grad[r * k + j] = g[r];
+    }
+}
+
 // Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)
 // (exact) and its gradient is taken with scale_i = scale * w_i (one rounding in T), so
 // w_i = 1 reproduces the unweighted result bit for bit and w_i = 2 gives exactly twice
@@ -129,6 +199,9 @@ T poisson_row(const T* z, const T* y, T* grad, index k, T scale) {
 template <class T>
 double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k, T scale,
                  const T* w) {
+    const bool single_bce = loss == Loss::binary_cross_entropy && k == 1;
+    const bool softmax_lanes = loss == Loss::softmax_cross_entropy && k <= 16;
+    T single_rows[lanes<T>];
     double total = 0;
     for (index i = 0; i < rows; ++i) {
         const T* zi = z + i * k;
@@ -136,7 +209,14 @@ double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k
         T* gi = grad ? grad + i * k : nullptr;
         const T s = w ? scale * w[i] : scale;
         T row = 0;
-        switch (loss) {
+        if (single_bce || softmax_lanes) {          // W rows at a time
+            if (i % lanes<T> == 0) {
+                const index n = rows - i < lanes<T> ? rows - i : lanes<T>;
+                if (single_bce) bce_single_output_rows(zi, yi, gi, n, scale, w ? w + i : nullptr, single_rows);
+                else softmax_xent_by_lanes(zi, yi, gi, n, k, scale, w ? w + i : nullptr, single_rows);
+            }
+            row = single_rows[i % lanes<T>];
+        } else switch (loss) {
             case Loss::softmax_cross_entropy: row = softmax_xent_row(zi, yi, gi, k, s); break;
             case Loss::binary_cross_entropy: row = bce_row(zi, yi, gi, k, s); break;
             case Loss::mse: row = mse_row(zi, yi, gi, k, s); break;

@@ -102,6 +102,26 @@ def test_single_output_and_nan(monkeypatch, loss):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_argmax_ties_infinities_and_nan_as_numpy(monkeypatch, dtype):
+    """predict's argmax (the fused predictor's, and the trainer's accuracy) is NumPy's: the
+    first maximum, the first NaN before anything. Logits W x with W the identity but two
+    infinite entries: a row with x_0 = 0 (x_1 = 0) gets NaN in logit 2 (logit 4), else
+    +-inf; integer x ties often."""
+    model = Sequential([Dense(5)], input_dim=5, loss="softmax_cross_entropy", seed=0,
+                       dtype=dtype)
+    with model.writing_params():      # set_weights refuses non-finite weights
+        model.layers[0].W[...] = np.eye(5)
+        model.layers[0].W[2, 0] = model.layers[0].W[4, 1] = np.inf
+        model.layers[0].b[...] = 0
+    X = np.random.default_rng(4).integers(-1, 3, size=(400, 5)).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        logits = X.astype(np.float64) @ model.layers[0].W.T.astype(np.float64)
+    assert np.isnan(logits).any(axis=1).sum() > 100     # the cases are there
+    np.testing.assert_array_equal(model.predict(X), np.argmax(logits, axis=1))
+    _assert_same(model.predict(X), _per_op(monkeypatch, lambda: model.predict(X)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_row_independent_of_batch(dtype):
     model = _model("softmax_cross_entropy", dtype, features=300, hidden=(257, "relu"))
     X = _data(1024, 300, seed=5)

@@ -152,6 +152,32 @@ def test_binary_cross_entropy_single_and_multilabel(k, dtype, isa):
         assert abs(value - sum(singles) / k) <= 4 * np.finfo(dtype).eps * abs(value) * k
 
 
+@pytest.mark.parametrize("name,k", [("binary_cross_entropy", 1), ("softmax_cross_entropy", 3),
+                                    ("softmax_cross_entropy", 10), ("softmax_cross_entropy", 16)])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_rows_by_lanes_do_not_depend_on_their_neighbours(name, k, weighted, dtype, isa):
+    """One output of binary cross-entropy, and softmax with up to 16 outputs, run W rows
+    per vector (a row per lane): each row's gradient and loss are the bits it has alone
+    (the total: the rows' values added in order in double), whatever its lane, in full
+    vectors and in the tail, with and without row weights."""
+    rng = np.random.default_rng(3)
+    for rows in (1, 5, 8, 16, 17, 37):
+        z, y = _case(name, (rows, k), dtype, rows, kind="weighted")   # soft, rows != 1
+        y[::3, 0] = 0                              # a zero target adds nothing to the loss
+        if name == "binary_cross_entropy":
+            y[1::3, 0] = 1                         # 0, 1 and soft: bce's three formulas
+        w = (rng.random(rows) * 3).astype(dtype) if weighted else None
+        grad = np.full_like(z, np.nan)
+        total = _core.loss(name, z, y, grad, 0.37, w)
+        alone_total = 0.0
+        for i in range(rows):
+            alone = np.full_like(z[i:i + 1], np.nan)
+            alone_total += _core.loss(name, z[i:i + 1].copy(), y[i:i + 1].copy(), alone, 0.37,
+                                      None if w is None else w[i:i + 1].copy())
+            assert grad[i].tobytes() == alone.tobytes(), f"row {i} of {rows}"
+        assert total == alone_total, f"{rows} rows"
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_gradient_is_scale_times_derivative(name, dtype, isa):
     """grad(scale) == scale * grad(1) up to one rounding, and scale = 0 gives zeros."""
