@@ -15,7 +15,14 @@
 //             or, eps before the correction (scikit-learn's, the paper's section 2 form):
 //             p = p - (lr_t * m) / (sqrt(v) + eps),  lr_t = lr * sqrt(bc2) / bc1 in double
 //   adamw     p = p - lr_wd * p, then the adam step (lr_wd = lr * weight_decay)
+//
+// Every new m and v is flushed before anything reads it: an entry whose magnitude is below
+// the smallest normal T becomes +0 (NaN and inf stay). A state that decays geometrically
+// (Adam's m for a weight whose gradient stays 0) would otherwise fill with subnormals, and
+// an operation on one costs about a hundred cycles on many CPUs (docs/conventions.md).
 #pragma once
+#include <limits>
+
 #include "reductions.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
@@ -36,6 +43,12 @@ struct StepVecs {
     bool eps_before_correction;
 };
 
+// x, its lanes below the smallest normal T in magnitude set to +0.
+template <class T>
+inline Vec<T> flush_subnormal(Vec<T> x) {
+    return select<T>(abs<T>(x) < splat<T>(std::numeric_limits<T>::min()), Vec<T>{}, x);
+}
+
 template <class T>
 inline void optimizer_lanes(const StepVecs<T>& s, T* p, const T* g, T* m, T* v, index j, index w) {
     const Vec<T> lr = s.lr, eps = s.eps;
@@ -46,14 +59,14 @@ inline void optimizer_lanes(const StepVecs<T>& s, T* p, const T* g, T* m, T* v, 
             pv = pv - lr * gv;
             break;
         case Optimizer::momentum: {
-            const Vec<T> mv = s.b1 * load_lanes<T>(m + j, w, T(0)) - lr * gv;
+            const Vec<T> mv = flush_subnormal<T>(s.b1 * load_lanes<T>(m + j, w, T(0)) - lr * gv);
             pv = pv + mv;
             store_lanes<T>(m + j, mv, w);
             break;
         }
         case Optimizer::nesterov: {
             const Vec<T> prev = load_lanes<T>(m + j, w, T(0));
-            const Vec<T> mv = s.b1 * prev - lr * gv;
+            const Vec<T> mv = flush_subnormal<T>(s.b1 * prev - lr * gv);
             pv = pv + (-s.b1 * prev + s.one_plus_b1 * mv);
             store_lanes<T>(m + j, mv, w);
             break;
@@ -61,8 +74,9 @@ inline void optimizer_lanes(const StepVecs<T>& s, T* p, const T* g, T* m, T* v, 
         case Optimizer::adagrad:
         case Optimizer::rmsprop: {
             const Vec<T> old = load_lanes<T>(v + j, w, T(0));
-            const Vec<T> vv = s.kind == Optimizer::adagrad ? old + gv * gv
-                                                           : s.b2 * old + s.one_minus_b2 * (gv * gv);
+            const Vec<T> vv = flush_subnormal<T>(s.kind == Optimizer::adagrad
+                                                     ? old + gv * gv
+                                                     : s.b2 * old + s.one_minus_b2 * (gv * gv));
             pv = pv - (lr * gv) / (sqrt(vv) + eps);
             store_lanes<T>(v + j, vv, w);
             break;
@@ -70,8 +84,8 @@ inline void optimizer_lanes(const StepVecs<T>& s, T* p, const T* g, T* m, T* v, 
         case Optimizer::adam:
         case Optimizer::adamw: {
             if (s.kind == Optimizer::adamw) pv = pv - s.lr_wd * pv;
-            const Vec<T> mv = s.b1 * load_lanes<T>(m + j, w, T(0)) + s.one_minus_b1 * gv;
-            const Vec<T> vv = s.b2 * load_lanes<T>(v + j, w, T(0)) + s.one_minus_b2 * (gv * gv);
+            const Vec<T> mv = flush_subnormal<T>(s.b1 * load_lanes<T>(m + j, w, T(0)) + s.one_minus_b1 * gv);
+            const Vec<T> vv = flush_subnormal<T>(s.b2 * load_lanes<T>(v + j, w, T(0)) + s.one_minus_b2 * (gv * gv));
             pv = pv - (s.eps_before_correction ? (s.lr_t * mv) / (sqrt(vv) + eps)
                                                : lr * (mv / s.bc1) / (sqrt(vv / s.bc2) + eps));
             store_lanes<T>(m + j, mv, w);

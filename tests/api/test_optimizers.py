@@ -576,3 +576,52 @@ def test_exports():
     assert repr(AdamW(clipnorm=1.0)) == ("AdamW(learning_rate=0.001, beta_1=0.9, beta_2=0.999, "
                                         "eps=1e-08, weight_decay=0.01, "
                                         "eps_placement='after_correction', clipnorm=1.0)")
+
+
+# ------------------------------------------------- no subnormal state over a long run
+class _StateWatch(fastmlp.callbacks.Callback):
+    """After every epoch: the optimizer state's subnormal entries (must stay 0) and its
+    entries that are exactly 0 (the decayed ones end there)."""
+
+    def __init__(self):
+        self.subnormal, self.zeros = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        states = [s for s in (self.model.optimizer.m, self.model.optimizer.v) if s is not None]
+        tiny = np.finfo(states[0].dtype).tiny
+        self.subnormal.append(sum(int(np.count_nonzero((s != 0) & (np.abs(s) < tiny)))
+                                  for s in states))
+        self.zeros.append(sum(int(np.count_nonzero(s == 0)) for s in states))
+
+
+@pytest.mark.parametrize("path", ["numpy", "native-per-op", "native-fused"])
+@pytest.mark.parametrize("dtype, optimizer", [
+    ("float32", lambda: Adam(1e-3)),                    # m decays by 0.9: subnormal ~ step 800
+    ("float32", lambda: Momentum(0.01, momentum=0.9)),
+    ("float64", lambda: Adam(1e-3, beta_1=0.45)),       # float64 needs a faster decay
+], ids=["float32-adam", "float32-momentum", "float64-adam"])
+def test_no_subnormal_state_after_a_thousand_steps(path, dtype, optimizer, monkeypatch):
+    """A model built to produce them: inputs whose third column is 0 after the first
+    steps, so the state of the weights it feeds decays geometrically through the subnormal
+    range (without the rule it would hold subnormals for about a hundred steps before
+    underflowing to 0). 1,000 whole-batch steps; after every one no entry is subnormal, and
+    the decayed entries did reach exactly 0."""
+    if path != "numpy":
+        pytest.importorskip("fastmlp.backends.native")
+    if path == "native-per-op":
+        import fastmlp.train.loop
+        monkeypatch.setattr(fastmlp.train.loop, "_FUSED", False)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 3))
+    y = (X[:, 0] > 0).astype(int)
+    model = Sequential([Dense(4, "tanh"), Dense(2)], input_dim=3, dtype=dtype, seed=0,
+                       backend="numpy" if path == "numpy" else "native")
+    opt = optimizer()
+    model.fit(X, y, epochs=5, batch_size=None, optimizer=opt, shuffle=False, verbose=0)
+    X[:, 2] = 0.0                          # its weights' gradients are exactly 0 from now on
+    watch = _StateWatch()
+    model.fit(X, y, epochs=995, batch_size=None, optimizer=opt, shuffle=False, verbose=0,
+              callbacks=[watch])
+    assert opt.iterations == 1000
+    assert max(watch.subnormal) == 0
+    assert watch.zeros[-1] > watch.zeros[0], "no state decayed to 0: the test would not see subnormals"

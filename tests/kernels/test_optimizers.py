@@ -180,6 +180,62 @@ def test_adam_step_by_hand(backend, b1, before, want):
 
 
 # ---------------------------------------------------------------------------------
+# The state rule: a new m or v below the smallest normal in magnitude becomes +0
+# (docs/conventions.md), in the kernels and the oracle alike
+# ---------------------------------------------------------------------------------
+STATEFUL = [name for name, (uses_m, uses_v) in USES.items() if uses_m or uses_v]
+
+
+def _near_the_normal_range(dtype, n, seed):
+    """State entries that one decay step takes below the smallest normal (and some that
+    stay above, zeros, negatives, NaN and inf), with zero gradients except a few."""
+    rng = np.random.default_rng(seed)
+    tiny = np.finfo(dtype).tiny
+    state = (tiny * rng.uniform(0.5, 3.0, n) * rng.choice([-1, 1], n)).astype(dtype)
+    state[::11] = 0
+    state[5::13] = np.finfo(dtype).tiny / 4          # subnormal already
+    state[3::17] = rng.standard_normal(len(state[3::17]))
+    state[7::29] = np.nan
+    state[9::31] = np.inf
+    g = np.zeros(n, dtype)
+    g[::7] = rng.standard_normal(len(g[::7])) * tiny * 8
+    return state, g
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("n", [1, 7, 17, 33, 257])
+def test_state_below_the_normal_range_becomes_zero(name, n, isa, dtype):
+    hyper = {**HYPER[name], "b1": 0.5, "b2": 0.5} if name not in ("adagrad", "sgd") \
+        else HYPER[name]
+    finfo = np.finfo(dtype)
+    results = []
+    for backend in (NATIVE, ORACLE):
+        m, g = _near_the_normal_range(dtype, n, 1)
+        v, _ = _near_the_normal_range(dtype, n, 2)
+        v = np.abs(v)                                  # a second moment is never negative
+        p = np.ones(n, dtype)
+        uses_m, uses_v = USES[name]
+        with np.errstate(all="ignore"):
+            backend.optimizer_update(name, p, g, m if uses_m else None, v if uses_v else None,
+                                     lr=0.01, **hyper)
+        results.append((p, m, v))
+        for state, used in ((m, uses_m), (v, uses_v)):
+            if used:
+                finite = state[np.isfinite(state)]
+                assert not np.any((finite != 0) & (np.abs(finite) < finfo.tiny)), \
+                    f"{backend.name} left a subnormal in the state"
+                assert np.isnan(state[7::29]).all()     # NaN stays
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got, want)
+    # the rule did something: some entries were normal before and are exactly 0 now
+    m0, _ = _near_the_normal_range(dtype, n, 1)
+    state = results[0][1] if USES[name][0] else results[0][2]
+    start = m0 if USES[name][0] else np.abs(_near_the_normal_range(dtype, n, 2)[0])
+    if name != "adagrad" and n >= 7:
+        assert np.any((np.abs(start) >= finfo.tiny) & np.isfinite(start) & (state == 0))
+
+
+# ---------------------------------------------------------------------------------
 # sum_squares
 # ---------------------------------------------------------------------------------
 SIZES = [0, 1, 15, 16, 17, 100, 16_384, 16_385, 70_001]

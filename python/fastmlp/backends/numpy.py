@@ -534,39 +534,47 @@ def _reads(**state) -> None:
                             "optimizer")
 
 
+def _flushed(x: np.ndarray) -> np.ndarray:
+    """x with its entries below the dtype's smallest normal in magnitude set to +0, in
+    place (the kernels' state rule: every new m and v, before anything reads it)."""
+    with np.errstate(invalid="ignore"):
+        x[np.abs(x) < np.finfo(x.dtype).tiny] = 0
+    return x
+
+
 def _sgd(p, g, m, v, c):
     p -= c.lr * g
 
 
 def _momentum(p, g, m, v, c):
     _reads(m=m)
-    np.subtract(c.b1 * m, c.lr * g, out=m)
+    _flushed(np.subtract(c.b1 * m, c.lr * g, out=m))
     p += m
 
 
 def _nesterov(p, g, m, v, c):
     _reads(m=m)
-    new = c.b1 * m - c.lr * g
+    new = _flushed(c.b1 * m - c.lr * g)
     p += -c.b1 * m + c.one_plus_b1 * new
     m[...] = new
 
 
 def _adagrad(p, g, m, v, c):
     _reads(v=v)
-    v += g * g
+    _flushed(np.add(v, g * g, out=v))
     p -= (c.lr * g) / (np.sqrt(v) + c.eps)
 
 
 def _rmsprop(p, g, m, v, c):
     _reads(v=v)
-    np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
+    _flushed(np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v))
     p -= (c.lr * g) / (np.sqrt(v) + c.eps)
 
 
 def _adam(p, g, m, v, c):
     _reads(m=m, v=v)
-    np.add(c.b1 * m, c.one_minus_b1 * g, out=m)
-    np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v)
+    _flushed(np.add(c.b1 * m, c.one_minus_b1 * g, out=m))
+    _flushed(np.add(c.b2 * v, c.one_minus_b2 * (g * g), out=v))
     if c.eps_before_correction:
         p -= (c.lr_t * m) / (np.sqrt(v) + c.eps)
     else:
