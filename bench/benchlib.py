@@ -85,6 +85,19 @@ def synthetic(rows: int, dim: int, classes: int = N_CLASSES, seed: int = 0
     return X, y
 
 
+def synthetic_borders(rows: int, dim: int, border: float = 0.4, seed: int = 0
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`synthetic` with a digit image's border: the first ``border`` of the columns
+    hold 0 except in about one row in 50,000 each, as a handwritten digit's edge pixels.
+    The optimizer's state of the weights they feed then decays for thousands of steps
+    between two nonzero inputs (the steady state a long run reaches)."""
+    X, y = synthetic(rows, dim, seed=seed)
+    edge = int(dim * border)
+    rng = np.random.default_rng(seed + 1)
+    X[:, :edge] *= rng.random((rows, edge)) < 2e-5
+    return X, y
+
+
 @functools.lru_cache(maxsize=2)
 def cached_synthetic(rows: int, dim: int) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`synthetic` with seed 0, cached (configs A and B share their data)."""

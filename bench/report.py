@@ -45,14 +45,17 @@ README_END = "<!-- bench:end -->"
 MODES = {
     # rows of A, B, C and D (None: the configs' own); training epochs (see _worker_train);
     # GEMM and inference timing (benchlib.time_calls).
+    # steady: epochs of config A on synthetic_borders data, all its rows in full mode.
     "quick": dict(rounds=1, rows={"A": 8192, "B": 8192, "C": 8192, "D": 2048},
                   train=dict(warmup=1, epochs=3, min_seconds=0.5, max_epochs=12),
                   gemm=dict(min_time=0.004, samples=5, max_total=0.5),
-                  infer=dict(min_time=0.01, samples=5, max_total=1.0), memory_rows=8192),
+                  infer=dict(min_time=0.01, samples=5, max_total=1.0), memory_rows=8192,
+                 steady=dict(rows=8192, epochs=4)),
     "full": dict(rounds=2, rows=None,
                  train=dict(warmup=1, epochs=3, min_seconds=2.0, max_epochs=12),
                  gemm=dict(min_time=0.02, samples=7, max_total=2.0),
-                 infer=dict(min_time=0.05, samples=9, max_total=3.0), memory_rows=None),
+                 infer=dict(min_time=0.05, samples=9, max_total=3.0), memory_rows=None,
+                 steady=dict(rows=None, epochs=10)),
 }
 
 
@@ -78,6 +81,8 @@ def worker(spec: dict) -> dict:
             return _worker_infer(bl, impl, spec)
         if kind == "memory":
             return _worker_memory(bl, impl, spec)
+        if kind == "steady":
+            return _worker_steady(bl, impl, spec)
     raise ValueError(f"unknown worker kind {kind!r}")
 
 
@@ -120,12 +125,8 @@ def _worker_gemm(bl, impl: str, spec: dict) -> dict:
     return {"gemm": rows}
 
 
-def _worker_train(bl, impl: str, spec: dict) -> dict:
-    cfg = bl.CONFIGS[spec["config"]]
-    X, y = bl.synthetic(spec["rows"], cfg.dims[0])
-    X_eval, y_eval = X[:2048], y[:2048]
-    trainer = bl.make_trainer(impl, cfg, X, y)
-    before = trainer.loss(X_eval, y_eval)
+def _epoch_timer(impl: str, trainer):
+    """A function that trains one epoch and returns its seconds."""
     if impl in ("native", "numpy"):
         import fastmlp.train.callbacks
 
@@ -147,7 +148,16 @@ def _worker_train(bl, impl: str, spec: dict) -> dict:
             start = time.perf_counter()
             trainer.epoch()
             return time.perf_counter() - start
+    return epoch
 
+
+def _worker_train(bl, impl: str, spec: dict) -> dict:
+    cfg = bl.CONFIGS[spec["config"]]
+    X, y = bl.synthetic(spec["rows"], cfg.dims[0])
+    X_eval, y_eval = X[:2048], y[:2048]
+    trainer = bl.make_trainer(impl, cfg, X, y)
+    before = trainer.loss(X_eval, y_eval)
+    epoch = _epoch_timer(impl, trainer)
     # Warm-up, then at least `epochs` timed epochs and at least `min_seconds` of them
     # (short epochs are noisy), at most `max_epochs`.
     meter = bl.CpuMeter()
@@ -163,6 +173,19 @@ def _worker_train(bl, impl: str, spec: dict) -> dict:
                 others=others,
                 loss_before=before, loss_after=after, ok=after < before,
                 flops_per_sample=cfg.flops_per_sample)
+
+
+def _worker_steady(bl, impl: str, spec: dict) -> dict:
+    """Every epoch's seconds of config A trained on synthetic_borders data: whether epochs
+    slow down once the optimizer's state has decayed (subnormal numbers)."""
+    cfg = bl.CONFIGS["A"]
+    X, y = bl.synthetic_borders(spec["rows"], cfg.dims[0])
+    trainer = bl.make_trainer(impl, cfg, X, y)
+    before = trainer.loss(X[:2048], y[:2048])
+    epoch = _epoch_timer(impl, trainer)
+    seconds = [epoch() for _ in range(spec["epochs"])]
+    after = trainer.loss(X[:2048], y[:2048])
+    return dict(rows=len(X), epoch_seconds=seconds, ok=after < before)
 
 
 def _worker_infer(bl, impl: str, spec: dict) -> dict:
@@ -239,7 +262,7 @@ def measure(mode: str, rounds: int, impls: List[str], log) -> dict:
     m = MODES[mode]
     import benchlib as bl
     rows = {name: (m["rows"] or {}).get(name, cfg.rows) for name, cfg in bl.CONFIGS.items()}
-    raw: dict = {"gemm": {}, "train": {}, "infer": {}, "memory": {}}
+    raw: dict = {"gemm": {}, "train": {}, "infer": {}, "memory": {}, "steady": {}}
     for r in range(rounds):
         log(f"round {r + 1}/{rounds}")
         for n in bl.THREADS:
@@ -259,6 +282,11 @@ def measure(mode: str, rounds: int, impls: List[str], log) -> dict:
                 spec = dict(kind="infer", impl=impl, threads=n, rows=list(bl.INFERENCE_ROWS),
                             timing=m["infer"])
                 raw["infer"].setdefault(f"{impl}|{n}", []).append(run_worker(spec, log))
+        steady_rows = m["steady"]["rows"] or bl.CONFIGS["A"].rows
+        for impl in _rotate([i for i in impls if i != "sklearn"], r):
+            spec = dict(kind="steady", impl=impl, threads=1, rows=steady_rows,
+                        epochs=m["steady"]["epochs"])
+            raw["steady"].setdefault(impl, []).append(run_worker(spec, log))
     log("peak memory (config C, 1 thread, one fresh process each)")
     for impl in impls:
         spec = dict(kind="memory", impl=impl, config="C", threads=1,

@@ -88,6 +88,18 @@ def summarize(raw: dict, impls: List[str]) -> dict:
                                     f"probability error {row['error']:.2e}")
     infer = {k: median(v) for k, v in cells.items()}
 
+    steady: Dict[str, dict] = {}       # impl -> median epoch seconds and the ratio
+    for impl, runs in raw.get("steady", {}).items():
+        good = [run for run in runs if "error" not in run]
+        problems += [f"steady state {impl}: {run['error']}" for run in runs if "error" in run]
+        problems += [f"steady state {impl}: loss did not fall" for run in good if not run["ok"]]
+        if good:
+            epochs = [run["epoch_seconds"] for run in good]
+            steady[impl] = dict(rows=good[0]["rows"], epochs=len(epochs[0]),
+                                second=median(e[1] for e in epochs),
+                                last=median(e[-1] for e in epochs),
+                                ratio=median(e[-1] / e[1] for e in epochs))
+
     for impl, run in raw["memory"].items():
         if "error" in run:
             problems.append(f"memory {impl}: {run['error']}")
@@ -95,7 +107,8 @@ def summarize(raw: dict, impls: List[str]) -> dict:
             problems.append(f"memory run {impl}: loss did not fall")
     square = bl.GemmCase("square", 1024, 1024, 1024).label
     blas_1024 = {n: gemm.get(("numpy", n, "float32", square)) for n in bl.THREADS}
-    return dict(gemm=gemm, train=train, infer=infer, memory=raw["memory"], problems=problems,
+    return dict(gemm=gemm, train=train, infer=infer, memory=raw["memory"], steady=steady,
+                problems=problems,
                 blas_1024=blas_1024, impls=impls, rows=raw["rows"], disturbed=disturbed,
                 blas_disturbed={n: ("gemm", "numpy", n, "float32", square) in disturbed
                                 for n in bl.THREADS})
@@ -179,6 +192,15 @@ def memory_table(s: dict) -> List[str]:
     return lines
 
 
+def steady_table(s: dict) -> List[str]:
+    lines = ["| implementation | rows | epoch 2 (s) | last epoch (s) | last / epoch 2 |",
+             "|---|---|---|---|---|"]
+    for impl, row in s["steady"].items():
+        lines.append(f"| {impl} | {row['rows']:,} | {row['second']:.3f} | "
+                     f"{row['last']:.3f} (epoch {row['epochs']}) | {row['ratio']:.2f} |")
+    return lines
+
+
 def _key_gemm_cases():
     import benchlib as bl
     keep = {"square", "fwd"}
@@ -235,6 +257,13 @@ def render(s: dict, info: dict, meta: dict, *, full: bool) -> str:
         out += [""]
     out += ["**Inference latency** of config A (predict_proba; native vs x: how many times "
             "faster native is)", ""] + infer_table(s) + [""]
+    if s["steady"]:
+        out += ["**Steady state** (config A, 1 thread, Adam, synthetic data whose first 40 % "
+                "of columns are 0 in all but about one row in 50,000, as a digit image's "
+                "border: the optimizer's state of their weights decays between two nonzero "
+                "inputs; every epoch timed, medians over rounds). A ratio above 1 means "
+                "epochs slow down as training goes on.", ""]
+        out += steady_table(s) + [""]
     mem_rows = s["memory"].get("native", {}).get("rows")
     out += [f"**Peak memory** of training config C ({_fmt(mem_rows)} rows, 2 epochs, "
             "1 thread) in a fresh process (getrusage ru_maxrss)", ""]
