@@ -88,18 +88,7 @@ def summarize(raw: dict, impls: List[str]) -> dict:
                                     f"probability error {row['error']:.2e}")
     infer = {k: median(v) for k, v in cells.items()}
 
-    steady: Dict[str, dict] = {}       # impl -> median epoch seconds and the ratio
-    for impl, runs in raw.get("steady", {}).items():
-        good = [run for run in runs if "error" not in run]
-        problems += [f"steady state {impl}: {run['error']}" for run in runs if "error" in run]
-        problems += [f"steady state {impl}: loss did not fall" for run in good if not run["ok"]]
-        if good:
-            epochs = [run["epoch_seconds"] for run in good]
-            steady[impl] = dict(rows=good[0]["rows"], epochs=len(epochs[0]),
-                                second=median(e[1] for e in epochs),
-                                last=median(e[-1] for e in epochs),
-                                ratio=median(e[-1] / e[1] for e in epochs))
-
+    steady = _steady(raw.get("steady", {}), problems)
     for impl, run in raw["memory"].items():
         if "error" in run:
             problems.append(f"memory {impl}: {run['error']}")
@@ -112,6 +101,23 @@ def summarize(raw: dict, impls: List[str]) -> dict:
                 blas_1024=blas_1024, impls=impls, rows=raw["rows"], disturbed=disturbed,
                 blas_disturbed={n: ("gemm", "numpy", n, "float32", square) in disturbed
                                 for n in bl.THREADS})
+
+
+def _steady(raw: dict, problems: List[str]) -> Dict[str, dict]:
+    """Per implementation: its rows, epochs, the medians over rounds of epoch 2's and the
+    last epoch's seconds and of their ratio; failures go to ``problems``."""
+    steady: Dict[str, dict] = {}
+    for impl, runs in raw.items():
+        good = [run for run in runs if "error" not in run]
+        problems += [f"steady state {impl}: {run['error']}" for run in runs if "error" in run]
+        problems += [f"steady state {impl}: loss did not fall" for run in good if not run["ok"]]
+        if good:
+            epochs = [run["epoch_seconds"] for run in good]
+            steady[impl] = dict(rows=good[0]["rows"], epochs=len(epochs[0]),
+                                second=median(e[1] for e in epochs),
+                                last=median(e[-1] for e in epochs),
+                                ratio=median(e[-1] / e[1] for e in epochs))
+    return steady
 
 
 def _mark(s: dict, *key) -> str:
