@@ -345,11 +345,6 @@ class FusedEpochs:
             return None
         return cls(model, optimizer, batch, factory)
 
-    def applies(self) -> bool:
-        """Whether the model can still take the fused path (a callback may have given a
-        layer a regularizer only the per-op path runs)."""
-        return self.program() is not None
-
     def program(self) -> Optional[dict]:
         """The model's compiled program, compiled again only when what it is built from
         changed (a callback may give a layer another regularizer between epochs):
@@ -378,15 +373,17 @@ class FusedEpochs:
         return self._trainer
 
     def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None,
-                  watch=None):
+                  watch=None, program: Optional[dict] = None):
         """Steps [begin, end) of the epoch visiting rows in ``order``; adds them to
         ``totals`` (new ones if None) and returns it. Advances the optimizer's and the
         model's counters by the steps taken; raises DivergenceError (the weights and the
         optimizer's state are those before the failing step) as the per-op loop does.
         With ``watch`` (the backend's ``sigint_watch()``) a SIGINT ends the run at the next
-        step boundary: fewer steps are taken and ``totals.interrupted`` is set."""
+        step boundary: fewer steps are taken and ``totals.interrupted`` is set. ``program``:
+        :meth:`program` as the caller took it at the epoch's start (callbacks change a
+        model only between epochs), else taken here."""
         model, opt = self.model, self.optimizer
-        program = self.program()
+        program = self.program() if program is None else program
         if program is None:
             raise ValueError("the model has a layer or regularizer the fused path does not "
                              "run; fit uses the per-op loop for it")

@@ -166,9 +166,9 @@ class FusedSteps:
     path's) for the checkpoint's state and the History values. A program of several
     heads (MultiTask) gets the heads' targets side by side in one array."""
 
-    def __init__(self, fused: FusedEpochs, data: TrainingData):
-        self.fused, self.data = fused, data
-        heads = fused.program().get("heads")
+    def __init__(self, fused: FusedEpochs, data: TrainingData, program: dict):
+        self.fused, self.data, self.program = fused, data, program
+        heads = program.get("heads")
         self.names = None if heads is None else [head["name"] for head in heads]
         if heads is None:
             self.metrics = [get_loss(fused.model.loss).metric_name]
@@ -224,7 +224,7 @@ class FusedSteps:
                 if interrupt is not None and interrupt.requested:
                     break
                 taken = fused.run_steps(data.X, self.Y, data.W, order, step, step + 1, epoch,
-                                        watch=watch)
+                                        watch=watch, program=self.program)
                 rows = data.rows(order, step)
                 totals.fold(taken, [Y[rows] for Y in self.targets])
                 self._note_interrupt(taken, interrupt)
@@ -232,7 +232,7 @@ class FusedSteps:
         elif interrupt is None or not interrupt.requested:
             before = 0 if totals is None else totals.steps
             totals = fused.run_steps(data.X, self.Y, data.W, order, begin, end, epoch, totals,
-                                     watch)
+                                     watch, self.program)
             self._note_interrupt(totals, interrupt)
             on_steps(totals.steps - before)
         return totals
@@ -246,7 +246,10 @@ class FusedSteps:
 
 
 def epoch_steps(model, optimizer: Optimizer, data: TrainingData, fused: Optional[FusedEpochs]):
-    """The steps of the next epoch: fused when ``fused`` applies now, else per-op."""
-    if fused is not None and fused.applies():
-        return FusedSteps(fused, data)
+    """The steps of the next epoch: fused when ``fused`` applies now (its program, taken
+    once for the epoch: a callback may have given a layer a regularizer only the per-op
+    path runs), else per-op."""
+    program = None if fused is None else fused.program()
+    if program is not None:
+        return FusedSteps(fused, data, program)
     return PerOpSteps(model, optimizer, data)
