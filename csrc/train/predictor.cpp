@@ -2,6 +2,9 @@
 #include "predictor.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
 #include <cstring>
 #include <memory>
 #include <shared_mutex>
@@ -20,6 +23,15 @@ namespace {
 constexpr std::size_t kAlign = 64;
 // Scratch kept per thread between calls (bytes); a call that needs more allocates its own.
 constexpr std::size_t kKeepScratch = std::size_t(1) << 20;
+// The caches of one pass: at most this many bytes (half of a 1 MiB L2), so the layers'
+// outputs stay in cache from one op to the next (predictor.hpp, "Passes and threads").
+constexpr std::size_t kPassBytes = std::size_t(1) << 19;
+// The fewest rows of a pass, however wide the model (its per-call work stays amortized).
+constexpr index kMinPassRows = 16;
+// Rows per thread below which the passes run one after the other with each GEMM split
+// over the threads: a thread running whole passes reads every weight for its rows, so
+// each weight should serve at least this many of them.
+constexpr index kMinRowsPerThread = 64;
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument("Predictor: " + msg); }
 
@@ -97,7 +109,10 @@ void Predictor<T>::snapshot(const T* params) {
     fixed_.assign(n, nullptr);
     for (std::size_t i = 0; i < n; ++i) {
         const BufferSpec& b = program_.buffers[i];
-        if (b.role == BufferRole::cache) caches_.push_back(int(i));
+        if (b.role == BufferRole::cache) {
+            caches_.push_back(int(i));
+            if (b.per_row) row_bytes_ += std::size_t(b.width) * (b.int32 ? sizeof(std::int32_t) : sizeof(T));
+        }
         const T* from = b.role == BufferRole::parameter ? params + b.offset : program_.arrays[i];
         if (b.role == BufferRole::constant) fixed_[i] = program_.arrays[i];
         if ((b.role == BufferRole::parameter || b.role == BufferRole::state) && read_unpacked[i]) {
@@ -111,6 +126,7 @@ void Predictor<T>::snapshot(const T* params) {
         const BufferSpec& w = program_.buffers[std::size_t(op.args[1])];
         if (w.role != BufferRole::parameter) fail("a gemm_bias_act's weights must be parameters");
         const index rows = op.dims[0], inputs = op.dims[1];
+        macs_per_row_ += rows * inputs;
         const std::size_t count = std::size_t(table.packed_b_size(rows, inputs));
         packed_.back().reset(static_cast<T*>(::operator new(sizeof(T) * count, std::align_val_t(kAlign))),
                              [](T* p) { ::operator delete(p, std::align_val_t(kAlign)); });
@@ -119,20 +135,71 @@ void Predictor<T>::snapshot(const T* params) {
 }
 
 template <class T>
-std::size_t Predictor<T>::scratch_bytes(index chunk) const {
+std::size_t Predictor<T>::scratch_bytes(index rows) const {
     std::size_t bytes = table_bytes<T>(program_.buffers.size());
-    for (const int id : caches_) bytes += cache_bytes<T>(program_.buffers[std::size_t(id)], chunk);
+    for (const int id : caches_) bytes += cache_bytes<T>(program_.buffers[std::size_t(id)], rows);
     return bytes;
+}
+
+// A call's passes: `count` passes of `rows` rows (the last ones may have fewer, or none),
+// shared by `team` threads (1: one after the other), as many passes per thread.
+template <class T>
+struct Predictor<T>::Passes {
+    index rows = 0, count = 0;
+    int team = 1;
+};
+
+template <class T>
+typename Predictor<T>::Passes Predictor<T>::plan(index n, index chunk) const {
+    const index fit = std::max(kMinPassRows, index(kPassBytes / std::max<std::size_t>(row_bytes_, 1)));
+    const index longest = std::min(chunk < 1 ? n : chunk, fit);
+    Passes p;
+    p.team = int(std::max<index>(1, std::min<index>(threads_for(n * macs_per_row_, kGemmGrain), n / kMinRowsPerThread)));
+    p.count = (n + longest - 1) / longest;
+    p.count = (p.count + p.team - 1) / p.team * p.team;
+    p.rows = (n + p.count - 1) / p.count;
+    return p;
 }
 
 template <class T>
 bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, const HeadOut<T>* outs) const {
     if (n < 1) return true;
-    if (chunk < 1 || chunk > n) chunk = n;
-    // The call's scratch: the buffer tables (the fixed buffers' addresses, the caches'
-    // places), then every cache for `chunk` rows.
+    const Passes p = plan(n, chunk);
+    if (p.team == 1) return run_passes(x, n, p, 0, p.count, mode, outs, nullptr);
+    // One region for the call: each thread runs its passes with one-thread kernels. An
+    // exception (std::bad_alloc from a scratch) must not leave the region: the first is
+    // kept and rethrown after it.
+    std::atomic<bool> failed{false};
+    std::atomic<int> team{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    parallel_for(p.count, p.team, [&](index first, index last) {
+        ++team;
+        const int outer = push_threads(1);
+        try {
+            if (!run_passes(x, n, p, first, last, mode, outs, &failed)) failed = true;
+        } catch (...) {
+            const std::lock_guard<std::mutex> hold(error_mutex);
+            if (!error) error = std::current_exception();
+            failed = true;
+        }
+        pop_threads(outer);
+    });
+    note_team_size(team);               // the passes' one-thread kernels noted 1
+    if (error) std::rethrow_exception(error);
+    return !failed;
+}
+
+// Passes [first, last) of the plan on the calling thread, with its scratch; false at the
+// first pass whose rows of x are not all finite. `stop` (a team's): set when another
+// thread's pass failed; no pass starts after it is.
+template <class T>
+bool Predictor<T>::run_passes(const T* x, index n, const Passes& p, index first, index last, PredictMode mode,
+                              const HeadOut<T>* outs, const std::atomic<bool>* stop) const {
+    // The buffer tables (the fixed buffers' addresses, the caches' places), then every
+    // cache for a pass's rows.
     std::unique_ptr<void, AlignedFree> owned;
-    char* base = static_cast<char*>(scratch(scratch_bytes(chunk), owned));
+    char* base = static_cast<char*>(scratch(scratch_bytes(p.rows), owned));
     const std::size_t count = program_.buffers.size();
     T** ptr = reinterpret_cast<T**>(base);
     std::int32_t** ints = reinterpret_cast<std::int32_t**>(base + count * sizeof(T*));
@@ -143,12 +210,14 @@ bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, const
         const BufferSpec& b = program_.buffers[std::size_t(id)];
         if (b.int32) ints[id] = reinterpret_cast<std::int32_t*>(next);
         else ptr[id] = reinterpret_cast<T*>(next);
-        next += cache_bytes<T>(b, chunk);
+        next += cache_bytes<T>(b, p.rows);
     }
     const BoundView<T> bound{ptr, ints};
     T*& in = ptr[program_.input];
-    for (index start = 0; start < n; start += chunk) {
-        const index rows = start + chunk < n ? chunk : n - start;
+    for (index pass = first; pass < last; ++pass) {
+        const index start = pass * p.rows;
+        if (start >= n || (stop && *stop)) break;
+        const index rows = std::min(p.rows, n - start);
         in = const_cast<T*>(x + start * features());   // read only: no op writes the batch
         if (!all_finite<T>(in, rows * features())) return false;
         for (std::size_t o = 0; o < program_.forward.size(); ++o) {
@@ -171,7 +240,7 @@ bool Predictor<T>::run(const T* x, index n, index chunk, PredictMode mode, const
     return true;
 }
 
-// One head's result for the chunk of `rows` rows at `start` from its logits z (rows, k).
+// One head's result for the pass of `rows` rows at `start` from its logits z (rows, k).
 template <class T>
 void Predictor<T>::write_head(const LossHead& head, PredictMode mode, const T* z, index start, index rows,
                               const HeadOut<T>& out) const {

@@ -299,3 +299,55 @@ def test_the_fused_path_refuses_non_finite_X_as_the_per_op_path_does(monkeypatch
     big[1, 0] = 1e39
     with pytest.raises(ValueError, match=r"X holds 1e\+39 at index \(1, 0\), beyond the range"):
         model.predict(big)
+
+
+THREADS = (1, 2, 3, 4, 8, 16)        # oversubscribed past the machine's cores: bits only
+
+
+def _team_size():
+    from fastmlp import _core
+    return _core._testing.last_team_size()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layers", ["dense", "normalizing"])
+def test_passes_and_threads_give_the_same_bits(layers, dtype):
+    """predictor.hpp "Passes and threads": passes of any length, run one after the other
+    or dealt out to a team, give each row the bits it has alone, at every thread count
+    and batch size; a team runs when every thread gets kMinRowsPerThread (64) rows."""
+    if layers == "dense":
+        model = _model("softmax_cross_entropy", dtype, features=20, hidden=(300, "relu"))
+    else:
+        model = _normalizing_model("softmax_cross_entropy", dtype)
+        model.fit(_data(301), _targets("softmax_cross_entropy", 301), epochs=1, batch_size=32)
+    X = _data(3001, seed=6)
+    with fastmlp.threads(1):
+        alone = np.concatenate([model.predict_proba(X[i:i + 1]) for i in range(0, 3001, 250)])
+        full = model.predict_proba(X)
+    np.testing.assert_array_equal(full[::250], alone)
+    for threads in THREADS:
+        with fastmlp.threads(threads):
+            for n in (1, 7, 17, 33, 127, 128, 129, 257, 1000, 3001):
+                for batch_size in (None, 7, 100):
+                    np.testing.assert_array_equal(model.predict_proba(X[:n], batch_size=batch_size),
+                                                  full[:n], err_msg=f"{threads} threads, {n} rows")
+            model.predict(X)
+            assert _team_size() == threads, f"{threads} threads asked, {_team_size()} ran"
+            np.testing.assert_array_equal(model.predict(X), full.argmax(axis=1))
+
+
+def test_a_team_stops_at_a_non_finite_pass_with_the_first_bad_element_named():
+    model = _model("softmax_cross_entropy", features=20, hidden=(300, "relu"))
+    X = _data(4000, seed=7).astype(np.float32)
+    X[3990, 4] = np.nan
+    X[1500, 2] = np.inf
+    for threads in (2, 4):
+        with fastmlp.threads(threads):
+            with pytest.raises(ValueError, match=r"X must be finite; it holds inf at index \(1500, 2\)"):
+                model.predict_proba(X)
+    X[1500, 2] = 0
+    with fastmlp.threads(4):
+        with pytest.raises(ValueError, match=r"X must be finite; it holds nan at index \(3990, 4\)"):
+            model.predict(X)
+        X[3990, 4] = 0
+        np.testing.assert_array_equal(model.predict(X), model.predict_proba(X).argmax(axis=1))
