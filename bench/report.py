@@ -190,15 +190,14 @@ def _worker_steady(bl, impl: str, spec: dict) -> dict:
 
 def _worker_infer(bl, impl: str, spec: dict) -> dict:
     cfg = bl.CONFIGS[bl.INFERENCE_CONFIG]
-    X, y = bl.synthetic(max(spec["rows"]), cfg.dims[0])
+    X, _ = bl.synthetic(max(spec["rows"]), cfg.dims[0])
     weights = bl.inference_weights(cfg)
-    trainer = bl.make_trainer(impl, cfg, X[:cfg.batch], y[:cfg.batch])
-    trainer.set_weights(weights)
+    predictor = bl.make_predictor(impl, cfg, weights, spec.get("threads", 1))
     out = []
     for rows in spec["rows"]:
         Xr = X[:rows]
-        seconds, others = bl.time_calls(lambda: trainer.predict_proba(Xr), **spec["timing"])
-        err = bl.check_proba(trainer.predict_proba(Xr), bl.reference_proba(weights, Xr))
+        seconds, others = bl.time_calls(lambda: predictor.predict_proba(Xr), **spec["timing"])
+        err = bl.check_proba(predictor.predict_proba(Xr), bl.reference_proba(weights, Xr))
         out.append(dict(rows=rows, seconds=seconds, others=others,
                         error=err, ok=err < 1e-4))
     return {"infer": out}
