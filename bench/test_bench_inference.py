@@ -28,3 +28,16 @@ def test_predict_proba(benchmark, require, impl, rows, threads):
     if median:
         benchmark.extra_info["latency_us"] = median * 1e6
     assert bl.check_proba(proba, bl.reference_proba(weights, Xr)) < 1e-4
+
+
+@pytest.mark.parametrize("impl", ["native", "onnxruntime"])
+def test_inference_worker(require, report_worker, impl):
+    """report.py's inference measurement in a fresh process, on 2 threads (onnxruntime:
+    intra-op threads): each row count timed and its probabilities checked against the
+    float64 reference."""
+    require(impl)
+    result = report_worker({"kind": "infer", "impl": impl, "threads": 2, "rows": [1, 300],
+                            "timing": dict(min_time=0.001, samples=3, max_total=0.2)})
+    assert [row["rows"] for row in result["infer"]] == [1, 300]
+    for row in result["infer"]:
+        assert row["ok"] and row["error"] < 1e-4 and row["seconds"] > 0, row
