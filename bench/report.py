@@ -13,7 +13,8 @@ never share a process. The fastmlp (native and NumPy backend) and numpy.matmul w
 with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment (OpenBLAS then
 picks its kernel for this CPU itself, shown in the header); the PyTorch and scikit-learn
 workers get the environment unchanged. Threads: threadpoolctl limits every pool in the
-worker, plus ``fastmlp.threads(n)`` for ours and ``torch.set_num_threads(n)`` for torch.
+worker, plus ``fastmlp.threads(n)`` for ours and ``torch.set_num_threads(n)`` for torch;
+onnxruntime's session gets ``intra_op_num_threads=n``. ``--threads`` names the counts.
 
 Rounds are paired: each round runs every worker once, the implementations of a cell back
 to back (their order rotates between rounds), and the table shows the median over rounds
@@ -99,7 +100,8 @@ def _worker_info() -> dict:
     except Exception as exc:  # report it, do not hide it
         info["fastmlp_error"] = repr(exc)
     from importlib import metadata
-    for name, dist in (("torch", "torch"), ("sklearn", "scikit-learn")):
+    for name, dist in (("torch", "torch"), ("sklearn", "scikit-learn"),
+                       ("onnxruntime", "onnxruntime")):
         try:
             info[name] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -400,6 +402,8 @@ def main(argv=None) -> int:
         with open(args.from_json, encoding="utf-8") as f:
             saved = json.load(f)
         meta, info, raw = saved["meta"], saved["info"], saved["raw"]
+        if args.threads:
+            log("--threads is ignored with --from-json: the tables show the saved run's")
         return _write(args, summarize(raw, saved.get("impls", impls)), info, meta, log)
     started = time.perf_counter()
     meta = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

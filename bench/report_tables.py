@@ -288,11 +288,12 @@ def header(info: dict, meta: dict) -> List[str]:
         f"- **When:** {meta['date']} ({meta['mode']} run, {meta['rounds']} round(s), "
         f"{meta['minutes']:.1f} min); command `{meta['command']}`",
         f"- **Machine:** {meta['cpu']}, {meta.get('cpus') or os.cpu_count()} logical CPUs; "
-        "load average "
-        f"{meta['load_before']} before, {meta['load_after']} after (shared machine: noisy)",
+        f"load average {meta['load_before']} before, {meta['load_after']} after "
+        "(shared machine: noisy)",
         f"- **Software:** Python {info.get('python')}, NumPy {info.get('numpy')}, fastmlp "
         f"{info.get('fastmlp')}, PyTorch {info.get('torch') or 'not installed'}, "
-        f"scikit-learn {info.get('sklearn') or 'not installed'}",
+        f"scikit-learn {info.get('sklearn') or 'not installed'}"
+        + (f", onnxruntime {info['onnxruntime']}" if info.get("onnxruntime") else ""),
         f"- **numpy's BLAS (threadpoolctl):** {b.get('internal_api')} {b.get('version')}, "
         f"kernel `{b.get('architecture')}`, {b.get('threading_layer')} threads "
         f"({os.path.basename(b.get('filepath', '?'))})",

@@ -36,7 +36,7 @@ def _fake_saved(cpus: int) -> dict:
     meta = dict(date="2026-01-01 00:00 UTC", mode="quick", rounds=1, cpu="Test CPU", cpus=cpus,
                 load_before="0.0", load_after="0.0", minutes=1.0, min_seconds=0.5,
                 command="python bench/report.py --quick --threads 1,2,4")
-    return dict(meta=meta, info={}, raw=raw, impls=IMPLS)
+    return dict(meta=meta, info=dict(onnxruntime="9.9"), raw=raw, impls=IMPLS)
 
 
 def _render(saved: dict) -> str:
@@ -65,7 +65,7 @@ def test_scaling_table_speedups_and_oversubscription():
     assert len(table) == 2 + len(bl.CONFIGS) * len(TRAIN) + len(bl.GEMM_IMPLS)
     assert not any("onnxruntime" in row for row in table)
     assert "‡ oversubscribed: the machine has 2 CPUs, fewer than 4 threads" in text
-    assert "2 logical CPUs" in text
+    assert "Test CPU, 2 logical CPUs" in text and ", onnxruntime 9.9" in text
 
 
 def test_no_oversubscription_mark_with_enough_cpus():
