@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 IMPLS = ("native", "numpy", "torch", "sklearn")   # training and inference
+INFER_IMPLS = IMPLS + ("onnxruntime",)            # onnxruntime: inference only
 GEMM_IMPLS = ("native", "numpy")                  # fastmlp's GEMM vs numpy.matmul (OpenBLAS)
 THREADS = (1, 2)
 N_CLASSES = 10
@@ -62,9 +63,11 @@ SMOKE_ROWS = {"A": 512, "B": 2048, "C": 256, "D": 512}
 
 
 def available(impl: str) -> bool:
-    """native and numpy always; torch and sklearn when installed."""
-    module = {"torch": "torch", "sklearn": "sklearn"}.get(impl)
-    return module is None or importlib.util.find_spec(module) is not None
+    """native and numpy always; torch and sklearn when installed; onnxruntime when onnx
+    (fastmlp's export) and onnxruntime both are."""
+    modules = {"torch": ("torch",), "sklearn": ("sklearn",),
+               "onnxruntime": ("onnx", "onnxruntime")}.get(impl, ())
+    return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
 def synthetic(rows: int, dim: int, classes: int = N_CLASSES, seed: int = 0
@@ -290,6 +293,45 @@ def make_trainer(impl: str, cfg: Config, X: np.ndarray, y: np.ndarray, seed: int
     if impl == "sklearn":
         return SklearnTrainer(cfg, X, y, seed)
     raise ValueError(f"unknown implementation {impl!r}")
+
+
+class OnnxRuntimePredictor:
+    """onnxruntime running fastmlp's own ONNX export (``model.to_onnx``) of a float32
+    model of ``cfg`` holding ``weights``: CPUExecutionProvider, ``intra_op_num_threads``
+    = ``threads``, ``inter_op_num_threads`` = 1."""
+
+    impl = "onnxruntime"
+
+    def __init__(self, cfg: Config, weights: List[np.ndarray], threads: int):
+        import os
+        import tempfile
+        import onnxruntime
+        model = FastmlpTrainer("numpy", cfg, *synthetic(cfg.batch, cfg.dims[0])).model
+        model.set_weights(weights)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.onnx")
+            model.to_onnx(path)
+            self.session = onnxruntime.InferenceSession(
+                path, options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.asarray(X, np.float32)})[0]
+
+
+def make_predictor(impl: str, cfg: Config, weights: List[np.ndarray], threads: int):
+    """Something whose ``predict_proba(X)`` runs ``impl``'s inference of ``cfg`` holding
+    ``weights``: a trainer of :func:`make_trainer` given them, or for onnxruntime an
+    :class:`OnnxRuntimePredictor` on ``threads`` threads (its own pool: call it inside
+    :func:`threads` like the others all the same)."""
+    if impl == "onnxruntime":
+        return OnnxRuntimePredictor(cfg, weights, threads)
+    trainer = make_trainer(impl, cfg, *synthetic(cfg.batch, cfg.dims[0]))
+    trainer.set_weights(weights)
+    return trainer
 
 
 def inference_weights(cfg: Config, seed: int = 1) -> List[np.ndarray]:

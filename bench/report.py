@@ -5,6 +5,7 @@ write a Markdown report (bench/RESULTS.md).
     python bench/report.py            # full sizes, 2 rounds (< 20 min on 2 cores)
     python bench/report.py --quick    # fewer rows and repeats, 1 round (~2 min)
     python bench/report.py --quick --readme   # also put the summary into README.md
+    python bench/report.py --quick --threads 1,4,16 --impls native,torch   # many cores
 
 Every measurement runs in a fresh subprocess (``report.py --worker SPEC``) that prints one
 ``BENCH-RESULT {json}`` line, so numpy's OpenBLAS threads and fastmlp's OpenMP threads
@@ -12,7 +13,8 @@ never share a process. The fastmlp (native and NumPy backend) and numpy.matmul w
 with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment (OpenBLAS then
 picks its kernel for this CPU itself, shown in the header); the PyTorch and scikit-learn
 workers get the environment unchanged. Threads: threadpoolctl limits every pool in the
-worker, plus ``fastmlp.threads(n)`` for ours and ``torch.set_num_threads(n)`` for torch.
+worker, plus ``fastmlp.threads(n)`` for ours and ``torch.set_num_threads(n)`` for torch;
+onnxruntime's session gets ``intra_op_num_threads=n``. ``--threads`` names the counts.
 
 Rounds are paired: each round runs every worker once, the implementations of a cell back
 to back (their order rotates between rounds), and the table shows the median over rounds
@@ -98,7 +100,8 @@ def _worker_info() -> dict:
     except Exception as exc:  # report it, do not hide it
         info["fastmlp_error"] = repr(exc)
     from importlib import metadata
-    for name, dist in (("torch", "torch"), ("sklearn", "scikit-learn")):
+    for name, dist in (("torch", "torch"), ("sklearn", "scikit-learn"),
+                       ("onnxruntime", "onnxruntime")):
         try:
             info[name] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -190,15 +193,14 @@ def _worker_steady(bl, impl: str, spec: dict) -> dict:
 
 def _worker_infer(bl, impl: str, spec: dict) -> dict:
     cfg = bl.CONFIGS[bl.INFERENCE_CONFIG]
-    X, y = bl.synthetic(max(spec["rows"]), cfg.dims[0])
+    X, _ = bl.synthetic(max(spec["rows"]), cfg.dims[0])
     weights = bl.inference_weights(cfg)
-    trainer = bl.make_trainer(impl, cfg, X[:cfg.batch], y[:cfg.batch])
-    trainer.set_weights(weights)
+    predictor = bl.make_predictor(impl, cfg, weights, spec.get("threads", 1))
     out = []
     for rows in spec["rows"]:
         Xr = X[:rows]
-        seconds, others = bl.time_calls(lambda: trainer.predict_proba(Xr), **spec["timing"])
-        err = bl.check_proba(trainer.predict_proba(Xr), bl.reference_proba(weights, Xr))
+        seconds, others = bl.time_calls(lambda: predictor.predict_proba(Xr), **spec["timing"])
+        err = bl.check_proba(predictor.predict_proba(Xr), bl.reference_proba(weights, Xr))
         out.append(dict(rows=rows, seconds=seconds, others=others,
                         error=err, ok=err < 1e-4))
     return {"infer": out}
@@ -257,38 +259,42 @@ def _rotate(items: List[str], r: int) -> List[str]:
     return items[r:] + items[:r]
 
 
-def measure(mode: str, rounds: int, impls: List[str], log) -> dict:
-    """Run every worker ``rounds`` times; returns the raw results."""
+def measure(mode: str, rounds: int, impls: List[str], threads: List[int], log) -> dict:
+    """Run every worker ``rounds`` times, GEMM, training and inference on each of
+    ``threads``; returns the raw results. Training, steady state and memory measure the
+    ``impls`` that train (benchlib.IMPLS), inference all of them."""
     m = MODES[mode]
     import benchlib as bl
+    trainers = [i for i in impls if i in bl.IMPLS]
     rows = {name: (m["rows"] or {}).get(name, cfg.rows) for name, cfg in bl.CONFIGS.items()}
-    raw: dict = {"gemm": {}, "train": {}, "infer": {}, "memory": {}, "steady": {}}
+    raw: dict = {"gemm": {}, "train": {}, "infer": {}, "memory": {}, "steady": {},
+                 "threads": list(threads)}
     for r in range(rounds):
         log(f"round {r + 1}/{rounds}")
-        for n in bl.THREADS:
+        for n in threads:
             for impl in _rotate(list(bl.GEMM_IMPLS), r):
                 spec = dict(kind="gemm", impl=impl, threads=n, dtypes=["float32", "float64"],
                             timing=m["gemm"])
                 raw["gemm"].setdefault(f"{impl}|{n}", []).append(run_worker(spec, log))
         for name in sorted(bl.CONFIGS):
-            for n in bl.THREADS:
-                for impl in _rotate(impls, r):
+            for n in threads:
+                for impl in _rotate(trainers, r):
                     spec = dict(kind="train", impl=impl, config=name, threads=n,
                                 rows=rows[name], **m["train"])
                     raw["train"].setdefault(f"{name}|{n}|{impl}", []).append(
                         run_worker(spec, log))
-        for n in bl.THREADS:
+        for n in threads:
             for impl in _rotate(impls, r):
                 spec = dict(kind="infer", impl=impl, threads=n, rows=list(bl.INFERENCE_ROWS),
                             timing=m["infer"])
                 raw["infer"].setdefault(f"{impl}|{n}", []).append(run_worker(spec, log))
         steady_rows = m["steady"]["rows"] or bl.CONFIGS["A"].rows
-        for impl in _rotate([i for i in impls if i != "sklearn"], r):
+        for impl in _rotate([i for i in trainers if i != "sklearn"], r):
             spec = dict(kind="steady", impl=impl, threads=1, rows=steady_rows,
                         epochs=m["steady"]["epochs"])
             raw["steady"].setdefault(impl, []).append(run_worker(spec, log))
     log("peak memory (config C, 1 thread, one fresh process each)")
-    for impl in impls:
+    for impl in trainers:
         spec = dict(kind="memory", impl=impl, config="C", threads=1,
                     rows=m["memory_rows"] or bl.CONFIGS["C"].rows, epochs=2)
         raw["memory"][impl] = run_worker(spec, log)
@@ -343,13 +349,30 @@ def _load() -> str:
         return "?"
 
 
+def thread_counts(text: str) -> List[int]:
+    """--threads: a comma-separated list of positive thread counts, e.g. "1,2,4,8,16";
+    returned sorted, each once."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 1,2,4,8,16; got {text!r}")
+    return sorted(set(counts))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="fewer rows and repeats, 1 round (about 2 minutes)")
     parser.add_argument("--rounds", type=int, help="paired rounds (default: quick 1, full 2)")
-    parser.add_argument("--impls", default="native,numpy,torch,sklearn",
-                        help="training/inference implementations (native and numpy always)")
+    parser.add_argument("--impls", default="native,numpy,torch,sklearn,onnxruntime",
+                        help="training/inference implementations (native and numpy always; "
+                        "onnxruntime: inference only)")
+    parser.add_argument("--threads", type=thread_counts, default=None,
+                        help="thread counts measured, e.g. 1,2,4,8,16 (default: 1,2); counts "
+                        "above the machine's CPUs run oversubscribed and are marked")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--readme", action="store_true",
@@ -369,7 +392,8 @@ def main(argv=None) -> int:
     rounds = args.rounds or MODES[mode]["rounds"]
     wanted = ["native", "numpy"] + [i for i in args.impls.split(",")
                                     if i not in ("native", "numpy")]
-    impls = [i for i in wanted if i in bl.IMPLS and bl.available(i)]
+    impls = [i for i in wanted if i in bl.INFER_IMPLS and bl.available(i)]
+    threads = args.threads or list(bl.THREADS)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     missing = sorted(set(wanted) - set(impls))
     if missing:
@@ -378,14 +402,17 @@ def main(argv=None) -> int:
         with open(args.from_json, encoding="utf-8") as f:
             saved = json.load(f)
         meta, info, raw = saved["meta"], saved["info"], saved["raw"]
+        if args.threads:
+            log("--threads is ignored with --from-json: the tables show the saved run's")
         return _write(args, summarize(raw, saved.get("impls", impls)), info, meta, log)
     started = time.perf_counter()
     meta = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                mode=mode, rounds=rounds, cpu=_cpu_name(), load_before=_load(),
+                mode=mode, rounds=rounds, cpu=_cpu_name(), cpus=os.cpu_count(),
+                load_before=_load(),
                 min_seconds=MODES[mode]["train"]["min_seconds"],
                 command=_command(sys.argv[1:] if argv is None else argv))
     info = run_worker({"kind": "info"}, log)
-    raw = measure(mode, rounds, impls, log)
+    raw = measure(mode, rounds, impls, threads, log)
     meta.update(minutes=(time.perf_counter() - started) / 60, load_after=_load())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

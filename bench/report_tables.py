@@ -34,8 +34,10 @@ DISTURBED = 0.25   # other processes' CPU use (in CPUs) above which a timing get
 
 def summarize(raw: dict, impls: List[str]) -> dict:
     """Medians over rounds, keyed for the tables, plus the cells whose timing was
-    disturbed (other processes used more than DISTURBED CPUs in some round)."""
+    disturbed (other processes used more than DISTURBED CPUs in some round). The thread
+    counts are the run's (raw["threads"]; runs saved before --threads used 1 and 2)."""
     import benchlib as bl
+    thread_counts = raw.get("threads", list(bl.THREADS))
     problems: List[str] = []
     disturbed: set = set()
 
@@ -94,13 +96,19 @@ def summarize(raw: dict, impls: List[str]) -> dict:
             problems.append(f"memory {impl}: {run['error']}")
         elif not run["ok"]:
             problems.append(f"memory run {impl}: loss did not fall")
-    square = bl.GemmCase("square", 1024, 1024, 1024).label
-    blas_1024 = {n: gemm.get(("numpy", n, "float32", square)) for n in bl.THREADS}
+    square = _square_1024()
+    blas_1024 = {n: gemm.get(("numpy", n, "float32", square)) for n in thread_counts}
     return dict(gemm=gemm, train=train, infer=infer, memory=raw["memory"], steady=steady,
-                problems=problems,
+                problems=problems, threads=thread_counts,
                 blas_1024=blas_1024, impls=impls, rows=raw["rows"], disturbed=disturbed,
                 blas_disturbed={n: ("gemm", "numpy", n, "float32", square) in disturbed
-                                for n in bl.THREADS})
+                                for n in thread_counts})
+
+
+def _square_1024() -> str:
+    """The label of the float32 1024³ GEMM, the yardstick of efficiency and scaling."""
+    import benchlib as bl
+    return bl.GemmCase("square", 1024, 1024, 1024).label
 
 
 def _steady(raw: dict, problems: List[str]) -> Dict[str, dict]:
@@ -124,25 +132,44 @@ def _mark(s: dict, *key) -> str:
     return "†" if key in s["disturbed"] else ""
 
 
+def _over(s: dict, n: int) -> str:
+    """The mark of a thread count above the machine's CPUs (s["cpus"], set by render)."""
+    return "‡" if n > s["cpus"] else ""
+
+
+def _oversubscribed_note(s: dict) -> List[str]:
+    over = [n for n in s["threads"] if _over(s, n)]
+    if not over:
+        return []
+    return [f"‡ oversubscribed: the machine has {s['cpus']} CPUs, fewer than "
+            + ", ".join(f"{n}" for n in over) + " threads"]
+
+
+def _trainers(s: dict) -> List[str]:
+    """The run's implementations that train (onnxruntime only infers)."""
+    import benchlib as bl
+    return [i for i in s["impls"] if i in bl.IMPLS]
+
+
 DAGGER_NOTE = ("† other processes used more than a quarter of a CPU on average while this "
                "was timed (from /proc/stat), in at least one round")
 
 
 def train_table(s: dict) -> List[str]:
     import benchlib as bl
-    impls = s["impls"]
+    impls = _trainers(s)
     others = [i for i in impls if i != "native"]
     head = (["config", "rows", "threads"] + [f"{i} samples/s" for i in impls]
             + [f"native/{i}" for i in others] + [f"eff. {i}" for i in impls])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in sorted(bl.CONFIGS):
         cfg = bl.CONFIGS[name]
-        for n in bl.THREADS:
+        for n in s["threads"]:
             values = {i: s["train"].get((name, n, i)) for i in impls}
             peak = s["blas_1024"].get(n)
             effs = [None if values[i] is None or not peak else
                     values[i] * cfg.flops_per_sample / (peak * 1e9) for i in impls]
-            cells = ([cfg.label, f"{s['rows'][name]:,}", str(n)]
+            cells = ([cfg.label, f"{s['rows'][name]:,}", f"{n}{_over(s, n)}"]
                      + [_fmt(values[i]) + _mark(s, "train", name, n, i) for i in impls]
                      + [_fmt_ratio(_ratio(values["native"], values[i])) for i in others]
                      + ["–" if e is None else f"{100 * e:.0f} %" for e in effs])
@@ -153,12 +180,13 @@ def train_table(s: dict) -> List[str]:
 def gemm_table(s: dict, dtype: str, cases=None) -> List[str]:
     import benchlib as bl
     head = ["product (M×K×N)"]
-    for n in bl.THREADS:
-        head += [f"fastmlp {n}t", f"numpy {n}t", f"ratio {n}t"]
+    for n in s["threads"]:
+        t = f"{n}t{_over(s, n)}"
+        head += [f"fastmlp {t}", f"numpy {t}", f"ratio {t}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for case in cases or bl.gemm_cases():
         cells = [case.label]
-        for n in bl.THREADS:
+        for n in s["threads"]:
             ours = s["gemm"].get(("native", n, dtype, case.label))
             theirs = s["gemm"].get(("numpy", n, dtype, case.label))
             cells += [_fmt(ours) + _mark(s, "gemm", "native", n, dtype, case.label),
@@ -175,13 +203,48 @@ def infer_table(s: dict) -> List[str]:
     head = ["rows", "threads"] + [f"{i}" for i in impls] + [f"native vs {i}" for i in others]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rows in bl.INFERENCE_ROWS:
-        for n in bl.THREADS:
+        for n in s["threads"]:
             t = {i: s["infer"].get((i, n, rows)) for i in impls}
-            cells = ([f"{rows:,}", str(n)]
+            cells = ([f"{rows:,}", f"{n}{_over(s, n)}"]
                      + [_fmt(None if t[i] is None else t[i] * 1e6, suffix=" µs")
                         + _mark(s, "infer", i, n, rows) for i in impls]
                      + [_fmt_ratio(_ratio(t[i], t["native"])) for i in others])
             lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _scaling_cells(s: dict, values: Dict[int, float], marks: Dict[int, str]) -> List[str]:
+    """One cell per thread count: the value and, past the first count, its speed-up
+    over the first count's value."""
+    base = values.get(s["threads"][0])
+    cells = []
+    for n in s["threads"]:
+        value = values.get(n)
+        cell = _fmt(value) + marks.get(n, "")
+        if n != s["threads"][0] and value is not None:
+            cell += f" ({_fmt_ratio(_ratio(value, base))})"
+        cells.append(cell)
+    return cells
+
+
+def scaling_table(s: dict) -> List[str]:
+    """Training samples/s of each config and the float32 1024³ GEMM's GFLOP/s, per thread
+    count, each implementation beside the others, with the speed-up over the first count."""
+    import benchlib as bl
+    head = ["config", "implementation"] + [f"{n}t{_over(s, n)}" for n in s["threads"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in sorted(bl.CONFIGS):
+        for impl in _trainers(s):
+            values = {n: s["train"].get((name, n, impl)) for n in s["threads"]}
+            marks = {n: _mark(s, "train", name, n, impl) for n in s["threads"]}
+            cells = [bl.CONFIGS[name].label, impl] + _scaling_cells(s, values, marks)
+            lines.append("| " + " | ".join(cells) + " |")
+    square = _square_1024()
+    for impl in bl.GEMM_IMPLS:
+        values = {n: s["gemm"].get((impl, n, "float32", square)) for n in s["threads"]}
+        marks = {n: _mark(s, "gemm", impl, n, "float32", square) for n in s["threads"]}
+        cells = ["GEMM float32 1024³ (GFLOP/s)", impl] + _scaling_cells(s, values, marks)
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -224,11 +287,13 @@ def header(info: dict, meta: dict) -> List[str]:
     return [
         f"- **When:** {meta['date']} ({meta['mode']} run, {meta['rounds']} round(s), "
         f"{meta['minutes']:.1f} min); command `{meta['command']}`",
-        f"- **Machine:** {meta['cpu']}, {os.cpu_count()} logical CPUs; load average "
-        f"{meta['load_before']} before, {meta['load_after']} after (shared machine: noisy)",
+        f"- **Machine:** {meta['cpu']}, {meta.get('cpus') or os.cpu_count()} logical CPUs; "
+        f"load average {meta['load_before']} before, {meta['load_after']} after "
+        "(shared machine: noisy)",
         f"- **Software:** Python {info.get('python')}, NumPy {info.get('numpy')}, fastmlp "
         f"{info.get('fastmlp')}, PyTorch {info.get('torch') or 'not installed'}, "
-        f"scikit-learn {info.get('sklearn') or 'not installed'}",
+        f"scikit-learn {info.get('sklearn') or 'not installed'}"
+        + (f", onnxruntime {info['onnxruntime']}" if info.get("onnxruntime") else ""),
         f"- **numpy's BLAS (threadpoolctl):** {b.get('internal_api')} {b.get('version')}, "
         f"kernel `{b.get('architecture')}`, {b.get('threading_layer')} threads "
         f"({os.path.basename(b.get('filepath', '?'))})",
@@ -242,6 +307,7 @@ def header(info: dict, meta: dict) -> List[str]:
 
 def render(s: dict, info: dict, meta: dict, *, full: bool) -> str:
     """The Markdown report; ``full`` adds every GEMM shape (the README gets key ones)."""
+    s = dict(s, cpus=meta.get("cpus") or os.cpu_count())
     out = header(info, meta) + [""]
     out += ["**Training throughput** (samples/s, median of the epochs after one warm-up "
             "epoch: at least 3, more while they add up to under "
@@ -261,8 +327,13 @@ def render(s: dict, info: dict, meta: dict, *, full: bool) -> str:
         out += ["**GEMM float64** (GFLOP/s, square)", ""]
         out += gemm_table(s, "float64", [c for c in _key_gemm_cases() if c.op == "square"])
         out += [""]
-    out += ["**Inference latency** of config A (predict_proba; native vs x: how many times "
+    out += ["**Inference latency** of config A (predict_proba; onnxruntime runs fastmlp's "
+            "ONNX export with intra-op threads = threads; native vs x: how many times "
             "faster native is)", ""] + infer_table(s) + [""]
+    out += [f"**Scaling** (training samples/s and float32 1024³ GEMM GFLOP/s per thread "
+            f"count, every column from this run; in brackets the speed-up over "
+            f"{s['threads'][0]} thread{'s' if s['threads'][0] > 1 else ''})", ""]
+    out += scaling_table(s) + [""]
     if s["steady"]:
         out += ["**Steady state** (config A, 1 thread, Adam, synthetic data whose first 40 % "
                 "of columns are 0 in all but about one row in 50,000, as a digit image's "
@@ -276,6 +347,8 @@ def render(s: dict, info: dict, meta: dict, *, full: bool) -> str:
     out += memory_table(s) + [""]
     if s["disturbed"]:
         out += [DAGGER_NOTE, ""]
+    if _oversubscribed_note(s):
+        out += _oversubscribed_note(s) + [""]
     notes = observations(s, meta)
     if notes:
         out += ["**Read with care** (found automatically in this run):", ""]
@@ -317,7 +390,7 @@ def observations(s: dict, meta: dict) -> List[str]:
         if impl == "native" and theirs and ours > theirs / 0.95:
             slow.append(f"inference {rows} rows {n}t {theirs / ours:.2f}×")
     for dtype in ("float32", "float64"):
-        for n in bl.THREADS:
+        for n in s["threads"]:
             ratios = []
             for case in bl.gemm_cases():
                 ours = s["gemm"].get(("native", n, dtype, case.label))

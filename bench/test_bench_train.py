@@ -10,16 +10,9 @@ Each benchmark then checks that training reduced the loss.
 Under --benchmark-disable the data is a few batches (benchlib.SMOKE_ROWS). The peak
 memory of a training run is measured in a fresh process (report.py's worker), tested here.
 """
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 import benchlib as bl
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.mark.parametrize("threads", bl.THREADS, ids=lambda n: f"{n}t")
@@ -44,32 +37,23 @@ def test_train_epoch(benchmark, smoke, require, impl, config, threads):
     assert after < before, f"{impl} {cfg.label}: loss {before:.4f} -> {after:.4f}"
 
 
-def _report_worker(spec: dict) -> dict:
-    """report.py's worker for ``spec`` in a fresh process: its result."""
-    done = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), "--worker",
-                           json.dumps(spec)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
-            if line.startswith("BENCH-RESULT ")][-1]
-
-
 @pytest.mark.parametrize("impl", ["native", "numpy"])
-def test_peak_memory_worker(smoke, impl):
+def test_peak_memory_worker(smoke, report_worker, impl):
     """report.py's memory measurement: config C trained in a fresh process, peak RSS
     from getrusage. Checks the worker runs and reports sane numbers."""
-    result = _report_worker({"kind": "memory", "impl": impl, "config": "C", "threads": 1,
-                             "rows": bl.SMOKE_ROWS["C"] if smoke else bl.CONFIGS["C"].rows,
-                             "epochs": 2})
+    result = report_worker({"kind": "memory", "impl": impl, "config": "C", "threads": 1,
+                            "rows": bl.SMOKE_ROWS["C"] if smoke else bl.CONFIGS["C"].rows,
+                            "epochs": 2})
     assert 0 < result["rss_before_mib"] <= result["peak_rss_mib"]
     assert result["loss_after"] < result["loss_before"]
 
 
 @pytest.mark.parametrize("impl", ["native", "numpy"])
-def test_steady_state_worker(smoke, impl):
+def test_steady_state_worker(smoke, report_worker, impl):
     """report.py's steady-state measurement: every epoch of config A on data with a
     near-zero border, timed; the loss falls."""
     epochs = 2 if smoke else 10
-    result = _report_worker({"kind": "steady", "impl": impl, "threads": 1, "epochs": epochs,
-                             "rows": bl.SMOKE_ROWS["A"] if smoke else bl.CONFIGS["A"].rows})
+    result = report_worker({"kind": "steady", "impl": impl, "threads": 1, "epochs": epochs,
+                            "rows": bl.SMOKE_ROWS["A"] if smoke else bl.CONFIGS["A"].rows})
     assert len(result["epoch_seconds"]) == epochs and min(result["epoch_seconds"]) > 0
     assert result["ok"]
