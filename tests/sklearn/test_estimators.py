@@ -559,3 +559,22 @@ def test_class_weight_balanced_is_refused_by_partial_fit_and_a_dict_works():
     assert est.predict(X_IRIS).shape == (150,)
     with pytest.raises(ValueError, match="class_weight"):
         MLPClassifier(class_weight="heavy").fit(X_IRIS, Y_IRIS)
+
+
+@pytest.mark.parametrize("y", [
+    np.array([3, 1, 3, 2, 1]), np.array([0, 1, 1, 0]), np.array([7, 7, 7]),
+    np.array(["b", "a", "c", "a"]), np.array(["yes", "no", "no"], dtype=object),
+    np.array([True, False, True]), np.array([1.0, -2.0, 1.0, 3.0]),
+    np.array([[1, 0, 1], [0, 1, 1], [0, 0, 0]]),
+])
+def test_binarize_gives_the_label_binarizers_rows(y):
+    """heldout.binarize computes binary and multiclass targets itself: the same values
+    and shape as LabelBinarizer.transform, on the fitted labels and on a subset of them."""
+    from sklearn.preprocessing import LabelBinarizer
+    from fastmlp.sklearn.heldout import binarize
+    binarizer = LabelBinarizer().fit(y)
+    for labels in (y, y[:2]):
+        expected = binarizer.transform(labels)
+        got = binarize(binarizer, labels)
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)

@@ -38,7 +38,7 @@ from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
-from .heldout import classifier_targets, given_validation, regressor_targets
+from .heldout import binarize, classifier_targets, given_validation, regressor_targets
 from .lbfgs import check_lbfgs_params, fit_lbfgs
 from .network import (ESTIMATOR_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
@@ -432,7 +432,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
                                  f"has {self.classes_}. 'y' has {classes}.")
-        Y = self._label_binarizer.transform(y).astype(X.dtype)
+        Y = binarize(self._label_binarizer, y).astype(X.dtype)
         return X, Y, y
 
     def _validation_targets(self, y_val, n_outputs: int):

@@ -340,10 +340,10 @@ class FusedEpochs:
     @classmethod
     def create(cls, model, optimizer: Optimizer, batch: int) -> Optional["FusedEpochs"]:
         factory = getattr(model.backend, "fused_trainer", None)
-        if factory is None or type(optimizer) not in OPTIMIZERS.values() \
-                or model.fused_program() is None:
+        if factory is None or type(optimizer) not in OPTIMIZERS.values():
             return None
-        return cls(model, optimizer, batch, factory)
+        epochs = cls(model, optimizer, batch, factory)
+        return None if epochs.program() is None else epochs
 
     def program(self) -> Optional[dict]:
         """The model's compiled program, compiled again only when what it is built from
