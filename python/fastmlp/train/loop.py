@@ -181,10 +181,11 @@ class _Fit:
         self.log.end(epoch, record, self.data.n / (time.perf_counter() - started))
         self.saving.after_epoch(epoch, self.model.stop_training or epoch == epochs)
 
-    def _order(self) -> Tuple[dict, np.ndarray]:
-        """The shuffle generator's state, then the epoch's order drawn from it."""
+    def _order(self, keep_state: bool) -> Tuple[Optional[dict], np.ndarray]:
+        """The shuffle generator's state (when ``keep_state``: a mid-epoch checkpoint
+        saves it; else None), then the epoch's order drawn from it."""
         rng = self.model.shuffle_rng
-        state = rng.bit_generator.state
+        state = rng.bit_generator.state if keep_state else None
         n = self.data.n
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         return state, np.ascontiguousarray(order, dtype=np.int64)
@@ -205,7 +206,8 @@ class _Fit:
         steps, begin = epoch_steps(self.model, self.optimizer, self.data, self.fused), 0
         if resumed is not None:
             self.model.shuffle_rng.bit_generator.state = resumed.epoch_shuffle
-        shuffle_state, order = self._order()
+        due = self.saving.steps_due(epoch)
+        shuffle_state, order = self._order(keep_state=bool(due))
         totals = steps.new_totals()
         if resumed is not None:
             begin = resumed.position.step
@@ -213,7 +215,6 @@ class _Fit:
             self.log.progress.step(begin)
         self._epoch_first_step = self.model.training_step - begin
         checked = CheckedSteps(self.model, self.optimizer, steps, order, epoch, begin)
-        due = self.saving.steps_due(epoch)
         for end in self._segment_ends(begin, due):
             totals = checked.run(begin, end, totals, self.log.progress.step, self.interrupt)
             self._stop_if_interrupted(epoch)
