@@ -578,3 +578,22 @@ def test_binarize_gives_the_label_binarizers_rows(y):
         got = binarize(binarizer, labels)
         assert got.shape == expected.shape
         np.testing.assert_array_equal(got, expected)
+
+
+def test_sparse_x_val_is_converted_once_per_fit(monkeypatch):
+    """A sparse X_val becomes CSR rows once per fit, not at each epoch's validation."""
+    import fastmlp._validation as validation
+    calls = []
+    convert = validation.as_csr_rows
+    def counted(X, name, *args):       # CsrRows pass through: checked already
+        if type(X) is not validation.CsrRows:
+            calls.append(name)
+        return convert(X, name, *args)
+    monkeypatch.setattr(validation, "as_csr_rows", counted)
+    rows = np.random.default_rng(0).permutation(len(Y_IRIS))
+    X, y = sparse.csr_matrix(X_IRIS[rows]), Y_IRIS[rows]
+    clf = quick_classifier(max_iter=6, tol=0, n_iter_no_change=99, early_stopping=True)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X[:100], y[:100], X_val=X[100:], y_val=y[100:])
+    assert len(clf.validation_loss_curve_) == 6
+    assert calls == ["X", "X_val"]

@@ -267,7 +267,8 @@ class Sequential(FlatParameters):
 
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
-        fused = None if is_sparse(X) else self._predictor()   # sparse rows: per-op forward
+        sparse = is_sparse(X) or type(X) is CsrRows                # (as_input's CSR rows)
+        fused = None if sparse else self._predictor()       # sparse rows: per-op forward
         # the fused predictor checks X finite as it reads each chunk (the same ValueError)
         X = self.as_input(X, "X", finite_checked_later=fused is not None)
         if fused is not None:

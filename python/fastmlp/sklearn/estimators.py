@@ -264,6 +264,8 @@ class _BaseMLP(BaseEstimator):
         NaN losses and scores and the best weights are kept; otherwise scikit-learn's
         ValueError on non-finite weights."""
         X = self.model_.as_input(X)     # scipy.sparse X as CSR rows (docs/sparse.md)
+        if validation is not None:      # converted once, not at every epoch's check
+            validation = validation._replace(X=self.model_.as_input(validation.X, "X_val"))
         if self.solver == "lbfgs":
             fit_lbfgs(self, X, Y, sample_weight)
             refresh(self, self.model_, anew=first_pass)

@@ -15,7 +15,6 @@ import numpy as np
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_array, column_or_1d
 
-from .._sparse import is_sparse
 from .._validation import check_sample_weight
 
 
@@ -29,10 +28,10 @@ class Validation(NamedTuple):
 def validation_loss(model, validation: Validation, data_factor: float) -> np.float64:
     """scikit-learn's data loss (no penalty) of ``model`` on the validation rows: the
     weighted mean of the per-sample loss with ``weight``, in scikit-learn's units
-    (fastmlp's loss times ``data_factor``, the network module's d)."""
+    (fastmlp's loss times ``data_factor``, the network module's d). ``validation.X`` as
+    the model takes it (``as_input``: sparse rows as CSR rows)."""
     weights = None if validation.weight is None else validation.weight.astype(model.dtype)
-    X = model.as_input(validation.X) if is_sparse(validation.X) else validation.X
-    loss = model.evaluate_arrays(X, validation.Y, None, weights)["loss"]
+    loss = model.evaluate_arrays(validation.X, validation.Y, None, weights)["loss"]
     return np.float64(loss * data_factor)
 
 
