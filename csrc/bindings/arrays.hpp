@@ -125,10 +125,12 @@ auto with_index_dtype(const py::array& indptr, const py::array& indices, const c
 }
 
 // The CSR rows (indptr, indices, values) with `cols` columns, every array checked (1-D,
-// C order, values of dtype T, indices of type I) and every index checked (check_csr).
+// C order, values of dtype T, indices of type I) and every index checked (check_csr), or
+// with `columns` false only indptr (check_csr_indptr: the caller checks the column
+// indices of the rows it reads).
 template <class T, class I>
 CsrRows<T, I> csr_input(const py::array& indptr, const py::array& indices, const py::array& values, index cols,
-                        const char* kernel) {
+                        const char* kernel, bool columns = true) {
     CsrRows<T, I> x;
     x.indptr = input<I>(indptr, kernel, "indptr", 1);
     x.indices = input<I>(indices, kernel, "indices", 1);
@@ -139,7 +141,9 @@ CsrRows<T, I> csr_input(const py::array& indptr, const py::array& indices, const
     if (indptr.shape(0) < 1) fail_value(kernel, "sparse X's indptr must hold rows + 1 >= 1 entries");
     x.rows = indptr.shape(0) - 1;
     x.cols = cols;
-    check_csr(x, values.shape(0), kernel);   // std::invalid_argument reaches Python as ValueError
+    // std::invalid_argument reaches Python as ValueError
+    if (columns) check_csr(x, values.shape(0), kernel);
+    else check_csr_indptr(x, values.shape(0), kernel);
     return x;
 }
 

@@ -140,8 +140,9 @@ private:
     }
 
     // X viewed into d (d.n its rows): a dense (n, features) array, or sparse rows as the
-    // tuple (indptr, indices, values) of a CSR matrix with `features` columns, indices
-    // checked (check_csr). Returns X's shape for messages; `arrays` gets X's arrays.
+    // tuple (indptr, indices, values) of a CSR matrix with `features` columns, indptr
+    // checked (the trainer checks the column indices of the rows a run reads). Returns X's
+    // shape for messages; `arrays` gets X's arrays.
     template <class T>
     std::string x_of(const char* k, const py::object& x, EpochData<T>& d, py::list& arrays) const {
         if (py::isinstance<py::tuple>(x) && py::len(x) == 3) {
@@ -154,7 +155,7 @@ private:
             const py::array indptr = t[0].cast<py::array>(), indices = t[1].cast<py::array>(), values = t[2].cast<py::array>();
             with_index_dtype(indptr, indices, k, [&](auto itag) {
                 using I = decltype(itag);
-                const CsrRows<T, I> rows = csr_input<T, I>(indptr, indices, values, features_, k);
+                const CsrRows<T, I> rows = csr_input<T, I>(indptr, indices, values, features_, k, false);
                 if constexpr (sizeof(I) == 4) d.x32 = rows; else d.x64 = rows;
                 d.n = rows.rows;
             });

@@ -33,11 +33,11 @@ struct CsrRows {
     index entries() const { return rows > 0 ? index(indptr[rows] - indptr[0]) : 0; }
 };
 
-// Throws std::invalid_argument (message starting with `who`) unless x's rows lie inside
-// arrays of `length` entries (0 <= indptr[0] <= ... <= indptr[rows] <= length) and every
-// index of those rows lies in [0, cols): the products then read and write inside their arrays.
+// The checks that keep the products inside their arrays; each throws std::invalid_argument
+// (message starting with `who`). check_csr_indptr: x's rows lie inside arrays of `length`
+// entries (0 <= indptr[0] <= ... <= indptr[rows] <= length), O(rows).
 template <class T, class I>
-void check_csr(const CsrRows<T, I>& x, index length, const std::string& who) {
+void check_csr_indptr(const CsrRows<T, I>& x, index length, const std::string& who) {
     auto fail = [&](const std::string& msg) { throw std::invalid_argument(who + ": " + msg); };
     if (x.rows < 0) fail("sparse X has a negative row count");
     if (x.rows == 0) return;
@@ -48,10 +48,23 @@ void check_csr(const CsrRows<T, I>& x, index length, const std::string& who) {
         if (x.indptr[i + 1] < x.indptr[i])
             fail("sparse X's indptr decreases at row " + std::to_string(i) + " (" +
                  std::to_string(x.indptr[i]) + " then " + std::to_string(x.indptr[i + 1]) + ")");
-    for (I k = x.indptr[0]; k < x.indptr[x.rows]; ++k)
+}
+
+// Row i's column indices lie in [0, cols) (its indptr checked by check_csr_indptr).
+template <class T, class I>
+void check_csr_row(const CsrRows<T, I>& x, index i, const std::string& who) {
+    for (I k = x.indptr[i]; k < x.indptr[i + 1]; ++k)
         if (x.indices[k] < 0 || index(x.indices[k]) >= x.cols)
-            fail("sparse X holds column index " + std::to_string(x.indices[k]) + " at entry " +
-                 std::to_string(k) + ", expected 0 <= index < " + std::to_string(x.cols) + " (its columns)");
+            throw std::invalid_argument(who + ": sparse X holds column index " + std::to_string(x.indices[k]) +
+                                        " at entry " + std::to_string(k) + ", expected 0 <= index < " +
+                                        std::to_string(x.cols) + " (its columns)");
+}
+
+// Both, for every row: what a kernel needs before it reads x.
+template <class T, class I>
+void check_csr(const CsrRows<T, I>& x, index length, const std::string& who) {
+    check_csr_indptr(x, length, who);
+    for (index i = 0; i < x.rows; ++i) check_csr_row(x, i, who);
 }
 
 // The entries of CSR rows by column: column used[u] holds values[k] of rows row[k] for k

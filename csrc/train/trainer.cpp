@@ -203,7 +203,8 @@ void Trainer<T>::gather_sparse(const CsrRows<T, I>& x, const std::int64_t* idx, 
     batch_csr_.rows = rows;
 }
 
-// Room for the largest step of [step_begin, step_end) in the gathered batch of sparse X.
+// The column indices of the rows steps [step_begin, step_end) read checked (check_csr_row:
+// the binding checked indptr), and room for the largest step in the gathered batch.
 template <class T>
 template <class I>
 void Trainer<T>::reserve_sparse(const CsrRows<T, I>& x, const EpochData<T>& d, index step_begin,
@@ -211,8 +212,10 @@ void Trainer<T>::reserve_sparse(const CsrRows<T, I>& x, const EpochData<T>& d, i
     index most = 0;
     for (index s = step_begin; s < step_end; ++s) {
         index entries = 0;
-        for (index r = s * spec_.batch; r < std::min(d.n, (s + 1) * spec_.batch); ++r)
+        for (index r = s * spec_.batch; r < std::min(d.n, (s + 1) * spec_.batch); ++r) {
+            check_csr_row(x, d.order[r], "Trainer");
             entries += index(x.indptr[d.order[r] + 1] - x.indptr[d.order[r]]);
+        }
         most = std::max(most, entries);
     }
     if (batch_indptr_.size() < std::size_t(spec_.batch + 1)) batch_indptr_.resize(std::size_t(spec_.batch + 1));

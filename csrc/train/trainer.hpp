@@ -72,8 +72,9 @@ struct Buffers {
 };
 
 // One epoch's training data and the order its rows are visited in. X is dense (x) or
-// sparse rows (x32 or x64, with n rows and the first layer's inputs as columns, indices
-// checked by the caller: check_csr); exactly one is set.
+// sparse rows (x32 or x64, with n rows and the first layer's inputs as columns; indptr
+// checked by the caller (check_csr_indptr), the column indices of the rows a run reads by
+// the trainer before its first step); exactly one is set.
 template <class T>
 struct EpochData {
     const T* x = nullptr;                     // (n, inputs of the first layer)

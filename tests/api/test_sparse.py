@@ -165,3 +165,29 @@ def test_multitask_refuses_sparse_with_the_fix():
                    input_dim=200)
     with pytest.raises(TypeError, match=r"scipy.sparse matrix .* pass X.toarray\(\)"):
         mt.predict(X)
+
+
+def test_the_trainer_checks_the_column_indices_of_the_rows_a_run_reads(native):
+    """The core's own check (Python checked the matrix already; the binding checks indptr,
+    O(rows), and each run the column indices of the rows its steps gather, before its
+    first step): a bad index in a row the run reads is a ValueError and no step is taken;
+    a run that does not read that row trains."""
+    X, y = task(rows=64)
+    m = model()
+    m.fit(X.toarray(), y, epochs=1, batch_size=32, verbose=0)    # builds it, classes
+    rows = m.as_input(X)
+    indices = rows.indices.copy()
+    bad_row = 40                                  # in step 1 of the natural order
+    indices[rows.indptr[bad_row]] = 200
+    broken = CsrRows(rows.indptr, indices, rows.data, rows.shape)
+    Y = np.eye(2)[y].astype(np.float64)
+    with m.writing_params():
+        trainer = m.backend.fused_trainer(params=m._params, grads=m._grads, m=None, v=None,
+                                          program=m.fused_program(), loss=m.loss,
+                                          optimizer="sgd", batch_size=32)
+    order, lrs = np.arange(64), np.full(2, 0.1)
+    before = m._params.copy()
+    with pytest.raises(ValueError, match=r"column index 200 at entry \d+, expected 0 <= index < 200"):
+        trainer.run(broken, Y, None, order, 0, 2, lrs, 1, 0, trainer.new_totals())
+    np.testing.assert_array_equal(m._params, before)
+    assert trainer.run(broken, Y, None, order, 0, 1, lrs[:1], 1, 0, trainer.new_totals()).steps == 1
