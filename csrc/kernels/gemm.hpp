@@ -103,6 +103,7 @@
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
 #include "gemm_microkernel.hpp"
+#include "gemm_team.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
@@ -117,9 +118,6 @@ constexpr index kNC = (index(1) << 20) / (kKC * index(sizeof(T)));  // B panel <
 template <class T>
 constexpr index kAStride = kKC + 64 / index(sizeof(T));
 
-inline index imin(index x, index y) { return x < y ? x : y; }
-inline index round_up(index x, index to) { return (x + to - 1) / to * to; }
-
 // The K split: `count` blocks, the first `extra` of them one longer than `base`.
 struct KBlocks {
     index count, base, extra;
@@ -128,10 +126,6 @@ struct KBlocks {
     index start(index blk) const { return blk * base + imin(blk, extra); }
     index size(index blk) const { return base + (blk < extra ? 1 : 0); }
 };
-
-inline Epilogue epilogue_for(index blk, double beta) {
-    return blk > 0 ? Epilogue::accumulate : beta == 0 ? Epilogue::overwrite : Epilogue::scale_add;
-}
 
 // One lane of the vector wrapper's fma: the exact rounding the microkernel uses.
 template <class T>
@@ -322,9 +316,11 @@ struct GemmJob {
     index mc, nc;
     BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
     const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
-    int grid_m, grid_n;        // the team as a grid_m x grid_n grid of rectangles of C
-    char* ws;                  // per thread: an A block (a_bytes), then a B panel
-    std::size_t a_bytes, slot_bytes;
+    TeamPlan team;             // K groups of grid_m x grid_n rectangles of C (plan_job)
+    char* ws = nullptr;        // per thread: an A block (a_bytes), then a B panel
+    std::size_t a_bytes = 0, slot_bytes = 0;
+    T* acc = nullptr;          // the K split: K block blk's m x n sums at acc + blk * acc_stride
+    index acc_ld = 0, acc_stride = 0;
 };
 
 // One K block of C[ic : ic+mcur, j0 : j0+cols]: the A block at ap, the B micro-panels at bp
@@ -385,64 +381,122 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index
     }
 }
 
-// C[r0 : r1, c0 : c1], all K blocks, with this thread's own packing buffers.
+// One K block of C[r0 : r1, jc : jc+ncur] with epilogue e (last: the fused epilogue too),
+// packed into this thread's buffers.
 template <class T>
-void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, T* apack, T* bpack) {
+void rect_block(const GemmJob<T>& job, index blk, Epilogue e, bool last, index r0, index r1,
+                index jc, index ncur, T* apack, T* bpack) {
     constexpr index NR = GemmTile<T>::NR;
+    const index p0 = job.kb.start(blk), kc = job.kb.size(blk);
+    const T* panels = bpack;
+    if (job.packed_b) {
+        panels = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
+    } else {
+        for (index jp = 0; jp * NR < ncur; ++jp)
+            pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
+    }
+    for (index ic = r0; ic < r1; ic += job.mc) {
+        const index mcur = imin(job.mc, r1 - ic);
+        pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
+        compute_block(job, apack, panels, kc, e, last, ic, mcur, jc, ncur);
+    }
+}
+
+// The K split's view of block blk: its raw sums into its own accumulators (the overwrite
+// epilogue with alpha 1 and beta 0 stores acc itself), no fused epilogue.
+template <class T>
+GemmJob<T> k_split_part(const GemmJob<T>& job, index blk) {
+    GemmJob<T> part = job;
+    part.alpha = T(1);
+    part.beta = T(0);
+    part.fused = BiasAct<T>{};
+    part.c = job.acc + blk * job.acc_stride;
+    part.ldc = job.acc_ld;
+    return part;
+}
+
+// K blocks [blk0, blk1) of C[r0 : r1, c0 : c1] (or of their accumulators, in the K split).
+template <class T>
+void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, index blk0,
+               index blk1, T* apack, T* bpack) {
     for (index jc = c0; jc < c1; jc += job.nc) {
         const index ncur = imin(job.nc, c1 - jc);
-        for (index blk = 0; blk < job.kb.count; ++blk) {
-            const index p0 = job.kb.start(blk), kc = job.kb.size(blk);
-            const T* panels = bpack;
-            if (job.packed_b) {
-                panels = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
-            } else {
-                for (index jp = 0; jp * NR < ncur; ++jp)
-                    pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
-            }
-            for (index ic = r0; ic < r1; ic += job.mc) {
-                const index mcur = imin(job.mc, r1 - ic);
-                pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
-                compute_block(job, apack, panels, kc, epilogue_for(blk, job.beta),
-                              blk + 1 == job.kb.count, ic, mcur, jc, ncur);
-            }
+        for (index blk = blk0; blk < blk1; ++blk) {
+            if (job.acc)
+                rect_block(k_split_part(job, blk), blk, Epilogue::overwrite, false, r0, r1, jc, ncur, apack, bpack);
+            else
+                rect_block(job, blk, epilogue_for(blk, job.beta), blk + 1 == job.kb.count, r0, r1, jc,
+                           ncur, apack, bpack);
         }
     }
 }
 
-// Rectangle `rect` of the grid (row ranges in whole MR panels, columns in NR), computed
-// with workspace slot `slot`. An empty rectangle is nothing to do.
+// Work item `item` of the team: rectangle item % (grid_m * grid_n) of the grid (row ranges
+// in whole MR panels, columns in NR) for K group item / (grid_m * grid_n), computed with
+// workspace slot `slot`. An empty rectangle is nothing to do.
 template <class T>
-void gemm_grid_rect(const GemmJob<T>& job, int rect, int slot_index) {
+void gemm_item(const GemmJob<T>& job, int item, int slot_index) {
     constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
-    const index gi = rect / job.grid_n, gj = rect % job.grid_n;
-    const index rows = round_up((job.m + job.grid_m - 1) / job.grid_m, MR);
-    const index cols = round_up((job.n + job.grid_n - 1) / job.grid_n, NR);
+    const TeamPlan& team = job.team;
+    const int rect = item % (team.grid_m * team.grid_n), group = item / (team.grid_m * team.grid_n);
+    const index gi = rect / team.grid_n, gj = rect % team.grid_n;
+    const index rows = round_up((job.m + team.grid_m - 1) / team.grid_m, MR);
+    const index cols = round_up((job.n + team.grid_n - 1) / team.grid_n, NR);
     const index r0 = imin(job.m, gi * rows), r1 = imin(job.m, r0 + rows);
     const index c0 = imin(job.n, gj * cols), c1 = imin(job.n, c0 + cols);
     if (r0 >= r1 || c0 >= c1) return;
     char* const slot = job.ws + job.slot_bytes * std::size_t(slot_index);
-    gemm_rect(job, r0, r1, c0, c1, reinterpret_cast<T*>(slot),
+    gemm_rect(job, r0, r1, c0, c1, team.group_begin(job.kb.count, group),
+              team.group_begin(job.kb.count, group + 1), reinterpret_cast<T*>(slot),
               reinterpret_cast<T*>(slot + job.a_bytes));
 }
 
-// The grid for nt threads (grid_m * grid_n = nt): the smallest largest rectangle, counted
-// in whole MR x NR tiles (the slowest thread), and among grids within 3 % of it the one with
-// the most row ranges: a thread then writes whole rows of C and every thread packs its own
-// B columns. (Measured at 2 threads: 256 x 784 x 32 TN splits rows 266 GFLOP/s, columns 180;
-// 32 x 256 x 784 NT splits columns 207, rows 150.)
-inline void choose_grid(index m, index n, index mr, index nr, int nt, int& gm, int& gn) {
-    auto area = [&](int d) {  // the largest rectangle with d row ranges
-        const int e = nt / d;
-        return round_up((m + d - 1) / d, mr) * round_up((n + e - 1) / e, nr);
-    };
-    index best = area(1);
-    for (int d = 2; d <= nt; ++d)
-        if (nt % d == 0 && area(d) < best) best = area(d);
-    gm = 1;
-    for (int d = 2; d <= nt; ++d)
-        if (nt % d == 0 && area(d) * 100 <= best * 103) gm = d;
-    gn = nt / gm;
+// The team's plan (choose_team), block sizes and workspace: `threads` slots of an A block
+// and a B panel, then, in the K split, the accumulators of every K block (m x acc_ld
+// each). Reserved here, before any parallel region, so std::bad_alloc reaches the caller.
+template <class T>
+void plan_job(GemmJob<T>& job, int threads) {
+    constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR, W = lanes<T>;
+    const index kc_max = job.kb.size(0);
+    const index acc_ld = round_up(job.n, W), acc_stride = round_up(job.m * acc_ld, 64 / index(sizeof(T)));
+    const bool acc_fits = job.kb.count * acc_stride * index(sizeof(T)) <= kKSplitMaxBytes;
+    job.team = choose_team(job.m, job.n, MR, NR, job.k, acc_fits ? job.kb.count : 1, kc_max, threads);
+    job.mc = imin(kMC, round_up((job.m + job.team.grid_m - 1) / job.team.grid_m, MR));
+    job.nc = imin(kNC<T>, round_up((job.n + job.team.grid_n - 1) / job.team.grid_n, NR));
+    job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
+    const index b_panel = job.packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
+    job.slot_bytes = job.a_bytes + std::size_t(b_panel);
+    const std::size_t slots = job.slot_bytes * std::size_t(threads);
+    const std::size_t acc_bytes = job.team.groups > 1 ? std::size_t(job.kb.count * acc_stride) * sizeof(T) : 0;
+    job.ws = tl_workspace.reserve(slots + acc_bytes);
+    if (acc_bytes) {
+        job.acc = reinterpret_cast<T*>(job.ws + slots);
+        job.acc_ld = acc_ld;
+        job.acc_stride = acc_stride;
+    }
+}
+
+// The team's work items, a smaller team than asked for (OpenMP may give one) taking the
+// rest in turn, then, in the K split, after all of them, C finished from the accumulators
+// a range of rows per thread. Which thread computes what never changes the arithmetic.
+template <class T>
+void run_team(const GemmJob<T>& job, int threads) {
+    const int items = job.team.groups * job.team.grid_m * job.team.grid_n;
+#pragma omp parallel num_threads(threads)
+    {
+        int tid = 0, nt = 1;
+#if defined(_OPENMP)
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        if (tid == 0) note_team_size(nt);
+        for (int item = tid; item < items; item += nt) gemm_item(job, item, tid);
+        if (job.acc) {
+#pragma omp barrier
+            finish_k_split(job.acc, job.acc_stride, job.acc_ld, job.kb.count, job.m * tid / nt,
+                           job.m * (tid + 1) / nt, job.n, job.alpha, job.beta, job.c, job.ldc, job.fused);
+        }
+    }
 }
 
 // The driver for gemm and gemm_bias_act: `fused.bias` set means the bias + activation
@@ -451,8 +505,8 @@ template <class T>
 void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
               const T* b, index ldb, T beta, T* c, index ldc, int threads,
               const BiasAct<T>& fused, const T* packed_b = nullptr) {
-    constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
     if (m <= 0 || n <= 0) return;
+    note_gemm_k_groups(1);
     // The small cases: the plain product, then bias_act_forward row by row (the same
     // arithmetic as the epilogue: both add in T and use activate<T>).
     auto finish_small = [&] {
@@ -472,34 +526,14 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
         return finish_small();
     }
     if (threads < 1) threads = 1;
-
-    GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0,
-                   fused, packed_b, 1, 1, nullptr, 0, 0};
-    choose_grid(m, n, MR, NR, threads, job.grid_m, job.grid_n);
-    const index kc_max = job.kb.size(0);
-    job.mc = imin(kMC, round_up((m + job.grid_m - 1) / job.grid_m, MR));
-    job.nc = imin(kNC<T>, round_up((n + job.grid_n - 1) / job.grid_n, NR));
-    job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
-    const index b_panel = packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
-    job.slot_bytes = job.a_bytes + std::size_t(b_panel);
-    job.ws = tl_workspace.reserve(job.slot_bytes * std::size_t(threads));
-
+    GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0, fused, packed_b};
+    plan_job(job, threads);
+    note_gemm_k_groups(job.team.groups);
     if (threads == 1) {
         note_team_size(1);
-        return gemm_grid_rect(job, 0, 0);
+        return gemm_item(job, 0, 0);
     }
-    // One rectangle per thread; a smaller team than asked for (OpenMP may give one) takes
-    // the rest in turn. Which thread computes a rectangle never changes its arithmetic.
-#pragma omp parallel num_threads(threads)
-    {
-        int tid = 0, nt = 1;
-#if defined(_OPENMP)
-        tid = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        if (tid == 0) note_team_size(nt);
-        for (int rect = tid; rect < threads; rect += nt) gemm_grid_rect(job, rect, tid);
-    }
+    run_team(job, threads);
 }
 
 template <class T>
