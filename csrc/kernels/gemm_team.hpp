@@ -4,16 +4,16 @@
 // (finish_k_split) with the arithmetic of the contract.
 #pragma once
 #include "gemm_microkernel.hpp"
+#include "gemm_pack.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
-inline index imin(index x, index y) { return x < y ? x : y; }
-inline index round_up(index x, index to) { return (x + to - 1) / to * to; }
-
-// K split only where its slowest thread has at most this share (in %) of the work of the
-// grid's slowest thread (gemm.hpp, "The K split", for the measurements).
+// The K split's rule (gemm.hpp, "The K split", for the measurements): where its slowest
+// thread's multiply-adds are at most the grid's while its accumulators are small (ties
+// included: less packing twice over, larger rectangles), else at most kKSplitPercent % of
+// them; never with accumulators over kKSplitMaxBytes.
+constexpr index kKSplitTieBytes = 96 * 1024;
 constexpr index kKSplitPercent = 80;
-// The K split's accumulators (one m x n block per K block) stay below this.
 constexpr index kKSplitMaxBytes = index(16) << 20;
 
 // The grid for nt threads (grid_m * grid_n = nt): the smallest largest rectangle, counted
@@ -46,13 +46,15 @@ struct TeamPlan {
 };
 
 // The plan for `threads` threads: the grid over all of them, unless splitting the kblocks
-// K blocks (kc_max long at most) over groups of threads / groups threads cuts the slowest
-// thread's multiply-adds (area x K) to kKSplitPercent % or less; then the group count that
-// cuts them most (the fewest groups among equals).
+// K blocks (kc_max long at most) over groups of threads / groups threads, with acc_bytes of
+// accumulators, cuts the slowest thread's multiply-adds (area x K) as the rule above asks;
+// then the group count that cuts them most (the fewest groups among equals).
 inline TeamPlan choose_team(index m, index n, index mr, index nr, index k, index kblocks,
-                            index kc_max, int threads) {
+                            index kc_max, int threads, index acc_bytes) {
     TeamPlan plan;
-    index bar = choose_grid(m, n, mr, nr, threads, plan.grid_m, plan.grid_n) * k * kKSplitPercent;
+    const index grid = choose_grid(m, n, mr, nr, threads, plan.grid_m, plan.grid_n) * k;
+    if (acc_bytes > kKSplitMaxBytes) return plan;
+    index bar = grid * (acc_bytes <= kKSplitTieBytes ? 100 : kKSplitPercent) + 1;
     for (int g = 2; g <= threads && g <= kblocks; ++g) {
         int gm = 1, gn = 1;
         const index cost = choose_grid(m, n, mr, nr, threads / g, gm, gn) * ((kblocks + g - 1) / g) * kc_max;
