@@ -1,7 +1,7 @@
-// How a team of threads shares one GEMM (gemm.hpp, "The team"): the grid of rectangles of
-// C (choose_grid), the K split for products whose C is too small for the team
-// (choose_team), and the pass that finishes C from the K split's per-block accumulators
-// (finish_k_split) with the arithmetic of the contract.
+// How a team of threads shares one GEMM (gemm.hpp, "The packed driver" and "The K split"): the
+// grid of rectangles of C (choose_grid), the K split for products whose C is too small for
+// the team (choose_team), and the pass that finishes C from the K split's per-block
+// accumulators (finish_k_split) with the arithmetic of the contract.
 #pragma once
 #include "gemm_microkernel.hpp"
 #include "gemm_pack.hpp"
