@@ -364,7 +364,8 @@ void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, in
         const index ncur = imin(job.nc, c1 - jc);
         for (index blk = blk0; blk < blk1; ++blk) {
             if (job.acc)
-                rect_block(k_split_part(job, blk), blk, Epilogue::overwrite, false, r0, r1, jc, ncur, apack, bpack);
+                rect_block(k_split_part(job, blk), blk, Epilogue::overwrite, false, r0, r1, jc, ncur,
+                           apack, bpack);
             else
                 rect_block(job, blk, epilogue_for(blk, job.beta), blk + 1 == job.kb.count, r0, r1, jc,
                            ncur, apack, bpack);
