@@ -10,7 +10,8 @@ namespace {
 std::atomic<int> g_threads{0};
 thread_local int tl_threads = 0;
 std::atomic<bool> g_pool_started{false}, g_serial_after_fork{false};
-std::atomic<int> g_last_team{1};
+std::atomic<int> g_last_team{1}, g_last_k_groups{1};
+std::atomic<index> g_grain_override{0};
 
 void on_fork_child() {
     if (g_pool_started) g_serial_after_fork = true;
@@ -54,9 +55,13 @@ bool openmp_enabled() {
 
 int last_team_size() { return g_last_team; }
 void note_team_size(int n) { g_last_team = n; }
+int last_gemm_k_groups() { return g_last_k_groups; }
+void note_gemm_k_groups(int n) { g_last_k_groups = n; }
+void set_grain_override(index grain) { g_grain_override = grain > 0 ? grain : 0; }
 
 int threads_for(index work, index grain) {
     const int n = num_threads();
+    if (g_grain_override > 0) grain = g_grain_override;
     const index useful = work / (grain > 0 ? grain : 1);
     const int threads = useful < 2 ? 1 : (useful < n ? int(useful) : n);
     if (threads == 1) note_team_size(1);

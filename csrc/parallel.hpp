@@ -23,9 +23,14 @@ bool serial_after_fork();
 bool openmp_enabled();
 int last_team_size();            // threads that ran the latest parallel region (tests)
 void note_team_size(int n);
+int last_gemm_k_groups();        // K groups of the latest GEMM (gemm.hpp, the K split; 1: none)
+void note_gemm_k_groups(int n);
 
 // Threads worth using for `work` units when each thread should get at least `grain`.
 int threads_for(index work, index grain);
+// Tests: every grain threads_for is given replaced by `grain` (<= 0: the kernels' own), so
+// small products and arrays run on as many threads as asked for.
+void set_grain_override(index grain);
 
 // f(begin, end) over [0, n) split into contiguous static chunks, one per thread. The split
 // changes with the thread count, so f must produce results that do not depend on it.

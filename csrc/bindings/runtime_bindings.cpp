@@ -1,6 +1,7 @@
 // fastmlp._core's settings: the SIMD level (set_isa, backend_info) and the thread count
 // (parallel.hpp). _testing.last_team_size: how many threads the latest parallel region
-// ran, for the tests of the thread policy.
+// ran, last_gemm_k_groups: over how many K groups the latest GEMM split its K blocks, and
+// set_grain_override: every kernel's grain replaced, for the tests of the thread policy.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -64,6 +65,8 @@ void register_runtime(py::module_& m, py::module_& testing) {
     m.def("push_threads", &push_threads, arg("n"));
     m.def("pop_threads", &pop_threads, arg("previous"));
     testing.def("last_team_size", &last_team_size);
+    testing.def("last_gemm_k_groups", &last_gemm_k_groups);
+    testing.def("set_grain_override", &set_grain_override, arg("grain"));
 }
 
 }}  // namespace fastmlp::bind

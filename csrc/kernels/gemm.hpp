@@ -31,11 +31,12 @@
 //
 // The packed driver (BLIS's loops; flame/blis docs/KernelsHowTo.md)
 // -----------------------------------------------------------------
-//   A team is a grid_m x grid_n grid over C (choose_grid): each thread owns one rectangle
-//   [r0, r1) x [c0, c1) of C, whole rows of MR-panels and columns of NR-panels, and packs
-//   its own operands. No barriers, and no packed panel written by one core for another
-//   to read (measured: sharing one packed B panel made 2 threads no faster than 1 on the
-//   batch-32 forward pass, and cost 15-30 % on square products). Within a rectangle:
+//   A team is a grid_m x grid_n grid over C (choose_grid, gemm_team.hpp): each thread owns
+//   one rectangle [r0, r1) x [c0, c1) of C, whole rows of MR-panels and columns of
+//   NR-panels, and packs its own operands. No barriers, and no packed panel written by one
+//   core for another to read (measured: sharing one packed B panel made 2 threads no faster
+//   than 1 on the batch-32 forward pass, and cost 15-30 % on square products), except in
+//   the K split below. Within a rectangle:
 //
 //   for jc in [c0, c1) step NC                                   columns of C and op(B)
 //     for each K block [p0, p0 + kc), in order
@@ -74,6 +75,43 @@
 //   panel of at most lanes<T> columns runs the one-vector instance (NV = 1) of the same
 //   template: the same arithmetic per element, half the wasted lanes.
 //
+// The K split (choose_team, finish_k_split in gemm_team.hpp): when C has too few tiles
+//   for the team (dW of a 10-wide output layer, 10 x 128 x 1024; a handful of rows), the
+//   team is `groups` groups, each a grid over C, and group g takes the K blocks [kb * g /
+//   groups, kb * (g + 1) / groups). Each K block's raw sums go to its own m x n
+//   accumulators (the overwrite epilogue with alpha 1 and beta 0 stores acc itself, bit
+//   for bit); after a barrier, each thread finishes a range of rows of C from them in
+//   block order with the epilogues above (C = alpha * acc + beta * C, then C = C + alpha *
+//   acc, then bias + activation as bias_act_forward does it), so the bits are the same as
+//   without the split, for any team. The accumulators follow the packing slots in the
+//   calling thread's workspace.
+//
+//   The rule, per product (choose_team): the slowest thread's multiply-adds, area of the
+//   largest rectangle (in whole tiles) x the K it covers, K split against grid. The K split
+//   is taken where it is lower, or equal while the accumulators (kb x m x n) take at most
+//   96 KiB; with more accumulators only at 80 % of the grid's or less, and never over 16
+//   MiB. Measured at 2 threads on this 2-core AMD EPYC (avx512, float32; us per call, the
+//   least of 40 batches of calls under fastmlp.threads(2), as the machine was shared;
+//   bench/gemm_at.py M N K --threads 2 times one shape), today's grid -> the K split:
+//
+//       the split cuts the work            ties, accumulators <= 96 KiB
+//       10 x  10 x 8192  NN  65.3 -> 37.5   10 x 128 x 1024  TN  27.2 -> 24.1  (20 KiB)
+//        7 x  17 x 8192  NN   105 -> 56.9    1 x 128 x 8192  NT   191 -> 174   (16 KiB)
+//       33 x  10 x 2048  NN  26.1 -> 20.7   20 x 256 x 1024  TN  90.1 -> 70.4  (80 KiB)
+//                                           12 x 512 x  512  NT  51.5 -> 48.0  (48 KiB)
+//       ties with more accumulators keep the grid (a forced K split in brackets):
+//       64 x 128 x 1024 TN 102 (98.6), 32 x 256 x 784 NT 80.1 (80.9), 128 x 256 x 784 NT
+//       260 (260).
+//
+//   On ties the split wins where the grid cuts a short C into narrow column ranges (every
+//   thread packs all of op(A) again, and narrow rectangles run fewer tiles per packed
+//   block) and loses its finish pass where C is large. At 16 threads (reasoned, not
+//   measured here): the batch-32 forward 32 x 256 x 784 has 24 tiles, the grid's slowest
+//   thread 2 tiles x 784, 2 groups of 8 threads 3 tiles x 392 (75 %), and packs 25 k
+//   instead of 44 k values; 10 x 128 x 1024 gets 5 threads (kGemmGrain) and ties (2 groups
+//   of 2); large products (1024^3, the batch-128 forward) keep the grid: their
+//   accumulators are far over 96 KiB and the split does not cut their work by 20 %.
+//
 // Pre-packed B (pack_b, gemm_bias_act_packed): a weight matrix used again and again (the
 //   inference forward pass) is packed once, for every K block and every NR panel, and the
 //   driver reads its micro-panels in place instead of packing op(B) per call:
@@ -94,7 +132,8 @@
 // larger product comes and reused afterwards (no allocation per call in the steady state;
 // docs/build-notes.md, "No allocation per call"), freed at thread exit. It holds an A block and a B panel per team
 // thread and is allocated before the parallel region, so std::bad_alloc reaches the caller
-// (MemoryError) instead of escaping an OpenMP region.
+// (MemoryError) instead of escaping an OpenMP region; in the K split it also holds the
+// accumulators.
 #pragma once
 #include <cstdlib>
 #include <cstring>
@@ -103,24 +142,18 @@
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
 #include "gemm_microkernel.hpp"
+#include "gemm_pack.hpp"
+#include "gemm_team.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
-constexpr index kKC = 256;                 // longest K block
 constexpr index kMC = 144;                 // rows of an A block: a multiple of every MR
 constexpr index kTinyWork = 8 * 8 * 8;     // m * n * k up to this: gemm_reference
 constexpr index kL1Bytes = 32 * 1024;      // the smallest L1 data cache we tune for
 template <class T>
 constexpr index kNC = (index(1) << 20) / (kKC * index(sizeof(T)));  // B panel <= 1 MiB
-// Row stride of a packed A block: a K block plus one cache line, so the MR rows a
-// microkernel broadcasts from do not all fall in the same few L1 sets.
-template <class T>
-constexpr index kAStride = kKC + 64 / index(sizeof(T));
 
-inline index imin(index x, index y) { return x < y ? x : y; }
-inline index round_up(index x, index to) { return (x + to - 1) / to * to; }
-
-// The K split: `count` blocks, the first `extra` of them one longer than `base`.
+// The K blocks: `count` of them, the first `extra` one longer than `base`.
 struct KBlocks {
     index count, base, extra;
     explicit KBlocks(index k)
@@ -128,10 +161,6 @@ struct KBlocks {
     index start(index blk) const { return blk * base + imin(blk, extra); }
     index size(index blk) const { return base + (blk < extra ? 1 : 0); }
 };
-
-inline Epilogue epilogue_for(index blk, double beta) {
-    return blk > 0 ? Epilogue::accumulate : beta == 0 ? Epilogue::overwrite : Epilogue::scale_add;
-}
 
 // One lane of the vector wrapper's fma: the exact rounding the microkernel uses.
 template <class T>
@@ -160,100 +189,6 @@ void gemm_reference(bool ta, bool tb, index m, index n, index k, T alpha, const 
                 cij = apply_epilogue(e, acc, e == Epilogue::overwrite ? T(0) : cij, alpha, beta);
             }
         }
-}
-
-// ---- packing ---------------------------------------------------------------------------
-
-// W x W transpose in registers: v[i][l] -> v[l][i], log2(W) rounds of zips.
-template <class T>
-inline void transpose(Vec<T> (&v)[lanes<T>]) {
-    constexpr index W = lanes<T>;
-#pragma GCC unroll 8
-    for (index round = 1; round < W; round *= 2) {
-        Vec<T> t[W];
-#pragma GCC unroll 16
-        for (index i = 0; i < W / 2; ++i) {
-            t[2 * i] = zip_lo<T>(v[i], v[i + W / 2]);
-            t[2 * i + 1] = zip_hi<T>(v[i], v[i + W / 2]);
-        }
-#pragma GCC unroll 16
-        for (index i = 0; i < W; ++i) v[i] = t[i];
-    }
-}
-
-// dst[c * ldd + r] = r < valid ? src[r * lds + c] : 0 for r < rows (a multiple of W) and
-// c < cols: W x W tiles transposed in registers, a scalar loop for the last cols % W.
-// Source rows past `valid` are never read; every W-row group has a valid row (valid > r0).
-template <class T>
-inline void transpose_into(const T* src, index lds, index rows, index valid, index cols, T* dst,
-                           index ldd) {
-    constexpr index W = lanes<T>;
-    const Vec<T> zero = splat<T>(T(0));
-    index c = 0;
-    for (; c + W <= cols; c += W)
-        for (index r0 = 0; r0 < rows; r0 += W) {
-            Vec<T> v[W];
-#pragma GCC unroll 16
-            for (index i = 0; i < W; ++i) {
-                const index r = imin(r0 + i, valid - 1);   // in bounds even if not used
-                v[i] = r0 + i < valid ? load<T>(src + r * lds + c) : zero;
-            }
-            transpose<T>(v);
-#pragma GCC unroll 16
-            for (index l = 0; l < W; ++l) store<T>(dst + (c + l) * ldd + r0, v[l]);
-        }
-    for (; c < cols; ++c)
-        for (index r = 0; r < rows; ++r) dst[c * ldd + r] = r < valid ? src[r * lds + c] : T(0);
-}
-
-// op(A)[i0 : i0+rows, p0 : p0+kc] -> row r at dst + r * kAStride<T> (kc values), rows
-// rounded up to a multiple of MR with zeros. Untransposed A (the forward pass and dX):
-// one copy per row. Transposed A (dW = dZ.T @ X): a transpose.
-template <class T>
-void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, index kc, T* dst) {
-    constexpr index AS = kAStride<T>, MR = GemmTile<T>::MR, W = lanes<T>;
-    if (!ta) {
-        for (index r = 0; r < rows; ++r) {
-            const T* s = a + (i0 + r) * lda + p0;
-            T* d = dst + r * AS;
-            index p = 0;
-            for (; p + W <= kc; p += W) store<T>(d + p, load<T>(s + p));
-            for (; p < kc; ++p) d[p] = s[p];
-        }
-    } else {  // rows of the source are p; p in [kc, round_up(kc, W)) is written as 0
-        transpose_into<T>(a + p0 * lda + i0, lda, round_up(kc, W), kc, rows, dst, AS);
-    }
-    for (index r = rows; r < round_up(rows, MR); ++r)
-        std::memset(dst + r * AS, 0, sizeof(T) * std::size_t(kc));
-}
-
-// Micro-panel `jp` of op(B)[p0 : p0+kc, j0 : j0+cols] -> dst[p * R + j], j < R, columns
-// past the matrix zero. R = NR, or W (one vector) for a last panel of at most W columns.
-// Untransposed B (dX = dZ @ W, dW): row copies. Transposed B (the forward pass X @ W.T):
-// a transpose.
-template <class T, int R>
-inline void pack_b_rows(bool tb, const T* b, index ldb, index valid, index kc, T* dst) {
-    if (tb) return transpose_into<T>(b, ldb, R, valid, kc, dst, R);
-    for (index p = 0; p < kc; ++p) {
-        const T* s = b + p * ldb;
-        T* d = dst + p * R;
-        if (valid == R) {
-            std::memcpy(d, s, sizeof(T) * R);
-        } else {
-            for (index r = 0; r < valid; ++r) d[r] = s[r];
-            for (index r = valid; r < R; ++r) d[r] = T(0);
-        }
-    }
-}
-
-template <class T>
-void pack_b_panel(bool tb, const T* b, index ldb, index p0, index kc, index j0, index cols,
-                  index jp, T* dst) {
-    constexpr index W = lanes<T>, NR = GemmTile<T>::NR;
-    const index j = j0 + jp * NR, valid = imin(NR, cols - jp * NR);
-    const T* src = tb ? b + j * ldb + p0 : b + p0 * ldb + j;
-    if (valid <= W) pack_b_rows<T, int(W)>(tb, src, ldb, valid, kc, dst);
-    else pack_b_rows<T, int(NR)>(tb, src, ldb, valid, kc, dst);
 }
 
 // ---- workspace -------------------------------------------------------------------------
@@ -322,9 +257,11 @@ struct GemmJob {
     index mc, nc;
     BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
     const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
-    int grid_m, grid_n;        // the team as a grid_m x grid_n grid of rectangles of C
-    char* ws;                  // per thread: an A block (a_bytes), then a B panel
-    std::size_t a_bytes, slot_bytes;
+    TeamPlan team;             // K groups of grid_m x grid_n rectangles of C (plan_job)
+    char* ws = nullptr;        // per thread: an A block (a_bytes), then a B panel
+    std::size_t a_bytes = 0, slot_bytes = 0;
+    T* acc = nullptr;          // the K split: K block blk's m x n sums at acc + blk * acc_stride
+    index acc_ld = 0, acc_stride = 0;
 };
 
 // One K block of C[ic : ic+mcur, j0 : j0+cols]: the A block at ap, the B micro-panels at bp
@@ -385,64 +322,122 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index
     }
 }
 
-// C[r0 : r1, c0 : c1], all K blocks, with this thread's own packing buffers.
+// One K block of C[r0 : r1, jc : jc+ncur] with epilogue e (last: the fused epilogue too),
+// packed into this thread's buffers.
 template <class T>
-void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, T* apack, T* bpack) {
+void rect_block(const GemmJob<T>& job, index blk, Epilogue e, bool last, index r0, index r1,
+                index jc, index ncur, T* apack, T* bpack) {
     constexpr index NR = GemmTile<T>::NR;
+    const index p0 = job.kb.start(blk), kc = job.kb.size(blk);
+    const T* panels = bpack;
+    if (job.packed_b) {
+        panels = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
+    } else {
+        for (index jp = 0; jp * NR < ncur; ++jp)
+            pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
+    }
+    for (index ic = r0; ic < r1; ic += job.mc) {
+        const index mcur = imin(job.mc, r1 - ic);
+        pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
+        compute_block(job, apack, panels, kc, e, last, ic, mcur, jc, ncur);
+    }
+}
+
+// The K split's view of block blk: its raw sums into its own accumulators (the overwrite
+// epilogue with alpha 1 and beta 0 stores acc itself), no fused epilogue.
+template <class T>
+GemmJob<T> k_split_part(const GemmJob<T>& job, index blk) {
+    GemmJob<T> part = job;
+    part.alpha = T(1);
+    part.beta = T(0);
+    part.fused = BiasAct<T>{};
+    part.c = job.acc + blk * job.acc_stride;
+    part.ldc = job.acc_ld;
+    return part;
+}
+
+// K blocks [blk0, blk1) of C[r0 : r1, c0 : c1] (or of their accumulators, in the K split).
+template <class T>
+void gemm_rect(const GemmJob<T>& job, index r0, index r1, index c0, index c1, index blk0,
+               index blk1, T* apack, T* bpack) {
     for (index jc = c0; jc < c1; jc += job.nc) {
         const index ncur = imin(job.nc, c1 - jc);
-        for (index blk = 0; blk < job.kb.count; ++blk) {
-            const index p0 = job.kb.start(blk), kc = job.kb.size(blk);
-            const T* panels = bpack;
-            if (job.packed_b) {
-                panels = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
-            } else {
-                for (index jp = 0; jp * NR < ncur; ++jp)
-                    pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
-            }
-            for (index ic = r0; ic < r1; ic += job.mc) {
-                const index mcur = imin(job.mc, r1 - ic);
-                pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
-                compute_block(job, apack, panels, kc, epilogue_for(blk, job.beta),
-                              blk + 1 == job.kb.count, ic, mcur, jc, ncur);
-            }
+        for (index blk = blk0; blk < blk1; ++blk) {
+            if (job.acc)
+                rect_block(k_split_part(job, blk), blk, Epilogue::overwrite, false, r0, r1, jc, ncur,
+                           apack, bpack);
+            else
+                rect_block(job, blk, epilogue_for(blk, job.beta), blk + 1 == job.kb.count, r0, r1, jc,
+                           ncur, apack, bpack);
         }
     }
 }
 
-// Rectangle `rect` of the grid (row ranges in whole MR panels, columns in NR), computed
-// with workspace slot `slot`. An empty rectangle is nothing to do.
+// Work item `item` of the team: rectangle item % (grid_m * grid_n) of the grid (row ranges
+// in whole MR panels, columns in NR) for K group item / (grid_m * grid_n), computed with
+// workspace slot `slot`. An empty rectangle is nothing to do.
 template <class T>
-void gemm_grid_rect(const GemmJob<T>& job, int rect, int slot_index) {
+void gemm_item(const GemmJob<T>& job, int item, int slot_index) {
     constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
-    const index gi = rect / job.grid_n, gj = rect % job.grid_n;
-    const index rows = round_up((job.m + job.grid_m - 1) / job.grid_m, MR);
-    const index cols = round_up((job.n + job.grid_n - 1) / job.grid_n, NR);
+    const TeamPlan& team = job.team;
+    const int rect = item % (team.grid_m * team.grid_n), group = item / (team.grid_m * team.grid_n);
+    const index gi = rect / team.grid_n, gj = rect % team.grid_n;
+    const index rows = round_up((job.m + team.grid_m - 1) / team.grid_m, MR);
+    const index cols = round_up((job.n + team.grid_n - 1) / team.grid_n, NR);
     const index r0 = imin(job.m, gi * rows), r1 = imin(job.m, r0 + rows);
     const index c0 = imin(job.n, gj * cols), c1 = imin(job.n, c0 + cols);
     if (r0 >= r1 || c0 >= c1) return;
     char* const slot = job.ws + job.slot_bytes * std::size_t(slot_index);
-    gemm_rect(job, r0, r1, c0, c1, reinterpret_cast<T*>(slot),
+    gemm_rect(job, r0, r1, c0, c1, team.group_begin(job.kb.count, group),
+              team.group_begin(job.kb.count, group + 1), reinterpret_cast<T*>(slot),
               reinterpret_cast<T*>(slot + job.a_bytes));
 }
 
-// The grid for nt threads (grid_m * grid_n = nt): the smallest largest rectangle, counted
-// in whole MR x NR tiles (the slowest thread), and among grids within 3 % of it the one with
-// the most row ranges: a thread then writes whole rows of C and every thread packs its own
-// B columns. (Measured at 2 threads: 256 x 784 x 32 TN splits rows 266 GFLOP/s, columns 180;
-// 32 x 256 x 784 NT splits columns 207, rows 150.)
-inline void choose_grid(index m, index n, index mr, index nr, int nt, int& gm, int& gn) {
-    auto area = [&](int d) {  // the largest rectangle with d row ranges
-        const int e = nt / d;
-        return round_up((m + d - 1) / d, mr) * round_up((n + e - 1) / e, nr);
-    };
-    index best = area(1);
-    for (int d = 2; d <= nt; ++d)
-        if (nt % d == 0 && area(d) < best) best = area(d);
-    gm = 1;
-    for (int d = 2; d <= nt; ++d)
-        if (nt % d == 0 && area(d) * 100 <= best * 103) gm = d;
-    gn = nt / gm;
+// The team's plan (choose_team), block sizes and workspace: `threads` slots of an A block
+// and a B panel, then, in the K split, the accumulators of every K block (m x acc_ld
+// each). Reserved here, before any parallel region, so std::bad_alloc reaches the caller.
+template <class T>
+void plan_job(GemmJob<T>& job, int threads) {
+    constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR, W = lanes<T>;
+    const index kc_max = job.kb.size(0);
+    const index acc_ld = round_up(job.n, W), acc_stride = round_up(job.m * acc_ld, 64 / index(sizeof(T)));
+    const index acc_bytes = job.kb.count * acc_stride * index(sizeof(T));
+    job.team = choose_team(job.m, job.n, MR, NR, job.k, job.kb.count, kc_max, threads, acc_bytes);
+    job.mc = imin(kMC, round_up((job.m + job.team.grid_m - 1) / job.team.grid_m, MR));
+    job.nc = imin(kNC<T>, round_up((job.n + job.team.grid_n - 1) / job.team.grid_n, NR));
+    job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
+    const index b_panel = job.packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
+    job.slot_bytes = job.a_bytes + std::size_t(b_panel);
+    const std::size_t slots = job.slot_bytes * std::size_t(threads);
+    job.ws = tl_workspace.reserve(slots + (job.team.groups > 1 ? std::size_t(acc_bytes) : 0));
+    if (job.team.groups > 1) {
+        job.acc = reinterpret_cast<T*>(job.ws + slots);
+        job.acc_ld = acc_ld;
+        job.acc_stride = acc_stride;
+    }
+}
+
+// The team's work items, a smaller team than asked for (OpenMP may give one) taking the
+// rest in turn, then, in the K split, after all of them, C finished from the accumulators
+// a range of rows per thread. Which thread computes what never changes the arithmetic.
+template <class T>
+void run_team(const GemmJob<T>& job, int threads) {
+    const int items = job.team.groups * job.team.grid_m * job.team.grid_n;
+#pragma omp parallel num_threads(threads)
+    {
+        int tid = 0, nt = 1;
+#if defined(_OPENMP)
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        if (tid == 0) note_team_size(nt);
+        for (int item = tid; item < items; item += nt) gemm_item(job, item, tid);
+        if (job.acc) {
+#pragma omp barrier
+            finish_k_split(job.acc, job.acc_stride, job.acc_ld, job.kb.count, job.m * tid / nt,
+                           job.m * (tid + 1) / nt, job.n, job.alpha, job.beta, job.c, job.ldc, job.fused);
+        }
+    }
 }
 
 // The driver for gemm and gemm_bias_act: `fused.bias` set means the bias + activation
@@ -451,8 +446,8 @@ template <class T>
 void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
               const T* b, index ldb, T beta, T* c, index ldc, int threads,
               const BiasAct<T>& fused, const T* packed_b = nullptr) {
-    constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR;
     if (m <= 0 || n <= 0) return;
+    note_gemm_k_groups(1);
     // The small cases: the plain product, then bias_act_forward row by row (the same
     // arithmetic as the epilogue: both add in T and use activate<T>).
     auto finish_small = [&] {
@@ -472,34 +467,14 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
         return finish_small();
     }
     if (threads < 1) threads = 1;
-
-    GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0,
-                   fused, packed_b, 1, 1, nullptr, 0, 0};
-    choose_grid(m, n, MR, NR, threads, job.grid_m, job.grid_n);
-    const index kc_max = job.kb.size(0);
-    job.mc = imin(kMC, round_up((m + job.grid_m - 1) / job.grid_m, MR));
-    job.nc = imin(kNC<T>, round_up((n + job.grid_n - 1) / job.grid_n, NR));
-    job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
-    const index b_panel = packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
-    job.slot_bytes = job.a_bytes + std::size_t(b_panel);
-    job.ws = tl_workspace.reserve(job.slot_bytes * std::size_t(threads));
-
+    GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0, fused, packed_b};
+    plan_job(job, threads);
+    note_gemm_k_groups(job.team.groups);
     if (threads == 1) {
         note_team_size(1);
-        return gemm_grid_rect(job, 0, 0);
+        return gemm_item(job, 0, 0);
     }
-    // One rectangle per thread; a smaller team than asked for (OpenMP may give one) takes
-    // the rest in turn. Which thread computes a rectangle never changes its arithmetic.
-#pragma omp parallel num_threads(threads)
-    {
-        int tid = 0, nt = 1;
-#if defined(_OPENMP)
-        tid = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        if (tid == 0) note_team_size(nt);
-        for (int rect = tid; rect < threads; rect += nt) gemm_grid_rect(job, rect, tid);
-    }
+    run_team(job, threads);
 }
 
 template <class T>

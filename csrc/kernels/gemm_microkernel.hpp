@@ -58,6 +58,11 @@ struct BiasAct {
     T param = T(0);
 };
 
+// The epilogue of K block blk (gemm.hpp, the contract).
+inline Epilogue epilogue_for(index blk, double beta) {
+    return blk > 0 ? Epilogue::accumulate : beta == 0 ? Epilogue::overwrite : Epilogue::scale_add;
+}
+
 template <class V, class S>
 inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
     switch (e) {

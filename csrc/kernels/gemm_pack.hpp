@@ -1,0 +1,113 @@
+// The GEMM driver's packing (gemm.hpp, "Packed layouts"): op(A) blocks with a padded row
+// stride, op(B) micro-panels of NR (or one vector of) columns; the transposes are done here,
+// in registers, so the microkernel never sees them.
+#pragma once
+#include <cstring>
+
+#include "../simd/vec.hpp"
+#include "gemm_microkernel.hpp"
+
+namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
+
+inline index imin(index x, index y) { return x < y ? x : y; }
+inline index round_up(index x, index to) { return (x + to - 1) / to * to; }
+
+constexpr index kKC = 256;                 // longest K block
+// Row stride of a packed A block: a K block plus one cache line, so the MR rows a
+// microkernel broadcasts from do not all fall in the same few L1 sets.
+template <class T>
+constexpr index kAStride = kKC + 64 / index(sizeof(T));
+
+// W x W transpose in registers: v[i][l] -> v[l][i], log2(W) rounds of zips.
+template <class T>
+inline void transpose(Vec<T> (&v)[lanes<T>]) {
+    constexpr index W = lanes<T>;
+#pragma GCC unroll 8
+    for (index round = 1; round < W; round *= 2) {
+        Vec<T> t[W];
+#pragma GCC unroll 16
+        for (index i = 0; i < W / 2; ++i) {
+            t[2 * i] = zip_lo<T>(v[i], v[i + W / 2]);
+            t[2 * i + 1] = zip_hi<T>(v[i], v[i + W / 2]);
+        }
+#pragma GCC unroll 16
+        for (index i = 0; i < W; ++i) v[i] = t[i];
+    }
+}
+
+// dst[c * ldd + r] = r < valid ? src[r * lds + c] : 0 for r < rows (a multiple of W) and
+// c < cols: W x W tiles transposed in registers, a scalar loop for the last cols % W.
+// Source rows past `valid` are never read; every W-row group has a valid row (valid > r0).
+template <class T>
+inline void transpose_into(const T* src, index lds, index rows, index valid, index cols, T* dst,
+                           index ldd) {
+    constexpr index W = lanes<T>;
+    const Vec<T> zero = splat<T>(T(0));
+    index c = 0;
+    for (; c + W <= cols; c += W)
+        for (index r0 = 0; r0 < rows; r0 += W) {
+            Vec<T> v[W];
+#pragma GCC unroll 16
+            for (index i = 0; i < W; ++i) {
+                const index r = imin(r0 + i, valid - 1);   // in bounds even if not used
+                v[i] = r0 + i < valid ? load<T>(src + r * lds + c) : zero;
+            }
+            transpose<T>(v);
+#pragma GCC unroll 16
+            for (index l = 0; l < W; ++l) store<T>(dst + (c + l) * ldd + r0, v[l]);
+        }
+    for (; c < cols; ++c)
+        for (index r = 0; r < rows; ++r) dst[c * ldd + r] = r < valid ? src[r * lds + c] : T(0);
+}
+
+// op(A)[i0 : i0+rows, p0 : p0+kc] -> row r at dst + r * kAStride<T> (kc values), rows
+// rounded up to a multiple of MR with zeros. Untransposed A (the forward pass and dX):
+// one copy per row. Transposed A (dW = dZ.T @ X): a transpose.
+template <class T>
+void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, index kc, T* dst) {
+    constexpr index AS = kAStride<T>, MR = GemmTile<T>::MR, W = lanes<T>;
+    if (!ta) {
+        for (index r = 0; r < rows; ++r) {
+            const T* s = a + (i0 + r) * lda + p0;
+            T* d = dst + r * AS;
+            index p = 0;
+            for (; p + W <= kc; p += W) store<T>(d + p, load<T>(s + p));
+            for (; p < kc; ++p) d[p] = s[p];
+        }
+    } else {  // rows of the source are p; p in [kc, round_up(kc, W)) is written as 0
+        transpose_into<T>(a + p0 * lda + i0, lda, round_up(kc, W), kc, rows, dst, AS);
+    }
+    for (index r = rows; r < round_up(rows, MR); ++r)
+        std::memset(dst + r * AS, 0, sizeof(T) * std::size_t(kc));
+}
+
+// Micro-panel `jp` of op(B)[p0 : p0+kc, j0 : j0+cols] -> dst[p * R + j], j < R, columns
+// past the matrix zero. R = NR, or W (one vector) for a last panel of at most W columns.
+// Untransposed B (dX = dZ @ W, dW): row copies. Transposed B (the forward pass X @ W.T):
+// a transpose.
+template <class T, int R>
+inline void pack_b_rows(bool tb, const T* b, index ldb, index valid, index kc, T* dst) {
+    if (tb) return transpose_into<T>(b, ldb, R, valid, kc, dst, R);
+    for (index p = 0; p < kc; ++p) {
+        const T* s = b + p * ldb;
+        T* d = dst + p * R;
+        if (valid == R) {
+            std::memcpy(d, s, sizeof(T) * R);
+        } else {
+            for (index r = 0; r < valid; ++r) d[r] = s[r];
+            for (index r = valid; r < R; ++r) d[r] = T(0);
+        }
+    }
+}
+
+template <class T>
+void pack_b_panel(bool tb, const T* b, index ldb, index p0, index kc, index j0, index cols,
+                  index jp, T* dst) {
+    constexpr index W = lanes<T>, NR = GemmTile<T>::NR;
+    const index j = j0 + jp * NR, valid = imin(NR, cols - jp * NR);
+    const T* src = tb ? b + j * ldb + p0 : b + p0 * ldb + j;
+    if (valid <= W) pack_b_rows<T, int(W)>(tb, src, ldb, valid, kc, dst);
+    else pack_b_rows<T, int(NR)>(tb, src, ldb, valid, kc, dst);
+}
+
+}}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
