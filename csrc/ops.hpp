@@ -13,9 +13,14 @@
 
 namespace fastmlp {
 
-// Elementwise work per thread below which one thread is faster (docs/build-notes.md, Threads).
+// Work per thread below which fewer threads are faster (docs/build-notes.md, "Grains",
+// bench/grains.py): kElementGrain units of about one cheap pass over an element (bias +
+// ReLU forward: 1 unit; a kernel that costs more per element counts more units), and
+// kGemmGrain multiply-adds. Measured at 2 threads, a second thread paid from 16-45 K
+// elements of bias + ReLU, 8-32 K of ReLU's backward, 4-10 K Adam parameters and 110-250 K
+// multiply-adds: each grain is the slower run's crossover or above, so a second thread
+// never slows a kernel down.
 constexpr index kElementGrain = 32 * 1024;
-// GEMM multiply-adds per thread below which one thread is faster.
 constexpr index kGemmGrain = 64 * 64 * 64;
 // Rows per partial sum of a loss; fixed so the sum's order is fixed.
 constexpr index kLossBlockRows = 64;
@@ -77,7 +82,7 @@ void csr_weight_grad(const T* dz, const CsrRows<T, I>& x, T* dw, index n) {
 template <class T>
 void act_backward(const T* z, const T* a, const T* da, T* dz, index n, Activation act, T param) {
     const auto f = kernels().get<T>().act_backward;
-    parallel_for(n, threads_for(n, kElementGrain), [&](index i0, index i1) {
+    parallel_for(n, threads_for(n * 2, kElementGrain), [&](index i0, index i1) {   // 4 arrays
         f(z + i0, a + i0, da + i0, dz + i0, i1 - i0, act, param);
     });
 }
@@ -168,7 +173,7 @@ template <class T>
 void optimizer_update(const OptimizerHyper& h, T* p, const T* g, T* m, T* v, index n) {
     const auto f = kernels().get<T>().optimizer_update;
     const OptimizerStep<T> s = step_constants<T>(h);
-    parallel_for(n, threads_for(n, kElementGrain), [&](index i0, index i1) {
+    parallel_for(n, threads_for(n * 4, kElementGrain), [&](index i0, index i1) {   // Adam: 4 units
         f(s, p + i0, g + i0, m ? m + i0 : nullptr, v ? v + i0 : nullptr, i1 - i0);
     });
 }
