@@ -169,9 +169,11 @@ void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
     } else if (d.x64.values) {
         gather_sparse(d.x64, idx, rows);
     } else {
-        T* x = bound_.ptr[std::size_t(p.input)];
-        for (index i = 0; i < rows; ++i)
-            std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
+        T* x = bound_.ptr[std::size_t(p.input)];   // rows scattered over X: split over threads
+        parallel_for(rows, threads_for(rows * features_, kElementGrain), [&](index r0, index r1) {
+            for (index i = r0; i < r1; ++i)
+                std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
+        });
     }
     for (std::size_t h = 0; h < p.heads.size(); ++h) {
         const index k = p.width(p.heads[h].output), offset = p.heads[h].offset;
