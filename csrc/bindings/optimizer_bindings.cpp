@@ -56,6 +56,16 @@ void sgd_binding(py::array p, py::array g, double lr) {
     optimizer_binding("sgd", p, g, py::none(), py::none(), lr, 1.0, 0.0, 0.0, 0.0, 0.0, 1, false);
 }
 
+bool all_finite_binding(py::array x) {
+    const char* k = "all_finite";
+    return with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = input<T>(x, k, "x", 1);
+        py::gil_scoped_release nogil;
+        return all_finite<T>(px, x.size());
+    });
+}
+
 double sum_squares_binding(py::array x) {
     const char* k = "sum_squares";
     return with_dtype(x, k, "x", [&](auto tag) {
@@ -88,6 +98,7 @@ void register_optimizers(py::module_& m, py::module_& testing) {
           arg("eps") = 0.0, arg("weight_decay") = 0.0, arg("step") = 1,
           arg("eps_before_correction") = false);
     m.def("sum_squares", &sum_squares_binding, arg("x").noconvert());
+    m.def("all_finite", &all_finite_binding, arg("x").noconvert());
     m.def("regularize", &regularize_binding, arg("w").noconvert(), arg("dw").noconvert(), arg("l1"), arg("l2"));
     testing.def("sgd_update", &sgd_binding, arg("param").noconvert(), arg("grad").noconvert(), arg("lr"));
 }

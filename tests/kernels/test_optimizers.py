@@ -323,3 +323,36 @@ def test_unused_state_may_be_none_or_anything():
     _core.optimizer_update("sgd", p, g, None, None, 0.5)
     _core.optimizer_update("momentum", p, g, m, "ignored", 0.5, b1=0.9)
     np.testing.assert_array_equal(p, np.float32(-0.5) + np.float32(-0.5))
+
+
+# ---------------------------------------------------------------------------------
+# all_finite (fit's check of the parameters and the optimizer's state)
+# ---------------------------------------------------------------------------------
+FINITE_SIZES = [0, 1, 7, 15, 16, 17, 33, 257, 16_385]
+
+
+@pytest.mark.parametrize("n", FINITE_SIZES)
+def test_all_finite_finds_every_non_finite_value_anywhere(n, isa, dtype):
+    """The native kernel against the oracle: finite extremes (the largest, a subnormal,
+    -0) pass; one NaN, +inf or -inf at the first, a middle or the last element (in the
+    tail past the vector width too) fails."""
+    info = np.finfo(dtype)
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    if n >= 4:
+        x[:4] = [info.max, -info.max, info.smallest_subnormal, -0.0]
+    assert NATIVE.all_finite(x) and ORACLE.all_finite(x)
+    for at in sorted({0, n // 2, n - 1}) if n else []:
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[at] = bad
+            assert not NATIVE.all_finite(y), (at, bad)
+            assert not ORACLE.all_finite(y), (at, bad)
+
+
+def test_all_finite_takes_flat_arrays_of_the_two_dtypes():
+    with pytest.raises(ValueError, match="all_finite"):
+        NATIVE.all_finite(np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="all_finite"):
+        NATIVE.all_finite(np.ones(3, np.int64))
+    with pytest.raises(ValueError, match="all_finite: x must be 1-D"):
+        ORACLE.all_finite(np.ones((2, 3)))

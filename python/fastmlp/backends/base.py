@@ -268,6 +268,10 @@ class Backend(Protocol):
         h = 8, 4, 2, 1), the block sums added in ascending order in double. inf or NaN
         when x is not finite (or its squares overflow the dtype)."""
 
+    def all_finite(self, x: np.ndarray) -> bool:
+        """Whether every element of the flat array x is finite (no NaN, no infinity):
+        fit's check of the parameters and the optimizer's state after each step range."""
+
 
 # ---- Optional capabilities: weights shared with other threads, Ctrl-C in long calls ----
 

@@ -150,6 +150,9 @@ class NativeBackend:
     def sum_squares(self, x: np.ndarray) -> float:
         return _core.sum_squares(x)
 
+    def all_finite(self, x: np.ndarray) -> bool:
+        return _core.all_finite(x)
+
 
     def fused_trainer(self, *, params: np.ndarray, grads: np.ndarray,
                       m: Optional[np.ndarray], v: Optional[np.ndarray], program: dict,

@@ -477,6 +477,12 @@ class NumPyBackend:
                            eps_before_correction)
         update(param, c.g(grad_scale, grad), m, v, c)
 
+    def all_finite(self, x: np.ndarray) -> bool:
+        _check_arrays(x)
+        if x.ndim != 1:
+            raise ValueError(f"all_finite: x must be 1-D, got shape {x.shape}")
+        return bool(np.isfinite(x).all())
+
     def sum_squares(self, x: np.ndarray) -> float:
         """``sum x^2``: 16 partial sums in the dtype per block of 16384, blocks in double."""
         _check_arrays(x)

@@ -174,8 +174,17 @@ def non_finite(model, optimizer) -> str:
              ("the optimizer's v", optimizer.v)]
     parts += [(f"the state of layers[{i}]", s) for i, layer in enumerate(model.layers)
               for s in layer.get_state()]
-    bad = [name for name, array in parts if array is not None and not np.isfinite(array).all()]
+    bad = [name for name, array in parts if array is not None and not _finite(model, array)]
     return " and ".join(dict.fromkeys(bad))
+
+
+def _finite(model, array: np.ndarray) -> bool:
+    """Whether ``array`` is finite: float32 and float64 through the model's backend (one
+    pass, no temporary array), anything else (a custom layer's state) through NumPy."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype in (np.float32, np.float64):
+        return model.backend.all_finite(flat)
+    return bool(np.isfinite(flat).all())
 
 
 def list_checkpoints(directory) -> List[Tuple[Position, str]]:
