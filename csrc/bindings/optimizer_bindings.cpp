@@ -56,24 +56,23 @@ void sgd_binding(py::array p, py::array g, double lr) {
     optimizer_binding("sgd", p, g, py::none(), py::none(), lr, 1.0, 0.0, 0.0, 0.0, 0.0, 1, false);
 }
 
-bool all_finite_binding(py::array x) {
-    const char* k = "all_finite";
+// kernel(x, n) over the flat array x of either dtype, without the GIL (the reductions).
+template <class Kernel>
+auto flat_reduction(const py::array& x, const char* k, Kernel kernel) {
     return with_dtype(x, k, "x", [&](auto tag) {
         using T = decltype(tag);
         const T* px = input<T>(x, k, "x", 1);
         py::gil_scoped_release nogil;
-        return all_finite<T>(px, x.size());
+        return kernel(px, x.size());
     });
 }
 
+bool all_finite_binding(py::array x) {
+    return flat_reduction(x, "all_finite", [](const auto* p, index n) { return all_finite(p, n); });
+}
+
 double sum_squares_binding(py::array x) {
-    const char* k = "sum_squares";
-    return with_dtype(x, k, "x", [&](auto tag) {
-        using T = decltype(tag);
-        const T* px = input<T>(x, k, "x", 1);
-        py::gil_scoped_release nogil;
-        return sum_squares<T>(px, x.size());
-    });
+    return flat_reduction(x, "sum_squares", [](const auto* p, index n) { return sum_squares(p, n); });
 }
 
 double regularize_binding(py::array w, py::array dw, double l1, double l2) {
