@@ -126,6 +126,11 @@ def as_csr_rows(X, name: str, n_features: int, dtype: np.dtype) -> CsrRows:
     return CsrRows(indptr, indices, data, X.shape)
 
 
+def is_sparse_input(X) -> bool:
+    """Whether X takes the sparse path: a scipy.sparse matrix, or CSR rows made already."""
+    return is_sparse(X) or type(X) is CsrRows
+
+
 def _check_width(X, name: str, n_features: int) -> None:
     if X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features per sample (sparse shape "

@@ -12,7 +12,7 @@ from typing import Iterable, NoReturn, Optional, Sequence
 
 import numpy as np
 
-from ._sparse import CsrRows, as_csr_rows, is_sparse
+from ._sparse import as_csr_rows, is_sparse_input
 
 DTYPES = ("float32", "float64")
 
@@ -294,7 +294,7 @@ def as_features(X, name: str, n_features: int, dtype: np.dtype, *,
     once and checked once (after the conversion, which also catches overflow; see
     to_dtype for ``finite_checked_later``). With ``accept_sparse`` a scipy.sparse X
     comes back as checked :class:`fastmlp._sparse.CsrRows`; without, it is a TypeError."""
-    if is_sparse(X) or type(X) is CsrRows:
+    if is_sparse_input(X):
         if not accept_sparse:
             raise TypeError(f"{name} is a scipy.sparse matrix (shape {X.shape}), which this "
                             f"model does not take; pass {name}.toarray(), or use a "

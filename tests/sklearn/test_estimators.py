@@ -583,10 +583,11 @@ def test_binarize_gives_the_label_binarizers_rows(y):
 def test_sparse_x_val_is_converted_once_per_fit(monkeypatch):
     """A sparse X_val becomes CSR rows once per fit, not at each epoch's validation."""
     import fastmlp._validation as validation
+    from fastmlp._sparse import CsrRows
     calls = []
     convert = validation.as_csr_rows
     def counted(X, name, *args):       # CsrRows pass through: checked already
-        if type(X) is not validation.CsrRows:
+        if type(X) is not CsrRows:
             calls.append(name)
         return convert(X, name, *args)
     monkeypatch.setattr(validation, "as_csr_rows", counted)

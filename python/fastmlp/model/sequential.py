@@ -7,7 +7,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._keywords import suggest_keywords
-from .._sparse import CsrRows, is_sparse
+from .._sparse import CsrRows, is_sparse_input
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_sample_weight, check_seed)
 from ..backends import get_backend
@@ -267,8 +267,7 @@ class Sequential(FlatParameters):
 
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
-        sparse = is_sparse(X) or type(X) is CsrRows                # (as_input's CSR rows)
-        fused = None if sparse else self._predictor()       # sparse rows: per-op forward
+        fused = None if is_sparse_input(X) else self._predictor()   # sparse: per-op forward
         # the fused predictor checks X finite as it reads each chunk (the same ValueError)
         X = self.as_input(X, "X", finite_checked_later=fused is not None)
         if fused is not None:
