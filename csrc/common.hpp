@@ -127,6 +127,9 @@ struct KernelTable {
     T (*sum_squares)(const T* g, index n);
     // chunk over elements: whether every x is finite (no NaN, no infinity).
     bool (*all_finite)(const T* x, index n);
+    // chunk over rows: out[i] = np.argmax(z[i, :]) for z (rows, k), k >= 1: the first
+    // maximum, or the first NaN of a row that has one.
+    void (*argmax_rows)(const T* z, index rows, index k, std::int64_t* out);
     // chunk over elements: y = f(x), the polynomial transcendentals (tested for ulps).
     void (*math)(MathFn fn, const T* x, T* y, index n);
 

@@ -188,6 +188,12 @@ bool all_finite(const T* x, index n) {
     return kernels().get<T>().all_finite(x, n);
 }
 
+// out[i] = np.argmax(z[i, :]) for z (rows, k), on the calling thread.
+template <class T>
+void argmax_rows(const T* z, index rows, index k, std::int64_t* out) {
+    kernels().get<T>().argmax_rows(z, rows, k, out);
+}
+
 // sum of g^2: Sum16 within fixed blocks, blocks added in ascending order in double.
 template <class T>
 double sum_squares(const T* g, index n) {

@@ -1,5 +1,5 @@
-// fastmlp._core.loss and output (ops.hpp): a loss's value and gradient, and the output
-// transform (softmax, sigmoid, identity) of the logits.
+// fastmlp._core.loss, output and argmax_rows (ops.hpp): a loss's value and gradient, the
+// output transform (softmax, sigmoid, identity) of the logits, and their rows' argmax.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -76,6 +76,21 @@ void output_binding(const std::string& name, py::array z, py::array out) {
     });
 }
 
+void argmax_rows_binding(py::array z, py::array out) {
+    const char* k = "argmax_rows";
+    with_dtype(z, k, "logits", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pz = input<T>(z, k, "logits", 2);
+        std::int64_t* po = output<std::int64_t>(out, k, "out", 1);
+        if (out.shape(0) != z.shape(0))
+            fail_value(k, "shape mismatch: logits is " + shape_of(z) + ", out is " + shape_of(out) +
+                              " (out must have logits.shape[0] elements)");
+        at_least_one_column(k, z);
+        py::gil_scoped_release nogil;
+        argmax_rows<T>(pz, z.shape(0), z.shape(1), po);
+    });
+}
+
 }  // namespace
 
 void register_losses(py::module_& m) {
@@ -83,6 +98,7 @@ void register_losses(py::module_& m) {
     m.def("loss", &loss_binding, arg("name"), arg("logits").noconvert(), arg("y").noconvert(), arg("grad"),
           arg("scale"), arg("weights") = py::none());
     m.def("output", &output_binding, arg("name"), arg("logits").noconvert(), arg("out").noconvert());
+    m.def("argmax_rows", &argmax_rows_binding, arg("logits").noconvert(), arg("out").noconvert());
 }
 
 }}  // namespace fastmlp::bind

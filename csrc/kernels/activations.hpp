@@ -17,6 +17,8 @@
 //
 // Scalar reference: the NumPy backend (python/fastmlp/backends/numpy.py).
 #pragma once
+#include <type_traits>
+
 #include "../simd/math.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
@@ -93,40 +95,63 @@ FASTMLP_VECTOR_INLINE Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T pa
     return one;
 }
 
+// f(std::integral_constant<Activation, A>{}) for A = act: the loop f runs is compiled
+// once per activation, so activate and derivative fold to straight-line code inside it
+// instead of a switch per vector (relu's backward then reads neither a nor a jump table).
+template <class F>
+FASTMLP_VECTOR_INLINE void with_activation(Activation act, F&& f) {
+    using A = Activation;
+    switch (act) {
+        case A::linear: return f(std::integral_constant<A, A::linear>{});
+        case A::sigmoid: return f(std::integral_constant<A, A::sigmoid>{});
+        case A::tanh: return f(std::integral_constant<A, A::tanh>{});
+        case A::relu: return f(std::integral_constant<A, A::relu>{});
+        case A::leaky_relu: return f(std::integral_constant<A, A::leaky_relu>{});
+        case A::elu: return f(std::integral_constant<A, A::elu>{});
+        case A::gelu: return f(std::integral_constant<A, A::gelu>{});
+        case A::silu: return f(std::integral_constant<A, A::silu>{});
+        case A::softplus: return f(std::integral_constant<A, A::softplus>{});
+    }
+}
+
 template <class T>
 void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activation act,
                       T param) {
     constexpr index W = lanes<T>;
-    for (index i = 0; i < rows; ++i) {
-        T* zr = z + i * cols;
-        T* ar = a + i * cols;
-        index j = 0;
-        for (; j + W <= cols; j += W) {
-            const Vec<T> v = load<T>(zr + j) + load<T>(bias + j);
-            store<T>(zr + j, v);
-            store<T>(ar + j, activate<T>(act, v, param));
+    with_activation(act, [&](auto kind) {
+        for (index i = 0; i < rows; ++i) {
+            T* zr = z + i * cols;
+            T* ar = a + i * cols;
+            index j = 0;
+            for (; j + W <= cols; j += W) {
+                const Vec<T> v = load<T>(zr + j) + load<T>(bias + j);
+                store<T>(zr + j, v);
+                store<T>(ar + j, activate<T>(kind, v, param));
+            }
+            if (j < cols) {
+                const index w = cols - j;
+                const Vec<T> v = load_part<T>(zr + j, w, T(0)) + load_part<T>(bias + j, w, T(0));
+                store_part<T>(zr + j, v, w);
+                store_part<T>(ar + j, activate<T>(kind, v, param), w);
+            }
         }
-        if (j < cols) {
-            const index w = cols - j;
-            const Vec<T> v = load_part<T>(zr + j, w, T(0)) + load_part<T>(bias + j, w, T(0));
-            store_part<T>(zr + j, v, w);
-            store_part<T>(ar + j, activate<T>(act, v, param), w);
-        }
-    }
+    });
 }
 
 template <class T>
 void act_backward(const T* z, const T* a, const T* da, T* dz, index n, Activation act,
                   T param) {
     constexpr index W = lanes<T>;
-    index i = 0;
-    for (; i + W <= n; i += W)
-        store<T>(dz + i, load<T>(da + i) * derivative<T>(act, load<T>(z + i), load<T>(a + i), param));
-    if (i < n) {
-        const index w = n - i;
-        const Vec<T> d = derivative<T>(act, load_part<T>(z + i, w, T(0)), load_part<T>(a + i, w, T(0)), param);
-        store_part<T>(dz + i, load_part<T>(da + i, w, T(0)) * d, w);
-    }
+    with_activation(act, [&](auto kind) {
+        index i = 0;
+        for (; i + W <= n; i += W)
+            store<T>(dz + i, load<T>(da + i) * derivative<T>(kind, load<T>(z + i), load<T>(a + i), param));
+        if (i < n) {
+            const index w = n - i;
+            const Vec<T> d = derivative<T>(kind, load_part<T>(z + i, w, T(0)), load_part<T>(a + i, w, T(0)), param);
+            store_part<T>(dz + i, load_part<T>(da + i, w, T(0)) * d, w);
+        }
+    });
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

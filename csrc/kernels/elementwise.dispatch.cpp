@@ -34,6 +34,7 @@ void fill(KernelTable<T>& t) {
     t.optimizer_update = &optimizer_update<T>;
     t.sum_squares = &sum_squares<T>;
     t.all_finite = &all_finite<T>;
+    t.argmax_rows = &argmax_rows<T>;
     t.math = &math_map<T>;
     t.dropout_forward = &dropout_forward<T>;
     t.mul = &mul<T>;

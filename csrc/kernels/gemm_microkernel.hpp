@@ -130,11 +130,13 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
                     store<T>(cp, acc[r][v]);
                 }
             if (ba.out) {
+                with_activation(ba.act, [&](auto kind) {
 #pragma GCC unroll 32
-                for (int r = 0; r < MR; ++r)
+                    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-                    for (int v = 0; v < NV; ++v)
-                        store<T>(ba.out + r * ba.ldo + v * W, activate<T>(ba.act, acc[r][v], ba.param));
+                        for (int v = 0; v < NV; ++v)
+                            store<T>(ba.out + r * ba.ldo + v * W, activate<T>(kind, acc[r][v], ba.param));
+                });
             }
             return;
         }
@@ -164,12 +166,14 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
     if (!ba.out) return;
     // The activation, a vector at a time from the tile (lanes are independent, so the
     // lanes past nr, never stored, do not matter).
-    for (index r = 0; r < mr; ++r)
-        for (index j = 0; j < nr; j += W) {
-            const Vec<T> av = activate<T>(ba.act, load<T>(tile + r * NR + j), ba.param);
-            if (nr - j >= W) store<T>(ba.out + r * ba.ldo + j, av);
-            else store_part<T>(ba.out + r * ba.ldo + j, av, nr - j);
-        }
+    with_activation(ba.act, [&](auto kind) {
+        for (index r = 0; r < mr; ++r)
+            for (index j = 0; j < nr; j += W) {
+                const Vec<T> av = activate<T>(kind, load<T>(tile + r * NR + j), ba.param);
+                if (nr - j >= W) store<T>(ba.out + r * ba.ldo + j, av);
+                else store_part<T>(ba.out + r * ba.ldo + j, av, nr - j);
+            }
+    });
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

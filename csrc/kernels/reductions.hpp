@@ -4,6 +4,9 @@
 // ascending order (16/W vectors on a W-lane ISA), and combines them by halving:
 // l += l + 8, then + 4, + 2, + 1. col_sum adds rows in ascending order per column.
 #pragma once
+#include <cstdint>
+#include <type_traits>
+
 #include "../simd/vec.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
@@ -94,6 +97,42 @@ bool all_finite(const T* x, index n) {
         const Vec<T> v = load_lanes<T>(x + j, w, T(0));
         return v - v;
     }) == T(0);
+}
+
+// np.argmax(z, axis=1) of a (rows, k) matrix, k >= 1, into out: each row's first maximum,
+// or its first NaN where it has one (-0 and +0 tie, so the first of them wins). W rows
+// at a time, one per lane: 16 columns of the W rows are transposed into a buffer, then
+// each column j updates every lane's running (top, best) with
+//
+//     take = top is not NaN and (z_j > top or z_j is NaN);  best = take ? j : best
+//
+// so the chain of selects of one row runs beside the others' (a row alone waits on each
+// compare's latency, and a branch per element mispredicts on data).
+template <class T>
+void argmax_rows(const T* z, index rows, index k, std::int64_t* out) {
+    constexpr index W = lanes<T>, C = 16;
+    alignas(64) T zt[C * W];
+    for (index i0 = 0; i0 < rows; i0 += W) {
+        const index n = rows - i0 < W ? rows - i0 : W;
+        const T* zi = z + i0 * k;
+        Vec<T> top{};
+        Mask<T> best{};
+        using Lane = std::remove_reference_t<decltype(best[0])>;
+        for (index j0 = 0; j0 < k; j0 += C) {
+            const index cols = k - j0 < C ? k - j0 : C;
+            for (index j = 0; j < cols; ++j)
+                for (index r = 0; r < W; ++r) zt[j * W + r] = r < n ? zi[r * k + j0 + j] : T(0);
+            index j = 0;
+            if (j0 == 0) top = load<T>(zt), j = 1;
+            for (; j < cols; ++j) {
+                const Vec<T> v = load<T>(zt + j * W);
+                const Mask<T> take = (top == top) & ((v > top) | (v != v));
+                best = select_mask(take, Mask<T>{} + Lane(j0 + j), best);
+                top = select<T>(take, v, top);
+            }
+        }
+        for (index r = 0; r < n; ++r) out[i0 + r] = std::int64_t(best[r]);
+    }
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -14,7 +14,6 @@
 #include <utility>
 
 #include "../ops.hpp"
-#include "rows.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -252,7 +251,7 @@ void Predictor<T>::write_head(const LossHead& head, PredictMode mode, const T* z
     } else if (mode == PredictMode::proba || values) {   // predict's values: the output (z, exp z)
         output<T>(head.loss, z, out.out_t + start * k, rows, k);
     } else if (head.loss == Loss::softmax_cross_entropy) {
-        for (index i = 0; i < rows; ++i) out.out_i[start + i] = argmax_row(z + i * k, k);
+        argmax_rows<T>(z, rows, k, out.out_i + start);
     } else {                                   // binary cross-entropy
         std::int64_t* o = out.out_i + start * k;
         for (index i = 0; i < rows * k; ++i) o[i] = z[i] > T(0);

@@ -11,7 +11,6 @@
 #include <utility>
 
 #include "../ops.hpp"
-#include "rows.hpp"
 
 namespace fastmlp { namespace train {
 
@@ -122,6 +121,7 @@ Trainer<T>::Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<Wei
     w_ = Workspace<T>(spec_.batch);
     allocate();
     scratch_.assign(3 * std::size_t(widest), 0.0);
+    labels_.assign(2 * std::size_t(spec_.batch), 0);
 }
 
 // Every buffer's address: the batch rows, the loss gradient and the caches in workspaces
@@ -301,10 +301,14 @@ void Trainer<T>::add_metrics(std::size_t head, index rows, HeadTotals& t) const 
     const T* y = y_[head].data();
     t.count += rows;
     switch (h.loss) {
-        case Loss::softmax_cross_entropy:
-            for (index i = 0; i < rows; ++i)
-                t.correct += argmax_row(z + i * k, k) == argmax_row(y + i * k, k);
+        case Loss::softmax_cross_entropy: {
+            std::int64_t* zl = labels_.data();
+            std::int64_t* yl = zl + rows;
+            argmax_rows<T>(z, rows, k, zl);
+            argmax_rows<T>(y, rows, k, yl);
+            for (index i = 0; i < rows; ++i) t.correct += zl[i] == yl[i];
             return;
+        }
         case Loss::binary_cross_entropy:
             for (index i = 0; i < rows; ++i) {
                 bool right = true;

@@ -205,6 +205,7 @@ private:
     Bound<T> bound_;                                   // every buffer's address
     mutable std::vector<double> scratch_;     // 3 * the widest head: one batch's r2 sums
     Workspace<T> predicted_;                  // a poisson head's batch predictions exp(z)
+    mutable std::vector<std::int64_t> labels_;  // 2 * batch: the argmax of z's rows, then y's
     // Sparse X: the step's rows gathered as CSR (bound_.csr), grown by a run that needs more.
     std::vector<std::int64_t> batch_indptr_, batch_indices_;
     std::vector<T> batch_values_;

@@ -114,6 +114,11 @@ class Backend(Protocol):
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
         """The loss's output function: softmax rows, elementwise sigmoid, identity or exp."""
 
+    def argmax_rows(self, logits: np.ndarray, out: np.ndarray) -> None:
+        """``out[i] = np.argmax(logits[i])`` for (m, k) logits, k >= 1, into the int64
+        vector ``out`` of m elements: the first maximum of each row, or its first NaN
+        (-0 and +0 tie). The fused trainer's accuracy and predictor's labels use it."""
+
     # ---- Layers: dropout, maxout, batch normalization, weight penalties ----
 
     def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,

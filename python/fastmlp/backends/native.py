@@ -100,6 +100,9 @@ class NativeBackend:
     def output(self, name: str, logits: np.ndarray, out: np.ndarray) -> None:
         _core.output(name, logits, out)
 
+    def argmax_rows(self, logits: np.ndarray, out: np.ndarray) -> None:
+        _core.argmax_rows(logits, out)
+
     def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
                         seed: int, layer: int, step: int) -> None:
         _core.dropout_forward(x, y, mask, rate, seed, layer, step)

@@ -320,6 +320,14 @@ class NumPyBackend:
         _check_arrays(logits, out)
         _lookup(_OUTPUTS, name, "loss")(logits, out)
 
+    def argmax_rows(self, logits: np.ndarray, out: np.ndarray) -> None:
+        """np.argmax along the rows (NaN counts as the maximum: the first NaN)."""
+        _check_arrays(logits)
+        if out.dtype != np.int64 or out.shape != logits.shape[:1]:
+            raise ValueError(f"argmax_rows: out must be int64 of shape {logits.shape[:1]}, "
+                             f"got {out.dtype} {out.shape}")
+        np.argmax(logits, axis=1, out=out)
+
     # ---- Layers: dropout, maxout, batch normalization, weight penalties ----
 
     @_underflow_ok
