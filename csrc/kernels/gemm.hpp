@@ -112,6 +112,16 @@
 //   of 2); large products (1024^3, the batch-128 forward) keep the grid: their
 //   accumulators are far over 96 KiB and the split does not cut their work by 20 %.
 //
+// One column (n == 1, a single-output layer's forward pass z = X w^T + b): an MR x NR tile
+//   would hold one useful column of NR (the NV = 1 instance: 1 of lanes<T>). C's column
+//   with ldc == 1 is the row C^T = op(B)^T op(A)^T in the same memory, so the driver
+//   computes that row instead (A' = op(B)^T, B' = op(A)^T: each transpose flag flips, the
+//   leading dimensions stay) with the one-row microkernels. Every element's sum is the
+//   same chain in the same K blocks, its steps fma(A'(0, p), B'(p, i), acc) =
+//   fma(B(p, 0), A(i, p), acc): the factors swapped, which a fused multiply-add (and a
+//   product then a sum) does not see. The bias and activation then run as
+//   bias_act_forward (the epilogue's arithmetic), so the bits are those of the tiles.
+//
 // Pre-packed B (pack_b, gemm_bias_act_packed): a weight matrix used again and again (the
 //   inference forward pass) is packed once, for every K block and every NR panel, and the
 //   driver reads its micro-panels in place instead of packing op(B) per call:
@@ -464,6 +474,12 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
     if (m * n * k <= kTinyWork && !packed_b) {
         note_team_size(1);
         gemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return finish_small();
+    }
+    if (n == 1 && ldc == 1 && m > 1 && !packed_b) {  // a one-column C, stored as a row: see "One column"
+        gemm_run<T>(!tb, !ta, 1, m, k, alpha, b, ldb, a, lda, beta, c, m, threads, BiasAct<T>{});
+        if (fused.bias && (!fused.out || fused.ldo == 1))
+            return bias_act_forward<T>(fused.bias, c, fused.out ? fused.out : c, m, 1, fused.act, fused.param);
         return finish_small();
     }
     if (threads < 1) threads = 1;

@@ -272,6 +272,25 @@ def test_row_alone_equals_row_in_batch(layer, tb, dtype, isa):
         oracle.assert_same_bits({f"rows {lo}:{hi} alone": part, "in the batch": batch[lo:hi]})
 
 
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("k", [1, 7, 17, 257, 600])
+def test_one_column_keeps_the_bits_of_its_rows_alone(k, ta, tb, dtype, isa):
+    """A C of one column (a single-output layer) is computed as the row C^T (gemm.hpp, "One
+    column"); each element must keep the bits of the tile path, which a row alone still
+    takes (700 rows: past the plain-loop size even at k = 1)."""
+    m = 700
+    rng = np.random.default_rng([k, ta, tb])
+    a, b = operands(rng, m, 1, k, ta, tb, dtype)
+    c0 = rng.standard_normal((m, 1)).astype(dtype)
+    for alpha, beta in [(1.0, 0.0), (-0.75, 0.5)]:
+        column = run_gemm(a, b, c0.copy(), ta, tb, alpha, beta)
+        assert_gemm_close(column, a, b, c0, ta, tb, alpha, beta, f"{isa} {dtype} k={k}")
+        for i in (0, 1, 11, 12, 143, 144, 699):
+            ai = (a[:, i:i + 1] if ta else a[i:i + 1]).copy()
+            row = run_gemm(ai, b, c0[i:i + 1].copy(), ta, tb, alpha, beta)
+            oracle.assert_same_bits({"alone": row[0], f"row {i} of the column": column[i]})
+
+
 # ---------------------------------------------------------------------------------
 # Argument checks (the binding's; the kernel is never reached)
 # ---------------------------------------------------------------------------------

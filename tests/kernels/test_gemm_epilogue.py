@@ -88,7 +88,7 @@ def test_mlp_shapes(act, param, dtype, isa):
 def test_linear_in_place(dtype, isa):
     """out is z for the linear activation (the Dense forward of a linear layer)."""
     rng = np.random.default_rng(23)
-    for m, n, k in [(1, 1, 1), (7, 17, 33), (128, 10, 128), (33, 257, 300)]:
+    for m, n, k in [(1, 1, 1), (7, 17, 33), (128, 10, 128), (33, 257, 300), (257, 1, 300)]:
         x, w, bias = operands(rng, m, n, k, False, True, dtype)
         got = fused(x, w, bias, False, True, "linear", 0.0, same=True)
         assert got[0] is got[1]
