@@ -18,23 +18,6 @@ constexpr index kKC = 256;                 // longest K block
 template <class T>
 constexpr index kAStride = kKC + 64 / index(sizeof(T));
 
-// W x W transpose in registers: v[i][l] -> v[l][i], log2(W) rounds of zips.
-template <class T>
-inline void transpose(Vec<T> (&v)[lanes<T>]) {
-    constexpr index W = lanes<T>;
-#pragma GCC unroll 8
-    for (index round = 1; round < W; round *= 2) {
-        Vec<T> t[W];
-#pragma GCC unroll 16
-        for (index i = 0; i < W / 2; ++i) {
-            t[2 * i] = zip_lo<T>(v[i], v[i + W / 2]);
-            t[2 * i + 1] = zip_hi<T>(v[i], v[i + W / 2]);
-        }
-#pragma GCC unroll 16
-        for (index i = 0; i < W; ++i) v[i] = t[i];
-    }
-}
-
 // dst[c * ldd + r] = r < valid ? src[r * lds + c] : 0 for r < rows (a multiple of W) and
 // c < cols: W x W tiles transposed in registers, a scalar loop for the last cols % W.
 // Source rows past `valid` are never read; every W-row group has a valid row (valid > r0).

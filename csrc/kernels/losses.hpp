@@ -150,46 +150,64 @@ inline Vec<T> sum16_by_lanes(Vec<T>* x, index k) {
     return x[0];
 }
 
+// Columns [0, k) of rows [0, n) (row stride k), n <= W, k <= 16, one row per lane:
+// lane r of col[j] is x[r * k + j] (0 for r >= n). W x W blocks transposed in registers.
+template <class T>
+inline void rows_to_lanes(const T* x, index n, index k, Vec<T>* col) {
+    constexpr index W = lanes<T>;
+    for (index c0 = 0; c0 < k; c0 += W) {
+        const index w = k - c0 < W ? k - c0 : W;
+        Vec<T> v[W];
+        for (index r = 0; r < W; ++r)
+            v[r] = r >= n ? Vec<T>{} : w == W ? load<T>(x + r * k + c0) : load_part<T>(x + r * k + c0, w, T(0));
+        transpose<T>(v);
+        for (index l = 0; l < w; ++l) col[c0 + l] = v[l];
+    }
+}
+
+// The inverse: x[r * k + j] = lane r of col[j] for r < n.
+template <class T>
+inline void lanes_to_rows(const Vec<T>* col, index n, index k, T* x) {
+    constexpr index W = lanes<T>;
+    for (index c0 = 0; c0 < k; c0 += W) {
+        const index w = k - c0 < W ? k - c0 : W;
+        Vec<T> v[W];
+        for (index l = 0; l < W; ++l) v[l] = l < w ? col[c0 + l] : Vec<T>{};
+        transpose<T>(v);
+        for (index r = 0; r < n; ++r) {
+            if (w == W) store<T>(x + r * k + c0, v[r]);
+            else store_part<T>(x + r * k + c0, v[r], w);
+        }
+    }
+}
+
 // softmax_xent_row of rows [0, n), n <= W, k <= 16 outputs, one row per lane: output j of
-// every row in one vector (the rows transposed in), each step softmax_xent_row's with its
-// scalar row values in vectors, so every row's loss (into `row`) and gradient are its bits.
+// every row in one vector (rows_to_lanes), each step softmax_xent_row's with its scalar
+// row values in vectors, so every row's loss (into `row`) and gradient are its bits.
 // A row alone keeps only a few lanes busy and waits on each step's latency.
 template <class T>
 void softmax_xent_by_lanes(const T* z, const T* y, T* grad, index n, index k, T scale,
                            const T* w, T* row) {
-    constexpr index W = lanes<T>;
-    alignas(64) T zt[16 * W], yt[16 * W];
-    for (index j = 0; j < k; ++j)
-        for (index r = 0; r < W; ++r) {
-            zt[j * W + r] = r < n ? z[r * k + j] : T(0);
-            yt[j * W + r] = r < n ? y[r * k + j] : T(0);
-        }
-    Vec<T> vm = load<T>(zt);
-    for (index j = 1; j < k; ++j) {
-        const Vec<T> v = load<T>(zt + j * W);
-        vm = select<T>(v > vm, v, vm);
-    }
+    Vec<T> zc[16], yc[16];
+    rows_to_lanes<T>(z, n, k, zc);
+    rows_to_lanes<T>(y, n, k, yc);
+    Vec<T> vm = zc[0];
+    for (index j = 1; j < k; ++j) vm = select<T>(zc[j] > vm, zc[j], vm);
     const Vec<T> zero{};
     Vec<T> d[16], e[16], x[16];
     for (index j = 0; j < k; ++j) {
-        d[j] = shifted<T>(load<T>(zt + j * W), vm);
+        d[j] = shifted<T>(zc[j], vm);
         x[j] = e[j] = exp<T>(d[j]);
     }
     const Vec<T> vs = sum16_by_lanes<T>(x, k), log_s = log<T>(vs);
-    for (index j = 0; j < k; ++j) {
-        const Vec<T> yj = load<T>(yt + j * W);
-        x[j] = select<T>(yj == zero, zero, yj * (log_s - d[j]));
-    }
+    for (index j = 0; j < k; ++j) x[j] = select<T>(yc[j] == zero, zero, yc[j] * (log_s - d[j]));
     store<T>(row, sum16_by_lanes<T>(x, k));
     if (!grad) return;
-    for (index j = 0; j < k; ++j) x[j] = load<T>(yt + j * W);
+    for (index j = 0; j < k; ++j) x[j] = yc[j];
     const Vec<T> s = w ? splat<T>(scale) * load_lanes<T>(w, n, T(0)) : splat<T>(scale);
     const Vec<T> c1 = s * sum16_by_lanes<T>(x, k);
-    for (index j = 0; j < k; ++j) {
-        T g[W];
-        store<T>(g, (e[j] / vs) * c1 - load<T>(yt + j * W) * s);
-        for (index r = 0; r < n; ++r) grad[r * k + j] = g[r];
-    }
+    for (index j = 0; j < k; ++j) x[j] = (e[j] / vs) * c1 - yc[j] * s;
+    lanes_to_rows<T>(x, n, k, grad);
 }
 
 // Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)

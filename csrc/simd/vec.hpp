@@ -80,6 +80,22 @@ template <class T> inline Vec<T> zip_lo(Vec<T> a, Vec<T> b) {
 template <class T> inline Vec<T> zip_hi(Vec<T> a, Vec<T> b) {
     return zip_lanes<int(lanes<T>) / 2>(a, b, typename MakeLanes<int(lanes<T>)>::type{});
 }
+// W x W transpose in registers: v[i][l] -> v[l][i], log2(W) rounds of zips.
+template <class T>
+inline void transpose(Vec<T> (&v)[lanes<T>]) {
+    constexpr index W = lanes<T>;
+#pragma GCC unroll 8
+    for (index round = 1; round < W; round *= 2) {
+        Vec<T> t[W];
+#pragma GCC unroll 16
+        for (index i = 0; i < W / 2; ++i) {
+            t[2 * i] = zip_lo<T>(v[i], v[i + W / 2]);
+            t[2 * i + 1] = zip_hi<T>(v[i], v[i + W / 2]);
+        }
+#pragma GCC unroll 16
+        for (index i = 0; i < W; ++i) v[i] = t[i];
+    }
+}
 template <class T> inline Mask<T> bits(Vec<T> v) { return (Mask<T>)v; }
 template <class T> inline Vec<T> from_bits(Mask<T> m) { return (Vec<T>)m; }
 template <class T> inline Vec<T> abs(Vec<T> v) {
