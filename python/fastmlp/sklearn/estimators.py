@@ -3,10 +3,11 @@
 
 They take scikit-learn's ``MLPClassifier``/``MLPRegressor`` parameters with the same names,
 defaults and meanings, train a :class:`fastmlp.Sequential` with :func:`fastmlp.train.loop.fit`
-and report scikit-learn's fitted attributes. The estimators only translate, with three
-helpers: :mod:`fastmlp.sklearn.network` turns the parameters into layers with
-scikit-learn's initial weights, an optimizer, a schedule and an L2 regularizer (and says
-how scikit-learn's loss, penalty and rates map onto fastmlp's);
+and report scikit-learn's fitted attributes. The estimators only translate, with four
+helpers: :mod:`fastmlp.sklearn.inputs` checks X and y and picks their dtype;
+:mod:`fastmlp.sklearn.network` turns the parameters into layers with scikit-learn's
+initial weights, an optimizer, a schedule and an L2 regularizer (and says how
+scikit-learn's loss, penalty and rates map onto fastmlp's);
 :mod:`fastmlp.sklearn.stopping` holds scikit-learn's per-epoch bookkeeping and stopping
 rule as one callback and the early-stopping hold-out; :mod:`fastmlp.sklearn.weights`
 keeps coefs_ and intercepts_ as writable arrays whose edits reach the network.
@@ -24,12 +25,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.multiclass import _check_partial_fit_first_call, \
-    type_of_target, unique_labels
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
@@ -38,7 +37,9 @@ from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
-from .heldout import binarize, classifier_targets, given_validation, regressor_targets
+from .heldout import classifier_targets, given_validation, regressor_targets
+from .inputs import (SPARSE, classifier_input, input_dtype, regressor_input, validated,
+                     with_class_weight)
 from .lbfgs import check_lbfgs_params, fit_lbfgs
 from .network import (ESTIMATOR_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, initial_weights, l2_penalty, make_optimizer,
@@ -47,17 +48,6 @@ from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
 from .weights import WeightList, checked_weights, non_finite_weights, refresh, write_edits
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
-
-#: the scipy.sparse formats X may come in (the model reads CSR: docs/sparse.md)
-_SPARSE = ("csr", "csc")
-
-
-def _validate_data(estimator, *args, **kwargs):
-    """scikit-learn's validate_data with NumPy's cast-overflow warning silenced: a value
-    beyond the dtype's range becomes inf, which validate_data then refuses with its
-    ValueError naming X (the warning would come first, and be the error under -W error)."""
-    with np.errstate(over="ignore"):
-        return validate_data(estimator, *args, **kwargs)
 
 
 class _BaseMLP(BaseEstimator):
@@ -162,13 +152,13 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = "_coefs" not in self.__dict__ or (not self.warm_start and not incremental)
         X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass,
-                                            dtype=self._input_dtype(first_pass))
+                                            dtype=input_dtype(self, first_pass))
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X.shape[0], np.dtype(np.float64))
         sample_weight = self._with_class_weight(labels, sample_weight, incremental)
         given = given_validation(self, *given, X.shape[1], Y.shape[1], lambda rows:
-                                 _validate_data(self, rows, reset=False, dtype=X.dtype,
-                                                accept_sparse=_SPARSE, order="C"))
+                                 validated(self, rows, reset=False, dtype=X.dtype,
+                                           accept_sparse=SPARSE, order="C"))
         rs = check_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
@@ -189,20 +179,6 @@ class _BaseMLP(BaseEstimator):
         """The row weights the fit uses: ``sample_weight`` (the regressor has no
         class_weight)."""
         return sample_weight
-
-    def _input_dtype(self, first_pass: bool):
-        """The dtype X is converted to: ``dtype`` when set; else, as scikit-learn, float32
-        or float64 input kept and anything else float64 for a new network, and the
-        fitted network's dtype for partial_fit and warm-start fits (scikit-learn updates
-        its coefs_ in place, so they keep their dtype)."""
-        if self.dtype is not None:
-            return self.dtype
-        if first_pass:
-            return (np.float64, np.float32)
-        if hasattr(self, "model_"):
-            return self.model_.dtype
-        dtype = np.result_type(*self.__dict__["_coefs"])     # coefs_ set by hand
-        return dtype if dtype in (np.float32, np.float64) else np.float64
 
     def _split(self, X, Y, labels, sample_weight, rs, given):
         """((X, Y, w) to train on, the validation data or None): the ``given``
@@ -303,8 +279,8 @@ class _BaseMLP(BaseEstimator):
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, accept_sparse=_SPARSE, dtype=self.model_.dtype,
-                           order="C")
+        X = validated(self, X, reset=False, accept_sparse=SPARSE, dtype=self.model_.dtype,
+                      order="C")
         write_edits(self, self.model_)
         return X
 
@@ -388,17 +364,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _score_function = staticmethod(accuracy_score)
 
     def _with_class_weight(self, labels, sample_weight, incremental: bool):
-        """``sample_weight`` times each row's class weight (scikit-learn's
-        ``compute_sample_weight``: a dict {label: weight}, or "balanced",
-        n_samples / (n_classes * bincount(y)) of this call's y, so not with partial_fit)."""
-        if self.class_weight is None:
-            return sample_weight
-        if incremental and self.class_weight == "balanced":
-            raise ValueError("class_weight='balanced' weighs the classes by their counts in "
-                             "the whole y, which partial_fit does not see: pass a dict "
-                             "{label: weight} for partial_fit")
-        weights = compute_sample_weight(self.class_weight, labels)
-        return weights if sample_weight is None else sample_weight * weights
+        return with_class_weight(self.class_weight, labels, sample_weight, incremental)
 
     @available_if(lambda est: est._check_solver())
     @one_at_a_time
@@ -413,28 +379,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
-        """X in ``dtype`` (one or a tuple of allowed dtypes), the binarized targets (n, k)
-        in X's dtype and the labels (for stratification and the validation score);
-        classes_ as scikit-learn sets them."""
-        X, y = _validate_data(self, X, y, multi_output=True, accept_sparse=_SPARSE,
-                              dtype=dtype, order="C", reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
-            self.classes_ = self._label_binarizer.classes_
-        else:
-            classes = unique_labels(y)
-            if self.warm_start and not incremental and set(classes) != set(self.classes_):
-                raise ValueError("warm_start can only be used where `y` has the same classes "
-                                 f"as in the previous call to fit. Previously got "
-                                 f"{self.classes_}, `y` has {classes}")
-            if len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
-                                 f"has {self.classes_}. 'y' has {classes}.")
-        Y = binarize(self._label_binarizer, y).astype(X.dtype)
-        return X, Y, y
+        return classifier_input(self, X, y, incremental, reset, dtype)
 
     def _validation_targets(self, y_val, n_outputs: int):
         """(binarized targets, labels) of fit's y_val (fastmlp.sklearn.heldout)."""
@@ -579,12 +524,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
-        X, y = _validate_data(self, X, y, multi_output=True, accept_sparse=_SPARSE,
-                              y_numeric=True, dtype=dtype, order="C", reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
-        return X, Y, y
+        return regressor_input(self, X, y, reset, dtype)
 
     def _validation_targets(self, y_val, n_outputs: int):
         """((n_val, k) targets, y_val) of fit's y_val (fastmlp.sklearn.heldout)."""
