@@ -76,7 +76,9 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 //
 //   a: packed A micro-panel, MR rows of kc values with the fixed row stride AS
 //      (a[r * AS + p] = A(r, p), so each broadcast is one load at a constant offset)
-//   b: packed B micro-panel, kc x NR (b[p * NR + j] = B(p, j)), columns >= nr zero-padded;
+//   b: B micro-panel, kc x NR with rows b_ld apart (b[p * b_ld + j] = B(p, j)): packed
+//      (b_ld = NR, or W for the one-vector instance; columns >= nr zero-padded) or op(B)
+//      read in place (b_ld = ldb; then every column of the tile is a column of B);
 //      with NV > GemmTile::NV the tile spans NV / GemmTile::NV adjacent full panels, panel
 //      q at b + q * panel_stride (the one-row path: more accumulators than one panel gives)
 //   c: row-major with leading dimension ldc; only the mr x nr corner is read or written
@@ -86,7 +88,7 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 // edge. A full tile is finished straight into C; an edge tile (mr < MR or nr < NR) is
 // spilled to a local buffer and finished element by element with the same epilogue.
 template <class T, int MR, int NV, index AS>
-inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restrict b, T alpha,
+inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restrict b, index b_ld, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
                              const BiasAct<T>& ba = BiasAct<T>{}, index panel_stride = 0) {
     constexpr index W = lanes<T>;
@@ -110,7 +112,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
             for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
         }
         a += 1;
-        b += NVP * W;
+        b += b_ld;
     }
 
     if (mr == MR && nr == NR) {

@@ -110,4 +110,22 @@ void pack_b_panel(bool tb, const T* b, index ldb, index p0, index kc, index j0, 
     else pack_b_rows<T, int(NR)>(tb, src, ldb, valid, kc, dst);
 }
 
+// Where compute_block finds the B micro-panels of one K block (kc rows): panel q (columns
+// q * NR .. q * NR + NR of the rectangle) packed at packed + q * NR * kc, its rows NR apart
+// (W for a last panel of at most W columns), or, when `direct` is set (op(B) read in place,
+// gemm.hpp "Direct B"), every full panel at direct + q * NR with rows ld apart and only a
+// last panel of fewer than NR columns packed in its slot.
+template <class T>
+struct BPanels {
+    const T* packed;
+    const T* direct;
+    index ld, kc;
+    const T* at(index q, index nr) const {
+        return direct && nr == GemmTile<T>::NR ? direct + q * nr : packed + q * GemmTile<T>::NR * kc;
+    }
+    index row_stride(index nr) const {
+        return direct && nr == GemmTile<T>::NR ? ld : nr <= lanes<T> ? lanes<T> : GemmTile<T>::NR;
+    }
+};
+
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
