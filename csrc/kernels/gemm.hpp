@@ -145,6 +145,23 @@
 //   with a thousand rows a panel is re-read ~86 times, from L2 instead of L1, and a
 //   power-of-two ldb (8 KiB rows: every row in the same L1 set) loses up to 6 %.
 //
+// Direct A: an untransposed op(A) (the forward pass X @ W.T, dX) is read in place the same
+//   way: the microkernel instance with AS = 0 broadcasts A(r, p) from a[r * lda + p], and
+//   only the last tile row of an A block, when it has fewer than MR rows, is packed (so no
+//   row past m is read; the short-tile instances read packed rows only). An A block is read
+//   again for every B panel, so the rule (use_direct_a) reads A in place when a rectangle
+//   has at most kDirectACols = 128 columns and A's rows are not a multiple of 2 KiB apart
+//   (12 rows 4 KiB apart share one L1 set). Measured as above, packed -> A in place:
+//
+//       float64 (float32)       200 x 100 x  64 NT  64.4 -> 57.8   (32.4 -> 31.7)
+//                              200 x  10 x 100 NT  16.5 -> 13.9   (10.3 -> 9.0)
+//                              200 x  64 x 256 NT   132 -> 125    (64.5 -> 61.2)
+//                              200 x 100 x 784 NT   653 -> 634    (350 -> 337)
+//                              200 x 100 x  10 NN  11.9 -> 11.9   (10.3 -> 9.7)
+//       over the rule (packed): 200 x 512 x 512 NT 2094 -> 2357, 200 x 128 x 512 NT 524 ->
+//       567 (float64, 4 KiB rows), 200 x 256 x 64 NT 130 -> 132, 1024 x 1024 x 256 NN
+//       11167 -> 11420, 128 x 256 x 784 NT 1028 -> 1046.
+//
 // Short tiles: a tile row of one row, or of at most MRS rows (a handful of samples at
 //   inference), runs the 1-row or MRS-row instance of the microkernel: the same
 //   per-element arithmetic without computing MR - 1 or MR - MRS rows of zero padding. A
@@ -158,9 +175,7 @@
 // (MemoryError) instead of escaping an OpenMP region; in the K split it also holds the
 // accumulators.
 #pragma once
-#include <cstdlib>
-#include <cstring>
-#include <new>
+#include <cstddef>
 
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
@@ -174,6 +189,8 @@ constexpr index kMC = 144;                 // rows of an A block: a multiple of 
 constexpr index kTinyWork = 8 * 8 * 8;     // m * n * k up to this: gemm_reference
 constexpr index kL1Bytes = 32 * 1024;      // the smallest L1 data cache we tune for
 constexpr index kDirectBRows = 2 * kMC;    // direct B up to this many rows per rectangle
+constexpr index kDirectACols = 128;        // direct A up to this many columns per rectangle
+constexpr index kDirectAStrideBytes = 2048;  // and not for A rows a multiple of this apart
 template <class T>
 constexpr index kNC = (index(1) << 20) / (kKC * index(sizeof(T)));  // B panel <= 1 MiB
 
@@ -215,34 +232,6 @@ void gemm_reference(bool ta, bool tb, index m, index n, index k, T alpha, const 
         }
 }
 
-// ---- workspace -------------------------------------------------------------------------
-
-struct Workspace {
-    void* data = nullptr;
-    std::size_t bytes = 0;
-    Workspace() = default;
-    Workspace(const Workspace&) = delete;
-    Workspace& operator=(const Workspace&) = delete;
-    ~Workspace() { std::free(data); }
-    // At least `need` bytes, 64-byte aligned; contents are not kept when it grows.
-    char* reserve(std::size_t need) {
-        if (need > bytes) {
-            std::free(data);
-            data = nullptr;
-            bytes = 0;
-            const std::size_t grown = (need + need / 4 + 4095) / 4096 * 4096;
-            if (posix_memalign(&data, 64, grown) != 0) {
-                data = nullptr;
-                throw std::bad_alloc();
-            }
-            bytes = grown;
-        }
-        return static_cast<char*>(data);
-    }
-};
-
-thread_local Workspace tl_workspace;
-
 // Elements of pack_b's output for op(B) of k x n: every K block's panels, NR columns each.
 template <class T>
 index packed_b_size(index n, index k) {
@@ -282,6 +271,7 @@ struct GemmJob {
     BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
     const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
     bool direct_b = false;     // untransposed B read in place (use_direct_b)
+    bool direct_a = false;     // untransposed A's full tile rows read in place (use_direct_a)
     TeamPlan team;             // K groups of grid_m x grid_n rectangles of C (plan_job)
     char* ws = nullptr;        // per thread: an A block (a_bytes), then a B panel
     std::size_t a_bytes = 0, slot_bytes = 0;
@@ -294,8 +284,9 @@ struct GemmJob {
 // L1; when the whole B panel fits in L1 anyway (a short K block: dX of a small layer), they
 // go along the rows instead, writing C row by row.
 template <class T>
-inline void compute_block(const GemmJob<T>& job, const T* ap, const BPanels<T>& bp, index kc,
-                          Epilogue e, bool last, index ic, index mcur, index j0, index cols) {
+inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a, index direct_rows,
+                          const BPanels<T>& bp, index kc, Epilogue e, bool last, index ic, index mcur,
+                          index j0, index cols) {
     constexpr int MR = GemmTile<T>::MR, MRS = GemmTile<T>::MRS, NV = GemmTile<T>::NV;
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     // The fused epilogue of the tile at (ir, jr), on the last K block only.
@@ -315,27 +306,33 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const BPanels<T>& 
         const index bld = bp.row_stride(nr);
         T* c = job.c + (ic + ir) * job.ldc + j0 + jr;
         const BiasAct<T> ba = epilogue_at(ir, jr);
-        if (mr == 1) {  // one sample (inference): no zero rows at all
+        if (ir < direct_rows) {  // a full tile row of op(A) read in place
+            const T* ad = direct_a + ir * job.lda;
             if (nr <= W)
-                gemm_microkernel<T, 1, 1, AS>(kc, a, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MR, 1, 0>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
-                gemm_microkernel<T, 1, NV, AS>(kc, a, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MR, NV, 0>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        } else if (mr == 1) {  // one sample (inference): no zero rows at all
+            if (nr <= W)
+                gemm_microkernel<T, 1, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            else
+                gemm_microkernel<T, 1, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else if (mr <= MRS) {  // a short tile row (a few samples): skip the zero rows
             if (nr <= W)
-                gemm_microkernel<T, MRS, 1, AS>(kc, a, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MRS, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
-                gemm_microkernel<T, MRS, NV, AS>(kc, a, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MRS, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else if (nr <= W) {  // the narrow last panel (pack_b_panel)
-            gemm_microkernel<T, MR, 1, AS>(kc, a, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            gemm_microkernel<T, MR, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else {
-            gemm_microkernel<T, MR, NV, AS>(kc, a, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            gemm_microkernel<T, MR, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         }
     };
     if (mcur == 1) {  // one row: NPR full panels per microkernel call, then single panels
         constexpr int NPR = GemmTile<T>::NPR;
         index jr = 0;
         for (; cols - jr >= NPR * NR; jr += NPR * NR)
-            gemm_microkernel<T, 1, NPR * NV, AS>(kc, ap, bp.at(jr / NR, NR), bp.row_stride(NR), job.alpha,
+            gemm_microkernel<T, 1, NPR * NV, AS>(kc, ap, AS, bp.at(jr / NR, NR), bp.row_stride(NR), job.alpha,
                                                  job.beta, e, job.c + ic * job.ldc + j0 + jr, job.ldc, 1,
                                                  NPR * NR, epilogue_at(0, jr), bp.direct ? NR : NR * kc);
         for (; jr < cols; jr += NR) tile(0, jr);
@@ -369,8 +366,11 @@ void rect_block(const GemmJob<T>& job, index blk, Epilogue e, bool last, index r
     }
     for (index ic = r0; ic < r1; ic += job.mc) {
         const index mcur = imin(job.mc, r1 - ic);
-        pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
-        compute_block(job, apack, panels, kc, e, last, ic, mcur, jc, ncur);
+        const index direct_rows = job.direct_a ? mcur / GemmTile<T>::MR * GemmTile<T>::MR : 0;
+        pack_a(job.ta, job.a, job.lda, ic + direct_rows, mcur - direct_rows, p0, kc,
+               apack + direct_rows * kAStride<T>);
+        compute_block(job, apack, job.a + ic * job.lda + p0, direct_rows, panels, kc, e, last, ic, mcur, jc,
+                      ncur);
     }
 }
 
@@ -424,13 +424,21 @@ void gemm_item(const GemmJob<T>& job, int item, int slot_index) {
               reinterpret_cast<T*>(slot + job.a_bytes));
 }
 
-// Direct B (the contract): op(B) read in place where the rule says it pays; the test hook
-// set_gemm_direct_override forces it on (> 0) or off (< 0) wherever B is untransposed.
+// Direct B and direct A (the contract): an operand read in place where the rule says it
+// pays; the test hook set_gemm_direct_override forces it on (a mask: 1 B, 2 A, 3 both) or
+// off (< 0) wherever the operand is untransposed.
 template <class T>
 bool use_direct_b(const GemmJob<T>& job) {
     if (job.tb || job.packed_b) return false;
-    if (const int forced = gemm_direct_override()) return forced > 0;
+    if (const int forced = gemm_direct_override()) return forced > 0 && (forced & 1);
     return round_up((job.m + job.team.grid_m - 1) / job.team.grid_m, GemmTile<T>::MR) <= kDirectBRows;
+}
+
+template <class T>
+bool use_direct_a(const GemmJob<T>& job) {
+    if (job.ta) return false;
+    if (const int forced = gemm_direct_override()) return forced > 0 && (forced & 2);
+    return job.nc <= kDirectACols && job.lda * index(sizeof(T)) % kDirectAStrideBytes != 0;
 }
 
 // The team's plan (choose_team), block sizes and workspace: `threads` slots of an A block
@@ -446,6 +454,7 @@ void plan_job(GemmJob<T>& job, int threads) {
     job.mc = imin(kMC, round_up((job.m + job.team.grid_m - 1) / job.team.grid_m, MR));
     job.nc = imin(kNC<T>, round_up((job.n + job.team.grid_n - 1) / job.team.grid_n, NR));
     job.direct_b = use_direct_b(job);
+    job.direct_a = use_direct_a(job);
     job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
     const index b_panel = job.packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
     job.slot_bytes = job.a_bytes + std::size_t(b_panel);
@@ -512,7 +521,7 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
     GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0, fused, packed_b};
     plan_job(job, threads);
     note_gemm_k_groups(job.team.groups);
-    note_gemm_direct(job.direct_b ? 1 : 0);
+    note_gemm_direct((job.direct_b ? 1 : 0) | (job.direct_a ? 2 : 0));
     if (threads == 1) {
         note_team_size(1);
         return gemm_item(job, 0, 0);

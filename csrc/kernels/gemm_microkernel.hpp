@@ -74,8 +74,9 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 
 // C[0:mr, 0:nr] <- epilogue(alpha * sum_p a[r][p] * b[p][j]), p ascending from 0 to kc - 1.
 //
-//   a: packed A micro-panel, MR rows of kc values with the fixed row stride AS
-//      (a[r * AS + p] = A(r, p), so each broadcast is one load at a constant offset)
+//   a: A micro-panel, MR rows of kc values: packed, with the fixed row stride AS
+//      (a[r * AS + p] = A(r, p), so each broadcast is one load at a constant offset), or,
+//      with AS = 0, op(A) read in place with row stride a_ld (gemm.hpp, "Direct A")
 //   b: B micro-panel, kc x NR with rows b_ld apart (b[p * b_ld + j] = B(p, j)): packed
 //      (b_ld = NR, or W for the one-vector instance; columns >= nr zero-padded) or op(B)
 //      read in place (b_ld = ldb; then every column of the tile is a column of B);
@@ -88,11 +89,12 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 // edge. A full tile is finished straight into C; an edge tile (mr < MR or nr < NR) is
 // spilled to a local buffer and finished element by element with the same epilogue.
 template <class T, int MR, int NV, index AS>
-inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restrict b, index b_ld, T alpha,
+inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const T* __restrict b, index b_ld, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
                              const BiasAct<T>& ba = BiasAct<T>{}, index panel_stride = 0) {
     constexpr index W = lanes<T>;
     constexpr index NR = NV * W;                       // the tile's columns
+    const index as = AS ? AS : a_ld;                   // A's row stride
     constexpr int NVP = NV < GemmTile<T>::NV ? NV : GemmTile<T>::NV;   // vectors per panel row
     Vec<T> acc[MR][NV];
 #pragma GCC unroll 32
@@ -107,7 +109,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, const T* __restric
         for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + (v / NVP) * panel_stride + (v % NVP) * W);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) {
-            const Vec<T> av = a[r * AS] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
+            const Vec<T> av = a[r * as] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
         }

@@ -2,7 +2,9 @@
 // stride, op(B) micro-panels of NR (or one vector of) columns; the transposes are done here,
 // in registers, so the microkernel never sees them.
 #pragma once
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "../simd/vec.hpp"
 #include "gemm_microkernel.hpp"
@@ -127,5 +129,32 @@ struct BPanels {
         return direct && nr == GemmTile<T>::NR ? ld : nr <= lanes<T> ? lanes<T> : GemmTile<T>::NR;
     }
 };
+
+// The packing buffers (gemm.hpp, "Buffers"): one workspace per calling thread.
+struct Workspace {
+    void* data = nullptr;
+    std::size_t bytes = 0;
+    Workspace() = default;
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    ~Workspace() { std::free(data); }
+    // At least `need` bytes, 64-byte aligned; contents are not kept when it grows.
+    char* reserve(std::size_t need) {
+        if (need > bytes) {
+            std::free(data);
+            data = nullptr;
+            bytes = 0;
+            const std::size_t grown = (need + need / 4 + 4095) / 4096 * 4096;
+            if (posix_memalign(&data, 64, grown) != 0) {
+                data = nullptr;
+                throw std::bad_alloc();
+            }
+            bytes = grown;
+        }
+        return static_cast<char*>(data);
+    }
+};
+
+thread_local Workspace tl_workspace;
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
