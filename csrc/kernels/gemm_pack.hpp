@@ -74,7 +74,7 @@ void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, inde
             T* d = dst + r * AS;
             index p = 0;
             for (; p + W <= kc; p += W) store<T>(d + p, load<T>(s + p));
-            for (; p < kc; ++p) d[p] = s[p];
+            if (p < kc) store<T>(d + p, load_part<T>(s + p, kc - p, T(0)));  // AS >= round_up(kc, W)
         }
     } else {  // rows of the source are p; p in [kc, round_up(kc, W)) is written as 0
         transpose_into<T>(a + p0 * lda + i0, lda, round_up(kc, W), kc, rows, dst, AS);
@@ -89,16 +89,15 @@ void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, inde
 // a transpose.
 template <class T, int R>
 inline void pack_b_rows(bool tb, const T* b, index ldb, index valid, index kc, T* dst) {
+    constexpr index W = lanes<T>;
     if (tb) return transpose_into<T>(b, ldb, R, valid, kc, dst, R);
+    const Vec<T> zero = splat<T>(T(0));
     for (index p = 0; p < kc; ++p) {
         const T* s = b + p * ldb;
         T* d = dst + p * R;
-        if (valid == R) {
-            std::memcpy(d, s, sizeof(T) * R);
-        } else {
-            for (index r = 0; r < valid; ++r) d[r] = s[r];
-            for (index r = valid; r < R; ++r) d[r] = T(0);
-        }
+#pragma GCC unroll 4
+        for (index j = 0; j < R; j += W)
+            store<T>(d + j, j + W <= valid ? load<T>(s + j) : j < valid ? load_part<T>(s + j, valid - j, T(0)) : zero);
     }
 }
 
