@@ -59,7 +59,8 @@
 //   a[r * AS + p], one load at a constant offset. So an untransposed A (the forward pass
 //   X @ W.T, dX = dZ @ W) packs by row copies and a transposed one (dW = dZ.T @ X) by a
 //   transpose in registers; B packs by row copies untransposed (dX, dW) and by a transpose
-//   for the forward pass.
+//   for the forward pass. An untransposed operand may instead be read in place (Direct B
+//   and Direct A below: the row copies skipped where the rules say it pays).
 //
 //                      NR
 //                 +-----------+
@@ -153,11 +154,11 @@
 //   has at most kDirectACols = 128 columns and A's rows are not a multiple of 2 KiB apart
 //   (12 rows 4 KiB apart share one L1 set). Measured as above, packed -> A in place:
 //
-//       float64 (float32)       200 x 100 x  64 NT  64.4 -> 57.8   (32.4 -> 31.7)
-//                              200 x  10 x 100 NT  16.5 -> 13.9   (10.3 -> 9.0)
-//                              200 x  64 x 256 NT   132 -> 125    (64.5 -> 61.2)
-//                              200 x 100 x 784 NT   653 -> 634    (350 -> 337)
-//                              200 x 100 x  10 NN  11.9 -> 11.9   (10.3 -> 9.7)
+//       float64 (float32)       200 x  10 x 100 NT  18.1 -> 15.3   (10.3 -> 8.8)
+//                              200 x  32 x 100 NT  31.3 -> 28.3   (16.5 -> 13.7)
+//                              200 x  64 x  64 NT  37.5 -> 35.9   (18.8 -> 18.1)
+//                              200 x 100 x  64 NT  60.7 -> 59.6   (33.3 -> 32.7)
+//                              200 x 128 x  64 NT  73.4 -> 73.3   (36.2 -> 35.2)
 //       over the rule (packed): 200 x 512 x 512 NT 2094 -> 2357, 200 x 128 x 512 NT 524 ->
 //       567 (float64, 4 KiB rows), 200 x 256 x 64 NT 130 -> 132, 1024 x 1024 x 256 NN
 //       11167 -> 11420, 128 x 256 x 784 NT 1028 -> 1046.

@@ -62,8 +62,9 @@ inline void transpose_into(const T* src, index lds, index rows, index valid, ind
         for (index r = 0; r < rows; ++r) dst[c * ldd + r] = r < valid ? src[r * lds + c] : T(0);
 }
 
-// op(A)[i0 : i0+rows, p0 : p0+kc] -> row r at dst + r * kAStride<T> (kc values), rows
-// rounded up to a multiple of MR with zeros. Untransposed A (the forward pass and dX):
+// op(A)[i0 : i0+rows, p0 : p0+kc] -> row r at dst + r * kAStride<T> (kc values; an
+// untransposed row may be followed by zeros up to round_up(kc, W)), rows rounded up to a
+// multiple of MR with zeros. Untransposed A (the forward pass and dX):
 // one copy per row. Transposed A (dW = dZ.T @ X): a transpose.
 template <class T>
 void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, index kc, T* dst) {
