@@ -143,16 +143,20 @@
 //       over the rule (packed): 1024 x 1024 x 1024 NN 45.5 -> 48.3 ms (22.8 -> 22.3),
 //                              1024 x  512 x  256 NN  5759 -> 5945 (2435 -> 2460),
 //                              1024 x 1000 x  256 NN 10773 -> 11090 (5023 -> 4940):
-//   with a thousand rows a panel is re-read ~86 times, from L2 instead of L1, and a
-//   power-of-two ldb (8 KiB rows: every row in the same L1 set) loses up to 6 %.
+//   a thousand rows re-read a panel ~86 times, from L2 instead of L1; 8 KiB rows lose 6 %.
 //
-// Direct A: an untransposed op(A) (the forward pass X @ W.T, dX) is read in place the same
-//   way: the microkernel instance with AS = 0 broadcasts A(r, p) from a[r * lda + p], and
-//   only the last tile row of an A block, when it has fewer than MR rows, is packed (so no
-//   row past m is read; the short-tile instances read packed rows only). An A block is read
-//   again for every B panel, so the rule (use_direct_a) reads A in place when a rectangle
-//   has at most kDirectACols = 128 columns and A's rows are not a multiple of 2 KiB apart
-//   (12 rows 4 KiB apart share one L1 set). Measured as above, packed -> A in place:
+// Direct A: op(A) is read in place the same way, by the microkernel instances with AS = 0
+//   (untransposed: A(r, p) = a[r * lda + p], the forward pass X @ W.T and dX) and AS = -1
+//   (A^T, dW = dZ.T @ X: A(r, p) = a[p * lda + r], the MR broadcasts of a step adjacent).
+//   Only the last tile row of an A block, when it has fewer than MR rows, is packed (so no
+//   row past m is read; the short-tile instances read packed rows only). The rule
+//   (use_direct_a): A^T always (faster than its transpose on every shape measured, packed
+//   -> in place, B as by its rule: 100 x 64 x 200 TN float64 49.8 -> 46.0 (float32 25.3 ->
+//   23.3), 200 x 100 x 10 TN 20.3 -> 11.7 (7.6 -> 7.1), 256 x 784 x 128 TN 988 -> 967 (474
+//   -> 465), 1024^3 TN 49.0 -> 46.5 ms (24.3 -> 22.2), 512^3 TN 5436 -> 5315 (2604 ->
+//   2537)). An untransposed A block is read again for every B panel from rows lda apart,
+//   so it is read in place when a rectangle has at most kDirectACols = 128 columns and A's
+//   rows are not a multiple of 2 KiB apart (12 rows 4 KiB apart share one L1 set):
 //
 //       float64 (float32)       200 x  10 x 100 NT  18.1 -> 15.3   (10.3 -> 8.8)
 //                              200 x  32 x 100 NT  31.3 -> 28.3   (16.5 -> 13.7)
@@ -177,6 +181,7 @@
 // accumulators.
 #pragma once
 #include <cstddef>
+#include <type_traits>
 
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
@@ -272,7 +277,7 @@ struct GemmJob {
     BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
     const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
     bool direct_b = false;     // untransposed B read in place (use_direct_b)
-    bool direct_a = false;     // untransposed A's full tile rows read in place (use_direct_a)
+    bool direct_a = false;     // op(A)'s full tile rows read in place (use_direct_a)
     TeamPlan team;             // K groups of grid_m x grid_n rectangles of C (plan_job)
     char* ws = nullptr;        // per thread: an A block (a_bytes), then a B panel
     std::size_t a_bytes = 0, slot_bytes = 0;
@@ -307,12 +312,18 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
         const index bld = bp.row_stride(nr);
         T* c = job.c + (ic + ir) * job.ldc + j0 + jr;
         const BiasAct<T> ba = epilogue_at(ir, jr);
-        if (ir < direct_rows) {  // a full tile row of op(A) read in place
-            const T* ad = direct_a + ir * job.lda;
+        // A full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T).
+        auto in_place = [&](auto as) {
+            constexpr index ASD = decltype(as)::value;
+            const T* ad = direct_a + ir * (ASD == 0 ? job.lda : 1);
             if (nr <= W)
-                gemm_microkernel<T, MR, 1, 0>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MR, 1, ASD>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
-                gemm_microkernel<T, MR, NV, 0>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MR, NV, ASD>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        };
+        if (ir < direct_rows) {
+            if (job.ta) in_place(std::integral_constant<index, -1>{});
+            else in_place(std::integral_constant<index, 0>{});
         } else if (mr == 1) {  // one sample (inference): no zero rows at all
             if (nr <= W)
                 gemm_microkernel<T, 1, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
@@ -370,8 +381,8 @@ void rect_block(const GemmJob<T>& job, index blk, Epilogue e, bool last, index r
         const index direct_rows = job.direct_a ? mcur / GemmTile<T>::MR * GemmTile<T>::MR : 0;
         pack_a(job.ta, job.a, job.lda, ic + direct_rows, mcur - direct_rows, p0, kc,
                apack + direct_rows * kAStride<T>);
-        compute_block(job, apack, job.a + ic * job.lda + p0, direct_rows, panels, kc, e, last, ic, mcur, jc,
-                      ncur);
+        const T* direct_a = job.ta ? job.a + p0 * job.lda + ic : job.a + ic * job.lda + p0;
+        compute_block(job, apack, direct_a, direct_rows, panels, kc, e, last, ic, mcur, jc, ncur);
     }
 }
 
@@ -427,7 +438,7 @@ void gemm_item(const GemmJob<T>& job, int item, int slot_index) {
 
 // Direct B and direct A (the contract): an operand read in place where the rule says it
 // pays; the test hook set_gemm_direct_override forces it on (a mask: 1 B, 2 A, 3 both) or
-// off (< 0) wherever the operand is untransposed.
+// off (< 0) wherever it can be read in place (B untransposed, A either way).
 template <class T>
 bool use_direct_b(const GemmJob<T>& job) {
     if (job.tb || job.packed_b) return false;
@@ -437,8 +448,8 @@ bool use_direct_b(const GemmJob<T>& job) {
 
 template <class T>
 bool use_direct_a(const GemmJob<T>& job) {
-    if (job.ta) return false;
     if (const int forced = gemm_direct_override()) return forced > 0 && (forced & 2);
+    if (job.ta) return true;
     return job.nc <= kDirectACols && job.lda * index(sizeof(T)) % kDirectAStrideBytes != 0;
 }
 

@@ -76,7 +76,9 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 //
 //   a: A micro-panel, MR rows of kc values: packed, with the fixed row stride AS
 //      (a[r * AS + p] = A(r, p), so each broadcast is one load at a constant offset), or,
-//      with AS = 0, op(A) read in place with row stride a_ld (gemm.hpp, "Direct A")
+//      with AS = 0, op(A) read in place with row stride a_ld (a[r * a_ld + p]), or with
+//      AS = -1, A^T read in place (a[p * a_ld + r]: MR adjacent values per p; gemm.hpp,
+//      "Direct A")
 //   b: B micro-panel, kc x NR with rows b_ld apart (b[p * b_ld + j] = B(p, j)): packed
 //      (b_ld = NR, or W for the one-vector instance; columns >= nr zero-padded) or op(B)
 //      read in place (b_ld = ldb; then every column of the tile is a column of B);
@@ -94,7 +96,8 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                              const BiasAct<T>& ba = BiasAct<T>{}, index panel_stride = 0) {
     constexpr index W = lanes<T>;
     constexpr index NR = NV * W;                       // the tile's columns
-    const index as = AS ? AS : a_ld;                   // A's row stride
+    const index a_row = AS > 0 ? AS : AS == 0 ? a_ld : 1;   // A(r, p) at a[r * a_row + p * a_col]
+    const index a_col = AS < 0 ? a_ld : 1;
     constexpr int NVP = NV < GemmTile<T>::NV ? NV : GemmTile<T>::NV;   // vectors per panel row
     Vec<T> acc[MR][NV];
 #pragma GCC unroll 32
@@ -109,11 +112,11 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
         for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + (v / NVP) * panel_stride + (v % NVP) * W);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) {
-            const Vec<T> av = a[r * as] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
+            const Vec<T> av = a[r * a_row] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
         }
-        a += 1;
+        a += a_col;
         b += b_ld;
     }
 

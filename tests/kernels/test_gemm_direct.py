@@ -1,11 +1,12 @@
-"""Direct B and direct A (csrc/kernels/gemm.hpp): an untransposed op(B) or op(A) read in
-place by the microkernel instead of packed, all but a last B panel of fewer than NR columns
-and a last A tile row of fewer than MR rows. Its contract is the packed driver's: the same
-bits, on every ISA, dtype, shape, epilogue and thread count; the rules (B: a rectangle of at
-most 288 rows; A: at most 128 columns, rows not a multiple of 2 KiB apart) only pick which.
+"""Direct B and direct A (csrc/kernels/gemm.hpp): an untransposed op(B), or op(A) either
+way, read in place by the microkernel instead of packed, all but a last B panel of fewer
+than NR columns and a last A tile row of fewer than MR rows. Its contract is the packed
+driver's: the same bits, on every ISA, dtype, shape, epilogue and thread count; the rules
+(B: a rectangle of at most 288 rows; A^T: always; A: at most 128 columns, rows not a
+multiple of 2 KiB apart) only pick which.
 
 _testing.set_gemm_direct_override forces the path (a mask: 1 B, 2 A, 3 both in place
-wherever the operand is untransposed; < 0 both packed; 0 the rules) and
+wherever the operand can be; < 0 both packed; 0 the rules) and
 _testing.last_gemm_direct says which the latest GEMM took (the same mask, 0: packed), so
 every test knows each path ran.
 """
@@ -21,8 +22,8 @@ from test_gemm import assert_gemm_close, operands
 RULE_ROWS = 288                     # kDirectBRows: 2 * kMC, a multiple of every MR
 RULE_COLS = 128                     # kDirectACols, a multiple of every NR
 ODD = (1, 7, 17, 33, 257)
-TRANS = [(False, False), (False, True), (True, False)]
-TRANS_IDS = ["NN", "NT", "TN"]       # TT has nothing to read in place
+TRANS = [(False, False), (False, True), (True, False), (True, True)]
+TRANS_IDS = ["NN", "NT", "TN", "TT"]
 MODES = (1, 2, 3)
 
 
@@ -42,8 +43,8 @@ def gemm_path(mode, a, b, c0, ta, tb, alpha=1.0, beta=0.0):
 
 
 def available(ta, tb):
-    """The mask of operands that can be read in place: untransposed ones."""
-    return (0 if tb else 1) | (0 if ta else 2)
+    """The mask of operands that can be read in place: B untransposed, A either way."""
+    return (0 if tb else 1) | 2
 
 
 def every_path(a, b, c0, ta, tb, alpha, beta, label):
@@ -116,9 +117,11 @@ def rule_case(m, n, k, ta, tb, dtype, want):
     oracle.assert_same_bits({f"rule {(m, n, k)}": by_rule, "forced": forced})
 
 
-def test_the_rule_reads_b_in_place_up_to_288_rows(dtype, isa):
-    for m, want in [(RULE_ROWS, 1), (RULE_ROWS + 1, 0), (200, 1), (10, 1)]:
+def test_the_rule_reads_b_in_place_up_to_288_rows_and_a_transposed_always(dtype, isa):
+    for m, want in [(RULE_ROWS, 3), (RULE_ROWS + 1, 2), (200, 3), (10, 3)]:
         rule_case(m, 33, 40, True, False, dtype, want)
+    k_4kib = 4096 // dtype.itemsize
+    rule_case(k_4kib, 300, 40, True, True, dtype, 2)    # A^T rows 4 KiB apart, 300 columns
 
 
 def test_the_rule_reads_a_in_place_up_to_128_columns_unless_rows_2kib_apart(dtype, isa):
@@ -129,11 +132,11 @@ def test_the_rule_reads_a_in_place_up_to_128_columns_unless_rows_2kib_apart(dtyp
     rule_case(200, 100, 10, False, False, dtype, 3)     # dX of the default MLP: both
 
 
-def test_transposed_operands_and_tiny_products_never_in_place(dtype):
+def test_transposed_b_and_tiny_products_never_in_place(dtype):
     rng = np.random.default_rng(2)
     a, b = operands(rng, 33, 17, 40, True, True, dtype)
-    _, took = gemm_path(3, a, b, np.zeros((33, 17), dtype), True, True)
-    assert took == 0, "transposed operands are packed (transposed) even when forced"
+    _, took = gemm_path(1, a, b, np.zeros((33, 17), dtype), True, True)
+    assert took == 0, "a transposed B is packed (transposed) even when forced"
     a, b = operands(rng, 2, 3, 4, False, False, dtype)
     _, took = gemm_path(3, a, b, np.zeros((2, 3), dtype), False, False)
     assert took == 0, "a tiny product runs gemm_reference"
