@@ -72,6 +72,36 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
     }
 }
 
+// An edge tile (mr < MR or nr < NR) finished from its spilled accumulators, tile[r * ld +
+// j], element by element with the same epilogue as full tiles. Kept out of line: inlined
+// into every microkernel instance it made the driver's one big function spill registers
+// (measured: 192 x 100 x 10 NN float64, all packed, 11.4 -> 19.2 us with two more
+// instances inlined).
+template <class T>
+[[gnu::noinline]] void finish_edge_tile(T* tile, index ld, T alpha, T beta, Epilogue e, T* c, index ldc,
+                                        index mr, index nr, const BiasAct<T>& ba) {
+    constexpr index W = lanes<T>;
+    for (index r = 0; r < mr; ++r)
+        for (index j = 0; j < nr; ++j) {
+            T* cp = c + r * ldc + j;
+            const T old = e == Epilogue::overwrite ? T(0) : *cp;
+            T z = apply_epilogue(e, tile[r * ld + j], old, alpha, beta);
+            if (ba.bias) z = z + ba.bias[j];
+            *cp = tile[r * ld + j] = z;
+        }
+    if (!ba.out) return;
+    // The activation, a vector at a time from the tile (lanes are independent, so the
+    // lanes past nr, never stored, do not matter).
+    with_activation(ba.act, [&](auto kind) {
+        for (index r = 0; r < mr; ++r)
+            for (index j = 0; j < nr; j += W) {
+                const Vec<T> av = activate<T>(kind, load<T>(tile + r * ld + j), ba.param);
+                if (nr - j >= W) store<T>(ba.out + r * ba.ldo + j, av);
+                else store_part<T>(ba.out + r * ba.ldo + j, av, nr - j);
+            }
+    });
+}
+
 // C[0:mr, 0:nr] <- epilogue(alpha * sum_p a[r][p] * b[p][j]), p ascending from 0 to kc - 1.
 //
 //   a: A micro-panel, MR rows of kc values: packed, with the fixed row stride AS
@@ -162,25 +192,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) store<T>(tile + r * NR + v * W, acc[r][v]);
-    for (index r = 0; r < mr; ++r)
-        for (index j = 0; j < nr; ++j) {
-            T* cp = c + r * ldc + j;
-            const T old = e == Epilogue::overwrite ? T(0) : *cp;
-            T z = apply_epilogue(e, tile[r * NR + j], old, alpha, beta);
-            if (ba.bias) z = z + ba.bias[j];
-            *cp = tile[r * NR + j] = z;
-        }
-    if (!ba.out) return;
-    // The activation, a vector at a time from the tile (lanes are independent, so the
-    // lanes past nr, never stored, do not matter).
-    with_activation(ba.act, [&](auto kind) {
-        for (index r = 0; r < mr; ++r)
-            for (index j = 0; j < nr; j += W) {
-                const Vec<T> av = activate<T>(kind, load<T>(tile + r * NR + j), ba.param);
-                if (nr - j >= W) store<T>(ba.out + r * ba.ldo + j, av);
-                else store_part<T>(ba.out + r * ba.ldo + j, av, nr - j);
-            }
-    });
+    finish_edge_tile<T>(tile, NR, alpha, beta, e, c, ldc, mr, nr, ba);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
