@@ -155,17 +155,16 @@
 //   23.3), 200 x 100 x 10 TN 20.3 -> 11.7 (7.6 -> 7.1), 256 x 784 x 128 TN 988 -> 967 (474
 //   -> 465), 1024^3 TN 49.0 -> 46.5 ms (24.3 -> 22.2), 512^3 TN 5436 -> 5315 (2604 ->
 //   2537)). An untransposed A block is read again for every B panel from rows lda apart,
-//   so it is read in place when a rectangle has at most kDirectACols = 128 columns and A's
-//   rows are not a multiple of 2 KiB apart (12 rows 4 KiB apart share one L1 set):
+//   so it is read in place only when a rectangle has at most kDirectACols = 64 columns,
+//   K blocks of at least 16 and A's rows are not a multiple of 2 KiB apart (12 rows 4 KiB
+//   apart share one L1 set):
 //
 //       float64 (float32)       200 x  10 x 100 NT  18.1 -> 15.3   (10.3 -> 8.8)
 //                              200 x  32 x 100 NT  31.3 -> 28.3   (16.5 -> 13.7)
 //                              200 x  64 x  64 NT  37.5 -> 35.9   (18.8 -> 18.1)
-//                              200 x 100 x  64 NT  60.7 -> 59.6   (33.3 -> 32.7)
-//                              200 x 128 x  64 NT  73.4 -> 73.3   (36.2 -> 35.2)
-//       over the rule (packed): 200 x 512 x 512 NT 2094 -> 2357, 200 x 128 x 512 NT 524 ->
-//       567 (float64, 4 KiB rows), 200 x 256 x 64 NT 130 -> 132, 1024 x 1024 x 256 NN
-//       11167 -> 11420, 128 x 256 x 784 NT 1028 -> 1046.
+//       over the rule (packed): 200 x 100 x 64 NT 55.5 -> 55.2 (30.1 -> 30.8), 200 x 100 x
+//       10 NN 12.6 -> 13.4 (7.3 -> 8.2), 200 x 512 x 512 NT 2094 -> 2357 (float64, 4 KiB
+//       rows), 1024 x 1024 x 256 NN 11167 -> 11420, 128 x 256 x 784 NT 1028 -> 1046.
 //
 // Short tiles: a tile row of one row, or of at most MRS rows (a handful of samples at
 //   inference), runs the 1-row or MRS-row instance of the microkernel: the same
@@ -195,7 +194,8 @@ constexpr index kMC = 144;                 // rows of an A block: a multiple of 
 constexpr index kTinyWork = 8 * 8 * 8;     // m * n * k up to this: gemm_reference
 constexpr index kL1Bytes = 32 * 1024;      // the smallest L1 data cache we tune for
 constexpr index kDirectBRows = 2 * kMC;    // direct B up to this many rows per rectangle
-constexpr index kDirectACols = 128;        // direct A up to this many columns per rectangle
+constexpr index kDirectACols = 64;         // direct A up to this many columns per rectangle,
+constexpr index kDirectAMinK = 16;         // K blocks of at least this many,
 constexpr index kDirectAStrideBytes = 2048;  // and not for A rows a multiple of this apart
 template <class T>
 constexpr index kNC = (index(1) << 20) / (kKC * index(sizeof(T)));  // B panel <= 1 MiB
@@ -450,7 +450,8 @@ template <class T>
 bool use_direct_a(const GemmJob<T>& job) {
     if (const int forced = gemm_direct_override()) return forced > 0 && (forced & 2);
     if (job.ta) return true;
-    return job.nc <= kDirectACols && job.lda * index(sizeof(T)) % kDirectAStrideBytes != 0;
+    return job.nc <= kDirectACols && job.kb.size(0) >= kDirectAMinK &&
+           job.lda * index(sizeof(T)) % kDirectAStrideBytes != 0;
 }
 
 // The team's plan (choose_team), block sizes and workspace: `threads` slots of an A block

@@ -18,6 +18,8 @@
 // also instantiates NV = 1 for a last panel of at most one vector of columns (n = 10, say):
 // the same per-element arithmetic, half the wasted lanes.
 #pragma once
+#include <type_traits>
+
 #include "../simd/vec.hpp"
 #include "activations.hpp"
 
@@ -135,20 +137,26 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[r][v] = splat<T>(T(0));
 
+    // The products, with B's row step a constant for packed panels (measured: a runtime
+    // step there cost 3 % on 200 x 100 x 10 NN) and b_ld for B read in place.
+    auto products = [&](auto b_step) {
 #pragma GCC unroll 4
-    for (index p = 0; p < kc; ++p) {
-        Vec<T> bv[NV];
+        for (index p = 0; p < kc; ++p) {
+            Vec<T> bv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + (v / NVP) * panel_stride + (v % NVP) * W);
+            for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + (v / NVP) * panel_stride + (v % NVP) * W);
 #pragma GCC unroll 32
-        for (int r = 0; r < MR; ++r) {
-            const Vec<T> av = a[r * a_row] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
+            for (int r = 0; r < MR; ++r) {
+                const Vec<T> av = a[r * a_row] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
+                for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
+            }
+            a += a_col;
+            b += b_step;
         }
-        a += a_col;
-        b += b_ld;
-    }
+    };
+    if (b_ld == NVP * W) products(std::integral_constant<index, NVP * W>{});
+    else products(b_ld);
 
     if (mr == MR && nr == NR) {
         const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta);

@@ -2,8 +2,8 @@
 way, read in place by the microkernel instead of packed, all but a last B panel of fewer
 than NR columns and a last A tile row of fewer than MR rows. Its contract is the packed
 driver's: the same bits, on every ISA, dtype, shape, epilogue and thread count; the rules
-(B: a rectangle of at most 288 rows; A^T: always; A: at most 128 columns, rows not a
-multiple of 2 KiB apart) only pick which.
+(B: a rectangle of at most 288 rows; A^T: always; A: at most 64 columns, K blocks of at
+least 16, rows not a multiple of 2 KiB apart) only pick which.
 
 _testing.set_gemm_direct_override forces the path (a mask: 1 B, 2 A, 3 both in place
 wherever the operand can be; < 0 both packed; 0 the rules) and
@@ -20,7 +20,8 @@ from fastmlp import _core
 from test_gemm import assert_gemm_close, operands
 
 RULE_ROWS = 288                     # kDirectBRows: 2 * kMC, a multiple of every MR
-RULE_COLS = 128                     # kDirectACols, a multiple of every NR
+RULE_COLS = 64                      # kDirectACols, a multiple of every NR
+RULE_K = 16                         # kDirectAMinK
 ODD = (1, 7, 17, 33, 257)
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 TRANS_IDS = ["NN", "NT", "TN", "TT"]
@@ -124,12 +125,12 @@ def test_the_rule_reads_b_in_place_up_to_288_rows_and_a_transposed_always(dtype,
     rule_case(k_4kib, 300, 40, True, True, dtype, 2)    # A^T rows 4 KiB apart, 300 columns
 
 
-def test_the_rule_reads_a_in_place_up_to_128_columns_unless_rows_2kib_apart(dtype, isa):
+def test_the_rule_reads_a_in_place_up_to_64_columns_and_k_16_unless_rows_2kib_apart(dtype, isa):
     k_2kib = 2048 // dtype.itemsize
-    for n, k, want in [(RULE_COLS, 40, 2), (RULE_COLS + 1, 40, 0), (10, 40, 2), (100, 64, 2),
-                       (100, k_2kib, 0), (100, 2 * k_2kib, 0), (100, k_2kib + 1, 2)]:
+    for n, k, want in [(RULE_COLS, 40, 2), (RULE_COLS + 1, 40, 0), (10, 100, 2), (33, RULE_K, 2),
+                       (33, RULE_K - 1, 0), (33, k_2kib, 0), (33, 2 * k_2kib, 0), (33, k_2kib + 1, 2)]:
         rule_case(33, n, k, False, True, dtype, want)
-    rule_case(200, 100, 10, False, False, dtype, 3)     # dX of the default MLP: both
+    rule_case(200, 100, 10, False, False, dtype, 1)     # dX of the default MLP: B only
 
 
 def test_transposed_b_and_tiny_products_never_in_place(dtype):
