@@ -10,7 +10,7 @@ namespace {
 std::atomic<int> g_threads{0};
 thread_local int tl_threads = 0;
 std::atomic<bool> g_pool_started{false}, g_serial_after_fork{false};
-std::atomic<int> g_last_team{1}, g_last_k_groups{1};
+std::atomic<int> g_last_team{1}, g_last_k_groups{1}, g_last_direct{0}, g_direct_override{0};
 std::atomic<index> g_grain_override{0};
 
 void on_fork_child() {
@@ -57,6 +57,10 @@ int last_team_size() { return g_last_team; }
 void note_team_size(int n) { g_last_team = n; }
 int last_gemm_k_groups() { return g_last_k_groups; }
 void note_gemm_k_groups(int n) { g_last_k_groups = n; }
+int last_gemm_direct() { return g_last_direct; }
+void note_gemm_direct(int operands) { g_last_direct = operands; }
+int gemm_direct_override() { return g_direct_override; }
+void set_gemm_direct_override(int mode) { g_direct_override = mode; }
 void set_grain_override(index grain) { g_grain_override = grain > 0 ? grain : 0; }
 
 int threads_for(index work, index grain) {

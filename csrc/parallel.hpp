@@ -25,6 +25,10 @@ int last_team_size();            // threads that ran the latest parallel region 
 void note_team_size(int n);
 int last_gemm_k_groups();        // K groups of the latest GEMM (gemm.hpp, the K split; 1: none)
 void note_gemm_k_groups(int n);
+int last_gemm_direct();          // operands the latest GEMM read in place (gemm.hpp: mask 1 B, 2 A)
+void note_gemm_direct(int operands);
+int gemm_direct_override();      // tests: a mask (1 B, 2 A) forced in place where possible, < 0 none, 0 the rules
+void set_gemm_direct_override(int mode);
 
 // Threads worth using for `work` units when each thread should get at least `grain`.
 int threads_for(index work, index grain);

@@ -1,7 +1,9 @@
 // fastmlp._core's settings: the SIMD level (set_isa, backend_info) and the thread count
 // (parallel.hpp). _testing.last_team_size: how many threads the latest parallel region
 // ran, last_gemm_k_groups: over how many K groups the latest GEMM split its K blocks, and
-// set_grain_override: every kernel's grain replaced, for the tests of the thread policy.
+// set_grain_override: every kernel's grain replaced, for the tests of the thread policy;
+// last_gemm_direct / set_gemm_direct_override: which operands the latest GEMM read in
+// place, and forcing that on or off (gemm.hpp, "Direct B").
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -67,6 +69,8 @@ void register_runtime(py::module_& m, py::module_& testing) {
     testing.def("last_team_size", &last_team_size);
     testing.def("last_gemm_k_groups", &last_gemm_k_groups);
     testing.def("set_grain_override", &set_grain_override, arg("grain"));
+    testing.def("last_gemm_direct", &last_gemm_direct);
+    testing.def("set_gemm_direct_override", &set_gemm_direct_override, arg("mode"));
 }
 
 }}  // namespace fastmlp::bind

@@ -59,7 +59,8 @@
 //   a[r * AS + p], one load at a constant offset. So an untransposed A (the forward pass
 //   X @ W.T, dX = dZ @ W) packs by row copies and a transposed one (dW = dZ.T @ X) by a
 //   transpose in registers; B packs by row copies untransposed (dX, dW) and by a transpose
-//   for the forward pass.
+//   for the forward pass. An untransposed operand may instead be read in place (Direct B
+//   and Direct A below: the row copies skipped where the rules say it pays).
 //
 //                      NR
 //                 +-----------+
@@ -132,6 +133,49 @@
 //   Rectangles start at multiples of NR, so every thread finds its panels at fixed offsets.
 //   The arithmetic is the packed driver's, so the results are the same bits.
 //
+// Direct B: an untransposed op(B) (dX = dZ @ W, dW = dZ.T @ X) is read in place instead
+//   of packed: the microkernel takes B's row stride as an argument (NR, or W, for packed
+//   panels; ldb here) and full panel q of the rectangle is b + p0 * ldb + jc + q * NR. A
+//   last panel of fewer than NR columns is still packed (zero-padded), so no load reads past
+//   column n. The arithmetic is the packed driver's: the same bits. Packing B pays only
+//   where its panels are read again by many tile rows, so the rule (use_direct_b) reads B
+//   in place when a rectangle has at most kDirectBRows = 288 rows (a training batch).
+//   Measured on this 2-core AMD EPYC (avx512, one thread, us per call, packed -> direct,
+//   medians of 7 rounds alternating the two paths in one process, forced with the test
+//   hook _testing.set_gemm_direct_override):
+//
+//       float64 (float32)       10 x  100 x 200 TN  14.3 -> 10.8   (8.5 -> 6.6)
+//                              100 x   64 x 200 TN  52.6 -> 49.8   (26.8 -> 25.5)
+//                              200 x  100 x  10 NN  11.3 -> 11.4   (7.3 -> 7.2)
+//                               50 x 1024 x 256 NN   598 -> 524    (303 -> 262)
+//                              200 x 1024 x 256 NN  2086 -> 1999   (1002 -> 949)
+//                              256 x  784 x 128 TN   990 -> 967    (479 -> 464)
+//       over the rule (packed): 1024 x 1024 x 1024 NN 45.5 -> 48.3 ms (22.8 -> 22.3),
+//                              1024 x  512 x  256 NN  5759 -> 5945 (2435 -> 2460),
+//                              1024 x 1000 x  256 NN 10773 -> 11090 (5023 -> 4940):
+//   a thousand rows re-read a panel ~86 times, from L2 instead of L1; 8 KiB rows lose 6 %.
+//
+// Direct A: op(A) is read in place the same way, by the microkernel instances with AS = 0
+//   (untransposed: A(r, p) = a[r * lda + p], the forward pass X @ W.T and dX) and AS = -1
+//   (A^T, dW = dZ.T @ X: A(r, p) = a[p * lda + r], the MR broadcasts of a step adjacent).
+//   Only the last tile row of an A block, when it has fewer than MR rows, is packed (so no
+//   row past m is read; the short-tile instances read packed rows only). The rule
+//   (use_direct_a): A^T always (faster than its transpose on every shape measured, packed
+//   -> in place, B as by its rule: 100 x 64 x 200 TN float64 49.8 -> 46.0 (float32 25.3 ->
+//   23.3), 200 x 100 x 10 TN 20.3 -> 11.7 (7.6 -> 7.1), 256 x 784 x 128 TN 988 -> 967 (474
+//   -> 465), 1024^3 TN 49.0 -> 46.5 ms (24.3 -> 22.2), 512^3 TN 5436 -> 5315 (2604 ->
+//   2537)). An untransposed A block is read again for every B panel from rows lda apart,
+//   so it is read in place only when a rectangle has at most kDirectACols = 64 columns,
+//   K blocks of at least 16 and A's rows are not a multiple of 2 KiB apart (12 rows 4 KiB
+//   apart share one L1 set):
+//
+//       float64 (float32)       200 x  10 x 100 NT  18.1 -> 15.3   (10.3 -> 8.8)
+//                              200 x  32 x 100 NT  31.3 -> 28.3   (16.5 -> 13.7)
+//                              200 x  64 x  64 NT  37.5 -> 35.9   (18.8 -> 18.1)
+//       over the rule (packed): 200 x 100 x 64 NT 55.5 -> 55.2 (30.1 -> 30.8), 200 x 100 x
+//       10 NN 12.6 -> 13.4 (7.3 -> 8.2), 200 x 512 x 512 NT 2094 -> 2357 (float64, 4 KiB
+//       rows), 1024 x 1024 x 256 NN 11167 -> 11420, 128 x 256 x 784 NT 1028 -> 1046.
+//
 // Short tiles: a tile row of one row, or of at most MRS rows (a handful of samples at
 //   inference), runs the 1-row or MRS-row instance of the microkernel: the same
 //   per-element arithmetic without computing MR - 1 or MR - MRS rows of zero padding. A
@@ -145,9 +189,8 @@
 // (MemoryError) instead of escaping an OpenMP region; in the K split it also holds the
 // accumulators.
 #pragma once
-#include <cstdlib>
-#include <cstring>
-#include <new>
+#include <cstddef>
+#include <type_traits>
 
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
@@ -160,6 +203,10 @@ namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 constexpr index kMC = 144;                 // rows of an A block: a multiple of every MR
 constexpr index kTinyWork = 8 * 8 * 8;     // m * n * k up to this: gemm_reference
 constexpr index kL1Bytes = 32 * 1024;      // the smallest L1 data cache we tune for
+constexpr index kDirectBRows = 2 * kMC;    // direct B up to this many rows per rectangle
+constexpr index kDirectACols = 64;         // direct A up to this many columns per rectangle,
+constexpr index kDirectAMinK = 16;         // K blocks of at least this many,
+constexpr index kDirectAStrideBytes = 2048;  // and not for A rows a multiple of this apart
 template <class T>
 constexpr index kNC = (index(1) << 20) / (kKC * index(sizeof(T)));  // B panel <= 1 MiB
 
@@ -201,34 +248,6 @@ void gemm_reference(bool ta, bool tb, index m, index n, index k, T alpha, const 
         }
 }
 
-// ---- workspace -------------------------------------------------------------------------
-
-struct Workspace {
-    void* data = nullptr;
-    std::size_t bytes = 0;
-    Workspace() = default;
-    Workspace(const Workspace&) = delete;
-    Workspace& operator=(const Workspace&) = delete;
-    ~Workspace() { std::free(data); }
-    // At least `need` bytes, 64-byte aligned; contents are not kept when it grows.
-    char* reserve(std::size_t need) {
-        if (need > bytes) {
-            std::free(data);
-            data = nullptr;
-            bytes = 0;
-            const std::size_t grown = (need + need / 4 + 4095) / 4096 * 4096;
-            if (posix_memalign(&data, 64, grown) != 0) {
-                data = nullptr;
-                throw std::bad_alloc();
-            }
-            bytes = grown;
-        }
-        return static_cast<char*>(data);
-    }
-};
-
-thread_local Workspace tl_workspace;
-
 // Elements of pack_b's output for op(B) of k x n: every K block's panels, NR columns each.
 template <class T>
 index packed_b_size(index n, index k) {
@@ -267,6 +286,8 @@ struct GemmJob {
     index mc, nc;
     BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
     const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
+    bool direct_b = false;     // untransposed B read in place (use_direct_b)
+    bool direct_a = false;     // op(A)'s full tile rows read in place (use_direct_a)
     TeamPlan team;             // K groups of grid_m x grid_n rectangles of C (plan_job)
     char* ws = nullptr;        // per thread: an A block (a_bytes), then a B panel
     std::size_t a_bytes = 0, slot_bytes = 0;
@@ -274,13 +295,14 @@ struct GemmJob {
     index acc_ld = 0, acc_stride = 0;
 };
 
-// One K block of C[ic : ic+mcur, j0 : j0+cols]: the A block at ap, the B micro-panels at bp
-// (panel q at bp + q * NR * kc). Normally microkernels go down the rows for each B
-// micro-panel, which then stays in L1; when the whole B panel fits in L1 anyway (a short K
-// block: dX of a small layer), they go along the rows instead, writing C row by row.
+// One K block of C[ic : ic+mcur, j0 : j0+cols]: the A block at ap, the B micro-panels in
+// bp. Normally microkernels go down the rows for each B micro-panel, which then stays in
+// L1; when the whole B panel fits in L1 anyway (a short K block: dX of a small layer), they
+// go along the rows instead, writing C row by row.
 template <class T>
-inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index kc, Epilogue e,
-                          bool last, index ic, index mcur, index j0, index cols) {
+inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a, index direct_rows,
+                          const BPanels<T>& bp, index kc, Epilogue e, bool last, index ic, index mcur,
+                          index j0, index cols) {
     constexpr int MR = GemmTile<T>::MR, MRS = GemmTile<T>::MRS, NV = GemmTile<T>::NV;
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     // The fused epilogue of the tile at (ir, jr), on the last K block only.
@@ -296,32 +318,45 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index
     auto tile = [&](index ir, index jr) {
         const index mr = imin(MR, mcur - ir), nr = imin(NR, cols - jr);
         const T* a = ap + ir * AS;
-        const T* b = bp + (jr / NR) * NR * kc;
+        const T* b = bp.at(jr / NR, nr);
+        const index bld = bp.row_stride(nr);
         T* c = job.c + (ic + ir) * job.ldc + j0 + jr;
         const BiasAct<T> ba = epilogue_at(ir, jr);
-        if (mr == 1) {  // one sample (inference): no zero rows at all
+        // A full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T).
+        auto in_place = [&](auto as) {
+            constexpr index ASD = decltype(as)::value;
+            const T* ad = direct_a + ir * (ASD == 0 ? job.lda : 1);
             if (nr <= W)
-                gemm_microkernel<T, 1, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MR, 1, ASD>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
-                gemm_microkernel<T, 1, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MR, NV, ASD>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        };
+        if (ir < direct_rows) {
+            if (job.ta) in_place(std::integral_constant<index, -1>{});
+            else in_place(std::integral_constant<index, 0>{});
+        } else if (mr == 1) {  // one sample (inference): no zero rows at all
+            if (nr <= W)
+                gemm_microkernel<T, 1, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            else
+                gemm_microkernel<T, 1, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else if (mr <= MRS) {  // a short tile row (a few samples): skip the zero rows
             if (nr <= W)
-                gemm_microkernel<T, MRS, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MRS, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
-                gemm_microkernel<T, MRS, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+                gemm_microkernel<T, MRS, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else if (nr <= W) {  // the narrow last panel (pack_b_panel)
-            gemm_microkernel<T, MR, 1, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            gemm_microkernel<T, MR, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else {
-            gemm_microkernel<T, MR, NV, AS>(kc, a, b, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            gemm_microkernel<T, MR, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         }
     };
     if (mcur == 1) {  // one row: NPR full panels per microkernel call, then single panels
         constexpr int NPR = GemmTile<T>::NPR;
         index jr = 0;
         for (; cols - jr >= NPR * NR; jr += NPR * NR)
-            gemm_microkernel<T, 1, NPR * NV, AS>(kc, ap, bp + (jr / NR) * NR * kc, job.alpha, job.beta, e,
-                                                 job.c + ic * job.ldc + j0 + jr, job.ldc, 1, NPR * NR,
-                                                 epilogue_at(0, jr), NR * kc);
+            gemm_microkernel<T, 1, NPR * NV, AS>(kc, ap, AS, bp.at(jr / NR, NR), bp.row_stride(NR), job.alpha,
+                                                 job.beta, e, job.c + ic * job.ldc + j0 + jr, job.ldc, 1,
+                                                 NPR * NR, epilogue_at(0, jr), bp.direct ? NR : NR * kc);
         for (; jr < cols; jr += NR) tile(0, jr);
     } else if (kc * round_up(cols, NR) * index(sizeof(T)) <= kL1Bytes / 2) {
         for (index ir = 0; ir < mcur; ir += MR)
@@ -333,23 +368,31 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* bp, index
 }
 
 // One K block of C[r0 : r1, jc : jc+ncur] with epilogue e (last: the fused epilogue too),
-// packed into this thread's buffers.
+// packed into this thread's buffers (op(B) read in place when job.direct_b, all but a
+// last panel of fewer than NR columns).
 template <class T>
 void rect_block(const GemmJob<T>& job, index blk, Epilogue e, bool last, index r0, index r1,
                 index jc, index ncur, T* apack, T* bpack) {
     constexpr index NR = GemmTile<T>::NR;
     const index p0 = job.kb.start(blk), kc = job.kb.size(blk);
-    const T* panels = bpack;
+    BPanels<T> panels{bpack, nullptr, 0, kc};
     if (job.packed_b) {
-        panels = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
+        panels.packed = job.packed_b + packed_block_offset<T>(job.n, p0) + jc * kc;
+    } else if (job.direct_b) {
+        panels.direct = job.b + p0 * job.ldb + jc;
+        panels.ld = job.ldb;
+        if (ncur % NR) pack_b_panel(false, job.b, job.ldb, p0, kc, jc, ncur, ncur / NR, bpack + ncur / NR * NR * kc);
     } else {
         for (index jp = 0; jp * NR < ncur; ++jp)
             pack_b_panel(job.tb, job.b, job.ldb, p0, kc, jc, ncur, jp, bpack + jp * NR * kc);
     }
     for (index ic = r0; ic < r1; ic += job.mc) {
         const index mcur = imin(job.mc, r1 - ic);
-        pack_a(job.ta, job.a, job.lda, ic, mcur, p0, kc, apack);
-        compute_block(job, apack, panels, kc, e, last, ic, mcur, jc, ncur);
+        const index direct_rows = job.direct_a ? mcur / GemmTile<T>::MR * GemmTile<T>::MR : 0;
+        pack_a(job.ta, job.a, job.lda, ic + direct_rows, mcur - direct_rows, p0, kc,
+               apack + direct_rows * kAStride<T>);
+        const T* direct_a = job.ta ? job.a + p0 * job.lda + ic : job.a + ic * job.lda + p0;
+        compute_block(job, apack, direct_a, direct_rows, panels, kc, e, last, ic, mcur, jc, ncur);
     }
 }
 
@@ -403,6 +446,24 @@ void gemm_item(const GemmJob<T>& job, int item, int slot_index) {
               reinterpret_cast<T*>(slot + job.a_bytes));
 }
 
+// Direct B and direct A (the contract): an operand read in place where the rule says it
+// pays; the test hook set_gemm_direct_override forces it on (a mask: 1 B, 2 A, 3 both) or
+// off (< 0) wherever it can be read in place (B untransposed, A either way).
+template <class T>
+bool use_direct_b(const GemmJob<T>& job) {
+    if (job.tb || job.packed_b) return false;
+    if (const int forced = gemm_direct_override()) return forced > 0 && (forced & 1);
+    return round_up((job.m + job.team.grid_m - 1) / job.team.grid_m, GemmTile<T>::MR) <= kDirectBRows;
+}
+
+template <class T>
+bool use_direct_a(const GemmJob<T>& job) {
+    if (const int forced = gemm_direct_override()) return forced > 0 && (forced & 2);
+    if (job.ta) return true;
+    return job.nc <= kDirectACols && job.kb.size(0) >= kDirectAMinK &&
+           job.lda * index(sizeof(T)) % kDirectAStrideBytes != 0;
+}
+
 // The team's plan (choose_team), block sizes and workspace: `threads` slots of an A block
 // and a B panel, then, in the K split, the accumulators of every K block (m x acc_ld
 // each). Reserved here, before any parallel region, so std::bad_alloc reaches the caller.
@@ -415,6 +476,8 @@ void plan_job(GemmJob<T>& job, int threads) {
     job.team = choose_team(job.m, job.n, MR, NR, job.k, job.kb.count, kc_max, threads, acc_bytes);
     job.mc = imin(kMC, round_up((job.m + job.team.grid_m - 1) / job.team.grid_m, MR));
     job.nc = imin(kNC<T>, round_up((job.n + job.team.grid_n - 1) / job.team.grid_n, NR));
+    job.direct_b = use_direct_b(job);
+    job.direct_a = use_direct_a(job);
     job.a_bytes = std::size_t(round_up(kAStride<T> * job.mc * index(sizeof(T)), 64));
     const index b_panel = job.packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
     job.slot_bytes = job.a_bytes + std::size_t(b_panel);
@@ -458,6 +521,7 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
               const BiasAct<T>& fused, const T* packed_b = nullptr) {
     if (m <= 0 || n <= 0) return;
     note_gemm_k_groups(1);
+    note_gemm_direct(0);
     // The small cases: the plain product, then bias_act_forward row by row (the same
     // arithmetic as the epilogue: both add in T and use activate<T>).
     auto finish_small = [&] {
@@ -486,6 +550,7 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
     GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0, fused, packed_b};
     plan_job(job, threads);
     note_gemm_k_groups(job.team.groups);
+    note_gemm_direct((job.direct_b ? 1 : 0) | (job.direct_a ? 2 : 0));
     if (threads == 1) {
         note_team_size(1);
         return gemm_item(job, 0, 0);

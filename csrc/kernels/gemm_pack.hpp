@@ -2,7 +2,9 @@
 // stride, op(B) micro-panels of NR (or one vector of) columns; the transposes are done here,
 // in registers, so the microkernel never sees them.
 #pragma once
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "../simd/vec.hpp"
 #include "gemm_microkernel.hpp"
@@ -43,8 +45,9 @@ inline void transpose_into(const T* src, index lds, index rows, index valid, ind
         for (index r = 0; r < rows; ++r) dst[c * ldd + r] = r < valid ? src[r * lds + c] : T(0);
 }
 
-// op(A)[i0 : i0+rows, p0 : p0+kc] -> row r at dst + r * kAStride<T> (kc values), rows
-// rounded up to a multiple of MR with zeros. Untransposed A (the forward pass and dX):
+// op(A)[i0 : i0+rows, p0 : p0+kc] -> row r at dst + r * kAStride<T> (kc values; an
+// untransposed row may be followed by zeros up to round_up(kc, W)), rows rounded up to a
+// multiple of MR with zeros. Untransposed A (the forward pass and dX):
 // one copy per row. Transposed A (dW = dZ.T @ X): a transpose.
 template <class T>
 void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, index kc, T* dst) {
@@ -55,7 +58,7 @@ void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, inde
             T* d = dst + r * AS;
             index p = 0;
             for (; p + W <= kc; p += W) store<T>(d + p, load<T>(s + p));
-            for (; p < kc; ++p) d[p] = s[p];
+            if (p < kc) store<T>(d + p, load_part<T>(s + p, kc - p, T(0)));  // AS >= round_up(kc, W)
         }
     } else {  // rows of the source are p; p in [kc, round_up(kc, W)) is written as 0
         transpose_into<T>(a + p0 * lda + i0, lda, round_up(kc, W), kc, rows, dst, AS);
@@ -70,16 +73,15 @@ void pack_a(bool ta, const T* a, index lda, index i0, index rows, index p0, inde
 // a transpose.
 template <class T, int R>
 inline void pack_b_rows(bool tb, const T* b, index ldb, index valid, index kc, T* dst) {
+    constexpr index W = lanes<T>;
     if (tb) return transpose_into<T>(b, ldb, R, valid, kc, dst, R);
+    const Vec<T> zero = splat<T>(T(0));
     for (index p = 0; p < kc; ++p) {
         const T* s = b + p * ldb;
         T* d = dst + p * R;
-        if (valid == R) {
-            std::memcpy(d, s, sizeof(T) * R);
-        } else {
-            for (index r = 0; r < valid; ++r) d[r] = s[r];
-            for (index r = valid; r < R; ++r) d[r] = T(0);
-        }
+#pragma GCC unroll 4
+        for (index j = 0; j < R; j += W)
+            store<T>(d + j, j + W <= valid ? load<T>(s + j) : j < valid ? load_part<T>(s + j, valid - j, T(0)) : zero);
     }
 }
 
@@ -92,5 +94,50 @@ void pack_b_panel(bool tb, const T* b, index ldb, index p0, index kc, index j0, 
     if (valid <= W) pack_b_rows<T, int(W)>(tb, src, ldb, valid, kc, dst);
     else pack_b_rows<T, int(NR)>(tb, src, ldb, valid, kc, dst);
 }
+
+// Where compute_block finds the B micro-panels of one K block (kc rows): panel q (columns
+// q * NR .. q * NR + NR of the rectangle) packed at packed + q * NR * kc, its rows NR apart
+// (W for a last panel of at most W columns), or, when `direct` is set (op(B) read in place,
+// gemm.hpp "Direct B"), every full panel at direct + q * NR with rows ld apart and only a
+// last panel of fewer than NR columns packed in its slot.
+template <class T>
+struct BPanels {
+    const T* packed;
+    const T* direct;
+    index ld, kc;
+    const T* at(index q, index nr) const {
+        return direct && nr == GemmTile<T>::NR ? direct + q * nr : packed + q * GemmTile<T>::NR * kc;
+    }
+    index row_stride(index nr) const {
+        return direct && nr == GemmTile<T>::NR ? ld : nr <= lanes<T> ? lanes<T> : GemmTile<T>::NR;
+    }
+};
+
+// The packing buffers (gemm.hpp, "Buffers"): one workspace per calling thread.
+struct Workspace {
+    void* data = nullptr;
+    std::size_t bytes = 0;
+    Workspace() = default;
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    ~Workspace() { std::free(data); }
+    // At least `need` bytes, 64-byte aligned; contents are not kept when it grows.
+    char* reserve(std::size_t need) {
+        if (need > bytes) {
+            std::free(data);
+            data = nullptr;
+            bytes = 0;
+            const std::size_t grown = (need + need / 4 + 4095) / 4096 * 4096;
+            if (posix_memalign(&data, 64, grown) != 0) {
+                data = nullptr;
+                throw std::bad_alloc();
+            }
+            bytes = grown;
+        }
+        return static_cast<char*>(data);
+    }
+};
+
+thread_local Workspace tl_workspace;
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
