@@ -26,8 +26,9 @@
 //   bit), a multiply then an add on the generic path (within rounding of the others). No
 //   element's arithmetic depends on where it sits in a tile, on the tile grid, on m (a
 //   row's result is the same alone or in any batch) or on which thread computes it.
-//   gemm_reference below is this specification as a plain loop, bit-identical to the
-//   packed driver on the same ISA; it also serves the tiny products (kTinyWork).
+//   gemm_reference (gemm_reference.hpp) is this specification as a plain loop,
+//   bit-identical to the packed driver on the same ISA; it also serves the tiny products
+//   (kTinyWork).
 //
 // The packed driver (BLIS's loops; flame/blis docs/KernelsHowTo.md)
 // -----------------------------------------------------------------
@@ -196,6 +197,7 @@
 #include "../simd/vec.hpp"
 #include "gemm_microkernel.hpp"
 #include "gemm_pack.hpp"
+#include "gemm_reference.hpp"
 #include "gemm_team.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
@@ -209,44 +211,6 @@ constexpr index kDirectAMinK = 16;         // K blocks of at least this many,
 constexpr index kDirectAStrideBytes = 2048;  // and not for A rows a multiple of this apart
 template <class T>
 constexpr index kNC = (index(1) << 20) / (kKC * index(sizeof(T)));  // B panel <= 1 MiB
-
-// The K blocks: `count` of them, the first `extra` one longer than `base`.
-struct KBlocks {
-    index count, base, extra;
-    explicit KBlocks(index k)
-        : count((k + kKC - 1) / kKC), base(count ? k / count : 0), extra(count ? k % count : 0) {}
-    index start(index blk) const { return blk * base + imin(blk, extra); }
-    index size(index blk) const { return base + (blk < extra ? 1 : 0); }
-};
-
-// One lane of the vector wrapper's fma: the exact rounding the microkernel uses.
-template <class T>
-inline T madd(T x, T y, T acc) {
-    return fma(x - Vec<T>{}, y - Vec<T>{}, acc - Vec<T>{})[0];  // (x - 0 is x, -0 included)
-}
-
-// The specification as a plain loop (see the contract above). Same signature as the
-// packed driver minus the thread count; bit-identical to it on the same ISA.
-template <class T>
-void gemm_reference(bool ta, bool tb, index m, index n, index k, T alpha, const T* a,
-                    index lda, const T* b, index ldb, T beta, T* c, index ldc) {
-    const KBlocks kb(k);
-    for (index i = 0; i < m; ++i)
-        for (index j = 0; j < n; ++j) {
-            T& cij = c[i * ldc + j];
-            if (kb.count == 0) cij = beta == T(0) ? T(0) : beta * cij;
-            for (index blk = 0; blk < kb.count; ++blk) {
-                T acc = T(0);
-                for (index p = kb.start(blk), end = p + kb.size(blk); p < end; ++p) {
-                    const T x = ta ? a[p * lda + i] : a[i * lda + p];
-                    const T y = tb ? b[j * ldb + p] : b[p * ldb + j];
-                    acc = madd(x, y, acc);
-                }
-                const Epilogue e = epilogue_for(blk, beta);
-                cij = apply_epilogue(e, acc, e == Epilogue::overwrite ? T(0) : cij, alpha, beta);
-            }
-        }
-}
 
 // Elements of pack_b's output for op(B) of k x n: every K block's panels, NR columns each.
 template <class T>
@@ -262,13 +226,6 @@ index packed_block_offset(index n, index p0) {
 }
 
 // ---- the driver ------------------------------------------------------------------------
-
-// C = beta * C (zeros when beta == 0): the k == 0 case.
-template <class T>
-void scale_c(index m, index n, T beta, T* c, index ldc) {
-    for (index i = 0; i < m; ++i)
-        for (index j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-}
 
 // Everything one call needs, read by every thread.
 template <class T>
