@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../common.hpp"
@@ -146,6 +147,18 @@ private:
     T* data_ = nullptr;
 };
 
+// What a run's steps read (Trainer::run's arguments).
+template <class T>
+struct RunArgs {
+    const EpochData<T>* data;
+    index step_begin;
+    const double* lrs;
+    long long t0;
+    std::uint64_t model_step0;
+    Totals* totals;
+    const std::atomic<bool>* stop;
+};
+
 template <class T>
 class Trainer {
 public:
@@ -181,7 +194,10 @@ private:
     StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step);
     double penalty(index rows, index n, double weight) const;
 
+    bool run_step(const RunArgs<T>& r, index s, std::unique_lock<WeightsLock>& lock);
+    void run_in_team(const RunArgs<T>& r, index s0, index s1, int threads);
     void gather(const EpochData<T>& data, index start, index rows);
+    void gather_rows(const EpochData<T>& data, const std::int64_t* idx, index r0, index r1);
     template <class I>
     void gather_sparse(const CsrRows<T, I>& x, const std::int64_t* idx, index rows);
     template <class I>
@@ -211,6 +227,7 @@ private:
     std::vector<T> batch_values_;
     CsrRows<T, std::int64_t> batch_csr_;
     std::atomic<bool> running_{false};        // a run() is in progress
+    bool stop_now_ = false;                   // the stop flag as the step's leader read it
 };
 
 extern template class Trainer<float>;
