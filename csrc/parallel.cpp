@@ -9,14 +9,23 @@
 namespace fastmlp {
 namespace {
 
+// The per-thread settings are read by every kernel call: the initial-exec TLS model makes
+// each read one load instead of a __tls_get_addr call (a few tiny TLS blocks, which glibc
+// keeps room for in modules loaded later).
+#if defined(__GNUC__)
+#define FASTMLP_FAST_TLS __attribute__((tls_model("initial-exec")))
+#else
+#define FASTMLP_FAST_TLS
+#endif
+
 std::atomic<int> g_threads{0};
-thread_local int tl_threads = 0;
+thread_local int tl_threads FASTMLP_FAST_TLS = 0;
 std::atomic<bool> g_pool_started{false}, g_serial_after_fork{false};
 std::atomic<int> g_last_team{1}, g_last_k_groups{1};
 std::atomic<index> g_grain_override{0};
 std::atomic<std::uint64_t> g_regions{0};
-thread_local int tl_widest_team = 1;
-thread_local TeamSeat tl_seat;
+thread_local int tl_widest_team FASTMLP_FAST_TLS = 1;
+thread_local TeamSeat tl_seat FASTMLP_FAST_TLS;
 
 void on_fork_child() {
     if (g_pool_started) g_serial_after_fork = true;
