@@ -143,7 +143,10 @@
 // docs/build-notes.md, "No allocation per call"), freed at thread exit. It holds an A block and a B panel per team
 // thread and is allocated before the parallel region, so std::bad_alloc reaches the caller
 // (MemoryError) instead of escaping an OpenMP region; in the K split it also holds the
-// accumulators.
+// accumulators. Called by every thread of a trainer's team (parallel.hpp, Teams), the driver
+// opens no region: each thread plans the same job, takes its items with its slot of the
+// team's shared workspace (grown by thread 0 between barriers), and the team meets at a
+// barrier after them (and before the K split's finish); the serial cases run on thread 0.
 #pragma once
 #include <cstdlib>
 #include <cstring>

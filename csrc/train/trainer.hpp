@@ -31,6 +31,10 @@
 // reader in another thread sees the weights and layer state between steps only; a run
 // asked to watch a stop flag (SIGINT: interrupt.hpp) reads it before each step and ends
 // there when it is set.
+// A run's first step runs on the calling thread, its kernels forking as they need; when
+// they used more than one thread, the other steps run in one parallel region of the
+// widest team they used, every thread calling the same kernels, which work-share over it
+// (parallel.hpp, Teams): the same calls, the same bits, one fork and join per run.
 // Baseline code, compiled once; the kernels are dispatched per ISA inside ops.hpp.
 #pragma once
 #include <atomic>
