@@ -25,6 +25,20 @@ constexpr index kGemmGrain = 64 * 64 * 64;
 // Rows per partial sum of a loss; fixed so the sum's order is fixed.
 constexpr index kLossBlockRows = 64;
 
+// `count` partial sums of type V that every thread of the caller's team writes into and
+// reads (the team's buffer), or the calling thread's own outside a team; grown once.
+template <class V>
+V* partial_sums(index count) {
+    if (Team* team = current_team())
+        return reinterpret_cast<V*>(team_buffer(team->partials, std::size_t(count) * sizeof(V)));
+    thread_local std::vector<V> own;
+    if (index(own.size()) < count) own.resize(std::size_t(count));
+    return own.data();
+}
+
+// The team's threads have read the partial sums: the next reduction may write them.
+inline void partial_sums_read() { team_barrier(); }
+
 template <class T>
 void gemm(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
           const T* b, index ldb, T beta, T* c, index ldc) {
@@ -51,16 +65,32 @@ void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activat
     });
 }
 
+// x's entries by column (ColumnEntries), sorted once: on the calling thread into its own
+// scratch (grown once), or in a team on the leader into the leader's, which every thread
+// then reads (a thread_local names each thread's own: the leader's address is shared).
+template <class T, class I>
+const ColumnEntries<T>& column_entries(const CsrRows<T, I>& x) {
+    thread_local ColumnEntries<T> scratch;
+    Team* const team = current_team();
+    if (!team) {
+        scratch.assign(x);
+        return scratch;
+    }
+    team_serial([&] {
+        scratch.assign(x);
+        team->published = &scratch;
+    });
+    return *static_cast<const ColumnEntries<T>*>(team->published);
+}
+
 // The Dense forward on sparse rows: z = x W^T + bias, out = act(z); x (rows, k) CSR, W
-// (n, k). The entries are sorted by column once on the calling thread (a scratch kept per
-// thread, grown once), the product split over the outputs (each sum whole on one thread),
-// then bias_act_forward: the bits do not depend on the thread count.
+// (n, k). The entries sorted by column (column_entries), the product split over the
+// outputs (each sum whole on one thread), then bias_act_forward: the bits do not depend
+// on the thread count.
 template <class T, class I>
 void csr_gemm_bias_act(const CsrRows<T, I>& x, const T* w, const T* bias, T* z, T* out, index n,
                        Activation act, T param) {
-    thread_local ColumnEntries<T> scratch;
-    ColumnEntries<T>& e = scratch;      // the calling thread's (a thread_local names each thread's own)
-    e.assign(x);
+    const ColumnEntries<T>& e = column_entries(x);
     parallel_for(n, threads_for(x.entries() * n, kGemmGrain), [&](index o0, index o1) {
         csr_times_wt_outputs(e, x.rows, x.cols, w, z, n, o0, o1);
     });
@@ -71,9 +101,7 @@ void csr_gemm_bias_act(const CsrRows<T, I>& x, const T* w, const T* bias, T* z, 
 // the outputs.
 template <class T, class I>
 void csr_weight_grad(const T* dz, const CsrRows<T, I>& x, T* dw, index n) {
-    thread_local ColumnEntries<T> scratch;
-    ColumnEntries<T>& e = scratch;      // the calling thread's, shared with the team
-    e.assign(x);
+    const ColumnEntries<T>& e = column_entries(x);
     parallel_for(n, threads_for(x.entries() * n + n * x.cols, kGemmGrain), [&](index o0, index o1) {
         csr_weight_grad_outputs(e, x.cols, dz, dw, n, o0, o1);
     });
@@ -104,9 +132,7 @@ double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, 
             const T* weights = nullptr) {
     const auto f = kernels().get<T>().loss;
     const index blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
-    thread_local std::vector<double> partial;  // grows once, reused
-    if (index(partial.size()) < blocks) partial.resize(blocks);
-    double* p = partial.data();
+    double* p = partial_sums<double>(blocks);
     parallel_for(blocks, threads_for(rows * cols * 8, kElementGrain), [&](index b0, index b1) {
         for (index b = b0; b < b1; ++b) {
             const index r0 = b * kLossBlockRows;
@@ -117,6 +143,7 @@ double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, 
     });
     double total = 0;
     for (index b = 0; b < blocks; ++b) total += p[b];
+    partial_sums_read();
     return total;
 }
 
@@ -199,9 +226,7 @@ template <class T>
 double sum_squares(const T* g, index n) {
     const auto f = kernels().get<T>().sum_squares;
     const index blocks = (n + kNormBlock - 1) / kNormBlock;
-    thread_local std::vector<double> partial;  // grows once, reused
-    if (index(partial.size()) < blocks) partial.resize(blocks);
-    double* p = partial.data();
+    double* p = partial_sums<double>(blocks);
     parallel_for(blocks, threads_for(n, kElementGrain), [&](index b0, index b1) {
         for (index b = b0; b < b1; ++b) {
             const index i0 = b * kNormBlock;
@@ -210,6 +235,7 @@ double sum_squares(const T* g, index n) {
     });
     double total = 0;
     for (index b = 0; b < blocks; ++b) total += p[b];
+    partial_sums_read();
     return total;
 }
 
@@ -318,9 +344,7 @@ template <class T>
 double regularize(const T* w, T* dw, index n, double l1, double l2) {
     const auto f = kernels().get<T>().regularize;
     const index blocks = (n + kNormBlock - 1) / kNormBlock;
-    thread_local std::vector<T> partial;  // 2 per block: sum |w|, sum w^2; grows once
-    if (index(partial.size()) < 2 * blocks) partial.resize(2 * blocks);
-    T* p = partial.data();
+    T* p = partial_sums<T>(2 * blocks);  // 2 per block: sum |w|, sum w^2
     const T t1 = T(l1), t2 = T(l2);
     parallel_for(blocks, threads_for(n, kElementGrain), [&](index b0, index b1) {
         for (index b = b0; b < b1; ++b) {
@@ -333,6 +357,7 @@ double regularize(const T* w, T* dw, index n, double l1, double l2) {
         abs_sum += double(p[2 * b]);
         sq_sum += double(p[2 * b + 1]);
     }
+    partial_sums_read();
     double penalty = 0;
     if (l1 != 0) penalty += l1 * abs_sum;
     if (l2 != 0) penalty += (l2 / 2) * sq_sum;

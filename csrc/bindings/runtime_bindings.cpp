@@ -68,6 +68,7 @@ void register_runtime(py::module_& m, py::module_& testing) {
     m.def("pop_threads", &pop_threads, arg("previous"));
     testing.def("last_team_size", &last_team_size);
     testing.def("last_gemm_k_groups", &last_gemm_k_groups);
+    testing.def("parallel_regions", &parallel_regions);
     testing.def("set_grain_override", &set_grain_override, arg("grain"));
     testing.def("last_gemm_direct", &last_gemm_direct);
     testing.def("set_gemm_direct_override", &set_gemm_direct_override, arg("mode"));

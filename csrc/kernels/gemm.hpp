@@ -188,7 +188,10 @@
 // docs/build-notes.md, "No allocation per call"), freed at thread exit. It holds an A block and a B panel per team
 // thread and is allocated before the parallel region, so std::bad_alloc reaches the caller
 // (MemoryError) instead of escaping an OpenMP region; in the K split it also holds the
-// accumulators.
+// accumulators. Called by every thread of a trainer's team (parallel.hpp, Teams), the driver
+// opens no region: each thread plans the same job, takes its items with its slot of the
+// team's shared workspace (grown by thread 0 between barriers), and the team meets at a
+// barrier after them (and before the K split's finish); the serial cases run on thread 0.
 #pragma once
 #include <cstddef>
 #include <type_traits>
@@ -423,7 +426,8 @@ bool use_direct_a(const GemmJob<T>& job) {
 
 // The team's plan (choose_team), block sizes and workspace: `threads` slots of an A block
 // and a B panel, then, in the K split, the accumulators of every K block (m x acc_ld
-// each). Reserved here, before any parallel region, so std::bad_alloc reaches the caller.
+// each). Reserved here, before any parallel region, so std::bad_alloc reaches the caller;
+// in a team (parallel.hpp) the team's buffer, grown by the leader between barriers.
 template <class T>
 void plan_job(GemmJob<T>& job, int threads) {
     constexpr index MR = GemmTile<T>::MR, NR = GemmTile<T>::NR, W = lanes<T>;
@@ -439,7 +443,9 @@ void plan_job(GemmJob<T>& job, int threads) {
     const index b_panel = job.packed_b ? 0 : round_up(kc_max * job.nc * index(sizeof(T)), 64);
     job.slot_bytes = job.a_bytes + std::size_t(b_panel);
     const std::size_t slots = job.slot_bytes * std::size_t(threads);
-    job.ws = tl_workspace.reserve(slots + (job.team.groups > 1 ? std::size_t(acc_bytes) : 0));
+    const std::size_t need = slots + (job.team.groups > 1 ? std::size_t(acc_bytes) : 0);
+    Team* const shared = current_team();   // a team's threads share the team's workspace
+    job.ws = shared ? team_buffer(shared->gemm, need) : tl_workspace.reserve(need);
     if (job.team.groups > 1) {
         job.acc = reinterpret_cast<T*>(job.ws + slots);
         job.acc_ld = acc_ld;
@@ -450,9 +456,31 @@ void plan_job(GemmJob<T>& job, int threads) {
 // The team's work items, a smaller team than asked for (OpenMP may give one) taking the
 // rest in turn, then, in the K split, after all of them, C finished from the accumulators
 // a range of rows per thread. Which thread computes what never changes the arithmetic.
+// Called by every thread of the enclosing region (the barrier binds to it).
+template <class T>
+void team_items(const GemmJob<T>& job, int tid, int nt) {
+    const int items = job.team.groups * job.team.grid_m * job.team.grid_n;
+    if (tid == 0) note_team_size(nt);
+    if (tid < nt)
+        for (int item = tid; item < items; item += nt) gemm_item(job, item, tid);
+    if (job.acc) {
+#pragma omp barrier
+        if (tid < nt)
+            finish_k_split(job.acc, job.acc_stride, job.acc_ld, job.kb.count, job.m * tid / nt,
+                           job.m * (tid + 1) / nt, job.n, job.alpha, job.beta, job.c, job.ldc, job.fused);
+    }
+}
+
+// In a team (parallel.hpp) its first `threads` threads take the items, and the whole team
+// meets at a barrier after them; otherwise a region of `threads` threads.
 template <class T>
 void run_team(const GemmJob<T>& job, int threads) {
-    const int items = job.team.groups * job.team.grid_m * job.team.grid_n;
+    const TeamSeat& seat = team_seat();
+    if (seat.team) {
+        team_items(job, seat.id, std::min(threads, seat.size));
+        return team_barrier();
+    }
+    note_parallel_region();
 #pragma omp parallel num_threads(threads)
     {
         int tid = 0, nt = 1;
@@ -460,13 +488,7 @@ void run_team(const GemmJob<T>& job, int threads) {
         tid = omp_get_thread_num();
         nt = omp_get_num_threads();
 #endif
-        if (tid == 0) note_team_size(nt);
-        for (int item = tid; item < items; item += nt) gemm_item(job, item, tid);
-        if (job.acc) {
-#pragma omp barrier
-            finish_k_split(job.acc, job.acc_stride, job.acc_ld, job.kb.count, job.m * tid / nt,
-                           job.m * (tid + 1) / nt, job.n, job.alpha, job.beta, job.c, job.ldc, job.fused);
-        }
+        team_items(job, tid, nt);
     }
 }
 
@@ -487,31 +509,40 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
             bias_act_forward<T>(fused.bias, c + i * ldc, fused.out ? fused.out + i * fused.ldo : c + i * ldc,
                                 1, n, fused.act, fused.param);
     };
-    if (k <= 0) {
-        note_team_size(1);
-        scale_c(m, n, beta, c, ldc);
-        return finish_small();
-    }
-    if (m * n * k <= kTinyWork && !packed_b) {
-        note_team_size(1);
-        gemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return finish_small();
-    }
+    // Serial parts run on the leader of a team (team_serial; outside one: here).
+    if (k <= 0)
+        return team_serial([&] {
+            note_team_size(1);
+            scale_c(m, n, beta, c, ldc);
+            finish_small();
+        });
+    if (m * n * k <= kTinyWork && !packed_b)
+        return team_serial([&] {
+            note_team_size(1);
+            gemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            finish_small();
+        });
     if (n == 1 && ldc == 1 && m > 1 && !packed_b) {  // a one-column C, stored as a row: see "One column"
         gemm_run<T>(!tb, !ta, 1, m, k, alpha, b, ldb, a, lda, beta, c, m, threads, BiasAct<T>{});
-        if (fused.bias && (!fused.out || fused.ldo == 1))
-            return bias_act_forward<T>(fused.bias, c, fused.out ? fused.out : c, m, 1, fused.act, fused.param);
-        return finish_small();
+        return team_serial([&] {
+            if (fused.bias && (!fused.out || fused.ldo == 1))
+                return bias_act_forward<T>(fused.bias, c, fused.out ? fused.out : c, m, 1, fused.act, fused.param);
+            finish_small();
+        });
     }
     if (threads < 1) threads = 1;
     GemmJob<T> job{ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, KBlocks(k), 0, 0, fused, packed_b};
+    if (threads == 1)
+        return team_serial([&] {
+            plan_job(job, 1);
+            note_gemm_k_groups(job.team.groups);
+            note_gemm_direct((job.direct_b ? 1 : 0) | (job.direct_a ? 2 : 0));
+            note_team_size(1);
+            gemm_item(job, 0, 0);
+        });
     plan_job(job, threads);
     note_gemm_k_groups(job.team.groups);
     note_gemm_direct((job.direct_b ? 1 : 0) | (job.direct_a ? 2 : 0));
-    if (threads == 1) {
-        note_team_size(1);
-        return gemm_item(job, 0, 0);
-    }
     run_team(job, threads);
 }
 

@@ -303,29 +303,28 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) 
             batchnorm_forward_train<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], p[a[4]], p[a[5]], p[a[6]], rows, n,
                                        T(c[0]));
             return;
-        case OpCode::batchnorm_running_update:
-            running_update<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], n, c[0], c[1]);
-            return;
+        case OpCode::batchnorm_running_update:     // the serial ops: on a team's leader (parallel.hpp)
+            return team_serial([&] { running_update<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], n, c[0], c[1]); });
         case OpCode::batchnorm_forward_infer:
             batchnorm_forward_infer<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], p[a[4]], p[a[5]], rows, n, T(c[0]));
             return;
         case OpCode::batchnorm_backward:
             batchnorm_backward<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], p[a[4]], p[a[5]], p[a[6]], rows, n);
             return;
-        case OpCode::scale_columns: {      // NumPy's x * scale: one product per element
-            const T* x = p[a[0]];
-            const T* s = p[a[1]];
-            T* y = p[a[2]];
-            for (index r = 0; r < rows; ++r)
-                for (index j = 0; j < n; ++j) y[r * n + j] = x[r * n + j] * s[j];
-            return;
-        }
-        case OpCode::add_to: {             // NumPy's y += x: one sum per element
-            const T* x = p[a[0]];
-            T* y = p[a[1]];
-            for (index i = 0; i < rows * n; ++i) y[i] += x[i];
-            return;
-        }
+        case OpCode::scale_columns:        // NumPy's x * scale: one product per element
+            return team_serial([&] {
+                const T* x = p[a[0]];
+                const T* s = p[a[1]];
+                T* y = p[a[2]];
+                for (index r = 0; r < rows; ++r)
+                    for (index j = 0; j < n; ++j) y[r * n + j] = x[r * n + j] * s[j];
+            });
+        case OpCode::add_to:               // NumPy's y += x: one sum per element
+            return team_serial([&] {
+                const T* x = p[a[0]];
+                T* y = p[a[1]];
+                for (index i = 0; i < rows * n; ++i) y[i] += x[i];
+            });
         case OpCode::regularize:
             throw std::logic_error("run_op: regularize runs in the penalty, with its divisor");
     }

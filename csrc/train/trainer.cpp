@@ -159,30 +159,38 @@ void Trainer<T>::allocate() {
 }
 
 // The step's rows of X into the batch buffer, of each head's target columns into its
-// targets, of the row weights.
+// targets, of the row weights: dense X split over threads by rows, sparse X (gathered in
+// order) on one thread.
 template <class T>
 void Trainer<T>::gather(const EpochData<T>& d, index start, index rows) {
     const std::int64_t* idx = d.order + start;
-    const Program<T>& p = spec_.program;
-    if (d.x32.values) {
-        gather_sparse(d.x32, idx, rows);
-    } else if (d.x64.values) {
-        gather_sparse(d.x64, idx, rows);
-    } else {
-        T* x = bound_.ptr[std::size_t(p.input)];   // rows scattered over X: split over threads
-        parallel_for(rows, threads_for(rows * features_, kElementGrain), [&](index r0, index r1) {
-            for (index i = r0; i < r1; ++i)
-                std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
+    if (d.x32.values || d.x64.values)
+        return team_serial([&] {
+            if (d.x32.values) gather_sparse(d.x32, idx, rows);
+            else gather_sparse(d.x64, idx, rows);
+            gather_rows(d, idx, 0, rows);
         });
+    parallel_for(rows, threads_for(rows * features_, kElementGrain),
+                 [&](index r0, index r1) { gather_rows(d, idx, r0, r1); });
+}
+
+// Rows [r0, r1) of the step (X's at idx when dense, the targets, the weights).
+template <class T>
+void Trainer<T>::gather_rows(const EpochData<T>& d, const std::int64_t* idx, index r0, index r1) {
+    const Program<T>& p = spec_.program;
+    if (d.x) {
+        T* x = bound_.ptr[std::size_t(p.input)];
+        for (index i = r0; i < r1; ++i)
+            std::memcpy(x + i * features_, d.x + index(idx[i]) * features_, sizeof(T) * features_);
     }
     for (std::size_t h = 0; h < p.heads.size(); ++h) {
         const index k = p.width(p.heads[h].output), offset = p.heads[h].offset;
         T* y = y_[h].data();
-        for (index i = 0; i < rows; ++i)
+        for (index i = r0; i < r1; ++i)
             std::memcpy(y + i * k, d.y + index(idx[i]) * targets_ + offset, sizeof(T) * k);
     }
     if (d.w)
-        for (index i = 0; i < rows; ++i) w_.data()[i] = d.w[idx[i]];
+        for (index i = r0; i < r1; ++i) w_.data()[i] = d.w[idx[i]];
 }
 
 // Rows idx[0, rows) of sparse X as the batch's CSR rows, their entries in X's order.
@@ -260,9 +268,10 @@ double Trainer<T>::losses(index rows, const T* w, double weight) {
     for (std::size_t h = 0; h < p.heads.size(); ++h) {
         const LossHead& head = p.heads[h];
         const double scale = w ? (weight > 0 ? head.weight / weight : 0.0) : head.weight / double(rows);
-        head_loss_[h] = loss<T>(head.loss, bound_.ptr[std::size_t(head.output)], y_[h].data(),
-                                bound_.ptr[std::size_t(head.loss_grad)], rows, p.width(head.output), T(scale), w);
-        total += head.weight * head_loss_[h];
+        const double sum = loss<T>(head.loss, bound_.ptr[std::size_t(head.output)], y_[h].data(),
+                                   bound_.ptr[std::size_t(head.loss_grad)], rows, p.width(head.output), T(scale), w);
+        if (team_leader()) head_loss_[h] = sum;    // every thread of a team has the sum
+        total += head.weight * sum;
     }
     return total;
 }
@@ -389,59 +398,115 @@ StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uin
     return step_gradient(data, start, rows, model_step);
 }
 
+namespace {
+
+// A divergence at step s (what, the value, the step's rows) into the totals: the leader's.
+void record_divergence(Totals& totals, index s, Divergence what, double value, index rows) {
+    if (!team_leader()) return;
+    totals.diverged_step = s;
+    totals.diverged = what;
+    totals.diverged_value = value;
+    totals.diverged_rows = rows;
+}
+
+}  // namespace
+
+// Step s of a run (see run); false when the run ends there: the stop flag was set before
+// it, or it diverged. In a team every thread runs it and returns the same; the leader
+// holds `lock` (the weights) for the step and writes the totals.
+template <class T>
+bool Trainer<T>::run_step(const RunArgs<T>& r, index s, std::unique_lock<WeightsLock>& lock) {
+    team_serial([&] {
+        stop_now_ = r.stop && r.stop->load(std::memory_order_relaxed);
+        if (stop_now_) r.totals->interrupted = true;
+        else lock.lock();
+    });
+    if (stop_now_) return false;
+    Totals& totals = *r.totals;
+    const OptimizerSpec& opt = spec_.optimizer;
+    const index start = s * spec_.batch, i = s - r.step_begin;
+    const index rows = std::min(spec_.batch, r.data->n - start);
+    const StepGradient g = step_gradient(*r.data, start, rows, r.model_step0 + std::uint64_t(i));
+    auto end_step = [&](bool go) {
+        if (lock.owns_lock()) lock.unlock();
+        return go;
+    };
+    if (!std::isfinite(g.loss_sum)) {
+        record_divergence(totals, s, Divergence::loss, g.loss_sum, rows);
+        return end_step(false);
+    }
+
+    // Optimizer.step (optimizers.py): the finite check, clipping, one fused update.
+    const double norm2 = sum_squares<T>(buf_.grads, spec_.params);
+    if (!std::isfinite(norm2)) {
+        record_divergence(totals, s, Divergence::gradient, norm2, rows);
+        return end_step(false);
+    }
+    double grad_scale = 1.0;
+    if (opt.clipnorm > 0) {
+        const double norm = std::sqrt(norm2);
+        if (norm > opt.clipnorm) grad_scale = opt.clipnorm / norm;
+    }
+    // The running totals (the per-op loop's, train/loop.py) from the logits before the update.
+    team_serial([&] {
+        totals.penalty_sum += g.penalty * double(rows);
+        totals.weight_sum += g.weight;
+        for (std::size_t h = 0; h < totals.heads.size(); ++h) {
+            totals.heads[h].loss_sum += head_loss_[h];
+            add_metrics(h, rows, totals.heads[h]);
+        }
+        ++totals.steps;
+    });
+    const OptimizerHyper h{opt.kind, r.lrs[i], grad_scale, opt.b1, opt.b2, opt.eps, opt.weight_decay,
+                           r.t0 + i, opt.eps_before_correction};
+    optimizer_update<T>(h, buf_.params, buf_.grads, buf_.m, buf_.v, spec_.params);
+    return end_step(true);
+}
+
+// Steps [s0, s1) in one parallel region of `threads` (parallel.hpp, Teams); every thread
+// stops at the same step. An exception of any thread is rethrown after the region.
+template <class T>
+void Trainer<T>::run_in_team(const RunArgs<T>& r, index s0, index s1, int threads) {
+    Team team;
+    const int asked = num_threads();   // the calling thread's setting, for every thread
+    note_parallel_region();
+#pragma omp parallel num_threads(threads)
+    {
+        int id = 0, size = 1;
+#if defined(_OPENMP)
+        id = omp_get_thread_num();
+        size = omp_get_num_threads();
+#endif
+        const TeamMember member(team, id, size, asked);
+        std::unique_lock<WeightsLock> lock(*lock_, std::defer_lock);   // the leader's holds a step's
+        try {
+            for (index s = s0; s < s1 && run_step(r, s, lock); ++s) {
+            }
+        } catch (const TeamAborted&) {
+        } catch (...) {
+#pragma omp critical(fastmlp_team_error)
+            if (!team.error) team.error = std::current_exception();
+        }
+    }
+    if (team.error) std::rethrow_exception(team.error);
+}
+
+// The first step alone, its kernels forking as they need (it finds the widest team they
+// use), then, when that is more than one thread, the other steps in one team.
 template <class T>
 void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs, long long t0,
                      std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
     const Running running(running_);
     prepare(data, step_begin, step_end);
-    const index b = spec_.batch, n = data.n;
-    const OptimizerSpec& opt = spec_.optimizer;
-    for (index s = step_begin; s < step_end; ++s) {
-        if (stop && stop->load(std::memory_order_relaxed)) {
-            totals.interrupted = true;
-            return;
-        }
-        const std::lock_guard<WeightsLock> whole_step(*lock_);
-        const index start = s * b;
-        const index rows = start + b < n ? b : n - start;
-        const index i = s - step_begin;
-        const StepGradient g = step_gradient(data, start, rows, model_step0 + std::uint64_t(i));
-        if (!std::isfinite(g.loss_sum)) {
-            totals.diverged_step = s;
-            totals.diverged = Divergence::loss;
-            totals.diverged_value = g.loss_sum;
-            totals.diverged_rows = rows;
-            return;
-        }
-        const double pen = g.penalty, weight = g.weight;
-
-        // Optimizer.step (optimizers.py): the finite check, clipping, one fused update.
-        const double norm2 = sum_squares<T>(buf_.grads, spec_.params);
-        if (!std::isfinite(norm2)) {
-            totals.diverged_step = s;
-            totals.diverged = Divergence::gradient;
-            totals.diverged_value = norm2;
-            totals.diverged_rows = rows;
-            return;
-        }
-        double grad_scale = 1.0;
-        if (opt.clipnorm > 0) {
-            const double norm = std::sqrt(norm2);
-            if (norm > opt.clipnorm) grad_scale = opt.clipnorm / norm;
-        }
-        // The running totals (the per-op loop's, train/loop.py) from the logits before the update.
-        totals.penalty_sum += pen * double(rows);
-        totals.weight_sum += weight;
-        for (std::size_t h = 0; h < totals.heads.size(); ++h) {
-            totals.heads[h].loss_sum += head_loss_[h];
-            add_metrics(h, rows, totals.heads[h]);
-        }
-
-        const OptimizerHyper h{opt.kind, lrs[i], grad_scale, opt.b1, opt.b2, opt.eps, opt.weight_decay,
-                               t0 + i, opt.eps_before_correction};
-        optimizer_update<T>(h, buf_.params, buf_.grads, buf_.m, buf_.v, spec_.params);
-        ++totals.steps;
-    }
+    const RunArgs<T> r{&data, step_begin, lrs, t0, model_step0, &totals, stop};
+    std::unique_lock<WeightsLock> lock(*lock_, std::defer_lock);
+    reset_widest_team();
+    index s = step_begin;
+    if (s == step_end || !run_step(r, s++, lock)) return;
+    const int threads = widest_team();
+    if (threads > 1 && s < step_end) return run_in_team(r, s, step_end, threads);
+    for (; s < step_end; ++s)
+        if (!run_step(r, s, lock)) return;
 }
 
 template class Workspace<float>;

@@ -31,11 +31,16 @@
 // reader in another thread sees the weights and layer state between steps only; a run
 // asked to watch a stop flag (SIGINT: interrupt.hpp) reads it before each step and ends
 // there when it is set.
+// A run's first step runs on the calling thread, its kernels forking as they need; when
+// they used more than one thread, the other steps run in one parallel region of the
+// widest team they used, every thread calling the same kernels, which work-share over it
+// (parallel.hpp, Teams): the same calls, the same bits, one fork and join per run.
 // Baseline code, compiled once; the kernels are dispatched per ISA inside ops.hpp.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../common.hpp"
@@ -146,6 +151,18 @@ private:
     T* data_ = nullptr;
 };
 
+// What a run's steps read (Trainer::run's arguments).
+template <class T>
+struct RunArgs {
+    const EpochData<T>* data;
+    index step_begin;
+    const double* lrs;
+    long long t0;
+    std::uint64_t model_step0;
+    Totals* totals;
+    const std::atomic<bool>* stop;
+};
+
 template <class T>
 class Trainer {
 public:
@@ -181,7 +198,10 @@ private:
     StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step);
     double penalty(index rows, index n, double weight) const;
 
+    bool run_step(const RunArgs<T>& r, index s, std::unique_lock<WeightsLock>& lock);
+    void run_in_team(const RunArgs<T>& r, index s0, index s1, int threads);
     void gather(const EpochData<T>& data, index start, index rows);
+    void gather_rows(const EpochData<T>& data, const std::int64_t* idx, index r0, index r1);
     template <class I>
     void gather_sparse(const CsrRows<T, I>& x, const std::int64_t* idx, index rows);
     template <class I>
@@ -211,6 +231,7 @@ private:
     std::vector<T> batch_values_;
     CsrRows<T, std::int64_t> batch_csr_;
     std::atomic<bool> running_{false};        // a run() is in progress
+    bool stop_now_ = false;                   // the stop flag as the step's leader read it
 };
 
 extern template class Trainer<float>;
