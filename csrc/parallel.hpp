@@ -152,6 +152,20 @@ inline char* team_buffer(TeamBuffer& buffer, std::size_t need) {
     return buffer.data();
 }
 
+// This thread's number in the innermost parallel region and the region's size (0 and 1
+// outside one, or without OpenMP).
+struct RegionSeat {
+    int id = 0, size = 1;
+};
+inline RegionSeat region_seat() {
+    RegionSeat seat;
+#if defined(_OPENMP)
+    seat.id = omp_get_thread_num();
+    seat.size = omp_get_num_threads();
+#endif
+    return seat;
+}
+
 // f(begin, end) over [0, n) split into contiguous static chunks, one per thread. The split
 // changes with the thread count, so f must produce results that do not depend on it.
 // Inside a team, threads t < min(threads, team) run the chunks such a region would, then
@@ -176,12 +190,8 @@ void parallel_for(index n, int threads, F f) {
     note_parallel_region();
     #pragma omp parallel num_threads(threads)
     {
-        int t = 0, nt = 1;
-#if defined(_OPENMP)
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
+        const auto [t, nt] = region_seat();
         if (t == 0) note_team_size(nt);
-#endif
         const index begin = n * t / nt, end = n * (t + 1) / nt;
         if (begin < end) f(begin, end);
     }

@@ -483,12 +483,8 @@ void run_team(const GemmJob<T>& job, int threads) {
     note_parallel_region();
 #pragma omp parallel num_threads(threads)
     {
-        int tid = 0, nt = 1;
-#if defined(_OPENMP)
-        tid = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        team_items(job, tid, nt);
+        const RegionSeat seat = region_seat();
+        team_items(job, seat.id, seat.size);
     }
 }
 

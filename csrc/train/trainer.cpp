@@ -472,12 +472,8 @@ void Trainer<T>::run_in_team(const RunArgs<T>& r, index s0, index s1, int thread
     note_parallel_region();
 #pragma omp parallel num_threads(threads)
     {
-        int id = 0, size = 1;
-#if defined(_OPENMP)
-        id = omp_get_thread_num();
-        size = omp_get_num_threads();
-#endif
-        const TeamMember member(team, id, size, asked);
+        const RegionSeat seat = region_seat();
+        const TeamMember member(team, seat.id, seat.size, asked);
         std::unique_lock<WeightsLock> lock(*lock_, std::defer_lock);   // the leader's holds a step's
         try {
             for (index s = s0; s < s1 && run_step(r, s, lock); ++s) {

@@ -90,15 +90,12 @@ print(json.dumps({
 """
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend,path", [("native", "fused"), ("native", "per-op"),
-                                          ("numpy", "per-op"), ("native", "multitask")])
-def test_ctrl_c_stops_fit_within_a_step_at_a_step_boundary(backend, path, request):
-    if backend == "native":
-        request.getfixturevalue("native")
+def interrupted_fit(backend: str, path: str, env=None):
+    """INTERRUPTED_FIT in a child process sent SIGINT 0.3 s after it started training:
+    (its JSON report, when the signal was sent)."""
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(INTERRUPTED_FIT),
                               backend, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+                             text=True, env=env)
     try:
         assert child.stdout.readline().strip() == "started", child.stderr.read()
         time.sleep(0.3)
@@ -108,7 +105,16 @@ def test_ctrl_c_stops_fit_within_a_step_at_a_step_boundary(backend, path, reques
     finally:
         child.kill()
     assert child.returncode == 0, err
-    report = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1]), sent
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend,path", [("native", "fused"), ("native", "per-op"),
+                                          ("numpy", "per-op"), ("native", "multitask")])
+def test_ctrl_c_stops_fit_within_a_step_at_a_step_boundary(backend, path, request):
+    if backend == "native":
+        request.getfixturevalue("native")
+    report, sent = interrupted_fit(backend, path)
     assert report["caught"] is not None, "fit was not interrupted"
     assert report["caught"] - sent < 0.5, f"Ctrl-C took {report['caught'] - sent:.2f} s"
     assert "fit interrupted (Ctrl-C) at epoch" in report["message"]

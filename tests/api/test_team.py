@@ -4,13 +4,7 @@ does not grow with the steps; the bits are those of one thread at 1, 2, 3, 4, 8 
 threads (oversubscribed here, which correctness does not mind) for every kind of layer and
 sparse input, with every kernel given the team (the grain override); a divergence and Ctrl-C
 end the run on every thread together."""
-import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +13,7 @@ import fastmlp
 from fastmlp import BatchNorm, Dense, Dropout, Maxout, Sequential
 from fastmlp.optim.optimizers import SGD
 
-from .test_interrupt_and_threads import INTERRUPTED_FIT
+from .test_interrupt_and_threads import interrupted_fit
 
 THREADS = (1, 2, 3, 4, 8, 16)
 
@@ -122,19 +116,7 @@ def test_a_divergence_inside_the_team_stops_every_thread_at_its_step(threads, ev
 
 @pytest.mark.timeout(120)
 def test_ctrl_c_stops_a_team_at_a_step_boundary():
-    env = dict(os.environ, OMP_NUM_THREADS="4")
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(INTERRUPTED_FIT), "native", "fused"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert child.stdout.readline().strip() == "started", child.stderr.read()
-        time.sleep(0.3)
-        sent = time.monotonic()
-        os.kill(child.pid, signal.SIGINT)
-        out, err = child.communicate(timeout=100)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err
-    report = json.loads(out.strip().splitlines()[-1])
+    report, sent = interrupted_fit("native", "fused", dict(os.environ, OMP_NUM_THREADS="4"))
     assert report["caught"] is not None and report["caught"] - sent < 0.5
     assert report["steps"] > 0 and report["iterations"] == report["steps"]
     assert report["finite"] and report["same"], "the weights differ from a run of exactly training_step steps"
