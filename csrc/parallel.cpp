@@ -108,6 +108,16 @@ void leave_team(const TeamSeat& seat) {
     throw TeamAborted{};
 }
 
+// Defined here, in baseline code: an inline definition would be instantiated (team_serial
+// with its lambda) in every ISA's unit as a weak symbol, one of which the linker keeps.
+char* team_buffer(TeamBuffer& buffer, std::size_t need) {
+    if (buffer.bytes() < need) {
+        team_barrier();
+        team_serial([&] { buffer.reserve(need); });
+    }
+    return buffer.data();
+}
+
 TeamBuffer::~TeamBuffer() { std::free(data_); }
 
 void TeamBuffer::reserve(std::size_t need) {

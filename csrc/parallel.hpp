@@ -144,13 +144,7 @@ void team_serial(F f) {
 
 // `buffer` with at least `need` bytes; every thread of the team asks for the same size, and
 // when it is short the leader grows it between two barriers.
-inline char* team_buffer(TeamBuffer& buffer, std::size_t need) {
-    if (buffer.bytes() < need) {
-        team_barrier();
-        team_serial([&] { buffer.reserve(need); });
-    }
-    return buffer.data();
-}
+char* team_buffer(TeamBuffer& buffer, std::size_t need);
 
 // This thread's number in the innermost parallel region and the region's size (0 and 1
 // outside one, or without OpenMP).
