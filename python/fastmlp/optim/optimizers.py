@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Type
+from typing import Dict, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -131,7 +131,7 @@ class Optimizer:
         ``scale`` (:func:`fastmlp.optim.rates.current_rate`)."""
         return rates.current_rate(self.learning_rate, self, self.scale)
 
-    def step_rates(self, samples_per_step: np.ndarray) -> np.ndarray:
+    def step_rates(self, samples_per_step: Sequence[int]) -> np.ndarray:
         """The rates (float64) of the next ``len(samples_per_step)`` steps, step i taking
         ``samples_per_step[i]`` samples, as :attr:`current_learning_rate` would give them
         step by step within the current epoch (the counters are not changed)."""

@@ -7,7 +7,7 @@ taken), ``epochs`` (epochs completed), ``samples`` (samples seen) and
 from __future__ import annotations
 
 import numbers
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def current_rate(learning_rate: LearningRate, counters, scale: float) -> float:
 
 
 def step_rates(learning_rate: LearningRate, counters, scale: float,
-               samples_per_step: np.ndarray) -> np.ndarray:
+               samples_per_step: Sequence[int]) -> np.ndarray:
     """The rates (float64) of the next ``len(samples_per_step)`` steps, step i taking
     ``samples_per_step[i]`` samples, as :func:`current_rate` would give them step by step
     within the current epoch (``counters`` are not changed)."""

@@ -389,8 +389,8 @@ class FusedEpochs:
                              "run; fit uses the per-op loop for it")
         unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
         opt.state_for(model.flat_params)
-        n = len(X)
-        sizes = np.minimum(self.batch, n - np.arange(begin, end) * self.batch)
+        n, batch = len(X), self.batch
+        sizes = [min(batch, n - step * batch) for step in range(begin, end)]
         lrs = opt.step_rates(sizes)
         trainer = self._current(program)
         if totals is None:
@@ -400,7 +400,7 @@ class FusedEpochs:
                     totals, watch)
         model.weights_written()            # through the trainer's own binding
         done = totals.steps - before
-        opt.advance(done, int(sizes[:done].sum()), float(lrs[done - 1]) if done else 0.0)
+        opt.advance(done, sum(sizes[:done]), float(lrs[done - 1]) if done else 0.0)
         model.training_step += done
         if done:                                   # as the per-op forward leaves it
             for layer in model.layers:
@@ -409,7 +409,7 @@ class FusedEpochs:
             for name in unallocated:
                 setattr(opt, name, None)
         if totals.diverged is not None:
-            step, n_batches = totals.diverged_step + 1, -(-n // self.batch)
+            step, n_batches = totals.diverged_step + 1, -(-n // batch)
             rate = float(lrs[done])
             if totals.diverged == "loss":
                 raise diverged_loss(epoch, step, n_batches,
