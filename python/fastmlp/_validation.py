@@ -19,6 +19,8 @@ DTYPES = ("float32", "float64")
 
 def check_int(value, name: str, *, minimum: int = 1) -> int:
     """An integer (not a bool) >= minimum."""
+    if type(value) is int and value >= minimum:     # the common case, without the ABC check
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r} "
                         f"of type {type(value).__name__}")

@@ -314,16 +314,19 @@ def _key(program: dict, optimizer: Optimizer) -> tuple:
             optimizer.clipnorm, id(optimizer.m), id(optimizer.v))
 
 
+def _penalty_key(regularizer) -> Optional[tuple]:
+    """A regularizer by value (one may be changed in place)."""
+    return None if regularizer is None else (type(regularizer), _regularization(regularizer))
+
+
 def _program_key(model) -> tuple:
     """What a model's program is compiled from: its parameter buffer, and per layer its
-    plan's key and the regularizer that applies to it (by value: one may be changed in
-    place)."""
-    def penalty(regularizer):
-        return None if regularizer is None else (type(regularizer), _regularization(regularizer))
-    model_penalty = penalty(getattr(model, "regularizer", None))
-    return (id(model.flat_params), model_penalty) + tuple(
-        (id(layer), type(layer), getattr(layer, "plan_key", tuple)(),
-         penalty(getattr(layer, "regularizer", None))) for layer in model.layers)
+    plan's key and the regularizer that applies to it (by value)."""
+    key = [id(model.flat_params), _penalty_key(getattr(model, "regularizer", None))]
+    for layer in model.layers:
+        key.append((id(layer), type(layer), getattr(layer, "plan_key", tuple)(),
+                    _penalty_key(getattr(layer, "regularizer", None))))
+    return tuple(key)
 
 
 class FusedEpochs:
@@ -403,8 +406,9 @@ class FusedEpochs:
         opt.advance(done, sum(sizes[:done]), float(lrs[done - 1]) if done else 0.0)
         model.training_step += done
         if done:                                   # as the per-op forward leaves it
+            last_step = model.training_step - 1
             for layer in model.layers:
-                layer.step = model.training_step - 1
+                layer.step = last_step
         if opt.iterations == 0:                    # no step ever: no state, as step() leaves it
             for name in unallocated:
                 setattr(opt, name, None)
