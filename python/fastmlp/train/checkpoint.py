@@ -178,11 +178,14 @@ def non_finite(model, optimizer) -> str:
     return " and ".join(dict.fromkeys(bad))
 
 
+_BACKEND_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _finite(model, array: np.ndarray) -> bool:
     """Whether ``array`` is finite: float32 and float64 through the model's backend (one
     pass, no temporary array), anything else (a custom layer's state) through NumPy."""
     flat = np.ascontiguousarray(array).reshape(-1)
-    if flat.dtype in (np.float32, np.float64):
+    if flat.dtype in _BACKEND_DTYPES:
         return model.backend.all_finite(flat)
     return bool(np.isfinite(flat).all())
 
