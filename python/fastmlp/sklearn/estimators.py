@@ -49,6 +49,9 @@ from .weights import WeightList, checked_weights, non_finite_weights, refresh, w
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
+# the parameter names of each estimator constructor (_BaseMLP._get_param_names)
+_PARAM_NAMES: dict = {}
+
 
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: validation, the network, fit and
@@ -92,6 +95,17 @@ class _BaseMLP(BaseEstimator):
     # and new lists reach model_ at its next use (fastmlp.sklearn.weights)
     coefs_ = WeightList()
     intercepts_ = WeightList()
+
+    @classmethod
+    def _get_param_names(cls):
+        """scikit-learn's (the constructor's parameter names, sorted), read from its
+        signature once per constructor (inspect.signature takes about 50 us, and every fit
+        validates its parameters): a subclass with its own constructor is read anew."""
+        init = cls.__init__
+        names = _PARAM_NAMES.get(init)
+        if names is None:
+            names = _PARAM_NAMES[init] = tuple(super()._get_param_names())
+        return list(names)
 
     # ------------------------------------------------------------------ public
     @one_at_a_time
