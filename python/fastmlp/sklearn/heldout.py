@@ -1,6 +1,8 @@
 """The estimators' validation data: ``fit(X, y, X_val=..., y_val=..., sample_weight_val=...)``
 as scikit-learn's HistGradientBoosting takes it, checked against the training data
-(:func:`given_validation`), and the validation set's loss (:func:`validation_loss`).
+(:func:`given_validation`), and the validation set's loss (:func:`validation_loss`); the
+classifier's label binarizer, fitted and applied (:func:`fitted_label_binarizer`,
+:func:`binarize`), here as the training and validation labels share it.
 
 A :class:`Validation` is what the stopping rule (fastmlp.sklearn.stopping) scores and
 measures each epoch: the rows ``X``, the binarized targets ``Y`` (in the network's
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import numpy as np
+from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_array, column_or_1d
 
@@ -76,6 +79,21 @@ def _validation_rows(X_val, n_features: int, convert) -> np.ndarray:
         return convert(X_val)
     except ValueError as error:
         raise ValueError(f"X_val: {error}") from error
+
+
+def fitted_label_binarizer(y) -> LabelBinarizer:
+    """``LabelBinarizer().fit(y)`` of fit's validated y. For 1-D integer y, the usual
+    labels, its fitted attributes are set here as fit sets them (y_type_ "binary" for at
+    most two labels, else "multiclass"; classes_ the sorted labels in y's dtype; no sparse
+    input): fit's checks (type_of_target twice) take about 0.3 ms, a fifth of a small
+    fit's Python time."""
+    binarizer = LabelBinarizer()
+    if type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in "iu" or not len(y):
+        return binarizer.fit(y)
+    binarizer.classes_ = np.unique(y)
+    binarizer.y_type_ = "multiclass" if len(binarizer.classes_) > 2 else "binary"
+    binarizer.sparse_input_ = False
+    return binarizer
 
 
 def binarize(label_binarizer, y: np.ndarray) -> np.ndarray:

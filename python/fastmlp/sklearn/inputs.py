@@ -9,12 +9,11 @@ predict.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from .heldout import binarize
+from .heldout import binarize, fitted_label_binarizer
 
 #: the scipy.sparse formats X may come in (the model reads CSR: docs/sparse.md)
 SPARSE = ("csr", "csc")
@@ -58,8 +57,7 @@ def classifier_input(estimator, X, y, incremental: bool, reset: bool, dtype):
     and the validation score); classes_ as scikit-learn sets them."""
     X, y = _x_and_y(estimator, X, y, reset, dtype)
     if not hasattr(estimator, "classes_") or (not estimator.warm_start and not incremental):
-        estimator._label_binarizer = LabelBinarizer()
-        estimator._label_binarizer.fit(y)
+        estimator._label_binarizer = fitted_label_binarizer(y)
         estimator.classes_ = estimator._label_binarizer.classes_
     else:
         classes = unique_labels(y)
