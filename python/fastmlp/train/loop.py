@@ -155,7 +155,6 @@ class _Fit:
         self.log, self.saving, self.shuffle = log, saving, shuffle
         self.interrupt = Interrupt(model.backend)
         self._epoch_first_step = 0      # model.training_step at the epoch's first step
-        self._steps = None              # the last epoch's steps (epoch_steps reuses them)
 
     def run(self, epochs: int, resumed: Optional[Checkpoint]) -> None:
         """The epochs after ``resumed``'s position (from the first without one) until
@@ -204,9 +203,7 @@ class _Fit:
     def train_epoch(self, epoch: int, resumed: Optional[Checkpoint]) -> Dict[str, float]:
         """The epoch's steps (from a mid-epoch checkpoint's position when ``resumed``);
         returns its data loss, penalty and metric from the running totals."""
-        steps = self._steps = epoch_steps(self.model, self.optimizer, self.data, self.fused,
-                                          self._steps)
-        begin = 0
+        steps, begin = epoch_steps(self.model, self.optimizer, self.data, self.fused), 0
         if resumed is not None:
             self.model.shuffle_rng.bit_generator.state = resumed.epoch_shuffle
         due = self.saving.steps_due(epoch)

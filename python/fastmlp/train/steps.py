@@ -177,7 +177,6 @@ class FusedSteps:
             self.metrics = [head["metric"] for head in heads]
             self.targets = [data.Y[name] for name in self.names]
             self.Y = np.concatenate(self.targets, axis=1)
-        self._passes = fused.model.new_totals()   # record's, loaded with each epoch's totals
 
     def new_totals(self):
         return None          # run_steps creates the backend's totals at the first call
@@ -211,7 +210,7 @@ class FusedSteps:
                 "sum_sq": head.sum_sq}
 
     def record(self, totals) -> Dict[str, float]:
-        passes = self._passes
+        passes = self.fused.model.new_totals()
         passes.load(self.state(totals, None))
         return {**passes.result(), "penalty": totals.penalty_sum / self.data.n}
 
@@ -246,16 +245,11 @@ class FusedSteps:
             interrupt.requested = True
 
 
-def epoch_steps(model, optimizer: Optimizer, data: TrainingData, fused: Optional[FusedEpochs],
-                previous=None):
+def epoch_steps(model, optimizer: Optimizer, data: TrainingData, fused: Optional[FusedEpochs]):
     """The steps of the next epoch: fused when ``fused`` applies now (its program, taken
     once for the epoch: a callback may have given a layer a regularizer only the per-op
-    path runs), else per-op. ``previous`` (the last epoch's steps) is reused when it runs
-    the same program (the same object: FusedEpochs.program compiles a new one for any
-    change)."""
+    path runs), else per-op."""
     program = None if fused is None else fused.program()
-    if program is None:
-        return PerOpSteps(model, optimizer, data)
-    if isinstance(previous, FusedSteps) and previous.program is program:
-        return previous
-    return FusedSteps(fused, data, program)
+    if program is not None:
+        return FusedSteps(fused, data, program)
+    return PerOpSteps(model, optimizer, data)
