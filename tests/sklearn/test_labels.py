@@ -17,6 +17,7 @@ from fastmlp.sklearn.heldout import fitted_label_binarizer
 ])
 def test_fitted_label_binarizer_is_label_binarizers_fit(y):
     expected, got = LabelBinarizer().fit(y), fitted_label_binarizer(y)
+    assert list(vars(got)) == list(vars(expected))        # the same attributes, in order
     assert got.y_type_ == expected.y_type_
     assert got.sparse_input_ == expected.sparse_input_
     assert got.classes_.dtype == expected.classes_.dtype

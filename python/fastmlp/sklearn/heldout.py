@@ -90,9 +90,10 @@ def fitted_label_binarizer(y) -> LabelBinarizer:
     binarizer = LabelBinarizer()
     if type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in "iu" or not len(y):
         return binarizer.fit(y)
-    binarizer.classes_ = np.unique(y)
-    binarizer.y_type_ = "multiclass" if len(binarizer.classes_) > 2 else "binary"
+    classes = np.unique(y)
+    binarizer.y_type_ = "multiclass" if len(classes) > 2 else "binary"    # fit's order
     binarizer.sparse_input_ = False
+    binarizer.classes_ = classes
     return binarizer
 
 
