@@ -46,19 +46,43 @@ enum class Epilogue : int {
     accumulate,   // later K blocks:            C = C + alpha * acc
 };
 
-// The fused bias + activation epilogue (gemm_bias_act), set on the tiles of the last K
-// block only: after C is finished, z = C + bias[j] (one rounding in T, as bias_act_forward
-// does it), C = z, out = act(z) (activate<T>, the same vector function bias_act_forward
-// uses). bias == nullptr: a plain GEMM tile. out == nullptr: only z is written (the linear
-// activation with out == z). bias and out point at the tile's first column / element.
+// The fused epilogues, set on the tiles of the last K block only, after C is finished:
+//   bias + activation (gemm_bias_act; bias set): z = C + bias[j] (one rounding in T, as
+//     bias_act_forward does it), C = z, out = act(z) (activate<T>, the same vector function
+//     bias_act_forward uses). out == nullptr: only z is written (linear, out == z).
+//   backward of the activation (gemm_act_backward; z set): C = dx as a plain GEMM writes
+//     it, then out = dx * act'(z) from the stored tile by act_backward_rows, the function
+//     act_backward runs (z and a = act(z) with row stride ldz; out may be C itself).
+// Neither set: a plain GEMM tile. Every pointer is at the tile's first row and column
+// (at()); bias at its first column.
 template <class T>
-struct BiasAct {
+struct FusedEpilogue {
     const T* bias = nullptr;
+    const T* z = nullptr;
+    const T* a = nullptr;
+    index ldz = 0;
     T* out = nullptr;
     index ldo = 0;
     Activation act = Activation::linear;
     T param = T(0);
+
+    bool any() const { return bias || z; }
+    // The same epilogue for the part of C that starts at row i, column j.
+    FusedEpilogue at(index i, index j) const {
+        FusedEpilogue f = *this;
+        if (bias) f.bias += j;
+        if (z) f.z += i * ldz + j, f.a += i * ldz + j;
+        if (out) f.out += i * ldo + j;
+        return f;
+    }
 };
+
+// Rows [0, mr) x [0, nr) of a finished C (row stride ldc) through the backward epilogue.
+// Out of line: one copy per dtype, not one per microkernel instance and activation.
+template <class T>
+[[gnu::noinline]] void finish_act_backward(const T* c, index ldc, index mr, index nr, const FusedEpilogue<T>& f) {
+    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out, f.ldo, mr, nr, f.act, f.param);
+}
 
 // The epilogue of K block blk (gemm.hpp, the contract).
 inline Epilogue epilogue_for(index blk, double beta) {
@@ -81,7 +105,7 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 // instances inlined).
 template <class T>
 [[gnu::noinline]] void finish_edge_tile(T* tile, index ld, T alpha, T beta, Epilogue e, T* c, index ldc,
-                                        index mr, index nr, const BiasAct<T>& ba) {
+                                        index mr, index nr, const FusedEpilogue<T>& ba) {
     constexpr index W = lanes<T>;
     for (index r = 0; r < mr; ++r)
         for (index j = 0; j < nr; ++j) {
@@ -91,6 +115,7 @@ template <class T>
             if (ba.bias) z = z + ba.bias[j];
             *cp = tile[r * ld + j] = z;
         }
+    if (ba.z) return finish_act_backward<T>(c, ldc, mr, nr, ba);
     if (!ba.out) return;
     // The activation, a vector at a time from the tile (lanes are independent, so the
     // lanes past nr, never stored, do not matter).
@@ -125,7 +150,7 @@ template <class T>
 template <class T, int MR, int NV, index AS>
 inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const T* __restrict b, index b_ld, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
-                             const BiasAct<T>& ba = BiasAct<T>{}, index panel_stride = 0) {
+                             const FusedEpilogue<T>& ba = FusedEpilogue<T>{}, index panel_stride = 0) {
     constexpr index W = lanes<T>;
     constexpr index NR = NV * W;                       // the tile's columns
     const index a_row = AS > 0 ? AS : AS == 0 ? a_ld : 1;   // A(r, p) at a[r * a_row + p * a_col]
@@ -193,6 +218,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                 const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
                 store<T>(cp, apply_epilogue(e, acc[r][v], old, va, vb));
             }
+        if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);
         return;
     }
     alignas(64) T tile[MR * NR];
