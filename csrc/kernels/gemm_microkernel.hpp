@@ -46,15 +46,17 @@ enum class Epilogue : int {
     accumulate,   // later K blocks:            C = C + alpha * acc
 };
 
-// The fused epilogues, set on the tiles of the last K block only, after C is finished:
-//   bias + activation (gemm_bias_act; bias set): z = C + bias[j] (one rounding in T, as
-//     bias_act_forward does it), C = z, out = act(z) (activate<T>, the same vector function
-//     bias_act_forward uses). out == nullptr: only z is written (linear, out == z).
-//   backward of the activation (gemm_act_backward; z set): C = dx as a plain GEMM writes
-//     it, then out = dx * act'(z) from the stored tile by act_backward_rows, the function
-//     act_backward runs (z and a = act(z) with row stride ldz; out may be C itself).
-// Neither set: a plain GEMM tile. Every pointer is at the tile's first row and column
-// (at()); bias at its first column.
+// The fused epilogues, applied where C is finished (after its last K block):
+//   bias + activation (gemm_bias_act; bias set), by the microkernel on each tile: z = C +
+//     bias[j] (one rounding in T, as bias_act_forward does it), C = z, out = act(z)
+//     (activate<T>, the same vector function bias_act_forward uses). out == nullptr: only
+//     z is written (the linear activation with out == z).
+//   backward of the activation (gemm_act_backward; z set), by the driver on each finished
+//     strip of tiles (gemm.hpp compute_block; a call per tile cost more than it saved):
+//     out = C * act'(z) by act_backward_rows, the function act_backward runs, from C as a
+//     plain GEMM stores it (z and a = act(z) with row stride ldz; out may be C itself).
+// Neither set: a plain GEMM. Every pointer is at the first row and column of the part of
+// C it goes with (at()); bias at its first column.
 template <class T>
 struct FusedEpilogue {
     const T* bias = nullptr;
@@ -76,13 +78,6 @@ struct FusedEpilogue {
         return f;
     }
 };
-
-// Rows [0, mr) x [0, nr) of a finished C (row stride ldc) through the backward epilogue.
-// Out of line: one copy per dtype, not one per microkernel instance and activation.
-template <class T>
-[[gnu::noinline]] void finish_act_backward(const T* c, index ldc, index mr, index nr, const FusedEpilogue<T>& f) {
-    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out, f.ldo, mr, nr, f.act, f.param);
-}
 
 // The epilogue of K block blk (gemm.hpp, the contract).
 inline Epilogue epilogue_for(index blk, double beta) {
@@ -115,7 +110,6 @@ template <class T>
             if (ba.bias) z = z + ba.bias[j];
             *cp = tile[r * ld + j] = z;
         }
-    if (ba.z) return finish_act_backward<T>(c, ldc, mr, nr, ba);
     if (!ba.out) return;
     // The activation, a vector at a time from the tile (lanes are independent, so the
     // lanes past nr, never stored, do not matter).
@@ -218,7 +212,6 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                 const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
                 store<T>(cp, apply_epilogue(e, acc[r][v], old, va, vb));
             }
-        if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);
         return;
     }
     alignas(64) T tile[MR * NR];
