@@ -142,11 +142,16 @@ void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activat
 // its own row stride (z and a share one). The one definition of the backward's arithmetic:
 // act_backward is its one-row case, and the GEMM's fused backward epilogue
 // (gemm_microkernel.hpp) runs it on a finished tile of C (da, rounded to T); the lanes are
-// independent, so where a row is cut into vectors does not change a bit. dz may be da.
+// independent, so where a row is cut into vectors (or rows stored back to back are taken
+// as one) does not change a bit. dz may be da.
 template <class T>
 void act_backward_rows(const T* z, const T* a, index ldz, const T* da, index ldda, T* dz, index lddz,
                        index rows, index cols, Activation act, T param) {
     constexpr index W = lanes<T>;
+    if (rows > 1 && ldz == cols && ldda == cols && lddz == cols) {   // contiguous rows: one row
+        cols *= rows;
+        rows = 1;
+    }
     with_activation(act, [&](auto kind) {
         for (index r = 0; r < rows; ++r) {
             const T* zr = z + r * ldz;
