@@ -95,6 +95,12 @@ FASTMLP_VECTOR_INLINE Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T pa
     return one;
 }
 
+// Whether act's derivative is a select or a product of z or a, without exp: cheap enough
+// for the GEMM to inline into every microkernel (gemm_microkernel.hpp, the backward epilogue).
+constexpr bool cheap_derivative(Activation act) {
+    return act != Activation::gelu && act != Activation::silu && act != Activation::softplus;
+}
+
 // f(std::integral_constant<Activation, A>{}) for A = act: the loop f runs is compiled
 // once per activation, so activate and derivative fold to straight-line code inside it
 // instead of a switch per vector (relu's backward then reads neither a nor a jump table).

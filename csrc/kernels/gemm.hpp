@@ -255,19 +255,10 @@ struct GemmJob {
     index acc_ld = 0, acc_stride = 0;
 };
 
-// Rows [0, rows) x [0, cols) of a finished C (row stride ldc) through the backward epilogue
-// (FusedEpilogue::z). Out of line: inlined, its loop per activation would weigh on the
-// driver's registers.
-template <class T>
-[[gnu::noinline]] void finish_act_backward(const T* c, index ldc, index rows, index cols, const FusedEpilogue<T>& f) {
-    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out, f.ldo, rows, cols, f.act, f.param);
-}
-
 // One K block of C[ic : ic+mcur, j0 : j0+cols]: the A block at ap, the B micro-panels in
 // bp. Normally microkernels go down the rows for each B micro-panel, which then stays in
 // L1; when the whole B panel fits in L1 anyway (a short K block: dX of a small layer), they
-// go along the rows instead, writing C row by row. On the last K block the backward
-// epilogue follows each strip of tiles: a tile row going along, a panel column going down.
+// go along the rows instead, writing C row by row.
 template <class T>
 inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a, index direct_rows,
                           const BPanels<T>& bp, index kc, Epilogue e, bool last, index ic, index mcur,
@@ -276,13 +267,7 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     // The fused epilogue of the tile at (ir, jr), on the last K block only.
     auto epilogue_at = [&](index ir, index jr) {
-        return last && job.fused.bias ? job.fused.at(ic + ir, j0 + jr) : FusedEpilogue<T>{};
-    };
-    // The backward epilogue on finished rows [ir, ir + rows) x columns [jr, jr + ncols).
-    auto finish_strip = [&](index ir, index rows, index jr, index ncols) {
-        if (last && job.fused.z)
-            finish_act_backward<T>(job.c + (ic + ir) * job.ldc + j0 + jr, job.ldc, rows, ncols,
-                                   job.fused.at(ic + ir, j0 + jr));
+        return last && job.fused.any() ? job.fused.at(ic + ir, j0 + jr) : FusedEpilogue<T>{};
     };
     auto tile = [&](index ir, index jr) {
         const index mr = imin(MR, mcur - ir), nr = imin(NR, cols - jr);
@@ -327,17 +312,12 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
                                                  job.beta, e, job.c + ic * job.ldc + j0 + jr, job.ldc, 1,
                                                  NPR * NR, epilogue_at(0, jr), bp.direct ? NR : NR * kc);
         for (; jr < cols; jr += NR) tile(0, jr);
-        finish_strip(0, 1, 0, cols);
     } else if (kc * round_up(cols, NR) * index(sizeof(T)) <= kL1Bytes / 2) {
-        for (index ir = 0; ir < mcur; ir += MR) {
+        for (index ir = 0; ir < mcur; ir += MR)
             for (index jr = 0; jr < cols; jr += NR) tile(ir, jr);
-            finish_strip(ir, imin(MR, mcur - ir), 0, cols);
-        }
     } else {
-        for (index jr = 0; jr < cols; jr += NR) {
+        for (index jr = 0; jr < cols; jr += NR)
             for (index ir = 0; ir < mcur; ir += MR) tile(ir, jr);
-            finish_strip(0, mcur, jr, imin(NR, cols - jr));
-        }
     }
 }
 

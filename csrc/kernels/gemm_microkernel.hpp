@@ -51,10 +51,12 @@ enum class Epilogue : int {
 //     bias[j] (one rounding in T, as bias_act_forward does it), C = z, out = act(z)
 //     (activate<T>, the same vector function bias_act_forward uses). out == nullptr: only
 //     z is written (the linear activation with out == z).
-//   backward of the activation (gemm_act_backward; z set), by the driver on each finished
-//     strip of tiles (gemm.hpp compute_block; a call per tile cost more than it saved):
-//     out = C * act'(z) by act_backward_rows, the function act_backward runs, from C as a
-//     plain GEMM stores it (z and a = act(z) with row stride ldz; out may be C itself).
+//   backward of the activation (gemm_act_backward; z set): C = dx as a plain GEMM has it,
+//     out = dx * act'(z) (z and a = act(z) with row stride ldz; out may be C itself, then
+//     dx is not stored apart), each product as act_backward_rows computes it (the function
+//     act_backward runs; the same derivative<T>): in registers on full tiles where the
+//     derivative is cheap (cheap_derivative: no exp; then C is written only when out is
+//     not C), else by act_backward_rows from the stored tile.
 // Neither set: a plain GEMM. Every pointer is at the first row and column of the part of
 // C it goes with (at()); bias at its first column.
 template <class T>
@@ -93,6 +95,13 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
     }
 }
 
+// Rows [0, mr) x [0, nr) of a finished C (row stride ldc) through the backward epilogue.
+// Out of line: one copy per dtype, not one per microkernel instance and activation.
+template <class T>
+[[gnu::noinline]] void finish_act_backward(const T* c, index ldc, index mr, index nr, const FusedEpilogue<T>& f) {
+    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out, f.ldo, mr, nr, f.act, f.param);
+}
+
 // An edge tile (mr < MR or nr < NR) finished from its spilled accumulators, tile[r * ld +
 // j], element by element with the same epilogue as full tiles. Kept out of line: inlined
 // into every microkernel instance it made the driver's one big function spill registers
@@ -110,6 +119,7 @@ template <class T>
             if (ba.bias) z = z + ba.bias[j];
             *cp = tile[r * ld + j] = z;
         }
+    if (ba.z) return finish_act_backward<T>(c, ldc, mr, nr, ba);
     if (!ba.out) return;
     // The activation, a vector at a time from the tile (lanes are independent, so the
     // lanes past nr, never stored, do not matter).
@@ -204,6 +214,26 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
             }
             return;
         }
+        if (ba.z && cheap_derivative(ba.act)) {   // dx in registers, dz = dx * act'(z) as act_backward_rows has it
+            const bool keep_dx = ba.out != c;
+            with_activation(ba.act, [&](auto kind) {
+                if constexpr (cheap_derivative(decltype(kind)::value)) {
+#pragma GCC unroll 32
+                    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                        for (int v = 0; v < NV; ++v) {
+                            T* cp = c + r * ldc + v * W;
+                            const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
+                            const Vec<T> dx = apply_epilogue(e, acc[r][v], old, va, vb);
+                            if (keep_dx) store<T>(cp, dx);
+                            const index at = r * ba.ldz + v * W;
+                            const Vec<T> d = derivative<T>(kind, load<T>(ba.z + at), load<T>(ba.a + at), ba.param);
+                            store<T>(ba.out + r * ba.ldo + v * W, dx * d);
+                        }
+                }
+            });
+            return;
+        }
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -212,6 +242,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                 const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
                 store<T>(cp, apply_epilogue(e, acc[r][v], old, va, vb));
             }
+        if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);   // the derivatives with exp
         return;
     }
     alignas(64) T tile[MR * NR];
