@@ -84,7 +84,7 @@
 //   accumulators (the overwrite epilogue with alpha 1 and beta 0 stores acc itself, bit
 //   for bit); after a barrier, each thread finishes a range of rows of C from them in
 //   block order with the epilogues above (C = alpha * acc + beta * C, then C = C + alpha *
-//   acc, then bias + activation as bias_act_forward does it), so the bits are the same as
+//   acc, then the fused epilogue as bias_act_forward or act_backward does it), so the bits are the same as
 //   without the split, for any team. The accumulators follow the packing slots in the
 //   calling thread's workspace.
 //
