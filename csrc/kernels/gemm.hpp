@@ -84,9 +84,9 @@
 //   accumulators (the overwrite epilogue with alpha 1 and beta 0 stores acc itself, bit
 //   for bit); after a barrier, each thread finishes a range of rows of C from them in
 //   block order with the epilogues above (C = alpha * acc + beta * C, then C = C + alpha *
-//   acc, then the fused epilogue as bias_act_forward or act_backward does it), so the bits are the same as
-//   without the split, for any team. The accumulators follow the packing slots in the
-//   calling thread's workspace.
+//   acc, then the fused epilogue as bias_act_forward or act_backward does it), so the
+//   bits are the same as without the split, for any team. The accumulators follow the
+//   packing slots in the calling thread's workspace.
 //
 //   The rule, per product (choose_team): the slowest thread's multiply-adds, area of the
 //   largest rectangle (in whole tiles) x the K it covers, K split against grid. The K split
