@@ -1,5 +1,5 @@
-// fastmlp._core.gemm, gemm_bias_act and gemm_act_backward (ops.hpp): check and view the arrays, release the
-// GIL, call the dispatched kernel.
+// fastmlp._core.gemm, gemm_bias_act and gemm_act_backward (ops.hpp): check and view the
+// arrays, release the GIL, call the dispatched kernel.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

@@ -512,8 +512,9 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
         return team_serial([&] {
             if (fused.bias && (!fused.out || fused.ldo == 1))
                 return bias_act_forward<T>(fused.bias, c, fused.out ? fused.out : c, m, 1, fused.act, fused.param);
-            if (fused.z && fused.ldz == 1 && fused.ldo == 1)   // the column as one row, too
-                return act_backward_rows<T>(fused.z, fused.a, m, c, m, fused.out, m, 1, m, fused.act, fused.param);
+            if (fused.z && fused.ldz == 1 && (!fused.out || fused.ldo == 1))   // the column as one row, too
+                return act_backward_rows<T>(fused.z, fused.a, m, c, m, fused.out ? fused.out : c, m, 1, m,
+                                            fused.act, fused.param);
             finish_small();
         });
     }
@@ -565,9 +566,9 @@ void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, inde
 // dx = op(A) @ op(B) (alpha 1, beta 0), dz = dx * act'(z) with a = act(z) (z and a of
 // row stride ldz): the backward of the layer below fused into the input gradient's GEMM.
 // Bit-identical to gemm then act_backward on the same ISA: each tile of the last K block
-// is finished (dx rounded to T), then act_backward_rows runs on it. dx == dz: only dz is
-// kept (dx, never needed, is not written apart from it). dx and dz are never read before
-// written; z and a are not outputs.
+// is finished (dx rounded to T), then multiplied by the derivative as act_backward does it
+// (FusedEpilogue, gemm_microkernel.hpp). dx == dz: only dz is written. dx and dz are never
+// read before written; z and a are not outputs.
 template <class T>
 void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, index lda, const T* b,
                        index ldb, const T* z, const T* act_z, index ldz, T* dx, index lddx, T* dz, index lddz,
@@ -576,7 +577,7 @@ void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, 
     fused.z = z;
     fused.a = act_z;
     fused.ldz = ldz;
-    fused.out = dz;
+    fused.out = dz == dx ? nullptr : dz;
     fused.ldo = lddz;
     fused.act = act;
     fused.param = param;

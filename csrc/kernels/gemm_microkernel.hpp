@@ -52,11 +52,11 @@ enum class Epilogue : int {
 //     (activate<T>, the same vector function bias_act_forward uses). out == nullptr: only
 //     z is written (the linear activation with out == z).
 //   backward of the activation (gemm_act_backward; z set): C = dx as a plain GEMM has it,
-//     out = dx * act'(z) (z and a = act(z) with row stride ldz; out may be C itself, then
-//     dx is not stored apart), each product as act_backward_rows computes it (the function
-//     act_backward runs; the same derivative<T>): in registers on full tiles where the
-//     derivative is cheap (cheap_derivative: no exp; then C is written only when out is
-//     not C), else by act_backward_rows from the stored tile.
+//     out = dx * act'(z) (z and a = act(z) with row stride ldz; out == nullptr: over dx in
+//     C, which is then not kept), each product as act_backward_rows computes it (the
+//     function act_backward runs; the same derivative<T>): in registers on full tiles
+//     where the derivative is cheap (cheap_derivative: no exp; dx then written only when
+//     kept), else by act_backward_rows from the stored tile.
 // Neither set: a plain GEMM. Every pointer is at the first row and column of the part of
 // C it goes with (at()); bias at its first column.
 template <class T>
@@ -98,8 +98,8 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 // Rows [0, mr) x [0, nr) of a finished C (row stride ldc) through the backward epilogue.
 // Out of line: one copy per dtype, not one per microkernel instance and activation.
 template <class T>
-[[gnu::noinline]] void finish_act_backward(const T* c, index ldc, index mr, index nr, const FusedEpilogue<T>& f) {
-    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out, f.ldo, mr, nr, f.act, f.param);
+[[gnu::noinline]] void finish_act_backward(T* c, index ldc, index mr, index nr, const FusedEpilogue<T>& f) {
+    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out ? f.out : c, f.out ? f.ldo : ldc, mr, nr, f.act, f.param);
 }
 
 // An edge tile (mr < MR or nr < NR) finished from its spilled accumulators, tile[r * ld +
@@ -215,7 +215,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
             return;
         }
         if (ba.z && cheap_derivative(ba.act)) {   // dx in registers, dz = dx * act'(z) as act_backward_rows has it
-            const bool keep_dx = ba.out != c;
+            const bool keep_dx = ba.out != nullptr;
             with_activation(ba.act, [&](auto kind) {
                 if constexpr (cheap_derivative(decltype(kind)::value)) {
 #pragma GCC unroll 32
@@ -228,7 +228,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                             if (keep_dx) store<T>(cp, dx);
                             const index at = r * ba.ldz + v * W;
                             const Vec<T> d = derivative<T>(kind, load<T>(ba.z + at), load<T>(ba.a + at), ba.param);
-                            store<T>(ba.out + r * ba.ldo + v * W, dx * d);
+                            store<T>(keep_dx ? ba.out + r * ba.ldo + v * W : cp, dx * d);
                         }
                 }
             });

@@ -73,7 +73,7 @@ template <class T>
 void finish_fused_rows(const FusedEpilogue<T>& fused, T* c, index ldc, index i0, index i1, index n) {
     if (i0 >= i1) return;
     const FusedEpilogue<T> f = fused.at(i0, 0);
-    if (f.z) return act_backward_rows<T>(f.z, f.a, f.ldz, c + i0 * ldc, ldc, f.out, f.ldo, i1 - i0, n, f.act, f.param);
+    if (f.z) return finish_act_backward<T>(c + i0 * ldc, ldc, i1 - i0, n, f);
     if (!f.bias) return;
     for (index i = i0; i < i1; ++i) {
         T* crow = c + i * ldc;
