@@ -573,14 +573,7 @@ template <class T>
 void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, index lda, const T* b,
                        index ldb, const T* z, const T* act_z, index ldz, T* dx, index lddx, T* dz, index lddz,
                        Activation act, T param, int threads) {
-    FusedEpilogue<T> fused;
-    fused.z = z;
-    fused.a = act_z;
-    fused.ldz = ldz;
-    fused.out = dz == dx ? nullptr : dz;
-    fused.ldo = lddz;
-    fused.act = act;
-    fused.param = param;
+    const FusedEpilogue<T> fused{nullptr, z, act_z, ldz, dz == dx ? nullptr : dz, lddz, act, param};
     gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), dx, lddx, threads, fused);
 }
 
