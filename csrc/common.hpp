@@ -97,6 +97,13 @@ struct KernelTable {
     void (*gemm_bias_act)(bool trans_a, bool trans_b, index m, index n, index k, const T* a,
                           index lda, const T* b, index ldb, const T* bias, T* z, index ldz,
                           T* out, index ldo, Activation act, T param, int threads);
+    // dx = op(A) @ op(B) (alpha 1, beta 0), dz = dx * act'(z) (a = act(z); z and a with
+    // row stride ldz): act_backward applied in the epilogue of each tile's last K block,
+    // bit-identical to gemm then act_backward. dx may be dz (then only dz is written);
+    // neither is read before written.
+    void (*gemm_act_backward)(bool trans_a, bool trans_b, index m, index n, index k, const T* a, index lda,
+                              const T* b, index ldb, const T* z, const T* act_z, index ldz, T* dx,
+                              index lddx, T* dz, index lddz, Activation act, T param, int threads);
     // Pre-packed weights (gemm.hpp): packed_b_size(n, k) elements hold op(B) (k x n) as
     // pack_b lays it out for this ISA; gemm_bias_act_packed is gemm_bias_act with A
     // untransposed and that B, the same bits. The layout differs between ISAs.

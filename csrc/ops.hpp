@@ -57,6 +57,20 @@ void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, inde
                                      act, param, threads);
 }
 
+// dx = op(A) @ op(B), dz = dx * act'(z) in one pass (the input gradient's GEMM with the
+// backward of the layer below, fused trainer): the same threads as gemm, bit-identical to
+// gemm then act_backward. dx may be dz: then dx is not kept. Counted for the tests
+// (fused_act_backwards, parallel.hpp).
+template <class T>
+void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, index lda, const T* b,
+                       index ldb, const T* z, const T* act_z, index ldz, T* dx, index lddx, T* dz, index lddz,
+                       Activation act, T param) {
+    const int threads = threads_for(m * n * k, kGemmGrain);
+    note_fused_act_backward();
+    kernels().get<T>().gemm_act_backward(ta, tb, m, n, k, a, lda, b, ldb, z, act_z, ldz, dx, lddx, dz, lddz, act,
+                                         param, threads);
+}
+
 template <class T>
 void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activation act, T param) {
     const auto f = kernels().get<T>().bias_act_forward;

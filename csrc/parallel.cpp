@@ -23,7 +23,7 @@ thread_local int tl_threads FASTMLP_FAST_TLS = 0;
 std::atomic<bool> g_pool_started{false}, g_serial_after_fork{false};
 std::atomic<int> g_last_team{1}, g_last_k_groups{1}, g_last_direct{0}, g_direct_override{0};
 std::atomic<index> g_grain_override{0};
-std::atomic<std::uint64_t> g_regions{0};
+std::atomic<std::uint64_t> g_regions{0}, g_fused_act_backwards{0};
 thread_local int tl_widest_team FASTMLP_FAST_TLS = 1;
 thread_local TeamSeat tl_seat FASTMLP_FAST_TLS;
 
@@ -83,6 +83,10 @@ int last_gemm_direct() { return g_last_direct; }
 void note_gemm_direct(int operands) { g_last_direct = operands; }
 int gemm_direct_override() { return g_direct_override; }
 void set_gemm_direct_override(int mode) { g_direct_override = mode; }
+std::uint64_t fused_act_backwards() { return g_fused_act_backwards; }
+void note_fused_act_backward() {
+    if (tl_seat.id == 0) g_fused_act_backwards.fetch_add(1, std::memory_order_relaxed);
+}
 void set_grain_override(index grain) { g_grain_override = grain > 0 ? grain : 0; }
 
 int threads_for(index work, index grain) {

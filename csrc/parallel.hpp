@@ -33,6 +33,8 @@ int last_gemm_direct();          // operands the latest GEMM read in place (gemm
 void note_gemm_direct(int operands);
 int gemm_direct_override();      // tests: a mask (1 B, 2 A) forced in place where possible, < 0 none, 0 the rules
 void set_gemm_direct_override(int mode);
+std::uint64_t fused_act_backwards(); // gemm_act_backward calls so far (ops.hpp; a team's counts once)
+void note_fused_act_backward();
 
 // Threads worth using for `work` units when each thread should get at least `grain`.
 int threads_for(index work, index grain);

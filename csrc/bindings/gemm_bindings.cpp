@@ -1,5 +1,5 @@
-// fastmlp._core.gemm and gemm_bias_act (ops.hpp): check and view the arrays, release the
-// GIL, call the dispatched kernel.
+// fastmlp._core.gemm, gemm_bias_act and gemm_act_backward (ops.hpp): check and view the
+// arrays, release the GIL, call the dispatched kernel.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -82,6 +82,31 @@ void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z
     });
 }
 
+// dx = op(a) @ op(b), dz = dx * act'(z) (act_z = act(z)); dz may be dx itself (dx not kept).
+void gemm_act_backward_binding(py::array a, py::array b, py::array z, py::array act_z, py::array dx, py::array dz,
+                               bool ta, bool tb, const std::string& act, double param) {
+    const char* k = "gemm_act_backward";
+    const Activation f = activation_of(k, act);
+    with_dtype(a, k, "a", [&](auto tag) {
+        using T = decltype(tag);
+        const T* pa = input<T>(a, k, "a", 2);
+        const T* pb = input<T>(b, k, "b", 2);
+        const T* pz = input<T>(z, k, "z", 2);
+        const T* paz = input<T>(act_z, k, "act_z", 2);
+        T* pdx = output<T>(dx, k, "dx", 2);
+        T* pdz = output<T>(dz, k, "dz", 2);
+        const ProductShape s = product_shape(k, a, ta, b, tb, dx, "dx");
+        for (const Named& other : {Named{&z, "z"}, Named{&act_z, "act_z"}, Named{&dz, "dz"}})
+            same_shape(k, dx, "dx", *other.first, other.second);
+        same_or_disjoint(k, dz, "dz", dx, "dx");
+        all_disjoint(k, {{&dz, "dz"}}, {{&a, "a"}, {&b, "b"}, {&z, "z"}, {&act_z, "act_z"}});
+        all_disjoint(k, {{&dx, "dx"}}, {{&a, "a"}, {&b, "b"}, {&z, "z"}, {&act_z, "act_z"}});
+        py::gil_scoped_release nogil;
+        gemm_act_backward<T>(ta, tb, s.m, s.n, s.k, pa, a.shape(1), pb, b.shape(1), pz, paz, s.n, pdx, s.n, pdz,
+                             s.n, f, T(param));
+    });
+}
+
 // z = x W^T + bias, out = act(z) with x sparse rows (indptr, indices, values) of W.shape[1] columns.
 void csr_gemm_bias_act_binding(py::array indptr, py::array indices, py::array values, py::array w,
                                py::array bias, py::array z, py::array out, const std::string& act, double param) {
@@ -136,6 +161,11 @@ void register_gemm(py::module_& m) {
           arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
           "z = op(a) @ op(b) + bias (row broadcast), out = act(z), in one pass; bit-identical to gemm "
           "then bias_act_forward. z and out are never read; out may be z only for 'linear'.");
+    m.def("gemm_act_backward", &gemm_act_backward_binding, arg("a").noconvert(), arg("b").noconvert(),
+          arg("z").noconvert(), arg("act_z").noconvert(), arg("dx").noconvert(), arg("dz").noconvert(),
+          arg("trans_a") = false, arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
+          "dx = op(a) @ op(b), dz = dx * act'(z) (act_z = act(z)) in one pass; bit-identical to gemm "
+          "then act_backward. dx and dz are never read; dz may be dx itself (then dx is not kept).");
     m.def("csr_gemm_bias_act", &csr_gemm_bias_act_binding, arg("indptr").noconvert(), arg("indices").noconvert(),
           arg("values").noconvert(), arg("w").noconvert(), arg("bias").noconvert(), arg("z").noconvert(),
           arg("out").noconvert(), arg("activation") = "linear", arg("param") = 0.0,

@@ -3,7 +3,8 @@
 // ran, last_gemm_k_groups: over how many K groups the latest GEMM split its K blocks, and
 // set_grain_override: every kernel's grain replaced, for the tests of the thread policy;
 // last_gemm_direct / set_gemm_direct_override: which operands the latest GEMM read in
-// place, and forcing that on or off (gemm.hpp, "Direct B").
+// place, and forcing that on or off (gemm.hpp, "Direct B"); fused_act_backwards: how many
+// GEMMs ran with the activation's backward in their epilogue (the fused trainer's).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -72,6 +73,7 @@ void register_runtime(py::module_& m, py::module_& testing) {
     testing.def("set_grain_override", &set_grain_override, arg("grain"));
     testing.def("last_gemm_direct", &last_gemm_direct);
     testing.def("set_gemm_direct_override", &set_gemm_direct_override, arg("mode"));
+    testing.def("fused_act_backwards", &fused_act_backwards);
 }
 
 }}  // namespace fastmlp::bind

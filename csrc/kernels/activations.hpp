@@ -95,6 +95,12 @@ FASTMLP_VECTOR_INLINE Vec<T> derivative(Activation act, Vec<T> z, Vec<T> a, T pa
     return one;
 }
 
+// Whether act's derivative is a select or a product of z or a, without exp: cheap enough
+// for the GEMM to inline into every microkernel (gemm_microkernel.hpp, the backward epilogue).
+constexpr bool cheap_derivative(Activation act) {
+    return act != Activation::gelu && act != Activation::silu && act != Activation::softplus;
+}
+
 // f(std::integral_constant<Activation, A>{}) for A = act: the loop f runs is compiled
 // once per activation, so activate and derivative fold to straight-line code inside it
 // instead of a switch per vector (relu's backward then reads neither a nor a jump table).
@@ -138,20 +144,41 @@ void bias_act_forward(const T* bias, T* z, T* a, index rows, index cols, Activat
     });
 }
 
+// Rows [0, rows) x columns [0, cols) of dz = da * act'(z) (a = act(z)), each array with
+// its own row stride (z and a share one). The one definition of the backward's arithmetic:
+// act_backward is its one-row case, and the GEMM's fused backward epilogue
+// (gemm_microkernel.hpp) runs it on a finished tile of C (da, rounded to T); the lanes are
+// independent, so where a row is cut into vectors (or rows stored back to back are taken
+// as one) does not change a bit. dz may be da.
 template <class T>
-void act_backward(const T* z, const T* a, const T* da, T* dz, index n, Activation act,
-                  T param) {
+void act_backward_rows(const T* z, const T* a, index ldz, const T* da, index ldda, T* dz, index lddz,
+                       index rows, index cols, Activation act, T param) {
     constexpr index W = lanes<T>;
+    if (rows > 1 && ldz == cols && ldda == cols && lddz == cols) {   // contiguous rows: one row
+        cols *= rows;
+        rows = 1;
+    }
     with_activation(act, [&](auto kind) {
-        index i = 0;
-        for (; i + W <= n; i += W)
-            store<T>(dz + i, load<T>(da + i) * derivative<T>(kind, load<T>(z + i), load<T>(a + i), param));
-        if (i < n) {
-            const index w = n - i;
-            const Vec<T> d = derivative<T>(kind, load_part<T>(z + i, w, T(0)), load_part<T>(a + i, w, T(0)), param);
-            store_part<T>(dz + i, load_part<T>(da + i, w, T(0)) * d, w);
+        for (index r = 0; r < rows; ++r) {
+            const T* zr = z + r * ldz;
+            const T* ar = a + r * ldz;
+            const T* dar = da + r * ldda;
+            T* dzr = dz + r * lddz;
+            index i = 0;
+            for (; i + W <= cols; i += W)
+                store<T>(dzr + i, load<T>(dar + i) * derivative<T>(kind, load<T>(zr + i), load<T>(ar + i), param));
+            if (i < cols) {
+                const index w = cols - i;
+                const Vec<T> d = derivative<T>(kind, load_part<T>(zr + i, w, T(0)), load_part<T>(ar + i, w, T(0)), param);
+                store_part<T>(dzr + i, load_part<T>(dar + i, w, T(0)) * d, w);
+            }
         }
     });
+}
+
+template <class T>
+void act_backward(const T* z, const T* a, const T* da, T* dz, index n, Activation act, T param) {
+    act_backward_rows<T>(z, a, n, da, n, dz, n, 1, n, act, param);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -84,9 +84,9 @@
 //   accumulators (the overwrite epilogue with alpha 1 and beta 0 stores acc itself, bit
 //   for bit); after a barrier, each thread finishes a range of rows of C from them in
 //   block order with the epilogues above (C = alpha * acc + beta * C, then C = C + alpha *
-//   acc, then bias + activation as bias_act_forward does it), so the bits are the same as
-//   without the split, for any team. The accumulators follow the packing slots in the
-//   calling thread's workspace.
+//   acc, then the fused epilogue as bias_act_forward or act_backward does it), so the
+//   bits are the same as without the split, for any team. The accumulators follow the
+//   packing slots in the calling thread's workspace.
 //
 //   The rule, per product (choose_team): the slowest thread's multiply-adds, area of the
 //   largest rectangle (in whole tiles) x the K it covers, K split against grid. The K split
@@ -244,7 +244,7 @@ struct GemmJob {
     index ldc;
     KBlocks kb;
     index mc, nc;
-    BiasAct<T> fused;          // gemm_bias_act: bias != nullptr; out/bias at column 0
+    FusedEpilogue<T> fused;    // gemm_bias_act, gemm_act_backward: at row 0, column 0
     const T* packed_b;         // pre-packed op(B) (pack_b), or nullptr: pack per call
     bool direct_b = false;     // untransposed B read in place (use_direct_b)
     bool direct_a = false;     // op(A)'s full tile rows read in place (use_direct_a)
@@ -267,13 +267,7 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     // The fused epilogue of the tile at (ir, jr), on the last K block only.
     auto epilogue_at = [&](index ir, index jr) {
-        BiasAct<T> ba;
-        if (last && job.fused.bias) {
-            ba = job.fused;
-            ba.bias += j0 + jr;
-            if (ba.out) ba.out += (ic + ir) * ba.ldo + j0 + jr;
-        }
-        return ba;
+        return last && job.fused.any() ? job.fused.at(ic + ir, j0 + jr) : FusedEpilogue<T>{};
     };
     auto tile = [&](index ir, index jr) {
         const index mr = imin(MR, mcur - ir), nr = imin(NR, cols - jr);
@@ -281,7 +275,7 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
         const T* b = bp.at(jr / NR, nr);
         const index bld = bp.row_stride(nr);
         T* c = job.c + (ic + ir) * job.ldc + j0 + jr;
-        const BiasAct<T> ba = epilogue_at(ir, jr);
+        const FusedEpilogue<T> ba = epilogue_at(ir, jr);
         // A full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T).
         auto in_place = [&](auto as) {
             constexpr index ASD = decltype(as)::value;
@@ -363,7 +357,7 @@ GemmJob<T> k_split_part(const GemmJob<T>& job, index blk) {
     GemmJob<T> part = job;
     part.alpha = T(1);
     part.beta = T(0);
-    part.fused = BiasAct<T>{};
+    part.fused = FusedEpilogue<T>{};
     part.c = job.acc + blk * job.acc_stride;
     part.ldc = job.acc_ld;
     return part;
@@ -488,23 +482,18 @@ void run_team(const GemmJob<T>& job, int threads) {
     }
 }
 
-// The driver for gemm and gemm_bias_act: `fused.bias` set means the bias + activation
-// epilogue (fused.out at row 0, column 0; null when out is c and the activation linear).
+// The driver for gemm, gemm_bias_act and gemm_act_backward: `fused` the epilogue of the
+// last K block (gemm_microkernel.hpp), at row 0, column 0.
 template <class T>
 void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
               const T* b, index ldb, T beta, T* c, index ldc, int threads,
-              const BiasAct<T>& fused, const T* packed_b = nullptr) {
+              const FusedEpilogue<T>& fused, const T* packed_b = nullptr) {
     if (m <= 0 || n <= 0) return;
     note_gemm_k_groups(1);
     note_gemm_direct(0);
-    // The small cases: the plain product, then bias_act_forward row by row (the same
-    // arithmetic as the epilogue: both add in T and use activate<T>).
-    auto finish_small = [&] {
-        if (!fused.bias) return;
-        for (index i = 0; i < m; ++i)
-            bias_act_forward<T>(fused.bias, c + i * ldc, fused.out ? fused.out + i * fused.ldo : c + i * ldc,
-                                1, n, fused.act, fused.param);
-    };
+    // The small cases: the plain product, then the unfused kernels row by row (the same
+    // arithmetic as the epilogue).
+    auto finish_small = [&] { finish_fused_rows(fused, c, ldc, 0, m, n); };
     // Serial parts run on the leader of a team (team_serial; outside one: here).
     if (k <= 0)
         return team_serial([&] {
@@ -519,10 +508,13 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
             finish_small();
         });
     if (n == 1 && ldc == 1 && m > 1 && !packed_b) {  // a one-column C, stored as a row: see "One column"
-        gemm_run<T>(!tb, !ta, 1, m, k, alpha, b, ldb, a, lda, beta, c, m, threads, BiasAct<T>{});
+        gemm_run<T>(!tb, !ta, 1, m, k, alpha, b, ldb, a, lda, beta, c, m, threads, FusedEpilogue<T>{});
         return team_serial([&] {
             if (fused.bias && (!fused.out || fused.ldo == 1))
                 return bias_act_forward<T>(fused.bias, c, fused.out ? fused.out : c, m, 1, fused.act, fused.param);
+            if (fused.z && fused.ldz == 1 && (!fused.out || fused.ldo == 1))   // the column as one row, too
+                return act_backward_rows<T>(fused.z, fused.a, m, c, m, fused.out ? fused.out : c, m, 1, m,
+                                            fused.act, fused.param);
             finish_small();
         });
     }
@@ -545,7 +537,7 @@ void gemm_run(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, 
 template <class T>
 void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
                  const T* b, index ldb, T beta, T* c, index ldc, int threads) {
-    gemm_run<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, BiasAct<T>{});
+    gemm_run<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, FusedEpilogue<T>{});
 }
 
 // z = op(A) @ op(B) + bias (row broadcast), out = act(z); alpha = 1, beta = 0 (z and out
@@ -553,8 +545,8 @@ void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* 
 // ISA: the epilogue of each tile's last K block adds the bias in T and applies activate<T>
 // while the tile is in registers. out may be z only for the linear activation.
 template <class T>
-BiasAct<T> bias_act_epilogue(const T* bias, const T* z, T* out, index ldo, Activation act, T param) {
-    BiasAct<T> fused;
+FusedEpilogue<T> bias_act_epilogue(const T* bias, const T* z, T* out, index ldo, Activation act, T param) {
+    FusedEpilogue<T> fused;
     fused.bias = bias;
     fused.out = out == z ? nullptr : out;
     fused.ldo = ldo;
@@ -569,6 +561,20 @@ void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, inde
                    Activation act, T param, int threads) {
     gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), z, ldz, threads,
                 bias_act_epilogue(bias, z, out, ldo, act, param));
+}
+
+// dx = op(A) @ op(B) (alpha 1, beta 0), dz = dx * act'(z) with a = act(z) (z and a of
+// row stride ldz): the backward of the layer below fused into the input gradient's GEMM.
+// Bit-identical to gemm then act_backward on the same ISA: each tile of the last K block
+// is finished (dx rounded to T), then multiplied by the derivative as act_backward does it
+// (FusedEpilogue, gemm_microkernel.hpp). dx == dz: only dz is written. dx and dz are never
+// read before written; z and a are not outputs.
+template <class T>
+void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, index lda, const T* b,
+                       index ldb, const T* z, const T* act_z, index ldz, T* dx, index lddx, T* dz, index lddz,
+                       Activation act, T param, int threads) {
+    const FusedEpilogue<T> fused{nullptr, z, act_z, ldz, dz == dx ? nullptr : dz, lddz, act, param};
+    gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), dx, lddx, threads, fused);
 }
 
 // ---- pre-packed B -----------------------------------------------------------------------

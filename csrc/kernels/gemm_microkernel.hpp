@@ -46,18 +46,39 @@ enum class Epilogue : int {
     accumulate,   // later K blocks:            C = C + alpha * acc
 };
 
-// The fused bias + activation epilogue (gemm_bias_act), set on the tiles of the last K
-// block only: after C is finished, z = C + bias[j] (one rounding in T, as bias_act_forward
-// does it), C = z, out = act(z) (activate<T>, the same vector function bias_act_forward
-// uses). bias == nullptr: a plain GEMM tile. out == nullptr: only z is written (the linear
-// activation with out == z). bias and out point at the tile's first column / element.
+// The fused epilogues, applied where C is finished (after its last K block):
+//   bias + activation (gemm_bias_act; bias set), by the microkernel on each tile: z = C +
+//     bias[j] (one rounding in T, as bias_act_forward does it), C = z, out = act(z)
+//     (activate<T>, the same vector function bias_act_forward uses). out == nullptr: only
+//     z is written (the linear activation with out == z).
+//   backward of the activation (gemm_act_backward; z set): C = dx as a plain GEMM has it,
+//     out = dx * act'(z) (z and a = act(z) with row stride ldz; out == nullptr: over dx in
+//     C, which is then not kept), each product as act_backward_rows computes it (the
+//     function act_backward runs; the same derivative<T>): in registers on full tiles
+//     where the derivative is cheap (cheap_derivative: no exp; dx then written only when
+//     kept), else by act_backward_rows from the stored tile.
+// Neither set: a plain GEMM. Every pointer is at the first row and column of the part of
+// C it goes with (at()); bias at its first column.
 template <class T>
-struct BiasAct {
+struct FusedEpilogue {
     const T* bias = nullptr;
+    const T* z = nullptr;
+    const T* a = nullptr;
+    index ldz = 0;
     T* out = nullptr;
     index ldo = 0;
     Activation act = Activation::linear;
     T param = T(0);
+
+    bool any() const { return bias || z; }
+    // The same epilogue for the part of C that starts at row i, column j.
+    FusedEpilogue at(index i, index j) const {
+        FusedEpilogue f = *this;
+        if (bias) f.bias += j;
+        if (z) f.z += i * ldz + j, f.a += i * ldz + j;
+        if (out) f.out += i * ldo + j;
+        return f;
+    }
 };
 
 // The epilogue of K block blk (gemm.hpp, the contract).
@@ -74,6 +95,13 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
     }
 }
 
+// Rows [0, mr) x [0, nr) of a finished C (row stride ldc) through the backward epilogue.
+// Out of line: one copy per dtype, not one per microkernel instance and activation.
+template <class T>
+[[gnu::noinline]] void finish_act_backward(T* c, index ldc, index mr, index nr, const FusedEpilogue<T>& f) {
+    act_backward_rows<T>(f.z, f.a, f.ldz, c, ldc, f.out ? f.out : c, f.out ? f.ldo : ldc, mr, nr, f.act, f.param);
+}
+
 // An edge tile (mr < MR or nr < NR) finished from its spilled accumulators, tile[r * ld +
 // j], element by element with the same epilogue as full tiles. Kept out of line: inlined
 // into every microkernel instance it made the driver's one big function spill registers
@@ -81,7 +109,7 @@ inline V apply_epilogue(Epilogue e, V acc, V c_old, S alpha, S beta) {
 // instances inlined).
 template <class T>
 [[gnu::noinline]] void finish_edge_tile(T* tile, index ld, T alpha, T beta, Epilogue e, T* c, index ldc,
-                                        index mr, index nr, const BiasAct<T>& ba) {
+                                        index mr, index nr, const FusedEpilogue<T>& ba) {
     constexpr index W = lanes<T>;
     for (index r = 0; r < mr; ++r)
         for (index j = 0; j < nr; ++j) {
@@ -91,6 +119,7 @@ template <class T>
             if (ba.bias) z = z + ba.bias[j];
             *cp = tile[r * ld + j] = z;
         }
+    if (ba.z) return finish_act_backward<T>(c, ldc, mr, nr, ba);
     if (!ba.out) return;
     // The activation, a vector at a time from the tile (lanes are independent, so the
     // lanes past nr, never stored, do not matter).
@@ -125,7 +154,7 @@ template <class T>
 template <class T, int MR, int NV, index AS>
 inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const T* __restrict b, index b_ld, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
-                             const BiasAct<T>& ba = BiasAct<T>{}, index panel_stride = 0) {
+                             const FusedEpilogue<T>& ba = FusedEpilogue<T>{}, index panel_stride = 0) {
     constexpr index W = lanes<T>;
     constexpr index NR = NV * W;                       // the tile's columns
     const index a_row = AS > 0 ? AS : AS == 0 ? a_ld : 1;   // A(r, p) at a[r * a_row + p * a_col]
@@ -185,6 +214,26 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
             }
             return;
         }
+        if (ba.z && cheap_derivative(ba.act)) {   // dx in registers, dz = dx * act'(z) as act_backward_rows has it
+            const bool keep_dx = ba.out != nullptr;
+            with_activation(ba.act, [&](auto kind) {
+                if constexpr (cheap_derivative(decltype(kind)::value)) {
+#pragma GCC unroll 32
+                    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                        for (int v = 0; v < NV; ++v) {
+                            T* cp = c + r * ldc + v * W;
+                            const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
+                            const Vec<T> dx = apply_epilogue(e, acc[r][v], old, va, vb);
+                            if (keep_dx) store<T>(cp, dx);
+                            const index at = r * ba.ldz + v * W;
+                            const Vec<T> d = derivative<T>(kind, load<T>(ba.z + at), load<T>(ba.a + at), ba.param);
+                            store<T>(keep_dx ? ba.out + r * ba.ldo + v * W : cp, dx * d);
+                        }
+                }
+            });
+            return;
+        }
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -193,6 +242,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                 const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
                 store<T>(cp, apply_epilogue(e, acc[r][v], old, va, vb));
             }
+        if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);   // the derivatives with exp
         return;
     }
     alignas(64) T tile[MR * NR];

@@ -66,15 +66,29 @@ inline TeamPlan choose_team(index m, index n, index mr, index nr, index k, index
     return plan;
 }
 
+// Rows [i0, i1) of a finished C (n columns) through the fused epilogue, as the unfused
+// kernels compute it (bias_act_forward; act_backward_rows): the K split's finish and the
+// products the driver leaves to the plain loop or the transposed one-column run.
+template <class T>
+void finish_fused_rows(const FusedEpilogue<T>& fused, T* c, index ldc, index i0, index i1, index n) {
+    if (i0 >= i1) return;
+    const FusedEpilogue<T> f = fused.at(i0, 0);
+    if (f.z) return finish_act_backward<T>(c + i0 * ldc, ldc, i1 - i0, n, f);
+    if (!f.bias) return;
+    for (index i = i0; i < i1; ++i) {
+        T* crow = c + i * ldc;
+        bias_act_forward<T>(f.bias, crow, f.out ? f.out + (i - i0) * f.ldo : crow, 1, n, f.act, f.param);
+    }
+}
+
 // Rows [i0, i1) of C finished from the K split's accumulators: acc + blk * block_stride
 // holds K block blk's m x n raw sums (row stride lds). In block order, per element, exactly
 // as the microkernel's epilogues do it (contract in gemm.hpp): the first block C = alpha *
 // acc + beta * C (alpha * acc when beta == 0, C never read), later ones C = C + alpha * acc;
-// then the fused bias + activation, as the small products finish (bias_act_forward: the
-// same additions in T and the same activate<T>).
+// then the row through the fused epilogue (finish_fused_rows).
 template <class T>
 void finish_k_split(const T* acc, index block_stride, index lds, index kblocks, index i0,
-                    index i1, index n, T alpha, T beta, T* c, index ldc, const BiasAct<T>& fused) {
+                    index i1, index n, T alpha, T beta, T* c, index ldc, const FusedEpilogue<T>& fused) {
     constexpr index W = lanes<T>;
     const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta), zero = splat<T>(T(0));
     for (index i = i0; i < i1; ++i) {
@@ -90,9 +104,7 @@ void finish_k_split(const T* acc, index block_stride, index lds, index kblocks, 
             for (; j < n; ++j)
                 crow[j] = apply_epilogue(e, arow[j], e == Epilogue::overwrite ? T(0) : crow[j], alpha, beta);
         }
-        if (fused.bias)
-            bias_act_forward<T>(fused.bias, crow, fused.out ? fused.out + i * fused.ldo : crow, 1, n,
-                                fused.act, fused.param);
+        finish_fused_rows(fused, c, ldc, i, i + 1, n);   // while the row is in cache
     }
 }
 

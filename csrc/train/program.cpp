@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <stdexcept>
 
 #include "../ops.hpp"
@@ -246,7 +247,49 @@ void check_program(Program<T>& p, index n_params, bool training, const std::stri
         if (op.code != OpCode::regularize) throw std::invalid_argument(who + ": the penalty holds regularize ops only");
 }
 
-// BatchNorm's running averages as the per-op path computes them in NumPy (nn/plans.py
+namespace {
+
+// How many times the program names buffer `id`: as an argument of any op, or in a head.
+template <class T>
+int references(const Program<T>& p, int id) {
+    int n = 0;
+    for (const auto* ops : {&p.forward, &p.backward, &p.penalty})
+        for (const OpRecord& op : *ops) n += int(std::count(std::begin(op.args), std::end(op.args), id));
+    for (const LossHead& h : p.heads) n += (h.output == id) + (h.loss_grad == id);
+    return n;
+}
+
+// Whether backward[i] and backward[i + 1] are a gemm_input_grad and the act_backward that
+// reads its dx, writing a dz the GEMM does not read.
+bool fusable(const OpRecord& gemm, const OpRecord& act) {
+    return gemm.code == OpCode::gemm_input_grad && act.code == OpCode::act_backward &&
+           act.args[2] == gemm.args[2] && act.args[3] != gemm.args[0] && act.args[3] != gemm.args[1];
+}
+
+}  // namespace
+
+template <class T>
+void fuse_act_backward(Program<T>& p) {
+    std::vector<OpRecord>& ops = p.backward;
+    std::vector<bool> keep_dx(ops.size(), true);   // from the program as it was given
+    for (std::size_t i = 0; i + 1 < ops.size(); ++i)
+        if (fusable(ops[i], ops[i + 1])) keep_dx[i] = references(p, ops[i].args[2]) > 2;
+    std::vector<OpRecord> fused;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        fused.push_back(ops[i]);
+        if (i + 1 == ops.size() || !fusable(ops[i], ops[i + 1])) continue;
+        OpRecord& gemm = fused.back();
+        const OpRecord& act = ops[++i];
+        std::copy(act.args, act.args + 2, gemm.fused);
+        gemm.fused[2] = act.args[3];
+        gemm.activation = act.activation;
+        gemm.constants[0] = act.constants[0];
+        gemm.keep_dx = keep_dx[i - 1];
+    }
+    ops = std::move(fused);
+}
+
+// BatchNorm's running averages// BatchNorm's running averages as the per-op path computes them in NumPy (nn/plans.py
 // _running_update): the batch variance var = max(1 / inv_std^2 - eps, 0) in double;
 // running = momentum * running + (1 - momentum) * batch, with momentum * running in
 // double and (1 - momentum) * mean in T (NumPy multiplies a Python float and a T array
@@ -291,6 +334,12 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) 
             return;
         case OpCode::col_sum: col_sum<T>(p[a[0]], rows, n, p[a[1]]); return;
         case OpCode::gemm_input_grad:
+            if (op.fused[2] >= 0) {     // with the layer below's act_backward (fuse_act_backward)
+                T* dz = p[op.fused[2]];
+                gemm_act_backward<T>(false, false, rows, k, n, p[a[0]], n, p[a[1]], k, p[op.fused[0]],
+                                     p[op.fused[1]], k, op.keep_dx ? p[a[2]] : dz, k, dz, k, op.activation, T(c[0]));
+                return;
+            }
             gemm<T>(false, false, rows, k, n, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k);
             return;
         case OpCode::maxout_forward: maxout_forward<T>(p[a[0]], p[a[1]], b.ints[a[2]], rows, n, k); return;
@@ -347,6 +396,8 @@ void check_sparse_input(const Program<T>& program, const std::string& who) {
 
 template void check_program<float>(Program<float>&, index, bool, const std::string&);
 template void check_program<double>(Program<double>&, index, bool, const std::string&);
+template void fuse_act_backward<float>(Program<float>&);
+template void fuse_act_backward<double>(Program<double>&);
 template void check_sparse_input<float>(const Program<float>&, const std::string&);
 template void check_sparse_input<double>(const Program<double>&, const std::string&);
 template void run_op<float>(const OpRecord&, BoundView<float>, index, std::uint64_t);

@@ -48,6 +48,11 @@ struct OpRecord {
     Activation activation = Activation::linear;
     std::uint64_t seed = 0, layer = 0;
     index dims[2] = {0, 0};    // the widths the kernels take, set by check_program
+    // A gemm_input_grad with the act_backward after it fused in (fuse_act_backward): that
+    // op's z, a and dz (its activation and param in activation and constants[0]); dx is
+    // written only when keep_dx.
+    int fused[3] = {-1, -1, -1};
+    bool keep_dx = true;
 };
 
 // One head of a program: an output buffer with its loss. A training program's heads are
@@ -90,6 +95,15 @@ struct Program {
 // message starts with `who`.
 template <class T>
 void check_program(Program<T>& program, index n_params, bool training, const std::string& who);
+
+// Fuses each gemm_input_grad (dz, w -> dx) of the backward with the act_backward right
+// after it that takes dx as its da (the layer below's, z, a, dx -> dz): one record, run
+// as gemm_act_backward (ops.hpp: the derivative in the GEMM's epilogue, the same bits).
+// dx is still written where another op or a head names it, else only dz. After
+// check_program; the training program's runner calls it (a program with no such pair is
+// left as it is).
+template <class T>
+void fuse_act_backward(Program<T>& program);
 
 // The buffers' addresses for one runner: ptr[i] of a float buffer, ints[i] of an int32
 // one; two tables of one entry per buffer, held by the runner (the trainer's Bound, the

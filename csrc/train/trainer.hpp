@@ -16,7 +16,9 @@
 //             row order in double, the gradient into its loss_grad buffer; the step's
 //             loss is sum_h w_h * loss sum_h in double, in head order; a non-finite one
 //             stops the run before the backward pass
-//   backward  the program's backward ops (the first layer's dx-only ops left out)
+//   backward  the program's backward ops (the first layer's dx-only ops left out), each
+//             input gradient's GEMM with the act_backward after it in its epilogue
+//             (program.hpp, fuse_act_backward; the same bits)
 //   penalty   the program's regularize ops in order, coefficients lambda / n (or / m for
 //             scale "batch", / the step's weight sum for "weight"), each run when either
 //             coefficient is nonzero
