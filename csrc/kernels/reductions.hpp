@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "../simd/vec.hpp"
 
@@ -17,9 +18,6 @@ struct Sum16 {
     static constexpr index NV = W >= 16 ? 1 : 16 / W;
     static_assert(W <= 16, "Sum16 assumes at most 16 lanes");
     Vec<T> acc[NV] = {};
-
-    // Add the W elements that start at element offset i (a multiple of W).
-    void add(index i, Vec<T> v) { acc[(i / W) % NV] += v; }
 
     T total() const {
         T l[16];
@@ -56,13 +54,34 @@ inline void for_lanes(index n, F f) {
     if (j < n) f(j, n - j);
 }
 
+template <class F, index... V>
+inline void each_slot(F f, std::integer_sequence<index, V...>) {
+    (f(std::integral_constant<index, V>{}), ...);
+}
+
+// Visit [0, n) as for_lanes does, f(j, w, slot) with slot = (j / W) mod NV, the Sum16
+// partial the chunk adds into, as a constant: NV chunks per pass. (The slot computed at
+// run time kept the partials in memory, each add waiting on the store before it: sum of
+// squares of 7,510 doubles 2.3 us instead of about 0.5.)
+template <class T, class F>
+inline void for_sum16_lanes(index n, F f) {
+    constexpr index W = lanes<T>, NV = Sum16<T>::NV;
+    const auto slots = std::make_integer_sequence<index, NV>{};
+    index j = 0;
+    for (; j + NV * W <= n; j += NV * W) each_slot([&](auto v) { f(j + v * W, W, v); }, slots);
+    each_slot([&](auto v) {
+        const index at = j + v * W;
+        if (at < n) f(at, n - at < W ? n - at : W, v);
+    }, slots);
+}
+
 // sum over [0, n) of the vectors f(j, w), in the Sum16 order; lanes >= w are dropped.
 template <class T, class F>
 inline T sum16(index n, F f) {
     Sum16<T> s;
-    for_lanes<T>(n, [&](index j, index w) {
+    for_sum16_lanes<T>(n, [&](index j, index w, auto slot) {
         const Vec<T> v = f(j, w);
-        s.add(j, w == lanes<T> ? v : select<T>(first_lanes<T>(w), v, Vec<T>{}));
+        s.acc[slot] += w == lanes<T> ? v : select<T>(first_lanes<T>(w), v, Vec<T>{});
     });
     return s.total();
 }

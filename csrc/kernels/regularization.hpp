@@ -27,12 +27,12 @@ void regularize(const T* w, T* dw, index n, T l1, T l2, T* sums) {
     const Vec<T> vl1 = splat<T>(l1), vl2 = splat<T>(l2);
     const bool use1 = l1 != T(0), use2 = l2 != T(0);
     Sum16<T> abs_sum, sq_sum;
-    for_lanes<T>(n, [&](index j, index k) {
+    for_sum16_lanes<T>(n, [&](index j, index k, auto slot) {
         const bool full = k == lanes<T>;
         // fill 0 in a tail: |0| = 0^2 = +0 adds nothing to a partial sum
         const Vec<T> wv = full ? load<T>(w + j) : load_part<T>(w + j, k, T(0));
-        abs_sum.add(j, abs<T>(wv));
-        sq_sum.add(j, wv * wv);
+        abs_sum.acc[slot] += abs<T>(wv);
+        sq_sum.acc[slot] += wv * wv;
         if (!use1 && !use2) return;
         Vec<T> d = full ? load<T>(dw + j) : load_part<T>(dw + j, k, T(0));
         if (use1 && use2) d = d + (vl1 * sign_keep_nan<T>(wv) + vl2 * wv);
