@@ -169,6 +169,42 @@ def test_gemm_bias_act_equals_gemm_then_bias_act(case):
     FUZZ_EXAMPLES["gemm_bias_act"] += 1
 
 
+@st.composite
+def backward_epilogue_cases(draw):
+    a, b, _, ta, tb, act, param = draw(epilogue_cases())
+    m = a.shape[1] if ta else a.shape[0]
+    n = b.shape[0] if tb else b.shape[1]
+    return a, b, draw(values((m, n), a.dtype, bound=40.0)), ta, tb, act, param
+
+
+@fuzz_settings(80)
+@given(case=backward_epilogue_cases())
+def test_gemm_act_backward_equals_gemm_then_act_backward(case):
+    """The backward epilogue's contract: dz (and dx, when kept) equal gemm then
+    act_backward bit for bit, on every ISA; dz over dx when dz is dx."""
+    a, b, z, ta, tb, act, param = case
+    act_z = np.empty_like(z)
+    _core.bias_act_forward(z.copy(), np.zeros(z.shape[1], z.dtype), act_z, act, param)
+
+    def fused():
+        dx, dz = np.full_like(z, np.nan), np.full_like(z, np.nan)
+        _core.gemm_act_backward(a, b, z, act_z, dx, dz, ta, tb, act, param)
+        over = np.full_like(z, np.nan)
+        _core.gemm_act_backward(a, b, z, act_z, over, over, ta, tb, act, param)
+        return dx, dz, over
+
+    def unfused():
+        dx, dz = np.full_like(z, np.nan), np.full_like(z, np.nan)
+        _core.gemm(a, b, dx, ta, tb, 1.0, 0.0)
+        _core.act_backward(z, act_z, dx, dz, act, param)
+        return dx, dz, dz
+
+    for isa, got in every_isa(fused).items():
+        assert fastmlp.set_isa(isa) == isa
+        oracle.assert_same_bits({f"fused {isa}": got, "gemm + act_backward": unfused()})
+    FUZZ_EXAMPLES["gemm_act_backward"] += 1
+
+
 # =========================================================================================
 # Elementwise: bias + activation, its derivative, column sums, mul
 # =========================================================================================
@@ -814,6 +850,9 @@ BINDINGS = {
     "gemm": (_core.gemm, lambda: {"a": _f(4, 3), "b": _f(3, 5), "c": _f(4, 5)}, ()),
     "gemm_bias_act": (_core.gemm_bias_act, lambda: {"a": _f(4, 3), "b": _f(3, 5), "bias": _f(5),
                                                     "z": _f(4, 5), "out": _f(4, 5)}, ()),
+    "gemm_act_backward": (_core.gemm_act_backward,
+                          lambda: {"a": _f(4, 3), "b": _f(3, 5), "z": _f(4, 5), "act_z": _f(4, 5),
+                                   "dx": _f(4, 5), "dz": _f(4, 5)}, (False, False, "relu", 0.0)),
     "bias_act_forward": (_core.bias_act_forward, lambda: {"z": _f(4, 5), "bias": _f(5), "a": _f(4, 5)},
                          ("relu", 0.0)),
     "act_backward": (_core.act_backward, lambda: {"z": _f(4, 5), "a": _f(4, 5), "da": _f(4, 5),
