@@ -24,6 +24,12 @@ constexpr int kIsaCount = 3;
 enum class Activation : int { linear, sigmoid, tanh, relu, leaky_relu, elu, gelu, silu, softplus };
 constexpr const char* kActivationNames[] = {"linear", "sigmoid", "tanh",  "relu",    "leaky_relu",
                                             "elu",    "gelu",    "silu",  "softplus"};
+// Whether act's derivative comes out the same with a = act(z) given in place of z: relu
+// (act(z) > 0 exactly where z > 0, and NaN stays NaN), sigmoid and tanh (taken from a
+// alone). A fused trainer then keeps only a (program.hpp, keep_outputs_only).
+constexpr bool derivative_from_output(Activation act) {
+    return act == Activation::relu || act == Activation::sigmoid || act == Activation::tanh;
+}
 
 enum class Loss : int { softmax_cross_entropy, binary_cross_entropy, mse, poisson };
 constexpr const char* kLossNames[] = {"softmax_cross_entropy", "binary_cross_entropy", "mse", "poisson"};
@@ -93,7 +99,7 @@ struct KernelTable {
                  int threads);
     // z = op(A) @ op(B) + bias (row broadcast), out = act(z): alpha = 1, beta = 0 (z and
     // out never read), the bias and activation applied in the epilogue of each tile's last
-    // K block; bit-identical to gemm then bias_act_forward. out may be z only for linear.
+    // K block; bit-identical to gemm then bias_act_forward. out may be z (then it holds act(z) alone).
     void (*gemm_bias_act)(bool trans_a, bool trans_b, index m, index n, index k, const T* a,
                           index lda, const T* b, index ldb, const T* bias, T* z, index ldz,
                           T* out, index ldo, Activation act, T param, int threads);

@@ -32,16 +32,14 @@ ProductShape product_shape(const char* k, const py::array& a, bool ta, const py:
 }
 
 // z and out of a product with the bias-and-activation epilogue: each disjoint from the
-// inputs, out either z itself (the linear activation only) or disjoint from it.
-void epilogue_outputs(const char* k, const py::array& z, const py::array& out, Activation f,
+// inputs, out either z itself (then it holds act(z) alone) or disjoint from it.
+void epilogue_outputs(const char* k, const py::array& z, const py::array& out,
                       std::initializer_list<Named> inputs) {
     for (const Named& in : inputs) {
         no_overlap(k, z, "z", *in.first, in.second);
         no_overlap(k, out, "out", *in.first, in.second);
     }
-    const bool same = out.data() == z.data();
-    if (!same && overlaps(out, z)) fail_value(k, "out overlaps z");
-    if (same && f != Activation::linear) fail_value(k, "out may be z only for the linear activation");
+    if (out.data() != z.data() && overlaps(out, z)) fail_value(k, "out overlaps z");
 }
 
 void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
@@ -75,7 +73,7 @@ void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z
         if (bias.shape(0) != s.n)
             fail_value(k, "shape mismatch: bias is " + shape_of(bias) + ", z is " + shape_of(z) +
                               " (bias must have z.shape[1] elements)");
-        epilogue_outputs(k, z, out, f, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
+        epilogue_outputs(k, z, out, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
         py::gil_scoped_release nogil;
         gemm_bias_act<T>(ta, tb, s.m, s.n, s.k, pa, a.shape(1), pb, b.shape(1), pbias, pz, s.n, po, s.n, f,
                          T(param));
@@ -124,7 +122,7 @@ void csr_gemm_bias_act_binding(py::array indptr, py::array indices, py::array va
                 fail_value(k, "shape mismatch: x has " + std::to_string(x.rows) + " rows, w is " + shape_of(w) +
                                   ", bias " + shape_of(bias) + ", z " + shape_of(z) + " (expected z (rows, w.shape[0]))");
             same_shape(k, z, "z", out, "out");
-            epilogue_outputs(k, z, out, f, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
+            epilogue_outputs(k, z, out, {{&w, "w"}, {&bias, "bias"}, {&values, "values"}});
             py::gil_scoped_release nogil;
             csr_gemm_bias_act<T>(x, pw, pbias, pz, po, w.shape(0), f, T(param));
         });
@@ -160,7 +158,7 @@ void register_gemm(py::module_& m) {
           arg("bias").noconvert(), arg("z").noconvert(), arg("out").noconvert(), arg("trans_a") = false,
           arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
           "z = op(a) @ op(b) + bias (row broadcast), out = act(z), in one pass; bit-identical to gemm "
-          "then bias_act_forward. z and out are never read; out may be z only for 'linear'.");
+          "then bias_act_forward. z and out are never read; out may be z (then it holds act(z) alone).");
     m.def("gemm_act_backward", &gemm_act_backward_binding, arg("a").noconvert(), arg("b").noconvert(),
           arg("z").noconvert(), arg("act_z").noconvert(), arg("dx").noconvert(), arg("dz").noconvert(),
           arg("trans_a") = false, arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
@@ -170,8 +168,8 @@ void register_gemm(py::module_& m) {
           arg("values").noconvert(), arg("w").noconvert(), arg("bias").noconvert(), arg("z").noconvert(),
           arg("out").noconvert(), arg("activation") = "linear", arg("param") = 0.0,
           "z = x @ w.T + bias, out = act(z) for sparse rows x (CSR: indptr, indices, values; "
-          "w.shape[1] columns), each sum in scipy's order; every index is checked. out may be z only "
-          "for 'linear'.");
+          "w.shape[1] columns), each sum in scipy's order; every index is checked. out may be z "
+          "(then it holds act(z) alone).");
     m.def("csr_weight_grad", &csr_weight_grad_binding, arg("dz").noconvert(), arg("indptr").noconvert(),
           arg("indices").noconvert(), arg("values").noconvert(), arg("dw").noconvert(),
           "dw = dz.T @ x for sparse rows x (CSR: indptr, indices, values; dw.shape[1] columns), "

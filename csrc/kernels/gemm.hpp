@@ -543,12 +543,13 @@ void gemm_packed(bool ta, bool tb, index m, index n, index k, T alpha, const T* 
 // z = op(A) @ op(B) + bias (row broadcast), out = act(z); alpha = 1, beta = 0 (z and out
 // are never read before written). Bit-identical to gemm then bias_act_forward on the same
 // ISA: the epilogue of each tile's last K block adds the bias in T and applies activate<T>
-// while the tile is in registers. out may be z only for the linear activation.
+// while the tile is in registers. out may be z: then only act(z) is stored (full tiles
+// skip z's store; a fused trainer's layer whose backward needs only a: keep_outputs_only).
 template <class T>
 FusedEpilogue<T> bias_act_epilogue(const T* bias, const T* z, T* out, index ldo, Activation act, T param) {
     FusedEpilogue<T> fused;
     fused.bias = bias;
-    fused.out = out == z ? nullptr : out;
+    fused.out = out == z && act == Activation::linear ? nullptr : out;
     fused.ldo = ldo;
     fused.act = act;
     fused.param = param;

@@ -50,7 +50,7 @@ enum class Epilogue : int {
 //   bias + activation (gemm_bias_act; bias set), by the microkernel on each tile: z = C +
 //     bias[j] (one rounding in T, as bias_act_forward does it), C = z, out = act(z)
 //     (activate<T>, the same vector function bias_act_forward uses). out == nullptr: only
-//     z is written (the linear activation with out == z).
+//     z is written (the linear activation with out == z); out == C: act(z) over z.
 //   backward of the activation (gemm_act_backward; z set): C = dx as a plain GEMM has it,
 //     out = dx * act'(z) (z and a = act(z) with row stride ldz; out == nullptr: over dx in
 //     C, which is then not kept), each product as act_backward_rows computes it (the
@@ -201,7 +201,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                     T* cp = c + r * ldc + v * W;
                     const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
                     acc[r][v] = apply_epilogue(e, acc[r][v], old, va, vb) + bias[v];
-                    store<T>(cp, acc[r][v]);
+                    if (ba.out != c) store<T>(cp, acc[r][v]);   // out == C: act(z) alone
                 }
             if (ba.out) {
                 with_activation(ba.act, [&](auto kind) {

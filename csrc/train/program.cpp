@@ -269,6 +269,21 @@ bool fusable(const OpRecord& gemm, const OpRecord& act) {
 }  // namespace
 
 template <class T>
+void keep_outputs_only(Program<T>& p) {
+    for (OpRecord& forward : p.forward) {
+        const int z = forward.args[3], a = forward.args[4];
+        if (forward.code != OpCode::gemm_bias_act || z == a || !derivative_from_output(forward.activation) ||
+            references(p, z) != 2)
+            continue;
+        for (OpRecord& backward : p.backward)
+            if (backward.code == OpCode::act_backward && backward.args[0] == z && backward.args[1] == a) {
+                backward.args[0] = forward.args[3] = a;
+                break;
+            }
+    }
+}
+
+template <class T>
 void fuse_act_backward(Program<T>& p) {
     std::vector<OpRecord>& ops = p.backward;
     std::vector<bool> keep_dx(ops.size(), true);   // from the program as it was given
@@ -396,6 +411,8 @@ void check_sparse_input(const Program<T>& program, const std::string& who) {
 
 template void check_program<float>(Program<float>&, index, bool, const std::string&);
 template void check_program<double>(Program<double>&, index, bool, const std::string&);
+template void keep_outputs_only<float>(Program<float>&);
+template void keep_outputs_only<double>(Program<double>&);
 template void fuse_act_backward<float>(Program<float>&);
 template void fuse_act_backward<double>(Program<double>&);
 template void check_sparse_input<float>(const Program<float>&, const std::string&);

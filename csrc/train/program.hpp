@@ -105,6 +105,15 @@ void check_program(Program<T>& program, index n_params, bool training, const std
 template <class T>
 void fuse_act_backward(Program<T>& program);
 
+// A gemm_bias_act whose z only the act_backward of its own layer reads, for an activation
+// whose derivative comes out the same from a (derivative_from_output): z becomes a in
+// both, so the GEMM's epilogue stores a alone (gemm_bias_act with out == z) and the
+// backward reads a for z; the same bits, one (rows x width) buffer less to write and
+// read per layer. After check_program, before fuse_act_backward; the training program's
+// runner calls it.
+template <class T>
+void keep_outputs_only(Program<T>& program);
+
 // The buffers' addresses for one runner: ptr[i] of a float buffer, ints[i] of an int32
 // one; two tables of one entry per buffer, held by the runner (the trainer's Bound, the
 // predictor's per-call scratch). With sparse input rows (`csr` set) the batch buffer

@@ -107,6 +107,7 @@ Trainer<T>::Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<Wei
     if (!uses_m(spec_.optimizer.kind)) buf_.m = nullptr;
     if (!uses_v(spec_.optimizer.kind)) buf_.v = nullptr;
     check_program(spec_.program, spec_.params, true, "Trainer");
+    keep_outputs_only(spec_.program);
     fuse_act_backward(spec_.program);
     const Program<T>& p = spec_.program;
     features_ = p.features();
