@@ -183,13 +183,13 @@ inline void lanes_to_rows(const Vec<T>* col, index n, index k, T* x) {
     }
 }
 
-// The argmax of the rows [0, n) held one per lane in columns c[0, k) into out[2r].
+// The argmax of the rows held one per lane in columns c[0, k), lane by lane.
 template <class T>
-inline void argmax_by_lanes(const Vec<T>* c, index n, index k, std::int64_t* out) {
+inline Mask<T> argmax_by_lanes(const Vec<T>* c, index k) {
     Vec<T> top = c[0];
     Mask<T> best{};
     for (index j = 1; j < k; ++j) argmax_take<T>(c[j], j, top, best);
-    for (index r = 0; r < n; ++r) out[2 * r] = std::int64_t(best[r]);
+    return best;
 }
 
 // softmax_xent_row of rows [0, n), n <= W, k <= 16 outputs, one row per lane: output j of
@@ -204,8 +204,8 @@ void softmax_xent_by_lanes(const T* z, const T* y, T* grad, index n, index k, T 
     rows_to_lanes<T>(z, n, k, zc);
     rows_to_lanes<T>(y, n, k, yc);
     if (labels) {
-        argmax_by_lanes<T>(zc, n, k, labels);
-        argmax_by_lanes<T>(yc, n, k, labels + 1);
+        const Mask<T> zl = argmax_by_lanes<T>(zc, k), yl = argmax_by_lanes<T>(yc, k);
+        for (index r = 0; r < n; ++r) labels[2 * r] = zl[r], labels[2 * r + 1] = yl[r];
     }
     Vec<T> vm = zc[0];
     for (index j = 1; j < k; ++j) vm = select<T>(zc[j] > vm, zc[j], vm);
