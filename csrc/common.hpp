@@ -128,9 +128,11 @@ struct KernelTable {
     void (*col_sum)(const T* x, index ld, index rows, index cols, T* out);
     // chunk over rows: returns sum of the rows' losses (ascending, in double); writes
     // grad = scale * d loss / d logits unless grad is null. With row weights w (null:
-    // unweighted) it returns sum_i w_i loss_i and row i's grad uses scale * w_i.
+    // unweighted) it returns sum_i w_i loss_i and row i's grad uses scale * w_i. Softmax
+    // cross-entropy with labels (null: none) also writes row i's argmax_rows of logits and
+    // of y into labels[2i], labels[2i + 1].
     double (*loss)(Loss loss, const T* logits, const T* y, T* grad, index rows, index cols,
-                   T scale, const T* weights);
+                   T scale, const T* weights, std::int64_t* labels);
     // chunk over rows: softmax rows, sigmoid or identity.
     void (*output)(Loss loss, const T* logits, T* out, index rows, index cols);
     // chunk over elements: one fused optimizer step (optimizers.hpp); m, v may be null

@@ -140,10 +140,11 @@ void col_sum(const T* x, index rows, index cols, T* out) {
     });
 }
 
-// weights: (rows,) row weights or null (unweighted).
+// weights: (rows,) row weights or null (unweighted). labels: (rows, 2) or null, written
+// for softmax cross-entropy only: each row's argmax_rows of z and of y.
 template <class T>
 double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, T scale,
-            const T* weights = nullptr) {
+            const T* weights = nullptr, std::int64_t* labels = nullptr) {
     const auto f = kernels().get<T>().loss;
     const index blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
     double* p = partial_sums<double>(blocks);
@@ -152,7 +153,8 @@ double loss(Loss kind, const T* z, const T* y, T* grad, index rows, index cols, 
             const index r0 = b * kLossBlockRows;
             const index r1 = r0 + kLossBlockRows < rows ? r0 + kLossBlockRows : rows;
             p[b] = f(kind, z + r0 * cols, y + r0 * cols, grad ? grad + r0 * cols : nullptr,
-                     r1 - r0, cols, scale, weights ? weights + r0 : nullptr);
+                     r1 - r0, cols, scale, weights ? weights + r0 : nullptr,
+                     labels ? labels + 2 * r0 : nullptr);
         }
     });
     double total = 0;

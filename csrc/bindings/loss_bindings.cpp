@@ -1,5 +1,7 @@
 // fastmlp._core.loss, output and argmax_rows (ops.hpp): a loss's value and gradient, the
 // output transform (softmax, sigmoid, identity) of the logits, and their rows' argmax.
+// _testing.loss_with_labels: loss with the labels softmax cross-entropy writes for the
+// fused trainer's accuracy ((rows, 2) int64: each row's argmax of logits and of y).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -27,8 +29,8 @@ void at_least_one_column(const char* k, const py::array& z) {
     if (z.shape(1) == 0) fail_value(k, "logits must have at least one column, got shape " + shape_of(z));
 }
 
-double loss_binding(const std::string& name, py::array z, py::array y, py::object grad, double scale,
-                    py::object weights) {
+double loss_with_labels(const std::string& name, py::array z, py::array y, py::object grad, double scale,
+                        py::object weights, py::object labels) {
     const char* k = "loss";
     const Loss kind = loss_of(k, name);
     return with_dtype(z, k, "logits", [&](auto tag) {
@@ -56,9 +58,24 @@ double loss_binding(const std::string& name, py::array z, py::array y, py::objec
                                   " (weights must have logits.shape[0] elements)");
             if (grad_array) no_overlap(k, *grad_array, "grad", w, "weights");
         }
+        std::optional<py::array> label_array = optional_array(k, labels, "labels");
+        std::int64_t* pl = nullptr;
+        if (label_array) {
+            py::array& l = *label_array;
+            pl = output<std::int64_t>(l, k, "labels", 2);
+            if (l.shape(0) != z.shape(0) || l.shape(1) != 2)
+                fail_value(k, "shape mismatch: logits is " + shape_of(z) + ", labels is " + shape_of(l) +
+                                  " (labels must be (logits.shape[0], 2))");
+            all_disjoint(k, {{&l, "labels"}}, {{&z, "logits"}, {&y, "y"}});
+        }
         py::gil_scoped_release nogil;
-        return loss<T>(kind, pz, py_, pg, z.shape(0), z.shape(1), T(scale), pw);
+        return loss<T>(kind, pz, py_, pg, z.shape(0), z.shape(1), T(scale), pw, pl);
     });
+}
+
+double loss_binding(const std::string& name, py::array z, py::array y, py::object grad, double scale,
+                    py::object weights) {
+    return loss_with_labels(name, z, y, grad, scale, weights, py::none());
 }
 
 void output_binding(const std::string& name, py::array z, py::array out) {
@@ -93,10 +110,12 @@ void argmax_rows_binding(py::array z, py::array out) {
 
 }  // namespace
 
-void register_losses(py::module_& m) {
+void register_losses(py::module_& m, py::module_& testing) {
     using py::arg;
     m.def("loss", &loss_binding, arg("name"), arg("logits").noconvert(), arg("y").noconvert(), arg("grad"),
           arg("scale"), arg("weights") = py::none());
+    testing.def("loss_with_labels", &loss_with_labels, arg("name"), arg("logits").noconvert(),
+                arg("y").noconvert(), arg("grad"), arg("scale"), arg("weights"), arg("labels"));
     m.def("output", &output_binding, arg("name"), arg("logits").noconvert(), arg("out").noconvert());
     m.def("argmax_rows", &argmax_rows_binding, arg("logits").noconvert(), arg("out").noconvert());
 }

@@ -16,7 +16,7 @@ PYBIND11_MODULE(_core, m) {
     py::module_ testing = m.def_submodule("_testing", "Hooks only the tests call (fastmlp.backends.native.testing)");
     register_gemm(m);
     register_activations(m, testing);
-    register_losses(m);
+    register_losses(m, testing);
     register_optimizers(m, testing);
     register_layers(m);
     register_batchnorm(m);

@@ -16,6 +16,8 @@
 //                          written 0 for y = 0 (xlogy(0, .) = 0, so the term is mu)
 //                          grad = scale * (mu - y)
 //   row weights w_i        total = sum_i w_i loss_i,  row i's grad with scale * w_i
+//   labels (softmax only)  optional: row i's np.argmax of z and of y into labels[2i],
+//                          labels[2i + 1] (the fused trainer's accuracy)
 //
 // Every sum over j uses Sum16, so all ISAs agree bit for bit; rows' losses are added in
 // ascending order in double. The outputs (softmax rows, sigmoid, exp) share this code.
@@ -181,16 +183,30 @@ inline void lanes_to_rows(const Vec<T>* col, index n, index k, T* x) {
     }
 }
 
+// The argmax of the rows held one per lane in columns c[0, k), lane by lane.
+template <class T>
+inline Mask<T> argmax_by_lanes(const Vec<T>* c, index k) {
+    Vec<T> top = c[0];
+    Mask<T> best{};
+    for (index j = 1; j < k; ++j) argmax_take<T>(c[j], j, top, best);
+    return best;
+}
+
 // softmax_xent_row of rows [0, n), n <= W, k <= 16 outputs, one row per lane: output j of
 // every row in one vector (rows_to_lanes), each step softmax_xent_row's with its scalar
 // row values in vectors, so every row's loss (into `row`) and gradient are its bits.
-// A row alone keeps only a few lanes busy and waits on each step's latency.
+// A row alone keeps only a few lanes busy and waits on each step's latency. With labels,
+// the rows' argmax of z and y (argmax_take on the columns already in lanes).
 template <class T>
 void softmax_xent_by_lanes(const T* z, const T* y, T* grad, index n, index k, T scale,
-                           const T* w, T* row) {
+                           const T* w, T* row, std::int64_t* labels) {
     Vec<T> zc[16], yc[16];
     rows_to_lanes<T>(z, n, k, zc);
     rows_to_lanes<T>(y, n, k, yc);
+    if (labels) {
+        const Mask<T> zl = argmax_by_lanes<T>(zc, k), yl = argmax_by_lanes<T>(yc, k);
+        for (index r = 0; r < n; ++r) labels[2 * r] = zl[r], labels[2 * r + 1] = yl[r];
+    }
     Vec<T> vm = zc[0];
     for (index j = 1; j < k; ++j) vm = select<T>(zc[j] > vm, zc[j], vm);
     const Vec<T> zero{};
@@ -213,12 +229,16 @@ void softmax_xent_by_lanes(const T* z, const T* y, T* grad, index n, index k, T 
 // Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)
 // (exact) and its gradient is taken with scale_i = scale * w_i (one rounding in T), so
 // w_i = 1 reproduces the unweighted result bit for bit and w_i = 2 gives exactly twice
-// the gradient row.
+// the gradient row. labels (null: none; other losses ignore it): see the top.
 template <class T>
 double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k, T scale,
-                 const T* w) {
+                 const T* w, std::int64_t* labels) {
     const bool single_bce = loss == Loss::binary_cross_entropy && k == 1;
     const bool softmax_lanes = loss == Loss::softmax_cross_entropy && k <= 16;
+    if (labels && loss == Loss::softmax_cross_entropy && !softmax_lanes) {
+        argmax_rows_strided<T>(z, rows, k, labels, 2);
+        argmax_rows_strided<T>(y, rows, k, labels + 1, 2);
+    }
     T single_rows[lanes<T>];
     double total = 0;
     for (index i = 0; i < rows; ++i) {
@@ -231,7 +251,8 @@ double loss_rows(Loss loss, const T* z, const T* y, T* grad, index rows, index k
             if (i % lanes<T> == 0) {
                 const index n = rows - i < lanes<T> ? rows - i : lanes<T>;
                 if (single_bce) bce_single_output_rows(zi, yi, gi, n, scale, w ? w + i : nullptr, single_rows);
-                else softmax_xent_by_lanes(zi, yi, gi, n, k, scale, w ? w + i : nullptr, single_rows);
+                else softmax_xent_by_lanes(zi, yi, gi, n, k, scale, w ? w + i : nullptr, single_rows,
+                                           labels ? labels + 2 * i : nullptr);
             }
             row = single_rows[i % lanes<T>];
         } else switch (loss) {

@@ -118,17 +118,28 @@ bool all_finite(const T* x, index n) {
     }) == T(0);
 }
 
-// np.argmax(z, axis=1) of a (rows, k) matrix, k >= 1, into out: each row's first maximum,
-// or its first NaN where it has one (-0 and +0 tie, so the first of them wins). W rows
-// at a time, one per lane: 16 columns of the W rows are transposed into a buffer, then
-// each column j updates every lane's running (top, best) with
+// One column of np.argmax along rows kept one row per lane: column j's values v update
+// every lane's running (top, best) with
 //
-//     take = top is not NaN and (z_j > top or z_j is NaN);  best = take ? j : best
+//     take = top is not NaN and (v > top or v is NaN);  best = take ? j : best
 //
-// so the chain of selects of one row runs beside the others' (a row alone waits on each
-// compare's latency, and a branch per element mispredicts on data).
+// so each row keeps its first maximum, or its first NaN where it has one (-0 and +0 tie,
+// so the first of them wins). Start with top = column 0, best = 0.
 template <class T>
-void argmax_rows(const T* z, index rows, index k, std::int64_t* out) {
+inline void argmax_take(Vec<T> v, index j, Vec<T>& top, Mask<T>& best) {
+    using Lane = std::remove_reference_t<decltype(best[0])>;
+    const Mask<T> take = (top == top) & ((v > top) | (v != v));
+    best = select_mask(take, Mask<T>{} + Lane(j), best);
+    top = select<T>(take, v, top);
+}
+
+// np.argmax(z, axis=1) of a (rows, k) matrix, k >= 1, into out[i * stride]: W rows at a
+// time, one per lane (argmax_take): 16 columns of the W rows are transposed into a
+// buffer, then each column updates every lane, so the chain of selects of one row runs
+// beside the others' (a row alone waits on each compare's latency, and a branch per
+// element mispredicts on data).
+template <class T>
+void argmax_rows_strided(const T* z, index rows, index k, std::int64_t* out, index stride) {
     constexpr index W = lanes<T>, C = 16;
     alignas(64) T zt[C * W];
     for (index i0 = 0; i0 < rows; i0 += W) {
@@ -136,22 +147,22 @@ void argmax_rows(const T* z, index rows, index k, std::int64_t* out) {
         const T* zi = z + i0 * k;
         Vec<T> top{};
         Mask<T> best{};
-        using Lane = std::remove_reference_t<decltype(best[0])>;
         for (index j0 = 0; j0 < k; j0 += C) {
             const index cols = k - j0 < C ? k - j0 : C;
             for (index j = 0; j < cols; ++j)
                 for (index r = 0; r < W; ++r) zt[j * W + r] = r < n ? zi[r * k + j0 + j] : T(0);
             index j = 0;
             if (j0 == 0) top = load<T>(zt), j = 1;
-            for (; j < cols; ++j) {
-                const Vec<T> v = load<T>(zt + j * W);
-                const Mask<T> take = (top == top) & ((v > top) | (v != v));
-                best = select_mask(take, Mask<T>{} + Lane(j0 + j), best);
-                top = select<T>(take, v, top);
-            }
+            for (; j < cols; ++j) argmax_take<T>(load<T>(zt + j * W), j0 + j, top, best);
         }
-        for (index r = 0; r < n; ++r) out[i0 + r] = std::int64_t(best[r]);
+        for (index r = 0; r < n; ++r) out[(i0 + r) * stride] = std::int64_t(best[r]);
     }
+}
+
+// out[i] = np.argmax(z[i, :]) (argmax_rows_strided).
+template <class T>
+void argmax_rows(const T* z, index rows, index k, std::int64_t* out) {
+    argmax_rows_strided<T>(z, rows, k, out, 1);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

@@ -123,7 +123,7 @@ Trainer<T>::Trainer(TrainerSpec<T> spec, Buffers<T> buffers, std::shared_ptr<Wei
     w_ = Workspace<T>(spec_.batch);
     allocate();
     scratch_.assign(3 * std::size_t(widest), 0.0);
-    labels_.assign(2 * std::size_t(spec_.batch), 0);
+    labels_.assign(2 * std::size_t(spec_.batch) * p.heads.size(), 0);
 }
 
 // Every buffer's address: the batch rows, the loss gradient and the caches in workspaces
@@ -262,7 +262,8 @@ void Trainer<T>::forward(index rows, std::uint64_t model_step) {
 // Every head's loss sum into head_loss_ and its gradient into its loss_grad buffer, with
 // scale w_h / rows, or w_h / weight (0 if weight is 0) with row weights `w` (weight:
 // their sum); returns sum_h w_h * loss sum_h (Sequential._loss_and_grad,
-// MultiTask.loss_and_grad).
+// MultiTask.loss_and_grad). A softmax head's loss also writes its rows' labels into
+// head_labels(h) for add_metrics (other losses ignore the pointer).
 template <class T>
 double Trainer<T>::losses(index rows, const T* w, double weight) {
     const Program<T>& p = spec_.program;
@@ -271,7 +272,8 @@ double Trainer<T>::losses(index rows, const T* w, double weight) {
         const LossHead& head = p.heads[h];
         const double scale = w ? (weight > 0 ? head.weight / weight : 0.0) : head.weight / double(rows);
         const double sum = loss<T>(head.loss, bound_.ptr[std::size_t(head.output)], y_[h].data(),
-                                   bound_.ptr[std::size_t(head.loss_grad)], rows, p.width(head.output), T(scale), w);
+                                   bound_.ptr[std::size_t(head.loss_grad)], rows, p.width(head.output), T(scale), w,
+                                   labels_.data() + head_labels(h));
         if (team_leader()) head_loss_[h] = sum;    // every thread of a team has the sum
         total += head.weight * sum;
     }
@@ -312,12 +314,9 @@ void Trainer<T>::add_metrics(std::size_t head, index rows, HeadTotals& t) const 
     const T* y = y_[head].data();
     t.count += rows;
     switch (h.loss) {
-        case Loss::softmax_cross_entropy: {
-            std::int64_t* zl = labels_.data();
-            std::int64_t* yl = zl + rows;
-            argmax_rows<T>(z, rows, k, zl);
-            argmax_rows<T>(y, rows, k, yl);
-            for (index i = 0; i < rows; ++i) t.correct += zl[i] == yl[i];
+        case Loss::softmax_cross_entropy: {     // the labels losses() wrote
+            const std::int64_t* l = labels_.data() + head_labels(head);
+            for (index i = 0; i < rows; ++i) t.correct += l[2 * i] == l[2 * i + 1];
             return;
         }
         case Loss::binary_cross_entropy:

@@ -211,6 +211,7 @@ private:
     void prepare(const EpochData<T>& data, index step_begin, index step_end);
     void forward(index rows, std::uint64_t model_step);
     double losses(index rows, const T* w, double weight);
+    index head_labels(std::size_t head) const { return 2 * spec_.batch * index(head); }  // in labels_
     void backward(index rows);
     void add_metrics(std::size_t head, index rows, HeadTotals& totals) const;
     void add_r2(const T* predictions, const T* y, index rows, HeadTotals& totals) const;
@@ -227,7 +228,8 @@ private:
     Bound<T> bound_;                                   // every buffer's address
     mutable std::vector<double> scratch_;     // 3 * the widest head: one batch's r2 sums
     Workspace<T> predicted_;                  // a poisson head's batch predictions exp(z)
-    mutable std::vector<std::int64_t> labels_;  // 2 * batch: the argmax of z's rows, then y's
+    // Per head, (batch, 2): each row's argmax of z and of y, a softmax head's (losses()).
+    std::vector<std::int64_t> labels_;
     // Sparse X: the step's rows gathered as CSR (bound_.csr), grown by a run that needs more.
     std::vector<std::int64_t> batch_indptr_, batch_indices_;
     std::vector<T> batch_values_;

@@ -96,6 +96,25 @@ def test_fused_equals_per_op_bitwise(dtype, trunk, optimizer, fused_runs):
         np.testing.assert_array_equal(fused.predict(val[0])[name], predicted)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_classifier_heads_count_their_own_accuracy(dtype, fused_runs):
+    """Two softmax heads, 3 classes (the loss kernel's labels from the rows in lanes) and
+    20 (from argmax_rows): each head's accuracy from its own labels, as the per-op loop's."""
+    X, _ = data()
+    rng = np.random.default_rng(5)
+    targets = {name: (X @ rng.normal(size=(4, k))).argmax(axis=1) for name, k in (("few", 3), ("many", 20))}
+    targets["many"][:20] = np.arange(20)       # every class seen
+    losses = dict.fromkeys(targets, "softmax_cross_entropy")
+    fit = dict(epochs=4, batch_size=BATCH, optimizer="adam", learning_rate=0.05, verbose=0)
+    ref, fused = (MultiTask([Dense(8, "relu")], {"few": [Dense(3)], "many": [Dense(6, "tanh"), Dense(20)]},
+                            losses, input_dim=4, dtype=dtype, seed=2) for _ in range(2))
+    h_ref = per_op_fit(ref, X, targets, **fit)
+    h = fused.fit(X, targets, **fit)
+    assert fused_runs
+    assert_same_history(h_ref.history, h.history)
+    assert len(set(h.history["few_accuracy"] + h.history["many_accuracy"])) > 4
+
+
 @pytest.mark.parametrize("weights", [(0.0, 1.0, 1.0), (0.3, 0.0, 7.0)])
 def test_head_weights_including_zero(weights, fused_runs):
     X, targets = data()
