@@ -10,7 +10,7 @@ from sklearn.neural_network import _multilayer_perceptron as sklearn_mlp
 from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
 from fastmlp.sklearn import MLPClassifier, MLPRegressor
-from fastmlp.sklearn.network import ESTIMATOR_ACTIVATIONS
+from fastmlp.sklearn.network import ESTIMATOR_ACTIVATIONS, fit_random_state
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 X_IRIS = StandardScaler().fit_transform(X_IRIS)
@@ -172,3 +172,28 @@ def test_each_activation_fits_and_predicts_alike_on_both_backends(cls, activatio
     assert native.loss_curve_[-1] < native.loss_curve_[0]
     np.testing.assert_allclose(native.loss_curve_, numpy.loss_curve_, rtol=1e-9)
     np.testing.assert_allclose(native.predict(X), numpy.predict(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 7, np.int64(42), 2 ** 32 - 1])
+def test_fit_random_state_is_a_new_random_state_of_the_seed(seed):
+    """The reseeded per-thread RandomState a fit draws from is in the state of
+    RandomState(seed), whatever the previous fit drew; None and instances go through
+    scikit-learn's check_random_state."""
+    used = fit_random_state(3)
+    used.uniform(size=5)
+    used.standard_normal()            # a cached Gaussian, which reseeding must drop
+    state, fresh = fit_random_state(seed).get_state(), np.random.RandomState(seed).get_state()
+    assert state[0] == fresh[0] and np.array_equal(state[1], fresh[1])
+    assert state[2:] == fresh[2:]
+    given = np.random.RandomState(1)
+    assert fit_random_state(given) is given
+    assert fit_random_state(None) is np.random.mtrand._rand
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_two_fits_with_one_random_state_are_equal():
+    X, y = load_iris(return_X_y=True)
+    fits = [MLPClassifier((8,), max_iter=5, random_state=3, early_stopping=True).fit(X, y)
+            for _ in range(2)]
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        assert np.array_equal(a, b)

@@ -24,7 +24,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
 from sklearn.utils.metaestimators import available_if
@@ -42,8 +41,8 @@ from .inputs import (SPARSE, classifier_input, input_dtype, regressor_input, val
                      with_class_weight)
 from .lbfgs import check_lbfgs_params, fit_lbfgs
 from .network import (ESTIMATOR_ACTIVATIONS, SOLVERS, batch_size, build_network,
-                      check_same_network, initial_weights, l2_penalty, make_optimizer,
-                      network_description)
+                      check_same_network, fit_random_state, initial_weights, l2_penalty,
+                      make_optimizer, network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
 from .weights import WeightList, checked_weights, non_finite_weights, refresh, write_edits
 
@@ -173,7 +172,7 @@ class _BaseMLP(BaseEstimator):
         given = given_validation(self, *given, X.shape[1], Y.shape[1], lambda rows:
                                  validated(self, rows, reset=False, dtype=X.dtype,
                                            accept_sparse=SPARSE, order="C"))
-        rs = check_random_state(self.random_state)
+        rs = fit_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
         train, validation = self._split(X, Y, labels, sample_weight, rs, given)
