@@ -34,6 +34,7 @@ from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
 from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
+from ..train.arguments import PreparedData
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
 from .heldout import classifier_targets, given_validation, regressor_targets
@@ -270,7 +271,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         try:
             with self._threads(), no_scale_warning():
-                model.fit(X, Y, epochs=1 if incremental else self.max_iter,
+                model.fit(*self._training_data(X, Y),
+                          epochs=1 if incremental else self.max_iter,
                           batch_size=batch_size(self, n),
                           optimizer=None if keep else make_optimizer(self, self._grad_factor),
                           shuffle=self.shuffle, callbacks=[rule],
@@ -288,6 +290,11 @@ class _BaseMLP(BaseEstimator):
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _training_data(self, X, Y) -> tuple:
+        """model.fit's X and y for the network's X and targets Y: as they are (fit checks
+        them again)."""
+        return X, Y
 
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
@@ -393,6 +400,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
         return classifier_input(self, X, y, incremental, reset, dtype)
+
+    def _training_data(self, X, Y) -> tuple:
+        """The network's X (``as_input``'s) and binarized targets, one-hot or 0/1 in its
+        dtype, are what model.fit would make of them: passed as PreparedData, unchecked."""
+        return PreparedData(X, np.ascontiguousarray(Y)), None
 
     def _validation_targets(self, y_val, n_outputs: int):
         """(binarized targets, labels) of fit's y_val (fastmlp.sklearn.heldout)."""
