@@ -14,12 +14,13 @@ __all__ = ["PreparedData", "fit_data", "fit_optimizer", "sample_weights", "valid
 
 
 class PreparedData(NamedTuple):
-    """A Sequential's fit X and y as its ``prepare_data`` returns them: X checked and converted (an
-    (n, input_dim) finite C-contiguous array of the model's dtype, or CSR rows) and dense
-    targets Y (n, k) in the model's dtype, one-hot or 0/1 as the model's classification
-    loss takes them. A caller that made them so itself (the scikit-learn classifier, after
-    its own validation) passes one as X, with y None: fit then takes them unchecked
-    (prepare_data's checks cost about 140 us for digits' 1,797 rows). Not for users."""
+    """A Sequential's fit X and y as its ``prepare_data`` returns them: X checked and
+    converted (an (n, input_dim) finite C-contiguous array of the model's dtype, or CSR
+    rows) and dense targets Y (n, k) in the model's dtype, one-hot or 0/1 as the model's
+    classification loss takes them. A caller that made them so itself (the scikit-learn
+    classifier, after its own validation) passes one as X, with y None: fit then takes
+    them unchecked (prepare_data's checks cost about 140 us for digits' 1,797 rows).
+    Not for users."""
 
     X: object
     Y: np.ndarray
