@@ -1,5 +1,6 @@
 """What the estimators offer beyond scikit-learn's MLP: fit's validation data (X_val, y_val,
-sample_weight_val, validation_loss_curve_) and fastmlp's other activations."""
+sample_weight_val, validation_loss_curve_) and fastmlp's other activations; and that
+fit's shortcuts (the reseeded RandomState, the prepared training data) change nothing."""
 import inspect
 
 import numpy as np
@@ -9,8 +10,12 @@ from sklearn.metrics import accuracy_score
 from sklearn.neural_network import _multilayer_perceptron as sklearn_mlp
 from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
+from fastmlp import Dense, Sequential
 from fastmlp.sklearn import MLPClassifier, MLPRegressor
-from fastmlp.sklearn.network import ESTIMATOR_ACTIVATIONS
+from fastmlp.sklearn.network import ESTIMATOR_ACTIVATIONS, fit_random_state
+from fastmlp.train.arguments import PreparedData
+
+PREPARE_DATA = Sequential.prepare_data
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 X_IRIS = StandardScaler().fit_transform(X_IRIS)
@@ -172,3 +177,59 @@ def test_each_activation_fits_and_predicts_alike_on_both_backends(cls, activatio
     assert native.loss_curve_[-1] < native.loss_curve_[0]
     np.testing.assert_allclose(native.loss_curve_, numpy.loss_curve_, rtol=1e-9)
     np.testing.assert_allclose(native.predict(X), numpy.predict(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 7, np.int64(42), 2 ** 32 - 1])
+def test_fit_random_state_is_a_new_random_state_of_the_seed(seed):
+    """The reseeded per-thread RandomState a fit draws from is in the state of
+    RandomState(seed), whatever the previous fit drew; None and instances go through
+    scikit-learn's check_random_state."""
+    used = fit_random_state(3)
+    used.uniform(size=5)
+    used.standard_normal()            # a cached Gaussian, which reseeding must drop
+    state, fresh = fit_random_state(seed).get_state(), np.random.RandomState(seed).get_state()
+    assert state[0] == fresh[0] and np.array_equal(state[1], fresh[1])
+    assert state[2:] == fresh[2:]
+    given = np.random.RandomState(1)
+    assert fit_random_state(given) is given
+    assert fit_random_state(None) is np.random.mtrand._rand
+
+
+@converging
+def test_two_fits_with_one_random_state_are_equal():
+    X, y = load_iris(return_X_y=True)
+    fits = [MLPClassifier((8,), max_iter=5, random_state=3, early_stopping=True).fit(X, y)
+            for _ in range(2)]
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        assert np.array_equal(a, b)
+
+
+@converging
+@pytest.mark.parametrize("targets", ["multiclass", "binary", "multilabel", "one class"])
+def test_prepared_training_data_fits_as_checked_data(targets, monkeypatch):
+    """The classifier hands model.fit its X and binarized targets as PreparedData (fit
+    skips prepare_data's checks): the same fit, bit for bit, classes_ of the network
+    included, as through prepare_data."""
+    X, y = load_iris(return_X_y=True)
+    y = {"multiclass": y, "binary": y == 1, "one class": np.zeros_like(y),
+         "multilabel": make_multilabel_classification(150, 4, n_classes=3,
+                                                      random_state=0)[1]}[targets]
+    fast = MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    checked = []
+    monkeypatch.setattr(Sequential, "prepare_data", lambda model, *a, **k: checked.append(1)
+                        or PREPARE_DATA(model, *a, **k))
+    monkeypatch.setattr(MLPClassifier, "_training_data", lambda self, X, Y: (X, Y))
+    slow = MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    assert checked
+    assert np.array_equal(fast.model_.classes_, slow.model_.classes_)
+    assert fast.model_.classes_.dtype == slow.model_.classes_.dtype
+    assert fast.loss_curve_ == slow.loss_curve_
+    for a, b in zip(fast.coefs_ + fast.intercepts_, slow.coefs_ + slow.intercepts_):
+        assert np.array_equal(a, b)
+
+
+def test_prepared_data_takes_no_y():
+    model = Sequential([Dense(2)], input_dim=2, backend="numpy", seed=0)
+    X, Y = np.eye(2), np.eye(2)
+    with pytest.raises(TypeError, match="PreparedData as X with y None"):
+        model.fit(PreparedData(X, Y), Y, epochs=1)

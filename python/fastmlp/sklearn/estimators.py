@@ -24,7 +24,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
 from sklearn.utils.metaestimators import available_if
@@ -35,6 +34,7 @@ from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
 from ..errors import DivergenceError
 from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
+from ..train.arguments import PreparedData
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
 from .heldout import classifier_targets, given_validation, regressor_targets
@@ -42,8 +42,8 @@ from .inputs import (SPARSE, classifier_input, input_dtype, regressor_input, val
                      with_class_weight)
 from .lbfgs import check_lbfgs_params, fit_lbfgs
 from .network import (ESTIMATOR_ACTIVATIONS, SOLVERS, batch_size, build_network,
-                      check_same_network, initial_weights, l2_penalty, make_optimizer,
-                      network_description)
+                      check_same_network, fit_random_state, initial_weights, l2_penalty,
+                      make_optimizer, network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
 from .weights import WeightList, checked_weights, non_finite_weights, refresh, write_edits
 
@@ -173,7 +173,7 @@ class _BaseMLP(BaseEstimator):
         given = given_validation(self, *given, X.shape[1], Y.shape[1], lambda rows:
                                  validated(self, rows, reset=False, dtype=X.dtype,
                                            accept_sparse=SPARSE, order="C"))
-        rs = check_random_state(self.random_state)
+        rs = fit_random_state(self.random_state)
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
         train, validation = self._split(X, Y, labels, sample_weight, rs, given)
@@ -271,7 +271,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         try:
             with self._threads(), no_scale_warning():
-                model.fit(X, Y, epochs=1 if incremental else self.max_iter,
+                model.fit(*self._training_data(X, Y),
+                          epochs=1 if incremental else self.max_iter,
                           batch_size=batch_size(self, n),
                           optimizer=None if keep else make_optimizer(self, self._grad_factor),
                           shuffle=self.shuffle, callbacks=[rule],
@@ -289,6 +290,11 @@ class _BaseMLP(BaseEstimator):
         if not rule.converged and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _training_data(self, X, Y) -> tuple:
+        """model.fit's X and y for the network's X and targets Y: as they are (fit checks
+        them again)."""
+        return X, Y
 
     # --------------------------------------------------------------- inference
     def _features(self, X) -> np.ndarray:
@@ -394,6 +400,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
         return classifier_input(self, X, y, incremental, reset, dtype)
+
+    def _training_data(self, X, Y) -> tuple:
+        """The network's X (``as_input``'s) and binarized targets, one-hot or 0/1 in its
+        dtype, are what model.fit would make of them: passed as PreparedData, unchecked."""
+        return PreparedData(X, np.ascontiguousarray(Y)), None
 
     def _validation_targets(self, y_val, n_outputs: int):
         """(binarized targets, labels) of fit's y_val (fastmlp.sklearn.heldout)."""

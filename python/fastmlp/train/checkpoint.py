@@ -169,12 +169,15 @@ class Snapshot:
 
 def non_finite(model, optimizer) -> str:
     """What holds NaN or infinities among the parameters, the optimizer's m and v and the
-    layers' state ("" when nothing does)."""
-    parts = [("the parameters", model.flat_params), ("the optimizer's m", optimizer.m),
-             ("the optimizer's v", optimizer.v)]
-    parts += [(f"the state of layers[{i}]", s) for i, layer in enumerate(model.layers)
-              for s in layer.get_state()]
-    bad = [name for name, array in parts if array is not None and not _finite(model, array)]
+    layers' state ("" when nothing does). Runs after every step range, so the names are
+    only made for what is not finite."""
+    bad = [name for name, array in (("the parameters", model.flat_params),
+                                    ("the optimizer's m", optimizer.m),
+                                    ("the optimizer's v", optimizer.v))
+           if array is not None and not _finite(model, array)]
+    for i, layer in enumerate(model.layers):
+        if not all(_finite(model, state) for state in layer.get_state()):
+            bad.append(f"the state of layers[{i}]")
     return " and ".join(dict.fromkeys(bad))
 
 
@@ -184,10 +187,12 @@ _BACKEND_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _finite(model, array: np.ndarray) -> bool:
     """Whether ``array`` is finite: float32 and float64 through the model's backend (one
     pass, no temporary array), anything else (a custom layer's state) through NumPy."""
-    flat = np.ascontiguousarray(array).reshape(-1)
-    if flat.dtype in _BACKEND_DTYPES:
-        return model.backend.all_finite(flat)
-    return bool(np.isfinite(flat).all())
+    if not (isinstance(array, np.ndarray) and array.ndim == 1 and array.flags.c_contiguous):
+        # (flat_params, m and v already are flat: no view to make)
+        array = np.ascontiguousarray(array).reshape(-1)
+    if array.dtype in _BACKEND_DTYPES:
+        return model.backend.all_finite(array)
+    return bool(np.isfinite(array).all())
 
 
 def list_checkpoints(directory) -> List[Tuple[Position, str]]:

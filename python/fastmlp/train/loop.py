@@ -15,7 +15,7 @@ from .._keywords import suggest_keywords
 from .._validation import check_bool, check_int
 from ..errors import DivergenceError
 from ..optim.optimizers import Optimizer, check_learning_rate
-from .arguments import fit_optimizer, sample_weights, validation_arrays
+from .arguments import fit_data, fit_optimizer, sample_weights, validation_arrays
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, callback_states, check_compatible,
                          load_callback_states, restore)
@@ -344,7 +344,7 @@ def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] =
     checkpoints = Checkpoints.create(checkpoint_dir, checkpoint_every, checkpoint_every_steps,
                                      keep_checkpoints, resume)
     columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
-    X, Y = model.prepare_data(X, y)
+    X, Y = fit_data(model, X, y)
     W = sample_weights(model, X, Y, sample_weight, class_weight)
     validation = validation_arrays(model, validation_data)
     optimizer = fit_optimizer(model, optimizer, learning_rate)
