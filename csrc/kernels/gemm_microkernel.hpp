@@ -190,19 +190,26 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
     if (mr == MR && nr == NR) {
         const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta);
         const Vec<T> zero = splat<T>(T(0));
-        if (ba.bias) {
-            Vec<T> bias[NV];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) bias[v] = load<T>(ba.bias + v * W);
+        // f(r, v, cp, x) for every accumulator, x its finished value (the epilogue with C's
+        // old value at cp where it reads one).
+        auto each_finished = [&](auto f) {
 #pragma GCC unroll 32
             for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v) {
                     T* cp = c + r * ldc + v * W;
                     const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
-                    acc[r][v] = apply_epilogue(e, acc[r][v], old, va, vb) + bias[v];
-                    if (ba.out != c) store<T>(cp, acc[r][v]);   // out == C: act(z) alone
+                    f(r, v, cp, apply_epilogue(e, acc[r][v], old, va, vb));
                 }
+        };
+        if (ba.bias) {
+            Vec<T> bias[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) bias[v] = load<T>(ba.bias + v * W);
+            each_finished([&](int r, int v, T* cp, Vec<T> x) {
+                acc[r][v] = x + bias[v];
+                if (ba.out != c) store<T>(cp, acc[r][v]);   // out == C: act(z) alone
+            });
             if (ba.out) {
                 with_activation(ba.act, [&](auto kind) {
 #pragma GCC unroll 32
@@ -218,30 +225,17 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
             const bool keep_dx = ba.out != nullptr;
             with_activation(ba.act, [&](auto kind) {
                 if constexpr (cheap_derivative(decltype(kind)::value)) {
-#pragma GCC unroll 32
-                    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-                        for (int v = 0; v < NV; ++v) {
-                            T* cp = c + r * ldc + v * W;
-                            const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
-                            const Vec<T> dx = apply_epilogue(e, acc[r][v], old, va, vb);
-                            if (keep_dx) store<T>(cp, dx);
-                            const index at = r * ba.ldz + v * W;
-                            const Vec<T> d = derivative<T>(kind, load<T>(ba.z + at), load<T>(ba.a + at), ba.param);
-                            store<T>(keep_dx ? ba.out + r * ba.ldo + v * W : cp, dx * d);
-                        }
+                    each_finished([&](int r, int v, T* cp, Vec<T> dx) {
+                        if (keep_dx) store<T>(cp, dx);
+                        const index at = r * ba.ldz + v * W;
+                        const Vec<T> d = derivative<T>(kind, load<T>(ba.z + at), load<T>(ba.a + at), ba.param);
+                        store<T>(keep_dx ? ba.out + r * ba.ldo + v * W : cp, dx * d);
+                    });
                 }
             });
             return;
         }
-#pragma GCC unroll 32
-        for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) {
-                T* cp = c + r * ldc + v * W;
-                const Vec<T> old = e == Epilogue::overwrite ? zero : load<T>(cp);
-                store<T>(cp, apply_epilogue(e, acc[r][v], old, va, vb));
-            }
+        each_finished([&](int, int, T* cp, Vec<T> x) { store<T>(cp, x); });
         if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);   // the derivatives with exp
         return;
     }
