@@ -23,7 +23,7 @@ thread_local int tl_threads FASTMLP_FAST_TLS = 0;
 std::atomic<bool> g_pool_started{false}, g_serial_after_fork{false};
 std::atomic<int> g_last_team{1}, g_last_k_groups{1}, g_last_direct{0}, g_direct_override{0};
 std::atomic<index> g_grain_override{0};
-std::atomic<std::uint64_t> g_regions{0}, g_fused_act_backwards{0};
+std::atomic<std::uint64_t> g_regions{0}, g_fused_act_backwards{0}, g_outputs_only_layers{0};
 thread_local int tl_widest_team FASTMLP_FAST_TLS = 1;
 thread_local TeamSeat tl_seat FASTMLP_FAST_TLS;
 
@@ -87,6 +87,8 @@ std::uint64_t fused_act_backwards() { return g_fused_act_backwards; }
 void note_fused_act_backward() {
     if (tl_seat.id == 0) g_fused_act_backwards.fetch_add(1, std::memory_order_relaxed);
 }
+std::uint64_t outputs_only_layers() { return g_outputs_only_layers; }
+void note_outputs_only_layer() { g_outputs_only_layers.fetch_add(1, std::memory_order_relaxed); }
 void set_grain_override(index grain) { g_grain_override = grain > 0 ? grain : 0; }
 
 int threads_for(index work, index grain) {

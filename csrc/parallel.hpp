@@ -35,6 +35,8 @@ int gemm_direct_override();      // tests: a mask (1 B, 2 A) forced in place whe
 void set_gemm_direct_override(int mode);
 std::uint64_t fused_act_backwards(); // gemm_act_backward calls so far (ops.hpp; a team's counts once)
 void note_fused_act_backward();
+std::uint64_t outputs_only_layers();  // layers keep_outputs_only rewrote so far (program.hpp)
+void note_outputs_only_layer();
 
 // Threads worth using for `work` units when each thread should get at least `grain`.
 int threads_for(index work, index grain);

@@ -4,7 +4,8 @@
 // set_grain_override: every kernel's grain replaced, for the tests of the thread policy;
 // last_gemm_direct / set_gemm_direct_override: which operands the latest GEMM read in
 // place, and forcing that on or off (gemm.hpp, "Direct B"); fused_act_backwards: how many
-// GEMMs ran with the activation's backward in their epilogue (the fused trainer's).
+// GEMMs ran with the activation's backward in their epilogue (the fused trainer's);
+// outputs_only_layers: how many layers fused trainers made keep their activations alone.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -74,6 +75,7 @@ void register_runtime(py::module_& m, py::module_& testing) {
     testing.def("last_gemm_direct", &last_gemm_direct);
     testing.def("set_gemm_direct_override", &set_gemm_direct_override, arg("mode"));
     testing.def("fused_act_backwards", &fused_act_backwards);
+    testing.def("outputs_only_layers", &outputs_only_layers);
 }
 
 }}  // namespace fastmlp::bind

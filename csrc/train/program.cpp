@@ -278,6 +278,7 @@ void keep_outputs_only(Program<T>& p) {
         for (OpRecord& backward : p.backward)
             if (backward.code == OpCode::act_backward && backward.args[0] == z && backward.args[1] == a) {
                 backward.args[0] = forward.args[3] = a;
+                note_outputs_only_layer();
                 break;
             }
     }

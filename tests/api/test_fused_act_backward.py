@@ -82,3 +82,19 @@ def test_no_fusion_where_another_op_comes_between(testing):
     weights, fused = fit(build, X, y, testing)
     assert fused == 0
     assert_same_weights(weights, fit(build, X, y, testing, fused=False)[0], "dropout")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", HIDDEN)
+def test_a_layer_keeps_its_activations_alone_where_its_derivative_allows(act, dtype, testing):
+    """relu, sigmoid and tanh (whose derivative comes out the same from a = act(z)) keep a
+    alone: their z becomes a (program.hpp keep_outputs_only), with the per-op loop's bits;
+    the other activations keep z. Dropout after the layer reads a, not z."""
+    X, y = data(dtype)
+    build = lambda: Sequential([Dense(9, act), Dropout(0.25), Dense(5, act), Dense(3)], input_dim=6,
+                               dtype=dtype, seed=4)
+    before = testing.outputs_only_layers()
+    weights, _ = fit(build, X, y, testing)
+    kept = testing.outputs_only_layers() - before
+    assert kept == (2 if act in ("relu", "sigmoid", "tanh") else 0), f"{act}: {kept} layers"
+    assert_same_weights(weights, fit(build, X, y, testing, fused=False)[0], f"{act} {dtype}")
