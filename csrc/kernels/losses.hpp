@@ -142,18 +142,20 @@ void bce_single_output_rows(const T* z, const T* y, T* grad, index n, T scale, c
     }
 }
 
-// Sum16's total of one element per partial, lane by lane: partial e holds 0 + x[e] for
-// e < k <= 16 and 0 beyond, then the halving (l += l + 8, + 4, + 2, + 1). Overwrites x.
-template <class T>
-inline Vec<T> sum16_by_lanes(Vec<T>* x, index k) {
-    for (index e = 0; e < 16; ++e) x[e] = e < k ? Vec<T>{} + x[e] : Vec<T>{};
+// Sum16's total of one element per partial, lane by lane: partial e holds 0 + element(e)
+// for e < k <= 16 and 0 beyond, then the halving (l += l + 8, + 4, + 2, + 1).
+template <class T, class Element>
+inline Vec<T> sum16_by_lanes(index k, Element element) {
+    Vec<T> x[16];
+    for (index e = 0; e < 16; ++e) x[e] = e < k ? Vec<T>{} + element(e) : Vec<T>{};
     for (index h = 8; h >= 1; h /= 2)
         for (index j = 0; j < h; ++j) x[j] += x[j + h];
     return x[0];
 }
 
 // Columns [0, k) of rows [0, n) (row stride k), n <= W, k <= 16, one row per lane:
-// lane r of col[j] is x[r * k + j] (0 for r >= n). W x W blocks transposed in registers.
+// lane r of col[j] is x[r * k + j] (0 for r >= n). W x W blocks transposed in registers,
+// each stored whole: col holds 16 vectors, and those from k on are never read.
 template <class T>
 inline void rows_to_lanes(const T* x, index n, index k, Vec<T>* col) {
     constexpr index W = lanes<T>;
@@ -163,7 +165,7 @@ inline void rows_to_lanes(const T* x, index n, index k, Vec<T>* col) {
         for (index r = 0; r < W; ++r)
             v[r] = r >= n ? Vec<T>{} : w == W ? load<T>(x + r * k + c0) : load_part<T>(x + r * k + c0, w, T(0));
         transpose<T>(v);
-        for (index l = 0; l < w; ++l) col[c0 + l] = v[l];
+        for (index l = 0; l < W; ++l) col[c0 + l] = v[l];
     }
 }
 
@@ -210,20 +212,21 @@ void softmax_xent_by_lanes(const T* z, const T* y, T* grad, index n, index k, T 
     Vec<T> vm = zc[0];
     for (index j = 1; j < k; ++j) vm = select<T>(zc[j] > vm, zc[j], vm);
     const Vec<T> zero{};
-    Vec<T> d[16], e[16], x[16];
+    Vec<T> d[16], e[16];
     for (index j = 0; j < k; ++j) {
         d[j] = shifted<T>(zc[j], vm);
-        x[j] = e[j] = exp<T>(d[j]);
+        e[j] = exp<T>(d[j]);
     }
-    const Vec<T> vs = sum16_by_lanes<T>(x, k), log_s = log<T>(vs);
-    for (index j = 0; j < k; ++j) x[j] = select<T>(yc[j] == zero, zero, yc[j] * (log_s - d[j]));
-    store<T>(row, sum16_by_lanes<T>(x, k));
+    const Vec<T> vs = sum16_by_lanes<T>(k, [&](index j) { return e[j]; }), log_s = log<T>(vs);
+    store<T>(row, sum16_by_lanes<T>(k, [&](index j) {
+        return select<T>(yc[j] == zero, zero, yc[j] * (log_s - d[j]));
+    }));
     if (!grad) return;
-    for (index j = 0; j < k; ++j) x[j] = yc[j];
     const Vec<T> s = w ? splat<T>(scale) * load_lanes<T>(w, n, T(0)) : splat<T>(scale);
-    const Vec<T> c1 = s * sum16_by_lanes<T>(x, k);
-    for (index j = 0; j < k; ++j) x[j] = (e[j] / vs) * c1 - yc[j] * s;
-    lanes_to_rows<T>(x, n, k, grad);
+    const Vec<T> c1 = s * sum16_by_lanes<T>(k, [&](index j) { return yc[j]; });
+    Vec<T> g[16];
+    for (index j = 0; j < k; ++j) g[j] = (e[j] / vs) * c1 - yc[j] * s;
+    lanes_to_rows<T>(g, n, k, grad);
 }
 
 // Row weights w (null: unweighted): row i's loss enters as double(w_i) * double(loss_i)
