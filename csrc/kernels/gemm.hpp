@@ -276,18 +276,34 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
         const index bld = bp.row_stride(nr);
         T* c = job.c + (ic + ir) * job.ldc + j0 + jr;
         const FusedEpilogue<T> ba = epilogue_at(ir, jr);
-        // A full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T).
-        auto in_place = [&](auto as) {
-            constexpr index ASD = decltype(as)::value;
-            const T* ad = direct_a + ir * (ASD == 0 ? job.lda : 1);
-            if (nr <= W)
-                gemm_microkernel<T, MR, 1, ASD>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
-            else
-                gemm_microkernel<T, MR, NV, ASD>(kc, ad, job.lda, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        // An MR-row tile by its width: NV vectors a row, one for the narrow last panel. On
+        // 64-byte vectors a last vector of at most W / 2 columns runs as a 32-byte one
+        // (gemm_microkernel, TB), alone or after one full vector (10 columns of float64:
+        // 8 + 2, not a tile of 16).
+        auto rows_tile = [&](auto as, const T* a_rows, index a_ld) {
+            constexpr index ASX = decltype(as)::value;
+            auto kernel = [&](auto nv, auto tb, index j, index width) {   // columns [j, j + width)
+                gemm_microkernel<T, MR, decltype(nv)::value, ASX, decltype(tb)::value>(
+                    kc, a_rows, a_ld, b + j, bld, job.alpha, job.beta, e, c + j, job.ldc, mr, width,
+                    j ? epilogue_at(ir, jr + j) : ba);
+            };
+            using One = std::integral_constant<int, 1>;
+            using Full = std::integral_constant<int, kVecBytes>;
+            using Half = std::integral_constant<int, kVecBytes / 2>;
+            if constexpr (kVecBytes == 64) {
+                if (nr <= W / 2) return kernel(One{}, Half{}, 0, nr);
+                if (nr > W && nr - W <= W / 2) {
+                    kernel(One{}, Full{}, 0, W);
+                    return kernel(One{}, Half{}, W, nr - W);
+                }
+            }
+            if (nr <= W) kernel(One{}, Full{}, 0, nr);
+            else kernel(std::integral_constant<int, NV>{}, Full{}, 0, nr);
         };
-        if (ir < direct_rows) {
-            if (job.ta) in_place(std::integral_constant<index, -1>{});
-            else in_place(std::integral_constant<index, 0>{});
+        if (ir < direct_rows) {   // a full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T)
+            const T* ad = direct_a + ir * (job.ta ? 1 : job.lda);
+            if (job.ta) rows_tile(std::integral_constant<index, -1>{}, ad, job.lda);
+            else rows_tile(std::integral_constant<index, 0>{}, ad, job.lda);
         } else if (mr == 1) {  // one sample (inference): no zero rows at all
             if (nr <= W)
                 gemm_microkernel<T, 1, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
@@ -298,10 +314,8 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
                 gemm_microkernel<T, MRS, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
                 gemm_microkernel<T, MRS, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
-        } else if (nr <= W) {  // the narrow last panel (pack_b_panel)
-            gemm_microkernel<T, MR, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
         } else {
-            gemm_microkernel<T, MR, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+            rows_tile(std::integral_constant<index, AS>{}, a, AS);
         }
     };
     if (mcur == 1) {  // one row: NPR full panels per microkernel call, then single panels

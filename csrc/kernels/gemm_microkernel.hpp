@@ -151,32 +151,41 @@ template <class T>
 // only arithmetic, identical for every element of the tile, whether the tile is full or an
 // edge. A full tile is finished straight into C; an edge tile (mr < MR or nr < NR) is
 // spilled to a local buffer and finished element by element with the same epilogue.
-template <class T, int MR, int NV, index AS>
+//
+// TB < kVecBytes (64-byte vectors only, NV = 1): a narrow tile of TB-byte vectors, for a
+// last panel of at most TB / sizeof(T) columns. The same FMA per element; AMD's Zen 4
+// runs a 64-byte FMA as two 32-byte halves, so the narrow tile of a 4-column float64
+// tail takes half the time of a 64-byte one, whose upper lanes are padding. Always
+// finished as an edge tile.
+template <class T, int MR, int NV, index AS, int TB = kVecBytes>
 inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const T* __restrict b, index b_ld, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
                              const FusedEpilogue<T>& ba = FusedEpilogue<T>{}, index panel_stride = 0) {
+    static_assert(TB == kVecBytes || NV == 1, "a narrow tile has one vector per row");
+    using V = std::conditional_t<TB == kVecBytes, Vec<T>, VecBytes<T, TB>>;
     constexpr index W = lanes<T>;
-    constexpr index NR = NV * W;                       // the tile's columns
+    constexpr index VW = TB / index(sizeof(T));        // lanes of V
+    constexpr index NR = NV * VW;                      // the tile's columns
     const index a_row = AS > 0 ? AS : AS == 0 ? a_ld : 1;   // A(r, p) at a[r * a_row + p * a_col]
     const index a_col = AS < 0 ? a_ld : 1;
     constexpr int NVP = NV < GemmTile<T>::NV ? NV : GemmTile<T>::NV;   // vectors per panel row
-    Vec<T> acc[MR][NV];
+    V acc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = splat<T>(T(0));
+        for (int v = 0; v < NV; ++v) acc[r][v] = V{};
 
     // The products, with B's row step a constant for packed panels (measured: a runtime
     // step there cost 3 % on 200 x 100 x 10 NN) and b_ld for B read in place.
     auto products = [&](auto b_step) {
 #pragma GCC unroll 4
         for (index p = 0; p < kc; ++p) {
-            Vec<T> bv[NV];
+            V bv[NV];
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + (v / NVP) * panel_stride + (v % NVP) * W);
+            for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + (v / NVP) * panel_stride + (v % NVP) * W, sizeof(V));
 #pragma GCC unroll 32
             for (int r = 0; r < MR; ++r) {
-                const Vec<T> av = a[r * a_row] - Vec<T>{};  // a broadcast (x - 0 is x, -0 included)
+                const V av = a[r * a_row] - V{};  // a broadcast (x - 0 is x, -0 included)
 #pragma GCC unroll 8
                 for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
             }
@@ -187,7 +196,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
     if (b_ld == NVP * W) products(std::integral_constant<index, NVP * W>{});
     else products(b_ld);
 
-    if (mr == MR && nr == NR) {
+    if constexpr (TB == kVecBytes) if (mr == MR && nr == NR) {
         const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta);
         const Vec<T> zero = splat<T>(T(0));
         // f(r, v, cp, x) for every accumulator, x its finished value (the epilogue with C's
@@ -239,12 +248,13 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
         if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);   // the derivatives with exp
         return;
     }
-    alignas(64) T tile[MR * NR];
+    constexpr index LD = NR < W ? W : NR;             // whole vectors for finish_edge_tile
+    alignas(64) T tile[MR * LD];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) store<T>(tile + r * NR + v * W, acc[r][v]);
-    finish_edge_tile<T>(tile, NR, alpha, beta, e, c, ldc, mr, nr, ba);
+        for (int v = 0; v < NV; ++v) std::memcpy(tile + r * LD + v * VW, &acc[r][v], sizeof(V));
+    finish_edge_tile<T>(tile, LD, alpha, beta, e, c, ldc, mr, nr, ba);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)
