@@ -181,7 +181,14 @@
 //   inference), runs the 1-row or MRS-row instance of the microkernel: the same
 //   per-element arithmetic without computing MR - 1 or MR - MRS rows of zero padding. A
 //   block of one row also takes NPR full panels per call, for enough independent FMA
-//   chains (one row on 784-256-128-10: 14 -> 11 -> 10 us).
+//   chains (one row on 784-256-128-10: 14 -> 11 -> 10 us). A last tile row of MRS < mr
+//   <= MRL = MR - 2 rows runs the MRL-row instance (the 10 outputs of a classifier's dW:
+//   10 x 100 x 200 TN float64 10.1 -> 8.5 us on the AMD EPYC of bench/, Zen 4).
+// Narrow tiles: on 64-byte vectors, a last panel of at most W / 2 columns, or the columns
+//   past one full vector when a tile has at most 1.5 W, run a tile of 32-byte vectors
+//   (gemm_microkernel, TB): Zen 4 executes a 64-byte FMA as two 32-byte halves, so a
+//   4-column float64 tail costs half (200 x 10 x 100 NT float64 14.0 -> 11.3 us, 200 x
+//   100 x 64 NT 55.9 -> 54.7 us); on cores with full-width units it costs the same.
 //
 // Buffers: one thread_local workspace per calling thread, 64-byte aligned, grown when a
 // larger product comes and reused afterwards (no allocation per call in the steady state;
@@ -263,7 +270,7 @@ template <class T>
 inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a, index direct_rows,
                           const BPanels<T>& bp, index kc, Epilogue e, bool last, index ic, index mcur,
                           index j0, index cols) {
-    constexpr int MR = GemmTile<T>::MR, MRS = GemmTile<T>::MRS, NV = GemmTile<T>::NV;
+    constexpr int MR = GemmTile<T>::MR, MRS = GemmTile<T>::MRS, MRL = GemmTile<T>::MRL, NV = GemmTile<T>::NV;
     constexpr index W = lanes<T>, NR = GemmTile<T>::NR, AS = kAStride<T>;
     // The fused epilogue of the tile at (ir, jr), on the last K block only.
     auto epilogue_at = [&](index ir, index jr) {
@@ -280,10 +287,11 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
         // 64-byte vectors a last vector of at most W / 2 columns runs as a 32-byte one
         // (gemm_microkernel, TB), alone or after one full vector (10 columns of float64:
         // 8 + 2, not a tile of 16).
-        auto rows_tile = [&](auto as, const T* a_rows, index a_ld) {
+        auto rows_tile = [&](auto as, auto rows, const T* a_rows, index a_ld) {
             constexpr index ASX = decltype(as)::value;
+            constexpr int MRX = decltype(rows)::value;
             auto kernel = [&](auto nv, auto tb, index j, index width) {   // columns [j, j + width)
-                gemm_microkernel<T, MR, decltype(nv)::value, ASX, decltype(tb)::value>(
+                gemm_microkernel<T, MRX, decltype(nv)::value, ASX, decltype(tb)::value>(
                     kc, a_rows, a_ld, b + j, bld, job.alpha, job.beta, e, c + j, job.ldc, mr, width,
                     j ? epilogue_at(ir, jr + j) : ba);
             };
@@ -302,8 +310,8 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
         };
         if (ir < direct_rows) {   // a full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T)
             const T* ad = direct_a + ir * (job.ta ? 1 : job.lda);
-            if (job.ta) rows_tile(std::integral_constant<index, -1>{}, ad, job.lda);
-            else rows_tile(std::integral_constant<index, 0>{}, ad, job.lda);
+            if (job.ta) rows_tile(std::integral_constant<index, -1>{}, std::integral_constant<int, MR>{}, ad, job.lda);
+            else rows_tile(std::integral_constant<index, 0>{}, std::integral_constant<int, MR>{}, ad, job.lda);
         } else if (mr == 1) {  // one sample (inference): no zero rows at all
             if (nr <= W)
                 gemm_microkernel<T, 1, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
@@ -314,8 +322,10 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
                 gemm_microkernel<T, MRS, 1, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             else
                 gemm_microkernel<T, MRS, NV, AS>(kc, a, AS, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
+        } else if (MRL > MRS && mr <= MRL) {   // 10 outputs' dW, 200 = 16 x 12 + 8 samples
+            rows_tile(std::integral_constant<index, AS>{}, std::integral_constant<int, MRL>{}, a, AS);
         } else {
-            rows_tile(std::integral_constant<index, AS>{}, a, AS);
+            rows_tile(std::integral_constant<index, AS>{}, std::integral_constant<int, MR>{}, a, AS);
         }
     };
     if (mcur == 1) {  // one row: NPR full panels per microkernel call, then single panels

@@ -30,6 +30,7 @@ struct GemmTile {
     static constexpr int NV = 2;                                  // vectors per row of the tile
     static constexpr int MR = kVecBytes >= 64 ? 12 : kVecBytes >= 32 ? 6 : 4;
     static constexpr int MRS = MR >= 12 ? 4 : 2;                   // short tile rows (gemm.hpp)
+    static constexpr int MRL = MR - 2;   // a last tile row of MRS < mr <= MRL rows (gemm.hpp)
     // One row across NPR panels at once (inference on one sample): NPR * NV accumulators,
     // as many B vectors and a broadcast fit the registers (avx512 17 of 32, else 9 of 16).
     static constexpr int NPR = kVecBytes >= 64 ? 4 : 2;
