@@ -251,6 +251,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
     }
     constexpr index LD = NR < W ? W : NR;             // whole vectors for finish_edge_tile
     alignas(64) T tile[MR * LD];
+    if constexpr (NR < W) std::memset(tile, 0, sizeof tile);   // a narrow tile's lanes past NR
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4

@@ -40,8 +40,8 @@ template <> struct VecTypes<double> {
 };
 
 template <class T> using Vec = typename VecTypes<T>::vec;
-// A vector of B <= kVecBytes bytes: the GEMM microkernel's narrow last columns (fma takes
-// it on the 64-byte level only, gemm_microkernel.hpp).
+// A vector of B < kVecBytes bytes: the GEMM microkernel's narrow last columns (fma takes
+// 32-byte ones on the 64-byte level only, gemm_microkernel.hpp).
 template <class T, int B> struct NarrowVec { typedef T vec __attribute__((vector_size(B))); };
 template <class T, int B> using VecBytes = typename NarrowVec<T, B>::vec;
 template <class T> using Mask = typename VecTypes<T>::mask;

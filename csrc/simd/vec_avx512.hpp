@@ -3,13 +3,10 @@
 #include <immintrin.h>
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 constexpr int kVecBytes = 64;
-// 64-byte vectors, and the GEMM's narrow 32- and 16-byte ones (VecBytes, vec.hpp).
+// 64-byte vectors, and the GEMM's narrow 32-byte ones (VecBytes, vec.hpp).
 template <class V> inline V fma(V a, V b, V c) {
     constexpr bool f32 = sizeof(a[0]) == 4;
-    if constexpr (sizeof(V) == 16) {
-        if constexpr (f32) return (V)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
-        else return (V)_mm_fmadd_pd((__m128d)a, (__m128d)b, (__m128d)c);
-    } else if constexpr (sizeof(V) == 32) {
+    if constexpr (sizeof(V) == 32) {
         if constexpr (f32) return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
         else return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
     } else {
