@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../ops.hpp"
+#include "../train/shuffle.hpp"
 #include "../train/trainer.hpp"
 #include "arrays.hpp"
 #include "guard_bindings.hpp"
@@ -239,6 +240,12 @@ py::array_t<double> vector_copy(const std::vector<double>& v) { return py::array
 
 void register_train(py::module_& m) {
     using py::arg;
+    m.def("shuffled_order", [](std::uint64_t seed, py::array order) {
+              std::int64_t* out = output<std::int64_t>(order, "shuffled_order", "order", 1);
+              train::shuffled_order(seed, out, index(order.shape(0)));
+          },
+          arg("seed"), arg("order").noconvert(),
+          "order[:] = 0 .. n - 1 shuffled for seed (train/shuffle.hpp): the epoch's order");
     py::class_<HeadTotals>(m, "HeadTotals", "One loss head's running totals in a TrainTotals")
         .def_readonly("outputs", &HeadTotals::outputs)
         .def_readonly("loss_sum", &HeadTotals::loss_sum)

@@ -1,10 +1,7 @@
 // Inverted dropout with a counter-based mask (docs/conventions.md), and the elementwise product
 // its backward pass uses.
 //
-//   splitmix64(x): z = x + 0x9E3779B97F4A7C15
-//                  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-//                  z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-//                  return z ^ (z >> 31)                        (uint64, wrapping)
+//   splitmix64 (random.hpp)
 //   key  = splitmix64(splitmix64(splitmix64(seed) ^ layer) ^ step)
 //   h_i  = splitmix64(key ^ i)   for the flat (row-major) index i of the layer's output
 //   u_i  = (h_i >> 40) * 2^-24;  keep iff u_i >= rate
@@ -19,21 +16,13 @@
 //
 //   mul:  out = a * b   (dropout's backward: dx = dy * mask)
 #pragma once
+#include "../random.hpp"
 #include "../simd/vec.hpp"
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
 typedef std::uint64_t U64 __attribute__((vector_size(kVecBytes)));
 constexpr index kU64Lanes = kVecBytes / 8;
-
-// Scalar (V = std::uint64_t) or vector (V = U64): the same expression.
-template <class V>
-inline V splitmix64(V x) {
-    V z = x + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 inline std::uint64_t dropout_key(std::uint64_t seed, std::uint64_t layer, std::uint64_t step) {
     return splitmix64<std::uint64_t>(splitmix64<std::uint64_t>(splitmix64<std::uint64_t>(seed) ^ layer) ^ step);

@@ -75,7 +75,7 @@ fresh = model()
 if epochs:
     fresh.fit(X, targets(y), epochs=epochs, batch_size=BATCH, optimizer="adam", learning_rate=1e-3)
 if rest:
-    order = fresh._shuffle_rng.permutation(len(X))      # the interrupted epoch's order
+    order = fresh.backend.shuffled_order(len(X), fresh._shuffle_rng.bit_generator.random_raw())
     rows = order[:rest * BATCH]
     fresh.fit(X[rows], targets(y[rows]), epochs=1, batch_size=BATCH, shuffle=False,
               **({} if epochs else {"optimizer": "adam", "learning_rate": 1e-3}))

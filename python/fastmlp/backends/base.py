@@ -277,6 +277,12 @@ class Backend(Protocol):
         """Whether every element of the flat array x is finite (no NaN, no infinity):
         fit's check of the parameters and the optimizer's state after each step range."""
 
+    def shuffled_order(self, n: int, seed: int) -> np.ndarray:
+        """The rows 0 .. n - 1 in the shuffled order of ``seed`` (a uint64), as int64: a
+        Fisher-Yates shuffle drawing from splitmix64 counter-style (docs/conventions.md,
+        "Shuffling"), so the order depends on (n, seed) alone. fit draws one seed an
+        epoch from the model's shuffle generator."""
+
 
 # ---- Optional capabilities: weights shared with other threads, Ctrl-C in long calls ----
 

@@ -156,6 +156,11 @@ class NativeBackend:
     def all_finite(self, x: np.ndarray) -> bool:
         return _core.all_finite(x)
 
+    def shuffled_order(self, n: int, seed: int) -> np.ndarray:
+        order = np.empty(n, np.int64)
+        _core.shuffled_order(seed, order)
+        return order
+
 
     def fused_trainer(self, *, params: np.ndarray, grads: np.ndarray,
                       m: Optional[np.ndarray], v: Optional[np.ndarray], program: dict,

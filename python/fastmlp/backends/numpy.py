@@ -190,6 +190,13 @@ def _splitmix64(x):
         return z ^ (z >> _U64(31))
 
 
+def _high_word(z: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """floor(z * m / 2^64) for uint64 z and m < 2^32, exactly: with z = zh 2^32 + zl,
+    z m / 2^32 = zh m + zl m / 2^32, and neither product reaches 2^64."""
+    zh, zl = z >> _U64(32), z & _U64(0xFFFFFFFF)
+    return (zh * m + ((zl * m) >> _U64(32))) >> _U64(32)
+
+
 def _dropout_keep(n: int, rate: float, seed: int, layer: int, step: int) -> np.ndarray:
     """keep_i = u_i >= rate for the flat indices i < n (base.py, dropout_forward)."""
     key = _splitmix64(_splitmix64(_splitmix64(_U64(seed)) ^ _U64(layer)) ^ _U64(step))
@@ -484,6 +491,19 @@ class NumPyBackend:
         c = _StepConstants(param.dtype.type, lr, b1, b2, eps, weight_decay, step,
                            eps_before_correction)
         update(param, c.g(grad_scale, grad), m, v, c)
+
+    def shuffled_order(self, n: int, seed: int) -> np.ndarray:
+        """base.py's formula: every draw at once, then the swaps in order."""
+        if n >= 2 ** 32:
+            raise ValueError(f"shuffled_order: the numpy backend shuffles fewer than 2**32 "
+                             f"rows; got n={n:,} (the native backend takes any n)")
+        order = list(range(n))
+        if n > 1:
+            i = np.arange(n - 1, 0, -1, dtype=_U64)                 # n - 1 down to 1
+            z = _splitmix64(_splitmix64(_U64(seed)) ^ i)
+            for a, b in zip(range(n - 1, 0, -1), _high_word(z, i + _U64(1)).tolist()):
+                order[a], order[b] = order[b], order[a]
+        return np.array(order, dtype=np.int64)
 
     def all_finite(self, x: np.ndarray) -> bool:
         _check_arrays(x)

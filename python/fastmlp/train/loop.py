@@ -183,12 +183,14 @@ class _Fit:
 
     def _order(self, keep_state: bool) -> Tuple[Optional[dict], np.ndarray]:
         """The shuffle generator's state (when ``keep_state``: a mid-epoch checkpoint
-        saves it; else None), then the epoch's order drawn from it."""
+        saves it; else None), then the epoch's order: the backend's shuffled order of a
+        seed drawn from it (one 64-bit draw an epoch)."""
         rng = self.model.shuffle_rng
         state = rng.bit_generator.state if keep_state else None
         n = self.data.n
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        return state, np.ascontiguousarray(order, dtype=np.int64)
+        if not self.shuffle:
+            return state, np.arange(n, dtype=np.int64)
+        return state, self.model.backend.shuffled_order(n, rng.bit_generator.random_raw())
 
     def _segment_ends(self, begin: int, due: Set[int]) -> List[int]:
         """Where the epoch's step ranges end from ``begin``: at the epoch's end, at each
