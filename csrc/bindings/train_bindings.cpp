@@ -279,7 +279,8 @@ void register_train(py::module_& m) {
         })
         .def_readonly("diverged_value", &Totals::diverged_value)
         .def_readonly("diverged_rows", &Totals::diverged_rows)
-        .def_readonly("interrupted", &Totals::interrupted);
+        .def_readonly("interrupted", &Totals::interrupted)
+        .def_readonly("state_finite", &Totals::state_finite);
 
     py::class_<PyTrainer>(m, "Trainer", "The fused training path over a model's flat buffers (train/trainer.hpp)")
         .def(py::init<py::array, py::array, py::object, py::object, py::object, py::object,

@@ -68,6 +68,7 @@ void Totals::reset() {
     diverged_value = 0;
     diverged_rows = 0;
     interrupted = false;
+    state_finite = true;
 }
 
 // ---- Workspace ----
@@ -497,13 +498,28 @@ void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end,
     prepare(data, step_begin, step_end);
     const RunArgs<T> r{&data, step_begin, lrs, t0, model_step0, &totals, stop};
     std::unique_lock<WeightsLock> lock(*lock_, std::defer_lock);
+    run_steps(r, step_end, lock);
+    totals.state_finite = state_finite();
+}
+
+// The steps of run(): the first on the calling thread (it finds the widest team the
+// step's kernels use), the rest in that team.
+template <class T>
+void Trainer<T>::run_steps(const RunArgs<T>& r, index step_end, std::unique_lock<WeightsLock>& lock) {
     reset_widest_team();
-    index s = step_begin;
+    index s = r.step_begin;
     if (s == step_end || !run_step(r, s++, lock)) return;
     const int threads = widest_team();
     if (threads > 1 && s < step_end) return run_in_team(r, s, step_end, threads);
     for (; s < step_end; ++s)
         if (!run_step(r, s, lock)) return;
+}
+
+template <class T>
+bool Trainer<T>::state_finite() const {
+    const index n = spec_.params;
+    return all_finite<T>(buf_.params, n) && (!buf_.m || all_finite<T>(buf_.m, n)) &&
+           (!buf_.v || all_finite<T>(buf_.v, n));
 }
 
 template class Workspace<float>;

@@ -134,6 +134,9 @@ struct Totals {
     double diverged_value = 0;
     index diverged_rows = 0;
     bool interrupted = false;                 // the stop flag ended the run before a step
+    // After the run: whether the parameters and the optimizer's m and v are all finite
+    // (fit's check after each step range, train/rollback.py; layer state is checked there).
+    bool state_finite = true;
 };
 
 // A buffer of T aligned to 64 bytes, allocated once.
@@ -180,7 +183,8 @@ public:
     // t0 the optimizer step number (from 1) of step_begin, model_step0 the model's
     // training-step counter at step_begin (Dropout's masks). Adds the completed steps to
     // `totals`; a divergence, or `stop` (null: none) found set before a step, ends the run
-    // early and is recorded there. Throws std::invalid_argument, before any step, for an
+    // early and is recorded there; totals.state_finite says whether the parameters and
+    // m and v are finite afterwards. Throws std::invalid_argument, before any step, for an
     // order entry outside [0, n) (the gather would read outside X) and while another call
     // runs this trainer (the workspaces are the trainer's). The caller has checked the
     // shapes and the step range.
@@ -200,6 +204,8 @@ private:
     StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step);
     double penalty(index rows, index n, double weight) const;
 
+    void run_steps(const RunArgs<T>& r, index step_end, std::unique_lock<WeightsLock>& lock);
+    bool state_finite() const;
     bool run_step(const RunArgs<T>& r, index s, std::unique_lock<WeightsLock>& lock);
     void run_in_team(const RunArgs<T>& r, index s0, index s1, int threads);
     void gather(const EpochData<T>& data, index start, index rows);

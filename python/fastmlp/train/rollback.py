@@ -41,7 +41,7 @@ class CheckedSteps:
                                     interrupt)
         except DivergenceError as error:
             raise self._rolled_back(end, error) from None
-        if non_finite(self.model, self.optimizer):
+        if self.steps.non_finite(totals):
             raise self._rolled_back(end, None)
         return totals
 

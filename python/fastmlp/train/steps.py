@@ -17,6 +17,7 @@ from ..errors import DivergenceError, diverged_at, diverged_loss
 from ..nn.losses import get_loss
 from ..nn.metrics import weight_total
 from ..optim.optimizers import Optimizer
+from .checkpoint import non_finite
 from .fused import FusedEpochs
 from .guards import Interrupt
 
@@ -90,6 +91,10 @@ class PerOpSteps:
     def record(self, totals: _PerOpTotals) -> Dict[str, float]:
         return {**totals.passes.result(), "penalty": totals.penalty_sum / self.data.n}
 
+    def non_finite(self, totals: _PerOpTotals) -> str:
+        """What is not finite after a step range (checkpoint.non_finite)."""
+        return non_finite(self.model, self.optimizer)
+
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int,
             totals: _PerOpTotals, on_steps: Callable[[int], None],
             interrupt: Optional[Interrupt] = None) -> _PerOpTotals:
@@ -134,6 +139,9 @@ class _FoldedTotals:
     which the C++ takes around its own first batch's mean, are taken here around the
     epoch's, row by row in double as the C++ does)."""
 
+    # Its steps each ran in a call of their own: the finite check runs in Python.
+    state_finite = False
+
     def __init__(self, heads: List[dict], penalty_sum: float):
         self.steps = 0
         self.penalty_sum = penalty_sum
@@ -168,6 +176,7 @@ class FusedSteps:
 
     def __init__(self, fused: FusedEpochs, data: TrainingData, program: dict):
         self.fused, self.data, self.program = fused, data, program
+        self.stateless = not any(layer.get_state() for layer in fused.model.layers)
         heads = program.get("heads")
         self.names = None if heads is None else [head["name"] for head in heads]
         if heads is None:
@@ -208,6 +217,14 @@ class FusedSteps:
             shift = np.add.accumulate(first, axis=0)[-1] / len(first)
         return {**state, "shift": shift, "sse": head.sse, "sum": head.sum,
                 "sum_sq": head.sum_sq}
+
+    def non_finite(self, totals) -> str:
+        """What is not finite after a step range: nothing when the C++ run found its
+        parameters and optimizer state finite (``state_finite``) and no layer keeps state,
+        else checkpoint.non_finite's answer."""
+        if totals is not None and totals.state_finite and self.stateless:
+            return ""
+        return non_finite(self.fused.model, self.fused.optimizer)
 
     def record(self, totals) -> Dict[str, float]:
         passes = self.fused.model.new_totals()
