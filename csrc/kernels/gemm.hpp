@@ -188,7 +188,11 @@
 //   past one full vector when a tile has at most 1.5 W, run a tile of 32-byte vectors
 //   (gemm_microkernel, TB): Zen 4 executes a 64-byte FMA as two 32-byte halves, so a
 //   4-column float64 tail costs half (200 x 10 x 100 NT float64 14.0 -> 11.3 us, 200 x
-//   100 x 64 NT 55.9 -> 54.7 us); on cores with full-width units it costs the same.
+//   100 x 64 NT 55.9 -> 54.7 us); on cores with full-width units it costs the same. The
+//   columns past one full vector run in one mixed tile with it (gemm_microkernel, NN: one
+//   pass of A's broadcasts for both, where two tiles broadcast A twice): 200 x 10 x 100
+//   NT float64 11.4 -> 10.7 us, 256 x n x 128 NT 17.5 -> 16.2 us for float64 n = 9 to
+//   12 and float32 n = 20 to 24.
 //
 // Buffers: one thread_local workspace per calling thread, 64-byte aligned, grown when a
 // larger product comes and reused afterwards (no allocation per call in the steady state;
@@ -285,28 +289,25 @@ inline void compute_block(const GemmJob<T>& job, const T* ap, const T* direct_a,
         const FusedEpilogue<T> ba = epilogue_at(ir, jr);
         // An MR-row tile by its width: NV vectors a row, one for the narrow last panel. On
         // 64-byte vectors a last vector of at most W / 2 columns runs as a 32-byte one
-        // (gemm_microkernel, TB), alone or after one full vector (10 columns of float64:
-        // 8 + 2, not a tile of 16).
+        // (gemm_microkernel, TB), alone or in a mixed tile after one full vector (10
+        // columns of float64: 8 + 2, not a tile of 16; gemm_microkernel, NN).
         auto rows_tile = [&](auto as, auto rows, const T* a_rows, index a_ld) {
             constexpr index ASX = decltype(as)::value;
             constexpr int MRX = decltype(rows)::value;
-            auto kernel = [&](auto nv, auto tb, index j, index width) {   // columns [j, j + width)
-                gemm_microkernel<T, MRX, decltype(nv)::value, ASX, decltype(tb)::value>(
-                    kc, a_rows, a_ld, b + j, bld, job.alpha, job.beta, e, c + j, job.ldc, mr, width,
-                    j ? epilogue_at(ir, jr + j) : ba);
+            auto kernel = [&](auto nv, auto tb, auto nn) {
+                gemm_microkernel<T, MRX, decltype(nv)::value, ASX, decltype(tb)::value, decltype(nn)::value>(
+                    kc, a_rows, a_ld, b, bld, job.alpha, job.beta, e, c, job.ldc, mr, nr, ba);
             };
             using One = std::integral_constant<int, 1>;
             using Full = std::integral_constant<int, kVecBytes>;
             using Half = std::integral_constant<int, kVecBytes / 2>;
+            using Zero = std::integral_constant<int, 0>;
             if constexpr (kVecBytes == 64) {
-                if (nr <= W / 2) return kernel(One{}, Half{}, 0, nr);
-                if (nr > W && nr - W <= W / 2) {
-                    kernel(One{}, Full{}, 0, W);
-                    return kernel(One{}, Half{}, W, nr - W);
-                }
+                if (nr <= W / 2) return kernel(One{}, Half{}, Zero{});
+                if (nr > W && nr - W <= W / 2) return kernel(One{}, Full{}, One{});
             }
-            if (nr <= W) kernel(One{}, Full{}, 0, nr);
-            else kernel(std::integral_constant<int, NV>{}, Full{}, 0, nr);
+            if (nr <= W) kernel(One{}, Full{}, Zero{});
+            else kernel(std::integral_constant<int, NV>{}, Full{}, Zero{});
         };
         if (ir < direct_rows) {   // a full tile row of op(A) read in place: AS = 0 (rows lda apart) or -1 (A^T)
             const T* ad = direct_a + ir * (job.ta ? 1 : job.lda);

@@ -158,23 +158,36 @@ template <class T>
 // runs a 64-byte FMA as two 32-byte halves, so the narrow tile of a 4-column float64
 // tail takes half the time of a 64-byte one, whose upper lanes are padding. Always
 // finished as an edge tile.
-template <class T, int MR, int NV, index AS, int TB = kVecBytes>
+//
+// NN = 1 (64-byte vectors only, NV = 1): a mixed tile, one full vector and then one narrow
+// 32-byte vector a row (8 < nr <= 12 float64 columns, 16 < nr <= 24 float32: a 10-class
+// output layer), its B rows a full panel's apart. One pass over A feeds both, where a
+// full and a narrow tile called one after the other broadcast A twice. The full vector is
+// finished as a full tile's when all MR rows are there, the narrow one as an edge tile.
+template <class T, int MR, int NV, index AS, int TB = kVecBytes, int NN = 0>
 inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const T* __restrict b, index b_ld, T alpha,
                              T beta, Epilogue e, T* __restrict c, index ldc, index mr, index nr,
                              const FusedEpilogue<T>& ba = FusedEpilogue<T>{}, index panel_stride = 0) {
     static_assert(TB == kVecBytes || NV == 1, "a narrow tile has one vector per row");
+    static_assert(NN == 0 || (kVecBytes == 64 && TB == kVecBytes && NV == 1), "a mixed tile is 64 + 32 bytes a row");
     using V = std::conditional_t<TB == kVecBytes, Vec<T>, VecBytes<T, TB>>;
+    using VN = VecBytes<T, (kVecBytes >= 64 ? 32 : kVecBytes)>;   // the mixed tile's narrow vector
     constexpr index W = lanes<T>;
     constexpr index VW = TB / index(sizeof(T));        // lanes of V
-    constexpr index NR = NV * VW;                      // the tile's columns
+    constexpr index NR = NV * VW;                      // the tile's columns (past them: NN narrow ones)
     const index a_row = AS > 0 ? AS : AS == 0 ? a_ld : 1;   // A(r, p) at a[r * a_row + p * a_col]
     const index a_col = AS < 0 ? a_ld : 1;
     constexpr int NVP = NV < GemmTile<T>::NV ? NV : GemmTile<T>::NV;   // vectors per panel row
+    // B's row step in a packed panel: a full panel's for a mixed tile
+    constexpr index PACKED_STEP = NN ? GemmTile<T>::NR : NVP * W;
     V acc[MR][NV];
+    VN accn[MR];
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r) {
+        accn[r] = VN{};
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[r][v] = V{};
+    }
 
     // The products, with B's row step a constant for packed panels (measured: a runtime
     // step there cost 3 % on 200 x 100 x 10 NN) and b_ld for B read in place.
@@ -182,22 +195,35 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
 #pragma GCC unroll 4
         for (index p = 0; p < kc; ++p) {
             V bv[NV];
+            VN bn{};
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + (v / NVP) * panel_stride + (v % NVP) * W, sizeof(V));
+            if constexpr (NN > 0) std::memcpy(&bn, b + W, sizeof(VN));
 #pragma GCC unroll 32
             for (int r = 0; r < MR; ++r) {
                 const V av = a[r * a_row] - V{};  // a broadcast (x - 0 is x, -0 included)
 #pragma GCC unroll 8
                 for (int v = 0; v < NV; ++v) acc[r][v] = fma(av, bv[v], acc[r][v]);
+                if constexpr (NN > 0) accn[r] = fma(a[r * a_row] - VN{}, bn, accn[r]);
             }
             a += a_col;
             b += b_step;
         }
     };
-    if (b_ld == NVP * W) products(std::integral_constant<index, NVP * W>{});
+    if (b_ld == PACKED_STEP) products(std::integral_constant<index, PACKED_STEP>{});
     else products(b_ld);
 
-    if constexpr (TB == kVecBytes) if (mr == MR && nr == NR) {
+    // A mixed tile's narrow columns [NR, nr), after its full vector: spilled, finished as an
+    // edge tile.
+    auto finish_narrow = [&] {
+        if constexpr (NN > 0) {
+            alignas(64) T tile[MR * W] = {};
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r) std::memcpy(tile + r * W, &accn[r], sizeof(VN));
+            finish_edge_tile<T>(tile, W, alpha, beta, e, c + NR, ldc, mr, nr - NR, ba.any() ? ba.at(0, NR) : ba);
+        }
+    };
+    if constexpr (TB == kVecBytes) if (mr == MR && (NN > 0 ? nr > NR : nr == NR)) {
         const Vec<T> va = splat<T>(alpha), vb = splat<T>(beta);
         const Vec<T> zero = splat<T>(T(0));
         // f(r, v, cp, x) for every accumulator, x its finished value (the epilogue with C's
@@ -229,7 +255,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                             store<T>(ba.out + r * ba.ldo + v * W, activate<T>(kind, acc[r][v], ba.param));
                 });
             }
-            return;
+            return finish_narrow();
         }
         if (ba.z && cheap_derivative(ba.act)) {   // dx in registers, dz = dx * act'(z) as act_backward_rows has it
             const bool keep_dx = ba.out != nullptr;
@@ -243,19 +269,22 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
                     });
                 }
             });
-            return;
+            return finish_narrow();
         }
         each_finished([&](int, int, T* cp, Vec<T> x) { store<T>(cp, x); });
-        if (ba.z) finish_act_backward<T>(c, ldc, mr, nr, ba);   // the derivatives with exp
-        return;
+        if (ba.z) finish_act_backward<T>(c, ldc, mr, NR, ba);   // the derivatives with exp
+        return finish_narrow();
     }
-    constexpr index LD = NR < W ? W : NR;             // whole vectors for finish_edge_tile
+    // whole vectors for finish_edge_tile; a narrow tile's lanes past NR zeroed
+    constexpr index LD = NN > 0 ? NR + W : NR < W ? W : NR;
     alignas(64) T tile[MR * LD];
-    if constexpr (NR < W) std::memset(tile, 0, sizeof tile);   // a narrow tile's lanes past NR
+    if constexpr (NR < W || NN > 0) std::memset(tile, 0, sizeof tile);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) std::memcpy(tile + r * LD + v * VW, &acc[r][v], sizeof(V));
+        if constexpr (NN > 0) std::memcpy(tile + r * LD + NR, &accn[r], sizeof(VN));
+    }
     finish_edge_tile<T>(tile, LD, alpha, beta, e, c, ldc, mr, nr, ba);
 }
 
