@@ -92,10 +92,20 @@ public:
     index steps_per_epoch(index n) const { return n < 1 ? 0 : (n + batch_ - 1) / batch_; }
 
     void run(py::object x, py::array y, py::object w, py::array order, index step_begin, index step_end,
-             py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals, const PyWatch* watch) {
+             py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals, const PyWatch* watch,
+             bool save_first) {
         const std::atomic<bool>* stop = watch ? watch->flag() : nullptr;
-        if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop);
-        else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop);
+        if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop, save_first);
+        else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop, save_first);
+    }
+
+    void restore_saved() {
+        try {
+            if (f32_) f32_->restore_saved();
+            else f64_->restore_saved();
+        } catch (const std::logic_error& e) {
+            throw py::value_error(e.what());
+        }
     }
 
     // Step `step`'s loss and gradient without the update (Trainer::gradient), GIL released.
@@ -205,7 +215,7 @@ private:
     template <class T>
     void run_as(train::Trainer<T>& trainer, const py::object& x, py::array& y, const py::object& wobj, py::array& order,
                 index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
-                Totals& totals, const std::atomic<bool>* stop) {
+                Totals& totals, const std::atomic<bool>* stop, bool save_first) {
         const char* k = "Trainer.run";
         py::array w;
         const EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
@@ -223,7 +233,7 @@ private:
         if (!same) fail_value(k, "totals are not for this trainer's heads: make them with new_totals()");
         written_disjoint(lrs, "lrs");
         py::gil_scoped_release nogil;
-        trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals, stop);
+        trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals, stop, save_first);
     }
 
     py::array params_, grads_, m_, v_;
@@ -302,7 +312,9 @@ void register_train(py::module_& m) {
              arg("model_step"))
         .def("run", &PyTrainer::run, arg("X"), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
-             arg("model_step"), arg("totals"), arg("watch") = py::none());
+             arg("model_step"), arg("totals"), arg("watch") = py::none(), arg("save_first") = false)
+        .def("restore_saved", &PyTrainer::restore_saved,
+             "The parameters and m and v back as the latest run with save_first found them");
 }
 
 }}  // namespace fastmlp::bind

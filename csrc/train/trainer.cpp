@@ -493,9 +493,11 @@ void Trainer<T>::run_in_team(const RunArgs<T>& r, index s0, index s1, int thread
 // use), then, when that is more than one thread, the other steps in one team.
 template <class T>
 void Trainer<T>::run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs, long long t0,
-                     std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop) {
+                     std::uint64_t model_step0, Totals& totals, const std::atomic<bool>* stop,
+                     bool save_first) {
     const Running running(running_);
     prepare(data, step_begin, step_end);
+    if (save_first) save_state();
     const RunArgs<T> r{&data, step_begin, lrs, t0, model_step0, &totals, stop};
     std::unique_lock<WeightsLock> lock(*lock_, std::defer_lock);
     run_steps(r, step_end, lock);
@@ -513,6 +515,33 @@ void Trainer<T>::run_steps(const RunArgs<T>& r, index step_end, std::unique_lock
     if (threads > 1 && s < step_end) return run_in_team(r, s, step_end, threads);
     for (; s < step_end; ++s)
         if (!run_step(r, s, lock)) return;
+}
+
+// A copy of the parameters and m and v (the caller runs: nothing writes them meanwhile).
+template <class T>
+void Trainer<T>::save_state() {
+    const index n = spec_.params;
+    const std::size_t bytes = sizeof(T) * std::size_t(n);
+    if (!saved_params_.data()) {
+        saved_params_ = Workspace<T>(n);
+        if (buf_.m) saved_m_ = Workspace<T>(n);
+        if (buf_.v) saved_v_ = Workspace<T>(n);
+    }
+    std::memcpy(saved_params_.data(), buf_.params, bytes);
+    if (buf_.m) std::memcpy(saved_m_.data(), buf_.m, bytes);
+    if (buf_.v) std::memcpy(saved_v_.data(), buf_.v, bytes);
+    saved_ = true;
+}
+
+template <class T>
+void Trainer<T>::restore_saved() {
+    const Running running(running_);
+    if (!saved_) throw std::logic_error("Trainer.restore_saved: no run saved the state (save_first)");
+    const std::lock_guard<WeightsLock> writing(*lock_);
+    const std::size_t bytes = sizeof(T) * std::size_t(spec_.params);
+    std::memcpy(buf_.params, saved_params_.data(), bytes);
+    if (buf_.m) std::memcpy(buf_.m, saved_m_.data(), bytes);
+    if (buf_.v) std::memcpy(buf_.v, saved_v_.data(), bytes);
 }
 
 template <class T>

@@ -188,9 +188,16 @@ public:
     // order entry outside [0, n) (the gather would read outside X) and while another call
     // runs this trainer (the workspaces are the trainer's). The caller has checked the
     // shapes and the step range.
+    // With save_first, the parameters and m and v are saved before the first step, for
+    // restore_saved() (fit's roll-back to the start of an epoch, train/rollback.py).
     void run(const EpochData<T>& data, index step_begin, index step_end, const double* lrs,
              long long t0, std::uint64_t model_step0, Totals& totals,
-             const std::atomic<bool>* stop = nullptr);
+             const std::atomic<bool>* stop = nullptr, bool save_first = false);
+
+    // The parameters and the optimizer's m and v put back as the latest run with
+    // save_first found them (holding the weights lock). Throws std::logic_error when no run
+    // saved them, std::invalid_argument while a run is in progress.
+    void restore_saved();
 
     // Step `step`'s gather, forward, loss, backward and penalty as run() computes them,
     // without the update: the gradient (of the mean loss plus the penalty) in the grads
@@ -205,6 +212,7 @@ private:
     double penalty(index rows, index n, double weight) const;
 
     void run_steps(const RunArgs<T>& r, index step_end, std::unique_lock<WeightsLock>& lock);
+    void save_state();
     bool state_finite() const;
     bool run_step(const RunArgs<T>& r, index s, std::unique_lock<WeightsLock>& lock);
     void run_in_team(const RunArgs<T>& r, index s0, index s1, int threads);
@@ -241,6 +249,9 @@ private:
     std::vector<T> batch_values_;
     CsrRows<T, std::int64_t> batch_csr_;
     std::atomic<bool> running_{false};        // a run() is in progress
+    // The parameters, m and v a run saved (save_first), allocated at the first save.
+    Workspace<T> saved_params_, saved_m_, saved_v_;
+    bool saved_ = false;
     bool stop_now_ = false;                   // the stop flag as the step's leader read it
 };
 

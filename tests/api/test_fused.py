@@ -545,6 +545,37 @@ def test_trainer_run_checks_its_arguments():
     np.testing.assert_array_equal(m._params, before)
 
 
+def test_a_run_saves_the_state_first_when_asked_and_restore_saved_puts_it_back():
+    """save_first keeps the parameters and Adam's m and v as the run found them;
+    restore_saved puts exactly those back (fit's roll-back, train/rollback.py); without a
+    saving run it refuses. state_finite reports the parameters and state after a run."""
+    m = model()
+    X, Y = _arrays(m, *make_data("softmax_cross_entropy", n=N))
+    mom, vel = np.zeros_like(m._params), np.zeros_like(m._params)
+    with m.writing_params():
+        trainer = m.backend.fused_trainer(params=m._params, grads=m._grads, m=mom, v=vel,
+                                          program=m.fused_program(), loss=m.loss,
+                                          optimizer="adam", batch_size=BATCH, b1=0.9,
+                                          b2=0.999, eps=1e-7)
+    order, lrs = np.arange(N), np.full(3, 0.01)
+    with pytest.raises(ValueError, match="no run saved the state"):
+        trainer.restore_saved()
+    totals = trainer.run(X, Y, None, order, 0, 3, lrs, 1, 0, trainer.new_totals())
+    assert totals.state_finite
+    start = [a.copy() for a in (m._params, mom, vel)]
+    totals = trainer.run(X, Y, None, order, 0, 3, lrs, 4, 3, trainer.new_totals(),
+                         save_first=True)
+    assert totals.steps == 3 and totals.state_finite
+    assert not np.array_equal(m._params, start[0]) and not np.array_equal(mom, start[1])
+    trainer.run(X, Y, None, order, 0, 3, lrs, 7, 6, trainer.new_totals())   # saves nothing
+    trainer.restore_saved()
+    for now, then in zip((m._params, mom, vel), start):
+        np.testing.assert_array_equal(now, then)
+    mom[3] = np.inf                       # a state the next run leaves non-finite
+    assert not trainer.run(X, Y, None, order, 0, 1, lrs[:1], 4, 3,
+                           trainer.new_totals()).state_finite
+
+
 def test_a_trainer_refuses_a_second_run_while_one_is_in_progress():
     """The C++ trainer's own guard (its workspaces are per trainer): a run waiting for the
     weights lock holds the trainer, so another thread's run is a ValueError, and the

@@ -330,8 +330,11 @@ class FusedTrainer(Protocol):
     "gradient" or None), ``diverged_value`` (the step's loss, sum_h w_h * loss sum_h, or
     the squared gradient norm)
     and ``diverged_rows``. With ``watch`` (from ``sigint_watch()``), a SIGINT ends the
-    run before the next step and sets ``interrupted``. Returns ``totals``. The GIL is
-    released while it runs; each step holds the model's weights lock exclusively.
+    run before the next step and sets ``interrupted``. ``state_finite`` says whether the
+    parameters and m and v are all finite after the run. With ``save_first`` the run
+    first saves the parameters and m and v, which ``restore_saved()`` puts back (fit's
+    roll-back to the start of an epoch). Returns ``totals``. The GIL is released while
+    it runs; each step holds the model's weights lock exclusively.
 
     ``gradient(X, Y, W, order, step, model_step)`` computes step ``step`` as ``run``
     would (forward, loss, backward, penalty) without the update, and returns (loss,
@@ -349,7 +352,9 @@ class FusedTrainer(Protocol):
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
-            totals, watch=None): ...
+            totals, watch=None, save_first: bool = False): ...
+
+    def restore_saved(self) -> None: ...
 
     def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
                  order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]: ...

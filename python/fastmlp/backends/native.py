@@ -254,10 +254,13 @@ class FusedTrainer:
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
-            totals, watch=None):
+            totals, watch=None, save_first: bool = False):
         self._core.run(_x_of(X), Y, W, order, step_begin, step_end, lrs, t0, model_step, totals,
-                       watch)
+                       watch, save_first)
         return totals
+
+    def restore_saved(self) -> None:
+        self._core.restore_saved()
 
     def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
                  order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]:

@@ -132,26 +132,38 @@ class Snapshot:
     """Everything a training step changes, copied in memory: the parameters, each layer's
     state (BatchNorm's running averages), the optimizer's m, v and counters, and the
     model's step counter. fit takes one before each epoch's steps and restores it to roll
-    a divergence back to the start of the failing step."""
+    a divergence back to the start of the failing step. The parameters, m and v are kept
+    by :meth:`_save_arrays` (copies here; the fused path's trainer keeps its own)."""
 
     _COUNTERS = ("iterations", "epochs", "samples", "epoch_start_samples", "scale",
                  "last_learning_rate")
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
-        self.params = model.flat_params.copy()
         self.states = [[s.copy() for s in layer.get_state()] for layer in model.layers]
         self.layer_steps = [layer.step for layer in model.layers]
         self.step = model.training_step
         self.counters = {k: getattr(optimizer, k) for k in self._COUNTERS}
-        self.m = None if optimizer.m is None else optimizer.m.copy()
-        self.v = None if optimizer.v is None else optimizer.v.copy()
+        self.allocated = {name: getattr(optimizer, name) is not None for name in ("m", "v")}
+        self._save_arrays()
+
+    def _save_arrays(self) -> None:
+        """The parameters and the optimizer's m and v (those allocated), copied."""
+        self.params = self.model.flat_params.copy()
+        self.arrays = {name: getattr(self.optimizer, name).copy()
+                       for name, allocated in self.allocated.items() if allocated}
+
+    def _restore_arrays(self) -> None:
+        np.copyto(self.model.flat_params, self.params)
+        for name, saved in self.arrays.items():
+            np.copyto(getattr(self.optimizer, name), saved)
 
     def restore(self) -> None:
-        """Put everything back, in place (the fused trainer stays bound to the buffers)."""
+        """Put everything back, in place (the fused trainer stays bound to the buffers);
+        m and v not allocated then are dropped again."""
         model, optimizer = self.model, self.optimizer
         with model.writing_params():
-            np.copyto(model.flat_params, self.params)
+            self._restore_arrays()
             for layer, state, step in zip(model.layers, self.states, self.layer_steps):
                 for array, saved in zip(layer.get_state(), state):
                     np.copyto(array, saved)
@@ -159,12 +171,9 @@ class Snapshot:
         model.training_step = self.step
         for name, value in self.counters.items():
             setattr(optimizer, name, value)
-        for name in ("m", "v"):
-            saved = getattr(self, name)
-            if saved is None:
+        for name, allocated in self.allocated.items():
+            if not allocated:
                 setattr(optimizer, name, None)
-            else:
-                np.copyto(getattr(optimizer, name), saved)
 
 
 def non_finite(model, optimizer) -> str:

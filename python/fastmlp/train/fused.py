@@ -339,6 +339,7 @@ class FusedEpochs:
         self._trainer = None
         self._key = None
         self._program, self._program_key = None, None
+        self.saved_by = None     # the trainer whose latest save_first run saved the state
 
     @classmethod
     def create(cls, model, optimizer: Optimizer, batch: int) -> Optional["FusedEpochs"]:
@@ -376,7 +377,7 @@ class FusedEpochs:
         return self._trainer
 
     def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None,
-                  watch=None, program: Optional[dict] = None):
+                  watch=None, program: Optional[dict] = None, save_first: bool = False):
         """Steps [begin, end) of the epoch visiting rows in ``order``; adds them to
         ``totals`` (new ones if None) and returns it. Advances the optimizer's and the
         model's counters by the steps taken; raises DivergenceError (the weights and the
@@ -384,7 +385,9 @@ class FusedEpochs:
         With ``watch`` (the backend's ``sigint_watch()``) a SIGINT ends the run at the next
         step boundary: fewer steps are taken and ``totals.interrupted`` is set. ``program``:
         :meth:`program` as the caller took it at the epoch's start (callbacks change a
-        model only between epochs), else taken here."""
+        model only between epochs), else taken here. ``save_first``: the trainer saves the
+        parameters and m and v before the first step (``saved_by`` is then that trainer,
+        whose ``restore_saved()`` puts them back)."""
         model, opt = self.model, self.optimizer
         program = self.program() if program is None else program
         if program is None:
@@ -400,7 +403,9 @@ class FusedEpochs:
             totals = trainer.new_totals()
         before = totals.steps
         trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model.training_step,
-                    totals, watch)
+                    totals, watch, save_first)
+        if save_first:
+            self.saved_by = trainer
         model.weights_written()            # through the trainer's own binding
         done = totals.steps - before
         opt.advance(done, sum(sizes[:done]), float(lrs[done - 1]) if done else 0.0)

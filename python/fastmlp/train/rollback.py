@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DivergenceError, diverged_update
 from ..optim.optimizers import Optimizer
-from .checkpoint import Snapshot, non_finite
+from .checkpoint import non_finite
 from .guards import Interrupt
 from .steps import no_progress
 
@@ -29,7 +29,7 @@ class CheckedSteps:
         self.model, self.optimizer, self.steps = model, optimizer, steps
         self.order, self.epoch, self.first = order, epoch, first
         self.n_batches = steps.data.n_batches
-        self.start = Snapshot(model, optimizer)
+        self.start = steps.snapshot()
 
     def run(self, begin: int, end: int, totals, on_steps,
             interrupt: Optional[Interrupt] = None):

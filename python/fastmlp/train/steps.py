@@ -17,7 +17,7 @@ from ..errors import DivergenceError, diverged_at, diverged_loss
 from ..nn.losses import get_loss
 from ..nn.metrics import weight_total
 from ..optim.optimizers import Optimizer
-from .checkpoint import non_finite
+from .checkpoint import Snapshot, non_finite
 from .fused import FusedEpochs
 from .guards import Interrupt
 
@@ -95,6 +95,10 @@ class PerOpSteps:
         """What is not finite after a step range (checkpoint.non_finite)."""
         return non_finite(self.model, self.optimizer)
 
+    def snapshot(self) -> Snapshot:
+        """The state the epoch's steps start from, to roll back to."""
+        return Snapshot(self.model, self.optimizer)
+
     def run(self, order: np.ndarray, begin: int, end: int, epoch: int,
             totals: _PerOpTotals, on_steps: Callable[[int], None],
             interrupt: Optional[Interrupt] = None) -> _PerOpTotals:
@@ -167,6 +171,22 @@ class _FoldedTotals:
                 head["correct"] += totals.correct
 
 
+class _TrainerSnapshot(Snapshot):
+    """A Snapshot whose parameters, m and v the C++ trainer keeps: the next run saves
+    them before its first step (``save_first``), and restoring asks the trainer that saved
+    them to put them back. The rest (counters, layer state) as Snapshot keeps it."""
+
+    def __init__(self, steps: "FusedSteps"):
+        self.steps = steps
+        super().__init__(steps.fused.model, steps.fused.optimizer)
+
+    def _save_arrays(self) -> None:
+        self.steps.save_next = True
+
+    def _restore_arrays(self) -> None:
+        self.steps.fused.saved_by.restore_saved()
+
+
 class FusedSteps:
     """Steps of an epoch on the fused path (:class:`fastmlp.train.fused.FusedEpochs`): one C++
     call per step range, its totals (a backend TrainTotals, or _FoldedTotals after a
@@ -177,6 +197,7 @@ class FusedSteps:
     def __init__(self, fused: FusedEpochs, data: TrainingData, program: dict):
         self.fused, self.data, self.program = fused, data, program
         self.stateless = not any(layer.get_state() for layer in fused.model.layers)
+        self.save_next = False      # the next run saves the state first (_TrainerSnapshot)
         heads = program.get("heads")
         self.names = None if heads is None else [head["name"] for head in heads]
         if heads is None:
@@ -218,6 +239,15 @@ class FusedSteps:
         return {**state, "shift": shift, "sse": head.sse, "sum": head.sum,
                 "sum_sq": head.sum_sq}
 
+    def snapshot(self) -> Snapshot:
+        """The state the epoch's steps start from, its parameters, m and v saved by the
+        trainer in C++ at the next run (a copy without NumPy's per-array overhead)."""
+        return _TrainerSnapshot(self)
+
+    def _take_save(self) -> bool:
+        save, self.save_next = self.save_next, False
+        return save
+
     def non_finite(self, totals) -> str:
         """What is not finite after a step range: nothing when the C++ run found its
         parameters and optimizer state finite (``state_finite``) and no layer keeps state,
@@ -241,7 +271,8 @@ class FusedSteps:
                 if interrupt is not None and interrupt.requested:
                     break
                 taken = fused.run_steps(data.X, self.Y, data.W, order, step, step + 1, epoch,
-                                        watch=watch, program=self.program)
+                                        watch=watch, program=self.program,
+                                        save_first=self._take_save())
                 rows = data.rows(order, step)
                 totals.fold(taken, [Y[rows] for Y in self.targets])
                 self._note_interrupt(taken, interrupt)
@@ -249,7 +280,7 @@ class FusedSteps:
         elif interrupt is None or not interrupt.requested:
             before = 0 if totals is None else totals.steps
             totals = fused.run_steps(data.X, self.Y, data.W, order, begin, end, epoch, totals,
-                                     watch, self.program)
+                                     watch, self.program, self._take_save())
             self._note_interrupt(totals, interrupt)
             on_steps(totals.steps - before)
         return totals
