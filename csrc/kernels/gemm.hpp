@@ -191,8 +191,8 @@
 //   100 x 64 NT 55.9 -> 54.7 us); on cores with full-width units it costs the same. The
 //   columns past one full vector run in one mixed tile with it (gemm_microkernel, NN: one
 //   pass of A's broadcasts for both, where two tiles broadcast A twice): 200 x 10 x 100
-//   NT float64 11.4 -> 10.7 us, 256 x n x 128 NT 17.5 -> 16.2 us for float64 n = 9 to
-//   12 and float32 n = 20 to 24.
+//   NT float64 11.4 -> 10.7 us, 256 x n x 128 NT 17.5 -> 16.2 us for float64 n = 9, 10,
+//   12 and float32 n = 20, 24.
 //
 // Buffers: one thread_local workspace per calling thread, 64-byte aligned, grown when a
 // larger product comes and reused afterwards (no allocation per call in the steady state;

@@ -255,7 +255,7 @@ inline void gemm_microkernel(index kc, const T* __restrict a, index a_ld, const 
             alignas(64) T tile[MR * W] = {};
 #pragma GCC unroll 32
             for (int r = 0; r < MR; ++r) std::memcpy(tile + r * W, &accn[r], sizeof(VN));
-            finish_edge_tile<T>(tile, W, alpha, beta, e, c + NR, ldc, mr, nr - NR, ba.any() ? ba.at(0, NR) : ba);
+            finish_edge_tile<T>(tile, W, alpha, beta, e, c + NR, ldc, mr, nr - NR, ba.at(0, NR));
         }
     };
     if constexpr (TB == kVecBytes) if (mr == MR && (NN > 0 ? nr > NR : nr == NR)) {
