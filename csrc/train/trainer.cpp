@@ -517,19 +517,25 @@ void Trainer<T>::run_steps(const RunArgs<T>& r, index step_end, std::unique_lock
         if (!run_step(r, s, lock)) return;
 }
 
-// A copy of the parameters and m and v (the caller runs: nothing writes them meanwhile).
+// f(live, saved) for the parameters and, where the optimizer keeps them, m and v: each
+// flat buffer of spec_.params values with its saved copy.
+template <class T>
+template <class F>
+void Trainer<T>::for_state(F f) {
+    f(buf_.params, saved_params_);
+    if (buf_.m) f(buf_.m, saved_m_);
+    if (buf_.v) f(buf_.v, saved_v_);
+}
+
+// A copy of the parameters and m and v (the caller runs: nothing writes them meanwhile),
+// into buffers allocated at the first save.
 template <class T>
 void Trainer<T>::save_state() {
     const index n = spec_.params;
-    const std::size_t bytes = sizeof(T) * std::size_t(n);
-    if (!saved_params_.data()) {
-        saved_params_ = Workspace<T>(n);
-        if (buf_.m) saved_m_ = Workspace<T>(n);
-        if (buf_.v) saved_v_ = Workspace<T>(n);
-    }
-    std::memcpy(saved_params_.data(), buf_.params, bytes);
-    if (buf_.m) std::memcpy(saved_m_.data(), buf_.m, bytes);
-    if (buf_.v) std::memcpy(saved_v_.data(), buf_.v, bytes);
+    for_state([&](const T* live, Workspace<T>& saved) {
+        if (!saved.data()) saved = Workspace<T>(n);
+        std::memcpy(saved.data(), live, sizeof(T) * std::size_t(n));
+    });
     saved_ = true;
 }
 
@@ -538,17 +544,16 @@ void Trainer<T>::restore_saved() {
     const Running running(running_);
     if (!saved_) throw std::logic_error("Trainer.restore_saved: no run saved the state (save_first)");
     const std::lock_guard<WeightsLock> writing(*lock_);
-    const std::size_t bytes = sizeof(T) * std::size_t(spec_.params);
-    std::memcpy(buf_.params, saved_params_.data(), bytes);
-    if (buf_.m) std::memcpy(buf_.m, saved_m_.data(), bytes);
-    if (buf_.v) std::memcpy(buf_.v, saved_v_.data(), bytes);
+    for_state([&](T* live, const Workspace<T>& saved) {
+        std::memcpy(live, saved.data(), sizeof(T) * std::size_t(spec_.params));
+    });
 }
 
 template <class T>
-bool Trainer<T>::state_finite() const {
-    const index n = spec_.params;
-    return all_finite<T>(buf_.params, n) && (!buf_.m || all_finite<T>(buf_.m, n)) &&
-           (!buf_.v || all_finite<T>(buf_.v, n));
+bool Trainer<T>::state_finite() {
+    bool finite = true;
+    for_state([&](const T* live, const Workspace<T>&) { finite = finite && all_finite<T>(live, spec_.params); });
+    return finite;
 }
 
 template class Workspace<float>;

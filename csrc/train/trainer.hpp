@@ -212,8 +212,10 @@ private:
     double penalty(index rows, index n, double weight) const;
 
     void run_steps(const RunArgs<T>& r, index step_end, std::unique_lock<WeightsLock>& lock);
+    template <class F>
+    void for_state(F f);
     void save_state();
-    bool state_finite() const;
+    bool state_finite();
     bool run_step(const RunArgs<T>& r, index s, std::unique_lock<WeightsLock>& lock);
     void run_in_team(const RunArgs<T>& r, index s0, index s1, int threads);
     void gather(const EpochData<T>& data, index start, index rows);
