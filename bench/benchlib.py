@@ -12,6 +12,7 @@ import functools
 import importlib
 import importlib.util
 import math
+import platform
 import time
 import warnings
 from dataclasses import dataclass
@@ -531,3 +532,15 @@ def current_rss_mib() -> float:
         return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
     except OSError:   # not Linux
         return math.nan
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the reports' machine lines."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

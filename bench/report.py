@@ -331,17 +331,6 @@ def _command(argv: List[str]) -> str:
     return shlex.join(["python", "bench/report.py", *kept])
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _load() -> str:
     try:
         return "/".join(f"{x:.1f}" for x in os.getloadavg())
@@ -407,7 +396,7 @@ def main(argv=None) -> int:
         return _write(args, summarize(raw, saved.get("impls", impls)), info, meta, log)
     started = time.perf_counter()
     meta = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                mode=mode, rounds=rounds, cpu=_cpu_name(), cpus=os.cpu_count(),
+                mode=mode, rounds=rounds, cpu=bl.cpu_name(), cpus=os.cpu_count(),
                 load_before=_load(),
                 min_seconds=MODES[mode]["train"]["min_seconds"],
                 command=_command(sys.argv[1:] if argv is None else argv))

@@ -1,8 +1,13 @@
 """Comparison helpers shared by the test suites; tolerances come from tolerances.py."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import subprocess
+import time
 import zipfile
 
 from typing import Callable
@@ -149,3 +154,44 @@ def either(*preds):
 
 
 is_none = lambda v: v is None                                      # noqa: E731
+
+
+class CheckpointsCut(Exception):
+    """Raised right after a chosen checkpoint write (:func:`checkpoints_cut_after`)."""
+
+
+@contextlib.contextmanager
+def checkpoints_cut_after(n):
+    """Within it, the fit's ``n``-th checkpoint write (None: none) raises CheckpointsCut
+    right after writing: the fit is cut off there, as by a crash."""
+    import pytest
+    from fastmlp.train import checkpoint
+    write, writes = checkpoint.Checkpoints.write, []
+
+    def cutting(self, *args):
+        write(self, *args)
+        writes.append(1)
+        if len(writes) == n:
+            raise CheckpointsCut
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoint.Checkpoints, "write", cutting)
+        yield
+
+
+def interrupted_child(args, delay: float, env=None):
+    """A child process ``args`` that prints "started" when its training begins, sent
+    SIGINT ``delay`` seconds later: (the JSON of its last line, when the signal was sent).
+    The child must exit 0."""
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    try:
+        assert child.stdout.readline().strip() == "started", child.stderr.read()
+        time.sleep(delay)
+        sent = time.monotonic()
+        os.kill(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=100)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1]), sent

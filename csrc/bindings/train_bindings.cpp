@@ -93,10 +93,11 @@ public:
 
     void run(py::object x, py::array y, py::object w, py::array order, index step_begin, index step_end,
              py::array lrs, long long t0, std::uint64_t model_step0, Totals& totals, const PyWatch* watch,
-             bool save_first) {
+             bool save_first, index n_samples) {
         const std::atomic<bool>* stop = watch ? watch->flag() : nullptr;
-        if (f32_) run_as<float>(*f32_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop, save_first);
-        else run_as<double>(*f64_, x, y, w, order, step_begin, step_end, lrs, t0, model_step0, totals, stop, save_first);
+        const RunArgs a{step_begin, step_end, t0, model_step0, n_samples, stop, save_first};
+        if (f32_) run_as<float>(*f32_, x, y, w, order, lrs, a, totals);
+        else run_as<double>(*f64_, x, y, w, order, lrs, a, totals);
     }
 
     void restore_saved() {
@@ -122,9 +123,9 @@ private:
         const char* k = "Trainer.gradient";
         py::array w;
         const EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
-        if (step < 0 || step >= steps_per_epoch(d.n))
+        if (step < 0 || step >= steps_per_epoch(d.visits))
             fail_value(k, "step " + std::to_string(step) + " must lie within the epoch's " +
-                              std::to_string(steps_per_epoch(d.n)) + " steps");
+                              std::to_string(steps_per_epoch(d.visits)) + " steps");
         py::gil_scoped_release nogil;
         return trainer.gradient(d, step, model_step);
     }
@@ -204,22 +205,38 @@ private:
             written_disjoint(w, "W");
         }
         d.order = input<std::int64_t>(order, k, "order", 1);
-        if (order.shape(0) != d.n)
-            fail_value(k, "order has shape " + shape_of(order) + ", expected (" + std::to_string(d.n) + ",)");
+        if (order.shape(0) < 1)
+            fail_value(k, "order has shape " + shape_of(order) + ", expected (visits,) with visits >= 1");
+        d.visits = order.shape(0);
+        d.n_samples = d.visits;
         for (const py::handle a : x_arrays) written_disjoint(a.cast<py::array>(), "X");
         written_disjoint(y, "Y");
         written_disjoint(order, "order");
         return d;
     }
 
+    // run's scalar arguments.
+    struct RunArgs {
+        index step_begin, step_end;
+        long long t0;
+        std::uint64_t model_step0;
+        index n_samples;                      // the penalty's n; 0: the rows order visits
+        const std::atomic<bool>* stop;
+        bool save_first;
+    };
+
     template <class T>
     void run_as(train::Trainer<T>& trainer, const py::object& x, py::array& y, const py::object& wobj, py::array& order,
-                index step_begin, index step_end, py::array& lrs, long long t0, std::uint64_t model_step0,
-                Totals& totals, const std::atomic<bool>* stop, bool save_first) {
+                py::array& lrs, const RunArgs& a, Totals& totals) {
         const char* k = "Trainer.run";
+        const index step_begin = a.step_begin, step_end = a.step_end;
         py::array w;
-        const EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
-        const index steps = steps_per_epoch(d.n);
+        EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
+        if (a.n_samples < 0 || (a.n_samples > 0 && a.n_samples < d.visits))
+            fail_value(k, "n_samples must be 0 (the rows order visits) or at least order's " + std::to_string(d.visits) +
+                              " rows, got " + std::to_string(a.n_samples));
+        if (a.n_samples > 0) d.n_samples = a.n_samples;
+        const index steps = steps_per_epoch(d.visits);
         if (step_begin < 0 || step_begin > step_end || step_end > steps)
             fail_value(k, "the step range [" + std::to_string(step_begin) + ", " + std::to_string(step_end) +
                               ") must lie within the epoch's " + std::to_string(steps) + " steps");
@@ -227,13 +244,13 @@ private:
         if (lrs.shape(0) != step_end - step_begin)
             fail_value(k, "lrs has shape " + shape_of(lrs) + ", expected one rate per step (" +
                               std::to_string(step_end - step_begin) + ",)");
-        if (t0 < 1) fail_value(k, "t0 must be >= 1, got " + std::to_string(t0));
+        if (a.t0 < 1) fail_value(k, "t0 must be >= 1, got " + std::to_string(a.t0));
         bool same = totals.heads.size() == head_outputs_.size();
         for (std::size_t h = 0; same && h < head_outputs_.size(); ++h) same = totals.heads[h].outputs == head_outputs_[h];
         if (!same) fail_value(k, "totals are not for this trainer's heads: make them with new_totals()");
         written_disjoint(lrs, "lrs");
         py::gil_scoped_release nogil;
-        trainer.run(d, step_begin, step_end, rates, t0, model_step0, totals, stop, save_first);
+        trainer.run(d, step_begin, step_end, rates, a.t0, a.model_step0, totals, a.stop, a.save_first);
     }
 
     py::array params_, grads_, m_, v_;
@@ -312,7 +329,8 @@ void register_train(py::module_& m) {
              arg("model_step"))
         .def("run", &PyTrainer::run, arg("X"), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
-             arg("model_step"), arg("totals"), arg("watch") = py::none(), arg("save_first") = false)
+             arg("model_step"), arg("totals"), arg("watch") = py::none(), arg("save_first") = false,
+             arg("n_samples") = 0)
         .def("restore_saved", &PyTrainer::restore_saved,
              "The parameters and m and v back as the latest run with save_first found them");
 }

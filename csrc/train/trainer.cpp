@@ -23,7 +23,7 @@ constexpr std::size_t kAlign = 64;
 // The gather reads X's rows at order: every entry must lie in [0, n).
 template <class T>
 void check_order(const EpochData<T>& d) {
-    for (index i = 0; i < d.n; ++i)
+    for (index i = 0; i < d.visits; ++i)
         if (d.order[i] < 0 || d.order[i] >= d.n)
             fail("order holds " + std::to_string(d.order[i]) + " at index " + std::to_string(i) +
                  ", expected 0 <= order < " + std::to_string(d.n));
@@ -225,7 +225,7 @@ void Trainer<T>::reserve_sparse(const CsrRows<T, I>& x, const EpochData<T>& d, i
     index most = 0;
     for (index s = step_begin; s < step_end; ++s) {
         index entries = 0;
-        for (index r = s * spec_.batch; r < std::min(d.n, (s + 1) * spec_.batch); ++r) {
+        for (index r = s * spec_.batch; r < std::min(d.visits, (s + 1) * spec_.batch); ++r) {
             check_csr_row(x, d.order[r], "Trainer");
             entries += index(x.indptr[d.order[r] + 1] - x.indptr[d.order[r]]);
         }
@@ -386,7 +386,7 @@ StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, in
     g.loss_sum = losses(rows, w, g.weight);
     if (!std::isfinite(g.loss_sum)) return g;
     backward(rows);
-    g.penalty = penalty(rows, data.n, g.weight);
+    g.penalty = penalty(rows, data.n_samples, g.weight);
     return g;
 }
 
@@ -396,7 +396,7 @@ StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uin
     prepare(data, step, step + 1);
     const std::lock_guard<WeightsLock> whole_step(*lock_);
     const index start = step * spec_.batch;
-    const index rows = std::min(spec_.batch, data.n - start);
+    const index rows = std::min(spec_.batch, data.visits - start);
     return step_gradient(data, start, rows, model_step);
 }
 
@@ -427,7 +427,7 @@ bool Trainer<T>::run_step(const RunArgs<T>& r, index s, std::unique_lock<Weights
     Totals& totals = *r.totals;
     const OptimizerSpec& opt = spec_.optimizer;
     const index start = s * spec_.batch, i = s - r.step_begin;
-    const index rows = std::min(spec_.batch, r.data->n - start);
+    const index rows = std::min(spec_.batch, r.data->visits - start);
     const StepGradient g = step_gradient(*r.data, start, rows, r.model_step0 + std::uint64_t(i));
     auto end_step = [&](bool go) {
         if (lock.owns_lock()) lock.unlock();

@@ -89,8 +89,12 @@ struct EpochData {
     CsrRows<T, std::int64_t> x64;
     const T* y = nullptr;                     // (n, the heads' widths summed), dense targets
     const T* w = nullptr;                     // (n,) row weights, or null
-    const std::int64_t* order = nullptr;      // (n,) row indices in [0, n)
+    const std::int64_t* order = nullptr;      // (visits,) row indices in [0, n)
     index n = 0;
+    index visits = 0;                         // the rows the epoch visits, in order: n for a
+                                              // whole epoch of X; a streamed block's, fewer
+    index n_samples = 0;                      // the training set's rows, the penalty's n:
+                                              // visits, or the whole stream's for a block
 };
 
 // One step's loss and gradient (Trainer::gradient): the step's loss sum_h w_h * loss

@@ -21,7 +21,7 @@ from .backends import runtime
 from .nn import initializers, losses, metrics
 from .train import callbacks, checkpoint, fused, guards, loop as training, preflight, progress
 from .train.history import History
-from .io import onnx as _onnx, plotting, torch as _torch
+from .io import onnx as _onnx, plotting, sources, torch as _torch
 from .model import modelfile, multitask, sequential as network
 from .model.loading import from_torch, load
 from .model.multitask import MultiTask
@@ -58,4 +58,4 @@ __all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Choice", "DataSc
            "NumPyBackend", "RMSProp", "SGD", "Sequential", "Uniform", "activations",
            "backend_info", "callbacks", "diagnose", "from_torch", "get_backend", "get_num_threads",
            "gradient_check", "load", "optimizers", "random_search", "regularizers", "schedules",
-           "search", "set_isa", "set_num_threads", "threads", "train_dev_test_split"]
+           "search", "set_isa", "set_num_threads", "sources", "threads", "train_dev_test_split"]

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.train import checkpoint
 from fastmlp.train import loop as training
 from fastmlp.train.callbacks import EarlyStopping, ReduceLROnPlateau
 from fastmlp.errors import CheckpointWarning
@@ -24,14 +23,10 @@ from fastmlp.model.modelfile import ModelFileError, save_checkpoint
 from fastmlp.model.sequential import Sequential
 from fastmlp.optim.optimizers import Adam
 from fastmlp.optim.schedules import ExponentialDecay
-from helpers import make_data, with_header
+from helpers import CheckpointsCut, checkpoints_cut_after, make_data, with_header
 
 N, BATCH, EPOCHS = 44, 8, 6          # 6 steps per epoch, the last of 4 rows
 SOAK = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "soak_checkpoints.py"
-
-
-class Interrupt(Exception):
-    """Raised after the n-th checkpoint write: the fit is cut off right there."""
 
 
 def setup(backend, loss, min_delta=1e-4):
@@ -55,22 +50,13 @@ def run(backend, loss, directory=None, resume=False, interrupt_after=None, min_d
     (model, callbacks, optimizer, history or None)."""
     model, callbacks, optimizer = setup(backend, loss, min_delta)
     X, y, validation = data(loss)
-    write, writes = checkpoint.Checkpoints.write, []
-
-    def interrupting(self, *args):
-        write(self, *args)
-        writes.append(1)
-        if len(writes) == interrupt_after:
-            raise Interrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(checkpoint.Checkpoints, "write", interrupting)
+    with checkpoints_cut_after(interrupt_after):
         try:
             history = training.fit(model, X, y, epochs=EPOCHS, batch_size=BATCH,
                                    optimizer=optimizer, callbacks=callbacks,
                                    validation_data=validation, checkpoint_dir=directory,
                                    resume=resume, **kwargs)
-        except Interrupt:
+        except CheckpointsCut:
             history = None
     return model, callbacks, optimizer, history
 

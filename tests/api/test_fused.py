@@ -545,6 +545,33 @@ def test_trainer_run_checks_its_arguments():
     np.testing.assert_array_equal(m._params, before)
 
 
+def test_a_run_visits_the_rows_its_order_names_with_the_penalty_of_n_samples():
+    """order may name fewer rows than X has (a streamed block's, fastmlp/train/stream.py):
+    the steps and their sizes follow order's length; n_samples is the penalty's n. The
+    same as the run over X[order] in turn with that n."""
+    def trained(X, Y, order, n_samples=100):
+        m = model(regularizer="l1")                      # lambda / n: n is n_samples
+        totals = _trainer(m).run(X, Y, None, order, 0, 3, np.full(3, 0.1), 1, 0,
+                                 _trainer(m).new_totals(), n_samples=n_samples)
+        return m, totals
+
+    m = model()
+    X, Y = _arrays(m, *make_data("softmax_cross_entropy", n=N))
+    order = np.random.default_rng(0).permutation(N)[:37]        # 3 steps, the last of 5
+    ours, ours_totals = trained(X, Y, order)
+    theirs, their_totals = trained(X[order], Y[order], np.arange(37))
+    np.testing.assert_array_equal(ours._params, theirs._params)
+    assert ours_totals.steps == their_totals.steps == 3
+    assert ours_totals.penalty_sum == their_totals.penalty_sum > 0
+    assert trained(X, Y, order, 0)[1].penalty_sum > ours_totals.penalty_sum   # n = 37
+    trainer = _trainer(m)
+    with pytest.raises(ValueError, match=r"order has shape \(0,\), expected \(visits,\)"):
+        trainer.run(X, Y, None, order[:0], 0, 0, np.full(0, 0.1), 1, 0, trainer.new_totals())
+    with pytest.raises(ValueError, match="n_samples must be 0 .* or at least order's 37 rows"):
+        trainer.run(X, Y, None, order, 0, 3, np.full(3, 0.1), 1, 0, trainer.new_totals(),
+                    n_samples=36)
+
+
 def test_a_run_saves_the_state_first_when_asked_and_restore_saved_puts_it_back():
     """save_first keeps the parameters and Adam's m and v as the run found them;
     restore_saved puts exactly those back (fit's roll-back, train/rollback.py); without a

@@ -2,11 +2,8 @@
 so a second fit, partial_fit or set_weights from another thread is a RuntimeError; a
 predict during a fit in another thread sees the weights between two steps."""
 import copy
-import json
-import os
 import pickle
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -19,6 +16,7 @@ import pytest
 from fastmlp import Dense, Sequential
 
 from fastmlp.train import loop as training
+from helpers import interrupted_child
 from fastmlp.train.callbacks import Callback
 
 # ------------------------------------------------------------------------- Ctrl-C
@@ -93,19 +91,8 @@ print(json.dumps({
 def interrupted_fit(backend: str, path: str, env=None):
     """INTERRUPTED_FIT in a child process sent SIGINT 0.3 s after it started training:
     (its JSON report, when the signal was sent)."""
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(INTERRUPTED_FIT),
-                              backend, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
-    try:
-        assert child.stdout.readline().strip() == "started", child.stderr.read()
-        time.sleep(0.3)
-        sent = time.monotonic()
-        os.kill(child.pid, signal.SIGINT)
-        out, err = child.communicate(timeout=100)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1]), sent
+    return interrupted_child([sys.executable, "-c", textwrap.dedent(INTERRUPTED_FIT), backend,
+                              path], 0.3, env)
 
 
 @pytest.mark.timeout(120)

@@ -312,14 +312,16 @@ class FusedTrainer(Protocol):
 
     ``run(X, Y, W, order, step_begin, step_end, lrs, t0, model_step, totals)`` runs steps
     ``[step_begin, step_end)`` of one epoch without returning to Python: step s gathers
-    the rows ``order[s*b : min(n, (s+1)*b)]`` of X (n, n_in), Y (n, k) (k: the loss
+    the rows ``order[s*b : min(m, (s+1)*b)]`` (m: order's length, the rows the epoch
+    visits: n, or fewer for a streamed block) of X (n, n_in), Y (n, k) (k: the loss
     heads' widths summed, each head's targets in its columns, in order) and W (n,) (row
     weights, or None), with b the batch size, and does exactly what the per-op loop does
     for that step (forward, loss, backward, penalty, finite-gradient check, clipping and
     the optimizer update), with ``lrs[s - step_begin]`` (float64) as its rate, ``t0 + s -
     step_begin`` as its optimizer step number t and ``model_step + s - step_begin`` as
     the model's training-step counter (Dropout's masks). ``order`` is int64 with values
-    in [0, n). The completed steps are added to ``totals`` (from :meth:`new_totals`):
+    in [0, n). ``n_samples`` is the penalty's n (the training set's rows; 0: m). The
+    completed steps are added to ``totals`` (from :meth:`new_totals`):
     ``steps``, ``weight_sum`` (rows, or the sums of the row weights), ``penalty_sum``
     (sum of penalty * rows) and per loss head (``heads[i]``; ``loss_sum``, ``correct``
     and ``count`` read the only head's) ``loss_sum`` (sum of the batches' summed,
@@ -352,7 +354,7 @@ class FusedTrainer(Protocol):
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
-            totals, watch=None, save_first: bool = False): ...
+            totals, watch=None, save_first: bool = False, n_samples: int = 0): ...
 
     def restore_saved(self) -> None: ...
 

@@ -254,9 +254,9 @@ class FusedTrainer:
 
     def run(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray], order: np.ndarray,
             step_begin: int, step_end: int, lrs: np.ndarray, t0: int, model_step: int,
-            totals, watch=None, save_first: bool = False):
+            totals, watch=None, save_first: bool = False, n_samples: int = 0):
         self._core.run(_x_of(X), Y, W, order, step_begin, step_end, lrs, t0, model_step, totals,
-                       watch, save_first)
+                       watch, save_first, n_samples)
         return totals
 
     def restore_saved(self) -> None:

@@ -391,8 +391,12 @@ class Normalization(PlannedLayer):
                                "(its input_dim and dtype come from the model)")
         # in the model's dtype first: a value beyond its range is an error, as in fit
         X = as_features(X, "X", self.input_dim, self.dtype).astype(np.float64)
-        std = X.std(axis=0)
-        self.set_state([X.mean(axis=0), np.where(std == 0, 1.0, std)])
+        return self.set_moments(X.mean(axis=0), X.std(axis=0))
+
+    def set_moments(self, mean: np.ndarray, std: np.ndarray) -> "Normalization":
+        """Adapted to data of this mean and (population) standard deviation per column; a
+        constant column (std 0) is only centred."""
+        self.set_state([mean, np.where(std == 0, 1.0, std)])
         return self
 
     def plan(self) -> Plan:

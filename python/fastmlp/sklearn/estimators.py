@@ -33,7 +33,9 @@ from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
 from ..errors import DivergenceError
-from ..nn.losses import BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy
+from ..io.sources import as_source
+from ..nn.losses import (BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy,
+                         get_loss)
 from ..train.arguments import PreparedData
 from ..train.preflight import no_scale_warning
 from .guard import one_at_a_time
@@ -45,6 +47,7 @@ from .network import (ESTIMATOR_ACTIVATIONS, SOLVERS, batch_size, build_network,
                       check_same_network, fit_random_state, initial_weights, l2_penalty,
                       make_optimizer, network_description)
 from .stopping import Improvement, LossScale, ScikitLearnRule, validation_split
+from .streams import EstimatorChunks, network_classes, refuse, survey
 from .weights import WeightList, checked_weights, non_finite_weights, refresh, write_edits
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -109,7 +112,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ public
     @one_at_a_time
-    def fit(self, X, y, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
+    def fit(self, X, y=None, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
         """Train from scratch (or, with ``warm_start``, from the previous solution) for up
         to ``max_iter`` epochs, stopping by scikit-learn's rule. ``sample_weight`` (n,)
         weighs each sample's loss (weighted mean per batch, as scikit-learn).
@@ -165,6 +168,9 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = "_coefs" not in self.__dict__ or (not self.warm_start and not incremental)
+        source = as_source(X, y, memmap=False)
+        if source is not None:
+            return self._fit_stream(source, sample_weight, incremental, given, first_pass)
         X, Y, labels = self._validate_input(X, y, incremental, reset=first_pass,
                                             dtype=input_dtype(self, first_pass))
         if sample_weight is not None:
@@ -177,17 +183,38 @@ class _BaseMLP(BaseEstimator):
         layer_units = [X.shape[1], *self._hidden_sizes(), Y.shape[1]]
         initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
         train, validation = self._split(X, Y, labels, sample_weight, rs, given)
-        if first_pass or not hasattr(self, "model_"):   # no model_: coefs_ set by hand
-            initial = initial or checked_weights(self, list(zip(layer_units, layer_units[1:])),
-                                                 X.dtype)
-            self._initialize(layer_units, initial, X.dtype,
-                             seed=int(rs.randint(np.iinfo(np.int32).max)))
-        else:
-            check_same_network(self._network_key,
-                               network_description(self, layer_units, X.dtype))
-            write_edits(self, self.model_)
+        self._network(layer_units, X.dtype, first_pass, rs, initial)
         self._train(*train, validation, incremental, first_pass)
         return self
+
+    def _fit_stream(self, source, sample_weight, incremental: bool, given, first_pass: bool):
+        """fit and partial_fit over a streamed source (fastmlp.sklearn.streams)."""
+        refuse(self, sample_weight, given, incremental)
+        shape = survey(self, source, input_dtype(self, first_pass), first_pass, incremental,
+                       isinstance(self, ClassifierMixin))
+        given = given_validation(self, *given, shape.n_features, shape.n_outputs, lambda rows:
+                                 validated(self, rows, reset=False, dtype=shape.dtype,
+                                           accept_sparse=SPARSE, order="C"))
+        rs = fit_random_state(self.random_state)
+        layer_units = [shape.n_features, *self._hidden_sizes(), shape.n_outputs]
+        initial = initial_weights(rs, layer_units, self.activation) if first_pass else None
+        self._network(layer_units, shape.dtype, first_pass, rs, initial)
+        self.model_.classes_ = network_classes(get_loss(self._loss_name), shape.n_outputs)
+        chunks = EstimatorChunks(self, source, shape.dtype, shape.class_weight)
+        self._epochs((chunks, None), shape.n, None, given, incremental, first_pass)
+        return self
+
+    def _network(self, layer_units: List[int], dtype, first_pass: bool, rs, initial) -> None:
+        """model_ for ``layer_units``: a new one with ``initial`` weights (or coefs_ set by
+        hand) on a first pass, else the fitted one, checked to be of the same shape."""
+        if first_pass or not hasattr(self, "model_"):   # no model_: coefs_ set by hand
+            initial = initial or checked_weights(self, list(zip(layer_units, layer_units[1:])),
+                                                 dtype)
+            self._initialize(layer_units, initial, dtype,
+                             seed=int(rs.randint(np.iinfo(np.int32).max)))
+        else:
+            check_same_network(self._network_key, network_description(self, layer_units, dtype))
+            write_edits(self, self.model_)
 
     def _with_class_weight(self, labels, sample_weight, incremental: bool):
         """The row weights the fit uses: ``sample_weight`` (the regressor has no
@@ -260,8 +287,14 @@ class _BaseMLP(BaseEstimator):
             fit_lbfgs(self, X, Y, sample_weight)
             refresh(self, self.model_, anew=first_pass)
             return
+        self._epochs(self._training_data(X, Y), len(X), sample_weight, validation, incremental,
+                     first_pass)
+
+    def _epochs(self, data: tuple, n: int, sample_weight, validation, incremental: bool,
+                first_pass: bool) -> None:
+        """The stochastic solvers' epochs over ``data`` (model.fit's X and y) of ``n`` rows
+        under scikit-learn's rule (see _train)."""
         model = self.model_
-        n = len(X)
         model.regularizer = l2_penalty(self.alpha, self._grad_factor)
         if validation is not None and getattr(self, "validation_loss_curve_", None) is None:
             self.validation_loss_curve_ = []
@@ -271,7 +304,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         try:
             with self._threads(), no_scale_warning():
-                model.fit(*self._training_data(X, Y),
+                model.fit(*data,
                           epochs=1 if incremental else self.max_iter,
                           batch_size=batch_size(self, n),
                           optimizer=None if keep else make_optimizer(self, self._grad_factor),
@@ -388,14 +421,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     @one_at_a_time
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X, y=None, sample_weight=None, classes=None):
         """One epoch from the current weights. The first call needs ``classes`` (every
         label that will occur; classes_ becomes its unique labels; an indicator matrix y
         is multilabel whatever ``classes`` says), as in scikit-learn."""
         if _check_partial_fit_first_call(self, classes):      # scikit-learn's own check
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
-                                      else classes)
+            multilabel = y is not None and as_source(X, y, memmap=False) is None \
+                and type_of_target(y).startswith("multilabel")
+            self._label_binarizer.fit(y if multilabel else classes)
         return self._partial_fit(X, y, sample_weight)
 
     def _validate_input(self, X, y, incremental: bool, reset: bool, dtype):
@@ -544,7 +578,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     @one_at_a_time
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y=None, sample_weight=None):
         """One epoch from the current weights (the optimizer's state kept)."""
         return self._partial_fit(X, y, sample_weight)
 

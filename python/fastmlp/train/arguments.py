@@ -45,6 +45,9 @@ def fit_data(model, X: Union[PreparedData, object], y):
     X's as they are, the model learning their classes as prepare_data does from dense
     targets (its own, else each column's index)."""
     if type(X) is not PreparedData:
+        if y is None:
+            raise TypeError("fit needs the targets y with arrays X (y=None only with a "
+                            "streamed source that holds them, or PreparedData)")
         return model.prepare_data(X, y)
     if y is not None:
         raise TypeError("fit takes PreparedData as X with y None")

@@ -377,7 +377,8 @@ class FusedEpochs:
         return self._trainer
 
     def run_steps(self, X, Y, W, order, begin: int, end: int, epoch: int, totals=None,
-                  watch=None, program: Optional[dict] = None, save_first: bool = False):
+                  watch=None, program: Optional[dict] = None, save_first: bool = False,
+                  n_samples: int = 0, first_step: int = 0, n_batches: Optional[int] = None):
         """Steps [begin, end) of the epoch visiting rows in ``order``; adds them to
         ``totals`` (new ones if None) and returns it. Advances the optimizer's and the
         model's counters by the steps taken; raises DivergenceError (the weights and the
@@ -387,7 +388,10 @@ class FusedEpochs:
         :meth:`program` as the caller took it at the epoch's start (callbacks change a
         model only between epochs), else taken here. ``save_first``: the trainer saves the
         parameters and m and v before the first step (``saved_by`` is then that trainer,
-        whose ``restore_saved()`` puts them back)."""
+        whose ``restore_saved()`` puts them back). When X is one block of a streamed
+        epoch: ``n_samples``, the training set's rows (the penalty's n; 0: the rows
+        ``order`` visits), and the block's ``first_step`` in its epoch of ``n_batches``
+        steps, which a divergence's error names."""
         model, opt = self.model, self.optimizer
         program = self.program() if program is None else program
         if program is None:
@@ -395,7 +399,7 @@ class FusedEpochs:
                              "run; fit uses the per-op loop for it")
         unallocated = [name for name in ("m", "v") if getattr(opt, name) is None]
         opt.state_for(model.flat_params)
-        n, batch = len(X), self.batch
+        n, batch = len(order), self.batch       # the rows the epoch visits
         sizes = [min(batch, n - step * batch) for step in range(begin, end)]
         lrs = opt.step_rates(sizes)
         trainer = self._current(program)
@@ -403,7 +407,7 @@ class FusedEpochs:
             totals = trainer.new_totals()
         before = totals.steps
         trainer.run(X, Y, W, order, begin, end, lrs, opt.iterations + 1, model.training_step,
-                    totals, watch, save_first)
+                    totals, watch, save_first, n_samples)
         if save_first:
             self.saved_by = trainer
         model.weights_written()            # through the trainer's own binding
@@ -418,7 +422,8 @@ class FusedEpochs:
             for name in unallocated:
                 setattr(opt, name, None)
         if totals.diverged is not None:
-            step, n_batches = totals.diverged_step + 1, -(-n // batch)
+            step = first_step + totals.diverged_step + 1
+            n_batches = -(-n // batch) if n_batches is None else n_batches
             rate = float(lrs[done])
             if totals.diverged == "loss":
                 raise diverged_loss(epoch, step, n_batches,

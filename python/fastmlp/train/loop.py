@@ -13,6 +13,7 @@ import numpy as np
 
 from .._keywords import suggest_keywords
 from .._validation import check_bool, check_int
+from ..io.sources import as_source
 from ..errors import DivergenceError
 from ..optim.optimizers import Optimizer, check_learning_rate
 from .arguments import fit_data, fit_optimizer, sample_weights, validation_arrays
@@ -27,6 +28,7 @@ from .progress import EpochProgress, check_verbose
 from .protocol import TrainableModel
 from .rollback import CheckedSteps
 from .steps import TrainingData, epoch_steps
+from .stream import StreamData
 
 
 # The most epochs one fit takes. No training needs more passes over its data (a run "until
@@ -71,8 +73,11 @@ class _FitCheckpoints:
 
     def describe(self) -> dict:
         """What a checkpoint must share with this fit (Checkpoint.fit)."""
-        return {"n_samples": self.data.n, "batch_size": self.data.batch,
-                "shuffle": self.shuffle, "history_keys": list(self.history.history)}
+        described = {"n_samples": self.data.n, "batch_size": self.data.batch,
+                     "shuffle": self.shuffle, "history_keys": list(self.history.history)}
+        if isinstance(self.data, StreamData):
+            described["shuffle_buffer"] = self.data.buffer_rows
+        return described
 
     def resume(self, optimizer: Optimizer, epochs: int) -> Optional[Checkpoint]:
         """Restore the model, optimizer, callbacks and History from the newest valid
@@ -192,15 +197,15 @@ class _Fit:
             return state, np.arange(n, dtype=np.int64)
         return state, self.model.backend.shuffled_order(n, rng.bit_generator.random_raw())
 
-    def _segment_ends(self, begin: int, due: Set[int]) -> List[int]:
-        """Where the epoch's step ranges end from ``begin``: at the epoch's end, at each
-        mid-epoch checkpoint (``due``) and, with a progress bar, every 1% of the epoch
+    def _segment_ends(self, begin: int, end: int, due: Set[int]) -> List[int]:
+        """Where the step ranges of the epoch's steps [begin, end) end: at ``end``, at
+        each mid-epoch checkpoint (``due``) and, with a progress bar, every 1% of the epoch
         (one C++ call each on the fused path). The finite checks run after each range."""
-        n_batches, ends = self.data.n_batches, {self.data.n_batches, *due}
+        n_batches, ends = self.data.n_batches, {end, *due}
         if self.log.progress.has_bar:
             per_call = max(1, n_batches // 100)
             ends.update(range(per_call, n_batches, per_call))
-        return sorted(end for end in ends if end > begin)
+        return sorted(e for e in ends if begin < e <= end)
 
     def train_epoch(self, epoch: int, resumed: Optional[Checkpoint]) -> Dict[str, float]:
         """The epoch's steps (from a mid-epoch checkpoint's position when ``resumed``);
@@ -213,15 +218,16 @@ class _Fit:
         totals = steps.new_totals()
         if resumed is not None:
             begin = resumed.position.step
-            totals = steps.load_totals(resumed.totals, order)
+            totals = steps.load_totals(resumed.totals)
             self.log.progress.step(begin)
         self._epoch_first_step = self.model.training_step - begin
         checked = CheckedSteps(self.model, self.optimizer, steps, order, epoch, begin)
-        for end in self._segment_ends(begin, due):
+        for end in self._segment_ends(begin, self.data.n_batches, due):
             totals = checked.run(begin, end, totals, self.log.progress.step, self.interrupt)
             self._stop_if_interrupted(epoch)
             if end in due:
-                self.saving.write_in_epoch(epoch, end, shuffle_state, steps.state(totals, order))
+                self.saving.write_in_epoch(epoch, end, shuffle_state,
+                                         steps.state(totals, steps.first_batch(order)))
             begin = end
         return steps.record(totals)
 
@@ -235,14 +241,62 @@ class _Fit:
                                        f"{self.data.n_batches}")
 
 
+class _StreamFit(_Fit):
+    """A fit's epochs over a streamed source (:mod:`fastmlp.train.stream`): each epoch's
+    blocks in turn, each block's step ranges checked as an in-memory epoch's (a
+    divergence rolls back within the block); the running totals, the checkpoints' step
+    positions and the History values are the epoch's."""
+
+    def train_epoch(self, epoch: int, resumed: Optional[Checkpoint]) -> Dict[str, float]:
+        model, data, rng = self.model, self.data, self.model.shuffle_rng
+        if resumed is not None:
+            rng.bit_generator.state = resumed.epoch_shuffle
+        due = self.saving.steps_due(epoch)
+        shuffle_state = rng.bit_generator.state if due else None
+        plan = data.plan(rng.bit_generator.random_raw() if self.shuffle else None)
+        begin = 0 if resumed is None else resumed.position.step
+        if resumed is not None:
+            self.log.progress.step(begin)
+        self._epoch_first_step = model.training_step - begin
+        steps = totals = first = None
+        with data.blocks(plan, begin) as blocks:
+            for block in blocks:
+                steps = epoch_steps(model, self.optimizer, block.data, self.fused)
+                if totals is None:
+                    totals = (steps.new_totals() if resumed is None
+                              else steps.load_totals(resumed.totals))
+                    first = steps.first_batch(block.order)
+                totals = self._block(block, steps, begin, due, totals, epoch,
+                                     lambda end, totals: self.saving.write_in_epoch(
+                                         epoch, end, shuffle_state, steps.state(totals, first)))
+                begin = block.data.first_step + block.steps
+        return steps.record(totals)
+
+    def _block(self, block, steps, begin: int, due: Set[int], totals, epoch: int, save):
+        """The block's steps from the epoch's step ``begin`` on, in checked ranges; a
+        checkpoint (``save(end, totals)``) after each due step."""
+        offset = block.data.first_step
+        local = begin - offset
+        checked = CheckedSteps(self.model, self.optimizer, steps, block.order, epoch, local)
+        for end in self._segment_ends(begin, offset + block.steps, due):
+            totals = checked.run(local, end - offset, totals, self.log.progress.step,
+                                 self.interrupt)
+            self._stop_if_interrupted(epoch)
+            if end in due:
+                save(end, totals)
+            local = end - offset
+        return totals
+
+
 @suggest_keywords
 @one_fit_at_a_time
-def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] = 32,
+def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[int] = 32,
         learning_rate=None, optimizer=None, shuffle: bool = True,
         validation_data=None, callbacks=None, verbose="auto",
         sample_weight=None, class_weight=None, checkpoint_dir=None,
         checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
-        resume: bool = False, keep_checkpoints: int = 2) -> History:
+        resume: bool = False, keep_checkpoints: int = 2,
+        shuffle_buffer: Optional[int] = None) -> History:
     """Train ``model`` on (X, y) from its current weights with gradient descent.
 
     ``model`` is any :class:`fastmlp.train.protocol.TrainableModel` (Sequential, MultiTask).
@@ -333,6 +387,18 @@ def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] =
     (:mod:`fastmlp.train.fused`: one C++ call per epoch, the same weights bit for bit); models
     with custom layers, optimizers or regularizers on the per-op loop.
 
+    Data larger than memory (:mod:`fastmlp.train.stream`, README "Training from disk"):
+    X may be a :class:`fastmlp.sources.Source` (y None), the path of an .npy file or a
+    np.memmap (y another's, or an array), a directory or file of Parquet (y the target
+    column's name), a Dask array (y a Dask array) or DataFrame (y the target column's
+    name), or an object with ``reset()`` and ``next()`` (y None). fit then reads it in
+    chunks, in a new chunk order each epoch, through a shuffle buffer of
+    ``shuffle_buffer`` rows (default: 128 MiB of rows, rounded down to a multiple of the
+    batch size; docs/streaming.md) from which each step draws its batch; sample weights
+    come from the source (``sample_weight`` is then a ValueError), ``batch_size`` must
+    be a number, and everything else (validation arrays, callbacks, checkpoints and
+    resume) works as for arrays. A Sequential model only.
+
     The History is also kept as ``model.history`` (the model file saves it).
     """
     epochs = check_epochs(epochs)
@@ -345,13 +411,18 @@ def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] =
     callbacks = check_callbacks(callbacks)
     checkpoints = Checkpoints.create(checkpoint_dir, checkpoint_every, checkpoint_every_steps,
                                      keep_checkpoints, resume)
-    columns = getattr(X, "columns", None)          # a DataFrame's, for the scale warning
-    X, Y = fit_data(model, X, y)
-    W = sample_weights(model, X, Y, sample_weight, class_weight)
+    source = as_source(X, y)
+    if source is None:
+        columns = getattr(X, "columns", None)      # a DataFrame's, for the scale warning
+        data = _in_memory(model, X, y, batch_size, sample_weight, class_weight, shuffle_buffer)
+        X = data.X
+    else:
+        columns = None
+        data = _streamed(model, source, batch_size, sample_weight, class_weight, shuffle_buffer)
+        X = data.first_rows                        # the scale warning's sample
     validation = validation_arrays(model, validation_data)
     optimizer = fit_optimizer(model, optimizer, learning_rate)
     optimizer.check_params(model.flat_params)
-    data = TrainingData(X, Y, W, len(X) if batch_size is None else min(batch_size, len(X)))
     check_fit_memory(model, optimizer, data.batch, X)
     warn_if_unscaled(model, X, columns)
     model.optimizer = optimizer
@@ -364,11 +435,44 @@ def fit(model: TrainableModel, X, y, *, epochs: int, batch_size: Optional[int] =
     saving = _FitCheckpoints(checkpoints, model, data, shuffle, history, callbacks)
     resumed = saving.resume(optimizer, epochs) if checkpoints is not None and resume else None
 
-    model.adapt(X)
+    if source is None:
+        model.adapt(X)           # a stream's Normalization adapted in StreamData's survey
     fused = FusedEpochs.create(model, optimizer, data.batch) if _FUSED else None
     log = _EpochLog(model, optimizer, validation, callbacks, history, progress)
-    _train(_Fit(model, optimizer, data, log, saving, shuffle, fused), epochs, resumed)
+    run = (_Fit if source is None else _StreamFit)(model, optimizer, data, log, saving,
+                                                   shuffle, fused)
+    _train(run, epochs, resumed)
     return history
+
+
+def _in_memory(model, X, y, batch_size: Optional[int], sample_weight, class_weight,
+               shuffle_buffer) -> TrainingData:
+    """fit's arrays as the steps take them."""
+    if shuffle_buffer is not None:
+        raise ValueError("shuffle_buffer applies to streamed data (X a source, a path, a "
+                         "Dask collection or a chunk iterator); arrays are shuffled whole")
+    X, Y = fit_data(model, X, y)
+    W = sample_weights(model, X, Y, sample_weight, class_weight)
+    return TrainingData(X, Y, W, len(X) if batch_size is None else min(batch_size, len(X)))
+
+
+def _streamed(model, source, batch_size: Optional[int], sample_weight, class_weight,
+              shuffle_buffer) -> StreamData:
+    """fit's streamed source as the epochs read it (its survey pass, when one is
+    needed, runs here)."""
+    if not isinstance(getattr(model, "loss", None), str):       # one loss: a Sequential
+        raise TypeError(f"streamed data trains a Sequential model; a {type(model).__name__} "
+                        "trains from arrays")
+    if batch_size is None:
+        raise ValueError("batch_size=None (the whole set per step) needs the data in "
+                         "memory; a streamed fit takes a batch_size")
+    if sample_weight is not None:
+        raise ValueError("a streamed fit takes its sample weights from the source (e.g. "
+                         "fastmlp.sources.Npy(X, y, sample_weight=...), a Parquet column, "
+                         "or an iterator's (X, y, w) chunks), not sample_weight=")
+    if shuffle_buffer is not None:
+        shuffle_buffer = check_int(shuffle_buffer, "shuffle_buffer")
+    return StreamData(model, source, batch_size, shuffle_buffer, class_weight)
 
 
 def _train(run: _Fit, epochs: int, resumed: Optional[Checkpoint]) -> None:

@@ -28,7 +28,7 @@ class CheckedSteps:
                  first: int):
         self.model, self.optimizer, self.steps = model, optimizer, steps
         self.order, self.epoch, self.first = order, epoch, first
-        self.n_batches = steps.data.n_batches
+        self.data = steps.data
         self.start = steps.snapshot()
 
     def run(self, begin: int, end: int, totals, on_steps,
@@ -68,7 +68,7 @@ class CheckedSteps:
             failing, error = self._first_bad_step(end)
             self.start.restore()
         else:
-            failing = error.step - 1
+            failing = error.step - 1 - self.data.first_step
         if failing > self.first:
             self._rerun(self.first, failing)
         return error
@@ -77,6 +77,7 @@ class CheckedSteps:
         """The first step of [first, end) that fails or leaves a non-finite value, and its
         error (the model is somewhere after ``first``; the caller restores it)."""
         model, optimizer, epoch, first = self.model, self.optimizer, self.epoch, self.first
+        data = self.data
         for step in range(first, end):
             try:
                 self._rerun(step, step + 1)
@@ -84,10 +85,11 @@ class CheckedSteps:
                 return step, error
             what = non_finite(model, optimizer)
             if what:
-                return step, diverged_update(epoch, step + 1, self.n_batches,
+                return step, diverged_update(epoch, data.step_number(step), data.n_batches,
                                              optimizer.last_learning_rate, what)
+        number = data.step_number(first)
         return first, DivergenceError(
-            f"training diverged at epoch {epoch} within steps {first + 1} to {end} of "
-            f"{self.n_batches}, but running them again did not (a layer that is not "
-            f"deterministic?); the weights are those before step {first + 1}",
-            epoch=epoch, step=first + 1)
+            f"training diverged at epoch {epoch} within steps {number} to "
+            f"{data.step_number(end - 1)} of {data.n_batches}, but running them again did "
+            f"not (a layer that is not deterministic?); the weights are those before step "
+            f"{number}", epoch=epoch, step=number)

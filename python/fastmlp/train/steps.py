@@ -26,19 +26,34 @@ __all__ = ["FusedSteps", "PerOpSteps", "TrainingData", "epoch_steps", "no_progre
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The training arrays (W: sample weights or None) and the steps over them."""
+    """The training arrays (W: sample weights or None) and the steps over them. When they
+    are one block of a streamed epoch (:mod:`fastmlp.train.stream`), ``n_samples`` is the
+    whole training set's rows (the regularizers' n and the epoch's penalty mean) and
+    ``first_step`` the block's first step in its epoch of ``epoch_batches`` steps (what a
+    divergence's error names); by default the arrays are the whole set."""
     X: np.ndarray
     Y: np.ndarray
     W: Optional[np.ndarray]
     batch: int
+    n_samples: Optional[int] = None
+    first_step: int = 0
+    epoch_batches: Optional[int] = None
 
     @property
     def n(self) -> int:
-        return len(self.X)
+        """The training set's rows (the arrays' unless they are a block of a stream)."""
+        return len(self.X) if self.n_samples is None else self.n_samples
 
     @property
     def n_batches(self) -> int:
+        """The steps of the epoch (of the stream's whole epoch for a block)."""
+        if self.epoch_batches is not None:
+            return self.epoch_batches
         return -(-self.n // self.batch)
+
+    def step_number(self, step: int) -> int:
+        """The 1-based number in its epoch of step ``step`` over these arrays."""
+        return self.first_step + step + 1
 
     def rows(self, order: np.ndarray, step: int) -> np.ndarray:
         return order[step * self.batch:(step + 1) * self.batch]
@@ -82,10 +97,15 @@ class PerOpSteps:
     def new_totals(self) -> _PerOpTotals:
         return _PerOpTotals(self.model.new_totals())
 
-    def load_totals(self, state: dict, order: np.ndarray) -> _PerOpTotals:
+    def load_totals(self, state: dict) -> _PerOpTotals:
         return self.new_totals().load(state)
 
-    def state(self, totals: _PerOpTotals, order: np.ndarray) -> dict:
+    def first_batch(self, order: np.ndarray) -> None:
+        """What :meth:`state` needs of the epoch's first batch: nothing (PassTotals keeps
+        r2's shift itself)."""
+        return None
+
+    def state(self, totals: _PerOpTotals, first: None) -> dict:
         return totals.state()
 
     def record(self, totals: _PerOpTotals) -> Dict[str, float]:
@@ -122,7 +142,7 @@ class PerOpSteps:
         xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows)
         loss_sum, outputs = model.loss_and_grad(xb, yb, wb)
         if not math.isfinite(loss_sum):
-            raise diverged_loss(epoch, step + 1, data.n_batches, loss_sum / len(rows),
+            raise diverged_loss(epoch, data.step_number(step), data.n_batches, loss_sum / len(rows),
                                 optimizer.current_learning_rate)
         weight = None if wb is None else weight_total(wb)
         penalty = model.penalty(data.n, len(rows), batch_weight=weight)
@@ -132,7 +152,7 @@ class PerOpSteps:
             optimizer.step(model.backend, model.flat_params, model.flat_grads,
                            samples=len(rows))
         except DivergenceError as exc:     # a non-finite gradient: nothing was updated
-            raise diverged_at(epoch, step + 1, data.n_batches, exc) from None
+            raise diverged_at(epoch, data.step_number(step), data.n_batches, exc) from None
         model.training_step += 1
 
 
@@ -211,31 +231,40 @@ class FusedSteps:
     def new_totals(self):
         return None          # run_steps creates the backend's totals at the first call
 
-    def load_totals(self, state: dict, order: np.ndarray) -> _FoldedTotals:
+    def load_totals(self, state: dict) -> _FoldedTotals:
         heads = ([{k: v for k, v in state.items() if k != "penalty_sum"}]
                  if self.names is None else [state["heads"][name] for name in self.names])
         return _FoldedTotals(heads, state["penalty_sum"])
 
-    def state(self, totals, order: Optional[np.ndarray]) -> dict:
-        """The totals as the per-op path's state (``order``: the epoch's, for r2's shift;
-        None leaves it out)."""
+    def first_batch(self, order: np.ndarray) -> Optional[List[np.ndarray]]:
+        """What :meth:`state` needs of the epoch's first batch: each head's targets of it
+        when a head's metric is r2 (the C++ takes y's sums around their mean), else None."""
+        if "r2" not in self.metrics:
+            return None
+        rows = self.data.rows(order, 0)
+        return [Y[rows] for Y in self.targets]
+
+    def state(self, totals, first: Optional[List[np.ndarray]]) -> dict:
+        """The totals as the per-op path's state (``first``: :meth:`first_batch` of the
+        epoch's order, for r2's shift; None leaves it out)."""
         if isinstance(totals, _FoldedTotals):
             heads = totals.heads
         else:
-            heads = [self._head_state(i, head, totals.weight_sum, order)
+            heads = [self._head_state(i, head, totals.weight_sum, first)
                      for i, head in enumerate(totals.heads)]
         if self.names is None:
             return {**heads[0], "penalty_sum": totals.penalty_sum}
         return {"heads": dict(zip(self.names, heads)), "penalty_sum": totals.penalty_sum}
 
-    def _head_state(self, i: int, head, weight_sum: float, order: Optional[np.ndarray]) -> dict:
+    def _head_state(self, i: int, head, weight_sum: float,
+                    first: Optional[List[np.ndarray]]) -> dict:
         state = {"loss_sum": head.loss_sum, "weight_sum": weight_sum, "count": head.count}
         if self.metrics[i] != "r2":
             return {**state, "correct": head.correct}
         shift = None
-        if order is not None:    # the C++ shift: the first batch's mean of y, summed in order
-            first = self.targets[i][self.data.rows(order, 0)].astype(np.float64)
-            shift = np.add.accumulate(first, axis=0)[-1] / len(first)
+        if first is not None:    # the C++ shift: the first batch's mean of y, summed in order
+            rows = first[i].astype(np.float64)
+            shift = np.add.accumulate(rows, axis=0)[-1] / len(rows)
         return {**state, "shift": shift, "sse": head.sse, "sum": head.sum,
                 "sum_sq": head.sum_sq}
 
@@ -272,7 +301,7 @@ class FusedSteps:
                     break
                 taken = fused.run_steps(data.X, self.Y, data.W, order, step, step + 1, epoch,
                                         watch=watch, program=self.program,
-                                        save_first=self._take_save())
+                                        save_first=self._take_save(), **self._numbering())
                 rows = data.rows(order, step)
                 totals.fold(taken, [Y[rows] for Y in self.targets])
                 self._note_interrupt(taken, interrupt)
@@ -280,10 +309,16 @@ class FusedSteps:
         elif interrupt is None or not interrupt.requested:
             before = 0 if totals is None else totals.steps
             totals = fused.run_steps(data.X, self.Y, data.W, order, begin, end, epoch, totals,
-                                     watch, self.program, self._take_save())
+                                     watch, self.program, self._take_save(), **self._numbering())
             self._note_interrupt(totals, interrupt)
             on_steps(totals.steps - before)
         return totals
+
+    def _numbering(self) -> dict:
+        """run_steps' arguments for a block of a streamed epoch (the penalty's n, the step
+        numbers a divergence names); the defaults' values for the whole set."""
+        data = self.data
+        return {"n_samples": data.n, "first_step": data.first_step, "n_batches": data.n_batches}
 
     @staticmethod
     def _note_interrupt(totals, interrupt: Optional[Interrupt]) -> None:

@@ -1,0 +1,397 @@
+"""Training data read in chunks: ``.npy`` files and memmaps, Parquet files, Dask
+collections and any object with the chunk iterator protocol (README "Training from
+disk"; :mod:`fastmlp.train.stream` trains on them with memory bounded by its buffers).
+
+A source yields *chunks*, ``(X, y, w)``: a block of rows of the features, their targets
+and their sample weights (None without). Sources whose chunks can be read in any order
+(:meth:`Source.chunk_sizes` is a list) are read in a shuffled chunk order each epoch, each
+chunk sequentially; an iterator is read in its own order. The protocol an iterator
+implements, after XGBoost's external-memory ``DataIter``::
+
+    class MyChunks:
+        def reset(self):            # back to the first chunk (before every pass)
+            ...
+        def next(self):             # the next chunk, or None after the last
+            return X_chunk, y_chunk             # or (X_chunk, y_chunk, w_chunk)
+
+Chunks are converted and checked as fit checks arrays (:meth:`fastmlp.Sequential.
+prepare_data`) when the stream reads them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .._files import check_path
+
+__all__ = ["Chunks", "Dask", "Npy", "Parquet", "Source", "as_source"]
+
+Chunk = Tuple[object, object, Optional[object]]
+
+#: A chunk of an ``.npy`` file is read as one sequential read of about this many bytes.
+NPY_CHUNK_BYTES = 8 << 20
+
+
+class Source:
+    """Rows in chunks (the module docstring). Subclasses define :meth:`chunk_sizes` and
+    :meth:`read` (chunks in any order) or :meth:`chunks` (their own order)."""
+
+    #: a short description for messages
+    kind = "source"
+
+    def chunk_sizes(self) -> Optional[List[int]]:
+        """Each chunk's rows when the chunks can be read in any order, else None."""
+        return None
+
+    def read(self, i: int) -> Iterator[Chunk]:
+        """Chunk ``i`` (of :meth:`chunk_sizes`), possibly in several pieces."""
+        raise NotImplementedError
+
+    def chunks(self, order: Optional[Sequence[int]] = None) -> Iterator[Chunk]:
+        """Every chunk: those of a random-access source in ``order`` (None: in turn)."""
+        sizes = self.chunk_sizes()
+        for i in range(len(sizes)) if order is None else order:
+            yield from self.read(int(i))
+
+    def targets(self) -> Iterator[object]:
+        """Every chunk's targets in turn (what a survey of the labels reads); sources
+        that can read them alone do, the others read whole chunks."""
+        for _, y, _ in self.chunks():
+            yield y
+
+
+# ------------------------------------------------------------------------ .npy files
+def _open_npy(array, name: str):
+    """A path of an .npy file (opened as a read-only memmap) or an array as it is."""
+    if isinstance(array, (str, os.PathLike)):
+        path = check_path(array)
+        try:
+            loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:      # EOFError: an empty file
+            raise ValueError(f"{name}: {os.fspath(path)!r} is not a readable .npy file "
+                             f"({exc})") from None
+        if not isinstance(loaded, np.ndarray):              # an .npz archive
+            loaded.close()
+            raise ValueError(f"{name}: {os.fspath(path)!r} is not a readable .npy file "
+                             f"(an .npz archive)")
+        if hasattr(os, "preadv") and loaded.flags.c_contiguous and loaded.ndim >= 1:
+            return _NpyFile(path, loaded)
+        return loaded
+    if not hasattr(array, "shape") or not hasattr(array, "__getitem__"):
+        raise TypeError(f"{name} must be a path of an .npy file or an array (a np.memmap); "
+                        f"got {type(array).__name__}")
+    return array
+
+
+class _NpyFile:
+    """A C-ordered .npy file read by rows with ``os.pread`` into new arrays: sequential
+    reads without a memory map's page faults (a cold file reads about 1.7 times faster,
+    bench/stream_report.py), safe from any thread. Indexed by row slices only."""
+
+    def __init__(self, path: str, mapped: np.memmap):
+        self.path, self.shape, self.dtype = path, mapped.shape, mapped.dtype
+        self._offset = mapped.offset
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+        if not out.size:
+            return out
+        view, at = memoryview(out).cast("B"), self._offset + start * self._row_bytes
+        done = 0
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], at + done)
+            if got == 0:
+                raise ValueError(f"{self.path!r} ended before its header's {self.shape[0]:,} "
+                                 "rows (a truncated .npy file)")
+            done += got
+        return out
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class Npy(Source):
+    """Rows of ``.npy`` files (paths: read a row range at a time with ``os.preadv``) or
+    arrays (np.memmap: ``np.load(path, mmap_mode="r")``): ``X`` one file or array of
+    features, or a list of them (their rows in turn), ``y`` and ``sample_weight``
+    (optional) alike, with the same rows. Chunks are runs of ``chunk_rows`` consecutive
+    rows (default: about 8 MiB of X), each read with one sequential read."""
+
+    kind = ".npy"
+
+    def __init__(self, X, y, sample_weight=None, *, chunk_rows: Optional[int] = None):
+        self.X = [_open_npy(x, f"X[{i}]") for i, x in enumerate(_as_list(X))]
+        self.y = [_open_npy(v, f"y[{i}]") for i, v in enumerate(_as_list(y))]
+        self.w = (None if sample_weight is None else
+                  [_open_npy(v, f"sample_weight[{i}]")
+                   for i, v in enumerate(_as_list(sample_weight))])
+        for name, parts in (("y", self.y), ("sample_weight", self.w)):
+            if parts is None:
+                continue
+            if len(parts) != len(self.X):
+                raise ValueError(f"{name} has {len(parts)} files or arrays and X {len(self.X)}: "
+                                 f"give one per file of X")
+            for i, (x, part) in enumerate(zip(self.X, parts)):
+                if len(part) != len(x):
+                    raise ValueError(f"{name}[{i}] has {len(part):,} rows and X[{i}] "
+                                     f"{len(x):,}: they must have the same rows")
+        if chunk_rows is None:
+            row_bytes = max(1, int(np.prod(self.X[0].shape[1:])) * self.X[0].dtype.itemsize)
+            chunk_rows = max(1, NPY_CHUNK_BYTES // row_bytes)
+        self.chunk_rows = _positive(chunk_rows, "chunk_rows")
+        self._chunks = [(f, start, min(start + self.chunk_rows, len(x)))
+                        for f, x in enumerate(self.X)
+                        for start in range(0, len(x), self.chunk_rows)]
+
+    def chunk_sizes(self) -> List[int]:
+        return [end - start for _, start, end in self._chunks]
+
+    def read(self, i: int) -> Iterator[Chunk]:
+        f, start, end = self._chunks[i]
+        w = None if self.w is None else np.asarray(self.w[f][start:end])
+        yield np.asarray(self.X[f][start:end]), np.asarray(self.y[f][start:end]), w
+
+    def targets(self) -> Iterator[np.ndarray]:
+        step = max(self.chunk_rows, 1 << 20)       # targets are narrow: long reads
+        for y in self.y:
+            for start in range(0, len(y), step):
+                yield np.asarray(y[start:start + step])
+
+
+def _positive(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------------ Parquet
+def _pyarrow_parquet():
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("Parquet sources need pyarrow: pip install 'fastmlp[parquet]'") \
+            from None
+    return pq
+
+
+def _parquet_files(path) -> List[str]:
+    """The .parquet files of a directory (recursively, sorted) or the path itself."""
+    path = check_path(path)
+    if os.path.isdir(path):
+        files = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
+                       for name in names if name.endswith(".parquet"))
+        if not files:
+            raise ValueError(f"{path!r} holds no .parquet files")
+        return files
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or directory: {path!r}")
+    return [path]
+
+
+class Parquet(Source):
+    """Rows of Parquet files (pyarrow, ``pip install 'fastmlp[parquet]'``): ``path`` a
+    directory (its ``*.parquet`` files, recursively, in sorted order), a file, or a list
+    of them; ``target`` the target column (or a list of columns), ``features`` the
+    feature columns (default: every other column but ``sample_weight``'s), numeric.
+    A chunk is a row group, read in pieces of at most ``piece_rows`` rows (only the
+    columns used)."""
+
+    kind = "Parquet"
+
+    def __init__(self, path, target: Union[str, Sequence[str]], features=None,
+                 sample_weight: Optional[str] = None, *, piece_rows: int = 65536):
+        pq = _pyarrow_parquet()
+        paths = [p for item in _as_list(path) for p in _parquet_files(item)]
+        self.target = _as_list(target)
+        self.weight = sample_weight
+        self.piece_rows = _positive(piece_rows, "piece_rows")
+        self.files = [pq.ParquetFile(p) for p in paths]
+        schema = self.files[0].schema_arrow.names
+        for i, f in enumerate(self.files[1:], 1):
+            if f.schema_arrow.names != schema:
+                raise ValueError(f"{paths[i]!r} has the columns {f.schema_arrow.names}, "
+                                 f"{paths[0]!r} {schema}: the files must share a schema")
+        used = set(self.target) | ({sample_weight} if sample_weight else set())
+        missing = sorted(used - set(schema))
+        if missing:
+            raise ValueError(f"the Parquet files have no column {missing}; they have {schema}")
+        self.features = ([c for c in schema if c not in used] if features is None
+                         else _as_list(features))
+        absent = sorted(set(self.features) - set(schema))
+        if absent:
+            raise ValueError(f"features names columns the Parquet files lack: {absent}")
+        self._groups = [(f, g) for f, file in enumerate(self.files)
+                        for g in range(file.metadata.num_row_groups)]
+
+    def chunk_sizes(self) -> List[int]:
+        return [self.files[f].metadata.row_group(g).num_rows for f, g in self._groups]
+
+    def read(self, i: int) -> Iterator[Chunk]:
+        f, g = self._groups[i]
+        columns = [*self.features, *self.target] + ([self.weight] if self.weight else [])
+        for batch in self.files[f].iter_batches(batch_size=self.piece_rows, row_groups=[g],
+                                                columns=columns):
+            yield _arrow_chunk(batch, self.features, self.target, self.weight)
+
+    def targets(self) -> Iterator[np.ndarray]:
+        for file in self.files:
+            for batch in file.iter_batches(batch_size=self.piece_rows, columns=self.target):
+                yield _arrow_targets(batch, self.target)
+
+
+def _arrow_chunk(batch, features, target, weight) -> Chunk:
+    w = None if weight is None else batch.column(weight).to_numpy(zero_copy_only=False)
+    return _arrow_matrix(batch, features), _arrow_targets(batch, target), w
+
+
+def _arrow_matrix(batch, names) -> np.ndarray:
+    return np.column_stack([batch.column(name).to_numpy(zero_copy_only=False)
+                            for name in names])
+
+
+def _arrow_targets(batch, target) -> np.ndarray:
+    """One target column as (n,), several as (n, k)."""
+    y = _arrow_matrix(batch, target)
+    return y[:, 0] if len(target) == 1 else y
+
+
+# ------------------------------------------------------------------------ Dask
+class Dask(Source):
+    """Rows of a Dask array or DataFrame (``pip install 'fastmlp[dask]'``), a chunk per
+    row block or partition, each computed when read (by the active scheduler: a
+    ``distributed.Client`` when one is open). ``X`` a 2-D dask array with ``y`` a dask
+    array (or array-like) of the same row chunks, or a DataFrame with ``y`` the target
+    column's name (or a list of names) and ``features`` the feature columns (default:
+    the others). ``sample_weight``: an array like y, or a column's name. Unknown chunk
+    sizes (a filtered array, a DataFrame's partitions) are computed at the first need:
+    one pass over the collection."""
+
+    kind = "Dask"
+
+    def __init__(self, X, y, features=None, sample_weight=None):
+        self.frame = hasattr(X, "columns")       # a dask array has npartitions too
+        self.X, self.y, self.w = X, y, sample_weight
+        if self.frame:
+            names = _as_list(y)
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError("a Dask DataFrame's y must name its target column(s)")
+            if sample_weight is not None and not isinstance(sample_weight, str):
+                raise TypeError("a Dask DataFrame's sample_weight must name its column")
+            skip = set(names) | ({sample_weight} if sample_weight is not None else set())
+            self.features = ([c for c in X.columns if c not in skip] if features is None
+                             else _as_list(features))
+            missing = sorted(str(c) for c in (skip | set(self.features)) - set(X.columns))
+            if missing:
+                raise ValueError(f"the DataFrame has no column {missing}")
+            self.target = names
+        elif getattr(X, "ndim", 0) != 2:
+            raise ValueError(f"a Dask array X must be 2-D (n_samples, n_features); got "
+                             f"shape {getattr(X, 'shape', None)}")
+        elif y is None:
+            raise TypeError("a Dask array X needs y (a Dask array or array-like of its rows)")
+        self._sizes = None
+
+    def chunk_sizes(self) -> List[int]:
+        if self._sizes is None:
+            if self.frame:
+                self._sizes = [int(v) for v in self.X.map_partitions(len).compute()]
+            else:
+                for part in (self.X, self.y, self.w):   # a filtered y or w's too
+                    if _is_dask(part) and any(np.isnan(c) for c in part.chunks[0]):
+                        part.compute_chunk_sizes()
+                self._sizes = [int(c) for c in self.X.chunks[0]]
+        return self._sizes
+
+    def read(self, i: int) -> Iterator[Chunk]:
+        if self.frame:
+            part = self.X.partitions[i].compute()
+            y = part[self.target].to_numpy()
+            w = part[self.w].to_numpy() if isinstance(self.w, str) else None
+            yield part[self.features].to_numpy(), y[:, 0] if y.shape[1] == 1 else y, w
+            return
+        import dask
+        start = int(sum(self.chunk_sizes()[:i]))
+        rows = slice(start, start + self.chunk_sizes()[i])
+        # one compute for the three: a y or w derived from X's graph is not computed twice
+        X, y, w = dask.compute(self.X[rows], self.y[rows],
+                               None if self.w is None else self.w[rows])
+        yield np.asarray(X), np.asarray(y), None if w is None else np.asarray(w)
+
+
+# ------------------------------------------------------------------------ iterators
+class Chunks(Source):
+    """An object with the iterator protocol (module docstring): ``reset()`` then
+    ``next()`` until None, in its own order."""
+
+    kind = "iterator"
+
+    def __init__(self, iterator):
+        if not (callable(getattr(iterator, "reset", None))
+                and callable(getattr(iterator, "next", None))):
+            raise TypeError(f"a chunk iterator needs reset() and next() methods; "
+                            f"{type(iterator).__name__} lacks them")
+        self.iterator = iterator
+
+    def chunks(self, order=None) -> Iterator[Chunk]:
+        self.iterator.reset()
+        while True:
+            chunk = self.iterator.next()
+            if chunk is None:
+                return
+            if not isinstance(chunk, tuple) or len(chunk) not in (2, 3):
+                raise TypeError(f"{type(self.iterator).__name__}.next() must return "
+                                f"(X, y), (X, y, w) or None; got {type(chunk).__name__}")
+            yield chunk if len(chunk) == 3 else (*chunk, None)
+
+
+# ------------------------------------------------------------------------ fit's X
+def _is_dask(value) -> bool:
+    return type(value).__module__.split(".")[0] in ("dask", "dask_expr")
+
+
+def as_source(X, y, memmap: bool = True) -> Optional[Source]:
+    """fit's ``X`` (and ``y``) as a Source when they are one, else None (arrays):
+    a Source; a Dask array or DataFrame; an object with ``reset()`` and ``next()`` (y
+    None); the path of an .npy file (y too: a path or an array) or of a directory or
+    file of Parquet (y: the target column's name); with ``memmap``, a np.memmap (y an
+    array or memmap of its rows; the scikit-learn estimators take memmaps as arrays, as
+    joblib hands them to fit)."""
+    if isinstance(X, Source):
+        if y is not None:
+            raise TypeError(f"fit takes a {type(X).__name__} source with y None (the "
+                            "source holds the targets)")
+        return X
+    if _is_dask(X):
+        return Dask(X, y)
+    if memmap and isinstance(X, np.memmap):
+        return Npy(X, y)
+    if callable(getattr(X, "reset", None)) and callable(getattr(X, "next", None)):
+        if y is not None:
+            raise TypeError("fit takes a chunk iterator with y None (its chunks hold "
+                            "the targets)")
+        return Chunks(X)
+    if isinstance(X, (str, os.PathLike)):
+        path = os.fspath(X)
+        if path.endswith(".npy"):
+            return Npy(X, y)
+        if os.path.isdir(path) or path.endswith(".parquet"):
+            if not isinstance(y, str):
+                raise TypeError("fit on Parquet files takes y as the target column's name")
+            return Parquet(X, y)
+        raise ValueError(f"X is the path {path!r}: fit reads .npy files and Parquet files "
+                         "or directories of them")
+    return None

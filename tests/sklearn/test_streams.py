@@ -1,0 +1,136 @@
+"""The estimators on streamed sources (fastmlp/sklearn/streams.py): fit and partial_fit on
+a source train exactly as on the same arrays when nothing is shuffled (classifier:
+multiclass with string labels, binary, class weights; regressor with 2 outputs), Dask
+and Parquet through fit's (X, y), validation data and early stopping, and the refusals."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+
+from fastmlp import sources
+from fastmlp.sklearn import MLPClassifier, MLPRegressor
+
+X_IRIS, Y_IRIS = load_iris(return_X_y=True)
+X_IRIS = StandardScaler().fit_transform(X_IRIS)
+NAMES = np.array(["setosa", "versicolor", "virginica"])[Y_IRIS]
+X_REG, Y_REG = make_regression(150, 4, n_targets=2, noise=0.5, random_state=0)
+Y_REG = Y_REG / Y_REG.std()
+QUICK = dict(hidden_layer_sizes=(16,), max_iter=8, random_state=0, batch_size=16,
+             shuffle=False)
+
+
+def fitted(estimator, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(*args, **kwargs)
+
+
+def assert_same_fit(ours, theirs):
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert ours.loss_curve_ == theirs.loss_curve_
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    assert ours.n_features_in_ == theirs.n_features_in_
+
+
+@pytest.mark.parametrize("labels", [Y_IRIS, NAMES, (Y_IRIS > 0).astype(int)],
+                         ids=["multiclass", "strings", "binary"])
+@pytest.mark.parametrize("class_weight", [None, "balanced", "dict"])
+def test_a_classifier_fit_on_a_stream_equals_the_fit_on_its_arrays(labels, class_weight):
+    if class_weight == "dict":
+        class_weight = {labels[0]: 2.0, labels[-1]: 0.5}
+    kwargs = dict(QUICK, class_weight=class_weight)
+    order = np.argsort(labels, kind="stable")      # the first chunks hold one class
+    X, y = X_IRIS[order], labels[order]
+    ours = fitted(MLPClassifier(**kwargs), sources.Npy(X, y, chunk_rows=20))
+    theirs = fitted(MLPClassifier(**kwargs), X, y)
+    assert_same_fit(ours, theirs)
+    assert ours.classes_.tolist() == theirs.classes_.tolist()
+    assert ours.predict(X).tolist() == theirs.predict(X).tolist()
+
+
+def test_a_regressor_fit_on_a_stream_equals_the_fit_on_its_arrays(tmp_path):
+    np.save(tmp_path / "X.npy", X_REG)
+    np.save(tmp_path / "y.npy", Y_REG)
+    ours = fitted(MLPRegressor(**QUICK), str(tmp_path / "X.npy"), str(tmp_path / "y.npy"))
+    theirs = fitted(MLPRegressor(**QUICK), X_REG, Y_REG)
+    assert_same_fit(ours, theirs)
+    assert ours.model_.dtype == np.float64
+
+
+def test_partial_fit_on_a_stream_is_an_epoch_each_call():
+    ours, theirs = MLPClassifier(**QUICK), MLPClassifier(**QUICK)
+    for _ in range(3):
+        ours.partial_fit(sources.Npy(X_IRIS, NAMES, chunk_rows=32), None,
+                         classes=np.unique(NAMES))
+        theirs.partial_fit(X_IRIS, NAMES, classes=np.unique(NAMES))
+    assert_same_fit(ours, theirs)
+
+
+def test_a_label_outside_partial_fits_classes_is_named():
+    with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`"):
+        MLPClassifier(**QUICK).partial_fit(sources.Npy(X_IRIS, Y_IRIS), None, classes=[0, 1])
+
+
+def test_a_float32_stream_trains_a_float32_network():
+    X = X_IRIS.astype(np.float32)
+    ours = fitted(MLPClassifier(**QUICK), sources.Npy(X, Y_IRIS))
+    assert ours.model_.dtype == np.float32 and ours.coefs_[0].dtype == np.float32
+
+
+def test_dask_and_parquet_sources_go_through_fit(tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    frame = pd.DataFrame(X_IRIS, columns=["a", "b", "c", "d"]).assign(species=NAMES)
+    theirs = fitted(MLPClassifier(**QUICK), X_IRIS, NAMES)
+    ours = fitted(MLPClassifier(**QUICK), dd.from_pandas(frame, npartitions=3), "species")
+    assert_same_fit(ours, theirs)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "iris.parquet",
+                   row_group_size=40)
+    ours = fitted(MLPClassifier(**QUICK), str(tmp_path), "species")
+    assert_same_fit(ours, theirs)
+
+
+def test_early_stopping_on_a_stream_uses_the_given_validation_data():
+    kwargs = dict(QUICK, early_stopping=True, max_iter=30, n_iter_no_change=3)
+    ours = fitted(MLPClassifier(**kwargs), sources.Npy(X_IRIS[:120], Y_IRIS[:120]),
+                  X_val=X_IRIS[120:], y_val=Y_IRIS[120:])
+    theirs = fitted(MLPClassifier(**kwargs), X_IRIS[:120], Y_IRIS[:120],
+                    X_val=X_IRIS[120:], y_val=Y_IRIS[120:])
+    assert_same_fit(ours, theirs)
+    assert ours.validation_scores_ == theirs.validation_scores_
+
+
+@pytest.mark.parametrize("estimator, kwargs, message", [
+    (MLPClassifier(solver="lbfgs"), {}, "solver='lbfgs' evaluates the whole data"),
+    (MLPClassifier(), {"sample_weight": np.ones(150)}, "takes its sample weights from the "
+                                                        "source"),
+    (MLPClassifier(early_stopping=True), {}, "early_stopping=True with a streamed X needs "
+                                             "X_val and y_val"),
+])
+def test_what_a_streamed_fit_cannot_do_is_refused(estimator, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        estimator.fit(sources.Npy(X_IRIS, Y_IRIS), None, **kwargs)
+
+
+def test_a_warm_start_fit_weighs_balanced_classes_by_the_whole_stream():
+    kwargs = dict(QUICK, class_weight="balanced", warm_start=True)
+    y = Y_IRIS.copy()
+    y[:30] = 2                                   # unbalanced: 20, 50, 80
+    ours, theirs = MLPClassifier(**kwargs), MLPClassifier(**kwargs)
+    for _ in range(2):
+        fitted(ours, sources.Npy(X_IRIS, y, chunk_rows=40))
+        fitted(theirs, X_IRIS, y)
+    assert_same_fit(ours, theirs)
+
+
+def test_partial_fit_refuses_balanced_class_weights_on_a_stream():
+    with pytest.raises(ValueError, match="class_weight='balanced' .* partial_fit does not see"):
+        MLPClassifier(**QUICK, class_weight="balanced").partial_fit(
+            sources.Npy(X_IRIS, Y_IRIS), None, classes=[0, 1, 2])
