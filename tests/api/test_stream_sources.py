@@ -475,8 +475,8 @@ def test_dask_errors():
     with pytest.raises(TypeError, match="a Dask DataFrame's sample_weight must name its "
                                         "column"):
         Dask(ddf, "target", sample_weight=w)
-    with pytest.raises(TypeError, match="a Dask array X needs y"):
-        Dask(da.from_array(X, chunks=30), None)
+    # without y, a source for predict: its chunks' targets are None
+    assert all(y is None for _, y, _ in Dask(da.from_array(X, chunks=30)).chunks())
 
 
 # ------------------------------------------------------------------------ Chunks
@@ -583,24 +583,32 @@ def test_as_source_dispatch(tmp_path):
 def test_as_source_errors(tmp_path):
     X, y, _ = data()
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"X is the path '.*data\.csv': fit reads \.npy "
+    with pytest.raises(ValueError, match=r"X is the path '.*data\.csv': fastmlp reads \.npy "
                                          r"files and Parquet files"):
         as_source(str(tmp_path / "data.csv"), "b")
     with pytest.raises(ValueError, match=r"X is the path '.*missing_dir'"):
         as_source(tmp_path / "missing_dir", "target")
-    with pytest.raises(TypeError, match="fit takes a Npy source with y None"):
+    with pytest.raises(TypeError, match="a Npy source holds its targets: pass y=None"):
         as_source(Npy(X, y), y)
-    with pytest.raises(TypeError, match="fit takes a chunk iterator with y None"):
+    with pytest.raises(TypeError, match="a chunk iterator's chunks hold the targets"):
         as_source(ListChunks(split(X, y)), y)
     root = write_parquet_dir(tmp_path / "data", X, y)
     for bad_y in (None, ["target"], y):
-        with pytest.raises(TypeError, match="fit on Parquet files takes y as the target "
+        with pytest.raises(TypeError, match="X is a Parquet path: give y as the target "
                                             "column's name"):
             as_source(root, bad_y)
     with pytest.raises(TypeError, match="a Dask DataFrame's y must name"):
-        as_source(dd.from_pandas(frame(X, y, y), npartitions=2), None)
-    with pytest.raises(TypeError, match="a Dask array X needs y"):
-        as_source(da.from_array(X, chunks=30), None)
+        as_source(dd.from_pandas(frame(X, y, y), npartitions=2), y)
+    for collection in (dd.from_pandas(frame(X, y, y), npartitions=2),
+                       da.from_array(X, chunks=30)):
+        with pytest.raises(TypeError, match="X is a Dask collection: give y"):
+            as_source(collection, None)
+    npy = tmp_path / "x.npy"
+    np.save(npy, X)
+    with pytest.raises(TypeError, match=r"X is an \.npy path: give y too"):
+        as_source(npy, None)
+    with pytest.raises(TypeError, match=r"X is a np\.memmap: give y too"):
+        as_source(np.load(npy, mmap_mode="r"), None)
     with pytest.raises(ValueError, match=r"X\[0\]: '.*nothing\.npy' is not a readable"):
         as_source(str(tmp_path / "nothing.npy"), y)
 
@@ -751,3 +759,171 @@ def test_an_npy_file_is_read_by_rows_and_a_truncated_one_is_named(tmp_path):
     (tmp_path / "cut.npy").write_bytes(data[:-8 * 3])
     with pytest.raises(ValueError, match="cut.npy"):
         Npy(tmp_path / "cut.npy", np.zeros(20))
+
+
+# ------------------------------------------------------------ predict, evaluate, validation
+def trained(dtype="float32", backend="native", loss="softmax_cross_entropy"):
+    """A model fit a few epochs on data() (outputs far from uniform)."""
+    X, y, _ = data()
+    outputs = 3 if loss == "softmax_cross_entropy" else 1
+    m = Sequential([Dense(8, "relu"), Dense(outputs)], input_dim=5, loss=loss, seed=0,
+                   dtype=dtype, backend=backend)
+    m.fit(X, y if outputs == 3 else X[:, 0] - X[:, 1], epochs=3, batch_size=16, verbose=0)
+    return m
+
+
+def features_parquet(path, X):
+    """A Parquet file of X's columns alone, in row groups of 32 rows."""
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(X, columns=FEATURES)), path,
+                   row_group_size=32)
+    return str(path)
+
+
+def feature_sources(tmp_path, X, y):
+    """Every kind of source of X's rows in order (a few also holding targets, which
+    predict leaves unread), by name."""
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    root = write_parquet_dir(tmp_path / "pq", X, y)
+    ddf = dd.from_pandas(frame(X, y, y), npartitions=3)
+    return {
+        "npy path": str(tmp_path / "X.npy"),
+        "memmap": np.load(tmp_path / "X.npy", mmap_mode="r"),
+        "Npy X only": Npy(tmp_path / "X.npy", chunk_rows=17),
+        "Npy X, y": Npy([X[:33], X[33:]], [y[:33], y[33:]], chunk_rows=7),
+        "Parquet path": features_parquet(tmp_path / "features.parquet", X),
+        "Parquet target": Parquet(root, "target", piece_rows=5),
+        "Parquet features": Parquet(root, features=FEATURES),
+        "Dask array": da.from_array(X, chunks=23),
+        "Dask frame": ddf[FEATURES],
+        "Dask features": Dask(ddf, features=FEATURES),
+        "iterator": ListChunks([(X[a:a + 30], None) for a in range(0, len(X), 30)]),
+    }
+
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_from_every_source_equals_the_arrays_bit_for_bit(tmp_path, backend, dtype):
+    """The native backend predicts a row independently of the rows around it, so a
+    source's predict and predict_proba are the array's, bit for bit; NumPy's BLAS may
+    sum a lone row's products (a chunk's last) in another order than a block's: within
+    a few ulps of the dtype."""
+    X, y, _ = data()
+    m = trained(dtype, backend)
+    expected, proba = m.predict(X), m.predict_proba(X)
+    ulps = 0 if backend == "native" else 8 * np.finfo(dtype).eps
+    for name, source in feature_sources(tmp_path, X, y).items():
+        np.testing.assert_array_equal(m.predict(source), expected, err_msg=name)
+        np.testing.assert_allclose(m.predict_proba(source, batch_size=9), proba, rtol=ulps,
+                                   atol=0, err_msg=name)
+
+
+def test_predict_from_a_source_for_a_regressor(tmp_path):
+    X, y, _ = data()
+    m = trained(loss="mse")
+    np.testing.assert_array_equal(m.predict(Npy(X, chunk_rows=11)), m.predict(X))
+    assert m.predict(Npy(X, chunk_rows=11)).shape == (N,)
+
+
+def evaluation_sources(tmp_path, X, y, w):
+    """Sources of (X, y, w) rows of every kind that holds targets and weights."""
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "w.npy", w)
+    root = write_parquet_dir(tmp_path / "pq", X, y, w)
+    return {
+        "Npy": Npy(tmp_path / "X.npy", tmp_path / "y.npy", tmp_path / "w.npy", chunk_rows=13),
+        "Parquet": Parquet(root, "target", sample_weight="w"),
+        "Dask frame": Dask(dd.from_pandas(frame(X, y, w), npartitions=4), "target",
+                           sample_weight="w"),
+        "Dask arrays": Dask(da.from_array(X, chunks=40), da.from_array(y, chunks=40),
+                            sample_weight=da.from_array(w, chunks=40)),
+        "iterator": ListChunks(split(X, y, w)),
+    }
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "mse"])
+def test_evaluate_and_score_from_sources_equal_the_arrays(tmp_path, loss):
+    """Losses are summed chunk by chunk, so they agree with one array's to rounding;
+    accuracy (counts) exactly."""
+    X, labels, w = data()
+    m = trained(loss=loss)
+    y = labels if loss == "softmax_cross_entropy" else (X[:, 0] - X[:, 1]).astype(np.float64)
+    weighted, plain = m.evaluate(X, y, sample_weight=w), m.evaluate(X, y)
+    metric = "accuracy" if loss == "softmax_cross_entropy" else "r2"
+    for name, source in evaluation_sources(tmp_path, X, y, w).items():
+        got = m.evaluate(source, batch_size=7)
+        assert got["loss"] == pytest.approx(weighted["loss"], rel=1e-12), name
+        assert got[metric] == pytest.approx(plain[metric], rel=1e-12), name
+        assert m.score(source) == pytest.approx(plain[metric], rel=1e-12), name
+    assert m.evaluate(str(tmp_path / "X.npy"), str(tmp_path / "y.npy")) == \
+        pytest.approx(plain, rel=1e-12)
+    root = write_parquet_dir(tmp_path / "unweighted", X, y)
+    assert m.evaluate(root, "target") == pytest.approx(plain, rel=1e-12)
+    if loss == "softmax_cross_entropy":
+        assert m.evaluate(Npy(X, y))["accuracy"] == plain["accuracy"]
+
+
+def test_fit_validates_on_a_source_as_on_arrays(tmp_path):
+    """validation_data as a source (or a pair that makes one) gives the arrays' val_
+    values, re-read every epoch; training is untouched by it."""
+    X, y, _ = data()
+    X_val, y_val, _ = data(60, seed=1)
+    np.save(tmp_path / "Xv.npy", X_val)
+    np.save(tmp_path / "yv.npy", y_val)
+    root = write_parquet_dir(tmp_path / "pq", *data(seed=1)[:2])
+    fit = dict(epochs=3, batch_size=16, verbose=0)
+    reference = model()
+    expected = reference.fit(X, y, validation_data=(X_val, y_val), **fit).history
+    for validation in (Npy(X_val, y_val, chunk_rows=8),
+                       (str(tmp_path / "Xv.npy"), str(tmp_path / "yv.npy")),
+                       ListChunks(split(X_val, y_val, sizes=(20, 40)))):
+        m = model()
+        history = m.fit(X, y, validation_data=validation, **fit).history
+        np.testing.assert_array_equal(m.flat_params, reference.flat_params)
+        for key in ("val_loss", "val_accuracy"):
+            np.testing.assert_allclose(history[key], expected[key], rtol=1e-12)
+    # a streamed fit validated on a Parquet directory: its 100 rows, every epoch
+    m = model()
+    history = m.fit(Npy(X, y), validation_data=(root, "target"), **fit).history
+    assert len(history["val_loss"]) == 3
+    assert history["val_accuracy"][-1] == m.evaluate(*data(seed=1)[:2])["accuracy"]
+
+
+def test_source_inference_errors(tmp_path):
+    X, y, w = data()
+    m = trained()
+    with pytest.raises(ValueError, match=r"the \.npy source holds no targets \(y None\): "
+                                         r"fit and evaluate need them"):
+        m.evaluate(Npy(X))
+    with pytest.raises(ValueError, match="the iterator source holds no targets"):
+        m.fit(ListChunks([(X, None)]), epochs=1, batch_size=10, verbose=0)
+    with pytest.raises(ValueError, match=r"the \.npy source holds no targets"):
+        m.fit(Npy(X), epochs=1, batch_size=10, verbose=0)
+    with pytest.raises(ValueError, match="a source holds its sample weights"):
+        m.evaluate(Npy(X, y), sample_weight=w)
+    with pytest.raises(TypeError, match="evaluate needs y"):
+        m.evaluate(X)
+    with pytest.raises(ValueError, match="the iterator source holds no rows"):
+        m.predict(ListChunks([]))
+    with pytest.raises(ValueError, match=r"the \.npy source holds no rows"):
+        m.evaluate(Npy(X[:0], y[:0]))
+    root = write_parquet_dir(tmp_path / "pq", X, y)
+    with pytest.raises(ValueError, match=r"X has 6 features per sample \(shape \(16, 6\)\); "
+                                         r"the model expects input_dim=5 of the Parquet "
+                                         r"source's chunk 0"):
+        m.predict(root)          # the target column is a feature unless Parquet(root, "target")
+    with pytest.raises(ValueError, match=r"X has 4 features.* of the iterator source's chunk 1"):
+        m.predict(ListChunks([(X, None), (X[:, :4], None)]))
+    with pytest.raises(ValueError, match=r"of the \.npy source's chunk 3"):
+        m.evaluate(Npy(X, np.where(np.arange(N) == 80, 7, y), chunk_rows=25))
+    (tmp_path / "v.csv").write_text("a\n1\n")
+    with pytest.raises(ValueError, match=r"validation_data: X is the path '.*v\.csv'"):
+        m.fit(X, y, validation_data=(str(tmp_path / "v.csv"), y), epochs=1,
+              verbose=0)
+    with pytest.raises(TypeError, match="validation_data must be a pair"):
+        m.fit(X, y, validation_data=X, epochs=1, verbose=0)
+    multi = fastmlp.MultiTask([Dense(4, "relu")], {"a": [Dense(3)]},
+                              {"a": "softmax_cross_entropy"}, input_dim=5, seed=0)
+    with pytest.raises(TypeError, match="a MultiTask validates on arrays"):
+        multi.fit(X, {"a": y}, validation_data=Npy(X, y), epochs=1, verbose=0)

@@ -15,7 +15,9 @@ implements, after XGBoost's external-memory ``DataIter``::
             return X_chunk, y_chunk             # or (X_chunk, y_chunk, w_chunk)
 
 Chunks are converted and checked as fit checks arrays (:meth:`fastmlp.Sequential.
-prepare_data`) when the stream reads them.
+prepare_data`) when the stream reads them. A source without targets (``y=None``; an
+iterator's chunks ``(X, None)``) serves ``predict`` and ``predict_proba``; fit and evaluate
+read the targets.
 """
 from __future__ import annotations
 
@@ -55,11 +57,33 @@ class Source:
         for i in range(len(sizes)) if order is None else order:
             yield from self.read(int(i))
 
+    def numbered(self, order: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, Chunk]]:
+        """(chunk number, piece) for the non-empty pieces of :meth:`chunks` (an iterator's
+        in its own order, numbered from 0): the number a conversion's error names."""
+        sizes = self.chunk_sizes()
+        if sizes is None:
+            numbered = enumerate(self.chunks())
+        else:
+            numbered = ((int(i), piece) for i in (range(len(sizes)) if order is None else order)
+                        for piece in self.read(int(i)))
+        return ((i, piece) for i, piece in numbered if len(piece[0]))
+
     def targets(self) -> Iterator[object]:
         """Every chunk's targets in turn (what a survey of the labels reads); sources
         that can read them alone do, the others read whole chunks."""
         for _, y, _ in self.chunks():
-            yield y
+            yield self.checked_targets(y)
+
+    def checked_targets(self, y):
+        """A chunk's ``y``; ValueError when the source gave none."""
+        if y is None:
+            raise ValueError(f"the {self.kind} source holds no targets (y None): fit and "
+                             "evaluate need them; predict reads a source without")
+        return y
+
+    def in_chunk(self, error: ValueError, i: int) -> ValueError:
+        """``error``, raised converting chunk ``i``, naming the chunk."""
+        return ValueError(f"{error} of the {self.kind} source's chunk {i}")
 
 
 # ------------------------------------------------------------------------ .npy files
@@ -128,14 +152,15 @@ class Npy(Source):
     """Rows of ``.npy`` files (paths: read a row range at a time with ``os.preadv``) or
     arrays (np.memmap: ``np.load(path, mmap_mode="r")``): ``X`` one file or array of
     features, or a list of them (their rows in turn), ``y`` and ``sample_weight``
-    (optional) alike, with the same rows. Chunks are runs of ``chunk_rows`` consecutive
+    alike, with the same rows (both optional: without y the source serves predict). Chunks are runs of ``chunk_rows`` consecutive
     rows (default: about 8 MiB of X), each read with one sequential read."""
 
     kind = ".npy"
 
-    def __init__(self, X, y, sample_weight=None, *, chunk_rows: Optional[int] = None):
+    def __init__(self, X, y=None, sample_weight=None, *, chunk_rows: Optional[int] = None):
         self.X = [_open_npy(x, f"X[{i}]") for i, x in enumerate(_as_list(X))]
-        self.y = [_open_npy(v, f"y[{i}]") for i, v in enumerate(_as_list(y))]
+        self.y = None if y is None else [_open_npy(v, f"y[{i}]")
+                                         for i, v in enumerate(_as_list(y))]
         self.w = (None if sample_weight is None else
                   [_open_npy(v, f"sample_weight[{i}]")
                    for i, v in enumerate(_as_list(sample_weight))])
@@ -163,11 +188,12 @@ class Npy(Source):
     def read(self, i: int) -> Iterator[Chunk]:
         f, start, end = self._chunks[i]
         w = None if self.w is None else np.asarray(self.w[f][start:end])
-        yield np.asarray(self.X[f][start:end]), np.asarray(self.y[f][start:end]), w
+        y = None if self.y is None else np.asarray(self.y[f][start:end])
+        yield np.asarray(self.X[f][start:end]), y, w
 
     def targets(self) -> Iterator[np.ndarray]:
         step = max(self.chunk_rows, 1 << 20)       # targets are narrow: long reads
-        for y in self.y:
+        for y in self.checked_targets(self.y):
             for start in range(0, len(y), step):
                 yield np.asarray(y[start:start + step])
 
@@ -205,18 +231,19 @@ def _parquet_files(path) -> List[str]:
 class Parquet(Source):
     """Rows of Parquet files (pyarrow, ``pip install 'fastmlp[parquet]'``): ``path`` a
     directory (its ``*.parquet`` files, recursively, in sorted order), a file, or a list
-    of them; ``target`` the target column (or a list of columns), ``features`` the
-    feature columns (default: every other column but ``sample_weight``'s), numeric.
+    of them; ``target`` the target column (or a list of columns; None: a source for
+    predict), ``features`` the feature columns (default: every other column but
+    ``sample_weight``'s), numeric.
     A chunk is a row group, read in pieces of at most ``piece_rows`` rows (only the
     columns used)."""
 
     kind = "Parquet"
 
-    def __init__(self, path, target: Union[str, Sequence[str]], features=None,
+    def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
                  sample_weight: Optional[str] = None, *, piece_rows: int = 65536):
         pq = _pyarrow_parquet()
         paths = [p for item in _as_list(path) for p in _parquet_files(item)]
-        self.target = _as_list(target)
+        self.target = [] if target is None else _as_list(target)
         self.weight = sample_weight
         self.piece_rows = _positive(piece_rows, "piece_rows")
         self.files = [pq.ParquetFile(p) for p in paths]
@@ -248,6 +275,7 @@ class Parquet(Source):
             yield _arrow_chunk(batch, self.features, self.target, self.weight)
 
     def targets(self) -> Iterator[np.ndarray]:
+        self.checked_targets(self.target or None)
         for file in self.files:
             for batch in file.iter_batches(batch_size=self.piece_rows, columns=self.target):
                 yield _arrow_targets(batch, self.target)
@@ -263,8 +291,10 @@ def _arrow_matrix(batch, names) -> np.ndarray:
                             for name in names])
 
 
-def _arrow_targets(batch, target) -> np.ndarray:
-    """One target column as (n,), several as (n, k)."""
+def _arrow_targets(batch, target) -> Optional[np.ndarray]:
+    """One target column as (n,), several as (n, k), none as None."""
+    if not target:
+        return None
     y = _arrow_matrix(batch, target)
     return y[:, 0] if len(target) == 1 else y
 
@@ -276,17 +306,17 @@ class Dask(Source):
     ``distributed.Client`` when one is open). ``X`` a 2-D dask array with ``y`` a dask
     array (or array-like) of the same row chunks, or a DataFrame with ``y`` the target
     column's name (or a list of names) and ``features`` the feature columns (default:
-    the others). ``sample_weight``: an array like y, or a column's name. Unknown chunk
+    the others); without y (None) a source for predict. ``sample_weight``: an array like y, or a column's name. Unknown chunk
     sizes (a filtered array, a DataFrame's partitions) are computed at the first need:
     one pass over the collection."""
 
     kind = "Dask"
 
-    def __init__(self, X, y, features=None, sample_weight=None):
+    def __init__(self, X, y=None, features=None, sample_weight=None):
         self.frame = hasattr(X, "columns")       # a dask array has npartitions too
         self.X, self.y, self.w = X, y, sample_weight
         if self.frame:
-            names = _as_list(y)
+            names = [] if y is None else _as_list(y)
             if not all(isinstance(n, str) for n in names):
                 raise TypeError("a Dask DataFrame's y must name its target column(s)")
             if sample_weight is not None and not isinstance(sample_weight, str):
@@ -301,8 +331,6 @@ class Dask(Source):
         elif getattr(X, "ndim", 0) != 2:
             raise ValueError(f"a Dask array X must be 2-D (n_samples, n_features); got "
                              f"shape {getattr(X, 'shape', None)}")
-        elif y is None:
-            raise TypeError("a Dask array X needs y (a Dask array or array-like of its rows)")
         self._sizes = None
 
     def chunk_sizes(self) -> List[int]:
@@ -319,17 +347,20 @@ class Dask(Source):
     def read(self, i: int) -> Iterator[Chunk]:
         if self.frame:
             part = self.X.partitions[i].compute()
-            y = part[self.target].to_numpy()
+            y = part[self.target].to_numpy() if self.target else None
+            if y is not None and y.shape[1] == 1:
+                y = y[:, 0]
             w = part[self.w].to_numpy() if isinstance(self.w, str) else None
-            yield part[self.features].to_numpy(), y[:, 0] if y.shape[1] == 1 else y, w
+            yield part[self.features].to_numpy(), y, w
             return
         import dask
         start = int(sum(self.chunk_sizes()[:i]))
         rows = slice(start, start + self.chunk_sizes()[i])
         # one compute for the three: a y or w derived from X's graph is not computed twice
-        X, y, w = dask.compute(self.X[rows], self.y[rows],
+        X, y, w = dask.compute(self.X[rows], None if self.y is None else self.y[rows],
                                None if self.w is None else self.w[rows])
-        yield np.asarray(X), np.asarray(y), None if w is None else np.asarray(w)
+        yield (np.asarray(X), None if y is None else np.asarray(y),
+               None if w is None else np.asarray(w))
 
 
 # ------------------------------------------------------------------------ iterators
@@ -363,35 +394,38 @@ def _is_dask(value) -> bool:
     return type(value).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
-def as_source(X, y, memmap: bool = True) -> Optional[Source]:
-    """fit's ``X`` (and ``y``) as a Source when they are one, else None (arrays):
-    a Source; a Dask array or DataFrame; an object with ``reset()`` and ``next()`` (y
-    None); the path of an .npy file (y too: a path or an array) or of a directory or
-    file of Parquet (y: the target column's name); with ``memmap``, a np.memmap (y an
-    array or memmap of its rows; the scikit-learn estimators take memmaps as arrays, as
-    joblib hands them to fit)."""
+def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Source]:
+    """``X`` (and ``y``) of fit, evaluate or predict as a Source when they are one, else
+    None (arrays): a Source; a Dask array or DataFrame; an object with ``reset()`` and
+    ``next()`` (y None); the path of an .npy file (y too: a path or an array) or of a
+    directory or file of Parquet (y: the target column's name); with ``memmap``, a
+    np.memmap (y an array or memmap of its rows; the scikit-learn estimators take memmaps
+    as arrays, as joblib hands them to fit). With ``targets`` (fit, evaluate) y is
+    required where the source does not hold it; predict passes y None."""
     if isinstance(X, Source):
         if y is not None:
-            raise TypeError(f"fit takes a {type(X).__name__} source with y None (the "
-                            "source holds the targets)")
+            raise TypeError(f"a {type(X).__name__} source holds its targets: pass y=None")
         return X
     if _is_dask(X):
+        if targets and y is None:
+            raise TypeError("X is a Dask collection: give y (a Dask array of its rows, or "
+                            "a DataFrame's target column name)")
         return Dask(X, y)
-    if memmap and isinstance(X, np.memmap):
-        return Npy(X, y)
     if callable(getattr(X, "reset", None)) and callable(getattr(X, "next", None)):
         if y is not None:
-            raise TypeError("fit takes a chunk iterator with y None (its chunks hold "
-                            "the targets)")
+            raise TypeError("a chunk iterator's chunks hold the targets: pass y=None")
         return Chunks(X)
-    if isinstance(X, (str, os.PathLike)):
-        path = os.fspath(X)
-        if path.endswith(".npy"):
-            return Npy(X, y)
-        if os.path.isdir(path) or path.endswith(".parquet"):
-            if not isinstance(y, str):
-                raise TypeError("fit on Parquet files takes y as the target column's name")
-            return Parquet(X, y)
-        raise ValueError(f"X is the path {path!r}: fit reads .npy files and Parquet files "
-                         "or directories of them")
+    path = os.fspath(X) if isinstance(X, (str, os.PathLike)) else None
+    if path is not None and not path.endswith(".npy"):
+        if not (os.path.isdir(path) or path.endswith(".parquet")):
+            raise ValueError(f"X is the path {path!r}: fastmlp reads .npy files and Parquet "
+                             "files or directories of them")
+        if targets and not isinstance(y, str):
+            raise TypeError("X is a Parquet path: give y as the target column's name")
+        return Parquet(X, y)
+    if path is not None or (memmap and isinstance(X, np.memmap)):
+        if targets and y is None:
+            raise TypeError(f"X is {'an .npy path' if path else 'a np.memmap'}: give y too "
+                            "(a path or an array of its rows)")
+        return Npy(X, y)
     return None

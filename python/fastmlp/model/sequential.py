@@ -11,6 +11,7 @@ from .._sparse import CsrRows, is_sparse_input
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_sample_weight, check_seed)
 from ..backends import get_backend
+from ..io.sources import Source, as_source
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
 from ..nn.metrics import PassTotals, weight_total
@@ -264,6 +265,24 @@ class Sequential(FlatParameters):
 
     def _collect(self, X, batch_size: Optional[int], transform, mode: int) -> np.ndarray:
         """``transform(logits)`` over all chunks; single-column results come back 1-D.
+        X may be a source (:mod:`fastmlp.io.sources`; its targets, if any, unread), read
+        a chunk at a time: on the native backend each row's result is the same bits as
+        from one array (NumPy's BLAS may round a lone row's products differently)."""
+        source = as_source(X, None, targets=False)
+        if source is None:
+            return self._collect_arrays(X, batch_size, transform, mode)
+        pieces = []
+        for i, (X, _, _) in source.numbered():
+            try:
+                pieces.append(self._collect_arrays(X, batch_size, transform, mode))
+            except ValueError as exc:
+                raise source.in_chunk(exc, i) from None
+        if not pieces:
+            raise ValueError(f"the {source.kind} source holds no rows")
+        return np.concatenate(pieces)
+
+    def _collect_arrays(self, X, batch_size: Optional[int], transform, mode: int) -> np.ndarray:
+        """:meth:`_collect` of X in memory (an array, a DataFrame, sparse rows).
 
         On the fused path one GIL-released C++ call computes every chunk and the result
         (``mode``: 1 probabilities, 2 predict's labels), the same bits as the per-op path."""
@@ -307,19 +326,54 @@ class Sequential(FlatParameters):
         return proba
 
     @suggest_keywords
-    def evaluate(self, X, y, *, batch_size: Optional[int] = None, sample_weight=None) -> dict:
+    def evaluate(self, X, y=None, *, batch_size: Optional[int] = None,
+                 sample_weight=None) -> dict:
         """``{"loss": mean loss, "accuracy" or "r2": ...}`` over (X, y), y as fit takes
         it (labels of ``classes_``; a label outside them is a ValueError). The loss is the
         data loss (no penalty). With ``sample_weight`` (n,) the loss is the weighted mean
-        ``sum w_i loss_i / sum w_i``; the metric stays unweighted."""
+        ``sum w_i loss_i / sum w_i``; the metric stays unweighted. X may be a source as
+        fit takes it (README "Training from disk"), read a chunk at a time, its sample
+        weights from the source."""
+        source = as_source(X, y)
+        if source is not None:
+            if sample_weight is not None:
+                raise ValueError("a source holds its sample weights (e.g. fastmlp.sources."
+                                 "Npy(X, y, sample_weight=...)), not sample_weight=")
+            return self.evaluate_source(source, batch_size)
+        if y is None:
+            raise TypeError("evaluate needs y, the targets of X's rows (None only when X "
+                            "is a source that holds them)")
         X, Y = self.prepare_data(X, y, learn_classes=False)
         weights = None if sample_weight is None else check_sample_weight(
             sample_weight, len(X), self.dtype)
         return self.evaluate_arrays(X, Y, batch_size, weights)
 
+    def evaluate_source(self, source: Source, batch_size: Optional[int] = None) -> dict:
+        """:meth:`evaluate` over a source's chunks in turn: one pass, the totals of every
+        row (the result of one array holding them all, up to the order of the sums)."""
+        totals, rows = PassTotals(self._loss.metric(self.backend)), 0
+        for i, (X, y, w) in source.numbered():
+            y = source.checked_targets(y)
+            try:
+                X, Y = self.prepare_data(X, y, learn_classes=False)
+                weights = None if w is None else check_sample_weight(w, len(X), self.dtype)
+            except ValueError as exc:
+                raise source.in_chunk(exc, i) from None
+            self._add_pass(totals, X, Y, batch_size, weights)
+            rows += len(X)
+        if rows == 0:
+            raise ValueError(f"the {source.kind} source holds no rows")
+        return _pass_result(totals)
+
     def evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
                   weights: Optional[np.ndarray] = None) -> dict:
         totals = PassTotals(self._loss.metric(self.backend))
+        self._add_pass(totals, X, Y, batch_size, weights)
+        return _pass_result(totals)
+
+    def _add_pass(self, totals: PassTotals, X: np.ndarray, Y: np.ndarray,
+                  batch_size: Optional[int], weights: Optional[np.ndarray]) -> None:
+        """Every row's loss and metric of (X, Y) added to ``totals``."""
         for start, logits in self._chunk_logits(X, batch_size):
             stop = start + len(logits)
             targets = Y[start:stop]
@@ -332,13 +386,18 @@ class Sequential(FlatParameters):
                            self.backend.loss(self._loss.kernel, logits, targets, None, 1.0,
                                              weights=w),
                            float(w.sum(dtype=np.float64)))
-        result = totals.result()
-        return {"loss": result.pop("data_loss"), **result}
 
     @suggest_keywords
-    def score(self, X, y, *, batch_size: Optional[int] = None) -> float:
-        """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted)."""
+    def score(self, X, y=None, *, batch_size: Optional[int] = None) -> float:
+        """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted);
+        X may be a source, as :meth:`evaluate` takes it."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
+
+
+def _pass_result(totals: PassTotals) -> dict:
+    """evaluate's dict from a pass's totals: the data loss as "loss", then the metric."""
+    result = totals.result()
+    return {"loss": result.pop("data_loss"), **result}
 
 
 def _check_layers(layers, loss) -> Tuple[Layer, ...]:

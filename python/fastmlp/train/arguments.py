@@ -2,15 +2,17 @@
 per-sample weights (from ``sample_weight`` and ``class_weight``)."""
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+import functools
+from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 
 from .._validation import check_nonnegative_float, check_sample_weight
+from ..io.sources import as_source
 from ..nn.losses import class_position, get_loss
 from ..optim.optimizers import SGD, Optimizer, get_optimizer
 
-__all__ = ["PreparedData", "fit_data", "fit_optimizer", "sample_weights", "validation_arrays"]
+__all__ = ["PreparedData", "fit_data", "fit_optimizer", "sample_weights", "validation_pass"]
 
 
 class PreparedData(NamedTuple):
@@ -57,13 +59,32 @@ def fit_data(model, X: Union[PreparedData, object], y):
     return X.X, X.Y
 
 
-def validation_arrays(model, validation_data):
+def validation_pass(model, validation_data) -> Optional[Callable[[], dict]]:
+    """fit's ``validation_data`` as a call that evaluates the model on it (None without):
+    a pair (X_val, y_val) of arrays, checked and converted once; or a source, read again
+    at each call: a :class:`fastmlp.io.sources.Source`, or a pair that fit's ``X, y``
+    would make one (an .npy path and its targets, a Parquet path and its target column,
+    a Dask collection...)."""
     if validation_data is None:
         return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be a pair (X_val, y_val); got "
-                        f"{type(validation_data).__name__}")
-    return model.prepare_data(*validation_data, "validation_data[0]", "validation_data[1]")
+    pair = isinstance(validation_data, (tuple, list))
+    if pair and len(validation_data) != 2:
+        raise TypeError(f"validation_data must be a pair (X_val, y_val) or a source; got "
+                        f"a {type(validation_data).__name__} of {len(validation_data)}")
+    try:
+        source = as_source(*validation_data) if pair else as_source(validation_data, None)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"validation_data: {exc}") from None
+    if source is None:
+        if not pair:
+            raise TypeError("validation_data must be a pair (X_val, y_val) or a source; "
+                            f"got {type(validation_data).__name__}")
+        X, Y = model.prepare_data(*validation_data, "validation_data[0]", "validation_data[1]")
+        return functools.partial(model.evaluate_arrays, X, Y)
+    if not hasattr(model, "evaluate_source"):
+        raise TypeError(f"a {type(model).__name__} validates on arrays: validation_data "
+                        "must be a pair of arrays")
+    return functools.partial(model.evaluate_source, source)
 
 
 def _class_weights(model, Y: np.ndarray, class_weight) -> np.ndarray:

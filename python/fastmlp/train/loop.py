@@ -16,7 +16,7 @@ from .._validation import check_bool, check_int
 from ..io.sources import as_source
 from ..errors import DivergenceError
 from ..optim.optimizers import Optimizer, check_learning_rate
-from .arguments import fit_data, fit_optimizer, sample_weights, validation_arrays
+from .arguments import fit_data, fit_optimizer, sample_weights, validation_pass
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, callback_states, check_compatible,
                          load_callback_states, restore)
@@ -140,8 +140,7 @@ class _EpochLog:
                       lr=optimizer.last_learning_rate)
         optimizer.end_epoch()
         if self.validation is not None:
-            record.update({f"val_{k}": v
-                           for k, v in self.model.evaluate_arrays(*self.validation).items()})
+            record.update({f"val_{k}": v for k, v in self.validation().items()})
         logs = {k: record[k] for k in self.history.history}
         self.history.append(logs)
         self.progress.end_epoch(epoch, logs, samples_per_s)
@@ -396,8 +395,9 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     ``shuffle_buffer`` rows (default: 128 MiB of rows, rounded down to a multiple of the
     batch size; docs/streaming.md) from which each step draws its batch; sample weights
     come from the source (``sample_weight`` is then a ValueError), ``batch_size`` must
-    be a number, and everything else (validation arrays, callbacks, checkpoints and
-    resume) works as for arrays. A Sequential model only.
+    be a number, and everything else (validation, callbacks, checkpoints and resume)
+    works as for arrays. A Sequential model only. ``validation_data`` may be a source
+    too (or a pair that X, y above would make one), read at every epoch's end.
 
     The History is also kept as ``model.history`` (the model file saves it).
     """
@@ -420,7 +420,7 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
         columns = None
         data = _streamed(model, source, batch_size, sample_weight, class_weight, shuffle_buffer)
         X = data.first_rows                        # the scale warning's sample
-    validation = validation_arrays(model, validation_data)
+    validation = validation_pass(model, validation_data)
     optimizer = fit_optimizer(model, optimizer, learning_rate)
     optimizer.check_params(model.flat_params)
     check_fit_memory(model, optimizer, data.batch, X)

@@ -38,12 +38,12 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 
 from .._sparse import CsrRows
-from ..io.sources import Chunk, Source
+from ..io.sources import Source
 from ..nn.layers import Normalization
 from ..nn.losses import get_loss
 from .arguments import sample_weights
@@ -100,7 +100,7 @@ class StreamData:
         first, pieces = self._surveyed(normalize)
         for X, y in pieces:
             first = X if first is None else first
-            y = np.asarray(y)
+            y = np.asarray(self.source.checked_targets(y))
             if y.ndim == 2 and y.shape[1] == 1 == model.n_outputs:    # one binary label
                 y = y[:, 0]
             survey.add(X, y, labels or balanced)
@@ -122,7 +122,7 @@ class StreamData:
     def _first_rows(self) -> np.ndarray:
         """The first non-empty chunk's X, checked and converted (the scale warning's
         sample); ValueError for a source without rows."""
-        for i, (X, _, _) in self._numbered():
+        for i, (X, _, _) in self.source.numbered():
             return self._checked(i, X)
         raise ValueError(f"the {self.source.kind} source holds no rows")
 
@@ -134,13 +134,13 @@ class StreamData:
         if not features and type(self.source).targets is not Source.targets:
             return self._first_rows(), ((None, y) for y in self.source.targets() if len(y))
         return None, ((self._checked(i, X) if features or n == 0 else None, y)
-                      for n, (i, (X, y, _)) in enumerate(self._numbered()))
+                      for n, (i, (X, y, _)) in enumerate(self.source.numbered()))
 
     def _checked(self, i: int, X) -> np.ndarray:
         try:
             return self._features(X)
         except ValueError as exc:
-            raise self._in_chunk(exc, i) from None
+            raise self.source.in_chunk(exc, i) from None
 
     def _features(self, X) -> np.ndarray:
         """A chunk's X checked and converted as fit's (dense only)."""
@@ -246,7 +246,7 @@ class StreamData:
                 skip -= sizes[chunks[first]]
                 first += 1
             chunks = chunks[first:]
-        for i, (X, y, w) in self._numbered(chunks):
+        for i, (X, y, w) in self.source.numbered(chunks):
             if skip >= len(X):
                 skip -= len(X)
                 continue
@@ -256,28 +256,15 @@ class StreamData:
                 skip = 0
             yield X, Y, W
 
-    def _numbered(self, chunks: Optional[List[int]] = None) -> Iterator[Tuple[int, Chunk]]:
-        """(chunk number, piece) for the non-empty pieces of the source's ``chunks`` (None:
-        all, in turn; an iterator's: its own order, numbered from 0)."""
-        if self._sizes is None:
-            numbered = enumerate(self.source.chunks())
-        else:
-            numbered = ((int(i), piece) for i in (range(len(self._sizes)) if chunks is None
-                                                  else chunks)
-                        for piece in self.source.read(int(i)))
-        return ((i, piece) for i, piece in numbered if len(piece[0]))
-
     def _converted(self, i: int, X, y, w) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """Chunk ``i``'s rows as fit's arrays: X and Y in the model's dtype, the row
         weights (None without); a conversion's error names the chunk."""
+        y = self.source.checked_targets(y)
         try:
             X, Y = self.model.prepare_data(self._features(X), y, learn_classes=False)
             return X, Y, sample_weights(self.model, X, Y, w, self.class_weight)
         except ValueError as exc:
-            raise self._in_chunk(exc, i) from None
-
-    def _in_chunk(self, error: ValueError, i: int) -> ValueError:
-        return ValueError(f"{error} of the {self.source.kind} source's chunk {i}")
+            raise self.source.in_chunk(exc, i) from None
 
     def _block(self, index: int, rows: "_Rows", order: np.ndarray) -> "Block":
         data = TrainingData(rows.X, rows.Y, rows.W, self.batch, n_samples=self.n,
