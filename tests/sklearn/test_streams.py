@@ -134,3 +134,63 @@ def test_partial_fit_refuses_balanced_class_weights_on_a_stream():
     with pytest.raises(ValueError, match="class_weight='balanced' .* partial_fit does not see"):
         MLPClassifier(**QUICK, class_weight="balanced").partial_fit(
             sources.Npy(X_IRIS, Y_IRIS), None, classes=[0, 1, 2])
+
+
+class Pieces:
+    """The chunk iterator protocol over a list of chunk tuples."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    def reset(self):
+        self.left = list(self.chunks)
+
+    def next(self):
+        return self.left.pop(0) if self.left else None
+
+
+@pytest.mark.parametrize("labels", [NAMES, (Y_IRIS > 0).astype(int)], ids=["names", "binary"])
+def test_a_classifier_predicts_and_scores_a_source_as_its_arrays(tmp_path, labels):
+    """predict, predict_proba and predict_log_proba of a source are the arrays' bit for bit
+    (rows are predicted alone); score gathers every chunk's predictions, with the
+    source's weights."""
+    clf = fitted(MLPClassifier(**QUICK), X_IRIS, labels)
+    np.save(tmp_path / "X.npy", X_IRIS)
+    w = np.linspace(0.5, 2.0, len(X_IRIS))
+    for source in (str(tmp_path / "X.npy"), sources.Npy(X_IRIS, chunk_rows=16),
+                   Pieces([(X_IRIS[:70], None), (X_IRIS[70:], None)])):
+        np.testing.assert_array_equal(clf.predict(source), clf.predict(X_IRIS))
+        np.testing.assert_array_equal(clf.predict_proba(source), clf.predict_proba(X_IRIS))
+        np.testing.assert_array_equal(clf.predict_log_proba(source),
+                                      clf.predict_log_proba(X_IRIS))
+    assert clf.score(sources.Npy(X_IRIS, labels, chunk_rows=16)) == clf.score(X_IRIS, labels)
+    assert clf.score(sources.Npy(X_IRIS, labels, w, chunk_rows=16)) == \
+        clf.score(X_IRIS, labels, sample_weight=w)
+
+
+def test_a_regressor_predicts_and_scores_a_source_as_its_arrays(tmp_path):
+    reg = fitted(MLPRegressor(**QUICK), X_REG, Y_REG)
+    source = sources.Npy(X_REG, Y_REG, chunk_rows=32)
+    np.testing.assert_array_equal(reg.predict(source), reg.predict(X_REG))
+    assert reg.score(source) == pytest.approx(reg.score(X_REG, Y_REG), rel=1e-12)
+    np.testing.assert_array_equal(reg.predict(np.load(_saved(tmp_path, X_REG), mmap_mode="r")),
+                                  reg.predict(X_REG))      # a memmap: an array here
+
+
+def _saved(tmp_path, X):
+    np.save(tmp_path / "X.npy", X)
+    return tmp_path / "X.npy"
+
+
+def test_predicting_from_a_source_names_what_is_wrong():
+    clf = fitted(MLPClassifier(**QUICK), X_IRIS, NAMES)
+    with pytest.raises(ValueError, match=r"X has 3 features, but MLPClassifier is expecting 4 "
+                                         r"features as input.* of the iterator source's "
+                                         r"chunk 1"):
+        clf.predict(Pieces([(X_IRIS, None), (X_IRIS[:, :3], None)]))
+    with pytest.raises(ValueError, match="the iterator source holds no rows"):
+        clf.predict_proba(Pieces([]))
+    with pytest.raises(ValueError, match=r"the \.npy source holds no targets"):
+        clf.score(sources.Npy(X_IRIS))
+    with pytest.raises(ValueError, match="a source holds its sample weights"):
+        clf.score(sources.Npy(X_IRIS, NAMES), sample_weight=np.ones(len(X_IRIS)))

@@ -347,9 +347,54 @@ class _BaseMLP(BaseEstimator):
         return float(self._score_function(y, predicted, sample_weight=sample_weight))
 
     def predict(self, X):
-        X = self._features(X)
+        """Predictions for X's rows; X may be a source (fastmlp.sources, an .npy or
+        Parquet path, a Dask collection, a chunk iterator), read a chunk at a time."""
+        return self._by_chunks(X, self._predict_validated)
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """scikit-learn's score (accuracy or R^2). X may be a source holding the targets
+        and any sample weights (y and sample_weight None, or y a Parquet target column's
+        name), read a chunk at a time; the predictions and targets of every row are
+        gathered for the metric."""
+        source = as_source(X, y, memmap=False)
+        if source is None:       # the scikit-learn mixins' score
+            return float(self._score_function(y, self.predict(X), sample_weight=sample_weight))
+        if sample_weight is not None:
+            raise ValueError("a source holds its sample weights (e.g. fastmlp.sources.Npy(X, "
+                             "y, sample_weight=...)), not sample_weight=")
+        predicted, targets, weights = [], [], []
+        for i, (X, y, w) in source.numbered():
+            targets.append(np.asarray(source.checked_targets(y)))
+            predicted.append(self._chunk(source, i, X, self._predict_validated))
+            weights.append(np.ones(len(X)) if w is None else np.asarray(w, np.float64))
+        if not predicted:
+            raise ValueError(f"the {source.kind} source holds no rows")
+        w = np.concatenate(weights)
+        return float(self._score_function(np.concatenate(targets), np.concatenate(predicted),
+                                          sample_weight=w))
+
+    def _by_chunks(self, X, predict_validated) -> np.ndarray:
+        """``predict_validated`` of X's rows: in one call for arrays (memory maps too, as
+        joblib hands them over), else a chunk at a time from X as a source."""
+        source = as_source(X, None, memmap=False, targets=False)
+        if source is None:
+            X = self._features(X)
+            with self._threads():
+                return predict_validated(X)
+        pieces = [self._chunk(source, i, X, predict_validated)
+                  for i, (X, _, _) in source.numbered()]
+        if not pieces:
+            raise ValueError(f"the {source.kind} source holds no rows")
+        return np.concatenate(pieces)
+
+    def _chunk(self, source, i: int, X, predict_validated) -> np.ndarray:
+        """``predict_validated`` of chunk ``i``'s X; its checks' errors name the chunk."""
+        try:
+            X = self._features(X)
+        except ValueError as exc:
+            raise source.in_chunk(exc, i) from None
         with self._threads():
-            return self._predict_validated(X)
+            return predict_validated(X)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -415,6 +460,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
                                     "class_weight": [dict, StrOptions({"balanced"}), None]}
     _score_function = staticmethod(accuracy_score)
+    score = _BaseMLP.score        # ahead of ClassifierMixin's, which takes arrays only
 
     def _with_class_weight(self, labels, sample_weight, incremental: bool):
         return with_class_weight(self.class_weight, labels, sample_weight, incremental)
@@ -483,9 +529,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_proba(self, X):
         """Probabilities (n, n_classes): two columns [1 - p, p] for binary targets; one
         column per label for multilabel targets."""
-        X = self._features(X)
-        with self._threads():
-            proba = self._proba_validated(X)
+        proba = self._by_chunks(X, self._proba_validated)
         if self.n_outputs_ == 1:
             return np.hstack([1 - proba, proba])
         return proba
@@ -567,6 +611,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                                                 lambda k: 2.0 / k),
                "poisson": _RegressionLoss(Poisson.name, "exp", 1.0, lambda k: 1.0)}
     _score_function = staticmethod(r2_score)
+    score = _BaseMLP.score        # ahead of RegressorMixin's, which takes arrays only
 
     @property
     def _loss_name(self) -> str:
