@@ -1,5 +1,5 @@
 """The ``fastmlp`` command line: train, evaluate, predict, search and diagnose models on
-CSV or NPZ data, and ``fastmlp demo``, which trains a ReLU network on scikit-learn's
+CSV or NPZ data (train, evaluate and predict also on Parquet data, streamed), and ``fastmlp demo``, which trains a ReLU network on scikit-learn's
 bundled handwritten digits (no download) with each backend and reports accuracy and speed.
 
 Exit status: 0 on success, 2 for a command line that is wrong (argparse's usage errors,
@@ -16,7 +16,8 @@ read it when it is there, so predictions come back as the original labels and co
 are matched by name.
 
 Modules: :mod:`~fastmlp.cli.options` (errors, option types), :mod:`~fastmlp.cli.tabular`
-(reading data, --exclude, targets, labels, the split), :mod:`~fastmlp.cli.metadata`,
+(reading data, --exclude, targets, labels, the split), :mod:`~fastmlp.cli.parquet`
+(Parquet data as sources), :mod:`~fastmlp.cli.metadata`,
 :mod:`~fastmlp.cli.params` (train's hyperparameters and --params),
 :mod:`~fastmlp.cli.memory` (whether a network fits in memory),
 :mod:`~fastmlp.cli.commands` (train, evaluate, predict, diagnose),

@@ -3,12 +3,13 @@ diagnose (search is in :mod:`fastmlp.cli.search`, the demo in :mod:`fastmlp.cli.
 Each takes the parsed arguments and returns the exit status."""
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -20,10 +21,12 @@ from ..model.sequential import Sequential
 from ..nn.regularizers import L1L2
 from .._memory import available_memory
 from .memory import training_memory, unaffordable
-from .metadata import Meta, labels_of, load_model, model_data
+from .metadata import Meta, labels_of, load_model, model_data, model_parquet
 from .options import DataError, UsageError, shows_progress
 from .params import build_optimizer, resolve_hyperparameters
-from .tabular import Data, encode_target, read_training_data, split
+from .parquet import EncodedRows, is_parquet, read_parquet, surveyed_target
+from .tabular import (choose_loss, encode_target, fit_labels, read_data, read_training_data,
+                      split)
 
 
 # ------------------------------------------------------------ output files
@@ -70,19 +73,88 @@ def check_memory(args, input_dim: int, n_outputs: int) -> None:
         raise UsageError(f"{reason}; choose a smaller --hidden (or --batch-size)")
 
 
-def describe_target(data: Data, labels: Optional[list]) -> str:
+def describe_target(target_name: Optional[str], labels: Optional[list]) -> str:
     """The target's name and classes (or "regression"), for train's and search's lines."""
     if labels is None:
-        return f"target {data.target_name!r} (regression)"
+        return f"target {target_name!r} (regression)"
     shown = ", ".join(map(str, labels[:10])) + (", ..." if len(labels) > 10 else "")
-    return f"target {data.target_name!r} ({len(labels)} classes: {shown})"
+    return f"target {target_name!r} ({len(labels)} classes: {shown})"
 
 
-def _print_plan(args, data: Data, labels: Optional[list], n_train: int, n_dev: int,
-                model: Sequential) -> None:
+class TrainingSets(NamedTuple):
+    """What train reads: the target's name and the feature columns' (None for NPZ), the
+    loss and classes, the training and dev sets as fit and evaluate take them ((X, y)
+    arrays, or (source, None) for Parquet; dev None without one) and how they were
+    made."""
+
+    path: str
+    target_name: Optional[str]
+    n_features: int
+    features: Optional[List[str]]
+    loss: str
+    labels: Optional[list]
+    train: tuple
+    dev: Optional[tuple]
+    dev_split: float                # --dev as saved in the metadata (0: no split)
+    how: str                        # how the dev set was made, for train's first line
+
+
+def _rows(pair: tuple) -> int:
+    """The rows of a training or dev set as :class:`TrainingSets` holds it."""
+    X = pair[0]
+    return len(X) if isinstance(X, np.ndarray) else sum(X.chunk_sizes())
+
+
+def _dev_file(args, features: Optional[List[str]], labels: Optional[list]) -> tuple:
+    """--dev-data as evaluate takes it: a Parquet path's rows as a source, else a CSV or
+    NPZ file's arrays; the training data's feature columns, by name where it has names
+    (--exclude, which chose them, need not name columns of this file)."""
+    args = argparse.Namespace(**{**vars(args), "exclude": ()})
+    if is_parquet(args.dev_data):
+        data = read_parquet(args, args.target, features=features, path=args.dev_data)
+        return EncodedRows(data, labels), None
+    data = read_data(args, args.target, features=features, path=args.dev_data)
+    return data.X, encode_target(data, labels)
+
+
+def _training_sets(args) -> TrainingSets:
+    """train's data: a CSV or NPZ file read whole and split (--dev, stratified for
+    classification), or Parquet streamed; --dev-data instead of a split."""
+    if args.dev_data is not None and args.dev is not None:
+        raise UsageError("give either --dev (a split of DATA) or --dev-data FILE, not both")
+    if is_parquet(args.data):
+        if args.dev:
+            raise UsageError("--dev splits data held in memory; Parquet data is streamed: "
+                             "hold out a dev set in its own file and give it as --dev-data")
+        data = read_parquet(args, args.target)
+        target = surveyed_target(data)
+        loss = choose_loss(target, args.loss)
+        labels = fit_labels(target, loss)
+        train, dev_split = (EncodedRows(data, labels), None), 0
+        n_features, features = len(data.features), data.features
+    else:
+        data, loss, labels = read_training_data(args)
+        dev_split = 0 if args.dev_data is not None else 0.2 if args.dev is None else args.dev
+        train, dev = split(data.X, encode_target(data, labels), dev_split, args.seed,
+                           labels is not None)
+        n_features, features = data.X.shape[1], data.features
+    if args.dev_data is not None:
+        dev, how = _dev_file(args, features, labels), f"dev set {args.dev_data}"
+    elif dev_split:
+        how = f"seed {args.seed}"
+    else:
+        dev, how = None, "no dev set"
+    check_memory(args, n_features, len(labels) if get_loss(loss).one_hot else 1)
+    return TrainingSets(data.path, data.target_name, n_features, features, loss, labels,
+                        train, dev, dev_split, how)
+
+
+def _print_plan(args, sets: TrainingSets, model: Sequential) -> None:
     """train's first two lines: the data and its split, the model and its training."""
-    print(f"{data.path}: {len(data.X)} rows, {data.X.shape[1]} features, "
-          f"{describe_target(data, labels)}; train/dev {n_train}/{n_dev} (seed {args.seed})")
+    n_dev = 0 if sets.dev is None else _rows(sets.dev)
+    print(f"{sets.path}: {_rows(sets.train) + (n_dev if sets.dev_split else 0)} rows, "
+          f"{model.input_dim} features, {describe_target(sets.target_name, sets.labels)}; "
+          f"train/dev {_rows(sets.train)}/{n_dev} ({sets.how})")
     widths = "-".join(map(str, (model.input_dim, *args.hidden, model.n_outputs)))
     extras = "".join(f" + {name} {value:g}" for name, value in
                      (("dropout", args.dropout), ("l1", args.l1), ("l2", args.l2)) if value)
@@ -92,24 +164,22 @@ def _print_plan(args, data: Data, labels: Optional[list], n_train: int, n_dev: i
 
 
 def train_command(args) -> int:
-    """Read the data, split off a dev set, train, report, save the model with what the
-    other commands need to know about the data in its metadata (:class:`Meta`)."""
+    """Read the data (or stream it, for Parquet), train, report the train and dev scores,
+    save the model with what the other commands need to know about the data in its
+    metadata (:class:`Meta`)."""
     check_output(args.output)
     resolve_hyperparameters(args)
     optimizer = build_optimizer(args)
-    data, loss, labels = read_training_data(args)
-    n_outputs = len(labels) if get_loss(loss).one_hot else 1
-    check_memory(args, data.X.shape[1], n_outputs)
-    train, dev = split(data.X, encode_target(data, labels), args.dev, args.seed,
-                       labels is not None)
-    model = _build_model(args, data.X.shape[1], n_outputs, loss)
-    _print_plan(args, data, labels, len(train[0]), 0 if dev is None else len(dev[0]), model)
-    model.history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
-                              optimizer=optimizer, validation_data=dev,
+    sets = _training_sets(args)
+    n_outputs = len(sets.labels) if get_loss(sets.loss).one_hot else 1
+    model = _build_model(args, sets.n_features, n_outputs, sets.loss)
+    _print_plan(args, sets, model)
+    model.history = model.fit(*sets.train, epochs=args.epochs, batch_size=args.batch_size,
+                              optimizer=optimizer, validation_data=sets.dev,
                               verbose=int(shows_progress(args)))
-    for name, (X, y) in [("train", train)] + ([("dev", dev)] if dev is not None else []):
-        print(_scores_line(name, model.evaluate(X, y), len(X)))
-    model.metadata = Meta(data.target_name, data.features, labels, args.dev,
+    for name, pair in [("train", sets.train)] + ([("dev", sets.dev)] if sets.dev else []):
+        print(_scores_line(name, model.evaluate(*pair), _rows(pair)))
+    model.metadata = Meta(sets.target_name, sets.features, sets.labels, sets.dev_split,
                           args.seed).to_metadata()
     model.save(args.output)
     print(f"saved {args.output}")
@@ -120,12 +190,16 @@ def train_command(args) -> int:
 def evaluate_command(args) -> int:
     """Print the model's loss and metric on the data (one JSON object with --json)."""
     model, meta = load_model(args)
-    data = model_data(args, model, meta)
-    scores = model.evaluate(data.X, encode_target(data, labels_of(meta)))
-    if args.json:
-        print(json.dumps({**scores, "samples": len(data.X)}))
+    if is_parquet(args.data):
+        pair = EncodedRows(model_parquet(args, model, meta), labels_of(meta)), None
     else:
-        print(_scores_line("", scores, len(data.X)).strip())
+        data = model_data(args, model, meta)
+        pair = data.X, encode_target(data, labels_of(meta))
+    scores = model.evaluate(*pair)
+    if args.json:
+        print(json.dumps({**scores, "samples": _rows(pair)}))
+    else:
+        print(_scores_line("", scores, _rows(pair)).strip())
     return 0
 
 
@@ -134,10 +208,11 @@ def _texts(values: np.ndarray) -> List[str]:
     return [str(value) for value in values]
 
 
-def _prediction_columns(model: Sequential, meta: Optional[Meta], X: np.ndarray,
+def _prediction_columns(model: Sequential, meta: Optional[Meta], X,
                         proba: bool) -> Tuple[List[str], List[List[str]]]:
     """predict's output as CSV columns: the labels (or values), one column per output;
-    with ``proba`` one probability column per class ("proba_<label>")."""
+    with ``proba`` one probability column per class ("proba_<label>"). X: an array or
+    a source (Parquet)."""
     labels = labels_of(meta)
     name = meta.target if meta and meta.target else "prediction"
     if proba:
@@ -163,15 +238,18 @@ def predict_command(args) -> int:
     if args.proba and not get_loss(model.loss).classifier:
         raise UsageError(f"--proba needs a classification model; {args.model} is a regression "
                          f"model (loss {model.loss!r})")
-    data = model_data(args, model, meta, target_required=False)
-    header, columns = _prediction_columns(model, meta, data.X, args.proba)
+    if is_parquet(args.data):
+        X = model_parquet(args, model, meta, target_required=False).source
+    else:
+        X = model_data(args, model, meta, target_required=False).X
+    header, columns = _prediction_columns(model, meta, X, args.proba)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(zip(*columns))
     write_text(args.output, text.getvalue())
     if args.output != "-":
-        print(f"wrote {len(data.X)} predictions to {args.output}")
+        print(f"wrote {len(columns[0])} predictions to {args.output}")
     return 0
 
 

@@ -21,6 +21,7 @@ from ..model.loading import load
 from ..model.sequential import Sequential
 from ..nn.losses import get_loss
 from .options import DataError
+from .parquet import ParquetData, read_parquet
 from .tabular import Data, read_data
 
 KEY = "fastmlp.cli"
@@ -105,11 +106,31 @@ def model_data(args, model: Sequential, meta: Optional[Meta], *,
                target_required: bool = True, path: Optional[str] = None) -> Data:
     """Data for a saved model: the target given by --target or recorded at training, the
     feature columns recorded at training (else all the others), as many as it takes."""
-    target = args.target if args.target is not None else meta.target if meta else None
-    data = read_data(args, target, target_required, meta.features if meta else None, path)
-    if data.X.shape[1] != model.input_dim:
-        columns = f" {data.features}" if data.features is not None else ""
-        raise DataError(f"{data.path} has {data.X.shape[1]} feature columns{columns}, but the "
-                        f"model takes {model.input_dim} features"
-                        + ("; is --target the right column?" if data.features else ""))
+    data = read_data(args, _target(args, meta), target_required,
+                     meta.features if meta else None, path)
+    _check_width(data.path, data.X.shape[1], data.features, model)
     return data
+
+
+def model_parquet(args, model: Sequential, meta: Optional[Meta], *,
+                  target_required: bool = True) -> ParquetData:
+    """:func:`model_data` of Parquet data, as a source of its rows."""
+    data = read_parquet(args, _target(args, meta), target_required,
+                        meta.features if meta else None)
+    _check_width(data.path, len(data.features), data.features, model)
+    return data
+
+
+def _target(args, meta: Optional[Meta]) -> Optional[str]:
+    """The target column: --target, else the one recorded at training."""
+    return args.target if args.target is not None else meta.target if meta else None
+
+
+def _check_width(path: str, n_features: int, features: Optional[List[str]],
+                 model: Sequential) -> None:
+    """DataError unless the data has as many feature columns as the model takes."""
+    if n_features != model.input_dim:
+        columns = f" {features}" if features is not None else ""
+        raise DataError(f"{path} has {n_features} feature columns{columns}, but the "
+                        f"model takes {model.input_dim} features"
+                        + ("; is --target the right column?" if features else ""))

@@ -3,6 +3,7 @@ and each command's function as its ``run`` default."""
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 from .. import __version__
 from ..backends import BACKENDS
@@ -22,7 +23,7 @@ def _data_options() -> argparse.ArgumentParser:
     """--target and the NPZ keys: shared by every command that reads data."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--target", metavar="COL",
-                         help="the target column of a CSV file: its name, or its 0-based "
+                         help="the target column of a CSV or Parquet file: its name, or its 0-based "
                               "index (negative counts from the end)")
     options.add_argument("--x-key", default="X", metavar="KEY",
                          help="the features' array in an NPZ file (default: X)")
@@ -51,38 +52,41 @@ def _model_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("model", metavar="MODEL", help="a model file written by train "
                          "(or model.save)")
-    options.add_argument("data", metavar="DATA", help="a CSV file with a header row, or an "
-                         "NPZ file")
+    options.add_argument("data", metavar="DATA", help="a CSV file with a header row, an NPZ "
+                         "file, or (evaluate, predict) Parquet data: a .parquet file or a "
+                         "folder of them, read a row group at a time")
     options.add_argument("--backend", choices=BACKENDS, default=None,
                          help="run on this backend (default: the one it was saved with)")
     return options
 
 
-def _learning_options(command: argparse.ArgumentParser) -> None:
+def _learning_options(command: argparse.ArgumentParser, dev_help: str,
+                      dev_default: Optional[float]) -> None:
     """Options that train and search share: the loss, the dev split, the seed."""
     command.add_argument("--loss", choices=("auto",) + LOSSES, default="auto", metavar="NAME",
                          help=f"{', '.join(LOSSES)} or auto (the default): "
                               "softmax_cross_entropy for a target of text or "
                               f"of whole numbers with at most {AUTO_MAX_CLASSES} distinct "
                               "values, else mse")
-    command.add_argument("--dev", type=dev_size, default=0.2,
+    command.add_argument("--dev", type=dev_size, default=dev_default,
                          help="the dev set held out: a fraction, or a number of samples "
-                              "(default: 0.2; stratified for classification)")
+                              f"(default: {dev_help}; stratified for classification)")
     command.add_argument("--seed", type=int_at_least(0), default=0,
                          help="seed of the split and the model(s) (default: 0)")
 
 
 def _add_train(commands, data_options) -> None:
     train = commands.add_parser(
-        "train", parents=[data_options], help="train a model on a CSV or NPZ file",
+        "train", parents=[data_options], help="train a model on a CSV, NPZ or Parquet file",
         description="Train a network (Normalization, then Dense layers) on DATA, report "
                     "train and dev loss and metric, save the model. --params FILE takes "
                     "the hyperparameters that `fastmlp search --output FILE` wrote; the "
                     "options given on the command line override the file's values.",
         epilog="example: fastmlp train examples/iris.csv --target species --hidden 64,32 "
                "--epochs 50 --output iris.fmlp")
-    train.add_argument("data", metavar="DATA", help="a CSV file with a header row, or an NPZ "
-                       "file with arrays X and y")
+    train.add_argument("data", metavar="DATA", help="a CSV file with a header row, an NPZ "
+                       "file with arrays X and y, or Parquet data: a .parquet file or a "
+                       "folder of them, streamed a row group at a time (larger than memory)")
     train.add_argument("--output", required=True, metavar="MODEL",
                        help="where to save the model (atomically), with the names of "
                             "the target, the feature columns and the classes in it")
@@ -121,8 +125,12 @@ def _add_train(commands, data_options) -> None:
     train.add_argument("--no-normalize", dest="normalize", action="store_false",
                        help="no Normalization layer (by default the first layer "
                             "standardizes each feature with the training data's mean and std)")
+    train.add_argument("--dev-data", metavar="DEV",
+                       help="a dev set in its own file (CSV, NPZ or Parquet) instead of a "
+                            "--dev split")
     _progress_options(train, "epoch")
-    _learning_options(train)
+    _learning_options(train, "0.2 of a CSV or NPZ file; none of Parquet data, which is "
+                             "streamed, not split: give --dev-data", None)
     train.set_defaults(run=train_command, loss=None)
 
 
@@ -172,7 +180,7 @@ def _add_search(commands, data_options) -> None:
     search.add_argument("--scheduler", metavar="ADDRESS",
                         help="run the trials on a Dask cluster, e.g. tcp://host:8786")
     search.add_argument("--output", metavar="JSON", help="write the best parameters here")
-    _learning_options(search)
+    _learning_options(search, "0.2", 0.2)
     _progress_options(search, "round")
     search.set_defaults(run=search_command)
 

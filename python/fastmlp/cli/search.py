@@ -100,7 +100,7 @@ def search_command(args) -> int:
                        labels is not None)
     X_train, X_dev = standardize(train[0], dev[0])
     executor, n_jobs = _executor(args)
-    print(f"{data.path}: {describe_target(data, labels)}, {loss}; train/dev "
+    print(f"{data.path}: {describe_target(data.target_name, labels)}, {loss}; train/dev "
           f"{len(X_train)}/{len(X_dev)} (features standardized with the train part's mean "
           "and std)", flush=True)
     result = random_search({**space, "loss": loss}, (X_train, train[1]), (X_dev, dev[1]),

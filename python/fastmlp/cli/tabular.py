@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -28,20 +29,24 @@ MISSING_VALUES = frozenset({
 class Data:
     """Rows read from a CSV or NPZ file: features X (n, d) float64, the raw target (CSV:
     its strings; NPZ: the array as stored; None if the file has none), the feature
-    columns' names (CSV only) and each row's line in the file (CSV only)."""
+    columns' names (CSV only) and each row's line in the file (CSV only). For Parquet
+    (:mod:`fastmlp.cli.parquet`) a chunk's target alone: X None, the rows numbered from
+    ``first_row``."""
 
     path: str
-    X: np.ndarray
+    X: Optional[np.ndarray]
     target: Optional[np.ndarray]
     target_name: Optional[str]
     features: Optional[List[str]]
     lines: Optional[List[int]]
+    first_row: int = 0
 
     def where(self, row: int) -> str:
         """Where row ``row`` is in the file, for messages: a CSV file's line (and data row,
-        counted from 1 after the header), an NPZ array's row index (from 0)."""
+        counted from 1 after the header), an NPZ array's (or Parquet files') row index
+        (from 0)."""
         if self.lines is None:
-            return f"row {row} (counted from 0)"
+            return f"row {self.first_row + row} (counted from 0)"
         return f"line {self.lines[row]} (data row {row + 1})"
 
 
@@ -196,6 +201,9 @@ def read_data(args, target: Optional[str], target_required: bool = True,
               features: Optional[List[str]] = None, path: Optional[str] = None) -> Data:
     """``path`` (default ``args.data``): NPZ if it ends in .npz, else CSV with a header."""
     path = args.data if path is None else path
+    if path.lower().endswith(".parquet") or os.path.isdir(path):
+        raise UsageError(f"{args.command} reads a CSV or NPZ file into memory; Parquet data "
+                         f"({path}) streams through train, evaluate and predict")
     if path.lower().endswith(".npz"):
         if args.exclude:
             raise UsageError(f"--exclude picks CSV columns; {path} is an NPZ file (store "
