@@ -7,7 +7,7 @@ import pytest
 
 import fastmlp
 from fastmlp import Dense, Sequential
-from fastmlp.io.sources import Chunks, Dask, Npy, Parquet, Source, _NpyFile, as_source
+from fastmlp.io.sources import Chunks, Csv, Dask, Npy, Parquet, Source, _NpyFile, as_source
 
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
@@ -372,6 +372,64 @@ def test_parquet_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------ Dask
+def write_csv(path, X, y, w=None, **options):
+    """X (float32 values written as their float64 repr, so they read back exactly), the
+    target and the weights as CSV (pandas; ``options`` to to_csv, e.g. compression)."""
+    df = frame(X.astype(np.float64), y, np.zeros(len(X)) if w is None else w)
+    (df if w is not None else df.drop(columns="w")).to_csv(path, index=False, **options)
+    return str(path)
+
+
+def test_csv_chunks_are_blocks_in_file_order(tmp_path):
+    X, y, w = data()
+    path = write_csv(tmp_path / "data.csv", X, y, w)
+    source = Csv(path, "target", sample_weight="w", block_bytes=1024)
+    assert source.chunk_sizes() is None and source.features == FEATURES
+    sizes, X_read, y_read, w_read = collect(source)
+    assert len(sizes) > 3 and sum(sizes) == N
+    assert X_read.dtype == np.float64
+    np.testing.assert_array_equal(X_read, X.astype(np.float64))
+    np.testing.assert_array_equal(y_read, y)
+    np.testing.assert_array_equal(w_read, w)
+    np.testing.assert_array_equal(np.concatenate(list(source.targets())), y)
+    two = Csv([path, write_csv(tmp_path / "more.csv.gz", X[:10], y[:10], w[:10],
+                               compression="gzip")], "target", features=["f3", "f0"])
+    sizes, X_two, y_two, w_two = collect(two)
+    np.testing.assert_array_equal(X_two, np.r_[X, X[:10]][:, [3, 0]].astype(np.float64))
+    np.testing.assert_array_equal(y_two, np.r_[y, y[:10]])
+    assert w_two is None
+    assert all(y is None for _, y, _ in Csv(path, features=FEATURES).chunks())
+
+
+def test_csv_errors(tmp_path):
+    X, y, w = data()
+    path = write_csv(tmp_path / "data.csv", X, y, w)
+    with pytest.raises(ValueError, match=r"the CSV files have no column \['label'\]"):
+        Csv(path, "label")
+    with pytest.raises(ValueError, match=r"features names columns the CSV files lack: \['zz'\]"):
+        Csv(path, "target", features=["f0", "zz"])
+    (tmp_path / "other.csv").write_text("f0,f1,target\n1,2,0\n")
+    other = str(tmp_path / "other.csv")
+    with pytest.raises(ValueError, match=r"'.*other\.csv' has the columns .*: the files must "
+                                         r"share a schema"):
+        Csv([path, other], "target")
+    with pytest.raises(FileNotFoundError, match=r"no such file: '.*missing\.csv'"):
+        Csv(tmp_path / "missing.csv", "target")
+    with pytest.raises(ValueError, match="block_bytes must be an integer >= 1"):
+        Csv(path, "target", block_bytes=0)
+    lines = (tmp_path / "data.csv").read_text().splitlines()
+    lines[60] = "abc," + lines[60].split(",", 1)[1]
+    (tmp_path / "text.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"'.*text\.csv': In CSV column #0: CSV conversion error "
+                                         r"to double: invalid value 'abc' \(column #0 is 'f0'\)"):
+        list(Csv(str(tmp_path / "text.csv"), "target", sample_weight="w").chunks())
+    lines[60] = "," + lines[60].split(",", 1)[1]        # an empty cell: NaN, refused by fit
+    (tmp_path / "hole.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="of the CSV source's chunk 0"):
+        model().fit(Csv(str(tmp_path / "hole.csv"), "target", sample_weight="w"), epochs=1,
+                    batch_size=16, verbose=0)
+
+
 def test_dask_array_with_known_chunks():
     X, y, w = data()
     x = da.from_array(X, chunks=(30, 5))
@@ -576,6 +634,9 @@ def test_as_source_dispatch(tmp_path):
         source = as_source(path, "target")
         assert type(source) is Parquet and source.features == FEATURES
     assert as_source(root, "target").chunk_sizes() == PARQUET_SIZES
+    for name in ("data.csv", "data.csv.gz", "DATA.CSV"):
+        source = as_source(write_csv(tmp_path / name, X, y), "target")
+        assert type(source) is Csv and source.features == FEATURES
     for arrays in ((X, y), (X.tolist(), y.tolist()), (frame(X, y, w), y), (X, None)):
         assert as_source(*arrays) is None
 
@@ -583,9 +644,12 @@ def test_as_source_dispatch(tmp_path):
 def test_as_source_errors(tmp_path):
     X, y, _ = data()
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"X is the path '.*data\.csv': fastmlp reads \.npy "
-                                         r"files and Parquet files"):
-        as_source(str(tmp_path / "data.csv"), "b")
+    (tmp_path / "data.txt").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"X is the path '.*data\.txt': fastmlp reads \.npy, "
+                                         r"CSV \(\.csv, \.csv\.gz, \.csv\.bz2\) and Parquet"):
+        as_source(str(tmp_path / "data.txt"), "b")
+    with pytest.raises(TypeError, match="X is a CSV path: give y as the target column's"):
+        as_source(str(tmp_path / "data.csv"), None)
     with pytest.raises(ValueError, match=r"X is the path '.*missing_dir'"):
         as_source(tmp_path / "missing_dir", "target")
     with pytest.raises(TypeError, match="a Npy source holds its targets: pass y=None"):
@@ -639,6 +703,15 @@ def _parquet_weighted(tmp_path, X, y, w):
         {"shuffle_buffer": 48}, w
 
 
+def _csv(tmp_path, X, y, w):
+    return (write_csv(tmp_path / "data.csv", X, y), "target"), {}, None
+
+
+def _csv_weighted(tmp_path, X, y, w):
+    return (Csv(write_csv(tmp_path / "data.csv", X, y, w), "target", sample_weight="w",
+                block_bytes=700),), {"shuffle_buffer": 32}, w
+
+
 def _dask_array(tmp_path, X, y, w):
     return (da.from_array(X, chunks=(30, 2)), da.from_array(y, chunks=30)), {}, None
 
@@ -667,6 +740,7 @@ def _chunks_weighted(tmp_path, X, y, w):
 
 KINDS = {"npy-paths": _npy_paths, "npy-list-weighted": _npy_list_weighted,
          "parquet-dir": _parquet_dir, "parquet-weighted": _parquet_weighted,
+         "csv": _csv, "csv-weighted": _csv_weighted,
          "dask-array": _dask_array, "dask-array-weighted": _dask_array_weighted,
          "dask-frame": _dask_frame, "dask-frame-weighted": _dask_frame_weighted,
          "chunks": _chunks, "chunks-weighted": _chunks_weighted}
@@ -709,7 +783,7 @@ def test_unshuffled_streamed_fit_follows_the_file_order():
 
 
 @pytest.mark.parametrize("kind", ["npy-list-weighted", "parquet-weighted", "dask-array",
-                                  "dask-frame-weighted", "chunks"])
+                                  "dask-frame-weighted", "chunks", "csv-weighted"])
 def test_shuffled_streamed_fit_learns(tmp_path, kind):
     X, y, w = data()
     args, options, _ = KINDS[kind](tmp_path, X, y, w)
@@ -779,6 +853,12 @@ def features_parquet(path, X):
     return str(path)
 
 
+def features_csv(path, X):
+    """A CSV file of X's columns alone (their float64 repr: read back exactly)."""
+    pd.DataFrame(X.astype(np.float64), columns=FEATURES).to_csv(path, index=False)
+    return str(path)
+
+
 def feature_sources(tmp_path, X, y):
     """Every kind of source of X's rows in order (a few also holding targets, which
     predict leaves unread), by name."""
@@ -794,6 +874,9 @@ def feature_sources(tmp_path, X, y):
         "Parquet path": features_parquet(tmp_path / "features.parquet", X),
         "Parquet target": Parquet(root, "target", piece_rows=5),
         "Parquet features": Parquet(root, features=FEATURES),
+        "CSV path": features_csv(tmp_path / "X.csv", X),
+        "CSV features": Csv(write_csv(tmp_path / "features.csv", X, y), features=FEATURES,
+                            block_bytes=500),
         "Dask array": da.from_array(X, chunks=23),
         "Dask frame": ddf[FEATURES],
         "Dask features": Dask(ddf, features=FEATURES),
@@ -834,6 +917,8 @@ def evaluation_sources(tmp_path, X, y, w):
     return {
         "Npy": Npy(tmp_path / "X.npy", tmp_path / "y.npy", tmp_path / "w.npy", chunk_rows=13),
         "Parquet": Parquet(root, "target", sample_weight="w"),
+        "CSV": Csv(write_csv(tmp_path / "data.csv", X, y, w), "target", sample_weight="w",
+                   block_bytes=600),
         "Dask frame": Dask(dd.from_pandas(frame(X, y, w), npartitions=4), "target",
                            sample_weight="w"),
         "Dask arrays": Dask(da.from_array(X, chunks=40), da.from_array(y, chunks=40),
@@ -917,10 +1002,12 @@ def test_source_inference_errors(tmp_path):
         m.predict(ListChunks([(X, None), (X[:, :4], None)]))
     with pytest.raises(ValueError, match=r"of the \.npy source's chunk 3"):
         m.evaluate(Npy(X, np.where(np.arange(N) == 80, 7, y), chunk_rows=25))
-    (tmp_path / "v.csv").write_text("a\n1\n")
-    with pytest.raises(ValueError, match=r"validation_data: X is the path '.*v\.csv'"):
-        m.fit(X, y, validation_data=(str(tmp_path / "v.csv"), y), epochs=1,
-              verbose=0)
+    (tmp_path / "v.txt").write_text("a\n1\n")
+    with pytest.raises(ValueError, match=r"validation_data: X is the path '.*v\.txt'"):
+        m.fit(X, y, validation_data=(str(tmp_path / "v.txt"), y), epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="validation_data: X is a CSV path: give y as the "
+                                        "target column's name"):
+        m.fit(X, y, validation_data=(str(tmp_path / "v.csv"), y), epochs=1, verbose=0)
     with pytest.raises(TypeError, match="validation_data must be a pair"):
         m.fit(X, y, validation_data=X, epochs=1, verbose=0)
     multi = fastmlp.MultiTask([Dense(4, "relu")], {"a": [Dense(3)]},

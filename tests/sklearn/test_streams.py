@@ -82,7 +82,7 @@ def test_a_float32_stream_trains_a_float32_network():
     assert ours.model_.dtype == np.float32 and ours.coefs_[0].dtype == np.float32
 
 
-def test_dask_and_parquet_sources_go_through_fit(tmp_path):
+def test_dask_parquet_and_csv_sources_go_through_fit(tmp_path):
     dd = pytest.importorskip("dask.dataframe")
     pd = pytest.importorskip("pandas")
     pq = pytest.importorskip("pyarrow.parquet")
@@ -95,6 +95,11 @@ def test_dask_and_parquet_sources_go_through_fit(tmp_path):
                    row_group_size=40)
     ours = fitted(MLPClassifier(**QUICK), str(tmp_path), "species")
     assert_same_fit(ours, theirs)
+    frame.to_csv(tmp_path / "iris.csv", index=False)       # float64 repr: read back exactly
+    ours = fitted(MLPClassifier(**QUICK), str(tmp_path / "iris.csv"), "species")
+    assert_same_fit(ours, theirs)
+    np.testing.assert_array_equal(ours.predict(sources.Csv(tmp_path / "iris.csv",
+                                                           "species")), theirs.predict(X_IRIS))
 
 
 def test_early_stopping_on_a_stream_uses_the_given_validation_data():

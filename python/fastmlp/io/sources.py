@@ -1,4 +1,4 @@
-"""Training data read in chunks: ``.npy`` files and memmaps, Parquet files, Dask
+"""Training data read in chunks: ``.npy`` files and memmaps, Parquet and CSV files, Dask
 collections and any object with the chunk iterator protocol (README "Training from
 disk"; :mod:`fastmlp.train.stream` trains on them with memory bounded by its buffers).
 
@@ -21,14 +21,16 @@ read the targets.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import re
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._files import check_path
 
-__all__ = ["Chunks", "Dask", "Npy", "Parquet", "Source", "as_source"]
+__all__ = ["Chunks", "Csv", "Dask", "Npy", "Parquet", "Source", "as_source"]
 
 Chunk = Tuple[object, object, Optional[object]]
 
@@ -205,13 +207,13 @@ def _positive(value, name: str) -> int:
 
 
 # ------------------------------------------------------------------------ Parquet
-def _pyarrow_parquet():
+def _pyarrow(module: str):
+    """pyarrow's ``module`` (parquet, csv); ImportError saying what to install."""
     try:
-        import pyarrow.parquet as pq
+        return importlib.import_module(f"pyarrow.{module}")
     except ImportError:
-        raise ImportError("Parquet sources need pyarrow: pip install 'fastmlp[parquet]'") \
-            from None
-    return pq
+        raise ImportError(f"{module.capitalize() if module == 'parquet' else module.upper()} "
+                          "sources need pyarrow: pip install 'fastmlp[parquet]'") from None
 
 
 def _parquet_files(path) -> List[str]:
@@ -228,7 +230,38 @@ def _parquet_files(path) -> List[str]:
     return [path]
 
 
-class Parquet(Source):
+class _Columns(Source):
+    """A source of named columns (Parquet, CSV): ``target`` (a column, a list of them, or
+    None: a source for predict), ``features`` (default: every other column but
+    ``sample_weight``'s), each file's columns ``names`` (the first file's: ``names[0]``)."""
+
+    def _choose(self, paths: List[str], names: List[List[str]], target, features,
+                sample_weight: Optional[str]) -> None:
+        for i, other in enumerate(names[1:], 1):
+            if other != names[0]:
+                raise ValueError(f"{paths[i]!r} has the columns {other}, {paths[0]!r} "
+                                 f"{names[0]}: the files must share a schema")
+        schema = names[0]
+        self.target = [] if target is None else _as_list(target)
+        self.weight = sample_weight
+        used = set(self.target) | ({sample_weight} if sample_weight else set())
+        missing = sorted(used - set(schema))
+        if missing:
+            raise ValueError(f"the {self.kind} files have no column {missing}; they have "
+                             f"{schema}")
+        self.features = ([c for c in schema if c not in used] if features is None
+                         else _as_list(features))
+        absent = sorted(set(self.features) - set(schema))
+        if absent:
+            raise ValueError(f"features names columns the {self.kind} files lack: {absent}")
+
+    @property
+    def columns(self) -> List[str]:
+        """The columns a chunk reads: features, targets, the weight."""
+        return [*self.features, *self.target] + ([self.weight] if self.weight else [])
+
+
+class Parquet(_Columns):
     """Rows of Parquet files (pyarrow, ``pip install 'fastmlp[parquet]'``): ``path`` a
     directory (its ``*.parquet`` files, recursively, in sorted order), a file, or a list
     of them; ``target`` the target column (or a list of columns; None: a source for
@@ -241,26 +274,12 @@ class Parquet(Source):
 
     def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
                  sample_weight: Optional[str] = None, *, piece_rows: int = 65536):
-        pq = _pyarrow_parquet()
+        pq = _pyarrow("parquet")
         paths = [p for item in _as_list(path) for p in _parquet_files(item)]
-        self.target = [] if target is None else _as_list(target)
-        self.weight = sample_weight
         self.piece_rows = _positive(piece_rows, "piece_rows")
         self.files = [pq.ParquetFile(p) for p in paths]
-        schema = self.files[0].schema_arrow.names
-        for i, f in enumerate(self.files[1:], 1):
-            if f.schema_arrow.names != schema:
-                raise ValueError(f"{paths[i]!r} has the columns {f.schema_arrow.names}, "
-                                 f"{paths[0]!r} {schema}: the files must share a schema")
-        used = set(self.target) | ({sample_weight} if sample_weight else set())
-        missing = sorted(used - set(schema))
-        if missing:
-            raise ValueError(f"the Parquet files have no column {missing}; they have {schema}")
-        self.features = ([c for c in schema if c not in used] if features is None
-                         else _as_list(features))
-        absent = sorted(set(self.features) - set(schema))
-        if absent:
-            raise ValueError(f"features names columns the Parquet files lack: {absent}")
+        self._choose(paths, [f.schema_arrow.names for f in self.files], target, features,
+                     sample_weight)
         self._groups = [(f, g) for f, file in enumerate(self.files)
                         for g in range(file.metadata.num_row_groups)]
 
@@ -269,9 +288,8 @@ class Parquet(Source):
 
     def read(self, i: int) -> Iterator[Chunk]:
         f, g = self._groups[i]
-        columns = [*self.features, *self.target] + ([self.weight] if self.weight else [])
         for batch in self.files[f].iter_batches(batch_size=self.piece_rows, row_groups=[g],
-                                                columns=columns):
+                                                columns=self.columns):
             yield _arrow_chunk(batch, self.features, self.target, self.weight)
 
     def targets(self) -> Iterator[np.ndarray]:
@@ -297,6 +315,69 @@ def _arrow_targets(batch, target) -> Optional[np.ndarray]:
         return None
     y = _arrow_matrix(batch, target)
     return y[:, 0] if len(target) == 1 else y
+
+
+# ------------------------------------------------------------------------ CSV
+class Csv(_Columns):
+    """Rows of CSV files with a header row (pyarrow's streaming reader, ``pip install
+    'fastmlp[parquet]'``): ``path`` a file (``.gz`` and ``.bz2`` are decompressed) or a
+    list of files with the same header; ``target``, ``features`` and ``sample_weight`` as
+    for :class:`Parquet`. Feature columns are read as float64 (an empty cell, ``NA`` or
+    ``null`` as NaN, which fit refuses naming the chunk). A file is read in order, in
+    blocks of about ``block_bytes``: the chunk order is the files' (unshuffled, as an
+    iterator's), so the rows mix in the shuffle buffer alone; a file sorted by label
+    trains better as Parquet (README "Training from disk")."""
+
+    kind = "CSV"
+
+    def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
+                 sample_weight: Optional[str] = None, *, block_bytes: int = NPY_CHUNK_BYTES):
+        self._csv = _pyarrow("csv")
+        self.paths = [os.fspath(check_path(p)) for p in _as_list(path)]
+        for p in self.paths:
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"no such file: {p!r}")
+        self.block_bytes = _positive(block_bytes, "block_bytes")
+        self._choose(self.paths, [self._header(p) for p in self.paths], target, features,
+                     sample_weight)
+
+    def _header(self, path: str) -> List[str]:
+        with self._open(path) as reader:
+            return reader.schema.names
+
+    def _open(self, path: str, columns: Optional[List[str]] = None):
+        """pyarrow's streaming reader of ``path``: ``columns`` alone, features as float64."""
+        csv = self._csv
+        read = csv.ReadOptions(block_size=self.block_bytes)
+        if columns is None:
+            return csv.open_csv(path, read_options=read)
+        import pyarrow as pa
+        types = {name: pa.float64() for name in self.features if name in columns}
+        return csv.open_csv(path, read_options=read, convert_options=csv.ConvertOptions(
+            include_columns=columns, column_types=types))
+
+    def _batches(self, columns: List[str]):
+        """Every file's record batches of ``columns`` in turn; a value pyarrow cannot
+        convert is a ValueError naming the file and the column."""
+        import pyarrow as pa
+        for path in self.paths:
+            try:
+                with self._open(path, columns) as reader:
+                    yield from reader
+            except pa.ArrowInvalid as exc:
+                number = re.search(r"column #(\d+)", str(exc))
+                name = "" if number is None else \
+                    f" (column #{number[1]} is {self._header(path)[int(number[1])]!r})"
+                raise ValueError(f"{path!r}: {exc}{name}") from None
+
+    def chunks(self, order=None) -> Iterator[Chunk]:
+        for batch in self._batches(self.columns):
+            yield _arrow_chunk(batch, self.features, self.target, self.weight)
+
+    def targets(self) -> Iterator[np.ndarray]:
+        self.checked_targets(self.target or None)
+        for batch in self._batches(self.target):
+            yield _arrow_targets(batch, self.target)
 
 
 # ------------------------------------------------------------------------ Dask
@@ -397,8 +478,8 @@ def _is_dask(value) -> bool:
 def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Source]:
     """``X`` (and ``y``) of fit, evaluate or predict as a Source when they are one, else
     None (arrays): a Source; a Dask array or DataFrame; an object with ``reset()`` and
-    ``next()`` (y None); the path of an .npy file (y too: a path or an array) or of a
-    directory or file of Parquet (y: the target column's name); with ``memmap``, a
+    ``next()`` (y None); the path of an .npy file (y too: a path or an array), of a CSV
+    file or of a directory or file of Parquet (y: the target column's name); with ``memmap``, a
     np.memmap (y an array or memmap of its rows; the scikit-learn estimators take memmaps
     as arrays, as joblib hands them to fit). With ``targets`` (fit, evaluate) y is
     required where the source does not hold it; predict passes y None."""
@@ -417,12 +498,14 @@ def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Sourc
         return Chunks(X)
     path = os.fspath(X) if isinstance(X, (str, os.PathLike)) else None
     if path is not None and not path.endswith(".npy"):
-        if not (os.path.isdir(path) or path.endswith(".parquet")):
-            raise ValueError(f"X is the path {path!r}: fastmlp reads .npy files and Parquet "
-                             "files or directories of them")
+        kind = (Csv if path.lower().endswith((".csv", ".csv.gz", ".csv.bz2")) else
+                Parquet if os.path.isdir(path) or path.endswith(".parquet") else None)
+        if kind is None:
+            raise ValueError(f"X is the path {path!r}: fastmlp reads .npy, CSV (.csv, .csv.gz, "
+                             ".csv.bz2) and Parquet files, and directories of Parquet files")
         if targets and not isinstance(y, str):
-            raise TypeError("X is a Parquet path: give y as the target column's name")
-        return Parquet(X, y)
+            raise TypeError(f"X is a {kind.kind} path: give y as the target column's name")
+        return kind(X, y)
     if path is not None or (memmap and isinstance(X, np.memmap)):
         if targets and y is None:
             raise TypeError(f"X is {'an .npy path' if path else 'a np.memmap'}: give y too "

@@ -388,8 +388,8 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
 
     Data larger than memory (:mod:`fastmlp.train.stream`, README "Training from disk"):
     X may be a :class:`fastmlp.sources.Source` (y None), the path of an .npy file or a
-    np.memmap (y another's, or an array), a directory or file of Parquet (y the target
-    column's name), a Dask array (y a Dask array) or DataFrame (y the target column's
+    np.memmap (y another's, or an array), a directory or file of Parquet or a CSV file (y
+    the target column's name), a Dask array (y a Dask array) or DataFrame (y the target column's
     name), or an object with ``reset()`` and ``next()`` (y None). fit then reads it in
     chunks, in a new chunk order each epoch, through a shuffle buffer of
     ``shuffle_buffer`` rows (default: 128 MiB of rows, rounded down to a multiple of the
