@@ -175,3 +175,27 @@ def test_parquet_errors_name_the_row_the_column_and_the_fix(streamed, tmp_path, 
     status, _, err = run(["evaluate", model_path, tmp_path / "odd.parquet"], capsys)
     assert status == 1 and "row 44 (counted from 0): target 'species' is 'tulip', a class " \
                            "the model was not trained on" in err
+
+
+def test_predict_writes_a_parquet_files_rows_a_chunk_at_a_time(streamed, tmp_path, capsys):
+    """Predictions go out chunk by chunk; a bad row in a later chunk names the chunk and
+    leaves the file that was there untouched (written atomically)."""
+    _, _, model_path, _ = streamed
+    model = fastmlp.load(model_path)
+    X, y = flowers(100, seed=3)
+    write_parquet(tmp_path / "new.parquet", X, y, groups=16)
+    status, out, _ = run(["predict", model_path, tmp_path / "new.parquet", "--output", "-"],
+                         capsys)
+    assert status == 0
+    assert out.splitlines() == ["species", *SPECIES[model.predict(X)].tolist()]
+    X[70, 2] = np.nan                                   # row group 4 (rows 64-79)
+    write_parquet(tmp_path / "bad.parquet", X, y, groups=16)
+    (tmp_path / "p.csv").write_text("kept\n")
+    status, _, err = run(["predict", model_path, tmp_path / "bad.parquet", "--output",
+                          tmp_path / "p.csv"], capsys)
+    assert status == 1 and "of the Parquet source's chunk 4" in err
+    assert (tmp_path / "p.csv").read_text() == "kept\n"
+    write_parquet(tmp_path / "empty.parquet", X[:0], y[:0])
+    status, _, err = run(["predict", model_path, tmp_path / "empty.parquet", "--output",
+                          tmp_path / "p.csv"], capsys)
+    assert status == 1 and "empty.parquet has no rows to predict" in err

@@ -9,11 +9,12 @@ import io
 import json
 import os
 import sys
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .._files import write_atomically
+from ..io.sources import Source
 from ..tools.diagnosis import diagnose
 from ..nn.losses import get_loss
 from ..nn.stacks import mlp_layers
@@ -208,11 +209,10 @@ def _texts(values: np.ndarray) -> List[str]:
     return [str(value) for value in values]
 
 
-def _prediction_columns(model: Sequential, meta: Optional[Meta], X,
+def _prediction_columns(model: Sequential, meta: Optional[Meta], X: np.ndarray,
                         proba: bool) -> Tuple[List[str], List[List[str]]]:
     """predict's output as CSV columns: the labels (or values), one column per output;
-    with ``proba`` one probability column per class ("proba_<label>"). X: an array or
-    a source (Parquet)."""
+    with ``proba`` one probability column per class ("proba_<label>")."""
     labels = labels_of(meta)
     name = meta.target if meta and meta.target else "prediction"
     if proba:
@@ -239,18 +239,51 @@ def predict_command(args) -> int:
         raise UsageError(f"--proba needs a classification model; {args.model} is a regression "
                          f"model (loss {model.loss!r})")
     if is_parquet(args.data):
-        X = model_parquet(args, model, meta, target_required=False).source
+        data = model_parquet(args, model, meta, target_required=False)
+        blocks = _predicted_chunks(model, meta, data.source, args.proba)
     else:
-        X = model_data(args, model, meta, target_required=False).X
-    header, columns = _prediction_columns(model, meta, X, args.proba)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(zip(*columns))
-    write_text(args.output, text.getvalue())
-    if args.output != "-":
-        print(f"wrote {len(columns[0])} predictions to {args.output}")
+        data = model_data(args, model, meta, target_required=False)
+        blocks = iter([_prediction_columns(model, meta, data.X, args.proba)])
+    if args.output == "-":
+        _write_csv(sys.stdout, blocks, data.path)
+        return 0
+    rows = []
+
+    def write(file) -> None:
+        text = io.TextIOWrapper(file, encoding="utf-8", newline="")
+        rows.append(_write_csv(text, blocks, data.path))
+        text.detach()          # write_atomically flushes, syncs and closes the file
+
+    write_atomically(args.output, write)
+    print(f"wrote {rows[0]} predictions to {args.output}")
     return 0
+
+
+def _predicted_chunks(model: Sequential, meta: Optional[Meta], source: Source,
+                      proba: bool) -> Iterator[Tuple[List[str], List[List[str]]]]:
+    """:func:`_prediction_columns` of a source's chunks in turn (its errors naming the
+    chunk): a Parquet file's predictions are computed and written a chunk at a time."""
+    for i, (X, _, _) in source.numbered():
+        try:
+            block = _prediction_columns(model, meta, X, proba)
+        except ValueError as exc:
+            raise source.in_chunk(exc, i) from None
+        yield block
+
+
+def _write_csv(text, blocks, path: str) -> int:
+    """The header, then every block's rows ((header, columns) per block) to the text
+    stream ``text`` (flushed); returns the rows. DataError when there are none."""
+    writer, rows = csv.writer(text, lineterminator="\n"), 0
+    for header, columns in blocks:
+        if rows == 0:
+            writer.writerow(header)
+        writer.writerows(zip(*columns))
+        rows += len(columns[0])
+    if rows == 0:
+        raise DataError(f"{path} has no rows to predict")
+    text.flush()
+    return rows
 
 
 # ------------------------------------------------------------ diagnose
