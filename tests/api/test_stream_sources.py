@@ -1014,3 +1014,14 @@ def test_source_inference_errors(tmp_path):
                               {"a": "softmax_cross_entropy"}, input_dim=5, seed=0)
     with pytest.raises(TypeError, match="a MultiTask validates on arrays"):
         multi.fit(X, {"a": y}, validation_data=Npy(X, y), epochs=1, verbose=0)
+
+
+def test_a_multitask_validates_on_a_memmap_as_an_array(tmp_path):
+    """A MultiTask trains and validates from arrays: a memmap is one there."""
+    X, y, _ = data()
+    np.save(tmp_path / "X.npy", X)
+    multi = fastmlp.MultiTask([Dense(4, "relu")], {"a": [Dense(3)]},
+                              {"a": "softmax_cross_entropy"}, input_dim=5, seed=0)
+    history = multi.fit(X, {"a": y}, epochs=1, verbose=0,
+                        validation_data=(np.load(tmp_path / "X.npy", mmap_mode="r"), {"a": y}))
+    assert history.history["val_loss"] == [multi.evaluate(X, {"a": y})["loss"]]

@@ -131,7 +131,7 @@ def _training_sets(args) -> TrainingSets:
         target = surveyed_target(data)
         loss = choose_loss(target, args.loss)
         labels = fit_labels(target, loss)
-        train, dev_split = (EncodedRows(data, labels), None), 0
+        train, dev, dev_split = (EncodedRows(data, labels), None), None, 0
         n_features, features = len(data.features), data.features
     else:
         data, loss, labels = read_training_data(args)
@@ -141,10 +141,8 @@ def _training_sets(args) -> TrainingSets:
         n_features, features = data.X.shape[1], data.features
     if args.dev_data is not None:
         dev, how = _dev_file(args, features, labels), f"dev set {args.dev_data}"
-    elif dev_split:
-        how = f"seed {args.seed}"
     else:
-        dev, how = None, "no dev set"
+        how = f"seed {args.seed}" if dev_split else "no dev set"
     check_memory(args, n_features, len(labels) if get_loss(loss).one_hot else 1)
     return TrainingSets(data.path, data.target_name, n_features, features, loss, labels,
                         train, dev, dev_split, how)

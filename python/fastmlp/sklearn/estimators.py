@@ -347,7 +347,7 @@ class _BaseMLP(BaseEstimator):
         return float(self._score_function(y, predicted, sample_weight=sample_weight))
 
     def predict(self, X):
-        """Predictions for X's rows; X may be a source (fastmlp.sources, an .npy or
+        """Predictions for X's rows; X may be a source (fastmlp.sources, an .npy, CSV or
         Parquet path, a Dask collection, a chunk iterator), read a chunk at a time."""
         return self._by_chunks(X, self._predict_validated)
 
