@@ -1,7 +1,10 @@
 """fastmlp.sources: the chunks each source kind yields (sizes, contents and order, as
 random-access chunks in a given order or an iterator's own), their argument errors,
 as_source's dispatch of fit's X and y, and fit over each kind: without shuffle the
-weights equal the in-memory fit of the same rows bit for bit; shuffled, it learns."""
+weights equal the in-memory fit of the same rows bit for bit; shuffled, it learns.
+Then predict, evaluate and fit's validation_data over sources, against the arrays."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -1025,3 +1028,14 @@ def test_a_multitask_validates_on_a_memmap_as_an_array(tmp_path):
     history = multi.fit(X, {"a": y}, epochs=1, verbose=0,
                         validation_data=(np.load(tmp_path / "X.npy", mmap_mode="r"), {"a": y}))
     assert history.history["val_loss"] == [multi.evaluate(X, {"a": y})["loss"]]
+
+
+def test_parquet_and_csv_sources_without_pyarrow_say_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
+    with pytest.raises(ImportError, match=r"Parquet sources need pyarrow: pip install "
+                                          r"'fastmlp\[parquet\]'"):
+        Parquet(tmp_path, "target")
+    with pytest.raises(ImportError, match=r"CSV sources need pyarrow: pip install "
+                                          r"'fastmlp\[parquet\]'"):
+        Csv(tmp_path / "data.csv", "target")

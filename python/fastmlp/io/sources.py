@@ -207,13 +207,14 @@ def _positive(value, name: str) -> int:
 
 
 # ------------------------------------------------------------------------ Parquet
-def _pyarrow(module: str):
-    """pyarrow's ``module`` (parquet, csv); ImportError saying what to install."""
+def _pyarrow(module: str, kind: str):
+    """pyarrow's ``module`` (parquet, csv) for ``kind`` sources; ImportError saying what
+    to install."""
     try:
         return importlib.import_module(f"pyarrow.{module}")
     except ImportError:
-        raise ImportError(f"{module.capitalize() if module == 'parquet' else module.upper()} "
-                          "sources need pyarrow: pip install 'fastmlp[parquet]'") from None
+        raise ImportError(f"{kind} sources need pyarrow: pip install 'fastmlp[parquet]'") \
+            from None
 
 
 def _parquet_files(path) -> List[str]:
@@ -274,7 +275,7 @@ class Parquet(_Columns):
 
     def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
                  sample_weight: Optional[str] = None, *, piece_rows: int = 65536):
-        pq = _pyarrow("parquet")
+        pq = _pyarrow("parquet", self.kind)
         paths = [p for item in _as_list(path) for p in _parquet_files(item)]
         self.piece_rows = _positive(piece_rows, "piece_rows")
         self.files = [pq.ParquetFile(p) for p in paths]
@@ -332,7 +333,7 @@ class Csv(_Columns):
 
     def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
                  sample_weight: Optional[str] = None, *, block_bytes: int = NPY_CHUNK_BYTES):
-        self._csv = _pyarrow("csv")
+        self._csv = _pyarrow("csv", self.kind)
         self.paths = [os.fspath(check_path(p)) for p in _as_list(path)]
         for p in self.paths:
             if not os.path.isfile(p):
