@@ -1039,3 +1039,18 @@ def test_parquet_and_csv_sources_without_pyarrow_say_what_to_install(monkeypatch
     with pytest.raises(ImportError, match=r"CSV sources need pyarrow: pip install "
                                           r"'fastmlp\[parquet\]'"):
         Csv(tmp_path / "data.csv", "target")
+
+
+def test_a_memmaps_labels_may_be_a_list(tmp_path):
+    """With one memmap or .npy path as X, a list y holds its rows' labels (Npy's lists
+    are of files only when X is a list of files)."""
+    X, y, _ = data()
+    np.save(tmp_path / "X.npy", X)
+    names = np.array(["ant", "bee", "cat"])[y].tolist()
+    reference = model()
+    reference.fit(X, names, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for X_disk in (np.load(tmp_path / "X.npy", mmap_mode="r"), tmp_path / "X.npy"):
+        m = model()
+        m.fit(X_disk, names, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        np.testing.assert_array_equal(m.flat_params, reference.flat_params)
+        assert m.evaluate(X_disk, names) == pytest.approx(reference.evaluate(X, names))

@@ -511,5 +511,5 @@ def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Sourc
         if targets and y is None:
             raise TypeError(f"X is {'an .npy path' if path else 'a np.memmap'}: give y too "
                             "(a path or an array of its rows)")
-        return Npy(X, y)
+        return Npy(X, np.asarray(y) if isinstance(y, (list, tuple)) else y)  # y's labels
     return None
