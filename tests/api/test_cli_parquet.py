@@ -121,7 +121,8 @@ def test_parquet_targets_decide_the_loss_as_csv_ones(tmp_path, capsys):
     grade = (X[:, 0] > 0).astype(np.int64) * 3 + 1        # labels 1 and 4
     write_parquet(tmp_path / "grades.parquet", X, grade, name="grade")
     status, out, _ = run(["train", tmp_path / "grades.parquet", "--target", "grade",
-                          "--epochs", "2", "--output", tmp_path / "g.fmlp"], capsys)
+                          "--epochs", "2", "--shuffle-buffer", "64", "--output",
+                          tmp_path / "g.fmlp"], capsys)
     assert status == 0 and "target 'grade' (2 classes: 1, 4)" in out
     status, _, _ = run(["predict", tmp_path / "g.fmlp", tmp_path / "grades.parquet",
                         "--output", tmp_path / "g.csv"], capsys)
@@ -162,6 +163,11 @@ def test_parquet_errors_name_the_row_the_column_and_the_fix(streamed, tmp_path, 
           "--dev-data", dev, "--output", tmp_path / "m.fmlp"], "give either --dev", 2),
         (["train", data, "--target", "label", "--output", tmp_path / "m.fmlp"],
          "has no column 'label'", 1),
+        (["train", data, "--target", "species", "--exclude", "id", "--shuffle-buffer",
+          "16", "--output", tmp_path / "m.fmlp"], "shuffle_buffer (16 rows) must hold at "
+                                                  "least one batch (32 rows)", 1),
+        (["train", tmp_path / "x.csv", "--target", "y", "--shuffle-buffer", "64",
+          "--output", tmp_path / "m.fmlp"], "--shuffle-buffer sizes a stream's shuffle", 2),
         (["diagnose", model_path, data], "diagnose reads a CSV or NPZ file into memory; "
                                          "Parquet data", 2),
         (["evaluate", model_path, tmp_path / "holes.parquet"], "row 37 (counted from 0): "

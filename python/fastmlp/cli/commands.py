@@ -123,6 +123,9 @@ def _training_sets(args) -> TrainingSets:
     classification), or Parquet streamed; --dev-data instead of a split."""
     if args.dev_data is not None and args.dev is not None:
         raise UsageError("give either --dev (a split of DATA) or --dev-data FILE, not both")
+    if args.shuffle_buffer is not None and not is_parquet(args.data):
+        raise UsageError("--shuffle-buffer sizes a stream's shuffle; a CSV or NPZ file is "
+                         "read into memory and shuffled whole")
     if is_parquet(args.data):
         if args.dev:
             raise UsageError("--dev splits data held in memory; Parquet data is streamed: "
@@ -173,9 +176,10 @@ def train_command(args) -> int:
     n_outputs = len(sets.labels) if get_loss(sets.loss).one_hot else 1
     model = _build_model(args, sets.n_features, n_outputs, sets.loss)
     _print_plan(args, sets, model)
+    streamed = {} if args.shuffle_buffer is None else {"shuffle_buffer": args.shuffle_buffer}
     model.history = model.fit(*sets.train, epochs=args.epochs, batch_size=args.batch_size,
                               optimizer=optimizer, validation_data=sets.dev,
-                              verbose=int(shows_progress(args)))
+                              verbose=int(shows_progress(args)), **streamed)
     for name, pair in [("train", sets.train)] + ([("dev", sets.dev)] if sets.dev else []):
         print(_scores_line(name, model.evaluate(*pair), _rows(pair)))
     model.metadata = Meta(sets.target_name, sets.features, sets.labels, sets.dev_split,

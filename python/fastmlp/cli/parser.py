@@ -125,6 +125,9 @@ def _add_train(commands, data_options) -> None:
     train.add_argument("--no-normalize", dest="normalize", action="store_false",
                        help="no Normalization layer (by default the first layer "
                             "standardizes each feature with the training data's mean and std)")
+    train.add_argument("--shuffle-buffer", type=int_at_least(1), metavar="ROWS",
+                       help="Parquet data: the rows each batch is drawn from (default: "
+                            "128 MiB of rows); larger mixes a file sorted by label better")
     train.add_argument("--dev-data", metavar="DEV",
                        help="a dev set in its own file (CSV, NPZ or Parquet) instead of a "
                             "--dev split")
