@@ -3,6 +3,8 @@ Parquet files (columns chosen as in CSV, --loss auto and the classes from a surv
 target column, a dev set from --dev-data), evaluate and predict read Parquet a row group
 at a time with the model's feature names; train --dev-data with CSV too; the errors."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -205,3 +207,16 @@ def test_predict_writes_a_parquet_files_rows_a_chunk_at_a_time(streamed, tmp_pat
     status, _, err = run(["predict", model_path, tmp_path / "empty.parquet", "--output",
                           tmp_path / "p.csv"], capsys)
     assert status == 1 and "empty.parquet has no rows to predict" in err
+
+
+def test_predict_to_a_reader_that_stops_early_is_no_error(streamed):
+    """`fastmlp predict ... --output - | head`: the broken pipe after head exits ends the
+    command quietly with status 0, as for other Unix tools (a chunk at a time, the
+    predictions of a Parquet folder outlast head's three lines)."""
+    data, _, model_path, _ = streamed
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f'"{sys.executable}" -m fastmlp predict '
+         f'"{model_path}" "{data}" --output - | head -3'],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "species" and done.stderr == ""

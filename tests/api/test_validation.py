@@ -117,7 +117,7 @@ def test_unavailable_native_backend_says_how_to_proceed():
     (dict(epochs=1, shuffle="yes"), TypeError, r"shuffle must be True or False; got 'yes'"),
     (dict(epochs=1, verbose=-1), ValueError, r"verbose must be an integer >= 0; got -1"),
     (dict(epochs=1, validation_data=X), TypeError,
-     r"validation_data must be a pair \(X_val, y_val\); got ndarray"),
+     r"validation_data must be a pair \(X_val, y_val\) or a source; got ndarray"),
     (dict(epochs=1, validation_data=(X[:, :3], LABELS)), ValueError,
      r"validation_data\[0\] has 3 features per sample .* input_dim=4"),
     (dict(epochs=1, validation_data=(X, LABELS[:5])), ValueError,

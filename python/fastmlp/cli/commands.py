@@ -247,8 +247,11 @@ def predict_command(args) -> int:
         data = model_data(args, model, meta, target_required=False)
         blocks = iter([_prediction_columns(model, meta, data.X, args.proba)])
     if args.output == "-":
-        _write_csv(sys.stdout, blocks, data.path)
-        return 0
+        try:
+            _write_csv(sys.stdout, blocks, data.path)
+        except BrokenPipeError:     # a reader that stopped early (| head) is no error:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's
+        return 0                                                           # docs advise
     rows = []
 
     def write(file) -> None:
@@ -275,12 +278,16 @@ def _predicted_chunks(model: Sequential, meta: Optional[Meta], source: Source,
 
 def _write_csv(text, blocks, path: str) -> int:
     """The header, then every block's rows ((header, columns) per block) to the text
-    stream ``text`` (flushed); returns the rows. DataError when there are none."""
-    writer, rows = csv.writer(text, lineterminator="\n"), 0
+    stream ``text``, one write per block, flushed; returns the rows. DataError when
+    there are none."""
+    rows = 0
     for header, columns in blocks:
+        block = io.StringIO()
+        writer = csv.writer(block, lineterminator="\n")
         if rows == 0:
             writer.writerow(header)
         writer.writerows(zip(*columns))
+        text.write(block.getvalue())
         rows += len(columns[0])
     if rows == 0:
         raise DataError(f"{path} has no rows to predict")
