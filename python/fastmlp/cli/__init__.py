@@ -1,6 +1,7 @@
 """The ``fastmlp`` command line: train, evaluate, predict, search and diagnose models on
-CSV or NPZ data (train, evaluate and predict also on Parquet data, streamed), and ``fastmlp demo``, which trains a ReLU network on scikit-learn's
-bundled handwritten digits (no download) with each backend and reports accuracy and speed.
+CSV or NPZ data (train, evaluate and predict also on Parquet data, streamed), and
+``fastmlp demo``, which trains a ReLU network on scikit-learn's bundled handwritten
+digits (no download) with each backend and reports accuracy and speed.
 
 Exit status: 0 on success, 2 for a command line that is wrong (argparse's usage errors,
 bad option values, a network too large for the memory available), 1 for anything wrong

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..io.sources import Chunk, Parquet, Source
 from .options import DataError, UsageError
-from .tabular import Data, _column, _feature_columns, check_no_missing_target, encode_target
+from .tabular import Data, check_no_missing_target, column_index, encode_target, feature_columns
 
 
 def is_parquet(path: str) -> bool:
@@ -62,8 +62,8 @@ def read_parquet(args, target: Optional[str], target_required: bool = True,
     header = columns.features
     index = None
     if target is not None and (target_required or target in header):
-        index = _column(header, target, path)
-    chosen = [header[i] for i in _feature_columns(header, path, index, features, args.exclude)]
+        index = column_index(header, target, path)
+    chosen = [header[i] for i in feature_columns(header, path, index, features, args.exclude)]
     _check_numeric(columns, chosen, path, excludable=features is None)
     target_name = None if index is None else header[index]
     return ParquetData(path, Parquet(path, target_name, features=chosen), target_name, chosen)

@@ -23,8 +23,8 @@ def _data_options() -> argparse.ArgumentParser:
     """--target and the NPZ keys: shared by every command that reads data."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--target", metavar="COL",
-                         help="the target column of a CSV or Parquet file: its name, or its 0-based "
-                              "index (negative counts from the end)")
+                         help="the target column of a CSV or Parquet file: its name, or "
+                              "its 0-based index (negative counts from the end)")
     options.add_argument("--x-key", default="X", metavar="KEY",
                          help="the features' array in an NPZ file (default: X)")
     options.add_argument("--y-key", default="y", metavar="KEY",

@@ -78,7 +78,7 @@ def _read_csv(path: str) -> Tuple[List[str], List[Tuple[str, ...]], List[int]]:
     return header, list(zip(*rows)), lines
 
 
-def _column(header: Sequence[str], spec: str, path: str) -> int:
+def column_index(header: Sequence[str], spec: str, path: str) -> int:
     """The index of column ``spec``: a name, else a 0-based index (negative from the end)."""
     if spec in header:
         return list(header).index(spec)
@@ -125,11 +125,11 @@ def _numbers(cells: Sequence[str], name: str, path: str, lines: List[int],
                     f"finite number (feature columns must be numeric){fix}")
 
 
-def _feature_columns(header: List[str], path: str, index: Optional[int],
+def feature_columns(header: List[str], path: str, index: Optional[int],
                      features: Optional[List[str]], exclude: Sequence[str]) -> List[int]:
     """The feature columns' indices: ``features`` (the model's, by name) in their order,
     else every column but the target and the ``exclude`` ones (names or indices)."""
-    excluded = {_column(header, spec, path) for spec in exclude}
+    excluded = {column_index(header, spec, path) for spec in exclude}
     if index is not None and index in excluded:
         raise UsageError(f"--exclude names the target column {header[index]!r}")
     if features is not None:
@@ -157,8 +157,8 @@ def _read_table(path: str, target: Optional[str], target_required: bool,
     header, columns, lines = _read_csv(path)
     index = None
     if target is not None and (target_required or target in header):
-        index = _column(header, target, path)
-    chosen = _feature_columns(header, path, index, features, exclude)
+        index = column_index(header, target, path)
+    chosen = feature_columns(header, path, index, features, exclude)
     X = np.column_stack([_numbers(columns[i], header[i], path, lines, features is None)
                          for i in chosen])
     y = None if index is None else np.array(columns[index])

@@ -154,8 +154,9 @@ class Npy(Source):
     """Rows of ``.npy`` files (paths: read a row range at a time with ``os.preadv``) or
     arrays (np.memmap: ``np.load(path, mmap_mode="r")``): ``X`` one file or array of
     features, or a list of them (their rows in turn), ``y`` and ``sample_weight``
-    alike, with the same rows (both optional: without y the source serves predict). Chunks are runs of ``chunk_rows`` consecutive
-    rows (default: about 8 MiB of X), each read with one sequential read."""
+    alike, with the same rows (both optional: without y the source serves predict).
+    Chunks are runs of ``chunk_rows`` consecutive rows (default: about 8 MiB of X), each
+    read with one sequential read."""
 
     kind = ".npy"
 
@@ -388,9 +389,9 @@ class Dask(Source):
     ``distributed.Client`` when one is open). ``X`` a 2-D dask array with ``y`` a dask
     array (or array-like) of the same row chunks, or a DataFrame with ``y`` the target
     column's name (or a list of names) and ``features`` the feature columns (default:
-    the others); without y (None) a source for predict. ``sample_weight``: an array like y, or a column's name. Unknown chunk
-    sizes (a filtered array, a DataFrame's partitions) are computed at the first need:
-    one pass over the collection."""
+    the others); without y (None) a source for predict. ``sample_weight``: an array like
+    y, or a column's name. Unknown chunk sizes (a filtered array, a DataFrame's
+    partitions) are computed at the first need: one pass over the collection."""
 
     kind = "Dask"
 
