@@ -1,7 +1,8 @@
 """The estimators on streamed sources (fastmlp/sklearn/streams.py): fit and partial_fit on
 a source train exactly as on the same arrays when nothing is shuffled (classifier:
 multiclass with string labels, binary, class weights; regressor with 2 outputs), Dask
-and Parquet through fit's (X, y), validation data and early stopping, and the refusals."""
+and Parquet through fit's (X, y), validation data and early stopping (validation sources
+score as their arrays), and the refusals."""
 import warnings
 
 import numpy as np
@@ -112,12 +113,88 @@ def test_early_stopping_on_a_stream_uses_the_given_validation_data():
     assert ours.validation_scores_ == theirs.validation_scores_
 
 
+def assert_same_validation(ours, theirs):
+    assert_same_fit(ours, theirs)
+    assert ours.validation_scores_ == theirs.validation_scores_
+    np.testing.assert_allclose(ours.validation_loss_curve_, theirs.validation_loss_curve_,
+                               rtol=1e-12)     # the losses are summed by other pieces
+
+
+# The validation rows (the last 60 of iris, shuffled so that each class is in each chunk),
+# string labels and weights that change which epoch scores best.
+VAL = np.random.default_rng(0).permutation(np.arange(90, 150))
+W_VAL = np.random.default_rng(1).uniform(0.2, 3.0, len(VAL))
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_validation_source_scores_as_its_arrays(early_stopping, weighted):
+    kwargs = dict(QUICK, early_stopping=early_stopping, max_iter=30, n_iter_no_change=3)
+    w = W_VAL if weighted else None
+    val = sources.Npy(X_IRIS[VAL], NAMES[VAL], sample_weight=w, chunk_rows=16)
+    ours = fitted(MLPClassifier(**kwargs), X_IRIS, NAMES, X_val=val)
+    theirs = fitted(MLPClassifier(**kwargs), X_IRIS, NAMES, X_val=X_IRIS[VAL],
+                    y_val=NAMES[VAL], sample_weight_val=w)
+    assert_same_validation(ours, theirs)
+    assert len(ours.validation_loss_curve_) == ours.n_iter_ > 1
+
+
+def test_a_regressor_validates_on_npy_paths_as_on_arrays(tmp_path):
+    np.save(tmp_path / "X_val.npy", X_REG[100:])
+    np.save(tmp_path / "y_val.npy", Y_REG[100:])
+    kwargs = dict(QUICK, early_stopping=True, max_iter=30, n_iter_no_change=3)
+    ours = fitted(MLPRegressor(**kwargs), X_REG[:100], Y_REG[:100],
+                  X_val=str(tmp_path / "X_val.npy"), y_val=str(tmp_path / "y_val.npy"))
+    theirs = fitted(MLPRegressor(**kwargs), X_REG[:100], Y_REG[:100], X_val=X_REG[100:],
+                    y_val=Y_REG[100:])
+    assert_same_validation(ours, theirs)
+
+
+def test_a_streamed_fit_validates_on_parquet(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    frame = pd.DataFrame(X_IRIS[VAL], columns=["a", "b", "c", "d"]).assign(species=NAMES[VAL])
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "val.parquet",
+                   row_group_size=25)
+    kwargs = dict(QUICK, early_stopping=True, max_iter=30, n_iter_no_change=3)
+    ours = fitted(MLPClassifier(**kwargs), sources.Npy(X_IRIS, NAMES, chunk_rows=50),
+                  X_val=str(tmp_path / "val.parquet"), y_val="species")
+    theirs = fitted(MLPClassifier(**kwargs), X_IRIS, NAMES, X_val=X_IRIS[VAL],
+                    y_val=NAMES[VAL])
+    assert_same_validation(ours, theirs)
+
+
+def _bad_label():
+    y = NAMES[VAL].copy()
+    y[40] = "rose"
+    return sources.Npy(X_IRIS[VAL], y, chunk_rows=16)
+
+
+@pytest.mark.parametrize("estimator, X_val, kwargs, error, message", [
+    (MLPClassifier(), lambda: sources.Npy(X_IRIS, NAMES), {"sample_weight_val": np.ones(150)},
+     ValueError, "a validation source holds its sample weights"),
+    (MLPClassifier(solver="lbfgs"), lambda: sources.Npy(X_IRIS, NAMES), {}, ValueError,
+     "solver='lbfgs' has no epochs to validate"),
+    (MLPClassifier(), lambda: "val_X.npy", {}, TypeError,
+     r"X_val, y_val \(read as fit reads X, y\): X is an \.npy path: give y too"),
+    (MLPClassifier(**QUICK), _bad_label, {}, ValueError,
+     r"y_val has labels \['rose'\] not in classes_ .* of the \.npy source's chunk 2"),
+    (MLPClassifier(**QUICK), lambda: sources.Npy(X_IRIS[:, :3], NAMES), {}, ValueError,
+     r"X_val must have the shape \(n_val, 4\) of X's 4 features; got shape \(150, 3\)"),
+])
+def test_what_is_wrong_with_a_validation_source_is_named(estimator, X_val, kwargs, error,
+                                                         message):
+    with pytest.raises(error, match=message):
+        fitted(estimator, X_IRIS, NAMES, X_val=X_val(), **kwargs)
+
+
 @pytest.mark.parametrize("estimator, kwargs, message", [
     (MLPClassifier(solver="lbfgs"), {}, "solver='lbfgs' evaluates the whole data"),
     (MLPClassifier(), {"sample_weight": np.ones(150)}, "takes its sample weights from the "
                                                         "source"),
     (MLPClassifier(early_stopping=True), {}, "early_stopping=True with a streamed X needs "
-                                             "X_val and y_val"),
+                                             "validation data: X_val and y_val"),
 ])
 def test_what_a_streamed_fit_cannot_do_is_refused(estimator, kwargs, message):
     with pytest.raises(ValueError, match=message):

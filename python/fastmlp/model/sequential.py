@@ -351,7 +351,11 @@ class Sequential(FlatParameters):
     def evaluate_source(self, source: Source, batch_size: Optional[int] = None) -> dict:
         """:meth:`evaluate` over a source's chunks in turn: one pass, the totals of every
         row (the result of one array holding them all, up to the order of the sums)."""
-        totals, rows = PassTotals(self._loss.metric(self.backend)), 0
+        return self.evaluate_chunks(self._prepared_chunks(source), batch_size, source.kind)
+
+    def _prepared_chunks(self, source: Source) -> Iterator[Tuple[np.ndarray, np.ndarray,
+                                                                  Optional[np.ndarray]]]:
+        """A source's chunks as evaluate_arrays takes them, their errors naming the chunk."""
         for i, (X, y, w) in source.numbered():
             y = source.checked_targets(y)
             try:
@@ -359,10 +363,19 @@ class Sequential(FlatParameters):
                 weights = None if w is None else check_sample_weight(w, len(X), self.dtype)
             except ValueError as exc:
                 raise source.in_chunk(exc, i) from None
+            yield X, Y, weights
+
+    def evaluate_chunks(self, chunks, batch_size: Optional[int] = None,
+                        kind: str = "chunk") -> dict:
+        """:meth:`evaluate_arrays` over prepared chunks ``(X, Y, weights)`` in turn: one
+        pass, the totals of every row; ValueError when they hold no rows (the ``kind``
+        source's)."""
+        totals, rows = PassTotals(self._loss.metric(self.backend)), 0
+        for X, Y, weights in chunks:
             self._add_pass(totals, X, Y, batch_size, weights)
             rows += len(X)
         if rows == 0:
-            raise ValueError(f"the {source.kind} source holds no rows")
+            raise ValueError(f"the {kind} source holds no rows")
         return _pass_result(totals)
 
     def evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,

@@ -281,8 +281,8 @@ class _BaseMLP(BaseEstimator):
         NaN losses and scores and the best weights are kept; otherwise scikit-learn's
         ValueError on non-finite weights."""
         X = self.model_.as_input(X)     # scipy.sparse X as CSR rows (docs/sparse.md)
-        if validation is not None:      # converted once, not at every epoch's check
-            validation = validation._replace(X=self.model_.as_input(validation.X, "X_val"))
+        if validation is not None:
+            validation = validation.as_input(self.model_)
         if self.solver == "lbfgs":
             fit_lbfgs(self, X, Y, sample_weight)
             refresh(self, self.model_, anew=first_pass)
@@ -300,7 +300,7 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = []
         keep = incremental and model.optimizer is not None
         rule = ScikitLearnRule(self, n, LossScale(self._grad_factor, self._loss_factor),
-                               self._improvement, validation, self._score)
+                               self._improvement, validation)
         self.n_iter_ = 0
         try:
             with self._threads(), no_scale_warning():
@@ -338,10 +338,17 @@ class _BaseMLP(BaseEstimator):
         return X
 
     def _score(self, X, y, sample_weight) -> float:
-        """The early-stopping score on validated data: NaN for non-finite predictions,
-        as scikit-learn."""
+        """The early-stopping score on validated data."""
+        return self._score_predictions(y, self._predictions(X), sample_weight)
+
+    def _predictions(self, X) -> np.ndarray:
+        """Predictions for validated X, on the estimator's threads."""
         with self._threads():
-            predicted = self._predict_validated(X)
+            return self._predict_validated(X)
+
+    def _score_predictions(self, y, predicted, sample_weight) -> float:
+        """The early-stopping score of ``predicted`` against ``y``: NaN for non-finite
+        predictions, as scikit-learn."""
         if np.issubdtype(predicted.dtype, np.floating) and not np.isfinite(predicted).all():
             return np.nan
         return float(self._score_function(y, predicted, sample_weight=sample_weight))

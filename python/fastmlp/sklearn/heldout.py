@@ -1,17 +1,19 @@
 """The estimators' validation data: ``fit(X, y, X_val=..., y_val=..., sample_weight_val=...)``
 as scikit-learn's HistGradientBoosting takes it, checked against the training data
-(:func:`given_validation`), and the validation set's loss (:func:`validation_loss`); the
+(:func:`given_validation`), and the validation set's loss and score; the
 classifier's label binarizer, fitted and applied (:func:`fitted_label_binarizer`,
 :func:`binarize`), here as the training and validation labels share it.
 
 A :class:`Validation` is what the stopping rule (fastmlp.sklearn.stopping) scores and
 measures each epoch: the rows ``X``, the binarized targets ``Y`` (in the network's
 layout), the targets as given ``y`` (for the score) and the row weights ``weight``
-(float64, or None).
+(float64, or None). A :class:`StreamedValidation` does the same from a source (X_val a
+source, or a path or Dask collection with y_val its targets, as fit takes X and y), read
+a chunk at a time at each use, every chunk checked as arrays are.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
@@ -19,6 +21,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_array, column_or_1d
 
 from .._validation import check_sample_weight
+from ..io.sources import Source, as_source
 
 
 class Validation(NamedTuple):
@@ -27,15 +30,71 @@ class Validation(NamedTuple):
     y: np.ndarray
     weight: Optional[np.ndarray]
 
+    def as_input(self, model) -> "Validation":
+        """X as ``model`` takes it (``as_input``: sparse rows as CSR rows), converted once
+        rather than at every epoch's check."""
+        return self._replace(X=model.as_input(self.X, "X_val"))
 
-def validation_loss(model, validation: Validation, data_factor: float) -> np.float64:
-    """scikit-learn's data loss (no penalty) of ``model`` on the validation rows: the
-    weighted mean of the per-sample loss with ``weight``, in scikit-learn's units
-    (fastmlp's loss times ``data_factor``, the network module's d). ``validation.X`` as
-    the model takes it (``as_input``: sparse rows as CSR rows)."""
-    weights = None if validation.weight is None else validation.weight.astype(model.dtype)
-    loss = model.evaluate_arrays(validation.X, validation.Y, None, weights)["loss"]
-    return np.float64(loss * data_factor)
+    def loss(self, model, data_factor: float) -> np.float64:
+        """scikit-learn's data loss (no penalty) of ``model`` on the validation rows: the
+        weighted mean of the per-sample loss with ``weight``, in scikit-learn's units
+        (fastmlp's loss times ``data_factor``, the network module's d)."""
+        loss = model.evaluate_arrays(self.X, self.Y, None, _model_weights(model, self.weight))
+        return np.float64(loss["loss"] * data_factor)
+
+    def score(self, estimator) -> float:
+        """The estimator's early-stopping score (accuracy or R^2) on the rows."""
+        return estimator._score(self.X, self.y, self.weight)
+
+
+def _model_weights(model, weight: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if weight is None else weight.astype(model.dtype)
+
+
+class StreamedValidation:
+    """Validation data read from ``source`` at each use, a chunk at a time (the module
+    docstring): each chunk's rows converted as X was (``convert``), its targets as fit's
+    y_val, its weights (the source's) as sample_weight_val; errors name the chunk."""
+
+    def __init__(self, estimator, source: Source, n_features: int, n_outputs: int, convert):
+        self.estimator, self.source = estimator, source
+        self.n_features, self.n_outputs, self.convert = n_features, n_outputs, convert
+
+    def as_input(self, model) -> "StreamedValidation":
+        return self          # each chunk's rows are dense arrays of the model's dtype
+
+    def chunks(self) -> Iterator[Validation]:
+        """Every chunk as a :class:`Validation` of its rows; ValueError for none."""
+        rows = 0
+        for i, (X, y, w) in self.source.numbered():
+            try:
+                chunk = _checked_validation(self.estimator, X, self.source.checked_targets(y),
+                                            w, self.n_features, self.n_outputs, self.convert)
+            except ValueError as exc:
+                raise self.source.in_chunk(exc, i) from None
+            rows += len(chunk.y)
+            yield chunk
+        if rows == 0:
+            raise ValueError(f"X_val: the {self.source.kind} source holds no rows")
+
+    def loss(self, model, data_factor: float) -> np.float64:
+        """:meth:`Validation.loss` over every chunk (one pass)."""
+        loss = model.evaluate_chunks((chunk.X, chunk.Y, _model_weights(model, chunk.weight))
+                                     for chunk in self.chunks())["loss"]
+        return np.float64(loss * data_factor)
+
+    def score(self, estimator) -> float:
+        """:meth:`Validation.score` of every row (one pass: each chunk's predictions are
+        kept, with its targets and weights, for the metric)."""
+        predicted, targets, weights = [], [], []
+        for chunk in self.chunks():
+            predicted.append(estimator._predictions(chunk.X))
+            targets.append(chunk.y)
+            weights.append(chunk.weight)
+        weight = None if all(w is None for w in weights) else np.concatenate(
+            [np.ones(len(y)) if w is None else w for y, w in zip(targets, weights)])
+        return estimator._score_predictions(np.concatenate(targets), np.concatenate(predicted),
+                                            weight)
 
 
 def given_validation(estimator, X_val, y_val, sample_weight_val, n_features: int,
@@ -45,6 +104,10 @@ def given_validation(estimator, X_val, y_val, sample_weight_val, n_features: int
     ValueError for one of X_val / y_val without the other, sample_weight_val without them,
     solver="lbfgs", another feature count, non-finite values, mismatched lengths, or
     targets the estimator cannot take (a label outside classes_)."""
+    source = _validation_source(X_val, y_val)
+    if source is not None:
+        _refuse_source(estimator, sample_weight_val)
+        return StreamedValidation(estimator, source, n_features, n_outputs, convert)
     if X_val is None and y_val is None:
         if sample_weight_val is not None:
             raise ValueError("sample_weight_val is given without X_val and y_val: pass the "
@@ -54,9 +117,38 @@ def given_validation(estimator, X_val, y_val, sample_weight_val, n_features: int
         given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
         raise ValueError(f"{given} is provided, but {missing} was not provided: pass both "
                          f"for validation, or neither")
+    _refuse_lbfgs(estimator)
+    return _checked_validation(estimator, X_val, y_val, sample_weight_val, n_features,
+                               n_outputs, convert)
+
+
+def _refuse_lbfgs(estimator) -> None:
     if estimator.solver == "lbfgs":
         raise ValueError("solver='lbfgs' has no epochs to validate (scikit-learn's lbfgs "
                          "has no early stopping): X_val and y_val need a stochastic solver")
+
+
+def _validation_source(X_val, y_val) -> Optional[Source]:
+    """X_val (and y_val) as a source when fit would take them as one for X (and y), else
+    None; their errors name X_val."""
+    if X_val is None:
+        return None
+    try:
+        return as_source(X_val, y_val, memmap=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"X_val, y_val (read as fit reads X, y): {exc}") from None
+
+
+def _refuse_source(estimator, sample_weight_val) -> None:
+    _refuse_lbfgs(estimator)
+    if sample_weight_val is not None:
+        raise ValueError("a validation source holds its sample weights (e.g. fastmlp.sources."
+                         "Npy(X_val, y_val, sample_weight=...)), not sample_weight_val=")
+
+
+def _checked_validation(estimator, X_val, y_val, sample_weight_val, n_features: int,
+                        n_outputs: int, convert) -> Validation:
+    """The :class:`Validation` of arrays given to fit (or of a source's chunk)."""
     X_val = _validation_rows(X_val, n_features, convert)
     y_val = np.asarray(y_val)
     if len(y_val) != X_val.shape[0]:

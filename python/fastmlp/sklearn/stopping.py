@@ -12,13 +12,13 @@ family), which divides the rate by 5 and resets the count until the rate is <= 1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Union
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..train.callbacks import Callback
-from .heldout import Validation, validation_loss
+from .heldout import StreamedValidation, Validation
 from .network import SGD_FAMILY
 
 ADAPTIVE_MIN_RATE = 1e-6     # scikit-learn's "adaptive" stops once the rate is <= this
@@ -51,28 +51,26 @@ class LossScale:
 
 class ScikitLearnRule(Callback):
     """scikit-learn's end-of-epoch work on ``estimator``'s fitted attributes: n_iter_, t_,
-    loss_ and loss_curve_, the validation score with early stopping (``score(X, y, w)`` on
-    ``validation``, keeping a copy of the best weights in ``improvement``), the
+    loss_ and loss_curve_, the validation score with early stopping (``validation.score``,
+    keeping a copy of the best weights in ``improvement``), the
     no-improvement count and the stopping / "adaptive" rate rule; with ``validation``
     (early stopping or not) the validation loss in validation_loss_curve_. ``converged``
     tells whether the rule stopped training."""
 
     def __init__(self, estimator, n_train: int, scale: LossScale, improvement: Improvement,
-                 validation: Optional[Validation] = None,
-                 score: Optional[Callable[..., float]] = None):
+                 validation: Union[Validation, StreamedValidation, None] = None):
         self.estimator = estimator
         self.n_train = n_train
         self.scale = scale
         self.improvement = improvement
         self.validation = validation
-        self.score = score
         self.converged = False
 
     def on_epoch_end(self, epoch: int, logs) -> None:
         validation = self.validation
         self._end_epoch(self.scale.sklearn_loss(logs),
-                        lambda: validation_loss(self.model, validation, self.scale.data),
-                        lambda: self.score(validation.X, validation.y, validation.weight))
+                        lambda: validation.loss(self.model, self.scale.data),
+                        lambda: validation.score(self.estimator))
 
     def run_out_diverged(self, max_iter: int) -> None:
         """scikit-learn's epochs from a diverged one (early stopping only) to ``max_iter``:

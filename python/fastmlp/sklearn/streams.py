@@ -43,7 +43,9 @@ def refuse(estimator, sample_weight, given, incremental: bool) -> None:
                          "fastmlp.sources.Npy(X, y, sample_weight=...) or a Parquet column), "
                          "not sample_weight=")
     if estimator.early_stopping and not incremental and given[0] is None:
-        raise ValueError("early_stopping=True with a streamed X needs X_val and y_val: a "
+        raise ValueError("early_stopping=True with a streamed X needs validation data: "
+                         "X_val and y_val (arrays, or a source as X is: e.g. X_val="
+                         "fastmlp.sources.Npy('val_X.npy', 'val_y.npy')); a "
                          "validation_fraction hold-out cannot be drawn from a stream")
 
 
