@@ -364,6 +364,17 @@ def test_parquet_errors(tmp_path):
     with pytest.raises(ValueError, match=r"other\.parquet' has the columns \['a', 'target'\]"
                                          r".*the files must share a schema"):
         Parquet([root, other], "target")
+    mixed = tmp_path / "mixed.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "color": ["red", "blue"], "n": [1, 2],
+                             "ok": [True, False], "target": ["x", "y"]}), mixed)
+    with pytest.raises(ValueError, match=r"mixed\.parquet': the columns \{'color': 'string'\} "
+                                         r"do not hold numbers.*features=\[\.\.\.\]"):
+        Parquet(mixed, "target")
+    with pytest.raises(ValueError, match=r"the columns \{'target': 'string'\}"):
+        Parquet(mixed, "n", features=["a"], sample_weight="target")
+    chunk = next(Parquet(mixed, "target", features=["a", "n", "ok"]).chunks())
+    np.testing.assert_array_equal(chunk[0], [[1.0, 1, 1], [2.0, 2, 0]])   # string targets
+    assert chunk[1].tolist() == ["x", "y"]                                 # are labels
     (tmp_path / "nothing" / "deeper").mkdir(parents=True)
     (tmp_path / "nothing" / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match=r"nothing' holds no \.parquet files"):
@@ -536,6 +547,14 @@ def test_dask_errors():
     with pytest.raises(TypeError, match="a Dask DataFrame's sample_weight must name its "
                                         "column"):
         Dask(ddf, "target", sample_weight=w)
+    named = frame(X, y, w).assign(color=np.where(y > 0, "red", "blue"))
+    named["kind"] = named["color"].astype("category")
+    with pytest.raises(ValueError, match=r"the Dask DataFrame: the columns \{'color': "
+                                         r"'(object|string|str)', 'kind': 'category'\} do "
+                                         r"not hold numbers"):
+        Dask(dd.from_pandas(named, npartitions=3), "target")
+    chosen = Dask(dd.from_pandas(named, npartitions=3), "color", features=["f0", "f1"])
+    assert next(chosen.chunks())[0].shape == (34, 2)        # string targets are labels
     # without y, a source for predict: its chunks' targets are None
     assert all(y is None for _, y, _ in Dask(da.from_array(X, chunks=30)).chunks())
 

@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 
-from ..io.sources import Chunk, Parquet, Source
+from ..io.sources import Chunk, Parquet, Source, non_numeric_columns
 from .options import DataError, UsageError
 from .tabular import Data, check_no_missing_target, column_index, encode_target, feature_columns
 
@@ -58,28 +58,25 @@ def read_parquet(args, target: Optional[str], target_required: bool = True,
     if target is None and target_required:
         raise UsageError(f"--target is required for the Parquet data {path}: name the column "
                          "to predict (or give its 0-based index)")
-    columns = Parquet(path)          # every column as a feature: the files' schema
-    header = columns.features
+    schema = Parquet(path, features=[]).files[0].schema_arrow    # no column read yet
+    header = schema.names
     index = None
     if target is not None and (target_required or target in header):
         index = column_index(header, target, path)
     chosen = [header[i] for i in feature_columns(header, path, index, features, args.exclude)]
-    _check_numeric(columns, chosen, path, excludable=features is None)
+    _check_numeric(schema, chosen, path, excludable=features is None)
     target_name = None if index is None else header[index]
     return ParquetData(path, Parquet(path, target_name, features=chosen), target_name, chosen)
 
 
-def _check_numeric(columns: Parquet, chosen: List[str], path: str, excludable: bool) -> None:
-    """DataError for a feature column whose Parquet type is not a number."""
-    import pyarrow as pa
-    schema = columns.files[0].schema_arrow
-    for name in chosen:
-        kind = schema.field(name).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
-                or pa.types.is_boolean(kind)):
-            fix = f"; leave it out with --exclude {name}" if excludable else ""
-            raise DataError(f"{path}: column {name!r} holds {kind}, not numbers; feature "
-                            f"columns must be numeric{fix}")
+def _check_numeric(schema, chosen: List[str], path: str, excludable: bool) -> None:
+    """DataError for the first feature column whose Parquet type is not a number."""
+    wrong = non_numeric_columns(schema, chosen)
+    if wrong:
+        name, kind = next(iter(wrong.items()))
+        fix = f"; leave it out with --exclude {name}" if excludable else ""
+        raise DataError(f"{path}: column {name!r} holds {kind}, not numbers; feature "
+                        f"columns must be numeric{fix}")
 
 
 def surveyed_target(data: ParquetData) -> Data:

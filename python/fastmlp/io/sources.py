@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -282,6 +282,8 @@ class Parquet(_Columns):
         self.files = [pq.ParquetFile(p) for p in paths]
         self._choose(paths, [f.schema_arrow.names for f in self.files], target, features,
                      sample_weight)
+        _check_numeric(repr(paths[0]), non_numeric_columns(
+            self.files[0].schema_arrow, [*self.features, *([self.weight] if self.weight else [])]))
         self._groups = [(f, g) for f, file in enumerate(self.files)
                         for g in range(file.metadata.num_row_groups)]
 
@@ -299,6 +301,25 @@ class Parquet(_Columns):
         for file in self.files:
             for batch in file.iter_batches(batch_size=self.piece_rows, columns=self.target):
                 yield _arrow_targets(batch, self.target)
+
+
+def non_numeric_columns(schema, names: Sequence[str]) -> Dict[str, str]:
+    """``{column: its type}`` for the columns of ``names`` whose Arrow type in ``schema``
+    is not a number fastmlp reads as a feature (an integer, a float, a boolean)."""
+    import pyarrow as pa
+    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    return {name: str(schema.field(name).type) for name in names
+            if not any(is_type(schema.field(name).type) for is_type in numeric)}
+
+
+def _check_numeric(where: str, wrong: Dict[str, str]) -> None:
+    """ValueError naming the feature (or weight) columns of ``where`` that do not hold
+    numbers (``wrong``: {column: its type}), with the fix."""
+    if wrong:
+        raise ValueError(f"{where}: the columns {wrong} do not hold numbers; features and "
+                         "sample_weight must be numeric columns. Leave them out with "
+                         "features=[...], or encode them as numbers first (one-hot or "
+                         "category codes)")
 
 
 def _arrow_chunk(batch, features, target, weight) -> Chunk:
@@ -410,6 +431,8 @@ class Dask(Source):
             missing = sorted(str(c) for c in (skip | set(self.features)) - set(X.columns))
             if missing:
                 raise ValueError(f"the DataFrame has no column {missing}")
+            _check_numeric("the Dask DataFrame", _non_numeric_dtypes(
+                X.dtypes, [*self.features, *([sample_weight] if sample_weight else [])]))
             self.target = names
         elif getattr(X, "ndim", 0) != 2:
             raise ValueError(f"a Dask array X must be 2-D (n_samples, n_features); got "
@@ -444,6 +467,14 @@ class Dask(Source):
                                None if self.w is None else self.w[rows])
         yield (np.asarray(X), None if y is None else np.asarray(y),
                None if w is None else np.asarray(w))
+
+
+def _non_numeric_dtypes(dtypes, names) -> Dict[str, str]:
+    """``{column: its dtype}`` for the columns of ``names`` whose pandas dtype (in
+    ``dtypes``) is not a number or a boolean."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+    return {str(name): str(dtypes[name]) for name in names
+            if not (is_numeric_dtype(dtypes[name]) or is_bool_dtype(dtypes[name]))}
 
 
 # ------------------------------------------------------------------------ iterators
