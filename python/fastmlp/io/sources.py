@@ -24,13 +24,13 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._files import check_path
 
-__all__ = ["Chunks", "Csv", "Dask", "Npy", "Parquet", "Source", "as_source"]
+__all__ = ["Chunks", "Csv", "Dask", "Npy", "Parquet", "Source", "as_source", "by_chunks"]
 
 Chunk = Tuple[object, object, Optional[object]]
 
@@ -545,3 +545,21 @@ def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Sourc
                             "(a path or an array of its rows)")
         return Npy(X, np.asarray(y) if isinstance(y, (list, tuple)) else y)  # y's labels
     return None
+
+
+def by_chunks(X, compute: Callable, join: Callable, memmap: bool = True):
+    """``compute(X)`` for arrays X; for X a source of features (predict's: its targets,
+    if any, unread; ``memmap`` as :func:`as_source`), ``join`` of ``compute`` of each
+    chunk's X in turn, a chunk's ValueError naming it. ValueError for a source of no rows."""
+    source = as_source(X, None, memmap=memmap, targets=False)
+    if source is None:
+        return compute(X)
+    pieces = []
+    for i, (X, _, _) in source.numbered():
+        try:
+            pieces.append(compute(X))
+        except ValueError as exc:
+            raise source.in_chunk(exc, i) from None
+    if not pieces:
+        raise ValueError(f"the {source.kind} source holds no rows")
+    return join(pieces)

@@ -29,6 +29,7 @@ from .._keywords import suggest_keywords
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_nonnegative_float, check_seed)
 from ..backends import get_backend
+from ..io.sources import as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, check_classes, get_loss
 from ..nn.metrics import PassTotals
@@ -298,6 +299,7 @@ class MultiTask(FlatParameters):
         Sample and class weights are not supported. A model of built-in layers on the
         native backend trains on the fused path, bit for bit as on the per-op loop.
         """
+        _arrays_only(X, "trains")
         return _loop.fit(self, X, targets, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
                          validation_data=validation_data, callbacks=callbacks,
@@ -353,10 +355,18 @@ class MultiTask(FlatParameters):
                  transforms: Dict[str, Callable[[np.ndarray], np.ndarray]],
                  mode: int) -> Targets:
         """``{head: transform(logits)}`` over all chunks; single-column results are 1-D.
+        X may be a source of features (:mod:`fastmlp.io.sources`; its targets, if any,
+        unread), read a chunk at a time, each head's results joined in row order."""
+        return by_chunks(X, lambda X: self._collect_arrays(X, batch_size, transforms, mode),
+                         lambda pieces: {name: np.concatenate([piece[name] for piece in pieces])
+                                         for name in transforms})
 
-        On the fused path one GIL-released C++ call computes every chunk and each head's
-        result (``mode``: 1 probabilities, 2 predict's labels), the same bits as the
-        per-op path."""
+    def _collect_arrays(self, X, batch_size: Optional[int],
+                        transforms: Dict[str, Callable[[np.ndarray], np.ndarray]],
+                        mode: int) -> Targets:
+        """:meth:`_collect` of X in memory. On the fused path one GIL-released C++ call
+        computes every chunk and each head's result (``mode``: 1 probabilities, 2
+        predict's labels), the same bits as the per-op path."""
         fused = self._predictor()
         # the fused predictor checks X finite as it reads each chunk (the same ValueError)
         X = as_features(X, "X", self.input_dim, self.dtype,
@@ -378,7 +388,8 @@ class MultiTask(FlatParameters):
         """``{head: predictions}``: class labels (n,) (values of the head's ``classes_``)
         for softmax cross-entropy heads and single-output binary cross-entropy heads, 0/1
         (n, k) for multilabel ones, values for MSE, means e^z for Poisson; (n,) for a single output, else (n, k),
-        as :meth:`fastmlp.Sequential.predict` gives them."""
+        as :meth:`fastmlp.Sequential.predict` gives them. X may be a source of features
+        (README "Training from disk"), read a chunk at a time."""
         indices = self._collect(X, batch_size, {name: self._predictions(name)
                                                 for name in self._loss_of}, 2)
         return {name: self._loss_of[name].labels(predicted, self._classes[name])
@@ -411,6 +422,7 @@ class MultiTask(FlatParameters):
     def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
         """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
         over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
+        _arrays_only(X, "evaluates")
         return self.evaluate_arrays(*self.prepare_data(X, targets, learn_classes=False), batch_size)
 
     def evaluate_arrays(self, X: np.ndarray, targets: Targets,
@@ -465,6 +477,15 @@ class HeadTotals:
 
 
 # ------------------------------------------------------------------ helpers
+def _arrays_only(X, does: str) -> None:
+    """TypeError for X a source (a path, a Source, a Dask collection, a chunk iterator):
+    a MultiTask ``does`` (trains, evaluates) from arrays; it predicts from sources."""
+    if as_source(X, None, memmap=False, targets=False) is not None:
+        raise TypeError(f"a MultiTask {does} from arrays (X may be a memory map: "
+                        "np.load(path, mmap_mode='r')); its predict and predict_proba read "
+                        "sources, and a Sequential trains and evaluates from them")
+
+
 def _matching(mapping, name: str, heads: Sequence[str]) -> dict:
     """``mapping`` as a dict with exactly one entry per head (ValueError naming the
     missing and extra keys)."""

@@ -11,7 +11,7 @@ from .._sparse import CsrRows, is_sparse_input
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_sample_weight, check_seed)
 from ..backends import get_backend
-from ..io.sources import Source, as_source
+from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
 from ..nn.metrics import PassTotals, weight_total
@@ -268,18 +268,8 @@ class Sequential(FlatParameters):
         X may be a source (:mod:`fastmlp.io.sources`; its targets, if any, unread), read
         a chunk at a time: on the native backend each row's result is the same bits as
         from one array (NumPy's BLAS may round a lone row's products differently)."""
-        source = as_source(X, None, targets=False)
-        if source is None:
-            return self._collect_arrays(X, batch_size, transform, mode)
-        pieces = []
-        for i, (X, _, _) in source.numbered():
-            try:
-                pieces.append(self._collect_arrays(X, batch_size, transform, mode))
-            except ValueError as exc:
-                raise source.in_chunk(exc, i) from None
-        if not pieces:
-            raise ValueError(f"the {source.kind} source holds no rows")
-        return np.concatenate(pieces)
+        return by_chunks(X, lambda X: self._collect_arrays(X, batch_size, transform, mode),
+                         np.concatenate)
 
     def _collect_arrays(self, X, batch_size: Optional[int], transform, mode: int) -> np.ndarray:
         """:meth:`_collect` of X in memory (an array, a DataFrame, sparse rows).

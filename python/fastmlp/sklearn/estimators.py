@@ -33,7 +33,7 @@ from .._keywords import suggest_keywords
 from .._validation import check_int, check_sample_weight
 from ..backends.runtime import threads
 from ..errors import DivergenceError
-from ..io.sources import as_source
+from ..io.sources import as_source, by_chunks
 from ..nn.losses import (BinaryCrossEntropy, MeanSquaredError, Poisson, SoftmaxCrossEntropy,
                          get_loss)
 from ..train.arguments import PreparedData
@@ -372,7 +372,10 @@ class _BaseMLP(BaseEstimator):
         predicted, targets, weights = [], [], []
         for i, (X, y, w) in source.numbered():
             targets.append(np.asarray(source.checked_targets(y)))
-            predicted.append(self._chunk(source, i, X, self._predict_validated))
+            try:
+                predicted.append(self._validated_predictions(X, self._predict_validated))
+            except ValueError as exc:
+                raise source.in_chunk(exc, i) from None
             weights.append(np.ones(len(X)) if w is None else np.asarray(w, np.float64))
         if not predicted:
             raise ValueError(f"the {source.kind} source holds no rows")
@@ -383,23 +386,12 @@ class _BaseMLP(BaseEstimator):
     def _by_chunks(self, X, predict_validated) -> np.ndarray:
         """``predict_validated`` of X's rows: in one call for arrays (memory maps too, as
         joblib hands them over), else a chunk at a time from X as a source."""
-        source = as_source(X, None, memmap=False, targets=False)
-        if source is None:
-            X = self._features(X)
-            with self._threads():
-                return predict_validated(X)
-        pieces = [self._chunk(source, i, X, predict_validated)
-                  for i, (X, _, _) in source.numbered()]
-        if not pieces:
-            raise ValueError(f"the {source.kind} source holds no rows")
-        return np.concatenate(pieces)
+        return by_chunks(X, lambda X: self._validated_predictions(X, predict_validated),
+                         np.concatenate, memmap=False)
 
-    def _chunk(self, source, i: int, X, predict_validated) -> np.ndarray:
-        """``predict_validated`` of chunk ``i``'s X; its checks' errors name the chunk."""
-        try:
-            X = self._features(X)
-        except ValueError as exc:
-            raise source.in_chunk(exc, i) from None
+    def _validated_predictions(self, X, predict_validated) -> np.ndarray:
+        """``predict_validated`` of X after the estimator's checks, on its threads."""
+        X = self._features(X)
         with self._threads():
             return predict_validated(X)
 

@@ -460,9 +460,6 @@ def _streamed(model, source, batch_size: Optional[int], sample_weight, class_wei
               shuffle_buffer) -> StreamData:
     """fit's streamed source as the epochs read it (its survey pass, when one is
     needed, runs here)."""
-    if not isinstance(getattr(model, "loss", None), str):       # one loss: a Sequential
-        raise TypeError(f"streamed data trains a Sequential model; a {type(model).__name__} "
-                        "trains from arrays")
     if batch_size is None:
         raise ValueError("batch_size=None (the whole set per step) needs the data in "
                          "memory; a streamed fit takes a batch_size")
