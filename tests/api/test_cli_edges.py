@@ -1,7 +1,8 @@
 """The command line at a newcomer's edges: --version and every command's description, a
 model too large for memory refused before it is built, missing labels named by line and
 column, absurd epoch counts, progress on a terminal only, --exclude for text columns,
-and train --params reading what search --output wrote."""
+train --params reading what search --output wrote, and CSV files read a block of rows at a
+time, refused up front when their features will not fit in memory."""
 import json
 import os
 import pty
@@ -16,9 +17,9 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import cli
+from fastmlp import _memory, cli
 from fastmlp._memory import available_memory
-from fastmlp.cli import commands, memory, options, params, parser
+from fastmlp.cli import commands, memory, options, params, parser, tabular
 
 from .test_cli import FEATURES, SPACE, flowers, run, write_csv, write_flowers
 from .test_cli_end_to_end import PACKAGE_ROOT, fastmlp_cli
@@ -405,3 +406,62 @@ def test_search_reports_each_round_when_asked(flag, expected, tmp_path, capsys):
     assert rounds == expected
     assert all("; best so far dev_error " in line for line in err.splitlines()
                if line.startswith("round "))
+
+
+# ------------------------------------------------------------------ CSV read in blocks
+def _read(path, target="species", exclude=()):
+    args = Namespace(data=str(path), command="train", exclude=list(exclude), x_key="X",
+                     y_key="y")
+    return tabular.read_data(args, target)
+
+
+def test_a_csv_file_reads_the_same_in_blocks_of_any_size(tmp_path, monkeypatch):
+    data = write_flowers(tmp_path / "flowers.csv", n=40)
+    with open(data, "a") as file:         # blank lines are skipped, lines still counted
+        file.write("\n\n5.0,3.4,1.5,0.2,setosa\n")
+    whole = _read(data)
+    assert whole.lines[-1] == 44 and len(whole.lines) == 41
+    for rows in (1, 7, 40, 41):
+        monkeypatch.setattr(tabular, "CSV_BLOCK_ROWS", rows)
+        blocks = _read(data)
+        np.testing.assert_array_equal(blocks.X, whole.X)
+        np.testing.assert_array_equal(blocks.target, whole.target)
+        np.testing.assert_array_equal(blocks.lines, whole.lines)
+        assert blocks.features == whole.features == FEATURES
+
+
+def test_a_bad_cell_in_a_later_block_is_named_by_its_line(tmp_path, monkeypatch):
+    data = write_flowers(tmp_path / "flowers.csv", n=30)
+    lines = data.read_text().splitlines()
+    lines[25] = lines[25].replace(lines[25].split(",")[1], "oops", 1)
+    data.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(tabular, "CSV_BLOCK_ROWS", 8)
+    with pytest.raises(options.DataError, match=rf"line 26, column '{FEATURES[1]}': 'oops' is "
+                                                r"not a finite number"):
+        _read(data)
+
+
+def test_a_csv_too_large_for_memory_is_refused_after_its_first_block(tmp_path, monkeypatch):
+    """The features, projected from the first block, must fit IN_MEMORY_COPIES times."""
+    data = write_flowers(tmp_path / "flowers.csv", n=100)
+    monkeypatch.setattr(tabular, "CSV_BLOCK_ROWS", 10)
+    monkeypatch.setattr(_memory, "UNCHECKED_BYTES", 0)
+    need = tabular.IN_MEMORY_COPIES * 100 * 4 * 8           # every row's 4 float64 features
+    monkeypatch.setattr(_memory, "available_memory", lambda: need // 2)
+    blocks = []
+    monkeypatch.setattr(tabular, "_csv_blocks", _counting(tabular._csv_blocks, blocks))
+    with pytest.raises(options.DataError, match=r"flowers\.csv \(.*\) read into memory as "
+                                                r"numbers needs .* of memory, .* available; "
+                                                r"store it as Parquet"):
+        _read(data)
+    assert len(blocks) == 1                                 # refused before reading on
+    monkeypatch.setattr(_memory, "available_memory", lambda: need * 2)
+    assert len(_read(data).X) == 100
+
+
+def _counting(blocks_of, seen: list):
+    def counted(*args):
+        for block in blocks_of(*args):
+            seen.append(block)
+            yield block
+    return counted

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._memory import check_memory, format_bytes
 from ..nn.losses import MeanSquaredError, SoftmaxCrossEntropy, get_loss
 from ..tools.data import train_dev_test_split
 from .options import DataError, UsageError
@@ -38,7 +39,7 @@ class Data:
     target: Optional[np.ndarray]
     target_name: Optional[str]
     features: Optional[List[str]]
-    lines: Optional[List[int]]
+    lines: Optional[np.ndarray]
     first_row: int = 0
 
     def where(self, row: int) -> str:
@@ -50,32 +51,58 @@ class Data:
         return f"line {self.lines[row]} (data row {row + 1})"
 
 
-def _read_csv(path: str) -> Tuple[List[str], List[Tuple[str, ...]], List[int]]:
-    """The header, the columns (tuples of strings) and each data row's line number.
-    Blank lines are skipped; every other row must have the header's number of fields."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file, skipinitialspace=True)
-            header = next(reader, None)
+# Rows converted at a time: the file's cells live as Python strings for one block only.
+CSV_BLOCK_ROWS = 65536
+# The features are held about this many times over at the peak of a command: the blocks
+# and their concatenation, then X beside its train/dev split and their standardized copies.
+IN_MEMORY_COPIES = 3
+
+
+class _CountingLines:
+    """A text file's lines, counting the characters read (the csv reader's source)."""
+
+    def __init__(self, file):
+        self.file, self.read = file, 0
+
+    def __iter__(self):
+        for line in self.file:
+            self.read += len(line)
+            yield line
+
+
+def _csv_blocks(reader, header: List[str], path: str):
+    """The data rows after the header in blocks of at most CSV_BLOCK_ROWS: (the block's
+    columns, tuples of strings; each row's line number). Blank lines are skipped; every
+    other row must have the header's number of fields."""
+    rows, lines = [], []
+    for row in reader:
+        if not "".join(row).strip():
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but "
+                            f"the header has {len(header)}")
+        rows.append(row)
+        lines.append(reader.line_num)
+        if len(rows) == CSV_BLOCK_ROWS:
+            yield list(zip(*rows)), lines
             rows, lines = [], []
-            for row in reader:
-                if not "".join(row).strip():
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but "
-                                    f"the header has {len(header)}")
-                rows.append(row)
-                lines.append(reader.line_num)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path} is not a readable CSV file: {exc}") from None
-    if header is None or not rows:
-        raise DataError(f"{path} has no data rows: expected a header row, then one row per "
-                        "sample")
-    header = [name.strip() for name in header]
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise DataError(f"{path}: the header names the columns {repeated} more than once")
-    return header, list(zip(*rows)), lines
+    if rows:
+        yield list(zip(*rows)), lines
+
+
+def _check_projected_memory(path: str, counted: _CountingLines, X_bytes: int) -> None:
+    """DataError when the file's features, projected from the share of it read so far
+    (``X_bytes`` of float64 for ``counted.read`` characters), will not fit in memory
+    IN_MEMORY_COPIES times over: a refusal with the figures, not the kernel's kill."""
+    size = os.path.getsize(path)
+    try:
+        check_memory(IN_MEMORY_COPIES * X_bytes * size / max(counted.read, 1),
+                     f"{path} ({format_bytes(size)}) read into memory as numbers",
+                     "store it as Parquet, which train, evaluate and predict read a row "
+                     "group at a time (e.g. pyarrow.csv.read_csv, then "
+                     "pyarrow.parquet.write_table), or use fewer rows")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def column_index(header: Sequence[str], spec: str, path: str) -> int:
@@ -150,20 +177,40 @@ def feature_columns(header: List[str], path: str, index: Optional[int],
 
 def _read_table(path: str, target: Optional[str], target_required: bool,
                 features: Optional[List[str]], exclude: Sequence[str]) -> Data:
-    """A CSV file's features and target. ``features`` (the model's feature columns, by
+    """A CSV file's features and target, converted a block of rows at a time (the file's
+    cells are never all held as strings). ``features`` (the model's feature columns, by
     name) selects and orders the feature columns; otherwise every column but the target
     and the ``exclude`` ones is one. A missing target column is an error only when
-    ``target_required``."""
-    header, columns, lines = _read_csv(path)
-    index = None
-    if target is not None and (target_required or target in header):
-        index = column_index(header, target, path)
-    chosen = feature_columns(header, path, index, features, exclude)
-    X = np.column_stack([_numbers(columns[i], header[i], path, lines, features is None)
-                         for i in chosen])
-    y = None if index is None else np.array(columns[index])
-    return Data(path, X, y, None if index is None else header[index],
-                [header[i] for i in chosen], lines)
+    ``target_required``. DataError before reading it all when it will not fit in memory."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            counted = _CountingLines(file)
+            reader = csv.reader(counted, skipinitialspace=True)
+            header = [name.strip() for name in next(reader, [])]
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise DataError(f"{path}: the header names the columns {repeated} more than "
+                                "once")
+            index = None
+            if header and target is not None and (target_required or target in header):
+                index = column_index(header, target, path)
+            chosen = feature_columns(header, path, index, features, exclude) if header else []
+            X, y, lines = [], [], []
+            for columns, block_lines in _csv_blocks(reader, header, path):
+                X.append(np.column_stack([_numbers(columns[i], header[i], path, block_lines,
+                                                   features is None) for i in chosen]))
+                y.append(None if index is None else np.array(columns[index]))
+                lines.append(np.array(block_lines, np.int64))
+                if len(X) == 1:
+                    _check_projected_memory(path, counted, X[0].nbytes)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not a readable CSV file: {exc}") from None
+    if not X:
+        raise DataError(f"{path} has no data rows: expected a header row, then one row per "
+                        "sample")
+    return Data(path, np.concatenate(X), None if index is None else np.concatenate(y),
+                None if index is None else header[index], [header[i] for i in chosen],
+                np.concatenate(lines))
 
 
 def _read_npz(path: str, x_key: str, y_key: str, target_required: bool) -> Data:
