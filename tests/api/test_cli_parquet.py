@@ -131,6 +131,45 @@ def test_parquet_targets_decide_the_loss_as_csv_ones(tmp_path, capsys):
     assert {row[0] for row in read_csv(tmp_path / "g.csv")[1]} <= {"1", "4"}
 
 
+def test_predict_writes_parquet_with_typed_columns_a_row_group_per_chunk(streamed, tmp_path,
+                                                                         capsys):
+    _, _, model_path, _ = streamed
+    model = fastmlp.load(model_path)
+    X, y = flowers(80, seed=2)
+    write_parquet(tmp_path / "new.parquet", X, y, groups=30)
+    status, out, _ = run(["predict", model_path, tmp_path / "new.parquet", "--output",
+                          tmp_path / "p.parquet"], capsys)
+    written = pq.ParquetFile(tmp_path / "p.parquet")
+    assert status == 0 and out == f"wrote 80 predictions to {tmp_path / 'p.parquet'}\n"
+    assert written.metadata.num_row_groups == 3                 # 30 + 30 + 20 rows
+    table = written.read()
+    assert table.schema.names == ["species"] and pa.types.is_string(table.schema[0].type)
+    assert table.column("species").to_pylist() == SPECIES[model.predict(X)].tolist()
+    write_flowers(tmp_path / "new.csv", n=80, seed=2)          # CSV in, Parquet out
+    status, _, _ = run(["predict", model_path, tmp_path / "new.csv", "--output",
+                        tmp_path / "q.parquet", "--proba"], capsys)
+    table = pq.read_table(tmp_path / "q.parquet")
+    assert status == 0 and table.schema.names == [f"proba_{s}" for s in SPECIES]
+    assert all(pa.types.is_float32(field.type) for field in table.schema)
+    np.testing.assert_array_equal(np.column_stack([c.to_numpy() for c in table.columns]),
+                                  model.predict_proba(X))    # exact: no text round trip
+    grade = (X[:, 0] > 0).astype(np.int64) * 3 + 1           # integer labels stay integers
+    write_parquet(tmp_path / "grades.parquet", X, grade, name="grade")
+    assert run(["train", tmp_path / "grades.parquet", "--target", "grade", "--epochs", "1",
+                "--output", tmp_path / "g.fmlp"], capsys)[0] == 0
+    assert run(["predict", tmp_path / "g.fmlp", tmp_path / "grades.parquet", "--output",
+                tmp_path / "g.parquet"], capsys)[0] == 0
+    table = pq.read_table(tmp_path / "g.parquet")
+    assert pa.types.is_integer(table.schema[0].type)
+    assert set(table.column("grade").to_pylist()) <= {1, 4}
+    write_parquet(tmp_path / "empty.parquet", X[:0], y[:0])
+    status, _, err = run(["predict", model_path, tmp_path / "empty.parquet", "--output",
+                          tmp_path / "e.parquet"], capsys)
+    assert status == 1 and "has no rows to predict" in err
+    assert not (tmp_path / "e.parquet").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary
+
+
 def test_train_takes_a_csv_dev_file_instead_of_a_split(tmp_path, capsys):
     data = write_flowers(tmp_path / "flowers.csv")
     dev = write_flowers(tmp_path / "dev.csv", n=40, seed=1)

@@ -9,12 +9,12 @@ import io
 import json
 import os
 import sys
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._files import write_atomically
-from ..io.sources import Source
+from ..io.sources import Source, pyarrow_module
 from ..tools.diagnosis import diagnose
 from ..nn.losses import get_loss
 from ..nn.stacks import mlp_layers
@@ -25,7 +25,7 @@ from .memory import training_memory, unaffordable
 from .metadata import Meta, labels_of, load_model, model_data, model_parquet
 from .options import DataError, UsageError, shows_progress
 from .params import build_optimizer, resolve_hyperparameters
-from .parquet import EncodedRows, is_parquet, read_parquet, surveyed_target
+from .parquet import EncodedRows, is_parquet, read_parquet, surveyed_target, write_parquet
 from .tabular import (choose_loss, encode_target, fit_labels, read_data, read_training_data,
                       split)
 
@@ -206,15 +206,17 @@ def evaluate_command(args) -> int:
     return 0
 
 
-def _texts(values: np.ndarray) -> List[str]:
-    """Numbers as the shortest text that reads back as the same value in their dtype."""
+def _texts(values: Sequence) -> List[str]:
+    """Numbers as the shortest text that reads back as the same value in their dtype;
+    labels as their text."""
     return [str(value) for value in values]
 
 
 def _prediction_columns(model: Sequential, meta: Optional[Meta], X: np.ndarray,
-                        proba: bool) -> Tuple[List[str], List[List[str]]]:
-    """predict's output as CSV columns: the labels (or values), one column per output;
-    with ``proba`` one probability column per class ("proba_<label>")."""
+                        proba: bool) -> Tuple[List[str], List[Sequence]]:
+    """predict's output columns: the labels (a list of the model's labels) or values (an
+    array), one column per output; with ``proba`` one probability column per class
+    ("proba_<label>")."""
     labels = labels_of(meta)
     name = meta.target if meta and meta.target else "prediction"
     if proba:
@@ -223,19 +225,21 @@ def _prediction_columns(model: Sequential, meta: Optional[Meta], X: np.ndarray,
             p = np.column_stack([1 - p, p])
         names = labels if labels is not None and len(labels) == p.shape[1] \
             else range(p.shape[1])
-        return [f"proba_{label}" for label in names], [_texts(column) for column in p.T]
+        return [f"proba_{label}" for label in names], list(p.T)
     predicted = model.predict(X)
     if predicted.ndim == 2:
-        return [f"{name}_{j}" for j in range(predicted.shape[1])], \
-            [_texts(column) for column in predicted.T]
+        return [f"{name}_{j}" for j in range(predicted.shape[1])], list(predicted.T)
     if labels is not None:
-        return [name], [[str(labels[i]) for i in predicted.astype(np.int64)]]
-    return [name], [_texts(predicted)]
+        return [name], [[labels[i] for i in predicted.astype(np.int64)]]
+    return [name], [predicted]
 
 
 def predict_command(args) -> int:
-    """Write the predictions (labels, values or --proba probabilities) as a CSV file."""
+    """Write the predictions (labels, values or --proba probabilities) as a CSV file, or
+    a Parquet file when --output ends in .parquet."""
     check_output(args.output)
+    if is_parquet(args.output):
+        pyarrow_module("parquet", "Parquet output (--output *.parquet)")   # before the work
     model, meta = load_model(args)
     if args.proba and not get_loss(model.loss).classifier:
         raise UsageError(f"--proba needs a classification model; {args.model} is a regression "
@@ -255,6 +259,9 @@ def predict_command(args) -> int:
     rows = []
 
     def write(file) -> None:
+        if is_parquet(args.output):
+            rows.append(write_parquet(file, blocks, data.path))
+            return
         text = io.TextIOWrapper(file, encoding="utf-8", newline="")
         rows.append(_write_csv(text, blocks, data.path))
         text.detach()          # write_atomically flushes, syncs and closes the file
@@ -286,7 +293,7 @@ def _write_csv(text, blocks, path: str) -> int:
         writer = csv.writer(block, lineterminator="\n")
         if rows == 0:
             writer.writerow(header)
-        writer.writerows(zip(*columns))
+        writer.writerows(zip(*(_texts(column) for column in columns)))
         text.write(block.getvalue())
         rows += len(columns[0])
     if rows == 0:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io.sources import Chunk, Parquet, Source, non_numeric_columns
+from ..io.sources import Chunk, Parquet, Source, non_numeric_columns, pyarrow_module
 from .options import DataError, UsageError
 from .tabular import Data, check_no_missing_target, column_index, encode_target, feature_columns
 
@@ -113,3 +113,25 @@ class EncodedRows(Source):
         for X, y, w in self.data.source.read(i):
             yield X, encode_target(self.data.target_data(y, row), self.labels), w
             row += len(X)
+
+
+def write_parquet(file: IO[bytes], blocks: Iterable[Tuple[List[str], List[Sequence]]],
+                  path: str) -> int:
+    """Every block ((header, columns): arrays of numbers, lists of labels) as a row group
+    of one Parquet file written to ``file``; returns the rows. DataError when there are
+    none (``path``: the data's, for the message)."""
+    pa, pq = pyarrow_module(""), pyarrow_module("parquet")
+    writer, rows = None, 0
+    try:
+        for header, columns in blocks:
+            table = pa.table(dict(zip(header, columns)))
+            if writer is None:
+                writer = pq.ParquetWriter(file, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()           # the footer; the file stays open for its writer
+    if rows == 0:
+        raise DataError(f"{path} has no rows to predict")
+    return rows

@@ -147,12 +147,14 @@ def _add_evaluate_predict(commands, data_options, model_options) -> None:
     evaluate.set_defaults(run=evaluate_command)
     predict = commands.add_parser(
         "predict", parents=[model_options, data_options], help="write predictions as CSV",
-        description="Write the model's predictions for DATA as a CSV file with a header: "
-                    "the labels (or values), or with --proba one probability column per "
-                    "class. A target column in DATA is ignored.",
+        description="Write the model's predictions for DATA as a CSV file with a header "
+                    "(or a Parquet file, for an --output ending in .parquet): the labels "
+                    "(or values), or with --proba one probability column per class. A "
+                    "target column in DATA is ignored.",
         epilog="example: fastmlp predict iris.fmlp new.csv --output preds.csv --proba")
-    predict.add_argument("--output", required=True, metavar="CSV",
-                         help="the predictions' file (written atomically; '-' for stdout)")
+    predict.add_argument("--output", required=True, metavar="FILE",
+                         help="the predictions' CSV file, or Parquet file if it ends in "
+                              ".parquet (written atomically; '-': CSV to stdout)")
     predict.add_argument("--proba", action="store_true",
                          help="class probabilities instead of labels")
     predict.set_defaults(run=predict_command)

@@ -208,14 +208,13 @@ def _positive(value, name: str) -> int:
 
 
 # ------------------------------------------------------------------------ Parquet
-def _pyarrow(module: str, kind: str):
-    """pyarrow's ``module`` (parquet, csv) for ``kind`` sources; ImportError saying what
-    to install."""
+def pyarrow_module(module: str, needs: str = "Parquet and CSV files"):
+    """pyarrow's ``module`` (parquet, csv; "" for pyarrow itself); ImportError saying that
+    ``needs`` need it and what to install."""
     try:
-        return importlib.import_module(f"pyarrow.{module}")
+        return importlib.import_module("pyarrow" + (f".{module}" if module else ""))
     except ImportError:
-        raise ImportError(f"{kind} sources need pyarrow: pip install 'fastmlp[parquet]'") \
-            from None
+        raise ImportError(f"{needs} need pyarrow: pip install 'fastmlp[parquet]'") from None
 
 
 def _parquet_files(path) -> List[str]:
@@ -276,7 +275,7 @@ class Parquet(_Columns):
 
     def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
                  sample_weight: Optional[str] = None, *, piece_rows: int = 65536):
-        pq = _pyarrow("parquet", self.kind)
+        pq = pyarrow_module("parquet", f"{self.kind} sources")
         paths = [p for item in _as_list(path) for p in _parquet_files(item)]
         self.piece_rows = _positive(piece_rows, "piece_rows")
         self.files = [pq.ParquetFile(p) for p in paths]
@@ -355,7 +354,7 @@ class Csv(_Columns):
 
     def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
                  sample_weight: Optional[str] = None, *, block_bytes: int = NPY_CHUNK_BYTES):
-        self._csv = _pyarrow("csv", self.kind)
+        self._csv = pyarrow_module("csv", f"{self.kind} sources")
         self.paths = [os.fspath(check_path(p)) for p in _as_list(path)]
         for p in self.paths:
             if not os.path.isfile(p):
