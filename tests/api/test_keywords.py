@@ -63,8 +63,8 @@ def test_typos_get_the_closest_name():
                   "train_dev_test_split", "stratified", "stratify")
     multitask = MultiTask([Dense(3)], {"a": [Dense(2)]}, {"a": "softmax_cross_entropy"},
                           input_dim=2, backend="numpy", seed=0)
-    _did_you_mean(lambda: multitask.fit(X, {"a": Y}, epochs=1, shufle=False), "MultiTask.fit",
-                  "shufle", "shuffle")
+    _did_you_mean(lambda: multitask.fit(X, {"a": Y}, epochs=1, callback=[]), "MultiTask.fit",
+                  "callback", "callbacks")
 
 
 def test_no_close_name_lists_every_name():

@@ -19,7 +19,6 @@ from fastmlp.backends.numpy import NumPyBackend
 from fastmlp.errors import DivergenceError
 from fastmlp.nn.layers import Dense, Dropout, Normalization
 from fastmlp.model.sequential import Sequential
-from fastmlp.model.multitask import MultiTask
 from fastmlp.nn.regularizers import L2
 from helpers import CheckpointsCut, checkpoints_cut_after, interrupted_child, make_data
 
@@ -302,41 +301,6 @@ def test_arrays_without_targets_are_refused():
     X, _ = make_data("softmax_cross_entropy", n=N)
     with pytest.raises(TypeError, match="fit needs the targets y with arrays X"):
         model_for("numpy").fit(X, epochs=1, verbose=0)
-
-
-def test_a_multitask_model_trains_from_arrays_only(tmp_path):
-    X, y = make_data("softmax_cross_entropy", n=N)
-    np.save(tmp_path / "X.npy", X)
-    model = MultiTask([Dense(4)], {"a": [Dense(3)]}, {"a": "softmax_cross_entropy"},
-                      input_dim=4)
-    with pytest.raises(TypeError, match="a MultiTask trains from arrays"):
-        model.fit(sources.Npy(X, y), None, epochs=1, verbose=0)
-    with pytest.raises(TypeError, match="a MultiTask trains from arrays"):
-        model.fit(str(tmp_path / "X.npy"), {"a": y}, epochs=1, verbose=0)
-    with pytest.raises(TypeError, match=r"a MultiTask evaluates from arrays \(X may be a "
-                                        r"memory map"):
-        model.evaluate(str(tmp_path / "X.npy"), {"a": y})
-
-
-@pytest.mark.parametrize("backend", ["native", "numpy"])
-def test_a_multitask_predicts_from_a_source_as_from_its_array(tmp_path, backend):
-    X, y = make_data("softmax_cross_entropy", n=N)
-    model = MultiTask([Dense(8, "relu")], {"a": [Dense(3)], "b": [Dense(2)]},
-                      {"a": "softmax_cross_entropy", "b": "mse"}, input_dim=4, seed=0,
-                      backend=backend)
-    model.fit(X, {"a": y, "b": X[:, :2]}, epochs=2, verbose=0)
-    np.save(tmp_path / "X.npy", X)
-    whole, proba = model.predict(X), model.predict_proba(X)
-    for source in (str(tmp_path / "X.npy"), sources.Npy(X, chunk_rows=7)):
-        for name, got in model.predict(source).items():
-            assert got.shape == whole[name].shape
-            np.testing.assert_allclose(got, whole[name], rtol=1e-5, atol=1e-6)
-            if backend == "native":    # a row's result does not depend on its neighbours
-                np.testing.assert_array_equal(got, whole[name])
-        np.testing.assert_array_equal(model.predict_proba(source)["a"].argmax(axis=1),
-                                      proba["a"].argmax(axis=1))
-    with pytest.raises(ValueError, match=r"X has 3 features.*of the \.npy source's chunk 0"):
-        model.predict(sources.Npy(X[:, :3]))
 
 
 def test_a_chunk_of_other_columns_is_named():

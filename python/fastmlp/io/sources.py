@@ -150,11 +150,34 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def map_targets(y, make: Callable):
+    """``make(y)``, or for a MultiTask's targets ``{head: y}`` a dict of ``make`` of each
+    head's."""
+    return {head: make(value) for head, value in y.items()} if isinstance(y, dict) else make(y)
+
+
+def _target_columns(target) -> Tuple[Optional[Dict[str, list]], list]:
+    """(a MultiTask's ``{head: its columns}`` or None, every target column) of a source's
+    target columns: a name, a list of names, ``{head: name or list}``, or None."""
+    if isinstance(target, dict):
+        heads = {head: _as_list(columns) for head, columns in target.items()}
+        return heads, [column for columns in heads.values() for column in columns]
+    return None, [] if target is None else _as_list(target)
+
+
+def _named_targets(y) -> List[Tuple[str, object]]:
+    """(name for messages, targets) for each head of a dict ``{head: y}``, or ("y", y)."""
+    if isinstance(y, dict):
+        return [(f"y[{head!r}]", value) for head, value in y.items()]
+    return [("y", y)]
+
+
 class Npy(Source):
     """Rows of ``.npy`` files (paths: read a row range at a time with ``os.preadv``) or
     arrays (np.memmap: ``np.load(path, mmap_mode="r")``): ``X`` one file or array of
     features, or a list of them (their rows in turn), ``y`` and ``sample_weight``
     alike, with the same rows (both optional: without y the source serves predict).
+    A MultiTask's targets are a dict ``{head: y}``, each head's y as y would be.
     Chunks are runs of ``chunk_rows`` consecutive rows (default: about 8 MiB of X), each
     read with one sequential read."""
 
@@ -162,12 +185,11 @@ class Npy(Source):
 
     def __init__(self, X, y=None, sample_weight=None, *, chunk_rows: Optional[int] = None):
         self.X = [_open_npy(x, f"X[{i}]") for i, x in enumerate(_as_list(X))]
-        self.y = None if y is None else [_open_npy(v, f"y[{i}]")
-                                         for i, v in enumerate(_as_list(y))]
-        self.w = (None if sample_weight is None else
-                  [_open_npy(v, f"sample_weight[{i}]")
-                   for i, v in enumerate(_as_list(sample_weight))])
-        for name, parts in (("y", self.y), ("sample_weight", self.w)):
+        named = [] if y is None else [(name, _open_all(v, name)) for name, v in _named_targets(y)]
+        self.y = None if y is None else (dict(zip(y, (parts for _, parts in named)))
+                                         if isinstance(y, dict) else named[0][1])
+        self.w = None if sample_weight is None else _open_all(sample_weight, "sample_weight")
+        for name, parts in [*named, ("sample_weight", self.w)]:
             if parts is None:
                 continue
             if len(parts) != len(self.X):
@@ -191,14 +213,25 @@ class Npy(Source):
     def read(self, i: int) -> Iterator[Chunk]:
         f, start, end = self._chunks[i]
         w = None if self.w is None else np.asarray(self.w[f][start:end])
-        y = None if self.y is None else np.asarray(self.y[f][start:end])
-        yield np.asarray(self.X[f][start:end]), y, w
+        yield np.asarray(self.X[f][start:end]), self._targets(f, start, end), w
 
-    def targets(self) -> Iterator[np.ndarray]:
+    def _targets(self, f: int, start: int, end: int):
+        """Rows [start, end) of file ``f``'s targets (a dict of each head's, or None)."""
+        return None if self.y is None else map_targets(
+            self.y, lambda parts: np.asarray(parts[f][start:end]))
+
+    def targets(self) -> Iterator[object]:
+        self.checked_targets(self.y)
         step = max(self.chunk_rows, 1 << 20)       # targets are narrow: long reads
-        for y in self.checked_targets(self.y):
-            for start in range(0, len(y), step):
-                yield np.asarray(y[start:start + step])
+        first = next(iter(self.y.values())) if isinstance(self.y, dict) else self.y
+        for f, part in enumerate(first):           # X is not read (nor its length)
+            for start in range(0, len(part), step):
+                yield self._targets(f, start, start + step)
+
+
+def _open_all(value, name: str) -> list:
+    """A file or array, or a list of them (one per file of X), opened by _open_npy."""
+    return [_open_npy(v, f"{name}[{i}]") for i, v in enumerate(_as_list(value))]
 
 
 def _positive(value, name: str) -> int:
@@ -232,9 +265,10 @@ def _parquet_files(path) -> List[str]:
 
 
 class _Columns(Source):
-    """A source of named columns (Parquet, CSV): ``target`` (a column, a list of them, or
-    None: a source for predict), ``features`` (default: every other column but
-    ``sample_weight``'s), each file's columns ``names`` (the first file's: ``names[0]``)."""
+    """A source of named columns (Parquet, CSV): ``target`` (a column, a list of them, a
+    MultiTask's ``{head: column or list}``, or None: a source for predict), ``features``
+    (default: every other column but ``sample_weight``'s), each file's columns ``names``
+    (the first file's: ``names[0]``)."""
 
     def _choose(self, paths: List[str], names: List[List[str]], target, features,
                 sample_weight: Optional[str]) -> None:
@@ -243,7 +277,7 @@ class _Columns(Source):
                 raise ValueError(f"{paths[i]!r} has the columns {other}, {paths[0]!r} "
                                  f"{names[0]}: the files must share a schema")
         schema = names[0]
-        self.target = [] if target is None else _as_list(target)
+        self.heads, self.target = _target_columns(target)
         self.weight = sample_weight
         used = set(self.target) | ({sample_weight} if sample_weight else set())
         missing = sorted(used - set(schema))
@@ -261,20 +295,33 @@ class _Columns(Source):
         """The columns a chunk reads: features, targets, the weight."""
         return [*self.features, *self.target] + ([self.weight] if self.weight else [])
 
+    def _chunk(self, batch) -> Chunk:
+        w = None if self.weight is None else \
+            batch.column(self.weight).to_numpy(zero_copy_only=False)
+        return _arrow_matrix(batch, self.features), self._batch_targets(batch), w
+
+    def _batch_targets(self, batch):
+        """A batch's targets: one column as (n,), several as (n, k), a dict of each head's
+        for a MultiTask's, None without."""
+        if self.heads is not None:
+            return {head: _arrow_targets(batch, columns) for head, columns in self.heads.items()}
+        return _arrow_targets(batch, self.target) if self.target else None
+
 
 class Parquet(_Columns):
     """Rows of Parquet files (pyarrow, ``pip install 'fastmlp[parquet]'``): ``path`` a
     directory (its ``*.parquet`` files, recursively, in sorted order), a file, or a list
-    of them; ``target`` the target column (or a list of columns; None: a source for
-    predict), ``features`` the feature columns (default: every other column but
-    ``sample_weight``'s), numeric.
+    of them; ``target`` the target column (or a list of columns; a MultiTask's
+    ``{head: column or list}``; None: a source for predict), ``features`` the feature
+    columns (default: every other column but ``sample_weight``'s), numeric.
     A chunk is a row group, read in pieces of at most ``piece_rows`` rows (only the
     columns used)."""
 
     kind = "Parquet"
 
-    def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
-                 sample_weight: Optional[str] = None, *, piece_rows: int = 65536):
+    def __init__(self, path, target: Union[str, Sequence[str], dict, None] = None,
+                 features=None, sample_weight: Optional[str] = None, *,
+                 piece_rows: int = 65536):
         pq = pyarrow_module("parquet", f"{self.kind} sources")
         paths = [p for item in _as_list(path) for p in _parquet_files(item)]
         self.piece_rows = _positive(piece_rows, "piece_rows")
@@ -293,13 +340,13 @@ class Parquet(_Columns):
         f, g = self._groups[i]
         for batch in self.files[f].iter_batches(batch_size=self.piece_rows, row_groups=[g],
                                                 columns=self.columns):
-            yield _arrow_chunk(batch, self.features, self.target, self.weight)
+            yield self._chunk(batch)
 
-    def targets(self) -> Iterator[np.ndarray]:
+    def targets(self) -> Iterator[object]:
         self.checked_targets(self.target or None)
         for file in self.files:
             for batch in file.iter_batches(batch_size=self.piece_rows, columns=self.target):
-                yield _arrow_targets(batch, self.target)
+                yield self._batch_targets(batch)
 
 
 def non_numeric_columns(schema, names: Sequence[str]) -> Dict[str, str]:
@@ -321,20 +368,13 @@ def _check_numeric(where: str, wrong: Dict[str, str]) -> None:
                          "category codes)")
 
 
-def _arrow_chunk(batch, features, target, weight) -> Chunk:
-    w = None if weight is None else batch.column(weight).to_numpy(zero_copy_only=False)
-    return _arrow_matrix(batch, features), _arrow_targets(batch, target), w
-
-
 def _arrow_matrix(batch, names) -> np.ndarray:
     return np.column_stack([batch.column(name).to_numpy(zero_copy_only=False)
                             for name in names])
 
 
-def _arrow_targets(batch, target) -> Optional[np.ndarray]:
-    """One target column as (n,), several as (n, k), none as None."""
-    if not target:
-        return None
+def _arrow_targets(batch, target: List[str]) -> np.ndarray:
+    """One target column as (n,), several as (n, k)."""
     y = _arrow_matrix(batch, target)
     return y[:, 0] if len(target) == 1 else y
 
@@ -352,8 +392,9 @@ class Csv(_Columns):
 
     kind = "CSV"
 
-    def __init__(self, path, target: Union[str, Sequence[str], None] = None, features=None,
-                 sample_weight: Optional[str] = None, *, block_bytes: int = NPY_CHUNK_BYTES):
+    def __init__(self, path, target: Union[str, Sequence[str], dict, None] = None,
+                 features=None, sample_weight: Optional[str] = None, *,
+                 block_bytes: int = NPY_CHUNK_BYTES):
         self._csv = pyarrow_module("csv", f"{self.kind} sources")
         self.paths = [os.fspath(check_path(p)) for p in _as_list(path)]
         for p in self.paths:
@@ -394,12 +435,12 @@ class Csv(_Columns):
 
     def chunks(self, order=None) -> Iterator[Chunk]:
         for batch in self._batches(self.columns):
-            yield _arrow_chunk(batch, self.features, self.target, self.weight)
+            yield self._chunk(batch)
 
-    def targets(self) -> Iterator[np.ndarray]:
+    def targets(self) -> Iterator[object]:
         self.checked_targets(self.target or None)
         for batch in self._batches(self.target):
-            yield _arrow_targets(batch, self.target)
+            yield self._batch_targets(batch)
 
 
 # ------------------------------------------------------------------------ Dask
@@ -409,9 +450,10 @@ class Dask(Source):
     ``distributed.Client`` when one is open). ``X`` a 2-D dask array with ``y`` a dask
     array (or array-like) of the same row chunks, or a DataFrame with ``y`` the target
     column's name (or a list of names) and ``features`` the feature columns (default:
-    the others); without y (None) a source for predict. ``sample_weight``: an array like
-    y, or a column's name. Unknown chunk sizes (a filtered array, a DataFrame's
-    partitions) are computed at the first need: one pass over the collection."""
+    the others); without y (None) a source for predict; a MultiTask's y is a dict
+    ``{head: y}`` of either kind. ``sample_weight``: an array like y, or a column's name.
+    Unknown chunk sizes (a filtered array, a DataFrame's partitions) are computed at the
+    first need: one pass over the collection."""
 
     kind = "Dask"
 
@@ -419,7 +461,7 @@ class Dask(Source):
         self.frame = hasattr(X, "columns")       # a dask array has npartitions too
         self.X, self.y, self.w = X, y, sample_weight
         if self.frame:
-            names = [] if y is None else _as_list(y)
+            self.heads, names = _target_columns(y)
             if not all(isinstance(n, str) for n in names):
                 raise TypeError("a Dask DataFrame's y must name its target column(s)")
             if sample_weight is not None and not isinstance(sample_weight, str):
@@ -443,7 +485,8 @@ class Dask(Source):
             if self.frame:
                 self._sizes = [int(v) for v in self.X.map_partitions(len).compute()]
             else:
-                for part in (self.X, self.y, self.w):   # a filtered y or w's too
+                targets = list(self.y.values()) if isinstance(self.y, dict) else [self.y]
+                for part in (self.X, *targets, self.w):   # a filtered y or w's too
                     if _is_dask(part) and any(np.isnan(c) for c in part.chunks[0]):
                         part.compute_chunk_sizes()
                 self._sizes = [int(c) for c in self.X.chunks[0]]
@@ -452,20 +495,27 @@ class Dask(Source):
     def read(self, i: int) -> Iterator[Chunk]:
         if self.frame:
             part = self.X.partitions[i].compute()
-            y = part[self.target].to_numpy() if self.target else None
-            if y is not None and y.shape[1] == 1:
-                y = y[:, 0]
+            y = None if not self.target else map_targets(
+                self.target if self.heads is None else self.heads,
+                lambda names: _frame_columns(part, names))
             w = part[self.w].to_numpy() if isinstance(self.w, str) else None
             yield part[self.features].to_numpy(), y, w
             return
         import dask
         start = int(sum(self.chunk_sizes()[:i]))
         rows = slice(start, start + self.chunk_sizes()[i])
-        # one compute for the three: a y or w derived from X's graph is not computed twice
-        X, y, w = dask.compute(self.X[rows], None if self.y is None else self.y[rows],
+        # one compute for them all: a y or w derived from X's graph is not computed twice
+        X, y, w = dask.compute(self.X[rows], None if self.y is None else
+                               map_targets(self.y, lambda y: y[rows]),
                                None if self.w is None else self.w[rows])
-        yield (np.asarray(X), None if y is None else np.asarray(y),
+        yield (np.asarray(X), None if y is None else map_targets(y, np.asarray),
                None if w is None else np.asarray(w))
+
+
+def _frame_columns(frame, names: List[str]) -> np.ndarray:
+    """A pandas frame's columns ``names``: one as (n,), several as (n, k)."""
+    y = frame[names].to_numpy()
+    return y[:, 0] if y.shape[1] == 1 else y
 
 
 def _non_numeric_dtypes(dtypes, names) -> Dict[str, str]:
@@ -511,7 +561,8 @@ def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Sourc
     """``X`` (and ``y``) of fit, evaluate or predict as a Source when they are one, else
     None (arrays): a Source; a Dask array or DataFrame; an object with ``reset()`` and
     ``next()`` (y None); the path of an .npy file (y too: a path or an array), of a CSV
-    file or of a directory or file of Parquet (y: the target column's name); with ``memmap``, a
+    file or of a directory or file of Parquet (y: the target column's name); a MultiTask's
+    y a dict ``{head: y}`` of those; with ``memmap``, a
     np.memmap (y an array or memmap of its rows; the scikit-learn estimators take memmaps
     as arrays, as joblib hands them to fit). With ``targets`` (fit, evaluate) y is
     required where the source does not hold it; predict passes y None."""
@@ -535,15 +586,20 @@ def as_source(X, y, memmap: bool = True, targets: bool = True) -> Optional[Sourc
         if kind is None:
             raise ValueError(f"X is the path {path!r}: fastmlp reads .npy, CSV (.csv, .csv.gz, "
                              ".csv.bz2) and Parquet files, and directories of Parquet files")
-        if targets and not isinstance(y, str):
+        if targets and not isinstance(y, (str, dict)):
             raise TypeError(f"X is a {kind.kind} path: give y as the target column's name")
         return kind(X, y)
     if path is not None or (memmap and isinstance(X, np.memmap)):
         if targets and y is None:
             raise TypeError(f"X is {'an .npy path' if path else 'a np.memmap'}: give y too "
                             "(a path or an array of its rows)")
-        return Npy(X, np.asarray(y) if isinstance(y, (list, tuple)) else y)  # y's labels
+        return Npy(X, map_targets(y, _labels_listed))
     return None
+
+
+def _labels_listed(y):
+    """y beside one .npy file: a list of labels as an array (not a list of files)."""
+    return np.asarray(y) if isinstance(y, (list, tuple)) else y
 
 
 def by_chunks(X, compute: Callable, join: Callable, memmap: bool = True):

@@ -29,7 +29,7 @@ from .._keywords import suggest_keywords
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_nonnegative_float, check_seed)
 from ..backends import get_backend
-from ..io.sources import as_source, by_chunks
+from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, check_classes, get_loss
 from ..nn.metrics import PassTotals
@@ -202,13 +202,18 @@ class MultiTask(FlatParameters):
                             state)
 
     # ---------------------------------------------------------------- training
+    def as_input(self, X, name: str = "X") -> np.ndarray:
+        """X checked and converted as fit and predict take it: dense (n, input_dim) rows
+        of the model's dtype (as_features)."""
+        return as_features(X, name, self.input_dim, self.dtype)
+
     def prepare_data(self, X, targets, x_name: str = "X", y_name: str = "targets", *,
                  learn_classes: bool = True) -> Tuple[np.ndarray, Targets]:
         """X (n, input_dim) and the targets as ``{head: dense (n, k) array}``, each checked
         for its head's loss and length and converted once to the model's dtype; each
         head's labels map through its classes, learned from the targets where it has
         none (kept when ``learn_classes``, as fit does)."""
-        X = as_features(X, x_name, self.input_dim, self.dtype)
+        X = self.as_input(X, x_name)
         targets = _matching(targets, y_name, self.head_names)
         dense, classes = {}, {}
         for name, units in self.n_outputs.items():
@@ -280,13 +285,18 @@ class MultiTask(FlatParameters):
         return _fused.inference_program(self.trunk, heads, self.input_dim)
 
     @suggest_keywords
-    def fit(self, X, targets, *, epochs: int, batch_size: Optional[int] = 32,
+    def fit(self, X, targets=None, *, epochs: int, batch_size: Optional[int] = 32,
             learning_rate=None, optimizer=None, shuffle: bool = True, validation_data=None,
             callbacks=None, verbose="auto", checkpoint_dir=None,
             checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
-            resume: bool = False, keep_checkpoints: int = 2) -> History:
+            resume: bool = False, keep_checkpoints: int = 2,
+            shuffle_buffer: Optional[int] = None) -> History:
         """Train from the current weights on ``targets`` = ``{head: y}`` through the fit
-        loop of :func:`fastmlp.train.loop.fit`, whose arguments these are: the optimizer is
+        loop of :func:`fastmlp.train.loop.fit`, whose arguments these are. X may be a
+        source (README "Training from disk") whose targets are ``{head: y}`` (e.g.
+        ``sources.Npy(X_path, {head: y_path})``, ``sources.Parquet(path, {head: column})``,
+        or ``X`` a path with ``targets`` the heads' paths or column names), streamed
+        through a shuffle buffer of ``shuffle_buffer`` rows as Sequential's. The optimizer is
         kept on the model, a diverging step raises DivergenceError with the model rolled
         back to its start, ``checkpoint_dir``/``resume`` write and continue checkpoints
         (resumed fits equal uninterrupted ones bit for bit), callbacks, Ctrl-C, progress,
@@ -299,14 +309,13 @@ class MultiTask(FlatParameters):
         Sample and class weights are not supported. A model of built-in layers on the
         native backend trains on the fused path, bit for bit as on the per-op loop.
         """
-        _arrays_only(X, "trains")
         return _loop.fit(self, X, targets, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
                          validation_data=validation_data, callbacks=callbacks,
                          verbose=verbose, checkpoint_dir=checkpoint_dir,
                          checkpoint_every=checkpoint_every,
                          checkpoint_every_steps=checkpoint_every_steps, resume=resume,
-                         keep_checkpoints=keep_checkpoints)
+                         keep_checkpoints=keep_checkpoints, shuffle_buffer=shuffle_buffer)
 
     def adapt(self, X: np.ndarray) -> None:
         """Adapt every Normalization layer not adapted yet to the data as it reaches it
@@ -419,23 +428,57 @@ class MultiTask(FlatParameters):
         return transform
 
     @suggest_keywords
-    def evaluate(self, X, targets, *, batch_size: Optional[int] = None) -> Dict[str, float]:
+    def evaluate(self, X, targets=None, *, batch_size: Optional[int] = None
+                 ) -> Dict[str, float]:
         """``{"loss": sum_h w_h * loss_h, "<head>_loss": ..., "<head>_<metric>": ...}``
-        over (X, targets); the data loss, no penalty (as Sequential.evaluate)."""
-        _arrays_only(X, "evaluates")
+        over (X, targets); the data loss, no penalty (as Sequential.evaluate). X may be a
+        source as fit takes it, read a chunk at a time."""
+        source = as_source(X, targets)
+        if source is not None:
+            return self.evaluate_source(source, batch_size)
+        if targets is None:
+            raise TypeError("evaluate needs targets, {head: y} of X's rows (None only when X "
+                            "is a source that holds them)")
         return self.evaluate_arrays(*self.prepare_data(X, targets, learn_classes=False), batch_size)
+
+    def evaluate_source(self, source: Source, batch_size: Optional[int] = None
+                        ) -> Dict[str, float]:
+        """:meth:`evaluate` over a source's chunks in turn: one pass, every row's totals."""
+        totals, rows = self.new_totals(), 0
+        for i, (X, y, w) in source.numbered():
+            try:
+                if w is not None:
+                    raise ValueError("the source gives sample weights; a MultiTask takes none")
+                X, targets = self.prepare_data(X, source.checked_targets(y), learn_classes=False)
+            except ValueError as exc:
+                raise source.in_chunk(exc, i) from None
+            self._add_pass(totals, X, targets, batch_size)
+            rows += len(X)
+        if rows == 0:
+            raise ValueError(f"the {source.kind} source holds no rows")
+        return _evaluated(totals)
 
     def evaluate_arrays(self, X: np.ndarray, targets: Targets,
                         batch_size: Optional[int] = None) -> Dict[str, float]:
         """:meth:`evaluate` of prepared arrays (:meth:`prepare_data`)."""
         totals = self.new_totals()
+        self._add_pass(totals, X, targets, batch_size)
+        return _evaluated(totals)
+
+    def _add_pass(self, totals: "HeadTotals", X: np.ndarray, targets: Targets,
+                  batch_size: Optional[int]) -> None:
+        """Every row's loss and metric of every head added to ``totals``."""
         for start, chunk in self._chunk_logits(X, batch_size, self.head_names):
             for name, logits in chunk.items():
                 Y = targets[name][start:start + len(logits)]
                 totals.add_head(name, logits, Y, self.backend.loss(
                     self._loss_of[name].kernel, logits, Y, None, 1.0))
-        record = totals.result()
-        return {"loss": record.pop("data_loss"), **record}
+
+
+def _evaluated(totals: "HeadTotals") -> Dict[str, float]:
+    """evaluate's dict from a pass's totals: the data loss as "loss", then the heads'."""
+    record = totals.result()
+    return {"loss": record.pop("data_loss"), **record}
 
 
 class HeadTotals:
@@ -477,15 +520,6 @@ class HeadTotals:
 
 
 # ------------------------------------------------------------------ helpers
-def _arrays_only(X, does: str) -> None:
-    """TypeError for X a source (a path, a Source, a Dask collection, a chunk iterator):
-    a MultiTask ``does`` (trains, evaluates) from arrays; it predicts from sources."""
-    if as_source(X, None, memmap=False, targets=False) is not None:
-        raise TypeError(f"a MultiTask {does} from arrays (X may be a memory map: "
-                        "np.load(path, mmap_mode='r')); its predict and predict_proba read "
-                        "sources, and a Sequential trains and evaluates from them")
-
-
 def _matching(mapping, name: str, heads: Sequence[str]) -> dict:
     """``mapping`` as a dict with exactly one entry per head (ValueError naming the
     missing and extra keys)."""

@@ -71,10 +71,8 @@ def validation_pass(model, validation_data) -> Optional[Callable[[], dict]]:
     if pair and len(validation_data) != 2:
         raise TypeError(f"validation_data must be a pair (X_val, y_val) or a source; got "
                         f"a {type(validation_data).__name__} of {len(validation_data)}")
-    streams = hasattr(model, "evaluate_source")       # a MultiTask's memmaps are arrays
     try:
-        source = (as_source(*validation_data, memmap=streams) if pair
-                  else as_source(validation_data, None))
+        source = (as_source(*validation_data) if pair else as_source(validation_data, None))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"validation_data: {exc}") from None
     if source is None:
@@ -83,9 +81,6 @@ def validation_pass(model, validation_data) -> Optional[Callable[[], dict]]:
                             f"got {type(validation_data).__name__}")
         X, Y = model.prepare_data(*validation_data, "validation_data[0]", "validation_data[1]")
         return functools.partial(model.evaluate_arrays, X, Y)
-    if not streams:
-        raise TypeError(f"a {type(model).__name__} validates on arrays: validation_data "
-                        "must be a pair of arrays")
     return functools.partial(model.evaluate_source, source)
 
 

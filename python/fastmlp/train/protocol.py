@@ -80,6 +80,9 @@ class TrainableModel(Protocol):
     def evaluate_arrays(self, X: np.ndarray, Y) -> Dict[str, float]:
         """Validation values of prepared arrays: {"loss": ..., ...}; fit prefixes "val_"."""
 
+    def evaluate_source(self, source: Any) -> Dict[str, float]:
+        """:meth:`evaluate_arrays`' values over a source's chunks (validation from disk)."""
+
     # ------------------------------------------------------------------ steps
     def gather_batch(self, X: np.ndarray, Y, W: Optional[np.ndarray],
                      rows: np.ndarray) -> Tuple[np.ndarray, Any, Optional[np.ndarray]]:

@@ -20,6 +20,7 @@ again: without shuffle from the block that holds row ``s * batch`` (skipping the
 before it unread when their sizes are known), with shuffle from the epoch's start,
 replaying the earlier blocks' draws without training on them.
 
+A MultiTask's targets are ``{head: y}`` throughout (its chunks', the buffers' arrays).
 A background thread reads and converts the stream (``model.prepare_data`` per chunk, in
 the model's dtype) and draws the next block once the trainer (GIL released) has taken the
 one before. With shuffle the rows stay in arrays of 3B rows where they were read, a block
@@ -28,7 +29,8 @@ B rows are used in turn; plus the chunk being converted.
 
 Before the first epoch a *survey* pass reads the source once when fit needs what only the
 whole data tells: the number of rows (an iterator's, a Dask DataFrame's), the class
-labels of a classifier that has none yet, the class counts of
+labels of a classifier (or of each MultiTask classification head) that has none yet, the
+class counts of
 ``class_weight="balanced"``, or the mean and standard deviation of an unadapted
 Normalization first layer (merged per chunk with Chan et al.'s pairwise formula, in
 float64).
@@ -38,12 +40,12 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from .._sparse import CsrRows
-from ..io.sources import Source
+from ..io.sources import Source, map_targets
 from ..nn.layers import Normalization
 from ..nn.losses import get_loss
 from .arguments import sample_weights
@@ -69,7 +71,8 @@ class StreamData:
         first = self._survey()
         self.batch = batch = min(batch, self.n)
         if buffer_rows is None:
-            row_bytes = (model.input_dim + model.n_outputs + 1) * model.dtype.itemsize
+            outputs = sum(n_outputs for _, _, n_outputs in _targets_of(model).values())
+            row_bytes = (model.input_dim + outputs + 1) * model.dtype.itemsize
             buffer_rows = max(batch, DEFAULT_BUFFER_BYTES // row_bytes)
         elif buffer_rows < batch:
             raise ValueError(f"shuffle_buffer ({buffer_rows:,} rows) must hold at least one "
@@ -85,8 +88,10 @@ class StreamData:
         prepared (the scale warning's sample)."""
         model, source = self.model, self.source
         self._sizes = source.chunk_sizes()
-        loss = get_loss(model.loss)
-        labels = loss.classifier and model.classes_ is None
+        targets = _targets_of(model)
+        unlearned = [key for key, (loss, classes, _) in targets.items()
+                     if loss.classifier and classes is None]
+        labels = bool(unlearned)
         balanced = isinstance(self.class_weight, str)
         first_layer = model.layers[0]
         normalize = isinstance(first_layer, Normalization) and not first_layer.adapted
@@ -100,10 +105,8 @@ class StreamData:
         first, pieces = self._surveyed(normalize)
         for X, y in pieces:
             first = X if first is None else first
-            y = np.asarray(self.source.checked_targets(y))
-            if y.ndim == 2 and y.shape[1] == 1 == model.n_outputs:    # one binary label
-                y = y[:, 0]
-            survey.add(X, y, labels or balanced)
+            y = _label_shaped(self.source.checked_targets(y), targets)
+            survey.add(X, y, unlearned, balanced)
         if first is None:
             raise ValueError(f"the {source.kind} source holds no rows")
         if self._sizes is not None and survey.rows != sum(self._sizes):
@@ -111,8 +114,9 @@ class StreamData:
                              f"say {sum(self._sizes):,}")
         self.n_counted = survey.rows
         if labels:     # the model's rule, as fit learns them: from every label, or one-hot
-            sample = survey.labels if survey.labels is not None else survey.first_y[:1]
-            model.prepare_data(np.zeros((len(sample), model.input_dim), model.dtype), sample)
+            sample = survey.label_sample()
+            model.prepare_data(np.zeros((_target_rows(sample), model.input_dim), model.dtype),
+                               sample)
         if balanced:
             self.class_weight = survey.balanced(self.class_weight)
         if normalize:
@@ -260,6 +264,9 @@ class StreamData:
         """Chunk ``i``'s rows as fit's arrays: X and Y in the model's dtype, the row
         weights (None without); a conversion's error names the chunk."""
         y = self.source.checked_targets(y)
+        if w is not None and None not in _targets_of(self.model):
+            raise ValueError(f"the {self.source.kind} source gives sample weights; a "
+                             f"{type(self.model).__name__} trains without them")
         try:
             X, Y = self.model.prepare_data(self._features(X), y, learn_classes=False)
             return X, Y, sample_weights(self.model, X, Y, w, self.class_weight)
@@ -292,9 +299,10 @@ class _EpochPlan:
 
 
 class _Rows:
-    """Rows of features, targets and weights (None without), one array each."""
+    """Rows of features, targets (an array, or a MultiTask's dict of each head's) and
+    weights (None without)."""
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray]):
+    def __init__(self, X: np.ndarray, Y, W: Optional[np.ndarray]):
         self.X, self.Y, self.W = X, Y, W
 
 
@@ -319,7 +327,8 @@ class _RowFeed:
         if not self._next_piece():
             return _Rows(np.empty((0, 0)), np.empty((0, 0)), None)
         X, Y, W = self._piece
-        return _Rows(np.empty((rows, X.shape[1]), X.dtype), np.empty((rows, Y.shape[1]), Y.dtype),
+        return _Rows(np.empty((rows, X.shape[1]), X.dtype),
+                     map_targets(Y, lambda Y: np.empty((rows, Y.shape[1]), Y.dtype)),
                      None if W is None else np.empty(rows, W.dtype))
 
     def into(self, rows: _Rows, to: np.ndarray) -> int:
@@ -335,7 +344,8 @@ class _RowFeed:
             where = (slice(to.start + done, to.start + done + take) if type(to) is slice
                      else to[done:done + take])
             rows.X[where] = X[at:at + take]
-            rows.Y[where] = Y[at:at + take]
+            for into, Y_part in _target_pairs(rows.Y, Y):
+                into[where] = Y_part[at:at + take]
             if W is not None:
                 rows.W[where] = W[at:at + take]
             self._at += take
@@ -427,28 +437,32 @@ class _ShuffleBuffer:
 
 
 class _Survey:
-    """What one pass over a source tells: its rows, the labels (1-D targets), their
-    counts, and the features' mean and sum of squared deviations (Chan et al.)."""
+    """What one pass over a source tells: its rows, the labels (1-D targets) of the
+    targets that need them (a Sequential's, key None, or a MultiTask head's), the counts
+    of a Sequential's, and the features' mean and sum of squared deviations (Chan et al.)."""
 
     def __init__(self, moments: bool):
         self.rows, self.first_y = 0, None
-        self.labels, self.counts = None, {}
+        self.labels, self.counts = {}, {}
         self._moments = moments
         self.mean = self.m2 = None
 
-    def add(self, X: Optional[np.ndarray], y: np.ndarray, labels: bool) -> None:
-        """A chunk's targets (and features, for the moments)."""
+    def add(self, X: Optional[np.ndarray], y, keys: List[Optional[str]], count: bool) -> None:
+        """A chunk's targets (and features, for the moments): the labels of ``keys``, and
+        with ``count`` the counts of a Sequential's."""
         if self.first_y is None:
             self.first_y = y
-        n, self.rows = self.rows, self.rows + len(y)
-        if labels:       # one-hot rows count as their column's class (its label)
+        n, self.rows = self.rows, self.rows + _target_rows(y)
+        for key in keys:
+            values = _target_of(y, key)
+            if values.ndim == 1:
+                seen = self.labels.get(key)
+                self.labels[key] = np.unique(values) if seen is None else np.union1d(seen, values)
+        if count:        # one-hot rows count as their column's class (its label)
             values, counts = np.unique(y if y.ndim == 1 else y.argmax(axis=1),
                                        return_counts=True)
-            if y.ndim == 1:
-                self.labels = values if self.labels is None else np.union1d(self.labels,
-                                                                             values)
-            for value, count in zip(values.tolist(), counts.tolist()):
-                self.counts[value] = self.counts.get(value, 0) + count
+            for value, found in zip(values.tolist(), counts.tolist()):
+                self.counts[value] = self.counts.get(value, 0) + found
         if self._moments:
             X = X.astype(np.float64)
             mean, m2 = X.mean(axis=0), ((X - X.mean(axis=0)) ** 2).sum(axis=0)
@@ -458,6 +472,21 @@ class _Survey:
                 delta, k = mean - self.mean, len(X)
                 self.mean = self.mean + delta * (k / self.rows)
                 self.m2 = self.m2 + m2 + delta * delta * (n * k / self.rows)
+
+    def label_sample(self):
+        """Targets prepare_data learns the classes from: the labels seen (of the targets
+        :meth:`add` was given the keys of), else the first row (one-hot targets, or a
+        MultiTask head that learns nothing); a MultiTask's every head's, each repeated to
+        one length."""
+        def sample(key):
+            labels = self.labels.get(key)
+            return labels if labels is not None else _target_of(self.first_y, key)[:1]
+        if not isinstance(self.first_y, dict):
+            return sample(None)
+        samples = {head: sample(head) for head in self.first_y}
+        rows = max(len(values) for values in samples.values())
+        return {head: np.resize(values, (rows, *values.shape[1:]))
+                for head, values in samples.items()}
 
     def moments(self) -> Tuple[np.ndarray, np.ndarray]:
         """The features' mean and population standard deviation."""
@@ -529,3 +558,41 @@ class _BlockReader:
         self._stop.set()
         self._thread.join()
         self._blocks.close()
+
+
+# ------------------------------------------------------------------ targets
+def _targets_of(model) -> Dict[Optional[str], Tuple[object, object, int]]:
+    """(loss, classes, outputs) of each target the model trains on: a MultiTask's per
+    head, a Sequential's under the key None."""
+    heads = getattr(model, "head_names", None)
+    if heads is None:
+        return {None: (get_loss(model.loss), model.classes_, model.n_outputs)}
+    classes, outputs = model.classes_, model.n_outputs
+    return {head: (get_loss(model.losses[head]), classes[head], outputs[head])
+            for head in heads}
+
+
+def _target_of(y, key: Optional[str]):
+    return y if key is None else y[key]
+
+
+def _target_rows(y) -> int:
+    """The rows of targets: an array's, or a MultiTask's (any head's)."""
+    return len(next(iter(y.values())) if isinstance(y, dict) else y)
+
+
+def _label_shaped(y, targets: dict):
+    """A chunk's targets as arrays, a single column of one-output targets as labels (n,)."""
+    def shaped(values, outputs: int) -> np.ndarray:
+        values = np.asarray(values)
+        return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 == outputs else values
+    if None in targets:
+        return shaped(y, targets[None][2])
+    return {head: shaped(y[head], targets[head][2]) for head in targets}
+
+
+def _target_pairs(into, Y) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(rows' targets array, a piece's) pairs: one, or one per head."""
+    if isinstance(into, dict):
+        return [(into[head], Y[head]) for head in into]
+    return [(into, Y)]
