@@ -12,8 +12,8 @@ import pytest
 import fastmlp
 from fastmlp import cli
 
-from .test_cli import FEATURES, SPECIES, TRAIN_FLOWERS, codes, flowers, read_csv, run, \
-    write_flowers
+from .test_cli import FEATURES, SPACE, SPECIES, TRAIN_FLOWERS, codes, flowers, read_csv, \
+    run, write_flowers
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -170,6 +170,17 @@ def test_predict_writes_parquet_with_typed_columns_a_row_group_per_chunk(streame
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary
 
 
+def test_diagnose_reads_parquet_a_row_group_at_a_time(streamed, capsys):
+    data, dev, model_path, _ = streamed
+    model = fastmlp.load(model_path)
+    X, y = flowers(300)
+    X_dev, y_dev = flowers(60, seed=1)
+    status, out, _ = run(["diagnose", model_path, data, "--dev-data", dev], capsys)
+    expected = fastmlp.diagnose(model, (X, codes(y)), (X_dev, codes(y_dev)))
+    assert status == 0
+    assert out == f"train/dev: 300/60 samples (dev set {dev})\n{expected}\n"
+
+
 def test_train_takes_a_csv_dev_file_instead_of_a_split(tmp_path, capsys):
     data = write_flowers(tmp_path / "flowers.csv")
     dev = write_flowers(tmp_path / "dev.csv", n=40, seed=1)
@@ -185,6 +196,7 @@ def test_train_takes_a_csv_dev_file_instead_of_a_split(tmp_path, capsys):
 
 def test_parquet_errors_name_the_row_the_column_and_the_fix(streamed, tmp_path, capsys):
     data, dev, model_path, _ = streamed
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
     X, y = flowers(50)
     target = pa.array([*y[:37], None, *y[38:]])
     write_parquet(tmp_path / "holes.parquet", X, target, groups=16)
@@ -209,8 +221,11 @@ def test_parquet_errors_name_the_row_the_column_and_the_fix(streamed, tmp_path, 
                                                   "least one batch (32 rows)", 1),
         (["train", tmp_path / "x.csv", "--target", "y", "--shuffle-buffer", "64",
           "--output", tmp_path / "m.fmlp"], "--shuffle-buffer sizes a stream's shuffle", 2),
-        (["diagnose", model_path, data], "diagnose reads a CSV or NPZ file into memory; "
-                                         "Parquet data", 2),
+        (["diagnose", model_path, data], "diagnose reads Parquet data (" + str(data)
+         + ") a row group at a time and does not split it: give the dev set with "
+           "--dev-data DEV", 2),
+        (["search", data, "--target", "species", "--space", tmp_path / "space.json"],
+         "search reads a CSV or NPZ file into memory; Parquet data", 2),
         (["evaluate", model_path, tmp_path / "holes.parquet"], "row 37 (counted from 0): "
                                                                "the target 'species' is "
                                                                "missing", 1)]

@@ -193,17 +193,22 @@ def train_command(args) -> int:
 def evaluate_command(args) -> int:
     """Print the model's loss and metric on the data (one JSON object with --json)."""
     model, meta = load_model(args)
-    if is_parquet(args.data):
-        pair = EncodedRows(model_parquet(args, model, meta), labels_of(meta)), None
-    else:
-        data = model_data(args, model, meta)
-        pair = data.X, encode_target(data, labels_of(meta))
+    pair = _scored_rows(args, model, meta, args.data)
     scores = model.evaluate(*pair)
     if args.json:
         print(json.dumps({**scores, "samples": _rows(pair)}))
     else:
         print(_scores_line("", scores, _rows(pair)).strip())
     return 0
+
+
+def _scored_rows(args, model: Sequential, meta: Optional[Meta], path: str) -> tuple:
+    """``path``'s rows as evaluate and score take them: a Parquet path's as a source of
+    its encoded rows (read a row group at a time), else a CSV or NPZ file's arrays."""
+    if is_parquet(path):
+        return EncodedRows(model_parquet(args, model, meta, path=path), labels_of(meta)), None
+    data = model_data(args, model, meta, path=path)
+    return data.X, encode_target(data, labels_of(meta))
 
 
 def _texts(values: Sequence) -> List[str]:
@@ -306,15 +311,18 @@ def _write_csv(text, blocks, path: str) -> int:
 def diagnose_command(args) -> int:
     """Errors on the train and dev parts, avoidable bias, variance and remedies."""
     model, meta = load_model(args)
-    data = model_data(args, model, meta)
-    y = encode_target(data, labels_of(meta))
     if args.dev_data is not None:
         if args.dev is not None or args.seed is not None:
             raise UsageError("give either --dev-data or --dev/--seed, not both")
-        dev_data = model_data(args, model, meta, path=args.dev_data)
-        train, dev = (data.X, y), (dev_data.X, encode_target(dev_data, labels_of(meta)))
+        train = _scored_rows(args, model, meta, args.data)
+        dev = _scored_rows(args, model, meta, args.dev_data)
         how = f"dev set {args.dev_data}"
+    elif is_parquet(args.data):
+        raise UsageError(f"diagnose reads Parquet data ({args.data}) a row group at a time "
+                         "and does not split it: give the dev set with --dev-data DEV")
     else:
+        data = model_data(args, model, meta)
+        y = encode_target(data, labels_of(meta))
         size = args.dev if args.dev is not None else meta.dev if meta else 0.2
         seed = args.seed if args.seed is not None else meta.seed if meta else 0
         if size == 0:
@@ -323,7 +331,7 @@ def diagnose_command(args) -> int:
         how = f"--dev {size} --seed {seed}"
     report = diagnose(model, train, dev, baseline_error=args.baseline_error,
                       threshold=args.threshold)
-    print(f"train/dev: {len(train[0])}/{len(dev[0])} samples ({how})")
+    print(f"train/dev: {_rows(train)}/{_rows(dev)} samples ({how})")
     print(report)
     return 0
 

@@ -113,10 +113,10 @@ def model_data(args, model: Sequential, meta: Optional[Meta], *,
 
 
 def model_parquet(args, model: Sequential, meta: Optional[Meta], *,
-                  target_required: bool = True) -> ParquetData:
+                  target_required: bool = True, path: Optional[str] = None) -> ParquetData:
     """:func:`model_data` of Parquet data, as a source of its rows."""
     data = read_parquet(args, _target(args, meta), target_required,
-                        meta.features if meta else None)
+                        meta.features if meta else None, path)
     _check_width(data.path, len(data.features), data.features, model)
     return data
 

@@ -98,8 +98,8 @@ def _check_projected_memory(path: str, counted: _CountingLines, X_bytes: int) ->
     try:
         check_memory(IN_MEMORY_COPIES * X_bytes * size / max(counted.read, 1),
                      f"{path} ({format_bytes(size)}) read into memory as numbers",
-                     "store it as Parquet, which train, evaluate and predict read a row "
-                     "group at a time (e.g. pyarrow.csv.read_csv, then "
+                     "store it as Parquet, which train, evaluate, predict and diagnose read "
+                     "a row group at a time (e.g. pyarrow.csv.read_csv, then "
                      "pyarrow.parquet.write_table), or use fewer rows")
     except ValueError as exc:
         raise DataError(str(exc)) from None
@@ -250,7 +250,7 @@ def read_data(args, target: Optional[str], target_required: bool = True,
     path = args.data if path is None else path
     if path.lower().endswith(".parquet") or os.path.isdir(path):
         raise UsageError(f"{args.command} reads a CSV or NPZ file into memory; Parquet data "
-                         f"({path}) streams through train, evaluate and predict")
+                         f"({path}) streams through train, evaluate, predict and diagnose")
     if path.lower().endswith(".npz"):
         if args.exclude:
             raise UsageError(f"--exclude picks CSV columns; {path} is an NPZ file (store "
