@@ -32,7 +32,7 @@ from ..backends import get_backend
 from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, check_classes, get_loss
-from ..nn.metrics import PassTotals
+from ..nn.metrics import PassTotals, evaluation
 from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused
 from ..train import loop as _loop
@@ -456,14 +456,14 @@ class MultiTask(FlatParameters):
             rows += len(X)
         if rows == 0:
             raise ValueError(f"the {source.kind} source holds no rows")
-        return _evaluated(totals)
+        return evaluation(totals)
 
     def evaluate_arrays(self, X: np.ndarray, targets: Targets,
                         batch_size: Optional[int] = None) -> Dict[str, float]:
         """:meth:`evaluate` of prepared arrays (:meth:`prepare_data`)."""
         totals = self.new_totals()
         self._add_pass(totals, X, targets, batch_size)
-        return _evaluated(totals)
+        return evaluation(totals)
 
     def _add_pass(self, totals: "HeadTotals", X: np.ndarray, targets: Targets,
                   batch_size: Optional[int]) -> None:
@@ -473,12 +473,6 @@ class MultiTask(FlatParameters):
                 Y = targets[name][start:start + len(logits)]
                 totals.add_head(name, logits, Y, self.backend.loss(
                     self._loss_of[name].kernel, logits, Y, None, 1.0))
-
-
-def _evaluated(totals: "HeadTotals") -> Dict[str, float]:
-    """evaluate's dict from a pass's totals: the data loss as "loss", then the heads'."""
-    record = totals.result()
-    return {"loss": record.pop("data_loss"), **record}
 
 
 class HeadTotals:

@@ -14,7 +14,7 @@ from ..backends import get_backend
 from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
-from ..nn.metrics import PassTotals, weight_total
+from ..nn.metrics import PassTotals, evaluation, weight_total
 from ..nn.plans import multiplies_input, plan_of
 from ..nn.regularizers import check_regularizer
 from ..train import fused as _fused, loop as _training
@@ -366,13 +366,13 @@ class Sequential(FlatParameters):
             rows += len(X)
         if rows == 0:
             raise ValueError(f"the {kind} source holds no rows")
-        return _pass_result(totals)
+        return evaluation(totals)
 
     def evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, batch_size: Optional[int] = None,
                   weights: Optional[np.ndarray] = None) -> dict:
         totals = PassTotals(self._loss.metric(self.backend))
         self._add_pass(totals, X, Y, batch_size, weights)
-        return _pass_result(totals)
+        return evaluation(totals)
 
     def _add_pass(self, totals: PassTotals, X: np.ndarray, Y: np.ndarray,
                   batch_size: Optional[int], weights: Optional[np.ndarray]) -> None:
@@ -395,12 +395,6 @@ class Sequential(FlatParameters):
         """Accuracy (classification) or R^2 (mse), as scikit-learn's score (unweighted);
         X may be a source, as :meth:`evaluate` takes it."""
         return self.evaluate(X, y, batch_size=batch_size)[self._loss.metric_name]
-
-
-def _pass_result(totals: PassTotals) -> dict:
-    """evaluate's dict from a pass's totals: the data loss as "loss", then the metric."""
-    result = totals.result()
-    return {"loss": result.pop("data_loss"), **result}
 
 
 def _check_layers(layers, loss) -> Tuple[Layer, ...]:

@@ -132,3 +132,10 @@ class PassTotals:
     def load(self, state: dict) -> None:
         self._loss_sum, self._weight = state["loss_sum"], state["weight_sum"]
         self._metric.load(state)
+
+
+def evaluation(totals) -> dict:
+    """evaluate's dict from a pass's totals (:class:`PassTotals`, or a MultiTask's
+    HeadTotals): the data loss as "loss", then the metrics."""
+    record = totals.result()
+    return {"loss": record.pop("data_loss"), **record}
