@@ -3,6 +3,9 @@ random-access chunks in a given order or an iterator's own), their argument erro
 as_source's dispatch of fit's X and y, and fit over each kind: without shuffle the
 weights equal the in-memory fit of the same rows bit for bit; shuffled, it learns.
 Then predict, evaluate and fit's validation_data over sources, against the arrays."""
+import copy
+import gc
+import pickle
 import sys
 
 import numpy as np
@@ -838,6 +841,30 @@ def test_targets_alone_are_every_chunks_targets_in_turn(tmp_path):
     np.testing.assert_array_equal(np.concatenate(list(Chunks(chunks).targets())), y)
     dask = Dask(da.from_array(X, chunks=(30, 5)), y)
     np.testing.assert_array_equal(np.concatenate(list(dask.targets())), y)
+
+
+def test_a_copied_or_pickled_source_opens_its_files_again(tmp_path):
+    """A copy (deepcopy, or pickle as for another process) of a file source reads what the
+    original reads, and outlives it: an .npy file's descriptor is not shared (before,
+    the copy read through the original's descriptor, closed with it: EBADF)."""
+    X, y, w = data()
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    root = write_parquet_dir(tmp_path / "p", X, y, w)
+    frame(X, y, w).to_csv(tmp_path / "d.csv", index=False)
+    made = [lambda: Npy(str(tmp_path / "X.npy"), str(tmp_path / "y.npy"), chunk_rows=30),
+            lambda: Parquet(root, "target", sample_weight="w", piece_rows=7),
+            lambda: Csv(tmp_path / "d.csv", "target", sample_weight="w", block_bytes=900)]
+    for make in made:
+        for copy_of in (copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))):
+            original = make()
+            want = collect(original)
+            copied = copy_of(original)
+            del original
+            gc.collect()
+            for got, expected in zip(collect(copied), want, strict=True):
+                np.testing.assert_array_equal(got, expected)
+    assert isinstance(copy.deepcopy(made[0]()).X[0], _NpyFile)
 
 
 def test_an_npy_file_is_read_by_rows_and_a_truncated_one_is_named(tmp_path):

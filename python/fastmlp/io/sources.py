@@ -21,6 +21,7 @@ read the targets.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -114,7 +115,12 @@ def _open_npy(array, name: str):
 class _NpyFile:
     """A C-ordered .npy file read by rows with ``os.pread`` into new arrays: sequential
     reads without a memory map's page faults (a cold file reads about 1.7 times faster,
-    bench/stream_report.py), safe from any thread. Indexed by row slices only."""
+    bench/stream_report.py), safe from any thread. Indexed by row slices only. A copy
+    (pickle, deepcopy: a source sent to another process) opens the file again: a file
+    descriptor means nothing in another process, and two owners would close it twice."""
+
+    def __reduce__(self):
+        return _open_npy, (self.path, "X")
 
     def __init__(self, path: str, mapped: np.memmap):
         self.path, self.shape, self.dtype = path, mapped.shape, mapped.dtype
@@ -270,8 +276,14 @@ class _Columns(Source):
     (default: every other column but ``sample_weight``'s), each file's columns ``names``
     (the first file's: ``names[0]``)."""
 
+    def __reduce__(self):
+        """Pickled (and copied) as what makes it: the copy opens the files again (a
+        source sent to another process)."""
+        return functools.partial(type(self), **self._options), self._made_from
+
     def _choose(self, paths: List[str], names: List[List[str]], target, features,
                 sample_weight: Optional[str]) -> None:
+        self._made_from = (paths, target, features, sample_weight)
         for i, other in enumerate(names[1:], 1):
             if other != names[0]:
                 raise ValueError(f"{paths[i]!r} has the columns {other}, {paths[0]!r} "
@@ -325,6 +337,7 @@ class Parquet(_Columns):
         pq = pyarrow_module("parquet", f"{self.kind} sources")
         paths = [p for item in _as_list(path) for p in _parquet_files(item)]
         self.piece_rows = _positive(piece_rows, "piece_rows")
+        self._options = {"piece_rows": self.piece_rows}
         self.files = [pq.ParquetFile(p) for p in paths]
         self._choose(paths, [f.schema_arrow.names for f in self.files], target, features,
                      sample_weight)
@@ -401,6 +414,7 @@ class Csv(_Columns):
             if not os.path.isfile(p):
                 raise FileNotFoundError(f"no such file: {p!r}")
         self.block_bytes = _positive(block_bytes, "block_bytes")
+        self._options = {"block_bytes": self.block_bytes}
         self._choose(self.paths, [self._header(p) for p in self.paths], target, features,
                      sample_weight)
 
