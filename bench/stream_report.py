@@ -487,6 +487,11 @@ def _mb(nbytes: float) -> str:
     return f"{nbytes / 2**20:,.0f} MiB"
 
 
+def _speed(runs: List[dict]) -> float:
+    """The median samples/s of timed epochs."""
+    return median(run["samples_per_s"] for run in runs)
+
+
 def render_throughput(results: Dict[int, dict], rows: int, row_bytes: int, head: str,
                       target: float = 0.8) -> str:
     lines = [head, "",
@@ -499,8 +504,7 @@ def render_throughput(results: Dict[int, dict], rows: int, row_bytes: int, head:
              "| median of the rounds' ratios | streamed MB/s of X | target |",
              "|---:|---:|---:|---:|---:|---:|:---:|"]
     for n, r in results.items():
-        s = median(t["samples_per_s"] for t in r["streamed"])
-        m = median(t["samples_per_s"] for t in r["in_memory"])
+        s, m = _speed(r["streamed"]), _speed(r["in_memory"])
         paired = median(a["samples_per_s"] / b["samples_per_s"]
                         for a, b in zip(r["streamed"], r["in_memory"]))
         lines.append(f"| {n} | {_fmt(s)} | {_fmt(m)} | {s / m:.2f}x | {paired:.2f}x | "
@@ -528,8 +532,7 @@ def render_cold(results: Dict[int, dict], speeds: dict, rows: int, row_bytes: in
              "(samples/s) | cold / warm | X resident after eviction |",
              "|---:|---:|---:|---:|---:|---:|"]
     for n, r in results.items():
-        c = median(t["samples_per_s"] for t in r["cold"])
-        w = median(t["samples_per_s"] for t in r["streamed"])
+        c, w = _speed(r["cold"]), _speed(r["streamed"])
         res = [t["resident_before"] for t in r["cold"] if t["resident_before"] is not None]
         lines.append(f"| {n} | {_fmt(c)} | {c * row_bytes / 1e6:,.0f} | {_fmt(w)} | "
                      f"{c / w:.2f}x | {f'{max(res):.1%}' if res else 'n/a'} |")
