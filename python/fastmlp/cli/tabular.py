@@ -59,7 +59,8 @@ IN_MEMORY_COPIES = 3
 
 
 class _CountingLines:
-    """A text file's lines, counting the characters read (the csv reader's source)."""
+    """A text file's lines, counting the characters read (the csv reader's source; about
+    the bytes read, fewer for text outside ASCII, which makes the projection cautious)."""
 
     def __init__(self, file):
         self.file, self.read = file, 0
@@ -68,6 +69,16 @@ class _CountingLines:
         for line in self.file:
             self.read += len(line)
             yield line
+
+
+def _header(reader, path: str) -> List[str]:
+    """A CSV file's header row, its names stripped ([] for an empty file); DataError for a
+    name given twice."""
+    header = [name.strip() for name in next(reader, [])]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path}: the header names the columns {repeated} more than once")
+    return header
 
 
 def _csv_blocks(reader, header: List[str], path: str):
@@ -186,11 +197,7 @@ def _read_table(path: str, target: Optional[str], target_required: bool,
         with open(path, newline="", encoding="utf-8-sig") as file:
             counted = _CountingLines(file)
             reader = csv.reader(counted, skipinitialspace=True)
-            header = [name.strip() for name in next(reader, [])]
-            repeated = sorted({name for name in header if header.count(name) > 1})
-            if repeated:
-                raise DataError(f"{path}: the header names the columns {repeated} more than "
-                                "once")
+            header = _header(reader, path)
             index = None
             if header and target is not None and (target_required or target in header):
                 index = column_index(header, target, path)
