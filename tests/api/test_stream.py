@@ -447,3 +447,38 @@ def test_ctrl_c_stops_a_streamed_fit_at_a_step_boundary_and_the_reader(native):
     assert report["caught"] is not None and report["caught"] - sent < 0.5
     assert 0 < report["steps"] < 6250
     assert report["same"] and report["threads"] == ["MainThread"]
+
+
+@pytest.mark.parametrize("n, capacity, batch", [(5000, 4096, 7), (3001, 640, 64), (50, 48, 48)])
+def test_the_shuffle_buffer_gives_out_the_documented_order_past_its_compactions(
+        n, capacity, batch):
+    """The buffer marks removed slots and compacts them in bulk (stream.py); the rows it
+    gives out are those of the plain rule (docs/streaming.md), one draw at a time on a
+    list: drawn slots give out their rows and are refilled in order with the stream's
+    next rows, and those left unfilled are removed, the others keeping their order."""
+    from fastmlp.train.stream import _Draws, _RowFeed, _ShuffleBuffer
+    stream_rows = np.arange(n, dtype=np.float64).reshape(-1, 1)
+    pieces = iter([(stream_rows[i:i + 333], stream_rows[i:i + 333], None)
+                   for i in range(0, n, 333)])
+    feed = _RowFeed(pieces, 0)
+    rows = feed.arrays(3 * capacity)
+    buffer = _ShuffleBuffer(capacity, batch, feed, _Draws(np.random.PCG64(7)), rows)
+    given = []
+    while buffer.size:
+        buffer.take_incoming()
+        given.extend(rows.X[buffer.give_out(), 0].astype(int).tolist())
+    bits = np.random.PCG64(7)
+    slots, stream = list(range(min(capacity, n))), list(range(min(capacity, n), n))
+    expected = []
+    while slots:
+        chosen = []
+        while len(chosen) < min(batch, len(slots)):
+            u = int(bits.random_raw())
+            j = ((u >> 32) * len(slots)) >> 32
+            if j not in chosen:
+                chosen.append(j)
+        expected += [slots[j] for j in chosen]
+        for j in chosen:
+            slots[j] = stream.pop(0) if stream else None
+        slots = [row for row in slots if row is not None]
+    assert given == expected and sorted(given) == list(range(n))
