@@ -42,6 +42,12 @@ def epoch_rows(rng, sizes, buffer_rows, batch=BATCH):
     bits = np.random.PCG64(rng.bit_generator.random_raw())
     chunks = NumPyBackend().shuffled_order(len(sizes), int(bits.random_raw()))
     stream = [row for c in chunks for row in range(starts[c], starts[c + 1])]
+    return np.array(buffer_order(bits, stream, buffer_rows, batch))
+
+
+def buffer_order(bits, stream, buffer_rows, batch):
+    """The rows of ``stream`` in the order the shuffle buffer gives them out, by the plain
+    rule on a list, drawing from the bit generator ``bits``."""
     slots, stream = stream[:buffer_rows], stream[buffer_rows:]
     given = []
     while slots:
@@ -55,7 +61,7 @@ def epoch_rows(rng, sizes, buffer_rows, batch=BATCH):
         for j in chosen:
             slots[j] = stream.pop(0) if stream else None
         slots = [row for row in slots if row is not None]
-    return np.array(given)
+    return given
 
 
 def copy_rng(model):
@@ -467,18 +473,5 @@ def test_the_shuffle_buffer_gives_out_the_documented_order_past_its_compactions(
     while buffer.size:
         buffer.take_incoming()
         given.extend(rows.X[buffer.give_out(), 0].astype(int).tolist())
-    bits = np.random.PCG64(7)
-    slots, stream = list(range(min(capacity, n))), list(range(min(capacity, n), n))
-    expected = []
-    while slots:
-        chosen = []
-        while len(chosen) < min(batch, len(slots)):
-            u = int(bits.random_raw())
-            j = ((u >> 32) * len(slots)) >> 32
-            if j not in chosen:
-                chosen.append(j)
-        expected += [slots[j] for j in chosen]
-        for j in chosen:
-            slots[j] = stream.pop(0) if stream else None
-        slots = [row for row in slots if row is not None]
+    expected = buffer_order(np.random.PCG64(7), list(range(n)), capacity, batch)
     assert given == expected and sorted(given) == list(range(n))
