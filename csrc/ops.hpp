@@ -264,16 +264,17 @@ void math(MathFn fn, const T* x, T* y, index n) {
 // ---- Layers: dropout, maxout, batch normalization, weight penalties ----
 
 // Inverted dropout over n flat elements (dropout.hpp); 0 <= rate < 1 (checked by the
-// binding). The mask of element i depends only on (seed, layer, step, i).
+// binding). The mask of element i depends only on (seed, layer, step, first + i): `first`
+// is x[0]'s index in the whole batch (a shard of a data-parallel step starts past 0).
 template <class T>
 void dropout_forward(const T* x, T* y, T* mask, index n, double rate, std::uint64_t seed,
-                     std::uint64_t layer, std::uint64_t step) {
+                     std::uint64_t layer, std::uint64_t step, index first = 0) {
     const auto f = kernels().get<T>().dropout_forward;
     // keep iff (h >> 40) * 2^-24 >= rate  <=>  (h >> 40) >= ceil(rate * 2^24): exact in double
     const DropoutParams<T> p{seed, layer, step, std::uint64_t(std::ceil(rate * 16777216.0)),
                              T(1.0 / (1.0 - rate))};
     parallel_for(n, threads_for(n * 4, kElementGrain), [&](index i0, index i1) {
-        f(p, x + i0, y + i0, mask + i0, i0, i1 - i0);
+        f(p, x + i0, y + i0, mask + i0, first + i0, i1 - i0);
     });
 }
 

@@ -32,11 +32,12 @@ std::uint64_t uint64_arg(const char* kernel, const char* name, const py::object&
 }
 
 void dropout_binding(py::array x, py::array y, py::array mask, double rate, py::object seed, py::object layer,
-                     py::object step) {
+                     py::object step, index first) {
     const char* k = "dropout_forward";
     const std::uint64_t s = uint64_arg(k, "seed", seed), l = uint64_arg(k, "layer", layer),
                         t = uint64_arg(k, "step", step);
     if (!(rate >= 0.0 && rate < 1.0)) fail_value(k, "rate must satisfy 0 <= rate < 1, got " + std::to_string(rate));
+    if (first < 0) fail_value(k, "first must be >= 0, got " + std::to_string(first));
     with_dtype(x, k, "x", [&](auto tag) {
         using T = decltype(tag);
         const int nd = int(x.ndim());
@@ -49,7 +50,7 @@ void dropout_binding(py::array x, py::array y, py::array mask, double rate, py::
         no_overlap(k, mask, "mask", x, "x");
         no_overlap(k, mask, "mask", y, "y");
         py::gil_scoped_release nogil;
-        dropout_forward<T>(px, py_, pm, x.size(), rate, s, l, t);
+        dropout_forward<T>(px, py_, pm, x.size(), rate, s, l, t, first);
     });
 }
 
@@ -118,7 +119,7 @@ void maxout_backward_binding(py::array da, py::array argmax, py::array dz) {
 void register_layers(py::module_& m) {
     using py::arg;
     m.def("dropout_forward", &dropout_binding, arg("x").noconvert(), arg("y").noconvert(),
-          arg("mask").noconvert(), arg("rate"), arg("seed"), arg("layer"), arg("step"));
+          arg("mask").noconvert(), arg("rate"), arg("seed"), arg("layer"), arg("step"), arg("first") = 0);
     m.def("mul", &mul_binding, arg("a").noconvert(), arg("b").noconvert(), arg("out").noconvert());
     m.def("maxout_forward", &maxout_forward_binding, arg("z").noconvert(), arg("a").noconvert(),
           arg("argmax").noconvert());

@@ -11,7 +11,7 @@ import sys
 from ._version import __version__  # noqa: F401 (fastmlp.__version__)
 from .backends import Backend, NumPyBackend, get_backend
 from .backends.runtime import backend_info, get_num_threads, set_isa, set_num_threads, threads
-from .errors import DataScaleWarning, DivergenceError, ModelFileError
+from .errors import DataScaleWarning, DistributedError, DivergenceError, ModelFileError
 from .nn import activations, layers, regularizers
 from .nn.layers import BatchNorm, Dense, Dropout, Layer, Maxout, Normalization
 from .nn.regularizers import L1, L1L2, L2
@@ -19,7 +19,8 @@ from .optim import optimizers, schedules
 from .optim.optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from .backends import runtime
 from .nn import initializers, losses, metrics
-from .train import callbacks, checkpoint, fused, guards, loop as training, preflight, progress
+from .train import (callbacks, checkpoint, distributed, fused, guards, loop as training,
+                    preflight, progress)
 from .train.history import History
 from .io import onnx as _onnx, plotting, sources, torch as _torch
 from .model import modelfile, multitask, sequential as network
@@ -49,13 +50,14 @@ _FORMER_PATHS = {"activations": activations, "layers": layers, "regularizers": r
 for _path, _module in _FORMER_PATHS.items():
     sys.modules[f"{__name__}.{_path}"] = _module
 sys.modules[f"{__name__}.interop"] = sys.modules[f"{__name__}.io"]
+sys.modules[f"{__name__}.distributed"] = distributed     # fastmlp.distributed.MPI
 interop = sys.modules[f"{__name__}.io"]
 
 __all__ = ["AdaGrad", "Adam", "AdamW", "Backend", "BatchNorm", "Choice", "DataScaleWarning",
-           "Dense", "DiagnosisReport", "DivergenceError", "Dropout", "GradientCheckReport",
+           "Dense", "DiagnosisReport", "DistributedError", "DivergenceError", "Dropout", "GradientCheckReport",
            "History", "IntUniform", "L1", "L1L2", "L2", "Layer", "LogUniform", "Maxout",
            "ModelFileError", "ModelSummary", "Momentum", "MultiTask", "Nesterov", "Normalization",
            "NumPyBackend", "RMSProp", "SGD", "Sequential", "Uniform", "activations",
-           "backend_info", "callbacks", "diagnose", "from_torch", "get_backend", "get_num_threads",
+           "backend_info", "callbacks", "diagnose", "distributed", "from_torch", "get_backend", "get_num_threads",
            "gradient_check", "load", "optimizers", "random_search", "regularizers", "schedules",
            "search", "set_isa", "set_num_threads", "sources", "threads", "train_dev_test_split"]

@@ -38,6 +38,12 @@ class DivergenceError(FloatingPointError, ValueError):
         self.history = None
 
 
+class DistributedError(RuntimeError):
+    """A data-parallel fit (:mod:`fastmlp.distributed`) cannot go on: a collective did not
+    complete within its timeout (a rank died, stopped on its own error or hangs). The
+    job then ends at exit (MPI_Abort) rather than waiting for the lost rank."""
+
+
 class ModelFileError(ValueError):
     """A file that is not a valid fastmlp model file (malformed, truncated, hostile);
     :mod:`fastmlp.model.modelfile` raises it (and exports it)."""

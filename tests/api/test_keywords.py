@@ -32,7 +32,7 @@ def test_fit_spells_out_every_parameter():
                                 "shuffle", "validation_data", "callbacks", "verbose",
                                 "sample_weight", "class_weight", "checkpoint_dir",
                                 "checkpoint_every", "checkpoint_every_steps", "resume",
-                                "keep_checkpoints", "shuffle_buffer"]
+                                "keep_checkpoints", "shuffle_buffer", "distributed"]
     assert parameters["batch_size"].default == 32 and parameters["verbose"].default == "auto"
     assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     assert "batch_size=None is batch gradient descent" in Sequential.fit.__doc__

@@ -145,6 +145,29 @@ def test_dropout_in_place_and_mul(isa, dtype):
     same_bits({"in place": a, "product": dy * mask})
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (7, 17), (17, 7), (33, 257), (257, 33)])
+def test_dropout_of_a_shard_is_its_rows_of_the_batch_mask(isa, dtype, shape):
+    """A data-parallel shard (fastmlp.distributed) gives its rows' offset: its mask is
+    those rows of the whole batch's, on the kernel (``first``, a flat index), both
+    backends (``first_row``) and at every offset, the last rows and an empty shard too."""
+    from fastmlp.backends.native import NativeBackend
+    x = _x_with_nans(shape, dtype, 5)
+    rate, key = 0.35, (11, 2, 2**40 + 3)
+    whole = _dropout(_core.dropout_forward, x, rate, *key)
+    m, n = shape
+    for lo, hi in {(0, m), (m // 3, m // 3 + (m + 2) // 3), (m - 1, m), (m, m)}:
+        shard = x[lo:hi]
+        want = (whole[0][lo:hi], whole[1][lo:hi])
+        _pair(_dropout(lambda *a: _core.dropout_forward(*a, first=lo * n), shard, rate, *key),
+              want)
+        for backend in (NP, NativeBackend()):
+            got = _dropout(lambda *a: backend.dropout_forward(*a, first_row=lo), shard, rate,
+                           *key)
+            same_bits({"shard": got, "whole batch's rows": want})
+    with pytest.raises(ValueError, match="first must be >= 0"):
+        _core.dropout_forward(x, np.empty_like(x), np.empty_like(x), rate, *key, first=-1)
+
+
 def test_dropout_identical_across_isas(dtype, every_isa):
     x = _x_with_nans((61, 67), dtype, 8)
     same_bits(every_isa(lambda: _dropout(_core.dropout_forward, x, 0.4, 7, 8, 9)))

@@ -122,10 +122,11 @@ class Backend(Protocol):
     # ---- Layers: dropout, maxout, batch normalization, weight penalties ----
 
     def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
-                        seed: int, layer: int, step: int) -> None:
+                        seed: int, layer: int, step: int, first_row: int = 0) -> None:
         """Inverted dropout (docs/conventions.md) with a counter-based mask, the same bits on
         every backend, ISA and thread count. ``x``, ``y``, ``mask`` have one shape (the
-        layer's (m, n) output); ``y`` may be ``x``. ``0 <= rate < 1``; seed, layer and
+        layer's (m, n) output); ``y`` may be ``x``. ``first_row`` is x's first row's
+        index in the whole batch (a data-parallel shard's offset; 0 otherwise). ``0 <= rate < 1``; seed, layer and
         step are ints in [0, 2**64) (TypeError for a non-int, ValueError out of range).
         With uint64 wraparound arithmetic::
 
@@ -135,6 +136,7 @@ class Backend(Protocol):
                            return z ^ (z >> 31)
             key = splitmix64(splitmix64(splitmix64(seed) ^ layer) ^ step)
             h_i = splitmix64(key ^ i)       i = flat row-major index of the element
+                                            in the whole batch: first_row * n + its own
             u_i = (h_i >> 40) * 2**-24;     keep iff u_i >= rate
 
         ``mask[i] = scale if keep else 0`` with ``scale = 1 / (1 - rate)`` computed in

@@ -104,8 +104,9 @@ class NativeBackend:
         _core.argmax_rows(logits, out)
 
     def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
-                        seed: int, layer: int, step: int) -> None:
-        _core.dropout_forward(x, y, mask, rate, seed, layer, step)
+                        seed: int, layer: int, step: int, first_row: int = 0) -> None:
+        first = first_row * (x.size // max(len(x), 1))       # x[0, 0]'s index in the batch
+        _core.dropout_forward(x, y, mask, rate, seed, layer, step, first)
 
     def mul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         _core.mul(a, b, out)

@@ -197,10 +197,12 @@ def _high_word(z: np.ndarray, m: np.ndarray) -> np.ndarray:
     return (zh * m + ((zl * m) >> _U64(32))) >> _U64(32)
 
 
-def _dropout_keep(n: int, rate: float, seed: int, layer: int, step: int) -> np.ndarray:
-    """keep_i = u_i >= rate for the flat indices i < n (base.py, dropout_forward)."""
+def _dropout_keep(n: int, rate: float, seed: int, layer: int, step: int,
+                  first: int = 0) -> np.ndarray:
+    """keep_i = u_i >= rate for the flat indices first <= i < first + n (base.py,
+    dropout_forward)."""
     key = _splitmix64(_splitmix64(_splitmix64(_U64(seed)) ^ _U64(layer)) ^ _U64(step))
-    h = _splitmix64(key ^ np.arange(n, dtype=_U64))
+    h = _splitmix64(key ^ np.arange(first, first + n, dtype=_U64))
     u = (h >> _U64(40)).astype(np.float64) * 2.0 ** -24      # exact: 24-bit integers
     return u >= rate
 
@@ -339,7 +341,7 @@ class NumPyBackend:
 
     @_underflow_ok
     def dropout_forward(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, rate: float,
-                        seed: int, layer: int, step: int) -> None:
+                        seed: int, layer: int, step: int, first_row: int = 0) -> None:
         """``mask = keep ? T(1 / (1 - rate)) : 0`` from the counter hash; ``y = x * mask``."""
         _check_arrays(x, y, mask)
         _same_shapes("dropout_forward", x=x, y=y, mask=mask)
@@ -347,7 +349,8 @@ class NumPyBackend:
                              for n, v in (("seed", seed), ("layer", layer), ("step", step)))
         if not 0 <= rate < 1:
             raise ValueError(f"dropout_forward: rate must satisfy 0 <= rate < 1, got {rate}")
-        keep = _dropout_keep(x.size, rate, seed, layer, step).reshape(x.shape)
+        first = first_row * (x.size // max(len(x), 1))       # x[0, 0]'s index in the batch
+        keep = _dropout_keep(x.size, rate, seed, layer, step, first).reshape(x.shape)
         scale = x.dtype.type(1.0 / (1.0 - rate))        # computed in double, then rounded
         np.copyto(mask, np.where(keep, scale, x.dtype.type(0)))
         np.multiply(x, mask, out=y)

@@ -183,11 +183,12 @@ class Sequential(FlatParameters):
         (:func:`fastmlp.train.fused.inference_program`)."""
         return _fused.inference_program((), [(self.layers, self.loss)], self.input_dim)
 
-    def _forward_train(self, X: np.ndarray) -> np.ndarray:
-        """Training-mode forward through every layer's own cache, at the current step."""
+    def _forward_train(self, X: np.ndarray, first_row: int = 0) -> np.ndarray:
+        """Training-mode forward through every layer's own cache, at the current step
+        (``first_row``: X's first row's index in its global batch, for a shard)."""
         out = X
         for layer in self.layers:
-            layer.step = self._step
+            layer.step, layer.first_row = self._step, first_row
             out = layer.forward(self.backend, out, layer.training_workspace, True)
         return out
 
@@ -200,21 +201,24 @@ class Sequential(FlatParameters):
         return self.backend.loss(self._loss.kernel, logits, Y, None, 1.0, weights=weights)
 
     def loss_and_grad(self, X: np.ndarray, Y: np.ndarray,
-                       weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+                       weights: Optional[np.ndarray] = None, *,
+                       divisor: Optional[float] = None,
+                       first_row: int = 0) -> Tuple[float, np.ndarray]:
         """Forward through the training caches, the summed loss, and (if it is finite)
         the gradient of the mean loss into ``_grads``. Returns (loss sum, logits).
 
         With ``weights`` (m,) the loss sum is ``sum_i w_i loss_i`` and the gradient that of
         the weighted mean ``sum_i w_i loss_i / sum_i w_i`` (zero if every weight is 0),
-        the weights summed in ascending order in double (:func:`.metrics.weight_total`)."""
-        logits = self._forward_train(X)
+        the weights summed in ascending order in double (:func:`.metrics.weight_total`).
+        A data-parallel shard (fastmlp.distributed) gives its global batch's ``divisor``
+        (rows, or weight sum) and its ``first_row`` there: its gradient is then its
+        rows' share of the global batch's mean."""
+        logits = self._forward_train(X, first_row)
         grad = self._train_cache.get("grad", logits.shape, self.dtype)
-        if weights is None:
-            loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad, 1.0 / len(X))
-        else:
-            total = weight_total(weights)
-            loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad,
-                                         1.0 / total if total > 0 else 0.0, weights=weights)
+        if divisor is None:
+            divisor = len(X) if weights is None else weight_total(weights)
+        scale = 1.0 / divisor if divisor > 0 else 0.0
+        loss_sum = self.backend.loss(self._loss.kernel, logits, Y, grad, scale, weights=weights)
         if math.isfinite(loss_sum):
             for i in reversed(range(len(self.layers))):
                 grad = self.layers[i].backward(self.backend, grad, need_dx=i > 0)

@@ -124,6 +124,9 @@ class Layer:
     #: names of the arrays get_state() returns (the built-in layers' state: one value per
     #: input feature each)
     state_names: Tuple[str, ...] = ()
+    #: the index in its global batch of the training batch's first row: 0 but for a
+    #: data-parallel shard (fastmlp.distributed), so Dropout's masks are the whole batch's
+    first_row = 0
 
     def __init__(self):
         self.input_dim: Optional[int] = None
@@ -265,7 +268,7 @@ class PlannedLayer(Layer):
 
     def _call_values(self, x: np.ndarray, dy: Optional[np.ndarray]) -> tuple:
         """A run's :data:`.plans.CALL_VALUES`."""
-        return x, dy, self.seed, self.index, self.step
+        return x, dy, self.seed, self.index, self.step, self.first_row
 
     def forward(self, backend: Backend, x: np.ndarray, workspace: Workspace,
                 training: bool = False) -> np.ndarray:

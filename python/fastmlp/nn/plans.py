@@ -134,15 +134,17 @@ def plan_of(layer) -> Optional[Plan]:
 class CallValue(NamedTuple):
     """A place in a compiled op's arguments that each run fills: the layer's input ``x``,
     the incoming gradient ``dy``, or a part of dropout's mask key (the layer's seed and
-    index, the model's step). ``slot`` is its index in :data:`CALL_VALUES`."""
+    index, the model's step, the batch's first row: a data-parallel shard's offset in its
+    global batch). ``slot`` is its index in :data:`CALL_VALUES`."""
 
     slot: int
     name: str
 
 
 #: the values a run gets, in the order of :meth:`Program.run`'s ``values``
-CALL_VALUES = X, DY, SEED, INDEX, STEP = tuple(
-    CallValue(slot, name) for slot, name in enumerate(("x", "dy", "seed", "index", "step")))
+CALL_VALUES = X, DY, SEED, INDEX, STEP, FIRST_ROW = tuple(
+    CallValue(slot, name)
+    for slot, name in enumerate(("x", "dy", "seed", "index", "step", "first_row")))
 
 
 class Arrays(dict):
@@ -258,7 +260,8 @@ _BINDERS: Dict[str, _Binder] = {
     "gemm_input_grad": _plain("gemm"),
     "maxout_forward": _plain("maxout_forward"),
     "maxout_backward": _plain("maxout_backward"),
-    "dropout_forward": lambda be, a, c: (be.dropout_forward, (*a, c[0], SEED, INDEX, STEP)),
+    "dropout_forward": lambda be, a, c: (be.dropout_forward,
+                                                 (*a, c[0], SEED, INDEX, STEP, FIRST_ROW)),
     "mul": _plain("mul"),
     "batchnorm_forward_train": lambda be, a, c: (be.batchnorm_forward_train, (*a, c[0])),
     "batchnorm_running_update": lambda be, a, c: (be.batchnorm_running_update, (*a, *c)),

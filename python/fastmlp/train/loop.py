@@ -27,6 +27,7 @@ from .preflight import check_fit_memory, warn_if_unscaled
 from .progress import EpochProgress, check_verbose
 from .protocol import TrainableModel
 from .rollback import CheckedSteps
+from .distributed import MPI, AgreedInterrupt, DistributedSteps, Exchange, fingerprint
 from .steps import TrainingData, epoch_steps
 from .stream import StreamData
 
@@ -67,9 +68,10 @@ class _FitCheckpoints:
     they record, and resuming from the newest."""
 
     def __init__(self, checkpoints: Optional[Checkpoints], model, data: TrainingData,
-                 shuffle: bool, history: History, callbacks):
+                 shuffle: bool, history: History, callbacks, writes: bool = True):
         self.checkpoints, self.model, self.data, self.shuffle = checkpoints, model, data, shuffle
         self.history, self.callbacks = history, callbacks
+        self.writes = writes        # False: a distributed fit's rank other than 0 reads only
 
     def describe(self) -> dict:
         """What a checkpoint must share with this fit (Checkpoint.fit)."""
@@ -103,13 +105,15 @@ class _FitCheckpoints:
     def write_in_epoch(self, epoch: int, step: int, shuffle_state: dict, totals: dict) -> None:
         """The checkpoint after the epoch's step ``step``: where it is, the shuffle state
         the epoch began with and its running ``totals``."""
+        if not self.writes:
+            return
         self.checkpoints.write(self.model, self.history, Checkpoint(
             Position(epoch - 1, step), self.describe(), shuffle_state, totals,
             callback_states(self.callbacks)))
 
     def after_epoch(self, epoch: int, finished: bool) -> None:
         """The checkpoint after ``epoch``, when one is due (always when ``finished``)."""
-        if self.checkpoints is not None and self.checkpoints.due_after_epoch(
+        if self.writes and self.checkpoints is not None and self.checkpoints.due_after_epoch(
                 epoch, epoch * self.data.n_batches, finished):
             self.checkpoints.write(self.model, self.history, Checkpoint(
                 Position(epoch, 0), self.describe(), callbacks=callback_states(self.callbacks),
@@ -154,10 +158,11 @@ class _Fit:
     (_EpochLog) and checkpoints (_FitCheckpoints)."""
 
     def __init__(self, model, optimizer: Optimizer, data: TrainingData, log: _EpochLog,
-                 saving: _FitCheckpoints, shuffle: bool, fused: Optional[FusedEpochs]):
+                 saving: _FitCheckpoints, shuffle: bool, fused: Optional[FusedEpochs],
+                 exchange: Optional[Exchange] = None):
         self.model, self.optimizer, self.data, self.fused = model, optimizer, data, fused
-        self.log, self.saving, self.shuffle = log, saving, shuffle
-        self.interrupt = Interrupt(model.backend)
+        self.log, self.saving, self.shuffle, self.exchange = log, saving, shuffle, exchange
+        self.interrupt = (Interrupt if exchange is None else AgreedInterrupt)(model.backend)
         self._epoch_first_step = 0      # model.training_step at the epoch's first step
 
     def run(self, epochs: int, resumed: Optional[Checkpoint]) -> None:
@@ -209,7 +214,11 @@ class _Fit:
     def train_epoch(self, epoch: int, resumed: Optional[Checkpoint]) -> Dict[str, float]:
         """The epoch's steps (from a mid-epoch checkpoint's position when ``resumed``);
         returns its data loss, penalty and metric from the running totals."""
-        steps, begin = epoch_steps(self.model, self.optimizer, self.data, self.fused), 0
+        if self.exchange is not None:
+            steps = DistributedSteps(self.model, self.optimizer, self.data, self.exchange)
+        else:
+            steps = epoch_steps(self.model, self.optimizer, self.data, self.fused)
+        begin = 0
         if resumed is not None:
             self.model.shuffle_rng.bit_generator.state = resumed.epoch_shuffle
         due = self.saving.steps_due(epoch)
@@ -295,7 +304,7 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
         sample_weight=None, class_weight=None, checkpoint_dir=None,
         checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
         resume: bool = False, keep_checkpoints: int = 2,
-        shuffle_buffer: Optional[int] = None) -> History:
+        shuffle_buffer: Optional[int] = None, distributed: Optional[MPI] = None) -> History:
     """Train ``model`` on (X, y) from its current weights with gradient descent.
 
     ``model`` is any :class:`fastmlp.train.protocol.TrainableModel` (Sequential, MultiTask).
@@ -399,6 +408,16 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     works as for arrays. A Sequential model only. ``validation_data`` may be a source
     too (or a pair that X, y above would make one), read at every epoch's end.
 
+    Data-parallel training (:mod:`fastmlp.train.distributed`, README "Beyond one
+    machine"): with ``distributed=fastmlp.distributed.MPI()``, run the same script on
+    every rank (``mpirun -n P``) with the same model (seed) and arrays; each rank computes
+    its shard of every global batch of ``batch_size`` rows and the gradients are summed
+    in rank order every step, so every rank ends with the same model, equal to one
+    process's fit to float rounding (docs/distributed.md). Rank 0 alone writes
+    checkpoints and prints progress; every rank resumes from the same directory, with
+    any number of ranks. Arrays only (not a streamed source), a Sequential model, on the
+    per-op path.
+
     The History is also kept as ``model.history`` (the model file saves it).
     """
     epochs = check_epochs(epochs)
@@ -408,6 +427,9 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
         learning_rate = check_learning_rate(learning_rate)
     shuffle = check_bool(shuffle, "shuffle")
     verbose = check_verbose(verbose)
+    exchange = _exchange(distributed, X, y)
+    if exchange is not None and exchange.rank:
+        verbose = 0
     callbacks = check_callbacks(callbacks)
     checkpoints = Checkpoints.create(checkpoint_dir, checkpoint_every, checkpoint_every_steps,
                                      keep_checkpoints, resume)
@@ -432,17 +454,42 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     history = History(model.history_keys(validation is not None))
     progress = EpochProgress(verbose, epochs, data.n_batches, data.n * model.n_params)
     model.stop_training = False
-    saving = _FitCheckpoints(checkpoints, model, data, shuffle, history, callbacks)
+    saving = _FitCheckpoints(checkpoints, model, data, shuffle, history, callbacks,
+                             writes=exchange is None or exchange.rank == 0)
     resumed = saving.resume(optimizer, epochs) if checkpoints is not None and resume else None
 
     if source is None:
         model.adapt(X)           # a stream's Normalization adapted in StreamData's survey
-    fused = FusedEpochs.create(model, optimizer, data.batch) if _FUSED else None
+    fused = FusedEpochs.create(model, optimizer, data.batch) if _FUSED and exchange is None \
+        else None
     log = _EpochLog(model, optimizer, validation, callbacks, history, progress)
     run = (_Fit if source is None else _StreamFit)(model, optimizer, data, log, saving,
-                                                   shuffle, fused)
-    _train(run, epochs, resumed)
+                                                   shuffle, fused, exchange)
+    if exchange is None:
+        _train(run, epochs, resumed)
+    else:
+        exchange.agree(fingerprint(model, optimizer, data, {
+            "epochs": epochs, "shuffle": shuffle, "batch_size": data.batch,
+            "validation": validation is not None, "resumed": resumed is not None and
+            (resumed.position.epochs_done, resumed.position.step),
+            "callbacks": [type(c).__qualname__ for c in callbacks]}))
+        with exchange.ending_the_job():
+            _train(run, epochs, resumed)
     return history
+
+
+def _exchange(distributed, X, y) -> Optional[Exchange]:
+    """fit's ``distributed``: None, or the Exchange of an MPI() over arrays."""
+    if distributed is None:
+        return None
+    if not isinstance(distributed, MPI):
+        raise TypeError("distributed must be None or fastmlp.distributed.MPI(); got "
+                        f"{type(distributed).__name__}")
+    if as_source(X, y) is not None:
+        raise ValueError("a distributed fit takes arrays X and y (every rank the same; "
+                         "np.load(path, mmap_mode='r') maps an .npy file), not a streamed "
+                         "source")
+    return Exchange(distributed)
 
 
 def _in_memory(model, X, y, batch_size: Optional[int], sample_weight, class_weight,

@@ -139,12 +139,10 @@ class PerOpSteps:
         """One step: the batch gathered, forward, loss, backward, penalty, update."""
         model, optimizer, data = self.model, self.optimizer, self.data
         rows = data.rows(order, step)
-        xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows)
-        loss_sum, outputs = model.loss_and_grad(xb, yb, wb)
+        loss_sum, outputs, yb, weight = self._gradient(rows)
         if not math.isfinite(loss_sum):
             raise diverged_loss(epoch, data.step_number(step), data.n_batches, loss_sum / len(rows),
                                 optimizer.current_learning_rate)
-        weight = None if wb is None else weight_total(wb)
         penalty = model.penalty(data.n, len(rows), batch_weight=weight)
         totals.penalty_sum += penalty * len(rows)
         totals.passes.add(outputs, yb, loss_sum, weight)
@@ -154,6 +152,14 @@ class PerOpSteps:
         except DivergenceError as exc:     # a non-finite gradient: nothing was updated
             raise diverged_at(epoch, data.step_number(step), data.n_batches, exc) from None
         model.training_step += 1
+
+    def _gradient(self, rows: np.ndarray):
+        """The batch ``rows``' loss sum, outputs, targets and weight sum (None without
+        sample weights), its gradient in the model's flat_grads."""
+        model, data = self.model, self.data
+        xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows)
+        loss_sum, outputs = model.loss_and_grad(xb, yb, wb)
+        return loss_sum, outputs, yb, None if wb is None else weight_total(wb)
 
 
 class _FoldedTotals:

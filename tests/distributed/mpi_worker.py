@@ -1,0 +1,202 @@
+"""What tests/distributed/test_mpi.py runs under ``mpiexec -n P``: one case per call,
+``python mpi_worker.py CASE OUT_DIR``. Every rank runs the case; rank 0 writes the
+results as JSON to OUT_DIR/CASE.json (plus what each rank saw, gathered)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import sys
+import time
+
+import numpy as np
+
+import fastmlp
+from fastmlp.distributed import MPI, Exchange, shard_bounds
+
+fastmlp.set_num_threads(1)          # P ranks share this machine's cores
+mpi = MPI(timeout=60)
+comm = mpi.comm
+
+
+def data(rows=301, dim=7, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, dim))
+    y = np.argmax(X[:, :classes] + 0.3 * rng.normal(size=(rows, classes)), axis=1)
+    return X, y
+
+
+MODELS = {
+    "dense": lambda: [fastmlp.Dense(17, activation="relu"), fastmlp.Dense(3)],
+    "batchnorm": lambda: [fastmlp.Dense(17), fastmlp.BatchNorm(), fastmlp.Dense(9, activation="tanh"),
+                          fastmlp.Dense(3)],
+    "dropout": lambda: [fastmlp.Dense(33, activation="relu"), fastmlp.Dropout(0.3), fastmlp.Dense(3)],
+    "l2": lambda: [fastmlp.Dense(17, activation="relu", regularizer=fastmlp.L2(0.01)),
+                   fastmlp.Dense(3)],
+}
+
+
+def model(kind, dtype="float64", seed=3):
+    return fastmlp.Sequential(MODELS[kind](), input_dim=7, dtype=dtype, seed=seed,
+                              loss="softmax_cross_entropy")
+
+
+def same_on_every_rank(array) -> bool:
+    digests = comm.allgather(bytes(np.ascontiguousarray(array).data))
+    return all(d == digests[0] for d in digests)
+
+
+def report(case, result):
+    if mpi.is_root:
+        path = pathlib.Path(sys.argv[2]) / f"{case}.json"
+        path.write_text(json.dumps(result))
+
+
+def relative(a, b) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def case_fit():
+    """Each model distributed vs one process on the same global batches (float64)."""
+    X, y = data()
+    weights = np.random.default_rng(1).uniform(0, 2, len(X))
+    result = {}
+    for kind in MODELS:
+        for weighted in (False, True):
+            kwargs = dict(epochs=3, batch_size=32, optimizer="adam", verbose=0,
+                          sample_weight=weights if weighted else None)
+            m = model(kind)
+            history = m.fit(X, y, distributed=mpi, **kwargs).history
+            ref = model(kind)
+            ref_history = ref.fit(X, y, **kwargs).history
+            state = [a for layer in m.layers for a in layer.get_state()]
+            ref_state = [a for layer in ref.layers for a in layer.get_state()]
+            result[f"{kind}{'-weighted' if weighted else ''}"] = {
+                "params": relative(m.flat_params, ref.flat_params),
+                "state": max([relative(a, b) for a, b in zip(state, ref_state)], default=0.0),
+                "loss": relative(np.array(history["loss"]), np.array(ref_history["loss"])),
+                "accuracy": history["accuracy"] == ref_history["accuracy"],
+                "same_on_every_rank": same_on_every_rank(m.flat_params)
+                and all(same_on_every_rank(a) for a in state),
+                "training_step": [m.training_step, ref.training_step]}
+    report("fit", result)
+
+
+def case_gradient():
+    """One step's gradient on float32: distributed vs one process, and the bound
+    2 * gamma_B * sum |terms| of docs/distributed.md, from a float64 forward."""
+    X, y = data(rows=257)
+    X = X.astype(np.float32)
+    m = model("dense", "float32")
+    Xp, Y = m.prepare_data(X, y)
+    single = model("dense", "float32")
+    single.loss_and_grad(Xp, Y)
+    lo, hi = shard_bounds(len(Xp), mpi.rank, mpi.size)
+    loss, logits = m.loss_and_grad(Xp[lo:hi], Y[lo:hi], divisor=len(Xp), first_row=lo)
+    Exchange(mpi).step(m.flat_grads, loss, logits, len(Xp), False)
+    # the terms' absolute sums in float64: |dz|^T |x| for W, sum |dz| for b, per layer
+    (W1, b1), (W2, b2) = [(layer.W.astype(np.float64), layer.b.astype(np.float64))
+                          for layer in single.layers]
+    x = Xp.astype(np.float64)
+    h = np.maximum(x @ W1.T + b1, 0)
+    z = h @ W2.T + b2
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz2 = (p - Y) / len(x)
+    dz1 = (dz2 @ W2) * (h > 0)
+    terms = np.concatenate([(np.abs(dz1).T @ np.abs(x)).ravel(), np.abs(dz1).sum(0),
+                            (np.abs(dz2).T @ np.abs(h)).ravel(), np.abs(dz2).sum(0)])
+    u = float(np.finfo(np.float32).eps) / 2
+    B = len(x)
+    gamma = B * u / (1 - B * u)
+    diff = np.abs(m.flat_grads.astype(np.float64) - single.flat_grads)
+    report("gradient", {"worst": float((diff / (2 * gamma * terms * 1.001 + 1e-30)).max()),
+                        "differ": int((diff > 0).sum()), "n": int(diff.size),
+                        "same_on_every_rank": same_on_every_rank(m.flat_grads)})
+
+
+def case_checkpoint():
+    """Epochs 1-4 under this job's ranks with checkpoints, stopped by Ctrl-C after epoch
+    2 (argv[3] == "start"), or resumed from them (argv[3] == "resume"); rank 0 alone
+    writes."""
+    X, y = data()
+    directory = pathlib.Path(sys.argv[2]) / "checkpoints"
+    writes = []
+    original = fastmlp.checkpoint.Checkpoints.write
+
+    def counted(self, *args, **kwargs):
+        writes.append(1)
+        return original(self, *args, **kwargs)
+    fastmlp.checkpoint.Checkpoints.write = counted
+    resume = sys.argv[3] == "resume"
+    m = model("batchnorm")
+    interrupt = [_Callback(lambda: os.kill(os.getpid(), signal.SIGINT), rank=0,
+                           epoch=99 if resume else 2)]
+    try:
+        m.fit(X, y, epochs=4, batch_size=40, optimizer="adam", verbose=0, distributed=mpi,
+              checkpoint_dir=directory, resume=resume, checkpoint_every_steps=3,
+              callbacks=interrupt)
+    except KeyboardInterrupt:
+        pass
+    ref = model("batchnorm")
+    ref.fit(X, y, epochs=4, batch_size=40, optimizer="adam", verbose=0)
+    report(f"checkpoint-{sys.argv[3]}", {
+        "writes": comm.gather(len(writes)), "params": relative(m.flat_params, ref.flat_params),
+        "history": m.history.history["loss"], "ref_history": ref.history.history["loss"],
+        "same_on_every_rank": same_on_every_rank(m.flat_params)})
+
+
+class _Callback(fastmlp.callbacks.Callback):
+    """``action()`` at the end of ``epoch`` on rank ``rank`` only."""
+
+    def __init__(self, action, epoch=1, rank=1):
+        self.action, self.epoch, self.rank = action, epoch, rank
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.epoch and mpi.rank == self.rank:
+            self.action()
+
+
+def _fit_with(action):
+    X, y = data()
+    model("dense").fit(X, y, epochs=3, batch_size=16, verbose=0, distributed=mpi,
+                       callbacks=[_Callback(action)])
+
+
+def case_die():
+    """Rank 1 dies after epoch 1: the job must end."""
+    _fit_with(lambda: os._exit(3))
+
+
+def case_hang():
+    """Rank 1 hangs after epoch 1: the others time out (MPI(timeout=3))."""
+    global mpi
+    mpi = MPI(timeout=3)
+    _fit_with(lambda: time.sleep(600))
+
+
+def case_interrupt():
+    """Ctrl-C reaches rank 1 only: every rank stops after the same step."""
+    try:
+        _fit_with(lambda: os.kill(os.getpid(), signal.SIGINT))
+        stopped = "no"
+    except KeyboardInterrupt as exc:
+        stopped = str(exc)
+    m_steps = comm.gather(stopped)
+    report("interrupt", {"stopped": m_steps})
+
+
+def case_mismatch():
+    """Models of different seeds: ValueError on every rank, naming what differs."""
+    X, y = data()
+    try:
+        model("dense", seed=mpi.rank).fit(X, y, epochs=1, verbose=0, distributed=mpi)
+        message = "no error"
+    except ValueError as exc:
+        message = str(exc)
+    report("mismatch", {"messages": comm.gather(message)})
+
+
+if __name__ == "__main__":
+    globals()[f"case_{sys.argv[1]}"]()

@@ -1,0 +1,158 @@
+"""Data-parallel training on MPI (fastmlp.distributed, docs/distributed.md), run for real:
+each test launches ``mpiexec -n P`` (2, 3 or 4 processes; more than this machine's cores
+is fine for correctness) on tests/distributed/mpi_worker.py and reads rank 0's report.
+mpi4py and MPICH come with the test extra."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py", reason="mpi4py is in the test extra (pip install '.[test]')")
+
+import fastmlp  # noqa: E402
+from fastmlp.distributed import MPI, shard_bounds  # noqa: E402
+
+WORKER = pathlib.Path(__file__).with_name("mpi_worker.py")
+# float64 runs of 30 steps: each step's gradient differs from one process's by at most
+# 2 gamma_B sum|terms| (about 7e-15 relative at B = 32, test_one_step_gradient_bound);
+# the tolerance leaves 5 orders of magnitude for what the steps make of it
+RUN_RTOL = 1e-9
+
+
+def mpiexec() -> str:
+    beside = pathlib.Path(sys.executable).with_name("mpiexec")
+    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    assert found, "mpiexec not found: MPICH comes with the test extra (pip install '.[test]')"
+    return found
+
+
+def launch(ranks: int, case: str, out: pathlib.Path, *args: str, timeout: float = 240):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.monotonic()
+    done = subprocess.run([mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), case,
+                           str(out), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    done.seconds = time.monotonic() - started
+    return done
+
+
+def run(ranks: int, case: str, out: pathlib.Path, *args: str) -> dict:
+    done = launch(ranks, case, out, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    name = case if not args else f"{case}-{args[0]}"
+    return json.loads((out / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_fit_equals_one_process_on_the_same_global_batches(tmp_path, ranks):
+    """Every model kind (BatchNorm's statistics reduced across ranks, Dropout's masks by
+    global row, the L2 penalty added once, sample weights' sums global): the ranks end
+    identical, and equal to one process's fit within RUN_RTOL; the accuracy (counts)
+    is the same."""
+    result = run(ranks, "fit", tmp_path)
+    assert len(result) == 8
+    for name, r in result.items():
+        assert r["same_on_every_rank"], name
+        assert r["params"] <= RUN_RTOL and r["state"] <= RUN_RTOL and r["loss"] <= RUN_RTOL, \
+            (name, r)
+        assert r["accuracy"], name
+        assert r["training_step"][0] == r["training_step"][1] == 30, name
+
+
+def test_one_step_gradient_bound(tmp_path):
+    """float32, 257 rows over 3 ranks: the summed gradient differs from one process's
+    by at most 2 gamma_B sum|terms| per element (docs/distributed.md), and does differ
+    somewhere (the sums run in another order)."""
+    result = run(3, "gradient", tmp_path)
+    assert result["same_on_every_rank"]
+    assert result["worst"] <= 1.0, result
+    assert result["differ"] > 0, "the test must see the rounding it bounds"
+
+
+def test_checkpoints_by_rank_0_resume_on_another_rank_count(tmp_path):
+    """2 ranks write checkpoints (rank 0 only) until Ctrl-C stops them in epoch 3; 3
+    ranks resume from the newest (inside epoch 2 or 3) and end as one process's 4
+    epochs."""
+    first = run(2, "checkpoint", tmp_path, "start")
+    assert first["writes"][0] > 0 and first["writes"][1:] == [0]
+    assert first["same_on_every_rank"] and len(first["history"]) == 2
+    resumed = run(3, "checkpoint", tmp_path, "resume")
+    assert resumed["writes"][0] > 0 and resumed["writes"][1:] == [0, 0]
+    assert resumed["same_on_every_rank"]
+    assert resumed["params"] <= RUN_RTOL, resumed
+    np.testing.assert_allclose(resumed["history"], resumed["ref_history"], rtol=RUN_RTOL)
+
+
+def test_a_dead_rank_ends_the_job(tmp_path):
+    done = launch(2, "die", tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert done.seconds < 100
+
+
+def test_a_hung_rank_ends_the_job_with_a_timeout_error(tmp_path):
+    """Rank 1 sleeps for 600 s: rank 0's exchange times out after 3 s with
+    DistributedError, and the job is aborted (no wait for the sleeper)."""
+    done = launch(2, "hang", tmp_path, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "DistributedError" in output and "did not complete within 3 s" in output, output
+    assert done.seconds < 60
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    stopped = run(2, "interrupt", tmp_path)["stopped"]
+    assert stopped[0] == stopped[1] and "interrupted (Ctrl-C)" in stopped[0], stopped
+
+
+def test_ranks_that_differ_are_refused_on_every_rank(tmp_path):
+    messages = run(2, "mismatch", tmp_path)["messages"]
+    for message in messages:
+        assert "rank(s) [1] differ from rank 0 in the model's weights and state" in message
+
+
+# --------------------------------------------------------------- in this process
+def test_one_rank_equals_fit_bit_for_bit():
+    """COMM_WORLD of this process alone: the same kernels on the whole batch."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(97, 5)), rng.integers(0, 2, 97)
+
+    def trained(**kwargs):
+        m = fastmlp.Sequential([fastmlp.Dense(8, activation="relu"), fastmlp.Dropout(0.2),
+                                fastmlp.BatchNorm(), fastmlp.Dense(2)], input_dim=5, seed=1,
+                               loss="softmax_cross_entropy")
+        fastmlp.training._FUSED = False
+        try:
+            m.fit(X, y, epochs=2, batch_size=10, optimizer="adam", verbose=0, **kwargs)
+        finally:
+            fastmlp.training._FUSED = True
+        return m
+
+    assert np.array_equal(trained(distributed=MPI()).flat_params, trained().flat_params)
+
+
+def test_shards_cover_the_batch_in_rank_order():
+    for rows in (1, 2, 7, 32, 33):
+        for size in (1, 2, 3, 4):
+            bounds = [shard_bounds(rows, r, size) for r in range(size)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == rows
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            assert max(hi - lo for lo, hi in bounds) - min(hi - lo for lo, hi in bounds) <= 1
+
+
+def test_arguments_are_checked():
+    X, y = np.zeros((4, 2)), np.zeros(4, int)
+    m = fastmlp.Sequential([fastmlp.Dense(2)], input_dim=2, loss="softmax_cross_entropy")
+    with pytest.raises(TypeError, match="distributed must be None or fastmlp.distributed.MPI"):
+        m.fit(X, y, epochs=1, distributed="mpi")
+    with pytest.raises(ValueError, match="a distributed fit takes arrays"):
+        m.fit(fastmlp.sources.Npy(X, y), epochs=1, distributed=MPI())
+    with pytest.raises(ValueError, match="timeout"):
+        MPI(timeout=0)
