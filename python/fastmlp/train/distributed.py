@@ -115,8 +115,7 @@ class Exchange:
         self.mpi, self.comm = mpi, mpi.comm
         self.rank, self.size = mpi.rank, mpi.size
         self.where = "before the first step"
-        self._packet: Optional[np.ndarray] = None
-        self._gathered: Optional[np.ndarray] = None
+        self._buffers: Dict[str, np.ndarray] = {}
 
     def gather(self, send: np.ndarray, what: str) -> np.ndarray:
         """Every rank's ``send`` (1-D, the same size on every rank), one row per rank."""
@@ -129,12 +128,16 @@ class Exchange:
         return _sum_rows(self.gather(np.ascontiguousarray(local).reshape(-1), what))
 
     def _wait(self, request, what: str) -> None:
-        """Poll ``request`` until it completes; DistributedError past the timeout. It sleeps
-        between tests (10 us growing to 1 ms), so waiting ranks leave the cores to the
-        ranks still computing."""
-        deadline, pause = time.monotonic() + self.mpi.timeout, 1e-5
+        """Poll ``request`` until it completes; DistributedError past the timeout. Each
+        test also moves the collective's rounds on (MPI progresses it only inside calls),
+        so the first second polls without pause but yields the core between tests (to the
+        ranks still computing when there are more ranks than cores); after that a wait
+        is long anyway and the tests pause 1 ms."""
+        now = time.monotonic()
+        deadline, patient = now + self.mpi.timeout, now + 1.0
         while not request.Test():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 _abort_at_exit(self.comm)
                 raise DistributedError(
                     f"rank {self.rank} of {self.size}: {what} {self.where} did not complete "
@@ -142,44 +145,50 @@ class Exchange:
                     "(its output or the launcher's says which) or hangs. The job ends here "
                     "(MPI_Abort at exit); raise fastmlp.distributed.MPI(timeout=...) if a "
                     "rank is only slow")
-            time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
+            time.sleep(0 if now < patient else 1e-3)
 
     def step(self, grads: np.ndarray, loss_sum: float, logits: np.ndarray, rows: int,
              signalled: bool):
         """One step's exchange: this rank's gradient (its shard's share, in ``grads``),
         loss sum, logits and Ctrl-C flag go out; ``grads`` becomes the ranks' gradients
         added in rank order. Returns (the loss sums added in rank order, the global batch's
-        logits in row order, whether any rank was signalled). ``rows``: the global batch's."""
-        k, itemsize = logits.shape[1], grads.itemsize
-        most = -(-rows // self.size)                   # the longest shard's rows
-        sizes = (16, grads.nbytes, most * k * itemsize)
-        packet = self._buffer(sum(sizes))
-        header = packet[:16].view(np.float64)
-        header[0], header[1] = loss_sum, float(signalled)
-        packet[16:16 + grads.nbytes] = grads.view(np.uint8)
-        packet[16 + grads.nbytes:16 + grads.nbytes + logits.nbytes] = \
+        logits in row order, whether any rank was signalled). ``rows``: the global batch's.
+
+        The gradient's sum is a reduce-scatter then an allgather, both in a fixed order:
+        rank r receives every rank's r-th chunk of the gradient (Ialltoall) and adds them
+        in rank order; then every rank gathers the summed chunks with the loss sums,
+        logits and flags (Iallgather). Each rank sends and receives 2 (P - 1) / P
+        gradients, as in a ring allreduce, and every element is g_0 + g_1 + ... + g_{P-1}
+        in this order on every rank."""
+        size, dtype = self.size, grads.dtype
+        chunk, most, k = -(-grads.size // size), -(-rows // size), logits.shape[1]
+        chunks = self._scratch("chunks", (size * chunk,), dtype)
+        chunks[:grads.size], chunks[grads.size:] = grads, 0
+        mine = self._scratch("mine", (size, chunk), dtype)
+        self._wait(self.comm.Ialltoall(chunks, mine), "the gradient exchange")
+        summed_bytes = chunk * dtype.itemsize
+        packet = self._scratch("packet", (16 + summed_bytes + most * k * dtype.itemsize,),
+                               np.uint8)
+        packet[:16].view(np.float64)[:] = loss_sum, float(signalled)
+        packet[16:16 + summed_bytes].view(dtype)[:] = _sum_rows(mine)
+        packet[16 + summed_bytes:16 + summed_bytes + logits.nbytes] = \
             logits.reshape(-1).view(np.uint8)
-        gathered = self._received(packet.size)
+        gathered = self._scratch("gathered", (size, packet.size), np.uint8)
         self._wait(self.comm.Iallgather(packet, gathered), "the gradient exchange")
+        grads[...] = gathered[:, 16:16 + summed_bytes].copy().view(dtype).reshape(-1)[:grads.size]
         headers = gathered[:, :16].copy().view(np.float64)
-        grads[...] = _sum_rows(gathered[:, 16:16 + grads.nbytes].view(grads.dtype))
-        outputs = gathered[:, 16 + grads.nbytes:].view(grads.dtype).reshape(self.size, most, k)
-        shard_rows = [hi - lo for lo, hi in (shard_bounds(rows, r, self.size)
-                                             for r in range(self.size))]
-        parts = [outputs[r, :shard_rows[r]] for r in range(self.size)]
+        outputs = gathered[:, 16 + summed_bytes:].copy().view(dtype).reshape(size, most, k)
+        parts = [outputs[r, :hi - lo]
+                 for r, (lo, hi) in enumerate(shard_bounds(rows, r, size) for r in range(size))]
         loss = float(_sum_rows(headers[:, :1])[0])
         return loss, np.concatenate(parts), bool(headers[:, 1].any())
 
-    def _buffer(self, nbytes: int) -> np.ndarray:
-        if self._packet is None or self._packet.size != nbytes:
-            self._packet = np.empty(nbytes, np.uint8)
-        return self._packet
-
-    def _received(self, nbytes: int) -> np.ndarray:
-        if self._gathered is None or self._gathered.shape != (self.size, nbytes):
-            self._gathered = np.empty((self.size, nbytes), np.uint8)
-        return self._gathered
+    def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A buffer kept between steps (one per name, made again when its shape changes)."""
+        array = self._buffers.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._buffers[name] = np.empty(shape, dtype)
+        return array
 
     @contextmanager
     def ending_the_job(self) -> Iterator[None]:
