@@ -198,5 +198,42 @@ def case_mismatch():
     report("mismatch", {"messages": comm.gather(message)})
 
 
+def case_one_rank():
+    """One rank: fit(distributed=) equals fit's per-op path bit for bit."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(97, 5)), rng.integers(0, 2, 97)
+
+    def trained(**kwargs):
+        m = fastmlp.Sequential([fastmlp.Dense(8, activation="relu"), fastmlp.Dropout(0.2),
+                                fastmlp.BatchNorm(), fastmlp.Dense(2)], input_dim=5, seed=1,
+                               loss="softmax_cross_entropy")
+        m.fit(X, y, epochs=2, batch_size=10, optimizer="adam", verbose=0, **kwargs)
+        return m
+    distributed = trained(distributed=mpi)
+    fastmlp.training._FUSED = False
+    report("one_rank", {"equal": bool(np.array_equal(distributed.flat_params,
+                                                     trained().flat_params))})
+
+
+def case_arguments():
+    """The errors of bad arguments (every message in order)."""
+    X, y = np.zeros((4, 2)), np.zeros(4, int)
+    m = fastmlp.Sequential([fastmlp.Dense(2)], input_dim=2, loss="softmax_cross_entropy")
+    multitask = fastmlp.MultiTask([fastmlp.Dense(3)], {"a": [fastmlp.Dense(2)]}, input_dim=2,
+                                  losses={"a": "softmax_cross_entropy"})
+    attempts = [lambda: m.fit(X, y, epochs=1, distributed="mpi"),
+                lambda: m.fit(fastmlp.sources.Npy(X, y), epochs=1, distributed=mpi),
+                lambda: MPI(timeout=0),
+                lambda: multitask.fit(X, {"a": y}, epochs=1, distributed=mpi)]
+    messages = []
+    for attempt in attempts:
+        try:
+            attempt()
+            messages.append("no error")
+        except (TypeError, ValueError) as exc:
+            messages.append(str(exc))
+    report("arguments", {"messages": messages})
+
+
 if __name__ == "__main__":
     globals()[f"case_{sys.argv[1]}"]()

@@ -17,8 +17,7 @@ import pytest
 
 pytest.importorskip("mpi4py", reason="mpi4py is in the test extra (pip install '.[test]')")
 
-import fastmlp  # noqa: E402
-from fastmlp.distributed import MPI, shard_bounds  # noqa: E402
+from fastmlp.distributed import shard_bounds  # noqa: E402
 
 WORKER = pathlib.Path(__file__).with_name("mpi_worker.py")
 # float64 runs of 30 steps: each step's gradient differs from one process's by at most
@@ -118,26 +117,22 @@ def test_ranks_that_differ_are_refused_on_every_rank(tmp_path):
         assert "rank(s) [1] differ from rank 0 in the model's weights and state" in message
 
 
-# --------------------------------------------------------------- in this process
-def test_one_rank_equals_fit_bit_for_bit():
-    """COMM_WORLD of this process alone: the same kernels on the whole batch."""
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(97, 5)), rng.integers(0, 2, 97)
-
-    def trained(**kwargs):
-        m = fastmlp.Sequential([fastmlp.Dense(8, activation="relu"), fastmlp.Dropout(0.2),
-                                fastmlp.BatchNorm(), fastmlp.Dense(2)], input_dim=5, seed=1,
-                               loss="softmax_cross_entropy")
-        fastmlp.training._FUSED = False
-        try:
-            m.fit(X, y, epochs=2, batch_size=10, optimizer="adam", verbose=0, **kwargs)
-        finally:
-            fastmlp.training._FUSED = True
-        return m
-
-    assert np.array_equal(trained(distributed=MPI()).flat_params, trained().flat_params)
+def test_one_rank_equals_fit_bit_for_bit(tmp_path):
+    """mpiexec -n 1: the shard is the whole batch, the same kernels in the same order
+    (float32, Dropout and BatchNorm included) as fit's per-op path."""
+    assert run(1, "one_rank", tmp_path)["equal"]
 
 
+def test_arguments_are_checked(tmp_path):
+    messages = run(1, "arguments", tmp_path)["messages"]
+    assert "distributed must be None or fastmlp.distributed.MPI()" in messages[0]
+    assert "a distributed fit takes arrays" in messages[1]
+    assert "timeout" in messages[2]
+    assert "unexpected keyword argument 'distributed'" in messages[3]     # MultiTask
+
+
+# ------------------------------------------------ in this process (MPI never initialized:
+# a test process that forks must not carry an initialized MPI into its children)
 def test_shards_cover_the_batch_in_rank_order():
     for rows in (1, 2, 7, 32, 33):
         for size in (1, 2, 3, 4):
@@ -145,14 +140,29 @@ def test_shards_cover_the_batch_in_rank_order():
             assert bounds[0][0] == 0 and bounds[-1][1] == rows
             assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
             assert max(hi - lo for lo, hi in bounds) - min(hi - lo for lo, hi in bounds) <= 1
+    assert "mpi4py.MPI" not in sys.modules
 
 
-def test_arguments_are_checked():
-    X, y = np.zeros((4, 2)), np.zeros(4, int)
-    m = fastmlp.Sequential([fastmlp.Dense(2)], input_dim=2, loss="softmax_cross_entropy")
-    with pytest.raises(TypeError, match="distributed must be None or fastmlp.distributed.MPI"):
-        m.fit(X, y, epochs=1, distributed="mpi")
-    with pytest.raises(ValueError, match="a distributed fit takes arrays"):
-        m.fit(fastmlp.sources.Npy(X, y), epochs=1, distributed=MPI())
-    with pytest.raises(ValueError, match="timeout"):
-        MPI(timeout=0)
+def test_command_line_train_distributed(tmp_path):
+    """fastmlp train --distributed on 2 ranks: one set of lines and one model file (rank
+    0's), equal to the one-process command's model within RUN_RTOL (float64)."""
+    iris = pathlib.Path(__file__).resolve().parents[2] / "examples" / "iris.csv"
+    command = [sys.executable, "-m", "fastmlp", "train", str(iris), "--target", "species",
+               "--epochs", "5", "--batch-size", "16", "--dtype", "float64", "--dropout", "0.1"]
+    done = subprocess.run([mpiexec(), "-n", "2", *command, "--output",
+                           str(tmp_path / "dp.fmlp"), "--distributed"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("saved ") == 1 and done.stdout.count("model: ") == 1, done.stdout
+    single = subprocess.run([*command, "--output", str(tmp_path / "one.fmlp")],
+                            capture_output=True, text=True, timeout=240)
+    assert single.returncode == 0, single.stderr
+    import fastmlp
+    dp, one = fastmlp.load(tmp_path / "dp.fmlp"), fastmlp.load(tmp_path / "one.fmlp")
+    difference = np.abs(dp.flat_params - one.flat_params).max()
+    assert difference <= RUN_RTOL * np.abs(one.flat_params).max()
+    assert dp.metadata == one.metadata
+    refused = subprocess.run([*command, "--output", str(tmp_path / "x.fmlp"), "--distributed",
+                              "--dev-data", str(tmp_path / "dev.parquet")],
+                             capture_output=True, text=True, timeout=240)
+    assert refused.returncode != 0 and "--distributed trains on a CSV or NPZ" in refused.stderr

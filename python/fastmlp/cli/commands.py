@@ -19,6 +19,7 @@ from ..tools.diagnosis import diagnose
 from ..nn.losses import get_loss
 from ..nn.stacks import mlp_layers
 from ..model.sequential import Sequential
+from ..train.distributed import MPI
 from ..nn.regularizers import L1L2
 from .._memory import available_memory
 from .memory import training_memory, unaffordable
@@ -168,18 +169,25 @@ def _print_plan(args, sets: TrainingSets, model: Sequential) -> None:
 def train_command(args) -> int:
     """Read the data (or stream it, for Parquet), train, report the train and dev scores,
     save the model with what the other commands need to know about the data in its
-    metadata (:class:`Meta`)."""
+    metadata (:class:`Meta`). With --distributed every MPI rank trains (the same data,
+    split and model on each) and rank 0 alone prints and saves."""
     check_output(args.output)
     resolve_hyperparameters(args)
     optimizer = build_optimizer(args)
+    distributed = _distributed(args)
     sets = _training_sets(args)
     n_outputs = len(sets.labels) if get_loss(sets.loss).one_hot else 1
     model = _build_model(args, sets.n_features, n_outputs, sets.loss)
-    _print_plan(args, sets, model)
+    root = distributed is None or distributed.is_root
+    if root:
+        _print_plan(args, sets, model)
     streamed = {} if args.shuffle_buffer is None else {"shuffle_buffer": args.shuffle_buffer}
     model.history = model.fit(*sets.train, epochs=args.epochs, batch_size=args.batch_size,
                               optimizer=optimizer, validation_data=sets.dev,
-                              verbose=int(shows_progress(args)), **streamed)
+                              verbose=int(shows_progress(args)), distributed=distributed,
+                              **streamed)
+    if not root:
+        return 0
     for name, pair in [("train", sets.train)] + ([("dev", sets.dev)] if sets.dev else []):
         print(_scores_line(name, model.evaluate(*pair), _rows(pair)))
     model.metadata = Meta(sets.target_name, sets.features, sets.labels, sets.dev_split,
@@ -187,6 +195,16 @@ def train_command(args) -> int:
     model.save(args.output)
     print(f"saved {args.output}")
     return 0
+
+
+def _distributed(args) -> Optional[MPI]:
+    """train's --distributed: the MPI ranks, for data held in memory."""
+    if not args.distributed:
+        return None
+    if is_parquet(args.data) or (args.dev_data is not None and is_parquet(args.dev_data)):
+        raise UsageError("--distributed trains on a CSV or NPZ file read into memory on "
+                         "every rank; Parquet data is streamed")
+    return MPI()
 
 
 # ------------------------------------------------------------ evaluate, predict

@@ -131,6 +131,11 @@ def _add_train(commands, data_options) -> None:
     train.add_argument("--dev-data", metavar="DEV",
                        help="a dev set in its own file (CSV, NPZ or Parquet) instead of a "
                             "--dev split")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training on the MPI ranks that mpirun or srun "
+                            "started, each on its shard of every batch (pip install "
+                            "'fastmlp[mpi]'; a CSV or NPZ file); rank 0 alone prints and "
+                            "saves the model")
     _progress_options(train, "epoch")
     _learning_options(train, "0.2 of a CSV or NPZ file; none of Parquet data, which is "
                              "streamed, not split: give --dev-data", None)
