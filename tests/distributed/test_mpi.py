@@ -90,10 +90,13 @@ def test_checkpoints_by_rank_0_resume_on_another_rank_count(tmp_path):
     np.testing.assert_allclose(resumed["history"], resumed["ref_history"], rtol=RUN_RTOL)
 
 
-def test_a_dead_rank_ends_the_job(tmp_path):
-    done = launch(2, "die", tmp_path, timeout=120)
+def test_a_killed_rank_ends_the_job(tmp_path):
+    """Rank 1 is killed: the launcher ends every rank at once and says why."""
+    done = launch(3, "die", tmp_path, timeout=120)
+    output = done.stdout + done.stderr
     assert done.returncode != 0
-    assert done.seconds < 100
+    assert "BAD TERMINATION" in output and "signal 9" in output, output
+    assert done.seconds < 30
 
 
 def test_a_hung_rank_ends_the_job_with_a_timeout_error(tmp_path):
