@@ -30,7 +30,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -143,7 +142,6 @@ def table(configs, ranks, mode) -> str:
              "| fit samples/s | share of the epoch in the exchange | 1 process fused / per-op "
              "samples/s |", "|---|---|---|---|---|---|---|---|"]
     measured = {p: run_ranks(p, configs, mode) for p in ranks}
-    fits = []
     for name in configs:
         ref = reference(name, mode["rows"][name])
         for p in ranks:

@@ -62,24 +62,26 @@ def case_fit():
     X, y = data()
     weights = np.random.default_rng(1).uniform(0, 2, len(X))
     result = {}
-    for kind in MODELS:
-        for weighted in (False, True):
-            kwargs = dict(epochs=3, batch_size=32, optimizer="adam", verbose=0,
-                          sample_weight=weights if weighted else None)
-            m = model(kind)
-            history = m.fit(X, y, distributed=mpi, **kwargs).history
-            ref = model(kind)
-            ref_history = ref.fit(X, y, **kwargs).history
-            state = [a for layer in m.layers for a in layer.get_state()]
-            ref_state = [a for layer in ref.layers for a in layer.get_state()]
-            result[f"{kind}{'-weighted' if weighted else ''}"] = {
-                "params": relative(m.flat_params, ref.flat_params),
-                "state": max([relative(a, b) for a, b in zip(state, ref_state)], default=0.0),
-                "loss": relative(np.array(history["loss"]), np.array(ref_history["loss"])),
-                "accuracy": history["accuracy"] == ref_history["accuracy"],
-                "same_on_every_rank": same_on_every_rank(m.flat_params)
-                and all(same_on_every_rank(a) for a in state),
-                "training_step": [m.training_step, ref.training_step]}
+    runs = [(kind, weighted, 32) for kind in MODELS for weighted in (False, True)]
+    runs.append(("batchnorm", True, 100))   # the last batch's 1 row: empty shards
+    for kind, weighted, batch in runs:
+        kwargs = dict(epochs=3, batch_size=batch, optimizer="adam", verbose=0,
+                      sample_weight=weights if weighted else None)
+        m = model(kind)
+        history = m.fit(X, y, distributed=mpi, **kwargs).history
+        ref = model(kind)
+        ref_history = ref.fit(X, y, **kwargs).history
+        state = [a for layer in m.layers for a in layer.get_state()]
+        ref_state = [a for layer in ref.layers for a in layer.get_state()]
+        result[f"{kind}{'-weighted' if weighted else ''}-batch{batch}"] = {
+            "params": relative(m.flat_params, ref.flat_params),
+            "state": max([relative(a, b) for a, b in zip(state, ref_state)], default=0.0),
+            "loss": relative(np.array(history["loss"]), np.array(ref_history["loss"])),
+            "accuracy": history["accuracy"] == ref_history["accuracy"],
+            "same_on_every_rank": same_on_every_rank(m.flat_params)
+            and all(same_on_every_rank(a) for a in state),
+            "training_step": [m.training_step, ref.training_step],
+            "steps": 3 * -(-len(X) // batch)}
     report("fit", result)
 
 
