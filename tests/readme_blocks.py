@@ -145,12 +145,19 @@ def shell_script(block: Block) -> str:
 
 def command_folder(folder: Path) -> Path:
     """A folder of commands for a shell's PATH: `python`, `python3` and `fastmlp` run this
-    interpreter (and the fastmlp it imports), as in an activated virtual environment."""
+    interpreter (and the fastmlp it imports), and `mpirun` and `mpiexec` are the ones
+    installed beside it (MPICH's wheel, the test extra), as in an activated virtual
+    environment."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, args in (("python", ""), ("python3", ""), ("fastmlp", " -m fastmlp")):
         path = folder / name
         path.write_text(f'#!/bin/sh\nexec "{sys.executable}"{args} "$@"\n')
         path.chmod(0o755)
+    for name in ("mpirun", "mpiexec"):          # exec'd by path: hydra finds its proxy beside it
+        installed = Path(sys.executable).with_name(name)
+        if installed.exists():
+            (folder / name).write_text(f'#!/bin/sh\nexec "{installed}" "$@"\n')
+            (folder / name).chmod(0o755)
     return folder
 
 
