@@ -73,7 +73,7 @@ def worker(configs, rows, calls) -> None:
         times = []
         for call in range(5 + calls):
             started = time.perf_counter()
-            exchange.step(grads, 0.0, logits, cfg.batch, False)
+            exchange.step(grads, [0.0], [logits], cfg.batch, False)
             times.append(time.perf_counter() - started)
         X, y = bl.synthetic(rows[name], cfg.dims[0])
         waited = [0.0]

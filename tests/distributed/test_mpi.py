@@ -132,7 +132,17 @@ def test_arguments_are_checked(tmp_path):
     assert "distributed must be None or fastmlp.distributed.MPI()" in messages[0]
     assert "a distributed fit takes arrays" in messages[1]
     assert "timeout" in messages[2]
-    assert "unexpected keyword argument 'distributed'" in messages[3]     # MultiTask
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_multitask_equals_one_process(tmp_path, ranks):
+    """Both heads' loss sums and logits exchanged: the History (every head's loss and
+    r2, the classification head's accuracy counts exactly) and the weights agree."""
+    result = run(ranks, "multitask", tmp_path)
+    assert result["same_on_every_rank"] and result["accuracy"]
+    assert result["params"] <= RUN_RTOL, result
+    assert set(result["history"]) >= {"loss", "class_loss", "value_loss", "value_r2"}
+    assert max(result["history"].values()) <= RUN_RTOL, result
 
 
 # ------------------------------------------------ in this process (MPI never initialized:

@@ -225,20 +225,23 @@ class MultiTask(FlatParameters):
             self._classes = classes
         return X, dense
 
-    def loss_and_grad(self, X: np.ndarray, targets: Targets, weights: None = None
+    def loss_and_grad(self, X: np.ndarray, targets: Targets, weights: None = None, *,
+                      divisor: Optional[float] = None, first_row: int = 0
                       ) -> Tuple[float, Dict[str, Tuple[float, np.ndarray]]]:
         """Training-mode forward through every layer's cache; if every head's loss is
         finite, the gradient of ``sum_h w_h * mean loss_h`` into ``flat_grads``. There
-        are no sample ``weights`` (fit takes none).
+        are no sample ``weights`` (fit takes none). A data-parallel shard gives its global
+        batch's rows as ``divisor`` and its ``first_row`` there (Sequential.loss_and_grad).
 
         Returns ``(sum_h w_h * loss sum_h, {head: (loss sum, logits)})``."""
-        features = _forward_train(self.trunk, X, self.backend, self._step)
+        rows = len(X) if divisor is None else divisor
+        features = _forward_train(self.trunk, X, self.backend, self._step, first_row)
         outputs, grads = {}, {}
         for name, layers in self.heads.items():
-            logits = _forward_train(layers, features, self.backend, self._step)
+            logits = _forward_train(layers, features, self.backend, self._step, first_row)
             grads[name] = self._train_cache.get(f"grad.{name}", logits.shape, self.dtype)
             loss_sum = self.backend.loss(self._loss_of[name].kernel, logits, targets[name],
-                                         grads[name], self.loss_weights[name] / len(X))
+                                         grads[name], self.loss_weights[name] / rows)
             outputs[name] = (loss_sum, logits)
         total = sum(self.loss_weights[name] * loss for name, (loss, _) in outputs.items())
         if math.isfinite(total):
@@ -290,7 +293,7 @@ class MultiTask(FlatParameters):
             callbacks=None, verbose="auto", checkpoint_dir=None,
             checkpoint_every: Optional[int] = 1, checkpoint_every_steps: Optional[int] = None,
             resume: bool = False, keep_checkpoints: int = 2,
-            shuffle_buffer: Optional[int] = None) -> History:
+            shuffle_buffer: Optional[int] = None, distributed=None) -> History:
         """Train from the current weights on ``targets`` = ``{head: y}`` through the fit
         loop of :func:`fastmlp.train.loop.fit`, whose arguments these are. X may be a
         source (README "Training from disk") whose targets are ``{head: y}`` (e.g.
@@ -308,6 +311,8 @@ class MultiTask(FlatParameters):
         ``validation_data=(X_val, {head: y_val})`` (val_loss without penalty), and "lr".
         Sample and class weights are not supported. A model of built-in layers on the
         native backend trains on the fused path, bit for bit as on the per-op loop.
+        ``distributed=fastmlp.distributed.MPI()`` trains data-parallel across MPI ranks on
+        arrays, as Sequential's fit (docs/distributed.md).
         """
         return _loop.fit(self, X, targets, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
@@ -315,7 +320,8 @@ class MultiTask(FlatParameters):
                          verbose=verbose, checkpoint_dir=checkpoint_dir,
                          checkpoint_every=checkpoint_every,
                          checkpoint_every_steps=checkpoint_every_steps, resume=resume,
-                         keep_checkpoints=keep_checkpoints, shuffle_buffer=shuffle_buffer)
+                         keep_checkpoints=keep_checkpoints, shuffle_buffer=shuffle_buffer,
+                         distributed=distributed)
 
     def adapt(self, X: np.ndarray) -> None:
         """Adapt every Normalization layer not adapted yet to the data as it reaches it
@@ -572,10 +578,12 @@ def _check_structure(trunk, heads: Mapping, losses: Dict[str, str]):
     return tuple(layers), spans
 
 
-def _forward_train(layers: Sequence[Layer], x: np.ndarray, backend, step: int) -> np.ndarray:
-    """Training-mode forward through the layers' own caches at training step ``step``."""
+def _forward_train(layers: Sequence[Layer], x: np.ndarray, backend, step: int,
+                   first_row: int = 0) -> np.ndarray:
+    """Training-mode forward through the layers' own caches at training step ``step``
+    (``first_row``: x's first row's index in its global batch, for a shard)."""
     for layer in layers:
-        layer.step = step
+        layer.step, layer.first_row = step, first_row
         x = layer.forward(backend, x, layer._cache, True)
     return x
 

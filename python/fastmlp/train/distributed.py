@@ -24,7 +24,7 @@ import pickle
 import sys
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -147,41 +147,51 @@ class Exchange:
                     "rank is only slow")
             time.sleep(0 if now < patient else 1e-3)
 
-    def step(self, grads: np.ndarray, loss_sum: float, logits: np.ndarray, rows: int,
-             signalled: bool):
-        """One step's exchange: this rank's gradient (its shard's share, in ``grads``),
-        loss sum, logits and Ctrl-C flag go out; ``grads`` becomes the ranks' gradients
-        added in rank order. Returns (the loss sums added in rank order, the global batch's
-        logits in row order, whether any rank was signalled). ``rows``: the global batch's.
+    def step(self, grads: np.ndarray, sums: Sequence[float], rows_of: Sequence[np.ndarray],
+             rows: int, signalled: bool):
+        """One step's exchange. Out go this rank's gradient (its shard's share, in
+        ``grads``), its ``sums`` (loss sums), its shard's ``rows_of`` arrays (logits, one
+        row per batch row, of grads' dtype) and its Ctrl-C flag. ``grads`` becomes the
+        ranks' gradients added in rank order. Returns (``sums`` added in rank order in
+        double, each of ``rows_of`` for the global batch of ``rows`` rows in row order,
+        whether any rank was signalled).
 
         The gradient's sum is a reduce-scatter then an allgather, both in a fixed order:
         rank r receives every rank's r-th chunk of the gradient (Ialltoall) and adds them
-        in rank order; then every rank gathers the summed chunks with the loss sums,
-        logits and flags (Iallgather). Each rank sends and receives 2 (P - 1) / P
-        gradients, as in a ring allreduce, and every element is g_0 + g_1 + ... + g_{P-1}
-        in this order on every rank."""
+        in rank order; then every rank gathers the summed chunks with the sums, the rows
+        and the flags (Iallgather). Each rank sends and receives 2 (P - 1) / P gradients,
+        as in a ring allreduce, and every element is g_0 + g_1 + ... + g_{P-1} in this
+        order on every rank."""
         size, dtype = self.size, grads.dtype
-        chunk, most, k = -(-grads.size // size), -(-rows // size), logits.shape[1]
+        chunk, most = -(-grads.size // size), -(-rows // size)
         chunks = self._scratch("chunks", (size * chunk,), dtype)
         chunks[:grads.size], chunks[grads.size:] = grads, 0
         mine = self._scratch("mine", (size, chunk), dtype)
         self._wait(self.comm.Ialltoall(chunks, mine), "the gradient exchange")
-        summed_bytes = chunk * dtype.itemsize
-        packet = self._scratch("packet", (16 + summed_bytes + most * k * dtype.itemsize,),
+        # the packet: [flag, sums...] (double), the summed chunk, each array's rows padded
+        head = 8 * (1 + len(sums))
+        widths = [a.shape[1] for a in rows_of]
+        packet = self._scratch("packet", (head + dtype.itemsize * (chunk + most * sum(widths)),),
                                np.uint8)
-        packet[:16].view(np.float64)[:] = loss_sum, float(signalled)
-        packet[16:16 + summed_bytes].view(dtype)[:] = _sum_rows(mine)
-        packet[16 + summed_bytes:16 + summed_bytes + logits.nbytes] = \
-            logits.reshape(-1).view(np.uint8)
+        packet[:head].view(np.float64)[:] = (float(signalled), *sums)
+        body = packet[head:].view(dtype)
+        body[:chunk] = _sum_rows(mine)
+        at = chunk
+        for array, width in zip(rows_of, widths):
+            body[at:at + array.size] = array.reshape(-1)
+            at += most * width
         gathered = self._scratch("gathered", (size, packet.size), np.uint8)
         self._wait(self.comm.Iallgather(packet, gathered), "the gradient exchange")
-        grads[...] = gathered[:, 16:16 + summed_bytes].copy().view(dtype).reshape(-1)[:grads.size]
-        headers = gathered[:, :16].copy().view(np.float64)
-        outputs = gathered[:, 16 + summed_bytes:].copy().view(dtype).reshape(size, most, k)
-        parts = [outputs[r, :hi - lo]
-                 for r, (lo, hi) in enumerate(shard_bounds(rows, r, size) for r in range(size))]
-        loss = float(_sum_rows(headers[:, :1])[0])
-        return loss, np.concatenate(parts), bool(headers[:, 1].any())
+        heads = gathered[:, :head].copy().view(np.float64)
+        bodies = gathered[:, head:].copy().view(dtype)
+        grads[...] = bodies[:, :chunk].reshape(-1)[:grads.size]
+        shard_rows = [hi - lo for lo, hi in (shard_bounds(rows, r, size) for r in range(size))]
+        arrays, at = [], chunk
+        for width in widths:
+            padded = bodies[:, at:at + most * width].reshape(size, most, width)
+            arrays.append(np.concatenate([padded[r, :shard_rows[r]] for r in range(size)]))
+            at += most * width
+        return list(_sum_rows(heads[:, 1:])), arrays, bool(heads[:, 0].any())
 
     def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
         """A buffer kept between steps (one per name, made again when its shape changes)."""
@@ -313,19 +323,40 @@ class DistributedSteps(PerOpSteps):
     def _gradient(self, rows: np.ndarray):
         model, data, exchange = self.model, self.data, self.exchange
         lo, hi = shard_bounds(len(rows), exchange.rank, exchange.size)
-        xb, _, wb = model.gather_batch(data.X, data.Y, data.W, rows[lo:hi])
+        xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows[lo:hi])
         weight = None if data.W is None else weight_total(data.W[rows])
         divisor = len(rows) if weight is None else weight
         exchange.where = f"at training step {model.training_step}"
-        loss_sum, logits = model.loss_and_grad(xb, data.Y[rows[lo:hi]], wb, divisor=divisor,
-                                               first_row=lo)
+        loss_sum, outputs = model.loss_and_grad(xb, yb, wb, divisor=divisor, first_row=lo)
+        sums, arrays = _flat_outputs(loss_sum, outputs)
         interrupt = self._interrupt
         signalled = isinstance(interrupt, AgreedInterrupt) and interrupt.signalled
-        loss_sum, logits, stop = exchange.step(model.flat_grads, loss_sum, logits, len(rows),
-                                               signalled)
+        sums, arrays, stop = exchange.step(model.flat_grads, sums, arrays, len(rows), signalled)
         if stop:
             interrupt.requested = True
-        return loss_sum, logits, data.Y[rows], weight
+        loss_sum, outputs = _outputs_from(outputs, sums, arrays)
+        return loss_sum, outputs, _take(data.Y, rows), weight
+
+
+# A model's step outputs (TrainableModel.loss_and_grad): Sequential's logits, or
+# MultiTask's {head: (loss sum, logits)}; as the exchange's sums and row arrays, and back.
+def _flat_outputs(loss_sum: float, outputs):
+    if isinstance(outputs, dict):
+        return ([loss_sum, *(head[0] for head in outputs.values())],
+                [head[1] for head in outputs.values()])
+    return [loss_sum], [outputs]
+
+
+def _outputs_from(shard_outputs, sums: list, arrays: list):
+    if isinstance(shard_outputs, dict):
+        return sums[0], {name: (total, logits) for name, total, logits
+                         in zip(shard_outputs, sums[1:], arrays)}
+    return sums[0], arrays[0]
+
+
+def _take(Y, rows: np.ndarray):
+    """The rows of targets as prepare_data gives them (an array, or {head: array})."""
+    return {name: y[rows] for name, y in Y.items()} if isinstance(Y, dict) else Y[rows]
 
 
 def fingerprint(model, optimizer, data: TrainingData, settings: dict) -> Dict[str, object]:
@@ -339,7 +370,7 @@ def fingerprint(model, optimizer, data: TrainingData, settings: dict) -> Dict[st
             [a.tobytes() for layer in model.layers for a in layer.get_state()]),
         "the optimizer": (type(optimizer).__name__, state_dict(optimizer)),
         "the training data": (n, getattr(X, "toarray", lambda: X)().tobytes(),
-                              data.Y[sample].tobytes(),
+                              pickle.dumps(_take(data.Y, sample)),
                               None if data.W is None else data.W.tobytes()),
         "fit's arguments": (settings, model.shuffle_rng.bit_generator.state),
     }

@@ -415,8 +415,7 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     in rank order every step, so every rank ends with the same model, equal to one
     process's fit to float rounding (docs/distributed.md). Rank 0 alone writes
     checkpoints and prints progress; every rank resumes from the same directory, with
-    any number of ranks. Arrays only (not a streamed source), a Sequential model, on the
-    per-op path.
+    any number of ranks. Arrays only (not a streamed source), on the per-op path.
 
     The History is also kept as ``model.history`` (the model file saves it).
     """
