@@ -108,8 +108,10 @@ def _abort(comm) -> None:
 
 
 class Exchange:
-    """One fit's collectives on ``mpi``'s communicator: each gathers one equal-sized
-    buffer from every rank (Iallgather) and polls it until ``mpi.timeout``."""
+    """One fit's collectives on ``mpi``'s communicator, all non-blocking (Iallgather,
+    Ialltoall) and polled until ``mpi.timeout``: the step's exchange (:meth:`step`), the
+    ordered sums BatchNorm needs (:meth:`sum`) and the check before the first step
+    (:meth:`agree`)."""
 
     def __init__(self, mpi: MPI):
         self.mpi, self.comm = mpi, mpi.comm
