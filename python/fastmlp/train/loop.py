@@ -20,6 +20,7 @@ from .arguments import fit_data, fit_optimizer, sample_weights, validation_pass
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, callback_states, check_compatible,
                          load_callback_states, restore)
+from .distributed import MPI, AgreedInterrupt, DistributedSteps, Exchange, fingerprint
 from .fused import FusedEpochs
 from .guards import Interrupt, one_fit_at_a_time
 from .history import History
@@ -27,7 +28,6 @@ from .preflight import check_fit_memory, warn_if_unscaled
 from .progress import EpochProgress, check_verbose
 from .protocol import TrainableModel
 from .rollback import CheckedSteps
-from .distributed import MPI, AgreedInterrupt, DistributedSteps, Exchange, fingerprint
 from .steps import TrainingData, epoch_steps
 from .stream import StreamData
 
@@ -467,13 +467,7 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     if exchange is None:
         _train(run, epochs, resumed)
     else:
-        exchange.agree(fingerprint(model, optimizer, data, {
-            "epochs": epochs, "shuffle": shuffle, "batch_size": data.batch,
-            "validation": validation is not None, "resumed": resumed is not None and
-            (resumed.position.epochs_done, resumed.position.step),
-            "callbacks": [type(c).__qualname__ for c in callbacks]}))
-        with exchange.ending_the_job():
-            _train(run, epochs, resumed)
+        _train_distributed(run, epochs, resumed, exchange)
     return history
 
 
@@ -516,6 +510,21 @@ def _streamed(model, source, batch_size: Optional[int], sample_weight, class_wei
     if shuffle_buffer is not None:
         shuffle_buffer = check_int(shuffle_buffer, "shuffle_buffer")
     return StreamData(model, source, batch_size, shuffle_buffer, class_weight)
+
+
+def _train_distributed(run: _Fit, epochs: int, resumed: Optional[Checkpoint],
+                       exchange: Exchange) -> None:
+    """_train on every rank, once they agree that they train the same model on the same
+    data with the same arguments; an error that only this rank meets then ends the job
+    (Exchange.ending_the_job)."""
+    exchange.agree(fingerprint(run.model, run.optimizer, run.data, {
+        "epochs": epochs, "shuffle": run.shuffle, "batch_size": run.data.batch,
+        "validation": run.log.validation is not None,
+        "resumed": None if resumed is None else (resumed.position.epochs_done,
+                                                 resumed.position.step),
+        "callbacks": [type(c).__qualname__ for c in run.log.callbacks]}))
+    with exchange.ending_the_job():
+        _train(run, epochs, resumed)
 
 
 def _train(run: _Fit, epochs: int, resumed: Optional[Checkpoint]) -> None:
