@@ -91,23 +91,19 @@ def test_checkpoints_by_rank_0_resume_on_another_rank_count(tmp_path):
     np.testing.assert_allclose(resumed["history"], resumed["ref_history"], rtol=RUN_RTOL)
 
 
-def test_a_killed_rank_ends_the_job(tmp_path):
-    """Rank 1 is killed: the launcher ends every rank at once and says why."""
-    done = launch(3, "die", tmp_path, timeout=120)
+@pytest.mark.parametrize("case, ranks, says, within", [
+    # rank 1 is killed: the launcher ends every rank at once and says why
+    ("die", 3, ("BAD TERMINATION", "signal 9"), 30),
+    # rank 1 sleeps for 600 s: rank 0's exchange times out after 3 s with
+    # DistributedError, and the job is aborted (no wait for the sleeper)
+    ("hang", 2, ("DistributedError", "did not complete within 3 s"), 60),
+])
+def test_a_lost_rank_ends_the_job_saying_why(tmp_path, case, ranks, says, within):
+    done = launch(ranks, case, tmp_path, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode != 0
-    assert "BAD TERMINATION" in output and "signal 9" in output, output
-    assert done.seconds < 30
-
-
-def test_a_hung_rank_ends_the_job_with_a_timeout_error(tmp_path):
-    """Rank 1 sleeps for 600 s: rank 0's exchange times out after 3 s with
-    DistributedError, and the job is aborted (no wait for the sleeper)."""
-    done = launch(2, "hang", tmp_path, timeout=120)
-    output = done.stdout + done.stderr
-    assert done.returncode != 0
-    assert "DistributedError" in output and "did not complete within 3 s" in output, output
-    assert done.seconds < 60
+    assert all(words in output for words in says), output
+    assert done.seconds < within
 
 
 def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
