@@ -78,13 +78,19 @@ def test_one_step_gradient_bound(tmp_path):
 
 
 def test_checkpoints_by_rank_0_resume_on_another_rank_count(tmp_path):
-    """2 ranks write checkpoints (rank 0 only) until Ctrl-C stops them in epoch 3; 3
-    ranks resume from the newest (inside epoch 2 or 3) and end as one process's 4
-    epochs."""
+    """2 ranks write checkpoints (rank 0 only) until Ctrl-C stops them in epoch 3; the
+    newest is damaged; 3 ranks resume from the one before (rank 0 alone renames the
+    damaged one) and end as one process's 4 epochs."""
+    from fastmlp.checkpoint import list_checkpoints
     first = run(2, "checkpoint", tmp_path, "start")
     assert first["writes"][0] > 0 and first["writes"][1:] == [0]
     assert first["same_on_every_rank"] and len(first["history"]) == 2
+    files = list_checkpoints(tmp_path / "checkpoints")
+    assert len(files) == 2
+    newest = pathlib.Path(files[-1][1])
+    newest.write_bytes(newest.read_bytes()[:100])
     resumed = run(3, "checkpoint", tmp_path, "resume")
+    assert (tmp_path / "checkpoints" / (newest.name + ".corrupt")).exists()
     assert resumed["writes"][0] > 0 and resumed["writes"][1:] == [0, 0]
     assert resumed["same_on_every_rank"]
     assert resumed["params"] <= RUN_RTOL, resumed

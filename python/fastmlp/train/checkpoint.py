@@ -222,18 +222,22 @@ class Checkpoints:
     ``every`` (epochs, or None) and ``every_steps`` (training steps of the fit, or None)
     say when: after every ``every``-th epoch, after every ``every_steps``-th step (written
     after the epoch's end when that step ends an epoch), and always when the fit ends.
-    ``keep`` is how many of the newest files are kept (>= 1).
+    ``keep`` is how many of the newest files are kept (>= 1). ``writes`` False: the
+    directory is only read (a distributed fit's ranks but rank 0, which alone writes,
+    removes and renames its files).
     """
 
     def __init__(self, directory: str, every: Optional[int], every_steps: Optional[int],
-                 keep: int):
-        self.directory, self.keep = directory, keep
+                 keep: int, writes: bool = True):
+        self.directory, self.keep, self.writes = directory, keep, writes
         self.every, self.every_steps = every, every_steps
         os.makedirs(directory, exist_ok=True)
-        self._remove_temporaries()
+        if writes:
+            self._remove_temporaries()
 
     @classmethod
-    def create(cls, directory, every, every_steps, keep, resume) -> Optional["Checkpoints"]:
+    def create(cls, directory, every, every_steps, keep, resume,
+               writes: bool = True) -> Optional["Checkpoints"]:
         """The fit's checkpoints from its arguments (checked), or None without a directory."""
         every = None if every is None else check_int(every, "checkpoint_every")
         every_steps = None if every_steps is None else check_int(every_steps,
@@ -245,7 +249,7 @@ class Checkpoints:
                 raise ValueError("resume=True and checkpoint_every_steps need a "
                                  "checkpoint_dir")
             return None
-        checkpoints = cls(check_path(directory), every, every_steps, keep)
+        checkpoints = cls(check_path(directory), every, every_steps, keep, writes)
         if not resume and checkpoints.files():
             raise FileExistsError(f"checkpoint_dir {checkpoints.directory!r} already holds "
                                   f"checkpoints: pass resume=True to continue that fit, or "
@@ -271,7 +275,10 @@ class Checkpoints:
         return list_checkpoints(self.directory)
 
     def write(self, model, history, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` atomically, then delete all but the newest ``keep``."""
+        """Write ``checkpoint`` atomically, then delete all but the newest ``keep``
+        (nothing when this process only reads the directory)."""
+        if not self.writes:
+            return
         path = os.path.join(self.directory, checkpoint.position.filename)
         model.write_checkpoint(path, history, checkpoint.to_data())
         for _, old in self.files()[:-self.keep]:
@@ -286,8 +293,9 @@ class Checkpoints:
     def latest(self, model_class) -> Optional[Tuple[object, Checkpoint]]:
         """(model, checkpoint) of the newest valid file, None when there is none. A file
         that cannot be read is renamed ``<name>.corrupt`` (kept for inspection, no longer
-        considered) with a CheckpointWarning, and the next older one is tried; if every
-        file is damaged, ModelFileError. The model is a ``model_class``."""
+        considered; by the writing process only) with a CheckpointWarning, and the next
+        older one is tried; if every file is damaged, ModelFileError. The model is a
+        ``model_class``."""
         files = self.files()
         for position, path in reversed(files):
             try:
@@ -297,10 +305,13 @@ class Checkpoints:
                     raise ModelFileError(f"it records position {checkpoint.position}")
                 return model, checkpoint
             except (ModelFileError, OSError) as exc:
-                os.replace(path, path + ".corrupt")
-                warnings.warn(f"checkpoint {path!r} cannot be read ({exc}); renamed to "
-                              f"{os.path.basename(path)}.corrupt, resuming from the "
-                              f"previous one", CheckpointWarning, stacklevel=user_stacklevel())
+                if self.writes:
+                    os.replace(path, path + ".corrupt")
+                renamed = f"renamed to {os.path.basename(path)}.corrupt" if self.writes \
+                    else "skipped"
+                warnings.warn(f"checkpoint {path!r} cannot be read ({exc}); {renamed}, "
+                              f"resuming from the previous one", CheckpointWarning,
+                              stacklevel=user_stacklevel())
         if files:
             raise ModelFileError(f"no valid checkpoint in {self.directory!r}: all "
                                  f"{len(files)} are damaged")

@@ -68,10 +68,9 @@ class _FitCheckpoints:
     they record, and resuming from the newest."""
 
     def __init__(self, checkpoints: Optional[Checkpoints], model, data: TrainingData,
-                 shuffle: bool, history: History, callbacks, writes: bool = True):
+                 shuffle: bool, history: History, callbacks):
         self.checkpoints, self.model, self.data, self.shuffle = checkpoints, model, data, shuffle
         self.history, self.callbacks = history, callbacks
-        self.writes = writes        # False: a distributed fit's rank other than 0 reads only
 
     def describe(self) -> dict:
         """What a checkpoint must share with this fit (Checkpoint.fit)."""
@@ -105,15 +104,13 @@ class _FitCheckpoints:
     def write_in_epoch(self, epoch: int, step: int, shuffle_state: dict, totals: dict) -> None:
         """The checkpoint after the epoch's step ``step``: where it is, the shuffle state
         the epoch began with and its running ``totals``."""
-        if not self.writes:
-            return
         self.checkpoints.write(self.model, self.history, Checkpoint(
             Position(epoch - 1, step), self.describe(), shuffle_state, totals,
             callback_states(self.callbacks)))
 
     def after_epoch(self, epoch: int, finished: bool) -> None:
         """The checkpoint after ``epoch``, when one is due (always when ``finished``)."""
-        if self.writes and self.checkpoints is not None and self.checkpoints.due_after_epoch(
+        if self.checkpoints is not None and self.checkpoints.due_after_epoch(
                 epoch, epoch * self.data.n_batches, finished):
             self.checkpoints.write(self.model, self.history, Checkpoint(
                 Position(epoch, 0), self.describe(), callbacks=callback_states(self.callbacks),
@@ -431,7 +428,8 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
         verbose = 0
     callbacks = check_callbacks(callbacks)
     checkpoints = Checkpoints.create(checkpoint_dir, checkpoint_every, checkpoint_every_steps,
-                                     keep_checkpoints, resume)
+                                     keep_checkpoints, resume,
+                                     writes=exchange is None or exchange.rank == 0)
     source = as_source(X, y)
     if source is None:
         columns = getattr(X, "columns", None)      # a DataFrame's, for the scale warning
@@ -453,8 +451,7 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     history = History(model.history_keys(validation is not None))
     progress = EpochProgress(verbose, epochs, data.n_batches, data.n * model.n_params)
     model.stop_training = False
-    saving = _FitCheckpoints(checkpoints, model, data, shuffle, history, callbacks,
-                             writes=exchange is None or exchange.rank == 0)
+    saving = _FitCheckpoints(checkpoints, model, data, shuffle, history, callbacks)
     resumed = saving.resume(optimizer, epochs) if checkpoints is not None and resume else None
 
     if source is None:
