@@ -111,23 +111,43 @@ public:
 
     // Step `step`'s loss and gradient without the update (Trainer::gradient), GIL released.
     train::StepGradient gradient(py::object x, py::array y, py::object w, py::array order, index step,
-                                 std::uint64_t model_step) {
-        if (f32_) return gradient_as<float>(*f32_, x, y, w, order, step, model_step);
-        return gradient_as<double>(*f64_, x, y, w, order, step, model_step);
+                                 std::uint64_t model_step, const train::Shard& shard) {
+        if (f32_) return gradient_as<float>(*f32_, x, y, w, order, step, model_step, shard);
+        return gradient_as<double>(*f64_, x, y, w, order, step, model_step, shard);
+    }
+
+    // After gradient(): per head, its loss sum and a copy of its logits of `rows` rows.
+    py::list outputs(index rows) const {
+        py::list heads;
+        for (std::size_t h = 0; h < head_outputs_.size(); ++h) {
+            if (f32_) heads.append(head_output<float>(*f32_, h, rows));
+            else heads.append(head_output<double>(*f64_, h, rows));
+        }
+        return heads;
     }
 
 private:
     template <class T>
+    py::tuple head_output(const train::Trainer<T>& trainer, std::size_t h, index rows) const {
+        if (rows < 0 || rows > batch_) fail_value("Trainer.outputs", "rows must lie in [0, batch_size]");
+        py::array_t<T> logits({rows, head_outputs_[h]});
+        std::copy_n(trainer.head_logits(h), rows * head_outputs_[h], logits.mutable_data());
+        return py::make_tuple(trainer.head_loss(h), logits);
+    }
+
+    template <class T>
     train::StepGradient gradient_as(train::Trainer<T>& trainer, const py::object& x, py::array& y, const py::object& wobj,
-                                    py::array& order, index step, std::uint64_t model_step) {
+                                    py::array& order, index step, std::uint64_t model_step,
+                                    const train::Shard& shard) {
         const char* k = "Trainer.gradient";
         py::array w;
         const EpochData<T> d = epoch_data<T>(k, x, y, wobj, w, order);
         if (step < 0 || step >= steps_per_epoch(d.visits))
             fail_value(k, "step " + std::to_string(step) + " must lie within the epoch's " +
                               std::to_string(steps_per_epoch(d.visits)) + " steps");
+        if (shard.divisor < 0 || shard.first_row < 0) fail_value(k, "divisor and first_row must be >= 0");
         py::gil_scoped_release nogil;
-        return trainer.gradient(d, step, model_step);
+        return trainer.gradient(d, step, model_step, shard);
     }
 
     template <class T>
@@ -321,12 +341,15 @@ void register_train(py::module_& m) {
         .def_property_readonly("head_outputs", &PyTrainer::head_outputs)
         .def("steps_per_epoch", &PyTrainer::steps_per_epoch, arg("n"))
         .def("gradient", [](PyTrainer& t, py::object x, py::array y, py::object w, py::array order, index step,
-                            std::uint64_t model_step) {
-                 const train::StepGradient g = t.gradient(x, y, w, order, step, model_step);
+                            std::uint64_t model_step, double divisor, index first_row) {
+                 const train::StepGradient g = t.gradient(x, y, w, order, step, model_step,
+                                                          train::Shard{divisor, first_row});
                  return py::make_tuple(g.loss_sum, g.weight, g.penalty);
              },
              arg("X"), arg("Y").noconvert(), arg("W"), arg("order").noconvert(), arg("step"),
-             arg("model_step"))
+             arg("model_step"), arg("divisor") = 0.0, arg("first_row") = 0)
+        .def("outputs", &PyTrainer::outputs, arg("rows"),
+             "After gradient(): per loss head, (its loss sum, a copy of its logits of `rows` rows)")
         .def("run", &PyTrainer::run, arg("X"), arg("Y").noconvert(), arg("W"),
              arg("order").noconvert(), arg("step_begin"), arg("step_end"), arg("lrs").noconvert(), arg("t0"),
              arg("model_step"), arg("totals"), arg("watch") = py::none(), arg("save_first") = false,

@@ -324,7 +324,7 @@ void running_update(const T* mean, const T* inv_std, T* running_mean, T* running
 }
 
 template <class T>
-void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) {
+void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step, index first_row) {
     T* const* p = b.ptr;
     const int* a = op.args;
     const double* c = op.constants;
@@ -361,7 +361,7 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step) 
         case OpCode::maxout_forward: maxout_forward<T>(p[a[0]], p[a[1]], b.ints[a[2]], rows, n, k); return;
         case OpCode::maxout_backward: maxout_backward<T>(p[a[0]], b.ints[a[1]], p[a[2]], rows, n, k); return;
         case OpCode::dropout_forward:
-            dropout_forward<T>(p[a[0]], p[a[1]], p[a[2]], rows * n, c[0], op.seed, op.layer, step);
+            dropout_forward<T>(p[a[0]], p[a[1]], p[a[2]], rows * n, c[0], op.seed, op.layer, step, first_row * n);
             return;
         case OpCode::mul: mul<T>(p[a[0]], p[a[1]], p[a[2]], rows * n); return;
         case OpCode::batchnorm_forward_train:
@@ -418,7 +418,7 @@ template void fuse_act_backward<float>(Program<float>&);
 template void fuse_act_backward<double>(Program<double>&);
 template void check_sparse_input<float>(const Program<float>&, const std::string&);
 template void check_sparse_input<double>(const Program<double>&, const std::string&);
-template void run_op<float>(const OpRecord&, BoundView<float>, index, std::uint64_t);
-template void run_op<double>(const OpRecord&, BoundView<double>, index, std::uint64_t);
+template void run_op<float>(const OpRecord&, BoundView<float>, index, std::uint64_t, index);
+template void run_op<double>(const OpRecord&, BoundView<double>, index, std::uint64_t, index);
 
 }}  // namespace fastmlp::train

@@ -144,13 +144,14 @@ template <class T>
 void check_sparse_input(const Program<T>& program, const std::string& who);
 
 // Runs one op (not regularize: the penalty's divisor is the runner's) over `rows` rows;
-// `step` is the model's training-step counter (Dropout's mask).
+// `step` is the model's training-step counter and `first_row` the rows' first index in
+// their global batch (Dropout's mask; a data-parallel shard starts past 0).
 template <class T>
-void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step);
+void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step, index first_row = 0);
 
 template <class T>
-void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step) {
-    run_op(op, b.view(), rows, step);
+void run_op(const OpRecord& op, const Bound<T>& b, index rows, std::uint64_t step, index first_row = 0) {
+    run_op(op, b.view(), rows, step, first_row);
 }
 
 }}  // namespace fastmlp::train

@@ -256,22 +256,24 @@ void Trainer<T>::prepare(const EpochData<T>& d, index step_begin, index step_end
 
 // The program's forward (Layer.forward(training=True) of every layer).
 template <class T>
-void Trainer<T>::forward(index rows, std::uint64_t model_step) {
-    for (const OpRecord& op : spec_.program.forward) run_op(op, bound_, rows, model_step);
+void Trainer<T>::forward(index rows, std::uint64_t model_step, index first_row) {
+    for (const OpRecord& op : spec_.program.forward) run_op(op, bound_, rows, model_step, first_row);
 }
 
 // Every head's loss sum into head_loss_ and its gradient into its loss_grad buffer, with
 // scale w_h / rows, or w_h / weight (0 if weight is 0) with row weights `w` (weight:
-// their sum); returns sum_h w_h * loss sum_h (Sequential._loss_and_grad,
+// their sum), or w_h / divisor when one is given (a shard: its global batch's rows or
+// weight sum); returns sum_h w_h * loss sum_h (Sequential._loss_and_grad,
 // MultiTask.loss_and_grad). A softmax head's loss also writes its rows' labels into
 // head_labels(h) for add_metrics (other losses ignore the pointer).
 template <class T>
-double Trainer<T>::losses(index rows, const T* w, double weight) {
+double Trainer<T>::losses(index rows, const T* w, double weight, double divisor) {
     const Program<T>& p = spec_.program;
     double total = 0.0;
+    const double d = divisor > 0 ? divisor : w ? weight : double(rows);
     for (std::size_t h = 0; h < p.heads.size(); ++h) {
         const LossHead& head = p.heads[h];
-        const double scale = w ? (weight > 0 ? head.weight / weight : 0.0) : head.weight / double(rows);
+        const double scale = d > 0 ? head.weight / d : 0.0;
         const double sum = loss<T>(head.loss, bound_.ptr[std::size_t(head.output)], y_[h].data(),
                                    bound_.ptr[std::size_t(head.loss_grad)], rows, p.width(head.output), T(scale), w,
                                    labels_.data() + head_labels(h));
@@ -373,9 +375,9 @@ void Trainer<T>::add_r2(const T* p, const T* y, index rows, HeadTotals& t) const
 // non-finite loss.
 template <class T>
 StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, index rows,
-                                       std::uint64_t model_step) {
+                                       std::uint64_t model_step, const Shard& shard) {
     gather(data, start, rows);
-    forward(rows, model_step);
+    forward(rows, model_step, shard.first_row);
     StepGradient g;
     const T* w = data.w ? w_.data() : nullptr;
     g.weight = double(rows);
@@ -383,7 +385,7 @@ StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, in
         g.weight = double(w[0]);
         for (index r = 1; r < rows; ++r) g.weight += double(w[r]);
     }
-    g.loss_sum = losses(rows, w, g.weight);
+    g.loss_sum = losses(rows, w, g.weight, shard.divisor);
     if (!std::isfinite(g.loss_sum)) return g;
     backward(rows);
     g.penalty = penalty(rows, data.n_samples, g.weight);
@@ -391,13 +393,19 @@ StepGradient Trainer<T>::step_gradient(const EpochData<T>& data, index start, in
 }
 
 template <class T>
-StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uint64_t model_step) {
+StepGradient Trainer<T>::gradient(const EpochData<T>& data, index step, std::uint64_t model_step,
+                                  const Shard& shard) {
     const Running running(running_);
     prepare(data, step, step + 1);
     const std::lock_guard<WeightsLock> whole_step(*lock_);
     const index start = step * spec_.batch;
     const index rows = std::min(spec_.batch, data.visits - start);
-    return step_gradient(data, start, rows, model_step);
+    return step_gradient(data, start, rows, model_step, shard);
+}
+
+template <class T>
+const T* Trainer<T>::head_logits(std::size_t h) const {
+    return bound_.ptr[std::size_t(spec_.program.heads[h].output)];
 }
 
 namespace {

@@ -106,6 +106,13 @@ struct StepGradient {
 
 enum class Divergence : int { none = 0, loss = 1, gradient = 2 };
 
+// A step's rows as a data-parallel shard of a global batch: the global batch's divisor
+// of the loss (its rows or weight sum; 0: the step's own) and the shard's first row in it.
+struct Shard {
+    double divisor = 0;
+    index first_row = 0;
+};
+
 // Running totals of the steps that completed, in the per-op path's definitions
 // (python/fastmlp/nn/metrics.py): the step losses and penalties summed in step order in
 // double, the weight behind the losses (rows, or the row weights' sums), and per loss
@@ -208,11 +215,21 @@ public:
     // buffer, at model_step (Dropout's masks). One step over all rows (batch >= n, step 0)
     // is the whole-batch objective scipy's L-BFGS minimizes (python/fastmlp/train/gradient.py).
     // Throws as run() does; the caller has checked the shapes and the step.
-    StepGradient gradient(const EpochData<T>& data, index step, std::uint64_t model_step);
+    // A data-parallel shard (python/fastmlp/train/distributed.py) gives its global batch's
+    // `shard.divisor` (rows or weight sum: the loss scale's) and its first row there
+    // (Dropout's masks); the defaults are the step's own.
+    StepGradient gradient(const EpochData<T>& data, index step, std::uint64_t model_step,
+                          const Shard& shard = Shard{});
+
+    // After gradient(): head h's loss sum and its logits of the step's rows (row-major,
+    // the head's width per row).
+    double head_loss(std::size_t h) const { return head_loss_[h]; }
+    const T* head_logits(std::size_t h) const;
 
 private:
     void allocate();
-    StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step);
+    StepGradient step_gradient(const EpochData<T>& data, index start, index rows, std::uint64_t model_step,
+                               const Shard& shard = Shard{});
     double penalty(index rows, index n, double weight) const;
 
     void run_steps(const RunArgs<T>& r, index step_end, std::unique_lock<WeightsLock>& lock);
@@ -229,8 +246,8 @@ private:
     template <class I>
     void reserve_sparse(const CsrRows<T, I>& x, const EpochData<T>& data, index step_begin, index step_end);
     void prepare(const EpochData<T>& data, index step_begin, index step_end);
-    void forward(index rows, std::uint64_t model_step);
-    double losses(index rows, const T* w, double weight);
+    void forward(index rows, std::uint64_t model_step, index first_row = 0);
+    double losses(index rows, const T* w, double weight, double divisor = 0);
     index head_labels(std::size_t head) const { return 2 * spec_.batch * index(head); }  // in labels_
     void backward(index rows);
     void add_metrics(std::size_t head, index rows, HeadTotals& totals) const;

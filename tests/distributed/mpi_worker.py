@@ -110,6 +110,46 @@ def case_multitask():
         "same_on_every_rank": same_on_every_rank(m.flat_params)})
 
 
+def case_fused():
+    """The shards' gradients on the fused path (one C++ call, FusedShard) equal the
+    per-op path's bit for bit: the weights and History, for each model without BatchNorm
+    (Dropout's masks by global row, the penalty once, sample weights) and a MultiTask."""
+    from fastmlp.train.distributed import FusedShard
+    X, y = data()
+    weights = np.random.default_rng(1).uniform(0, 2, len(X))
+    calls = []
+    gradient = FusedShard.gradient
+
+    def counted(self, *args):
+        calls.append(1)
+        return gradient(self, *args)
+    FusedShard.gradient = counted
+
+    def multitask():
+        return fastmlp.MultiTask(
+            [fastmlp.Dense(16, activation="relu"), fastmlp.Dropout(0.2)],
+            {"class": [fastmlp.Dense(3)], "value": [fastmlp.Dense(1)]},
+            {"class": "softmax_cross_entropy", "value": "mse"}, input_dim=7, seed=5)
+    runs = {f"{kind}{'-weighted' if w else ''}": (lambda kind=kind: model(kind, "float32"),
+                                                   dict(sample_weight=weights if w else None))
+            for kind in ("dense", "dropout", "l2") for w in (False, True)}
+    runs["multitask"] = (multitask, {})
+    targets = {"class": y, "value": X[:, :1]}
+    result = {}
+    for name, (build, extra) in runs.items():
+        trained = []
+        for fused in (True, False):
+            fastmlp.training._FUSED = fused
+            m = build()
+            history = m.fit(X, targets if name == "multitask" else y, epochs=2, batch_size=32,
+                            optimizer="adam", verbose=0, distributed=mpi, **extra).history
+            trained.append((m.flat_params.copy(), history))
+        fastmlp.training._FUSED = True
+        result[name] = bool(np.array_equal(trained[0][0], trained[1][0])
+                            and trained[0][1] == trained[1][1])
+    report("fused", {"equal": result, "fused_calls": len(calls)})
+
+
 def case_gradient():
     """One step's gradient on float32: distributed vs one process, and the bound
     2 * gamma_B * sum |terms| of docs/distributed.md, from a float64 forward."""

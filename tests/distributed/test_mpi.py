@@ -136,6 +136,13 @@ def test_arguments_are_checked(tmp_path):
     assert "timeout" in messages[2]
 
 
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_fused_shards_equal_the_per_op_path_bit_for_bit(tmp_path, ranks):
+    result = run(ranks, "fused", tmp_path)
+    assert result["fused_calls"] > 0, "the fused path was never taken"
+    assert all(result["equal"].values()), result
+
+
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_multitask_equals_one_process(tmp_path, ranks):
     """Both heads' loss sums and logits exchanged: the History (every head's loss and

@@ -28,7 +28,7 @@ Contract shared by every method:
 from __future__ import annotations
 
 import threading
-from typing import Optional, Protocol, Tuple, runtime_checkable
+from typing import List, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
@@ -346,6 +346,11 @@ class FusedTrainer(Protocol):
     weights' sum) and the penalty, the gradient of the mean loss plus the penalty in
     ``grads``; after a non-finite loss ``grads`` is left as it was and the penalty is 0.
     A trainer with ``batch_size >= n`` computes the whole-batch objective at step 0.
+    A data-parallel shard (:mod:`fastmlp.train.distributed`) passes ``divisor``, its
+    global batch's rows or weight sum (the loss scale's, instead of the step's own), and
+    ``first_row``, its first row's index in the global batch (Dropout's masks).
+    ``outputs(rows)`` then gives, per loss head, (its loss sum, a copy of its (rows, k)
+    logits).
     """
 
     batch_size: int
@@ -361,7 +366,10 @@ class FusedTrainer(Protocol):
     def restore_saved(self) -> None: ...
 
     def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
-                 order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]: ...
+                 order: np.ndarray, step: int, model_step: int, divisor: float = 0.0,
+                 first_row: int = 0) -> Tuple[float, float, float]: ...
+
+    def outputs(self, rows: int) -> List[Tuple[float, np.ndarray]]: ...
 
 
 @runtime_checkable

@@ -264,8 +264,12 @@ class FusedTrainer:
         self._core.restore_saved()
 
     def gradient(self, X: np.ndarray, Y: np.ndarray, W: Optional[np.ndarray],
-                 order: np.ndarray, step: int, model_step: int) -> Tuple[float, float, float]:
-        return self._core.gradient(_x_of(X), Y, W, order, step, model_step)
+                 order: np.ndarray, step: int, model_step: int, divisor: float = 0.0,
+                 first_row: int = 0) -> Tuple[float, float, float]:
+        return self._core.gradient(_x_of(X), Y, W, order, step, model_step, divisor, first_row)
+
+    def outputs(self, rows: int) -> List[Tuple[float, np.ndarray]]:
+        return self._core.outputs(rows)
 
 
 class FusedPredictor:

@@ -30,8 +30,11 @@ import numpy as np
 
 from .._validation import check_positive_float
 from ..errors import DistributedError, DivergenceError
+from ..nn.layers import BatchNorm
+from ..nn.losses import get_loss
 from ..nn.metrics import weight_total
 from ..optim.state import state_dict
+from .fused import without_penalty
 from .guards import Interrupt
 from .steps import PerOpSteps, TrainingData
 
@@ -301,11 +304,11 @@ class DistributedSteps(PerOpSteps):
     """An epoch's steps as :class:`PerOpSteps` takes them, each step's gradient computed
     on this rank's shard and summed across ranks by ``exchange`` (module docstring)."""
 
-    def __init__(self, model, optimizer, data: TrainingData, exchange: Exchange):
+    def __init__(self, model, optimizer, data: TrainingData, exchange: Exchange,
+                 shard: Optional["FusedShard"] = None):
         super().__init__(model, optimizer, data)
-        self.exchange = exchange
+        self.exchange, self.shard = exchange, shard
         self._interrupt: Optional[Interrupt] = None
-        self._step_number = 0
 
     def run(self, order, begin, end, epoch, totals, on_steps, interrupt=None):
         self._interrupt = interrupt
@@ -325,11 +328,14 @@ class DistributedSteps(PerOpSteps):
     def _gradient(self, rows: np.ndarray):
         model, data, exchange = self.model, self.data, self.exchange
         lo, hi = shard_bounds(len(rows), exchange.rank, exchange.size)
-        xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows[lo:hi])
         weight = None if data.W is None else weight_total(data.W[rows])
         divisor = len(rows) if weight is None else weight
         exchange.where = f"at training step {model.training_step}"
-        loss_sum, outputs = model.loss_and_grad(xb, yb, wb, divisor=divisor, first_row=lo)
+        if self.shard is not None and hi > lo:
+            loss_sum, outputs = self.shard.gradient(rows[lo:hi], divisor, lo)
+        else:
+            xb, yb, wb = model.gather_batch(data.X, data.Y, data.W, rows[lo:hi])
+            loss_sum, outputs = model.loss_and_grad(xb, yb, wb, divisor=divisor, first_row=lo)
         sums, arrays = _flat_outputs(loss_sum, outputs)
         interrupt = self._interrupt
         signalled = isinstance(interrupt, AgreedInterrupt) and interrupt.signalled
@@ -338,6 +344,47 @@ class DistributedSteps(PerOpSteps):
             interrupt.requested = True
         loss_sum, outputs = _outputs_from(outputs, sums, arrays)
         return loss_sum, outputs, _take(data.Y, rows), weight
+
+
+class FusedShard:
+    """A shard's loss and gradient in one C++ call (the fused path): a gradient-only
+    trainer (``FusedTrainer.gradient`` with the global divisor and the shard's first row)
+    running the model's fused program without its penalty (added once, after the ranks'
+    sum), with workspaces for the longest shard; the same numbers bit for bit as the
+    per-op path's ``loss_and_grad``. Not for BatchNorm, whose statistics need the other
+    ranks between the ops (SyncedBatchNorm, on the per-op path)."""
+
+    def __init__(self, model, data: TrainingData, trainer, heads: Optional[List[str]]):
+        self.model, self.data, self.trainer, self.heads = model, data, trainer, heads
+        # the targets as the trainer reads them: a MultiTask's heads side by side
+        self.Y = data.Y if heads is None else np.concatenate([data.Y[h] for h in heads], axis=1)
+
+    @classmethod
+    def create(cls, model, data: TrainingData, ranks: int) -> Optional["FusedShard"]:
+        """The shard's trainer, or None where the per-op path runs the shard (a layer
+        without a plan, BatchNorm, the NumPy backend)."""
+        factory = getattr(model.backend, "fused_trainer", None)
+        program = model.fused_program() if factory is not None else None
+        if program is None or any(isinstance(layer, BatchNorm) for layer in model.layers):
+            return None
+        heads = program.get("heads")
+        with model.writing_params():        # a lock of its own: run holds the model's
+            trainer = factory(params=model.flat_params, grads=model.flat_grads, m=None, v=None,
+                              program=without_penalty(program),
+                              loss=None if heads else get_loss(model.loss).kernel,
+                              optimizer="sgd", batch_size=-(-data.batch // ranks))
+        return cls(model, data, trainer, None if heads is None else [h["name"] for h in heads])
+
+    def gradient(self, rows: np.ndarray, divisor: float, first_row: int):
+        """The shard ``rows`` (not empty)' loss sum and outputs as ``loss_and_grad``
+        gives them, its gradient in the model's flat_grads."""
+        data, trainer = self.data, self.trainer
+        loss_sum, _, _ = trainer.gradient(data.X, self.Y, data.W, rows, 0,
+                                          self.model.training_step, divisor, first_row)
+        heads = trainer.outputs(len(rows))
+        if self.heads is None:
+            return loss_sum, heads[0][1]
+        return loss_sum, dict(zip(self.heads, heads))
 
 
 # A model's step outputs (TrainableModel.loss_and_grad): Sequential's logits, or

@@ -241,6 +241,12 @@ def multitask_program(trunk, heads, regularizer_of, input_dim: int) -> Optional[
     return program.as_dict(batch, records[0]["output"], heads=records)
 
 
+def without_penalty(program: dict) -> dict:
+    """``program`` with no penalty ops: a data-parallel shard's gradient, to which the
+    penalty is added once, after the ranks' sum (:mod:`fastmlp.train.distributed`)."""
+    return {**program, "penalty": _records([])}
+
+
 def inference_program(trunk, heads, input_dim: int) -> Optional[dict]:
     """A model's inference program as ``fused_predictor`` takes it: the trunk's layers
     from the batch, then each head's (``heads`` lists ``(layers, loss)`` in order, ``loss``

@@ -20,7 +20,7 @@ from .arguments import fit_data, fit_optimizer, sample_weights, validation_pass
 from .callbacks import check_callbacks
 from .checkpoint import (Checkpoint, Checkpoints, Position, callback_states, check_compatible,
                          load_callback_states, restore)
-from .distributed import MPI, AgreedInterrupt, DistributedSteps, Exchange, fingerprint
+from .distributed import MPI, AgreedInterrupt, DistributedSteps, Exchange, FusedShard, fingerprint
 from .fused import FusedEpochs
 from .guards import Interrupt, one_fit_at_a_time
 from .history import History
@@ -160,6 +160,9 @@ class _Fit:
         self.model, self.optimizer, self.data, self.fused = model, optimizer, data, fused
         self.log, self.saving, self.shuffle, self.exchange = log, saving, shuffle, exchange
         self.interrupt = (Interrupt if exchange is None else AgreedInterrupt)(model.backend)
+        # a distributed fit's shards on the fused path where the model allows it
+        self.shard = (FusedShard.create(model, data, exchange.size)
+                      if exchange is not None and _FUSED else None)
         self._epoch_first_step = 0      # model.training_step at the epoch's first step
 
     def run(self, epochs: int, resumed: Optional[Checkpoint]) -> None:
@@ -212,7 +215,8 @@ class _Fit:
         """The epoch's steps (from a mid-epoch checkpoint's position when ``resumed``);
         returns its data loss, penalty and metric from the running totals."""
         if self.exchange is not None:
-            steps = DistributedSteps(self.model, self.optimizer, self.data, self.exchange)
+            steps = DistributedSteps(self.model, self.optimizer, self.data, self.exchange,
+                                     self.shard)
         else:
             steps = epoch_steps(self.model, self.optimizer, self.data, self.fused)
         begin = 0
@@ -412,7 +416,7 @@ def fit(model: TrainableModel, X, y=None, *, epochs: int, batch_size: Optional[i
     in rank order every step, so every rank ends with the same model, equal to one
     process's fit to float rounding (docs/distributed.md). Rank 0 alone writes
     checkpoints and prints progress; every rank resumes from the same directory, with
-    any number of ranks. Arrays only (not a streamed source), on the per-op path.
+    any number of ranks. Arrays only (not a streamed source), one step per call.
 
     The History is also kept as ``model.history`` (the model file saves it).
     """
