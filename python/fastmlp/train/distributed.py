@@ -167,10 +167,12 @@ class Exchange:
         and the flags (Iallgather). Each rank sends and receives 2 (P - 1) / P gradients,
         as in a ring allreduce, and every element is g_0 + g_1 + ... + g_{P-1} in this
         order on every rank."""
-        size, dtype = self.size, grads.dtype
-        chunk, most = -(-grads.size // size), -(-rows // size)
-        chunks = self._scratch("chunks", (size * chunk,), dtype)
-        chunks[:grads.size], chunks[grads.size:] = grads, 0
+        size, dtype, n = self.size, grads.dtype, grads.size
+        chunk, most = -(-n // size), -(-rows // size)
+        chunks = grads
+        if n != size * chunk:                          # padded to whole chunks
+            chunks = self._scratch("chunks", (size * chunk,), dtype)
+            chunks[:n], chunks[n:] = grads, 0
         mine = self._scratch("mine", (size, chunk), dtype)
         self._wait(self.comm.Ialltoall(chunks, mine), "the gradient exchange")
         # the packet: [flag, sums...] (double), the summed chunk, each array's rows padded
@@ -187,9 +189,11 @@ class Exchange:
             at += most * width
         gathered = self._scratch("gathered", (size, packet.size), np.uint8)
         self._wait(self.comm.Iallgather(packet, gathered), "the gradient exchange")
-        heads = gathered[:, :head].copy().view(np.float64)
-        bodies = gathered[:, head:].copy().view(dtype)
-        grads[...] = bodies[:, :chunk].reshape(-1)[:grads.size]
+        heads = gathered[:, :head].view(np.float64)
+        bodies = gathered[:, head:].view(dtype)
+        for r in range(size):
+            part = grads[r * chunk:(r + 1) * chunk]
+            part[...] = bodies[r, :len(part)]
         shard_rows = [hi - lo for lo, hi in (shard_bounds(rows, r, size) for r in range(size))]
         arrays, at = [], chunk
         for width in widths:
