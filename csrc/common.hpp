@@ -12,8 +12,10 @@ namespace fastmlp {
 
 using index = std::ptrdiff_t;
 
-enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
-constexpr int kIsaCount = 3;
+// Levels in ascending order; a level runs everything below it. avx512_bf16 adds the bfloat16
+// dot product (VDPBF16PS) to avx512 and shares avx512's float32 and float64 kernels.
+enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
+constexpr int kIsaCount = 4;
 
 // Each named enum with its names table k<Enum>Names right below it (index = enum value):
 // the bindings parse names through the tables, _core's enum_names() hands them to Python,
@@ -177,9 +179,19 @@ struct KernelTable {
     void (*regularize)(const T* w, T* dw, index n, T l1, T l2, T* sums);
 };
 
+// The bfloat16 kernels (gemm_bf16.hpp): float32 in and out, operands rounded to bfloat16.
+struct Bf16KernelTable {
+    // C = alpha * bf16(op(A)) @ bf16(op(B)) + beta * C with float32 accumulation, row-major,
+    // BLAS argument order; beta == 0 never reads C. Identical results for any thread count.
+    void (*gemm)(bool trans_a, bool trans_b, index m, index n, index k, float alpha,
+                 const float* a, index lda, const float* b, index ldb, float beta, float* c,
+                 index ldc, int threads);
+};
+
 struct Kernels {
     KernelTable<float> f32;
     KernelTable<double> f64;
+    Bf16KernelTable bf16;
 
     template <class T>
     const KernelTable<T>& get() const {
@@ -190,5 +202,6 @@ struct Kernels {
 // Each dispatch unit, compiled once per ISA, defines the specialisation for its ISA.
 template <Isa isa> void register_gemm(Kernels& k);
 template <Isa isa> void register_elementwise(Kernels& k);
+template <Isa isa> void register_gemm_bf16(Kernels& k);
 
 }  // namespace fastmlp

@@ -10,6 +10,9 @@ bool cpu_supports(Isa isa) {
 #if defined(__x86_64__) || defined(_M_X64)
         case Isa::avx2: __builtin_cpu_init(); return __builtin_cpu_supports("x86-64-v3");
         case Isa::avx512: __builtin_cpu_init(); return __builtin_cpu_supports("x86-64-v4");
+        case Isa::avx512_bf16:
+            __builtin_cpu_init();
+            return __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512bf16");
 #else
         default: return false;
 #endif
@@ -22,6 +25,7 @@ const char* isa_name(Isa isa) {
         case Isa::generic: return "generic";
         case Isa::avx2: return "avx2";
         case Isa::avx512: return "avx512";
+        case Isa::avx512_bf16: return "avx512_bf16";
     }
     return "?";
 }

@@ -24,6 +24,17 @@ void fill_table() {
     if (!cpu_supports(isa)) return;
     register_gemm<isa>(g_tables[int(isa)]);
     register_elementwise<isa>(g_tables[int(isa)]);
+    register_gemm_bf16<isa>(g_tables[int(isa)]);
+}
+
+// A level that adds bfloat16 instructions to `base`: base's float32 and float64 kernels,
+// its own bfloat16 ones.
+template <Isa isa, Isa base>
+void fill_bf16_table() {
+    g_compiled[int(isa)] = true;
+    if (!cpu_supports(isa) || !cpu_supports(base)) return;
+    g_tables[int(isa)] = g_tables[int(base)];
+    register_gemm_bf16<isa>(g_tables[int(isa)]);
 }
 
 }  // namespace
@@ -35,13 +46,14 @@ void init_dispatch() {
 #endif
 #if defined(FASTMLP_HAVE_AVX512)
     fill_table<Isa::avx512>();
+    fill_bf16_table<Isa::avx512_bf16, Isa::avx512>();
 #endif
     Isa chosen = best_isa();
     const char* env = std::getenv("FASTMLP_ISA");
     if (env && *env && std::string(env) != "auto") {
         Isa wanted;
         if (!parse_isa(env, wanted))
-            std::fprintf(stderr, "fastmlp: ignoring FASTMLP_ISA=%s (expected generic, avx2, avx512 or auto)\n", env);
+            std::fprintf(stderr, "fastmlp: ignoring FASTMLP_ISA=%s (expected generic, avx2, avx512, avx512_bf16 or auto)\n", env);
         else if (int(wanted) < int(chosen))
             chosen = wanted;  // capped at what the CPU has
     }

@@ -1,5 +1,5 @@
 // The kernel tables: one per compiled ISA, the active one chosen once at import (the best
-// this CPU runs, or FASTMLP_ISA=generic|avx2|avx512|auto, capped at what the CPU has) and
+// this CPU runs, or FASTMLP_ISA=generic|avx2|avx512|avx512_bf16|auto, capped at what the CPU has) and
 // switchable in process with select_isa (fastmlp.set_isa).
 #pragma once
 #include "common.hpp"

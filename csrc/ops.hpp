@@ -46,6 +46,13 @@ void gemm(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, inde
     kernels().get<T>().gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
 }
 
+// gemm with the operands rounded to bfloat16 and float32 accumulation (gemm_bf16.hpp).
+inline void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
+                      const float* b, index ldb, float beta, float* c, index ldc) {
+    const int threads = threads_for(m * n * k, kGemmGrain);
+    kernels().bf16.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
+}
+
 // z = op(A) @ op(B) + bias, out = act(z) in one pass (the Dense forward); the same
 // threads as gemm and bit-identical to gemm then bias_act_forward.
 template <class T>

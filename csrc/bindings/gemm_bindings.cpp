@@ -1,4 +1,4 @@
-// fastmlp._core.gemm, gemm_bias_act and gemm_act_backward (ops.hpp): check and view the
+// fastmlp._core.gemm, gemm_bf16, gemm_bias_act and gemm_act_backward (ops.hpp): check and view the
 // arrays, release the GIL, call the dispatched kernel.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -42,19 +42,40 @@ void epilogue_outputs(const char* k, const py::array& z, const py::array& out,
     if (out.data() != z.data() && overlaps(out, z)) fail_value(k, "out overlaps z");
 }
 
+// C = alpha * op(a) @ op(b) + beta * c's operands, checked: dtype T, 2-D, C order, c
+// writable and disjoint from a and b, the shapes agreeing.
+template <class T>
+struct Product {
+    const T* a;
+    const T* b;
+    T* c;
+    ProductShape s;
+};
+
+template <class T>
+Product<T> checked_product(const char* k, const py::array& a, const py::array& b, py::array& c, bool ta, bool tb) {
+    Product<T> p{input<T>(a, k, "a", 2), input<T>(b, k, "b", 2), output<T>(c, k, "c", 2), {}};
+    no_overlap(k, c, "c", a, "a");
+    no_overlap(k, c, "c", b, "b");
+    p.s = product_shape(k, a, ta, b, tb, c, "c");
+    return p;
+}
+
 void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
     const char* k = "gemm";
     with_dtype(a, k, "a", [&](auto tag) {
         using T = decltype(tag);
-        const T* pa = input<T>(a, k, "a", 2);
-        const T* pb = input<T>(b, k, "b", 2);
-        T* pc = output<T>(c, k, "c", 2);
-        no_overlap(k, c, "c", a, "a");
-        no_overlap(k, c, "c", b, "b");
-        const ProductShape s = product_shape(k, a, ta, b, tb, c, "c");
+        const Product<T> p = checked_product<T>(k, a, b, c, ta, tb);
         py::gil_scoped_release nogil;
-        gemm<T>(ta, tb, s.m, s.n, s.k, T(alpha), pa, a.shape(1), pb, b.shape(1), T(beta), pc, s.n);
+        gemm<T>(ta, tb, p.s.m, p.s.n, p.s.k, T(alpha), p.a, a.shape(1), p.b, b.shape(1), T(beta), p.c, p.s.n);
     });
+}
+
+void gemm_bf16_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
+    const Product<float> p = checked_product<float>("gemm_bf16", a, b, c, ta, tb);
+    py::gil_scoped_release nogil;
+    gemm_bf16(ta, tb, p.s.m, p.s.n, p.s.k, float(alpha), p.a, a.shape(1), p.b, b.shape(1), float(beta), p.c,
+              p.s.n);
 }
 
 void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z, py::array out, bool ta,
@@ -154,6 +175,10 @@ void register_gemm(py::module_& m) {
     using py::arg;
     m.def("gemm", &gemm_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
           arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0);
+    m.def("gemm_bf16", &gemm_bf16_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
+          arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0,
+          "c = alpha * bf16(op(a)) @ bf16(op(b)) + beta * c: float32 arrays, the operands rounded to "
+          "bfloat16 (to nearest even) while packed, float32 accumulation; beta == 0 never reads c.");
     m.def("gemm_bias_act", &gemm_bias_act_binding, arg("a").noconvert(), arg("b").noconvert(),
           arg("bias").noconvert(), arg("z").noconvert(), arg("out").noconvert(), arg("trans_a") = false,
           arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,

@@ -35,7 +35,7 @@ std::vector<std::string> isa_list(bool (*pred)(Isa)) {
 std::string set_isa_binding(const std::string& name) {
     Isa isa = best_isa();
     if (name != "auto" && !parse_isa(name.c_str(), isa))
-        throw py::value_error("set_isa: unknown ISA '" + name + "' (expected generic, avx2, avx512 or auto)");
+        throw py::value_error("set_isa: unknown ISA '" + name + "' (expected generic, avx2, avx512, avx512_bf16 or auto)");
     try {
         select_isa(isa);
     } catch (const std::invalid_argument& e) {

@@ -24,6 +24,10 @@ if _TESTS not in sys.path:
     sys.path.append(_TESTS)
 
 ISA_LEVELS = ("generic", "avx2", "avx512")
+# Every level, those that add bfloat16 instructions included: avx512_bf16 runs avx512's
+# float32 and float64 kernels (tests/kernels/test_gemm_bf16.py checks that), so the float
+# kernels are tested on ISA_LEVELS and the bfloat16 ones on these.
+BF16_LEVELS = ISA_LEVELS + ("avx512_bf16",)
 # The level selected at import (FASTMLP_ISA or the CPU's best): what every test leaves
 # active again, so `FASTMLP_ISA=generic pytest tests/kernels` runs on generic throughout.
 SESSION_ISA = _core.backend_info()["isa"]
@@ -87,10 +91,7 @@ def on_every_isa(f: Callable[[], object]) -> dict:
     return results
 
 
-@pytest.fixture(params=ISA_LEVELS)
-def isa(request) -> Iterator[str]:
-    """Each ISA level in turn, active for the test; the session's level restored afterwards."""
-    name = request.param
+def _activate(name: str) -> Iterator[str]:
     info = _core.backend_info()
     if name not in info["usable_isas"]:
         why = "not compiled into this build" if name not in info["compiled_isas"] else \
@@ -98,6 +99,20 @@ def isa(request) -> Iterator[str]:
         pytest.skip(f"ISA level {name!r} {why} (usable: {info['usable_isas']})")
     with using_isa(name):
         yield name
+
+
+@pytest.fixture(params=ISA_LEVELS)
+def isa(request) -> Iterator[str]:
+    """Each ISA level of the float kernels in turn, active for the test; the session's
+    level restored afterwards."""
+    yield from _activate(request.param)
+
+
+@pytest.fixture(params=BF16_LEVELS)
+def bf16_isa(request) -> Iterator[str]:
+    """Each level of the bfloat16 kernels in turn (the portable path on generic, avx2 and
+    avx512; VDPBF16PS on avx512_bf16), active for the test."""
+    yield from _activate(request.param)
 
 
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])

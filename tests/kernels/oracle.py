@@ -258,3 +258,39 @@ def loss_gradient_by_differences(name: str, z: np.ndarray, y: np.ndarray, scale:
         zm[idx] -= h
         fd[idx] = scale * (loss(name, zp, y)[0] - loss(name, zm, y)[0]) / (2 * h)
     return fd
+
+
+# --------------------------------------------------------------------------------------
+# bfloat16 GEMM: the contract's float32 chain, step by step (csrc/kernels/gemm_bf16.hpp)
+# --------------------------------------------------------------------------------------
+
+FLT_MIN = np.float32(2.0 ** -126)
+
+
+def bf16_gemm_chain(a_bf16, b_bf16, flush: bool, round_products: bool = False) -> np.ndarray:
+    """op(A) @ op(B) (m x k, k x n float32 arrays whose values are bfloat16) summed as the
+    contract says: K in pairs, q ascending, the odd element of a pair first, one float32
+    rounding per step (the products are exact). flush: VDPBF16PS's treatment of
+    subnormals (read as zero, results flushed to zero of their sign). round_products: the
+    generic path's multiply then add, which rounds a product that falls below 2^-126 (the
+    only products of two bfloat16 values float32 cannot hold)."""
+    m, k = a_bf16.shape
+    acc = np.zeros((m, b_bf16.shape[1]), np.float32)
+
+    def step(p):
+        nonlocal acc
+        product = np.multiply.outer(a_bf16[:, p].astype(np.float64), b_bf16[p].astype(np.float64))
+        if round_products:
+            product = product.astype(np.float32).astype(np.float64)
+        acc = (acc.astype(np.float64) + product).astype(np.float32)   # exact sum, one rounding
+        if flush:
+            acc = np.where(np.abs(acc) < FLT_MIN, np.copysign(np.float32(0), acc), acc)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for q in range((k + 1) // 2):
+            if 2 * q + 1 < k:
+                step(2 * q + 1)
+            else:   # the missing odd elements are packed as +0 on both sides: acc + (+0)
+                acc = acc + np.float32(0)
+            step(2 * q)
+    return acc

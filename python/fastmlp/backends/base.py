@@ -56,6 +56,11 @@ class Backend(Protocol):
         With beta == 0, ``c`` is never read (it may hold NaN).
         """
 
+    def gemm_bf16(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
+                  trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
+        """gemm on float32 arrays with op(a) and op(b) rounded to bfloat16 (to nearest even)
+        and float32 accumulation (docs/bfloat16.md); beta == 0 never reads ``c``."""
+
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
         """The Dense forward: ``z = x @ w.T + bias`` (bias added to every row), then

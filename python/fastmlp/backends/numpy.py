@@ -21,6 +21,19 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _underflow_ok = np.errstate(under="ignore")   # a per-call, thread-safe decorator
 
 
+def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 ``x`` rounded to bfloat16, as float32 values (their low 16 bits zero), the
+    way VCVTNEPS2BF16 rounds: to nearest, ties to even; a float32 subnormal to a zero of its
+    sign; a NaN to a quiet NaN; past the largest bfloat16 to infinity (docs/bfloat16.md)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))) >> np.uint32(16)
+    is_nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    is_subnormal = (u & np.uint32(0x7F800000)) == 0
+    top = u >> np.uint32(16)
+    bits = np.where(is_nan, top | np.uint32(0x40), np.where(is_subnormal, top & np.uint32(0x8000), rounded))
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
 def _check_arrays(*arrays: np.ndarray) -> None:
     """The protocol's shared contract: one float dtype, C-contiguous (TypeError otherwise)."""
     for i, x in enumerate(arrays):
@@ -268,6 +281,18 @@ class NumPyBackend:
         else:
             c *= beta
             c += alpha * (op_a @ op_b)
+
+    @_underflow_ok
+    def gemm_bf16(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
+                  trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
+        """gemm on float32 arrays with both operands rounded to bfloat16 first
+        (:func:`round_to_bfloat16`) and the products summed in float32 by BLAS."""
+        for name, x in (("a", a), ("b", b), ("c", c)):
+            if x.dtype != np.float32:
+                raise TypeError(f"gemm_bf16: {name} has dtype {x.dtype}, expected float32")
+        _check_arrays(a, b, c)
+        self.gemm(round_to_bfloat16(a), round_to_bfloat16(b), c, trans_a=trans_a, trans_b=trans_b,
+                  alpha=alpha, beta=beta)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:

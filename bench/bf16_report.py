@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""bfloat16 GEMM: fastmlp's gemm_bf16 (float32 in and out, the operands rounded to bfloat16
+while packed, float32 sums) on each level this CPU runs, against its float32 GEMM and
+PyTorch's bfloat16 matmul. Prints a Markdown table (``--output FILE`` writes it).
+
+    python bench/bf16_report.py            # full run (about a minute)
+    python bench/bf16_report.py --quick    # small sizes, a smoke run
+
+Columns, each the median of ``--repeats`` samples after a warm-up (benchlib.time_calls), all sides interleaved in
+one process on one thread (``--threads`` for more):
+
+- fastmlp bf16 on each bfloat16 level (the portable path on avx512 or avx2, VDPBF16PS on
+  avx512_bf16), fastmlp float32 (the active level's GEMM);
+- torch: ``torch.matmul(a.bfloat16(), b.bfloat16()).float()``, the same work as ours
+  (conversion from and to float32 included), and the bfloat16 matmul alone on tensors
+  converted beforehand; torch float32. Torch columns are left out when it is not installed.
+
+Shapes: square 1024 (the issue's yardstick) and 512, and the products of a 784 -> 256
+layer at batch 128: forward X @ W.T, dW = dZ.T @ X and dX = dZ @ W.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+import fastmlp  # noqa: E402
+from fastmlp import _core  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # torch is optional: its columns are left out
+    torch = None
+
+FULL_SHAPES = [  # (label, m, n, k, trans_a, trans_b)
+    ("1024^3", 1024, 1024, 1024, False, False),
+    ("512^3", 512, 512, 512, False, False),
+    ("784->256 forward, batch 128", 128, 256, 784, False, True),
+    ("784->256 dW, batch 128", 256, 784, 128, True, False),
+    ("784->256 dX, batch 128", 128, 784, 256, False, False),
+]
+QUICK_SHAPES = [("64^3", 64, 64, 64, False, False), ("33x17x257 NT", 33, 17, 257, False, True)]
+
+
+def operands(m, n, k, ta, tb):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    return a, b
+
+
+def bf16_levels():
+    usable = _core.backend_info()["usable_isas"]
+    return [lv for lv in ("avx2", "avx512", "avx512_bf16") if lv in usable] or ["generic"]
+
+
+def fastmlp_runs(a, b, c, ta, tb):
+    """{column: callable} for fastmlp's GEMMs, each switching to its level first."""
+    runs = {}
+    for level in bf16_levels():
+        runs[f"fastmlp bf16 ({level})"] = (level, lambda: _core.gemm_bf16(a, b, c, ta, tb))
+    runs["fastmlp float32"] = (_core.backend_info()["usable_isas"][-1], lambda: _core.gemm(a, b, c, ta, tb))
+    return runs
+
+
+def torch_runs(a, b, ta, tb):
+    if torch is None:
+        return {}
+    A, B = torch.from_numpy(a), torch.from_numpy(b)
+    A, B = (A.T if ta else A), (B.T if tb else B)
+    A16, B16 = A.bfloat16(), B.bfloat16()
+    return {
+        "torch bf16 (with conversion)": lambda: torch.matmul(A.bfloat16(), B.bfloat16()).float(),
+        "torch bf16 (matmul alone)": lambda: torch.matmul(A16, B16),
+        "torch float32": lambda: torch.matmul(A, B),
+    }
+
+
+def measure(shape, repeats: int, rounds: int):
+    label, m, n, k, ta, tb = shape
+    a, b = operands(m, n, k, ta, tb)
+    c = np.empty((m, n), np.float32)
+    ours, theirs = fastmlp_runs(a, b, c, ta, tb), torch_runs(a, b, ta, tb)
+    samples = {name: [] for name in list(ours) + list(theirs)}
+    for _ in range(rounds):   # the sides interleaved, so a noisy neighbour hits them alike
+        for name, (level, run) in ours.items():
+            fastmlp.set_isa(level)
+            samples[name].append(bl.time_calls(run, samples=repeats)[0])
+        for name, run in theirs.items():
+            samples[name].append(bl.time_calls(run, samples=repeats)[0])
+    fastmlp.set_isa("auto")
+    flops = 2.0 * m * n * k
+    return label, {name: flops / statistics.median(s) / 1e9 for name, s in samples.items()}
+
+
+def table(results, threads: int) -> str:
+    columns = list(results[0][1])
+    lines = [f"GFLOP/s on {bl.cpu_name()}, {threads} thread(s), median of rounds of medians "
+             f"(fastmlp {_core.backend_info()['version']}, levels {', '.join(bf16_levels())})", "",
+             "| shape | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, gflops in results:
+        lines.append(f"| {label} | " + " | ".join(f"{gflops[c]:.0f}" for c in columns) + " |")
+    best = [c for c in columns if c.startswith("fastmlp bf16")][-1]
+    if "torch bf16 (with conversion)" in columns:
+        lines += ["", f"{best} / torch bf16 with conversion: " + ", ".join(
+            f"{label} {g[best] / g['torch bf16 (with conversion)']:.2f}x" for label, g in results)]
+    lines += ["", f"{best} / fastmlp float32: " + ", ".join(
+        f"{label} {g[best] / g['fastmlp float32']:.2f}x" for label, g in results)]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, few calls: a smoke run")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=None, help="samples per median")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per shape")
+    parser.add_argument("--output", type=pathlib.Path)
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 7)
+    rounds = args.rounds or (1 if args.quick else 3)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    with fastmlp.threads(args.threads):
+        results = [measure(s, repeats, rounds) for s in (QUICK_SHAPES if args.quick else FULL_SHAPES)]
+    text = table(results, args.threads)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
