@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""bfloat16 GEMM: fastmlp's gemm_bf16 (float32 in and out, the operands rounded to bfloat16
+"""bfloat16 GEMM: fastmlp's bfloat16 GEMM (``_core.gemm(..., bf16=True)``: float32 in and out, the operands rounded to bfloat16
 while packed, float32 sums) on each level this CPU runs, against its float32 GEMM and
 PyTorch's bfloat16 matmul. Prints a Markdown table (``--output FILE`` writes it).
 
@@ -64,7 +64,7 @@ def fastmlp_runs(a, b, c, ta, tb):
     """{column: callable} for fastmlp's GEMMs, each switching to its level first."""
     runs = {}
     for level in bf16_levels():
-        runs[f"fastmlp bf16 ({level})"] = (level, lambda: _core.gemm_bf16(a, b, c, ta, tb))
+        runs[f"fastmlp bf16 ({level})"] = (level, lambda: _core.gemm(a, b, c, ta, tb, bf16=True))
     runs["fastmlp float32"] = (_core.backend_info()["usable_isas"][-1], lambda: _core.gemm(a, b, c, ta, tb))
     return runs
 

@@ -89,11 +89,10 @@ struct DropoutParams {
     T scale;
 };
 
-// Function pointers of one ISA for one dtype. Entries marked "chunk" are serial and
-// work on the slice they are given; the baseline code (ops.hpp) splits work over
-// threads. The GEMM driver runs its own OpenMP regions on `threads` threads.
+// The products of one ISA for one dtype (gemm.hpp; the bfloat16 ones: gemm_bf16.hpp). The
+// GEMM driver runs its own OpenMP regions on `threads` threads (or shares the caller's team).
 template <class T>
-struct KernelTable {
+struct GemmTable {
     // C = alpha * op(A) @ op(B) + beta * C, row-major, BLAS argument order. beta == 0
     // never reads C. Identical results for any thread count.
     void (*gemm)(bool trans_a, bool trans_b, index m, index n, index k, T alpha,
@@ -120,6 +119,13 @@ struct KernelTable {
     void (*gemm_bias_act_packed)(index m, index n, index k, const T* a, index lda,
                                  const T* packed_b, const T* bias, T* z, index ldz, T* out,
                                  index ldo, Activation act, T param, int threads);
+};
+
+// Function pointers of one ISA for one dtype: the products (GemmTable) and the rest.
+// Entries marked "chunk" are serial and work on the slice they are given; the baseline code
+// (ops.hpp) splits work over threads.
+template <class T>
+struct KernelTable : GemmTable<T> {
     // chunk over rows: z[i, :] += bias; a[i, :] = act(z[i, :]).
     void (*bias_act_forward)(const T* bias, T* z, T* a, index rows, index cols,
                              Activation act, T param);
@@ -179,19 +185,13 @@ struct KernelTable {
     void (*regularize)(const T* w, T* dw, index n, T l1, T l2, T* sums);
 };
 
-// The bfloat16 kernels (gemm_bf16.hpp): float32 in and out, operands rounded to bfloat16.
-struct Bf16KernelTable {
-    // C = alpha * bf16(op(A)) @ bf16(op(B)) + beta * C with float32 accumulation, row-major,
-    // BLAS argument order; beta == 0 never reads C. Identical results for any thread count.
-    void (*gemm)(bool trans_a, bool trans_b, index m, index n, index k, float alpha,
-                 const float* a, index lda, const float* b, index ldb, float beta, float* c,
-                 index ldc, int threads);
-};
-
 struct Kernels {
     KernelTable<float> f32;
     KernelTable<double> f64;
-    Bf16KernelTable bf16;
+    // The products with float32 operands rounded to bfloat16 and float32 sums
+    // (gemm_bf16.hpp): the float32 entries' contracts with that rounding, their own
+    // arithmetic (docs/bfloat16.md) and their own packed layout.
+    GemmTable<float> bf16;
 
     template <class T>
     const KernelTable<T>& get() const {

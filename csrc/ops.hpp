@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -39,18 +40,23 @@ V* partial_sums(index count) {
 // The team's threads have read the partial sums: the next reduction may write them.
 inline void partial_sums_read() { team_barrier(); }
 
+// The products a call runs on: the dtype's, or with bf16 (float32 operands only) the ones
+// that round the operands to bfloat16 and sum in float32 (gemm_bf16.hpp).
 template <class T>
-void gemm(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
-          const T* b, index ldb, T beta, T* c, index ldc) {
-    const int threads = threads_for(m * n * k, kGemmGrain);
-    kernels().get<T>().gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
+const GemmTable<T>& products(bool bf16) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16) return kernels().bf16;
+    } else if (bf16) {
+        throw std::invalid_argument("bfloat16 products take float32 operands");
+    }
+    return kernels().get<T>();
 }
 
-// gemm with the operands rounded to bfloat16 and float32 accumulation (gemm_bf16.hpp).
-inline void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
-                      const float* b, index ldb, float beta, float* c, index ldc) {
+template <class T>
+void gemm(bool ta, bool tb, index m, index n, index k, T alpha, const T* a, index lda,
+          const T* b, index ldb, T beta, T* c, index ldc, bool bf16 = false) {
     const int threads = threads_for(m * n * k, kGemmGrain);
-    kernels().bf16.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
+    products<T>(bf16).gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
 }
 
 // z = op(A) @ op(B) + bias, out = act(z) in one pass (the Dense forward); the same
@@ -58,10 +64,10 @@ inline void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, 
 template <class T>
 void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, index lda,
                    const T* b, index ldb, const T* bias, T* z, index ldz, T* out, index ldo,
-                   Activation act, T param) {
+                   Activation act, T param, bool bf16 = false) {
     const int threads = threads_for(m * n * k, kGemmGrain);
-    kernels().get<T>().gemm_bias_act(ta, tb, m, n, k, a, lda, b, ldb, bias, z, ldz, out, ldo,
-                                     act, param, threads);
+    products<T>(bf16).gemm_bias_act(ta, tb, m, n, k, a, lda, b, ldb, bias, z, ldz, out, ldo, act, param,
+                                    threads);
 }
 
 // dx = op(A) @ op(B), dz = dx * act'(z) in one pass (the input gradient's GEMM with the
@@ -71,11 +77,11 @@ void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, inde
 template <class T>
 void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, index lda, const T* b,
                        index ldb, const T* z, const T* act_z, index ldz, T* dx, index lddx, T* dz, index lddz,
-                       Activation act, T param) {
+                       Activation act, T param, bool bf16 = false) {
     const int threads = threads_for(m * n * k, kGemmGrain);
     note_fused_act_backward();
-    kernels().get<T>().gemm_act_backward(ta, tb, m, n, k, a, lda, b, ldb, z, act_z, ldz, dx, lddx, dz, lddz, act,
-                                         param, threads);
+    products<T>(bf16).gemm_act_backward(ta, tb, m, n, k, a, lda, b, ldb, z, act_z, ldz, dx, lddx, dz, lddz, act,
+                                        param, threads);
 }
 
 template <class T>

@@ -1,9 +1,10 @@
-// fastmlp._core.gemm, gemm_bf16, gemm_bias_act and gemm_act_backward (ops.hpp): check and view the
+// fastmlp._core.gemm, gemm_bias_act and gemm_act_backward (ops.hpp; bf16=True: the bfloat16 products): check and view the
 // arrays, release the GIL, call the dispatched kernel.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "../ops.hpp"
 #include "arrays.hpp"
@@ -61,27 +62,29 @@ Product<T> checked_product(const char* k, const py::array& a, const py::array& b
     return p;
 }
 
-void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
+// bf16 = true: the bfloat16 products (ops.hpp, products), which take float32 arrays only.
+void check_bf16_operands(const char* k, bool bf16, const py::array& a) {
+    if (bf16 && !py::array_t<float>::check_(a))
+        throw py::type_error(std::string(k) + ": bf16=True takes float32 arrays; a has dtype " +
+                             std::string(py::str(a.dtype())));
+}
+
+void gemm_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta, bool bf16) {
     const char* k = "gemm";
+    check_bf16_operands(k, bf16, a);
     with_dtype(a, k, "a", [&](auto tag) {
         using T = decltype(tag);
         const Product<T> p = checked_product<T>(k, a, b, c, ta, tb);
         py::gil_scoped_release nogil;
-        gemm<T>(ta, tb, p.s.m, p.s.n, p.s.k, T(alpha), p.a, a.shape(1), p.b, b.shape(1), T(beta), p.c, p.s.n);
+        gemm<T>(ta, tb, p.s.m, p.s.n, p.s.k, T(alpha), p.a, a.shape(1), p.b, b.shape(1), T(beta), p.c, p.s.n, bf16);
     });
 }
 
-void gemm_bf16_binding(py::array a, py::array b, py::array c, bool ta, bool tb, double alpha, double beta) {
-    const Product<float> p = checked_product<float>("gemm_bf16", a, b, c, ta, tb);
-    py::gil_scoped_release nogil;
-    gemm_bf16(ta, tb, p.s.m, p.s.n, p.s.k, float(alpha), p.a, a.shape(1), p.b, b.shape(1), float(beta), p.c,
-              p.s.n);
-}
-
 void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z, py::array out, bool ta,
-                           bool tb, const std::string& act, double param) {
+                           bool tb, const std::string& act, double param, bool bf16) {
     const char* k = "gemm_bias_act";
     const Activation f = activation_of(k, act);
+    check_bf16_operands(k, bf16, a);
     with_dtype(a, k, "a", [&](auto tag) {
         using T = decltype(tag);
         const T* pa = input<T>(a, k, "a", 2);
@@ -97,15 +100,38 @@ void gemm_bias_act_binding(py::array a, py::array b, py::array bias, py::array z
         epilogue_outputs(k, z, out, {{&a, "a"}, {&b, "b"}, {&bias, "bias"}});
         py::gil_scoped_release nogil;
         gemm_bias_act<T>(ta, tb, s.m, s.n, s.k, pa, a.shape(1), pb, b.shape(1), pbias, pz, s.n, po, s.n, f,
-                         T(param));
+                         T(param), bf16);
+    });
+}
+
+// Tests: gemm_bias_act(x, w, ..., trans_b=True) with w packed first (pack_b, then
+// gemm_bias_act_packed: the predictor's path), to check they give the same bits.
+void packed_gemm_bias_act_binding(py::array x, py::array w, py::array bias, py::array z, py::array out,
+                                  const std::string& act, double param, bool bf16) {
+    const char* k = "packed_gemm_bias_act";
+    const Activation f = activation_of(k, act);
+    check_bf16_operands(k, bf16, x);
+    with_dtype(x, k, "x", [&](auto tag) {
+        using T = decltype(tag);
+        const Product<T> p = checked_product<T>(k, x, w, z, false, true);
+        const T* pbias = input<T>(bias, k, "bias", 1);
+        T* po = output<T>(out, k, "out", 2);
+        if (bias.shape(0) != p.s.n) fail_value(k, "bias must have z.shape[1] elements");
+        const GemmTable<T>& table = products<T>(bf16);
+        std::vector<T> packed(std::size_t(table.packed_b_size(p.s.n, p.s.k)));
+        py::gil_scoped_release nogil;
+        table.pack_b(true, p.s.n, p.s.k, p.b, w.shape(1), packed.data());
+        table.gemm_bias_act_packed(p.s.m, p.s.n, p.s.k, p.a, x.shape(1), packed.data(), pbias, p.c, p.s.n, po, p.s.n, f,
+                                   T(param), num_threads());
     });
 }
 
 // dx = op(a) @ op(b), dz = dx * act'(z) (act_z = act(z)); dz may be dx itself (dx not kept).
 void gemm_act_backward_binding(py::array a, py::array b, py::array z, py::array act_z, py::array dx, py::array dz,
-                               bool ta, bool tb, const std::string& act, double param) {
+                               bool ta, bool tb, const std::string& act, double param, bool bf16) {
     const char* k = "gemm_act_backward";
     const Activation f = activation_of(k, act);
+    check_bf16_operands(k, bf16, a);
     with_dtype(a, k, "a", [&](auto tag) {
         using T = decltype(tag);
         const T* pa = input<T>(a, k, "a", 2);
@@ -122,7 +148,7 @@ void gemm_act_backward_binding(py::array a, py::array b, py::array z, py::array 
         all_disjoint(k, {{&dx, "dx"}}, {{&a, "a"}, {&b, "b"}, {&z, "z"}, {&act_z, "act_z"}});
         py::gil_scoped_release nogil;
         gemm_act_backward<T>(ta, tb, s.m, s.n, s.k, pa, a.shape(1), pb, b.shape(1), pz, paz, s.n, pdx, s.n, pdz,
-                             s.n, f, T(param));
+                             s.n, f, T(param), bf16);
     });
 }
 
@@ -171,24 +197,30 @@ void csr_weight_grad_binding(py::array dz, py::array indptr, py::array indices, 
 
 }  // namespace
 
-void register_gemm(py::module_& m) {
+void register_gemm(py::module_& m, py::module_& testing) {
     using py::arg;
+    testing.def("packed_gemm_bias_act", &packed_gemm_bias_act_binding, arg("x").noconvert(), arg("w").noconvert(),
+                arg("bias").noconvert(), arg("z").noconvert(), arg("out").noconvert(), arg("activation"),
+                arg("param"), arg("bf16"));
     m.def("gemm", &gemm_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
-          arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0);
-    m.def("gemm_bf16", &gemm_bf16_binding, arg("a").noconvert(), arg("b").noconvert(), arg("c").noconvert(),
           arg("trans_a") = false, arg("trans_b") = false, arg("alpha") = 1.0, arg("beta") = 0.0,
-          "c = alpha * bf16(op(a)) @ bf16(op(b)) + beta * c: float32 arrays, the operands rounded to "
-          "bfloat16 (to nearest even) while packed, float32 accumulation; beta == 0 never reads c.");
+          arg("bf16") = false,
+          "c = alpha * op(a) @ op(b) + beta * c; beta == 0 never reads c. bf16=True (float32 arrays): "
+          "op(a) and op(b) rounded to bfloat16 (to nearest even) while packed, float32 sums "
+          "(docs/bfloat16.md).");
     m.def("gemm_bias_act", &gemm_bias_act_binding, arg("a").noconvert(), arg("b").noconvert(),
           arg("bias").noconvert(), arg("z").noconvert(), arg("out").noconvert(), arg("trans_a") = false,
-          arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
+          arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0, arg("bf16") = false,
           "z = op(a) @ op(b) + bias (row broadcast), out = act(z), in one pass; bit-identical to gemm "
-          "then bias_act_forward. z and out are never read; out may be z (then it holds act(z) alone).");
+          "then bias_act_forward (with the same bf16). z and out are never read; out may be z (then it "
+          "holds act(z) alone).");
     m.def("gemm_act_backward", &gemm_act_backward_binding, arg("a").noconvert(), arg("b").noconvert(),
           arg("z").noconvert(), arg("act_z").noconvert(), arg("dx").noconvert(), arg("dz").noconvert(),
           arg("trans_a") = false, arg("trans_b") = false, arg("activation") = "linear", arg("param") = 0.0,
+          arg("bf16") = false,
           "dx = op(a) @ op(b), dz = dx * act'(z) (act_z = act(z)) in one pass; bit-identical to gemm "
-          "then act_backward. dx and dz are never read; dz may be dx itself (then dx is not kept).");
+          "(with the same bf16) then act_backward. dx and dz are never read; dz may be dx itself (then "
+          "dx is not kept).");
     m.def("csr_gemm_bias_act", &csr_gemm_bias_act_binding, arg("indptr").noconvert(), arg("indices").noconvert(),
           arg("values").noconvert(), arg("w").noconvert(), arg("bias").noconvert(), arg("z").noconvert(),
           arg("out").noconvert(), arg("activation") = "linear", arg("param") = 0.0,

@@ -14,7 +14,7 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "fastmlp's C++ kernels; use them through fastmlp.backends.native";
     fastmlp::init_dispatch();
     py::module_ testing = m.def_submodule("_testing", "Hooks only the tests call (fastmlp.backends.native.testing)");
-    register_gemm(m);
+    register_gemm(m, testing);
     register_activations(m, testing);
     register_losses(m, testing);
     register_optimizers(m, testing);

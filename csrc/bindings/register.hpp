@@ -5,7 +5,7 @@
 
 namespace fastmlp { namespace bind {
 
-void register_gemm(pybind11::module_& m);                                      // gemm_bindings.cpp
+void register_gemm(pybind11::module_& m, pybind11::module_& testing);          // gemm_bindings.cpp
 void register_activations(pybind11::module_& m, pybind11::module_& testing);   // activation_bindings.cpp
 void register_losses(pybind11::module_& m, pybind11::module_& testing);        // loss_bindings.cpp
 void register_optimizers(pybind11::module_& m, pybind11::module_& testing);    // optimizer_bindings.cpp

@@ -596,11 +596,17 @@ void gemm_bias_act(bool ta, bool tb, index m, index n, index k, const T* a, inde
 // (FusedEpilogue, gemm_microkernel.hpp). dx == dz: only dz is written. dx and dz are never
 // read before written; z and a are not outputs.
 template <class T>
+FusedEpilogue<T> act_backward_epilogue(const T* z, const T* act_z, index ldz, const T* dx, T* dz, index lddz,
+                                       Activation act, T param) {
+    return FusedEpilogue<T>{nullptr, z, act_z, ldz, dz == dx ? nullptr : dz, lddz, act, param};
+}
+
+template <class T>
 void gemm_act_backward(bool ta, bool tb, index m, index n, index k, const T* a, index lda, const T* b,
                        index ldb, const T* z, const T* act_z, index ldz, T* dx, index lddx, T* dz, index lddz,
                        Activation act, T param, int threads) {
-    const FusedEpilogue<T> fused{nullptr, z, act_z, ldz, dz == dx ? nullptr : dz, lddz, act, param};
-    gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), dx, lddx, threads, fused);
+    gemm_run<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), dx, lddx, threads,
+                act_backward_epilogue(z, act_z, ldz, dx, dz, lddz, act, param));
 }
 
 // ---- pre-packed B -----------------------------------------------------------------------

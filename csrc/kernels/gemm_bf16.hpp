@@ -46,8 +46,7 @@
 
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
-#include "gemm_pack.hpp"
-#include "gemm_reference.hpp"
+#include "gemm.hpp"   // the fused epilogues (bias_act_epilogue, act_backward_epilogue)
 
 namespace fastmlp { namespace FASTMLP_ISA_NS { namespace {
 
@@ -164,9 +163,12 @@ inline Vec<float> pair_step(Vec<float> acc, Word a, WordVec b) {
 #endif
 }
 
-// The MR x NR tile over k2 pairs (A rows k2p words apart), finished into C[0 : mr, 0 : nr].
+// The MR x NR tile over k2 pairs (A rows k2p words apart), finished into C[0 : mr, 0 : nr],
+// then through the fused epilogue (at the tile) as gemm_bias_act and gemm_act_backward
+// finish their rows: the same bits as the plain product followed by bias_act_forward or
+// act_backward.
 inline void tile_bf16(index k2, const Word* a, index k2p, const Word* b, float alpha, float beta,
-                      float* c, index ldc, index mr, index nr) {
+                      float* c, index ldc, index mr, index nr, const FusedEpilogue<float>& fused) {
     constexpr int MR = Bf16Tile::MR, NV = Bf16Tile::NV;
     constexpr index W = kWords, NR = Bf16Tile::NR;
     Vec<float> acc[MR][NV];
@@ -192,6 +194,7 @@ inline void tile_bf16(index k2, const Word* a, index k2p, const Word* b, float a
             float& cij = c[r * ldc + j];
             cij = apply_epilogue(e, tile[r * NR + j], e == Epilogue::overwrite ? 0.0f : cij, alpha, beta);
         }
+    if (fused.any()) finish_fused_rows(fused, c, ldc, 0, mr, nr);
 }
 
 template <class F>
@@ -200,25 +203,47 @@ inline void bf16_region(index items, int threads, F f) {
     parallel_for(items, threads, f);
 }
 
-void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
-               const float* b, index ldb, float beta, float* c, index ldc, int threads) {
+// Elements (pair words, 4 bytes each) of pack_b_bf16's output for op(B) of k x n.
+index packed_b_size_bf16(index n, index k) { return round_up(n, Bf16Tile::NR) * ((k + 1) / 2); }
+
+// packed <- op(B) as the driver packs it per call (every panel, panel jp at jp * k2 * NR
+// words), done once: the inference weights.
+void pack_b_all_bf16(bool tb, index n, index k, const float* b, index ldb, float* packed) {
+    const index k2 = (k + 1) / 2;
+    Word* const words = reinterpret_cast<Word*>(packed);
+    for (index jp = 0; jp * Bf16Tile::NR < n; ++jp) pack_b_bf16(tb, b, ldb, n, k, jp, words + jp * k2 * Bf16Tile::NR);
+}
+
+// The driver of every entry: op(B) packed once per call (or given pre-packed), then row
+// blocks x column ranges of C dealt to the threads, each packing its A block.
+void gemm_bf16_run(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
+                   const float* b, index ldb, float beta, float* c, index ldc, int threads,
+                   const FusedEpilogue<float>& fused, const float* packed_b = nullptr) {
     constexpr index MR = Bf16Tile::MR, NR = Bf16Tile::NR;
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) return team_serial([&] { scale_c(m, n, beta, c, ldc); });
+    if (k <= 0)
+        return team_serial([&] {
+            scale_c(m, n, beta, c, ldc);
+            finish_fused_rows(fused, c, ldc, 0, m, n);
+        });
     const index k2 = (k + 1) / 2;
     const index k2p = round_up(k2, 16) + 16;   // rows of an A block a cache line off a multiple
     const index panels = (n + NR - 1) / NR, row_blocks = (m + kBf16MC - 1) / kBf16MC;
     // Enough items for the team: column ranges of whole panels when the row blocks are few.
     const index chunks = imin(panels, imax(index(1), (index(threads) + row_blocks - 1) / row_blocks));
     const index chunk_panels = (panels + chunks - 1) / chunks;
-    const std::size_t b_bytes = std::size_t(round_up(panels * k2 * NR * index(sizeof(Word)), 64));
+    const std::size_t b_bytes = packed_b ? 0 : std::size_t(round_up(panels * k2 * NR * index(sizeof(Word)), 64));
     const std::size_t a_bytes = std::size_t(round_up(kBf16MC * k2p * index(sizeof(Word)), 64));
     const int team = int(imax(index(1), imin(index(threads), row_blocks * chunks)));
     char* ws = tl_workspace.reserve(b_bytes + a_bytes * std::size_t(team));
-    Word* const bpack = reinterpret_cast<Word*>(ws);
-    bf16_region(panels, team, [&](index p0, index p1) {
-        for (index jp = p0; jp < p1; ++jp) pack_b_bf16(tb, b, ldb, n, k, jp, bpack + jp * k2 * NR);
-    });
+    const Word* bpack = reinterpret_cast<const Word*>(packed_b);
+    if (!packed_b) {
+        Word* const own = reinterpret_cast<Word*>(ws);
+        bf16_region(panels, team, [&](index p0, index p1) {
+            for (index jp = p0; jp < p1; ++jp) pack_b_bf16(tb, b, ldb, n, k, jp, own + jp * k2 * NR);
+        });
+        bpack = own;
+    }
     bf16_region(row_blocks * chunks, team, [&](index i0, index i1) {
         Word* const apack = reinterpret_cast<Word*>(ws + b_bytes + a_bytes * std::size_t(region_seat().id));
         for (index item = i0; item < i1; ++item) {
@@ -226,11 +251,42 @@ void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, const f
             const index jp0 = item % chunks * chunk_panels, jp1 = imin(panels, jp0 + chunk_panels);
             pack_a_bf16(ta, a, lda, ic, rows, k, k2p, apack);
             for (index ir = 0; ir < rows; ir += MR)
-                for (index jp = jp0; jp < jp1; ++jp)
-                    tile_bf16(k2, apack + ir * k2p, k2p, bpack + jp * k2 * NR, alpha, beta,
-                              c + (ic + ir) * ldc + jp * NR, ldc, imin(MR, rows - ir), imin(NR, n - jp * NR));
+                for (index jp = jp0; jp < jp1; ++jp) {
+                    const index row = ic + ir, col = jp * NR;
+                    tile_bf16(k2, apack + ir * k2p, k2p, bpack + jp * k2 * NR, alpha, beta, c + row * ldc + col, ldc,
+                              imin(MR, m - row), imin(NR, n - col), fused.any() ? fused.at(row, col) : fused);
+                }
         }
     });
+}
+
+void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
+               const float* b, index ldb, float beta, float* c, index ldc, int threads) {
+    gemm_bf16_run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, FusedEpilogue<float>{});
+}
+
+// gemm_bias_act's contract (common.hpp) on the bfloat16 product.
+void gemm_bias_act_bf16(bool ta, bool tb, index m, index n, index k, const float* a, index lda, const float* b,
+                        index ldb, const float* bias, float* z, index ldz, float* out, index ldo, Activation act,
+                        float param, int threads) {
+    gemm_bf16_run(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, z, ldz, threads,
+                  bias_act_epilogue(bias, z, out, ldo, act, param));
+}
+
+// gemm_act_backward's contract on the bfloat16 product.
+void gemm_act_backward_bf16(bool ta, bool tb, index m, index n, index k, const float* a, index lda,
+                            const float* b, index ldb, const float* z, const float* act_z, index ldz, float* dx,
+                            index lddx, float* dz, index lddz, Activation act, float param, int threads) {
+    gemm_bf16_run(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, dx, lddx, threads,
+                  act_backward_epilogue(z, act_z, ldz, dx, dz, lddz, act, param));
+}
+
+// gemm_bias_act_bf16 with A untransposed and B pre-packed by pack_b_all_bf16: the same bits.
+void gemm_bias_act_packed_bf16(index m, index n, index k, const float* a, index lda, const float* packed_b,
+                               const float* bias, float* z, index ldz, float* out, index ldo, Activation act,
+                               float param, int threads) {
+    gemm_bf16_run(false, false, m, n, k, 1.0f, a, lda, nullptr, 0, 0.0f, z, ldz, threads,
+                  bias_act_epilogue(bias, z, out, ldo, act, param), packed_b);
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

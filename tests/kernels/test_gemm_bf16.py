@@ -25,6 +25,10 @@ SHAPES = [(1, 1, 1), (1, 7, 17), (7, 17, 33), (17, 1, 257), (33, 257, 7), (145, 
 U = 2.0 ** -24   # float32's unit roundoff
 
 
+def gemm_bf16(a, b, c, ta=False, tb=False, alpha=1.0, beta=0.0):
+    _core.gemm(a, b, c, ta, tb, alpha, beta, bf16=True)
+
+
 def flushes(level: str) -> bool:
     """Whether the level's dot products flush subnormals (VDPBF16PS) or keep them."""
     return level == "avx512_bf16"
@@ -121,13 +125,13 @@ def test_packing_rounds_like_the_oracle(bf16_isa, ta, tb):
     x = np.resize(x, (97, 63)).astype(np.float32)
     eye_k = np.eye(x.shape[1], dtype=np.float32)
     got = np.empty_like(x)
-    _core.gemm_bf16(np.ascontiguousarray(x.T) if ta else x, eye_k, got, ta, tb)
+    gemm_bf16(np.ascontiguousarray(x.T) if ta else x, eye_k, got, ta, tb)
     want = round_to_bfloat16(x)
     want = np.where(want == 0, np.float32(0), want)   # +0 + (-0) is +0: signs of zeros drop
     np.testing.assert_array_equal(got, want)
     eye_m = np.eye(x.shape[0], dtype=np.float32)
     got = np.empty_like(x)
-    _core.gemm_bf16(eye_m, np.ascontiguousarray(x.T) if tb else x, got, ta, tb)
+    gemm_bf16(eye_m, np.ascontiguousarray(x.T) if tb else x, got, ta, tb)
     np.testing.assert_array_equal(got, want)
 
 
@@ -143,7 +147,7 @@ def test_gemm_bf16_is_the_contracts_chain(bf16_isa, m, n, k, ta, tb):
     rng = np.random.default_rng(m * 1000 + n * 10 + k)
     a, b = operands(rng, m, n, k, ta, tb)
     got = np.full((m, n), np.nan, np.float32)   # beta == 0: C is never read
-    _core.gemm_bf16(a, b, got, ta, tb)
+    gemm_bf16(a, b, got, ta, tb)
     want = chain(round_to_bfloat16(op(a, ta)), round_to_bfloat16(op(b, tb)), bf16_isa)
     np.testing.assert_array_equal(got, want)
     check_against_exact(got, a, b, ta, tb, 1.0, 0.0, np.zeros((m, n), np.float32), bf16_isa)
@@ -158,7 +162,7 @@ def test_gemm_bf16_alpha_beta(bf16_isa, alpha, beta):
     a, b = operands(rng, m, n, k, False, True)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     got = c0.copy()
-    _core.gemm_bf16(a, b, got, False, True, alpha, beta)
+    gemm_bf16(a, b, got, False, True, alpha, beta)
     want = chain(round_to_bfloat16(a), round_to_bfloat16(b.T), bf16_isa)
     np.testing.assert_array_equal(got, np.float32(alpha) * want + np.float32(beta) * c0)
     check_against_exact(got, a, b, False, True, alpha, beta, c0, bf16_isa)
@@ -172,7 +176,7 @@ def test_gemm_bf16_subnormal_range(bf16_isa):
     rng = np.random.default_rng(3)
     a, b = operands(rng, 9, 21, 40, False, False, scale=2.0 ** -70)
     got = np.empty((9, 21), np.float32)
-    _core.gemm_bf16(a, b, got)
+    gemm_bf16(a, b, got)
     np.testing.assert_array_equal(got, chain(round_to_bfloat16(a), round_to_bfloat16(b), bf16_isa))
     check_against_exact(got, a, b, False, False, 1.0, 0.0, np.zeros_like(got), bf16_isa)
     assert (np.count_nonzero(got) == 0) == flushes(bf16_isa)
@@ -186,7 +190,7 @@ def test_gemm_bf16_nan_and_inf(bf16_isa):
     a[1, 1] = np.inf
     b[1, 3] = 0.0
     c = np.empty((3, 4), np.float32)
-    _core.gemm_bf16(a, b, c)
+    gemm_bf16(a, b, c)
     assert np.isnan(c[0]).all()
     assert np.isinf(c[1, :3]).all() and np.isnan(c[1, 3])
     np.testing.assert_array_equal(c[2], np.array([5, 5, 5, 4], np.float32))
@@ -199,7 +203,7 @@ def test_bf16_is_coarser_than_float32(bf16_isa):
     a, b = operands(rng, 64, 64, 256, False, False)
     c16 = np.empty((64, 64), np.float32)
     c32 = np.empty((64, 64), np.float32)
-    _core.gemm_bf16(a, b, c16)
+    gemm_bf16(a, b, c16)
     _core.gemm(a, b, c32)
     rel = np.linalg.norm(c16 - c32) / np.linalg.norm(c32)
     assert 2.0 ** -12 < rel < 2.0 ** -6, rel
@@ -217,7 +221,7 @@ def test_every_level_agrees_bit_for_bit_on_normal_data(every_isa):
 
     def run():
         c = np.empty((300, 77), np.float32)
-        _core.gemm_bf16(a, b, c)
+        gemm_bf16(a, b, c)
         return c
 
     oracle.assert_same_bits(every_isa(run))
@@ -233,48 +237,50 @@ def test_threads_and_batches_do_not_change_bits(bf16_isa, nthreads, ta, tb):
     for t in (1, 2):
         c = np.empty((m, n), np.float32)
         with nthreads(t):
-            _core.gemm_bf16(a, b, c, ta, tb)
+            gemm_bf16(a, b, c, ta, tb)
             if t == 2:
                 assert _core._testing.last_team_size() == 2
         results.append(c)
     np.testing.assert_array_equal(results[0], results[1])
     row = np.empty((1, n), np.float32)
     a_row = np.ascontiguousarray(a[:, 150:151]) if ta else a[150:151]
-    _core.gemm_bf16(a_row, b, row, ta, tb)
+    gemm_bf16(a_row, b, row, ta, tb)
     np.testing.assert_array_equal(row[0], results[0][150])
 
 
 def test_empty_and_k_zero(bf16_isa):
     """m or n == 0 writes nothing; k == 0 gives beta * C (zeros when beta == 0)."""
     c = np.empty((0, 3), np.float32)
-    _core.gemm_bf16(np.empty((0, 4), np.float32), np.ones((4, 3), np.float32), c)
+    gemm_bf16(np.empty((0, 4), np.float32), np.ones((4, 3), np.float32), c)
     c = np.full((2, 3), 2.0, np.float32)
-    _core.gemm_bf16(np.empty((2, 0), np.float32), np.empty((0, 3), np.float32), c, beta=0.5)
+    gemm_bf16(np.empty((2, 0), np.float32), np.empty((0, 3), np.float32), c, beta=0.5)
     np.testing.assert_array_equal(c, np.ones((2, 3), np.float32))
     c[:] = np.nan
-    _core.gemm_bf16(np.empty((2, 0), np.float32), np.empty((0, 3), np.float32), c)
+    gemm_bf16(np.empty((2, 0), np.float32), np.empty((0, 3), np.float32), c)
     np.testing.assert_array_equal(c, np.zeros((2, 3), np.float32))
 
 
 def test_bad_arguments_name_themselves():
     a = np.ones((2, 3), np.float32)
-    with pytest.raises(TypeError, match="gemm_bf16: a has dtype float64, expected float32"):
-        _core.gemm_bf16(a.astype(np.float64), np.ones((3, 2), np.float32), np.empty((2, 2), np.float32))
-    with pytest.raises(ValueError, match=r"gemm_bf16: shape mismatch: a is \(2, 3\), b is \(4, 2\)"):
-        _core.gemm_bf16(a, np.ones((4, 2), np.float32), np.empty((2, 2), np.float32))
-    with pytest.raises(TypeError, match="gemm_bf16: b has dtype float64, expected float32"):
-        NumPyBackend().gemm_bf16(a, np.ones((3, 2)), np.empty((2, 2), np.float32))
+    with pytest.raises(TypeError, match="gemm: bf16=True takes float32 arrays; a has dtype float64"):
+        gemm_bf16(a.astype(np.float64), np.ones((3, 2)), np.empty((2, 2)))
+    with pytest.raises(TypeError, match="gemm: b has dtype float64, expected float32"):
+        gemm_bf16(a, np.ones((3, 2)), np.empty((2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"gemm: shape mismatch: a is \(2, 3\), b is \(4, 2\)"):
+        gemm_bf16(a, np.ones((4, 2), np.float32), np.empty((2, 2), np.float32))
+    with pytest.raises(TypeError, match="gemm: bf16=True takes float32 arrays; b has dtype float64"):
+        NumPyBackend().gemm(a, np.ones((3, 2)), np.empty((2, 2), np.float32), bf16=True)
 
 
 def test_numpy_backend_is_the_oracle(bf16_isa):
-    """The NumPy backend's gemm_bf16 (rounded operands, BLAS's float32 sums) and the native
+    """The NumPy backend's gemm with bf16 (rounded operands, BLAS's float32 sums) and the native
     kernel are both within the bound of the exact product: they differ only in the order
     of the float32 sums."""
     rng = np.random.default_rng(13)
     a, b = operands(rng, 40, 30, 300, True, False)
     for backend in (NumPyBackend(), fastmlp.backends.get_backend("native")):
         c = np.empty((40, 30), np.float32)
-        backend.gemm_bf16(a, b, c, trans_a=True)
+        backend.gemm(a, b, c, trans_a=True, bf16=True)
         check_against_exact(c, a, b, True, False, 1.0, 0.0, np.zeros_like(c), bf16_isa)
 
 
@@ -299,3 +305,83 @@ def test_avx512_bf16_runs_avx512s_float_kernels(every_isa):
     results = every_isa(run)
     for mine, base in zip(results["avx512_bf16"], results["avx512"]):
         np.testing.assert_array_equal(mine, base)
+
+
+# ------------------------------------------------------------------------------------
+# The fused epilogues and the pre-packed weights: the same bits as the plain product
+# followed by the unfused kernel (the float32 contract, carried over)
+# ------------------------------------------------------------------------------------
+
+ACTIVATIONS = [*oracle.PARAM.items(), ("leaky_relu", 0.2), ("elu", 0.5)]
+ACT_IDS = [f"{a}-{p}" for a, p in ACTIVATIONS]
+LAYERS = [(1, 784, 256), (7, 17, 33), (33, 300, 10), (128, 256, 128), (145, 64, 40)]  # (batch, in, out)
+
+
+@pytest.mark.parametrize("act,param", ACTIVATIONS, ids=ACT_IDS)
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_bias_act_epilogue_is_product_then_bias_act(bf16_isa, act, param, ta, tb):
+    rng = np.random.default_rng(21)
+    for m, k, n in LAYERS[1:3]:
+        a, b = operands(rng, m, n, k, ta, tb)
+        bias = rng.standard_normal(n).astype(np.float32)
+        z_ref = np.full((m, n), np.nan, np.float32)
+        gemm_bf16(a, b, z_ref, ta, tb)
+        out_ref = np.full_like(z_ref, np.nan)
+        _core.bias_act_forward(z_ref, bias, out_ref, act, param)
+        z, out = np.full_like(z_ref, np.nan), np.full_like(z_ref, np.nan)
+        _core.gemm_bias_act(a, b, bias, z, out, ta, tb, act, param, bf16=True)
+        oracle.assert_same_bits({"fused z": z, "gemm + bias_act z": z_ref})
+        oracle.assert_same_bits({"fused out": out, "gemm + bias_act out": out_ref})
+        alone = np.full_like(z_ref, np.nan)   # out == z: act(z) alone
+        _core.gemm_bias_act(a, b, bias, alone, alone, ta, tb, act, param, bf16=True)
+        oracle.assert_same_bits({"fused, out is z": alone, "gemm + bias_act out": out_ref})
+
+
+@pytest.mark.parametrize("act,param", ACTIVATIONS, ids=ACT_IDS)
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_act_backward_epilogue_is_product_then_act_backward(bf16_isa, act, param, ta, tb):
+    rng = np.random.default_rng(23)
+    for m, k, n in LAYERS[1:3]:
+        a, b = operands(rng, m, n, k, ta, tb)
+        z = rng.standard_normal((m, n)).astype(np.float32)
+        az = np.full_like(z, np.nan)
+        _core.bias_act_forward(z.copy(), np.zeros(n, np.float32), az, act, param)
+        dx_ref = np.full_like(z, np.nan)
+        gemm_bf16(a, b, dx_ref, ta, tb)
+        dz_ref = np.full_like(z, np.nan)
+        _core.act_backward(z, az, dx_ref, dz_ref, act, param)
+        dx, dz = np.full_like(z, np.nan), np.full_like(z, np.nan)
+        _core.gemm_act_backward(a, b, z, az, dx, dz, ta, tb, act, param, bf16=True)
+        oracle.assert_same_bits({"fused dx": dx, "gemm dx": dx_ref})
+        oracle.assert_same_bits({"fused dz": dz, "gemm + act_backward dz": dz_ref})
+        only = np.full_like(z, np.nan)   # dz over dx: dx not kept
+        _core.gemm_act_backward(a, b, z, az, only, only, ta, tb, act, param, bf16=True)
+        oracle.assert_same_bits({"fused dz over dx": only, "gemm + act_backward dz": dz_ref})
+
+
+@pytest.mark.parametrize("batch,n_in,n_out", LAYERS)
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bfloat16"])
+def test_prepacked_weights_give_the_same_bits(bf16_isa, nthreads, batch, n_in, n_out, bf16):
+    """W packed once (the predictor's path) and W packed per call: the same bits, on 1 and
+    2 threads."""
+    rng = np.random.default_rng(batch + n_in)
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    z_ref, out_ref = np.full((batch, n_out), np.nan, np.float32), np.full((batch, n_out), np.nan, np.float32)
+    _core.gemm_bias_act(x, w, bias, z_ref, out_ref, False, True, "relu", 0.0, bf16=bf16)
+    for t in (1, 2):
+        z, out = np.full_like(z_ref, np.nan), np.full_like(z_ref, np.nan)
+        with nthreads(t):
+            _core._testing.packed_gemm_bias_act(x, w, bias, z, out, "relu", 0.0, bf16)
+        oracle.assert_same_bits({f"packed z, {t} threads": z, "per call z": z_ref})
+        oracle.assert_same_bits({f"packed out, {t} threads": out, "per call out": out_ref})
+
+
+def test_bfloat16_products_refuse_float64():
+    x = np.ones((2, 3))
+    out = np.empty((2, 2))
+    with pytest.raises(TypeError, match="gemm_bias_act: bf16=True takes float32 arrays; a has dtype float64"):
+        _core.gemm_bias_act(x, np.ones((2, 3)), np.zeros(2), out, out.copy(), False, True, "relu", 0.0, bf16=True)
+    with pytest.raises(TypeError, match="gemm_act_backward: bf16=True takes float32 arrays"):
+        _core.gemm_act_backward(x, np.ones((3, 2)), out, out, out.copy(), out.copy(), bf16=True)

@@ -50,16 +50,13 @@ class Backend(Protocol):
     name: str
 
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
-             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
+             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0, bf16: bool = False) -> None:
         """``c = alpha * op(a) @ op(b) + beta * c`` with ``op(x)`` = ``x.T`` if trans_x.
 
-        With beta == 0, ``c`` is never read (it may hold NaN).
+        With beta == 0, ``c`` is never read (it may hold NaN). With bf16 (float32 arrays
+        only, TypeError otherwise), op(a) and op(b) are rounded to bfloat16, to nearest
+        even, and the products summed in float32 (docs/bfloat16.md).
         """
-
-    def gemm_bf16(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
-                  trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
-        """gemm on float32 arrays with op(a) and op(b) rounded to bfloat16 (to nearest even)
-        and float32 accumulation (docs/bfloat16.md); beta == 0 never reads ``c``."""
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:

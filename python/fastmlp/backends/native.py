@@ -65,12 +65,8 @@ class NativeBackend:
     name = "native"
 
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
-             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
-        _core.gemm(a, b, c, trans_a, trans_b, alpha, beta)
-
-    def gemm_bf16(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
-                  trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
-        _core.gemm_bf16(a, b, c, trans_a, trans_b, alpha, beta)
+             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0, bf16: bool = False) -> None:
+        _core.gemm(a, b, c, trans_a, trans_b, alpha, beta, bf16)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:

@@ -34,6 +34,15 @@ def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
+def _bfloat16_operands(kernel: str, **arrays: np.ndarray):
+    """The first two arrays rounded to bfloat16; TypeError unless every array is float32."""
+    for name, x in arrays.items():
+        if x.dtype != np.float32:
+            raise TypeError(f"{kernel}: bf16=True takes float32 arrays; {name} has dtype {x.dtype}")
+    first, second = list(arrays.values())[:2]
+    return round_to_bfloat16(first), round_to_bfloat16(second)
+
+
 def _check_arrays(*arrays: np.ndarray) -> None:
     """The protocol's shared contract: one float dtype, C-contiguous (TypeError otherwise)."""
     for i, x in enumerate(arrays):
@@ -269,8 +278,12 @@ class NumPyBackend:
 
     @_underflow_ok
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
-             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
-        """``c = alpha * op(a) @ op(b) + beta * c``; with beta == 0, c is never read."""
+             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0, bf16: bool = False) -> None:
+        """``c = alpha * op(a) @ op(b) + beta * c``; with beta == 0, c is never read. bf16:
+        float32 operands rounded to bfloat16 first (:func:`round_to_bfloat16`), the
+        products summed in float32 by BLAS."""
+        if bf16:
+            a, b = _bfloat16_operands("gemm", a=a, b=b, c=c)
         _check_arrays(a, b, c)
         op_a = a.T if trans_a else a
         op_b = b.T if trans_b else b
@@ -281,18 +294,6 @@ class NumPyBackend:
         else:
             c *= beta
             c += alpha * (op_a @ op_b)
-
-    @_underflow_ok
-    def gemm_bf16(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False,
-                  trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> None:
-        """gemm on float32 arrays with both operands rounded to bfloat16 first
-        (:func:`round_to_bfloat16`) and the products summed in float32 by BLAS."""
-        for name, x in (("a", a), ("b", b), ("c", c)):
-            if x.dtype != np.float32:
-                raise TypeError(f"gemm_bf16: {name} has dtype {x.dtype}, expected float32")
-        _check_arrays(a, b, c)
-        self.gemm(round_to_bfloat16(a), round_to_bfloat16(b), c, trans_a=trans_a, trans_b=trans_b,
-                  alpha=alpha, beta=beta)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
                       a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
