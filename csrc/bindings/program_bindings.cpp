@@ -156,6 +156,7 @@ Program<T> program_of(const ProgramArrays& arrays, const py::object& obj, const 
     }
     p.input = d["input"].cast<int>();
     p.heads = heads_of(arrays.who, d, loss, training);
+    p.bf16 = d.contains("bf16") && d["bf16"].cast<bool>();
     return p;
 }
 

@@ -87,17 +87,18 @@ Predictor<T>::Predictor(Program<T> program, const T* params, index n_params, Wei
     : program_(std::move(program)) {
     if (!params) fail("params is required");
     check_program(program_, n_params, false, "Predictor");
-    gemm_bias_act_packed_ = kernels().get<T>().gemm_bias_act_packed;
+    gemm_bias_act_packed_ = products<T>(program_.bf16).gemm_bias_act_packed;
     const std::shared_lock<WeightsLock> reading(lock);
     snapshot(params);
 }
 
-// W (n x k) of every gemm_bias_act packed as op(B) = W^T for the active ISA; a copy of
+// W (n x k) of every gemm_bias_act packed as op(B) = W^T for the active ISA (and, in a
+// bfloat16 program, rounded to bfloat16 as it packs); a copy of
 // every other parameter and state buffer the program reads; the constants' arrays; the
 // cache buffers' ids (what a call's scratch holds).
 template <class T>
 void Predictor<T>::snapshot(const T* params) {
-    const KernelTable<T>& table = kernels().get<T>();
+    const GemmTable<T>& table = products<T>(program_.bf16);
     const std::size_t n = program_.buffers.size();
     std::vector<bool> read_unpacked(n, false);
     for (const OpRecord& op : program_.forward)

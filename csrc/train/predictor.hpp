@@ -91,7 +91,7 @@ private:
 
     Program<T> program_;
     // The ISA's kernel the weights were packed for (set_isa may switch the table later).
-    decltype(KernelTable<T>::gemm_bias_act_packed) gemm_bias_act_packed_;
+    decltype(GemmTable<T>::gemm_bias_act_packed) gemm_bias_act_packed_;
     std::vector<std::shared_ptr<T>> packed_;   // per forward op: a gemm_bias_act's packed W^T
     std::vector<std::vector<T>> copies_;       // per buffer: the snapshot of a parameter or state
     std::vector<T*> fixed_;                    // per buffer: its snapshot or constant array, or null

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <iterator>
 #include <stdexcept>
+#include <type_traits>
 
 #include "../ops.hpp"
 
@@ -245,6 +246,12 @@ void check_program(Program<T>& p, index n_params, bool training, const std::stri
             if (op.code == OpCode::regularize) throw std::invalid_argument(who + ": regularize belongs to the penalty");
     for (const OpRecord& op : p.penalty)
         if (op.code != OpCode::regularize) throw std::invalid_argument(who + ": the penalty holds regularize ops only");
+    if (p.bf16 && !std::is_same_v<T, float>)
+        throw std::invalid_argument(who + ": a bfloat16 program's arrays are float32 (its master weights), not float64");
+    for (auto* ops : {&p.forward, &p.backward})
+        for (OpRecord& op : *ops)
+            op.bf16 = p.bf16 && (op.code == OpCode::gemm_bias_act || op.code == OpCode::gemm_weight_grad ||
+                                 op.code == OpCode::gemm_input_grad);
 }
 
 namespace {
@@ -336,7 +343,7 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step, 
                 return;
             }
             gemm_bias_act<T>(false, true, rows, n, k, p[a[0]], k, p[a[1]], k, p[a[2]], p[a[3]], n, p[a[4]], n,
-                             op.activation, T(c[0]));
+                             op.activation, T(c[0]), op.bf16);
             return;
         case OpCode::act_backward:
             act_backward<T>(p[a[0]], p[a[1]], p[a[2]], p[a[3]], rows * n, op.activation, T(c[0]));
@@ -346,17 +353,18 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step, 
                 csr_weight_grad<T>(p[a[0]], *b.csr, p[a[2]], n);
                 return;
             }
-            gemm<T>(true, false, n, k, rows, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k);
+            gemm<T>(true, false, n, k, rows, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k, op.bf16);
             return;
         case OpCode::col_sum: col_sum<T>(p[a[0]], rows, n, p[a[1]]); return;
         case OpCode::gemm_input_grad:
             if (op.fused[2] >= 0) {     // with the layer below's act_backward (fuse_act_backward)
                 T* dz = p[op.fused[2]];
                 gemm_act_backward<T>(false, false, rows, k, n, p[a[0]], n, p[a[1]], k, p[op.fused[0]],
-                                     p[op.fused[1]], k, op.keep_dx ? p[a[2]] : dz, k, dz, k, op.activation, T(c[0]));
+                                     p[op.fused[1]], k, op.keep_dx ? p[a[2]] : dz, k, dz, k, op.activation, T(c[0]),
+                                     op.bf16);
                 return;
             }
-            gemm<T>(false, false, rows, k, n, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k);
+            gemm<T>(false, false, rows, k, n, T(1.0), p[a[0]], n, p[a[1]], k, T(0.0), p[a[2]], k, op.bf16);
             return;
         case OpCode::maxout_forward: maxout_forward<T>(p[a[0]], p[a[1]], b.ints[a[2]], rows, n, k); return;
         case OpCode::maxout_backward: maxout_backward<T>(p[a[0]], b.ints[a[1]], p[a[2]], rows, n, k); return;
@@ -397,6 +405,9 @@ void run_op(const OpRecord& op, BoundView<T> b, index rows, std::uint64_t step, 
 
 template <class T>
 void check_sparse_input(const Program<T>& program, const std::string& who) {
+    if (program.bf16)
+        throw std::invalid_argument(who + ": bfloat16 products take dense rows; convert sparse X with "
+                                          "X.toarray(), or train this model in float32");
     for (const auto* ops : {&program.forward, &program.backward})
         for (const OpRecord& op : *ops)
             for (int j = 0; j < kMaxArgs; ++j) {

@@ -53,6 +53,7 @@ struct OpRecord {
     // written only when keep_dx.
     int fused[3] = {-1, -1, -1};
     bool keep_dx = true;
+    bool bf16 = false;   // a product with its operands rounded to bfloat16 (ops.hpp, products)
 };
 
 // One head of a program: an output buffer with its loss. A training program's heads are
@@ -76,6 +77,7 @@ struct Program {
     std::vector<OpRecord> forward, backward, penalty;
     std::vector<LossHead> heads;   // its outputs, in order
     int input = -1;
+    bool bf16 = false;   // every product's operands rounded to bfloat16 (docs/bfloat16.md)
 
     index features() const { return buffers[std::size_t(input)].width; }
     index width(int id) const { return buffers[std::size_t(id)].width; }
@@ -91,8 +93,9 @@ struct Program {
 // arrays where the role needs one), the heads (one or more, each an output of the dtype;
 // training: with a loss_grad buffer as wide, weight >= 0; sets the offsets)
 // and op (its buffers' count, roles, types and widths, no output shared with another
-// argument, its constants), and sets each op's dims; throws std::invalid_argument whose
-// message starts with `who`.
+// argument, its constants), and sets each op's dims and, in a bfloat16 program (float32
+// only), its products' bf16 flag; throws std::invalid_argument whose message starts with
+// `who`.
 template <class T>
 void check_program(Program<T>& program, index n_params, bool training, const std::string& who);
 

@@ -593,3 +593,16 @@ def test_bad_space_files(content, message, trained, tmp_path, capsys):
     status, _, err = run(["search", data, "--target", "species", "--space",
                           tmp_path / "s.json", "--jobs", "1"], capsys)
     assert status == 1 and message in err and "Traceback" not in err
+
+
+def test_train_with_bfloat16_products(tmp_path, capsys):
+    data = write_flowers(tmp_path / "f.csv", n=60)
+    status, _, err = run(["train", data, "--target", "species", "--epochs", "3", "--quiet",
+                          "--dtype", "float64", "--precision", "bfloat16",
+                          "--output", tmp_path / "m.fmlp"], capsys)
+    assert status == 0, err
+    model = fastmlp.load(tmp_path / "m.fmlp")
+    assert model.precision == "bfloat16" and model.dtype == np.float32
+    status, _, err = run(["train", data, "--target", "species", "--precision", "float16",
+                          "--output", tmp_path / "n.fmlp"], capsys)
+    assert status == 2 and "argument --precision: invalid choice: 'float16'" in err

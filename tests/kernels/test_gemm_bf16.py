@@ -317,15 +317,21 @@ ACT_IDS = [f"{a}-{p}" for a, p in ACTIVATIONS]
 LAYERS = [(1, 784, 256), (7, 17, 33), (33, 300, 10), (128, 256, 128), (145, 64, 40)]  # (batch, in, out)
 
 
+def epilogue_cases(seed, ta, tb):
+    """(rng, m, n, a, b, plain product) for two layers' shapes: the product by gemm alone."""
+    rng = np.random.default_rng(seed)
+    for m, k, n in LAYERS[1:3]:
+        a, b = operands(rng, m, n, k, ta, tb)
+        product = np.full((m, n), np.nan, np.float32)
+        gemm_bf16(a, b, product, ta, tb)
+        yield rng, m, n, a, b, product
+
+
 @pytest.mark.parametrize("act,param", ACTIVATIONS, ids=ACT_IDS)
 @pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
 def test_bias_act_epilogue_is_product_then_bias_act(bf16_isa, act, param, ta, tb):
-    rng = np.random.default_rng(21)
-    for m, k, n in LAYERS[1:3]:
-        a, b = operands(rng, m, n, k, ta, tb)
+    for rng, m, n, a, b, z_ref in epilogue_cases(21, ta, tb):
         bias = rng.standard_normal(n).astype(np.float32)
-        z_ref = np.full((m, n), np.nan, np.float32)
-        gemm_bf16(a, b, z_ref, ta, tb)
         out_ref = np.full_like(z_ref, np.nan)
         _core.bias_act_forward(z_ref, bias, out_ref, act, param)
         z, out = np.full_like(z_ref, np.nan), np.full_like(z_ref, np.nan)
@@ -340,14 +346,10 @@ def test_bias_act_epilogue_is_product_then_bias_act(bf16_isa, act, param, ta, tb
 @pytest.mark.parametrize("act,param", ACTIVATIONS, ids=ACT_IDS)
 @pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
 def test_act_backward_epilogue_is_product_then_act_backward(bf16_isa, act, param, ta, tb):
-    rng = np.random.default_rng(23)
-    for m, k, n in LAYERS[1:3]:
-        a, b = operands(rng, m, n, k, ta, tb)
+    for rng, m, n, a, b, dx_ref in epilogue_cases(23, ta, tb):
         z = rng.standard_normal((m, n)).astype(np.float32)
         az = np.full_like(z, np.nan)
         _core.bias_act_forward(z.copy(), np.zeros(n, np.float32), az, act, param)
-        dx_ref = np.full_like(z, np.nan)
-        gemm_bf16(a, b, dx_ref, ta, tb)
         dz_ref = np.full_like(z, np.nan)
         _core.act_backward(z, az, dx_ref, dz_ref, act, param)
         dx, dz = np.full_like(z, np.nan), np.full_like(z, np.nan)
@@ -385,3 +387,26 @@ def test_bfloat16_products_refuse_float64():
         _core.gemm_bias_act(x, np.ones((2, 3)), np.zeros(2), out, out.copy(), False, True, "relu", 0.0, bf16=True)
     with pytest.raises(TypeError, match="gemm_act_backward: bf16=True takes float32 arrays"):
         _core.gemm_act_backward(x, np.ones((3, 2)), out, out, out.copy(), out.copy(), bf16=True)
+
+
+# ------------------------------------------------------------------------------------
+# Through a model: precision="bfloat16" (tests/api/test_bfloat16.py has the rest)
+# ------------------------------------------------------------------------------------
+
+def test_a_bfloat16_models_forward_is_the_chain(bf16_isa, monkeypatch):
+    """predict of a 17-12-5 relu regressor with precision="bfloat16" on this level, fused
+    predictor and per-op forward alike, equals the contract's chains layer by layer with
+    the bias added and relu applied in float32, bit for bit."""
+    from fastmlp.train import fused as fused_module
+    rng = np.random.default_rng(29)
+    X = rng.standard_normal((33, 17)).astype(np.float32)
+    m = fastmlp.Sequential([fastmlp.Dense(12, "relu"), fastmlp.Dense(5)], input_dim=17, loss="mse",
+                           precision="bfloat16", seed=3)
+    w1, b1, w2, b2 = m.get_weights()
+    z1 = chain(round_to_bfloat16(X), round_to_bfloat16(w1.T), bf16_isa) + b1
+    a1 = np.maximum(z1, np.float32(0))
+    want = chain(round_to_bfloat16(a1), round_to_bfloat16(w2.T), bf16_isa) + b2
+    assert fused_module.predictor(m) is not None
+    np.testing.assert_array_equal(m.predict(X), want)
+    monkeypatch.setattr(fused_module, "predictor", lambda model: None)
+    np.testing.assert_array_equal(m.predict(X), want)

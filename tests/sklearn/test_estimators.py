@@ -85,7 +85,8 @@ def test_parameters_match_scikit_learn_names_and_defaults():
     for ours, theirs in [(MLPClassifier, neural_network.MLPClassifier),
                          (MLPRegressor, neural_network.MLPRegressor)]:
         mine, reference = ours().get_params(), theirs().get_params()
-        extras = {"dropout": 0.0, "backend": "native", "dtype": None, "n_threads": None}
+        extras = {"dropout": 0.0, "backend": "native", "dtype": None, "n_threads": None,
+                  "precision": None}
         if ours is MLPClassifier:
             extras["class_weight"] = None
         assert mine == {**reference, **extras}

@@ -233,3 +233,29 @@ def test_prepared_data_takes_no_y():
     X, Y = np.eye(2), np.eye(2)
     with pytest.raises(TypeError, match="PreparedData as X with y None"):
         model.fit(PreparedData(X, Y), Y, epochs=1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_precision_bfloat16_trains_float32_masters(solver):
+    """precision="bfloat16": the network's products round to bfloat16, its weights are
+    float32 whatever the input's dtype (the documented exception to the dtype rule), and
+    it learns iris as well as float32 does; warm_start refuses a changed precision."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)          # float64 input
+    params = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=300, random_state=0,
+                  learning_rate_init=0.01)
+    b16 = MLPClassifier(precision="bfloat16", **params).fit(X, y)
+    f32 = MLPClassifier(dtype="float32", **params).fit(X, y)
+    assert b16.model_.precision == "bfloat16"
+    assert all(c.dtype == np.float32 for c in b16.coefs_)
+    assert not np.array_equal(b16.coefs_[0], f32.coefs_[0])
+    assert b16.score(X, y) > 0.95 and abs(b16.score(X, y) - f32.score(X, y)) <= 0.02
+    reg = MLPRegressor(precision="bfloat16", hidden_layer_sizes=(8,), max_iter=50,
+                       random_state=0).fit(X[:, :3], X[:, 3])
+    assert reg.predict(X[:, :3]).dtype == np.float32
+    b16.set_params(warm_start=True, precision=None)
+    with pytest.raises(ValueError, match="its precision changed from 'bfloat16' to None"):
+        b16.fit(X, y)
+    with pytest.raises(ValueError, match="precision"):
+        MLPClassifier(precision="float16").fit(X, y)

@@ -59,7 +59,8 @@ class Backend(Protocol):
         """
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
-                      a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
+                      a: np.ndarray, activation: ActivationFormulas, param: float,
+                      bf16: bool = False) -> None:
         """The Dense forward: ``z = x @ w.T + bias`` (bias added to every row), then
         ``a = act(z)``; ``x`` is ``(m, n_in)``, ``w`` is ``(n_out, n_in)``.
 
@@ -70,9 +71,11 @@ class Backend(Protocol):
         in scipy's ``csr @ dense`` order (docs/sparse.md).
         """
 
-    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray) -> None:
+    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray, bf16: bool = False) -> None:
         """A layer's weight gradient ``dw = dz.T @ x``: ``gemm(dz, x, dw, trans_a=True)``;
-        for sparse rows ``x`` each sum in scipy's ``x.T @ dz`` order (docs/sparse.md)."""
+        for sparse rows ``x`` each sum in scipy's ``x.T @ dz`` order (docs/sparse.md).
+        gemm_bias_act and weight_grad take bf16 as gemm does (dense rows only: sparse ones
+        with bf16 are a ValueError)."""
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: ActivationFormulas, param: float) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from .._sparse import CsrRows
 from .._validation import raise_not_finite
 from .base import ActivationFormulas
+from .bfloat16 import dense_rows_for_bfloat16
 from .numpy import NumPyBackend
 
 # OpenMP spin-wait (README "Threads and SIMD", docs/build-notes.md "Two spinning thread pools"). After a parallel region
@@ -69,17 +70,20 @@ class NativeBackend:
         _core.gemm(a, b, c, trans_a, trans_b, alpha, beta, bf16)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
-                      a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
+                      a: np.ndarray, activation: ActivationFormulas, param: float,
+                      bf16: bool = False) -> None:
         if type(x) is CsrRows:
+            dense_rows_for_bfloat16(bf16)
             _core.csr_gemm_bias_act(*x.arrays, w, bias, z, a, activation.name, param)
         else:
-            _core.gemm_bias_act(x, w, bias, z, a, False, True, activation.name, param)
+            _core.gemm_bias_act(x, w, bias, z, a, False, True, activation.name, param, bf16)
 
-    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray) -> None:
+    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray, bf16: bool = False) -> None:
         if type(x) is CsrRows:
+            dense_rows_for_bfloat16(bf16)
             _core.csr_weight_grad(dz, *x.arrays, dw)
         else:
-            _core.gemm(dz, x, dw, True, False, 1.0, 0.0)
+            _core.gemm(dz, x, dw, True, False, 1.0, 0.0, bf16)
 
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,
                          activation: ActivationFormulas, param: float) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._sparse import CsrRows
 from .base import ActivationFormulas
+from .bfloat16 import dense_rows_for_bfloat16
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _underflow_ok = np.errstate(under="ignore")   # a per-call, thread-safe decorator
@@ -296,23 +297,26 @@ class NumPyBackend:
             c += alpha * (op_a @ op_b)
 
     def gemm_bias_act(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, z: np.ndarray,
-                      a: np.ndarray, activation: ActivationFormulas, param: float) -> None:
+                      a: np.ndarray, activation: ActivationFormulas, param: float,
+                      bf16: bool = False) -> None:
         """``z = x @ w.T + bias``, ``a = act(z)``: gemm (scipy's product for sparse
         rows x) then bias_act_forward."""
         if type(x) is CsrRows:
+            dense_rows_for_bfloat16(bf16)
             _check_arrays(x.data, w, z)
             np.copyto(z, x.to_scipy() @ w.T)
         else:
-            self.gemm(x, w, z, trans_b=True)
+            self.gemm(x, w, z, trans_b=True, bf16=bf16)
         self.bias_act_forward(z, bias, a, activation, param)
 
-    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray) -> None:
+    def weight_grad(self, dz: np.ndarray, x, dw: np.ndarray, bf16: bool = False) -> None:
         """``dw = dz.T @ x``: gemm, or scipy's ``(x.T @ dz).T`` for sparse rows x."""
         if type(x) is CsrRows:
+            dense_rows_for_bfloat16(bf16)
             _check_arrays(dz, x.data, dw)
             np.copyto(dw, (x.to_scipy().T @ dz).T)
         else:
-            self.gemm(dz, x, dw, trans_a=True)
+            self.gemm(dz, x, dw, trans_a=True, bf16=bf16)
 
     @_underflow_ok
     def bias_act_forward(self, z: np.ndarray, bias: np.ndarray, a: np.ndarray,

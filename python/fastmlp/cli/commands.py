@@ -62,14 +62,16 @@ def _build_model(args, input_dim: int, n_outputs: int, loss: str) -> Sequential:
                         dropout=args.dropout, normalize=args.normalize)
     regularizer = L1L2(l1=args.l1, l2=args.l2) if args.l1 or args.l2 else None
     return Sequential(layers, input_dim=input_dim, loss=loss, backend=args.backend,
-                      dtype=args.dtype, seed=args.seed, regularizer=regularizer)
+                      dtype=args.dtype, seed=args.seed, regularizer=regularizer,
+                      precision=args.precision)
 
 
 def check_memory(args, input_dim: int, n_outputs: int) -> None:
     """UsageError before anything is allocated when the network of --hidden widths and a
     --batch-size batch would not fit in the memory this machine has available."""
     need = training_memory((input_dim, *args.hidden, n_outputs), batch_size=args.batch_size,
-                           itemsize=np.dtype(args.dtype).itemsize, optimizer=args.optimizer)
+                           itemsize=4 if args.precision else np.dtype(args.dtype).itemsize,
+                           optimizer=args.optimizer)
     reason = unaffordable(need, available_memory())
     if reason is not None:
         raise UsageError(f"{reason}; choose a smaller --hidden (or --batch-size)")

@@ -122,6 +122,10 @@ def _add_train(commands, data_options) -> None:
                        help="(default: native)")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="(default: float32)")
+    train.add_argument("--precision", choices=("bfloat16",),
+                       help="bfloat16: the products round their operands to bfloat16 and sum "
+                            "in float32; the weights stay float32 (default: none, the products "
+                            "in --dtype)")
     train.add_argument("--no-normalize", dest="normalize", action="store_false",
                        help="no Normalization layer (by default the first layer "
                             "standardizes each feature with the training data's mean and std)")

@@ -19,6 +19,7 @@ from .._files import check_path
 from .._validation import DTYPES
 from .._version import __version__
 from ..backends import BACKENDS, get_backend
+from ..backends.bfloat16 import PRECISIONS
 from ..errors import ModelFileError
 from ..io import archive
 from ..io.archive import MAX_HEADER_BYTES, Expected, little_endian
@@ -43,6 +44,7 @@ OPTIMIZER_ARRAYS = {"m": "optimizer.m.npy", "v": "optimizer.v.npy"}
 METADATA = "metadata"                # the optional top-level key of model.metadata
 CLASSES = "classes"                  # the optional "model" key of model.classes_
 KIND = "kind"                        # the "model" key of a model other than Sequential
+PRECISION = "precision"              # the optional "model" key of a bfloat16 Sequential
 SEQUENTIAL, MULTITASK = "sequential", "multitask"   # model classes' file_kind
 _TOP_KEYS = ("format", "format_version", "fastmlp_version", "model", "training")
 _MODEL_KEYS = ("input_dim", "loss", "dtype", "backend", "seed", "regularizer", "layers")
@@ -151,9 +153,12 @@ def architecture(model) -> dict:
                 "heads": [{"name": name, "loss": model.losses[name],
                            "weight": model.loss_weights[name], "layers": len(head)}
                           for name, head in model.heads.items()]}
-    return {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
-            "backend": model.backend.name, "seed": int(model.seed),
-            "regularizer": regularizer, "layers": layers}
+    entry = {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
+             "backend": model.backend.name, "seed": int(model.seed),
+             "regularizer": regularizer, "layers": layers}
+    if model.precision:
+        entry[PRECISION] = model.precision
+    return entry
 
 
 def _layer_entry(i: int, layer: Layer) -> dict:
@@ -314,7 +319,9 @@ def _check_model(model) -> dict:
         check_choice(model[KIND], "model.kind", (MULTITASK,))
         _check_heads(model["heads"], model["layers"])
         return model
-    check_object(model, "model", _MODEL_KEYS, optional=(CLASSES,))
+    check_object(model, "model", _MODEL_KEYS, optional=(CLASSES, PRECISION))
+    if PRECISION in model:
+        check_choice(model[PRECISION], "model.precision", PRECISIONS[1:])
     check_choice(model["loss"], "model.loss", LOSSES)
     if CLASSES in model:
         _check_classes(model[CLASSES])
@@ -351,7 +358,8 @@ def _build(spec: dict, model_class, backend):
                   backend=backend,
                   regularizer=decode_regularizer(spec["regularizer"], "model.regularizer"))
     if spec.get(KIND) != MULTITASK:
-        return checked_call(model_class, layers, loss=spec["loss"], **common)
+        return checked_call(model_class, layers, loss=spec["loss"], precision=spec.get(PRECISION),
+                            **common)
     chains = [[layer for _, layer in chain] for chain in _split(spec, layers)]
     names = [head["name"] for head in spec["heads"]]
     return checked_call(model_class, chains[0], dict(zip(names, chains[1:])),

@@ -11,6 +11,7 @@ from .._sparse import CsrRows, is_sparse_input
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_sample_weight, check_seed)
 from ..backends import get_backend
+from ..backends.bfloat16 import BFloat16Products, check_precision
 from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
@@ -55,14 +56,19 @@ class Sequential(FlatParameters):
     @suggest_keywords
     def __init__(self, layers: Sequence[Layer], *, input_dim: int,
                  loss: str = SoftmaxCrossEntropy.name, backend="native",
-                 dtype="float32", seed: Optional[int] = None, regularizer=None):
+                 dtype="float32", seed: Optional[int] = None, regularizer=None,
+                 precision: Optional[str] = None):
         self.input_dim = check_int(input_dim, "input_dim")
         self.loss = check_choice(loss, "loss", LOSSES)
-        self.dtype = check_dtype(dtype)
+        self.precision = check_precision(precision)
+        # bfloat16 products keep float32 master weights, whatever dtype asks for
+        self.dtype = np.dtype(np.float32) if precision else check_dtype(dtype)
         self.layers = _check_layers(layers, get_loss(self.loss))
         self.regularizer = check_regularizer(regularizer)
         seed = check_seed(seed)
         self.backend = get_backend(backend)
+        if precision:
+            self.backend = BFloat16Products(self.backend)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self._step = 0
         self._loss = get_loss(self.loss)
@@ -85,9 +91,10 @@ class Sequential(FlatParameters):
         return build_chain(self.layers, self.input_dim, "layers")
 
     def __repr__(self) -> str:
+        precision = f", precision={self.precision!r}" if self.precision else ""
         return (f"Sequential({list(self.layers)}, input_dim={self.input_dim}, "
                 f"loss={self.loss!r}, backend={self.backend.name!r}, "
-                f"dtype={self.dtype.name!r}, seed={self.seed})")
+                f"dtype={self.dtype.name!r}, seed={self.seed}{precision})")
 
     @property
     def n_outputs(self) -> int:
@@ -150,6 +157,9 @@ class Sequential(FlatParameters):
         X = as_features(X, name, self.input_dim, self.dtype, accept_sparse=True,
                         finite_checked_later=finite_checked_later)
         if type(X) is CsrRows:
+            if self.precision:
+                raise ValueError(f"sparse {name} with precision={self.precision!r}: bfloat16 "
+                                 f"products take dense rows; pass {name}.toarray()")
             first = self.layers[0]
             plan = plan_of(first)
             if plan is None or not multiplies_input(plan):
@@ -175,13 +185,15 @@ class Sequential(FlatParameters):
     def fused_program(self) -> Optional[dict]:
         """The layers' plans compiled for the fused trainer, or None when a layer or
         regularizer runs only on the per-op path (:func:`fastmlp.train.fused.training_program`)."""
-        return _fused.training_program(self.layers, self._regularizer_of)
+        return _fused.with_precision(_fused.training_program(self.layers, self._regularizer_of),
+                                     self.precision)
 
     def fused_inference_program(self) -> Optional[dict]:
         """The layers' inference plans compiled for the fused predictor, one output head,
         or None when a layer runs only on the per-op path
         (:func:`fastmlp.train.fused.inference_program`)."""
-        return _fused.inference_program((), [(self.layers, self.loss)], self.input_dim)
+        return _fused.with_precision(
+            _fused.inference_program((), [(self.layers, self.loss)], self.input_dim), self.precision)
 
     def _forward_train(self, X: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Training-mode forward through every layer's own cache, at the current step

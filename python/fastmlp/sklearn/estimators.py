@@ -91,6 +91,7 @@ class _BaseMLP(BaseEstimator):
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "backend": [StrOptions({"native", "numpy"})],
         "dtype": [StrOptions({"float32", "float64"}), None],
+        "precision": [StrOptions({"bfloat16"}), None],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
     }
 
@@ -412,7 +413,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ``dtype=None`` follows scikit-learn: the first fit's float32 input gives a float32
     network, float64 or any other input (integers, lists, DataFrames) a float64 one;
     partial_fit and warm-start fits keep the fitted dtype. "float32" or "float64" forces
-    it. Predictions, coefs_ and intercepts_ are in the network's dtype.
+    it. Predictions, coefs_ and intercepts_ are in the network's dtype. The exception:
+    ``precision="bfloat16"`` (the products round their operands to bfloat16, sum in
+    float32) always gives a float32 network, its master weights, whatever dtype says.
 
     The fitted network is ``model_``; coefs_ and intercepts_ are the estimator's own
     writable arrays in scikit-learn's layout, written into ``model_`` at its next use when
@@ -426,7 +429,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype=None, n_threads=None, class_weight=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None, class_weight=None,
+                 precision=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -454,6 +458,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.backend = backend
         self.dtype = dtype
         self.n_threads = n_threads
+        self.precision = precision
         self.class_weight = class_weight
 
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
@@ -572,7 +577,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, backend="native", dtype=None, n_threads=None):
+                 dropout=0.0, backend="native", dtype=None, n_threads=None, precision=None):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -601,6 +606,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.backend = backend
         self.dtype = dtype
         self.n_threads = n_threads
+        self.precision = precision
 
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
                                     "loss": [StrOptions({"squared_error", "poisson"})]}

@@ -28,10 +28,13 @@ def validated(estimator, *args, **kwargs):
 
 
 def input_dtype(estimator, first_pass: bool):
-    """The dtype X is converted to: ``dtype`` when set; else, as scikit-learn, float32
+    """The dtype X is converted to: float32 with a ``precision`` (its master weights);
+    ``dtype`` when set; else, as scikit-learn, float32
     or float64 input kept and anything else float64 for a new network, and the fitted
     network's dtype for partial_fit and warm-start fits (scikit-learn updates its coefs_
     in place, so they keep their dtype)."""
+    if estimator.precision is not None:      # bfloat16 products keep float32 masters
+        return np.float32
     if estimator.dtype is not None:
         return estimator.dtype
     if first_pass:

@@ -99,7 +99,7 @@ def build_network(params, layer_units: List[int], loss: str, seed: int, dtype) -
     layers = mlp_layers(layer_units[1:-1], layer_units[-1],
                         activation=ESTIMATOR_ACTIVATIONS[params.activation], dropout=params.dropout)
     return Sequential(layers, input_dim=layer_units[0], loss=loss, backend=params.backend,
-                      dtype=dtype, seed=seed)
+                      dtype=dtype, seed=seed, precision=params.precision)
 
 
 def network_description(params, layer_units: List[int], dtype) -> dict:
@@ -107,7 +107,7 @@ def network_description(params, layer_units: List[int], dtype) -> dict:
     ``dtype``)."""
     return {"layer units": layer_units, "activation": params.activation,
             "dropout": params.dropout, "backend": params.backend,
-            "dtype": np.dtype(dtype).name}
+            "dtype": np.dtype(dtype).name, "precision": params.precision}
 
 
 def check_same_network(fitted: dict, now: dict) -> None:

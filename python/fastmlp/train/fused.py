@@ -93,6 +93,15 @@ class _Program:
         return program
 
 
+def with_precision(program: Optional[dict], precision: Optional[str]) -> Optional[dict]:
+    """``program`` with its products in ``precision`` ("bfloat16": operands rounded to
+    bfloat16, float32 sums; None: the program as it is)."""
+    if program is not None and precision == "bfloat16":
+        program["bf16"] = True
+        program["key"] = (program["key"], "bfloat16")
+    return program
+
+
 def _records(ops: list) -> dict:
     """One phase's ops as the arrays the binding reads."""
     n = len(ops)
