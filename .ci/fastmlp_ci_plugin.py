@@ -10,7 +10,8 @@ Two checks, each switched on by an environment variable the stage sets:
     Every kernel test runs on that level. The kernel conftest's autouse fixture calls
     ``set_isa("auto")`` after each test, and "auto" is the CPU's best level, not
     FASTMLP_ISA's, so without this plugin only the first test would run on the forced
-    level. So: items parametrised by the ``isa`` fixture over another level are deselected
+    level. So: items parametrised by the ``isa`` fixture (or ``bf16_isa``, the bfloat16
+    kernels' levels) over another level are deselected
     (the run for that level covers them), the level is selected again before each test,
     and each test checks at call time that it is the active one.
 """
@@ -58,7 +59,7 @@ def pytest_collection_modifyitems(config, items):
     keep, other_level = [], []
     for item in items:
         param = getattr(item, "callspec", None)
-        chosen = param.params.get("isa") if param is not None else None
+        chosen = None if param is None else param.params.get("isa", param.params.get("bf16_isa"))
         (other_level if chosen not in (None, level) else keep).append(item)
     if other_level:
         config.hook.pytest_deselected(items=other_level)

@@ -164,13 +164,14 @@ class Trainer:
 
 
 class FastmlpTrainer(Trainer):
-    def __init__(self, impl: str, cfg: Config, X: np.ndarray, y: np.ndarray, seed: int = 0):
+    def __init__(self, impl: str, cfg: Config, X: np.ndarray, y: np.ndarray, seed: int = 0,
+                 precision: Optional[str] = None):
         import fastmlp
         self.impl, self.cfg, self.X, self.y = impl, cfg, X, y
         layers = [fastmlp.Dense(units, activation="relu") for units in cfg.dims[1:-1]]
         layers.append(fastmlp.Dense(cfg.dims[-1]))
         self.model = fastmlp.Sequential(layers, input_dim=cfg.dims[0], backend=impl,
-                                        dtype="float32", seed=seed)
+                                        dtype="float32", seed=seed, precision=precision)
         self._optimizer = fastmlp.Adam(learning_rate=LEARNING_RATE)
 
     def epoch(self) -> None:
@@ -199,10 +200,12 @@ class TorchTrainer(Trainer):
 
     impl = "torch"
 
-    def __init__(self, cfg: Config, X: np.ndarray, y: np.ndarray, seed: int = 0):
+    def __init__(self, cfg: Config, X: np.ndarray, y: np.ndarray, seed: int = 0,
+                 autocast: bool = False):
         import torch
         from torch import nn
         self.torch, self.cfg = torch, cfg
+        self.autocast = autocast   # torch.autocast("cpu", dtype=torch.bfloat16) around forward and loss
         torch.manual_seed(seed)
         layers: list = []
         for i, (n_in, n_out) in enumerate(zip(cfg.dims, cfg.dims[1:])):
@@ -223,7 +226,9 @@ class TorchTrainer(Trainer):
             rows = order[start:start + batch]
             xb, yb = self.X.index_select(0, rows), self.y.index_select(0, rows)
             self.optimizer.zero_grad(set_to_none=True)
-            self.criterion(self.net(xb), yb).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                loss = self.criterion(self.net(xb), yb)
+            loss.backward()
             self.optimizer.step()
 
     def predict_proba(self, X):

@@ -17,6 +17,11 @@ one process on one thread (``--threads`` for more):
 
 Shapes: square 1024 (the issue's yardstick) and 512, and the products of a 784 -> 256
 layer at batch 128: forward X @ W.T, dW = dZ.T @ X and dX = dZ @ W.
+
+Then training, samples/s of one epoch after a warm-up epoch (Adam, benchlib's synthetic
+data), configs A, B and D (16,384, 32,768 and 4,096 rows): fastmlp float32 and
+``precision="bfloat16"``, PyTorch float32 and with ``torch.autocast("cpu",
+dtype=torch.bfloat16)`` around its forward and loss (benchlib.TorchTrainer).
 """
 from __future__ import annotations
 
@@ -99,6 +104,51 @@ def measure(shape, repeats: int, rounds: int):
     return label, {name: flops / statistics.median(s) / 1e9 for name, s in samples.items()}
 
 
+TRAIN_ROWS = {"A": 16_384, "B": 32_768, "D": 4_096}
+QUICK_TRAIN_ROWS = {"A": 512, "D": 512}
+
+
+def trainers(cfg: bl.Config, X, y):
+    """{column: trainer} for one config, each starting from its own seed-0 weights."""
+    out = {"fastmlp float32": bl.FastmlpTrainer("native", cfg, X, y),
+           "fastmlp bfloat16": bl.FastmlpTrainer("native", cfg, X, y, precision="bfloat16")}
+    if torch is not None:
+        out["torch float32"] = bl.TorchTrainer(cfg, X, y)
+        out["torch bfloat16 autocast"] = bl.TorchTrainer(cfg, X, y, autocast=True)
+    return out
+
+
+def measure_training(name: str, rows: int, rounds: int):
+    """Samples/s of one epoch after a warm-up epoch (Adam's state has settled into its
+    steady-state cost), the median over interleaved rounds."""
+    cfg = bl.CONFIGS[name]
+    X, y = bl.synthetic(rows, cfg.dims[0])
+    runs = trainers(cfg, X.astype(np.float32), y)
+    for trainer in runs.values():
+        trainer.epoch()
+    samples = {column: [] for column in runs}
+    for _ in range(rounds):
+        for column, trainer in runs.items():
+            seconds = bl.time_calls(trainer.epoch, min_time=0.0, samples=1)[0]
+            samples[column].append(rows / seconds)
+    return cfg.label, {column: statistics.median(s) for column, s in samples.items()}
+
+
+def training_table(results, threads: int) -> str:
+    columns = list(results[0][1])
+    lines = [f"Training samples/s (Adam, one epoch after a warm-up), {threads} thread(s)", "",
+             "| config | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, rates in results:
+        lines.append(f"| {label} | " + " | ".join(f"{rates[c]:,.0f}" for c in columns) + " |")
+    lines += ["", "fastmlp bfloat16 / fastmlp float32: " + ", ".join(
+        f"{label.split(':')[0]} {r['fastmlp bfloat16'] / r['fastmlp float32']:.2f}x" for label, r in results)]
+    if "torch bfloat16 autocast" in columns:
+        lines += ["", "fastmlp bfloat16 / torch bfloat16 autocast: " + ", ".join(
+            f"{label.split(':')[0]} {r['fastmlp bfloat16'] / r['torch bfloat16 autocast']:.2f}x"
+            for label, r in results)]
+    return "\n".join(lines)
+
+
 def table(results, threads: int) -> str:
     columns = list(results[0][1])
     lines = [f"GFLOP/s on {bl.cpu_name()}, {threads} thread(s), median of rounds of medians "
@@ -127,9 +177,12 @@ def main(argv=None) -> str:
     rounds = args.rounds or (1 if args.quick else 3)
     if torch is not None:
         torch.set_num_threads(args.threads)
+    train_rows = QUICK_TRAIN_ROWS if args.quick else TRAIN_ROWS
     with fastmlp.threads(args.threads):
         results = [measure(s, repeats, rounds) for s in (QUICK_SHAPES if args.quick else FULL_SHAPES)]
-    text = table(results, args.threads)
+        with bl.threads("torch", args.threads) if torch is not None else fastmlp.threads(args.threads):
+            training = [measure_training(name, rows, rounds) for name, rows in train_rows.items()]
+    text = table(results, args.threads) + "\n\n" + training_table(training, args.threads)
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

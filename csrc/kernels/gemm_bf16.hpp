@@ -43,6 +43,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../parallel.hpp"
 #include "../simd/vec.hpp"
@@ -163,38 +164,85 @@ inline Vec<float> pair_step(Vec<float> acc, Word a, WordVec b) {
 #endif
 }
 
-// The MR x NR tile over k2 pairs (A rows k2p words apart), finished into C[0 : mr, 0 : nr],
-// then through the fused epilogue (at the tile) as gemm_bias_act and gemm_act_backward
-// finish their rows: the same bits as the plain product followed by bias_act_forward or
-// act_backward.
-inline void tile_bf16(index k2, const Word* a, index k2p, const Word* b, float alpha, float beta,
-                      float* c, index ldc, index mr, index nr, const FusedEpilogue<float>& fused) {
-    constexpr int MR = Bf16Tile::MR, NV = Bf16Tile::NV;
+// A tile of MRX rows and NVX vectors of columns over k2 pairs (A rows k2p words apart;
+// vector v's B words at b + (v / NV) * panel_stride + q * NR + (v % NV) * W: NVX > NV spans
+// consecutive panels, so one row has enough independent chains), finished into
+// C[0 : mr, 0 : nr], then through the fused epilogue (at the tile) as gemm_bias_act and
+// gemm_act_backward finish their rows: the same bits as the plain product followed by
+// bias_act_forward or act_backward. Every instance does each element's steps in the same
+// order, so the bits do not depend on which one a tile runs.
+template <int MRX, int NVX>
+inline void tile_bf16(index k2, const Word* a, index k2p, const Word* b, index panel_stride, float alpha,
+                      float beta, float* c, index ldc, index mr, index nr, const FusedEpilogue<float>& fused) {
+    constexpr int NV = Bf16Tile::NV;
     constexpr index W = kWords, NR = Bf16Tile::NR;
-    Vec<float> acc[MR][NV];
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) acc[r][v] = splat<float>(0.0f);
+    Vec<float> acc[MRX][NVX];
+    for (int r = 0; r < MRX; ++r)
+        for (int v = 0; v < NVX; ++v) acc[r][v] = splat<float>(0.0f);
     for (index q = 0; q < k2; ++q) {
-        WordVec bq[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) std::memcpy(&bq[v], b + q * NR + v * W, sizeof(WordVec));
+        WordVec bq[NVX];
+#pragma GCC unroll 8
+        for (int v = 0; v < NVX; ++v)
+            std::memcpy(&bq[v], b + (v / NV) * panel_stride + q * NR + (v % NV) * W, sizeof(WordVec));
 #pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
+        for (int r = 0; r < MRX; ++r) {
             const Word aq = a[r * k2p + q];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[r][v] = pair_step(acc[r][v], aq, bq[v]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NVX; ++v) acc[r][v] = pair_step(acc[r][v], aq, bq[v]);
         }
     }
+    // C = alpha * acc (+ beta * C) a vector at a time; the columns past nr are never touched.
     const Epilogue e = beta == 0.0f ? Epilogue::overwrite : Epilogue::scale_add;
-    float tile[MR * NR];
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) store<float>(tile + r * NR + v * W, acc[r][v]);
-    for (index r = 0; r < mr; ++r)
-        for (index j = 0; j < nr; ++j) {
-            float& cij = c[r * ldc + j];
-            cij = apply_epilogue(e, tile[r * NR + j], e == Epilogue::overwrite ? 0.0f : cij, alpha, beta);
+    const Vec<float> va = splat<float>(alpha), vb = splat<float>(beta), zero = splat<float>(0.0f);
+#pragma GCC unroll 16
+    for (int r = 0; r < MRX; ++r) {
+        if (r >= mr) break;
+#pragma GCC unroll 8
+        for (int v = 0; v < NVX; ++v) {
+            const index cols = nr - v * W;
+            if (cols <= 0) break;
+            float* cp = c + r * ldc + v * W;
+            if (cols >= W) {
+                store<float>(cp, apply_epilogue(e, acc[r][v], e == Epilogue::overwrite ? zero : load<float>(cp), va, vb));
+            } else {
+                const Vec<float> old = e == Epilogue::overwrite ? zero : load_part<float>(cp, cols, 0.0f);
+                store_part<float>(cp, apply_epilogue(e, acc[r][v], old, va, vb), cols);
+            }
         }
+    }
     if (fused.any()) finish_fused_rows(fused, c, ldc, 0, mr, nr);
+}
+
+// One tile row of an A block (rows <= MR of them at a), across panels [jp0, jp1) of C's
+// columns: MR-row tiles; a short last row of at most kBf16Short rows, the short instance;
+// one row (inference on one sample), kBf16OneRowPanels panels per call, then single ones.
+constexpr int kBf16Short = 4;
+constexpr int kBf16OneRowPanels = 4;
+
+inline void tile_row_bf16(index k2, const Word* a, index k2p, const Word* bpack, index jp0, index jp1,
+                          float alpha, float beta, float* c, index ldc, index row, index rows, index n,
+                          const FusedEpilogue<float>& fused) {
+    constexpr index NR = Bf16Tile::NR;
+    constexpr int NV = Bf16Tile::NV, MR = Bf16Tile::MR;
+    const index stride = k2 * NR;
+    auto run = [&](auto mrx, auto nvx, index jp) {
+        constexpr int NVX = decltype(nvx)::value;
+        const index col = jp * NR, cols = imin(n - col, NVX * kWords);
+        tile_bf16<decltype(mrx)::value, NVX>(k2, a, k2p, bpack + jp * stride, stride, alpha, beta,
+                                            c + row * ldc + col, ldc, rows, cols,
+                                            fused.any() ? fused.at(row, col) : fused);
+    };
+    using Rows1 = std::integral_constant<int, 1>;
+    using Panel = std::integral_constant<int, NV>;
+    index jp = jp0;
+    if (rows == 1)
+        for (; jp + kBf16OneRowPanels <= jp1; jp += kBf16OneRowPanels)
+            run(Rows1{}, std::integral_constant<int, NV * kBf16OneRowPanels>{}, jp);
+    for (; jp < jp1; ++jp) {
+        if (rows == 1) run(Rows1{}, Panel{}, jp);
+        else if (rows <= kBf16Short) run(std::integral_constant<int, kBf16Short>{}, Panel{}, jp);
+        else run(std::integral_constant<int, MR>{}, Panel{}, jp);
+    }
 }
 
 template <class F>
@@ -251,11 +299,8 @@ void gemm_bf16_run(bool ta, bool tb, index m, index n, index k, float alpha, con
             const index jp0 = item % chunks * chunk_panels, jp1 = imin(panels, jp0 + chunk_panels);
             pack_a_bf16(ta, a, lda, ic, rows, k, k2p, apack);
             for (index ir = 0; ir < rows; ir += MR)
-                for (index jp = jp0; jp < jp1; ++jp) {
-                    const index row = ic + ir, col = jp * NR;
-                    tile_bf16(k2, apack + ir * k2p, k2p, bpack + jp * k2 * NR, alpha, beta, c + row * ldc + col, ldc,
-                              imin(MR, m - row), imin(NR, n - col), fused.any() ? fused.at(row, col) : fused);
-                }
+                tile_row_bf16(k2, apack + ir * k2p, k2p, bpack, jp0, jp1, alpha, beta, c, ldc, ic + ir,
+                              imin(MR, rows - ir), n, fused);
         }
     });
 }

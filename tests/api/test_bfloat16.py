@@ -175,3 +175,36 @@ def test_a_file_with_another_precision_is_refused(tmp_path):
             archive.writestr(name, data)
     with pytest.raises(ModelFileError, match="model.precision"):
         fastmlp.load(tmp_path / "bad.fastmlp")
+
+
+def test_multitask_takes_the_precision_too(native, fused_runs, tmp_path):
+    """A MultiTask with precision="bfloat16": float32 masters, fused == per-op bitwise,
+    its file keeps the setting."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((48, 5)).astype(np.float32)
+    targets = {"kind": rng.integers(0, 3, 48), "size": rng.standard_normal(48)}
+
+    def make():
+        return fastmlp.MultiTask([Dense(8, "relu")], {"kind": [Dense(3)], "size": [Dense(1)]},
+                                 {"kind": "softmax_cross_entropy", "size": "mse"}, input_dim=5,
+                                 dtype="float64", precision="bfloat16", seed=0)
+
+    a, b = make(), make()
+    assert a.dtype == np.float32 and "precision='bfloat16'" in repr(a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "_FUSED", False)
+        a.fit(X, targets, epochs=2, batch_size=16, verbose=0)
+    assert not fused_runs
+    b.fit(X, targets, epochs=2, batch_size=16, verbose=0)
+    assert fused_runs
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    plain = fastmlp.MultiTask([Dense(8, "relu")], {"kind": [Dense(3)], "size": [Dense(1)]},
+                              {"kind": "softmax_cross_entropy", "size": "mse"}, input_dim=5,
+                              dtype="float32", seed=0)
+    plain.fit(X, targets, epochs=2, batch_size=16, verbose=0)
+    assert not np.array_equal(plain.flat_params, b.flat_params)
+    b.save(tmp_path / "mt.fastmlp")
+    loaded = fastmlp.load(tmp_path / "mt.fastmlp")
+    assert loaded.precision == "bfloat16"
+    for name, values in loaded.predict(X).items():
+        np.testing.assert_array_equal(values, b.predict(X)[name])

@@ -21,7 +21,9 @@ from fastmlp.backends.numpy import NumPyBackend, round_to_bfloat16
 
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 TRANS_IDS = ["NN", "NT", "TN", "TT"]
-SHAPES = [(1, 1, 1), (1, 7, 17), (7, 17, 33), (17, 1, 257), (33, 257, 7), (145, 33, 64), (12, 40, 1000)]
+# (m, n, k): one row across many panels and a short tile row (3 rows) included
+SHAPES = [(1, 1, 1), (1, 7, 17), (1, 300, 40), (3, 70, 50), (7, 17, 33), (17, 1, 257), (33, 257, 7),
+          (145, 33, 64), (12, 40, 1000)]
 U = 2.0 ** -24   # float32's unit roundoff
 
 
@@ -320,7 +322,7 @@ LAYERS = [(1, 784, 256), (7, 17, 33), (33, 300, 10), (128, 256, 128), (145, 64, 
 def epilogue_cases(seed, ta, tb):
     """(rng, m, n, a, b, plain product) for two layers' shapes: the product by gemm alone."""
     rng = np.random.default_rng(seed)
-    for m, k, n in LAYERS[1:3]:
+    for m, k, n in LAYERS[:3]:
         a, b = operands(rng, m, n, k, ta, tb)
         product = np.full((m, n), np.nan, np.float32)
         gemm_bf16(a, b, product, ta, tb)

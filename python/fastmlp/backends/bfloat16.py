@@ -6,6 +6,8 @@ A model with ``precision="bfloat16"`` trains on one; its parameters (the master 
 and the optimizer's state stay float32."""
 from __future__ import annotations
 
+import numpy as np
+
 PRECISIONS = (None, "bfloat16")   # None: the products in the model's dtype
 
 
@@ -15,6 +17,14 @@ def check_precision(precision):
         raise ValueError(f"precision must be None (the products in the model's dtype) or "
                          f"'bfloat16'; got {precision!r}")
     return precision
+
+
+def model_arithmetic(dtype, backend, precision):
+    """A model's (dtype, backend) for ``precision``: with "bfloat16", float32 (the master
+    weights, whatever ``dtype`` asked for) and the backend wrapped in BFloat16Products."""
+    if precision == "bfloat16":
+        return np.dtype(np.float32), BFloat16Products(backend)
+    return dtype, backend
 
 
 def dense_rows_for_bfloat16(bf16: bool) -> None:

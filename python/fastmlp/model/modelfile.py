@@ -44,7 +44,7 @@ OPTIMIZER_ARRAYS = {"m": "optimizer.m.npy", "v": "optimizer.v.npy"}
 METADATA = "metadata"                # the optional top-level key of model.metadata
 CLASSES = "classes"                  # the optional "model" key of model.classes_
 KIND = "kind"                        # the "model" key of a model other than Sequential
-PRECISION = "precision"              # the optional "model" key of a bfloat16 Sequential
+PRECISION = "precision"              # the optional "model" key of a bfloat16 model
 SEQUENTIAL, MULTITASK = "sequential", "multitask"   # model classes' file_kind
 _TOP_KEYS = ("format", "format_version", "fastmlp_version", "model", "training")
 _MODEL_KEYS = ("input_dim", "loss", "dtype", "backend", "seed", "regularizer", "layers")
@@ -147,15 +147,16 @@ def architecture(model) -> dict:
     layers = [_layer_entry(i, layer) for i, layer in enumerate(model.layers)]
     regularizer = encode(model.regularizer, "model.regularizer")
     if model.file_kind == MULTITASK:
-        return {KIND: MULTITASK, "input_dim": model.input_dim, "dtype": model.dtype.name,
-                "backend": model.backend.name, "seed": int(model.seed),
-                "regularizer": regularizer, "layers": layers,
-                "heads": [{"name": name, "loss": model.losses[name],
-                           "weight": model.loss_weights[name], "layers": len(head)}
-                          for name, head in model.heads.items()]}
-    entry = {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
-             "backend": model.backend.name, "seed": int(model.seed),
-             "regularizer": regularizer, "layers": layers}
+        entry = {KIND: MULTITASK, "input_dim": model.input_dim, "dtype": model.dtype.name,
+                 "backend": model.backend.name, "seed": int(model.seed),
+                 "regularizer": regularizer, "layers": layers,
+                 "heads": [{"name": name, "loss": model.losses[name],
+                            "weight": model.loss_weights[name], "layers": len(head)}
+                           for name, head in model.heads.items()]}
+    else:
+        entry = {"input_dim": model.input_dim, "loss": model.loss, "dtype": model.dtype.name,
+                 "backend": model.backend.name, "seed": int(model.seed),
+                 "regularizer": regularizer, "layers": layers}
     if model.precision:
         entry[PRECISION] = model.precision
     return entry
@@ -315,15 +316,15 @@ def _check_model(model) -> dict:
     """The header's "model": a Sequential's keys (and "classes"), or a MultiTask's
     ("kind": "multitask", and "heads" instead of "loss", each head's classes in it)."""
     if isinstance(model, dict) and KIND in model:
-        check_object(model, "model", _MULTITASK_KEYS)
+        check_object(model, "model", _MULTITASK_KEYS, optional=(PRECISION,))
         check_choice(model[KIND], "model.kind", (MULTITASK,))
         _check_heads(model["heads"], model["layers"])
-        return model
-    check_object(model, "model", _MODEL_KEYS, optional=(CLASSES, PRECISION))
+    else:
+        check_object(model, "model", _MODEL_KEYS, optional=(CLASSES, PRECISION))
+        check_choice(model["loss"], "model.loss", LOSSES)
     if PRECISION in model:
         check_choice(model[PRECISION], "model.precision", PRECISIONS[1:])
-    check_choice(model["loss"], "model.loss", LOSSES)
-    if CLASSES in model:
+    if CLASSES in model:          # a Sequential's (a MultiTask's heads keep their own)
         _check_classes(model[CLASSES])
     return model
 
@@ -355,11 +356,10 @@ def _build(spec: dict, model_class, backend):
     """The model of ``spec`` (fresh layers), a ``model_class``."""
     layers = _layers(spec["layers"])
     common = dict(input_dim=spec["input_dim"], dtype=spec["dtype"], seed=spec["seed"],
-                  backend=backend,
+                  backend=backend, precision=spec.get(PRECISION),
                   regularizer=decode_regularizer(spec["regularizer"], "model.regularizer"))
     if spec.get(KIND) != MULTITASK:
-        return checked_call(model_class, layers, loss=spec["loss"], precision=spec.get(PRECISION),
-                            **common)
+        return checked_call(model_class, layers, loss=spec["loss"], **common)
     chains = [[layer for _, layer in chain] for chain in _split(spec, layers)]
     names = [head["name"] for head in spec["heads"]]
     return checked_call(model_class, chains[0], dict(zip(names, chains[1:])),

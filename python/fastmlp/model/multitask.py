@@ -29,6 +29,7 @@ from .._keywords import suggest_keywords
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_nonnegative_float, check_seed)
 from ..backends import get_backend
+from ..backends.bfloat16 import check_precision, model_arithmetic
 from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, check_classes, get_loss
@@ -75,7 +76,7 @@ class MultiTask(FlatParameters):
     def __init__(self, trunk: Sequence[Layer], heads: Dict[str, Sequence[Layer]],
                  losses: Dict[str, str], loss_weights: Optional[Dict[str, float]] = None, *,
                  input_dim: int, backend="native", dtype="float32",
-                 seed: Optional[int] = None, regularizer=None):
+                 seed: Optional[int] = None, regularizer=None, precision: Optional[str] = None):
         self.input_dim = check_int(input_dim, "input_dim")
         names = _check_head_names(heads)
         self.losses = {name: check_choice(loss, f"losses[{name!r}]", LOSSES)
@@ -83,11 +84,12 @@ class MultiTask(FlatParameters):
         weights = dict.fromkeys(names, 1.0) if loss_weights is None else loss_weights
         self.loss_weights = {name: check_nonnegative_float(w, f"loss_weights[{name!r}]")
                              for name, w in _matching(weights, "loss_weights", names).items()}
-        self.dtype = check_dtype(dtype)
+        self.precision = check_precision(precision)
+        self.dtype, self.backend = model_arithmetic(check_dtype(dtype), get_backend(backend),
+                                                    self.precision)
         self.layers, self._spans = _check_structure(trunk, heads, self.losses)
         self.regularizer = check_regularizer(regularizer)
         seed = check_seed(seed)
-        self.backend = get_backend(backend)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self._loss_of = {name: get_loss(loss) for name, loss in self.losses.items()}
         self._classes: Dict[str, Optional[np.ndarray]] = dict.fromkeys(names)
@@ -185,7 +187,8 @@ class MultiTask(FlatParameters):
         heads = {name: list(layers) for name, layers in self.heads.items()}
         return (f"MultiTask(trunk={list(self.trunk)}, heads={heads}, losses={self.losses}, "
                 f"loss_weights={self.loss_weights}, input_dim={self.input_dim}, "
-                f"backend={self.backend.name!r}, dtype={self.dtype.name!r}, seed={self.seed})")
+                f"backend={self.backend.name!r}, dtype={self.dtype.name!r}, seed={self.seed}"
+                + (f", precision={self.precision!r})" if self.precision else ")"))
 
     def describe(self) -> ModelSummary:
         """The :class:`ModelSummary` that :meth:`summary` prints: layers (named "<trunk or
@@ -277,15 +280,17 @@ class MultiTask(FlatParameters):
         (:func:`fastmlp.train.fused.multitask_program`)."""
         heads = [(name, layers, self.losses[name], self.loss_weights[name])
                  for name, layers in self.heads.items()]
-        return _fused.multitask_program(self.trunk, heads, self._regularizer_of,
-                                        self.input_dim)
+        return _fused.with_precision(
+            _fused.multitask_program(self.trunk, heads, self._regularizer_of, self.input_dim),
+            self.precision)
 
     def fused_inference_program(self) -> Optional[dict]:
         """The trunk's and heads' inference plans compiled for the fused predictor, one
         output head per head in order, or None when a layer runs only on the per-op path
         (:func:`fastmlp.train.fused.inference_program`)."""
         heads = [(layers, self.losses[name]) for name, layers in self.heads.items()]
-        return _fused.inference_program(self.trunk, heads, self.input_dim)
+        return _fused.with_precision(_fused.inference_program(self.trunk, heads, self.input_dim),
+                                     self.precision)
 
     @suggest_keywords
     def fit(self, X, targets=None, *, epochs: int, batch_size: Optional[int] = 32,

@@ -11,7 +11,7 @@ from .._sparse import CsrRows, is_sparse_input
 from .._validation import (as_features, check_choice, check_dtype, check_int, check_lengths,
                            check_sample_weight, check_seed)
 from ..backends import get_backend
-from ..backends.bfloat16 import BFloat16Products, check_precision
+from ..backends.bfloat16 import check_precision, model_arithmetic
 from ..io.sources import Source, as_source, by_chunks
 from ..nn.layers import Layer, Normalization, Workspace
 from ..nn.losses import LOSSES, SoftmaxCrossEntropy, check_classes, get_loss
@@ -61,14 +61,11 @@ class Sequential(FlatParameters):
         self.input_dim = check_int(input_dim, "input_dim")
         self.loss = check_choice(loss, "loss", LOSSES)
         self.precision = check_precision(precision)
-        # bfloat16 products keep float32 master weights, whatever dtype asks for
-        self.dtype = np.dtype(np.float32) if precision else check_dtype(dtype)
+        self.dtype, self.backend = model_arithmetic(check_dtype(dtype), get_backend(backend),
+                                                    self.precision)
         self.layers = _check_layers(layers, get_loss(self.loss))
         self.regularizer = check_regularizer(regularizer)
         seed = check_seed(seed)
-        self.backend = get_backend(backend)
-        if precision:
-            self.backend = BFloat16Products(self.backend)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self._step = 0
         self._loss = get_loss(self.loss)
