@@ -85,12 +85,14 @@ def plot(results, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4))
     for ax, (name, out) in zip(np.atleast_1d(axes), results):
-        for precision, style in ((None, "-"), ("bfloat16", "--")):
+        # float32 wide and pale, bfloat16 thin and dashed on top: where they overlap, both show
+        for precision, style in ((None, dict(linewidth=5, alpha=0.35)),
+                                 ("bfloat16", dict(linewidth=1.3, linestyle="--"))):
             _, loss, test_loss = out[precision]
             label = precision or "float32"
             epochs = np.arange(1, len(loss) + 1)
-            ax.plot(epochs, loss, style, color="tab:blue", label=f"{label} training loss")
-            ax.plot(epochs, test_loss, style, color="tab:orange", label=f"{label} test loss")
+            ax.plot(epochs, loss, color="tab:blue", label=f"{label} training loss", **style)
+            ax.plot(epochs, test_loss, color="tab:orange", label=f"{label} test loss", **style)
         ax.set(title=f"{name}: mean of {len(SEEDS)} seeds", xlabel="epoch", ylabel="cross-entropy",
                yscale="log")
         ax.legend()

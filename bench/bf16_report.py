@@ -21,7 +21,8 @@ layer at batch 128: forward X @ W.T, dW = dZ.T @ X and dX = dZ @ W.
 Then training, samples/s of one epoch after a warm-up epoch (Adam, benchlib's synthetic
 data), configs A, B and D (16,384, 32,768 and 4,096 rows): fastmlp float32 and
 ``precision="bfloat16"``, PyTorch float32 and with ``torch.autocast("cpu",
-dtype=torch.bfloat16)`` around its forward and loss (benchlib.TorchTrainer).
+dtype=torch.bfloat16)`` around its forward and loss (benchlib.TorchTrainer). Then
+inference: predict_proba of 1 and 10,000 rows on config A's network, float32 and bfloat16.
 """
 from __future__ import annotations
 
@@ -134,6 +135,37 @@ def measure_training(name: str, rows: int, rounds: int):
     return cfg.label, {column: statistics.median(s) for column, s in samples.items()}
 
 
+def measure_inference(rows_list, rounds: int):
+    """Median microseconds of predict_proba on config A's network (trained a little) for
+    each row count: {rows: {column: us}}, float32 and bfloat16 interleaved."""
+    cfg = bl.CONFIGS["A"]
+    X, y = bl.synthetic(max(rows_list), cfg.dims[0])
+    X = X.astype(np.float32)
+    models = {}
+    for column, precision in (("fastmlp float32", None), ("fastmlp bfloat16", "bfloat16")):
+        trainer = bl.FastmlpTrainer("native", cfg, X[:512], y[:512], precision=precision)
+        trainer.epoch()
+        models[column] = trainer.model
+    out = {}
+    for rows in rows_list:
+        samples = {column: [] for column in models}
+        for _ in range(rounds):
+            for column, model in models.items():
+                part = X[:rows]
+                samples[column].append(bl.time_calls(lambda: model.predict_proba(part), samples=5)[0] * 1e6)
+        out[rows] = {column: statistics.median(s) for column, s in samples.items()}
+    return out
+
+
+def inference_table(results) -> str:
+    lines = ["Inference, config A's network (784-256-128-10), predict_proba, microseconds per call", "",
+             "| rows | fastmlp float32 | fastmlp bfloat16 | bfloat16 speed-up |", "|---|---|---|---|"]
+    for rows, us in results.items():
+        lines.append(f"| {rows:,} | {us['fastmlp float32']:,.1f} | {us['fastmlp bfloat16']:,.1f} | "
+                     f"{us['fastmlp float32'] / us['fastmlp bfloat16']:.2f}x |")
+    return "\n".join(lines)
+
+
 def training_table(results, threads: int) -> str:
     columns = list(results[0][1])
     lines = [f"Training samples/s (Adam, one epoch after a warm-up), {threads} thread(s)", "",
@@ -182,7 +214,9 @@ def main(argv=None) -> str:
         results = [measure(s, repeats, rounds) for s in (QUICK_SHAPES if args.quick else FULL_SHAPES)]
         with bl.threads("torch", args.threads) if torch is not None else fastmlp.threads(args.threads):
             training = [measure_training(name, rows, rounds) for name, rows in train_rows.items()]
-    text = table(results, args.threads) + "\n\n" + training_table(training, args.threads)
+        inference = measure_inference((1, 100) if args.quick else (1, 10_000), rounds)
+    text = "\n\n".join([table(results, args.threads), training_table(training, args.threads),
+                         inference_table(inference)])
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

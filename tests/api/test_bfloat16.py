@@ -208,3 +208,33 @@ def test_multitask_takes_the_precision_too(native, fused_runs, tmp_path):
     assert loaded.precision == "bfloat16"
     for name, values in loaded.predict(X).items():
         np.testing.assert_array_equal(values, b.predict(X)[name])
+
+
+def test_onnx_export_gives_the_float32_masters_model(tmp_path):
+    """to_onnx of a bfloat16 model: a float32 graph of its master weights, computing
+    without the rounding (what a float32 model with those weights predicts)."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    X, y = make_data("softmax_cross_entropy", n=40, n_features=5)
+    X = X.astype(np.float32)
+    m = model(backend="numpy")
+    fit(m, X, y)
+    m.to_onnx(tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"X": X})[0]
+    masters = model(backend="numpy", precision=None)
+    masters.set_weights(m.get_weights())
+    np.testing.assert_allclose(exported, masters.predict_proba(X), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(exported, m.predict_proba(X), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+def test_a_bfloat16_model_pickles(native, backend):
+    """A model goes to worker processes (search, joblib) by pickle: its wrapped backend
+    too, predicting the same bits after."""
+    import pickle
+    X, y = make_data("softmax_cross_entropy", n=20, n_features=5)
+    m = model(backend=backend)
+    fit(m, X, y)
+    copy = pickle.loads(pickle.dumps(m))
+    assert copy.precision == "bfloat16" and copy.backend.bf16
+    np.testing.assert_array_equal(copy.predict_proba(X), m.predict_proba(X))

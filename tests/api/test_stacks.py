@@ -44,6 +44,7 @@ def test_estimator_search_and_cli_build_the_same_network():
     est = MLPRegressor(hidden_layer_sizes=(6, 5), dropout=0.1, max_iter=1, random_state=0).fit(X, y)
     model, _ = MLPBuilder.for_data(X, y)({"hidden": (6, 5), "dropout": 0.1, "loss": "mse"}, 0)
     args = argparse.Namespace(hidden=(6, 5), activation="relu", dropout=0.1, normalize=False,
-                              l1=0.0, l2=0.0, backend="native", dtype="float32", seed=0)
+                              l1=0.0, l2=0.0, backend="native", dtype="float32", seed=0,
+                              precision=None)
     cli = _build_model(args, 3, 1, "mse")
     assert _shape(est.model_.layers) == _shape(model.layers) == _shape(cli.layers) == expected

@@ -44,6 +44,8 @@ class BFloat16Products:
         self.inner = backend
 
     def __getattr__(self, name: str):
+        if name == "inner":   # not set yet: an instance being unpickled
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def __repr__(self) -> str:
