@@ -10,7 +10,8 @@ Columns, each the median of ``--repeats`` samples after a warm-up (benchlib.time
 one process on one thread (``--threads`` for more):
 
 - fastmlp bf16 on each bfloat16 level (the portable path on avx512 or avx2, VDPBF16PS on
-  avx512_bf16), fastmlp float32 (the active level's GEMM);
+  avx512_bf16, the tiles on amx where the CPU has AMX), fastmlp float32 (the GEMM of the
+  level chosen at import);
 - torch: ``torch.matmul(a.bfloat16(), b.bfloat16()).float()``, the same work as ours
   (conversion from and to float32 included), and the bfloat16 matmul alone on tensors
   converted beforehand; torch float32. Torch columns are left out when it is not installed.
@@ -23,6 +24,11 @@ data), configs A, B and D (16,384, 32,768 and 4,096 rows): fastmlp float32 and
 ``precision="bfloat16"``, PyTorch float32 and with ``torch.autocast("cpu",
 dtype=torch.bfloat16)`` around its forward and loss (benchlib.TorchTrainer). Then
 inference: predict_proba of 1 and 10,000 rows on config A's network, float32 and bfloat16.
+Where amx is usable, training and inference have a bfloat16 column on it too (the
+level asked for around each timed call; the rest run on the level chosen at import).
+
+``--amx-emulated`` (smoke runs only) runs the amx columns on emulated tiles, so that a CPU
+without AMX exercises them; its figures measure the emulator, not AMX.
 """
 from __future__ import annotations
 
@@ -63,7 +69,14 @@ def operands(m, n, k, ta, tb):
 
 def bf16_levels():
     usable = _core.backend_info()["usable_isas"]
-    return [lv for lv in ("avx2", "avx512", "avx512_bf16") if lv in usable] or ["generic"]
+    return [lv for lv in ("avx2", "avx512", "avx512_bf16", "amx") if lv in usable] or ["generic"]
+
+
+def amx_usable() -> bool:
+    return "amx" in _core.backend_info()["usable_isas"]
+
+
+IMPORT_LEVEL = _core.backend_info()["isa"]   # "auto": the best level below amx
 
 
 def fastmlp_runs(a, b, c, ta, tb):
@@ -71,8 +84,22 @@ def fastmlp_runs(a, b, c, ta, tb):
     runs = {}
     for level in bf16_levels():
         runs[f"fastmlp bf16 ({level})"] = (level, lambda: _core.gemm(a, b, c, ta, tb, bf16=True))
-    runs["fastmlp float32"] = (_core.backend_info()["usable_isas"][-1], lambda: _core.gemm(a, b, c, ta, tb))
+    runs["fastmlp float32"] = (IMPORT_LEVEL, lambda: _core.gemm(a, b, c, ta, tb))
     return runs
+
+
+class OnLevel:
+    """A trainer whose epochs run on one ISA level (asked for around each epoch)."""
+
+    def __init__(self, level: str, trainer):
+        self.level, self.trainer = level, trainer
+
+    def epoch(self):
+        fastmlp.set_isa(self.level)
+        try:
+            self.trainer.epoch()
+        finally:
+            fastmlp.set_isa("auto")
 
 
 def torch_runs(a, b, ta, tb):
@@ -113,6 +140,8 @@ def trainers(cfg: bl.Config, X, y):
     """{column: trainer} for one config, each starting from its own seed-0 weights."""
     out = {"fastmlp float32": bl.FastmlpTrainer("native", cfg, X, y),
            "fastmlp bfloat16": bl.FastmlpTrainer("native", cfg, X, y, precision="bfloat16")}
+    if amx_usable():
+        out["fastmlp bfloat16 amx"] = OnLevel("amx", bl.FastmlpTrainer("native", cfg, X, y, precision="bfloat16"))
     if torch is not None:
         out["torch float32"] = bl.TorchTrainer(cfg, X, y)
         out["torch bfloat16 autocast"] = bl.TorchTrainer(cfg, X, y, autocast=True)
@@ -141,28 +170,36 @@ def measure_inference(rows_list, rounds: int):
     cfg = bl.CONFIGS["A"]
     X, y = bl.synthetic(max(rows_list), cfg.dims[0])
     X = X.astype(np.float32)
+    columns = [("fastmlp float32", None, "auto"), ("fastmlp bfloat16", "bfloat16", "auto")]
+    if amx_usable():
+        columns.append(("fastmlp bfloat16 amx", "bfloat16", "amx"))
     models = {}
-    for column, precision in (("fastmlp float32", None), ("fastmlp bfloat16", "bfloat16")):
+    for column, precision, level in columns:
         trainer = bl.FastmlpTrainer("native", cfg, X[:512], y[:512], precision=precision)
         trainer.epoch()
-        models[column] = trainer.model
+        models[column] = (level, trainer.model)
     out = {}
     for rows in rows_list:
         samples = {column: [] for column in models}
+        part = X[:rows]
         for _ in range(rounds):
-            for column, model in models.items():
-                part = X[:rows]
+            for column, (level, model) in models.items():
+                fastmlp.set_isa(level)   # the predictor is packed again once, in the warm-up
                 samples[column].append(bl.time_calls(lambda: model.predict_proba(part), samples=5)[0] * 1e6)
+        fastmlp.set_isa("auto")
         out[rows] = {column: statistics.median(s) for column, s in samples.items()}
     return out
 
 
 def inference_table(results) -> str:
+    columns = list(next(iter(results.values())))
+    faster = [c for c in columns if c != "fastmlp float32"]
     lines = ["Inference, config A's network (784-256-128-10), predict_proba, microseconds per call", "",
-             "| rows | fastmlp float32 | fastmlp bfloat16 | bfloat16 speed-up |", "|---|---|---|---|"]
+             "| rows | " + " | ".join(columns) + " | " + " | ".join(f"{c} speed-up" for c in faster) + " |",
+             "|---" * (len(columns) + len(faster) + 1) + "|"]
     for rows, us in results.items():
-        lines.append(f"| {rows:,} | {us['fastmlp float32']:,.1f} | {us['fastmlp bfloat16']:,.1f} | "
-                     f"{us['fastmlp float32'] / us['fastmlp bfloat16']:.2f}x |")
+        lines.append(f"| {rows:,} | " + " | ".join(f"{us[c]:,.1f}" for c in columns) + " | " +
+                     " | ".join(f"{us['fastmlp float32'] / us[c]:.2f}x" for c in faster) + " |")
     return "\n".join(lines)
 
 
@@ -172,12 +209,11 @@ def training_table(results, threads: int) -> str:
              "| config | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, rates in results:
         lines.append(f"| {label} | " + " | ".join(f"{rates[c]:,.0f}" for c in columns) + " |")
-    lines += ["", "fastmlp bfloat16 / fastmlp float32: " + ", ".join(
-        f"{label.split(':')[0]} {r['fastmlp bfloat16'] / r['fastmlp float32']:.2f}x" for label, r in results)]
-    if "torch bfloat16 autocast" in columns:
-        lines += ["", "fastmlp bfloat16 / torch bfloat16 autocast: " + ", ".join(
-            f"{label.split(':')[0]} {r['fastmlp bfloat16'] / r['torch bfloat16 autocast']:.2f}x"
-            for label, r in results)]
+    for ours in (c for c in columns if c.startswith("fastmlp bfloat16")):
+        for base in ("fastmlp float32", "torch bfloat16 autocast"):
+            if base in columns:
+                lines += ["", f"{ours} / {base}: " + ", ".join(
+                    f"{label.split(':')[0]} {r[ours] / r[base]:.2f}x" for label, r in results)]
     return "\n".join(lines)
 
 
@@ -204,7 +240,11 @@ def main(argv=None) -> str:
     parser.add_argument("--repeats", type=int, default=None, help="samples per median")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per shape")
     parser.add_argument("--output", type=pathlib.Path)
+    parser.add_argument("--amx-emulated", action="store_true",
+                        help="smoke runs: the amx columns on emulated tiles (the emulator's speed, not AMX's)")
     args = parser.parse_args(argv)
+    if args.amx_emulated:
+        _core._testing.emulate_amx(True)
     repeats = args.repeats or (3 if args.quick else 7)
     rounds = args.rounds or (1 if args.quick else 3)
     if torch is not None:
@@ -217,6 +257,8 @@ def main(argv=None) -> str:
         inference = measure_inference((1, 100) if args.quick else (1, 10_000), rounds)
     text = "\n\n".join([table(results, args.threads), training_table(training, args.threads),
                          inference_table(inference)])
+    if args.amx_emulated:
+        text += "\n\n(amx columns: emulated tiles, not AMX)"
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

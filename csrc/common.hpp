@@ -13,9 +13,11 @@ namespace fastmlp {
 using index = std::ptrdiff_t;
 
 // Levels in ascending order; a level runs everything below it. avx512_bf16 adds the bfloat16
-// dot product (VDPBF16PS) to avx512 and shares avx512's float32 and float64 kernels.
-enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
-constexpr int kIsaCount = 4;
+// dot product (VDPBF16PS) to avx512 and shares avx512's float32 and float64 kernels; amx
+// multiplies the bfloat16 products in AMX tiles (TDPBF16PS) and shares avx512_bf16's other
+// kernels. amx is never chosen automatically (dispatch.cpp, best_isa).
+enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3, amx = 4 };
+constexpr int kIsaCount = 5;
 
 // Each named enum with its names table k<Enum>Names right below it (index = enum value):
 // the bindings parse names through the tables, _core's enum_names() hands them to Python,
@@ -203,5 +205,7 @@ struct Kernels {
 template <Isa isa> void register_gemm(Kernels& k);
 template <Isa isa> void register_elementwise(Kernels& k);
 template <Isa isa> void register_gemm_bf16(Kernels& k);
+// The amx level's products on emulated tiles (gemm_amx.hpp): the tests' way to run them.
+template <Isa isa> void register_gemm_bf16_emulated(Kernels& k);
 
 }  // namespace fastmlp

@@ -14,6 +14,7 @@ namespace {
 Kernels g_tables[kIsaCount];
 bool g_compiled[kIsaCount];
 std::atomic<int> g_active{0};
+bool g_amx_emulated = false;
 
 template <Isa isa>
 void fill_table() {
@@ -48,13 +49,16 @@ void init_dispatch() {
     fill_table<Isa::avx512>();
     fill_bf16_table<Isa::avx512_bf16, Isa::avx512>();
 #endif
+#if defined(FASTMLP_HAVE_AMX)
+    fill_bf16_table<Isa::amx, Isa::avx512_bf16>();
+#endif
     Isa chosen = best_isa();
     const char* env = std::getenv("FASTMLP_ISA");
     if (env && *env && std::string(env) != "auto") {
         Isa wanted;
         if (!parse_isa(env, wanted))
-            std::fprintf(stderr, "fastmlp: ignoring FASTMLP_ISA=%s (expected generic, avx2, avx512, avx512_bf16 or auto)\n", env);
-        else if (int(wanted) < int(chosen))
+            std::fprintf(stderr, "fastmlp: ignoring FASTMLP_ISA=%s (expected generic, avx2, avx512, avx512_bf16, amx or auto)\n", env);
+        else if (int(wanted) < int(chosen) || isa_usable(wanted))
             chosen = wanted;  // capped at what the CPU has
     }
     g_active = int(chosen);
@@ -63,10 +67,14 @@ void init_dispatch() {
 const Kernels& kernels() { return g_tables[g_active.load(std::memory_order_relaxed)]; }
 Isa active_isa() { return Isa(g_active.load()); }
 bool isa_compiled(Isa isa) { return g_compiled[int(isa)]; }
-bool isa_usable(Isa isa) { return isa_compiled(isa) && cpu_supports(isa); }
+bool isa_usable(Isa isa) {
+    return isa_compiled(isa) && (cpu_supports(isa) || (isa == Isa::amx && g_amx_emulated));
+}
 
+// The best level below amx: the amx kernels run where asked for (FASTMLP_ISA=amx, set_isa)
+// until a CPU with AMX has run their tests (docs/bfloat16.md, "The amx level").
 Isa best_isa() {
-    for (int i = kIsaCount - 1; i > 0; --i)
+    for (int i = int(Isa::amx) - 1; i > 0; --i)
         if (isa_usable(Isa(i))) return Isa(i);
     return Isa::generic;
 }
@@ -74,9 +82,28 @@ Isa best_isa() {
 void select_isa(Isa isa) {
     if (!isa_compiled(isa))
         throw std::invalid_argument(std::string("ISA '") + isa_name(isa) + "' was not compiled into this build");
-    if (!cpu_supports(isa))
-        throw std::invalid_argument(std::string("this CPU does not support ISA '") + isa_name(isa) + "'");
+    if (!isa_usable(isa))
+        throw std::invalid_argument(std::string("this CPU does not support ISA '") + isa_name(isa) + "'" +
+                                    (isa == Isa::amx ? " (AMX-TILE, AMX-BF16 and Linux's permission for the tile data)" : ""));
     g_active = int(isa);
 }
+
+void emulate_amx(bool on) {
+#if defined(FASTMLP_HAVE_AMX)
+    if (on && !cpu_supports(Isa::avx512_bf16))
+        throw std::invalid_argument("emulated AMX tiles run on the avx512_bf16 level's CPUs only");
+    if (on || cpu_supports(Isa::amx)) {
+        g_tables[int(Isa::amx)] = g_tables[int(Isa::avx512_bf16)];
+        if (on) register_gemm_bf16_emulated<Isa::amx>(g_tables[int(Isa::amx)]);
+        else register_gemm_bf16<Isa::amx>(g_tables[int(Isa::amx)]);
+    }
+    g_amx_emulated = on;
+    if (!isa_usable(active_isa())) g_active = int(best_isa());
+#else
+    if (on) throw std::invalid_argument("the amx level was not compiled into this build");
+#endif
+}
+
+bool amx_emulated() { return g_amx_emulated; }
 
 }  // namespace fastmlp

@@ -73,6 +73,19 @@ def numeric_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-7) -
     return grad
 
 
+def emulate_amx_where_the_cpu_lacks_it() -> bool:
+    """Where the build has the amx level and the CPU runs avx512_bf16 but has no AMX, run
+    the amx level's products on emulated tiles (csrc/kernels/gemm_amx.hpp: TDPBF16PS as
+    the SDM writes it, with its faults checked), so that every such machine tests the amx
+    engine; where the CPU has AMX the instructions run. Returns whether amx is usable."""
+    from fastmlp import _core
+    info = _core.backend_info()
+    if "amx" in info["compiled_isas"] and "amx" not in info["supported_isas"] \
+            and "avx512_bf16" in info["usable_isas"]:
+        _core._testing.emulate_amx(True)
+    return "amx" in _core.backend_info()["usable_isas"]
+
+
 def make_data(loss: str, n: int = 60, n_features: int = 4, k: int = 3, seed: int = 0):
     """A small learnable problem for ``loss``: (X, y) with y's natural shape."""
     rng = np.random.default_rng(seed)

@@ -116,7 +116,11 @@ void packed_gemm_bias_act_binding(py::array x, py::array w, py::array bias, py::
         const Product<T> p = checked_product<T>(k, x, w, z, false, true);
         const T* pbias = input<T>(bias, k, "bias", 1);
         T* po = output<T>(out, k, "out", 2);
-        if (bias.shape(0) != p.s.n) fail_value(k, "bias must have z.shape[1] elements");
+        same_shape(k, z, "z", out, "out");
+        if (bias.shape(0) != p.s.n)
+            fail_value(k, "shape mismatch: bias is " + shape_of(bias) + ", z is " + shape_of(z) +
+                              " (bias must have z.shape[1] elements)");
+        epilogue_outputs(k, z, out, {{&x, "x"}, {&w, "w"}, {&bias, "bias"}});
         const GemmTable<T>& table = products<T>(bf16);
         std::vector<T> packed(std::size_t(table.packed_b_size(p.s.n, p.s.k)));
         py::gil_scoped_release nogil;

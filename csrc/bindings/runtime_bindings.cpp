@@ -5,7 +5,8 @@
 // last_gemm_direct / set_gemm_direct_override: which operands the latest GEMM read in
 // place, and forcing that on or off (gemm.hpp, "Direct B"); fused_act_backwards: how many
 // GEMMs ran with the activation's backward in their epilogue (the fused trainer's);
-// outputs_only_layers: how many layers fused trainers made keep their activations alone.
+// outputs_only_layers: how many layers fused trainers made keep their activations alone;
+// emulate_amx: the amx level's products on emulated tiles (dispatch.hpp).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -35,7 +36,7 @@ std::vector<std::string> isa_list(bool (*pred)(Isa)) {
 std::string set_isa_binding(const std::string& name) {
     Isa isa = best_isa();
     if (name != "auto" && !parse_isa(name.c_str(), isa))
-        throw py::value_error("set_isa: unknown ISA '" + name + "' (expected generic, avx2, avx512, avx512_bf16 or auto)");
+        throw py::value_error("set_isa: unknown ISA '" + name + "' (expected generic, avx2, avx512, avx512_bf16, amx or auto)");
     try {
         select_isa(isa);
     } catch (const std::invalid_argument& e) {
@@ -51,6 +52,7 @@ py::dict backend_info() {
     d["supported_isas"] = isa_list(&cpu_supports);
     d["usable_isas"] = isa_list(&isa_usable);
     d["isa"] = isa_name(active_isa());
+    d["amx_emulated"] = amx_emulated();
     d["threads"] = num_threads();
     d["openmp"] = openmp_enabled();
     d["serial_after_fork"] = serial_after_fork();
@@ -76,6 +78,13 @@ void register_runtime(py::module_& m, py::module_& testing) {
     testing.def("set_gemm_direct_override", &set_gemm_direct_override, arg("mode"));
     testing.def("fused_act_backwards", &fused_act_backwards);
     testing.def("outputs_only_layers", &outputs_only_layers);
+    testing.def("emulate_amx", [](bool on) {
+        try {
+            emulate_amx(on);
+        } catch (const std::invalid_argument& e) {
+            throw py::value_error(std::string("emulate_amx: ") + e.what());
+        }
+    }, arg("on"));
 }
 
 }}  // namespace fastmlp::bind

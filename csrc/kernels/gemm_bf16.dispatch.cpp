@@ -9,12 +9,7 @@ namespace fastmlp {
 
 template <>
 void register_gemm_bf16<Isa::FASTMLP_ISA_NS>(Kernels& k) {
-    k.bf16.gemm = &FASTMLP_ISA_NS::gemm_bf16;
-    k.bf16.gemm_bias_act = &FASTMLP_ISA_NS::gemm_bias_act_bf16;
-    k.bf16.gemm_act_backward = &FASTMLP_ISA_NS::gemm_act_backward_bf16;
-    k.bf16.packed_b_size = &FASTMLP_ISA_NS::packed_b_size_bf16;
-    k.bf16.pack_b = &FASTMLP_ISA_NS::pack_b_all_bf16;
-    k.bf16.gemm_bias_act_packed = &FASTMLP_ISA_NS::gemm_bias_act_packed_bf16;
+    FASTMLP_ISA_NS::fill_bf16_products<FASTMLP_ISA_NS::VectorEngine>(k.bf16);
 }
 
 }  // namespace fastmlp

@@ -164,6 +164,34 @@ inline Vec<float> pair_step(Vec<float> acc, Word a, WordVec b) {
 #endif
 }
 
+// C[0 : mr, 0 : nr] = alpha * acc(r, v) (+ beta * C) a vector at a time (vector v of row r:
+// columns v * W ...; the columns past nr are never touched), then the fused epilogue as
+// gemm_bias_act and gemm_act_backward finish their rows.
+template <int MRX, int NVX, class Acc>
+inline void finish_tile_bf16(const Acc& acc, float alpha, float beta, float* c, index ldc, index mr, index nr,
+                             const FusedEpilogue<float>& fused) {
+    constexpr index W = kWords;
+    const Epilogue e = beta == 0.0f ? Epilogue::overwrite : Epilogue::scale_add;
+    const Vec<float> va = splat<float>(alpha), vb = splat<float>(beta), zero = splat<float>(0.0f);
+#pragma GCC unroll 16
+    for (int r = 0; r < MRX; ++r) {
+        if (r >= mr) break;
+#pragma GCC unroll 8
+        for (int v = 0; v < NVX; ++v) {
+            const index cols = nr - v * W;
+            if (cols <= 0) break;
+            float* cp = c + r * ldc + v * W;
+            if (cols >= W) {
+                store<float>(cp, apply_epilogue(e, acc(r, v), e == Epilogue::overwrite ? zero : load<float>(cp), va, vb));
+            } else {
+                const Vec<float> old = e == Epilogue::overwrite ? zero : load_part<float>(cp, cols, 0.0f);
+                store_part<float>(cp, apply_epilogue(e, acc(r, v), old, va, vb), cols);
+            }
+        }
+    }
+    if (fused.any()) finish_fused_rows(fused, c, ldc, 0, mr, nr);
+}
+
 // A tile of MRX rows and NVX vectors of columns over k2 pairs (A rows k2p words apart;
 // vector v's B words at b + (v / NV) * panel_stride + q * NR + (v % NV) * W: NVX > NV spans
 // consecutive panels, so one row has enough independent chains), finished into
@@ -191,26 +219,7 @@ inline void tile_bf16(index k2, const Word* a, index k2p, const Word* b, index p
             for (int v = 0; v < NVX; ++v) acc[r][v] = pair_step(acc[r][v], aq, bq[v]);
         }
     }
-    // C = alpha * acc (+ beta * C) a vector at a time; the columns past nr are never touched.
-    const Epilogue e = beta == 0.0f ? Epilogue::overwrite : Epilogue::scale_add;
-    const Vec<float> va = splat<float>(alpha), vb = splat<float>(beta), zero = splat<float>(0.0f);
-#pragma GCC unroll 16
-    for (int r = 0; r < MRX; ++r) {
-        if (r >= mr) break;
-#pragma GCC unroll 8
-        for (int v = 0; v < NVX; ++v) {
-            const index cols = nr - v * W;
-            if (cols <= 0) break;
-            float* cp = c + r * ldc + v * W;
-            if (cols >= W) {
-                store<float>(cp, apply_epilogue(e, acc[r][v], e == Epilogue::overwrite ? zero : load<float>(cp), va, vb));
-            } else {
-                const Vec<float> old = e == Epilogue::overwrite ? zero : load_part<float>(cp, cols, 0.0f);
-                store_part<float>(cp, apply_epilogue(e, acc[r][v], old, va, vb), cols);
-            }
-        }
-    }
-    if (fused.any()) finish_fused_rows(fused, c, ldc, 0, mr, nr);
+    finish_tile_bf16<MRX, NVX>([&](int r, int v) { return acc[r][v]; }, alpha, beta, c, ldc, mr, nr, fused);
 }
 
 // One tile row of an A block (rows <= MR of them at a), across panels [jp0, jp1) of C's
@@ -251,36 +260,64 @@ inline void bf16_region(index items, int threads, F f) {
     parallel_for(items, threads, f);
 }
 
-// Elements (pair words, 4 bytes each) of pack_b_bf16's output for op(B) of k x n.
-index packed_b_size_bf16(index n, index k) { return round_up(n, Bf16Tile::NR) * ((k + 1) / 2); }
+// The engine of the vector paths (VDPBF16PS or the portable pair steps): packed panels hold
+// the K2 pairs exactly; a thread's rows go tile row by tile row (tile_row_bf16). The amx
+// level has its own (gemm_amx.hpp): the driver below is the same for both.
+struct VectorEngine {
+    static index panel_pairs(index k2) { return k2; }
+    static void finish_a(Word*, index, index, index) {}
+    void block(index k2, const Word* apack, index k2p, const Word* bpack, index jp0, index jp1, float alpha,
+               float beta, float* c, index ldc, index row, index rows, index n, const FusedEpilogue<float>& fused) {
+        for (index ir = 0; ir < rows; ir += Bf16Tile::MR)
+            tile_row_bf16(k2, apack + ir * k2p, k2p, bpack, jp0, jp1, alpha, beta, c, ldc, row + ir,
+                          imin(Bf16Tile::MR, rows - ir), n, fused);
+    }
+};
 
-// packed <- op(B) as the driver packs it per call (every panel, panel jp at jp * k2 * NR
-// words), done once: the inference weights.
+// Elements (pair words, 4 bytes each) of the packed op(B) of k x n: Engine's panels.
+template <class Engine>
+index packed_b_size_bf16(index n, index k) { return round_up(n, Bf16Tile::NR) * Engine::panel_pairs((k + 1) / 2); }
+
+// Panel jp of op(B) as Engine keeps it: pack_b_bf16's K2 pair rows, then zero rows up to
+// Engine::panel_pairs(K2).
+template <class Engine>
+void pack_panel_bf16(bool tb, const float* b, index ldb, index n, index k, index jp, Word* dst) {
+    constexpr index NR = Bf16Tile::NR;
+    const index k2 = (k + 1) / 2, rows = Engine::panel_pairs(k2);
+    pack_b_bf16(tb, b, ldb, n, k, jp, dst);
+    std::memset(dst + k2 * NR, 0, sizeof(Word) * std::size_t((rows - k2) * NR));
+}
+
+// packed <- op(B) as the driver packs it per call (every panel, panel jp at
+// jp * panel_pairs * NR words), done once: the inference weights.
+template <class Engine>
 void pack_b_all_bf16(bool tb, index n, index k, const float* b, index ldb, float* packed) {
-    const index k2 = (k + 1) / 2;
+    const index stride = Engine::panel_pairs((k + 1) / 2) * Bf16Tile::NR;
     Word* const words = reinterpret_cast<Word*>(packed);
-    for (index jp = 0; jp * Bf16Tile::NR < n; ++jp) pack_b_bf16(tb, b, ldb, n, k, jp, words + jp * k2 * Bf16Tile::NR);
+    for (index jp = 0; jp * Bf16Tile::NR < n; ++jp) pack_panel_bf16<Engine>(tb, b, ldb, n, k, jp, words + jp * stride);
 }
 
 // The driver of every entry: op(B) packed once per call (or given pre-packed), then row
-// blocks x column ranges of C dealt to the threads, each packing its A block.
+// blocks x column ranges of C dealt to the threads, each packing its A block and running
+// it on its own Engine.
+template <class Engine>
 void gemm_bf16_run(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
                    const float* b, index ldb, float beta, float* c, index ldc, int threads,
                    const FusedEpilogue<float>& fused, const float* packed_b = nullptr) {
-    constexpr index MR = Bf16Tile::MR, NR = Bf16Tile::NR;
+    constexpr index NR = Bf16Tile::NR;
     if (m <= 0 || n <= 0) return;
     if (k <= 0)
         return team_serial([&] {
             scale_c(m, n, beta, c, ldc);
             finish_fused_rows(fused, c, ldc, 0, m, n);
         });
-    const index k2 = (k + 1) / 2;
+    const index k2 = (k + 1) / 2, panel_words = Engine::panel_pairs(k2) * NR;
     const index k2p = round_up(k2, 16) + 16;   // rows of an A block a cache line off a multiple
     const index panels = (n + NR - 1) / NR, row_blocks = (m + kBf16MC - 1) / kBf16MC;
     // Enough items for the team: column ranges of whole panels when the row blocks are few.
     const index chunks = imin(panels, imax(index(1), (index(threads) + row_blocks - 1) / row_blocks));
     const index chunk_panels = (panels + chunks - 1) / chunks;
-    const std::size_t b_bytes = packed_b ? 0 : std::size_t(round_up(panels * k2 * NR * index(sizeof(Word)), 64));
+    const std::size_t b_bytes = packed_b ? 0 : std::size_t(round_up(panels * panel_words * index(sizeof(Word)), 64));
     const std::size_t a_bytes = std::size_t(round_up(kBf16MC * k2p * index(sizeof(Word)), 64));
     const int team = int(imax(index(1), imin(index(threads), row_blocks * chunks)));
     char* ws = tl_workspace.reserve(b_bytes + a_bytes * std::size_t(team));
@@ -288,50 +325,65 @@ void gemm_bf16_run(bool ta, bool tb, index m, index n, index k, float alpha, con
     if (!packed_b) {
         Word* const own = reinterpret_cast<Word*>(ws);
         bf16_region(panels, team, [&](index p0, index p1) {
-            for (index jp = p0; jp < p1; ++jp) pack_b_bf16(tb, b, ldb, n, k, jp, own + jp * k2 * NR);
+            for (index jp = p0; jp < p1; ++jp) pack_panel_bf16<Engine>(tb, b, ldb, n, k, jp, own + jp * panel_words);
         });
         bpack = own;
     }
     bf16_region(row_blocks * chunks, team, [&](index i0, index i1) {
         Word* const apack = reinterpret_cast<Word*>(ws + b_bytes + a_bytes * std::size_t(region_seat().id));
+        Engine engine;
         for (index item = i0; item < i1; ++item) {
             const index ic = item / chunks * kBf16MC, rows = imin(kBf16MC, m - ic);
             const index jp0 = item % chunks * chunk_panels, jp1 = imin(panels, jp0 + chunk_panels);
             pack_a_bf16(ta, a, lda, ic, rows, k, k2p, apack);
-            for (index ir = 0; ir < rows; ir += MR)
-                tile_row_bf16(k2, apack + ir * k2p, k2p, bpack, jp0, jp1, alpha, beta, c, ldc, ic + ir,
-                              imin(MR, rows - ir), n, fused);
+            Engine::finish_a(apack, rows, k2, k2p);
+            engine.block(k2, apack, k2p, bpack, jp0, jp1, alpha, beta, c, ldc, ic, rows, n, fused);
         }
     });
 }
 
+template <class Engine>
 void gemm_bf16(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
                const float* b, index ldb, float beta, float* c, index ldc, int threads) {
-    gemm_bf16_run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, FusedEpilogue<float>{});
+    gemm_bf16_run<Engine>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, FusedEpilogue<float>{});
 }
 
 // gemm_bias_act's contract (common.hpp) on the bfloat16 product.
+template <class Engine>
 void gemm_bias_act_bf16(bool ta, bool tb, index m, index n, index k, const float* a, index lda, const float* b,
                         index ldb, const float* bias, float* z, index ldz, float* out, index ldo, Activation act,
                         float param, int threads) {
-    gemm_bf16_run(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, z, ldz, threads,
-                  bias_act_epilogue(bias, z, out, ldo, act, param));
+    gemm_bf16_run<Engine>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, z, ldz, threads,
+                          bias_act_epilogue(bias, z, out, ldo, act, param));
 }
 
 // gemm_act_backward's contract on the bfloat16 product.
+template <class Engine>
 void gemm_act_backward_bf16(bool ta, bool tb, index m, index n, index k, const float* a, index lda,
                             const float* b, index ldb, const float* z, const float* act_z, index ldz, float* dx,
                             index lddx, float* dz, index lddz, Activation act, float param, int threads) {
-    gemm_bf16_run(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, dx, lddx, threads,
-                  act_backward_epilogue(z, act_z, ldz, dx, dz, lddz, act, param));
+    gemm_bf16_run<Engine>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, dx, lddx, threads,
+                          act_backward_epilogue(z, act_z, ldz, dx, dz, lddz, act, param));
 }
 
 // gemm_bias_act_bf16 with A untransposed and B pre-packed by pack_b_all_bf16: the same bits.
+template <class Engine>
 void gemm_bias_act_packed_bf16(index m, index n, index k, const float* a, index lda, const float* packed_b,
                                const float* bias, float* z, index ldz, float* out, index ldo, Activation act,
                                float param, int threads) {
-    gemm_bf16_run(false, false, m, n, k, 1.0f, a, lda, nullptr, 0, 0.0f, z, ldz, threads,
-                  bias_act_epilogue(bias, z, out, ldo, act, param), packed_b);
+    gemm_bf16_run<Engine>(false, false, m, n, k, 1.0f, a, lda, nullptr, 0, 0.0f, z, ldz, threads,
+                          bias_act_epilogue(bias, z, out, ldo, act, param), packed_b);
+}
+
+// The bfloat16 GemmTable entries on Engine.
+template <class Engine>
+void fill_bf16_products(GemmTable<float>& t) {
+    t.gemm = &gemm_bf16<Engine>;
+    t.gemm_bias_act = &gemm_bias_act_bf16<Engine>;
+    t.gemm_act_backward = &gemm_act_backward_bf16<Engine>;
+    t.packed_b_size = &packed_b_size_bf16<Engine>;
+    t.pack_b = &pack_b_all_bf16<Engine>;
+    t.gemm_bias_act_packed = &gemm_bias_act_packed_bf16<Engine>;
 }
 
 }}}  // namespace fastmlp::FASTMLP_ISA_NS::(anonymous)

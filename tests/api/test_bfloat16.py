@@ -18,7 +18,7 @@ from fastmlp.nn.layers import BatchNorm, Dense, Dropout, Maxout
 from fastmlp.model.sequential import Sequential
 from fastmlp.train import fused as fused_module
 from fastmlp.train import loop as training
-from helpers import make_data
+from helpers import emulate_amx_where_the_cpu_lacks_it, make_data
 
 LAYER_SETS = {
     "dense": lambda: [Dense(9, "relu"), Dense(6, "tanh"), Dense(3)],
@@ -56,6 +56,50 @@ def test_fused_training_equals_the_per_op_path_bitwise(native, fused_runs, layer
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
     np.testing.assert_array_equal(a.optimizer.m, b.optimizer.m)
     np.testing.assert_array_equal(a.optimizer.v, b.optimizer.v)
+
+
+@pytest.fixture
+def amx_level():
+    """The amx level active for the test (its tiles emulated where the CPU has no AMX)."""
+    if not emulate_amx_where_the_cpu_lacks_it():
+        pytest.skip(f"ISA level 'amx' not usable here (usable: {fastmlp.backend_info()['usable_isas']})")
+    previous = fastmlp.backend_info()["isa"]
+    fastmlp.set_isa("amx")
+    yield
+    fastmlp.set_isa(previous)
+
+
+@pytest.mark.parametrize("layers", list(LAYER_SETS))
+def test_the_amx_level_trains_fused_as_per_op_in_its_own_order(native, fused_runs, amx_level, layers):
+    """On the amx level the fused trainer and predictor equal the per-op path bit for bit
+    too; its sums differ from VDPBF16PS's (40 inputs: enough terms that the orders round
+    differently), so the weights move off avx512_bf16's, by float32 sum-order amounts: a
+    thousandth of what bfloat16's rounding itself moves them (float32 against bfloat16 on
+    avx512_bf16; measured about 3e-6 of it)."""
+    X, y = make_data("softmax_cross_entropy", n=64, n_features=40)
+
+    def wide(precision="bfloat16"):
+        made = [Dense(48, "relu"), *LAYER_SETS[layers]()[1:]]
+        return Sequential(made, input_dim=40, loss="softmax_cross_entropy", precision=precision, seed=0)
+
+    a, b = wide(), wide()
+    fit(a, X, y, fused=False)
+    assert not fused_runs
+    fit(b, X, y)
+    assert fused_runs, "the fused trainer must have run"
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    assert fused_module.predictor(b) is not None
+    fused_proba = b.predict_proba(X)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused_module, "predictor", lambda model: None)
+        np.testing.assert_array_equal(fused_proba, b.predict_proba(X))
+    fastmlp.set_isa("avx512_bf16")
+    c, f32 = wide(), wide(precision=None)
+    fit(c, X, y)
+    fit(f32, X, y)
+    order_effect = np.abs(b.flat_params - c.flat_params).max()
+    bf16_effect = np.abs(f32.flat_params - c.flat_params).max()
+    assert 0 < order_effect <= 1e-3 * bf16_effect, (order_effect, bf16_effect)
 
 
 def test_fused_prediction_equals_the_per_op_forward(native):

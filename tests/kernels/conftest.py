@@ -15,19 +15,23 @@ from typing import Callable, Iterator, List
 import numpy as np
 import pytest
 
-import fastmlp
-from fastmlp import _core
-
-# tests/ holds activation_cases.py, which the oracle reads
+# tests/ holds activation_cases.py, which the oracle reads, and helpers.py
 _TESTS = str(pathlib.Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.append(_TESTS)
+
+import fastmlp
+from fastmlp import _core
+from helpers import emulate_amx_where_the_cpu_lacks_it
+
 
 ISA_LEVELS = ("generic", "avx2", "avx512")
 # Every level, those that add bfloat16 instructions included: avx512_bf16 runs avx512's
 # float32 and float64 kernels (tests/kernels/test_gemm_bf16.py checks that), so the float
 # kernels are tested on ISA_LEVELS and the bfloat16 ones on these.
-BF16_LEVELS = ISA_LEVELS + ("avx512_bf16",)
+BF16_LEVELS = ISA_LEVELS + ("avx512_bf16", "amx")
+
+emulate_amx_where_the_cpu_lacks_it()
 # The level selected at import (FASTMLP_ISA or the CPU's best): what every test leaves
 # active again, so `FASTMLP_ISA=generic pytest tests/kernels` runs on generic throughout.
 SESSION_ISA = _core.backend_info()["isa"]
@@ -111,7 +115,8 @@ def isa(request) -> Iterator[str]:
 @pytest.fixture(params=BF16_LEVELS)
 def bf16_isa(request) -> Iterator[str]:
     """Each level of the bfloat16 kernels in turn (the portable path on generic, avx2 and
-    avx512; VDPBF16PS on avx512_bf16), active for the test."""
+    avx512; VDPBF16PS on avx512_bf16; the tiles on amx, emulated where the CPU has no
+    AMX), active for the test."""
     yield from _activate(request.param)
 
 

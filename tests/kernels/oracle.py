@@ -294,3 +294,39 @@ def bf16_gemm_chain(a_bf16, b_bf16, flush: bool, round_products: bool = False) -
                 acc = acc + np.float32(0)
             step(2 * q)
     return acc
+
+
+def _flush(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) < FLT_MIN, np.copysign(np.float32(0), x), x)
+
+
+def _add_flushed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x + y (float32, or float64 exact products) rounded once to float32, then flushed."""
+    return _flush((x.astype(np.float64) + y.astype(np.float64)).astype(np.float32))
+
+
+def bf16_amx_chain(a_bf16, b_bf16, tile_pairs: int = 16) -> np.ndarray:
+    """op(A) @ op(B) summed as TDPBF16PS does by the SDM's pseudo-code, on the amx level's
+    tiles (csrc/kernels/gemm_amx.hpp): K in pairs, the pairs in tiles of 16 (the last one
+    padded with zero pairs); per tile the even products and the odd products summed apart
+    from +0, then acc = acc + (even + odd). Every step rounds once to float32 (the
+    products are exact) and flushes subnormals to zero of their sign."""
+    m, k = a_bf16.shape
+    n = b_bf16.shape[1]
+    pairs = -(-k // 2)
+    acc = np.zeros((m, n), np.float32)
+
+    def product(p):   # exact; the padding's missing elements are +0 on both sides
+        if p >= k:
+            return np.zeros((m, n))
+        return np.multiply.outer(a_bf16[:, p].astype(np.float64), b_bf16[p].astype(np.float64))
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t0 in range(0, pairs, tile_pairs):
+            even = np.zeros((m, n), np.float32)
+            odd = np.zeros((m, n), np.float32)
+            for q in range(t0, t0 + tile_pairs):
+                even = _add_flushed(even, product(2 * q))
+                odd = _add_flushed(odd, product(2 * q + 1))
+            acc = _add_flushed(acc, _add_flushed(even, odd))
+    return acc

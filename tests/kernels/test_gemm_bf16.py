@@ -32,14 +32,25 @@ def gemm_bf16(a, b, c, ta=False, tb=False, alpha=1.0, beta=0.0):
 
 
 def flushes(level: str) -> bool:
-    """Whether the level's dot products flush subnormals (VDPBF16PS) or keep them."""
-    return level == "avx512_bf16"
+    """Whether the level's dot products flush subnormals (VDPBF16PS, TDPBF16PS) or keep them."""
+    return level in ("avx512_bf16", "amx")
 
 
 def chain(a_bf16, b_bf16, level: str):
     """The contract's chain as `level` runs it: generic (no FMA) rounds a subnormal product
-    before adding it."""
+    before adding it; amx sums in TDPBF16PS's order (oracle.bf16_amx_chain)."""
+    if level == "amx":
+        return oracle.bf16_amx_chain(a_bf16, b_bf16)
     return oracle.bf16_gemm_chain(a_bf16, b_bf16, flushes(level), round_products=level == "generic")
+
+
+def rounding_steps(k: int, level: str) -> int:
+    """Float32 roundings of one element's sums: k + 1 on the vector levels (an odd k adds
+    a +0); on amx the k products, two more per tile of 16 pairs (even + odd, acc + that)."""
+    if level == "amx":
+        tiles = ((k + 1) // 2 + 15) // 16
+        return k + 1 + 2 * tiles
+    return k + 1
 
 
 def operands(rng, m, n, k, ta, tb, scale=1.0):
@@ -52,25 +63,28 @@ def op(x, t):
     return x.T if t else x
 
 
-def bf16_tolerance(k: int, alpha: float, beta: float, scale_ab, c0, flush: bool):
+def bf16_tolerance(k: int, alpha: float, beta: float, scale_ab, c0, flush: bool, steps: int):
     """The bound on |C - exact|, exact = alpha * A_bf16 @ B_bf16 + beta * C0 in float64.
-    The chain takes at most k + 1 steps (an odd k adds a +0), each rounding once to float32:
-    |acc - sum| <= gamma(k + 1) * sum |a b| with gamma(n) = n u / (1 - n u); the epilogue
-    rounds alpha * acc, beta * C and their sum: three more. A rounding into the subnormal
-    range errs by up to 2^-150 absolute instead (fl(x) = x (1 + d) + e, |e| <= 2^-150);
-    with the flush, a step may lose anything below 2^-126 instead."""
+    The sums of the k exact products, in whichever order the level takes them (a chain, or
+    amx's tiles), round a product's share at most k - 1 times (an addition of an exact zero
+    is exact; Higham, Accuracy and Stability, 4.2): |acc - sum| <= gamma(k + 1) * sum |a b|
+    with gamma(n) = n u / (1 - n u); the epilogue rounds alpha * acc, beta * C and their
+    sum: three more. A rounding into the subnormal range errs by up to 2^-150 absolute
+    instead (fl(x) = x (1 + d) + e, |e| <= 2^-150); with the flush, each of the `steps`
+    roundings (rounding_steps) may lose anything below 2^-126 instead."""
     n = k + 4
     gamma = n * U / (1 - n * U)
     bound = gamma * (abs(alpha) * scale_ab + abs(beta) * np.abs(c0.astype(np.float64)))
     underflow = 2.0 ** -126 if flush else 2.0 ** -150
-    return bound + abs(alpha) * (k + 1) * underflow + 3 * 2.0 ** -150
+    return bound + abs(alpha) * steps * underflow + 3 * 2.0 ** -150
 
 
 def check_against_exact(got, a, b, ta, tb, alpha, beta, c0, level):
     A = round_to_bfloat16(op(a, ta)).astype(np.float64)
     B = round_to_bfloat16(op(b, tb)).astype(np.float64)
     exact = alpha * (A @ B) + (beta * c0.astype(np.float64) if beta != 0 else 0.0)
-    bound = bf16_tolerance(A.shape[1], alpha, beta, np.abs(A) @ np.abs(B), c0, flushes(level))
+    bound = bf16_tolerance(A.shape[1], alpha, beta, np.abs(A) @ np.abs(B), c0, flushes(level),
+                           rounding_steps(A.shape[1], level))
     excess = np.abs(got.astype(np.float64) - exact) - bound
     assert excess.max(initial=-1.0) <= 0, f"{level}: error over the bound by {excess.max()}"
 
@@ -226,7 +240,11 @@ def test_every_level_agrees_bit_for_bit_on_normal_data(every_isa):
         gemm_bf16(a, b, c)
         return c
 
-    oracle.assert_same_bits(every_isa(run))
+    results = every_isa(run)
+    amx = results.pop("amx", None)   # its own order: its own chain (test_gemm_bf16_is_the_contracts_chain)
+    oracle.assert_same_bits(results)
+    if amx is not None:
+        assert not np.array_equal(amx, results["avx512_bf16"]), "amx summed in VDPBF16PS's order"
 
 
 @pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
@@ -287,8 +305,8 @@ def test_numpy_backend_is_the_oracle(bf16_isa):
 
 
 def test_avx512_bf16_runs_avx512s_float_kernels(every_isa):
-    """The bfloat16 level adds VDPBF16PS and nothing else: its float32 and float64 kernels
-    are avx512's, the same bits."""
+    """The bfloat16 levels add VDPBF16PS (avx512_bf16) or the tiles (amx) and nothing else:
+    their float32 and float64 kernels are avx512's, the same bits."""
     usable = _core.backend_info()["usable_isas"]
     if "avx512_bf16" not in usable:
         pytest.skip(f"ISA level 'avx512_bf16' not usable here (usable: {usable})")
@@ -305,8 +323,9 @@ def test_avx512_bf16_runs_avx512s_float_kernels(every_isa):
         return out
 
     results = every_isa(run)
-    for mine, base in zip(results["avx512_bf16"], results["avx512"]):
-        np.testing.assert_array_equal(mine, base)
+    for level in ("avx512_bf16", "amx"):
+        for mine, base in zip(results.get(level, results["avx512"]), results["avx512"]):
+            np.testing.assert_array_equal(mine, base)
 
 
 # ------------------------------------------------------------------------------------
@@ -412,3 +431,18 @@ def test_a_bfloat16_models_forward_is_the_chain(bf16_isa, monkeypatch):
     np.testing.assert_array_equal(m.predict(X), want)
     monkeypatch.setattr(fused_module, "predictor", lambda model: None)
     np.testing.assert_array_equal(m.predict(X), want)
+
+
+def test_the_prepacking_hook_checks_its_outputs():
+    """The tests' hook checks out and bias against z as gemm_bias_act does: a wrong shape
+    or an out that overlaps an input is a ValueError naming it, never a write past it."""
+    hook = _core._testing.packed_gemm_bias_act
+    x, w = np.ones((4, 3), np.float32), np.ones((5, 3), np.float32)
+    bias, z = np.zeros(5, np.float32), np.empty((4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"packed_gemm_bias_act: .*z is \(4, 5\), out is \(4, 4\)"):
+        hook(x, w, bias, z, np.empty((4, 4), np.float32), "relu", 0.0, True)
+    with pytest.raises(ValueError, match=r"packed_gemm_bias_act: shape mismatch: bias is \(4,\)"):
+        hook(x, w, np.zeros(4, np.float32), z, np.empty((4, 5), np.float32), "relu", 0.0, True)
+    big = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="packed_gemm_bias_act: .*out"):
+        hook(big[:, :3], w, bias, z, big, "relu", 0.0, True)

@@ -256,12 +256,40 @@ def test_fastmlp_isa_env_selects_the_level(level):
 
 
 def test_fastmlp_isa_auto_and_bogus():
-    best = _core.backend_info()["usable_isas"][-1]
+    best = [lv for lv in _core.backend_info()["usable_isas"] if lv != "amx"][-1]   # amx: asked for only
     info, err = _python(ISA_INFO, {"FASTMLP_ISA": "auto"})
     assert info["isa"] == best and "FASTMLP_ISA" not in err
     info, err = _python(ISA_INFO, {"FASTMLP_ISA": "bogus"})
     assert info["isa"] == best
     assert "ignoring FASTMLP_ISA=bogus" in err, err
+
+
+AMX_ASKED = """
+import json
+import fastmlp
+from fastmlp import _core
+info = _core.backend_info()
+try:
+    fastmlp.set_isa("amx")
+    info["set_isa_error"] = None
+except ValueError as e:
+    info["set_isa_error"] = str(e)
+print(json.dumps(info))
+"""
+
+
+def test_amx_runs_only_when_asked_for():
+    """"auto" never picks amx; FASTMLP_ISA=amx (a valid name: no warning) and set_isa("amx")
+    select it where the CPU has AMX and Linux grants the tile data, and elsewhere the import
+    keeps the best level below it and set_isa says what is missing."""
+    auto, _ = _python(AMX_ASKED, {"FASTMLP_ISA": "auto"})
+    asked, err = _python(AMX_ASKED, {"FASTMLP_ISA": "amx"})
+    assert auto["isa"] != "amx" and "ignoring FASTMLP_ISA" not in err
+    if "amx" in asked["supported_isas"]:
+        assert asked["isa"] == "amx" and asked["set_isa_error"] is None
+    else:
+        assert asked["isa"] == auto["isa"] and not asked["amx_emulated"]
+        assert "does not support ISA 'amx' (AMX-TILE, AMX-BF16 and Linux's permission" in asked["set_isa_error"]
 
 
 FORK = """

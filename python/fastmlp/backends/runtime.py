@@ -20,7 +20,9 @@ def backend_info() -> dict:
 
 
 def set_isa(name: str) -> str:
-    """Switch the native kernels to ``"generic"``, ``"avx2"``, ``"avx512"`` or ``"auto"``.
+    """Switch the native kernels to ``"generic"``, ``"avx2"``, ``"avx512"``,
+    ``"avx512_bf16"``, ``"amx"`` or ``"auto"`` (the best level below ``"amx"``, which runs
+    only when asked for: docs/bfloat16.md).
 
     Raises ValueError for an unknown name or one this CPU (or build) lacks. Returns the
     selected ISA. The environment variable FASTMLP_ISA sets the same at import.
