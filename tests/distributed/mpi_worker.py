@@ -1,6 +1,6 @@
 """What tests/distributed/test_mpi.py runs under ``mpiexec -n P``: one case per call,
-``python mpi_worker.py CASE OUT_DIR``. Every rank runs the case; rank 0 writes the
-results as JSON to OUT_DIR/CASE.json (plus what each rank saw, gathered)."""
+``python mpi_worker.py CASE OUT_DIR [ARG]``. Every rank runs the case; rank 0 writes the
+results as JSON to OUT_DIR/CASE.json, or CASE-ARG.json (plus what each rank saw, gathered)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 import fastmlp
+from fastmlp.backends.numpy import round_to_bfloat16
 from fastmlp.distributed import MPI, Exchange, shard_bounds
 
 fastmlp.set_num_threads(1)          # P ranks share this machine's cores
@@ -37,9 +38,9 @@ MODELS = {
 }
 
 
-def model(kind, dtype="float64", seed=3):
+def model(kind, dtype="float64", seed=3, precision=None):
     return fastmlp.Sequential(MODELS[kind](), input_dim=7, dtype=dtype, seed=seed,
-                              loss="softmax_cross_entropy")
+                              loss="softmax_cross_entropy", precision=precision)
 
 
 def same_on_every_rank(array) -> bool:
@@ -113,7 +114,8 @@ def case_multitask():
 def case_fused():
     """The shards' gradients on the fused path (one C++ call, FusedShard) equal the
     per-op path's bit for bit: the weights and History, for each model without BatchNorm
-    (Dropout's masks by global row, the penalty once, sample weights) and a MultiTask."""
+    (Dropout's masks by global row, the penalty once, sample weights), a MultiTask and a
+    precision="bfloat16" model (the shard's program carries the flag to its products)."""
     from fastmlp.train.distributed import FusedShard
     X, y = data()
     weights = np.random.default_rng(1).uniform(0, 2, len(X))
@@ -134,6 +136,7 @@ def case_fused():
                                                    dict(sample_weight=weights if w else None))
             for kind in ("dense", "dropout", "l2") for w in (False, True)}
     runs["multitask"] = (multitask, {})
+    runs["dropout-bfloat16"] = (lambda: model("dropout", "float32", precision="bfloat16"), {})
     targets = {"class": y, "value": X[:, :1]}
     result = {}
     for name, (build, extra) in runs.items():
@@ -152,12 +155,18 @@ def case_fused():
 
 def case_gradient():
     """One step's gradient on float32: distributed vs one process, and the bound
-    2 * gamma_B * sum |terms| of docs/distributed.md, from a float64 forward."""
+    2 * gamma_B * sum |terms| of docs/distributed.md, from a float64 forward. With the
+    argument "bfloat16", a precision="bfloat16" model: the shards round the same operands
+    (rows do not interact), so only the weight gradients' sums over rows run in another
+    order, and the same bound holds with the products' operands rounded (the forward
+    in float64 rounds them where the model's products do)."""
+    precision = sys.argv[3] if len(sys.argv) > 3 else None
+    rounded = round_to_bfloat16 if precision else (lambda a: a)
     X, y = data(rows=257)
     X = X.astype(np.float32)
-    m = model("dense", "float32")
+    m = model("dense", "float32", precision=precision)
     Xp, Y = m.prepare_data(X, y)
-    single = model("dense", "float32")
+    single = model("dense", "float32", precision=precision)
     single.loss_and_grad(Xp, Y)
     lo, hi = shard_bounds(len(Xp), mpi.rank, mpi.size)
     loss, logits = m.loss_and_grad(Xp[lo:hi], Y[lo:hi], divisor=len(Xp), first_row=lo)
@@ -165,20 +174,22 @@ def case_gradient():
     # the terms' absolute sums in float64: |dz|^T |x| for W, sum |dz| for b, per layer
     (W1, b1), (W2, b2) = [(layer.W.astype(np.float64), layer.b.astype(np.float64))
                           for layer in single.layers]
+    def r(a):   # a float64 array rounded as the model's products round their operands
+        return rounded(a.astype(np.float32)).astype(np.float64)
     x = Xp.astype(np.float64)
-    h = np.maximum(x @ W1.T + b1, 0)
-    z = h @ W2.T + b2
+    h = np.maximum(r(x) @ r(W1).T + b1, 0)
+    z = r(h) @ r(W2).T + b2
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     dz2 = (p - Y) / len(x)
-    dz1 = (dz2 @ W2) * (h > 0)
-    terms = np.concatenate([(np.abs(dz1).T @ np.abs(x)).ravel(), np.abs(dz1).sum(0),
-                            (np.abs(dz2).T @ np.abs(h)).ravel(), np.abs(dz2).sum(0)])
+    dz1 = (r(dz2) @ r(W2)) * (h > 0)
+    terms = np.concatenate([(np.abs(r(dz1)).T @ np.abs(r(x))).ravel(), np.abs(dz1).sum(0),
+                            (np.abs(r(dz2)).T @ np.abs(r(h))).ravel(), np.abs(dz2).sum(0)])
     u = float(np.finfo(np.float32).eps) / 2
     B = len(x)
     gamma = B * u / (1 - B * u)
     diff = np.abs(m.flat_grads.astype(np.float64) - single.flat_grads)
-    report("gradient", {"worst": float((diff / (2 * gamma * terms * 1.001 + 1e-30)).max()),
+    report(f"gradient-{precision}" if precision else "gradient", {"worst": float((diff / (2 * gamma * terms * 1.001 + 1e-30)).max()),
                         "differ": int((diff > 0).sum()), "n": int(diff.size),
                         "same_on_every_rank": same_on_every_rank(m.flat_grads)})
 
