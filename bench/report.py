@@ -20,10 +20,16 @@ Rounds are paired: each round runs every worker once, the implementations of a c
 to back (their order rotates between rounds), and the table shows the median over rounds
 of each worker's own median. Ratios are speed-ups of fastmlp native (> 1: native faster)
 computed from those medians.
+
+Each round also runs one ``bf16`` worker per thread count: ``precision="bfloat16"``
+against float32 and PyTorch's ``torch.autocast`` (bench/bf16_report.py's training and
+inference measurements, its columns interleaved in that one process; an amx column where
+the CPU has AMX). ``--no-bf16`` leaves it out.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -52,12 +58,14 @@ MODES = {
                   train=dict(warmup=1, epochs=3, min_seconds=0.5, max_epochs=12),
                   gemm=dict(min_time=0.004, samples=5, max_total=0.5),
                   infer=dict(min_time=0.01, samples=5, max_total=1.0), memory_rows=8192,
-                 steady=dict(rows=8192, epochs=4)),
+                 steady=dict(rows=8192, epochs=4),
+                 bf16=dict(rows={"A": 4096, "D": 1024}, infer_rows=[1, 1000])),
     "full": dict(rounds=2, rows=None,
                  train=dict(warmup=1, epochs=3, min_seconds=2.0, max_epochs=12),
                  gemm=dict(min_time=0.02, samples=7, max_total=2.0),
                  infer=dict(min_time=0.05, samples=9, max_total=3.0), memory_rows=None,
-                 steady=dict(rows=None, epochs=10)),
+                 steady=dict(rows=None, epochs=10),
+                 bf16=dict(rows={"A": 16_384, "B": 32_768, "D": 4_096}, infer_rows=[1, 10_000])),
 }
 
 
@@ -85,6 +93,8 @@ def worker(spec: dict) -> dict:
             return _worker_memory(bl, impl, spec)
         if kind == "steady":
             return _worker_steady(bl, impl, spec)
+        if kind == "bf16":
+            return _worker_bf16(bl, n, spec)
     raise ValueError(f"unknown worker kind {kind!r}")
 
 
@@ -206,6 +216,20 @@ def _worker_infer(bl, impl: str, spec: dict) -> dict:
     return {"infer": out}
 
 
+def _worker_bf16(bl, n: int, spec: dict) -> dict:
+    """bf16_report's training samples/s ({config: {column: rate}}) and inference
+    microseconds ({rows: {column: us}}), fastmlp and torch on n threads."""
+    import bf16_report
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(bl.threads("native", n))
+        if bf16_report.torch is not None:
+            stack.enter_context(bl.threads("torch", n))
+        train = {name: bf16_report.measure_training(name, rows, rounds=1)[1]
+                 for name, rows in spec["rows"].items()}
+        infer = bf16_report.measure_inference(spec["infer_rows"], rounds=1)
+    return {"train": train, "infer": {str(rows): us for rows, us in infer.items()}}
+
+
 def _worker_memory(bl, impl: str, spec: dict) -> dict:
     cfg = bl.CONFIGS[spec["config"]]
     X, y = bl.synthetic(spec["rows"], cfg.dims[0])
@@ -259,15 +283,17 @@ def _rotate(items: List[str], r: int) -> List[str]:
     return items[r:] + items[:r]
 
 
-def measure(mode: str, rounds: int, impls: List[str], threads: List[int], log) -> dict:
+def measure(mode: str, rounds: int, impls: List[str], threads: List[int], log,
+            bf16: bool = True) -> dict:
     """Run every worker ``rounds`` times, GEMM, training and inference on each of
-    ``threads``; returns the raw results. Training, steady state and memory measure the
-    ``impls`` that train (benchlib.IMPLS), inference all of them."""
+    ``threads`` (and bfloat16 unless ``bf16`` is false); returns the raw results.
+    Training, steady state and memory measure the ``impls`` that train (benchlib.IMPLS),
+    inference all of them."""
     m = MODES[mode]
     import benchlib as bl
     trainers = [i for i in impls if i in bl.IMPLS]
     rows = {name: (m["rows"] or {}).get(name, cfg.rows) for name, cfg in bl.CONFIGS.items()}
-    raw: dict = {"gemm": {}, "train": {}, "infer": {}, "memory": {}, "steady": {},
+    raw: dict = {"gemm": {}, "train": {}, "infer": {}, "memory": {}, "steady": {}, "bf16": {},
                  "threads": list(threads)}
     for r in range(rounds):
         log(f"round {r + 1}/{rounds}")
@@ -288,6 +314,9 @@ def measure(mode: str, rounds: int, impls: List[str], threads: List[int], log) -
                 spec = dict(kind="infer", impl=impl, threads=n, rows=list(bl.INFERENCE_ROWS),
                             timing=m["infer"])
                 raw["infer"].setdefault(f"{impl}|{n}", []).append(run_worker(spec, log))
+        for n in threads if bf16 else ():
+            spec = dict(kind="bf16", threads=n, **m["bf16"])
+            raw["bf16"].setdefault(str(n), []).append(run_worker(spec, log))
         steady_rows = m["steady"]["rows"] or bl.CONFIGS["A"].rows
         for impl in _rotate([i for i in trainers if i != "sklearn"], r):
             spec = dict(kind="steady", impl=impl, threads=1, rows=steady_rows,
@@ -368,6 +397,8 @@ def main(argv=None) -> int:
                         help="replace the table block in README.md with this run's summary")
     parser.add_argument("--from-json", metavar="FILE",
                         help="measure nothing: render the tables from a --json file")
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="leave out the bfloat16 workers (precision=\"bfloat16\" vs float32 and torch autocast)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -401,7 +432,7 @@ def main(argv=None) -> int:
                 min_seconds=MODES[mode]["train"]["min_seconds"],
                 command=_command(sys.argv[1:] if argv is None else argv))
     info = run_worker({"kind": "info"}, log)
-    raw = measure(mode, rounds, impls, threads, log)
+    raw = measure(mode, rounds, impls, threads, log, bf16=not args.no_bf16)
     meta.update(minutes=(time.perf_counter() - started) / 60, load_after=_load())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

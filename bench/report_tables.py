@@ -98,7 +98,8 @@ def summarize(raw: dict, impls: List[str]) -> dict:
             problems.append(f"memory run {impl}: loss did not fall")
     square = _square_1024()
     blas_1024 = {n: gemm.get(("numpy", n, "float32", square)) for n in thread_counts}
-    return dict(gemm=gemm, train=train, infer=infer, memory=raw["memory"], steady=steady,
+    bf16 = _bf16(raw.get("bf16", {}), problems)
+    return dict(gemm=gemm, train=train, infer=infer, memory=raw["memory"], steady=steady, bf16=bf16,
                 problems=problems, threads=thread_counts,
                 blas_1024=blas_1024, impls=impls, rows=raw["rows"], disturbed=disturbed,
                 blas_disturbed={n: ("gemm", "numpy", n, "float32", square) in disturbed
@@ -126,6 +127,51 @@ def _steady(raw: dict, problems: List[str]) -> Dict[str, dict]:
                                 last=median(e[-1] for e in epochs),
                                 ratio=median(e[-1] / e[1] for e in epochs))
     return steady
+
+
+def _bf16(raw: dict, problems: List[str]) -> Dict[int, dict]:
+    """{threads: {"train": {config: {column: samples/s}}, "infer": {rows: {column: us}}}},
+    medians over rounds, from the bf16 workers (runs saved before them have none)."""
+    out = {}
+    for n, runs in raw.items():
+        problems += [f"bfloat16 {n}t: {run['error']}" for run in runs if "error" in run]
+        good = [run for run in runs if "error" not in run]
+        if good:
+            out[int(n)] = {part: {key: {column: _med([run[part][key][column] for run in good])
+                                        for column in good[0][part][key]}
+                                  for key in good[0][part]}
+                           for part in ("train", "infer")}
+    return out
+
+
+def bf16_table(s: dict) -> List[str]:
+    """Training samples/s and inference microseconds, float32 against bfloat16 (and torch
+    float32 against its autocast), a row per config or row count and thread count. The
+    ratios are speed-ups of each fastmlp bfloat16 column (> 1: it is faster); inference has
+    no torch columns, so only its speed-ups over fastmlp float32."""
+    import benchlib as bl
+    first = next(iter(s["bf16"].values()))
+    columns = list(next(iter(first["train"].values())))
+    ratios = [(ours, base) for ours in columns if ours.startswith("fastmlp bfloat16")
+              for base in ("fastmlp float32", "torch bfloat16 autocast") if base in columns]
+    lines = ["| | threads | " + " | ".join(columns) + " | "
+             + " | ".join(f"{ours} / {base}" for ours, base in ratios) + " |",
+             "|---" * (2 + len(columns) + len(ratios)) + "|"]
+
+    def row(label, n, values, speedup):
+        return (f"| {label} | {n} | " + " | ".join(_fmt(values.get(c)) if c in values else ""
+                                                   for c in columns)
+                + " | " + " | ".join(_fmt_ratio(speedup(ours, base)) if base in values else ""
+                                     for ours, base in ratios) + " |")
+
+    for n, run in sorted(s["bf16"].items()):
+        for name, rates in run["train"].items():
+            lines.append(row(f"{bl.CONFIGS[name].label} (samples/s)", n, rates,
+                             lambda ours, base: _ratio(rates[ours], rates[base])))
+        for rows, us in run["infer"].items():
+            lines.append(row(f"inference of A, {int(rows):,} row{'' if int(rows) == 1 else 's'} (µs)", n, us,
+                             lambda ours, base: _ratio(us[base], us[ours])))
+    return lines
 
 
 def _mark(s: dict, *key) -> str:
@@ -341,6 +387,13 @@ def render(s: dict, info: dict, meta: dict, *, full: bool) -> str:
                 "inputs; every epoch timed, medians over rounds). A ratio above 1 means "
                 "epochs slow down as training goes on.", ""]
         out += steady_table(s) + [""]
+    if s["bf16"]:
+        out += ["**bfloat16** (`precision=\"bfloat16\"` against float32, and PyTorch float32 "
+                "against `torch.autocast(\"cpu\", dtype=torch.bfloat16)`: bench/bf16_report.py's "
+                "training samples/s (Adam, one epoch after a warm-up) and predict_proba "
+                "microseconds of config A's network, its columns interleaved in one process "
+                "per thread count; ratios > 1: the bfloat16 column faster)", ""]
+        out += bf16_table(s) + [""]
     mem_rows = s["memory"].get("native", {}).get("rows")
     out += [f"**Peak memory** of training config C ({_fmt(mem_rows)} rows, 2 epochs, "
             "1 thread) in a fresh process (getrusage ru_maxrss)", ""]

@@ -105,3 +105,43 @@ def test_bad_threads_argument_is_an_error_naming_it(capsys, bad):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "argument --threads" in err and repr(bad) in err
+
+
+BF16_TRAIN = {"fastmlp float32": 1000.0, "fastmlp bfloat16": 1500.0, "torch float32": 700.0,
+              "torch bfloat16 autocast": 1200.0}
+BF16_INFER = {"fastmlp float32": 40.0, "fastmlp bfloat16": 25.0}
+
+
+def test_bf16_table_from_the_bf16_workers():
+    """The bf16 workers' medians over rounds, a row per config and per inference row
+    count and thread count, with the bfloat16 speed-ups over float32 and autocast."""
+    saved = _fake_saved(cpus=8)
+    run = {"train": {"A": BF16_TRAIN, "D": {k: v / 10 for k, v in BF16_TRAIN.items()}},
+           "infer": {"1": BF16_INFER, "10000": {k: v * 100 for k, v in BF16_INFER.items()}}}
+    slower = {"train": {c: {k: v / 2 for k, v in r.items()} for c, r in run["train"].items()},
+              "infer": run["infer"]}
+    saved["raw"]["bf16"] = {"1": [run, slower, run], "2": [{"error": "exit 1: boom"}]}
+    text = _render(saved)
+    table = _table_after(text, "**bfloat16**")
+    assert table[0] == ("| | threads | fastmlp float32 | fastmlp bfloat16 | torch float32 | "
+                        "torch bfloat16 autocast | fastmlp bfloat16 / fastmlp float32 | "
+                        "fastmlp bfloat16 / torch bfloat16 autocast |")
+    label = bl.CONFIGS["A"].label
+    assert f"| {label} (samples/s) | 1 | 1,000 | 1,500 | 700 | 1,200 | 1.50× | 1.25× |" in table
+    assert "| inference of A, 1 row (µs) | 1 | 40 | 25 |  |  | 1.60× |  |" in table
+    assert "| inference of A, 10,000 rows (µs) | 1 | 4,000 | 2,500 |  |  | 1.60× |  |" in table
+    assert len(table) == 2 + 4
+    assert "bfloat16 2t: exit 1: boom" in text
+
+
+def test_a_run_saved_before_the_bf16_workers_renders_without_them():
+    assert "**bfloat16**" not in _render(_fake_saved(cpus=8))
+
+
+def test_the_bf16_worker_measures():
+    """A tiny bf16 worker in this process: positive rates for every column it names."""
+    result = report.worker({"kind": "bf16", "threads": 1, "rows": {"A": 256}, "infer_rows": [1, 20]})
+    assert set(result["train"]) == {"A"} and set(result["infer"]) == {"1", "20"}
+    rates = result["train"]["A"]
+    assert {"fastmlp float32", "fastmlp bfloat16"} <= set(rates)
+    assert all(v > 0 for part in result.values() for r in part.values() for v in r.values())
