@@ -14,11 +14,9 @@ namespace fastmlp {
 
 namespace {
 
-// AMX-TILE and AMX-BF16 (CPUID.7.0:EDX bits 24 and 22), the OS saving the tile state (XCR0
-// bits 17 and 18), and Linux's permission to use it: a process asks once for the tile data
-// (arch_prctl ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18); a kernel that refuses,
-// or predates the call, leaves amx unusable and the avx512_bf16 level runs instead.
-bool amx_granted() {
+// AMX-TILE and AMX-BF16 (CPUID.7.0:EDX bits 24 and 22) and the OS saving the tile state
+// (XCR0 bits 17 and 18).
+bool amx_in_cpu() {
 #if defined(__x86_64__) && defined(__linux__)
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
@@ -27,15 +25,23 @@ bool amx_granted() {
     unsigned xcr0_lo, xcr0_hi;
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     constexpr unsigned kTileState = (1u << 17) | (1u << 18);
-    if ((xcr0_lo & kTileState) != kTileState) return false;
-    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    return (xcr0_lo & kTileState) == kTileState;
 #else
     return false;
 #endif
 }
 
 }  // namespace
+
+bool request_amx_tiles() {
+#if defined(__x86_64__) && defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    static const bool granted = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    return granted;
+#else
+    return false;
+#endif
+}
 
 bool cpu_supports(Isa isa) {
     switch (isa) {
@@ -46,10 +52,7 @@ bool cpu_supports(Isa isa) {
         case Isa::avx512_bf16:
             __builtin_cpu_init();
             return __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512bf16");
-        case Isa::amx: {
-            static const bool granted = amx_granted();   // asked once
-            return cpu_supports(Isa::avx512_bf16) && granted;
-        }
+        case Isa::amx: return cpu_supports(Isa::avx512_bf16) && amx_in_cpu();
 #else
         default: return false;
 #endif

@@ -15,6 +15,9 @@ Kernels g_tables[kIsaCount];
 bool g_compiled[kIsaCount];
 std::atomic<int> g_active{0};
 bool g_amx_emulated = false;
+constexpr const char* kAmxRefused =
+    "Linux refused this process the AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM: a kernel "
+    "before 5.16, or an alternate signal stack too small for the tile state)";
 
 template <Isa isa>
 void fill_table() {
@@ -58,6 +61,8 @@ void init_dispatch() {
         Isa wanted;
         if (!parse_isa(env, wanted))
             std::fprintf(stderr, "fastmlp: ignoring FASTMLP_ISA=%s (expected generic, avx2, avx512, avx512_bf16, amx or auto)\n", env);
+        else if (wanted == Isa::amx && isa_usable(wanted) && !request_amx_tiles())
+            std::fprintf(stderr, "fastmlp: FASTMLP_ISA=amx: %s; using %s\n", kAmxRefused, isa_name(chosen));
         else if (int(wanted) < int(chosen) || isa_usable(wanted))
             chosen = wanted;  // capped at what the CPU has
     }
@@ -84,7 +89,8 @@ void select_isa(Isa isa) {
         throw std::invalid_argument(std::string("ISA '") + isa_name(isa) + "' was not compiled into this build");
     if (!isa_usable(isa))
         throw std::invalid_argument(std::string("this CPU does not support ISA '") + isa_name(isa) + "'" +
-                                    (isa == Isa::amx ? " (AMX-TILE, AMX-BF16 and Linux's permission for the tile data)" : ""));
+                                    (isa == Isa::amx ? " (AMX-TILE, AMX-BF16 and the OS's tile state)" : ""));
+    if (isa == Isa::amx && !g_amx_emulated && !request_amx_tiles()) throw std::invalid_argument(kAmxRefused);
     g_active = int(isa);
 }
 
@@ -98,7 +104,9 @@ void emulate_amx(bool on) {
         else register_gemm_bf16<Isa::amx>(g_tables[int(Isa::amx)]);
     }
     g_amx_emulated = on;
-    if (!isa_usable(active_isa())) g_active = int(best_isa());
+    // Left on amx's instructions (selected while emulated, so never asked for): ask now.
+    const Isa active = active_isa();
+    if (!isa_usable(active) || (active == Isa::amx && !on && !request_amx_tiles())) g_active = int(best_isa());
 #else
     if (on) throw std::invalid_argument("the amx level was not compiled into this build");
 #endif

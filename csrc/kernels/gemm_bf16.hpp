@@ -254,10 +254,17 @@ inline void tile_row_bf16(index k2, const Word* a, index k2p, const Word* bpack,
     }
 }
 
+// f(begin, end, worker) over [0, items) on `threads` threads (parallel_for: in a trainer's
+// team, its first `threads` members, then a barrier), or serially on one; worker < threads
+// numbers the thread among them (its seat in the team or in the region parallel_for
+// opened; 0 when serial, whatever region the caller itself runs in: a predictor's pass).
 template <class F>
 inline void bf16_region(index items, int threads, F f) {
-    if (threads <= 1 || items <= 1 || team_seat().team) return team_serial([&] { f(index(0), items); });
-    parallel_for(items, threads, f);
+    if (!team_seat().team && (threads <= 1 || items <= 1)) return f(index(0), items, 0);
+    parallel_for(items, threads, [&](index begin, index end) {
+        const TeamSeat& seat = team_seat();
+        f(begin, end, seat.team ? seat.id : region_seat().id);
+    });
 }
 
 // The engine of the vector paths (VDPBF16PS or the portable pair steps): packed panels hold
@@ -299,7 +306,8 @@ void pack_b_all_bf16(bool tb, index n, index k, const float* b, index ldb, float
 
 // The driver of every entry: op(B) packed once per call (or given pre-packed), then row
 // blocks x column ranges of C dealt to the threads, each packing its A block and running
-// it on its own Engine.
+// it on its own Engine. In a trainer's team every member calls it with the same
+// arguments: the workspace is the team's (team_buffer), the members share the work.
 template <class Engine>
 void gemm_bf16_run(bool ta, bool tb, index m, index n, index k, float alpha, const float* a, index lda,
                    const float* b, index ldb, float beta, float* c, index ldc, int threads,
@@ -320,17 +328,19 @@ void gemm_bf16_run(bool ta, bool tb, index m, index n, index k, float alpha, con
     const std::size_t b_bytes = packed_b ? 0 : std::size_t(round_up(panels * panel_words * index(sizeof(Word)), 64));
     const std::size_t a_bytes = std::size_t(round_up(kBf16MC * k2p * index(sizeof(Word)), 64));
     const int team = int(imax(index(1), imin(index(threads), row_blocks * chunks)));
-    char* ws = tl_workspace.reserve(b_bytes + a_bytes * std::size_t(team));
+    const std::size_t need = b_bytes + a_bytes * std::size_t(team);
+    Team* const shared = current_team();
+    char* ws = shared ? team_buffer(shared->gemm, need) : tl_workspace.reserve(need);
     const Word* bpack = reinterpret_cast<const Word*>(packed_b);
     if (!packed_b) {
         Word* const own = reinterpret_cast<Word*>(ws);
-        bf16_region(panels, team, [&](index p0, index p1) {
+        bf16_region(panels, team, [&](index p0, index p1, int) {
             for (index jp = p0; jp < p1; ++jp) pack_panel_bf16<Engine>(tb, b, ldb, n, k, jp, own + jp * panel_words);
         });
         bpack = own;
     }
-    bf16_region(row_blocks * chunks, team, [&](index i0, index i1) {
-        Word* const apack = reinterpret_cast<Word*>(ws + b_bytes + a_bytes * std::size_t(region_seat().id));
+    bf16_region(row_blocks * chunks, team, [&](index i0, index i1, int worker) {
+        Word* const apack = reinterpret_cast<Word*>(ws + b_bytes + a_bytes * std::size_t(worker));
         Engine engine;
         for (index item = i0; item < i1; ++item) {
             const index ic = item / chunks * kBf16MC, rows = imin(kBf16MC, m - ic);

@@ -26,11 +26,16 @@ def _native(native):
 
 
 def _model(loss, dtype="float32", features=20, hidden=(48, "relu"), dropout=True):
+    """dtype "bfloat16": a float32 model with precision="bfloat16"."""
     layers = [Dense(hidden[0], hidden[1])]
     if dropout:
         layers.append(Dropout(0.3))
     layers += [Dense(24, "tanh"), Dense(LOSSES[loss])]
-    return Sequential(layers, input_dim=features, loss=loss, dtype=dtype, seed=3)
+    return Sequential(layers, input_dim=features, loss=loss, seed=3, **_precision(dtype))
+
+
+def _precision(dtype) -> dict:
+    return dict(dtype="float32", precision="bfloat16") if dtype == "bfloat16" else dict(dtype=dtype)
 
 
 def _data(n, features=20, seed=0):
@@ -184,7 +189,7 @@ class MyBatchNorm(BatchNorm):
 def _normalizing_model(loss, dtype):
     layers = [Normalization(), Maxout(40, pieces=3), BatchNorm(momentum=0.5), Dropout(0.2),
               Dense(33, "elu"), BatchNorm(eps=1e-5), Dense(LOSSES[loss])]
-    return Sequential(layers, input_dim=20, loss=loss, dtype=dtype, seed=4)
+    return Sequential(layers, input_dim=20, loss=loss, seed=4, **_precision(dtype))
 
 
 def _layer_model(layers, loss, dtype):
@@ -309,12 +314,14 @@ def _team_size():
     return _core._testing.last_team_size()
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 @pytest.mark.parametrize("layers", ["dense", "normalizing"])
 def test_passes_and_threads_give_the_same_bits(layers, dtype):
     """predictor.hpp "Passes and threads": passes of any length, run one after the other
     or dealt out to a team, give each row the bits it has alone, at every thread count
-    and batch size; a team runs when every thread gets kMinRowsPerThread (64) rows."""
+    and batch size; a team runs when every thread gets kMinRowsPerThread (64) rows. With
+    precision="bfloat16" too: a pass's bfloat16 products run serially on its thread, each
+    in its own workspace slot."""
     if layers == "dense":
         model = _model("softmax_cross_entropy", dtype, features=20, hidden=(300, "relu"))
     else:

@@ -131,3 +131,24 @@ def test_the_k_split_inside_the_team_gives_the_same_bits(every_kernel_parallel, 
     with fastmlp.threads(4):
         build().fit(X, y, epochs=1, batch_size=400, verbose=0)
         assert testing.last_gemm_k_groups() > 1, "dW (10 x 20, K = 400) was not split over K"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("level", ["auto", "amx"])
+def test_a_bfloat16_model_gives_the_same_bits_on_every_team(level, every_kernel_parallel):
+    """precision="bfloat16": the team's threads share its products (the bfloat16 driver
+    work-shares in a team as the float32 one does), with the bits of one thread; on the
+    amx level too (emulated tiles where the CPU has no AMX)."""
+    from helpers import emulate_amx_where_the_cpu_lacks_it
+    if level == "amx" and not emulate_amx_where_the_cpu_lacks_it():
+        pytest.skip(f"ISA level 'amx' not usable here (usable: {fastmlp.backend_info()['usable_isas']})")
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(300, 40)).astype(np.float32), rng.integers(0, 3, 300)
+    build = lambda: Sequential([Dense(48, "relu"), Dropout(0.3), Dense(3)], input_dim=40, seed=4,
+                               precision="bfloat16")
+    previous = fastmlp.backend_info()["isa"]
+    fastmlp.set_isa(level)
+    try:
+        _fit_at_every_count(build, X, y, epochs=2, batch_size=64, optimizer="adam")
+    finally:
+        fastmlp.set_isa(previous)

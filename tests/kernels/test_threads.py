@@ -280,8 +280,9 @@ print(json.dumps(info))
 
 def test_amx_runs_only_when_asked_for():
     """"auto" never picks amx; FASTMLP_ISA=amx (a valid name: no warning) and set_isa("amx")
-    select it where the CPU has AMX and Linux grants the tile data, and elsewhere the import
-    keeps the best level below it and set_isa says what is missing."""
+    select it where the CPU has AMX and Linux grants the tile data (asked then, not at
+    import), and elsewhere the import keeps the best level below it and set_isa says what
+    is missing."""
     auto, _ = _python(AMX_ASKED, {"FASTMLP_ISA": "auto"})
     asked, err = _python(AMX_ASKED, {"FASTMLP_ISA": "amx"})
     assert auto["isa"] != "amx" and "ignoring FASTMLP_ISA" not in err
@@ -289,7 +290,7 @@ def test_amx_runs_only_when_asked_for():
         assert asked["isa"] == "amx" and asked["set_isa_error"] is None
     else:
         assert asked["isa"] == auto["isa"] and not asked["amx_emulated"]
-        assert "does not support ISA 'amx' (AMX-TILE, AMX-BF16 and Linux's permission" in asked["set_isa_error"]
+        assert "does not support ISA 'amx' (AMX-TILE, AMX-BF16 and the OS's tile state)" in asked["set_isa_error"]
 
 
 FORK = """
