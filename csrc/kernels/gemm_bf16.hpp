@@ -25,21 +25,25 @@
 //   IEEE arithmetic) keeps them, so the paths agree bit for bit until a partial sum falls
 //   below 2^-126, and each such step then differs by less than 2^-126 (docs/bfloat16.md).
 //   One chain over the whole of K (no K blocks): a result does not depend on the tile
-//   grid, the thread count, or the other rows of the batch.
+//   grid, the thread count, or the other rows of the batch. (The amx level keeps the
+//   contract but not this order: gemm_amx.hpp.)
 //
 // Packing (the one place operands are converted; each element once per call)
 // --------------------------------------------------------------------------
 //   op(B) in panels of NR = NV * W columns: the pair word at panel[q * NR + j] holds
 //   bf16(B(2q, j)) in its low 16 bits and bf16(B(2q + 1, j)) in its high 16 bits, columns
-//   past n zero. Packed once per call, shared by the threads.
+//   past n zero, pair rows past K2 up to the engine's panel_pairs zero. Packed once per
+//   call, shared by the threads.
 //   op(A) in blocks of at most kBf16MC rows: row r's pair words bf16(A(r, 2q)) |
 //   bf16(A(r, 2q + 1)) << 16, q < K2 = ceil(k / 2), rows K2P words apart, rows up to a
 //   multiple of MR zero. Packed by the thread that computes the block.
 //
-// The microkernel: an MR x NR tile over all K2 pairs, the accumulators in registers. Per
-//   pair: NV vector loads of B's pair words and MR broadcasts of A's, then MR * NV
-//   VDPBF16PS (avx512_bf16), or on the portable path each pair word split into its odd
-//   (high half) and even (low half) float32 values and two fma per accumulator.
+// The driver (gemm_bf16_run) runs an engine per thread: VectorEngine here, AmxEngine on
+// the amx level. VectorEngine's microkernel: an MR x NR tile over all K2 pairs, the
+// accumulators in registers. Per pair: NV vector loads of B's pair words and MR
+// broadcasts of A's, then MR * NV VDPBF16PS (avx512_bf16), or on the portable path each
+// pair word split into its odd (high half) and even (low half) float32 values and two
+// fma per accumulator.
 #pragma once
 #include <cstdint>
 #include <cstring>
